@@ -1,0 +1,48 @@
+// The catalog is the manifests: one JSON file beside every backup, in every repository,
+// written last. "The manifest exists" means "this backup is complete and verified", so the
+// catalog can be rebuilt from any single repository.
+import { Readable } from 'node:stream';
+import { text } from 'node:stream/consumers';
+import type { BackupManifest, Compression } from '../workflows/types.js';
+import { compressionSuffix } from './compression.js';
+import type { Repository } from './storage/repository.js';
+
+const MANIFEST_NAME = 'manifest.json';
+
+export function backupPrefix(component: 'database', backupId: string): string {
+  return `${component}/${backupId}/`;
+}
+
+export function manifestKey(component: 'database', backupId: string): string {
+  return backupPrefix(component, backupId) + MANIFEST_NAME;
+}
+
+export function objectKey(component: 'database', backupId: string, role: 'dump' | 'globals', compression: Compression): string {
+  const name = role === 'dump' ? 'dump.pgcustom' : 'globals.sql';
+  return `${backupPrefix(component, backupId)}${name}.${compressionSuffix(compression)}.gpg`;
+}
+
+export async function writeManifest(repository: Repository, manifest: BackupManifest): Promise<void> {
+  const body = Buffer.from(JSON.stringify(manifest, null, 2) + '\n');
+  await repository.put(manifestKey(manifest.component, manifest.backupId), Readable.from([body]), { contentLength: body.length });
+}
+
+export async function readManifest(repository: Repository, component: 'database', backupId: string): Promise<BackupManifest | undefined> {
+  const key = manifestKey(component, backupId);
+  if (!(await repository.stat(key))) return undefined;
+  return JSON.parse(await text(await repository.get(key))) as BackupManifest;
+}
+
+/** Every complete backup of a component in one repository, oldest first. */
+export async function listManifests(repository: Repository, component: 'database'): Promise<BackupManifest[]> {
+  const keys = (await repository.list(`${component}/`)).filter((o) => o.key.endsWith(`/${MANIFEST_NAME}`));
+  const manifests: BackupManifest[] = [];
+  for (const { key } of keys) {
+    try {
+      manifests.push(JSON.parse(await text(await repository.get(key))) as BackupManifest);
+    } catch {
+      // A manifest that cannot be read is not a backup we can vouch for; monitoring reports it.
+    }
+  }
+  return manifests.sort((a, b) => a.startedAt.localeCompare(b.startedAt));
+}

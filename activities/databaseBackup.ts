@@ -1,0 +1,279 @@
+// Activities of the nightly database backup. They run on the database host's task queue
+// (the dump needs the database and the local repository; the verifier reads that repository).
+import { createHash } from 'node:crypto';
+import { pipeline } from 'node:stream/promises';
+import { Writable } from 'node:stream';
+import { Context, log } from '@temporalio/activity';
+import {
+  COMPRESSIONS,
+  ErrorType,
+  type BackupManifest,
+  type Compression,
+  type CopyReport,
+  type DatabaseBackupPlan,
+  type DumpResult,
+  type StoredObject,
+} from '../workflows/types.js';
+import type { Config } from '../workers/config.js';
+import { backupPrefix, manifestKey, objectKey, readManifest, writeManifest } from './catalog.js';
+import { loadRecipient, type Recipient } from './encryption.js';
+import { classifyDatabaseError, errorText, permanent } from './errors.js';
+import { connect, openSnapshot, parseDatabaseUrl, spawnArchiveReader, spawnDump, spawnGlobalsDump } from './postgres.js';
+import { streamToRepositories, type PipelineProgress } from './pipeline.js';
+import type { Repository } from './storage/repository.js';
+
+export interface DatabaseBackupDeps {
+  config: Config;
+  repositories: Repository[];
+  binDir?: string;
+}
+
+export interface PlanInput {
+  backupId: string;
+  runId: string;
+  compression?: Compression;
+  repositories?: string[];
+}
+
+export interface DumpInput {
+  backupId: string;
+  plan: DatabaseBackupPlan;
+}
+
+export interface VerifyInput {
+  objects: StoredObject[];
+  repositories: string[];
+}
+
+export interface DiscardInput {
+  backupId: string;
+  runId: string;
+  repositories: string[];
+}
+
+/** How the dump's readability is proved without the private key (see README, "Verification"). */
+export const READABILITY_CHECK = 'pg_restore read the whole plaintext archive while it was streamed (no private key on the backup host)';
+
+export function createDatabaseBackupActivities(deps: DatabaseBackupDeps) {
+  const { config } = deps;
+  const target = () => parseDatabaseUrl(config.database.url, config.database.passwordFile);
+
+  function pick(names: string[] | undefined): Repository[] {
+    if (!names) return deps.repositories;
+    return names.map((name) => {
+      const found = deps.repositories.find((r) => r.name === name);
+      if (!found) {
+        throw permanent(
+          ErrorType.UnknownRepository,
+          `repository "${name}" is not configured on host ${config.host}; configured: ${deps.repositories.map((r) => r.name).join(', ')}`,
+        );
+      }
+      return found;
+    });
+  }
+
+  return {
+    /**
+     * Checks everything a backup needs before anything is written: the database answers with
+     * these credentials, the public key can encrypt, every repository is reachable and
+     * writable, and no other run already completed a backup under this id.
+     * Read-only, so idempotent. Permanent: UnknownDatabase, AuthenticationFailed,
+     * PublicKeyMissing, InvalidPublicKey, BucketMissing, StorageAccessDenied, UnknownRepository,
+     * BackupAlreadyExists. Transient: DatabaseUnreachable, StorageUnreachable.
+     */
+    async planDatabaseBackup(input: PlanInput): Promise<DatabaseBackupPlan> {
+      const repositories = pick(input.repositories);
+      const db = target();
+      const client = await connect(db);
+      let serverVersion: string;
+      try {
+        serverVersion = (await client.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0].v;
+      } catch (err) {
+        throw classifyDatabaseError(err, `querying ${db.database}`);
+      } finally {
+        await client.end().catch(() => undefined);
+      }
+      const recipient = await loadRecipient(config.encryption.publicKeyFile);
+      await recipient.dispose();
+      await Promise.all(repositories.map((r) => r.check()));
+      for (const repository of repositories) {
+        const existing = await readManifest(repository, 'database', input.backupId);
+        if (existing && existing.runId !== input.runId) {
+          throw permanent(
+            ErrorType.BackupAlreadyExists,
+            `backup ${input.backupId} already exists in repository ${repository.name} (made by run ${existing.runId}); start the backup with a new workflow id`,
+          );
+        }
+      }
+      return {
+        database: db.database,
+        serverVersion,
+        repositories: repositories.map((r) => ({ name: r.name, kind: r.kind })),
+        keyTables: config.database.keyTables,
+        compression: input.compression ?? config.compression.algorithm,
+        encryptionFingerprint: recipient.fingerprint,
+      };
+    },
+
+    /**
+     * Dumps the globals and the database in one snapshot, streaming each through compression
+     * and encryption into every repository at once, and counts the key tables in the same
+     * snapshot. Keys derive from the backup id only, so a retry (after a crash or a transient
+     * failure) rewrites the same objects; on failure the objects it wrote are removed.
+     * Heartbeats { phase, role, plainBytes, storedBytes } every second.
+     */
+    async dumpDatabaseToRepositories(input: DumpInput): Promise<DumpResult> {
+      const ctx = Context.current();
+      const repositories = pick(input.plan.repositories.map((r) => r.name));
+      const db = target();
+      const compression = { ...config.compression, algorithm: input.plan.compression };
+      const abort = new AbortController();
+      const onCancel = () => abort.abort();
+      ctx.cancellationSignal.addEventListener('abort', onCancel, { once: true });
+      const heartbeat = (role: StoredObject['role']) => (p: PipelineProgress) => ctx.heartbeat({ phase: 'dumping', role, ...p });
+
+      let recipient: Recipient | undefined;
+      let snapshot: Awaited<ReturnType<typeof openSnapshot>> | undefined;
+      const written: string[] = [];
+      try {
+        recipient = await loadRecipient(config.encryption.publicKeyFile);
+        if (recipient.fingerprint !== input.plan.encryptionFingerprint) {
+          throw permanent(ErrorType.InvalidPublicKey, `the public key changed since the backup was planned (${input.plan.encryptionFingerprint} -> ${recipient.fingerprint})`);
+        }
+        snapshot = await openSnapshot(db, input.plan.keyTables);
+        ctx.heartbeat({ phase: 'snapshot', snapshotTakenAt: snapshot.takenAt });
+
+        const globalsKey = objectKey('database', input.backupId, 'globals', compression.algorithm);
+        written.push(globalsKey);
+        const globals = await streamToRepositories({
+          producer: spawnGlobalsDump(db, deps.binDir, config.database.includeRolePasswords, abort.signal),
+          classifyProducerError: (err) => classifyDatabaseError(err, 'pg_dumpall --globals-only'),
+          compression,
+          recipient,
+          repositories,
+          key: globalsKey,
+          abort,
+          onProgress: heartbeat('globals'),
+        });
+
+        const dumpKey = objectKey('database', input.backupId, 'dump', compression.algorithm);
+        written.push(dumpKey);
+        const dump = await streamToRepositories({
+          producer: spawnDump(db, deps.binDir, snapshot.snapshotId, abort.signal),
+          classifyProducerError: (err) => classifyDatabaseError(err, 'pg_dump'),
+          reader: {
+            process: spawnArchiveReader(deps.binDir, abort.signal),
+            failure: (err) => permanent(ErrorType.DumpUnreadable, `the dump does not read back with pg_restore: ${errorText(err)}`),
+          },
+          compression,
+          recipient,
+          repositories,
+          key: dumpKey,
+          abort,
+          onProgress: heartbeat('dump'),
+        });
+
+        const warnings = snapshot.missingTables.map((t) => `key table ${t} does not exist in ${db.database}; no row count recorded`);
+        warnings.forEach((w) => log.warn(w, { backupId: input.backupId }));
+        return {
+          objects: [
+            { role: 'globals', key: globalsKey, ...globals },
+            { role: 'dump', key: dumpKey, ...dump },
+          ],
+          rowCounts: snapshot.rowCounts,
+          warnings,
+          readabilityCheck: READABILITY_CHECK,
+          source: {
+            database: db.database,
+            serverVersion: snapshot.serverVersion,
+            lsn: snapshot.lsn,
+            snapshotTakenAt: snapshot.takenAt,
+            databaseBytes: snapshot.databaseBytes,
+          },
+        };
+      } catch (err) {
+        abort.abort();
+        await Promise.all(repositories.flatMap((r) => written.map((key) => r.remove(key).catch(() => undefined))));
+        if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason ?? err;
+        throw err;
+      } finally {
+        ctx.cancellationSignal.removeEventListener('abort', onCancel);
+        await snapshot?.close();
+        await recipient?.dispose();
+      }
+    },
+
+    /**
+     * Reads every copy back: size from the repository's listing, then every byte through
+     * sha256, compared with what the pipeline hashed on the way in. Read-only, so idempotent.
+     * Permanent: CopyMissing, ChecksumMismatch. Heartbeats bytes read.
+     */
+    async verifyBackupCopies(input: VerifyInput): Promise<CopyReport[]> {
+      const ctx = Context.current();
+      const repositories = pick(input.repositories);
+      let bytesRead = 0;
+      const ticker = setInterval(() => ctx.heartbeat({ phase: 'verifying', bytesRead }), 1000);
+      try {
+        const reports = await Promise.all(
+          repositories.flatMap((repository) =>
+            input.objects.map(async (object): Promise<CopyReport> => {
+              const info = await repository.stat(object.key);
+              if (!info) throw permanent(ErrorType.CopyMissing, `repository ${repository.name} has no ${object.key} right after writing it`);
+              if (info.bytes !== object.bytes) {
+                throw permanent(ErrorType.ChecksumMismatch, `repository ${repository.name}: ${object.key} has ${info.bytes} bytes, expected ${object.bytes}`);
+              }
+              const hash = createHash('sha256');
+              await pipeline(
+                await repository.get(object.key, { signal: ctx.cancellationSignal }),
+                new Writable({
+                  write(chunk: Buffer, _enc, done) {
+                    hash.update(chunk);
+                    bytesRead += chunk.length;
+                    done();
+                  },
+                }),
+              );
+              const sha256 = hash.digest('hex');
+              if (sha256 !== object.sha256) {
+                throw permanent(ErrorType.ChecksumMismatch, `repository ${repository.name}: ${object.key} reads back as sha256 ${sha256}, expected ${object.sha256}`);
+              }
+              return { repository: repository.name, key: object.key, bytes: info.bytes, sha256, verified: true };
+            }),
+          ),
+        );
+        return reports;
+      } finally {
+        clearInterval(ticker);
+      }
+    },
+
+    /** Writes the manifest into every repository: the step that makes the backup count. Idempotent: same key, same content. */
+    async writeBackupManifest(manifest: BackupManifest): Promise<void> {
+      const repositories = pick(manifest.copies.map((c) => c.repository).filter((v, i, a) => a.indexOf(v) === i));
+      await Promise.all(repositories.map((r) => writeManifest(r, manifest)));
+      log.info('backup manifest written', { backupId: manifest.backupId, repositories: repositories.map((r) => r.name) });
+    },
+
+    /**
+     * Removes what a failed run of this backup wrote, so nothing half-made lingers. Never
+     * touches a backup completed by another run (its manifest names that run). Idempotent.
+     */
+    async discardBackupObjects(input: DiscardInput): Promise<number> {
+      let removed = 0;
+      for (const repository of pick(input.repositories)) {
+        const manifest = await readManifest(repository, 'database', input.backupId).catch(() => undefined);
+        if (manifest && manifest.runId !== input.runId) continue;
+        // Listing finds complete objects; the computed keys also reach partial writes.
+        const listed = (await repository.list(backupPrefix('database', input.backupId))).map((o) => o.key);
+        const computed = COMPRESSIONS.flatMap((c) => (['globals', 'dump'] as const).map((role) => objectKey('database', input.backupId, role, c)));
+        for (const key of new Set([...listed, ...computed, manifestKey('database', input.backupId)])) {
+          await repository.remove(key);
+          if (listed.includes(key)) removed++;
+        }
+      }
+      return removed;
+    },
+  };
+}
+
+export type DatabaseBackupActivities = ReturnType<typeof createDatabaseBackupActivities>;

@@ -1,0 +1,94 @@
+// OpenPGP encryption with gpg, to a public key only: backup hosts never hold the private key,
+// so a stolen backup host cannot read its own backups.
+import { mkdtemp, rm, access } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { ErrorType } from '../workflows/types.js';
+import { permanent } from './errors.js';
+import { runCommand, spawnStreaming, type StreamingProcess } from './exec.js';
+
+export interface Recipient {
+  fingerprint: string;
+  /** A private keyring holding only this public key, removed by dispose(). */
+  homeDir: string;
+  dispose(): Promise<void>;
+}
+
+/**
+ * Imports the public key file into a throw-away keyring and checks it can encrypt.
+ * Permanent failures: PublicKeyMissing (no such file), InvalidPublicKey (not a key, expired,
+ * revoked, no encryption subkey, or a private key where only a public one belongs).
+ */
+export async function loadRecipient(publicKeyFile: string): Promise<Recipient> {
+  try {
+    await access(publicKeyFile);
+  } catch {
+    throw permanent(ErrorType.PublicKeyMissing, `encryption.publicKeyFile ${publicKeyFile} does not exist or cannot be read`);
+  }
+  const homeDir = await mkdtemp(path.join(os.tmpdir(), 'backupctl-gpg-'));
+  const dispose = () => rm(homeDir, { recursive: true, force: true });
+  try {
+    const gpg = (args: string[]) => runCommand('gpg', ['--homedir', homeDir, '--batch', '--no-tty', ...args]);
+    try {
+      await gpg(['--import', publicKeyFile]);
+    } catch (err) {
+      throw permanent(ErrorType.InvalidPublicKey, `encryption.publicKeyFile ${publicKeyFile} is not an OpenPGP key: ${gpgReason(err)}`);
+    }
+    const secret = await gpg(['--with-colons', '--list-secret-keys']).catch(() => ({ stdout: '' }));
+    if (secret.stdout.includes('sec:')) {
+      throw permanent(
+        ErrorType.InvalidPublicKey,
+        `encryption.publicKeyFile ${publicKeyFile} holds a PRIVATE key: give the backup host only the public key (gpg --export)`,
+      );
+    }
+    const { stdout } = await gpg(['--with-colons', '--fixed-list-mode', '--list-keys']);
+    const fingerprint = usableEncryptionKey(stdout);
+    if (!fingerprint) {
+      throw permanent(
+        ErrorType.InvalidPublicKey,
+        `encryption.publicKeyFile ${publicKeyFile} has no valid key that can encrypt (expired, revoked, or without an encryption subkey)`,
+      );
+    }
+    return { fingerprint, homeDir, dispose };
+  } catch (err) {
+    await dispose();
+    throw err;
+  }
+}
+
+/** gpg reading plaintext on stdin and writing an OpenPGP message to stdout. */
+export function spawnEncryptor(recipient: Recipient, signal: AbortSignal): StreamingProcess {
+  return spawnStreaming(
+    'gpg',
+    [
+      '--homedir', recipient.homeDir, '--batch', '--no-tty', '--quiet',
+      '--trust-model', 'always',
+      // The input is already compressed; compressing again costs time and gains nothing.
+      '--compress-algo', 'none',
+      '--recipient', recipient.fingerprint,
+      '--encrypt',
+    ],
+    { stdin: 'pipe', signal },
+  );
+}
+
+/**
+ * The primary key's fingerprint when the key can encrypt. On a `pub` record, gpg lists in
+ * upper case what the whole key can still do, counting only valid subkeys: 'E' means some
+ * unexpired, unrevoked subkey encrypts.
+ */
+function usableEncryptionKey(colons: string): string | undefined {
+  const lines = colons.split('\n').map((line) => line.split(':'));
+  for (let i = 0; i < lines.length; i++) {
+    const [record, validity, , , , , , , , , , capabilities = ''] = lines[i];
+    if (record !== 'pub' || ['e', 'r', 'i', 'd', 'n'].includes(validity) || !capabilities.includes('E')) continue;
+    const fpr = lines.slice(i + 1).find((fields) => fields[0] === 'fpr');
+    if (fpr?.[9]) return fpr[9];
+  }
+  return undefined;
+}
+
+function gpgReason(err: unknown): string {
+  const stderr = (err as { stderr?: string }).stderr ?? String(err);
+  return stderr.split('\n').filter((l) => l.trim()).slice(-2).join(' | ') || 'gpg rejected it';
+}

@@ -1,0 +1,13 @@
+// Every activity the worker registers, built over its dependencies so that tests can inject
+// fakes and the worker injects real configuration and repositories.
+import { createDatabaseBackupActivities, type DatabaseBackupDeps } from './databaseBackup.js';
+
+export type ActivityDeps = DatabaseBackupDeps;
+
+export function createActivities(deps: ActivityDeps) {
+  return {
+    ...createDatabaseBackupActivities(deps),
+  };
+}
+
+export type Activities = ReturnType<typeof createActivities>;

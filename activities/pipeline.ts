@@ -1,0 +1,112 @@
+// One streaming pass: producer -> compressor -> gpg -> sha256 -> every repository at once.
+// Nothing is held in memory beyond stream buffers and S3 part buffers, no plaintext touches
+// a disk, and the first failing stage stops all the others.
+import { createHash } from 'node:crypto';
+import { PassThrough, type Readable } from 'node:stream';
+import type { ApplicationFailure } from '@temporalio/common';
+import { ErrorType } from '../workflows/types.js';
+import { createCompressor, type CompressionSettings } from './compression.js';
+import { spawnEncryptor, type Recipient } from './encryption.js';
+import { errorText, permanent, transient } from './errors.js';
+import type { StreamingProcess } from './exec.js';
+import type { Repository } from './storage/repository.js';
+
+export interface PipelineProgress {
+  plainBytes: number;
+  storedBytes: number;
+}
+
+export interface PipelineInput {
+  /** Produces the plaintext on stdout (pg_dump, pg_dumpall, tar...). */
+  producer: StreamingProcess;
+  /** Maps the producer's failure (exit status and stderr) to a classified failure. */
+  classifyProducerError: (err: unknown) => ApplicationFailure;
+  /** Optionally reads the whole plaintext too (a readability check); its failure fails the pass. */
+  reader?: { process: StreamingProcess; failure: (err: unknown) => ApplicationFailure };
+  compression: CompressionSettings;
+  recipient: Recipient;
+  repositories: Repository[];
+  key: string;
+  /** Aborted by the caller on cancellation; aborted here when a stage fails. */
+  abort: AbortController;
+  onProgress?: (progress: PipelineProgress) => void;
+}
+
+export interface PipelineResult {
+  bytes: number;
+  sha256: string;
+  plainBytes: number;
+}
+
+export async function streamToRepositories(input: PipelineInput): Promise<PipelineResult> {
+  const { producer, abort } = input;
+  const progress: PipelineProgress = { plainBytes: 0, storedBytes: 0 };
+  const hash = createHash('sha256');
+  let firstFailure: ApplicationFailure | undefined;
+  const fail = (failure: ApplicationFailure) => {
+    firstFailure ??= failure;
+    abort.abort();
+  };
+  // Stream errors (EPIPE after a stage died, aborts) are consequences; the stage's own
+  // promise carries the cause. Listening here keeps them from crashing the worker.
+  const ignore = (stream: NodeJS.EventEmitter | null | undefined) => stream?.on('error', () => undefined);
+
+  const compressor = createCompressor(input.compression, abort.signal);
+  const encryptor = spawnEncryptor(input.recipient, abort.signal);
+  const plain = producer.stdout as Readable;
+  const stored = encryptor.stdout as Readable;
+  [plain, compressor.stream, encryptor.stdin, stored, input.reader?.process.stdin].forEach(ignore);
+
+  plain.on('data', (chunk: Buffer) => {
+    progress.plainBytes += chunk.length;
+  });
+  plain.pipe(compressor.stream).pipe(encryptor.stdin!);
+  if (input.reader) plain.pipe(input.reader.process.stdin!);
+
+  stored.on('data', (chunk: Buffer) => {
+    hash.update(chunk);
+    progress.storedBytes += chunk.length;
+  });
+  const puts = input.repositories.map((repository) => {
+    const branch = new PassThrough({ highWaterMark: 1024 * 1024 });
+    stored.pipe(branch);
+    return repository.put(input.key, branch, { signal: abort.signal }).catch((err) => {
+      fail(asFailure(err, `repository ${repository.name}`));
+      throw err;
+    });
+  });
+
+  const stage = (promise: Promise<unknown>, failure: (err: unknown) => ApplicationFailure) =>
+    promise.catch((err) => {
+      if (!abort.signal.aborted) fail(failure(err));
+      throw err;
+    });
+  const stages = [
+    stage(producer, input.classifyProducerError),
+    stage(encryptor, (err) => permanent(ErrorType.InvalidPublicKey, `gpg could not encrypt: ${errorText(err)}`)),
+    ...(compressor.process ? [stage(compressor.process, (err) => transient(ErrorType.DumpFailed, `zstd failed: ${errorText(err)}`))] : []),
+    ...(input.reader ? [stage(input.reader.process, input.reader.failure)] : []),
+  ];
+
+  const ticker = input.onProgress ? setInterval(() => input.onProgress!({ ...progress }), 1000) : undefined;
+  try {
+    const settled = await Promise.allSettled([...stages, ...puts]);
+    const rejected = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    if (firstFailure || rejected) {
+      throw firstFailure ?? asFailure(rejected!.reason, 'pipeline');
+    }
+    const written = (await Promise.all(puts)).map((info) => info.bytes);
+    if (written.some((bytes) => bytes !== progress.storedBytes)) {
+      throw transient(ErrorType.ChecksumMismatch, `a repository stored ${written.join('/')} bytes of ${progress.storedBytes}`);
+    }
+    return { bytes: progress.storedBytes, sha256: hash.digest('hex'), plainBytes: progress.plainBytes };
+  } finally {
+    if (ticker) clearInterval(ticker);
+    input.onProgress?.({ ...progress });
+  }
+}
+
+function asFailure(err: unknown, where: string): ApplicationFailure {
+  if (err && typeof err === 'object' && (err as { name?: string }).name === 'ApplicationFailure') return err as ApplicationFailure;
+  return transient(ErrorType.StorageUnreachable, `${where}: ${errorText(err)}`, err instanceof Error ? err : undefined);
+}

@@ -1,0 +1,172 @@
+// The application database: connections, facts, row counts in a snapshot, and the dump tools.
+// Passwords reach child processes only through PGPASSWORD in their environment.
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import pg from 'pg';
+import { ErrorType } from '../workflows/types.js';
+import { classifyDatabaseError, permanent } from './errors.js';
+import { spawnStreaming, type StreamingProcess } from './exec.js';
+
+export interface DatabaseTarget {
+  host: string;
+  port: number;
+  user?: string;
+  database: string;
+  password?: string;
+  sslmode?: string;
+}
+
+/** Splits a postgres:// URL (plus an optional password file) into libpq settings. */
+export function parseDatabaseUrl(url: string, passwordFile?: string): DatabaseTarget {
+  const parsed = new URL(url);
+  const database = decodeURIComponent(parsed.pathname.replace(/^\//, ''));
+  if (!database) throw permanent(ErrorType.InvalidConfig, 'database.url names no database (postgres://user@host:port/DBNAME)');
+  let password = parsed.password ? decodeURIComponent(parsed.password) : undefined;
+  if (passwordFile) {
+    try {
+      password = readFileSync(passwordFile, 'utf8').trim();
+    } catch (err) {
+      throw permanent(ErrorType.InvalidConfig, `database.passwordFile ${passwordFile} cannot be read (${(err as NodeJS.ErrnoException).code})`);
+    }
+  }
+  return {
+    host: decodeURIComponent(parsed.hostname) || 'localhost',
+    port: parsed.port ? Number(parsed.port) : 5432,
+    user: parsed.username ? decodeURIComponent(parsed.username) : undefined,
+    database,
+    password,
+    sslmode: parsed.searchParams.get('sslmode') ?? undefined,
+  };
+}
+
+/** Environment for libpq tools; the password travels here, never in argv. */
+export function libpqEnv(target: DatabaseTarget): Record<string, string | undefined> {
+  return {
+    PGHOST: target.host,
+    PGPORT: String(target.port),
+    PGUSER: target.user,
+    PGDATABASE: target.database,
+    ...(target.password !== undefined ? { PGPASSWORD: target.password } : {}),
+    ...(target.sslmode ? { PGSSLMODE: target.sslmode } : {}),
+    // A prompt would hang a scheduled run forever (the seed's pg_dump -W).
+    PGCONNECT_TIMEOUT: '10',
+  };
+}
+
+export async function connect(target: DatabaseTarget): Promise<pg.Client> {
+  const client = new pg.Client({
+    host: target.host,
+    port: target.port,
+    user: target.user,
+    database: target.database,
+    password: target.password,
+    ssl: target.sslmode && target.sslmode !== 'disable' ? { rejectUnauthorized: target.sslmode === 'verify-full' } : undefined,
+    connectionTimeoutMillis: 10_000,
+    application_name: 'backupctl',
+  });
+  try {
+    await client.connect();
+  } catch (err) {
+    await client.end().catch(() => undefined);
+    throw classifyDatabaseError(err, `connecting to database ${target.database} on ${target.host}:${target.port}`);
+  }
+  return client;
+}
+
+/** The directory of the newest installed PostgreSQL client tools, unless configured. */
+export function resolveBinDir(configured?: string): string | undefined {
+  if (configured) return configured;
+  const root = '/usr/lib/postgresql';
+  if (!existsSync(root)) return undefined;
+  const versions = readdirSync(root)
+    .filter((v) => /^\d+$/.test(v) && existsSync(path.join(root, v, 'bin', 'pg_dump')))
+    .sort((a, b) => Number(b) - Number(a));
+  return versions.length ? path.join(root, versions[0], 'bin') : undefined;
+}
+
+export function toolPath(binDir: string | undefined, tool: string): string {
+  return binDir ? path.join(binDir, tool) : tool;
+}
+
+export interface SnapshotSession {
+  snapshotId: string;
+  rowCounts: Record<string, number>;
+  missingTables: string[];
+  lsn: string | null;
+  serverVersion: string;
+  databaseBytes: number;
+  takenAt: string;
+  /** Ends the exporting transaction; call once pg_dump has finished. */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens a repeatable-read transaction, exports its snapshot for pg_dump --snapshot, and
+ * counts the key tables in that same snapshot, so the counts describe exactly what was dumped.
+ */
+export async function openSnapshot(target: DatabaseTarget, keyTables: string[]): Promise<SnapshotSession> {
+  const client = await connect(target);
+  try {
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    const { rows } = await client.query<{ snapshot: string; lsn: string | null; version: string; bytes: string; now: Date }>(`
+      SELECT pg_export_snapshot() AS snapshot,
+             (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text AS lsn,
+             current_setting('server_version') AS version,
+             pg_database_size(current_database())::text AS bytes,
+             clock_timestamp() AS now`);
+    const rowCounts: Record<string, number> = {};
+    const missingTables: string[] = [];
+    for (const table of keyTables) {
+      const exists = await client.query<{ oid: string | null }>('SELECT to_regclass($1)::text AS oid', [table]);
+      if (!exists.rows[0].oid) {
+        missingTables.push(table);
+        continue;
+      }
+      const quoted = table.split('.').map((part) => client.escapeIdentifier(part)).join('.');
+      const counted = await client.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${quoted}`);
+      rowCounts[table] = Number(counted.rows[0].n);
+    }
+    return {
+      snapshotId: rows[0].snapshot,
+      rowCounts,
+      missingTables,
+      lsn: rows[0].lsn,
+      serverVersion: rows[0].version,
+      databaseBytes: Number(rows[0].bytes),
+      takenAt: rows[0].now.toISOString(),
+      close: async () => {
+        await client.query('COMMIT').catch(() => undefined);
+        await client.end().catch(() => undefined);
+      },
+    };
+  } catch (err) {
+    await client.end().catch(() => undefined);
+    throw classifyDatabaseError(err, `opening a snapshot of ${target.database}`);
+  }
+}
+
+/** pg_dump in custom format to stdout, uncompressed: the pipeline compresses better and faster. */
+export function spawnDump(target: DatabaseTarget, binDir: string | undefined, snapshotId: string, signal: AbortSignal): StreamingProcess {
+  return spawnStreaming(
+    toolPath(binDir, 'pg_dump'),
+    ['--format=custom', '--compress=0', `--snapshot=${snapshotId}`, '--no-password'],
+    { env: libpqEnv(target), signal },
+  );
+}
+
+/** Roles and tablespaces, which a restore onto a fresh server needs before the dump. */
+export function spawnGlobalsDump(
+  target: DatabaseTarget,
+  binDir: string | undefined,
+  includeRolePasswords: boolean,
+  signal: AbortSignal,
+): StreamingProcess {
+  const args = ['--globals-only', '--no-password', `--database=${target.database}`];
+  if (!includeRolePasswords) args.push('--no-role-passwords');
+  return spawnStreaming(toolPath(binDir, 'pg_dumpall'), args, { env: libpqEnv(target), signal });
+}
+
+/** Reads a whole custom-format archive from stdin: proves every block of the dump decodes. */
+export function spawnArchiveReader(binDir: string | undefined, signal: AbortSignal): StreamingProcess {
+  return spawnStreaming(toolPath(binDir, 'pg_restore'), ['--file=/dev/null'], { stdin: 'pipe', signal });
+}

@@ -1,0 +1,24 @@
+// The one place that decides what a secret looks like in text we log or report.
+
+const URL_PASSWORD = /(\b[a-z][a-z0-9+.-]*:\/\/[^:/@\s]+:)([^@\s]+)(@)/gi;
+const KEY_VALUE = /\b(password|passwd|secret|secret_access_key|token|passphrase)(\s*[=:]\s*)("[^"]*"|'[^']*'|\S+)/gi;
+
+/** Hides passwords in connection strings and key=value pairs. */
+export function redact(text: string): string {
+  return text.replace(URL_PASSWORD, '$1***$3').replace(KEY_VALUE, '$1$2***');
+}
+
+/** Environment variable names whose values are never shown. */
+export const SECRET_ENV_NAMES = ['PGPASSWORD', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'DATABASE_URL'];
+
+/** pino redaction paths for the same secrets, wherever they appear in a log object. */
+export const REDACT_PATHS = [
+  'password',
+  '*.password',
+  'secretAccessKey',
+  '*.secretAccessKey',
+  'env.PGPASSWORD',
+  'env.AWS_SECRET_ACCESS_KEY',
+  'databaseUrl',
+  '*.databaseUrl',
+];

@@ -1,0 +1,129 @@
+// A repository in a local directory or a mounted NAS share.
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, open, readdir, rename, rm, stat, access, constants } from 'node:fs/promises';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
+import { ErrorType } from '../../workflows/types.js';
+import { classifyFilesystemError, permanent } from '../errors.js';
+import { assertSafeKey, type ObjectInfo, type PutOptions, type Repository } from './repository.js';
+
+/** Suffix of an object being written; never listed, replaced by a retry, removed with the key. */
+const PARTIAL_SUFFIX = '.partial';
+const FILE_MODE = 0o600;
+const DIR_MODE = 0o700;
+
+export class FilesystemRepository implements Repository {
+  readonly kind = 'filesystem' as const;
+  readonly location: string;
+
+  constructor(
+    readonly name: string,
+    readonly root: string,
+  ) {
+    this.location = root;
+  }
+
+  async put(key: string, body: Readable, options: PutOptions = {}): Promise<ObjectInfo> {
+    const finalPath = this.pathOf(key);
+    const partialPath = finalPath + PARTIAL_SUFFIX;
+    try {
+      await this.makeDirs(path.dirname(finalPath));
+      // 'w' truncates whatever an interrupted attempt left under the same partial name.
+      const out = createWriteStream(partialPath, { flags: 'w', mode: FILE_MODE });
+      let bytes = 0;
+      body.on('data', (chunk: Buffer) => {
+        bytes += chunk.length;
+      });
+      await pipeline(body, out, { signal: options.signal });
+      await syncFile(partialPath);
+      await rename(partialPath, finalPath);
+      await syncFile(path.dirname(finalPath));
+      return { key, bytes };
+    } catch (err) {
+      body.destroy();
+      await rm(partialPath, { force: true }).catch(() => undefined);
+      throw classifyFilesystemError(err, `repository ${this.name}: writing ${finalPath}`);
+    }
+  }
+
+  async stat(key: string): Promise<ObjectInfo | undefined> {
+    try {
+      const info = await stat(this.pathOf(key));
+      return info.isFile() ? { key, bytes: info.size } : undefined;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw classifyFilesystemError(err, `repository ${this.name}: stat ${key}`);
+    }
+  }
+
+  async get(key: string, options: { signal?: AbortSignal } = {}): Promise<Readable> {
+    const file = this.pathOf(key);
+    if (!(await this.stat(key))) {
+      throw permanent(ErrorType.CopyMissing, `repository ${this.name}: no object ${key} (${file})`);
+    }
+    return createReadStream(file, { signal: options.signal, highWaterMark: 1024 * 1024 });
+  }
+
+  async list(prefix: string): Promise<ObjectInfo[]> {
+    const found: ObjectInfo[] = [];
+    const walk = async (dir: string): Promise<void> => {
+      let entries;
+      try {
+        entries = await readdir(dir, { withFileTypes: true });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+        throw classifyFilesystemError(err, `repository ${this.name}: listing ${dir}`);
+      }
+      for (const entry of entries) {
+        const full = path.join(dir, entry.name);
+        if (entry.isDirectory()) await walk(full);
+        else if (entry.isFile() && !entry.name.endsWith(PARTIAL_SUFFIX)) {
+          const key = path.relative(this.root, full).split(path.sep).join('/');
+          if (key.startsWith(prefix)) found.push({ key, bytes: (await stat(full)).size });
+        }
+      }
+    };
+    // Walk only the folder the prefix names, not the whole repository.
+    const slash = prefix.lastIndexOf('/');
+    await walk(slash >= 0 ? path.join(this.root, prefix.slice(0, slash)) : this.root);
+    return found.sort((a, b) => a.key.localeCompare(b.key));
+  }
+
+  async remove(key: string): Promise<void> {
+    const file = this.pathOf(key);
+    await rm(file, { force: true });
+    await rm(file + PARTIAL_SUFFIX, { force: true });
+  }
+
+  async check(): Promise<void> {
+    try {
+      await this.makeDirs(this.root);
+      await access(this.root, constants.W_OK);
+      const probe = path.join(this.root, `.write-check-${process.pid}`);
+      const handle = await open(probe, 'w', FILE_MODE);
+      await handle.close();
+      await rm(probe, { force: true });
+    } catch (err) {
+      throw classifyFilesystemError(err, `repository ${this.name} (${this.root}) is not writable`);
+    }
+  }
+
+  private pathOf(key: string): string {
+    assertSafeKey(key);
+    return path.join(this.root, ...key.split('/'));
+  }
+
+  private async makeDirs(dir: string): Promise<void> {
+    await mkdir(dir, { recursive: true, mode: DIR_MODE });
+  }
+}
+
+async function syncFile(file: string): Promise<void> {
+  const handle = await open(file, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}

@@ -1,0 +1,34 @@
+// Builds the configured repositories. S3 credentials and endpoint come from the AWS SDK's own
+// environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL_S3)
+// unless the configuration names an endpoint.
+import { S3Client } from '@aws-sdk/client-s3';
+import type { Config, RepositoryConfig } from '../../workers/config.js';
+import { FilesystemRepository } from './filesystem.js';
+import type { Repository } from './repository.js';
+import { S3Repository } from './s3.js';
+
+export type { Repository } from './repository.js';
+
+export function openRepositories(config: Pick<Config, 'repositories'>, env: NodeJS.ProcessEnv = process.env): Repository[] {
+  return Object.entries(config.repositories).map(([name, spec]) => openRepository(name, spec, env));
+}
+
+export function openRepository(name: string, spec: RepositoryConfig, env: NodeJS.ProcessEnv = process.env): Repository {
+  if (spec.type === 'filesystem') return new FilesystemRepository(name, spec.path);
+  const endpoint = spec.endpoint ?? env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
+  const client = new S3Client({
+    region: spec.region ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1',
+    endpoint,
+    // S3-compatible servers on a plain host:port rarely serve virtual-host-style buckets.
+    forcePathStyle: spec.forcePathStyle ?? Boolean(endpoint),
+    maxAttempts: 3,
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  });
+  return new S3Repository(name, client, {
+    bucket: spec.bucket,
+    prefix: spec.prefix,
+    storageClass: spec.storageClass,
+    partSizeBytes: spec.partSizeMiB * 1024 * 1024,
+  });
+}

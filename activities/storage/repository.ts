@@ -1,0 +1,56 @@
+// One narrow interface for every place a backup lives (restic's idea): the pipeline, the
+// verifier and the catalog talk only to this, and one conformance suite tests every kind.
+import type { Readable } from 'node:stream';
+import type { RepositoryKind } from '../../workflows/types.js';
+
+export interface ObjectInfo {
+  key: string;
+  bytes: number;
+}
+
+export interface PutOptions {
+  signal?: AbortSignal;
+  /** Bytes expected, when known in advance (small objects); lets S3 use a single PUT. */
+  contentLength?: number;
+}
+
+export interface Repository {
+  readonly name: string;
+  readonly kind: RepositoryKind;
+  /** Where this repository is, for people: a directory or s3://bucket/prefix. */
+  readonly location: string;
+
+  /**
+   * Stores the stream under key. The object becomes visible only when the whole stream was
+   * stored durably (filesystem: temp name, fsync, rename; S3: upload completion), so a reader
+   * never sees half an object. A retry of the same key replaces what an earlier, interrupted
+   * attempt left behind. The body is a stream, not a factory, because the pipeline fans one
+   * pass out to every repository; a retry reruns the whole pass.
+   */
+  put(key: string, body: Readable, options?: PutOptions): Promise<ObjectInfo>;
+
+  /** Size of the object, or undefined when there is none. */
+  stat(key: string): Promise<ObjectInfo | undefined>;
+
+  /** Reads the object; throws CopyMissing when there is none. */
+  get(key: string, options?: { signal?: AbortSignal }): Promise<Readable>;
+
+  /** Complete objects whose key starts with prefix, in key order. */
+  list(prefix: string): Promise<ObjectInfo[]>;
+
+  /** Removes the object and any partial attempt at it; no error when there is none. */
+  remove(key: string): Promise<void>;
+
+  /**
+   * Proves the repository can take a backup now: reachable, exists, writable. Throws a
+   * classified failure (BucketMissing, StorageAccessDenied, StorageUnreachable, ...).
+   */
+  check(): Promise<void>;
+}
+
+/** Keys are relative paths of safe characters; anything else is a bug or an attack. */
+export function assertSafeKey(key: string): void {
+  if (!/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/.test(key) || key.split('/').some((part) => part === '.' || part === '..')) {
+    throw new Error(`unsafe storage key: ${JSON.stringify(key)}`);
+  }
+}

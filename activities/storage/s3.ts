@@ -1,0 +1,181 @@
+// A repository in an S3 bucket (AWS or any S3-compatible server). Large objects go up as
+// multipart uploads that become visible only on completion.
+import {
+  AbortMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  S3Client,
+  S3ServiceException,
+  type StorageClass,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import type { Readable } from 'node:stream';
+import { ErrorType } from '../../workflows/types.js';
+import { permanent, transient } from '../errors.js';
+import { assertSafeKey, type ObjectInfo, type PutOptions, type Repository } from './repository.js';
+
+export interface S3RepositoryOptions {
+  bucket: string;
+  prefix: string;
+  storageClass?: string;
+  /** 8 MiB parts, 4 in flight: about 32 MiB of buffers per upload, whatever the backup's size. */
+  partSizeBytes?: number;
+  queueSize?: number;
+}
+
+export class S3Repository implements Repository {
+  readonly kind = 's3' as const;
+  readonly location: string;
+  private readonly prefix: string;
+
+  constructor(
+    readonly name: string,
+    private readonly client: S3Client,
+    private readonly options: S3RepositoryOptions,
+  ) {
+    this.prefix = options.prefix ? options.prefix.replace(/\/+$/, '') + '/' : '';
+    this.location = `s3://${options.bucket}/${this.prefix}`;
+  }
+
+  async put(key: string, body: Readable, options: PutOptions = {}): Promise<ObjectInfo> {
+    const objectKey = this.objectKey(key);
+    await this.abortStaleUploads(objectKey);
+    let bytes = 0;
+    body.on('data', (chunk: Buffer) => {
+      bytes += chunk.length;
+    });
+    const upload = new Upload({
+      client: this.client,
+      params: {
+        Bucket: this.options.bucket,
+        Key: objectKey,
+        Body: body,
+        StorageClass: this.options.storageClass as StorageClass | undefined,
+        ContentType: 'application/octet-stream',
+      },
+      partSize: this.options.partSizeBytes ?? 8 * 1024 * 1024,
+      queueSize: this.options.queueSize ?? 4,
+      leavePartsOnError: false,
+    });
+    const onAbort = () => void upload.abort().catch(() => undefined);
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      await upload.done();
+      return { key, bytes };
+    } catch (err) {
+      body.destroy();
+      throw this.classify(err, `uploading ${objectKey}`);
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  async stat(key: string): Promise<ObjectInfo | undefined> {
+    try {
+      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.options.bucket, Key: this.objectKey(key) }));
+      return { key, bytes: head.ContentLength ?? 0 };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw this.classify(err, `stat ${key}`);
+    }
+  }
+
+  async get(key: string, options: { signal?: AbortSignal } = {}): Promise<Readable> {
+    try {
+      const response = await this.client.send(
+        new GetObjectCommand({ Bucket: this.options.bucket, Key: this.objectKey(key) }),
+        { abortSignal: options.signal },
+      );
+      return response.Body as Readable;
+    } catch (err) {
+      if (isNotFound(err)) throw permanent(ErrorType.CopyMissing, `repository ${this.name}: no object ${key} (${this.location})`);
+      throw this.classify(err, `reading ${key}`);
+    }
+  }
+
+  async list(prefix: string): Promise<ObjectInfo[]> {
+    const found: ObjectInfo[] = [];
+    let token: string | undefined;
+    try {
+      do {
+        const page = await this.client.send(
+          new ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: this.prefix + prefix, ContinuationToken: token }),
+        );
+        for (const item of page.Contents ?? []) {
+          if (item.Key) found.push({ key: item.Key.slice(this.prefix.length), bytes: item.Size ?? 0 });
+        }
+        token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      } while (token);
+    } catch (err) {
+      throw this.classify(err, `listing ${prefix}`);
+    }
+    return found.sort((a, b) => a.key.localeCompare(b.key));
+  }
+
+  async remove(key: string): Promise<void> {
+    const objectKey = this.objectKey(key);
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: objectKey }));
+      await this.abortStaleUploads(objectKey);
+    } catch (err) {
+      if (!isNotFound(err)) throw this.classify(err, `removing ${key}`);
+    }
+  }
+
+  async check(): Promise<void> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.options.bucket }));
+    } catch (err) {
+      throw this.classify(err, `checking bucket ${this.options.bucket}`);
+    }
+  }
+
+  /** A worker killed mid-upload leaves parts behind; the retry of that key clears them first. */
+  private async abortStaleUploads(objectKey: string): Promise<void> {
+    try {
+      const uploads = await this.client.send(new ListMultipartUploadsCommand({ Bucket: this.options.bucket, Prefix: objectKey }));
+      for (const upload of uploads.Uploads ?? []) {
+        if (upload.Key === objectKey && upload.UploadId) {
+          await this.client.send(
+            new AbortMultipartUploadCommand({ Bucket: this.options.bucket, Key: objectKey, UploadId: upload.UploadId }),
+          );
+        }
+      }
+    } catch (err) {
+      // Some S3-compatible servers do not list uploads; a lifecycle rule cleans up there.
+      if (!(err instanceof S3ServiceException) || err.name !== 'NotImplemented') throw this.classify(err, `clearing stale uploads of ${objectKey}`);
+    }
+  }
+
+  private objectKey(key: string): string {
+    assertSafeKey(key);
+    return this.prefix + key;
+  }
+
+  private classify(err: unknown, action: string) {
+    const where = `repository ${this.name} (${this.location}): ${action}`;
+    const name = (err as { name?: string; Code?: string })?.name ?? '';
+    const status = (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode;
+    const message = (err as Error)?.message ?? String(err);
+    if (name === 'NoSuchBucket' || (name === 'NotFound' && action.startsWith('checking bucket'))) {
+      return permanent(ErrorType.BucketMissing, `${where}: bucket ${this.options.bucket} does not exist`);
+    }
+    if (['AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'Forbidden'].includes(name) || status === 403) {
+      return permanent(ErrorType.StorageAccessDenied, `${where}: access denied (${name || status}): check the S3 credentials and bucket policy`);
+    }
+    if (name === 'InvalidStorageClass') {
+      return permanent(ErrorType.InvalidConfig, `${where}: storage class ${this.options.storageClass} is not accepted by this endpoint`);
+    }
+    return transient(ErrorType.StorageUnreachable, `${where}: ${message}`, err instanceof Error ? err : undefined);
+  }
+}
+
+function isNotFound(err: unknown): boolean {
+  const name = (err as { name?: string })?.name;
+  const status = (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode;
+  return name === 'NotFound' || name === 'NoSuchKey' || status === 404;
+}

@@ -1,0 +1,135 @@
+// Configuration: one YAML or JSON file (--config or BACKUPCTL_CONFIG) overlaid by the
+// conventional environment variables, validated once at start-up. Every error names the
+// field, the value and what is allowed. Secrets are never in this object's file by design:
+// passwords come from the URL, PGPASSWORD, a passfile or a password file.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import YAML from 'yaml';
+import { z } from 'zod';
+import { COMPRESSIONS, ErrorType } from '../workflows/types.js';
+import { redact } from '../activities/redact.js';
+
+const DEFAULT_KEY_TABLES = ['auth_user', 'review_manager_searchsession', 'review_manager_sessionactivity'];
+const NAME = /^[a-z][a-z0-9_-]{0,39}$/;
+const HOST = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+const SQL_IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/;
+
+const filesystemRepository = z.strictObject({
+  type: z.literal('filesystem'),
+  path: z.string().min(1).refine((p) => path.isAbsolute(p), 'must be an absolute path'),
+});
+
+const s3Repository = z.strictObject({
+  type: z.literal('s3'),
+  bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be a valid S3 bucket name (3-63 of a-z 0-9 . -)'),
+  prefix: z.string().regex(/^([A-Za-z0-9._-]+\/)*[A-Za-z0-9._-]*$/, 'must be a key prefix of A-Z a-z 0-9 . _ - and /').default(''),
+  region: z.string().min(1).optional(),
+  endpoint: z.url().optional(),
+  forcePathStyle: z.boolean().optional(),
+  storageClass: z
+    .enum(['STANDARD', 'STANDARD_IA', 'ONEZONE_IA', 'INTELLIGENT_TIERING', 'GLACIER_IR', 'GLACIER', 'DEEP_ARCHIVE', 'REDUCED_REDUNDANCY'])
+    .optional(),
+  partSizeMiB: z.number().int().min(5).max(512).default(8),
+});
+
+const repository = z.discriminatedUnion('type', [filesystemRepository, s3Repository]);
+
+export const configSchema = z.strictObject({
+  /** This machine's name: its worker polls hostTaskQueue(host). */
+  host: z.string().regex(HOST, 'must be a host name of letters, digits, . _ -').default('localhost'),
+  temporal: z
+    .strictObject({
+      address: z.string().regex(/^[^\s:]+:\d{1,5}$/, 'must be host:port').default('127.0.0.1:7233'),
+      namespace: z.string().min(1).default('default'),
+      tls: z.boolean().default(false),
+      apiKeyFile: z.string().optional(),
+    })
+    .prefault({}),
+  database: z.strictObject({
+    url: z
+      .string()
+      .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
+      .refine((u) => URL.canParse(u), 'must be a valid URL'),
+    /** File holding the password (alternative to PGPASSWORD or a passfile). */
+    passwordFile: z.string().optional(),
+    /** Host whose worker runs pg_dump; default the configured host. */
+    host: z.string().regex(HOST, 'must be a host name of letters, digits, . _ -').optional(),
+    keyTables: z.array(z.string().regex(SQL_IDENTIFIER, 'must be a table name, optionally schema-qualified')).default(DEFAULT_KEY_TABLES),
+    includeRolePasswords: z.boolean().default(false),
+    /** Where pg_dump and friends live; default: the newest /usr/lib/postgresql/N/bin, else PATH. */
+    binDir: z.string().optional(),
+  }),
+  repositories: z
+    .record(z.string().regex(NAME, 'repository names are lower-case letters, digits, _ and -'), repository)
+    .refine((r) => Object.keys(r).length > 0, 'at least one repository is required'),
+  compression: z
+    .strictObject({
+      algorithm: z.enum(COMPRESSIONS).default('zstd'),
+      level: z.number().int().min(1).max(19).default(3),
+      /** zstd worker threads; 0 means one per core. */
+      threads: z.number().int().min(0).max(64).default(0),
+    })
+    .prefault({}),
+  encryption: z.strictObject({
+    /** ASCII-armored or binary OpenPGP public key; backup hosts hold no private key. */
+    publicKeyFile: z.string().min(1),
+  }),
+  workDir: z.string().optional(),
+  logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+});
+
+export type Config = z.infer<typeof configSchema>;
+export type RepositoryConfig = z.infer<typeof repository>;
+
+export class ConfigError extends Error {
+  readonly type = ErrorType.InvalidConfig;
+}
+
+/** Reads, overlays the environment and validates. Throws ConfigError naming every bad field. */
+export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): Config {
+  const source = file ?? env.BACKUPCTL_CONFIG;
+  let raw: Record<string, unknown> = {};
+  if (source) {
+    let text: string;
+    try {
+      text = readFileSync(source, 'utf8');
+    } catch (err) {
+      throw new ConfigError(`config ${source}: cannot be read (${(err as NodeJS.ErrnoException).code ?? err})`);
+    }
+    try {
+      raw = (source.endsWith('.json') ? JSON.parse(text) : YAML.parse(text)) ?? {};
+    } catch (err) {
+      throw new ConfigError(`config ${source}: not valid ${source.endsWith('.json') ? 'JSON' : 'YAML'}: ${(err as Error).message}`);
+    }
+    if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`config ${source}: must be a mapping of settings`);
+  }
+  return validateConfig(applyEnvironment(raw, env), source ?? 'environment');
+}
+
+export function validateConfig(raw: unknown, source: string): Config {
+  const parsed = configSchema.safeParse(raw, { reportInput: true });
+  if (parsed.success) return parsed.data;
+  const problems = parsed.error.issues.map((issue) => {
+    const field = issue.path.join('.') || '(top level)';
+    const got = 'input' in issue && issue.input !== undefined ? `; got ${redact(JSON.stringify(issue.input))}` : '';
+    return `${field}: ${issue.message}${got}`;
+  });
+  throw new ConfigError(`config ${source} is invalid:\n  - ${problems.join('\n  - ')}`);
+}
+
+function applyEnvironment(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): Record<string, unknown> {
+  const out = structuredClone(raw) as Record<string, any>;
+  if (env.DATABASE_URL) out.database = { ...(out.database ?? {}), url: env.DATABASE_URL };
+  if (env.TEMPORAL_ADDRESS || env.TEMPORAL_NAMESPACE) {
+    out.temporal = { ...(out.temporal ?? {}) };
+    if (env.TEMPORAL_ADDRESS) out.temporal.address = env.TEMPORAL_ADDRESS;
+    if (env.TEMPORAL_NAMESPACE) out.temporal.namespace = env.TEMPORAL_NAMESPACE;
+  }
+  if (env.BACKUPCTL_HOST) out.host = env.BACKUPCTL_HOST;
+  return out;
+}
+
+/** The host whose worker runs database work. */
+export function databaseHost(config: Config): string {
+  return config.database.host ?? config.host;
+}

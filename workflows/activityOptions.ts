@@ -1,0 +1,18 @@
+// Named activity option presets, so every workflow times and retries alike.
+import type { ActivityOptions } from '@temporalio/workflow';
+
+/** Reads and checks that finish in seconds: fail fast when something stays down. */
+export const quickMetadata = {
+  startToCloseTimeout: '2 minutes',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 5 },
+} as const satisfies ActivityOptions;
+
+/**
+ * Streams that may run for hours. The short heartbeat timeout is what lets another worker
+ * take over within seconds when this one dies.
+ */
+export const longTransfer = {
+  startToCloseTimeout: '12 hours',
+  heartbeatTimeout: '15 seconds',
+  retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '5 minutes', maximumAttempts: 8 },
+} as const satisfies ActivityOptions;

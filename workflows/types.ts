@@ -1,0 +1,139 @@
+// Inputs, results, error types and task-queue names shared by workflows, activities and the
+// client. Imports nothing from Node: it is bundled into the workflow sandbox.
+
+/** Error types carried by ApplicationFailure.type; the CLI and tests match on these. */
+export const ErrorType = {
+  InvalidInput: 'InvalidInput',
+  InvalidConfig: 'InvalidConfig',
+  UnknownDatabase: 'UnknownDatabase',
+  AuthenticationFailed: 'AuthenticationFailed',
+  DatabaseUnreachable: 'DatabaseUnreachable',
+  PublicKeyMissing: 'PublicKeyMissing',
+  InvalidPublicKey: 'InvalidPublicKey',
+  UnknownRepository: 'UnknownRepository',
+  BucketMissing: 'BucketMissing',
+  StorageAccessDenied: 'StorageAccessDenied',
+  StorageUnreachable: 'StorageUnreachable',
+  DiskFull: 'DiskFull',
+  DumpFailed: 'DumpFailed',
+  DumpUnreadable: 'DumpUnreadable',
+  ChecksumMismatch: 'ChecksumMismatch',
+  CopyMissing: 'CopyMissing',
+  BackupAlreadyExists: 'BackupAlreadyExists',
+  ToolMissing: 'ToolMissing',
+} as const;
+export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];
+
+/** The queue every worker polls; work that may run on any host goes here. */
+export const SHARED_TASK_QUEUE = 'backup';
+
+/** The queue of one host's worker: activities that touch that host's files or database. */
+export function hostTaskQueue(host: string): string {
+  return `${SHARED_TASK_QUEUE}@${host}`;
+}
+
+export const COMPRESSIONS = ['zstd', 'gzip'] as const;
+export type Compression = (typeof COMPRESSIONS)[number];
+
+export interface DatabaseBackupInput {
+  /** Task queue of the worker on the database host (hostTaskQueue(host)). */
+  hostTaskQueue: string;
+  /** Overrides the worker's configured compression. */
+  compression?: Compression;
+  /** A subset of the configured repositories, by name; default all of them. */
+  repositories?: string[];
+}
+
+/** What the database host's worker found before anything was written. */
+export interface DatabaseBackupPlan {
+  database: string;
+  serverVersion: string;
+  repositories: { name: string; kind: RepositoryKind }[];
+  keyTables: string[];
+  compression: Compression;
+  encryptionFingerprint: string;
+}
+
+export type RepositoryKind = 'filesystem' | 's3';
+
+/** One stored object of a backup, as written to every repository. */
+export interface StoredObject {
+  /** Role in the backup: 'dump' (pg_dump custom format) or 'globals' (pg_dumpall -g). */
+  role: 'dump' | 'globals';
+  /** Key relative to the repository root; the same in every repository. */
+  key: string;
+  /** Size of the stored (compressed, encrypted) bytes. */
+  bytes: number;
+  /** sha256 of the stored bytes, hex. */
+  sha256: string;
+  /** Size of the plaintext produced by pg_dump / pg_dumpall, before compression. */
+  plainBytes: number;
+}
+
+export interface DumpResult {
+  objects: StoredObject[];
+  rowCounts: Record<string, number>;
+  warnings: string[];
+  source: SourceFacts;
+  /** How the dump was proved readable. */
+  readabilityCheck: string;
+}
+
+export interface SourceFacts {
+  database: string;
+  serverVersion: string;
+  /** WAL position when the snapshot was taken (replay position on a standby). */
+  lsn: string | null;
+  snapshotTakenAt: string;
+  databaseBytes: number;
+}
+
+export interface CopyReport {
+  repository: string;
+  key: string;
+  bytes: number;
+  sha256: string;
+  verified: boolean;
+}
+
+export interface BackupManifest {
+  formatVersion: 1;
+  backupId: string;
+  component: 'database';
+  workflowId: string;
+  runId: string;
+  startedAt: string;
+  finishedAt: string;
+  source: SourceFacts;
+  compression: Compression;
+  encryption: { type: 'openpgp'; recipientFingerprint: string };
+  objects: StoredObject[];
+  rowCounts: Record<string, number>;
+  readabilityCheck: string;
+  copies: CopyReport[];
+  warnings: string[];
+}
+
+export interface DatabaseBackupResult {
+  workflowId: string;
+  backupId: string;
+  component: 'database';
+  startedAt: string;
+  finishedAt: string;
+  /** Stored bytes of the dump object (the globals object is listed in objects). */
+  bytes: number;
+  sha256: string;
+  compression: Compression;
+  encryption: string;
+  rowCounts: Record<string, number>;
+  objects: StoredObject[];
+  copies: CopyReport[];
+  warnings: string[];
+}
+
+/** Progress of a running backup, answered by progressQuery. */
+export interface BackupProgress {
+  phase: 'planning' | 'dumping' | 'verifying' | 'writing-manifest' | 'cleaning-up' | 'done' | 'failed';
+  backupId: string;
+  failure?: string;
+}
