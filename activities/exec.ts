@@ -13,6 +13,9 @@ export interface ProcessOptions {
   /** Write stdout to a file instead of a pipe. */
   stdoutFile?: string;
   cwd?: string;
+  /** Run as another OS user (as root: PostgreSQL's server tools run as `postgres`). */
+  uid?: number;
+  gid?: number;
 }
 
 export type StreamingProcess = ResultPromise<{ buffer: { stdout: false; stderr: true } }>;
@@ -49,6 +52,8 @@ export async function runCommand(
     stdin: options.input === undefined ? stdinOption(options.stdin) : undefined,
     maxBuffer: 16 * 1024 * 1024,
     cwd: options.cwd,
+    uid: options.uid,
+    gid: options.gid,
   });
   return { stdout: String(result.stdout), stderr: String(result.stderr) };
 }

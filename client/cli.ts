@@ -1,0 +1,123 @@
+// backupctl: the one command operators use. Every subcommand reads the same configuration
+// (--config or BACKUPCTL_CONFIG, overlaid by the environment); --json prints exactly one JSON
+// object on stdout, and the exit code is 0 only on success.
+import { Command, Option } from 'commander';
+import { openRepositories } from '../activities/storage/index.js';
+import { loadConfig, type Config } from '../workers/config.js';
+import { createLogger, installTemporalLogging } from '../workers/logger.js';
+import { startWorker } from '../workers/worker.js';
+import { runBackupDatabase } from './commands/backupDatabase.js';
+import { runListBackups } from './commands/listBackups.js';
+import { collectStatus, runStatus } from './commands/status.js';
+import { runDev } from './dev/stack.js';
+import { failureOf, printer } from './output.js';
+import { connectClient } from './temporalClient.js';
+
+const program = new Command('backupctl')
+  .description('Durable backups and disaster recovery for PostgreSQL applications, on Temporal')
+  .option('-c, --config <file>', 'configuration file (YAML or JSON); default $BACKUPCTL_CONFIG')
+  .showHelpAfterError();
+
+const jsonOption = () => new Option('--json', 'print exactly one JSON object on stdout');
+
+function config(): Config {
+  return loadConfig(program.opts().config);
+}
+
+/** Runs a command body; turns any failure into a message (or a JSON object) and exit code 1. */
+function action<A extends unknown[]>(body: (...args: A) => Promise<number>) {
+  return async (...args: A) => {
+    const opts = (args.at(-2) ?? {}) as { json?: boolean };
+    try {
+      process.exitCode = await body(...args);
+    } catch (err) {
+      const failure = failureOf(err);
+      if (opts.json) process.stdout.write(JSON.stringify({ ok: false, error: failure }, null, 2) + '\n');
+      else process.stderr.write(`backupctl: ${failure.type}: ${failure.message}\n`);
+      process.exitCode = 1;
+    }
+  };
+}
+
+async function withClient<T>(cfg: Config, body: (client: Awaited<ReturnType<typeof connectClient>>['client']) => Promise<T>): Promise<T> {
+  const { client, close } = await connectClient(cfg);
+  try {
+    return await body(client);
+  } finally {
+    await close();
+  }
+}
+
+program
+  .command('worker')
+  .description("run this host's worker: the shared queue and backup@<host>")
+  .action(
+    action(async () => {
+      const cfg = config();
+      const logger = createLogger(cfg.logLevel);
+      installTemporalLogging(logger);
+      const worker = await startWorker(cfg, logger);
+      const stop = () => void worker.shutdown();
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      await worker.done;
+      return 0;
+    }),
+  );
+
+const backup = program.command('backup').description('start a backup');
+backup
+  .command('database')
+  .description('full logical backup of the configured database, to every repository')
+  .option('--wait', 'wait for the backup to finish and print its result')
+  .option('--compression <algorithm>', 'zstd (default) or gzip')
+  .option('--repository <name...>', 'only these repositories (default: all configured)')
+  .option('--workflow-id <id>', 'workflow id (default: backup-database-<UTC time>)')
+  .addOption(jsonOption())
+  .action(
+    action(async (options: { wait?: boolean; compression?: string; repository?: string[]; workflowId?: string; json?: boolean }) => {
+      const cfg = config();
+      return withClient(cfg, (client) => runBackupDatabase(client, cfg, options, printer(Boolean(options.json))));
+    }),
+  );
+
+program
+  .command('backups')
+  .description('the catalog of complete backups')
+  .command('list')
+  .description('list complete backups found in the repositories')
+  .addOption(jsonOption())
+  .action(action(async (options: { json?: boolean }) => runListBackups(openRepositories(config()), printer(Boolean(options.json)))));
+
+program
+  .command('status')
+  .description('Temporal, workers, running work and the age of the newest backup; exit 1 when anything needs attention')
+  .addOption(jsonOption())
+  .action(
+    action(async (options: { json?: boolean }) => {
+      const cfg = config();
+      let connection: Awaited<ReturnType<typeof connectClient>> | undefined;
+      let error: string | undefined;
+      try {
+        connection = await connectClient(cfg);
+      } catch (err) {
+        error = (err as Error).message;
+      }
+      try {
+        const report = await collectStatus(connection?.client, error, cfg, openRepositories(cfg));
+        return runStatus(report, printer(Boolean(options.json)));
+      } finally {
+        await connection?.close();
+      }
+    }),
+  );
+
+program
+  .command('dev')
+  .description('the embedded stack: dev Temporal server, a worker, local and NAS repositories, a demo database when none is configured; runs one backup')
+  .option('--once', 'stop after the backup instead of serving the Web UI until Ctrl-C')
+  .option('--dir <dir>', 'where the dev stack keeps its state', '.backupctl/dev')
+  .addOption(jsonOption())
+  .action(action(async (options: { once?: boolean; dir: string; json?: boolean }) => runDev({ ...options, configFile: program.opts().config })));
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,65 @@
+// `backupctl backups list`: the catalog, read from the manifests in every repository and
+// merged by backup id, so a backup missing from one repository shows it.
+import { listManifests } from '../../activities/catalog.js';
+import type { Repository } from '../../activities/storage/repository.js';
+import type { BackupManifest } from '../../workflows/types.js';
+import { formatBytes, type Printer } from '../output.js';
+
+export interface CatalogEntry {
+  backupId: string;
+  component: string;
+  startedAt: string;
+  finishedAt: string;
+  database: string;
+  bytes: number;
+  sha256: string;
+  rowCounts: Record<string, number>;
+  /** Repositories whose manifest lists this backup. */
+  foundIn: string[];
+  copies: BackupManifest['copies'];
+}
+
+export async function readCatalog(repositories: Repository[]): Promise<{ entries: CatalogEntry[]; errors: { repository: string; error: string }[] }> {
+  const byId = new Map<string, CatalogEntry>();
+  const errors: { repository: string; error: string }[] = [];
+  for (const repository of repositories) {
+    let manifests: BackupManifest[];
+    try {
+      manifests = await listManifests(repository, 'database');
+    } catch (err) {
+      errors.push({ repository: repository.name, error: (err as Error).message });
+      continue;
+    }
+    for (const m of manifests) {
+      const dump = m.objects.find((o) => o.role === 'dump');
+      const entry = byId.get(m.backupId) ?? {
+        backupId: m.backupId,
+        component: m.component,
+        startedAt: m.startedAt,
+        finishedAt: m.finishedAt,
+        database: m.source.database,
+        bytes: dump?.bytes ?? 0,
+        sha256: dump?.sha256 ?? '',
+        rowCounts: m.rowCounts,
+        foundIn: [],
+        copies: m.copies,
+      };
+      entry.foundIn.push(repository.name);
+      byId.set(m.backupId, entry);
+    }
+  }
+  const entries = [...byId.values()].sort((a, b) => a.startedAt.localeCompare(b.startedAt));
+  return { entries, errors };
+}
+
+export async function runListBackups(repositories: Repository[], out: Printer): Promise<number> {
+  const { entries, errors } = await readCatalog(repositories);
+  out.result({ backups: entries, errors }, () => {
+    if (!entries.length) return 'no backups yet';
+    const rows = entries.map(
+      (e) => `${e.finishedAt}  ${e.backupId}  ${e.database}  ${formatBytes(e.bytes)}  in: ${e.foundIn.join(',')}`,
+    );
+    return [...rows, ...errors.map((e) => `error reading ${e.repository}: ${e.error}`)].join('\n');
+  });
+  return errors.length ? 1 : 0;
+}

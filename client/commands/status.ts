@@ -1,0 +1,90 @@
+// `backupctl status`: is Temporal reachable, are workers polling, what is running, and how old
+// is the newest complete backup (the recovery point we could offer right now).
+import type { Client } from '@temporalio/client';
+import proto from '@temporalio/proto';
+import type { Repository } from '../../activities/storage/repository.js';
+
+const { temporal } = proto;
+import { SHARED_TASK_QUEUE, hostTaskQueue } from '../../workflows/types.js';
+import { databaseHost, type Config } from '../../workers/config.js';
+import type { Printer } from '../output.js';
+import { readCatalog } from './listBackups.js';
+
+/** A nightly backup older than this is overdue (a day plus an hour of grace). */
+const DATABASE_BACKUP_MAX_AGE_HOURS = 25;
+
+export interface StatusReport {
+  ok: boolean;
+  problems: string[];
+  temporal: { address: string; namespace: string; reachable: boolean; error?: string };
+  taskQueues: { name: string; pollers: number }[];
+  running: { workflowId: string; type: string; startTime: string }[];
+  recentFailures: { workflowId: string; type: string; closeTime: string | null }[];
+  latestBackup: { backupId: string; finishedAt: string; ageHours: number; foundIn: string[] } | null;
+}
+
+export async function collectStatus(client: Client | undefined, clientError: string | undefined, config: Config, repositories: Repository[]): Promise<StatusReport> {
+  const problems: string[] = [];
+  const report: StatusReport = {
+    ok: true,
+    problems,
+    temporal: { address: config.temporal.address, namespace: config.temporal.namespace, reachable: Boolean(client), error: clientError },
+    taskQueues: [],
+    running: [],
+    recentFailures: [],
+    latestBackup: null,
+  };
+  if (client) {
+    for (const name of [SHARED_TASK_QUEUE, hostTaskQueue(databaseHost(config))]) {
+      const response = await client.workflowService.describeTaskQueue({
+        namespace: config.temporal.namespace,
+        taskQueue: { name, kind: temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
+        taskQueueType:
+          name === SHARED_TASK_QUEUE ? temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW : temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+      });
+      const pollers = response.pollers?.length ?? 0;
+      report.taskQueues.push({ name, pollers });
+      if (!pollers) problems.push(`no worker is polling task queue ${name}`);
+    }
+    for await (const wf of client.workflow.list({ query: 'ExecutionStatus = "Running"' })) {
+      report.running.push({ workflowId: wf.workflowId, type: wf.type, startTime: wf.startTime.toISOString() });
+    }
+    const dayAgo = new Date(Date.now() - 24 * 3600_000).toISOString();
+    for await (const wf of client.workflow.list({ query: `ExecutionStatus = "Failed" AND CloseTime > "${dayAgo}"` })) {
+      report.recentFailures.push({ workflowId: wf.workflowId, type: wf.type, closeTime: wf.closeTime?.toISOString() ?? null });
+    }
+    if (report.recentFailures.length) problems.push(`${report.recentFailures.length} workflow(s) failed in the last 24 hours`);
+  } else {
+    problems.push(`Temporal at ${config.temporal.address} is not reachable: ${clientError}`);
+  }
+  const { entries, errors } = await readCatalog(repositories);
+  errors.forEach((e) => problems.push(`repository ${e.repository} cannot be read: ${e.error}`));
+  const latest = entries.at(-1);
+  if (latest) {
+    const ageHours = (Date.now() - Date.parse(latest.finishedAt)) / 3600_000;
+    report.latestBackup = { backupId: latest.backupId, finishedAt: latest.finishedAt, ageHours: Math.round(ageHours * 100) / 100, foundIn: latest.foundIn };
+    if (ageHours > DATABASE_BACKUP_MAX_AGE_HOURS) problems.push(`the newest database backup is ${ageHours.toFixed(1)} hours old`);
+    const missing = repositories.map((r) => r.name).filter((name) => !latest.foundIn.includes(name));
+    if (missing.length) problems.push(`the newest backup is missing from: ${missing.join(', ')}`);
+  } else {
+    problems.push('there is no complete database backup');
+  }
+  report.ok = problems.length === 0;
+  return report;
+}
+
+export async function runStatus(report: StatusReport, out: Printer): Promise<number> {
+  out.result(report, () => {
+    const lines = [
+      `${report.ok ? 'OK' : 'ATTENTION'}  temporal ${report.temporal.address} (${report.temporal.namespace}): ${report.temporal.reachable ? 'reachable' : 'UNREACHABLE'}`,
+      ...report.taskQueues.map((q) => `  queue ${q.name}: ${q.pollers} poller(s)`),
+      report.latestBackup
+        ? `  newest backup ${report.latestBackup.backupId}, finished ${report.latestBackup.finishedAt} (${report.latestBackup.ageHours} h ago), in ${report.latestBackup.foundIn.join(', ')}`
+        : '  no complete backup',
+      ...report.running.map((r) => `  running ${r.type} ${r.workflowId} since ${r.startTime}`),
+      ...report.problems.map((p) => `  problem: ${p}`),
+    ];
+    return lines.join('\n');
+  });
+  return report.ok ? 0 : 1;
+}

@@ -1,0 +1,106 @@
+// `backupctl dev`: everything on this machine, nothing to configure. A dev Temporal server
+// persisted under the state folder, this host's worker, local and NAS repositories under the
+// same folder, a demo database (unless DATABASE_URL names one), and one database backup.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import pg from 'pg';
+import YAML from 'yaml';
+import { ensureCluster, type LocalCluster } from '../../activities/localCluster.js';
+import { validateConfig } from '../../workers/config.js';
+import { createLogger, installTemporalLogging } from '../../workers/logger.js';
+import { startWorker } from '../../workers/worker.js';
+import { runBackupDatabase } from '../commands/backupDatabase.js';
+import { printer } from '../output.js';
+import { connectClient } from '../temporalClient.js';
+import { createDemoRoles, seedDemoData } from './demoData.js';
+import { ensureKeyPair } from './demoKeys.js';
+import { startDevTemporal } from './temporalServer.js';
+
+const DEMO_DATABASE = 'thesis_grey_demo';
+const DEMO_PORT = 54329;
+
+export interface DevOptions {
+  dir: string;
+  once?: boolean;
+  json?: boolean;
+  configFile?: string;
+}
+
+export async function runDev(options: DevOptions): Promise<number> {
+  const dir = path.resolve(options.dir);
+  // The folder itself must stay traversable: PostgreSQL runs as `postgres` below it.
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  const say = (line: string) => process.stderr.write(`dev: ${line}\n`);
+  const stops: Array<() => Promise<void>> = [];
+  try {
+    const temporal = await startDevTemporal(path.join(dir, 'temporal'));
+    stops.unshift(temporal.stop);
+    say(`Temporal ${temporal.started ? 'started' : 'already running'} at ${temporal.address}; Web UI ${temporal.uiUrl}`);
+
+    let databaseUrl = process.env.DATABASE_URL;
+    if (!databaseUrl) {
+      const cluster = await ensureCluster({ dataDir: path.join(dir, 'pgdata'), port: DEMO_PORT });
+      stops.unshift(() => cluster.stop());
+      databaseUrl = await ensureDemoDatabase(cluster, say);
+    }
+    const keys = await ensureKeyPair(path.join(dir, 'keys'));
+    const rawConfig = {
+      host: 'localhost',
+      temporal: { address: temporal.address, namespace: 'default' },
+      database: { url: databaseUrl },
+      repositories: {
+        local: { type: 'filesystem', path: path.join(dir, 'repositories', 'local') },
+        nas: { type: 'filesystem', path: path.join(dir, 'repositories', 'nas') },
+      },
+      encryption: { publicKeyFile: keys.publicKeyFile },
+    };
+    const configFile = path.join(dir, 'config.yaml');
+    writeFileSync(configFile, `# Written by backupctl dev; use it with --config ${configFile}\n` + YAML.stringify(rawConfig), { mode: 0o600 });
+    const config = validateConfig(rawConfig, configFile);
+
+    const logger = createLogger(process.env.LOG_LEVEL ?? 'warn');
+    installTemporalLogging(logger);
+    const worker = await startWorker(config, logger);
+    stops.unshift(() => worker.shutdown());
+
+    const { client, close } = await connectClient(config);
+    stops.unshift(close);
+    say('running one database backup...');
+    const code = await runBackupDatabase(client, config, { wait: true }, printer(Boolean(options.json)));
+    say(`Web UI: ${temporal.uiUrl}/namespaces/default/workflows`);
+    say(`other commands: npx backupctl --config ${path.relative(process.cwd(), configFile)} backups list | status`);
+    if (!options.once) {
+      say('serving the Web UI and the worker; Ctrl-C stops everything');
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
+    }
+    return code;
+  } finally {
+    for (const stop of stops) await stop().catch((err) => say(`stopping: ${(err as Error).message}`));
+  }
+}
+
+async function ensureDemoDatabase(cluster: LocalCluster, say: (line: string) => void): Promise<string> {
+  const admin = new pg.Client({ connectionString: cluster.url('postgres') });
+  await admin.connect();
+  try {
+    await createDemoRoles(admin);
+    const exists = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [DEMO_DATABASE]);
+    if (!exists.rowCount) {
+      await admin.query(`CREATE DATABASE ${DEMO_DATABASE}`);
+      const db = new pg.Client({ connectionString: cluster.url(DEMO_DATABASE) });
+      await db.connect();
+      try {
+        const counts = await seedDemoData(db, { users: 2000, sessionsPerUser: 5, activitiesPerSession: 10 });
+        say(`demo database ${DEMO_DATABASE} created on port ${cluster.port}: ${JSON.stringify(counts)}`);
+      } finally {
+        await db.end();
+      }
+    }
+  } finally {
+    await admin.end();
+  }
+  return cluster.url(DEMO_DATABASE);
+}

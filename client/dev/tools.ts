@@ -1,0 +1,12 @@
+// Finds the binaries that scripts/setup.sh installs into the project-local .tools folder.
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+export const PROJECT_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+/** A tool from .tools/venv/bin, else from PATH. */
+export function projectTool(name: 'temporal' | 'temporal-test-server' | 'weed'): string {
+  const local = path.join(PROJECT_ROOT, '.tools', 'venv', 'bin', name);
+  return existsSync(local) ? local : name;
+}

@@ -1,0 +1,42 @@
+// What the CLI prints: exactly one JSON object on stdout with --json, text for people
+// otherwise; diagnostics go to stderr either way.
+import { ApplicationFailure, WorkflowFailedError } from '@temporalio/client';
+import { ConfigError } from '../workers/config.js';
+
+export interface Printer {
+  json: boolean;
+  result(value: object, human: () => string): void;
+}
+
+export function printer(json: boolean): Printer {
+  return {
+    json,
+    result(value, human) {
+      process.stdout.write(json ? JSON.stringify(value, null, 2) + '\n' : human() + '\n');
+    },
+  };
+}
+
+/** Type and message of whatever failed, as the operator should read them. */
+export function failureOf(err: unknown): { type: string; message: string } {
+  if (err instanceof WorkflowFailedError) {
+    const cause = err.cause;
+    if (cause instanceof ApplicationFailure) return { type: cause.type ?? 'WorkflowFailed', message: cause.message };
+    return { type: cause?.name ?? 'WorkflowFailed', message: cause?.message ?? err.message };
+  }
+  if (err instanceof ConfigError) return { type: err.type, message: err.message };
+  if (err instanceof ApplicationFailure) return { type: err.type ?? 'Error', message: err.message };
+  if (err instanceof Error) return { type: err.name, message: err.message };
+  return { type: 'Error', message: String(err) };
+}
+
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
+}

@@ -1,0 +1,10 @@
+// The operator's connection to Temporal.
+import { Client, Connection } from '@temporalio/client';
+import type { Config } from '../workers/config.js';
+import { connectionOptions } from '../workers/temporalConnection.js';
+
+export async function connectClient(config: Config): Promise<{ client: Client; close(): Promise<void> }> {
+  const connection = await Connection.connect({ ...connectionOptions(config), connectTimeout: '5 seconds' });
+  const client = new Client({ connection, namespace: config.temporal.namespace });
+  return { client, close: () => connection.close() };
+}
