@@ -15,12 +15,18 @@ import {
 } from './types.js';
 
 export async function backupDatabase(input: DatabaseBackupInput): Promise<DatabaseBackupResult> {
-  validateInput(input);
   const { workflowId, runId } = workflowInfo();
   const backupId = backupIdFor(workflowId);
   const startedAt = new Date().toISOString();
   const progress: BackupProgress = { phase: 'planning', backupId };
   setHandler(progressQuery, () => progress);
+  try {
+    validateInput(input);
+  } catch (err) {
+    progress.phase = 'failed';
+    progress.failure = describeFailure(err);
+    throw err;
+  }
 
   const quick = proxyActivities<Activities>({ ...quickMetadata, taskQueue: input.hostTaskQueue });
   const long = proxyActivities<Activities>({ ...longTransfer, taskQueue: input.hostTaskQueue });
