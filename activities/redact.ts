@@ -1,7 +1,7 @@
 // The one place that decides what a secret looks like in text we log or report.
 
 const URL_PASSWORD = /(\b[a-z][a-z0-9+.-]*:\/\/[^:/@\s]+:)([^@\s]+)(@)/gi;
-const KEY_VALUE = /\b(password|passwd|secret|secret_access_key|token|passphrase)(\s*[=:]\s*)("[^"]*"|'[^']*'|\S+)/gi;
+const KEY_VALUE = /\b([A-Za-z_]*(?:password|passwd|secret|token|passphrase)[A-Za-z_]*)(\s*[=:]\s*)("[^"]*"|'[^']*'|\S+)/gi;
 
 /** Hides passwords in connection strings and key=value pairs. */
 export function redact(text: string): string {
