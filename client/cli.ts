@@ -115,9 +115,10 @@ program
 program
   .command('dev')
   .description('the embedded stack: dev Temporal server, a worker, local and NAS repositories, a demo database when none is configured; runs one backup')
-  .option('--once', 'stop after the backup instead of serving the Web UI until Ctrl-C')
+  .option('--once', 'stop after the backup (the default when stdin is not a terminal)')
+  .option('--serve', 'keep serving the Web UI and the worker until Ctrl-C, even without a terminal')
   .option('--dir <dir>', 'where the dev stack keeps its state', '.backupctl/dev')
   .addOption(jsonOption())
-  .action(action(async (options: { once?: boolean; dir: string; json?: boolean }) => runDev({ ...options, configFile: program.opts().config })));
+  .action(action(async (options: { once?: boolean; serve?: boolean; dir: string; json?: boolean }) => runDev({ ...options, configFile: program.opts().config })));
 
 await program.parseAsync(process.argv);

@@ -22,6 +22,7 @@ const DEMO_PORT = 54329;
 export interface DevOptions {
   dir: string;
   once?: boolean;
+  serve?: boolean;
   json?: boolean;
   configFile?: string;
 }
@@ -69,7 +70,9 @@ export async function runDev(options: DevOptions): Promise<number> {
     const code = await runBackupDatabase(client, config, { wait: true }, printer(Boolean(options.json)));
     say(`Web UI: ${temporal.uiUrl}/namespaces/default/workflows`);
     say(`other commands: npx backupctl --config ${path.relative(process.cwd(), configFile)} backups list | status`);
-    if (!options.once) {
+    // Serve the Web UI on for a person at a terminal; a script or CI gets its exit code.
+    const serve = options.serve ?? (!options.once && Boolean(process.stdin.isTTY));
+    if (serve) {
       say('serving the Web UI and the worker; Ctrl-C stops everything');
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve);

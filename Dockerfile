@@ -1,0 +1,36 @@
+# syntax=docker/dockerfile:1
+# The backupctl worker (and CLI) image. The TypeScript sources run through tsx, a runtime
+# dependency, so there is no build step: the image is the sources plus production packages.
+# Debian, not Alpine: @temporalio/worker ships a glibc native module.
+FROM node:20-bookworm-slim
+
+# gpg encrypts, zstd compresses, pg_dump/pg_dumpall/pg_restore come from postgresql-client.
+# Debian bookworm's postgresql-client is PostgreSQL 15, and pg_dump refuses to dump a newer
+# server: for PostgreSQL 16+ install postgresql-client-<major> from apt.postgresql.org (PGDG).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates gnupg zstd postgresql-client \
+ && rm -rf /var/lib/apt/lists/*
+
+ENV NODE_ENV=production
+WORKDIR /app
+
+# Dependencies first, so that a source change does not reinstall them.
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+
+COPY tsconfig.json ./
+COPY workflows ./workflows
+COPY activities ./activities
+COPY workers ./workers
+COPY client ./client
+COPY bin ./bin
+
+# Mount points for the configuration and the filesystem repositories, owned by the runtime
+# user so that named volumes mounted there start out writable.
+RUN install -d -o node -g node /etc/backupctl /var/lib/backupctl /var/lib/backupctl/repository /mnt/nas/backupctl
+
+# The node image's unprivileged user (uid 1000). The sources stay root-owned: read-only to it.
+USER node
+
+ENTRYPOINT ["node", "bin/backupctl.js"]
+CMD ["worker"]

@@ -1,0 +1,186 @@
+// Real processes: the worker as operators run it (`backupctl worker`), killed with SIGKILL in
+// the middle of the upload, and the CLI's contract (one JSON object on stdout, exit codes).
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
+import { defaultPayloadConverter } from '@temporalio/common';
+import { execa, type ResultPromise } from 'execa';
+import YAML from 'yaml';
+import { openRepositories } from '../activities/storage/index.js';
+import { backupDatabase } from '../workflows/index.js';
+import { SHARED_TASK_QUEUE, hostTaskQueue, type DatabaseBackupResult } from '../workflows/types.js';
+import { BUCKET, SOURCE_DB, startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';
+import { tableChecksums } from './fixtures/postgres.js';
+import { restoreDump } from './fixtures/restore.js';
+
+const CLI = path.resolve('bin/backupctl.js');
+let env: BackupEnv;
+const workers: ResultPromise[] = [];
+
+beforeAll(async () => {
+  env = await startBackupEnv({ users: 500, sessionsPerUser: 4, activitiesPerSession: 10 }, async (db) => {
+    // Enough poorly compressible data that, at zstd level 19, the dump takes several seconds.
+    await db.query(`CREATE TABLE review_manager_searchresult AS
+                    SELECT g AS id, md5(g::text) || md5((g * 7)::text) || repeat(md5((g * 13)::text), 6) AS body
+                    FROM generate_series(1, 150000) g`);
+  });
+});
+
+afterAll(async () => {
+  for (const worker of workers) killGroup(worker);
+  await env?.stop();
+});
+
+function writeConfig(host: string, patch?: (raw: any) => void): string {
+  const config = env.config(host, patch);
+  const file = path.join(env.dir, `${host}.yaml`);
+  writeFileSync(file, YAML.stringify(config));
+  return file;
+}
+
+function spawnWorker(configFile: string): ResultPromise {
+  // Its own process group, so SIGKILL takes pg_dump, zstd and gpg down with it, as a crash would.
+  const worker = execa('node', [CLI, '--config', configFile, 'worker'], { detached: true, reject: false, stdio: ['ignore', 'ignore', 'pipe'] });
+  workers.push(worker);
+  return worker;
+}
+
+function killGroup(worker: ResultPromise): void {
+  try {
+    process.kill(-worker.pid!, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
+
+async function cli(args: string[]) {
+  return execa('node', [CLI, ...args], { reject: false });
+}
+
+test('SIGKILL of the worker during the upload: a new worker finishes, nothing duplicated or lost', async () => {
+  const configFile = writeConfig('db-crash', (raw) => (raw.compression = { level: 19 }));
+  const config = env.config('db-crash', (raw) => (raw.compression = { level: 19 }));
+  const first = spawnWorker(configFile);
+  const handle = await env.temporal.client.workflow.start(backupDatabase, {
+    taskQueue: SHARED_TASK_QUEUE,
+    workflowId: 'backup-database-crash',
+    args: [{ hostTaskQueue: hostTaskQueue('db-crash') }],
+  });
+
+  // Wait until the dump's bytes are flowing into the repositories, then kill.
+  const deadline = Date.now() + 120_000;
+  let progress: { role?: string; storedBytes?: number } = {};
+  while (!(progress.role === 'dump' && (progress.storedBytes ?? 0) > 1024 * 1024)) {
+    if (Date.now() > deadline) throw new Error(`the dump never got going: ${JSON.stringify(progress)}`);
+    await new Promise((r) => setTimeout(r, 200));
+    const description = await handle.describe();
+    const pending = description.raw.pendingActivities?.find((a) => a.activityType?.name === 'dumpDatabaseToRepositories');
+    const payload = pending?.heartbeatDetails?.payloads?.[0];
+    if (payload) progress = defaultPayloadConverter.fromPayload(payload as any);
+  }
+  killGroup(first);
+  await first;
+
+  void spawnWorker(configFile); // tracked in workers, killed in afterAll
+  const result = (await handle.result()) as DatabaseBackupResult;
+
+  const history = await handle.fetchHistory();
+  const dumpAttempts = history.events!.filter(
+    (e) => e.activityTaskStartedEventAttributes && e.activityTaskStartedEventAttributes.attempt! > 1,
+  );
+  expect(dumpAttempts.length).toBeGreaterThanOrEqual(1);
+
+  for (const repository of openRepositories(config)) {
+    const keys = (await repository.list('database/')).map((o) => o.key);
+    expect(keys).toEqual([
+      'database/backup-database-crash/dump.pgcustom.zst.gpg',
+      'database/backup-database-crash/globals.sql.zst.gpg',
+      'database/backup-database-crash/manifest.json',
+    ]);
+  }
+  const uploads = await env.s3.client.send(new ListMultipartUploadsCommand({ Bucket: BUCKET }));
+  expect(uploads.Uploads ?? []).toEqual([]);
+
+  const local = openRepositories(config).find((r) => r.name === 'local')!;
+  const dump = result.objects.find((o) => o.role === 'dump')!;
+  await env.fresh.query('postgres', 'CREATE DATABASE after_crash');
+  await env.fresh.query('postgres', "DO $$ BEGIN CREATE ROLE thesis_grey_user; EXCEPTION WHEN duplicate_object THEN NULL; END $$");
+  await env.fresh.query('postgres', "DO $$ BEGIN CREATE ROLE thesis_grey_readonly; EXCEPTION WHEN duplicate_object THEN NULL; END $$");
+  await restoreDump(await local.get(dump.key), env.keys.privateHome, env.fresh.port, 'after_crash');
+  expect(await tableChecksums(env.fresh, 'after_crash')).toEqual(await tableChecksums(env.source, SOURCE_DB));
+});
+
+describe('the CLI', () => {
+  let configFile: string;
+  let worker: ResultPromise;
+
+  beforeAll(async () => {
+    configFile = writeConfig('db-cli');
+    worker = spawnWorker(configFile);
+  });
+
+  afterAll(async () => {
+    worker.kill('SIGTERM');
+    await worker;
+  });
+
+  test('backup database --wait --json prints one JSON object with the result, exit 0', async () => {
+    const run = await cli(['--config', configFile, 'backup', 'database', '--wait', '--json', '--workflow-id', 'backup-database-cli']);
+    expect(run.exitCode).toBe(0);
+    const result = JSON.parse(run.stdout);
+    for (const field of ['workflowId', 'backupId', 'component', 'startedAt', 'finishedAt', 'bytes', 'sha256', 'compression', 'encryption', 'rowCounts', 'copies']) {
+      expect(result).toHaveProperty(field);
+    }
+    expect(result.copies).toEqual(
+      expect.arrayContaining([expect.objectContaining({ repository: 's3', verified: true, sha256: result.sha256, bytes: result.bytes })]),
+    );
+  });
+
+  test('backups list --json lists it in every repository', async () => {
+    const run = await cli(['--config', configFile, 'backups', 'list', '--json']);
+    expect(run.exitCode).toBe(0);
+    const { backups } = JSON.parse(run.stdout);
+    expect(backups).toEqual([expect.objectContaining({ backupId: 'backup-database-cli', foundIn: ['local', 'nas', 's3'] })]);
+  });
+
+  test('status --json sees the workers and the fresh backup', async () => {
+    const run = await cli(['--config', configFile, 'status', '--json']);
+    const status = JSON.parse(run.stdout);
+    expect(status.temporal.reachable).toBe(true);
+    expect(status.taskQueues).toEqual([
+      { name: 'backup', pollers: expect.any(Number) },
+      { name: 'backup@db-cli', pollers: expect.any(Number) },
+    ]);
+    expect(status.taskQueues.every((q: { pollers: number }) => q.pollers > 0)).toBe(true);
+    expect(status.latestBackup.backupId).toBe('backup-database-cli');
+    expect(status.problems).toEqual([]);
+    expect(status.ok).toBe(true);
+    expect(run.exitCode).toBe(0);
+  });
+
+  test('without --wait it prints the started workflow', async () => {
+    const run = await cli(['--config', configFile, 'backup', 'database', '--json', '--workflow-id', 'backup-database-cli-nowait']);
+    expect(run.exitCode).toBe(0);
+    expect(JSON.parse(run.stdout)).toMatchObject({ workflowId: 'backup-database-cli-nowait', status: 'started' });
+    await env.temporal.client.workflow.getHandle('backup-database-cli-nowait').result();
+  });
+
+  test('a failed backup exits 1 with the failure as JSON', async () => {
+    const bad = writeConfig('db-cli', (raw) => (raw.database.url = raw.database.url.replace(SOURCE_DB, 'missing_db')));
+    const run = await cli(['--config', bad, 'backup', 'database', '--wait', '--json', '--workflow-id', 'backup-database-cli-bad']);
+    expect(run.exitCode).toBe(1);
+    expect(JSON.parse(run.stdout)).toEqual({ ok: false, error: { type: 'UnknownDatabase', message: expect.stringContaining('missing_db') } });
+  });
+
+  test('a bad configuration value exits 1 naming the field, the value and what is allowed', async () => {
+    const file = path.join(env.dir, 'bad.yaml');
+    writeFileSync(file, YAML.stringify({ ...YAML.parse(readFileSync(configFile, 'utf8')), compression: { algorithm: 'lz4' } }));
+    const run = await cli(['--config', file, 'backup', 'database', '--json']);
+    expect(run.exitCode).toBe(1);
+    const { error } = JSON.parse(run.stdout);
+    expect(error.type).toBe('InvalidConfig');
+    expect(error.message).toContain('compression.algorithm');
+    expect(error.message).toContain('"lz4"');
+    expect(error.message).toMatch(/zstd.*gzip|gzip.*zstd/);
+  });
+});
