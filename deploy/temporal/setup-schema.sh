@@ -24,7 +24,7 @@ VISIBILITY_SCHEMA_DIR=/etc/temporal/schema/postgresql/v12/visibility/versioned
 
 for dir in "$SCHEMA_DIR" "$VISIBILITY_SCHEMA_DIR"; do
   if [ ! -d "$dir" ]; then
-    echo "setup-schema: $dir is not in this admin-tools image; is the image a Temporal 1.2x release?" >&2
+    echo "setup-schema: $dir is not in this admin-tools image (does it ship the postgres12 schemas?)" >&2
     exit 1
   fi
 done
