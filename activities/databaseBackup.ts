@@ -147,7 +147,7 @@ export function createDatabaseBackupActivities(deps: DatabaseBackupDeps) {
         written.push(globalsKey);
         const globals = await streamToRepositories({
           producer: spawnGlobalsDump(db, deps.binDir, config.database.includeRolePasswords, abort.signal),
-          classifyProducerError: (err) => classifyDatabaseError(err, 'pg_dumpall --globals-only'),
+          classifyProducerError: (err) => classifyDatabaseError(err, 'dumping the globals (roles, tablespaces)'),
           compression,
           recipient,
           repositories,
@@ -160,7 +160,7 @@ export function createDatabaseBackupActivities(deps: DatabaseBackupDeps) {
         written.push(dumpKey);
         const dump = await streamToRepositories({
           producer: spawnDump(db, deps.binDir, snapshot.snapshotId, abort.signal),
-          classifyProducerError: (err) => classifyDatabaseError(err, 'pg_dump'),
+          classifyProducerError: (err) => classifyDatabaseError(err, `dumping database ${db.database}`),
           reader: {
             process: spawnArchiveReader(deps.binDir, abort.signal),
             failure: (err) => permanent(ErrorType.DumpUnreadable, `the dump does not read back with pg_restore: ${errorText(err)}`),

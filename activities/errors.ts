@@ -22,6 +22,7 @@ interface Rule {
 const RULES: Rule[] = [
   { pattern: /database "[^"]*" does not exist/i, type: ErrorType.UnknownDatabase, retryable: false },
   { pattern: /password authentication failed|no password supplied|no pg_hba\.conf entry|role "[^"]*" does not exist/i, type: ErrorType.AuthenticationFailed, retryable: false },
+  { pattern: /permission denied for|must be superuser|must be owner/i, type: ErrorType.PermissionDenied, retryable: false },
   { pattern: /ENOSPC|No space left on device/i, type: ErrorType.DiskFull, retryable: false },
   { pattern: /ECONNREFUSED|Connection refused|could not connect|ETIMEDOUT|ECONNRESET|EHOSTUNREACH|the database system is (starting up|shutting down)|timeout expired/i, type: ErrorType.DatabaseUnreachable, retryable: true },
 ];

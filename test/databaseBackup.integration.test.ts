@@ -8,7 +8,8 @@ import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import pino from 'pino';
-import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
+import { execa } from 'execa';
+import { projectTool } from '../client/dev/tools.js';
 import { listManifests } from '../activities/catalog.js';
 import { openRepositories } from '../activities/storage/index.js';
 import type { Config } from '../workers/config.js';
@@ -74,9 +75,10 @@ describe('a good backup', () => {
     if (!run.result) throw run.failure;
     result = run.result;
     if (process.env.RECORD_HISTORIES) {
+      // Recorded as operators would download it: the temporal CLI's JSON.
+      const { stdout } = await execa(projectTool('temporal'), ['workflow', 'show', '--workflow-id', 'backup-database-good', '--output', 'json', '--address', env.temporal.address]);
       mkdirSync('test/histories', { recursive: true });
-      const history = await run.handle.fetchHistory();
-      writeFileSync('test/histories/backupDatabase.json', JSON.stringify(JSON.parse(historyToJSON(history)), null, 1));
+      writeFileSync('test/histories/backupDatabase.json', stdout);
     }
   });
 

@@ -7,6 +7,7 @@ export const ErrorType = {
   InvalidConfig: 'InvalidConfig',
   UnknownDatabase: 'UnknownDatabase',
   AuthenticationFailed: 'AuthenticationFailed',
+  PermissionDenied: 'PermissionDenied',
   DatabaseUnreachable: 'DatabaseUnreachable',
   PublicKeyMissing: 'PublicKeyMissing',
   InvalidPublicKey: 'InvalidPublicKey',

@@ -105,6 +105,9 @@ export async function seedDemoData(db: pg.Client, size: DemoSize): Promise<Recor
     `UPDATE review_manager_attachment SET document = lo_from_bytea(0, convert_to(repeat('Large object: Zoë 論文 🎓 ', 2000), 'UTF8'))
      WHERE id = (SELECT min(id) FROM review_manager_attachment)`,
   );
+  await db.query(`DO $$ DECLARE lo oid; BEGIN
+      FOR lo IN SELECT oid FROM pg_largeobject_metadata LOOP EXECUTE format('ALTER LARGE OBJECT %s OWNER TO ${DEMO_OWNER}', lo); END LOOP;
+    END $$`);
   await db.query(`
     ALTER TABLE auth_user OWNER TO ${DEMO_OWNER};
     ALTER TABLE review_manager_searchsession OWNER TO ${DEMO_OWNER};
