@@ -23,6 +23,7 @@ beforeAll(async () => {
     await db.query(`CREATE TABLE review_manager_searchresult AS
                     SELECT g AS id, md5(g::text) || md5((g * 7)::text) || repeat(md5((g * 13)::text), 6) AS body
                     FROM generate_series(1, 150000) g`);
+    await db.query('ALTER TABLE review_manager_searchresult OWNER TO thesis_grey_user');
   });
 });
 
@@ -166,10 +167,12 @@ describe('the CLI', () => {
   });
 
   test('a failed backup exits 1 with the failure as JSON', async () => {
-    const bad = writeConfig('db-cli', (raw) => (raw.database.url = raw.database.url.replace(SOURCE_DB, 'missing_db')));
-    const run = await cli(['--config', bad, 'backup', 'database', '--wait', '--json', '--workflow-id', 'backup-database-cli-bad']);
+    const run = await cli(['--config', configFile, 'backup', 'database', '--wait', '--json', '--repository', 'tape', '--workflow-id', 'backup-database-cli-bad']);
     expect(run.exitCode).toBe(1);
-    expect(JSON.parse(run.stdout)).toEqual({ ok: false, error: { type: 'UnknownDatabase', message: expect.stringContaining('missing_db') } });
+    expect(JSON.parse(run.stdout)).toEqual({
+      ok: false,
+      error: { type: 'UnknownRepository', message: 'repository "tape" is not configured on host db-cli; configured: local, nas, s3' },
+    });
   });
 
   test('a bad configuration value exits 1 naming the field, the value and what is allowed', async () => {
