@@ -8,6 +8,7 @@ import { createLogger, installTemporalLogging } from '../workers/logger.js';
 import { startWorker } from '../workers/worker.js';
 import { runBackupDatabase } from './commands/backupDatabase.js';
 import { runListBackups } from './commands/listBackups.js';
+import { runApplySchedules, runListSchedules } from './commands/schedules.js';
 import { collectStatus, runStatus } from './commands/status.js';
 import { runDev } from './dev/stack.js';
 import { failureOf, printer } from './output.js';
@@ -88,6 +89,23 @@ program
   .description('list complete backups found in the repositories')
   .addOption(jsonOption())
   .action(action(async (options: { json?: boolean }) => runListBackups(openRepositories(config()), printer(Boolean(options.json)))));
+
+const schedules = program.command('schedules').description('Temporal Schedules: the nightly backup and, later, the other cadences');
+schedules
+  .command('apply')
+  .description('create or update the schedules from the configuration')
+  .addOption(jsonOption())
+  .action(
+    action(async (options: { json?: boolean }) => {
+      const cfg = config();
+      return withClient(cfg, (client) => runApplySchedules(client, cfg, printer(Boolean(options.json))));
+    }),
+  );
+schedules
+  .command('list')
+  .description('schedules with their next and recent runs')
+  .addOption(jsonOption())
+  .action(action(async (options: { json?: boolean }) => withClient(config(), (client) => runListSchedules(client, printer(Boolean(options.json))))));
 
 program
   .command('status')

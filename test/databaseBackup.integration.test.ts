@@ -16,7 +16,7 @@ import type { Config } from '../workers/config.js';
 import { startWorker } from '../workers/worker.js';
 import { backupDatabase } from '../workflows/index.js';
 import { SHARED_TASK_QUEUE, hostTaskQueue, type DatabaseBackupInput, type DatabaseBackupResult } from '../workflows/types.js';
-import { APP_USER, BUCKET, SOURCE_DB, startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';
+import { APP_PASSWORD, APP_USER, BUCKET, SOURCE_DB, startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';
 import { tableChecksums } from './fixtures/postgres.js';
 import { applyGlobals, restoreDump } from './fixtures/restore.js';
 
@@ -68,18 +68,29 @@ async function objectsOf(config: Config, backupId: string): Promise<Record<strin
 describe('a good backup', () => {
   let config: Config;
   let result: DatabaseBackupResult;
+  let history: string;
 
   beforeAll(async () => {
     config = env.config('db-good');
     const run = await backupWith(config, 'backup-database-good');
     if (!run.result) throw run.failure;
     result = run.result;
+    // The history as operators would download it: the temporal CLI's JSON.
+    history = (await execa(projectTool('temporal'), ['workflow', 'show', '--workflow-id', 'backup-database-good', '--output', 'json', '--address', env.temporal.address])).stdout;
     if (process.env.RECORD_HISTORIES) {
-      // Recorded as operators would download it: the temporal CLI's JSON.
-      const { stdout } = await execa(projectTool('temporal'), ['workflow', 'show', '--workflow-id', 'backup-database-good', '--output', 'json', '--address', env.temporal.address]);
       mkdirSync('test/histories', { recursive: true });
-      writeFileSync('test/histories/backupDatabase.json', stdout);
+      writeFileSync('test/histories/backupDatabase.json', history);
     }
+  });
+
+  test('the workflow history carries ids, sizes and checksums: no password, no data', () => {
+    expect(history).toContain('planDatabaseBackup');
+    expect(history).not.toContain(APP_PASSWORD);
+    expect(history).not.toContain(encodeURIComponent(APP_PASSWORD));
+    expect(history).not.toMatch(/postgres(ql)?:\/\//);
+    expect(history).not.toContain(env.s3.secretAccessKey);
+    expect(history).not.toContain('Zo\u00eb');
+    expect(Buffer.byteLength(history)).toBeLessThan(64 * 1024);
   });
 
   test('reports what it stored, where, and that every copy was verified', () => {

@@ -175,6 +175,32 @@ describe('the CLI', () => {
     });
   });
 
+  test('schedules apply creates the nightly schedule, then updates it; a triggered run backs up', async () => {
+    const first = await cli(['--config', configFile, 'schedules', 'apply', '--json']);
+    expect(first.exitCode).toBe(0);
+    expect(JSON.parse(first.stdout)).toEqual({ schedules: [{ scheduleId: 'backup-database-nightly', action: 'created' }] });
+    const again = await cli(['--config', configFile, 'schedules', 'apply', '--json']);
+    expect(JSON.parse(again.stdout)).toEqual({ schedules: [{ scheduleId: 'backup-database-nightly', action: 'updated' }] });
+
+    const schedule = env.temporal.client.schedule.getHandle('backup-database-nightly');
+    const description = await schedule.describe();
+    expect(description.policies).toMatchObject({ overlap: 'SKIP', catchupWindow: 86_400_000 });
+    expect(description.info.nextActionTimes[0].getUTCHours()).toBe(2);
+
+    await schedule.trigger();
+    let workflowId: string | undefined;
+    for (let i = 0; i < 100 && !workflowId; i++) {
+      workflowId = (await schedule.describe()).info.recentActions[0]?.action.workflow.workflowId;
+      if (!workflowId) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(workflowId).toMatch(/^backup-database-nightly-/);
+    const result = (await env.temporal.client.workflow.getHandle(workflowId!).result()) as DatabaseBackupResult;
+    expect(result.copies.every((c) => c.verified)).toBe(true);
+    const listed = JSON.parse((await cli(['--config', configFile, 'schedules', 'list', '--json'])).stdout);
+    expect(listed.schedules[0]).toMatchObject({ scheduleId: 'backup-database-nightly', paused: false });
+    await schedule.delete();
+  });
+
   test('a bad configuration value exits 1 naming the field, the value and what is allowed', async () => {
     const file = path.join(env.dir, 'bad.yaml');
     writeFileSync(file, YAML.stringify({ ...YAML.parse(readFileSync(configFile, 'utf8')), compression: { algorithm: 'lz4' } }));

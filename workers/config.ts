@@ -74,6 +74,18 @@ export const configSchema = z.strictObject({
     /** ASCII-armored or binary OpenPGP public key; backup hosts hold no private key. */
     publicKeyFile: z.string().min(1),
   }),
+  /** Temporal Schedules; `backupctl schedules apply` creates or updates them. */
+  schedules: z
+    .strictObject({
+      database: z
+        .strictObject({
+          cron: z.string().regex(/^\S+( \S+){4}$/, 'must be a five-field cron expression, e.g. "0 2 * * *"').default('0 2 * * *'),
+          timezone: z.string().min(1).default('UTC'),
+          paused: z.boolean().default(false),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
   workDir: z.string().optional(),
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
 });
