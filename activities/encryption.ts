@@ -26,21 +26,22 @@ export async function loadRecipient(publicKeyFile: string): Promise<Recipient> {
     throw permanent(ErrorType.PublicKeyMissing, `encryption.publicKeyFile ${publicKeyFile} does not exist or cannot be read`);
   }
   const homeDir = await mkdtemp(path.join(os.tmpdir(), 'backupctl-gpg-'));
-  const dispose = () => rm(homeDir, { recursive: true, force: true });
+  const dispose = async () => {
+    await stopAgent(homeDir);
+    await rm(homeDir, { recursive: true, force: true });
+  };
   try {
-    const gpg = (args: string[]) => runCommand('gpg', ['--homedir', homeDir, '--batch', '--no-tty', ...args]);
+    // Public keys need no agent; --no-autostart keeps one from outliving the keyring.
+    const gpg = (args: string[]) => runCommand('gpg', ['--homedir', homeDir, '--batch', '--no-tty', '--no-autostart', ...args]);
     try {
       await gpg(['--import', publicKeyFile]);
     } catch (err) {
+      // Without an agent gpg cannot store a secret key, so a private key fails right here.
+      if (/secret keys? read/i.test(gpgReason(err))) throw privateKeyRefused(publicKeyFile);
       throw permanent(ErrorType.InvalidPublicKey, `encryption.publicKeyFile ${publicKeyFile} is not an OpenPGP key: ${gpgReason(err)}`);
     }
     const secret = await gpg(['--with-colons', '--list-secret-keys']).catch(() => ({ stdout: '' }));
-    if (secret.stdout.includes('sec:')) {
-      throw permanent(
-        ErrorType.InvalidPublicKey,
-        `encryption.publicKeyFile ${publicKeyFile} holds a PRIVATE key: give the backup host only the public key (gpg --export)`,
-      );
-    }
+    if (secret.stdout.includes('sec:')) throw privateKeyRefused(publicKeyFile);
     const { stdout } = await gpg(['--with-colons', '--fixed-list-mode', '--list-keys']);
     const fingerprint = usableEncryptionKey(stdout);
     if (!fingerprint) {
@@ -61,7 +62,7 @@ export function spawnEncryptor(recipient: Recipient, signal: AbortSignal): Strea
   return spawnStreaming(
     'gpg',
     [
-      '--homedir', recipient.homeDir, '--batch', '--no-tty', '--quiet',
+      '--homedir', recipient.homeDir, '--batch', '--no-tty', '--quiet', '--no-autostart',
       '--trust-model', 'always',
       // The input is already compressed; compressing again costs time and gains nothing.
       '--compress-algo', 'none',
@@ -86,6 +87,15 @@ function usableEncryptionKey(colons: string): string | undefined {
     if (fpr?.[9]) return fpr[9];
   }
   return undefined;
+}
+
+function privateKeyRefused(file: string) {
+  return permanent(ErrorType.InvalidPublicKey, `encryption.publicKeyFile ${file} holds a PRIVATE key: give the backup host only the public key (gpg --export)`);
+}
+
+/** Stops a gpg-agent that a keyring's gpg may have started; harmless when there is none. */
+export async function stopAgent(homeDir: string): Promise<void> {
+  await runCommand('gpgconf', ['--homedir', homeDir, '--kill', 'gpg-agent']).catch(() => undefined);
 }
 
 function gpgReason(err: unknown): string {

@@ -1,10 +1,10 @@
 // The public key check: backup hosts encrypt to a public key they can prove usable, and
 // refuse a private key, a non-key, an expired key, or a missing file, each by name.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
-import { loadRecipient } from '../activities/encryption.js';
+import { loadRecipient, stopAgent } from '../activities/encryption.js';
 import { runCommand } from '../activities/exec.js';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
 
@@ -14,6 +14,14 @@ let keys: KeyPair;
 beforeAll(async () => {
   keys = await ensureKeyPair(path.join(dir, 'good'));
 });
+
+afterAll(async () => {
+  await stopAgent(keys.privateHome);
+  for (const home of signOnlyHomes) await stopAgent(home);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const signOnlyHomes: string[] = [];
 
 async function failureOf(file: string): Promise<ApplicationFailure> {
   try {
@@ -57,6 +65,7 @@ test('a private key is refused: backup hosts hold only public keys', async () =>
 
 test('a key that can only sign is InvalidPublicKey', async () => {
   const home = mkdtempSync(path.join(dir, 'signonly-'));
+  signOnlyHomes.push(home);
   const gpg = (args: string[]) => runCommand('gpg', ['--homedir', home, '--batch', '--passphrase', '', ...args]);
   await gpg(['--quick-gen-key', 'sign only <s@example.invalid>', 'ed25519', 'sign', 'never']);
   const file = path.join(dir, 'signonly.asc');

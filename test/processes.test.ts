@@ -9,7 +9,7 @@ import YAML from 'yaml';
 import { openRepositories } from '../activities/storage/index.js';
 import { backupDatabase } from '../workflows/index.js';
 import { SHARED_TASK_QUEUE, hostTaskQueue, type DatabaseBackupResult } from '../workflows/types.js';
-import { BUCKET, SOURCE_DB, startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';
+import { APP_PASSWORD, BUCKET, SOURCE_DB, startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';
 import { tableChecksums } from './fixtures/postgres.js';
 import { restoreDump } from './fixtures/restore.js';
 
@@ -116,7 +116,7 @@ describe('the CLI', () => {
   let worker: ResultPromise;
 
   beforeAll(async () => {
-    configFile = writeConfig('db-cli');
+    configFile = writeConfig('db-cli', (raw) => (raw.logLevel = 'info'));
     worker = spawnWorker(configFile);
   });
 
@@ -211,5 +211,18 @@ describe('the CLI', () => {
     expect(error.message).toContain('compression.algorithm');
     expect(error.message).toContain('"lz4"');
     expect(error.message).toMatch(/zstd.*gzip|gzip.*zstd/);
+  });
+
+  // Last in this block: it stops the worker to read everything it logged.
+  test('the worker logs structured JSON with workflow and activity ids, and never a secret', async () => {
+    await cli(['--config', configFile, 'backup', 'database', '--wait', '--workflow-id', 'backup-database-cli-logs']);
+    worker.kill('SIGTERM');
+    const { stderr, exitCode } = await worker;
+    expect(exitCode).toBe(0);
+    const lines = String(stderr).split('\n').filter((line) => line.startsWith('{'));
+    const entries = lines.map((line) => JSON.parse(line));
+    expect(entries.some((e) => e.workflowId === 'backup-database-cli-logs' && e.activityId && e.msg === 'backup manifest written')).toBe(true);
+    expect(String(stderr)).not.toContain(APP_PASSWORD);
+    expect(String(stderr)).not.toContain(env.s3.secretAccessKey);
   });
 });

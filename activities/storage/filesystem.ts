@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { ErrorType } from '../../workflows/types.js';
 import { classifyFilesystemError, permanent } from '../errors.js';
-import { assertSafeKey, type ObjectInfo, type PutOptions, type Repository } from './repository.js';
+import { assertSafeKey, byKey, type ObjectInfo, type PutOptions, type Repository } from './repository.js';
 
 /** Suffix of an object being written; never listed, replaced by a retry, removed with the key. */
 const PARTIAL_SUFFIX = '.partial';
@@ -87,7 +87,7 @@ export class FilesystemRepository implements Repository {
     // Walk only the folder the prefix names, not the whole repository.
     const slash = prefix.lastIndexOf('/');
     await walk(slash >= 0 ? path.join(this.root, prefix.slice(0, slash)) : this.root);
-    return found.sort((a, b) => a.key.localeCompare(b.key));
+    return found.sort(byKey);
   }
 
   async remove(key: string): Promise<void> {

@@ -1,7 +1,8 @@
 // One narrow interface for every place a backup lives (restic's idea): the pipeline, the
 // verifier and the catalog talk only to this, and one conformance suite tests every kind.
 import type { Readable } from 'node:stream';
-import type { RepositoryKind } from '../../workflows/types.js';
+import { ErrorType, type RepositoryKind } from '../../workflows/types.js';
+import { permanent } from '../errors.js';
 
 export interface ObjectInfo {
   key: string;
@@ -35,7 +36,7 @@ export interface Repository {
   /** Reads the object; throws CopyMissing when there is none. */
   get(key: string, options?: { signal?: AbortSignal }): Promise<Readable>;
 
-  /** Complete objects whose key starts with prefix, in key order. */
+  /** Complete objects whose key starts with prefix, in key order (byKey). */
   list(prefix: string): Promise<ObjectInfo[]>;
 
   /** Removes the object and any partial attempt at it; no error when there is none. */
@@ -51,6 +52,14 @@ export interface Repository {
 /** Keys are relative paths of safe characters; anything else is a bug or an attack. */
 export function assertSafeKey(key: string): void {
   if (!/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/.test(key) || key.split('/').some((part) => part === '.' || part === '..')) {
-    throw new Error(`unsafe storage key: ${JSON.stringify(key)}`);
+    throw permanent(ErrorType.InvalidInput, `unsafe storage key ${JSON.stringify(key)}: keys are relative paths of A-Z a-z 0-9 . _ -`);
   }
+}
+
+/**
+ * Key order: by code unit, which for our ASCII keys is S3's own byte order. Not localeCompare:
+ * that puts 'B' after 'a' and '_' before '-', and differs with the host's locale.
+ */
+export function byKey(a: { key: string }, b: { key: string }): number {
+  return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
 }

@@ -13,10 +13,10 @@ import {
   type StorageClass,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import type { Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import { ErrorType } from '../../workflows/types.js';
 import { permanent, transient } from '../errors.js';
-import { assertSafeKey, type ObjectInfo, type PutOptions, type Repository } from './repository.js';
+import { assertSafeKey, byKey, type ObjectInfo, type PutOptions, type Repository } from './repository.js';
 
 export interface S3RepositoryOptions {
   bucket: string;
@@ -43,17 +43,24 @@ export class S3Repository implements Repository {
 
   async put(key: string, body: Readable, options: PutOptions = {}): Promise<ObjectInfo> {
     const objectKey = this.objectKey(key);
-    await this.abortStaleUploads(objectKey);
     let bytes = 0;
-    body.on('data', (chunk: Buffer) => {
-      bytes += chunk.length;
+    const counted = new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        bytes += chunk.length;
+        done(null, chunk);
+      },
     });
+    // The source waits (buffered, then paused) while stale uploads are cleared; its failure
+    // in that time reaches the upload through `counted` instead of crashing the worker.
+    body.once('error', (err) => counted.destroy(err));
+    body.pipe(counted);
+    await this.abortStaleUploads(objectKey);
     const upload = new Upload({
       client: this.client,
       params: {
         Bucket: this.options.bucket,
         Key: objectKey,
-        Body: body,
+        Body: counted,
         StorageClass: this.options.storageClass as StorageClass | undefined,
         ContentType: 'application/octet-stream',
       },
@@ -68,6 +75,7 @@ export class S3Repository implements Repository {
       return { key, bytes };
     } catch (err) {
       body.destroy();
+      counted.destroy();
       throw this.classify(err, `uploading ${objectKey}`);
     } finally {
       options.signal?.removeEventListener('abort', onAbort);
@@ -113,7 +121,7 @@ export class S3Repository implements Repository {
     } catch (err) {
       throw this.classify(err, `listing ${prefix}`);
     }
-    return found.sort((a, b) => a.key.localeCompare(b.key));
+    return found.sort(byKey);
   }
 
   async remove(key: string): Promise<void> {

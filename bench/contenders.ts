@@ -1,0 +1,291 @@
+// The four contenders, each a function that backs up one database and says what it cost:
+//   workflow  backupDatabase end to end: worker process, three repositories, encrypted, verified
+//   fc        pg_dump -Fc -f file                 (what an operator would do by hand)
+//   floor     pg_dump -Fc -Z0 -f file             (no compression: the floor)
+//   seed      the seed runbook: custom dump + plain dump + gzip + gunzip -t
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, rmSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { execa } from 'execa';
+import { tsToMs } from '@temporalio/common/lib/time.js';
+import { PROJECT_ROOT } from '../client/dev/tools.js';
+import { backupDatabase } from '../workflows/index.js';
+import { SHARED_TASK_QUEUE, hostTaskQueue } from '../workflows/types.js';
+import type { PgCluster } from '../test/fixtures/postgres.js';
+import { currentRss, peakRss, resetPeakRss, Sampler, type SampleResult, type WindowUsage } from './procfs.js';
+import type { BenchDatabase } from './referenceDatabase.js';
+import { BENCH_HOST, type WorkflowStack } from './stack.js';
+
+export type ContenderId = 'workflow' | 'fc' | 'floor' | 'seed';
+export const CONTENDER_IDS: ContenderId[] = ['workflow', 'fc', 'floor', 'seed'];
+
+export const CONTENDER_LABELS: Record<ContenderId, string> = {
+  workflow: 'backupDatabase workflow (3 repos, zstd, gpg, verified)',
+  fc: '`pg_dump -Fc -f file`',
+  floor: '`pg_dump -Fc -Z0 -f file` (floor)',
+  seed: 'seed procedure (custom + plain + gzip + `gunzip -t`)',
+};
+
+export interface ContenderResult {
+  wallMs: number;
+  /** Bytes of one stored backup (for the workflow: one repository's copy, dump + globals). */
+  storedBytes: number;
+  /** The Node worker's peak RSS during this run (VmHWM, reset just before the run). */
+  peakRssBytes?: number;
+  /** The worker's RSS when the run started: polling, idle, the workflow code bundled. */
+  idleRssBytes?: number;
+  /** Peak of the summed RSS of the contender's process tree (worker + its children, or the tools). */
+  treePeakRssBytes: number;
+  usage: SampleResult;
+  /** Seconds per step: the workflow's activities (scheduled to completed), or the seed's commands. */
+  steps: Record<string, number>;
+  /** The workflow's activities: CPU by program while each ran. */
+  phases?: Record<string, WindowUsage>;
+}
+
+export interface ContenderContext {
+  cluster: PgCluster;
+  stack: WorkflowStack;
+  /** Folder for the bare contenders' files, on the same disk as the repositories. */
+  outDir: string;
+  sampleMs: number;
+  /** Roots of the benchmark's own process trees (itself, the postmaster); the rest is other load. */
+  ours: number[];
+}
+
+export type Contender = (ctx: ContenderContext, db: BenchDatabase) => Promise<ContenderResult>;
+
+export const CONTENDERS: Record<ContenderId, Contender> = {
+  workflow: runWorkflow,
+  fc: (ctx, db) => runPgDump(ctx, db, []),
+  floor: (ctx, db) => runPgDump(ctx, db, ['-Z0']),
+  seed: runSeedProcedure,
+};
+
+// ---------------------------------------------------------------------------------------------
+// The workflow, with its worker as a separate process so its memory can be measured.
+
+const liveWorkers = new Set<ChildProcess>();
+
+/** Kills every worker process group still running (on failure or Ctrl-C). */
+export function killWorkers(): void {
+  for (const child of liveWorkers) killGroup(child, 'SIGKILL');
+  liveWorkers.clear();
+}
+process.once('exit', killWorkers);
+
+interface WorkerProcess {
+  pid: number;
+  stderrTail(): string;
+  stop(): Promise<void>;
+}
+
+async function startWorkerProcess(configFile: string): Promise<WorkerProcess> {
+  const child = spawn(process.execPath, [path.join(PROJECT_ROOT, 'bin', 'backupctl.js'), '--config', configFile, 'worker'], {
+    cwd: PROJECT_ROOT,
+    detached: true, // its own process group: stop() reaches pg_dump, zstd and gpg too
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: process.env,
+  });
+  liveWorkers.add(child);
+  let tail = '';
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const ready = new Promise<void>((resolve, reject) => {
+    child.stderr!.on('data', (chunk: Buffer) => {
+      tail = (tail + chunk.toString('utf8')).slice(-8000);
+      if (tail.includes('"worker polling"')) resolve();
+    });
+    child.once('exit', (code, signal) => reject(new Error(`worker exited before polling (code ${code}, signal ${signal}):\n${tail}`)));
+    child.once('error', reject);
+  });
+  const timeout = setTimeout(() => killGroup(child, 'SIGKILL'), 120_000);
+  try {
+    await ready;
+  } catch (err) {
+    liveWorkers.delete(child);
+    throw err;
+  } finally {
+    clearTimeout(timeout);
+  }
+  return {
+    pid: child.pid!,
+    stderrTail: () => tail,
+    async stop() {
+      killGroup(child, 'SIGTERM');
+      const killer = setTimeout(() => killGroup(child, 'SIGKILL'), 15_000);
+      await exited;
+      clearTimeout(killer);
+      liveWorkers.delete(child);
+    },
+  };
+}
+
+function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  if (!child.pid || child.exitCode !== null || child.signalCode !== null) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    // gone already
+  }
+}
+
+let runCounter = 0;
+
+async function runWorkflow(ctx: ContenderContext, db: BenchDatabase): Promise<ContenderResult> {
+  const { stack } = ctx;
+  const { file } = stack.configFor(db.name);
+  // A fresh worker per run (bundling the workflow code happens here, before the clock starts),
+  // and its peak RSS reset once it polls: the peak then covers this backup only.
+  const worker = await startWorkerProcess(file);
+  try {
+    const idleRssBytes = currentRss(worker.pid);
+    if (!resetPeakRss(worker.pid)) throw new Error(`cannot reset VmHWM of the worker (/proc/${worker.pid}/clear_refs)`);
+    const labels = new Map([
+      [worker.pid, 'node (worker)'],
+      [process.pid, 'node (bench)'],
+    ]);
+    const workflowId = `bench-${db.name}-${process.pid}-${++runCounter}`;
+    const sampler = new Sampler(worker.pid, labels, ctx.sampleMs, ctx.ours);
+    const t0 = performance.now();
+    let usage: SampleResult;
+    let result;
+    try {
+      const handle = await stack.client.workflow.start(backupDatabase, {
+        taskQueue: SHARED_TASK_QUEUE,
+        workflowId,
+        args: [{ hostTaskQueue: hostTaskQueue(BENCH_HOST) }],
+      });
+      result = await handle.result();
+    } catch (err) {
+      throw new Error(`workflow ${workflowId} failed: ${(err as Error).message}; cause: ${(err as { cause?: Error }).cause?.message}\n--- worker log (tail) ---\n${worker.stderrTail()}`, { cause: err });
+    } finally {
+      usage = sampler.stop();
+    }
+    const wallMs = performance.now() - t0;
+    const peakRssBytes = peakRss(worker.pid);
+    const { steps, windows } = await activityTimes(stack, workflowId, wallMs);
+    const phases: Record<string, WindowUsage> = {};
+    for (const w of windows) phases[w.name] = usage.window(w.from, w.to);
+    return {
+      wallMs,
+      storedBytes: result.objects.reduce((sum, o) => sum + o.bytes, 0),
+      peakRssBytes,
+      idleRssBytes,
+      treePeakRssBytes: usage.treePeakRssBytes,
+      usage,
+      steps,
+      phases,
+    };
+  } finally {
+    await worker.stop();
+    await stack.clearRepositories();
+  }
+}
+
+/** Each activity's time from scheduled to completed, from the workflow's history. */
+async function activityTimes(
+  stack: WorkflowStack,
+  workflowId: string,
+  wallMs: number,
+): Promise<{ steps: Record<string, number>; windows: Array<{ name: string; from: number; to: number }> }> {
+  const history = await stack.client.workflow.getHandle(workflowId).fetchHistory();
+  const scheduled = new Map<string, { name: string; at: number }>();
+  const steps: Record<string, number> = {};
+  const windows: Array<{ name: string; from: number; to: number }> = [];
+  let inActivities = 0;
+  for (const event of history.events ?? []) {
+    const at = tsToMs(event.eventTime);
+    const s = event.activityTaskScheduledEventAttributes;
+    if (s) scheduled.set(String(event.eventId), { name: s.activityType?.name ?? '?', at });
+    const done = event.activityTaskCompletedEventAttributes;
+    if (done) {
+      const start = scheduled.get(String(done.scheduledEventId));
+      if (start) {
+        const seconds = (at - start.at) / 1000;
+        steps[start.name] = (steps[start.name] ?? 0) + seconds;
+        windows.push({ name: start.name, from: start.at, to: at });
+        inActivities += seconds;
+      }
+    }
+  }
+  steps['(workflow tasks, client round trips)'] = Math.max(0, wallMs / 1000 - inActivities);
+  return { steps, windows };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The bare contenders: plain commands, files in outDir (same disk), no fsync forced.
+
+interface Step {
+  name: string;
+  file: string;
+  args: string[];
+  env?: Record<string, string>;
+}
+
+async function runSteps(ctx: ContenderContext, steps: Step[], cwd: string): Promise<Omit<ContenderResult, 'storedBytes'>> {
+  const sampler = new Sampler(undefined, new Map([[process.pid, 'node (bench)']]), ctx.sampleMs, ctx.ours);
+  const seconds: Record<string, number> = {};
+  const t0 = performance.now();
+  let usage: SampleResult;
+  try {
+    for (const step of steps) {
+      const s0 = performance.now();
+      const child = execa(step.file, step.args, { cwd, env: step.env, extendEnv: true, stdin: 'ignore', stdout: 'ignore', stderr: 'pipe' });
+      sampler.setRoot(child.pid);
+      try {
+        await child;
+      } catch (err) {
+        throw new Error(`${step.name} failed: ${(err as { stderr?: string }).stderr || (err as Error).message}`, { cause: err });
+      }
+      seconds[step.name] = (performance.now() - s0) / 1000;
+    }
+  } finally {
+    usage = sampler.stop();
+  }
+  return { wallMs: performance.now() - t0, treePeakRssBytes: usage.treePeakRssBytes, usage, steps: seconds };
+}
+
+function freshDir(ctx: ContenderContext, name: string): string {
+  const dir = path.join(ctx.outDir, name);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+async function runPgDump(ctx: ContenderContext, db: BenchDatabase, extra: string[]): Promise<ContenderResult> {
+  const dir = freshDir(ctx, 'pg_dump');
+  const file = path.join(dir, `${db.name}.dump`);
+  try {
+    const run = await runSteps(
+      ctx,
+      [{ name: `pg_dump -Fc ${extra.join(' ')}`.trim(), file: path.join(ctx.cluster.binDir, 'pg_dump'), args: ['-Fc', ...extra, '-f', file, db.name], env: ctx.cluster.env(db.name) }],
+      dir,
+    );
+    return { ...run, storedBytes: statSync(file).size };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Exactly the seed runbook's commands (without its -W password prompt). */
+async function runSeedProcedure(ctx: ContenderContext, db: BenchDatabase): Promise<ContenderResult> {
+  const dir = freshDir(ctx, 'seed');
+  const base = path.join(dir, db.name);
+  const pgDump = path.join(ctx.cluster.binDir, 'pg_dump');
+  const env = ctx.cluster.env(db.name);
+  try {
+    const run = await runSteps(
+      ctx,
+      [
+        { name: 'pg_dump --format=custom', file: pgDump, args: ['--clean', '--create', '--format=custom', `--file=${base}.backup`, db.name], env },
+        { name: 'pg_dump --format=plain', file: pgDump, args: ['--clean', '--create', '--format=plain', `--file=${base}.sql`, db.name], env },
+        { name: 'gzip', file: 'gzip', args: [`${base}.sql`] },
+        { name: 'gunzip -t', file: 'gunzip', args: ['-t', `${base}.sql.gz`] },
+      ],
+      dir,
+    );
+    return { ...run, storedBytes: statSync(`${base}.backup`).size + statSync(`${base}.sql.gz`).size };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,74 @@
+// Benchmark options, from argv (npm run bench -- --scale 5 --rounds 1) or the environment
+// (BENCH_SCALE, BENCH_ROUNDS, BENCH_GROWTH, BENCH_MIX, BENCH_OUT).
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { PROJECT_ROOT } from '../client/dev/tools.js';
+
+export type Mix = 'text' | 'random';
+export const MIXES: Mix[] = ['text', 'random'];
+
+export interface BenchOptions {
+  /** pgbench scale of the compressible database; about 15 MiB of database per unit. */
+  scale: number;
+  /** Measured rounds per data mix, after one warm-up pass. */
+  rounds: number;
+  /** Also run the workflow on a database a quarter of the size, to show memory stays flat. */
+  growth: boolean;
+  mixes: Mix[];
+  /** Markdown report; empty: do not write one. */
+  out: string;
+  /** /proc sampling period. */
+  sampleMs: number;
+}
+
+export const DEFAULT_SCALE = 60;
+export const DEFAULT_ROUNDS = 3;
+
+const USAGE = `usage: npm run bench -- [--scale N] [--rounds N] [--no-growth] [--mix text,random] [--out FILE | --no-write]
+  --scale N     pgbench scale of the compressible database (default ${DEFAULT_SCALE}: about 1.1 GB with the Django tables)
+  --rounds N    measured rounds per data mix after one warm-up pass (default ${DEFAULT_ROUNDS})
+  --no-growth   skip the workflow run on the database at scale/4 (the memory-growth check)
+  --mix LIST    text (pgbench + Django tables), random (random bytea); default both
+  --out FILE    markdown report (default docs/benchmarks.md); --no-write prints only
+Environment: BENCH_SCALE, BENCH_ROUNDS, BENCH_GROWTH=0, BENCH_MIX, BENCH_OUT.`;
+
+export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): BenchOptions {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      scale: { type: 'string' },
+      rounds: { type: 'string' },
+      growth: { type: 'boolean' },
+      'no-growth': { type: 'boolean' },
+      mix: { type: 'string' },
+      out: { type: 'string' },
+      'no-write': { type: 'boolean' },
+      'sample-ms': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(USAGE + '\n');
+    process.exit(0);
+  }
+  const int = (name: string, raw: string | undefined, fallback: number, min: number) => {
+    if (raw === undefined || raw === '') return fallback;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer >= ${min}; got ${raw}\n${USAGE}`);
+    return n;
+  };
+  const mixText = values.mix ?? env.BENCH_MIX ?? 'text,random';
+  const mixes = (mixText === 'both' ? MIXES : mixText.split(',').map((m) => m.trim()).filter(Boolean)) as Mix[];
+  if (mixes.length === 0 || mixes.some((m) => !MIXES.includes(m))) throw new Error(`--mix must list text and/or random; got ${mixText}\n${USAGE}`);
+  const growth = values['no-growth'] ? false : (values.growth ?? !['0', 'false', 'no'].includes((env.BENCH_GROWTH ?? '').toLowerCase()));
+  const out = values['no-write'] ? '' : path.resolve(PROJECT_ROOT, values.out ?? env.BENCH_OUT ?? 'docs/benchmarks.md');
+  return {
+    scale: int('scale', values.scale ?? env.BENCH_SCALE, DEFAULT_SCALE, 1),
+    rounds: int('rounds', values.rounds ?? env.BENCH_ROUNDS, DEFAULT_ROUNDS, 1),
+    growth,
+    mixes: MIXES.filter((m) => mixes.includes(m)),
+    out,
+    sampleMs: int('sample-ms', values['sample-ms'], 100, 10),
+  };
+}

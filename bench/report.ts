@@ -1,0 +1,370 @@
+// The ratio tables, the targets, and the machine, as markdown for the terminal and for
+// docs/benchmarks.md. A hand-written analysis between the analysis markers of an existing
+// report is kept when the report is rewritten.
+import { existsSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execa } from 'execa';
+import type { PgCluster } from '../test/fixtures/postgres.js';
+import { CONTENDER_IDS, CONTENDER_LABELS, type ContenderId, type ContenderResult } from './contenders.js';
+import type { BenchOptions } from './options.js';
+import { OTHER } from './procfs.js';
+import type { BenchDatabase } from './referenceDatabase.js';
+
+export interface MixResults {
+  db: BenchDatabase;
+  /** Measured rounds only (the warm-up pass is not here). */
+  runs: Record<ContenderId, ContenderResult[]>;
+  orders: ContenderId[][];
+}
+
+export interface GrowthResults {
+  small: BenchDatabase;
+  large: BenchDatabase;
+  smallRuns: ContenderResult[];
+  largeRuns: ContenderResult[];
+}
+
+export interface Machine {
+  date: string;
+  cpus: number;
+  cpuModel: string;
+  memoryBytes: number;
+  kernel: string;
+  os: string;
+  disk: string;
+  versions: Record<string, string>;
+}
+
+export interface BenchReport {
+  options: BenchOptions;
+  machine: Machine;
+  mixes: MixResults[];
+  growth?: GrowthResults;
+  /** Runs repeated because processes outside the benchmark loaded the machine. */
+  repeated: number;
+  totalSeconds: number;
+}
+
+export const TARGETS = {
+  wallVsFc: 0.75,
+  wallVsSeed: 0.25,
+  wallVsFloor: 1.2,
+  storedVsFc: 0.8,
+  workerRssMiB: 256,
+  /** "Flat": the worker's peak at 4x the database at most this much above the peak at 1x. */
+  growthFactor: 1.25,
+};
+
+const ANALYSIS_START = '<!-- analysis: kept when the benchmark rewrites this file -->';
+const ANALYSIS_END = '<!-- /analysis -->';
+
+// --------------------------------------------------------------------------------------------
+// Machine
+
+export async function collectMachine(cluster: PgCluster, workDir: string): Promise<Machine> {
+  const first = async (file: string, args: string[], pick = (out: string) => out.split('\n')[0]) => {
+    try {
+      const r = await execa(file, args, { all: true });
+      return pick(String(r.all ?? r.stdout).trim());
+    } catch {
+      return 'unavailable';
+    }
+  };
+  const cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
+  const server = await cluster.query<{ v: string }>('postgres', 'SELECT version() AS v');
+  const tools = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '.tools', 'venv', 'bin');
+  return {
+    date: new Date().toISOString(),
+    cpus: os.cpus().length,
+    cpuModel: /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1] ?? os.cpus()[0]?.model ?? 'unknown',
+    memoryBytes: os.totalmem(),
+    kernel: `${os.type()} ${os.release()} ${os.arch()}`,
+    os: existsSync('/etc/os-release') ? (/^PRETTY_NAME="?([^"\n]+)/m.exec(readFileSync('/etc/os-release', 'utf8'))?.[1] ?? 'unknown') : 'unknown',
+    disk: mountOf(workDir),
+    versions: {
+      PostgreSQL: server.rows[0].v.split(' on ')[0],
+      pg_dump: await first(path.join(cluster.binDir, 'pg_dump'), ['--version']),
+      zstd: await first('zstd', ['--version']),
+      gpg: await first('gpg', ['--version'], (out) => out.split('\n').slice(0, 2).join(', ')),
+      gzip: await first('gzip', ['--version']),
+      Node: process.version,
+      'Temporal CLI': await first(path.join(tools, 'temporal'), ['--version']),
+      SeaweedFS: await first(path.join(tools, 'weed'), ['version'], (out) => out.split('\n').find((l) => /version/i.test(l)) ?? out),
+    },
+  };
+}
+
+/** The mount holding a folder: device, filesystem type and mount point. */
+function mountOf(dir: string): string {
+  try {
+    const mounts = readFileSync('/proc/mounts', 'utf8')
+      .split('\n')
+      .map((l) => l.split(' '))
+      .filter((f) => f.length > 2 && dir.startsWith(f[1]))
+      .sort((a, b) => b[1].length - a[1].length);
+    return mounts.length ? `${mounts[0][0]} (${mounts[0][2]}) mounted at ${mounts[0][1]}` : 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+// --------------------------------------------------------------------------------------------
+// Numbers
+
+export function median(values: number[]): number {
+  const v = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return NaN;
+  const mid = Math.floor(v.length / 2);
+  return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
+}
+
+const MiB = 1024 * 1024;
+const sec = (ms: number) => (ms / 1000).toFixed(1);
+const mb = (bytes: number) => (bytes / 1e6).toFixed(1);
+const mib = (bytes: number | undefined) => (bytes === undefined || !Number.isFinite(bytes) ? '–' : (bytes / MiB).toFixed(0));
+const ratio = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : '–');
+const yes = (ok: boolean) => (ok ? '**met**' : '**not met**');
+
+interface Summary {
+  wallMs: number;
+  minMs: number;
+  maxMs: number;
+  storedBytes: number;
+  workerRss?: number;
+  idleRss?: number;
+  treeRss: number;
+  cpuSeconds: number;
+  otherCpuSeconds: number;
+}
+
+function summarize(runs: ContenderResult[]): Summary {
+  const walls = runs.map((r) => r.wallMs);
+  const workers = runs.map((r) => r.peakRssBytes).filter((x): x is number => x !== undefined);
+  const idle = runs.map((r) => r.idleRssBytes).filter((x): x is number => x !== undefined);
+  return {
+    wallMs: median(walls),
+    minMs: Math.min(...walls),
+    maxMs: Math.max(...walls),
+    storedBytes: median(runs.map((r) => r.storedBytes)),
+    // Memory: the worst round, not the median.
+    workerRss: workers.length ? Math.max(...workers) : undefined,
+    idleRss: idle.length ? median(idle) : undefined,
+    treeRss: Math.max(...runs.map((r) => r.treePeakRssBytes)),
+    cpuSeconds: median(runs.map((r) => Object.entries(r.usage.programs).reduce((s, [name, p]) => s + (name === OTHER ? 0 : p.cpuSeconds), 0))),
+    otherCpuSeconds: median(runs.map((r) => r.usage.programs[OTHER]?.cpuSeconds ?? 0)),
+  };
+}
+
+/** The round whose wall time is the median (for the breakdowns). */
+function medianRun(runs: ContenderResult[]): ContenderResult {
+  const sorted = [...runs].sort((a, b) => a.wallMs - b.wallMs);
+  return sorted[Math.floor((sorted.length - 1) / 2)];
+}
+
+// --------------------------------------------------------------------------------------------
+// Markdown
+
+export function renderReport(report: BenchReport): string {
+  const { machine, options } = report;
+  const lines: string[] = [];
+  const push = (...l: string[]) => lines.push(...l);
+  push(
+    '# Benchmarks',
+    '',
+    `Measured ${machine.date.slice(0, 10)} with \`npm run bench\` (\`--scale ${options.scale} --rounds ${options.rounds}` +
+      `${options.growth ? '' : ' --no-growth'}${options.mixes.length < 2 ? ` --mix ${options.mixes.join(',')}` : ''}\`; ` +
+      `${(report.totalSeconds / 60).toFixed(1)} minutes in all, building the data included). Re-run it to refresh this file; ` +
+      'everything but the hand-written analysis below is regenerated.',
+    '',
+    '## Machine',
+    '',
+    `* ${machine.cpus} CPUs: ${machine.cpuModel}; ${(machine.memoryBytes / 2 ** 30).toFixed(1)} GiB memory`,
+    `* ${machine.kernel}; ${machine.os}`,
+    `* disk: ${machine.disk} (database, repositories, dump files and the S3 server's data all on it)`,
+    ...Object.entries(machine.versions).map(([k, v]) => `* ${k}: ${v}`),
+    '',
+  );
+
+  for (const mix of report.mixes) push(...renderMix(mix, report.growth && mix.db.mix === 'text' ? report.growth : undefined));
+  if (report.growth) push(...renderGrowth(report.growth));
+  push(...renderBreakdown(report));
+  push(...renderMethod(report));
+  push('## Analysis', '', ANALYSIS_START, '', '(none yet)', '', ANALYSIS_END, '');
+  return lines.join('\n');
+}
+
+function renderMix(mix: MixResults, growth: GrowthResults | undefined): string[] {
+  const s = Object.fromEntries(CONTENDER_IDS.map((id) => [id, summarize(mix.runs[id])])) as Record<ContenderId, Summary>;
+  const { db } = mix;
+  const out = [
+    `## ${db.mix === 'text' ? 'Compressible mix' : 'Poorly compressible mix'}: \`${db.name}\`, ${(db.bytes / 1e9).toFixed(2)} GB`,
+    '',
+    `${db.description}. Largest tables: ${db.tables.map((t) => `${t.name} ${(t.bytes / 1e6).toFixed(0)} MB (${t.rows.toLocaleString('en')} rows)`).join(', ')}.`,
+    '',
+    `Median of ${mix.runs.workflow.length} round${mix.runs.workflow.length > 1 ? 's' : ''} (min–max in brackets), after a warm-up pass of every contender.`,
+    '',
+    '| contender | wall s | × `pg_dump -Fc` | × seed | × floor | stored MB | stored × `pg_dump -Fc` | worker RSS MiB: idle → peak | process tree peak RSS MiB | CPU s | other load CPU s |',
+    '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
+  ];
+  for (const id of CONTENDER_IDS) {
+    const x = s[id];
+    out.push(
+      `| ${CONTENDER_LABELS[id]} | ${sec(x.wallMs)} (${sec(x.minMs)}–${sec(x.maxMs)}) | ${ratio(x.wallMs / s.fc.wallMs)} | ${ratio(x.wallMs / s.seed.wallMs)} | ` +
+        `${ratio(x.wallMs / s.floor.wallMs)} | ${mb(x.storedBytes)} | ${ratio(x.storedBytes / s.fc.storedBytes)} | ` +
+        `${x.workerRss === undefined ? '–' : `${mib(x.idleRss)} → ${mib(x.workerRss)}`} | ${mib(x.treeRss)} | ${x.cpuSeconds.toFixed(0)} | ${x.otherCpuSeconds.toFixed(1)} |`,
+    );
+  }
+  const w = s.workflow;
+  out.push(
+    '',
+    'The workflow stores three copies (local, nas, s3); "stored MB" is one copy (dump + globals), the others are one file ' +
+      '(the seed: the `.backup` plus the `.sql.gz`). Worker RSS: the Node worker process\'s VmRSS when the run starts (polling, idle, ' +
+      'workflow code bundled) and its VmHWM during the backup; the process tree adds its children (pg_dump, zstd, gpg, pg_restore) ' +
+      'at the sampled peak. CPU s: every process the benchmark started (PostgreSQL backend, Temporal and SeaweedFS servers included); ' +
+      '"other load" is what processes outside the benchmark used meanwhile (each run waits for them to go quiet first).',
+    '',
+    '| target | measured | |',
+    '|---|--:|---|',
+    `| wall ≤ ${TARGETS.wallVsFc} × \`pg_dump -Fc\` | ${ratio(w.wallMs / s.fc.wallMs)} | ${yes(w.wallMs / s.fc.wallMs <= TARGETS.wallVsFc)} |`,
+    `| wall ≤ ${TARGETS.wallVsSeed} × the seed procedure | ${ratio(w.wallMs / s.seed.wallMs)} | ${yes(w.wallMs / s.seed.wallMs <= TARGETS.wallVsSeed)} |`,
+    `| wall ≤ ${TARGETS.wallVsFloor} × the floor (\`-Z0\`) | ${ratio(w.wallMs / s.floor.wallMs)} | ${yes(w.wallMs / s.floor.wallMs <= TARGETS.wallVsFloor)} |`,
+    `| stored bytes ≤ ${TARGETS.storedVsFc} × \`pg_dump -Fc\`'s | ${ratio(w.storedBytes / s.fc.storedBytes)} | ${yes(w.storedBytes / s.fc.storedBytes <= TARGETS.storedVsFc)} |`,
+    `| worker peak RSS ≤ ${TARGETS.workerRssMiB} MiB (worst round) | ${mib(w.workerRss)} MiB | ${yes((w.workerRss ?? Infinity) <= TARGETS.workerRssMiB * MiB)} |`,
+  );
+  if (growth) {
+    const small = Math.max(...growth.smallRuns.map((r) => r.peakRssBytes ?? NaN));
+    const large = Math.max(...growth.largeRuns.map((r) => r.peakRssBytes ?? NaN));
+    out.push(
+      `| worker peak RSS flat when the database grows ${(growth.large.bytes / growth.small.bytes).toFixed(1)}x (≤ ${TARGETS.growthFactor}x) | ` +
+        `${mib(small)} → ${mib(large)} MiB (${ratio(large / small)}x) | ${yes(large / small <= TARGETS.growthFactor)} |`,
+    );
+  }
+  out.push('');
+  return out;
+}
+
+function renderGrowth(g: GrowthResults): string[] {
+  const row = (db: BenchDatabase, runs: ContenderResult[]) => {
+    const x = summarize(runs);
+    return `| \`${db.name}\` (scale ${db.scale}) | ${(db.bytes / 1e9).toFixed(2)} | ${sec(x.wallMs)} | ${mb(x.storedBytes)} | ${mib(x.idleRss)} | ${mib(x.workerRss)} | ${mib(x.treeRss)} |`;
+  };
+  return [
+    '## Memory as the database grows',
+    '',
+    'The workflow alone, on the compressible mix at a quarter of the scale and at full scale (worst round for memory, median for time).',
+    '',
+    '| database | GB | wall s | stored MB | worker idle RSS MiB | worker peak RSS MiB | process tree peak RSS MiB |',
+    '|---|--:|--:|--:|--:|--:|--:|',
+    row(g.small, g.smallRuns),
+    row(g.large, g.largeRuns),
+    '',
+    ...timeFit(g),
+  ];
+}
+
+/** Wall time as fixed cost + cost per GB, from the two sizes. */
+function timeFit(g: GrowthResults): string[] {
+  const small = median(g.smallRuns.map((r) => r.wallMs)) / 1000;
+  const large = median(g.largeRuns.map((r) => r.wallMs)) / 1000;
+  const gb = (db: BenchDatabase) => db.bytes / 1e9;
+  if (gb(g.large) <= gb(g.small)) return [];
+  const perGb = (large - small) / (gb(g.large) - gb(g.small));
+  const fixed = small - perGb * gb(g.small);
+  return [`Fitted to the two sizes, the workflow's wall time is about ${fixed.toFixed(2)} s fixed (planning, workflow tasks, the globals object, manifest) plus ${perGb.toFixed(2)} s per GB of database.`, ''];
+}
+
+/** Where the time goes: the workflow's activities, and CPU by program per contender. */
+function renderBreakdown(report: BenchReport): string[] {
+  const out = ['## Where the time goes', ''];
+  for (const mix of report.mixes) {
+    const wf = medianRun(mix.runs.workflow);
+    out.push(
+      `### \`${mix.db.name}\`: the workflow's activities (median round, ${sec(wf.wallMs)} s)`,
+      '',
+      'Scheduled to completed, from the workflow history; CPU by program while the activity ran ("busy" is the whole machine, in cores).',
+      '',
+      '| step | s | busy cores | CPU s by program |',
+      '|---|--:|--:|---|',
+    );
+    for (const [step, seconds] of Object.entries(wf.steps)) {
+      const phase = wf.phases?.[step];
+      const cpu = phase
+        ? Object.entries(phase.cpuSeconds)
+            .filter(([, v]) => v >= 0.2)
+            .sort((a, b) => b[1] - a[1])
+            .map(([k, v]) => `${k} ${v.toFixed(1)}`)
+            .join(', ')
+        : '';
+      out.push(`| ${step} | ${seconds.toFixed(1)} | ${phase ? phase.busyCores.toFixed(2) : ''} | ${cpu} |`);
+    }
+    const seen = ['pg_dumpall', 'pg_dump', 'pg_restore', 'zstd', 'gpg']
+      .map((name) => [name, wf.usage.programs[name]] as const)
+      .filter(([, p]) => p)
+      .map(([name, p]) => `${name} ${p.firstSeen.toFixed(1)}–${p.lastSeen.toFixed(1)}`);
+    if (seen.length) {
+      out.push('', `Child processes seen, in seconds after the start (sampled every ${report.options.sampleMs} ms; zstd and gpg run twice, globals then dump): ${seen.join(', ')}.`);
+    }
+    out.push('', `### \`${mix.db.name}\`: CPU seconds by program (median round of each contender)`, '');
+    const medians = Object.fromEntries(CONTENDER_IDS.map((id) => [id, medianRun(mix.runs[id])])) as Record<ContenderId, ContenderResult>;
+    const programs = new Map<string, number>();
+    for (const id of CONTENDER_IDS) {
+      for (const [name, p] of Object.entries(medians[id].usage.programs)) programs.set(name, Math.max(programs.get(name) ?? 0, p.cpuSeconds));
+    }
+    const shown = [...programs].filter(([, v]) => v >= 0.3).sort((a, b) => b[1] - a[1]).map(([k]) => k);
+    out.push(`| program | ${CONTENDER_IDS.map((id) => id).join(' | ')} |`, `|---|${CONTENDER_IDS.map(() => '--:').join('|')}|`);
+    for (const name of shown) {
+      out.push(`| ${name} | ${CONTENDER_IDS.map((id) => (medians[id].usage.programs[name]?.cpuSeconds ?? 0).toFixed(1)).join(' | ')} |`);
+    }
+    out.push(
+      `| *wall s* | ${CONTENDER_IDS.map((id) => sec(medians[id].wallMs)).join(' | ')} |`,
+      `| *busy cores (machine)* | ${CONTENDER_IDS.map((id) => medians[id].usage.busyCores.toFixed(2)).join(' | ')} |`,
+      '',
+    );
+    const seed = medianRun(mix.runs.seed);
+    out.push(`The seed procedure's steps (median round): ${Object.entries(seed.steps).map(([k, v]) => `${k} ${v.toFixed(1)} s`).join(', ')}.`, '');
+  }
+  return out;
+}
+
+function renderMethod(report: BenchReport): string[] {
+  const { options } = report;
+  const orders = report.mixes[0]?.orders.map((o) => o.join(' ')).join('; ') ?? '';
+  return [
+    '## Method',
+    '',
+    '* One throw-away PostgreSQL cluster (default settings but for `fsync = off` and bigger checkpoints while loading; a `CHECKPOINT` after loading), ' +
+      'one database per data mix. The compressible mix is `pgbench -i` at the scale plus the Django-shaped tables of `client/dev/demoData.ts` ' +
+      '(about 1 MB per scale unit); the poorly compressible one is 8 KiB rows of `gen_random_bytes` (4 MiB per scale unit, dumped as hex text) plus the same Django tables.',
+    `* Every contender runs once unmeasured (warm-up: the page cache holds the database for everyone; dropping the cache is not possible reliably here), ` +
+      `then ${options.rounds} measured round${options.rounds > 1 ? 's' : ''}, the order rotating each round (${orders}). Wall times are medians; memory is the worst round.`,
+    '* Other jobs on the machine: before each run the benchmark waits until processes it did not start use less than 0.15 cores, ' +
+      'and repeats (up to 3 times) a run during which they used more than 0.2 cores; ' +
+      `${report.repeated} run${report.repeated === 1 ? ' was' : 's were'} repeated in this measurement. What they used meanwhile is in the "other load" column.`,
+    '* The workflow: `backupDatabase` started with the Temporal client on the dev server (`temporal server start-dev`, SQLite), ' +
+      'wall time from start to result. Its worker is `node bin/backupctl.js worker`, a fresh process per run, started and polling before the clock starts ' +
+      '(bundling the workflow code is not timed) and its VmHWM reset then (`/proc/<pid>/clear_refs`), so the peak is this backup\'s. ' +
+      'Three repositories: `local` and `nas` are two folders on the same disk (a real NAS is a network mount), `s3` is a SeaweedFS server on this machine, ' +
+      'so its CPU is spent on the same two cores (a real S3 endpoint costs the host only the upload). Defaults: zstd level 3, `-T0`; gpg to a cv25519 key; ' +
+      'every copy fsynced, then read back in full and hashed; `pg_restore -f /dev/null` reads the whole archive while it streams.',
+    '* The bare contenders write into a folder on the same disk, without forcing fsync (the workflow does fsync its two file copies); ' +
+      'they connect like the worker, over TCP to 127.0.0.1. The seed procedure is the runbook\'s commands without its `-W` prompt: ' +
+      '`pg_dump --clean --create --format=custom --file=X.backup`, `pg_dump --clean --create --format=plain --file=X.sql`, `gzip X.sql`, `gunzip -t X.sql.gz`.',
+    '* Stored MB is 10^6 bytes; RSS is MiB. CPU and the process tree\'s memory come from sampling /proc every ' +
+      `${options.sampleMs} ms (processes living less than one period are missed).`,
+    '',
+  ];
+}
+
+/** The report with the analysis section of the existing file (if any) carried over. */
+export function mergeAnalysis(fresh: string, existingFile: string): string {
+  if (!existsSync(existingFile)) return fresh;
+  const old = readFileSync(existingFile, 'utf8');
+  const a = old.indexOf(ANALYSIS_START);
+  const b = old.indexOf(ANALYSIS_END);
+  if (a < 0 || b < a) return fresh;
+  const kept = old.slice(a, b + ANALYSIS_END.length);
+  const fa = fresh.indexOf(ANALYSIS_START);
+  const fb = fresh.indexOf(ANALYSIS_END);
+  return fresh.slice(0, fa) + kept + fresh.slice(fb + ANALYSIS_END.length);
+}

@@ -1,0 +1,113 @@
+// What the workflow contender needs around it: a Temporal dev server, a SeaweedFS S3 server,
+// a key pair, one worker configuration per database, and a client.
+import { writeFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
+import { execa } from 'execa';
+import YAML from 'yaml';
+import type { Client } from '@temporalio/client';
+import { DeleteObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
+import { startDevTemporal, type DevTemporal } from '../client/dev/temporalServer.js';
+import { connectClient } from '../client/temporalClient.js';
+import { validateConfig, type Config } from '../workers/config.js';
+import type { PgCluster } from '../test/fixtures/postgres.js';
+import { freePorts } from '../test/fixtures/ports.js';
+import { startS3Server, type S3Server } from '../test/fixtures/seaweedfs.js';
+
+export const BENCH_HOST = 'bench';
+export const BUCKET = 'backupctl-bench';
+
+export interface WorkflowStack {
+  dir: string;
+  temporal: DevTemporal;
+  s3: S3Server;
+  keys: KeyPair;
+  client: Client;
+  /** The worker's configuration file for a database (written once, validated). */
+  configFor(database: string): { file: string; config: Config };
+  /** Removes every stored backup from the three repositories (between runs, untimed). */
+  clearRepositories(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startWorkflowStack(dir: string, cluster: PgCluster, say: (line: string) => void): Promise<WorkflowStack> {
+  const stops: Array<() => Promise<void>> = [];
+  const stop = async () => {
+    for (const s of stops.splice(0)) await s().catch((err) => say(`stopping: ${(err as Error).message}`));
+  };
+  try {
+    const [port, uiPort] = await freePorts(2);
+    const [temporal, s3, keys] = await Promise.all([
+      startDevTemporal(path.join(dir, 'temporal'), port, uiPort).then((t) => (stops.unshift(t.stop), t)),
+      startS3ServerRetrying(say).then((s) => (stops.unshift(s.stop), s)),
+      ensureKeyPair(path.join(dir, 'keys')),
+    ]);
+    // ensureKeyPair's gpg started an agent for the private keyring; it would outlive the folder.
+    stops.push(async () => {
+      await execa('gpgconf', ['--homedir', keys.privateHome, '--kill', 'gpg-agent']).catch(() => undefined);
+    });
+    await s3.createBucket(BUCKET);
+    // The worker process inherits these (credentials; the endpoint is also in the config).
+    Object.assign(process.env, s3.env);
+    say(`Temporal dev server at ${temporal.address}, SeaweedFS S3 at ${s3.endpoint}`);
+
+    const repoRoot = path.join(dir, 'repositories');
+    const configs = new Map<string, { file: string; config: Config }>();
+    const configFor = (database: string) => {
+      let found = configs.get(database);
+      if (!found) {
+        const raw = {
+          host: BENCH_HOST,
+          temporal: { address: temporal.address, namespace: 'default' },
+          database: { url: cluster.url(database), binDir: cluster.binDir },
+          // local and nas are two folders on the same disk here; on a real host nas is a mount.
+          repositories: {
+            local: { type: 'filesystem', path: path.join(repoRoot, 'local') },
+            nas: { type: 'filesystem', path: path.join(repoRoot, 'nas') },
+            s3: { type: 's3', bucket: BUCKET, prefix: 'bench', endpoint: s3.endpoint },
+          },
+          encryption: { publicKeyFile: keys.publicKeyFile },
+          // info: the worker says 'worker polling' when it is ready.
+          logLevel: 'info',
+        };
+        const file = path.join(dir, `worker-${database}.yaml`);
+        writeFileSync(file, YAML.stringify(raw), { mode: 0o600 });
+        found = { file, config: validateConfig(raw, file) };
+        configs.set(database, found);
+      }
+      return found;
+    };
+
+    const { client, close } = await connectClient(configFor('postgres').config);
+    stops.unshift(close);
+
+    const clearRepositories = async () => {
+      await rm(path.join(repoRoot, 'local', 'database'), { recursive: true, force: true });
+      await rm(path.join(repoRoot, 'nas', 'database'), { recursive: true, force: true });
+      let token: string | undefined;
+      do {
+        const page = await s3.client.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: 'bench/', ContinuationToken: token }));
+        for (const object of page.Contents ?? []) await s3.client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: object.Key }));
+        token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      } while (token);
+    };
+
+    return { dir, temporal, s3, keys, client, configFor, clearRepositories, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** SeaweedFS picks free ports, which a concurrent job may take before it binds them: try again. */
+async function startS3ServerRetrying(say: (line: string) => void): Promise<S3Server> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startS3Server();
+    } catch (err) {
+      if (attempt >= 3) throw err;
+      say(`SeaweedFS did not start (${(err as Error).message.split('\n')[0]}); trying again`);
+    }
+  }
+}

@@ -1,0 +1,439 @@
+// One conformance suite for every Repository (restic's backend test suite): the same
+// contract checked against a directory and a real S3 server (SeaweedFS), plus what only one
+// kind can get wrong (file modes and a full disk; buckets, credentials, endpoints).
+import { spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import {
+  CreateMultipartUploadCommand,
+  ListMultipartUploadsCommand,
+  PutObjectCommand,
+  UploadPartCommand,
+} from '@aws-sdk/client-s3';
+import { ApplicationFailure } from '@temporalio/common';
+import { FilesystemRepository } from '../activities/storage/filesystem.js';
+import { openRepository } from '../activities/storage/index.js';
+import type { Repository } from '../activities/storage/repository.js';
+import { freePort } from './fixtures/ports.js';
+import { startS3Server, type S3Server } from './fixtures/seaweedfs.js';
+
+const MiB = 1024 * 1024;
+const BUCKET = 'conformance';
+const PREFIX = 'p/';
+
+/** What the shared tests need to see behind a repository's back. */
+interface Harness {
+  repo: Repository;
+  /** Resolves once an unfinished put of key has reached the backend (a partial file, an open upload). */
+  waitForPartial(key: string): Promise<void>;
+  /** Leaves what a worker killed in the middle of a put of key leaves behind. */
+  leaveInterruptedAttempt(key: string): Promise<void>;
+  /** How many leftovers of unfinished puts of key the backend holds. */
+  partials(key: string): Promise<number>;
+}
+
+let scratch: string;
+let s3: S3Server;
+const savedEnv: Record<string, string | undefined> = {};
+
+beforeAll(async () => {
+  scratch = await mkdtemp(path.join(os.tmpdir(), 'backupctl-storage-test-'));
+  s3 = await startS3Server();
+  await s3.createBucket(BUCKET);
+  // openRepository's S3Client takes its credentials from the SDK's default chain, which reads
+  // process.env; endpoint and region come from the env it is given.
+  for (const [name, value] of Object.entries(s3.env)) {
+    savedEnv[name] = process.env[name];
+    process.env[name] = value;
+  }
+});
+
+afterAll(async () => {
+  for (const [name, value] of Object.entries(savedEnv)) {
+    if (value === undefined) delete process.env[name];
+    else process.env[name] = value;
+  }
+  await s3?.stop();
+  if (scratch) await rm(scratch, { recursive: true, force: true });
+});
+
+function filesystemHarness(root: string): Harness {
+  const partialFile = (key: string) => path.join(root, ...key.split('/')) + '.partial';
+  return {
+    repo: new FilesystemRepository('local', root),
+    waitForPartial: (key) => eventually(`a partial file for ${key}`, async () => ((await stat(partialFile(key)).catch(() => undefined))?.size ?? 0) > 0),
+    async leaveInterruptedAttempt(key) {
+      await mkdir(path.dirname(partialFile(key)), { recursive: true });
+      await writeFile(partialFile(key), 'half an object from a worker that was killed');
+    },
+    partials: async (key) => (existsSync(partialFile(key)) ? 1 : 0),
+  };
+}
+
+function s3Harness(): Harness {
+  const uploadsOf = async (key: string) => {
+    const listing = await s3.client.send(new ListMultipartUploadsCommand({ Bucket: BUCKET, Prefix: PREFIX + key }));
+    return (listing.Uploads ?? []).filter((upload) => upload.Key === PREFIX + key);
+  };
+  return {
+    repo: openRepository('offsite', { type: 's3', bucket: BUCKET, prefix: PREFIX, partSizeMiB: 5 }, s3.env),
+    waitForPartial: (key) => eventually(`an open multipart upload for ${key}`, async () => (await uploadsOf(key)).length > 0),
+    async leaveInterruptedAttempt(key) {
+      const { UploadId } = await s3.client.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: PREFIX + key }));
+      await s3.client.send(new UploadPartCommand({ Bucket: BUCKET, Key: PREFIX + key, UploadId, PartNumber: 1, Body: randomBytes(5 * MiB) }));
+    },
+    partials: async (key) => (await uploadsOf(key)).length,
+  };
+}
+
+const kinds: [string, () => Harness][] = [
+  ['filesystem', () => filesystemHarness(path.join(scratch, 'filesystem-repo'))],
+  ['s3', () => s3Harness()],
+];
+
+describe.each(kinds)('%s repository conformance', (_kind, makeHarness) => {
+  let h: Harness;
+  beforeAll(() => {
+    h = makeHarness();
+  });
+
+  test('check() passes on a usable repository', async () => {
+    await expect(h.repo.check()).resolves.toBeUndefined();
+  });
+
+  test('put, stat and get round-trip a multi-part-sized stream byte for byte', async () => {
+    const source = randomStream(20 * MiB);
+    const info = await h.repo.put('roundtrip/big.bin', source.stream);
+    expect(info).toEqual({ key: 'roundtrip/big.bin', bytes: 20 * MiB });
+    expect(await h.repo.stat('roundtrip/big.bin')).toEqual({ key: 'roundtrip/big.bin', bytes: 20 * MiB });
+    expect(await sha256Of(await h.repo.get('roundtrip/big.bin'))).toBe(source.sha256());
+  });
+
+  test('small and empty objects round-trip too', async () => {
+    const small = Buffer.from('{"manifest": "Zoë 🎓"}\n');
+    expect(await h.repo.put('roundtrip/small.json', Readable.from([small]), { contentLength: small.length })).toEqual({ key: 'roundtrip/small.json', bytes: small.length });
+    expect(await bufferOf(await h.repo.get('roundtrip/small.json'))).toEqual(small);
+
+    expect(await h.repo.put('roundtrip/empty', Readable.from([]))).toEqual({ key: 'roundtrip/empty', bytes: 0 });
+    expect(await h.repo.stat('roundtrip/empty')).toEqual({ key: 'roundtrip/empty', bytes: 0 });
+    expect((await bufferOf(await h.repo.get('roundtrip/empty'))).length).toBe(0);
+  });
+
+  test('an object is invisible while its put is still running', async () => {
+    const key = 'inflight/object.bin';
+    const body = new PassThrough();
+    const first = randomBytes(6 * MiB);
+    const last = randomBytes(MiB);
+    const put = h.repo.put(key, body);
+    // Handled here so that a failed expectation below does not also leave an unhandled rejection.
+    put.catch(() => undefined);
+    body.write(first);
+    try {
+      await h.waitForPartial(key);
+      expect(await h.repo.stat(key)).toBeUndefined();
+      expect(await h.repo.list('inflight/')).toEqual([]);
+      await expect(h.repo.get(key)).rejects.toMatchObject({ type: 'CopyMissing' });
+    } catch (err) {
+      body.destroy();
+      throw err;
+    }
+
+    body.end(last);
+    expect(await put).toEqual({ key, bytes: 7 * MiB });
+    expect(await h.repo.list('inflight/')).toEqual([{ key, bytes: 7 * MiB }]);
+    expect(await sha256Of(await h.repo.get(key))).toBe(sha256(Buffer.concat([first, last])));
+    expect(await h.partials(key)).toBe(0);
+  });
+
+  test('a put whose source fails midway leaves nothing visible and nothing behind', async () => {
+    const key = 'failed/object.bin';
+    const body = new PassThrough();
+    const put = h.repo.put(key, body);
+    put.catch(() => undefined);
+    body.write(randomBytes(6 * MiB));
+    await h.waitForPartial(key).finally(() => body.destroy(new Error('pg_dump died')));
+
+    const failure = await failureOf(put);
+    expect(failure.message).toMatch(/pg_dump died/);
+    expect(await h.repo.stat(key)).toBeUndefined();
+    expect(await h.repo.list('failed/')).toEqual([]);
+    expect(await h.partials(key)).toBe(0);
+  });
+
+  test('a retry of the same key replaces the earlier content and the leftovers of an interrupted attempt', async () => {
+    const key = 'retry/object.bin';
+    await h.repo.put(key, randomStream(11 * MiB).stream);
+    const second = randomStream(3 * MiB);
+    expect(await h.repo.put(key, second.stream)).toEqual({ key, bytes: 3 * MiB });
+    expect(await h.repo.stat(key)).toEqual({ key, bytes: 3 * MiB });
+    expect(await sha256Of(await h.repo.get(key))).toBe(second.sha256());
+
+    await h.leaveInterruptedAttempt(key);
+    expect(await h.partials(key)).toBe(1);
+    const third = randomStream(MiB + 17);
+    await h.repo.put(key, third.stream);
+    expect(await sha256Of(await h.repo.get(key))).toBe(third.sha256());
+    expect(await h.partials(key)).toBe(0);
+  });
+
+  test('list returns complete objects under a prefix, in byte order of their keys', async () => {
+    // Punctuation and case sort differently by byte and by locale; keys must come back in
+    // byte order, the order S3 itself lists in, on every host whatever its locale.
+    const keys = ['list/b/2', 'list/a', 'list/b/10', 'list/B', 'list/a-1', 'list/a.1', 'list/a_1', 'list/ab', 'list/Z9'];
+    for (const [i, key] of keys.entries()) await h.repo.put(key, Readable.from([Buffer.alloc(i + 1, i)]));
+    await h.repo.put('listing/not-under-list-slash', Readable.from([Buffer.from('x')]));
+    await h.leaveInterruptedAttempt('list/c-unfinished');
+    try {
+      const expected = [...keys].sort(byCodeUnits).map((key) => ({ key, bytes: keys.indexOf(key) + 1 }));
+      expect(await h.repo.list('list/')).toEqual(expected);
+      expect((await h.repo.list('list/b/')).map((o) => o.key)).toEqual(['list/b/10', 'list/b/2']);
+      expect((await h.repo.list('list/a')).map((o) => o.key)).toEqual(['list/a', 'list/a-1', 'list/a.1', 'list/a_1', 'list/ab']);
+      expect((await h.repo.list('lis')).map((o) => o.key)).toEqual([...expected.map((o) => o.key), 'listing/not-under-list-slash']);
+      expect(await h.repo.list('nothing-here/')).toEqual([]);
+    } finally {
+      await h.repo.remove('list/c-unfinished');
+    }
+  });
+
+  test('remove is idempotent and also clears an unfinished attempt', async () => {
+    await expect(h.repo.remove('remove/never-existed')).resolves.toBeUndefined();
+
+    await h.repo.put('remove/object', Readable.from([Buffer.from('bye')]));
+    await h.repo.remove('remove/object');
+    expect(await h.repo.stat('remove/object')).toBeUndefined();
+    expect(await h.repo.list('remove/')).toEqual([]);
+    await expect(h.repo.remove('remove/object')).resolves.toBeUndefined();
+
+    await h.leaveInterruptedAttempt('remove/unfinished');
+    await h.repo.remove('remove/unfinished');
+    expect(await h.partials('remove/unfinished')).toBe(0);
+  });
+
+  test('get of a missing key fails with a non-retryable CopyMissing', async () => {
+    const failure = await failureOf(h.repo.get('missing/object'));
+    expect(failure).toBeInstanceOf(ApplicationFailure);
+    expect(failure).toMatchObject({ type: 'CopyMissing', nonRetryable: true });
+  });
+
+  test('keys that could escape the repository are refused', async () => {
+    for (const key of ['../escape', '/absolute', 'a//b', 'a/./b', 'a/../../b', '', 'space in key']) {
+      await expect(h.repo.put(key, Readable.from([Buffer.from('x')]))).rejects.toThrow(/unsafe storage key/);
+    }
+    expect(existsSync(path.join(scratch, 'escape'))).toBe(false);
+  });
+});
+
+describe('filesystem repository', () => {
+  test('creates folders 0700 and files 0600, and leaves no .partial file behind', async () => {
+    const root = path.join(scratch, 'modes-repo');
+    const repo = new FilesystemRepository('local', root);
+    await repo.put('db/2026/11/dump.pgc.zst.gpg', Readable.from([randomBytes(1000)]));
+    await failureOf(repo.put('db/2026/11/failed.bin', failingStream(2 * MiB)));
+
+    for (const dir of [root, 'db', 'db/2026', 'db/2026/11'].map((p) => path.resolve(root, p))) {
+      expect({ dir, mode: (await stat(dir)).mode & 0o777 }).toEqual({ dir, mode: 0o700 });
+    }
+    expect((await stat(path.join(root, 'db/2026/11/dump.pgc.zst.gpg'))).mode & 0o777).toBe(0o600);
+    expect(await filesUnder(root)).toEqual(['db/2026/11/dump.pgc.zst.gpg']);
+  });
+
+  test('the conformance run left no .partial file anywhere', async () => {
+    const leftovers = (await filesUnder(path.join(scratch, 'filesystem-repo'))).filter((file) => file.endsWith('.partial'));
+    expect(leftovers).toEqual([]);
+  });
+
+  const tmpfs = probeTmpfs();
+  (tmpfs.ok ? test : test.skip)(
+    `a full disk fails the put with a non-retryable DiskFull and leaves no partial file${tmpfs.ok ? '' : ` (SKIPPED: ${tmpfs.reason})`}`,
+    async () => {
+      const mountPoint = await mkdtemp(path.join(os.tmpdir(), 'backupctl-full-disk-'));
+      mount(mountPoint, '2m');
+      try {
+        const repo = new FilesystemRepository('nas', path.join(mountPoint, 'repo'));
+        await repo.check();
+        const failure = await failureOf(repo.put('db/too-big.bin', randomStream(4 * MiB).stream));
+        expect(failure).toBeInstanceOf(ApplicationFailure);
+        expect(failure).toMatchObject({ type: 'DiskFull', nonRetryable: true });
+        expect(await filesUnder(mountPoint)).toEqual([]);
+        expect(await repo.stat('db/too-big.bin')).toBeUndefined();
+        // The failed attempt gave its space back: a small object still fits.
+        await repo.put('db/small.bin', Readable.from([randomBytes(MiB)]));
+        expect(await filesUnder(mountPoint)).toEqual(['repo/db/small.bin']);
+      } finally {
+        spawnSync('umount', [mountPoint]);
+        await rm(mountPoint, { recursive: true, force: true });
+      }
+    },
+  );
+});
+
+describe('S3 repository', () => {
+  test('list stays inside the configured prefix', async () => {
+    await s3.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'list/outside-the-prefix', Body: 'x' }));
+    const repo = s3Harness().repo;
+    expect((await repo.list('list/')).map((o) => o.key)).not.toContain('list/outside-the-prefix');
+    expect((await repo.list('')).every((o) => !o.key.startsWith(PREFIX))).toBe(true);
+  });
+
+  test('a missing bucket fails check() and put with a non-retryable BucketMissing', async () => {
+    const repo = openRepository('offsite', { type: 's3', bucket: 'no-such-bucket', prefix: PREFIX, partSizeMiB: 5 }, s3.env);
+    for (const attempt of [() => repo.check(), () => repo.put('x/y', Readable.from([Buffer.from('x')]))]) {
+      const failure = await failureOf(attempt());
+      expect(failure).toBeInstanceOf(ApplicationFailure);
+      expect(failure).toMatchObject({ type: 'BucketMissing', nonRetryable: true });
+    }
+  });
+
+  test.each([
+    ['a wrong secret', { AWS_SECRET_ACCESS_KEY: 'not-the-secret' }],
+    ['an unknown access key', { AWS_ACCESS_KEY_ID: 'nobody', AWS_SECRET_ACCESS_KEY: 'not-the-secret' }],
+  ])('%s fails with a non-retryable StorageAccessDenied', async (_label, credentials) => {
+    await withProcessEnv(credentials, async () => {
+      const repo = openRepository('offsite', { type: 's3', bucket: BUCKET, prefix: PREFIX, partSizeMiB: 5 }, { ...s3.env, ...credentials });
+      for (const attempt of [() => repo.check(), () => repo.list(''), () => repo.put('denied/x', Readable.from([Buffer.from('x')]))]) {
+        const failure = await failureOf(attempt());
+        expect(failure).toBeInstanceOf(ApplicationFailure);
+        expect(failure).toMatchObject({ type: 'StorageAccessDenied', nonRetryable: true });
+      }
+    });
+    expect(await s3Harness().repo.stat('denied/x')).toBeUndefined();
+  });
+
+  test('an endpoint where nothing listens fails with a retryable StorageUnreachable', async () => {
+    const endpoint = `http://127.0.0.1:${await freePort()}`;
+    const repo = openRepository('offsite', { type: 's3', bucket: BUCKET, prefix: PREFIX, partSizeMiB: 5 }, { ...s3.env, AWS_ENDPOINT_URL_S3: endpoint });
+    for (const attempt of [() => repo.check(), () => repo.stat('x'), () => repo.put('x/y', Readable.from([Buffer.from('x')]))]) {
+      const failure = await failureOf(attempt());
+      expect(failure).toBeInstanceOf(ApplicationFailure);
+      expect(failure).toMatchObject({ type: 'StorageUnreachable', nonRetryable: false });
+    }
+  });
+});
+
+/** Pseudo-random bytes as a stream, hashed as they are produced, never held whole in memory. */
+function randomStream(bytes: number): { stream: Readable; sha256(): string } {
+  const hash = createHash('sha256');
+  let left = bytes;
+  let digest: string | undefined;
+  const stream = new Readable({
+    read() {
+      if (left === 0) {
+        this.push(null);
+        return;
+      }
+      const chunk = randomBytes(Math.min(left, 256 * 1024 + 7));
+      left -= chunk.length;
+      hash.update(chunk);
+      this.push(chunk);
+    },
+  });
+  return {
+    stream,
+    sha256: () => {
+      if (left !== 0) throw new Error('the stream was not read to its end');
+      return (digest ??= hash.digest('hex'));
+    },
+  };
+}
+
+/** A source that dies after some bytes, as pg_dump does when the server goes away. */
+function failingStream(after: number): Readable {
+  let left = after;
+  return new Readable({
+    read() {
+      if (left === 0) {
+        this.destroy(new Error('source died'));
+        return;
+      }
+      const chunk = randomBytes(Math.min(left, 256 * 1024));
+      left -= chunk.length;
+      this.push(chunk);
+    },
+  });
+}
+
+async function sha256Of(stream: Readable): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of stream) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+async function bufferOf(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+function sha256(data: Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+function byCodeUnits(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+async function failureOf(attempt: Promise<unknown>): Promise<ApplicationFailure & Error> {
+  try {
+    await attempt;
+  } catch (err) {
+    return err as ApplicationFailure & Error;
+  }
+  throw new Error('expected a failure, but it succeeded');
+}
+
+async function eventually(what: string, condition: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+/** Relative paths of every file under dir, sorted. */
+async function filesUnder(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  return entries
+    .filter((entry) => entry.isFile())
+    .map((entry) => path.relative(dir, path.join(entry.parentPath, entry.name)))
+    .sort();
+}
+
+/** The SDK's default credential chain reads process.env when a client first signs a request. */
+async function withProcessEnv<T>(vars: Record<string, string>, body: () => Promise<T>): Promise<T> {
+  const saved = Object.fromEntries(Object.keys(vars).map((name) => [name, process.env[name]]));
+  Object.assign(process.env, vars);
+  try {
+    return await body();
+  } finally {
+    for (const [name, value] of Object.entries(saved)) {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
+  }
+}
+
+function mount(dir: string, size: string): void {
+  const result = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0700`, 'tmpfs', dir], { encoding: 'utf8' });
+  if (result.status !== 0) throw new Error(`mount tmpfs on ${dir} failed: ${result.stderr || result.error}`);
+}
+
+/** Whether this process may mount a small tmpfs (root outside a locked-down container). */
+function probeTmpfs(): { ok: true } | { ok: false; reason: string } {
+  if (process.getuid?.() !== 0) return { ok: false, reason: 'needs root to mount a small tmpfs' };
+  const dir = path.join(os.tmpdir(), `backupctl-tmpfs-probe-${process.pid}`);
+  spawnSync('mkdir', ['-p', dir]);
+  try {
+    const result = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir], { encoding: 'utf8' });
+    if (result.status !== 0) return { ok: false, reason: `mount is not permitted here: ${(result.stderr || String(result.error)).trim()}` };
+    spawnSync('umount', [dir]);
+    return { ok: true };
+  } finally {
+    spawnSync('rmdir', [dir]);
+  }
+}
