@@ -36,7 +36,7 @@ fi
 need_py=0
 for spec in "${PY_PACKAGES[@]}"; do
   name=${spec%%==*}; want=${spec##*==}
-  have=$("$VENV/bin/pip" show "$name" 2>/dev/null | sed -n 's/^Version: //p')
+  have=$("$VENV/bin/pip" show "$name" 2>/dev/null | sed -n "s/^Version: //p" || true)
   [ "$have" = "$want" ] || need_py=1
 done
 if [ $need_py -eq 1 ]; then
