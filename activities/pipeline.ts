@@ -45,7 +45,8 @@ export async function streamToRepositories(input: PipelineInput): Promise<Pipeli
   let firstFailure: ApplicationFailure | undefined;
   const fail = (failure: ApplicationFailure) => {
     firstFailure ??= failure;
-    abort.abort();
+    // The reason travels with the abort, so a pass stopped by a sibling pass reports the cause.
+    abort.abort(failure);
   };
   // Stream errors (EPIPE after a stage died, aborts) are consequences; the stage's own
   // promise carries the cause. Listening here keeps them from crashing the worker.
@@ -93,7 +94,8 @@ export async function streamToRepositories(input: PipelineInput): Promise<Pipeli
     const settled = await Promise.allSettled([...stages, ...puts]);
     const rejected = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
     if (firstFailure || rejected) {
-      throw firstFailure ?? asFailure(rejected!.reason, 'pipeline');
+      const reason: unknown = abort.signal.reason;
+      throw firstFailure ?? (isApplicationFailure(reason) ? reason : asFailure(rejected!.reason, 'pipeline'));
     }
     const written = (await Promise.all(puts)).map((info) => info.bytes);
     if (written.some((bytes) => bytes !== progress.storedBytes)) {
@@ -106,7 +108,11 @@ export async function streamToRepositories(input: PipelineInput): Promise<Pipeli
   }
 }
 
+function isApplicationFailure(err: unknown): err is ApplicationFailure {
+  return Boolean(err && typeof err === 'object' && (err as { name?: string }).name === 'ApplicationFailure');
+}
+
 function asFailure(err: unknown, where: string): ApplicationFailure {
-  if (err && typeof err === 'object' && (err as { name?: string }).name === 'ApplicationFailure') return err as ApplicationFailure;
+  if (isApplicationFailure(err)) return err;
   return transient(ErrorType.StorageUnreachable, `${where}: ${errorText(err)}`, err instanceof Error ? err : undefined);
 }

@@ -32,7 +32,7 @@ afterAll(async () => {
 });
 
 async function backupWith(config: Config, workflowId: string, input: Partial<DatabaseBackupInput> = {}) {
-  const worker = await startWorker(config, logger);
+  const worker = await startWorker(config, logger, { bundleInProcess: true });
   try {
     const handle = await env.temporal.client.workflow.start(backupDatabase, {
       taskQueue: SHARED_TASK_QUEUE,

@@ -1,23 +1,39 @@
 // The worker process: one per host. It polls the shared queue (workflows, and activities any
 // host may run) and its own host queue (activities that need this host's database or disks).
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bundleWorkflowCode, NativeConnection, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import type { Logger } from 'pino';
 import { createActivities } from '../activities/index.js';
+import { runCommand } from '../activities/exec.js';
 import { resolveBinDir } from '../activities/postgres.js';
 import { openRepositories } from '../activities/storage/index.js';
 import { SHARED_TASK_QUEUE, hostTaskQueue } from '../workflows/types.js';
 import type { Config } from './config.js';
 import { connectionOptions } from './temporalConnection.js';
-
-export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
+import { WORKFLOWS_PATH, quietBundlerLogger } from './bundleWorkflows.js';
 
 let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
 
-/** Bundles the workflow code once per process; bundling takes seconds. */
+/** Bundles the workflow code once per process (tests, replay); bundling takes seconds. */
 export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
   bundle ??= bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietBundlerLogger });
   return bundle;
+}
+
+/**
+ * The long-running worker's bundle, built by a child process (see bundleWorkflows.ts) into a
+ * private temporary file, so the bundler's memory leaves with that process.
+ */
+async function bundleInChildProcess(): Promise<{ codePath: string; dispose(): Promise<void> }> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'backupctl-bundle-'));
+  const codePath = path.join(dir, 'workflows.js');
+  // tsx resolved from here, not from the operator's working directory.
+  const tsx = import.meta.resolve('tsx');
+  await runCommand(process.execPath, ['--import', tsx, fileURLToPath(new URL('./bundleWorkflows.ts', import.meta.url)), codePath]);
+  return { codePath, dispose: () => rm(dir, { recursive: true, force: true }) };
 }
 
 export interface RunningWorker {
@@ -27,7 +43,14 @@ export interface RunningWorker {
   shutdown(): Promise<void>;
 }
 
-export async function startWorker(config: Config, logger: Logger): Promise<RunningWorker> {
+export interface WorkerOptions {
+  /** Bundle in this process (faster when a process starts several workers, as tests do). */
+  bundleInProcess?: boolean;
+}
+
+export async function startWorker(config: Config, logger: Logger, options: WorkerOptions = {}): Promise<RunningWorker> {
+  const built = options.bundleInProcess ? undefined : await bundleInChildProcess();
+  const workflowCode = built ? { codePath: built.codePath } : await workflowBundle();
   const connection = await NativeConnection.connect(connectionOptions(config));
   const activities = createActivities({
     config,
@@ -37,18 +60,20 @@ export async function startWorker(config: Config, logger: Logger): Promise<Runni
   const hostQueue = hostTaskQueue(config.host);
   const common = { connection, namespace: config.temporal.namespace, activities };
   const workers = [
-    await Worker.create({ ...common, taskQueue: SHARED_TASK_QUEUE, workflowBundle: await workflowBundle() }),
+    await Worker.create({ ...common, taskQueue: SHARED_TASK_QUEUE, workflowBundle: workflowCode }),
     await Worker.create({ ...common, taskQueue: hostQueue }),
   ];
   logger.info({ taskQueues: [SHARED_TASK_QUEUE, hostQueue], address: config.temporal.address }, 'worker polling');
-  const done = Promise.all(workers.map((w) => w.run())).then(
-    () => connection.close(),
-    async (err) => {
-      workers.forEach((w) => w.getState() === 'RUNNING' && w.shutdown());
-      await connection.close().catch(() => undefined);
-      throw err;
-    },
-  );
+  const done = Promise.all(workers.map((w) => w.run()))
+    .then(
+      () => connection.close(),
+      async (err) => {
+        workers.forEach((w) => w.getState() === 'RUNNING' && w.shutdown());
+        await connection.close().catch(() => undefined);
+        throw err;
+      },
+    )
+    .finally(() => built?.dispose());
   return {
     taskQueues: [SHARED_TASK_QUEUE, hostQueue],
     done,
@@ -58,12 +83,3 @@ export async function startWorker(config: Config, logger: Logger): Promise<Runni
     },
   };
 }
-
-const quietBundlerLogger = {
-  log: () => undefined,
-  trace: () => undefined,
-  debug: () => undefined,
-  info: () => undefined,
-  warn: (message: string, meta?: object) => console.warn(message, meta ?? ''),
-  error: (message: string, meta?: object) => console.error(message, meta ?? ''),
-};
