@@ -1,3 +1,4 @@
+/* global process, module */
 // Prints the plain closing line CI reads in any language: "N passed, N failed".
 class SummaryReporter {
   onRunComplete(_contexts, results) {
