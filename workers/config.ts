@@ -86,7 +86,6 @@ export const configSchema = z.strictObject({
         .prefault({}),
     })
     .prefault({}),
-  workDir: z.string().optional(),
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
 });
 
