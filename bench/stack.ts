@@ -40,7 +40,7 @@ export async function startWorkflowStack(dir: string, cluster: PgCluster, say: (
     const [port, uiPort] = await freePorts(2);
     const [temporal, s3, keys] = await Promise.all([
       startDevTemporal(path.join(dir, 'temporal'), port, uiPort).then((t) => (stops.unshift(t.stop), t)),
-      startS3ServerRetrying(say).then((s) => (stops.unshift(s.stop), s)),
+      startS3Server().then((s) => (stops.unshift(s.stop), s)),
       ensureKeyPair(path.join(dir, 'keys')),
     ]);
     // ensureKeyPair's gpg started an agent for the private keyring; it would outlive the folder.
@@ -97,17 +97,5 @@ export async function startWorkflowStack(dir: string, cluster: PgCluster, say: (
   } catch (err) {
     await stop();
     throw err;
-  }
-}
-
-/** SeaweedFS picks free ports, which a concurrent job may take before it binds them: try again. */
-async function startS3ServerRetrying(say: (line: string) => void): Promise<S3Server> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await startS3Server();
-    } catch (err) {
-      if (attempt >= 3) throw err;
-      say(`SeaweedFS did not start (${(err as Error).message.split('\n')[0]}); trying again`);
-    }
   }
 }
