@@ -19,6 +19,7 @@ export const ErrorType = {
   DumpFailed: 'DumpFailed',
   DumpUnreadable: 'DumpUnreadable',
   ChecksumMismatch: 'ChecksumMismatch',
+  DecryptionFailed: 'DecryptionFailed',
   CopyMissing: 'CopyMissing',
   BackupAlreadyExists: 'BackupAlreadyExists',
   ToolMissing: 'ToolMissing',

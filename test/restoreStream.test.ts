@@ -1,0 +1,102 @@
+// The way back from a stored object: what the pipeline stored decrypts and decompresses to
+// exactly what went in; a corrupt copy or the wrong key is a named, permanent failure.
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, openSync, readSync, rmSync, writeFileSync, writeSync, closeSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { buffer } from 'node:stream/consumers';
+import type { ApplicationFailure } from '@temporalio/common';
+import { loadRecipient, stopAgent } from '../activities/encryption.js';
+import { permanent } from '../activities/errors.js';
+import { spawnStreaming } from '../activities/exec.js';
+import { streamToRepositories } from '../activities/pipeline.js';
+import { openPlaintext } from '../activities/restoreStream.js';
+import { FilesystemRepository } from '../activities/storage/filesystem.js';
+import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
+import { ErrorType, type Compression } from '../workflows/types.js';
+
+const dir = mkdtempSync(path.join(os.tmpdir(), 'backupctl-restore-stream-'));
+const source = path.join(dir, 'source.bin');
+// Half random, half repetitive: something to compress and something not to.
+const content = Buffer.concat([randomBytes(3 * 1024 * 1024), Buffer.alloc(3 * 1024 * 1024, 'Zoë 論文 ')]);
+let keys: KeyPair;
+let otherKeys: KeyPair;
+const repository = new FilesystemRepository('local', path.join(dir, 'repo'));
+
+beforeAll(async () => {
+  writeFileSync(source, content);
+  [keys, otherKeys] = await Promise.all([ensureKeyPair(path.join(dir, 'keys')), ensureKeyPair(path.join(dir, 'other-keys'))]);
+});
+
+afterAll(async () => {
+  await Promise.all([stopAgent(keys.privateHome), stopAgent(otherKeys.privateHome)]);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function store(key: string, compression: Compression) {
+  const recipient = await loadRecipient(keys.publicKeyFile);
+  try {
+    const abort = new AbortController();
+    const result = await streamToRepositories({
+      producer: spawnStreaming('cat', [source], { signal: abort.signal }),
+      classifyProducerError: (err) => permanent(ErrorType.DumpFailed, `cat failed: ${err}`),
+      compression: { algorithm: compression, level: 3, threads: 0 },
+      recipient,
+      repositories: [repository],
+      key,
+      abort,
+    });
+    return { key, bytes: result.bytes, sha256: result.sha256 };
+  } finally {
+    await recipient.dispose();
+  }
+}
+
+async function failureOf(promise: Promise<unknown>): Promise<ApplicationFailure> {
+  try {
+    await promise;
+  } catch (err) {
+    return err as ApplicationFailure;
+  }
+  throw new Error('expected a failure');
+}
+
+test.each<Compression>(['zstd', 'gzip'])('a %s object reads back to exactly what was stored', async (compression) => {
+  const object = await store(`roundtrip-${compression}.gpg`, compression);
+  const opened = await openPlaintext({ repository, object, compression, privateKeyHome: keys.privateHome, signal: new AbortController().signal });
+  const plain = await buffer(opened.stream);
+  expect(await opened.done).toEqual({ storedBytes: object.bytes, plainBytes: content.length });
+  expect(createHash('sha256').update(plain).digest('hex')).toBe(createHash('sha256').update(content).digest('hex'));
+});
+
+test('one flipped byte in the stored copy is a permanent failure naming the copy', async () => {
+  const object = await store('corrupt.gpg', 'zstd');
+  const file = path.join(dir, 'repo', 'corrupt.gpg');
+  const fd = openSync(file, 'r+');
+  const byte = Buffer.alloc(1);
+  readSync(fd, byte, 0, 1, 4096);
+  writeSync(fd, Buffer.from([byte[0] ^ 0xff]), 0, 1, 4096);
+  closeSync(fd);
+  const opened = await openPlaintext({ repository, object, compression: 'zstd', privateKeyHome: keys.privateHome, signal: new AbortController().signal });
+  opened.stream.resume();
+  const failure = await failureOf(opened.done);
+  expect(failure.type).toBe('ChecksumMismatch');
+  expect(failure.nonRetryable).toBe(true);
+  expect(failure.message).toContain('repository local: corrupt.gpg');
+});
+
+test('the wrong private key is DecryptionFailed', async () => {
+  const object = await store('wrong-key.gpg', 'zstd');
+  const opened = await openPlaintext({ repository, object, compression: 'zstd', privateKeyHome: otherKeys.privateHome, signal: new AbortController().signal });
+  opened.stream.resume();
+  const failure = await failureOf(opened.done);
+  expect(failure.type).toBe('DecryptionFailed');
+  expect(failure.message).toMatch(/No secret key|decryption failed/i);
+});
+
+test('a missing copy is CopyMissing before anything streams', async () => {
+  const failure = await failureOf(
+    openPlaintext({ repository, object: { key: 'nope.gpg', bytes: 1, sha256: 'x' }, compression: 'zstd', privateKeyHome: keys.privateHome, signal: new AbortController().signal }),
+  );
+  expect(failure.type).toBe('CopyMissing');
+});
