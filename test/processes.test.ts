@@ -79,6 +79,15 @@ test('SIGKILL of the worker during the upload: a new worker finishes, nothing du
     const payload = pending?.heartbeatDetails?.payloads?.[0];
     if (payload) progress = defaultPayloadConverter.fromPayload(payload as any);
   }
+  // What an operator sees at this moment: the phase, the activity and its bytes.
+  const status = JSON.parse((await cli(['--config', configFile, 'status', '--json'])).stdout);
+  const running = status.running.find((r: { workflowId: string }) => r.workflowId === 'backup-database-crash');
+  expect(running).toMatchObject({ type: 'backupDatabase', phase: 'dumping' });
+  expect(running.activities).toEqual([
+    expect.objectContaining({ activity: 'dumpDatabaseToRepositories', attempt: 1, progress: expect.objectContaining({ role: 'dump' }) }),
+  ]);
+  expect(running.activities[0].progress.storedBytes).toBeGreaterThan(0);
+
   killGroup(first);
   await first;
 

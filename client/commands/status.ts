@@ -1,6 +1,8 @@
 // `backupctl status`: is Temporal reachable, are workers polling, what is running, and how old
 // is the newest complete backup (the recovery point we could offer right now).
 import type { Client } from '@temporalio/client';
+import { defaultPayloadConverter, type Payload } from '@temporalio/common';
+import { progressQuery } from '../../workflows/messages.js';
 import proto from '@temporalio/proto';
 import type { Repository } from '../../activities/storage/repository.js';
 
@@ -13,12 +15,22 @@ import { readCatalog } from './listBackups.js';
 /** A nightly backup older than this is overdue (a day plus an hour of grace). */
 const DATABASE_BACKUP_MAX_AGE_HOURS = 25;
 
+export interface RunningWork {
+  workflowId: string;
+  type: string;
+  startTime: string;
+  /** The workflow's own account (progress query), when it has one. */
+  phase?: string;
+  /** The last heartbeat of each running activity: bytes done, attempt, last failure. */
+  activities: { activity: string; attempt: number; progress?: unknown; lastFailure?: string }[];
+}
+
 export interface StatusReport {
   ok: boolean;
   problems: string[];
   temporal: { address: string; namespace: string; reachable: boolean; error?: string };
   taskQueues: { name: string; pollers: number }[];
-  running: { workflowId: string; type: string; startTime: string }[];
+  running: RunningWork[];
   recentFailures: { workflowId: string; type: string; closeTime: string | null }[];
   latestBackup: { backupId: string; finishedAt: string; ageHours: number; foundIn: string[] } | null;
 }
@@ -47,7 +59,7 @@ export async function collectStatus(client: Client | undefined, clientError: str
       if (!pollers) problems.push(`no worker is polling task queue ${name}`);
     }
     for await (const wf of client.workflow.list({ query: 'ExecutionStatus = "Running"' })) {
-      report.running.push({ workflowId: wf.workflowId, type: wf.type, startTime: wf.startTime.toISOString() });
+      report.running.push(await describeRunning(client, wf.workflowId, wf.type, wf.startTime));
     }
     const dayAgo = new Date(Date.now() - 24 * 3600_000).toISOString();
     for await (const wf of client.workflow.list({ query: `ExecutionStatus = "Failed" AND CloseTime > "${dayAgo}"` })) {
@@ -81,10 +93,34 @@ export async function runStatus(report: StatusReport, out: Printer): Promise<num
       report.latestBackup
         ? `  newest backup ${report.latestBackup.backupId}, finished ${report.latestBackup.finishedAt} (${report.latestBackup.ageHours} h ago), in ${report.latestBackup.foundIn.join(', ')}`
         : '  no complete backup',
-      ...report.running.map((r) => `  running ${r.type} ${r.workflowId} since ${r.startTime}`),
+      ...report.running.flatMap((r) => [
+        `  running ${r.type} ${r.workflowId} since ${r.startTime}${r.phase ? `: ${r.phase}` : ''}`,
+        ...r.activities.map(
+          (a) => `    ${a.activity} attempt ${a.attempt}${a.progress ? ` ${JSON.stringify(a.progress)}` : ''}${a.lastFailure ? ` (last failure: ${a.lastFailure})` : ''}`,
+        ),
+      ]),
       ...report.problems.map((p) => `  problem: ${p}`),
     ];
     return lines.join('\n');
   });
   return report.ok ? 0 : 1;
+}
+
+async function describeRunning(client: Client, workflowId: string, type: string, startTime: Date): Promise<RunningWork> {
+  const handle = client.workflow.getHandle(workflowId);
+  const work: RunningWork = { workflowId, type, startTime: startTime.toISOString(), activities: [] };
+  if (type === 'backupDatabase') {
+    work.phase = await handle.query(progressQuery).then((p) => p.phase, () => undefined);
+  }
+  const description = await handle.describe().catch(() => undefined);
+  for (const pending of description?.raw.pendingActivities ?? []) {
+    const payload = pending.heartbeatDetails?.payloads?.[0];
+    work.activities.push({
+      activity: pending.activityType?.name ?? 'unknown',
+      attempt: pending.attempt ?? 1,
+      progress: payload ? defaultPayloadConverter.fromPayload(payload as Payload) : undefined,
+      lastFailure: pending.lastFailure?.message ?? undefined,
+    });
+  }
+  return work;
 }
