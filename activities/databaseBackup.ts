@@ -145,32 +145,32 @@ export function createDatabaseBackupActivities(deps: DatabaseBackupDeps) {
         const globalsKey = objectKey('database', input.backupId, 'globals', compression.algorithm);
         const dumpKey = objectKey('database', input.backupId, 'dump', compression.algorithm);
         written.push(globalsKey, dumpKey);
-        // Both passes at once: the globals are small, and pg_dump should not wait for them.
-        const [globals, dump] = await Promise.all([
-          streamToRepositories({
-            producer: spawnGlobalsDump(db, deps.binDir, config.database.includeRolePasswords, abort.signal),
-            classifyProducerError: (err) => classifyDatabaseError(err, 'dumping the globals (roles, tablespaces)'),
-            compression,
-            recipient,
-            repositories,
-            key: globalsKey,
-            abort,
-          }),
-          streamToRepositories({
-            producer: spawnDump(db, deps.binDir, snapshot.snapshotId, abort.signal),
-            classifyProducerError: (err) => classifyDatabaseError(err, `dumping database ${db.database}`),
-            reader: {
-              process: spawnArchiveReader(deps.binDir, abort.signal),
-              failure: (err) => permanent(ErrorType.DumpUnreadable, `the dump does not read back with pg_restore: ${errorText(err)}`),
-            },
-            compression,
-            recipient,
-            repositories,
-            key: dumpKey,
-            abort,
-            onProgress: (p: PipelineProgress) => ctx.heartbeat({ phase: 'dumping', role: 'dump', ...p }),
-          }),
-        ]);
+        // One pass after the other. Run side by side they would save about 0.1 s, but a failure
+        // in one (a full disk) then has to stop the other mid-flight; sequential is simpler to
+        // make certain.
+        const globals = await streamToRepositories({
+          producer: spawnGlobalsDump(db, deps.binDir, config.database.includeRolePasswords, abort.signal),
+          classifyProducerError: (err) => classifyDatabaseError(err, 'dumping the globals (roles, tablespaces)'),
+          compression,
+          recipient,
+          repositories,
+          key: globalsKey,
+          abort,
+        });
+        const dump = await streamToRepositories({
+          producer: spawnDump(db, deps.binDir, snapshot.snapshotId, abort.signal),
+          classifyProducerError: (err) => classifyDatabaseError(err, `dumping database ${db.database}`),
+          reader: {
+            process: spawnArchiveReader(deps.binDir, abort.signal),
+            failure: (err) => permanent(ErrorType.DumpUnreadable, `the dump does not read back with pg_restore: ${errorText(err)}`),
+          },
+          compression,
+          recipient,
+          repositories,
+          key: dumpKey,
+          abort,
+          onProgress: (p: PipelineProgress) => ctx.heartbeat({ phase: 'dumping', role: 'dump', ...p }),
+        });
 
         const warnings = snapshot.missingTables.map((t) => `key table ${t} does not exist in ${db.database}; no row count recorded`);
         warnings.forEach((w) => log.warn(w, { backupId: input.backupId }));

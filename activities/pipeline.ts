@@ -68,8 +68,14 @@ export async function streamToRepositories(input: PipelineInput): Promise<Pipeli
     hash.update(chunk);
     progress.storedBytes += chunk.length;
   });
+  const branches: PassThrough[] = [];
+  // A killed stage may close its output without ending it; destroying the branches on abort
+  // is what lets every repository's put settle instead of waiting for an end that never comes.
+  const destroyBranches = () => branches.forEach((branch) => branch.destroy(new Error('pipeline aborted')));
+  abort.signal.addEventListener('abort', destroyBranches, { once: true });
   const puts = input.repositories.map((repository) => {
     const branch = new PassThrough({ highWaterMark: 1024 * 1024 });
+    branches.push(branch);
     stored.pipe(branch);
     return repository.put(input.key, branch, { signal: abort.signal }).catch((err) => {
       fail(asFailure(err, `repository ${repository.name}`));
@@ -103,6 +109,7 @@ export async function streamToRepositories(input: PipelineInput): Promise<Pipeli
     }
     return { bytes: progress.storedBytes, sha256: hash.digest('hex'), plainBytes: progress.plainBytes };
   } finally {
+    abort.signal.removeEventListener('abort', destroyBranches);
     if (ticker) clearInterval(ticker);
     input.onProgress?.({ ...progress });
   }

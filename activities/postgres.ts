@@ -64,6 +64,9 @@ export async function connect(target: DatabaseTarget): Promise<pg.Client> {
     connectionTimeoutMillis: 10_000,
     application_name: 'backupctl',
   });
+  // A connection the server drops (restart, terminate) must fail the query in flight, not the
+  // whole worker process through an unhandled 'error' event.
+  client.on('error', () => undefined);
   try {
     await client.connect();
   } catch (err) {

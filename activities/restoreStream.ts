@@ -70,10 +70,18 @@ export async function openPlaintext(input: OpenPlaintextInput): Promise<Plaintex
   const decompressed = finished(decompressor.stream, { readable: true, writable: false });
   decompressed.catch(() => undefined);
 
+  // gpg may stop reading early (a damaged packet); drain the rest so the stored bytes' checksum
+  // is still computed, and the read does not wait for ever on a reader that is gone.
+  gpg.finally(() => {
+    stored.unpipe(gpg.stdin!);
+    stored.resume();
+  }).catch(() => undefined);
   const storedRead = new Promise<void>((resolve, reject) => {
     stored.once('end', resolve);
     stored.once('error', reject);
   });
+  // The verdict is `done`; a consumer that only drains the stream must not crash on it.
+  plain.on('error', () => undefined);
   const fail = (failure: ApplicationFailure) => {
     plain.destroy(failure);
     return failure;

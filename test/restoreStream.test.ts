@@ -69,20 +69,26 @@ test.each<Compression>(['zstd', 'gzip'])('a %s object reads back to exactly what
   expect(createHash('sha256').update(plain).digest('hex')).toBe(createHash('sha256').update(content).digest('hex'));
 });
 
-test('one flipped byte in the stored copy is a permanent failure naming the copy', async () => {
-  const object = await store('corrupt.gpg', 'zstd');
-  const file = path.join(dir, 'repo', 'corrupt.gpg');
+test.each<[Compression, number]>([
+  ['zstd', 4096],
+  ['gzip', 4096],
+  ['zstd', -1],
+  ['gzip', -1],
+])('one flipped byte in a stored %s copy (offset %d; -1: the middle) is a permanent failure naming the copy', async (compression, at) => {
+  const object = await store(`corrupt-${compression}-${at}.gpg`, compression);
+  const file = path.join(dir, 'repo', `corrupt-${compression}-${at}.gpg`);
+  const offset = at >= 0 ? at : Math.floor(object.bytes / 2);
   const fd = openSync(file, 'r+');
   const byte = Buffer.alloc(1);
-  readSync(fd, byte, 0, 1, 4096);
-  writeSync(fd, Buffer.from([byte[0] ^ 0xff]), 0, 1, 4096);
+  readSync(fd, byte, 0, 1, offset);
+  writeSync(fd, Buffer.from([byte[0] ^ 0xff]), 0, 1, offset);
   closeSync(fd);
-  const opened = await openPlaintext({ repository, object, compression: 'zstd', privateKeyHome: keys.privateHome, signal: new AbortController().signal });
+  const opened = await openPlaintext({ repository, object, compression, privateKeyHome: keys.privateHome, signal: new AbortController().signal });
   opened.stream.resume();
   const failure = await failureOf(opened.done);
   expect(failure.type).toBe('ChecksumMismatch');
   expect(failure.nonRetryable).toBe(true);
-  expect(failure.message).toContain('repository local: corrupt.gpg');
+  expect(failure.message).toContain(`repository local: corrupt-${compression}-${at}.gpg`);
 });
 
 test('the wrong private key is DecryptionFailed', async () => {

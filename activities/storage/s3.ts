@@ -55,6 +55,10 @@ export class S3Repository implements Repository {
     body.once('error', (err) => counted.destroy(err));
     body.pipe(counted);
     await this.abortStaleUploads(objectKey);
+    if (options.signal?.aborted) {
+      counted.destroy();
+      throw this.classify(options.signal.reason ?? new Error('aborted'), `uploading ${objectKey}`);
+    }
     const upload = new Upload({
       client: this.client,
       params: {
