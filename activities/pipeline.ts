@@ -97,7 +97,13 @@ export async function streamToRepositories(input: PipelineInput): Promise<Pipeli
 
   const ticker = input.onProgress ? setInterval(() => input.onProgress!({ ...progress }), 1000) : undefined;
   try {
-    const settled = await Promise.allSettled([...stages, ...puts]);
+    const outcome = await Promise.race([Promise.allSettled([...stages, ...puts]), stragglers(abort.signal)]);
+    if (outcome === 'stragglers') {
+      // A stage that ignores the abort must not keep the activity (and its heartbeats) alive
+      // for ever: report the cause; what is left dies with its process or is cleaned up by the retry.
+      throw firstFailure ?? asFailure(abort.signal.reason, 'pipeline');
+    }
+    const settled = outcome;
     const rejected = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
     if (firstFailure || rejected) {
       const reason: unknown = abort.signal.reason;
@@ -113,6 +119,16 @@ export async function streamToRepositories(input: PipelineInput): Promise<Pipeli
     if (ticker) clearInterval(ticker);
     input.onProgress?.({ ...progress });
   }
+}
+
+/** How long the other stages get to stop after one failed. */
+const ABORT_GRACE_MS = 10_000;
+
+/** Resolves ABORT_GRACE_MS after the abort; never, when there is none. */
+function stragglers(signal: AbortSignal): Promise<'stragglers'> {
+  return new Promise((resolve) => {
+    signal.addEventListener('abort', () => setTimeout(() => resolve('stragglers'), ABORT_GRACE_MS).unref(), { once: true });
+  });
 }
 
 function isApplicationFailure(err: unknown): err is ApplicationFailure {

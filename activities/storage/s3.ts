@@ -72,17 +72,25 @@ export class S3Repository implements Repository {
       queueSize: this.options.queueSize ?? 4,
       leavePartsOnError: false,
     });
-    const onAbort = () => void upload.abort().catch(() => undefined);
-    options.signal?.addEventListener('abort', onAbort, { once: true });
+    // Upload.done() is not certain to settle after abort(); the caller's abort settles the put.
+    let onAbort: (() => void) | undefined;
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () => {
+        void upload.abort().catch(() => undefined);
+        reject(options.signal?.reason ?? new Error('upload aborted'));
+      };
+      options.signal?.addEventListener('abort', onAbort, { once: true });
+    });
+    aborted.catch(() => undefined);
     try {
-      await upload.done();
+      await Promise.race([upload.done(), aborted]);
       return { key, bytes };
     } catch (err) {
       body.destroy();
       counted.destroy();
       throw this.classify(err, `uploading ${objectKey}`);
     } finally {
-      options.signal?.removeEventListener('abort', onAbort);
+      if (onAbort) options.signal?.removeEventListener('abort', onAbort);
     }
   }
 
