@@ -1,8 +1,7 @@
 // The one place that runs child processes. Every process gets the activity's cancellation
 // signal (so a cancelled or timed-out activity leaves no pg_dump behind), secrets only through
-// its environment, and stderr kept small and redacted for error messages.
+// its environment, and stderr kept small (errors.ts redacts it into error messages).
 import { execa, type ResultPromise } from 'execa';
-import { redact } from './redact.js';
 
 export interface ProcessOptions {
   env?: Record<string, string | undefined>;
@@ -56,11 +55,6 @@ export async function runCommand(
     gid: options.gid,
   });
   return { stdout: String(result.stdout), stderr: String(result.stderr) };
-}
-
-/** A one-line description of a command for logs: never its environment. */
-export function describeCommand(file: string, args: string[]): string {
-  return redact([file, ...args].join(' '));
 }
 
 function stdinOption(stdin: ProcessOptions['stdin']): 'ignore' | 'pipe' | { file: string } {

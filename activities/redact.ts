@@ -8,9 +8,6 @@ export function redact(text: string): string {
   return text.replace(URL_PASSWORD, '$1***$3').replace(KEY_VALUE, '$1$2***');
 }
 
-/** Environment variable names whose values are never shown. */
-export const SECRET_ENV_NAMES = ['PGPASSWORD', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'DATABASE_URL'];
-
 /** pino redaction paths for the same secrets, wherever they appear in a log object. */
 export const REDACT_PATHS = [
   'password',

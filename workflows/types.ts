@@ -22,7 +22,6 @@ export const ErrorType = {
   DecryptionFailed: 'DecryptionFailed',
   CopyMissing: 'CopyMissing',
   BackupAlreadyExists: 'BackupAlreadyExists',
-  ToolMissing: 'ToolMissing',
 } as const;
 export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];
 
