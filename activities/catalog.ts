@@ -46,3 +46,24 @@ export async function listManifests(repository: Repository, component: 'database
   }
   return manifests.sort((a, b) => a.startedAt.localeCompare(b.startedAt));
 }
+
+/** Verification reports live beside their backup; drill reports in their own folder. */
+export function verificationKey(backupId: string, reportId: string): string {
+  return `${backupPrefix('database', backupId)}verifications/${reportId}.json`;
+}
+
+export function drillKey(reportId: string): string {
+  return `drills/${reportId}.json`;
+}
+
+export async function writeJson(repository: Repository, key: string, value: object): Promise<void> {
+  const body = Buffer.from(JSON.stringify(value, null, 2) + '\n');
+  await repository.put(key, Readable.from([body]), { contentLength: body.length });
+}
+
+/** The newest verification report of a backup in one repository (report ids sort by time). */
+export async function latestVerification<T>(repository: Repository, backupId: string): Promise<T | undefined> {
+  const keys = (await repository.list(`${backupPrefix('database', backupId)}verifications/`)).map((o) => o.key).filter((k) => k.endsWith('.json'));
+  const newest = keys.sort().at(-1);
+  return newest ? (JSON.parse(await text(await repository.get(newest))) as T) : undefined;
+}

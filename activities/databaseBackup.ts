@@ -184,6 +184,7 @@ export function createDatabaseBackupActivities(deps: DatabaseBackupDeps) {
           readabilityCheck: READABILITY_CHECK,
           source: {
             database: db.database,
+            owner: snapshot.owner,
             serverVersion: snapshot.serverVersion,
             lsn: snapshot.lsn,
             snapshotTakenAt: snapshot.takenAt,

@@ -102,3 +102,32 @@ function gpgReason(err: unknown): string {
   const stderr = (err as { stderr?: string }).stderr ?? String(err);
   return stderr.split('\n').filter((l) => l.trim()).slice(-2).join(' | ') || 'gpg rejected it';
 }
+
+/**
+ * Proves the private keyring can decrypt what was encrypted to `fingerprint` (the primary
+ * key's), before any byte is fetched. Permanent: PrivateKeyMissing (no keyring, no secret key,
+ * or the secret key of another key pair).
+ */
+export async function assertPrivateKeyFor(privateKeyHome: string | undefined, fingerprint: string, host: string): Promise<void> {
+  if (!privateKeyHome) {
+    throw permanent(ErrorType.PrivateKeyMissing, `host ${host} has no encryption.privateKeyHome: only a host holding the private key can restore`);
+  }
+  const listed = await runCommand('gpg', ['--homedir', privateKeyHome, '--batch', '--no-tty', '--with-colons', '--fixed-list-mode', '--list-secret-keys']).catch(
+    (err) => {
+      throw permanent(ErrorType.PrivateKeyMissing, `encryption.privateKeyHome ${privateKeyHome} cannot be read by gpg: ${gpgReason(err)}`);
+    },
+  );
+  const fingerprints = listed.stdout
+    .split('\n')
+    .filter((line) => line.startsWith('fpr:'))
+    .map((line) => line.split(':')[9]);
+  if (!listed.stdout.includes('sec:')) {
+    throw permanent(ErrorType.PrivateKeyMissing, `encryption.privateKeyHome ${privateKeyHome} holds no private key (the backup was encrypted to ${fingerprint})`);
+  }
+  if (!fingerprints.includes(fingerprint)) {
+    throw permanent(
+      ErrorType.PrivateKeyMissing,
+      `encryption.privateKeyHome ${privateKeyHome} holds the private key of ${fingerprints[0]}, but the backup was encrypted to ${fingerprint}: wrong key`,
+    );
+  }
+}

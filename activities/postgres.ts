@@ -98,6 +98,7 @@ export interface SnapshotSession {
   lsn: string | null;
   serverVersion: string;
   databaseBytes: number;
+  owner: string;
   takenAt: string;
   /** Ends the exporting transaction; call once pg_dump has finished. */
   close(): Promise<void>;
@@ -111,11 +112,12 @@ export async function openSnapshot(target: DatabaseTarget, keyTables: string[]):
   const client = await connect(target);
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    const { rows } = await client.query<{ snapshot: string; lsn: string | null; version: string; bytes: string; now: Date }>(`
+    const { rows } = await client.query<{ snapshot: string; lsn: string | null; version: string; bytes: string; owner: string; now: Date }>(`
       SELECT pg_export_snapshot() AS snapshot,
              (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text AS lsn,
              current_setting('server_version') AS version,
              pg_database_size(current_database())::text AS bytes,
+             (SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()) AS owner,
              clock_timestamp() AS now`);
     const rowCounts: Record<string, number> = {};
     const missingTables: string[] = [];
@@ -136,6 +138,7 @@ export async function openSnapshot(target: DatabaseTarget, keyTables: string[]):
       lsn: rows[0].lsn,
       serverVersion: rows[0].version,
       databaseBytes: Number(rows[0].bytes),
+      owner: rows[0].owner,
       takenAt: rows[0].now.toISOString(),
       close: async () => {
         await client.query('COMMIT').catch(() => undefined);
@@ -172,4 +175,33 @@ export function spawnGlobalsDump(
 /** Reads a whole custom-format archive from stdin: proves every block of the dump decodes. */
 export function spawnArchiveReader(binDir: string | undefined, signal: AbortSignal): StreamingProcess {
   return spawnStreaming(toolPath(binDir, 'pg_restore'), ['--file=/dev/null'], { stdin: 'pipe', signal });
+}
+
+/** pg_restore of a custom-format archive file into an existing, empty database; stops at the first error. */
+export function spawnRestore(target: DatabaseTarget, binDir: string | undefined, file: string, jobs: number, signal: AbortSignal): StreamingProcess {
+  return spawnStreaming(
+    toolPath(binDir, 'pg_restore'),
+    [`--dbname=${target.database}`, `--jobs=${jobs}`, '--exit-on-error', '--no-password', file],
+    { env: libpqEnv(target), signal },
+  );
+}
+
+/**
+ * psql applying a plain SQL script (from a file, or from stdin when none is given) in one
+ * transaction, stopping at the first failed statement: unlike the seed's bare `psql`, which
+ * exits 0 after errors.
+ */
+export function spawnSqlScript(target: DatabaseTarget, binDir: string | undefined, file: string | undefined, signal: AbortSignal): StreamingProcess {
+  const args = ['--no-psqlrc', '--quiet', '--set=ON_ERROR_STOP=1', '--single-transaction', '--no-password', `--dbname=${target.database}`];
+  if (file) args.push(`--file=${file}`);
+  return spawnStreaming(toolPath(binDir, 'psql'), args, { env: libpqEnv(target), signal, stdin: file ? 'ignore' : 'pipe' });
+}
+
+/** pg_amcheck over every table and B-tree index of a database (installs amcheck there). */
+export function spawnAmcheck(target: DatabaseTarget, binDir: string | undefined, signal: AbortSignal): StreamingProcess {
+  return spawnStreaming(
+    toolPath(binDir, 'pg_amcheck'),
+    ['--install-missing', '--heapallindexed', '--no-password', target.database],
+    { env: libpqEnv(target), signal },
+  );
 }

@@ -82,6 +82,13 @@ export async function openPlaintext(input: OpenPlaintextInput): Promise<Plaintex
   });
   // The verdict is `done`; a consumer that only drains the stream must not crash on it.
   plain.on('error', () => undefined);
+  // A consumer that goes away early (a full disk, pg_restore dying) destroys `plain`: drain
+  // the decompressor then, or zstd and gpg block on a full pipe and `done` never settles.
+  plain.on('close', () => {
+    if (plain.readableEnded) return;
+    decompressor.stream.unpipe(plain);
+    decompressor.stream.resume();
+  });
   const fail = (failure: ApplicationFailure) => {
     plain.destroy(failure);
     return failure;

@@ -8,6 +8,9 @@ import { createLogger, installTemporalLogging } from '../workers/logger.js';
 import { startWorker } from '../workers/worker.js';
 import { runBackupDatabase } from './commands/backupDatabase.js';
 import { runListBackups } from './commands/listBackups.js';
+import { runDrill } from './commands/drill.js';
+import { runRestoreDatabase, type RestoreOptions } from './commands/restore.js';
+import { runVerify } from './commands/verify.js';
 import { runApplySchedules, runListSchedules } from './commands/schedules.js';
 import { collectStatus, runStatus } from './commands/status.js';
 import { runDev } from './dev/stack.js';
@@ -79,6 +82,51 @@ backup
     action(async (options: { wait?: boolean; compression?: string; repository?: string[]; workflowId?: string; json?: boolean }) => {
       const cfg = config();
       return withClient(cfg, (client) => runBackupDatabase(client, cfg, options, printer(Boolean(options.json))));
+    }),
+  );
+
+const restore = program.command('restore').description('restore from a backup: never over the live database until a verified copy exists');
+restore
+  .command('database <backup>')
+  .description('restore a backup id, "latest", or a .backup/.sql.gz/.sql file into a NEW database, verify it, and with --replace swap it in')
+  .option('--into <name>', 'name of the new database (default <live>_restore_<time>)')
+  .option('--replace', 'swap the verified database into the live one\'s place (services stopped; old database kept)')
+  .option('--jobs <n>', 'pg_restore parallel jobs (default restore.jobs)')
+  .option('--host <host>', 'the restoring host (default verification.host, else the database host)')
+  .option('--wait', 'wait for the restore to finish and print its result')
+  .option('--workflow-id <id>', 'workflow id (default restore-database-<UTC time>)')
+  .addOption(jsonOption())
+  .action(
+    action(async (backupRef: string, options: RestoreOptions & { json?: boolean }) => {
+      const cfg = config();
+      return withClient(cfg, (client) => runRestoreDatabase(client, cfg, backupRef, options, printer(Boolean(options.json))));
+    }),
+  );
+
+program
+  .command('verify <backup>')
+  .description('restore a backup id or "latest" into a scratch database, assert its row counts and checks, record the verdict; exit 1 when it fails')
+  .option('--wait', 'wait for the verdict')
+  .option('--workflow-id <id>', 'workflow id (default verify-backup-<UTC time>)')
+  .addOption(jsonOption())
+  .action(
+    action(async (backupRef: string, options: { wait?: boolean; workflowId?: string; json?: boolean }) => {
+      const cfg = config();
+      return withClient(cfg, (client) => runVerify(client, cfg, backupRef, options, printer(Boolean(options.json))));
+    }),
+  );
+
+program
+  .command('drill')
+  .description('recovery drill on the drill host from the offsite copy: restore, smoke checks, RTO and RPO, report, tear down')
+  .option('--backup <id>', 'backup id or "latest"', 'latest')
+  .option('--wait', 'wait for the report')
+  .option('--workflow-id <id>', 'workflow id (default recovery-drill-<UTC time>)')
+  .addOption(jsonOption())
+  .action(
+    action(async (options: { backup?: string; wait?: boolean; workflowId?: string; json?: boolean }) => {
+      const cfg = config();
+      return withClient(cfg, (client) => runDrill(client, cfg, options, printer(Boolean(options.json))));
     }),
   );
 

@@ -29,7 +29,7 @@ function fakeActivities(calls: Calls, overrides: Partial<Activities> = {}): Acti
     { role: 'globals' as const, key: 'database/b/globals.sql.zst.gpg', bytes: 10, sha256: 'a'.repeat(64), plainBytes: 20 },
     { role: 'dump' as const, key: 'database/b/dump.pgcustom.zst.gpg', bytes: 100, sha256: 'b'.repeat(64), plainBytes: 300 },
   ];
-  const base: Activities = {
+  const base: Pick<Activities, BackupActivityName> = {
     async planDatabaseBackup(input) {
       calls.push(`plan:${input.backupId}`);
       return {
@@ -66,8 +66,10 @@ function fakeActivities(calls: Calls, overrides: Partial<Activities> = {}): Acti
       return 0;
     },
   };
-  return { ...base, ...overrides };
+  return { ...base, ...overrides } as Activities;
 }
+
+type BackupActivityName = 'planDatabaseBackup' | 'dumpDatabaseToRepositories' | 'verifyBackupCopies' | 'writeBackupManifest' | 'discardBackupObjects';
 
 async function run(activities: Activities, input: Partial<DatabaseBackupInput> = {}, workflowId = `backup-database-test-${++queueCounter}`) {
   const hostQueue = `backup@unit-${queueCounter}-${Date.now()}`;

@@ -14,9 +14,15 @@ const NAME = /^[a-z][a-z0-9_-]{0,39}$/;
 const HOST = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 const SQL_IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/;
 
+const absolutePath = z.string().min(1).refine((p) => path.isAbsolute(p), 'must be an absolute path');
+const postgresUrl = z
+  .string()
+  .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
+  .refine((u) => URL.canParse(u), 'must be a valid URL');
+
 const filesystemRepository = z.strictObject({
   type: z.literal('filesystem'),
-  path: z.string().min(1).refine((p) => path.isAbsolute(p), 'must be an absolute path'),
+  path: absolutePath,
 });
 
 const s3Repository = z.strictObject({
@@ -32,6 +38,16 @@ const s3Repository = z.strictObject({
   partSizeMiB: z.number().int().min(5).max(512).default(8),
 });
 
+function cadence(cron: string) {
+  return z
+    .strictObject({
+      cron: z.string().regex(/^\S+( \S+){4}$/, 'must be a five-field cron expression, e.g. "0 2 * * *"').default(cron),
+      timezone: z.string().min(1).default('UTC'),
+      paused: z.boolean().default(false),
+    })
+    .prefault({});
+}
+
 const repository = z.discriminatedUnion('type', [filesystemRepository, s3Repository]);
 
 export const configSchema = z.strictObject({
@@ -46,10 +62,7 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   database: z.strictObject({
-    url: z
-      .string()
-      .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
-      .refine((u) => URL.canParse(u), 'must be a valid URL'),
+    url: postgresUrl,
     /** File holding the password (alternative to PGPASSWORD or a passfile). */
     passwordFile: z.string().optional(),
     /** Host whose worker runs pg_dump; default the configured host. */
@@ -73,17 +86,47 @@ export const configSchema = z.strictObject({
   encryption: z.strictObject({
     /** ASCII-armored or binary OpenPGP public key; backup hosts hold no private key. */
     publicKeyFile: z.string().min(1),
+    /** GNUPGHOME holding the private key: set only on hosts that restore, verify or drill. */
+    privateKeyHome: absolutePath.optional(),
   }),
+  /** How this host restores: into which server, how, and what it checks afterwards. */
+  restore: z
+    .strictObject({
+      /** A role that may create databases and roles there (superuser, to keep owners and grants); default database.url's server as its user, database postgres. */
+      serverUrl: postgresUrl.optional(),
+      passwordFile: z.string().optional(),
+      /** pg_restore -j. */
+      jobs: z.number().int().min(1).max(64).default(2),
+      /** Where the decrypted archive is staged for a parallel pg_restore (private, removed after). */
+      workDir: absolutePath.optional(),
+      /** SQL checks run on every restored database: each must return one row whose first column is true. */
+      checks: z.array(z.strictObject({ name: z.string().min(1), sql: z.string().min(1) })).default([]),
+      /** The application's services, stopped around a swap and always started again. */
+      services: z
+        .strictObject({
+          units: z.array(z.string().regex(/^[A-Za-z0-9@._-]+$/, 'must be a unit name')).default(['thesis-grey', 'thesis-grey-celery', 'thesis-grey-celery-beat']),
+          stopCommand: z.array(z.string().min(1)).min(1).default(['systemctl', 'stop']),
+          startCommand: z.array(z.string().min(1)).min(1).default(['systemctl', 'start']),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+  /** The weekly verification: which host's worker restores the backup into a scratch database. */
+  verification: z.strictObject({ host: z.string().regex(HOST).optional() }).prefault({}),
+  /** The monthly drill: a host that is not the database host, restoring the offsite copy. */
+  drill: z
+    .strictObject({
+      host: z.string().regex(HOST).optional(),
+      repository: z.string().regex(NAME).optional(),
+      healthUrl: z.url().optional(),
+    })
+    .prefault({}),
   /** Temporal Schedules; `backupctl schedules apply` creates or updates them. */
   schedules: z
     .strictObject({
-      database: z
-        .strictObject({
-          cron: z.string().regex(/^\S+( \S+){4}$/, 'must be a five-field cron expression, e.g. "0 2 * * *"').default('0 2 * * *'),
-          timezone: z.string().min(1).default('UTC'),
-          paused: z.boolean().default(false),
-        })
-        .prefault({}),
+      database: cadence('0 2 * * *'),
+      verification: cadence('0 3 * * 0'),
+      drill: cadence('0 4 1 * *'),
     })
     .prefault({}),
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
@@ -138,6 +181,16 @@ function applyEnvironment(raw: Record<string, unknown>, env: NodeJS.ProcessEnv):
   }
   if (env.BACKUPCTL_HOST) out.host = env.BACKUPCTL_HOST;
   return out;
+}
+
+/** The host whose worker restores, verifies and drills: the verification host, else the database host. */
+export function verificationHost(config: Config): string {
+  return config.verification.host ?? databaseHost(config);
+}
+
+/** The drill's offsite repository: configured, else the first S3 repository. */
+export function drillRepository(config: Config): string | undefined {
+  return config.drill.repository ?? Object.entries(config.repositories).find(([, r]) => r.type === 's3')?.[0];
 }
 
 /** The host whose worker runs database work. */

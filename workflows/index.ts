@@ -1,2 +1,5 @@
 // Every workflow the worker registers.
 export { backupDatabase } from './backupDatabase.js';
+export { restoreDatabase } from './restoreDatabase.js';
+export { verifyBackup } from './verifyBackup.js';
+export { recoveryDrill } from './recoveryDrill.js';

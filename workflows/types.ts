@@ -22,6 +22,15 @@ export const ErrorType = {
   DecryptionFailed: 'DecryptionFailed',
   CopyMissing: 'CopyMissing',
   BackupAlreadyExists: 'BackupAlreadyExists',
+  BackupNotFound: 'BackupNotFound',
+  NoUsableCopy: 'NoUsableCopy',
+  PrivateKeyMissing: 'PrivateKeyMissing',
+  TargetDatabaseExists: 'TargetDatabaseExists',
+  RestoreFailed: 'RestoreFailed',
+  VerificationFailed: 'VerificationFailed',
+  ServiceCommandFailed: 'ServiceCommandFailed',
+  SwapFailed: 'SwapFailed',
+  HealthCheckFailed: 'HealthCheckFailed',
 } as const;
 export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];
 
@@ -82,6 +91,8 @@ export interface DumpResult {
 
 export interface SourceFacts {
   database: string;
+  /** Owner of the database; a restore gives the new database the same owner. Absent in older manifests. */
+  owner?: string;
   serverVersion: string;
   /** WAL position when the snapshot was taken (replay position on a standby). */
   lsn: string | null;

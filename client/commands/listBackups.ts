@@ -1,8 +1,9 @@
 // `backupctl backups list`: the catalog, read from the manifests in every repository and
 // merged by backup id, so a backup missing from one repository shows it.
-import { listManifests } from '../../activities/catalog.js';
+import { latestVerification, listManifests } from '../../activities/catalog.js';
 import type { Repository } from '../../activities/storage/repository.js';
 import type { BackupManifest } from '../../workflows/types.js';
+import type { VerificationReport } from '../../workflows/restoreTypes.js';
 import { formatBytes, type Printer } from '../output.js';
 
 export interface CatalogEntry {
@@ -17,6 +18,8 @@ export interface CatalogEntry {
   /** Repositories whose manifest lists this backup. */
   foundIn: string[];
   copies: BackupManifest['copies'];
+  /** The newest verification report of this backup, from any repository. */
+  lastVerification?: { reportId: string; ok: boolean; finishedAt: string; failure?: string };
 }
 
 export async function readCatalog(repositories: Repository[]): Promise<{ entries: CatalogEntry[]; errors: { repository: string; error: string }[] }> {
@@ -49,6 +52,13 @@ export async function readCatalog(repositories: Repository[]): Promise<{ entries
     }
   }
   const entries = [...byId.values()].sort((a, b) => a.startedAt.localeCompare(b.startedAt));
+  for (const entry of entries) {
+    const reports = await Promise.all(
+      repositories.filter((r) => entry.foundIn.includes(r.name)).map((r) => latestVerification<VerificationReport>(r, entry.backupId).catch(() => undefined)),
+    );
+    const newest = reports.filter((r) => r !== undefined).sort((a, b) => a.reportId.localeCompare(b.reportId)).at(-1);
+    if (newest) entry.lastVerification = { reportId: newest.reportId, ok: newest.ok, finishedAt: newest.finishedAt, failure: newest.failure };
+  }
   return { entries, errors };
 }
 
@@ -57,7 +67,10 @@ export async function runListBackups(repositories: Repository[], out: Printer): 
   out.result({ backups: entries, errors }, () => {
     if (!entries.length) return 'no backups yet';
     const rows = entries.map(
-      (e) => `${e.finishedAt}  ${e.backupId}  ${e.database}  ${formatBytes(e.bytes)}  in: ${e.foundIn.join(',')}`,
+      (e) =>
+        `${e.finishedAt}  ${e.backupId}  ${e.database}  ${formatBytes(e.bytes)}  in: ${e.foundIn.join(',')}  verified: ${
+          e.lastVerification ? `${e.lastVerification.ok ? 'ok' : 'FAILED'} ${e.lastVerification.finishedAt}` : 'never'
+        }`,
     );
     return [...rows, ...errors.map((e) => `error reading ${e.repository}: ${e.error}`)].join('\n');
   });

@@ -1,0 +1,363 @@
+// Activities of the way back: restore into a new database, inspect it, swap it into the live
+// one's place, and drop scratch databases. They run on the task queue of the host that holds
+// the private key (a restoring, verification or drill host).
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, rm, statfs } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { text } from 'node:stream/consumers';
+import { createGunzip } from 'node:zlib';
+import { Context, log } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import { ErrorType } from '../workflows/types.js';
+import type { CatalogSource, DatabaseInspection, FileSource, RestoreSource, RestoredDatabase, SkippedCopy } from '../workflows/restoreTypes.js';
+import type { DatabaseBackupDeps } from './databaseBackup.js';
+import { readFirstGoodCopy } from './copySelection.js';
+import { assertPrivateKeyFor } from './encryption.js';
+import { classifyDatabaseError, classifyFilesystemError, errorText, permanent } from './errors.js';
+import { inspectDatabase } from './inspection.js';
+import { connect, parseDatabaseUrl, spawnRestore, spawnSqlScript, type DatabaseTarget } from './postgres.js';
+import { resolveCatalogBackup, resolveFile } from './restoreSource.js';
+import {
+  createRestoreDatabase,
+  databaseComment,
+  dropRestoreDatabase,
+  inDatabase,
+  markDatabase,
+  markerFor,
+  quoteIdent,
+  restoreServer,
+  terminateSessions,
+  withServer,
+} from './restoreTarget.js';
+import { createMissingRoles, parseGlobals } from './roles.js';
+import { runServiceCommands } from './services.js';
+import type { Repository } from './storage/repository.js';
+
+export interface ResolveInput {
+  backup: string;
+  /** Only these repositories, in this order (the drill: the offsite one); default all configured. */
+  repositories?: string[];
+}
+
+export interface Resolved {
+  source: RestoreSource;
+  /** The live database's name on this host's restore server. */
+  liveDatabase: string;
+}
+
+export interface RestoreIntoInput {
+  workflowId: string;
+  source: RestoreSource;
+  database: string;
+  jobs?: number;
+}
+
+export interface InspectInput {
+  database: string;
+  expectedRowCounts: Record<string, number>;
+  amcheck: boolean;
+}
+
+export interface SwapInput {
+  live: string;
+  replacement: string;
+  keepAs: string;
+}
+
+export function createRestoreActivities(deps: DatabaseBackupDeps) {
+  const { config } = deps;
+  const server = () => restoreServer(config);
+
+  function repositoriesNamed(names: string[] | undefined): Repository[] {
+    if (!names) return deps.repositories;
+    return names.map((name) => {
+      const found = deps.repositories.find((r) => r.name === name);
+      if (!found) throw permanent(ErrorType.UnknownRepository, `repository "${name}" is not configured on host ${config.host}`);
+      return found;
+    });
+  }
+
+  /** Heartbeats { phase, ...details } every second until stopped. */
+  function ticker(details: () => Record<string, unknown>) {
+    const ctx = Context.current();
+    const started = Date.now();
+    const timer = setInterval(() => ctx.heartbeat({ ...details(), seconds: Math.round((Date.now() - started) / 1000) }), 1000);
+    return () => clearInterval(timer);
+  }
+
+  async function stagingDir(workflowId: string, database: string): Promise<string> {
+    const dir = path.join(config.restore.workDir ?? os.tmpdir(), `backupctl-restore-${workflowId.replace(/[^A-Za-z0-9._-]+/g, '-')}-${database}`);
+    // Left by an attempt that died: start clean.
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir, { recursive: true, mode: 0o700 }).catch((err) => {
+      throw classifyFilesystemError(err, `creating the staging folder ${dir}`);
+    });
+    return dir;
+  }
+
+  async function assertRoomFor(dir: string, bytes: number): Promise<void> {
+    const fs = await statfs(dir);
+    const free = fs.bavail * fs.bsize;
+    // A little headroom: the filesystem's own blocks, and other writers.
+    if (free < bytes * 1.02 + 16 * 1024 * 1024) {
+      throw permanent(ErrorType.DiskFull, `restore.workDir ${path.dirname(dir)} has ${free} bytes free; staging the archive needs ${bytes} (set restore.workDir to a larger disk)`);
+    }
+  }
+
+  /** Roles from the globals object, created where missing; the first whole copy is used. */
+  async function ensureRoles(source: CatalogSource, repositories: Repository[], signal: AbortSignal): Promise<{ created: string[]; skipped: SkippedCopy[] }> {
+    const globals = source.objects.find((o) => o.role === 'globals');
+    if (!globals) return { created: [], skipped: [] };
+    const read = await readFirstGoodCopy({
+      object: globals,
+      repositories,
+      compression: source.compression,
+      privateKeyHome: config.encryption.privateKeyHome!,
+      signal,
+      consume: (plain) => text(plain),
+      consumerFailure: (err) => classifyFilesystemError(err, 'reading the globals'),
+    });
+    const created = await withServer(server(), (client) => createMissingRoles(client, parseGlobals(read.value)));
+    if (created.length) log.info('created roles from the backup globals', { roles: created });
+    return { created, skipped: read.skipped };
+  }
+
+  async function restoreCatalogBackup(input: RestoreIntoInput & { source: CatalogSource }, signal: AbortSignal): Promise<RestoredDatabase> {
+    const { source } = input;
+    await assertPrivateKeyFor(config.encryption.privateKeyHome, source.recipientFingerprint, config.host);
+    const repositories = repositoriesNamed(source.repositories);
+    const dump = source.objects.find((o) => o.role === 'dump');
+    if (!dump) throw permanent(ErrorType.InvalidInput, `backup ${source.backupId} has no dump object`);
+    await withServer(server(), async (client) => {
+      const existing = await databaseComment(client, input.database);
+      if (existing.exists && !existing.comment?.startsWith(markerFor(input.workflowId, ''))) {
+        throw permanent(ErrorType.TargetDatabaseExists, `database "${input.database}" already exists on the restore server; choose another name (--into) or drop it yourself`);
+      }
+    });
+
+    const dir = await stagingDir(input.workflowId, input.database);
+    try {
+      await assertRoomFor(dir, dump.plainBytes);
+      const archive = path.join(dir, 'dump.pgcustom');
+      let staged = 0;
+      const stop = ticker(() => ({ phase: 'fetching', bytes: staged }));
+      let read;
+      try {
+        read = await readFirstGoodCopy({
+          object: dump,
+          repositories,
+          compression: source.compression,
+          privateKeyHome: config.encryption.privateKeyHome!,
+          signal,
+          consume: async (plain) => {
+            staged = 0;
+            plain.on('data', (chunk: Buffer) => (staged += chunk.length));
+            await pipeline(plain, createWriteStream(archive, { mode: 0o600 }));
+          },
+          consumerFailure: (err) => classifyFilesystemError(err, `staging the archive in ${dir}`),
+        });
+      } finally {
+        stop();
+      }
+      read.skipped.forEach((s) => log.warn('copy skipped', { ...s }));
+      const roles = await ensureRoles(source, [repositoriesNamed([read.repository])[0], ...repositories.filter((r) => r.name !== read.repository)], signal);
+      const seconds = await runIntoNewDatabase(input, source.owner, (target) => spawnRestore(target, deps.binDir, archive, jobsOf(input), signal));
+      return {
+        database: input.database,
+        copy: { repository: read.repository, key: read.key },
+        skipped: [...read.skipped, ...roles.skipped],
+        createdRoles: roles.created,
+        plainBytes: staged,
+        restoreSeconds: seconds,
+      };
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  async function restoreFile(input: RestoreIntoInput & { source: FileSource }, signal: AbortSignal): Promise<RestoredDatabase> {
+    const { source } = input;
+    const liveOwner = await withServer(server(), async (client) => {
+      const existing = await databaseComment(client, input.database);
+      if (existing.exists && !existing.comment?.startsWith(markerFor(input.workflowId, ''))) {
+        throw permanent(ErrorType.TargetDatabaseExists, `database "${input.database}" already exists on the restore server; choose another name (--into) or drop it yourself`);
+      }
+      return (await databaseComment(client, liveDatabaseName())).owner ?? undefined;
+    });
+    const seconds = await runIntoNewDatabase(input, liveOwner, (target) => {
+      if (source.format === 'custom') return spawnRestore(target, deps.binDir, source.path, jobsOf(input), signal);
+      if (source.format === 'sql') return spawnSqlScript(target, deps.binDir, source.path, signal);
+      // A truncated .sql.gz must not end as a clean EOF: psql would commit what it read.
+      // A gzip error kills psql, so its single transaction rolls back.
+      const psql = spawnSqlScript(target, deps.binDir, undefined, signal);
+      const gunzip = createGunzip();
+      let gzipError: Error | undefined;
+      gunzip.on('error', (err) => {
+        gzipError = err;
+        psql.kill();
+      });
+      const feed = pipeline(createReadStream(source.path), gunzip, psql.stdin!).catch(() => undefined);
+      return Promise.allSettled([psql, feed]).then(([applied]) => {
+        if (gzipError) throw permanent(ErrorType.InvalidInput, `${source.path} is not a whole gzip file: ${gzipError.message}; nothing was committed`);
+        if (applied.status === 'rejected') throw applied.reason;
+      });
+    });
+    return { database: input.database, copy: { path: source.path }, skipped: [], createdRoles: [], plainBytes: source.bytes, restoreSeconds: seconds };
+  }
+
+  function jobsOf(input: RestoreIntoInput): number {
+    return input.jobs ?? config.restore.jobs;
+  }
+
+  function liveDatabaseName(): string {
+    return parseDatabaseUrl(config.database.url, config.database.passwordFile).database;
+  }
+
+  /**
+   * Creates the database (dropping one an earlier attempt of this workflow left), runs the
+   * restoring process into it, and marks it restored. On failure the database is dropped.
+   */
+  async function runIntoNewDatabase(
+    input: RestoreIntoInput,
+    owner: string | undefined,
+    start: (target: DatabaseTarget) => Promise<unknown>,
+  ): Promise<number> {
+    const admin = server();
+    await withServer(admin, (client) => createRestoreDatabase(client, input.database, owner, input.workflowId));
+    const started = Date.now();
+    const stop = ticker(() => ({ phase: 'restoring', database: input.database }));
+    try {
+      await start(inDatabase(admin, input.database));
+    } catch (err) {
+      await withServer(admin, (client) => dropRestoreDatabase(client, input.database, input.workflowId)).catch(() => undefined);
+      if (Context.current().cancellationSignal.aborted) throw err;
+      throw classifyRestoreError(err, input.database);
+    } finally {
+      stop();
+    }
+    const label = input.source.kind === 'backup' ? `backup ${input.source.backupId}` : `file ${input.source.path}`;
+    await withServer(admin, (client) => markDatabase(client, input.database, markerFor(input.workflowId, `restored from ${label}`)));
+    return (Date.now() - started) / 1000;
+  }
+
+  return {
+    /**
+     * Finds what to restore: a catalog backup (id or `latest`, from the named repositories in
+     * order) or a seed-made file on this host. Read-only. Permanent: BackupNotFound,
+     * InvalidInput (malformed reference or path), UnknownRepository.
+     */
+    async resolveRestoreSource(input: ResolveInput): Promise<Resolved> {
+      const source = input.backup.startsWith('/') ? await resolveFile(input.backup) : await resolveCatalogBackup(input.backup, repositoriesNamed(input.repositories));
+      if (source.kind === 'backup' && input.repositories) source.repositories = source.repositories.filter((r) => input.repositories!.includes(r));
+      return { source, liveDatabase: liveDatabaseName() };
+    },
+
+    /**
+     * Restores into a NEW database on this host's restore server: for a catalog backup, the
+     * first whole copy (size and sha256 against the manifest; missing or corrupt copies are
+     * skipped and reported) is decrypted and decompressed into a private staging file, roles
+     * missing on the server are created from the globals, then `pg_restore -j N
+     * --exit-on-error`. Seed files go through pg_restore or psql with ON_ERROR_STOP. Idempotent:
+     * a database left by an earlier attempt of the same workflow is dropped and made again;
+     * any other database of that name is TargetDatabaseExists. Heartbeats every second.
+     * Permanent: PrivateKeyMissing, NoUsableCopy, DiskFull, TargetDatabaseExists, RestoreFailed.
+     */
+    async restoreIntoNewDatabase(input: RestoreIntoInput): Promise<RestoredDatabase> {
+      const signal = Context.current().cancellationSignal;
+      const restored =
+        input.source.kind === 'backup'
+          ? await restoreCatalogBackup({ ...input, source: input.source }, signal)
+          : await restoreFile({ ...input, source: input.source }, signal);
+      log.info('restored into a new database', { database: restored.database, copy: restored.copy, skipped: restored.skipped.length });
+      return restored;
+    },
+
+    /** Counts, freshness, SQL checks and (for scratch databases) pg_amcheck. Read-only apart from amcheck's extension. Heartbeats. */
+    async inspectRestoredDatabase(input: InspectInput): Promise<DatabaseInspection> {
+      const target = inDatabase(server(), input.database);
+      const stop = ticker(() => ({ phase: 'inspecting', database: input.database }));
+      const client = await connect(target);
+      try {
+        return await inspectDatabase(client, target, {
+          expectedRowCounts: input.expectedRowCounts,
+          checks: config.restore.checks,
+          amcheck: input.amcheck ? { binDir: deps.binDir, signal: Context.current().cancellationSignal } : undefined,
+        });
+      } catch (err) {
+        throw classifyDatabaseError(err, `inspecting ${input.database}`);
+      } finally {
+        stop();
+        await client.end().catch(() => undefined);
+      }
+    },
+
+    /** Drops a database this workflow made (scratch, or a restore that failed). Idempotent; never drops another's. */
+    async dropRestoredDatabase(input: { database: string; workflowId: string }): Promise<boolean> {
+      return withServer(server(), (client) => dropRestoreDatabase(client, input.database, input.workflowId));
+    },
+
+    /** Stops the application's services (configured commands). Retry-safe. */
+    async stopApplicationServices(): Promise<string[]> {
+      return runServiceCommands(config, 'stop', Context.current().cancellationSignal);
+    },
+
+    /** Starts the application's services. Retry-safe; runs on every path after a stop. */
+    async startApplicationServices(): Promise<string[]> {
+      return runServiceCommands(config, 'start');
+    },
+
+    /**
+     * Puts the restored database in the live one's place: no new connections to the live
+     * database, its sessions ended, then both renames in ONE transaction (live -> keepAs,
+     * replacement -> live), so there is never a moment without a live database. Idempotent:
+     * a swap already done is recognised and reported. Permanent: SwapFailed.
+     */
+    async swapLiveDatabase(input: SwapInput): Promise<{ live: string; keptAs: string; sessionsEnded: number }> {
+      return withServer(server(), async (client) => {
+        const live = await databaseComment(client, input.live);
+        const replacement = await databaseComment(client, input.replacement);
+        const kept = await databaseComment(client, input.keepAs);
+        if (kept.exists && live.exists && !replacement.exists) return { live: input.live, keptAs: input.keepAs, sessionsEnded: 0 };
+        if (!live.exists || !replacement.exists || kept.exists) {
+          throw permanent(
+            ErrorType.SwapFailed,
+            `cannot swap: live "${input.live}" ${live.exists ? 'exists' : 'is missing'}, restored "${input.replacement}" ${replacement.exists ? 'exists' : 'is missing'}, "${input.keepAs}" ${kept.exists ? 'already exists' : 'is free'}`,
+          );
+        }
+        await client.query(`ALTER DATABASE ${quoteIdent(input.live)} WITH ALLOW_CONNECTIONS false`);
+        try {
+          const ended = (await terminateSessions(client, input.live)) + (await terminateSessions(client, input.replacement));
+          await client.query('BEGIN');
+          await client.query(`ALTER DATABASE ${quoteIdent(input.live)} RENAME TO ${quoteIdent(input.keepAs)}`);
+          await client.query(`ALTER DATABASE ${quoteIdent(input.replacement)} RENAME TO ${quoteIdent(input.live)}`);
+          await client.query('COMMIT');
+          log.info('live database swapped', { live: input.live, keptAs: input.keepAs, sessionsEnded: ended });
+          return { live: input.live, keptAs: input.keepAs, sessionsEnded: ended };
+        } catch (err) {
+          await client.query('ROLLBACK').catch(() => undefined);
+          throw err instanceof ApplicationFailure ? err : permanent(ErrorType.SwapFailed, `swapping ${input.replacement} into ${input.live}: ${errorText(err)}`);
+        } finally {
+          // Whichever name it has now, the old database stays usable for inspection.
+          for (const name of [input.keepAs, input.live]) {
+            await client.query(`ALTER DATABASE ${quoteIdent(name)} WITH ALLOW_CONNECTIONS true`).catch(() => undefined);
+          }
+        }
+      });
+    },
+  };
+}
+
+/**
+ * A failed pg_restore or psql: a lost connection is worth a retry, a full disk is DiskFull,
+ * anything else (a failing statement, a missing role) would fail again: RestoreFailed.
+ */
+function classifyRestoreError(err: unknown, database: string) {
+  if (err instanceof ApplicationFailure) return err;
+  const failure = classifyDatabaseError(err, `restoring into ${database}`);
+  if (failure.type === ErrorType.DatabaseUnreachable || failure.type === ErrorType.DiskFull) return failure;
+  return permanent(ErrorType.RestoreFailed, failure.message);
+}
+
+export type RestoreActivities = ReturnType<typeof createRestoreActivities>;

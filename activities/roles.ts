@@ -1,0 +1,75 @@
+// Roles from a backup's globals (pg_dumpall --globals-only), created on a server that lacks
+// them: a fresh drill host has never seen the application's roles, and pg_restore cannot give
+// a table to an owner that does not exist. Roles the server already has are left as they are.
+import type pg from 'pg';
+
+export interface RoleStatements {
+  role: string;
+  /** CREATE ROLE and ALTER ROLE statements, as pg_dumpall wrote them. */
+  statements: string[];
+}
+
+export interface GlobalsPlan {
+  roles: RoleStatements[];
+  /** GRANT role TO role statements, applied when their member is a role we created. */
+  memberships: { role: string; member: string; statement: string }[];
+}
+
+const IDENT = String.raw`("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)`;
+const CREATE_ROLE = new RegExp(String.raw`^CREATE ROLE ${IDENT};$`);
+const ALTER_ROLE = new RegExp(String.raw`^ALTER ROLE ${IDENT} WITH .*;$`);
+// PostgreSQL 16 adds WITH INHERIT / SET options; anything after the member is kept.
+const GRANT_ROLE = new RegExp(String.raw`^GRANT ${IDENT} TO ${IDENT}(?: .*)?;$`);
+
+function unquote(identifier: string): string {
+  return identifier.startsWith('"') ? identifier.slice(1, -1).replace(/""/g, '"') : identifier.toLowerCase();
+}
+
+/** Reads the role statements out of pg_dumpall -g output (one statement per line). */
+export function parseGlobals(sql: string): GlobalsPlan {
+  const roles = new Map<string, RoleStatements>();
+  const memberships: GlobalsPlan['memberships'] = [];
+  for (const line of sql.split('\n')) {
+    let match = CREATE_ROLE.exec(line);
+    if (match) {
+      const role = unquote(match[1]);
+      roles.set(role, { role, statements: [line] });
+      continue;
+    }
+    match = ALTER_ROLE.exec(line);
+    if (match) {
+      roles.get(unquote(match[1]))?.statements.push(line);
+      continue;
+    }
+    match = GRANT_ROLE.exec(line);
+    if (match) {
+      // GRANTED BY names a grantor that may not exist here; the membership is what matters.
+      const statement = line.replace(/ GRANTED BY .*;$/, ';');
+      memberships.push({ role: unquote(match[1]), member: unquote(match[2]), statement });
+    }
+  }
+  return { roles: [...roles.values()], memberships };
+}
+
+/**
+ * Creates the roles the server lacks, with their attributes, and their memberships, in one
+ * transaction. Returns the names created.
+ */
+export async function createMissingRoles(client: pg.Client, plan: GlobalsPlan): Promise<string[]> {
+  const names = plan.roles.map((r) => r.role);
+  const { rows } = await client.query<{ rolname: string }>('SELECT rolname FROM pg_roles WHERE rolname = ANY($1)', [names]);
+  const present = new Set(rows.map((r) => r.rolname));
+  const missing = plan.roles.filter((r) => !present.has(r.role));
+  if (!missing.length) return [];
+  const created = new Set(missing.map((r) => r.role));
+  await client.query('BEGIN');
+  try {
+    for (const role of missing) for (const statement of role.statements) await client.query(statement);
+    for (const m of plan.memberships) if (created.has(m.member) || created.has(m.role)) await client.query(m.statement);
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+  return [...created];
+}

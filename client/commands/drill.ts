@@ -1,0 +1,35 @@
+// `backupctl drill`: the monthly recovery drill, on demand, on the drill host from the offsite copy.
+import type { Client } from '@temporalio/client';
+import { recoveryDrill } from '../../workflows/index.js';
+import { hostTaskQueue } from '../../workflows/types.js';
+import type { DrillReport, RecoveryDrillInput } from '../../workflows/restoreTypes.js';
+import { ConfigError, drillRepository, type Config } from '../../workers/config.js';
+import type { Printer } from '../output.js';
+import { defaultWorkflowId, startAndReport } from '../workflowRun.js';
+
+export function drillInput(config: Config, backup = 'latest'): RecoveryDrillInput {
+  if (!config.drill.host) throw new ConfigError('drill.host is not set: the drill runs on a host other than the database host, with its own worker');
+  const repository = drillRepository(config);
+  if (!repository) throw new ConfigError('drill.repository is not set and no S3 repository is configured: the drill restores the offsite copy');
+  return { hostTaskQueue: hostTaskQueue(config.drill.host), repository, backup, healthUrl: config.drill.healthUrl };
+}
+
+export async function runDrill(client: Client, config: Config, options: { wait?: boolean; workflowId?: string; backup?: string }, out: Printer): Promise<number> {
+  return startAndReport(
+    client,
+    recoveryDrill,
+    { workflowId: options.workflowId ?? defaultWorkflowId('recovery-drill'), wait: options.wait, args: [drillInput(config, options.backup)] },
+    out,
+    describeDrill,
+  );
+}
+
+export function describeDrill(report: DrillReport): string {
+  return [
+    `recovery drill ${report.ok ? 'passed' : 'FAILED'} on ${report.host} from ${report.repository}: backup ${report.backupId}`,
+    `  recovery time (RTO) ${report.rtoSeconds?.toFixed(1) ?? '-'} s; data age (RPO) ${report.rpoSeconds?.toFixed(0) ?? '-'} s`,
+    ...(report.inspection?.checks ?? []).map((c) => `  check ${c.name}: ${c.ok ? 'ok' : `FAILED ${c.detail}`}`),
+    ...(report.health ? [`  ${report.health.name}: ${report.health.ok ? 'ok' : 'FAILED'} ${report.health.detail}`] : []),
+    `  drill database ${report.torndown ? 'torn down' : 'NOT torn down'}`,
+  ].join('\n');
+}

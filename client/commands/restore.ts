@@ -1,0 +1,49 @@
+// `backupctl restore database <id|latest|path>`: restores into a new database on the
+// restoring host (the verification host, else the database host), verifies it, and with
+// --replace swaps it into the live database's place.
+import type { Client } from '@temporalio/client';
+import { restoreDatabase } from '../../workflows/index.js';
+import { hostTaskQueue } from '../../workflows/types.js';
+import type { RestoreDatabaseResult } from '../../workflows/restoreTypes.js';
+import { verificationHost, type Config } from '../../workers/config.js';
+import { formatBytes, type Printer } from '../output.js';
+import { defaultWorkflowId, startAndReport } from '../workflowRun.js';
+
+export interface RestoreOptions {
+  into?: string;
+  replace?: boolean;
+  jobs?: string;
+  wait?: boolean;
+  workflowId?: string;
+  host?: string;
+}
+
+export async function runRestoreDatabase(client: Client, config: Config, backup: string, options: RestoreOptions, out: Printer): Promise<number> {
+  const jobs = options.jobs === undefined ? undefined : Number(options.jobs);
+  return startAndReport(
+    client,
+    restoreDatabase,
+    {
+      workflowId: options.workflowId ?? defaultWorkflowId('restore-database'),
+      wait: options.wait,
+      args: [{ hostTaskQueue: hostTaskQueue(options.host ?? verificationHost(config)), backup, into: options.into, replace: Boolean(options.replace), jobs }],
+    },
+    out,
+    describeRestore,
+  );
+}
+
+export function describeRestore(result: RestoreDatabaseResult): string {
+  const { restored, inspection, swap, timing } = result;
+  const from = 'path' in restored.copy ? restored.copy.path : `${restored.copy.repository}: ${restored.copy.key}`;
+  return [
+    `restored into database ${restored.database} from ${from} (${formatBytes(restored.plainBytes)}) in ${timing.totalSeconds.toFixed(1)} s`,
+    ...restored.skipped.map((s) => `  skipped ${s.repository}: ${s.errorType}: ${s.reason}`),
+    ...(restored.createdRoles.length ? [`  created roles from the backup's globals: ${restored.createdRoles.join(', ')}`] : []),
+    `  rows: ${Object.entries(inspection.rowCounts).map(([t, n]) => `${t}=${n}`).join(', ') || '(no counts recorded)'}`,
+    ...inspection.checks.map((c) => `  check ${c.name}: ${c.ok ? 'ok' : `FAILED ${c.detail}`}`),
+    swap
+      ? `  swapped into ${swap.live}; the old database is kept as ${swap.keptAs}; services started: ${swap.servicesStarted.join(', ')}`
+      : '  the live database was not touched (use --replace to swap)',
+  ].join('\n');
+}

@@ -1,0 +1,106 @@
+// The monthly recovery drill: on the drill host (its own worker, not ssh), restore the OFFSITE
+// copy only, run the smoke checks, measure recovery time (start until checks pass) and data
+// age (backup snapshot until the drill), write the report, and tear the drill database down.
+import { ApplicationFailure, CancellationScope, log, proxyActivities, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
+import type { Activities } from '../activities/index.js';
+import { longRestore, quickMetadata } from './activityOptions.js';
+import { describeFailure, surfaceFailure } from './failures.js';
+import { progressQuery } from './messages.js';
+import { checkBackupReference, checkJobs, checkObject, checkTaskQueue, invalidInput, shortTag, stamp } from './restoreInput.js';
+import type { DrillReport, RecoveryDrillInput, RestoreProgress } from './restoreTypes.js';
+import { ErrorType } from './types.js';
+
+export async function recoveryDrill(input: RecoveryDrillInput): Promise<DrillReport> {
+  const { workflowId } = workflowInfo();
+  const started = Date.now();
+  const startedAt = new Date(started).toISOString();
+  const progress: RestoreProgress = { phase: 'resolving' };
+  setHandler(progressQuery, () => progress);
+  try {
+    validateInput(input);
+  } catch (err) {
+    progress.phase = 'failed';
+    progress.failure = describeFailure(err);
+    throw err;
+  }
+  const quick = proxyActivities<Activities>({ ...quickMetadata, taskQueue: input.hostTaskQueue });
+  const long = proxyActivities<Activities>({ ...longRestore, taskQueue: input.hostTaskQueue });
+
+  const database = `backupctl_drill_${shortTag(workflowId)}`;
+  progress.database = database;
+  const report: DrillReport = {
+    formatVersion: 1,
+    kind: 'drill',
+    reportId: `${stamp(new Date(started))}-${uuid4().slice(0, 8)}`,
+    workflowId,
+    host: input.hostTaskQueue,
+    repository: input.repository,
+    backupId: null,
+    startedAt,
+    finishedAt: startedAt,
+    ok: false,
+    application: { requested: input.application ?? 'none', restored: false, detail: 'not requested' },
+    torndown: false,
+  };
+  let failure: unknown;
+  try {
+    const { source } = await quick.resolveRestoreSource({ backup: input.backup, repositories: [input.repository] });
+    if (source.kind !== 'backup') throw ApplicationFailure.nonRetryable('the drill takes a catalog backup', ErrorType.InvalidInput);
+    report.backupId = source.backupId;
+    report.rpoSeconds = (started - Date.parse(source.takenAt)) / 1000;
+    progress.phase = 'restoring';
+    report.restored = await long.restoreIntoNewDatabase({ workflowId, source, database, jobs: input.jobs });
+    progress.phase = 'verifying';
+    report.inspection = await long.inspectRestoredDatabase({ database, expectedRowCounts: source.rowCounts, amcheck: false });
+    if (input.healthUrl) report.health = await quick.checkHealthUrl({ url: input.healthUrl });
+    report.ok = report.inspection.ok && (report.health?.ok ?? true);
+    if (report.ok) report.rtoSeconds = (Date.now() - started) / 1000;
+  } catch (err) {
+    failure = err;
+    report.failure = describeFailure(err);
+  } finally {
+    progress.phase = 'cleaning-up';
+    await CancellationScope.nonCancellable(async () => {
+      try {
+        await quick.dropRestoredDatabase({ database, workflowId });
+        report.torndown = true;
+      } catch (err) {
+        log.error('drill database not dropped', { database, error: describeFailure(err) });
+      }
+      report.finishedAt = new Date().toISOString();
+      try {
+        await quick.writeDrillReport(report);
+      } catch (err) {
+        log.error('drill report not written', { error: describeFailure(err) });
+      }
+    });
+  }
+  progress.phase = report.ok ? 'done' : 'failed';
+  if (failure) throw surfaceFailure(failure);
+  if (!report.ok) {
+    const problems = [
+      ...(report.inspection?.countMismatches ?? []),
+      ...(report.inspection?.checks.filter((c) => !c.ok).map((c) => `check ${c.name}: ${c.detail}`) ?? []),
+      ...(report.health && !report.health.ok ? [`${report.health.name}: ${report.health.detail}`] : []),
+    ];
+    throw ApplicationFailure.nonRetryable(`the recovery drill failed: ${problems.join('; ')}`, ErrorType.VerificationFailed, report);
+  }
+  return report;
+}
+
+function validateInput(input: RecoveryDrillInput): void {
+  checkObject(input);
+  checkTaskQueue(input.hostTaskQueue);
+  checkBackupReference(input.backup, false);
+  checkJobs(input.jobs);
+  if (typeof input.repository !== 'string' || !/^[a-z][a-z0-9_-]{0,39}$/.test(input.repository)) {
+    throw invalidInput('repository', input.repository, 'expected the name of the offsite repository, such as "s3"');
+  }
+  if (input.healthUrl !== undefined && (typeof input.healthUrl !== 'string' || !/^https?:\/\/\S+$/.test(input.healthUrl))) {
+    throw invalidInput('healthUrl', input.healthUrl, 'expected an http:// or https:// URL');
+  }
+  if (input.application !== undefined && input.application !== 'none') {
+    // The input is designed now; application archives arrive with the file backups.
+    throw invalidInput('application', input.application, 'application archives are not backed up yet; only "none" is accepted until file backups exist');
+  }
+}

@@ -1,0 +1,116 @@
+// A restore that never destroys the live database before a verified replacement exists:
+// restore into a NEW database, verify it, and only when asked swap it into the live one's
+// place while the application is stopped, keeping the old database. The services are started
+// again on every path, failure and cancellation included.
+import { ApplicationFailure, CancellationScope, log, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import type { Activities } from '../activities/index.js';
+import { longRestore, quickMetadata, serviceControl } from './activityOptions.js';
+import { describeFailure, surfaceFailure } from './failures.js';
+import { progressQuery } from './messages.js';
+import { DATABASE_NAME, checkBackupReference, checkJobs, checkObject, checkTaskQueue, databaseName, invalidInput, stamp } from './restoreInput.js';
+import type { RestoreDatabaseInput, RestoreDatabaseResult, RestoreProgress } from './restoreTypes.js';
+import { ErrorType } from './types.js';
+
+export async function restoreDatabase(input: RestoreDatabaseInput): Promise<RestoreDatabaseResult> {
+  const { workflowId } = workflowInfo();
+  const started = Date.now();
+  const progress: RestoreProgress = { phase: 'resolving' };
+  setHandler(progressQuery, () => progress);
+  try {
+    validateInput(input);
+  } catch (err) {
+    progress.phase = 'failed';
+    progress.failure = describeFailure(err);
+    throw err;
+  }
+  const quick = proxyActivities<Activities>({ ...quickMetadata, taskQueue: input.hostTaskQueue });
+  const long = proxyActivities<Activities>({ ...longRestore, taskQueue: input.hostTaskQueue });
+  const services = proxyActivities<Activities>({ ...serviceControl, taskQueue: input.hostTaskQueue });
+
+  const compensations: Array<() => Promise<unknown>> = [];
+  try {
+    const { source, liveDatabase } = await quick.resolveRestoreSource({ backup: input.backup });
+    const database = input.into ?? databaseName(liveDatabase, `_restore_${stamp(new Date(started))}`);
+    progress.database = database;
+    if (input.replace && database === liveDatabase) throw invalidInput('into', input.into, 'must differ from the live database it replaces');
+
+    progress.phase = 'restoring';
+    let restoredDatabaseIsLive = false;
+    compensations.unshift(async () => {
+      if (!restoredDatabaseIsLive) await quick.dropRestoredDatabase({ database, workflowId });
+    });
+    const restored = await long.restoreIntoNewDatabase({ workflowId, source, database, jobs: input.jobs });
+    const restoredAt = Date.now();
+
+    progress.phase = 'verifying';
+    const inspection = await long.inspectRestoredDatabase({
+      database,
+      expectedRowCounts: source.kind === 'backup' ? source.rowCounts : {},
+      amcheck: false,
+    });
+    if (!inspection.ok) {
+      const problems = [...inspection.countMismatches, ...inspection.checks.filter((c) => !c.ok).map((c) => `check ${c.name}: ${c.detail}`)];
+      throw ApplicationFailure.nonRetryable(`the restored database ${database} failed verification: ${problems.join('; ')}`, ErrorType.VerificationFailed, inspection);
+    }
+    const verifiedAt = Date.now();
+
+    let swap: RestoreDatabaseResult['swap'];
+    if (input.replace) {
+      const keepAs = databaseName(liveDatabase, `_pre_restore_${stamp(new Date(started))}`);
+      // Pushed before the stop: a stop that half-succeeded still gets its start.
+      let servicesStarted: string[] | undefined;
+      compensations.unshift(async () => {
+        servicesStarted ??= await services.startApplicationServices();
+      });
+      progress.phase = 'stopping-services';
+      const servicesStopped = await services.stopApplicationServices();
+      progress.phase = 'swapping';
+      await quick.swapLiveDatabase({ live: liveDatabase, replacement: database, keepAs });
+      restoredDatabaseIsLive = true;
+      log.info('live database replaced', { live: liveDatabase, keptAs: keepAs });
+      progress.phase = 'starting-services';
+      servicesStarted = await services.startApplicationServices();
+      swap = { live: liveDatabase, keptAs: keepAs, servicesStopped, servicesStarted };
+    }
+    progress.phase = 'done';
+    const finished = Date.now();
+    return {
+      workflowId,
+      source: source.kind === 'backup' ? { kind: 'backup', backupId: source.backupId, takenAt: source.takenAt } : { kind: 'file', path: source.path, format: source.format },
+      restored,
+      inspection,
+      swap,
+      timing: {
+        restoreSeconds: (restoredAt - started) / 1000,
+        verifySeconds: (verifiedAt - restoredAt) / 1000,
+        swapSeconds: swap ? (finished - verifiedAt) / 1000 : undefined,
+        totalSeconds: (finished - started) / 1000,
+      },
+    };
+  } catch (err) {
+    progress.phase = 'cleaning-up';
+    progress.failure = describeFailure(err);
+    await CancellationScope.nonCancellable(async () => {
+      for (const undo of compensations) {
+        try {
+          await undo();
+        } catch (undoErr) {
+          log.error('compensation after a failed restore failed', { workflowId, error: describeFailure(undoErr) });
+        }
+      }
+    });
+    progress.phase = 'failed';
+    throw surfaceFailure(err);
+  }
+}
+
+function validateInput(input: RestoreDatabaseInput): void {
+  checkObject(input);
+  checkTaskQueue(input.hostTaskQueue);
+  checkBackupReference(input.backup, true);
+  checkJobs(input.jobs);
+  if (input.into !== undefined && (typeof input.into !== 'string' || !DATABASE_NAME.test(input.into))) {
+    throw invalidInput('into', input.into, 'expected a database name of lower-case letters, digits and _ (at most 63)');
+  }
+  if (input.replace !== undefined && typeof input.replace !== 'boolean') throw invalidInput('replace', input.replace, 'expected true or false');
+}
