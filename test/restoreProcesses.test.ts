@@ -1,0 +1,212 @@
+// The way back with real worker processes (`backupctl worker`): each workflow's worker is
+// killed with SIGKILL while pg_restore runs, and a new worker finishes the run. Also the CLI's
+// contract for restore, verify and drill (one JSON object, exit codes).
+import { mkdirSync, readdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
+import path from 'node:path';
+import type { WorkflowHandle } from '@temporalio/client';
+import { execa, type ResultPromise } from 'execa';
+import YAML from 'yaml';
+import { backupDatabase, recoveryDrill, restoreDatabase, verifyBackup } from '../workflows/index.js';
+import type { DrillReport, RestoreDatabaseResult, VerificationReport } from '../workflows/restoreTypes.js';
+import { SHARED_TASK_QUEUE, hostTaskQueue } from '../workflows/types.js';
+import { SOURCE_DB, startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';
+import { tableChecksums, type PgCluster } from './fixtures/postgres.js';
+
+const CLI = path.resolve('bin/backupctl.js');
+let env: BackupEnv;
+let servicesDir: string;
+let dbConfigFile: string;
+let drillConfigFile: string;
+let sourceSums: Record<string, string>;
+const workers: ResultPromise[] = [];
+
+beforeAll(async () => {
+  env = await startBackupEnv({ users: 500, sessionsPerUser: 4, activitiesPerSession: 10 }, async (db) => {
+    // Enough rows and indexes that pg_restore runs for seconds, long enough to be killed in.
+    await db.query(`CREATE TABLE review_manager_searchresult AS
+                    SELECT g AS id, md5(g::text) AS a, md5((g * 7)::text) AS b, md5((g * 13)::text) AS c
+                    FROM generate_series(1, 400000) g`);
+    await db.query('CREATE INDEX ON review_manager_searchresult (a); CREATE INDEX ON review_manager_searchresult (b); CREATE INDEX ON review_manager_searchresult (c)');
+    await db.query('ALTER TABLE review_manager_searchresult OWNER TO thesis_grey_user');
+  });
+  servicesDir = path.join(env.dir, 'services');
+  mkdirSync(path.join(servicesDir, 'stopped'), { recursive: true });
+  writeFileSync(
+    path.join(servicesDir, 'systemctl'),
+    `#!/bin/bash\nset -e\necho "$1 $2" >> ${servicesDir}/calls\nif [ "$1" = stop ]; then touch ${servicesDir}/stopped/$2; else rm -f ${servicesDir}/stopped/$2; fi\n`,
+  );
+  chmodSync(path.join(servicesDir, 'systemctl'), 0o755);
+  const restoring = (raw: any, cluster: PgCluster) => {
+    raw.encryption.privateKeyHome = env.keys.privateHome;
+    raw.restore = {
+      serverUrl: cluster.url('postgres'),
+      workDir: path.join(env.dir, 'work'),
+      services: { stopCommand: [path.join(servicesDir, 'systemctl'), 'stop'], startCommand: [path.join(servicesDir, 'systemctl'), 'start'] },
+    };
+    mkdirSync(raw.restore.workDir, { recursive: true });
+  };
+  dbConfigFile = writeConfig('db', (raw) => {
+    restoring(raw, env.source);
+    raw.drill = { host: 'drill' };
+  });
+  drillConfigFile = writeConfig('drill', (raw) => {
+    restoring(raw, env.fresh);
+    raw.repositories = { s3: { ...raw.repositories.s3, prefix: 'db' } };
+  });
+  const worker = spawnWorker(dbConfigFile);
+  await env.temporal.client.workflow.execute(backupDatabase, { taskQueue: SHARED_TASK_QUEUE, workflowId: 'backup-for-crash', args: [{ hostTaskQueue: hostTaskQueue('db') }] });
+  killGroup(worker);
+  sourceSums = await tableChecksums(env.source, SOURCE_DB);
+});
+
+afterAll(async () => {
+  for (const worker of workers) killGroup(worker);
+  await env?.stop();
+});
+
+function writeConfig(host: string, patch: (raw: any) => void): string {
+  const file = path.join(env.dir, `${host}.yaml`);
+  writeFileSync(file, YAML.stringify(env.config(host, patch)));
+  return file;
+}
+
+function spawnWorker(configFile: string): ResultPromise {
+  // Its own process group: SIGKILL takes pg_restore, gpg and zstd down with it, as a crash would.
+  const worker = execa('node', [CLI, '--config', configFile, 'worker'], { detached: true, reject: false, stdio: ['ignore', 'ignore', 'pipe'] });
+  workers.push(worker);
+  return worker;
+}
+
+function killGroup(worker: ResultPromise): void {
+  try {
+    process.kill(-worker.pid!, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
+
+async function pgRestoreRunning(cluster: PgCluster): Promise<boolean> {
+  const { rows } = await cluster.query('postgres', "SELECT 1 FROM pg_stat_activity WHERE application_name = 'pg_restore'");
+  return rows.length > 0;
+}
+
+async function databases(cluster: PgCluster): Promise<string[]> {
+  return (await cluster.query<{ datname: string }>('postgres', 'SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY 1')).rows.map((r) => r.datname);
+}
+
+/** Starts the run with a worker, kills that worker once pg_restore is at work, starts another. */
+async function crashDuringPgRestore<T>(configFile: string, cluster: PgCluster, start: () => Promise<WorkflowHandle>, whileDown?: () => Promise<void>) {
+  const first = spawnWorker(configFile);
+  const handle = await start();
+  const deadline = Date.now() + 120_000;
+  while (!(await pgRestoreRunning(cluster))) {
+    if (Date.now() > deadline) throw new Error('pg_restore never started');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  killGroup(first);
+  await first;
+  await whileDown?.();
+  const second = spawnWorker(configFile);
+  try {
+    const result = (await handle.result()) as T;
+    const attempts = (await handle.fetchHistory()).events!.filter((e) => (e.activityTaskStartedEventAttributes?.attempt ?? 0) > 1);
+    return { result, retried: attempts.length };
+  } finally {
+    killGroup(second);
+    await second;
+  }
+}
+
+test('restore --replace: SIGKILL during pg_restore; live untouched until the swap, a new worker finishes, services running', async () => {
+  const { result, retried } = await crashDuringPgRestore<RestoreDatabaseResult>(
+    dbConfigFile,
+    env.source,
+    () =>
+      env.temporal.client.workflow.start(restoreDatabase, {
+        taskQueue: SHARED_TASK_QUEUE,
+        workflowId: 'restore-crash',
+        args: [{ hostTaskQueue: hostTaskQueue('db'), backup: 'latest', replace: true }],
+      }),
+    async () => {
+      // The worker is dead mid-restore: the live database is as it was, the services were never stopped.
+      expect(await tableChecksums(env.source, SOURCE_DB)).toEqual(sourceSums);
+      expect(readdirSync(path.join(servicesDir, 'stopped'))).toEqual([]);
+    },
+  );
+  expect(retried).toBeGreaterThanOrEqual(1);
+  expect(result.swap!.live).toBe(SOURCE_DB);
+  expect(await tableChecksums(env.source, SOURCE_DB)).toEqual(sourceSums);
+  expect(readdirSync(path.join(servicesDir, 'stopped'))).toEqual([]);
+  expect(readFileSync(path.join(servicesDir, 'calls'), 'utf8')).toContain('start thesis-grey\n');
+  const left = (await databases(env.source)).filter((d) => d !== SOURCE_DB && d !== 'postgres');
+  expect(left).toEqual([result.swap!.keptAs]);
+  expect(readdirSync(path.join(env.dir, 'work'))).toEqual([]);
+});
+
+test('verify: SIGKILL during pg_restore; a new worker finishes and no scratch database is left', async () => {
+  const { result, retried } = await crashDuringPgRestore<VerificationReport>(dbConfigFile, env.source, () =>
+    env.temporal.client.workflow.start(verifyBackup, { taskQueue: SHARED_TASK_QUEUE, workflowId: 'verify-crash', args: [{ hostTaskQueue: hostTaskQueue('db'), backup: 'latest' }] }),
+  );
+  expect(retried).toBeGreaterThanOrEqual(1);
+  expect(result).toMatchObject({ ok: true, scratchDropped: true });
+  expect((await databases(env.source)).filter((d) => d.startsWith('backupctl_'))).toEqual([]);
+});
+
+test('drill: SIGKILL of the drill host worker during pg_restore; a new one finishes and tears down', async () => {
+  const { result, retried } = await crashDuringPgRestore<DrillReport>(drillConfigFile, env.fresh, () =>
+    env.temporal.client.workflow.start(recoveryDrill, {
+      taskQueue: SHARED_TASK_QUEUE,
+      workflowId: 'drill-crash',
+      args: [{ hostTaskQueue: hostTaskQueue('drill'), repository: 's3', backup: 'latest' }],
+    }),
+  );
+  expect(retried).toBeGreaterThanOrEqual(1);
+  expect(result).toMatchObject({ ok: true, torndown: true });
+  expect((await databases(env.fresh)).filter((d) => d.startsWith('backupctl_'))).toEqual([]);
+});
+
+describe('CLI contract', () => {
+  let dbWorker: ResultPromise;
+  let drillWorker: ResultPromise;
+  beforeAll(() => {
+    dbWorker = spawnWorker(dbConfigFile);
+    drillWorker = spawnWorker(drillConfigFile);
+  });
+  afterAll(() => {
+    killGroup(dbWorker);
+    killGroup(drillWorker);
+  });
+
+  const cli = (args: string[]) => execa('node', [CLI, '--config', dbConfigFile, ...args], { reject: false });
+
+  test('verify latest --wait --json: one JSON report, exit 0; backups list shows it', async () => {
+    const run = await cli(['verify', 'latest', '--wait', '--json', '--workflow-id', 'verify-cli']);
+    expect(run.exitCode).toBe(0);
+    expect(JSON.parse(run.stdout)).toMatchObject({ kind: 'verification', ok: true, scratchDropped: true });
+    const list = JSON.parse((await cli(['backups', 'list', '--json'])).stdout);
+    expect(list.backups[0].lastVerification).toMatchObject({ ok: true });
+  });
+
+  test('restore database of an unknown id: exit 1 and a JSON error naming it', async () => {
+    const run = await cli(['restore', 'database', 'no-such-backup', '--wait', '--json']);
+    expect(run.exitCode).toBe(1);
+    expect(JSON.parse(run.stdout)).toEqual({ ok: false, error: { type: 'BackupNotFound', message: expect.stringContaining('no-such-backup') } });
+  });
+
+  test('restore database --into, without --wait: started, then the result names the copy used', async () => {
+    const run = await cli(['restore', 'database', 'latest', '--into', 'restored_by_cli', '--json', '--workflow-id', 'restore-cli']);
+    expect(run.exitCode).toBe(0);
+    expect(JSON.parse(run.stdout)).toMatchObject({ workflowId: 'restore-cli', status: 'started' });
+    const result = (await env.temporal.client.workflow.getHandle('restore-cli').result()) as RestoreDatabaseResult;
+    expect(result.restored).toMatchObject({ database: 'restored_by_cli', copy: { repository: 'local' }, skipped: [] });
+    expect(await tableChecksums(env.source, 'restored_by_cli')).toEqual(sourceSums);
+  });
+
+  test('drill --wait --json on the drill host: a passing report with RTO and RPO', async () => {
+    const run = await cli(['drill', '--wait', '--json', '--workflow-id', 'drill-cli']);
+    expect(run.exitCode).toBe(0);
+    const report = JSON.parse(run.stdout);
+    expect(report).toMatchObject({ kind: 'drill', ok: true, repository: 's3', host: 'backup@drill', torndown: true });
+    expect(report.rtoSeconds).toBeGreaterThan(0);
+  });
+});
