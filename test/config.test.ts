@@ -66,6 +66,14 @@ test.each([
   [{ temporal: { address: 'no-port' } }, 'temporal.address', '"no-port"'],
   [{ database: { url: 'postgres://u@h/db', keyTables: ['auth_user; DROP TABLE x'] } }, 'database.keyTables.0', 'DROP TABLE'],
   [{ surprise: true }, 'surprise', 'Unrecognized key'],
+  [{ restore: { jobs: 0 } }, 'restore.jobs', '0'],
+  [{ restore: { workDir: 'tmp/restore' } }, 'restore.workDir', 'absolute path'],
+  [{ restore: { serverUrl: 'http://db/postgres' } }, 'restore.serverUrl', 'postgres://'],
+  [{ restore: { checks: [{ name: 'x' }] } }, 'restore.checks.0.sql', 'expected string'],
+  [{ restore: { services: { units: ['web; rm -rf /'] } } }, 'restore.services.units.0', 'unit name'],
+  [{ encryption: { publicKeyFile: '/k.asc', privateKeyHome: 'gnupg' } }, 'encryption.privateKeyHome', 'absolute path'],
+  [{ drill: { healthUrl: 'not a url' } }, 'drill.healthUrl', 'not a url'],
+  [{ schedules: { verification: { cron: 'weekly' } } }, 'schedules.verification.cron', 'five-field'],
 ])('rejects %j naming the field and the value', (override, field, shown) => {
   const err = errorOf(() => loadConfig(write('bad.json', { ...valid, ...override }), {}));
   expect(err).toBeInstanceOf(ConfigError);

@@ -187,9 +187,19 @@ describe('the CLI', () => {
   test('schedules apply creates the nightly schedule, then updates it; a triggered run backs up', async () => {
     const first = await cli(['--config', configFile, 'schedules', 'apply', '--json']);
     expect(first.exitCode).toBe(0);
-    expect(JSON.parse(first.stdout)).toEqual({ schedules: [{ scheduleId: 'backup-database-nightly', action: 'created' }] });
+    const drillSkipped = { scheduleId: 'recovery-drill-monthly', action: 'skipped', reason: expect.stringContaining('drill.host') };
+    expect(JSON.parse(first.stdout)).toEqual({
+      schedules: [{ scheduleId: 'backup-database-nightly', action: 'created' }, { scheduleId: 'verify-backup-weekly', action: 'created' }, drillSkipped],
+    });
     const again = await cli(['--config', configFile, 'schedules', 'apply', '--json']);
-    expect(JSON.parse(again.stdout)).toEqual({ schedules: [{ scheduleId: 'backup-database-nightly', action: 'updated' }] });
+    expect(JSON.parse(again.stdout)).toEqual({
+      schedules: [{ scheduleId: 'backup-database-nightly', action: 'updated' }, { scheduleId: 'verify-backup-weekly', action: 'updated' }, drillSkipped],
+    });
+    const weekly = await env.temporal.client.schedule.getHandle('verify-backup-weekly').describe();
+    expect(weekly.info.nextActionTimes[0].getUTCDay()).toBe(0);
+    expect(weekly.info.nextActionTimes[0].getUTCHours()).toBe(3);
+    // Removed at once: this host holds no private key, and the test is about the nightly backup.
+    await env.temporal.client.schedule.getHandle('verify-backup-weekly').delete();
 
     const schedule = env.temporal.client.schedule.getHandle('backup-database-nightly');
     const description = await schedule.describe();
@@ -206,7 +216,7 @@ describe('the CLI', () => {
     const result = (await env.temporal.client.workflow.getHandle(workflowId!).result()) as DatabaseBackupResult;
     expect(result.copies.every((c) => c.verified)).toBe(true);
     const listed = JSON.parse((await cli(['--config', configFile, 'schedules', 'list', '--json'])).stdout);
-    expect(listed.schedules[0]).toMatchObject({ scheduleId: 'backup-database-nightly', paused: false });
+    expect(listed.schedules).toEqual([expect.objectContaining({ scheduleId: 'backup-database-nightly', paused: false })]);
     await schedule.delete();
   });
 

@@ -185,6 +185,8 @@ describe('CLI contract', () => {
     expect(JSON.parse(run.stdout)).toMatchObject({ kind: 'verification', ok: true, scratchDropped: true });
     const list = JSON.parse((await cli(['backups', 'list', '--json'])).stdout);
     expect(list.backups[0].lastVerification).toMatchObject({ ok: true });
+    const status = JSON.parse((await cli(['status', '--json'])).stdout);
+    expect(status.latestVerification).toMatchObject({ ok: true, backupId: 'backup-for-crash' });
   });
 
   test('restore database of an unknown id: exit 1 and a JSON error naming it', async () => {
@@ -200,6 +202,20 @@ describe('CLI contract', () => {
     const result = (await env.temporal.client.workflow.getHandle('restore-cli').result()) as RestoreDatabaseResult;
     expect(result.restored).toMatchObject({ database: 'restored_by_cli', copy: { repository: 'local' }, skipped: [] });
     expect(await tableChecksums(env.source, 'restored_by_cli')).toEqual(sourceSums);
+  });
+
+  test('schedules apply: the weekly verification and, with drill.host set, the monthly drill on the drill host', async () => {
+    const run = await cli(['schedules', 'apply', '--json']);
+    expect(run.exitCode).toBe(0);
+    expect(JSON.parse(run.stdout).schedules.map((s: { scheduleId: string; action: string }) => `${s.scheduleId}:${s.action}`)).toEqual([
+      'backup-database-nightly:created',
+      'verify-backup-weekly:created',
+      'recovery-drill-monthly:created',
+    ]);
+    const drill = await env.temporal.client.schedule.getHandle('recovery-drill-monthly').describe();
+    expect(drill.action).toMatchObject({ workflowType: 'recoveryDrill', args: [{ hostTaskQueue: 'backup@drill', repository: 's3', backup: 'latest' }] });
+    expect(drill.info.nextActionTimes[0].getUTCDate()).toBe(1);
+    for (const id of ['backup-database-nightly', 'verify-backup-weekly', 'recovery-drill-monthly']) await env.temporal.client.schedule.getHandle(id).delete();
   });
 
   test('drill --wait --json on the drill host: a passing report with RTO and RPO', async () => {

@@ -1,42 +1,88 @@
 // `backupctl schedules apply | list`: the seed's cron lines as Temporal Schedules. Unlike cron,
 // a schedule remembers: a run missed while the server or the workers were down is taken when
 // they return (catch-up window), and a run still going when the next is due is not doubled.
+// Three cadences: the nightly backup, the weekly verification, the monthly recovery drill.
 import { ScheduleNotFoundError, ScheduleOverlapPolicy, type Client, type ScheduleOptions } from '@temporalio/client';
-import { backupDatabase } from '../../workflows/index.js';
+import { backupDatabase, recoveryDrill, verifyBackup } from '../../workflows/index.js';
 import { SHARED_TASK_QUEUE, hostTaskQueue } from '../../workflows/types.js';
-import { databaseHost, type Config } from '../../workers/config.js';
+import { databaseHost, drillRepository, verificationHost, type Config } from '../../workers/config.js';
+import { drillInput } from './drill.js';
 import type { Printer } from '../output.js';
 
 export const DATABASE_SCHEDULE_ID = 'backup-database-nightly';
+export const VERIFICATION_SCHEDULE_ID = 'verify-backup-weekly';
+export const DRILL_SCHEDULE_ID = 'recovery-drill-monthly';
 
-export function databaseSchedule(config: Config): ScheduleOptions {
-  const { cron, timezone, paused } = config.schedules.database;
+type Cadence = Config['schedules']['database'];
+
+function scheduleOf(scheduleId: string, cadence: Cadence, action: ScheduleOptions['action']): ScheduleOptions {
   return {
-    scheduleId: DATABASE_SCHEDULE_ID,
-    spec: { cronExpressions: [cron], timezone },
-    action: {
-      type: 'startWorkflow',
-      workflowType: backupDatabase,
-      // Temporal appends the scheduled time: backup-database-nightly-2026-11-26T02:00:00Z.
-      workflowId: DATABASE_SCHEDULE_ID,
-      taskQueue: SHARED_TASK_QUEUE,
-      args: [{ hostTaskQueue: hostTaskQueue(databaseHost(config)) }],
-    },
+    scheduleId,
+    spec: { cronExpressions: [cadence.cron], timezone: cadence.timezone },
+    action,
     policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 day', pauseOnFailure: false },
-    state: { paused, note: paused ? 'paused in configuration' : undefined },
+    state: { paused: cadence.paused, note: cadence.paused ? 'paused in configuration' : undefined },
   };
 }
 
+export function databaseSchedule(config: Config): ScheduleOptions {
+  return scheduleOf(DATABASE_SCHEDULE_ID, config.schedules.database, {
+    type: 'startWorkflow',
+    workflowType: backupDatabase,
+    // Temporal appends the scheduled time: backup-database-nightly-2026-11-26T02:00:00Z.
+    workflowId: DATABASE_SCHEDULE_ID,
+    taskQueue: SHARED_TASK_QUEUE,
+    args: [{ hostTaskQueue: hostTaskQueue(databaseHost(config)) }],
+  });
+}
+
+/** Sunday 03:00 by default: the newest backup restored into scratch on the verification host. */
+export function verificationSchedule(config: Config): ScheduleOptions {
+  return scheduleOf(VERIFICATION_SCHEDULE_ID, config.schedules.verification, {
+    type: 'startWorkflow',
+    workflowType: verifyBackup,
+    workflowId: VERIFICATION_SCHEDULE_ID,
+    taskQueue: SHARED_TASK_QUEUE,
+    args: [{ hostTaskQueue: hostTaskQueue(verificationHost(config)), backup: 'latest' }],
+  });
+}
+
+/** The first of the month by default, on the drill host; only when one is configured. */
+export function drillSchedule(config: Config): ScheduleOptions | undefined {
+  if (!config.drill.host || !drillRepository(config)) return undefined;
+  return scheduleOf(DRILL_SCHEDULE_ID, config.schedules.drill, {
+    type: 'startWorkflow',
+    workflowType: recoveryDrill,
+    workflowId: DRILL_SCHEDULE_ID,
+    taskQueue: SHARED_TASK_QUEUE,
+    args: [drillInput(config)],
+  });
+}
+
+export interface AppliedSchedule {
+  scheduleId: string;
+  action: 'created' | 'updated' | 'skipped';
+  reason?: string;
+}
+
 /** Creates each schedule, or brings an existing one in line with the configuration. */
-export async function applySchedules(client: Client, config: Config): Promise<{ scheduleId: string; action: 'created' | 'updated' }[]> {
-  const wanted = databaseSchedule(config);
+export async function applySchedules(client: Client, config: Config): Promise<AppliedSchedule[]> {
+  const applied: AppliedSchedule[] = [];
+  for (const wanted of [databaseSchedule(config), verificationSchedule(config)]) applied.push(await applySchedule(client, wanted));
+  const drill = drillSchedule(config);
+  if (drill) applied.push(await applySchedule(client, drill));
+  else applied.push({ scheduleId: DRILL_SCHEDULE_ID, action: 'skipped', reason: 'drill.host is not configured (and an S3 repository or drill.repository is needed)' });
+  return applied;
+}
+
+async function applySchedule(client: Client, wanted: ScheduleOptions): Promise<AppliedSchedule> {
   const handle = client.schedule.getHandle(wanted.scheduleId);
   try {
     await handle.describe();
   } catch (err) {
     if (!(err instanceof ScheduleNotFoundError)) throw err;
     await client.schedule.create(wanted);
-    return [{ scheduleId: wanted.scheduleId, action: 'created' }];
+    return { scheduleId: wanted.scheduleId, action: 'created' };
   }
   await handle.update((current) => ({
     ...current,
@@ -47,12 +93,12 @@ export async function applySchedules(client: Client, config: Config): Promise<{ 
   }));
   if (wanted.state?.paused) await handle.pause('paused in configuration');
   else await handle.unpause('applied from configuration');
-  return [{ scheduleId: wanted.scheduleId, action: 'updated' }];
+  return { scheduleId: wanted.scheduleId, action: 'updated' };
 }
 
 export async function runApplySchedules(client: Client, config: Config, out: Printer): Promise<number> {
   const applied = await applySchedules(client, config);
-  out.result({ schedules: applied }, () => applied.map((s) => `${s.action} schedule ${s.scheduleId}`).join('\n'));
+  out.result({ schedules: applied }, () => applied.map((s) => `${s.action} schedule ${s.scheduleId}${s.reason ? ` (${s.reason})` : ''}`).join('\n'));
   return 0;
 }
 

@@ -14,6 +14,8 @@ import { readCatalog } from './listBackups.js';
 
 /** A nightly backup older than this is overdue (a day plus an hour of grace). */
 const DATABASE_BACKUP_MAX_AGE_HOURS = 25;
+/** A weekly verification older than this is overdue (a week plus a day). */
+const VERIFICATION_MAX_AGE_DAYS = 8;
 
 export interface RunningWork {
   workflowId: string;
@@ -33,6 +35,8 @@ export interface StatusReport {
   running: RunningWork[];
   recentFailures: { workflowId: string; type: string; closeTime: string | null }[];
   latestBackup: { backupId: string; finishedAt: string; ageHours: number; foundIn: string[] } | null;
+  /** The newest verification of any backup: the last time a backup was proved to restore. */
+  latestVerification: { backupId: string; reportId: string; ok: boolean; finishedAt: string; ageDays: number } | null;
 }
 
 export async function collectStatus(client: Client | undefined, clientError: string | undefined, config: Config, repositories: Repository[]): Promise<StatusReport> {
@@ -45,6 +49,7 @@ export async function collectStatus(client: Client | undefined, clientError: str
     running: [],
     recentFailures: [],
     latestBackup: null,
+    latestVerification: null,
   };
   if (client) {
     for (const name of [SHARED_TASK_QUEUE, hostTaskQueue(databaseHost(config))]) {
@@ -81,6 +86,17 @@ export async function collectStatus(client: Client | undefined, clientError: str
   } else {
     problems.push('there is no complete database backup');
   }
+  const verified = entries
+    .filter((e) => e.lastVerification)
+    .sort((a, b) => a.lastVerification!.finishedAt.localeCompare(b.lastVerification!.finishedAt))
+    .at(-1);
+  if (verified) {
+    const v = verified.lastVerification!;
+    const ageDays = (Date.now() - Date.parse(v.finishedAt)) / 86_400_000;
+    report.latestVerification = { backupId: verified.backupId, reportId: v.reportId, ok: v.ok, finishedAt: v.finishedAt, ageDays: Math.round(ageDays * 100) / 100 };
+    if (!v.ok) problems.push(`the newest verification (backup ${verified.backupId}) FAILED: ${v.failure ?? 'see its report'}`);
+    if (ageDays > VERIFICATION_MAX_AGE_DAYS) problems.push(`the newest verification is ${ageDays.toFixed(1)} days old (weekly expected)`);
+  }
   report.ok = problems.length === 0;
   return report;
 }
@@ -93,6 +109,9 @@ export async function runStatus(report: StatusReport, out: Printer): Promise<num
       report.latestBackup
         ? `  newest backup ${report.latestBackup.backupId}, finished ${report.latestBackup.finishedAt} (${report.latestBackup.ageHours} h ago), in ${report.latestBackup.foundIn.join(', ')}`
         : '  no complete backup',
+      report.latestVerification
+        ? `  newest verification: backup ${report.latestVerification.backupId} ${report.latestVerification.ok ? 'restored and verified' : 'FAILED'} ${report.latestVerification.finishedAt} (${report.latestVerification.ageDays} d ago)`
+        : '  no backup has been verified yet',
       ...report.running.flatMap((r) => [
         `  running ${r.type} ${r.workflowId} since ${r.startTime}${r.phase ? `: ${r.phase}` : ''}`,
         ...r.activities.map(
