@@ -3,43 +3,57 @@
 // catalog can be rebuilt from any single repository.
 import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
-import type { BackupManifest, Compression } from '../workflows/types.js';
+import type { BackupManifest, Compression, StoredObject } from '../workflows/types.js';
+import type { BaseBackupManifest } from '../workflows/pitrTypes.js';
 import { compressionSuffix } from './compression.js';
 import type { Repository } from './storage/repository.js';
 
 const MANIFEST_NAME = 'manifest.json';
 
-export function backupPrefix(component: 'database', backupId: string): string {
+/** What a backup is of: a logical dump of the database, or a physical base backup of its cluster. */
+export type Component = 'database' | 'base';
+
+export function backupPrefix(component: Component, backupId: string): string {
   return `${component}/${backupId}/`;
 }
 
-export function manifestKey(component: 'database', backupId: string): string {
+export function manifestKey(component: Component, backupId: string): string {
   return backupPrefix(component, backupId) + MANIFEST_NAME;
 }
 
-export function objectKey(component: 'database', backupId: string, role: 'dump' | 'globals', compression: Compression): string {
-  const name = role === 'dump' ? 'dump.pgcustom' : 'globals.sql';
-  return `${backupPrefix(component, backupId)}${name}.${compressionSuffix(compression)}.gpg`;
+const OBJECT_NAMES: Record<StoredObject['role'], string> = {
+  dump: 'dump.pgcustom',
+  globals: 'globals.sql',
+  base: 'base.tar',
+};
+
+export function objectKey(component: Component, backupId: string, role: StoredObject['role'], compression: Compression): string {
+  return `${backupPrefix(component, backupId)}${OBJECT_NAMES[role]}.${compressionSuffix(compression)}.gpg`;
 }
 
-export async function writeManifest(repository: Repository, manifest: BackupManifest): Promise<void> {
+export async function writeManifest(repository: Repository, manifest: { component: Component; backupId: string }): Promise<void> {
   const body = Buffer.from(JSON.stringify(manifest, null, 2) + '\n');
   await repository.put(manifestKey(manifest.component, manifest.backupId), Readable.from([body]), { contentLength: body.length });
 }
 
-export async function readManifest(repository: Repository, component: 'database', backupId: string): Promise<BackupManifest | undefined> {
+export interface ManifestOf {
+  database: BackupManifest;
+  base: BaseBackupManifest;
+}
+
+export async function readManifest<C extends Component>(repository: Repository, component: C, backupId: string): Promise<ManifestOf[C] | undefined> {
   const key = manifestKey(component, backupId);
   if (!(await repository.stat(key))) return undefined;
-  return JSON.parse(await text(await repository.get(key))) as BackupManifest;
+  return JSON.parse(await text(await repository.get(key))) as ManifestOf[C];
 }
 
 /** Every complete backup of a component in one repository, oldest first. */
-export async function listManifests(repository: Repository, component: 'database'): Promise<BackupManifest[]> {
+export async function listManifests<C extends Component>(repository: Repository, component: C): Promise<ManifestOf[C][]> {
   const keys = (await repository.list(`${component}/`)).filter((o) => o.key.endsWith(`/${MANIFEST_NAME}`));
-  const manifests: BackupManifest[] = [];
+  const manifests: ManifestOf[C][] = [];
   for (const { key } of keys) {
     try {
-      manifests.push(JSON.parse(await text(await repository.get(key))) as BackupManifest);
+      manifests.push(JSON.parse(await text(await repository.get(key))) as ManifestOf[C]);
     } catch {
       // A manifest that cannot be read is not a backup we can vouch for; monitoring reports it.
     }

@@ -14,12 +14,14 @@ import {
   type DumpResult,
   type StoredObject,
 } from '../workflows/types.js';
+import type { BaseBackupManifest } from '../workflows/pitrTypes.js';
 import type { Config } from '../workers/config.js';
 import { backupPrefix, manifestKey, objectKey, readManifest, writeManifest } from './catalog.js';
 import { loadRecipient, type Recipient } from './encryption.js';
 import { classifyDatabaseError, errorText, permanent } from './errors.js';
 import { connect, openSnapshot, parseDatabaseUrl, spawnArchiveReader, spawnDump, spawnGlobalsDump } from './postgres.js';
 import { streamToRepositories, type PipelineProgress } from './pipeline.js';
+import { pickRepositories } from './storage/index.js';
 import type { Repository } from './storage/repository.js';
 
 export interface DatabaseBackupDeps {
@@ -58,19 +60,7 @@ export function createDatabaseBackupActivities(deps: DatabaseBackupDeps) {
   const { config } = deps;
   const target = () => parseDatabaseUrl(config.database.url, config.database.passwordFile);
 
-  function pick(names: string[] | undefined): Repository[] {
-    if (!names) return deps.repositories;
-    return names.map((name) => {
-      const found = deps.repositories.find((r) => r.name === name);
-      if (!found) {
-        throw permanent(
-          ErrorType.UnknownRepository,
-          `repository "${name}" is not configured on host ${config.host}; configured: ${deps.repositories.map((r) => r.name).join(', ')}`,
-        );
-      }
-      return found;
-    });
-  }
+  const pick = (names: string[] | undefined) => pickRepositories(deps.repositories, names, config.host);
 
   return {
     /**
@@ -248,7 +238,7 @@ export function createDatabaseBackupActivities(deps: DatabaseBackupDeps) {
     },
 
     /** Writes the manifest into every repository: the step that makes the backup count. Idempotent: same key, same content. */
-    async writeBackupManifest(manifest: BackupManifest): Promise<void> {
+    async writeBackupManifest(manifest: BackupManifest | BaseBackupManifest): Promise<void> {
       const repositories = pick(manifest.copies.map((c) => c.repository).filter((v, i, a) => a.indexOf(v) === i));
       await Promise.all(repositories.map((r) => writeManifest(r, manifest)));
       log.info('backup manifest written', { backupId: manifest.backupId, repositories: repositories.map((r) => r.name) });

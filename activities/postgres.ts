@@ -205,3 +205,24 @@ export function spawnAmcheck(target: DatabaseTarget, binDir: string | undefined,
     { env: libpqEnv(target), signal },
   );
 }
+
+/**
+ * pg_basebackup as one tar on stdout: the WAL the backup needs is fetched into it (-X fetch:
+ * streaming WAL cannot go to stdout), and PostgreSQL's backup_manifest is appended to it.
+ * -v makes it print the start and end WAL positions, which the manifest records.
+ */
+export function spawnBaseBackup(target: DatabaseTarget, binDir: string | undefined, label: string, checkpoint: 'fast' | 'spread', signal: AbortSignal): StreamingProcess {
+  return spawnStreaming(
+    toolPath(binDir, 'pg_basebackup'),
+    ['--pgdata=-', '--format=tar', '--wal-method=fetch', `--checkpoint=${checkpoint}`, `--label=${label}`, '--verbose', '--no-password'],
+    { env: libpqEnv(target), signal },
+  );
+}
+
+/** The WAL range in pg_basebackup --verbose output. */
+export function parseBaseBackupLog(stderr: string): { timeline: number; startLsn: string; stopLsn: string } | undefined {
+  const start = /write-ahead log start point: ([0-9A-F]+\/[0-9A-F]+) on timeline (\d+)/.exec(stderr);
+  const stop = /write-ahead log end point: ([0-9A-F]+\/[0-9A-F]+)/.exec(stderr);
+  if (!start || !stop) return undefined;
+  return { startLsn: start[1], timeline: Number(start[2]), stopLsn: stop[1] };
+}

@@ -33,6 +33,7 @@ import {
 } from './restoreTarget.js';
 import { createMissingRoles, parseGlobals } from './roles.js';
 import { runServiceCommands } from './services.js';
+import { pickRepositories } from './storage/index.js';
 import type { Repository } from './storage/repository.js';
 
 export interface ResolveInput {
@@ -70,14 +71,7 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
   const { config } = deps;
   const server = () => restoreServer(config);
 
-  function repositoriesNamed(names: string[] | undefined): Repository[] {
-    if (!names) return deps.repositories;
-    return names.map((name) => {
-      const found = deps.repositories.find((r) => r.name === name);
-      if (!found) throw permanent(ErrorType.UnknownRepository, `repository "${name}" is not configured on host ${config.host}`);
-      return found;
-    });
-  }
+  const repositoriesNamed = (names: string[] | undefined) => pickRepositories(deps.repositories, names, config.host);
 
   /** Heartbeats { phase, ...details } every second until stopped. */
   function ticker(details: () => Record<string, unknown>) {

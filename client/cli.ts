@@ -6,6 +6,7 @@ import { openRepositories } from '../activities/storage/index.js';
 import { loadConfig, type Config } from '../workers/config.js';
 import { createLogger, installTemporalLogging } from '../workers/logger.js';
 import { startWorker } from '../workers/worker.js';
+import { runBackupBase } from './commands/backupBase.js';
 import { runBackupDatabase } from './commands/backupDatabase.js';
 import { runListBackups } from './commands/listBackups.js';
 import { runDrill } from './commands/drill.js';
@@ -82,6 +83,21 @@ backup
     action(async (options: { wait?: boolean; compression?: string; repository?: string[]; workflowId?: string; json?: boolean }) => {
       const cfg = config();
       return withClient(cfg, (client) => runBackupDatabase(client, cfg, options, printer(Boolean(options.json))));
+    }),
+  );
+
+backup
+  .command('base')
+  .description('physical base backup (pg_basebackup, tar) for point-in-time recovery, to every repository')
+  .option('--wait', 'wait for the base backup to finish and print its result')
+  .option('--compression <algorithm>', 'zstd (default) or gzip')
+  .option('--repository <name...>', 'only these repositories (default: all configured)')
+  .option('--workflow-id <id>', 'workflow id (default: backup-base-<UTC time>)')
+  .addOption(jsonOption())
+  .action(
+    action(async (options: { wait?: boolean; compression?: string; repository?: string[]; workflowId?: string; json?: boolean }) => {
+      const cfg = config();
+      return withClient(cfg, (client) => runBackupBase(client, cfg, options, printer(Boolean(options.json))));
     }),
   );
 

@@ -89,6 +89,16 @@ export const configSchema = z.strictObject({
     /** GNUPGHOME holding the private key: set only on hosts that restore, verify or drill. */
     privateKeyHome: absolutePath.optional(),
   }),
+  /** Physical base backups (pg_basebackup) for point-in-time recovery. */
+  baseBackup: z
+    .strictObject({
+      /** A role with REPLICATION (pg_hba must allow its replication connections); default database.url. */
+      url: postgresUrl.optional(),
+      passwordFile: z.string().optional(),
+      /** fast: an immediate checkpoint (the backup starts at once, with an I/O burst); spread: a gentle one. */
+      checkpoint: z.enum(['fast', 'spread']).default('fast'),
+    })
+    .prefault({}),
   /** How this host restores: into which server, how, and what it checks afterwards. */
   restore: z
     .strictObject({

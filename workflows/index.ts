@@ -3,3 +3,4 @@ export { backupDatabase } from './backupDatabase.js';
 export { restoreDatabase } from './restoreDatabase.js';
 export { verifyBackup } from './verifyBackup.js';
 export { recoveryDrill } from './recoveryDrill.js';
+export { backupBase } from './backupBase.js';

@@ -68,8 +68,8 @@ export type RepositoryKind = 'filesystem' | 's3';
 
 /** One stored object of a backup, as written to every repository. */
 export interface StoredObject {
-  /** Role in the backup: 'dump' (pg_dump custom format) or 'globals' (pg_dumpall -g). */
-  role: 'dump' | 'globals';
+  /** Role in the backup: 'dump' (pg_dump custom format), 'globals' (pg_dumpall -g) or 'base' (pg_basebackup tar). */
+  role: 'dump' | 'globals' | 'base';
   /** Key relative to the repository root; the same in every repository. */
   key: string;
   /** Size of the stored (compressed, encrypted) bytes. */

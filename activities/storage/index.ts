@@ -3,6 +3,8 @@
 // unless the configuration names an endpoint.
 import { S3Client } from '@aws-sdk/client-s3';
 import type { Config, RepositoryConfig } from '../../workers/config.js';
+import { ErrorType } from '../../workflows/types.js';
+import { permanent } from '../errors.js';
 import { FilesystemRepository } from './filesystem.js';
 import type { Repository } from './repository.js';
 import { S3Repository } from './s3.js';
@@ -30,5 +32,17 @@ export function openRepository(name: string, spec: RepositoryConfig, env: NodeJS
     prefix: spec.prefix,
     storageClass: spec.storageClass,
     partSizeBytes: spec.partSizeMiB * 1024 * 1024,
+  });
+}
+
+/** The named repositories, in the order named; all of them when no names are given. */
+export function pickRepositories(all: Repository[], names: string[] | undefined, host: string): Repository[] {
+  if (!names) return all;
+  return names.map((name) => {
+    const found = all.find((r) => r.name === name);
+    if (!found) {
+      throw permanent(ErrorType.UnknownRepository, `repository "${name}" is not configured on host ${host}; configured: ${all.map((r) => r.name).join(', ')}`);
+    }
+    return found;
   });
 }

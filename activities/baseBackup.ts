@@ -1,0 +1,146 @@
+// Activities of the physical base backup: pg_basebackup as one tar, through the same pipeline
+// as the logical dump (zstd, OpenPGP, sha256, every repository at once). With the WAL archive
+// it is what point-in-time recovery starts from.
+import { Context, log } from '@temporalio/activity';
+import { ErrorType, type Compression } from '../workflows/types.js';
+import type { BaseBackupFacts, BaseBackupPlan } from '../workflows/pitrTypes.js';
+import type { Config } from '../workers/config.js';
+import { manifestKey, objectKey, readManifest } from './catalog.js';
+import type { DatabaseBackupDeps } from './databaseBackup.js';
+import { loadRecipient, type Recipient } from './encryption.js';
+import { classifyDatabaseError, permanent } from './errors.js';
+import { streamToRepositories, type PipelineProgress } from './pipeline.js';
+import { connect, parseBaseBackupLog, parseDatabaseUrl, spawnBaseBackup, type DatabaseTarget } from './postgres.js';
+import { pickRepositories } from './storage/index.js';
+
+export interface BasePlanInput {
+  backupId: string;
+  runId: string;
+  compression?: Compression;
+  repositories?: string[];
+}
+
+export interface BaseStreamInput {
+  backupId: string;
+  plan: BaseBackupPlan;
+}
+
+/** The replication connection: baseBackup.url, else the database URL. */
+export function replicationTarget(config: Config): DatabaseTarget {
+  return config.baseBackup.url
+    ? parseDatabaseUrl(config.baseBackup.url, config.baseBackup.passwordFile)
+    : parseDatabaseUrl(config.database.url, config.database.passwordFile);
+}
+
+export function createBaseBackupActivities(deps: DatabaseBackupDeps) {
+  const { config } = deps;
+  const pick = (names: string[] | undefined) => pickRepositories(deps.repositories, names, config.host);
+
+  return {
+    /**
+     * Checks before anything is written: the server answers, its WAL level allows physical
+     * backups, the role may replicate, the public key encrypts, every repository is writable,
+     * no other run owns this backup id. Read-only. Permanent: PermissionDenied (no REPLICATION,
+     * wal_level minimal), the key, storage and BackupAlreadyExists errors.
+     */
+    async planBaseBackup(input: BasePlanInput): Promise<BaseBackupPlan> {
+      const repositories = pick(input.repositories);
+      const target = replicationTarget(config);
+      const client = await connect(target);
+      let facts: { version: string; num: string; sysid: string; wal_level: string; may_replicate: boolean };
+      try {
+        facts = (
+          await client.query(`SELECT current_setting('server_version') AS version, current_setting('server_version_num') AS num,
+                                     (SELECT system_identifier::text FROM pg_control_system()) AS sysid,
+                                     current_setting('wal_level') AS wal_level,
+                                     (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user) AS may_replicate`)
+        ).rows[0];
+      } catch (err) {
+        throw classifyDatabaseError(err, 'reading the server facts for a base backup');
+      } finally {
+        await client.end().catch(() => undefined);
+      }
+      if (facts.wal_level === 'minimal') {
+        throw permanent(ErrorType.PermissionDenied, 'wal_level is minimal: base backups and WAL archiving need wal_level = replica (postgresql.conf, then restart)');
+      }
+      if (!facts.may_replicate) {
+        throw permanent(ErrorType.PermissionDenied, `role ${target.user ?? '(default)'} has no REPLICATION privilege: set baseBackup.url to a replication role (ALTER ROLE ... REPLICATION)`);
+      }
+      const recipient = await loadRecipient(config.encryption.publicKeyFile);
+      await recipient.dispose();
+      await Promise.all(repositories.map((r) => r.check()));
+      for (const repository of repositories) {
+        const existing = await readManifest(repository, 'base', input.backupId);
+        if (existing && existing.runId !== input.runId) {
+          throw permanent(ErrorType.BackupAlreadyExists, `base backup ${input.backupId} already exists in repository ${repository.name} (made by run ${existing.runId})`);
+        }
+      }
+      return {
+        server: { version: facts.version, versionNum: Number(facts.num), systemIdentifier: facts.sysid },
+        repositories: repositories.map((r) => ({ name: r.name, kind: r.kind })),
+        compression: input.compression ?? config.compression.algorithm,
+        encryptionFingerprint: recipient.fingerprint,
+        checkpoint: config.baseBackup.checkpoint,
+      };
+    },
+
+    /**
+     * Streams pg_basebackup's tar into every repository and returns the WAL range it covers.
+     * The key derives from the backup id, so a retry rewrites the same object; on failure the
+     * object is removed. Heartbeats { phase, plainBytes, storedBytes } every second.
+     */
+    async baseBackupToRepositories(input: BaseStreamInput): Promise<{ object: { key: string; bytes: number; sha256: string; plainBytes: number }; backup: BaseBackupFacts }> {
+      const ctx = Context.current();
+      const repositories = pick(input.plan.repositories.map((r) => r.name));
+      const target = replicationTarget(config);
+      const compression = { ...config.compression, algorithm: input.plan.compression };
+      const abort = new AbortController();
+      const onCancel = () => abort.abort();
+      ctx.cancellationSignal.addEventListener('abort', onCancel, { once: true });
+      const key = objectKey('base', input.backupId, 'base', compression.algorithm);
+      let recipient: Recipient | undefined;
+      try {
+        recipient = await loadRecipient(config.encryption.publicKeyFile);
+        if (recipient.fingerprint !== input.plan.encryptionFingerprint) {
+          throw permanent(ErrorType.InvalidPublicKey, `the public key changed since the backup was planned (${input.plan.encryptionFingerprint} -> ${recipient.fingerprint})`);
+        }
+        const startedAt = new Date().toISOString();
+        const producer = spawnBaseBackup(target, deps.binDir, input.backupId, input.plan.checkpoint, abort.signal);
+        const stored = await streamToRepositories({
+          producer,
+          classifyProducerError: (err) => classifyDatabaseError(err, 'pg_basebackup'),
+          compression,
+          recipient,
+          repositories,
+          key,
+          abort,
+          onProgress: (p: PipelineProgress) => ctx.heartbeat({ phase: 'base-backup', ...p }),
+        });
+        const { stderr } = await producer;
+        const range = parseBaseBackupLog(String(stderr));
+        if (!range) throw permanent(ErrorType.DumpFailed, `pg_basebackup did not report its WAL range: ${String(stderr).slice(0, 500)}`);
+        const backup: BaseBackupFacts = { ...range, startedAt, stoppedAt: new Date().toISOString(), includesBackupManifest: input.plan.server.versionNum >= 130000 };
+        log.info('base backup stored', { backupId: input.backupId, ...range });
+        return { object: { key, ...stored }, backup };
+      } catch (err) {
+        abort.abort();
+        await Promise.all(repositories.map((r) => r.remove(key).catch(() => undefined)));
+        if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason ?? err;
+        throw err;
+      } finally {
+        ctx.cancellationSignal.removeEventListener('abort', onCancel);
+        await recipient?.dispose();
+      }
+    },
+
+    /** Removes what a failed base backup run wrote; never another run's complete backup. Idempotent. */
+    async discardBaseBackupObjects(input: { backupId: string; runId: string; repositories: string[] }): Promise<void> {
+      for (const repository of pick(input.repositories)) {
+        const manifest = await readManifest(repository, 'base', input.backupId).catch(() => undefined);
+        if (manifest && manifest.runId !== input.runId) continue;
+        for (const compression of ['zstd', 'gzip'] as const) await repository.remove(objectKey('base', input.backupId, 'base', compression));
+        await repository.remove(manifestKey('base', input.backupId));
+      }
+    },
+  };
+}
