@@ -99,6 +99,15 @@ export const configSchema = z.strictObject({
       checkpoint: z.enum(['fast', 'spread']).default('fast'),
     })
     .prefault({}),
+  /** The WAL archive: where archive_command writes, and how often the rest is shipped. */
+  wal: z
+    .strictObject({
+      /** The filesystem repository wal-push writes to; default the first filesystem repository. */
+      spool: z.string().regex(NAME).optional(),
+      /** Seconds between shipping passes to the other repositories. */
+      shipIntervalSeconds: z.number().int().min(1).max(3600).default(30),
+    })
+    .prefault({}),
   /** How this host restores: into which server, how, and what it checks afterwards. */
   restore: z
     .strictObject({

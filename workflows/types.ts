@@ -31,6 +31,9 @@ export const ErrorType = {
   ServiceCommandFailed: 'ServiceCommandFailed',
   SwapFailed: 'SwapFailed',
   HealthCheckFailed: 'HealthCheckFailed',
+  WalConflict: 'WalConflict',
+  WalMissing: 'WalMissing',
+  RecoveryFailed: 'RecoveryFailed',
 } as const;
 export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];
 

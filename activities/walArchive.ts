@@ -1,0 +1,175 @@
+// The WAL archive. `wal-push` (PostgreSQL's archive_command) stores each segment, compressed
+// and encrypted, in the local spool repository and returns: no Temporal round trip on the hot
+// path. A workflow ships the stored objects, byte for byte, to the other repositories.
+// `wal-fetch` (restore_command) finds a segment in any repository.
+//
+// Each segment is two objects: the data (`wal/<name>.zst.gpg`) and, written after it, an entry
+// (`wal/<name>.json`) with the checksums of the plaintext and of the stored bytes. The entry is
+// the segment's "manifest": a segment counts as archived only once its entry exists.
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { readFile, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { text } from 'node:stream/consumers';
+import { pipeline } from 'node:stream/promises';
+import { ErrorType, type Compression } from '../workflows/types.js';
+import type { Config } from '../workers/config.js';
+import { writeJson } from './catalog.js';
+import { compressionSuffix } from './compression.js';
+import { readFirstGoodCopy } from './copySelection.js';
+import { loadRecipient } from './encryption.js';
+import { classifyFilesystemError, permanent } from './errors.js';
+import { spawnStreaming } from './exec.js';
+import { streamToRepositories } from './pipeline.js';
+import type { Repository } from './storage/repository.js';
+
+/** Segment, timeline history and backup history file names, as PostgreSQL makes them. */
+export const WAL_FILE_NAME = /^[0-9A-F]{8}(\.history|[0-9A-F]{16}(\.partial|\.[0-9A-F]{8}\.backup)?)$/;
+
+export interface WalEntry {
+  segment: string;
+  key: string;
+  compression: Compression;
+  bytes: number;
+  sha256: string;
+  plainBytes: number;
+  plainSha256: string;
+  archivedAt: string;
+}
+
+const PREFIX = 'wal/';
+
+export function walEntryKey(segment: string): string {
+  return `${PREFIX}${segment}.json`;
+}
+
+function walObjectKey(segment: string, compression: Compression): string {
+  return `${PREFIX}${segment}.${compressionSuffix(compression)}.gpg`;
+}
+
+/** The repository archive_command writes to: wal.spool, else the first filesystem repository. */
+export function spoolRepository(config: Config, repositories: Repository[]): Repository {
+  const name = config.wal.spool ?? Object.entries(config.repositories).find(([, r]) => r.type === 'filesystem')?.[0];
+  const spool = repositories.find((r) => r.name === name);
+  if (!spool) throw permanent(ErrorType.InvalidConfig, `wal.spool: no filesystem repository to archive WAL into (configured: ${repositories.map((r) => r.name).join(', ')})`);
+  return spool;
+}
+
+export async function readWalEntry(repository: Repository, segment: string): Promise<WalEntry | undefined> {
+  if (!(await repository.stat(walEntryKey(segment)))) return undefined;
+  return JSON.parse(await text(await repository.get(walEntryKey(segment)))) as WalEntry;
+}
+
+/** Every archived segment of a repository, oldest first (names sort in WAL order within a timeline). */
+export async function listWalEntries(repository: Repository): Promise<string[]> {
+  return (await repository.list(PREFIX)).map((o) => o.key.slice(PREFIX.length)).filter((k) => k.endsWith('.json')).map((k) => k.slice(0, -'.json'.length));
+}
+
+export type PushOutcome = { segment: string; action: 'stored' | 'already-archived'; bytes: number };
+
+/**
+ * archive_command: stores one WAL file durably (temp name, fsync, rename, fsync the folder),
+ * compressed and encrypted, then its entry. Pushing the identical file again succeeds; a
+ * different file under an archived name is refused (WalConflict), since overwriting it could
+ * destroy the only copy of history. Success is reported only after both objects are durable.
+ */
+export async function pushSegment(config: Config, repositories: Repository[], file: string): Promise<PushOutcome> {
+  const segment = path.basename(file);
+  if (!WAL_FILE_NAME.test(segment)) throw permanent(ErrorType.InvalidInput, `wal-push: ${file} is not a WAL file name (expected e.g. 000000010000000000000003)`);
+  const spool = spoolRepository(config, repositories);
+  let plain: Buffer;
+  try {
+    plain = await readFile(file);
+  } catch (err) {
+    throw classifyFilesystemError(err, `wal-push: reading ${file}`);
+  }
+  const plainSha256 = createHash('sha256').update(plain).digest('hex');
+  const existing = await readWalEntry(spool, segment);
+  if (existing) {
+    if (existing.plainSha256 === plainSha256) return { segment, action: 'already-archived', bytes: existing.bytes };
+    throw permanent(
+      ErrorType.WalConflict,
+      `wal-push: ${segment} is already archived in ${spool.name} with different content (sha256 ${existing.plainSha256}, this one ${plainSha256}); refusing to overwrite it. Two clusters archiving to one place?`,
+    );
+  }
+  const compression = { ...config.compression, algorithm: config.compression.algorithm };
+  const key = walObjectKey(segment, compression.algorithm);
+  const recipient = await loadRecipient(config.encryption.publicKeyFile);
+  const abort = new AbortController();
+  try {
+    const stored = await streamToRepositories({
+      producer: spawnStreaming('cat', [file], { signal: abort.signal }),
+      classifyProducerError: (err) => classifyFilesystemError(err, `wal-push: reading ${file}`),
+      compression,
+      recipient,
+      repositories: [spool],
+      key,
+      abort,
+    });
+    if (stored.plainBytes !== plain.length) throw permanent(ErrorType.InvalidInput, `wal-push: ${file} changed while it was archived`);
+    const entry: WalEntry = { segment, key, compression: compression.algorithm, bytes: stored.bytes, sha256: stored.sha256, plainBytes: plain.length, plainSha256, archivedAt: new Date().toISOString() };
+    await writeJson(spool, walEntryKey(segment), entry);
+    return { segment, action: 'stored', bytes: stored.bytes };
+  } finally {
+    await recipient.dispose();
+  }
+}
+
+/**
+ * Copies segments the target lacks from the spool, byte for byte, each checked against its
+ * entry before the entry is written there. Returns the segments shipped.
+ */
+export async function shipSegments(spool: Repository, target: Repository, onProgress?: (shipped: number) => void): Promise<string[]> {
+  const have = new Set(await listWalEntries(target));
+  const missing = (await listWalEntries(spool)).filter((s) => !have.has(s));
+  const shipped: string[] = [];
+  for (const segment of missing) {
+    const entry = await readWalEntry(spool, segment);
+    if (!entry) continue;
+    const info = await target.put(entry.key, await spool.get(entry.key));
+    if (info.bytes !== entry.bytes) throw permanent(ErrorType.ChecksumMismatch, `shipping ${segment} to ${target.name}: ${info.bytes} bytes stored, ${entry.bytes} expected`);
+    const hash = createHash('sha256');
+    for await (const chunk of await target.get(entry.key)) hash.update(chunk as Buffer);
+    if (hash.digest('hex') !== entry.sha256) throw permanent(ErrorType.ChecksumMismatch, `shipping ${segment} to ${target.name}: the stored copy reads back with another sha256`);
+    await writeJson(target, walEntryKey(segment), entry);
+    shipped.push(segment);
+    onProgress?.(shipped.length);
+  }
+  return shipped;
+}
+
+/**
+ * restore_command: writes the segment to `destination` (temp name, then rename) from the first
+ * repository with a whole copy. Returns false when no repository has it: PostgreSQL asks for
+ * segments past the end of the archive, and a non-zero exit is how it learns there are none.
+ */
+export async function fetchSegment(config: Config, repositories: Repository[], segment: string, destination: string): Promise<boolean> {
+  if (!WAL_FILE_NAME.test(segment)) throw permanent(ErrorType.InvalidInput, `wal-fetch: ${segment} is not a WAL file name`);
+  if (!config.encryption.privateKeyHome) throw permanent(ErrorType.PrivateKeyMissing, `host ${config.host} has no encryption.privateKeyHome: wal-fetch needs the private key`);
+  let entry: WalEntry | undefined;
+  const holders: Repository[] = [];
+  for (const repository of repositories) {
+    const found = await readWalEntry(repository, segment).catch(() => undefined);
+    if (found) {
+      entry ??= found;
+      holders.push(repository);
+    }
+  }
+  if (!entry) return false;
+  const temp = `${destination}.backupctl-partial`;
+  try {
+    await readFirstGoodCopy({
+      object: { role: 'dump', key: entry.key, bytes: entry.bytes, sha256: entry.sha256, plainBytes: entry.plainBytes },
+      repositories: holders,
+      compression: entry.compression,
+      privateKeyHome: config.encryption.privateKeyHome,
+      signal: new AbortController().signal,
+      consume: (plain) => pipeline(plain, createWriteStream(temp, { mode: 0o600 })),
+      consumerFailure: (err) => classifyFilesystemError(err, `wal-fetch: writing ${temp}`),
+    });
+    await rename(temp, destination);
+    return true;
+  } finally {
+    await rm(temp, { force: true });
+  }
+}

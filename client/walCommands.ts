@@ -1,0 +1,46 @@
+// `backupctl wal-push <path>` (archive_command) and `backupctl wal-fetch <name> <path>`
+// (restore_command). PostgreSQL runs them once per segment, so they load only what they need:
+// no Temporal client, no worker; bin/backupctl.js sends these two commands straight here.
+import { ApplicationFailure } from '@temporalio/common';
+import { openRepositories } from '../activities/storage/index.js';
+import { fetchSegment, pushSegment } from '../activities/walArchive.js';
+import { loadConfig } from '../workers/config.js';
+
+function configFile(args: string[]): { file: string | undefined; rest: string[] } {
+  const rest: string[] = [];
+  let file: string | undefined;
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === '-c' || args[i] === '--config') file = args[++i];
+    else if (args[i].startsWith('--config=')) file = args[i].slice('--config='.length);
+    else rest.push(args[i]);
+  }
+  return { file, rest };
+}
+
+/** Runs a WAL command; returns the exit status PostgreSQL reads. */
+export async function runWalCommand(argv: string[]): Promise<number> {
+  const { file, rest } = configFile(argv);
+  const [command, ...args] = rest;
+  const say = (line: string) => process.stderr.write(`backupctl ${command}: ${line}\n`);
+  try {
+    const config = loadConfig(file);
+    if (command === 'wal-push') {
+      if (args.length !== 1) throw new Error('usage: backupctl wal-push <path of the WAL file> (archive_command = \'backupctl wal-push %p\')');
+      const outcome = await pushSegment(config, openRepositories(config), args[0]);
+      if (outcome.action === 'already-archived') say(`${outcome.segment} was already archived with the same content`);
+      return 0;
+    }
+    if (command === 'wal-fetch') {
+      if (args.length !== 2) throw new Error('usage: backupctl wal-fetch <WAL file name> <destination path> (restore_command = \'backupctl wal-fetch %f %p\')');
+      if (await fetchSegment(config, openRepositories(config), args[0], args[1])) return 0;
+      // Expected at the end of the archive: PostgreSQL probes for segments that do not exist yet.
+      say(`${args[0]} is in no repository`);
+      return 1;
+    }
+    throw new Error(`unknown command ${command}`);
+  } catch (err) {
+    const type = err instanceof ApplicationFailure ? `${err.type}: ` : '';
+    say(`${type}${(err as Error).message}`);
+    return 2;
+  }
+}
