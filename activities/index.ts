@@ -1,11 +1,13 @@
 // Every activity the worker registers, built over its dependencies so that tests can inject
 // fakes and the worker injects real configuration and repositories.
 import { createBaseBackupActivities } from './baseBackup.js';
-import { createDatabaseBackupActivities, type DatabaseBackupDeps } from './databaseBackup.js';
+import { createDatabaseBackupActivities } from './databaseBackup.js';
+import { createPitrActivities, type PitrDeps } from './pitr.js';
 import { createReportActivities } from './reports.js';
 import { createRestoreActivities } from './restore.js';
+import { createWalShippingActivities } from './walShipping.js';
 
-export type ActivityDeps = DatabaseBackupDeps;
+export type ActivityDeps = PitrDeps;
 
 export function createActivities(deps: ActivityDeps) {
   return {
@@ -13,6 +15,8 @@ export function createActivities(deps: ActivityDeps) {
     ...createBaseBackupActivities(deps),
     ...createRestoreActivities(deps),
     ...createReportActivities(deps),
+    ...createWalShippingActivities(deps),
+    ...createPitrActivities(deps),
   };
 }
 

@@ -66,7 +66,7 @@ export async function ensureCluster(options: ClusterOptions): Promise<LocalClust
 }
 
 /** Who runs initdb and postgres: ourselves, or `postgres` when we are root. */
-function serverOwner(): { spawn: { env?: Record<string, string> } & { uid?: number; gid?: number }; chown(p: string): void } {
+export function serverOwner(): { spawn: { env?: Record<string, string> } & { uid?: number; gid?: number }; chown(p: string): void } {
   if (process.getuid?.() !== 0) return { spawn: {}, chown: () => undefined };
   const entry = readFileSync('/etc/passwd', 'utf8')
     .split('\n')

@@ -173,3 +173,10 @@ export async function fetchSegment(config: Config, repositories: Repository[], s
     await rm(temp, { force: true });
   }
 }
+
+/** How far a repository's archive is behind the spool: segments missing, and since when. */
+export async function archiveLag(spool: Repository, target: Repository): Promise<{ newestSegment: string | null; behind: string[] }> {
+  const have = new Set(await listWalEntries(target));
+  const behind = (await listWalEntries(spool)).filter((s) => !have.has(s));
+  return { newestSegment: [...have].sort().at(-1) ?? null, behind };
+}

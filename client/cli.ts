@@ -12,6 +12,9 @@ import { runListBackups } from './commands/listBackups.js';
 import { runDrill } from './commands/drill.js';
 import { runRestoreDatabase, type RestoreOptions } from './commands/restore.js';
 import { runVerify } from './commands/verify.js';
+import { runCheck } from './commands/check.js';
+import { runPitrStart, runPitrStatus, runPitrTarget, type PitrStartOptions } from './commands/pitr.js';
+import { runShipWal } from './commands/wal.js';
 import { runApplySchedules, runListSchedules } from './commands/schedules.js';
 import { collectStatus, runStatus } from './commands/status.js';
 import { runDev } from './dev/stack.js';
@@ -61,7 +64,7 @@ program
       const cfg = config();
       const logger = createLogger(cfg.logLevel);
       installTemporalLogging(logger);
-      const worker = await startWorker(cfg, logger);
+      const worker = await startWorker(cfg, logger, { configFile: program.opts().config ?? process.env.BACKUPCTL_CONFIG });
       const stop = () => void worker.shutdown();
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
@@ -100,6 +103,67 @@ backup
       return withClient(cfg, (client) => runBackupBase(client, cfg, options, printer(Boolean(options.json))));
     }),
   );
+
+const wal = program
+  .command('wal')
+  .description("the WAL archive for point-in-time recovery; PostgreSQL runs 'backupctl wal-push %p' (archive_command) and 'backupctl wal-fetch %f %p' (restore_command)");
+wal
+  .command('ship')
+  .description("start (or find) this database host's WAL shipping workflow: spool -> NAS, S3, continuously")
+  .addOption(jsonOption())
+  .action(
+    action(async (options: { json?: boolean }) => {
+      const cfg = config();
+      return withClient(cfg, (client) => runShipWal(client, cfg, printer(Boolean(options.json))));
+    }),
+  );
+
+program
+  .command('check')
+  .description("check PostgreSQL's WAL archiving (settings, pg_stat_archiver) and that a switched segment reaches the archive; exit 1 on any problem")
+  .option('--wait <seconds>', 'how long to wait for the switched segment', '60')
+  .addOption(jsonOption())
+  .action(
+    action(async (options: { wait?: string; json?: boolean }) => {
+      const cfg = config();
+      return runCheck(cfg, openRepositories(cfg), options, printer(Boolean(options.json)));
+    }),
+  );
+
+const pitr = program.command('pitr').description('point-in-time recovery into a new data directory (never over the live cluster)');
+pitr
+  .command('start')
+  .description('start a recovery; without a target it waits for one (backupctl pitr target)')
+  .option('--target-time <iso8601>', 'recover to this time (explicit zone, e.g. 2026-11-26T14:30:00Z)')
+  .option('--target-lsn <lsn>', 'recover to this WAL position')
+  .option('--target-xid <xid>', 'recover to this transaction')
+  .option('--target-name <name>', 'recover to this restore point (pg_create_restore_point)')
+  .option('--data-dir <dir>', 'new data directory (default under restore.workDir)')
+  .option('--port <n>', 'port of the recovered cluster (default a free one)')
+  .option('--wait', 'wait for the recovery and print where the cluster runs')
+  .option('--workflow-id <id>', 'workflow id (default pitr-<UTC time>)')
+  .addOption(jsonOption())
+  .action(
+    action(async (options: PitrStartOptions & { json?: boolean }) => {
+      const cfg = config();
+      return withClient(cfg, (client) => runPitrStart(client, cfg, options, printer(Boolean(options.json))));
+    }),
+  );
+pitr
+  .command('target <workflowId> <time>')
+  .description('send the target time to a waiting recovery (signal setTargetTime); --check uses the setTarget update, answered at once')
+  .option('--check', 'send it as an update: accepted or rejected with the recoverable window, at once')
+  .addOption(jsonOption())
+  .action(
+    action(async (workflowId: string, time: string, options: { check?: boolean; json?: boolean }) =>
+      withClient(config(), (client) => runPitrTarget(client, workflowId, time, options, printer(Boolean(options.json)))),
+    ),
+  );
+pitr
+  .command('status <workflowId>')
+  .description('phase, recoverable window, chosen base backup, rejected targets')
+  .addOption(jsonOption())
+  .action(action(async (workflowId: string, options: { json?: boolean }) => withClient(config(), (client) => runPitrStatus(client, workflowId, printer(Boolean(options.json))))));
 
 const restore = program.command('restore').description('restore from a backup: never over the live database until a verified copy exists');
 restore

@@ -108,6 +108,17 @@ export const configSchema = z.strictObject({
       shipIntervalSeconds: z.number().int().min(1).max(3600).default(30),
     })
     .prefault({}),
+  /** Point-in-time recovery on this host. */
+  pitr: z
+    .strictObject({
+      /**
+       * restore_command of recovered clusters; default this worker's `backupctl --config <file>
+       * wal-fetch %f %p`. It runs as the PostgreSQL OS user, who must be able to read that
+       * configuration, the repositories and a private keyring.
+       */
+      restoreCommand: z.string().regex(/%f[\s\S]*%p/, 'must contain %f and then %p').optional(),
+    })
+    .prefault({}),
   /** How this host restores: into which server, how, and what it checks afterwards. */
   restore: z
     .strictObject({

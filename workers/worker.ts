@@ -46,6 +46,8 @@ export interface RunningWorker {
 export interface WorkerOptions {
   /** Bundle in this process (faster when a process starts several workers, as tests do). */
   bundleInProcess?: boolean;
+  /** The configuration file this worker was started with (recovered clusters' wal-fetch uses it). */
+  configFile?: string;
 }
 
 export async function startWorker(config: Config, logger: Logger, options: WorkerOptions = {}): Promise<RunningWorker> {
@@ -56,6 +58,7 @@ export async function startWorker(config: Config, logger: Logger, options: Worke
     config,
     repositories: openRepositories(config),
     binDir: resolveBinDir(config.database.binDir),
+    configFile: options.configFile,
   });
   const hostQueue = hostTaskQueue(config.host);
   const common = { connection, namespace: config.temporal.namespace, activities };

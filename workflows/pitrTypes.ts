@@ -69,3 +69,105 @@ export interface BaseBackupResult {
   objects: StoredObject[];
   copies: CopyReport[];
 }
+
+/** Where each repository's copy of the WAL archive stands, as the shipping workflow last saw it. */
+export interface WalRepositoryState {
+  newestSegment: string | null;
+  /** Segments in the spool this repository does not have yet. */
+  behind: number;
+  lastShippedAt: string | null;
+  lastError?: string;
+  lastErrorAt?: string;
+}
+
+export interface WalShippingState {
+  spool: string;
+  repositories: Record<string, WalRepositoryState>;
+  passes: number;
+}
+
+export interface ShipWalInput {
+  /** Task queue of the database host's worker (the spool is on its disk). */
+  hostTaskQueue: string;
+  intervalSeconds?: number;
+  /** Carried across continue-as-new. */
+  state?: WalShippingState;
+}
+
+/** One shipping pass to one repository. */
+export interface WalShipResult {
+  repository: string;
+  shipped: number;
+  newestSegment: string | null;
+  behind: number;
+}
+
+/** What to recover to: PostgreSQL's recovery_target_time, _lsn, _xid or _name. */
+export type RecoveryTarget =
+  | { kind: 'time'; value: string }
+  | { kind: 'lsn'; value: string }
+  | { kind: 'xid'; value: string }
+  | { kind: 'name'; value: string };
+
+export interface BaseBackupSummary {
+  backupId: string;
+  timeline: number;
+  startLsn: string;
+  stopLsn: string;
+  stoppedAt: string;
+}
+
+/** The span a recovery can reach: after the oldest usable base backup, up to the newest archived WAL. */
+export interface RecoverableWindow {
+  baseBackups: BaseBackupSummary[];
+  earliest: string | null;
+  latest: string | null;
+  newestSegment: string | null;
+  /** Highest LSN the archive can hold (end of the newest archived segment). */
+  latestLsn: string | null;
+}
+
+export interface PointInTimeRecoveryInput {
+  /** Task queue of the host that recovers (it holds the private key and the new data directory). */
+  hostTaskQueue: string;
+  /** Without one, the workflow waits for the operator's setTargetTime signal or setTarget update. */
+  target?: RecoveryTarget;
+  /** New data directory (must not exist or be empty); default under restore.workDir. */
+  dataDir?: string;
+  /** Port for the recovered cluster; default a free one. */
+  port?: number;
+}
+
+export interface RejectedTarget {
+  target: RecoveryTarget;
+  reason: string;
+  at: string;
+}
+
+export interface PitrState {
+  phase: 'waiting-for-target' | 'restoring-base-backup' | 'replaying-wal' | 'verifying' | 'done' | 'failed';
+  window: RecoverableWindow | null;
+  target: RecoveryTarget | null;
+  baseBackup: BaseBackupSummary | null;
+  rejected: RejectedTarget[];
+  failure?: string;
+}
+
+export interface RecoveryCluster {
+  dataDir: string;
+  port: number;
+  host: string;
+}
+
+export interface PointInTimeRecoveryResult {
+  workflowId: string;
+  target: RecoveryTarget;
+  baseBackup: BaseBackupSummary;
+  cluster: RecoveryCluster;
+  /** The last transaction replayed (pg_last_xact_replay_timestamp before promotion). */
+  recoveredTo: string | null;
+  timeline: number;
+  rowCounts: Record<string, number>;
+  checks: { name: string; ok: boolean; detail: string }[];
+  timing: { waitedSeconds: number; restoreSeconds: number; replaySeconds: number; totalSeconds: number };
+}

@@ -11,6 +11,7 @@ import { SHARED_TASK_QUEUE, hostTaskQueue } from '../../workflows/types.js';
 import { databaseHost, type Config } from '../../workers/config.js';
 import type { Printer } from '../output.js';
 import { readCatalog } from './listBackups.js';
+import { archiveLag, listWalEntries, readWalEntry, spoolRepository } from '../../activities/walArchive.js';
 
 /** A nightly backup older than this is overdue (a day plus an hour of grace). */
 const DATABASE_BACKUP_MAX_AGE_HOURS = 25;
@@ -37,6 +38,44 @@ export interface StatusReport {
   latestBackup: { backupId: string; finishedAt: string; ageHours: number; foundIn: string[] } | null;
   /** The newest verification of any backup: the last time a backup was proved to restore. */
   latestVerification: { backupId: string; reportId: string; ok: boolean; finishedAt: string; ageDays: number } | null;
+  /** The WAL archive: newest segment in the spool, and how far each other repository lags. */
+  walArchive: WalArchiveStatus | null;
+}
+
+export interface WalArchiveStatus {
+  spool: string;
+  newestSegment: string;
+  newestArchivedAt: string;
+  repositories: { name: string; newestSegment: string | null; behind: number | null; lagSeconds: number | null; error?: string }[];
+}
+
+/** WAL must reach every repository within this (DESIGN: archive within 5 minutes at most). */
+const WAL_MAX_LAG_SECONDS = 300;
+
+async function walArchiveStatus(config: Config, repositories: Repository[]): Promise<WalArchiveStatus | null> {
+  let spool: Repository;
+  try {
+    spool = spoolRepository(config, repositories);
+  } catch {
+    return null; // no filesystem repository here: this host keeps no WAL archive
+  }
+  const segments = await listWalEntries(spool);
+  const newest = segments.at(-1);
+  if (!newest) return null;
+  const newestEntry = await readWalEntry(spool, newest);
+  const status: WalArchiveStatus = { spool: spool.name, newestSegment: newest, newestArchivedAt: newestEntry?.archivedAt ?? '', repositories: [] };
+  for (const target of repositories.filter((r) => r !== spool)) {
+    try {
+      const lag = await archiveLag(spool, target);
+      const oldestMissing = lag.behind[0] ? await readWalEntry(spool, lag.behind[0]) : undefined;
+      const lagSeconds = oldestMissing ? Math.round((Date.now() - Date.parse(oldestMissing.archivedAt)) / 1000) : 0;
+      status.repositories.push({ name: target.name, newestSegment: lag.newestSegment, behind: lag.behind.length, lagSeconds });
+    } catch (err) {
+      // Unreachable now: the spool keeps the segments, and shipping catches up when it returns.
+      status.repositories.push({ name: target.name, newestSegment: null, behind: null, lagSeconds: null, error: (err as Error).message });
+    }
+  }
+  return status;
 }
 
 export async function collectStatus(client: Client | undefined, clientError: string | undefined, config: Config, repositories: Repository[]): Promise<StatusReport> {
@@ -50,6 +89,7 @@ export async function collectStatus(client: Client | undefined, clientError: str
     recentFailures: [],
     latestBackup: null,
     latestVerification: null,
+    walArchive: null,
   };
   if (client) {
     for (const name of [SHARED_TASK_QUEUE, hostTaskQueue(databaseHost(config))]) {
@@ -97,6 +137,15 @@ export async function collectStatus(client: Client | undefined, clientError: str
     if (!v.ok) problems.push(`the newest verification (backup ${verified.backupId}) FAILED: ${v.failure ?? 'see its report'}`);
     if (ageDays > VERIFICATION_MAX_AGE_DAYS) problems.push(`the newest verification is ${ageDays.toFixed(1)} days old (weekly expected)`);
   }
+  try {
+    report.walArchive = await walArchiveStatus(config, repositories);
+    for (const r of report.walArchive?.repositories ?? []) {
+      if (r.error) problems.push(`the WAL archive in ${r.name} cannot be read: ${r.error}`);
+      else if ((r.lagSeconds ?? 0) > WAL_MAX_LAG_SECONDS) problems.push(`WAL shipping to ${r.name} is ${r.behind} segment(s), ${r.lagSeconds} s behind (is the wal-shipping workflow running? is ${r.name} reachable?)`);
+    }
+  } catch (err) {
+    problems.push(`the WAL archive cannot be read: ${(err as Error).message}`);
+  }
   report.ok = problems.length === 0;
   return report;
 }
@@ -112,6 +161,12 @@ export async function runStatus(report: StatusReport, out: Printer): Promise<num
       report.latestVerification
         ? `  newest verification: backup ${report.latestVerification.backupId} ${report.latestVerification.ok ? 'restored and verified' : 'FAILED'} ${report.latestVerification.finishedAt} (${report.latestVerification.ageDays} d ago)`
         : '  no backup has been verified yet',
+      ...(report.walArchive
+        ? [
+            `  WAL archive: newest ${report.walArchive.newestSegment} at ${report.walArchive.newestArchivedAt} in ${report.walArchive.spool}`,
+            ...report.walArchive.repositories.map((r) => `    ${r.name}: ${r.error ? `UNREACHABLE (${r.error})` : r.behind ? `${r.behind} segment(s) behind, ${r.lagSeconds} s` : 'up to date'}`),
+          ]
+        : []),
       ...report.running.flatMap((r) => [
         `  running ${r.type} ${r.workflowId} since ${r.startTime}${r.phase ? `: ${r.phase}` : ''}`,
         ...r.activities.map(

@@ -1,0 +1,79 @@
+// `backupctl check`, after pgBackRest's: is PostgreSQL set up to archive WAL through us, is
+// its archiver failing, and does a segment switched now actually arrive in the spool?
+import type { Config } from '../workers/config.js';
+import { replicationTarget } from './baseBackup.js';
+import { errorText } from './errors.js';
+import { connect } from './postgres.js';
+import type { Repository } from './storage/repository.js';
+import { readWalEntry, spoolRepository } from './walArchive.js';
+
+export interface ArchiveCheck {
+  ok: boolean;
+  problems: string[];
+  settings: Record<string, string>;
+  archiver: {
+    archivedCount: number;
+    lastArchivedWal: string | null;
+    lastArchivedTime: string | null;
+    failedCount: number;
+    lastFailedWal: string | null;
+    lastFailedTime: string | null;
+  };
+  /** The segment closed by pg_switch_wal(), and whether it reached the spool in time. */
+  switched?: { segment: string; arrived: boolean; seconds: number };
+}
+
+const SETTINGS = ['wal_level', 'archive_mode', 'archive_command', 'archive_timeout', 'server_version_num'];
+
+export async function checkArchiving(config: Config, repositories: Repository[], waitSeconds = 60): Promise<ArchiveCheck> {
+  const problems: string[] = [];
+  const client = await connect(replicationTarget(config));
+  try {
+    const settings: Record<string, string> = {};
+    const { rows } = await client.query<{ name: string; setting: string }>('SELECT name, setting FROM pg_settings WHERE name = ANY($1)', [SETTINGS]);
+    rows.forEach((r) => (settings[r.name] = r.setting));
+    if (settings.wal_level === 'minimal') problems.push('wal_level = minimal: set wal_level = replica and restart');
+    if (settings.archive_mode === 'off') problems.push('archive_mode = off: set archive_mode = on and restart');
+    if (!/backupctl\S*\s+(.*\s)?wal-push\s+.*%p/.test(settings.archive_command ?? '')) {
+      problems.push(`archive_command is ${JSON.stringify(settings.archive_command ?? '')}; expected 'backupctl --config <file> wal-push %p'`);
+    }
+    if (Number(settings.archive_timeout ?? 0) === 0 || Number(settings.archive_timeout) > 300) {
+      problems.push(`archive_timeout is ${settings.archive_timeout ?? 0} s: set 60 (at most 300) so a quiet database still archives every few minutes`);
+    }
+    const stats = (
+      await client.query(`SELECT archived_count, last_archived_wal, last_archived_time, failed_count, last_failed_wal, last_failed_time FROM pg_stat_archiver`)
+    ).rows[0];
+    const archiver = {
+      archivedCount: Number(stats.archived_count),
+      lastArchivedWal: stats.last_archived_wal,
+      lastArchivedTime: stats.last_archived_time?.toISOString() ?? null,
+      failedCount: Number(stats.failed_count),
+      lastFailedWal: stats.last_failed_wal,
+      lastFailedTime: stats.last_failed_time?.toISOString() ?? null,
+    };
+    if (archiver.lastFailedTime && (!archiver.lastArchivedTime || archiver.lastFailedTime > archiver.lastArchivedTime)) {
+      problems.push(`the archiver is failing: ${archiver.lastFailedWal} failed at ${archiver.lastFailedTime} (see the PostgreSQL log for wal-push's message)`);
+    }
+    const report: ArchiveCheck = { ok: false, problems, settings, archiver };
+    if (settings.archive_mode !== 'off') {
+      try {
+        const segment = (await client.query<{ name: string }>('SELECT pg_walfile_name(pg_switch_wal()) AS name')).rows[0].name;
+        const spool = spoolRepository(config, repositories);
+        const started = Date.now();
+        let arrived = false;
+        while (!arrived && Date.now() - started < waitSeconds * 1000) {
+          arrived = Boolean(await readWalEntry(spool, segment));
+          if (!arrived) await new Promise((r) => setTimeout(r, 250));
+        }
+        report.switched = { segment, arrived, seconds: (Date.now() - started) / 1000 };
+        if (!arrived) problems.push(`segment ${segment}, switched just now, did not reach repository ${spool.name} within ${waitSeconds} s`);
+      } catch (err) {
+        problems.push(`cannot switch WAL to test the archive: ${errorText(err)}`);
+      }
+    }
+    report.ok = problems.length === 0;
+    return report;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}

@@ -1,0 +1,220 @@
+// Activities of point-in-time recovery: the recoverable window, a new data directory from the
+// chosen base backup, recovery started and watched until promotion, then a look inside.
+import os from 'node:os';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { fileURLToPath } from 'node:url';
+import { Context, log } from '@temporalio/activity';
+import { ErrorType } from '../workflows/types.js';
+import type { BaseBackupManifest, BaseBackupSummary, RecoverableWindow, RecoveryCluster, RecoveryTarget } from '../workflows/pitrTypes.js';
+import { listManifests, readManifest } from './catalog.js';
+import type { DatabaseBackupDeps } from './databaseBackup.js';
+import { readFirstGoodCopy } from './copySelection.js';
+import { assertPrivateKeyFor } from './encryption.js';
+import { classifyFilesystemError, errorText, permanent } from './errors.js';
+import { runCommand, spawnStreaming } from './exec.js';
+import { inspectDatabase } from './inspection.js';
+import { serverOwner } from './localCluster.js';
+import { connect, parseDatabaseUrl, type DatabaseTarget } from './postgres.js';
+import { claimDataDirectory, configureRecovery, isRunning, logTail, startCluster, stopCluster } from './recoveryCluster.js';
+import { restoreServer } from './restoreTarget.js';
+import { listWalEntries, readWalEntry } from './walArchive.js';
+
+export interface PrepareInput {
+  workflowId: string;
+  baseBackupId: string;
+  target: RecoveryTarget;
+  dataDir?: string;
+  port?: number;
+}
+
+export interface PitrDeps extends DatabaseBackupDeps {
+  /** The worker's own configuration file, for the default restore_command. */
+  configFile?: string;
+}
+
+const CLI = fileURLToPath(new URL('../bin/backupctl.js', import.meta.url));
+
+export function createPitrActivities(deps: PitrDeps) {
+  const { config } = deps;
+
+  function restoreCommand(): string {
+    if (config.pitr.restoreCommand) return config.pitr.restoreCommand;
+    if (!deps.configFile) {
+      throw permanent(ErrorType.InvalidConfig, 'pitr.restoreCommand is not set and the worker was started without a configuration file to hand to wal-fetch');
+    }
+    return `${process.execPath} ${CLI} --config ${path.resolve(deps.configFile)} wal-fetch %f %p`;
+  }
+
+  function recoveredTarget(port: number, database = parseDatabaseUrl(config.database.url, config.database.passwordFile).database): DatabaseTarget {
+    return { ...restoreServer(config), host: '127.0.0.1', port, database };
+  }
+
+  async function findBaseBackup(backupId: string): Promise<{ manifest: BaseBackupManifest; holders: string[] }> {
+    let manifest: BaseBackupManifest | undefined;
+    const holders: string[] = [];
+    for (const repository of deps.repositories) {
+      const found = await readManifest(repository, 'base', backupId).catch(() => undefined);
+      if (found) {
+        manifest ??= found;
+        holders.push(repository.name);
+      }
+    }
+    if (!manifest) throw permanent(ErrorType.BackupNotFound, `base backup ${backupId} is in no repository`);
+    return { manifest, holders };
+  }
+
+  return {
+    /**
+     * The base backups in every repository and the newest archived WAL segment: what targets a
+     * recovery can reach now. Read-only.
+     */
+    async describeRecoverableWindow(): Promise<RecoverableWindow> {
+      const bases = new Map<string, BaseBackupSummary>();
+      let newest: { segment: string; archivedAt: string } | undefined;
+      for (const repository of deps.repositories) {
+        try {
+          for (const m of await listManifests(repository, 'base')) {
+            bases.set(m.backupId, { backupId: m.backupId, timeline: m.backup.timeline, startLsn: m.backup.startLsn, stopLsn: m.backup.stopLsn, stoppedAt: m.backup.stoppedAt });
+          }
+          const segments = (await listWalEntries(repository)).filter((s) => /^[0-9A-F]{24}$/.test(s));
+          const last = segments.at(-1);
+          if (last && (!newest || last > newest.segment)) {
+            const entry = await readWalEntry(repository, last);
+            if (entry) newest = { segment: last, archivedAt: entry.archivedAt };
+          }
+        } catch (err) {
+          log.warn('repository not read for the recoverable window', { repository: repository.name, error: errorText(err) });
+        }
+      }
+      const baseBackups = [...bases.values()].sort((a, b) => a.stoppedAt.localeCompare(b.stoppedAt));
+      return {
+        baseBackups,
+        earliest: baseBackups[0]?.stoppedAt ?? null,
+        latest: newest?.archivedAt ?? null,
+        newestSegment: newest?.segment ?? null,
+        latestLsn: newest ? segmentEndLsn(newest.segment) : null,
+      };
+    },
+
+    /**
+     * Makes the new data directory from the base backup (first whole copy, decrypted and
+     * unpacked), writes restore_command, the target and recovery.signal. Idempotent: a retry
+     * stops and empties what an earlier attempt of this workflow made. Permanent: InvalidInput
+     * (directory not ours), BackupNotFound, NoUsableCopy, PrivateKeyMissing.
+     */
+    async prepareRecoveryCluster(input: PrepareInput): Promise<RecoveryCluster> {
+      const ctx = Context.current();
+      const { manifest, holders } = await findBaseBackup(input.baseBackupId);
+      await assertPrivateKeyFor(config.encryption.privateKeyHome, manifest.encryption.recipientFingerprint, config.host);
+      const dataDir = input.dataDir ?? path.join(config.restore.workDir ?? os.tmpdir(), `backupctl-pitr-${input.workflowId.replace(/[^A-Za-z0-9._-]+/g, '-')}`, 'data');
+      const port = await claimDataDirectory(dataDir, input.workflowId, input.port, deps.binDir);
+      const object = manifest.objects.find((o) => o.role === 'base')!;
+      let unpacked = 0;
+      const ticker = setInterval(() => ctx.heartbeat({ phase: 'unpacking', bytes: unpacked }), 1000);
+      try {
+        await readFirstGoodCopy({
+          object,
+          repositories: deps.repositories.filter((r) => holders.includes(r.name)),
+          compression: manifest.compression,
+          privateKeyHome: config.encryption.privateKeyHome!,
+          signal: ctx.cancellationSignal,
+          consume: async (plain) => {
+            plain.on('data', (chunk: Buffer) => (unpacked += chunk.length));
+            const tar = spawnStreaming('tar', ['-x', '-C', dataDir, '--no-same-owner'], { stdin: 'pipe', signal: ctx.cancellationSignal });
+            await Promise.all([pipeline(plain, tar.stdin!), tar]);
+          },
+          consumerFailure: (err) => classifyFilesystemError(err, `unpacking the base backup into ${dataDir}`),
+        });
+      } finally {
+        clearInterval(ticker);
+      }
+      const owner = serverOwner();
+      if (process.getuid?.() === 0) await runCommand('chown', ['-R', `${owner.spawn.uid}:${owner.spawn.gid}`, dataDir]);
+      await configureRecovery(dataDir, { versionNum: manifest.server.versionNum, restoreCommand: restoreCommand(), target: input.target, port });
+      log.info('recovery cluster prepared', { dataDir, port, baseBackup: input.baseBackupId });
+      return { dataDir, port, host: '127.0.0.1' };
+    },
+
+    /** Starts the recovered cluster if it is not running. Idempotent. */
+    async startRecoveryCluster(input: RecoveryCluster): Promise<void> {
+      await startCluster(input.dataDir, deps.binDir, {});
+    },
+
+    /**
+     * Polls until the cluster has reached its target and promoted (pg_is_in_recovery() false),
+     * heartbeating the replay position. Permanent: RecoveryFailed when the server stops (the
+     * target was not in the archive, a segment is missing), with the end of its log.
+     */
+    async waitForPromotion(input: RecoveryCluster): Promise<{ recoveredTo: string | null; timeline: number }> {
+      const ctx = Context.current();
+      let notRunningSince: number | undefined;
+      for (;;) {
+        if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
+        const client = await connect(recoveredTarget(input.port, 'postgres')).catch(() => undefined);
+        if (client) {
+          try {
+            const { rows } = await client.query<{ recovering: boolean; replayed: Date | null; lsn: string | null }>(
+              'SELECT pg_is_in_recovery() AS recovering, pg_last_xact_replay_timestamp() AS replayed, pg_last_wal_replay_lsn()::text AS lsn',
+            );
+            const row = rows[0];
+            ctx.heartbeat({ phase: 'replaying', replayLsn: row.lsn, replayedTo: row.replayed?.toISOString() ?? null });
+            if (!row.recovering) {
+              // The new timeline shows in the name of the segment now being written.
+              const current = await client.query<{ name: string }>('SELECT pg_walfile_name(pg_current_wal_lsn()) AS name');
+              return { recoveredTo: row.replayed?.toISOString() ?? null, timeline: parseInt(current.rows[0].name.slice(0, 8), 16) };
+            }
+          } catch {
+            // starting up or shutting down: ask again
+          } finally {
+            await client.end().catch(() => undefined);
+          }
+        } else {
+          ctx.heartbeat({ phase: 'starting' });
+          if (!(await isRunning(input.dataDir, deps.binDir))) {
+            notRunningSince ??= Date.now();
+            // pg_ctl start returns before the server writes its pid file; give it a moment.
+            if (Date.now() - notRunningSince > 10_000) {
+              throw permanent(ErrorType.RecoveryFailed, `the recovered cluster in ${input.dataDir} stopped before it promoted:\n${logTail(input.dataDir)}`);
+            }
+          } else {
+            notRunningSince = undefined;
+          }
+        }
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    },
+
+    /** Counts the key tables and runs the configured checks in the recovered database. Read-only. */
+    async inspectRecoveredCluster(input: { port: number }): Promise<{ rowCounts: Record<string, number>; checks: { name: string; ok: boolean; detail: string }[] }> {
+      const target = recoveredTarget(input.port);
+      const client = await connect(target);
+      try {
+        const rowCounts: Record<string, number> = {};
+        for (const table of config.database.keyTables) {
+          const exists = (await client.query<{ oid: string | null }>('SELECT to_regclass($1)::text AS oid', [table])).rows[0].oid;
+          if (!exists) continue;
+          const quoted = table.split('.').map((part) => client.escapeIdentifier(part)).join('.');
+          rowCounts[table] = Number((await client.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${quoted}`)).rows[0].n);
+        }
+        const inspection = await inspectDatabase(client, target, { expectedRowCounts: {}, checks: config.restore.checks });
+        return { rowCounts, checks: inspection.checks };
+      } finally {
+        await client.end().catch(() => undefined);
+      }
+    },
+
+    /** Stops a recovered cluster this workflow made (after a failure). Idempotent. */
+    async stopRecoveryCluster(input: { dataDir: string }): Promise<void> {
+      await stopCluster(input.dataDir, deps.binDir);
+    },
+  };
+}
+
+/** The end of a 16 MiB WAL segment, as an LSN: the furthest the archive can replay to. */
+export function segmentEndLsn(segment: string): string {
+  const log = parseInt(segment.slice(8, 16), 16);
+  const seg = parseInt(segment.slice(16, 24), 16);
+  const end = BigInt(log) * 0x100000000n + BigInt(seg + 1) * 0x1000000n;
+  return `${(end >> 32n).toString(16).toUpperCase()}/${(end & 0xffffffffn).toString(16).toUpperCase()}`;
+}

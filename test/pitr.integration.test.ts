@@ -1,0 +1,313 @@
+// Point-in-time recovery on real components: a PostgreSQL cluster archiving through
+// `backupctl wal-push` (run by PostgreSQL itself, as the postgres OS user), a base backup,
+// WAL shipped to a NAS folder and to S3 (behind a proxy that can be cut), and recoveries to a
+// time, an LSN and a restore point, each into a new data directory, checked by its rows.
+import { chmodSync, copyFileSync, cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import { execa, type ResultPromise } from 'execa';
+import pg from 'pg';
+import pino from 'pino';
+import YAML from 'yaml';
+import { stopAgent } from '../activities/encryption.js';
+import { serverOwner } from '../activities/localCluster.js';
+import { openRepositories } from '../activities/storage/index.js';
+import { listWalEntries } from '../activities/walArchive.js';
+import { loadConfig } from '../workers/config.js';
+import { projectTool } from '../client/dev/tools.js';
+import { startWorker, type RunningWorker } from '../workers/worker.js';
+import { backupBase, pointInTimeRecovery, shipWal } from '../workflows/index.js';
+import { pitrStateQuery, setTargetTimeSignal, setTargetUpdate, walShippingQuery } from '../workflows/messages.js';
+import type { PointInTimeRecoveryResult, RecoveryTarget } from '../workflows/pitrTypes.js';
+import { SHARED_TASK_QUEUE, hostTaskQueue } from '../workflows/types.js';
+import { BUCKET, startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';
+import { startCluster, type PgCluster } from './fixtures/postgres.js';
+import { startTcpProxy, type TcpProxy } from './fixtures/tcpProxy.js';
+
+const CLI = path.resolve('bin/backupctl.js');
+const HOST = 'pg';
+const logger = pino({ level: process.env.TEST_LOG ? 'info' : 'silent' });
+
+let env: BackupEnv;
+let primary: PgCluster;
+let proxy: TcpProxy;
+let dir: string;
+let configFile: string;
+let postgresKeys: string;
+let worker: RunningWorker | undefined;
+const processes: ResultPromise[] = [];
+const times: Record<string, string> = {};
+let lsnAfterTwo: string;
+let shipping: WorkflowHandle;
+
+function writeYaml(file: string, value: object) {
+  writeFileSync(file, YAML.stringify(value), { mode: 0o644 });
+}
+
+beforeAll(async () => {
+  env = await startBackupEnv({ users: 20, sessionsPerUser: 1, activitiesPerSession: 1 });
+  primary = await startCluster({ archive: true, extraConf: ['archive_timeout = 60'] });
+  proxy = await startTcpProxy(Number(new URL(env.s3.endpoint).port));
+  // Everything PostgreSQL's own processes read (archive_command and restore_command run as
+  // the postgres OS user) lives in a folder it can reach.
+  dir = mkdtempSync(path.join(os.tmpdir(), 'backupctl-pitr-'));
+  chmodSync(dir, 0o755);
+  const owner = serverOwner();
+  mkdirSync(path.join(dir, 'local'), { mode: 0o700 });
+  owner.chown(path.join(dir, 'local'));
+  copyFileSync(env.keys.publicKeyFile, path.join(dir, 'public.asc'));
+  chmodSync(path.join(dir, 'public.asc'), 0o644);
+  // restore_command's own keyring: the private key, readable by postgres (a production
+  // recovery host gives the PostgreSQL user its keyring the same way).
+  postgresKeys = path.join(dir, 'gnupg-postgres');
+  cpSync(env.keys.privateHome, postgresKeys, { recursive: true, filter: (src) => !/S\.gpg-agent|\.lock$/.test(src) });
+  await execa('chown', ['-R', `${owner.spawn.uid}:${owner.spawn.gid}`, postgresKeys]);
+
+  await primary.query('postgres', 'CREATE DATABASE appdb');
+  await primary.query('appdb', 'CREATE TABLE auth_user (id int PRIMARY KEY, username text NOT NULL)');
+  const base = {
+    host: HOST,
+    temporal: { address: env.temporal.address, namespace: 'default' },
+    database: { url: primary.url('appdb'), keyTables: ['auth_user'] },
+    repositories: {
+      local: { type: 'filesystem', path: path.join(dir, 'local') },
+      nas: { type: 'filesystem', path: path.join(dir, 'nas') },
+      s3: { type: 's3', bucket: BUCKET, prefix: 'pitr', endpoint: `http://127.0.0.1:${proxy.port}`, partSizeMiB: 5 },
+    },
+    encryption: { publicKeyFile: path.join(dir, 'public.asc') },
+    logLevel: 'warn',
+  };
+  const postgresConfig = path.join(dir, 'postgres.yaml');
+  writeYaml(postgresConfig, { ...base, encryption: { ...base.encryption, privateKeyHome: postgresKeys } });
+  configFile = path.join(dir, 'worker.yaml');
+  writeYaml(configFile, {
+    ...base,
+    encryption: { ...base.encryption, privateKeyHome: env.keys.privateHome },
+    restore: { serverUrl: primary.url('postgres'), workDir: path.join(dir, 'work') },
+    wal: { shipIntervalSeconds: 1 },
+    pitr: { restoreCommand: `${process.execPath} ${CLI} --config ${postgresConfig} wal-fetch %f %p` },
+  });
+  mkdirSync(path.join(dir, 'work'), { mode: 0o755 });
+  await primary.query('postgres', `ALTER SYSTEM SET archive_command = '${process.execPath} ${CLI} --config ${postgresConfig} wal-push %p'`);
+  await primary.query('postgres', 'SELECT pg_reload_conf()');
+  worker = await startWorker(await loadWorkerConfig(), logger, { bundleInProcess: true, configFile });
+});
+
+async function loadWorkerConfig() {
+  return loadConfig(configFile, {});
+}
+
+afterAll(async () => {
+  for (const p of processes) p.kill('SIGKILL');
+  await shipping?.terminate().catch(() => undefined);
+  await worker?.shutdown().catch(() => undefined);
+  // Recovered clusters: stopped before their folders go.
+  for (const data of readdirSync(path.join(dir, 'work'))) {
+    await execa(path.join(primary.binDir, 'pg_ctl'), ['-D', path.join(dir, 'work', data, 'data'), '-m', 'immediate', 'stop'], {
+      reject: false,
+      uid: serverOwner().spawn.uid,
+      gid: serverOwner().spawn.gid,
+    });
+  }
+  await proxy?.stop();
+  await primary?.stop();
+  await stopAgent(postgresKeys);
+  await env?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const cli = (args: string[]) => execa('node', [CLI, '--config', configFile, ...args], { reject: false });
+
+async function commitRow(id: number, name: string): Promise<string> {
+  const { rows } = await primary.query<{ at: Date }>('appdb', `INSERT INTO auth_user VALUES (${id}, '${name}') RETURNING clock_timestamp() AS at`);
+  return rows[0].at.toISOString();
+}
+
+async function databaseNow(): Promise<string> {
+  return (await primary.query<{ at: Date }>('postgres', 'SELECT clock_timestamp() AS at')).rows[0].at.toISOString();
+}
+
+async function switchWal(): Promise<string> {
+  return (await primary.query<{ name: string }>('postgres', 'SELECT pg_walfile_name(pg_switch_wal()) AS name')).rows[0].name;
+}
+
+async function until(what: string, check: () => Promise<boolean>, seconds = 90) {
+  const deadline = Date.now() + seconds * 1000;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+async function usernames(port: number): Promise<string[]> {
+  const client = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database: 'appdb' });
+  await client.connect();
+  try {
+    return (await client.query<{ username: string }>('SELECT username FROM auth_user ORDER BY id')).rows.map((r) => r.username);
+  } finally {
+    await client.end();
+  }
+}
+
+function recover(workflowId: string, target?: RecoveryTarget) {
+  return env.temporal.client.workflow.start(pointInTimeRecovery, { taskQueue: SHARED_TASK_QUEUE, workflowId, args: [{ hostTaskQueue: hostTaskQueue(HOST), target }] });
+}
+
+test('backupctl check: the settings are right and a switched segment reaches the archive', async () => {
+  const run = await cli(['check', '--json']);
+  const report = JSON.parse(run.stdout);
+  expect(report.problems).toEqual([]);
+  expect(run.exitCode).toBe(0);
+  expect(report.settings).toMatchObject({ wal_level: 'replica', archive_mode: 'on' });
+  expect(report.switched).toMatchObject({ arrived: true });
+});
+
+test('a base backup, then rows at T1 < T2 < T3 with WAL switches, shipped to NAS and S3', async () => {
+  const base = await env.temporal.client.workflow.execute(backupBase, { taskQueue: SHARED_TASK_QUEUE, workflowId: 'backup-base-pitr', args: [{ hostTaskQueue: hostTaskQueue(HOST) }] });
+  expect(base.copies.every((c) => c.verified)).toBe(true);
+  shipping = await env.temporal.client.workflow.start(shipWal, { taskQueue: SHARED_TASK_QUEUE, workflowId: 'wal-shipping-pg', args: [{ hostTaskQueue: hostTaskQueue(HOST), intervalSeconds: 1 }] });
+
+  times.one = await commitRow(1, 'one');
+  await switchWal();
+  await new Promise((r) => setTimeout(r, 1100));
+  times.two = await commitRow(2, 'two');
+  lsnAfterTwo = (await primary.query<{ lsn: string }>('postgres', 'SELECT pg_current_wal_insert_lsn()::text AS lsn')).rows[0].lsn;
+  await primary.query('postgres', "SELECT pg_create_restore_point('before-three')");
+  await switchWal();
+  await new Promise((r) => setTimeout(r, 1100));
+  times.between = await databaseNow();
+  await new Promise((r) => setTimeout(r, 1100));
+  times.three = await commitRow(3, 'three');
+  const last = await switchWal();
+
+  await until('the last segment in every repository', async () => {
+    const state = await shipping.query(walShippingQuery).catch(() => undefined);
+    return Boolean(state && ['nas', 's3'].every((r) => (state.repositories[r]?.newestSegment ?? '') >= last && state.repositories[r].behind === 0));
+  });
+  const status = JSON.parse((await cli(['status', '--json'])).stdout);
+  expect(status.walArchive.repositories).toEqual([
+    expect.objectContaining({ name: 'nas', behind: 0 }),
+    expect.objectContaining({ name: 's3', behind: 0 }),
+  ]);
+});
+
+describe('recovery to a time sent by signal after the workflow started and waited', () => {
+  let handle: WorkflowHandle;
+  let result: PointInTimeRecoveryResult;
+
+  beforeAll(async () => {
+    handle = await recover('pitr-by-signal');
+    await until('the workflow to wait', async () => (await handle.query(pitrStateQuery)).window !== null);
+  });
+
+  test('it waits, showing the recoverable window and the base backup', async () => {
+    const state = await handle.query(pitrStateQuery);
+    expect(state.phase).toBe('waiting-for-target');
+    expect(state.window!.baseBackups.map((b) => b.backupId)).toEqual(['backup-base-pitr']);
+    expect(Date.parse(state.window!.latest!)).toBeGreaterThan(Date.parse(times.three));
+  });
+
+  test('invalid targets are rejected with the window, and it goes on waiting', async () => {
+    const rejectedBy = async (time: string) => {
+      const before = (await handle.query(pitrStateQuery)).rejected.length;
+      await handle.signal(setTargetTimeSignal, time);
+      await until('the rejection', async () => (await handle.query(pitrStateQuery)).rejected.length > before);
+      return (await handle.query(pitrStateQuery)).rejected.at(-1)!.reason;
+    };
+    expect(await rejectedBy('2999-01-01T00:00:00Z')).toMatch(/after the newest archived WAL; the recoverable window is/);
+    expect(await rejectedBy('2000-01-01T00:00:00Z')).toMatch(/before the end of the oldest base backup/);
+    expect(await rejectedBy('yesterday')).toMatch(/not an ISO 8601 time/);
+    expect(await rejectedBy(times.between.replace('Z', ''))).toMatch(/explicit zone/);
+    // The update answers at once, and changes nothing when it says no.
+    await expect(handle.executeUpdate(setTargetUpdate, { args: [{ kind: 'time', value: '2999-01-01T00:00:00Z' }] })).rejects.toBeInstanceOf(WorkflowUpdateFailedError);
+    expect((await handle.query(pitrStateQuery)).phase).toBe('waiting-for-target');
+  });
+
+  test('a valid target (backupctl pitr target) is accepted; rows up to T2 are there, T3 is not', async () => {
+    const sent = await cli(['pitr', 'target', 'pitr-by-signal', times.between, '--json']);
+    expect(JSON.parse(sent.stdout)).toMatchObject({ accepted: true });
+    result = (await handle.result()) as PointInTimeRecoveryResult;
+    expect(await usernames(result.cluster.port)).toEqual(['one', 'two']);
+    expect(result.baseBackup.backupId).toBe('backup-base-pitr');
+    expect(result.timeline).toBe(2);
+    expect(Date.parse(result.recoveredTo!)).toBeLessThan(Date.parse(times.three));
+    expect(result.cluster.dataDir.startsWith(path.join(dir, 'work'))).toBe(true);
+  });
+
+  test('the live cluster was not touched', async () => {
+    const { rows } = await primary.query('appdb', 'SELECT count(*)::int AS n FROM auth_user');
+    expect(rows[0].n).toBe(3);
+  });
+});
+
+test.each([
+  ['an LSN', () => ({ kind: 'lsn', value: lsnAfterTwo }) as RecoveryTarget],
+  ['a restore point', () => ({ kind: 'name', value: 'before-three' }) as RecoveryTarget],
+])('recovery to %s given at start', async (name, target) => {
+  const handle = await recover(`pitr-by-${name.replace(/\W+/g, '-')}`, target());
+  const result = (await handle.result()) as PointInTimeRecoveryResult;
+  expect(await usernames(result.cluster.port)).toEqual(['one', 'two']);
+});
+
+test('S3 down while archiving: PostgreSQL keeps archiving locally, the lag shows, shipping catches up, nothing lost', async () => {
+  await proxy.cut();
+  try {
+    for (let i = 10; i < 13; i++) {
+      await commitRow(i, `during-outage-${i}`);
+      await switchWal();
+    }
+    const last = await switchWal();
+    await until('local archiving during the outage', async () => (await primary.query<{ w: string }>('postgres', 'SELECT last_archived_wal AS w FROM pg_stat_archiver')).rows[0].w >= last);
+    await until('the failure to show', async () => Boolean((await shipping.query(walShippingQuery)).repositories.s3.lastError));
+    const state = await shipping.query(walShippingQuery);
+    expect(state.repositories.s3.lastError).toMatch(/StorageUnreachable|ECONNREFUSED|connect/i);
+    expect(state.repositories.nas.behind).toBe(0);
+    const status = JSON.parse((await cli(['status', '--json'])).stdout);
+    expect(status.ok).toBe(false);
+    expect(status.walArchive.repositories.find((r: { name: string }) => r.name === 's3')).toMatchObject({ error: expect.stringMatching(/ECONNREFUSED|unreachable/i) });
+    expect(status.problems).toEqual(expect.arrayContaining([expect.stringMatching(/WAL archive in s3 cannot be read/)]));
+  } finally {
+    await proxy.restore();
+  }
+  await until('shipping to catch up', async () => {
+    const state = await shipping.query(walShippingQuery);
+    return state.repositories.s3.behind === 0 && !state.repositories.s3.lastError;
+  });
+  // Continuity: every segment the spool has is in S3, and they form an unbroken sequence.
+  const listing = JSON.parse((await cli(['status', '--json'])).stdout).walArchive;
+  expect(listing.repositories.find((r: { name: string }) => r.name === 's3')).toMatchObject({ behind: 0 });
+  const repositories = openRepositories(await loadWorkerConfig());
+  const local = (await listWalEntries(repositories[0])).filter((s) => /^[0-9A-F]{24}$/.test(s));
+  const s3 = (await listWalEntries(repositories[2])).filter((s) => /^[0-9A-F]{24}$/.test(s));
+  expect(s3).toEqual(local);
+  const numbers = local.map((s) => parseInt(s.slice(16), 16));
+  expect(numbers).toEqual(numbers.map((_, i) => numbers[0] + i));
+});
+
+test('SIGKILL of the worker during WAL replay: a new worker finishes the recovery', async () => {
+  await worker!.shutdown();
+  worker = undefined;
+  const spawnWorker = () => {
+    const child = execa('node', [CLI, '--config', configFile, 'worker'], { detached: true, reject: false, stdio: ['ignore', 'ignore', 'pipe'] });
+    processes.push(child);
+    return child;
+  };
+  const first = spawnWorker();
+  const handle = await recover('pitr-crash', { kind: 'time', value: times.between });
+  await until('replay to start', async () => (await handle.query(pitrStateQuery).catch(() => undefined))?.phase === 'replaying-wal', 120);
+  process.kill(-first.pid!, 'SIGKILL');
+  await first;
+  void spawnWorker();
+  const result = (await handle.result()) as PointInTimeRecoveryResult;
+  expect(await usernames(result.cluster.port)).toEqual(['one', 'two']);
+  const history = await handle.fetchHistory();
+  const retried = history.events!.filter((e) => (e.activityTaskStartedEventAttributes?.attempt ?? 0) > 1);
+  expect(retried.length).toBeGreaterThanOrEqual(1);
+  if (process.env.RECORD_HISTORIES) {
+    for (const [id, name] of [['backup-base-pitr', 'backupBase'], ['pitr-by-signal', 'pointInTimeRecovery']]) {
+      const json = (await execa(projectTool('temporal'), ['workflow', 'show', '--workflow-id', id, '--output', 'json', '--address', env.temporal.address])).stdout;
+      writeFileSync(`test/histories/${name}.json`, json);
+    }
+  }
+});

@@ -1,0 +1,131 @@
+// Point-in-time recovery into a NEW data directory, never over the live cluster. Started with
+// or without a target: without one it waits for the operator's setTargetTime signal or
+// setTarget update (which answers at once whether the target is inside the recoverable
+// window). Then: restore the newest base backup that ends before the target, replay archived
+// WAL to the target, wait for promotion, look inside, and report where the cluster runs.
+// Switching the application over is a separate, approved step; nothing live changes here.
+import { ApplicationFailure, CancellationScope, condition, log, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import type { Activities } from '../activities/index.js';
+import { quickMetadata } from './activityOptions.js';
+import { describeFailure, surfaceFailure } from './failures.js';
+import { pitrStateQuery, setTargetTimeSignal, setTargetUpdate } from './messages.js';
+import type { PitrState, PointInTimeRecoveryInput, PointInTimeRecoveryResult, RecoveryCluster, RecoveryTarget } from './pitrTypes.js';
+import { checkTarget } from './recoveryTargets.js';
+import { checkObject, checkTaskQueue, invalidInput } from './restoreInput.js';
+import { ErrorType } from './types.js';
+
+/** While waiting for a target, the window is refreshed this often (new WAL arrives). */
+const WINDOW_REFRESH = '1 minute';
+
+export async function pointInTimeRecovery(input: PointInTimeRecoveryInput): Promise<PointInTimeRecoveryResult> {
+  const { workflowId } = workflowInfo();
+  const started = Date.now();
+  validateInput(input);
+  const quick = proxyActivities<Activities>({ ...quickMetadata, taskQueue: input.hostTaskQueue });
+  const long = proxyActivities<Activities>({
+    startToCloseTimeout: '24 hours',
+    heartbeatTimeout: '30 seconds',
+    taskQueue: input.hostTaskQueue,
+    retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '2 minutes', maximumAttempts: 10 },
+  });
+
+  const state: PitrState = { phase: 'waiting-for-target', window: null, target: null, baseBackup: null, rejected: [] };
+  setHandler(pitrStateQuery, () => state);
+  const offer = (target: RecoveryTarget): void => {
+    const verdict = state.target ? { ok: false as const, reason: `a target was already accepted (${state.target.kind} ${state.target.value})` } : checkTarget(target, state.window!);
+    if (verdict.ok) {
+      state.target = verdict.target;
+      state.baseBackup = verdict.base;
+    } else {
+      state.rejected.push({ target, reason: verdict.reason, at: new Date().toISOString() });
+      log.warn('recovery target rejected', { target, reason: verdict.reason });
+    }
+  };
+  setHandler(setTargetTimeSignal, (time: string) => {
+    if (state.window) offer({ kind: 'time', value: time });
+    else state.rejected.push({ target: { kind: 'time', value: time }, reason: 'the recoverable window is not known yet; send it again', at: new Date().toISOString() });
+  });
+  setHandler(
+    setTargetUpdate,
+    (target: RecoveryTarget) => {
+      offer(target);
+      return state;
+    },
+    {
+      validator: (target: RecoveryTarget) => {
+        if (state.target) throw new Error(`a target was already accepted (${state.target.kind} ${state.target.value})`);
+        if (!state.window) throw new Error('the recoverable window is not known yet; try again in a moment');
+        const verdict = checkTarget(target, state.window);
+        if (!verdict.ok) throw new Error(verdict.reason);
+      },
+    },
+  );
+
+  let cluster: RecoveryCluster | undefined;
+  try {
+    state.window = await quick.describeRecoverableWindow();
+    if (input.target) offer(input.target);
+    while (!state.target) {
+      if (!(await condition(() => state.target !== null, WINDOW_REFRESH))) state.window = await quick.describeRecoverableWindow();
+    }
+    const waitedAt = Date.now();
+    const target = state.target;
+    const base = state.baseBackup!;
+    log.info('recovering', { target, baseBackup: base.backupId });
+
+    state.phase = 'restoring-base-backup';
+    cluster = await long.prepareRecoveryCluster({ workflowId, baseBackupId: base.backupId, target, dataDir: input.dataDir, port: input.port });
+    await quick.startRecoveryCluster(cluster);
+    const restoredAt = Date.now();
+
+    state.phase = 'replaying-wal';
+    const promoted = await long.waitForPromotion(cluster);
+    const promotedAt = Date.now();
+
+    state.phase = 'verifying';
+    const inspection = await quick.inspectRecoveredCluster({ port: cluster.port });
+    const failed = inspection.checks.filter((c) => !c.ok);
+    if (failed.length) {
+      throw ApplicationFailure.nonRetryable(`the recovered cluster failed its checks: ${failed.map((c) => `${c.name}: ${c.detail}`).join('; ')}`, ErrorType.VerificationFailed);
+    }
+    state.phase = 'done';
+    return {
+      workflowId,
+      target,
+      baseBackup: base,
+      cluster,
+      recoveredTo: promoted.recoveredTo,
+      timeline: promoted.timeline,
+      rowCounts: inspection.rowCounts,
+      checks: inspection.checks,
+      timing: {
+        waitedSeconds: (waitedAt - started) / 1000,
+        restoreSeconds: (restoredAt - waitedAt) / 1000,
+        replaySeconds: (promotedAt - restoredAt) / 1000,
+        totalSeconds: (Date.now() - started) / 1000,
+      },
+    };
+  } catch (err) {
+    state.phase = 'failed';
+    state.failure = describeFailure(err);
+    if (cluster) {
+      const made = cluster;
+      // Stopped, not deleted: its data directory and log are what the operator reads next.
+      await CancellationScope.nonCancellable(() => quick.stopRecoveryCluster({ dataDir: made.dataDir })).catch((stopErr) =>
+        log.error('recovered cluster not stopped', { error: describeFailure(stopErr) }),
+      );
+    }
+    throw surfaceFailure(err);
+  }
+}
+
+function validateInput(input: PointInTimeRecoveryInput): void {
+  checkObject(input);
+  checkTaskQueue(input.hostTaskQueue);
+  if (input.dataDir !== undefined && (typeof input.dataDir !== 'string' || !input.dataDir.startsWith('/'))) {
+    throw invalidInput('dataDir', input.dataDir, 'expected an absolute path to a new or empty folder');
+  }
+  if (input.port !== undefined && (!Number.isInteger(input.port) || input.port < 1024 || input.port > 65535)) {
+    throw invalidInput('port', input.port, 'expected a port from 1024 to 65535');
+  }
+}

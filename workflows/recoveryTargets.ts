@@ -1,0 +1,58 @@
+// Checks a recovery target against the recoverable window and picks the base backup to start
+// from. Pure and deterministic: used by the workflow's signal and update handlers.
+import type { BaseBackupSummary, RecoverableWindow, RecoveryTarget } from './pitrTypes.js';
+
+export type TargetVerdict = { ok: true; target: RecoveryTarget; base: BaseBackupSummary } | { ok: false; reason: string };
+
+const ISO_WITH_ZONE = /^\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d{1,6})?)?(Z|[+-]\d\d(:?\d\d)?)$/;
+const LSN = /^[0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8}$/;
+
+export function lsnValue(lsn: string): bigint {
+  const [high, low] = lsn.split('/');
+  return (BigInt(`0x${high}`) << 32n) + BigInt(`0x${low}`);
+}
+
+function describeWindow(window: RecoverableWindow): string {
+  return `the recoverable window is ${window.earliest ?? '(no base backup)'} .. ${window.latest ?? '(no archived WAL)'}`;
+}
+
+export function checkTarget(candidate: unknown, window: RecoverableWindow): TargetVerdict {
+  const target = candidate as RecoveryTarget;
+  if (!target || typeof target !== 'object' || typeof target.value !== 'string' || !['time', 'lsn', 'xid', 'name'].includes(target.kind)) {
+    return { ok: false, reason: 'a target is { kind: time | lsn | xid | name, value: string }' };
+  }
+  if (!window.baseBackups.length) return { ok: false, reason: 'there is no base backup to recover from yet (backupctl backup base)' };
+  const oldest = window.baseBackups[0];
+  switch (target.kind) {
+    case 'time': {
+      if (!ISO_WITH_ZONE.test(target.value)) {
+        return { ok: false, reason: `"${target.value}" is not an ISO 8601 time with an explicit zone (Z or +hh:mm), e.g. 2026-11-26T14:30:00Z` };
+      }
+      const at = Date.parse(target.value.replace(' ', 'T'));
+      if (Number.isNaN(at)) return { ok: false, reason: `"${target.value}" is not a valid time` };
+      if (at <= Date.parse(oldest.stoppedAt)) return { ok: false, reason: `${target.value} is before the end of the oldest base backup; ${describeWindow(window)}` };
+      if (!window.latest || at > Date.parse(window.latest)) return { ok: false, reason: `${target.value} is after the newest archived WAL; ${describeWindow(window)}` };
+      const base = [...window.baseBackups].reverse().find((b) => Date.parse(b.stoppedAt) < at)!;
+      // PostgreSQL reads this form in any TimeZone setting.
+      const value = new Date(at).toISOString().replace('T', ' ').replace('Z', '+00');
+      return { ok: true, target: { kind: 'time', value }, base };
+    }
+    case 'lsn': {
+      if (!LSN.test(target.value)) return { ok: false, reason: `"${target.value}" is not an LSN such as 0/3000060` };
+      const lsn = lsnValue(target.value);
+      const base = [...window.baseBackups].reverse().find((b) => lsnValue(b.stopLsn) <= lsn);
+      if (!base) return { ok: false, reason: `${target.value} is before the end of the oldest base backup (${oldest.stopLsn}); ${describeWindow(window)}` };
+      if (!window.latestLsn || lsn > lsnValue(window.latestLsn)) {
+        return { ok: false, reason: `${target.value} is past the archived WAL (it ends at ${window.latestLsn ?? 'nothing'}); ${describeWindow(window)}` };
+      }
+      return { ok: true, target: { kind: 'lsn', value: target.value.toUpperCase() }, base };
+    }
+    case 'xid':
+      if (!/^\d{1,10}$/.test(target.value)) return { ok: false, reason: `"${target.value}" is not a transaction id` };
+      // Where a transaction id lies is not known before replay: start from the oldest base backup.
+      return { ok: true, target, base: oldest };
+    case 'name':
+      if (!target.value.length || target.value.length > 63) return { ok: false, reason: 'a restore point name has 1 to 63 characters' };
+      return { ok: true, target, base: oldest };
+  }
+}
