@@ -28,7 +28,9 @@ export function checkTarget(candidate: unknown, window: RecoverableWindow): Targ
       if (!ISO_WITH_ZONE.test(target.value)) {
         return { ok: false, reason: `"${target.value}" is not an ISO 8601 time with an explicit zone (Z or +hh:mm), e.g. 2026-11-26T14:30:00Z` };
       }
-      const at = Date.parse(target.value.replace(' ', 'T'));
+      // ECMAScript reads only ±hh:mm offsets; ±hh and ±hhmm are ISO 8601 too.
+      const iso = target.value.replace(' ', 'T').replace(/([+-]\d\d)(\d\d)?$/, (_, h: string, m?: string) => `${h}:${m ?? '00'}`);
+      const at = Date.parse(iso);
       if (Number.isNaN(at)) return { ok: false, reason: `"${target.value}" is not a valid time` };
       if (at <= Date.parse(oldest.stoppedAt)) return { ok: false, reason: `${target.value} is before the end of the oldest base backup; ${describeWindow(window)}` };
       if (!window.latest || at > Date.parse(window.latest)) return { ok: false, reason: `${target.value} is after the newest archived WAL; ${describeWindow(window)}` };
