@@ -23,10 +23,17 @@ export function createWalShippingActivities(deps: DatabaseBackupDeps) {
       const ctx = Context.current();
       const spool = spoolRepository(config, deps.repositories);
       const [target] = pickRepositories(deps.repositories, [input.repository], config.host);
-      ctx.heartbeat({ shipped: 0 });
-      const shipped = await shipSegments(spool, target, (n) => ctx.heartbeat({ shipped: n }));
-      const lag = await archiveLag(spool, target);
-      return { repository: target.name, shipped: shipped.length, newestSegment: lag.newestSegment, behind: lag.behind.length };
+      let count = 0;
+      // Listing a long archive or uploading one segment can outlast a heartbeat interval.
+      const ticker = setInterval(() => ctx.heartbeat({ shipped: count }), 5000);
+      try {
+        ctx.heartbeat({ shipped: 0 });
+        const shipped = await shipSegments(spool, target, (n) => (count = n));
+        const lag = await archiveLag(spool, target);
+        return { repository: target.name, shipped: shipped.length, newestSegment: lag.newestSegment, behind: lag.behind.length };
+      } finally {
+        clearInterval(ticker);
+      }
     },
   };
 }

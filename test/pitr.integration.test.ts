@@ -2,10 +2,11 @@
 // `backupctl wal-push` (run by PostgreSQL itself, as the postgres OS user), a base backup,
 // WAL shipped to a NAS folder and to S3 (behind a proxy that can be cut), and recoveries to a
 // time, an LSN and a restore point, each into a new data directory, checked by its rows.
-import { chmodSync, copyFileSync, cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
 import { execa, type ResultPromise } from 'execa';
 import pg from 'pg';
 import pino from 'pino';
@@ -98,8 +99,16 @@ async function loadWorkerConfig() {
   return loadConfig(configFile, {});
 }
 
+function killGroup(child: ResultPromise): void {
+  try {
+    process.kill(-child.pid!, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
+
 afterAll(async () => {
-  for (const p of processes) p.kill('SIGKILL');
+  processes.forEach(killGroup);
   await shipping?.terminate().catch(() => undefined);
   await worker?.shutdown().catch(() => undefined);
   // Recovered clusters: stopped before their folders go.
@@ -304,8 +313,40 @@ test('SIGKILL of the worker during WAL replay: a new worker finishes the recover
   const history = await handle.fetchHistory();
   const retried = history.events!.filter((e) => (e.activityTaskStartedEventAttributes?.attempt ?? 0) > 1);
   expect(retried.length).toBeGreaterThanOrEqual(1);
+});
+
+test('SIGKILL during a base backup upload, with WAL shipping running: a new worker finishes both, nothing doubled', async () => {
+  // Enough data, compressed hard enough, that the upload takes seconds.
+  await primary.query('appdb', 'CREATE TABLE review_manager_searchresult AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS body FROM generate_series(1, 300000) g');
+  const slowConfig = path.join(dir, 'worker-slow.yaml');
+  writeYaml(slowConfig, { ...YAML.parse(readFileSync(configFile, 'utf8')), compression: { level: 19 } });
+  processes.forEach(killGroup);
+  const first = execa('node', [CLI, '--config', slowConfig, 'worker'], { detached: true, reject: false, stdio: ['ignore', 'ignore', 'pipe'] });
+  processes.push(first);
+  const handle = await env.temporal.client.workflow.start(backupBase, { taskQueue: SHARED_TASK_QUEUE, workflowId: 'backup-base-crash', args: [{ hostTaskQueue: hostTaskQueue(HOST) }] });
+  await until('the upload to get going', async () => {
+    const pending = (await handle.describe()).raw.pendingActivities?.find((a) => a.activityType?.name === 'baseBackupToRepositories');
+    const payload = pending?.heartbeatDetails?.payloads?.[0];
+    return Boolean(payload && (defaultPayloadConverter.fromPayload(payload as never) as { storedBytes?: number }).storedBytes! > 1024 * 1024);
+  });
+  process.kill(-first.pid!, 'SIGKILL');
+  await first;
+  const last = await switchWal();
+  const second = execa('node', [CLI, '--config', configFile, 'worker'], { detached: true, reject: false, stdio: ['ignore', 'ignore', 'pipe'] });
+  processes.push(second);
+  const result = await handle.result();
+  expect(result.copies.every((c) => c.verified)).toBe(true);
+  for (const repository of openRepositories(await loadWorkerConfig())) {
+    expect((await repository.list('base/backup-base-crash/')).map((o) => o.key)).toEqual(['base/backup-base-crash/base.tar.zst.gpg', 'base/backup-base-crash/manifest.json']);
+  }
+  expect(readdirSync(path.join(dir, 'local', 'base', 'backup-base-crash')).filter((f) => f.endsWith('.partial'))).toEqual([]);
+  // The shipping workflow's passes, cut off with the first worker, go on on the second.
+  await until('shipping to resume', async () => {
+    const state = await shipping.query(walShippingQuery);
+    return ['nas', 's3'].every((r) => (state.repositories[r].newestSegment ?? '') >= last && state.repositories[r].behind === 0);
+  });
   if (process.env.RECORD_HISTORIES) {
-    for (const [id, name] of [['backup-base-pitr', 'backupBase'], ['pitr-by-signal', 'pointInTimeRecovery']]) {
+    for (const [id, name] of [['backup-base-pitr', 'backupBase'], ['pitr-by-signal', 'pointInTimeRecovery'], ['wal-shipping-pg', 'shipWal']]) {
       const json = (await execa(projectTool('temporal'), ['workflow', 'show', '--workflow-id', id, '--output', 'json', '--address', env.temporal.address])).stdout;
       writeFileSync(`test/histories/${name}.json`, json);
     }

@@ -23,7 +23,7 @@ export async function shipWal(input: ShipWalInput): Promise<void> {
   // Few attempts per pass: the next pass is the retry, and the failure must become visible.
   const ship = proxyActivities<Activities>({
     startToCloseTimeout: '1 hour',
-    heartbeatTimeout: '1 minute',
+    heartbeatTimeout: '20 seconds',
     taskQueue: input.hostTaskQueue,
     retry: { initialInterval: '2 seconds', maximumAttempts: 3 },
   });
