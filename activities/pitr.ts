@@ -204,6 +204,22 @@ export function createPitrActivities(deps: PitrDeps) {
       }
     },
 
+    /**
+     * Runs pitr.cutoverCommand with the recovered cluster's address in its environment (the
+     * services are stopped around it by the workflow). Permanent: InvalidConfig when there is
+     * no command, ServiceCommandFailed when it fails.
+     */
+    async switchToRecoveredCluster(input: RecoveryCluster): Promise<void> {
+      const command = config.pitr.cutoverCommand;
+      if (!command) throw permanent(ErrorType.InvalidConfig, `pitr.cutoverCommand is not set on host ${config.host}: there is no way to point the application at the recovered cluster`);
+      const [file, ...args] = command;
+      try {
+        await runCommand(file, args, { env: { BACKUPCTL_RECOVERED_HOST: input.host, BACKUPCTL_RECOVERED_PORT: String(input.port), BACKUPCTL_RECOVERED_DATA_DIR: input.dataDir } });
+      } catch (err) {
+        throw permanent(ErrorType.ServiceCommandFailed, `pitr.cutoverCommand \`${command.join(' ')}\` failed: ${errorText(err)}`);
+      }
+    },
+
     /** Stops a recovered cluster this workflow made (after a failure). Idempotent. */
     async stopRecoveryCluster(input: { dataDir: string }): Promise<void> {
       await stopCluster(input.dataDir, deps.binDir);

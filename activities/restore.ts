@@ -81,8 +81,8 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
     return () => clearInterval(timer);
   }
 
-  async function stagingDir(workflowId: string, database: string): Promise<string> {
-    const dir = path.join(config.restore.workDir ?? os.tmpdir(), `backupctl-restore-${workflowId.replace(/[^A-Za-z0-9._-]+/g, '-')}-${database}`);
+  async function stagingDir(workflowId: string, database: string, bytes: number): Promise<string> {
+    const dir = path.join(config.restore.workDir ?? (await defaultStagingRoot(bytes)), `backupctl-restore-${workflowId.replace(/[^A-Za-z0-9._-]+/g, '-')}-${database}`);
     // Left by an attempt that died: start clean.
     await rm(dir, { recursive: true, force: true });
     await mkdir(dir, { recursive: true, mode: 0o700 }).catch((err) => {
@@ -131,7 +131,7 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
       }
     });
 
-    const dir = await stagingDir(input.workflowId, input.database);
+    const dir = await stagingDir(input.workflowId, input.database, dump.plainBytes);
     try {
       await assertRoomFor(dir, dump.plainBytes);
       const archive = path.join(dir, 'dump.pgcustom');
@@ -341,6 +341,22 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
       });
     },
   };
+}
+
+/**
+ * Where the decrypted archive is staged when restore.workDir is not set: memory (/dev/shm)
+ * when it fits with room to spare, so the plaintext never reaches a persistent disk and its
+ * write-back does not compete with pg_restore's own writes; else the temp folder.
+ */
+async function defaultStagingRoot(bytes: number): Promise<string> {
+  const shm = '/dev/shm';
+  try {
+    const fs = await statfs(shm);
+    if (fs.bavail * fs.bsize > bytes * 2 + 512 * 1024 * 1024) return shm;
+  } catch {
+    // no /dev/shm here
+  }
+  return os.tmpdir();
 }
 
 /**

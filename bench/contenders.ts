@@ -3,18 +3,17 @@
 //   fc        pg_dump -Fc -f file                 (what an operator would do by hand)
 //   floor     pg_dump -Fc -Z0 -f file             (no compression: the floor)
 //   seed      the seed runbook: custom dump + plain dump + gzip + gunzip -t
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { tsToMs } from '@temporalio/common/lib/time.js';
-import { PROJECT_ROOT } from '../client/dev/tools.js';
 import { backupDatabase } from '../workflows/index.js';
 import { SHARED_TASK_QUEUE, hostTaskQueue } from '../workflows/types.js';
 import type { PgCluster } from '../test/fixtures/postgres.js';
 import { currentRss, peakRss, resetPeakRss, Sampler, type SampleResult, type WindowUsage } from './procfs.js';
 import type { BenchDatabase } from './referenceDatabase.js';
 import { BENCH_HOST, type WorkflowStack } from './stack.js';
+import { startWorkerProcess } from './workerProcess.js';
 
 export type ContenderId = 'workflow' | 'fc' | 'floor' | 'seed';
 export const CONTENDER_IDS: ContenderId[] = ['workflow', 'fc', 'floor', 'seed'];
@@ -63,80 +62,25 @@ export const CONTENDERS: Record<ContenderId, Contender> = {
 };
 
 // ---------------------------------------------------------------------------------------------
-// The workflow, with its worker as a separate process so its memory can be measured.
-
-const liveWorkers = new Set<ChildProcess>();
-
-/** Kills every worker process group still running (on failure or Ctrl-C). */
-export function killWorkers(): void {
-  for (const child of liveWorkers) killGroup(child, 'SIGKILL');
-  liveWorkers.clear();
-}
-process.once('exit', killWorkers);
-
-interface WorkerProcess {
-  pid: number;
-  stderrTail(): string;
-  stop(): Promise<void>;
-}
-
-async function startWorkerProcess(configFile: string): Promise<WorkerProcess> {
-  const child = spawn(process.execPath, [path.join(PROJECT_ROOT, 'bin', 'backupctl.js'), '--config', configFile, 'worker'], {
-    cwd: PROJECT_ROOT,
-    detached: true, // its own process group: stop() reaches pg_dump, zstd and gpg too
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: process.env,
-  });
-  liveWorkers.add(child);
-  let tail = '';
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const ready = new Promise<void>((resolve, reject) => {
-    child.stderr!.on('data', (chunk: Buffer) => {
-      tail = (tail + chunk.toString('utf8')).slice(-8000);
-      if (tail.includes('"worker polling"')) resolve();
-    });
-    child.once('exit', (code, signal) => reject(new Error(`worker exited before polling (code ${code}, signal ${signal}):\n${tail}`)));
-    child.once('error', reject);
-  });
-  const timeout = setTimeout(() => killGroup(child, 'SIGKILL'), 120_000);
-  try {
-    await ready;
-  } catch (err) {
-    liveWorkers.delete(child);
-    throw err;
-  } finally {
-    clearTimeout(timeout);
-  }
-  return {
-    pid: child.pid!,
-    stderrTail: () => tail,
-    async stop() {
-      killGroup(child, 'SIGTERM');
-      const killer = setTimeout(() => killGroup(child, 'SIGKILL'), 15_000);
-      await exited;
-      clearTimeout(killer);
-      liveWorkers.delete(child);
-    },
-  };
-}
-
-function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
-  if (!child.pid || child.exitCode !== null || child.signalCode !== null) return;
-  try {
-    process.kill(-child.pid, signal);
-  } catch {
-    // gone already
-  }
-}
+// The workflow, with its worker as a separate process (workerProcess.ts) so its memory can be measured.
 
 let runCounter = 0;
 
-async function runWorkflow(ctx: ContenderContext, db: BenchDatabase): Promise<ContenderResult> {
-  const { stack } = ctx;
-  const { file } = stack.configFor(db.name);
-  // A fresh worker per run (bundling the workflow code happens here, before the clock starts),
-  // and its peak RSS reset once it polls: the peak then covers this backup only.
-  const worker = await startWorkerProcess(file);
+/** A workflow id unique in this benchmark run. */
+export function benchWorkflowId(kind: string, db: BenchDatabase): string {
+  return `bench-${kind}-${db.name}-${process.pid}-${++runCounter}`;
+}
+
+export type WorkflowRun<R> = Omit<ContenderResult, 'storedBytes'> & { result: R };
+
+/**
+ * Runs one workflow on a fresh worker process for the given configuration and measures it:
+ * wall time from start to result, the worker's idle and peak RSS, CPU by program, and each
+ * activity's time. Bundling the workflow code happens as the worker starts, before the
+ * clock starts; its peak RSS is reset once it polls, so the peak covers this run only.
+ */
+export async function measureWorkflow<R>(ctx: ContenderContext, configFile: string, workflowId: string, start: () => Promise<R>): Promise<WorkflowRun<R>> {
+  const worker = await startWorkerProcess(configFile);
   try {
     const idleRssBytes = currentRss(worker.pid);
     if (!resetPeakRss(worker.pid)) throw new Error(`cannot reset VmHWM of the worker (/proc/${worker.pid}/clear_refs)`);
@@ -144,18 +88,12 @@ async function runWorkflow(ctx: ContenderContext, db: BenchDatabase): Promise<Co
       [worker.pid, 'node (worker)'],
       [process.pid, 'node (bench)'],
     ]);
-    const workflowId = `bench-${db.name}-${process.pid}-${++runCounter}`;
     const sampler = new Sampler(worker.pid, labels, ctx.sampleMs, ctx.ours);
     const t0 = performance.now();
     let usage: SampleResult;
-    let result;
+    let result: R;
     try {
-      const handle = await stack.client.workflow.start(backupDatabase, {
-        taskQueue: SHARED_TASK_QUEUE,
-        workflowId,
-        args: [{ hostTaskQueue: hostTaskQueue(BENCH_HOST) }],
-      });
-      result = await handle.result();
+      result = await start();
     } catch (err) {
       throw new Error(`workflow ${workflowId} failed: ${(err as Error).message}; cause: ${(err as { cause?: Error }).cause?.message}\n--- worker log (tail) ---\n${worker.stderrTail()}`, { cause: err });
     } finally {
@@ -163,21 +101,29 @@ async function runWorkflow(ctx: ContenderContext, db: BenchDatabase): Promise<Co
     }
     const wallMs = performance.now() - t0;
     const peakRssBytes = peakRss(worker.pid);
-    const { steps, windows } = await activityTimes(stack, workflowId, wallMs);
+    const { steps, windows } = await activityTimes(ctx.stack, workflowId, wallMs);
     const phases: Record<string, WindowUsage> = {};
     for (const w of windows) phases[w.name] = usage.window(w.from, w.to);
-    return {
-      wallMs,
-      storedBytes: result.objects.reduce((sum, o) => sum + o.bytes, 0),
-      peakRssBytes,
-      idleRssBytes,
-      treePeakRssBytes: usage.treePeakRssBytes,
-      usage,
-      steps,
-      phases,
-    };
+    return { result, wallMs, peakRssBytes, idleRssBytes, treePeakRssBytes: usage.treePeakRssBytes, usage, steps, phases };
   } finally {
     await worker.stop();
+  }
+}
+
+async function runWorkflow(ctx: ContenderContext, db: BenchDatabase): Promise<ContenderResult> {
+  const { stack } = ctx;
+  const workflowId = benchWorkflowId('backup', db);
+  try {
+    const { result, ...run } = await measureWorkflow(ctx, stack.configFor(db.name).file, workflowId, async () => {
+      const handle = await stack.client.workflow.start(backupDatabase, {
+        taskQueue: SHARED_TASK_QUEUE,
+        workflowId,
+        args: [{ hostTaskQueue: hostTaskQueue(BENCH_HOST) }],
+      });
+      return handle.result();
+    });
+    return { ...run, storedBytes: result.objects.reduce((sum, o) => sum + o.bytes, 0) };
+  } finally {
     await stack.clearRepositories();
   }
 }
@@ -222,7 +168,7 @@ interface Step {
   env?: Record<string, string>;
 }
 
-async function runSteps(ctx: ContenderContext, steps: Step[], cwd: string): Promise<Omit<ContenderResult, 'storedBytes'>> {
+export async function runSteps(ctx: ContenderContext, steps: Step[], cwd: string): Promise<Omit<ContenderResult, 'storedBytes'>> {
   const sampler = new Sampler(undefined, new Map([[process.pid, 'node (bench)']]), ctx.sampleMs, ctx.ours);
   const seconds: Record<string, number> = {};
   const t0 = performance.now();

@@ -1,5 +1,5 @@
 // Benchmark options, from argv (npm run bench -- --scale 5 --rounds 1) or the environment
-// (BENCH_SCALE, BENCH_ROUNDS, BENCH_GROWTH, BENCH_MIX, BENCH_OUT).
+// (BENCH_SCALE, BENCH_ROUNDS, BENCH_GROWTH, BENCH_RESTORE, BENCH_MIX, BENCH_OUT).
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { PROJECT_ROOT } from '../client/dev/tools.js';
@@ -14,6 +14,8 @@ export interface BenchOptions {
   rounds: number;
   /** Also run the workflow on a database a quarter of the size, to show memory stays flat. */
   growth: boolean;
+  /** Also measure the way back on each mix: verifyBackup from S3 against bare pg_restore, and one drill. */
+  restore: boolean;
   mixes: Mix[];
   /** Markdown report; empty: do not write one. */
   out: string;
@@ -24,13 +26,14 @@ export interface BenchOptions {
 export const DEFAULT_SCALE = 60;
 export const DEFAULT_ROUNDS = 3;
 
-const USAGE = `usage: npm run bench -- [--scale N] [--rounds N] [--no-growth] [--mix text,random] [--out FILE | --no-write]
+const USAGE = `usage: npm run bench -- [--scale N] [--rounds N] [--no-growth] [--no-restore] [--mix text,random] [--out FILE | --no-write]
   --scale N     pgbench scale of the compressible database (default ${DEFAULT_SCALE}: about 1.1 GB with the Django tables)
   --rounds N    measured rounds per data mix after one warm-up pass (default ${DEFAULT_ROUNDS})
   --no-growth   skip the workflow run on the database at scale/4 (the memory-growth check)
+  --no-restore  skip the way back (verifyBackup from S3 vs bare pg_restore -j2, and the recovery drill)
   --mix LIST    text (pgbench + Django tables), random (random bytea); default both
   --out FILE    markdown report (default docs/benchmarks.md); --no-write prints only
-Environment: BENCH_SCALE, BENCH_ROUNDS, BENCH_GROWTH=0, BENCH_MIX, BENCH_OUT.`;
+Environment: BENCH_SCALE, BENCH_ROUNDS, BENCH_GROWTH=0, BENCH_RESTORE=0, BENCH_MIX, BENCH_OUT.`;
 
 export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): BenchOptions {
   const { values } = parseArgs({
@@ -40,6 +43,8 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
       rounds: { type: 'string' },
       growth: { type: 'boolean' },
       'no-growth': { type: 'boolean' },
+      restore: { type: 'boolean' },
+      'no-restore': { type: 'boolean' },
       mix: { type: 'string' },
       out: { type: 'string' },
       'no-write': { type: 'boolean' },
@@ -61,12 +66,15 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
   const mixText = values.mix ?? env.BENCH_MIX ?? 'text,random';
   const mixes = (mixText === 'both' ? MIXES : mixText.split(',').map((m) => m.trim()).filter(Boolean)) as Mix[];
   if (mixes.length === 0 || mixes.some((m) => !MIXES.includes(m))) throw new Error(`--mix must list text and/or random; got ${mixText}\n${USAGE}`);
-  const growth = values['no-growth'] ? false : (values.growth ?? !['0', 'false', 'no'].includes((env.BENCH_GROWTH ?? '').toLowerCase()));
+  const off = (raw: string | undefined) => ['0', 'false', 'no'].includes((raw ?? '').toLowerCase());
+  const growth = values['no-growth'] ? false : (values.growth ?? !off(env.BENCH_GROWTH));
+  const restore = values['no-restore'] ? false : (values.restore ?? !off(env.BENCH_RESTORE));
   const out = values['no-write'] ? '' : path.resolve(PROJECT_ROOT, values.out ?? env.BENCH_OUT ?? 'docs/benchmarks.md');
   return {
     scale: int('scale', values.scale ?? env.BENCH_SCALE, DEFAULT_SCALE, 1),
     rounds: int('rounds', values.rounds ?? env.BENCH_ROUNDS, DEFAULT_ROUNDS, 1),
     growth,
+    restore,
     mixes: MIXES.filter((m) => mixes.includes(m)),
     out,
     sampleMs: int('sample-ms', values['sample-ms'], 100, 10),

@@ -10,6 +10,16 @@ import { CONTENDER_IDS, CONTENDER_LABELS, type ContenderId, type ContenderResult
 import type { BenchOptions } from './options.js';
 import { OTHER } from './procfs.js';
 import type { BenchDatabase } from './referenceDatabase.js';
+import {
+  PG_RESTORE_STEP,
+  RESTORE_ACTIVITY,
+  RESTORE_CONTENDER_IDS,
+  RESTORE_CONTENDER_LABELS,
+  type DrillRun,
+  type RestoreContenderId,
+  type RestoreSubject,
+} from './restoreContenders.js';
+import { RESTORE_JOBS } from './stack.js';
 
 export interface MixResults {
   db: BenchDatabase;
@@ -23,6 +33,14 @@ export interface GrowthResults {
   large: BenchDatabase;
   smallRuns: ContenderResult[];
   largeRuns: ContenderResult[];
+}
+
+export interface RestoreResults {
+  subject: RestoreSubject;
+  /** Measured rounds only (the warm-up pass is not here). */
+  runs: Record<RestoreContenderId, ContenderResult[]>;
+  orders: RestoreContenderId[][];
+  drill: DrillRun;
 }
 
 export interface Machine {
@@ -41,6 +59,8 @@ export interface BenchReport {
   machine: Machine;
   mixes: MixResults[];
   growth?: GrowthResults;
+  /** The way back, per mix; empty with --no-restore. */
+  restores: RestoreResults[];
   /** Runs repeated because processes outside the benchmark loaded the machine. */
   repeated: number;
   totalSeconds: number;
@@ -54,6 +74,8 @@ export const TARGETS = {
   workerRssMiB: 256,
   /** "Flat": the worker's peak at 4x the database at most this much above the peak at 1x. */
   growthFactor: 1.25,
+  /** The weekly verification end to end (from S3) against bare `pg_restore -j2` of a local file. */
+  verifyVsBareRestore: 1.15,
 };
 
 const ANALYSIS_START = '<!-- analysis: kept when the benchmark rewrites this file -->';
@@ -173,7 +195,7 @@ export function renderReport(report: BenchReport): string {
     '# Benchmarks',
     '',
     `Measured ${machine.date.slice(0, 10)} with \`npm run bench\` (\`--scale ${options.scale} --rounds ${options.rounds}` +
-      `${options.growth ? '' : ' --no-growth'}${options.mixes.length < 2 ? ` --mix ${options.mixes.join(',')}` : ''}\`; ` +
+      `${options.growth ? '' : ' --no-growth'}${options.restore ? '' : ' --no-restore'}${options.mixes.length < 2 ? ` --mix ${options.mixes.join(',')}` : ''}\`; ` +
       `${(report.totalSeconds / 60).toFixed(1)} minutes in all, building the data included). Re-run it to refresh this file; ` +
       'everything but the hand-written analysis below is regenerated.',
     '',
@@ -188,6 +210,7 @@ export function renderReport(report: BenchReport): string {
 
   for (const mix of report.mixes) push(...renderMix(mix, report.growth && mix.db.mix === 'text' ? report.growth : undefined));
   if (report.growth) push(...renderGrowth(report.growth));
+  for (const restore of report.restores) push(...renderRestore(restore));
   push(...renderBreakdown(report));
   push(...renderMethod(report));
   push('## Analysis', '', ANALYSIS_START, '', '(none yet)', '', ANALYSIS_END, '');
@@ -274,6 +297,114 @@ function timeFit(g: GrowthResults): string[] {
   return [`Fitted to the two sizes, the workflow's wall time is about ${fixed.toFixed(2)} s fixed (planning, workflow tasks, the globals object, manifest) plus ${perGb.toFixed(2)} s per GB of database.`, ''];
 }
 
+/** A workflow run's activities, scheduled to completed, with the CPU each used by program. */
+function activityTable(run: ContenderResult, only: (step: string) => boolean = () => true): string[] {
+  const out = ['| step | s | busy cores | CPU s by program |', '|---|--:|--:|---|'];
+  for (const [step, seconds] of Object.entries(run.steps).filter(([step]) => only(step))) {
+    const phase = run.phases?.[step];
+    const cpu = phase
+      ? Object.entries(phase.cpuSeconds)
+          .filter(([, v]) => v >= 0.2)
+          .sort((a, b) => b[1] - a[1])
+          .map(([k, v]) => `${k} ${v.toFixed(1)}`)
+          .join(', ')
+      : '';
+    out.push(`| ${step} | ${seconds.toFixed(1)} | ${phase ? phase.busyCores.toFixed(2) : ''} | ${cpu} |`);
+  }
+  return out;
+}
+
+/** The way back on one database: the verification from S3 against bare pg_restore, and the drill. */
+function renderRestore(r: RestoreResults): string[] {
+  const { db } = r.subject;
+  const s = Object.fromEntries(RESTORE_CONTENDER_IDS.map((id) => [id, summarize(r.runs[id])])) as Record<RestoreContenderId, Summary>;
+  const rounds = r.runs.verify.length;
+  const verdict = s.verify.wallMs / s.bare.wallMs;
+  const out = [
+    `## The way back: \`${db.name}\` verified from S3 against bare \`pg_restore -j${RESTORE_JOBS}\``,
+    '',
+    `What both restore: one backup of \`${db.name}\` (${(db.bytes / 1e9).toFixed(2)} GB) in the S3 repository, a ${mb(r.subject.storedBytes)} MB dump object ` +
+      `(a ${mb(r.subject.plainBytes)} MB archive, zstd, gpg), and one \`pg_dump -Fc\` file of the same database, ${mb(r.subject.dumpBytes)} MB, on the same disk. ` +
+      `Median of ${rounds} round${rounds > 1 ? 's' : ''} (min–max in brackets), after a warm-up pass of each, the order alternating.`,
+    '',
+    '| contender | wall s | × bare | read MB | worker RSS MiB: idle → peak | process tree peak RSS MiB | CPU s | other load CPU s |',
+    '|---|--:|--:|--:|--:|--:|--:|--:|',
+  ];
+  for (const id of RESTORE_CONTENDER_IDS) {
+    const x = s[id];
+    out.push(
+      `| ${RESTORE_CONTENDER_LABELS[id]} | ${sec(x.wallMs)} (${sec(x.minMs)}–${sec(x.maxMs)}) | ${ratio(x.wallMs / s.bare.wallMs)} | ${mb(x.storedBytes)} | ` +
+        `${x.workerRss === undefined ? '–' : `${mib(x.idleRss)} → ${mib(x.workerRss)}`} | ${mib(x.treeRss)} | ${x.cpuSeconds.toFixed(0)} | ${x.otherCpuSeconds.toFixed(1)} |`,
+    );
+  }
+  out.push(
+    '',
+    '"Read MB": the S3 object the verification fetches, the file pg_restore reads. Worker RSS: the restoring host\'s worker, idle and at its peak during the run; ' +
+      'the process tree adds its children (gpg, zstd, pg_restore, pg_amcheck). CPU s and "other load" as in the tables above.',
+    '',
+    '| target | measured | |',
+    '|---|--:|---|',
+    `| verification wall ≤ ${TARGETS.verifyVsBareRestore} × bare \`pg_restore -j${RESTORE_JOBS}\` | ${ratio(verdict)} | ${yes(verdict <= TARGETS.verifyVsBareRestore)} |`,
+    '',
+    ...restoreParts(r),
+    ...renderDrill(r),
+  );
+  return out;
+}
+
+/** The two sides' time, part by part, from the median round of each. */
+function restoreParts(r: RestoreResults): string[] {
+  const verify = medianRun(r.runs.verify);
+  const bare = medianRun(r.runs.bare);
+  const v = (step: string) => verify.steps[step] ?? 0;
+  const b = (step: string) => bare.steps[step] ?? 0;
+  const cell = (x: number | undefined) => (x === undefined ? '–' : x.toFixed(1));
+  const rows: Array<[string, number | undefined, number | undefined]> = [
+    ['find the backup (`resolveRestoreSource`: the manifest from S3)', v('resolveRestoreSource'), undefined],
+    [
+      `\`${RESTORE_ACTIVITY}\` before pg_restore: key check, fetch from S3, sha256, gpg -d, zstd -d to the staged archive, globals, createdb / bare: \`createdb\``,
+      v(RESTORE_ACTIVITY) - v(PG_RESTORE_STEP),
+      b('createdb'),
+    ],
+    [`\`pg_restore -j${RESTORE_JOBS} --exit-on-error\` (the workflow's: the staged archive, uncompressed; bare: the gzip-compressed file)`, v(PG_RESTORE_STEP), b(PG_RESTORE_STEP)],
+    ['checks (`inspectRestoredDatabase`: counts of the key tables, freshness, SQL checks; pg_amcheck off / bare: the counts)', v('inspectRestoredDatabase'), b('count(*)')],
+    ['drop the scratch database (`dropRestoredDatabase` / `dropdb`)', v('dropRestoredDatabase'), b('dropdb')],
+    ['write the verdict beside the backup (`writeVerificationReport`, to S3)', v('writeVerificationReport'), undefined],
+    ['workflow tasks, client round trips', v('(workflow tasks, client round trips)'), undefined],
+  ];
+  return [
+    `### \`${r.subject.db.name}\`: where the restore time goes (median rounds: ${sec(verify.wallMs)} s and ${sec(bare.wallMs)} s)`,
+    '',
+    '| part | verifyBackup s | bare s |',
+    '|---|--:|--:|',
+    ...rows.map(([part, a, c]) => `| ${part} | ${cell(a)} | ${cell(c)} |`),
+    `| *wall* | ${sec(verify.wallMs)} | ${sec(bare.wallMs)} |`,
+    '',
+    'The verification\'s activities, scheduled to completed, and CPU by program while each ran ("busy" is the whole machine, in cores):',
+    '',
+    ...activityTable(verify, (step) => step !== PG_RESTORE_STEP),
+    '',
+  ];
+}
+
+function renderDrill(r: RestoreResults): string[] {
+  const report = r.drill.result;
+  const restored = report.restored;
+  return [
+    `### \`${r.subject.db.name}\`: the recovery drill`,
+    '',
+    `One \`recoveryDrill\` of the same backup from the S3 repository on the restoring host, after the rounds (no health URL; no pg_amcheck, the drill does not run it):`,
+    '',
+    `* **RTO ${report.rtoSeconds!.toFixed(1)} s**: from the drill's start until the restored database passed its checks` +
+      (restored ? `; pg_restore took ${restored.restoreSeconds.toFixed(1)} s of it, restoring a ${mb(restored.plainBytes)} MB archive` : '') +
+      `. The workflow took ${sec(r.drill.wallMs)} s from start to result, tearing the database down and writing its report included.`,
+    `* RPO ${report.rpoSeconds!.toFixed(0)} s: the backup's age when the drill started. Here that is only how long ago the benchmark took it; ` +
+      'on the nightly schedule it is up to a day plus the time since the last backup.',
+    `* Worker: idle ${mib(r.drill.idleRssBytes)} MiB, peak ${mib(r.drill.peakRssBytes)} MiB; process tree peak ${mib(r.drill.treePeakRssBytes)} MiB.`,
+    '',
+  ];
+}
+
 /** Where the time goes: the workflow's activities, and CPU by program per contender. */
 function renderBreakdown(report: BenchReport): string[] {
   const out = ['## Where the time goes', ''];
@@ -284,20 +415,8 @@ function renderBreakdown(report: BenchReport): string[] {
       '',
       'Scheduled to completed, from the workflow history; CPU by program while the activity ran ("busy" is the whole machine, in cores).',
       '',
-      '| step | s | busy cores | CPU s by program |',
-      '|---|--:|--:|---|',
+      ...activityTable(wf),
     );
-    for (const [step, seconds] of Object.entries(wf.steps)) {
-      const phase = wf.phases?.[step];
-      const cpu = phase
-        ? Object.entries(phase.cpuSeconds)
-            .filter(([, v]) => v >= 0.2)
-            .sort((a, b) => b[1] - a[1])
-            .map(([k, v]) => `${k} ${v.toFixed(1)}`)
-            .join(', ')
-        : '';
-      out.push(`| ${step} | ${seconds.toFixed(1)} | ${phase ? phase.busyCores.toFixed(2) : ''} | ${cpu} |`);
-    }
     const seen = ['pg_dumpall', 'pg_dump', 'pg_restore', 'zstd', 'gpg']
       .map((name) => [name, wf.usage.programs[name]] as const)
       .filter(([, p]) => p)
@@ -350,9 +469,27 @@ function renderMethod(report: BenchReport): string[] {
     '* The bare contenders write into a folder on the same disk, without forcing fsync (the workflow does fsync its two file copies); ' +
       'they connect like the worker, over TCP to 127.0.0.1. The seed procedure is the runbook\'s commands without its `-W` prompt: ' +
       '`pg_dump --clean --create --format=custom --file=X.backup`, `pg_dump --clean --create --format=plain --file=X.sql`, `gzip X.sql`, `gunzip -t X.sql.gz`.',
+    ...restoreMethod(report),
     '* Stored MB is 10^6 bytes; RSS is MiB. CPU and the process tree\'s memory come from sampling /proc every ' +
       `${options.sampleMs} ms (processes living less than one period are missed).`,
     '',
+  ];
+}
+
+function restoreMethod(report: BenchReport): string[] {
+  if (report.restores.length === 0) return [];
+  const orders = report.restores[0].orders.map((o) => o.join(' ')).join('; ');
+  return [
+    '* The way back: after a mix\'s backup rounds, one untimed `backupDatabase` into the S3 repository only and one untimed `pg_dump -Fc` to a file. ' +
+      `Then each side runs once unmeasured and ${report.options.rounds} measured round${report.options.rounds > 1 ? 's' : ''}, alternating (${orders}). ` +
+      '`verifyBackup` runs on a second host\'s worker (`bench-restore`: a fresh `node bin/backupctl.js worker` per run, polling before the clock starts) ' +
+      'whose only repository is the S3 one (the database host\'s prefix), so the copy is fetched from SeaweedFS; it holds the private key, stages the archive ' +
+      `in a folder on the same disk and restores into a scratch database on the reference cluster with \`pg_restore -j${RESTORE_JOBS}\`; ` +
+      'wall time is from start to result, so it includes dropping the scratch database and writing the verdict to S3. ' +
+      'The bare side, on the same cluster, times `createdb -T template0`, ' +
+      `\`pg_restore -j${RESTORE_JOBS} --exit-on-error -d scratch file\`, one \`psql\` statement counting the same key tables and failing on a count ` +
+      'other than the backup\'s, and `dropdb`. The verification runs with `amcheck: false`, as the target defines it; the weekly schedule adds `pg_amcheck --heapallindexed` on top (about 4 s on this database in an earlier run). ' +
+      'Then one `recoveryDrill` from the S3 copy on the same restoring host.',
   ];
 }
 

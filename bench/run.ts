@@ -1,16 +1,19 @@
-// npm run bench: the backup workflow against bare pg_dump and the seed's procedure, side by
-// side on the same reference databases, alternating, with a ratio table written to
-// docs/benchmarks.md. Everything it starts (PostgreSQL, Temporal, SeaweedFS, workers) and
-// every file it writes under the temp folder is removed at the end, on failure and on Ctrl-C.
+// npm run bench: the backup workflow against bare pg_dump and the seed's procedure, then the
+// weekly verification (from S3) against bare pg_restore, side by side on the same reference
+// databases, alternating, with ratio tables written to docs/benchmarks.md. Everything it
+// starts (PostgreSQL, Temporal, SeaweedFS, workers) and every file it writes under the temp
+// folder is removed at the end, on failure and on Ctrl-C.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CONTENDER_IDS, CONTENDERS, killWorkers, type ContenderContext, type ContenderId, type ContenderResult } from './contenders.js';
+import { CONTENDER_IDS, CONTENDERS, type ContenderContext, type ContenderId, type ContenderResult } from './contenders.js';
 import { parseOptions } from './options.js';
 import { OTHER, waitForQuiet } from './procfs.js';
 import { buildReferenceData, startReferenceCluster, type BenchDatabase } from './referenceDatabase.js';
-import { collectMachine, mergeAnalysis, renderReport, type GrowthResults, type MixResults } from './report.js';
+import { collectMachine, mergeAnalysis, renderReport, type GrowthResults, type MixResults, type RestoreResults } from './report.js';
+import { prepareRestoreSubject, RESTORE_CONTENDER_IDS, RESTORE_CONTENDERS, runDrill, type RestoreContenderId } from './restoreContenders.js';
 import { startWorkflowStack } from './stack.js';
+import { killWorkers } from './workerProcess.js';
 
 const t0 = performance.now();
 const say = (line: string) => process.stderr.write(`bench [${((performance.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${line}\n`);
@@ -49,13 +52,14 @@ const MAX_OTHER_CORES = 0.2;
 const MAX_ATTEMPTS = 4;
 
 /** Rotates the contender order by one each round: A B C D, B C D A, ... */
-function orderOf(round: number): ContenderId[] {
-  return CONTENDER_IDS.map((_, i) => CONTENDER_IDS[(i + round) % CONTENDER_IDS.length]);
+function orderOf<Id>(ids: Id[], round: number): Id[] {
+  return ids.map((_, i) => ids[(i + round) % ids.length]);
 }
 
-function describe(id: ContenderId, r: ContenderResult): string {
+/** One run in a line; `bytes` says what storedBytes counts (a backup's stored bytes, or what a restore read). */
+function describe(id: string, r: ContenderResult, bytes: 'stored' | 'read'): string {
   const rss = r.peakRssBytes !== undefined ? `, worker idle ${((r.idleRssBytes ?? NaN) / 2 ** 20).toFixed(0)} -> peak ${(r.peakRssBytes / 2 ** 20).toFixed(0)} MiB` : '';
-  return `${id}: ${(r.wallMs / 1000).toFixed(1)} s, ${(r.storedBytes / 1e6).toFixed(1)} MB stored${rss}, tree peak ${(r.treePeakRssBytes / 2 ** 20).toFixed(0)} MiB`;
+  return `${id}: ${(r.wallMs / 1000).toFixed(1)} s, ${(r.storedBytes / 1e6).toFixed(1)} MB ${bytes}${rss}, tree peak ${(r.treePeakRssBytes / 2 ** 20).toFixed(0)} MiB`;
 }
 
 async function main(): Promise<void> {
@@ -79,23 +83,49 @@ async function main(): Promise<void> {
   const ctx: ContenderContext = { cluster, stack, outDir, sampleMs: options.sampleMs, ours };
 
   let repeated = 0;
-  const run = async (id: ContenderId, db: BenchDatabase, label: string) => {
+  const measure = async (db: BenchDatabase, label: string, id: string, contender: () => Promise<ContenderResult>, bytes: 'stored' | 'read' = 'stored') => {
     for (let attempt = 1; ; attempt++) {
       // Another job on the machine would distort every number: wait for it to pass...
       const quiet = await waitForQuiet(ours);
       if (quiet.waitedMs > 1500) say(`waited ${(quiet.waitedMs / 1000).toFixed(0)} s for other processes to go quiet (now ${quiet.otherCores.toFixed(2)} cores)`);
-      const result = await CONTENDERS[id](ctx, db);
+      const result = await contender();
       const other = result.usage.programs[OTHER]?.cpuSeconds ?? 0;
       const otherCores = other / (result.wallMs / 1000);
-      say(`${db.name} ${label} ${describe(id, result)}${other >= 0.5 ? `; other processes used ${other.toFixed(1)} CPU s meanwhile` : ''}`);
+      say(`${db.name} ${label} ${describe(id, result, bytes)}${other >= 0.5 ? `; other processes used ${other.toFixed(1)} CPU s meanwhile` : ''}`);
       // ...and repeat a run it loaded anyway (more than a tenth of the machine's CPU).
       if (otherCores <= MAX_OTHER_CORES || attempt >= MAX_ATTEMPTS) return result;
       repeated++;
       say(`repeating: other processes used ${otherCores.toFixed(2)} cores during the run`);
     }
   };
+  const run = (id: ContenderId, db: BenchDatabase, label: string) => measure(db, label, id, () => CONTENDERS[id](ctx, db));
+
+  /** The way back on one database: verification from S3 and bare pg_restore, alternating, then one drill. */
+  const restorePhase = async (db: BenchDatabase): Promise<RestoreResults> => {
+    say(`${db.name}: the way back; one backup into S3 and one \`pg_dump -Fc\` file to restore (untimed)`);
+    const subject = await prepareRestoreSubject(ctx, db);
+    try {
+      const restoreRun = (id: RestoreContenderId, label: string) => measure(db, label, id, () => RESTORE_CONTENDERS[id](ctx, subject), 'read');
+      say(`${db.name}: restore warm-up pass`);
+      for (const id of RESTORE_CONTENDER_IDS) await restoreRun(id, 'restore warm-up');
+      const runs = Object.fromEntries(RESTORE_CONTENDER_IDS.map((id) => [id, [] as ContenderResult[]])) as Record<RestoreContenderId, ContenderResult[]>;
+      const orders: RestoreContenderId[][] = [];
+      for (let round = 0; round < options.rounds; round++) {
+        const order = orderOf(RESTORE_CONTENDER_IDS, round);
+        orders.push(order);
+        for (const id of order) runs[id].push(await restoreRun(id, `restore round ${round + 1}/${options.rounds}`));
+      }
+      await waitForQuiet(ours);
+      const drill = await runDrill(ctx, subject);
+      say(`${db.name} recovery drill from S3: RTO ${drill.result.rtoSeconds!.toFixed(1)} s, RPO ${drill.result.rpoSeconds!.toFixed(0)} s (wall ${(drill.wallMs / 1000).toFixed(1)} s)`);
+      return { subject, runs, orders, drill };
+    } finally {
+      await subject.dispose();
+    }
+  };
 
   const mixes: MixResults[] = [];
+  const restores: RestoreResults[] = [];
   let growth: GrowthResults | undefined;
   for (const db of databases.filter((d) => d.role === 'main')) {
     say(`${db.name}: warm-up pass`);
@@ -103,7 +133,7 @@ async function main(): Promise<void> {
     const runs = Object.fromEntries(CONTENDER_IDS.map((id) => [id, [] as ContenderResult[]])) as Record<ContenderId, ContenderResult[]>;
     const orders: ContenderId[][] = [];
     for (let round = 0; round < options.rounds; round++) {
-      const order = orderOf(round);
+      const order = orderOf(CONTENDER_IDS, round);
       orders.push(order);
       for (const id of order) runs[id].push(await run(id, db, `round ${round + 1}/${options.rounds}`));
     }
@@ -117,10 +147,11 @@ async function main(): Promise<void> {
       for (let round = 0; round < options.rounds; round++) smallRuns.push(await run('workflow', small, `round ${round + 1}/${options.rounds}`));
       growth = { small, large: db, smallRuns, largeRuns: runs.workflow };
     }
+    if (options.restore) restores.push(await restorePhase(db));
   }
 
   const machine = await collectMachine(cluster, workDir);
-  const report = renderReport({ options, machine, mixes, growth, repeated, totalSeconds: (performance.now() - t0) / 1000 });
+  const report = renderReport({ options, machine, mixes, growth, restores, repeated, totalSeconds: (performance.now() - t0) / 1000 });
   process.stdout.write('\n' + report + '\n');
   if (options.out) {
     mkdirSync(path.dirname(options.out), { recursive: true });

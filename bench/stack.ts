@@ -1,6 +1,7 @@
-// What the workflow contender needs around it: a Temporal dev server, a SeaweedFS S3 server,
-// a key pair, one worker configuration per database, and a client.
-import { writeFileSync } from 'node:fs';
+// What the workflow contenders need around them: a Temporal dev server, a SeaweedFS S3 server,
+// a key pair, worker configurations per database (the database host's, and a restoring
+// host's that sees only the S3 copy), and a client.
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -16,6 +17,10 @@ import { freePorts } from '../test/fixtures/ports.js';
 import { startS3Server, type S3Server } from '../test/fixtures/seaweedfs.js';
 
 export const BENCH_HOST = 'bench';
+/** The host that verifies and drills: it holds the private key and restores into scratch databases. */
+export const RESTORE_HOST = 'bench-restore';
+/** pg_restore -j on both sides of the restore comparison (the issue's `-j2`). */
+export const RESTORE_JOBS = 2;
 export const BUCKET = 'backupctl-bench';
 
 export interface WorkflowStack {
@@ -26,6 +31,12 @@ export interface WorkflowStack {
   client: Client;
   /** The worker's configuration file for a database (written once, validated). */
   configFor(database: string): { file: string; config: Config };
+  /**
+   * The restoring host's configuration for a database: only the S3 repository (the database
+   * host's prefix), so every restore fetches from S3; the private key; scratch databases on
+   * the reference cluster, staged under the stack's folder.
+   */
+  restoreConfigFor(database: string): { file: string; config: Config };
   /** Removes every stored backup from the three repositories (between runs, untimed). */
   clearRepositories(): Promise<void>;
   stop(): Promise<void>;
@@ -53,31 +64,49 @@ export async function startWorkflowStack(dir: string, cluster: PgCluster, say: (
     say(`Temporal dev server at ${temporal.address}, SeaweedFS S3 at ${s3.endpoint}`);
 
     const repoRoot = path.join(dir, 'repositories');
+    const s3Repository = { type: 's3', bucket: BUCKET, prefix: 'bench', endpoint: s3.endpoint };
     const configs = new Map<string, { file: string; config: Config }>();
-    const configFor = (database: string) => {
-      let found = configs.get(database);
+    /** Writes (once) and validates a worker configuration. */
+    const writeConfig = (name: string, raw: Record<string, unknown>) => {
+      let found = configs.get(name);
       if (!found) {
-        const raw = {
-          host: BENCH_HOST,
-          temporal: { address: temporal.address, namespace: 'default' },
-          database: { url: cluster.url(database), binDir: cluster.binDir },
-          // local and nas are two folders on the same disk here; on a real host nas is a mount.
-          repositories: {
-            local: { type: 'filesystem', path: path.join(repoRoot, 'local') },
-            nas: { type: 'filesystem', path: path.join(repoRoot, 'nas') },
-            s3: { type: 's3', bucket: BUCKET, prefix: 'bench', endpoint: s3.endpoint },
-          },
-          encryption: { publicKeyFile: keys.publicKeyFile },
-          // info: the worker says 'worker polling' when it is ready.
-          logLevel: 'info',
-        };
-        const file = path.join(dir, `worker-${database}.yaml`);
+        const file = path.join(dir, `worker-${name}.yaml`);
         writeFileSync(file, YAML.stringify(raw), { mode: 0o600 });
         found = { file, config: validateConfig(raw, file) };
-        configs.set(database, found);
+        configs.set(name, found);
       }
       return found;
     };
+    const common = {
+      temporal: { address: temporal.address, namespace: 'default' },
+      // info: the worker says 'worker polling' when it is ready.
+      logLevel: 'info',
+    };
+    const configFor = (database: string) =>
+      writeConfig(database, {
+        host: BENCH_HOST,
+        ...common,
+        database: { url: cluster.url(database), binDir: cluster.binDir },
+        // local and nas are two folders on the same disk here; on a real host nas is a mount.
+        repositories: {
+          local: { type: 'filesystem', path: path.join(repoRoot, 'local') },
+          nas: { type: 'filesystem', path: path.join(repoRoot, 'nas') },
+          s3: s3Repository,
+        },
+        encryption: { publicKeyFile: keys.publicKeyFile },
+      });
+    const stagingDir = path.join(dir, 'restore-staging');
+    mkdirSync(stagingDir, { recursive: true, mode: 0o700 });
+    const restoreConfigFor = (database: string) =>
+      writeConfig(`${RESTORE_HOST}-${database}`, {
+        host: RESTORE_HOST,
+        ...common,
+        database: { url: cluster.url(database), binDir: cluster.binDir },
+        repositories: { s3: s3Repository },
+        encryption: { publicKeyFile: keys.publicKeyFile, privateKeyHome: keys.privateHome },
+        // The same cluster as the reference data: the bare pg_restore restores there too.
+        restore: { serverUrl: cluster.url('postgres'), jobs: RESTORE_JOBS, workDir: stagingDir },
+      });
 
     const { client, close } = await connectClient(configFor('postgres').config);
     stops.unshift(close);
@@ -93,7 +122,7 @@ export async function startWorkflowStack(dir: string, cluster: PgCluster, say: (
       } while (token);
     };
 
-    return { dir, temporal, s3, keys, client, configFor, clearRepositories, stop };
+    return { dir, temporal, s3, keys, client, configFor, restoreConfigFor, clearRepositories, stop };
   } catch (err) {
     await stop();
     throw err;

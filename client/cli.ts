@@ -13,7 +13,7 @@ import { runDrill } from './commands/drill.js';
 import { runRestoreDatabase, type RestoreOptions } from './commands/restore.js';
 import { runVerify } from './commands/verify.js';
 import { runCheck } from './commands/check.js';
-import { runPitrStart, runPitrStatus, runPitrTarget, type PitrStartOptions } from './commands/pitr.js';
+import { runPitrApprove, runPitrStart, runPitrStatus, runPitrTarget, type PitrStartOptions } from './commands/pitr.js';
 import { runShipWal } from './commands/wal.js';
 import { runApplySchedules, runListSchedules } from './commands/schedules.js';
 import { collectStatus, runStatus } from './commands/status.js';
@@ -140,6 +140,7 @@ pitr
   .option('--target-name <name>', 'recover to this restore point (pg_create_restore_point)')
   .option('--data-dir <dir>', 'new data directory (default under restore.workDir)')
   .option('--port <n>', 'port of the recovered cluster (default a free one)')
+  .option('--await-cutover-approval <hours>', 'after verification, wait this long for `pitr approve`, then switch the application over')
   .option('--wait', 'wait for the recovery and print where the cluster runs')
   .option('--workflow-id <id>', 'workflow id (default pitr-<UTC time>)')
   .addOption(jsonOption())
@@ -157,6 +158,16 @@ pitr
   .action(
     action(async (workflowId: string, time: string, options: { check?: boolean; json?: boolean }) =>
       withClient(config(), (client) => runPitrTarget(client, workflowId, time, options, printer(Boolean(options.json)))),
+    ),
+  );
+pitr
+  .command('approve <workflowId>')
+  .description('approve the cutover of a verified recovery: services stopped, pitr.cutoverCommand, services started')
+  .option('--by <name>', 'who approves (recorded in the result)', process.env.USER ?? 'operator')
+  .addOption(jsonOption())
+  .action(
+    action(async (workflowId: string, options: { by: string; json?: boolean }) =>
+      withClient(config(), (client) => runPitrApprove(client, workflowId, options.by, printer(Boolean(options.json)))),
     ),
   );
 pitr

@@ -250,6 +250,37 @@ describe('recovery to a time sent by signal after the workflow started and waite
   });
 });
 
+test('cutover only after approval: services stopped, the cutover command told where the cluster runs, services started', async () => {
+  const servicesDir = path.join(dir, 'services');
+  mkdirSync(path.join(servicesDir, 'stopped'), { recursive: true });
+  writeFileSync(
+    path.join(servicesDir, 'systemctl'),
+    `#!/bin/bash\nset -e\necho "$1 $2" >> ${servicesDir}/calls\nif [ "$1" = stop ]; then touch ${servicesDir}/stopped/$2; else rm -f ${servicesDir}/stopped/$2; fi\n`,
+    { mode: 0o755 },
+  );
+  writeFileSync(path.join(servicesDir, 'switch'), `#!/bin/bash\necho "switch $BACKUPCTL_RECOVERED_HOST:$BACKUPCTL_RECOVERED_PORT" >> ${servicesDir}/calls\n`, { mode: 0o755 });
+  const raw = YAML.parse(readFileSync(configFile, 'utf8'));
+  raw.restore.services = { units: ['web'], stopCommand: [path.join(servicesDir, 'systemctl'), 'stop'], startCommand: [path.join(servicesDir, 'systemctl'), 'start'] };
+  raw.pitr.cutoverCommand = [path.join(servicesDir, 'switch')];
+  writeYaml(configFile, raw);
+  await worker!.shutdown();
+  worker = await startWorker(await loadWorkerConfig(), logger, { bundleInProcess: true, configFile });
+
+  const handle = await env.temporal.client.workflow.start(pointInTimeRecovery, {
+    taskQueue: SHARED_TASK_QUEUE,
+    workflowId: 'pitr-cutover',
+    args: [{ hostTaskQueue: hostTaskQueue(HOST), target: { kind: 'name', value: 'before-three' }, awaitCutoverApprovalHours: 1 }],
+  });
+  await until('the approval wait', async () => (await handle.query(pitrStateQuery)).phase === 'awaiting-cutover-approval');
+  expect(readdirSync(servicesDir)).not.toContain('calls');
+  const approved = await cli(['pitr', 'approve', 'pitr-cutover', '--by', 'sre-on-call', '--json']);
+  expect(approved.exitCode).toBe(0);
+  const result = (await handle.result()) as PointInTimeRecoveryResult;
+  expect(result.cutover).toMatchObject({ requested: true, switched: true, approvedBy: 'sre-on-call' });
+  expect(readFileSync(path.join(servicesDir, 'calls'), 'utf8').trim().split('\n')).toEqual(['stop web', `switch 127.0.0.1:${result.cluster.port}`, 'start web']);
+  expect(readdirSync(path.join(servicesDir, 'stopped'))).toEqual([]);
+});
+
 test.each([
   ['an LSN', () => ({ kind: 'lsn', value: lsnAfterTwo }) as RecoveryTarget],
   ['a restore point', () => ({ kind: 'name', value: 'before-three' }) as RecoveryTarget],

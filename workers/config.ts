@@ -117,6 +117,12 @@ export const configSchema = z.strictObject({
        * configuration, the repositories and a private keyring.
        */
       restoreCommand: z.string().regex(/%f[\s\S]*%p/, 'must contain %f and then %p').optional(),
+      /**
+       * Points the application at an approved recovered cluster (a pgbouncer reload, a config
+       * switch...), run with BACKUPCTL_RECOVERED_HOST, _PORT and _DATA_DIR in its environment,
+       * while the application's services (restore.services) are stopped.
+       */
+      cutoverCommand: z.array(z.string().min(1)).min(1).optional(),
     })
     .prefault({}),
   /** How this host restores: into which server, how, and what it checks afterwards. */

@@ -21,3 +21,6 @@ export const setTargetUpdate = defineUpdate<PitrState, [RecoveryTarget]>('setTar
 
 /** Phase, recoverable window, chosen base backup and rejected targets of a recovery. */
 export const pitrStateQuery = defineQuery<PitrState>('pitrState');
+
+/** The operator's approval to point the application at the recovered cluster. */
+export const approveCutoverSignal = defineSignal<[{ approvedBy: string }]>('approveCutover');

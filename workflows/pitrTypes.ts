@@ -136,6 +136,18 @@ export interface PointInTimeRecoveryInput {
   dataDir?: string;
   /** Port for the recovered cluster; default a free one. */
   port?: number;
+  /**
+   * After verification, wait this many hours for the approveCutover signal, then stop the
+   * services, run pitr.cutoverCommand and start them again. Without it, nothing live changes.
+   */
+  awaitCutoverApprovalHours?: number;
+}
+
+export interface CutoverOutcome {
+  requested: boolean;
+  approvedBy?: string;
+  switched: boolean;
+  detail: string;
 }
 
 export interface RejectedTarget {
@@ -145,7 +157,9 @@ export interface RejectedTarget {
 }
 
 export interface PitrState {
-  phase: 'waiting-for-target' | 'restoring-base-backup' | 'replaying-wal' | 'verifying' | 'done' | 'failed';
+  phase: 'waiting-for-target' | 'restoring-base-backup' | 'replaying-wal' | 'verifying' | 'awaiting-cutover-approval' | 'cutting-over' | 'done' | 'failed';
+  /** Where the recovered cluster runs, once it does. */
+  cluster?: RecoveryCluster;
   window: RecoverableWindow | null;
   target: RecoveryTarget | null;
   baseBackup: BaseBackupSummary | null;
@@ -169,5 +183,6 @@ export interface PointInTimeRecoveryResult {
   timeline: number;
   rowCounts: Record<string, number>;
   checks: { name: string; ok: boolean; detail: string }[];
+  cutover: CutoverOutcome;
   timing: { waitedSeconds: number; restoreSeconds: number; replaySeconds: number; totalSeconds: number };
 }

@@ -6,10 +6,10 @@
 // Switching the application over is a separate, approved step; nothing live changes here.
 import { ApplicationFailure, CancellationScope, condition, log, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
-import { quickMetadata } from './activityOptions.js';
+import { quickMetadata, serviceControl } from './activityOptions.js';
 import { describeFailure, surfaceFailure } from './failures.js';
-import { pitrStateQuery, setTargetTimeSignal, setTargetUpdate } from './messages.js';
-import type { PitrState, PointInTimeRecoveryInput, PointInTimeRecoveryResult, RecoveryCluster, RecoveryTarget } from './pitrTypes.js';
+import { approveCutoverSignal, pitrStateQuery, setTargetTimeSignal, setTargetUpdate } from './messages.js';
+import type { CutoverOutcome, PitrState, PointInTimeRecoveryInput, PointInTimeRecoveryResult, RecoveryCluster, RecoveryTarget } from './pitrTypes.js';
 import { checkTarget } from './recoveryTargets.js';
 import { checkObject, checkTaskQueue, invalidInput } from './restoreInput.js';
 import { ErrorType } from './types.js';
@@ -29,8 +29,14 @@ export async function pointInTimeRecovery(input: PointInTimeRecoveryInput): Prom
     retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '2 minutes', maximumAttempts: 10 },
   });
 
+  const services = proxyActivities<Activities>({ ...serviceControl, taskQueue: input.hostTaskQueue });
+
   const state: PitrState = { phase: 'waiting-for-target', window: null, target: null, baseBackup: null, rejected: [] };
   setHandler(pitrStateQuery, () => state);
+  let approval: { approvedBy: string } | undefined;
+  setHandler(approveCutoverSignal, (given) => {
+    approval ??= { approvedBy: typeof given?.approvedBy === 'string' ? given.approvedBy : 'unknown' };
+  });
   const offer = (target: RecoveryTarget): void => {
     const verdict = state.target ? { ok: false as const, reason: `a target was already accepted (${state.target.kind} ${state.target.value})` } : checkTarget(target, state.window!);
     if (verdict.ok) {
@@ -75,6 +81,7 @@ export async function pointInTimeRecovery(input: PointInTimeRecoveryInput): Prom
 
     state.phase = 'restoring-base-backup';
     cluster = await long.prepareRecoveryCluster({ workflowId, baseBackupId: base.backupId, target, dataDir: input.dataDir, port: input.port });
+    state.cluster = cluster;
     await quick.startRecoveryCluster(cluster);
     const restoredAt = Date.now();
 
@@ -88,6 +95,29 @@ export async function pointInTimeRecovery(input: PointInTimeRecoveryInput): Prom
     if (failed.length) {
       throw ApplicationFailure.nonRetryable(`the recovered cluster failed its checks: ${failed.map((c) => `${c.name}: ${c.detail}`).join('; ')}`, ErrorType.VerificationFailed);
     }
+    const verifiedAt = Date.now();
+
+    let cutover: CutoverOutcome = { requested: false, switched: false, detail: 'not requested: the recovered cluster runs beside the live one' };
+    if (input.awaitCutoverApprovalHours) {
+      state.phase = 'awaiting-cutover-approval';
+      if (!(await condition(() => approval !== undefined, `${input.awaitCutoverApprovalHours} hours`))) {
+        cutover = { requested: true, switched: false, detail: `no approval within ${input.awaitCutoverApprovalHours} hours; nothing live changed` };
+      } else {
+        state.phase = 'cutting-over';
+        const recovered = cluster;
+        // The services are started again on every path, the failed switch included.
+        let restarted = false;
+        try {
+          await services.stopApplicationServices();
+          await quick.switchToRecoveredCluster(recovered);
+          await services.startApplicationServices();
+          restarted = true;
+        } finally {
+          if (!restarted) await CancellationScope.nonCancellable(() => services.startApplicationServices());
+        }
+        cutover = { requested: true, approvedBy: approval!.approvedBy, switched: true, detail: `the application now uses 127.0.0.1:${recovered.port}` };
+      }
+    }
     state.phase = 'done';
     return {
       workflowId,
@@ -98,11 +128,12 @@ export async function pointInTimeRecovery(input: PointInTimeRecoveryInput): Prom
       timeline: promoted.timeline,
       rowCounts: inspection.rowCounts,
       checks: inspection.checks,
+      cutover,
       timing: {
         waitedSeconds: (waitedAt - started) / 1000,
         restoreSeconds: (restoredAt - waitedAt) / 1000,
         replaySeconds: (promotedAt - restoredAt) / 1000,
-        totalSeconds: (Date.now() - started) / 1000,
+        totalSeconds: (verifiedAt - started) / 1000,
       },
     };
   } catch (err) {
@@ -121,6 +152,9 @@ export async function pointInTimeRecovery(input: PointInTimeRecoveryInput): Prom
 
 function validateInput(input: PointInTimeRecoveryInput): void {
   checkObject(input);
+  if (input.awaitCutoverApprovalHours !== undefined && (typeof input.awaitCutoverApprovalHours !== 'number' || input.awaitCutoverApprovalHours <= 0 || input.awaitCutoverApprovalHours > 720)) {
+    throw invalidInput('awaitCutoverApprovalHours', input.awaitCutoverApprovalHours, 'expected hours from 0 to 720');
+  }
   checkTaskQueue(input.hostTaskQueue);
   if (input.dataDir !== undefined && (typeof input.dataDir !== 'string' || !input.dataDir.startsWith('/'))) {
     throw invalidInput('dataDir', input.dataDir, 'expected an absolute path to a new or empty folder');

@@ -115,6 +115,8 @@ export interface VerifyBackupInput {
   /** Backup id or `latest`. */
   backup: BackupReference;
   jobs?: number;
+  /** Run pg_amcheck over every table and index of the scratch database (default true). */
+  amcheck?: boolean;
 }
 
 /** The weekly verification's verdict, stored beside the backup in the catalog. */

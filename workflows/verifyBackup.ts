@@ -7,7 +7,7 @@ import type { Activities } from '../activities/index.js';
 import { longRestore, quickMetadata } from './activityOptions.js';
 import { describeFailure, surfaceFailure } from './failures.js';
 import { progressQuery } from './messages.js';
-import { checkBackupReference, checkJobs, checkObject, checkTaskQueue, shortTag, stamp } from './restoreInput.js';
+import { checkBackupReference, checkJobs, checkObject, checkTaskQueue, invalidInput, shortTag, stamp } from './restoreInput.js';
 import type { RestoreProgress, VerificationReport, VerifyBackupInput } from './restoreTypes.js';
 import { ErrorType } from './types.js';
 
@@ -21,6 +21,7 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<Verificati
     checkTaskQueue(input.hostTaskQueue);
     checkBackupReference(input.backup, false);
     checkJobs(input.jobs);
+    if (input.amcheck !== undefined && typeof input.amcheck !== 'boolean') throw invalidInput('amcheck', input.amcheck, 'expected true or false');
   } catch (err) {
     progress.phase = 'failed';
     progress.failure = describeFailure(err);
@@ -51,7 +52,7 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<Verificati
     progress.phase = 'restoring';
     report.restored = await long.restoreIntoNewDatabase({ workflowId, source, database: scratch, jobs: input.jobs });
     progress.phase = 'verifying';
-    report.inspection = await long.inspectRestoredDatabase({ database: scratch, expectedRowCounts: source.rowCounts, amcheck: true });
+    report.inspection = await long.inspectRestoredDatabase({ database: scratch, expectedRowCounts: source.rowCounts, amcheck: input.amcheck ?? true });
     report.ok = report.inspection.ok;
   } catch (err) {
     failure = err;

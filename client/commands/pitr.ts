@@ -3,7 +3,7 @@
 // setTargetTime signal (or, with --check, as the setTarget update, which answers at once).
 import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { pointInTimeRecovery } from '../../workflows/index.js';
-import { pitrStateQuery, setTargetTimeSignal, setTargetUpdate } from '../../workflows/messages.js';
+import { approveCutoverSignal, pitrStateQuery, setTargetTimeSignal, setTargetUpdate } from '../../workflows/messages.js';
 import type { PitrState, PointInTimeRecoveryResult, RecoveryTarget } from '../../workflows/pitrTypes.js';
 import { hostTaskQueue } from '../../workflows/types.js';
 import { databaseHost, type Config } from '../../workers/config.js';
@@ -17,6 +17,7 @@ export interface PitrStartOptions {
   targetName?: string;
   dataDir?: string;
   port?: string;
+  awaitCutoverApproval?: string;
   wait?: boolean;
   workflowId?: string;
 }
@@ -39,7 +40,15 @@ export async function runPitrStart(client: Client, config: Config, options: Pitr
     {
       workflowId: options.workflowId ?? defaultWorkflowId('pitr'),
       wait: options.wait,
-      args: [{ hostTaskQueue: hostTaskQueue(databaseHost(config)), target: targetOf(options), dataDir: options.dataDir, port: options.port === undefined ? undefined : Number(options.port) }],
+      args: [
+        {
+          hostTaskQueue: hostTaskQueue(databaseHost(config)),
+          target: targetOf(options),
+          dataDir: options.dataDir,
+          port: options.port === undefined ? undefined : Number(options.port),
+          awaitCutoverApprovalHours: options.awaitCutoverApproval === undefined ? undefined : Number(options.awaitCutoverApproval),
+        },
+      ],
     },
     out,
     describeRecovery,
@@ -80,6 +89,18 @@ export async function runPitrTarget(client: Client, workflowId: string, time: st
   return 1;
 }
 
+export async function runPitrApprove(client: Client, workflowId: string, approvedBy: string, out: Printer): Promise<number> {
+  const handle = client.workflow.getHandle(workflowId);
+  const state = await handle.query(pitrStateQuery);
+  if (state.phase !== 'awaiting-cutover-approval') {
+    out.result({ approved: false, reason: `the recovery is ${state.phase}, not awaiting cutover approval` }, () => `not sent: the recovery is ${state.phase}`);
+    return 1;
+  }
+  await handle.signal(approveCutoverSignal, { approvedBy });
+  out.result({ approved: true, workflowId }, () => `cutover approved; follow it with: backupctl pitr status ${workflowId}`);
+  return 0;
+}
+
 export async function runPitrStatus(client: Client, workflowId: string, out: Printer): Promise<number> {
   const state = await client.workflow.getHandle(workflowId).query(pitrStateQuery);
   out.result(state, () => describeState(state));
@@ -102,6 +123,6 @@ export function describeRecovery(result: PointInTimeRecoveryResult): string {
     `  from base backup ${result.baseBackup.backupId}; running at 127.0.0.1:${result.cluster.port}, data directory ${result.cluster.dataDir}`,
     `  rows: ${Object.entries(result.rowCounts).map(([t, n]) => `${t}=${n}`).join(', ')}`,
     `  restore ${result.timing.restoreSeconds.toFixed(1)} s, replay ${result.timing.replaySeconds.toFixed(1)} s`,
-    '  the live cluster was not touched',
+    `  cutover: ${result.cutover.detail}`,
   ].join('\n');
 }
