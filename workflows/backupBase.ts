@@ -1,12 +1,13 @@
 // The physical base backup: plan, stream pg_basebackup's tar to every repository in one pass,
 // read every copy back, and only then write the manifest (with the WAL range it needs) that
 // makes it count. Point-in-time recovery starts from the newest one before its target.
-import { CancellationScope, log, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import { log, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import { longTransfer, quickMetadata } from './activityOptions.js';
 import { backupIdFor } from './backupDatabase.js';
 import { describeFailure, surfaceFailure } from './failures.js';
 import { progressQuery } from './messages.js';
+import { compensate, validateWith, type Compensation } from './saga.js';
 import type { BaseBackupInput, BaseBackupManifest, BaseBackupResult } from './pitrTypes.js';
 import { checkObject, checkTaskQueue, invalidInput } from './restoreInput.js';
 import { COMPRESSIONS, type BackupProgress } from './types.js';
@@ -17,17 +18,11 @@ export async function backupBase(input: BaseBackupInput): Promise<BaseBackupResu
   const startedAt = new Date().toISOString();
   const progress: BackupProgress = { phase: 'planning', backupId };
   setHandler(progressQuery, () => progress);
-  try {
-    validateInput(input);
-  } catch (err) {
-    progress.phase = 'failed';
-    progress.failure = describeFailure(err);
-    throw err;
-  }
+  validateWith(progress, () => validateInput(input));
   const quick = proxyActivities<Activities>({ ...quickMetadata, taskQueue: input.hostTaskQueue });
   const long = proxyActivities<Activities>({ ...longTransfer, taskQueue: input.hostTaskQueue });
 
-  const compensations: Array<() => Promise<unknown>> = [];
+  const compensations: Compensation[] = [];
   try {
     const plan = await quick.planBaseBackup({ backupId, runId, compression: input.compression, repositories: input.repositories });
     const repositories = plan.repositories.map((r) => r.name);
@@ -76,15 +71,7 @@ export async function backupBase(input: BaseBackupInput): Promise<BaseBackupResu
   } catch (err) {
     progress.phase = 'cleaning-up';
     progress.failure = describeFailure(err);
-    await CancellationScope.nonCancellable(async () => {
-      for (const undo of compensations) {
-        try {
-          await undo();
-        } catch (undoErr) {
-          log.error('cleanup after a failed base backup failed', { backupId, error: describeFailure(undoErr) });
-        }
-      }
-    });
+    await compensate(compensations, { backupId });
     progress.phase = 'failed';
     throw surfaceFailure(err);
   }

@@ -1,10 +1,11 @@
 // The nightly full database backup: plan, dump to every repository in one pass, read every
 // copy back, and only then write the manifest that makes the backup count.
-import { ApplicationFailure, CancellationScope, log, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, log, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import { longTransfer, quickMetadata } from './activityOptions.js';
 import { describeFailure, surfaceFailure } from './failures.js';
 import { progressQuery } from './messages.js';
+import { compensate, validateWith, type Compensation } from './saga.js';
 import {
   COMPRESSIONS,
   ErrorType,
@@ -20,18 +21,12 @@ export async function backupDatabase(input: DatabaseBackupInput): Promise<Databa
   const startedAt = new Date().toISOString();
   const progress: BackupProgress = { phase: 'planning', backupId };
   setHandler(progressQuery, () => progress);
-  try {
-    validateInput(input);
-  } catch (err) {
-    progress.phase = 'failed';
-    progress.failure = describeFailure(err);
-    throw err;
-  }
+  validateWith(progress, () => validateInput(input));
 
   const quick = proxyActivities<Activities>({ ...quickMetadata, taskQueue: input.hostTaskQueue });
   const long = proxyActivities<Activities>({ ...longTransfer, taskQueue: input.hostTaskQueue });
 
-  const compensations: Array<() => Promise<unknown>> = [];
+  const compensations: Compensation[] = [];
   try {
     const plan = await quick.planDatabaseBackup({ backupId, runId, compression: input.compression, repositories: input.repositories });
     const repositories = plan.repositories.map((r) => r.name);
@@ -84,15 +79,7 @@ export async function backupDatabase(input: DatabaseBackupInput): Promise<Databa
   } catch (err) {
     progress.phase = 'cleaning-up';
     progress.failure = describeFailure(err);
-    await CancellationScope.nonCancellable(async () => {
-      for (const undo of compensations) {
-        try {
-          await undo();
-        } catch (undoErr) {
-          log.error('cleanup after a failed backup failed', { backupId, error: describeFailure(undoErr) });
-        }
-      }
-    });
+    await compensate(compensations, { backupId });
     progress.phase = 'failed';
     throw surfaceFailure(err);
   }

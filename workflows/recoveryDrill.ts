@@ -6,6 +6,7 @@ import type { Activities } from '../activities/index.js';
 import { longRestore, quickMetadata } from './activityOptions.js';
 import { describeFailure, surfaceFailure } from './failures.js';
 import { progressQuery } from './messages.js';
+import { validateWith } from './saga.js';
 import { checkBackupReference, checkJobs, checkObject, checkTaskQueue, invalidInput, shortTag, stamp } from './restoreInput.js';
 import type { DrillReport, RecoveryDrillInput, RestoreProgress } from './restoreTypes.js';
 import { ErrorType } from './types.js';
@@ -16,13 +17,7 @@ export async function recoveryDrill(input: RecoveryDrillInput): Promise<DrillRep
   const startedAt = new Date(started).toISOString();
   const progress: RestoreProgress = { phase: 'resolving' };
   setHandler(progressQuery, () => progress);
-  try {
-    validateInput(input);
-  } catch (err) {
-    progress.phase = 'failed';
-    progress.failure = describeFailure(err);
-    throw err;
-  }
+  validateWith(progress, () => validateInput(input));
   const quick = proxyActivities<Activities>({ ...quickMetadata, taskQueue: input.hostTaskQueue });
   const long = proxyActivities<Activities>({ ...longRestore, taskQueue: input.hostTaskQueue });
 

@@ -2,11 +2,12 @@
 // restore into a NEW database, verify it, and only when asked swap it into the live one's
 // place while the application is stopped, keeping the old database. The services are started
 // again on every path, failure and cancellation included.
-import { ApplicationFailure, CancellationScope, log, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, log, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import { longRestore, quickMetadata, serviceControl } from './activityOptions.js';
 import { describeFailure, surfaceFailure } from './failures.js';
 import { progressQuery } from './messages.js';
+import { compensate, validateWith, type Compensation } from './saga.js';
 import { DATABASE_NAME, checkBackupReference, checkJobs, checkObject, checkTaskQueue, databaseName, invalidInput, stamp } from './restoreInput.js';
 import type { RestoreDatabaseInput, RestoreDatabaseResult, RestoreProgress } from './restoreTypes.js';
 import { ErrorType } from './types.js';
@@ -16,18 +17,12 @@ export async function restoreDatabase(input: RestoreDatabaseInput): Promise<Rest
   const started = Date.now();
   const progress: RestoreProgress = { phase: 'resolving' };
   setHandler(progressQuery, () => progress);
-  try {
-    validateInput(input);
-  } catch (err) {
-    progress.phase = 'failed';
-    progress.failure = describeFailure(err);
-    throw err;
-  }
+  validateWith(progress, () => validateInput(input));
   const quick = proxyActivities<Activities>({ ...quickMetadata, taskQueue: input.hostTaskQueue });
   const long = proxyActivities<Activities>({ ...longRestore, taskQueue: input.hostTaskQueue });
   const services = proxyActivities<Activities>({ ...serviceControl, taskQueue: input.hostTaskQueue });
 
-  const compensations: Array<() => Promise<unknown>> = [];
+  const compensations: Compensation[] = [];
   try {
     const { source, liveDatabase } = await quick.resolveRestoreSource({ backup: input.backup });
     const database = input.into ?? databaseName(liveDatabase, `_restore_${stamp(new Date(started))}`);
@@ -90,15 +85,7 @@ export async function restoreDatabase(input: RestoreDatabaseInput): Promise<Rest
   } catch (err) {
     progress.phase = 'cleaning-up';
     progress.failure = describeFailure(err);
-    await CancellationScope.nonCancellable(async () => {
-      for (const undo of compensations) {
-        try {
-          await undo();
-        } catch (undoErr) {
-          log.error('compensation after a failed restore failed', { workflowId, error: describeFailure(undoErr) });
-        }
-      }
-    });
+    await compensate(compensations, { workflowId });
     progress.phase = 'failed';
     throw surfaceFailure(err);
   }

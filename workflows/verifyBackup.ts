@@ -7,6 +7,7 @@ import type { Activities } from '../activities/index.js';
 import { longRestore, quickMetadata } from './activityOptions.js';
 import { describeFailure, surfaceFailure } from './failures.js';
 import { progressQuery } from './messages.js';
+import { validateWith } from './saga.js';
 import { checkBackupReference, checkJobs, checkObject, checkTaskQueue, invalidInput, shortTag, stamp } from './restoreInput.js';
 import type { RestoreProgress, VerificationReport, VerifyBackupInput } from './restoreTypes.js';
 import { ErrorType } from './types.js';
@@ -16,17 +17,13 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<Verificati
   const startedAt = new Date().toISOString();
   const progress: RestoreProgress = { phase: 'resolving' };
   setHandler(progressQuery, () => progress);
-  try {
+  validateWith(progress, () => {
     checkObject(input);
     checkTaskQueue(input.hostTaskQueue);
     checkBackupReference(input.backup, false);
     checkJobs(input.jobs);
     if (input.amcheck !== undefined && typeof input.amcheck !== 'boolean') throw invalidInput('amcheck', input.amcheck, 'expected true or false');
-  } catch (err) {
-    progress.phase = 'failed';
-    progress.failure = describeFailure(err);
-    throw err;
-  }
+  });
   const quick = proxyActivities<Activities>({ ...quickMetadata, taskQueue: input.hostTaskQueue });
   const long = proxyActivities<Activities>({ ...longRestore, taskQueue: input.hostTaskQueue });
 

@@ -1,0 +1,35 @@
+// The two moves every workflow here makes around its steps: reject bad input with the phase
+// set to failed (so the progress query says why), and, on failure, undo what was done, in
+// reverse order, where cancellation cannot stop the undoing.
+import { CancellationScope, log } from '@temporalio/workflow';
+import { describeFailure } from './failures.js';
+
+export type Compensation = () => Promise<unknown>;
+
+/** Runs the checks; a failure marks the progress failed, then propagates. */
+export function validateWith(progress: { phase: string; failure?: string }, check: () => void): void {
+  try {
+    check();
+  } catch (err) {
+    progress.phase = 'failed';
+    progress.failure = describeFailure(err);
+    throw err;
+  }
+}
+
+/**
+ * Runs every compensation (pushed with unshift, so newest first) in a non-cancellable scope.
+ * A compensation that fails is logged and the rest still run: the original failure is the
+ * one the caller rethrows.
+ */
+export async function compensate(compensations: Compensation[], context: Record<string, unknown>): Promise<void> {
+  await CancellationScope.nonCancellable(async () => {
+    for (const undo of compensations) {
+      try {
+        await undo();
+      } catch (err) {
+        log.error('compensation failed', { ...context, error: describeFailure(err) });
+      }
+    }
+  });
+}
