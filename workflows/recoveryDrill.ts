@@ -1,12 +1,13 @@
 // The monthly recovery drill: on the drill host (its own worker, not ssh), restore the OFFSITE
 // copy only, run the smoke checks, measure recovery time (start until checks pass) and data
 // age (backup snapshot until the drill), write the report, and tear the drill database down.
-import { ApplicationFailure, CancellationScope, log, proxyActivities, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, proxyActivities, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import { longRestore, quickMetadata } from './activityOptions.js';
 import { describeFailure, surfaceFailure } from './failures.js';
 import { progressQuery } from './messages.js';
-import { validateWith } from './saga.js';
+import { dropScratchThenReport, validateWith } from './saga.js';
+import { inspectionProblems } from './verdicts.js';
 import { checkBackupReference, checkJobs, checkObject, checkTaskQueue, invalidInput, shortTag, stamp } from './restoreInput.js';
 import type { DrillReport, RecoveryDrillInput, RestoreProgress } from './restoreTypes.js';
 import { ErrorType } from './types.js';
@@ -55,29 +56,20 @@ export async function recoveryDrill(input: RecoveryDrillInput): Promise<DrillRep
     report.failure = describeFailure(err);
   } finally {
     progress.phase = 'cleaning-up';
-    await CancellationScope.nonCancellable(async () => {
-      try {
-        await quick.dropRestoredDatabase({ database, workflowId });
-        report.torndown = true;
-      } catch (err) {
-        log.error('drill database not dropped', { database, error: describeFailure(err) });
-      }
-      report.finishedAt = new Date().toISOString();
-      try {
-        await quick.writeDrillReport(report);
-      } catch (err) {
-        log.error('drill report not written', { error: describeFailure(err) });
-      }
-    });
+    await dropScratchThenReport(
+      {
+        drop: () => quick.dropRestoredDatabase({ database, workflowId }),
+        onDropped: () => (report.torndown = true),
+        stamp: () => (report.finishedAt = new Date().toISOString()),
+        report: () => quick.writeDrillReport(report),
+      },
+      { database },
+    );
   }
   progress.phase = report.ok ? 'done' : 'failed';
   if (failure) throw surfaceFailure(failure);
   if (!report.ok) {
-    const problems = [
-      ...(report.inspection?.countMismatches ?? []),
-      ...(report.inspection?.checks.filter((c) => !c.ok).map((c) => `check ${c.name}: ${c.detail}`) ?? []),
-      ...(report.health && !report.health.ok ? [`${report.health.name}: ${report.health.detail}`] : []),
-    ];
+    const problems = [...inspectionProblems(report.inspection), ...(report.health && !report.health.ok ? [`${report.health.name}: ${report.health.detail}`] : [])];
     throw ApplicationFailure.nonRetryable(`the recovery drill failed: ${problems.join('; ')}`, ErrorType.VerificationFailed, report);
   }
   return report;

@@ -8,6 +8,7 @@ import { longRestore, quickMetadata, serviceControl } from './activityOptions.js
 import { describeFailure, surfaceFailure } from './failures.js';
 import { progressQuery } from './messages.js';
 import { compensate, validateWith, type Compensation } from './saga.js';
+import { inspectionProblems } from './verdicts.js';
 import { DATABASE_NAME, checkBackupReference, checkJobs, checkObject, checkTaskQueue, databaseName, invalidInput, stamp } from './restoreInput.js';
 import type { RestoreDatabaseInput, RestoreDatabaseResult, RestoreProgress } from './restoreTypes.js';
 import { ErrorType } from './types.js';
@@ -44,7 +45,7 @@ export async function restoreDatabase(input: RestoreDatabaseInput): Promise<Rest
       amcheck: false,
     });
     if (!inspection.ok) {
-      const problems = [...inspection.countMismatches, ...inspection.checks.filter((c) => !c.ok).map((c) => `check ${c.name}: ${c.detail}`)];
+      const problems = inspectionProblems(inspection);
       throw ApplicationFailure.nonRetryable(`the restored database ${database} failed verification: ${problems.join('; ')}`, ErrorType.VerificationFailed, inspection);
     }
     const verifiedAt = Date.now();

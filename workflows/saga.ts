@@ -33,3 +33,24 @@ export async function compensate(compensations: Compensation[], context: Record<
     }
   });
 }
+
+/**
+ * The end of a run on a scratch database (verification, drill): drop it, then record the
+ * report, each attempted whatever happened before and whatever the other does.
+ */
+export async function dropScratchThenReport(steps: { drop: () => Promise<unknown>; onDropped: () => void; stamp: () => void; report: () => Promise<unknown> }, context: Record<string, unknown>): Promise<void> {
+  await CancellationScope.nonCancellable(async () => {
+    try {
+      await steps.drop();
+      steps.onDropped();
+    } catch (err) {
+      log.error('scratch database not dropped', { ...context, error: describeFailure(err) });
+    }
+    steps.stamp();
+    try {
+      await steps.report();
+    } catch (err) {
+      log.error('report not written', { ...context, error: describeFailure(err) });
+    }
+  });
+}

@@ -2,12 +2,13 @@
 // verification host, compare row counts with those recorded at dump time, run the checks and
 // pg_amcheck, write the verdict beside the backup, and drop the scratch database on every
 // path. Unlike the seed's `gunzip | psql`, a broken dump fails here.
-import { ApplicationFailure, CancellationScope, log, proxyActivities, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, proxyActivities, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import { longRestore, quickMetadata } from './activityOptions.js';
 import { describeFailure, surfaceFailure } from './failures.js';
 import { progressQuery } from './messages.js';
-import { validateWith } from './saga.js';
+import { dropScratchThenReport, validateWith } from './saga.js';
+import { inspectionProblems } from './verdicts.js';
 import { checkBackupReference, checkJobs, checkObject, checkTaskQueue, invalidInput, shortTag, stamp } from './restoreInput.js';
 import type { RestoreProgress, VerificationReport, VerifyBackupInput } from './restoreTypes.js';
 import { ErrorType } from './types.js';
@@ -56,27 +57,20 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<Verificati
     report.failure = describeFailure(err);
   } finally {
     progress.phase = 'cleaning-up';
-    await CancellationScope.nonCancellable(async () => {
-      try {
-        await quick.dropRestoredDatabase({ database: scratch, workflowId });
-        report.scratchDropped = true;
-      } catch (err) {
-        log.error('scratch database not dropped', { scratch, error: describeFailure(err) });
-      }
-      report.finishedAt = new Date().toISOString();
-      try {
-        await quick.writeVerificationReport(report);
-      } catch (err) {
-        log.error('verification report not written', { error: describeFailure(err) });
-      }
-    });
+    await dropScratchThenReport(
+      {
+        drop: () => quick.dropRestoredDatabase({ database: scratch, workflowId }),
+        onDropped: () => (report.scratchDropped = true),
+        stamp: () => (report.finishedAt = new Date().toISOString()),
+        report: () => quick.writeVerificationReport(report),
+      },
+      { scratch },
+    );
   }
   progress.phase = report.ok ? 'done' : 'failed';
   if (failure) throw surfaceFailure(failure);
   if (!report.ok) {
-    const inspection = report.inspection!;
-    const problems = [...inspection.countMismatches, ...inspection.checks.filter((c) => !c.ok).map((c) => `check ${c.name}: ${c.detail}`)];
-    if (inspection.amcheck && !inspection.amcheck.ok) problems.push(`pg_amcheck: ${inspection.amcheck.detail}`);
+    const problems = inspectionProblems(report.inspection);
     throw ApplicationFailure.nonRetryable(`backup ${report.backupId} failed verification: ${problems.join('; ')}`, ErrorType.VerificationFailed, report);
   }
   return report;
