@@ -195,6 +195,7 @@ test('a base backup, then rows at T1 < T2 < T3 with WAL switches, shipped to NAS
     return Boolean(state && ['nas', 's3'].every((r) => (state.repositories[r]?.newestSegment ?? '') >= last && state.repositories[r].behind === 0));
   });
   const status = JSON.parse((await cli(['status', '--json'])).stdout);
+  expect(status.latestBaseBackup).toMatchObject({ backupId: 'backup-base-pitr', foundIn: ['local', 'nas', 's3'] });
   expect(status.walArchive.repositories).toEqual([
     expect.objectContaining({ name: 'nas', behind: 0 }),
     expect.objectContaining({ name: 's3', behind: 0 }),

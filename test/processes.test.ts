@@ -187,13 +187,16 @@ describe('the CLI', () => {
   test('schedules apply creates the nightly schedule, then updates it; a triggered run backs up', async () => {
     const first = await cli(['--config', configFile, 'schedules', 'apply', '--json']);
     expect(first.exitCode).toBe(0);
-    const drillSkipped = { scheduleId: 'recovery-drill-monthly', action: 'skipped', reason: expect.stringContaining('drill.host') };
+    const skipped = [
+      { scheduleId: 'recovery-drill-monthly', action: 'skipped', reason: expect.stringContaining('drill.host') },
+      { scheduleId: 'backup-base-weekly', action: 'skipped', reason: expect.stringContaining('baseBackup.url') },
+    ];
     expect(JSON.parse(first.stdout)).toEqual({
-      schedules: [{ scheduleId: 'backup-database-nightly', action: 'created' }, { scheduleId: 'verify-backup-weekly', action: 'created' }, drillSkipped],
+      schedules: [{ scheduleId: 'backup-database-nightly', action: 'created' }, { scheduleId: 'verify-backup-weekly', action: 'created' }, ...skipped],
     });
     const again = await cli(['--config', configFile, 'schedules', 'apply', '--json']);
     expect(JSON.parse(again.stdout)).toEqual({
-      schedules: [{ scheduleId: 'backup-database-nightly', action: 'updated' }, { scheduleId: 'verify-backup-weekly', action: 'updated' }, drillSkipped],
+      schedules: [{ scheduleId: 'backup-database-nightly', action: 'updated' }, { scheduleId: 'verify-backup-weekly', action: 'updated' }, ...skipped],
     });
     const weekly = await env.temporal.client.schedule.getHandle('verify-backup-weekly').describe();
     expect(weekly.info.nextActionTimes[0].getUTCDay()).toBe(0);

@@ -211,6 +211,7 @@ describe('CLI contract', () => {
       'backup-database-nightly:created',
       'verify-backup-weekly:created',
       'recovery-drill-monthly:created',
+      'backup-base-weekly:skipped',
     ]);
     const drill = await env.temporal.client.schedule.getHandle('recovery-drill-monthly').describe();
     expect(drill.action).toMatchObject({ workflowType: 'recoveryDrill', args: [{ hostTaskQueue: 'backup@drill', repository: 's3', backup: 'latest' }] });

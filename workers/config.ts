@@ -161,6 +161,8 @@ export const configSchema = z.strictObject({
   schedules: z
     .strictObject({
       database: cadence('0 2 * * *'),
+      /** Physical base backups, when baseBackup.url is set: the start of every point-in-time recovery. */
+      base: cadence('0 1 * * 0'),
       verification: cadence('0 3 * * 0'),
       drill: cadence('0 4 1 * *'),
     })

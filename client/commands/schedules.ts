@@ -1,9 +1,9 @@
 // `backupctl schedules apply | list`: the seed's cron lines as Temporal Schedules. Unlike cron,
 // a schedule remembers: a run missed while the server or the workers were down is taken when
 // they return (catch-up window), and a run still going when the next is due is not doubled.
-// Three cadences: the nightly backup, the weekly verification, the monthly recovery drill.
+// The cadences: the nightly backup, the weekly base backup, verification, the monthly drill.
 import { ScheduleNotFoundError, ScheduleOverlapPolicy, type Client, type ScheduleOptions } from '@temporalio/client';
-import { backupDatabase, recoveryDrill, verifyBackup } from '../../workflows/index.js';
+import { backupBase, backupDatabase, recoveryDrill, verifyBackup } from '../../workflows/index.js';
 import { SHARED_TASK_QUEUE, hostTaskQueue } from '../../workflows/types.js';
 import { databaseHost, drillRepository, verificationHost, type Config } from '../../workers/config.js';
 import { drillInput } from './drill.js';
@@ -12,6 +12,7 @@ import type { Printer } from '../output.js';
 export const DATABASE_SCHEDULE_ID = 'backup-database-nightly';
 export const VERIFICATION_SCHEDULE_ID = 'verify-backup-weekly';
 export const DRILL_SCHEDULE_ID = 'recovery-drill-monthly';
+export const BASE_SCHEDULE_ID = 'backup-base-weekly';
 
 type Cadence = Config['schedules']['database'];
 
@@ -31,6 +32,18 @@ export function databaseSchedule(config: Config): ScheduleOptions {
     workflowType: backupDatabase,
     // Temporal appends the scheduled time: backup-database-nightly-2026-11-26T02:00:00Z.
     workflowId: DATABASE_SCHEDULE_ID,
+    taskQueue: SHARED_TASK_QUEUE,
+    args: [{ hostTaskQueue: hostTaskQueue(databaseHost(config)) }],
+  });
+}
+
+/** Sunday 01:00 by default; only when a replication connection is configured. */
+export function baseSchedule(config: Config): ScheduleOptions | undefined {
+  if (!config.baseBackup.url) return undefined;
+  return scheduleOf(BASE_SCHEDULE_ID, config.schedules.base, {
+    type: 'startWorkflow',
+    workflowType: backupBase,
+    workflowId: BASE_SCHEDULE_ID,
     taskQueue: SHARED_TASK_QUEUE,
     args: [{ hostTaskQueue: hostTaskQueue(databaseHost(config)) }],
   });
@@ -72,6 +85,9 @@ export async function applySchedules(client: Client, config: Config): Promise<Ap
   const drill = drillSchedule(config);
   if (drill) applied.push(await applySchedule(client, drill));
   else applied.push({ scheduleId: DRILL_SCHEDULE_ID, action: 'skipped', reason: 'drill.host is not configured (and an S3 repository or drill.repository is needed)' });
+  const base = baseSchedule(config);
+  if (base) applied.push(await applySchedule(client, base));
+  else applied.push({ scheduleId: BASE_SCHEDULE_ID, action: 'skipped', reason: 'baseBackup.url (a replication role) is not configured' });
   return applied;
 }
 

@@ -11,6 +11,7 @@ import { SHARED_TASK_QUEUE, hostTaskQueue } from '../../workflows/types.js';
 import { databaseHost, type Config } from '../../workers/config.js';
 import type { Printer } from '../output.js';
 import { readCatalog } from './listBackups.js';
+import { listManifests } from '../../activities/catalog.js';
 import { archiveLag, listWalEntries, readWalEntry, spoolRepository } from '../../activities/walArchive.js';
 
 /** A nightly backup older than this is overdue (a day plus an hour of grace). */
@@ -40,6 +41,24 @@ export interface StatusReport {
   latestVerification: { backupId: string; reportId: string; ok: boolean; finishedAt: string; ageDays: number } | null;
   /** The WAL archive: newest segment in the spool, and how far each other repository lags. */
   walArchive: WalArchiveStatus | null;
+  /** The newest base backup: where every point-in-time recovery starts. */
+  latestBaseBackup: { backupId: string; stoppedAt: string; ageDays: number; foundIn: string[] } | null;
+}
+
+/** A weekly base backup older than this is overdue; the WAL to replay grows with its age. */
+const BASE_BACKUP_MAX_AGE_DAYS = 8;
+
+async function latestBaseBackup(repositories: Repository[]): Promise<StatusReport['latestBaseBackup']> {
+  let newest: { backupId: string; stoppedAt: string; foundIn: string[] } | undefined;
+  for (const repository of repositories) {
+    const manifests = await listManifests(repository, 'base').catch(() => []);
+    const last = manifests.at(-1);
+    if (!last) continue;
+    if (!newest || last.backup.stoppedAt > newest.stoppedAt) newest = { backupId: last.backupId, stoppedAt: last.backup.stoppedAt, foundIn: [repository.name] };
+    else if (last.backupId === newest.backupId) newest.foundIn.push(repository.name);
+  }
+  if (!newest) return null;
+  return { ...newest, ageDays: Math.round(((Date.now() - Date.parse(newest.stoppedAt)) / 86_400_000) * 100) / 100 };
 }
 
 export interface WalArchiveStatus {
@@ -90,6 +109,7 @@ export async function collectStatus(client: Client | undefined, clientError: str
     latestBackup: null,
     latestVerification: null,
     walArchive: null,
+    latestBaseBackup: null,
   };
   if (client) {
     for (const name of [SHARED_TASK_QUEUE, hostTaskQueue(databaseHost(config))]) {
@@ -146,6 +166,10 @@ export async function collectStatus(client: Client | undefined, clientError: str
   } catch (err) {
     problems.push(`the WAL archive cannot be read: ${(err as Error).message}`);
   }
+  report.latestBaseBackup = await latestBaseBackup(repositories);
+  if (report.latestBaseBackup && report.latestBaseBackup.ageDays > BASE_BACKUP_MAX_AGE_DAYS) {
+    problems.push(`the newest base backup is ${report.latestBaseBackup.ageDays.toFixed(1)} days old: point-in-time recovery replays all the WAL since`);
+  }
   report.ok = problems.length === 0;
   return report;
 }
@@ -161,6 +185,7 @@ export async function runStatus(report: StatusReport, out: Printer): Promise<num
       report.latestVerification
         ? `  newest verification: backup ${report.latestVerification.backupId} ${report.latestVerification.ok ? 'restored and verified' : 'FAILED'} ${report.latestVerification.finishedAt} (${report.latestVerification.ageDays} d ago)`
         : '  no backup has been verified yet',
+      ...(report.latestBaseBackup ? [`  newest base backup ${report.latestBaseBackup.backupId}, ${report.latestBaseBackup.ageDays} d old, in ${report.latestBaseBackup.foundIn.join(', ')}`] : []),
       ...(report.walArchive
         ? [
             `  WAL archive: newest ${report.walArchive.newestSegment} at ${report.walArchive.newestArchivedAt} in ${report.walArchive.spool}`,
