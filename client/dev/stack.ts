@@ -5,6 +5,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import YAML from 'yaml';
+import { stopAgent } from '../../activities/encryption.js';
 import { ensureCluster, type LocalCluster } from '../../activities/localCluster.js';
 import { validateConfig } from '../../workers/config.js';
 import { createLogger, installTemporalLogging } from '../../workers/logger.js';
@@ -39,12 +40,17 @@ export async function runDev(options: DevOptions): Promise<number> {
     say(`Temporal ${temporal.started ? 'started' : 'already running'} at ${temporal.address}; Web UI ${temporal.uiUrl}`);
 
     let databaseUrl = process.env.DATABASE_URL;
+    let restoreServerUrl: string | undefined;
     if (!databaseUrl) {
       const cluster = await ensureCluster({ dataDir: path.join(dir, 'pgdata'), port: DEMO_PORT });
       stops.unshift(() => cluster.stop());
       databaseUrl = await ensureDemoDatabase(cluster, say);
+      // The demo cluster's superuser restores and verifies into scratch databases beside it.
+      restoreServerUrl = cluster.url('postgres');
     }
     const keys = await ensureKeyPair(path.join(dir, 'keys'));
+    // Decrypting (a verification, a restore) starts a gpg-agent for the dev keyring.
+    stops.unshift(() => stopAgent(keys.privateHome));
     const rawConfig = {
       host: 'localhost',
       temporal: { address: temporal.address, namespace: 'default' },
@@ -53,7 +59,9 @@ export async function runDev(options: DevOptions): Promise<number> {
         local: { type: 'filesystem', path: path.join(dir, 'repositories', 'local') },
         nas: { type: 'filesystem', path: path.join(dir, 'repositories', 'nas') },
       },
-      encryption: { publicKeyFile: keys.publicKeyFile },
+      // Dev only: this machine holds both halves, so `verify latest` and restores work here.
+      encryption: { publicKeyFile: keys.publicKeyFile, privateKeyHome: keys.privateHome },
+      ...(restoreServerUrl ? { restore: { serverUrl: restoreServerUrl } } : {}),
     };
     const configFile = path.join(dir, 'config.yaml');
     writeFileSync(configFile, `# Written by backupctl dev; use it with --config ${configFile}\n` + YAML.stringify(rawConfig), { mode: 0o600 });
@@ -69,7 +77,7 @@ export async function runDev(options: DevOptions): Promise<number> {
     say('running one database backup...');
     const code = await runBackupDatabase(client, config, { wait: true }, printer(Boolean(options.json)));
     say(`Web UI: ${temporal.uiUrl}/namespaces/default/workflows`);
-    say(`other commands: npx backupctl --config ${path.relative(process.cwd(), configFile)} backups list | status`);
+    say(`other commands: npx backupctl --config ${path.relative(process.cwd(), configFile)} backups list | status | verify latest --wait`);
     // Serve the Web UI on for a person at a terminal; a script or CI gets its exit code.
     const serve = options.serve ?? (!options.once && Boolean(process.stdin.isTTY));
     if (serve) {
