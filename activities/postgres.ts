@@ -178,11 +178,24 @@ export function spawnArchiveReader(binDir: string | undefined, signal: AbortSign
 }
 
 /** pg_restore of a custom-format archive file into an existing, empty database; stops at the first error. */
-export function spawnRestore(target: DatabaseTarget, binDir: string | undefined, file: string, jobs: number, signal: AbortSignal): StreamingProcess {
+export function spawnRestore(target: DatabaseTarget, binDir: string | undefined, file: string, jobs: number, signal: AbortSignal, sections: string[] = []): StreamingProcess {
   return spawnStreaming(
     toolPath(binDir, 'pg_restore'),
-    [`--dbname=${target.database}`, `--jobs=${jobs}`, '--exit-on-error', '--no-password', file],
+    [`--dbname=${target.database}`, `--jobs=${jobs}`, '--exit-on-error', '--no-password', ...sections.map((s) => `--section=${s}`), file],
     { env: libpqEnv(target), signal },
+  );
+}
+
+/**
+ * pg_restore reading the archive from stdin as it arrives: the schema and the table data
+ * (pre-data and data sections), one process. Indexes and constraints (post-data) come after,
+ * in parallel, from the staged file.
+ */
+export function spawnStreamingRestore(target: DatabaseTarget, binDir: string | undefined, signal: AbortSignal): StreamingProcess {
+  return spawnStreaming(
+    toolPath(binDir, 'pg_restore'),
+    [`--dbname=${target.database}`, '--exit-on-error', '--no-password', '--section=pre-data', '--section=data'],
+    { env: libpqEnv(target), signal, stdin: 'pipe' },
   );
 }
 

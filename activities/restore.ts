@@ -17,7 +17,7 @@ import { readFirstGoodCopy } from './copySelection.js';
 import { assertPrivateKeyFor } from './encryption.js';
 import { classifyDatabaseError, classifyFilesystemError, errorText, permanent } from './errors.js';
 import { inspectDatabase } from './inspection.js';
-import { connect, parseDatabaseUrl, spawnRestore, spawnSqlScript, type DatabaseTarget } from './postgres.js';
+import { connect, parseDatabaseUrl, spawnRestore, spawnSqlScript, spawnStreamingRestore, type DatabaseTarget } from './postgres.js';
 import { resolveCatalogBackup, resolveFile } from './restoreSource.js';
 import {
   createRestoreDatabase,
@@ -132,13 +132,20 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
     });
 
     const dir = await stagingDir(input.workflowId, input.database, dump.plainBytes);
+    const admin = server();
+    const target = inDatabase(admin, input.database);
     try {
       await assertRoomFor(dir, dump.plainBytes);
+      // The owners must exist before the first table arrives.
+      const roles = await ensureRoles(source, repositories, signal);
       const archive = path.join(dir, 'dump.pgcustom');
       let staged = 0;
-      const stop = ticker(() => ({ phase: 'fetching', bytes: staged }));
+      const started = Date.now();
+      const stop = ticker(() => ({ phase: 'restoring', database: input.database, bytes: staged }));
       let read;
       try {
+        // One pass over the copy: schema and data load into the database while the archive is
+        // staged, so fetching and decrypting overlap the load instead of preceding it.
         read = await readFirstGoodCopy({
           object: dump,
           repositories,
@@ -147,24 +154,42 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
           signal,
           consume: async (plain) => {
             staged = 0;
+            // A fresh database for every copy tried: what a corrupt copy loaded is thrown away.
+            await withServer(admin, (client) => createRestoreDatabase(client, input.database, source.owner, input.workflowId));
             plain.on('data', (chunk: Buffer) => (staged += chunk.length));
-            await pipeline(plain, createWriteStream(archive, { mode: 0o600 }));
+            const load = spawnStreamingRestore(target, deps.binDir, signal);
+            load.stdin!.on('error', () => undefined);
+            plain.pipe(load.stdin!);
+            try {
+              await Promise.all([pipeline(plain, createWriteStream(archive, { mode: 0o600 })), load]);
+            } catch (err) {
+              load.kill();
+              throw err;
+            }
           },
-          consumerFailure: (err) => classifyFilesystemError(err, `staging the archive in ${dir}`),
+          consumerFailure: (err) =>
+            typeof (err as NodeJS.ErrnoException).code === 'string' && (err as { exitCode?: number }).exitCode === undefined
+              ? classifyFilesystemError(err, `staging the archive in ${dir}`)
+              : classifyRestoreError(err, input.database),
         });
+        read.skipped.forEach((s) => log.warn('copy skipped', { ...s }));
+        // Indexes, constraints, triggers: in parallel, from the staged archive.
+        await spawnRestore(target, deps.binDir, archive, jobsOf(input), signal, ['post-data']);
+      } catch (err) {
+        await withServer(admin, (client) => dropRestoreDatabase(client, input.database, input.workflowId)).catch(() => undefined);
+        if (signal.aborted) throw err;
+        throw classifyRestoreError(err, input.database);
       } finally {
         stop();
       }
-      read.skipped.forEach((s) => log.warn('copy skipped', { ...s }));
-      const roles = await ensureRoles(source, [repositoriesNamed([read.repository])[0], ...repositories.filter((r) => r.name !== read.repository)], signal);
-      const seconds = await runIntoNewDatabase(input, source.owner, (target) => spawnRestore(target, deps.binDir, archive, jobsOf(input), signal));
+      await withServer(admin, (client) => markDatabase(client, input.database, markerFor(input.workflowId, `restored from backup ${source.backupId}`)));
       return {
         database: input.database,
         copy: { repository: read.repository, key: read.key },
         skipped: [...read.skipped, ...roles.skipped],
         createdRoles: roles.created,
         plainBytes: staged,
-        restoreSeconds: seconds,
+        restoreSeconds: (Date.now() - started) / 1000,
       };
     } finally {
       await rm(dir, { recursive: true, force: true });
