@@ -161,11 +161,14 @@ async function activityTimes(
 // ---------------------------------------------------------------------------------------------
 // The bare contenders: plain commands, files in outDir (same disk), no fsync forced.
 
-interface Step {
+export interface Step {
   name: string;
   file: string;
   args: string[];
   env?: Record<string, string>;
+  /** Run as this OS user (pgBackRest and pg_ctl refuse root). */
+  uid?: number;
+  gid?: number;
 }
 
 export async function runSteps(ctx: ContenderContext, steps: Step[], cwd: string): Promise<Omit<ContenderResult, 'storedBytes'>> {
@@ -176,7 +179,7 @@ export async function runSteps(ctx: ContenderContext, steps: Step[], cwd: string
   try {
     for (const step of steps) {
       const s0 = performance.now();
-      const child = execa(step.file, step.args, { cwd, env: step.env, extendEnv: true, stdin: 'ignore', stdout: 'ignore', stderr: 'pipe' });
+      const child = execa(step.file, step.args, { cwd, env: step.env, extendEnv: true, uid: step.uid, gid: step.gid, stdin: 'ignore', stdout: 'ignore', stderr: 'pipe' });
       sampler.setRoot(child.pid);
       try {
         await child;

@@ -1,5 +1,5 @@
 // Benchmark options, from argv (npm run bench -- --scale 5 --rounds 1) or the environment
-// (BENCH_SCALE, BENCH_ROUNDS, BENCH_GROWTH, BENCH_RESTORE, BENCH_MIX, BENCH_OUT).
+// (BENCH_SCALE, BENCH_ROUNDS, BENCH_GROWTH, BENCH_RESTORE, BENCH_PITR, BENCH_MIX, BENCH_OUT).
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { PROJECT_ROOT } from '../client/dev/tools.js';
@@ -16,6 +16,11 @@ export interface BenchOptions {
   growth: boolean;
   /** Also measure the way back on each mix: verifyBackup from S3 against bare pg_restore, and one drill. */
   restore: boolean;
+  /**
+   * Also measure point-in-time recovery against pgBackRest on an archiving cluster: base backup,
+   * recovery to a time until writable, and the RPO under a pgbench write load.
+   */
+  pitr: boolean;
   mixes: Mix[];
   /** Markdown report; empty: do not write one. */
   out: string;
@@ -26,14 +31,15 @@ export interface BenchOptions {
 export const DEFAULT_SCALE = 60;
 export const DEFAULT_ROUNDS = 3;
 
-const USAGE = `usage: npm run bench -- [--scale N] [--rounds N] [--no-growth] [--no-restore] [--mix text,random] [--out FILE | --no-write]
+const USAGE = `usage: npm run bench -- [--scale N] [--rounds N] [--no-growth] [--no-restore] [--no-pitr] [--mix text,random] [--out FILE | --no-write]
   --scale N     pgbench scale of the compressible database (default ${DEFAULT_SCALE}: about 1.1 GB with the Django tables)
   --rounds N    measured rounds per data mix after one warm-up pass (default ${DEFAULT_ROUNDS})
   --no-growth   skip the workflow run on the database at scale/4 (the memory-growth check)
   --no-restore  skip the way back (verifyBackup from S3 vs bare pg_restore -j2, and the recovery drill)
+  --no-pitr     skip point-in-time recovery (backupBase and pointInTimeRecovery vs pgBackRest, and the RPO under load)
   --mix LIST    text (pgbench + Django tables), random (random bytea); default both
   --out FILE    markdown report (default docs/benchmarks.md); --no-write prints only
-Environment: BENCH_SCALE, BENCH_ROUNDS, BENCH_GROWTH=0, BENCH_RESTORE=0, BENCH_MIX, BENCH_OUT.`;
+Environment: BENCH_SCALE, BENCH_ROUNDS, BENCH_GROWTH=0, BENCH_RESTORE=0, BENCH_PITR=0, BENCH_MIX, BENCH_OUT.`;
 
 export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): BenchOptions {
   const { values } = parseArgs({
@@ -45,6 +51,8 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
       'no-growth': { type: 'boolean' },
       restore: { type: 'boolean' },
       'no-restore': { type: 'boolean' },
+      pitr: { type: 'boolean' },
+      'no-pitr': { type: 'boolean' },
       mix: { type: 'string' },
       out: { type: 'string' },
       'no-write': { type: 'boolean' },
@@ -69,12 +77,14 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
   const off = (raw: string | undefined) => ['0', 'false', 'no'].includes((raw ?? '').toLowerCase());
   const growth = values['no-growth'] ? false : (values.growth ?? !off(env.BENCH_GROWTH));
   const restore = values['no-restore'] ? false : (values.restore ?? !off(env.BENCH_RESTORE));
+  const pitr = values['no-pitr'] ? false : (values.pitr ?? !off(env.BENCH_PITR));
   const out = values['no-write'] ? '' : path.resolve(PROJECT_ROOT, values.out ?? env.BENCH_OUT ?? 'docs/benchmarks.md');
   return {
     scale: int('scale', values.scale ?? env.BENCH_SCALE, DEFAULT_SCALE, 1),
     rounds: int('rounds', values.rounds ?? env.BENCH_ROUNDS, DEFAULT_ROUNDS, 1),
     growth,
     restore,
+    pitr,
     mixes: MIXES.filter((m) => mixes.includes(m)),
     out,
     sampleMs: int('sample-ms', values['sample-ms'], 100, 10),

@@ -69,7 +69,7 @@ export async function buildReferenceData(cluster: PgCluster, options: BenchOptio
   return databases;
 }
 
-async function buildText(cluster: PgCluster, name: string, scale: number, role: 'main' | 'growth'): Promise<BenchDatabase> {
+export async function buildText(cluster: PgCluster, name: string, scale: number, role: 'main' | 'growth'): Promise<BenchDatabase> {
   const t0 = performance.now();
   await cluster.createDatabase(name);
   // Server-side generation (G): no client round trips; then vacuum and primary keys.

@@ -8,6 +8,15 @@ import { execa } from 'execa';
 import type { PgCluster } from '../test/fixtures/postgres.js';
 import { CONTENDER_IDS, CONTENDER_LABELS, type ContenderId, type ContenderResult } from './contenders.js';
 import type { BenchOptions } from './options.js';
+import {
+  BASE_LABELS,
+  BASELINE_POLL_MS,
+  PITR_CONTENDER_IDS,
+  PITR_LABELS,
+  REPLAY_TRANSACTIONS,
+  type PitrContenderId,
+  type PitrResults,
+} from './pitr.js';
 import { OTHER } from './procfs.js';
 import type { BenchDatabase } from './referenceDatabase.js';
 import {
@@ -61,6 +70,8 @@ export interface BenchReport {
   growth?: GrowthResults;
   /** The way back, per mix; empty with --no-restore. */
   restores: RestoreResults[];
+  /** Point-in-time recovery against pgBackRest; absent with --no-pitr. */
+  pitr?: PitrResults;
   /** Runs repeated because processes outside the benchmark loaded the machine. */
   repeated: number;
   totalSeconds: number;
@@ -76,6 +87,12 @@ export const TARGETS = {
   growthFactor: 1.25,
   /** The weekly verification end to end (from S3) against bare `pg_restore -j2` of a local file. */
   verifyVsBareRestore: 1.15,
+  /** backupBase against `pgbackrest --type=full backup` of the same cluster. */
+  baseVsPgbackrest: 1.0,
+  /** pointInTimeRecovery start to writable against pgBackRest's restore + the same replay. */
+  pitrVsPgbackrest: 1.2,
+  /** Commit until its WAL is in every repository, under a pgbench write load (worst sample). */
+  rpoSeconds: 60,
 };
 
 const ANALYSIS_START = '<!-- analysis: kept when the benchmark rewrites this file -->';
@@ -195,7 +212,7 @@ export function renderReport(report: BenchReport): string {
     '# Benchmarks',
     '',
     `Measured ${machine.date.slice(0, 10)} with \`npm run bench\` (\`--scale ${options.scale} --rounds ${options.rounds}` +
-      `${options.growth ? '' : ' --no-growth'}${options.restore ? '' : ' --no-restore'}${options.mixes.length < 2 ? ` --mix ${options.mixes.join(',')}` : ''}\`; ` +
+      `${options.growth ? '' : ' --no-growth'}${options.restore ? '' : ' --no-restore'}${options.pitr ? '' : ' --no-pitr'}${options.mixes.length < 2 ? ` --mix ${options.mixes.join(',')}` : ''}\`; ` +
       `${(report.totalSeconds / 60).toFixed(1)} minutes in all, building the data included). Re-run it to refresh this file; ` +
       'everything but the hand-written analysis below is regenerated.',
     '',
@@ -211,6 +228,7 @@ export function renderReport(report: BenchReport): string {
   for (const mix of report.mixes) push(...renderMix(mix, report.growth && mix.db.mix === 'text' ? report.growth : undefined));
   if (report.growth) push(...renderGrowth(report.growth));
   for (const restore of report.restores) push(...renderRestore(restore));
+  if (report.pitr) push(...renderPitr(report.pitr));
   push(...renderBreakdown(report));
   push(...renderMethod(report));
   push('## Analysis', '', ANALYSIS_START, '', '(none yet)', '', ANALYSIS_END, '');
@@ -470,6 +488,7 @@ function renderMethod(report: BenchReport): string[] {
       'they connect like the worker, over TCP to 127.0.0.1. The seed procedure is the runbook\'s commands without its `-W` prompt: ' +
       '`pg_dump --clean --create --format=custom --file=X.backup`, `pg_dump --clean --create --format=plain --file=X.sql`, `gzip X.sql`, `gunzip -t X.sql.gz`.',
     ...restoreMethod(report),
+    ...pitrMethod(report),
     '* Stored MB is 10^6 bytes; RSS is MiB. CPU and the process tree\'s memory come from sampling /proc every ' +
       `${options.sampleMs} ms (processes living less than one period are missed).`,
     '',
@@ -490,6 +509,99 @@ function restoreMethod(report: BenchReport): string[] {
       `\`pg_restore -j${RESTORE_JOBS} --exit-on-error -d scratch file\`, one \`psql\` statement counting the same key tables and failing on a count ` +
       'other than the backup\'s, and `dropdb`. The verification runs with `amcheck: false`, as the target defines it; the weekly schedule adds `pg_amcheck --heapallindexed` on top (about 4 s on this database in an earlier run). ' +
       'Then one `recoveryDrill` from the S3 copy on the same restoring host.',
+  ];
+}
+
+/** Point-in-time recovery against pgBackRest: base backup, recovery to a time, RPO under load. */
+function renderPitr(p: PitrResults): string[] {
+  const base = Object.fromEntries(PITR_CONTENDER_IDS.map((id) => [id, summarize(p.base[id])])) as Record<PitrContenderId, Summary>;
+  const pitr = Object.fromEntries(PITR_CONTENDER_IDS.map((id) => [id, summarize(p.pitr[id])])) as Record<PitrContenderId, Summary>;
+  const rounds = p.base.ours.length;
+  const baseRatio = base.ours.wallMs / base.pgbackrest.wallMs;
+  const pitrRatio = pitr.ours.wallMs / pitr.pgbackrest.wallMs;
+  const delays = p.rpo.samples.map((x) => x.delaySeconds).filter((x): x is number => x !== null);
+  const missing = p.rpo.samples.length - delays.length;
+  const worst = delays.length ? Math.max(...delays) : NaN;
+  const rows = (labels: Record<PitrContenderId, string>, s: Record<PitrContenderId, Summary>, bytes: boolean) =>
+    PITR_CONTENDER_IDS.map((id) => {
+      const x = s[id];
+      return (
+        `| ${labels[id]} | ${sec(x.wallMs)} (${sec(x.minMs)}–${sec(x.maxMs)}) | ${ratio(x.wallMs / s.pgbackrest.wallMs)} | ${bytes ? mb(x.storedBytes) + ' | ' : ''}` +
+        `${x.workerRss === undefined ? '–' : `${mib(x.idleRss)} → ${mib(x.workerRss)}`} | ${mib(x.treeRss)} | ${x.cpuSeconds.toFixed(0)} | ${x.otherCpuSeconds.toFixed(1)} |`
+      );
+    });
+  const ours = medianRun(p.pitr.ours);
+  const theirs = medianRun(p.pitr.pgbackrest);
+  const step = (run: ContenderResult, name: string) => (run.steps[name] === undefined ? '–' : run.steps[name].toFixed(1));
+  return [
+    `## Point-in-time recovery: \`${p.db.name}\` against pgBackRest`,
+    '',
+    `One archiving cluster (\`wal_level = replica\`, \`archive_mode = on\`, \`archive_timeout = 60\`) holding \`${p.db.name}\` at scale ${p.db.scale} ` +
+      `(${(p.db.bytes / 1e9).toFixed(2)} GB), its archive_command feeding both archives. ${p.pgbackrestVersion}. ` +
+      `Median of ${rounds} round${rounds > 1 ? 's' : ''} (min–max in brackets), after a warm-up pass of each, the order alternating.`,
+    '',
+    '### Base backup',
+    '',
+    '| contender | wall s | × pgBackRest | stored MB | worker RSS MiB: idle → peak | process tree peak RSS MiB | CPU s | other load CPU s |',
+    '|---|--:|--:|--:|--:|--:|--:|--:|',
+    ...rows(BASE_LABELS, base, true),
+    '',
+    'Stored MB: one copy (ours writes three: local, nas, s3, each read back and verified; pgBackRest writes one, to repo1 on the same disk).',
+    '',
+    `### Recovery to a time, start to writable`,
+    '',
+    `Target ${p.target}: after ${REPLAY_TRANSACTIONS.toLocaleString('en')} pgbench transactions run after the base backups ` +
+      `(${mb(p.replayWalBytes)} MB of WAL from the newest base backup's end to the target, replayed by both) and a marker row; a second marker committed ` +
+      'after the target must be absent from the recovered cluster, the first present (checked in every run, inside the timed part).',
+    '',
+    '| contender | wall s | × pgBackRest | worker RSS MiB: idle → peak | process tree peak RSS MiB | CPU s | other load CPU s |',
+    '|---|--:|--:|--:|--:|--:|--:|',
+    ...rows(PITR_LABELS, pitr, false),
+    '',
+    `Median rounds, part by part: ours restore ${step(ours, 'restore (workflow timing)')} s, replay until promoted ${step(ours, 'replay until promoted (workflow timing)')} s ` +
+      `(the workflow's own timing; it polls once a second), the rest is finding the base backup, checks and workflow tasks; ` +
+      `pgBackRest restore ${step(theirs, 'pgbackrest restore')} s, \`pg_ctl start -w\` ${step(theirs, 'pg_ctl start')} s, ` +
+      `replay until \`pg_is_in_recovery()\` is false (polled every ${BASELINE_POLL_MS} ms) and the marker check ${step(theirs, 'replay until promoted (polled), marker check')} s.`,
+    '',
+    `### RPO under a write load`,
+    '',
+    `\`pgbench -R ${p.rpo.rate} -c 2\` for ${p.rpo.loadSeconds} s (${Number.isFinite(p.rpo.transactions) ? p.rpo.transactions.toLocaleString('en') : '?'} transactions), ` +
+      `\`archive_timeout\` lowered to ${p.rpo.archiveTimeout} s for this part, \`shipWal\` every ${p.rpo.shipInterval} s to nas and s3. ` +
+      `Every ${p.rpo.sampleSeconds} s the current WAL position and time were sampled (${p.rpo.samples.length} samples); the delay is from the sample until the segment holding it was in ` +
+      'every repository (the spool\'s `archivedAt`, the nas entry file\'s mtime, the S3 entry object\'s LastModified, whole seconds).' +
+      (missing ? ` ${missing} sample${missing > 1 ? 's' : ''} never reached every repository.` : ''),
+    '',
+    '| commit → in every repository | s |',
+    '|---|--:|',
+    `| median | ${ratio(median(delays))} |`,
+    `| max | ${ratio(worst)} |`,
+    '',
+    '| target | measured | |',
+    '|---|--:|---|',
+    `| base backup wall ≤ ${TARGETS.baseVsPgbackrest.toFixed(1)} × \`pgbackrest --type=full backup\` | ${ratio(baseRatio)} | ${yes(baseRatio <= TARGETS.baseVsPgbackrest)} |`,
+    `| PITR start → writable ≤ ${TARGETS.pitrVsPgbackrest} × pgBackRest restore + the same replay | ${ratio(pitrRatio)} | ${yes(pitrRatio <= TARGETS.pitrVsPgbackrest)} |`,
+    `| RPO under load (worst sample) ≤ ${TARGETS.rpoSeconds} s | ${ratio(worst)} s | ${yes(missing === 0 && worst <= TARGETS.rpoSeconds)} |`,
+    '',
+  ];
+}
+
+function pitrMethod(report: BenchReport): string[] {
+  const p = report.pitr;
+  if (!p) return [];
+  const orders = p.baseOrders.map((o) => o.join(' ')).join('; ');
+  return [
+    '* Point-in-time recovery: a second throw-away cluster with WAL archiving, `bench_text` built in it the same way, and one archive_command for both sides, ' +
+      '`pgbackrest archive-push %p && backupctl wal-push %p`. One cluster rather than two copies, so both back up the same data and replay the same WAL; ' +
+      'the cost is that every segment pays for both pushes before the next is archived. pgBackRest\'s push goes first because its backup ends by waiting until its own archive holds ' +
+      'the backup\'s last segment (ours does not wait for the archive), so its backup time never includes our push; our RPO includes its push instead. ' +
+      'pgBackRest (the Debian package) runs as the postgres OS user from its own configuration file: repo1 on the same disk, `compress-type=zst` level 3 (ours: zstd 3), ' +
+      '`process-max=2`, `start-fast=y` (ours: a fast checkpoint), and `repo1-cipher-type=aes-256-cbc` so that both sides encrypt (ours: gpg to a cv25519 key). ' +
+      `Base backups: one warm-up of each, then ${report.options.rounds} round${report.options.rounds > 1 ? 's' : ''} alternating (${orders}); ` +
+      '`backupBase` on a fresh worker (`bench-pitr` host, polling before the clock starts), start to result, three copies each verified, against `pgbackrest --type=full backup` to the end of its archive check. ' +
+      'Recovery: both to the same time, each from its newest base backup, into a new data directory on the same disk, the recovered cluster not archiving; ' +
+      '`pointInTimeRecovery` start to result (it waits for promotion and checks the key tables; `restore_command` is `backupctl wal-fetch` as postgres, with a copy of the private keyring) against ' +
+      '`pgbackrest --type=time --target-action=promote --archive-mode=off restore` + `pg_ctl start -w` on a free port + polling `pg_is_in_recovery()`; both check the marker rows. ' +
+      'Each recovered cluster is stopped and deleted after its run (untimed). The RPO part runs last, with `shipWal` on a long-running worker.',
   ];
 }
 

@@ -1,6 +1,7 @@
 // npm run bench: the backup workflow against bare pg_dump and the seed's procedure, then the
 // weekly verification (from S3) against bare pg_restore, side by side on the same reference
-// databases, alternating, with ratio tables written to docs/benchmarks.md. Everything it
+// databases, alternating, then point-in-time recovery against pgBackRest on an archiving
+// cluster (pitr.ts), with ratio tables written to docs/benchmarks.md. Everything it
 // starts (PostgreSQL, Temporal, SeaweedFS, workers) and every file it writes under the temp
 // folder is removed at the end, on failure and on Ctrl-C.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -8,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { CONTENDER_IDS, CONTENDERS, type ContenderContext, type ContenderId, type ContenderResult } from './contenders.js';
 import { parseOptions } from './options.js';
+import { runPitrPhase, type PitrResults } from './pitr.js';
 import { OTHER, waitForQuiet } from './procfs.js';
 import { buildReferenceData, startReferenceCluster, type BenchDatabase } from './referenceDatabase.js';
 import { collectMachine, mergeAnalysis, renderReport, type GrowthResults, type MixResults, type RestoreResults } from './report.js';
@@ -150,8 +152,16 @@ async function main(): Promise<void> {
     if (options.restore) restores.push(await restorePhase(db));
   }
 
+  let pitr: PitrResults | undefined;
+  if (options.pitr) {
+    say('point-in-time recovery against pgBackRest');
+    pitr = await runPitrPhase(ctx, options, (db, label, id, contender) => measure(db, label, id, contender), cleanups, say);
+    const rpo = pitr.rpo.samples.map((x) => x.delaySeconds).filter((x): x is number => x !== null);
+    say(`pitr RPO under load: ${rpo.length} samples, max ${Math.max(...rpo).toFixed(1)} s`);
+  }
+
   const machine = await collectMachine(cluster, workDir);
-  const report = renderReport({ options, machine, mixes, growth, restores, repeated, totalSeconds: (performance.now() - t0) / 1000 });
+  const report = renderReport({ options, machine, mixes, growth, restores, pitr, repeated, totalSeconds: (performance.now() - t0) / 1000 });
   process.stdout.write('\n' + report + '\n');
   if (options.out) {
     mkdirSync(path.dirname(options.out), { recursive: true });
