@@ -1,6 +1,6 @@
 // Recovery targets against the recoverable window: the rules the workflow's signal and update
 // handlers apply, and the base backup each target starts from.
-import { segmentEndLsn } from '../activities/pitr.js';
+import { segmentEndLsn, segmentOf } from '../activities/pitr.js';
 import type { RecoverableWindow } from '../workflows/pitrTypes.js';
 import { checkTarget, lsnValue } from '../workflows/recoveryTargets.js';
 
@@ -51,6 +51,11 @@ test('xid and restore point targets start from the oldest base backup; shapes ar
   expect(checkTarget({ kind: 'name', value: 'x'.repeat(64) }, window)).toMatchObject({ ok: false });
   expect(checkTarget({ kind: 'when', value: 'x' }, window)).toMatchObject({ ok: false });
   expect(checkTarget({ kind: 'time', value: '2026-11-22T10:00:00Z' }, { ...window, baseBackups: [] })).toMatchObject({ ok: false, reason: expect.stringContaining('no base backup') });
+});
+
+test('the segment holding an LSN', () => {
+  expect(segmentOf(1, '0/2000028')).toBe('000000010000000000000002');
+  expect(segmentOf(3, '1A/FF000000')).toBe('000000030000001A000000FF');
 });
 
 test('the end of a segment as an LSN', () => {
