@@ -71,7 +71,7 @@ export function createPitrActivities(deps: PitrDeps) {
    * file instead of starting a process per segment. Written by temp name and rename, so a
    * copy never sees half a segment.
    */
-  async function prefetchWal(dir: string, timeline: number, startLsn: string, beat: () => void): Promise<number> {
+  async function prefetchWal(dir: string, timeline: number, startLsn: string, beat: () => void): Promise<{ segments: number; complete: boolean }> {
     await rm(dir, { recursive: true, force: true });
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const first = segmentOf(timeline, startLsn);
@@ -80,10 +80,10 @@ export function createPitrActivities(deps: PitrDeps) {
       for (const name of await listWalEntries(repository).catch(() => [])) names.add(name);
     }
     const histories = [...names].filter((n) => n.endsWith('.history'));
-    const segments = [...names]
+    const archived = [...names]
       .filter((n) => /^[0-9A-F]{24}$/.test(n) && n.slice(0, 8) >= first.slice(0, 8) && n.slice(8) >= first.slice(8))
-      .sort((a, b) => a.slice(8).localeCompare(b.slice(8)) || a.localeCompare(b))
-      .slice(0, PREFETCH_SEGMENTS);
+      .sort((a, b) => a.slice(8).localeCompare(b.slice(8)) || a.localeCompare(b));
+    const segments = archived.slice(0, PREFETCH_SEGMENTS);
     const wanted = [...histories, ...segments];
     const queue = [...wanted];
     const fetchNext = async (): Promise<void> => {
@@ -93,7 +93,7 @@ export function createPitrActivities(deps: PitrDeps) {
       }
     };
     await Promise.all([fetchNext(), fetchNext()]);
-    return wanted.length;
+    return { segments: segments.length, complete: segments.length === archived.length };
   }
 
   return {
@@ -167,10 +167,14 @@ export function createPitrActivities(deps: PitrDeps) {
       if (process.getuid?.() === 0) {
         await runCommand('chown', ['-R', `${owner.spawn.uid}:${owner.spawn.gid}`, dataDir, prefetchDir]);
       }
-      // Segments fetched ahead are copied; the rest (and what arrives later) come through wal-fetch.
-      const command = `cp ${prefetchDir}/%f %p 2>/dev/null || ${restoreCommand()}`;
+      // The target lies inside the window, so every segment replay needs was archived before
+      // the fetch-ahead began: when all of them were fetched, a file not there does not exist,
+      // and restore_command can say so at once. Otherwise the rest come through wal-fetch.
+      // (Time and LSN targets were checked against the window; xid and restore point ones were not.)
+      const windowChecked = input.target.kind === 'time' || input.target.kind === 'lsn';
+      const command = prefetched.complete && windowChecked ? `cp ${prefetchDir}/%f %p` : `cp ${prefetchDir}/%f %p 2>/dev/null || ${restoreCommand()}`;
       await configureRecovery(dataDir, { versionNum: manifest.server.versionNum, restoreCommand: command, target: input.target, port });
-      log.info('WAL fetched ahead', { segments: prefetched });
+      log.info('WAL fetched ahead', { ...prefetched });
       log.info('recovery cluster prepared', { dataDir, port, baseBackup: input.baseBackupId });
       return { dataDir, port, host: '127.0.0.1' };
     },

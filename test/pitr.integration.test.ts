@@ -329,14 +329,24 @@ test('S3 down while archiving: PostgreSQL keeps archiving locally, the lag shows
 test('SIGKILL of the worker during WAL replay: a new worker finishes the recovery', async () => {
   await worker!.shutdown();
   worker = undefined;
+  // A slow archive (each file PostgreSQL asks the archive for takes over a second), so the
+  // kill lands while the cluster replays. A restore point target goes to the archive for
+  // what was not fetched ahead (the timeline history it probes for).
+  const raw = YAML.parse(readFileSync(configFile, 'utf8'));
+  raw.pitr.restoreCommand = `sleep 1.5; ${raw.pitr.restoreCommand}`;
+  writeYaml(configFile, raw);
   const spawnWorker = () => {
     const child = execa('node', [CLI, '--config', configFile, 'worker'], { detached: true, reject: false, stdio: ['ignore', 'ignore', 'pipe'] });
     processes.push(child);
     return child;
   };
   const first = spawnWorker();
-  const handle = await recover('pitr-crash', { kind: 'time', value: times.between });
-  await until('replay to start', async () => (await handle.query(pitrStateQuery).catch(() => undefined))?.phase === 'replaying-wal', 120);
+  const handle = await recover('pitr-crash', { kind: 'name', value: 'before-three' });
+  const deadline = Date.now() + 120_000;
+  while ((await handle.query(pitrStateQuery).catch(() => undefined))?.phase !== 'replaying-wal') {
+    if (Date.now() > deadline) throw new Error('replay never started');
+    await new Promise((r) => setTimeout(r, 20));
+  }
   process.kill(-first.pid!, 'SIGKILL');
   await first;
   void spawnWorker();
