@@ -48,7 +48,7 @@ export const BASE_LABELS: Record<PitrContenderId, string> = {
   pgbackrest: '`pgbackrest --type=full backup` (repo1 local, zst 3, process-max 2, aes-256-cbc)',
 };
 export const PITR_LABELS: Record<PitrContenderId, string> = {
-  ours: 'pointInTimeRecovery workflow (restore, replay via `backupctl wal-fetch`, promoted, checked)',
+  ours: 'pointInTimeRecovery workflow (restore, WAL decrypted ahead, replay, promoted, checked)',
   pgbackrest: '`pgbackrest --type=time --target-action=promote restore` + `pg_ctl start` + poll until writable',
 };
 
@@ -60,7 +60,7 @@ export const RPO_PGBENCH_RATE = 50;
 const RPO_SAMPLE_MS = 2000;
 /** pgbench transactions between the base backups and the recovery target: the WAL both replay. */
 export const REPLAY_TRANSACTIONS = 10_000;
-/** How often the pgBackRest side asks pg_is_in_recovery() (ours asks once a second). */
+/** How often the pgBackRest side asks pg_is_in_recovery() (ours asks every 250 ms too). */
 export const BASELINE_POLL_MS = 250;
 
 export interface RpoSample {

@@ -559,7 +559,7 @@ function renderPitr(p: PitrResults): string[] {
     ...rows(PITR_LABELS, pitr, false),
     '',
     `Median rounds, part by part: ours restore ${step(ours, 'restore (workflow timing)')} s, replay until promoted ${step(ours, 'replay until promoted (workflow timing)')} s ` +
-      `(the workflow's own timing; it polls once a second), the rest is finding the base backup, checks and workflow tasks; ` +
+      `(the workflow's own timing; it polls every 250 ms), the rest is finding the base backup, checks and workflow tasks; ` +
       `pgBackRest restore ${step(theirs, 'pgbackrest restore')} s, \`pg_ctl start -w\` ${step(theirs, 'pg_ctl start')} s, ` +
       `replay until \`pg_is_in_recovery()\` is false (polled every ${BASELINE_POLL_MS} ms) and the marker check ${step(theirs, 'replay until promoted (polled), marker check')} s.`,
     '',
@@ -599,7 +599,7 @@ function pitrMethod(report: BenchReport): string[] {
       `Base backups: one warm-up of each, then ${report.options.rounds} round${report.options.rounds > 1 ? 's' : ''} alternating (${orders}); ` +
       '`backupBase` on a fresh worker (`bench-pitr` host, polling before the clock starts), start to result, three copies each verified, against `pgbackrest --type=full backup` to the end of its archive check. ' +
       'Recovery: both to the same time, each from its newest base backup, into a new data directory on the same disk, the recovered cluster not archiving; ' +
-      '`pointInTimeRecovery` start to result (it waits for promotion and checks the key tables; `restore_command` is `backupctl wal-fetch` as postgres, with a copy of the private keyring) against ' +
+      '`pointInTimeRecovery` start to result (it waits for promotion and checks the key tables; the WAL replay needs is decrypted ahead into a folder `restore_command` copies from; `backupctl wal-fetch` as postgres, with a copy of the private keyring, is the fallback) against ' +
       '`pgbackrest --type=time --target-action=promote --archive-mode=off restore` + `pg_ctl start -w` on a free port + polling `pg_is_in_recovery()`; both check the marker rows. ' +
       'Each recovered cluster is stopped and deleted after its run (untimed). The RPO part runs last, with `shipWal` on a long-running worker.',
   ];
