@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
-import { execa, type ResultPromise } from 'execa';
+import { execa } from 'execa';
 import pg from 'pg';
 import pino from 'pino';
 import YAML from 'yaml';
@@ -25,6 +25,7 @@ import { SHARED_TASK_QUEUE, hostTaskQueue } from '../workflows/types.js';
 import { BUCKET, startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';
 import { startCluster, type PgCluster } from './fixtures/postgres.js';
 import { startTcpProxy, type TcpProxy } from './fixtures/tcpProxy.js';
+import { workerProcesses } from './fixtures/workerProcess.js';
 
 const CLI = path.resolve('bin/backupctl.js');
 const HOST = 'pg';
@@ -37,7 +38,7 @@ let dir: string;
 let configFile: string;
 let postgresKeys: string;
 let worker: RunningWorker | undefined;
-const processes: ResultPromise[] = [];
+const workers = workerProcesses();
 const times: Record<string, string> = {};
 let lsnAfterTwo: string;
 let shipping: WorkflowHandle;
@@ -99,16 +100,8 @@ async function loadWorkerConfig() {
   return loadConfig(configFile, {});
 }
 
-function killGroup(child: ResultPromise): void {
-  try {
-    process.kill(-child.pid!, 'SIGKILL');
-  } catch {
-    // already gone
-  }
-}
-
 afterAll(async () => {
-  processes.forEach(killGroup);
+  workers.killAll();
   await shipping?.terminate().catch(() => undefined);
   await worker?.shutdown().catch(() => undefined);
   // Recovered clusters: stopped before their folders go.
@@ -335,11 +328,7 @@ test('SIGKILL of the worker during WAL replay: a new worker finishes the recover
   const raw = YAML.parse(readFileSync(configFile, 'utf8'));
   raw.pitr.restoreCommand = `sleep 1.5; ${raw.pitr.restoreCommand}`;
   writeYaml(configFile, raw);
-  const spawnWorker = () => {
-    const child = execa('node', [CLI, '--config', configFile, 'worker'], { detached: true, reject: false, stdio: ['ignore', 'ignore', 'pipe'] });
-    processes.push(child);
-    return child;
-  };
+  const spawnWorker = () => workers.spawn(configFile);
   const first = spawnWorker();
   const handle = await recover('pitr-crash', { kind: 'name', value: 'before-three' });
   const deadline = Date.now() + 120_000;
@@ -347,7 +336,7 @@ test('SIGKILL of the worker during WAL replay: a new worker finishes the recover
     if (Date.now() > deadline) throw new Error('replay never started');
     await new Promise((r) => setTimeout(r, 20));
   }
-  process.kill(-first.pid!, 'SIGKILL');
+  workers.kill(first);
   await first;
   void spawnWorker();
   const result = (await handle.result()) as PointInTimeRecoveryResult;
@@ -362,20 +351,18 @@ test('SIGKILL during a base backup upload, with WAL shipping running: a new work
   await primary.query('appdb', 'CREATE TABLE review_manager_searchresult AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS body FROM generate_series(1, 300000) g');
   const slowConfig = path.join(dir, 'worker-slow.yaml');
   writeYaml(slowConfig, { ...YAML.parse(readFileSync(configFile, 'utf8')), compression: { level: 19 } });
-  processes.forEach(killGroup);
-  const first = execa('node', [CLI, '--config', slowConfig, 'worker'], { detached: true, reject: false, stdio: ['ignore', 'ignore', 'pipe'] });
-  processes.push(first);
+  workers.killAll();
+  const first = workers.spawn(slowConfig);
   const handle = await env.temporal.client.workflow.start(backupBase, { taskQueue: SHARED_TASK_QUEUE, workflowId: 'backup-base-crash', args: [{ hostTaskQueue: hostTaskQueue(HOST) }] });
   await until('the upload to get going', async () => {
     const pending = (await handle.describe()).raw.pendingActivities?.find((a) => a.activityType?.name === 'baseBackupToRepositories');
     const payload = pending?.heartbeatDetails?.payloads?.[0];
     return Boolean(payload && (defaultPayloadConverter.fromPayload(payload as never) as { storedBytes?: number }).storedBytes! > 1024 * 1024);
   });
-  process.kill(-first.pid!, 'SIGKILL');
+  workers.kill(first);
   await first;
   const last = await switchWal();
-  const second = execa('node', [CLI, '--config', configFile, 'worker'], { detached: true, reject: false, stdio: ['ignore', 'ignore', 'pipe'] });
-  processes.push(second);
+  void workers.spawn(configFile);
   const result = await handle.result();
   expect(result.copies.every((c) => c.verified)).toBe(true);
   for (const repository of openRepositories(await loadWorkerConfig())) {

@@ -11,11 +11,12 @@ import { backupDatabase } from '../workflows/index.js';
 import { SHARED_TASK_QUEUE, hostTaskQueue, type DatabaseBackupResult } from '../workflows/types.js';
 import { APP_PASSWORD, BUCKET, SOURCE_DB, startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';
 import { tableChecksums } from './fixtures/postgres.js';
+import { workerProcesses } from './fixtures/workerProcess.js';
 import { restoreDump } from './fixtures/restore.js';
 
 const CLI = path.resolve('bin/backupctl.js');
 let env: BackupEnv;
-const workers: ResultPromise[] = [];
+const workers = workerProcesses();
 
 beforeAll(async () => {
   env = await startBackupEnv({ users: 500, sessionsPerUser: 4, activitiesPerSession: 10 }, async (db) => {
@@ -28,7 +29,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const worker of workers) killGroup(worker);
+  workers.killAll();
   await env?.stop();
 });
 
@@ -39,20 +40,8 @@ function writeConfig(host: string, patch?: (raw: any) => void): string {
   return file;
 }
 
-function spawnWorker(configFile: string): ResultPromise {
-  // Its own process group, so SIGKILL takes pg_dump, zstd and gpg down with it, as a crash would.
-  const worker = execa('node', [CLI, '--config', configFile, 'worker'], { detached: true, reject: false, stdio: ['ignore', 'ignore', 'pipe'] });
-  workers.push(worker);
-  return worker;
-}
-
-function killGroup(worker: ResultPromise): void {
-  try {
-    process.kill(-worker.pid!, 'SIGKILL');
-  } catch {
-    // already gone
-  }
-}
+const spawnWorker = (configFile: string) => workers.spawn(configFile);
+const killGroup = (worker: ResultPromise) => workers.kill(worker);
 
 async function cli(args: string[]) {
   return execa('node', [CLI, ...args], { reject: false });

@@ -11,6 +11,7 @@ import type { DrillReport, RestoreDatabaseResult, VerificationReport } from '../
 import { SHARED_TASK_QUEUE, hostTaskQueue } from '../workflows/types.js';
 import { SOURCE_DB, startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';
 import { tableChecksums, type PgCluster } from './fixtures/postgres.js';
+import { workerProcesses } from './fixtures/workerProcess.js';
 
 const CLI = path.resolve('bin/backupctl.js');
 let env: BackupEnv;
@@ -18,7 +19,7 @@ let servicesDir: string;
 let dbConfigFile: string;
 let drillConfigFile: string;
 let sourceSums: Record<string, string>;
-const workers: ResultPromise[] = [];
+const workers = workerProcesses();
 
 beforeAll(async () => {
   env = await startBackupEnv({ users: 500, sessionsPerUser: 4, activitiesPerSession: 10 }, async (db) => {
@@ -60,7 +61,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const worker of workers) killGroup(worker);
+  workers.killAll();
   await env?.stop();
 });
 
@@ -70,20 +71,8 @@ function writeConfig(host: string, patch: (raw: any) => void): string {
   return file;
 }
 
-function spawnWorker(configFile: string): ResultPromise {
-  // Its own process group: SIGKILL takes pg_restore, gpg and zstd down with it, as a crash would.
-  const worker = execa('node', [CLI, '--config', configFile, 'worker'], { detached: true, reject: false, stdio: ['ignore', 'ignore', 'pipe'] });
-  workers.push(worker);
-  return worker;
-}
-
-function killGroup(worker: ResultPromise): void {
-  try {
-    process.kill(-worker.pid!, 'SIGKILL');
-  } catch {
-    // already gone
-  }
-}
+const spawnWorker = (configFile: string) => workers.spawn(configFile);
+const killGroup = (worker: ResultPromise) => workers.kill(worker);
 
 async function pgRestoreRunning(cluster: PgCluster): Promise<boolean> {
   const { rows } = await cluster.query('postgres', "SELECT 1 FROM pg_stat_activity WHERE application_name = 'pg_restore'");
