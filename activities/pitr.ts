@@ -16,7 +16,7 @@ import { classifyFilesystemError, errorText, permanent } from './errors.js';
 import { runCommand, spawnStreaming } from './exec.js';
 import { inspectDatabase } from './inspection.js';
 import { serverOwner } from './localCluster.js';
-import { connect, parseDatabaseUrl, type DatabaseTarget } from './postgres.js';
+import { connect, countRows, parseDatabaseUrl, type DatabaseTarget } from './postgres.js';
 import { claimDataDirectory, configureRecovery, isRunning, logTail, startCluster, stopCluster } from './recoveryCluster.js';
 import { restoreServer } from './restoreTarget.js';
 import { fetchSegment, listWalEntries, readWalEntry } from './walArchive.js';
@@ -236,10 +236,8 @@ export function createPitrActivities(deps: PitrDeps) {
       try {
         const rowCounts: Record<string, number> = {};
         for (const table of config.database.keyTables) {
-          const exists = (await client.query<{ oid: string | null }>('SELECT to_regclass($1)::text AS oid', [table])).rows[0].oid;
-          if (!exists) continue;
-          const quoted = table.split('.').map((part) => client.escapeIdentifier(part)).join('.');
-          rowCounts[table] = Number((await client.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${quoted}`)).rows[0].n);
+          const counted = await countRows(client, table);
+          if (counted !== undefined) rowCounts[table] = counted;
         }
         const inspection = await inspectDatabase(client, target, { expectedRowCounts: {}, checks: config.restore.checks });
         return { rowCounts, checks: inspection.checks };

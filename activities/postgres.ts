@@ -76,6 +76,14 @@ export async function connect(target: DatabaseTarget): Promise<pg.Client> {
   return client;
 }
 
+/** The rows of a table (`name` or `schema.name`), or undefined when there is no such table. */
+export async function countRows(client: pg.Client, table: string): Promise<number | undefined> {
+  const exists = await client.query<{ oid: string | null }>('SELECT to_regclass($1)::text AS oid', [table]);
+  if (!exists.rows[0].oid) return undefined;
+  const quoted = table.split('.').map((part) => client.escapeIdentifier(part)).join('.');
+  return Number((await client.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${quoted}`)).rows[0].n);
+}
+
 /** The directory of the newest installed PostgreSQL client tools, unless configured. */
 export function resolveBinDir(configured?: string): string | undefined {
   if (configured) return configured;
@@ -122,14 +130,9 @@ export async function openSnapshot(target: DatabaseTarget, keyTables: string[]):
     const rowCounts: Record<string, number> = {};
     const missingTables: string[] = [];
     for (const table of keyTables) {
-      const exists = await client.query<{ oid: string | null }>('SELECT to_regclass($1)::text AS oid', [table]);
-      if (!exists.rows[0].oid) {
-        missingTables.push(table);
-        continue;
-      }
-      const quoted = table.split('.').map((part) => client.escapeIdentifier(part)).join('.');
-      const counted = await client.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${quoted}`);
-      rowCounts[table] = Number(counted.rows[0].n);
+      const counted = await countRows(client, table);
+      if (counted === undefined) missingTables.push(table);
+      else rowCounts[table] = counted;
     }
     return {
       snapshotId: rows[0].snapshot,

@@ -20,6 +20,7 @@ import { inspectDatabase } from './inspection.js';
 import { connect, parseDatabaseUrl, spawnRestore, spawnSqlScript, spawnStreamingRestore, type DatabaseTarget } from './postgres.js';
 import { resolveCatalogBackup, resolveFile } from './restoreSource.js';
 import {
+  assertTargetIsOurs,
   createRestoreDatabase,
   databaseComment,
   dropRestoreDatabase,
@@ -124,12 +125,8 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
     const repositories = repositoriesNamed(source.repositories);
     const dump = source.objects.find((o) => o.role === 'dump');
     if (!dump) throw permanent(ErrorType.InvalidInput, `backup ${source.backupId} has no dump object`);
-    await withServer(server(), async (client) => {
-      const existing = await databaseComment(client, input.database);
-      if (existing.exists && !existing.comment?.startsWith(markerFor(input.workflowId, ''))) {
-        throw permanent(ErrorType.TargetDatabaseExists, `database "${input.database}" already exists on the restore server; choose another name (--into) or drop it yourself`);
-      }
-    });
+    // Before anything is fetched: a name that is taken fails at once.
+    await withServer(server(), (client) => assertTargetIsOurs(client, input.database, input.workflowId));
 
     const dir = await stagingDir(input.workflowId, input.database, dump.plainBytes);
     const admin = server();
@@ -199,10 +196,7 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
   async function restoreFile(input: RestoreIntoInput & { source: FileSource }, signal: AbortSignal): Promise<RestoredDatabase> {
     const { source } = input;
     const liveOwner = await withServer(server(), async (client) => {
-      const existing = await databaseComment(client, input.database);
-      if (existing.exists && !existing.comment?.startsWith(markerFor(input.workflowId, ''))) {
-        throw permanent(ErrorType.TargetDatabaseExists, `database "${input.database}" already exists on the restore server; choose another name (--into) or drop it yourself`);
-      }
+      await assertTargetIsOurs(client, input.database, input.workflowId);
       return (await databaseComment(client, liveDatabaseName())).owner ?? undefined;
     });
     const seconds = await runIntoNewDatabase(input, liveOwner, (target) => {

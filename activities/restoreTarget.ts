@@ -11,10 +11,7 @@ const MARKER = 'backupctl';
 
 /** The restore server's admin connection settings: restore.serverUrl, else database.url's server. */
 export function restoreServer(config: Config): DatabaseTarget {
-  if (config.restore.serverUrl) {
-    const target = parseDatabaseUrl(config.restore.serverUrl, config.restore.passwordFile);
-    return target;
-  }
+  if (config.restore.serverUrl) return parseDatabaseUrl(config.restore.serverUrl, config.restore.passwordFile);
   const live = parseDatabaseUrl(config.database.url, config.database.passwordFile);
   return { ...live, database: 'postgres' };
 }
@@ -63,18 +60,24 @@ export async function roleExists(client: pg.Client, role: string): Promise<boole
 }
 
 /**
+ * Refuses a restore target name taken by a database this workflow did not make; returns
+ * whether one of its own (from an earlier attempt) is there.
+ */
+export async function assertTargetIsOurs(client: pg.Client, name: string, workflowId: string): Promise<boolean> {
+  const existing = await databaseComment(client, name);
+  if (existing.exists && !madeBy(existing.comment, workflowId)) {
+    throw permanent(ErrorType.TargetDatabaseExists, `database "${name}" already exists on the restore server and was not made by this restore; choose another name (--into) or drop it yourself`);
+  }
+  return existing.exists;
+}
+
+/**
  * Creates an empty database for a restore. One this workflow made on an earlier attempt (a
  * crash, a retry) is dropped and made again; any other database of that name is a
  * TargetDatabaseExists error, and left alone.
  */
 export async function createRestoreDatabase(client: pg.Client, name: string, owner: string | undefined, workflowId: string): Promise<void> {
-  const existing = await databaseComment(client, name);
-  if (existing.exists) {
-    if (!madeBy(existing.comment, workflowId)) {
-      throw permanent(ErrorType.TargetDatabaseExists, `database "${name}" already exists on the restore server and was not made by this restore; choose another name (--into) or drop it yourself`);
-    }
-    await dropDatabase(client, name);
-  }
+  if (await assertTargetIsOurs(client, name, workflowId)) await dropDatabase(client, name);
   const ownerClause = owner && (await roleExists(client, owner)) ? ` OWNER ${quoteIdent(owner)}` : '';
   await client.query(`CREATE DATABASE ${quoteIdent(name)} TEMPLATE template0${ownerClause}`);
   await markDatabase(client, name, markerFor(workflowId, 'restoring'));

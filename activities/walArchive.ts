@@ -92,7 +92,7 @@ export async function pushSegment(config: Config, repositories: Repository[], fi
       `wal-push: ${segment} is already archived in ${spool.name} with different content (sha256 ${existing.plainSha256}, this one ${plainSha256}); refusing to overwrite it. Two clusters archiving to one place?`,
     );
   }
-  const compression = { ...config.compression, algorithm: config.compression.algorithm };
+  const compression = config.compression;
   const key = walObjectKey(segment, compression.algorithm);
   const recipient = await loadRecipient(config.encryption.publicKeyFile);
   const abort = new AbortController();

@@ -1,12 +1,18 @@
 // Starting a workflow from the CLI: a business-key workflow id (a second start collides
 // instead of running twice), and either "started" at once or the result after --wait.
 import { WorkflowIdReusePolicy, type Client, type Workflow, type WorkflowStartOptions } from '@temporalio/client';
-import { SHARED_TASK_QUEUE } from '../workflows/types.js';
+import { COMPRESSIONS, SHARED_TASK_QUEUE, type Compression } from '../workflows/types.js';
 import type { Printer } from './output.js';
 
 /** `<kind>-20261126T031500Z`, from the client's clock. */
 export function defaultWorkflowId(kind: string, now = new Date()): string {
   return `${kind}-${now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}`;
+}
+
+/** --compression, checked before anything starts. */
+export function compressionOption(value: string | undefined): Compression | undefined {
+  if (value !== undefined && !COMPRESSIONS.includes(value as Compression)) throw new Error(`--compression ${value} is not one of: ${COMPRESSIONS.join(', ')}`);
+  return value as Compression | undefined;
 }
 
 export async function startAndReport<W extends Workflow>(

@@ -10,7 +10,7 @@ import { quickMetadata, serviceControl } from './activityOptions.js';
 import { describeFailure, surfaceFailure } from './failures.js';
 import { approveCutoverSignal, pitrStateQuery, setTargetTimeSignal, setTargetUpdate } from './messages.js';
 import type { CutoverOutcome, PitrState, PointInTimeRecoveryInput, PointInTimeRecoveryResult, RecoveryCluster, RecoveryTarget } from './pitrTypes.js';
-import { checkTarget } from './recoveryTargets.js';
+import { checkTarget, type TargetVerdict } from './recoveryTargets.js';
 import { checkObject, checkTaskQueue, invalidInput } from './restoreInput.js';
 import { ErrorType } from './types.js';
 
@@ -37,8 +37,14 @@ export async function pointInTimeRecovery(input: PointInTimeRecoveryInput): Prom
   setHandler(approveCutoverSignal, (given) => {
     approval ??= { approvedBy: typeof given?.approvedBy === 'string' ? given.approvedBy : 'unknown' };
   });
+  // One verdict for the signal, the update's validator and its handler alike.
+  const verdictOn = (target: RecoveryTarget): TargetVerdict => {
+    if (state.target) return { ok: false, reason: `a target was already accepted (${state.target.kind} ${state.target.value})` };
+    if (!state.window) return { ok: false, reason: 'the recoverable window is not known yet; send it again in a moment' };
+    return checkTarget(target, state.window);
+  };
   const offer = (target: RecoveryTarget): void => {
-    const verdict = state.target ? { ok: false as const, reason: `a target was already accepted (${state.target.kind} ${state.target.value})` } : checkTarget(target, state.window!);
+    const verdict = verdictOn(target);
     if (verdict.ok) {
       state.target = verdict.target;
       state.baseBackup = verdict.base;
@@ -47,10 +53,7 @@ export async function pointInTimeRecovery(input: PointInTimeRecoveryInput): Prom
       log.warn('recovery target rejected', { target, reason: verdict.reason });
     }
   };
-  setHandler(setTargetTimeSignal, (time: string) => {
-    if (state.window) offer({ kind: 'time', value: time });
-    else state.rejected.push({ target: { kind: 'time', value: time }, reason: 'the recoverable window is not known yet; send it again', at: new Date().toISOString() });
-  });
+  setHandler(setTargetTimeSignal, (time: string) => offer({ kind: 'time', value: time }));
   setHandler(
     setTargetUpdate,
     (target: RecoveryTarget) => {
@@ -59,9 +62,7 @@ export async function pointInTimeRecovery(input: PointInTimeRecoveryInput): Prom
     },
     {
       validator: (target: RecoveryTarget) => {
-        if (state.target) throw new Error(`a target was already accepted (${state.target.kind} ${state.target.value})`);
-        if (!state.window) throw new Error('the recoverable window is not known yet; try again in a moment');
-        const verdict = checkTarget(target, state.window);
+        const verdict = verdictOn(target);
         if (!verdict.ok) throw new Error(verdict.reason);
       },
     },

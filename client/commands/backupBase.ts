@@ -2,11 +2,11 @@
 // the database host's queue; output shaped like the database backup's.
 import type { Client } from '@temporalio/client';
 import { backupBase } from '../../workflows/index.js';
-import { COMPRESSIONS, hostTaskQueue, type Compression } from '../../workflows/types.js';
+import { hostTaskQueue } from '../../workflows/types.js';
 import type { BaseBackupResult } from '../../workflows/pitrTypes.js';
 import { databaseHost, type Config } from '../../workers/config.js';
 import { formatBytes, type Printer } from '../output.js';
-import { defaultWorkflowId, startAndReport } from '../workflowRun.js';
+import { compressionOption, defaultWorkflowId, startAndReport } from '../workflowRun.js';
 
 export async function runBackupBase(
   client: Client,
@@ -14,9 +14,6 @@ export async function runBackupBase(
   options: { wait?: boolean; compression?: string; repository?: string[]; workflowId?: string },
   out: Printer,
 ): Promise<number> {
-  if (options.compression && !COMPRESSIONS.includes(options.compression as Compression)) {
-    throw new Error(`--compression ${options.compression} is not one of: ${COMPRESSIONS.join(', ')}`);
-  }
   return startAndReport(
     client,
     backupBase,
@@ -26,7 +23,7 @@ export async function runBackupBase(
       args: [
         {
           hostTaskQueue: hostTaskQueue(databaseHost(config)),
-          compression: options.compression as Compression | undefined,
+          compression: compressionOption(options.compression),
           repositories: options.repository?.length ? options.repository : undefined,
         },
       ],

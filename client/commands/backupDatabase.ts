@@ -1,10 +1,11 @@
 // `backupctl backup database`: starts the backup workflow on the shared queue, aimed at the
 // database host's queue, and optionally waits for its result.
-import { WorkflowIdReusePolicy, type Client } from '@temporalio/client';
+import type { Client } from '@temporalio/client';
 import { backupDatabase } from '../../workflows/index.js';
-import { COMPRESSIONS, SHARED_TASK_QUEUE, hostTaskQueue, type Compression, type DatabaseBackupResult } from '../../workflows/types.js';
+import { hostTaskQueue, type DatabaseBackupResult } from '../../workflows/types.js';
 import { databaseHost, type Config } from '../../workers/config.js';
 import { formatBytes, type Printer } from '../output.js';
+import { compressionOption, defaultWorkflowId, startAndReport } from '../workflowRun.js';
 
 export interface BackupDatabaseOptions {
   wait?: boolean;
@@ -13,35 +14,24 @@ export interface BackupDatabaseOptions {
   workflowId?: string;
 }
 
-/** A business key: a second start in the same second collides instead of running twice. */
-export function defaultBackupWorkflowId(now = new Date()): string {
-  return `backup-database-${now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}`;
-}
-
 export async function runBackupDatabase(client: Client, config: Config, options: BackupDatabaseOptions, out: Printer): Promise<number> {
-  if (options.compression && !COMPRESSIONS.includes(options.compression as Compression)) {
-    throw new Error(`--compression ${options.compression} is not one of: ${COMPRESSIONS.join(', ')}`);
-  }
-  const workflowId = options.workflowId ?? defaultBackupWorkflowId();
-  const handle = await client.workflow.start(backupDatabase, {
-    taskQueue: SHARED_TASK_QUEUE,
-    workflowId,
-    workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
-    args: [
-      {
-        hostTaskQueue: hostTaskQueue(databaseHost(config)),
-        compression: options.compression as Compression | undefined,
-        repositories: options.repository?.length ? options.repository : undefined,
-      },
-    ],
-  });
-  if (!options.wait) {
-    out.result({ workflowId, runId: handle.firstExecutionRunId, status: 'started' }, () => `started ${workflowId}; follow it with: backupctl status`);
-    return 0;
-  }
-  const result = await handle.result();
-  out.result(result, () => describeBackup(result));
-  return 0;
+  return startAndReport(
+    client,
+    backupDatabase,
+    {
+      workflowId: options.workflowId ?? defaultWorkflowId('backup-database'),
+      wait: options.wait,
+      args: [
+        {
+          hostTaskQueue: hostTaskQueue(databaseHost(config)),
+          compression: compressionOption(options.compression),
+          repositories: options.repository?.length ? options.repository : undefined,
+        },
+      ],
+    },
+    out,
+    describeBackup,
+  );
 }
 
 export function describeBackup(result: DatabaseBackupResult): string {
