@@ -215,6 +215,22 @@ describe.each(kinds)('%s repository conformance', (_kind, makeHarness) => {
     expect(await h.partials('remove/unfinished')).toBe(0);
   });
 
+  test('create stores an object only where none is, and of racing creators exactly one wins', async () => {
+    expect(await h.repo.create('create/claim.json', Buffer.from('first'))).toBe(true);
+    expect(await h.repo.create('create/claim.json', Buffer.from('second'))).toBe(false);
+    expect((await bufferOf(await h.repo.get('create/claim.json'))).toString()).toBe('first');
+
+    await h.repo.put('create/existing', Readable.from([Buffer.from('put first')]));
+    expect(await h.repo.create('create/existing', Buffer.from('x'))).toBe(false);
+    expect((await bufferOf(await h.repo.get('create/existing'))).toString()).toBe('put first');
+
+    const racers = await Promise.all(Array.from({ length: 8 }, (_, i) => h.repo.create('create/race.json', Buffer.from(`racer ${i}`))));
+    expect(racers.filter(Boolean)).toHaveLength(1);
+    const winner = racers.indexOf(true);
+    expect((await bufferOf(await h.repo.get('create/race.json'))).toString()).toBe(`racer ${winner}`);
+    expect((await h.repo.list('create/')).map((o) => o.key)).toEqual(['create/claim.json', 'create/existing', 'create/race.json']);
+  });
+
   test('get of a missing key fails with a non-retryable CopyMissing', async () => {
     const failure = await failureOf(h.repo.get('missing/object'));
     expect(failure).toBeInstanceOf(ApplicationFailure);

@@ -1,6 +1,7 @@
 // A repository in a local directory or a mounted NAS share.
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat, access, constants } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readdir, rename, rm, stat, access, constants, link, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
@@ -88,6 +89,29 @@ export class FilesystemRepository implements Repository {
     const slash = prefix.lastIndexOf('/');
     await walk(slash >= 0 ? path.join(this.root, prefix.slice(0, slash)) : this.root);
     return found.sort(byKey);
+  }
+
+  async create(key: string, body: Buffer): Promise<boolean> {
+    const finalPath = this.pathOf(key);
+    // A name of this call's own: two creators never share a temp file.
+    const temp = `${finalPath}.${process.pid}-${randomBytes(6).toString('hex')}${PARTIAL_SUFFIX}`;
+    try {
+      await this.makeDirs(path.dirname(finalPath));
+      await writeFile(temp, body, { mode: FILE_MODE, flag: 'wx' });
+      await syncFile(temp);
+      try {
+        await link(temp, finalPath);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+        throw err;
+      }
+      await syncFile(path.dirname(finalPath));
+      return true;
+    } catch (err) {
+      throw classifyFilesystemError(err, `repository ${this.name}: creating ${finalPath}`);
+    } finally {
+      await rm(temp, { force: true }).catch(() => undefined);
+    }
   }
 
   async remove(key: string): Promise<void> {

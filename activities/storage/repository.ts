@@ -39,6 +39,14 @@ export interface Repository {
   /** Complete objects whose key starts with prefix, in key order (byKey). */
   list(prefix: string): Promise<ObjectInfo[]>;
 
+  /**
+   * Stores a small object only if no object has that key, atomically: of two writers racing
+   * for one key exactly one gets true, the other false and nothing changed (filesystem: link(2)
+   * of a synced temp file; S3: a conditional PUT with If-None-Match: *). The claim on a
+   * backup id rests on this.
+   */
+  create(key: string, body: Buffer): Promise<boolean>;
+
   /** Removes the object and any partial attempt at it; no error when there is none. */
   remove(key: string): Promise<void>;
 

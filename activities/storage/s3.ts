@@ -8,6 +8,7 @@ import {
   HeadObjectCommand,
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
+  PutObjectCommand,
   S3Client,
   S3ServiceException,
   type StorageClass,
@@ -134,6 +135,20 @@ export class S3Repository implements Repository {
       throw this.classify(err, `listing ${prefix}`);
     }
     return found.sort(byKey);
+  }
+
+  async create(key: string, body: Buffer): Promise<boolean> {
+    try {
+      await this.client.send(
+        new PutObjectCommand({ Bucket: this.options.bucket, Key: this.objectKey(key), Body: body, ContentLength: body.length, IfNoneMatch: '*' }),
+      );
+      return true;
+    } catch (err) {
+      const status = (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode;
+      if ((err as { name?: string })?.name === 'PreconditionFailed' || status === 412) return false;
+      // 409: a concurrent conditional write to the same key is in flight; retried, it settles.
+      throw this.classify(err, `creating ${key}`);
+    }
   }
 
   async remove(key: string): Promise<void> {
