@@ -2,11 +2,12 @@
 // as the logical dump (zstd, OpenPGP, sha256, every repository at once). With the WAL archive
 // it is what point-in-time recovery starts from.
 import { Context, log } from '@temporalio/activity';
-import { ErrorType, type Compression } from '../workflows/types.js';
+import { COMPRESSIONS, ErrorType, type Compression } from '../workflows/types.js';
 import type { BaseBackupFacts, BaseBackupPlan } from '../workflows/pitrTypes.js';
 import type { Config } from '../workers/config.js';
-import { manifestKey, objectKey, readManifest } from './catalog.js';
-import type { DatabaseBackupDeps } from './databaseBackup.js';
+import { assertClaimed, attemptObjectKey, claimBackup, currentAttempt, discardUnfinished } from './backupClaim.js';
+import { readManifest } from './catalog.js';
+import { MAX_TRANSFER_ATTEMPTS, ROLES_OF, type DatabaseBackupDeps } from './databaseBackup.js';
 import { loadRecipient, type Recipient } from './encryption.js';
 import { classifyDatabaseError, permanent } from './errors.js';
 import { streamToRepositories, type PipelineProgress } from './pipeline.js';
@@ -16,6 +17,7 @@ import { pickRepositories } from './storage/index.js';
 export interface BasePlanInput {
   backupId: string;
   runId: string;
+  workflowId?: string;
   compression?: Compression;
   repositories?: string[];
 }
@@ -40,7 +42,7 @@ export function createBaseBackupActivities(deps: DatabaseBackupDeps) {
     /**
      * Checks before anything is written: the server answers, its WAL level allows physical
      * backups, the role may replicate, the public key encrypts, every repository is writable,
-     * no other run owns this backup id. Read-only. Permanent: PermissionDenied (no REPLICATION,
+     * no other run owns this backup id; then claims the id for this run (the only write). Permanent: PermissionDenied (no REPLICATION,
      * wal_level minimal), the key, storage and BackupAlreadyExists errors.
      */
     async planBaseBackup(input: BasePlanInput): Promise<BaseBackupPlan> {
@@ -75,6 +77,7 @@ export function createBaseBackupActivities(deps: DatabaseBackupDeps) {
           throw permanent(ErrorType.BackupAlreadyExists, `base backup ${input.backupId} already exists in repository ${repository.name} (made by run ${existing.runId})`);
         }
       }
+      await claimBackup(repositories, 'base', input.backupId, { workflowId: input.workflowId ?? Context.current().info.workflowExecution?.workflowId ?? '', runId: input.runId }, new Date());
       return {
         server: { version: facts.version, versionNum: Number(facts.num), systemIdentifier: facts.sysid },
         repositories: repositories.map((r) => ({ name: r.name, kind: r.kind })),
@@ -86,8 +89,9 @@ export function createBaseBackupActivities(deps: DatabaseBackupDeps) {
 
     /**
      * Streams pg_basebackup's tar into every repository and returns the WAL range it covers.
-     * The key derives from the backup id, so a retry rewrites the same object; on failure the
-     * object is removed. Heartbeats { phase, plainBytes, storedBytes } every second.
+     * Writes only while this run holds the id, into this attempt's own folder, and deletes
+     * nothing: a superseded attempt cannot overwrite or remove the winner's object (see
+     * backupClaim.ts). Heartbeats { phase, plainBytes, storedBytes } every second.
      */
     async baseBackupToRepositories(input: BaseStreamInput): Promise<{ object: { key: string; bytes: number; sha256: string; plainBytes: number }; backup: BaseBackupFacts }> {
       const ctx = Context.current();
@@ -97,9 +101,11 @@ export function createBaseBackupActivities(deps: DatabaseBackupDeps) {
       const abort = new AbortController();
       const onCancel = () => abort.abort();
       ctx.cancellationSignal.addEventListener('abort', onCancel, { once: true });
-      const key = objectKey('base', input.backupId, 'base', compression.algorithm);
+      const { runId, attempt } = currentAttempt();
+      const key = attemptObjectKey('base', input.backupId, runId, attempt, 'base', compression.algorithm);
       let recipient: Recipient | undefined;
       try {
+        await assertClaimed(repositories, 'base', input.backupId, runId);
         recipient = await loadRecipient(config.encryption.publicKeyFile);
         if (recipient.fingerprint !== input.plan.encryptionFingerprint) {
           throw permanent(ErrorType.InvalidPublicKey, `the public key changed since the backup was planned (${input.plan.encryptionFingerprint} -> ${recipient.fingerprint})`);
@@ -124,7 +130,6 @@ export function createBaseBackupActivities(deps: DatabaseBackupDeps) {
         return { object: { key, ...stored }, backup };
       } catch (err) {
         abort.abort();
-        await Promise.all(repositories.map((r) => r.remove(key).catch(() => undefined)));
         if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason ?? err;
         throw err;
       } finally {
@@ -133,13 +138,10 @@ export function createBaseBackupActivities(deps: DatabaseBackupDeps) {
       }
     },
 
-    /** Removes what a failed base backup run wrote; never another run's complete backup. Idempotent. */
+    /** Removes what a failed base backup run wrote where it holds the claim and no manifest exists; gives the claim back. Idempotent. */
     async discardBaseBackupObjects(input: { backupId: string; runId: string; repositories: string[] }): Promise<void> {
       for (const repository of pick(input.repositories)) {
-        const manifest = await readManifest(repository, 'base', input.backupId).catch(() => undefined);
-        if (manifest && manifest.runId !== input.runId) continue;
-        for (const compression of ['zstd', 'gzip'] as const) await repository.remove(objectKey('base', input.backupId, 'base', compression));
-        await repository.remove(manifestKey('base', input.backupId));
+        await discardUnfinished(repository, 'base', input.backupId, input.runId, ROLES_OF.base, COMPRESSIONS, MAX_TRANSFER_ATTEMPTS);
       }
     },
   };

@@ -21,7 +21,7 @@ export function manifestKey(component: Component, backupId: string): string {
   return backupPrefix(component, backupId) + MANIFEST_NAME;
 }
 
-const OBJECT_NAMES: Record<StoredObject['role'], string> = {
+export const OBJECT_NAMES: Record<StoredObject['role'], string> = {
   dump: 'dump.pgcustom',
   globals: 'globals.sql',
   base: 'base.tar',

@@ -16,7 +16,9 @@ import {
 } from '../workflows/types.js';
 import type { BaseBackupManifest } from '../workflows/pitrTypes.js';
 import type { Config } from '../workers/config.js';
-import { backupPrefix, manifestKey, objectKey, readManifest, writeManifest } from './catalog.js';
+import { longTransfer } from '../workflows/activityOptions.js';
+import { assertClaimed, attemptObjectKey, claimBackup, currentAttempt, discardUnfinished, sweepAttempts } from './backupClaim.js';
+import { readManifest, writeManifest, type Component } from './catalog.js';
 import { loadRecipient, type Recipient } from './encryption.js';
 import { classifyDatabaseError, errorText, permanent } from './errors.js';
 import { connect, openSnapshot, parseDatabaseUrl, spawnArchiveReader, spawnDump, spawnGlobalsDump } from './postgres.js';
@@ -33,6 +35,8 @@ export interface DatabaseBackupDeps {
 export interface PlanInput {
   backupId: string;
   runId: string;
+  /** Named in the claim, for people; absent in runs started before claims existed. */
+  workflowId?: string;
   compression?: Compression;
   repositories?: string[];
 }
@@ -53,6 +57,20 @@ export interface DiscardInput {
   repositories: string[];
 }
 
+export interface SweepInput {
+  component: Component;
+  backupId: string;
+  runId: string;
+  repositories: string[];
+  /** The keys the manifest names: never removed. */
+  keep: string[];
+}
+
+/** Attempts an activity may have made: the retry policy's bound. */
+export const MAX_TRANSFER_ATTEMPTS = longTransfer.retry.maximumAttempts;
+
+export const ROLES_OF: Record<Component, StoredObject['role'][]> = { database: ['globals', 'dump'], base: ['base'] };
+
 /** How the dump's readability is proved without the private key (see README, "Verification"). */
 export const READABILITY_CHECK = 'pg_restore read the whole plaintext archive while it was streamed (no private key on the backup host)';
 
@@ -66,8 +84,9 @@ export function createDatabaseBackupActivities(deps: DatabaseBackupDeps) {
     /**
      * Checks everything a backup needs before anything is written: the database answers with
      * these credentials, the public key can encrypt, every repository is reachable and
-     * writable, and no other run already completed a backup under this id.
-     * Read-only, so idempotent. Permanent: UnknownDatabase, AuthenticationFailed,
+     * writable, and no other run already completed a backup under this id. Then claims the id
+     * for this run in every repository (the only write; this run's own claim counts as
+     * ours, so a retry is harmless). Permanent: UnknownDatabase, AuthenticationFailed,
      * PublicKeyMissing, InvalidPublicKey, BucketMissing, StorageAccessDenied, UnknownRepository,
      * BackupAlreadyExists. Transient: DatabaseUnreachable, StorageUnreachable.
      */
@@ -95,6 +114,8 @@ export function createDatabaseBackupActivities(deps: DatabaseBackupDeps) {
           );
         }
       }
+      // The last check and the first write: from here on only this run writes under the id.
+      await claimBackup(repositories, 'database', input.backupId, { workflowId: input.workflowId ?? Context.current().info.workflowExecution?.workflowId ?? '', runId: input.runId }, new Date());
       return {
         database: db.database,
         serverVersion,
@@ -108,9 +129,12 @@ export function createDatabaseBackupActivities(deps: DatabaseBackupDeps) {
     /**
      * Dumps the globals and the database in one snapshot, streaming each through compression
      * and encryption into every repository at once, and counts the key tables in the same
-     * snapshot. Keys derive from the backup id only, so a retry (after a crash or a transient
-     * failure) rewrites the same objects; on failure the objects it wrote are removed.
-     * Heartbeats { phase, role, plainBytes, storedBytes } every second.
+     * snapshot. Writes only after proving this run holds the backup id, and only into this
+     * attempt's own folder: a retry writes a folder of its own, and an attempt that wakes up
+     * after being superseded can neither overwrite nor delete what another wrote. It deletes
+     * nothing (the workflow's compensation and sweep do). Heartbeats { phase, role,
+     * plainBytes, storedBytes } every second; a heartbeat answered "not found" (superseded)
+     * cancels it, which stops every stage.
      */
     async dumpDatabaseToRepositories(input: DumpInput): Promise<DumpResult> {
       const ctx = Context.current();
@@ -123,8 +147,9 @@ export function createDatabaseBackupActivities(deps: DatabaseBackupDeps) {
 
       let recipient: Recipient | undefined;
       let snapshot: Awaited<ReturnType<typeof openSnapshot>> | undefined;
-      const written: string[] = [];
+      const { runId, attempt } = currentAttempt();
       try {
+        await assertClaimed(repositories, 'database', input.backupId, runId);
         recipient = await loadRecipient(config.encryption.publicKeyFile);
         if (recipient.fingerprint !== input.plan.encryptionFingerprint) {
           throw permanent(ErrorType.InvalidPublicKey, `the public key changed since the backup was planned (${input.plan.encryptionFingerprint} -> ${recipient.fingerprint})`);
@@ -132,9 +157,8 @@ export function createDatabaseBackupActivities(deps: DatabaseBackupDeps) {
         snapshot = await openSnapshot(db, input.plan.keyTables);
         ctx.heartbeat({ phase: 'snapshot', snapshotTakenAt: snapshot.takenAt });
 
-        const globalsKey = objectKey('database', input.backupId, 'globals', compression.algorithm);
-        const dumpKey = objectKey('database', input.backupId, 'dump', compression.algorithm);
-        written.push(globalsKey, dumpKey);
+        const globalsKey = attemptObjectKey('database', input.backupId, runId, attempt, 'globals', compression.algorithm);
+        const dumpKey = attemptObjectKey('database', input.backupId, runId, attempt, 'dump', compression.algorithm);
         // One pass after the other. Run side by side they would save about 0.1 s, but a failure
         // in one (a full disk) then has to stop the other mid-flight; sequential is simpler to
         // make certain.
@@ -183,7 +207,6 @@ export function createDatabaseBackupActivities(deps: DatabaseBackupDeps) {
         };
       } catch (err) {
         abort.abort();
-        await Promise.all(repositories.flatMap((r) => written.map((key) => r.remove(key).catch(() => undefined))));
         if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason ?? err;
         throw err;
       } finally {
@@ -237,30 +260,42 @@ export function createDatabaseBackupActivities(deps: DatabaseBackupDeps) {
       }
     },
 
-    /** Writes the manifest into every repository: the step that makes the backup count. Idempotent: same key, same content. */
+    /**
+     * Writes the manifest into every repository: the commit step that makes the backup count.
+     * Only the run holding the backup id's claim commits (BackupOwnershipLost otherwise).
+     * Idempotent: same key, same content.
+     */
     async writeBackupManifest(manifest: BackupManifest | BaseBackupManifest): Promise<void> {
       const repositories = pick(manifest.copies.map((c) => c.repository).filter((v, i, a) => a.indexOf(v) === i));
+      await assertClaimed(repositories, manifest.component, manifest.backupId, manifest.runId);
       await Promise.all(repositories.map((r) => writeManifest(r, manifest)));
       log.info('backup manifest written', { backupId: manifest.backupId, repositories: repositories.map((r) => r.name) });
     },
 
     /**
-     * Removes what a failed run of this backup wrote, so nothing half-made lingers. Never
-     * touches a backup completed by another run (its manifest names that run). Idempotent.
+     * Removes what a failed run of this backup wrote, so nothing half-made lingers: only in
+     * repositories where this run holds the claim and no manifest exists (a complete backup is
+     * never touched, whoever made it), then gives the claim back. Idempotent.
      */
     async discardBackupObjects(input: DiscardInput): Promise<number> {
       let removed = 0;
       for (const repository of pick(input.repositories)) {
-        const manifest = await readManifest(repository, 'database', input.backupId).catch(() => undefined);
-        if (manifest && manifest.runId !== input.runId) continue;
-        // Listing finds complete objects; the computed keys also reach partial writes.
-        const listed = (await repository.list(backupPrefix('database', input.backupId))).map((o) => o.key);
-        const computed = COMPRESSIONS.flatMap((c) => (['globals', 'dump'] as const).map((role) => objectKey('database', input.backupId, role, c)));
-        for (const key of new Set([...listed, ...computed, manifestKey('database', input.backupId)])) {
-          await repository.remove(key);
-          if (listed.includes(key)) removed++;
-        }
+        removed += await discardUnfinished(repository, 'database', input.backupId, input.runId, ROLES_OF.database, COMPRESSIONS, MAX_TRANSFER_ATTEMPTS);
       }
+      return removed;
+    },
+
+    /**
+     * After the manifest: removes what other attempts of the backup left (a crashed attempt's
+     * partial objects, a superseded attempt's whole ones), keeping every key the manifest
+     * names. Only the claim's holder sweeps. Idempotent.
+     */
+    async sweepBackupAttempts(input: SweepInput): Promise<number> {
+      let removed = 0;
+      for (const repository of pick(input.repositories)) {
+        removed += await sweepAttempts(repository, input.component, input.backupId, input.runId, input.keep, ROLES_OF[input.component], COMPRESSIONS, MAX_TRANSFER_ATTEMPTS);
+      }
+      if (removed) log.info('removed the objects of superseded attempts', { backupId: input.backupId, removed });
       return removed;
     },
   };

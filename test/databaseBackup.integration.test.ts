@@ -110,11 +110,15 @@ describe('a good backup', () => {
     expect(Date.parse(result.finishedAt)).toBeGreaterThanOrEqual(Date.parse(result.startedAt));
   });
 
-  test('each repository holds exactly the globals, the dump and one manifest, nothing partial', async () => {
+  test('each repository holds exactly the claim, the globals, the dump and one manifest, nothing partial', async () => {
     const objects = await objectsOf(config, result.backupId);
     for (const name of ['local', 'nas', 's3']) {
-      expect(objects[name]).toEqual(['dump.pgcustom.zst.gpg', 'globals.sql.zst.gpg', 'manifest.json']);
+      expect(objects[name]).toEqual(['claim.json', 'dump.pgcustom.zst.gpg', 'globals.sql.zst.gpg', 'manifest.json']);
     }
+    // Written by the first attempt of this run, in a folder of its own.
+    const token = result.objects[0].key.split('/')[2];
+    expect(token).toMatch(/^r[0-9a-f]{12}-a1$/);
+    expect(result.objects.map((o) => o.key)).toEqual([`database/${result.backupId}/${token}/globals.sql.zst.gpg`, `database/${result.backupId}/${token}/dump.pgcustom.zst.gpg`]);
     const uploads = await env.s3.client.send(new ListMultipartUploadsCommand({ Bucket: BUCKET }));
     expect(uploads.Uploads ?? []).toEqual([]);
   });
@@ -128,16 +132,17 @@ describe('a good backup', () => {
     expect(manifests[0][0].source.lsn).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
     const folder = path.join(env.dir, 'db-good', 'local', 'database', result.backupId);
     expect(statSync(folder).mode & 0o777).toBe(0o700);
-    for (const file of ['dump.pgcustom.zst.gpg', 'globals.sql.zst.gpg', 'manifest.json']) {
-      expect(statSync(path.join(folder, file)).mode & 0o777).toBe(0o600);
+    for (const key of [...result.objects.map((o) => o.key), `database/${result.backupId}/manifest.json`, `database/${result.backupId}/claim.json`]) {
+      expect(statSync(path.join(env.dir, 'db-good', 'local', key)).mode & 0o777).toBe(0o600);
     }
   });
 
   test('no plaintext is stored: the copies are OpenPGP messages, not dumps or zstd frames', () => {
-    const head = readFileSync(path.join(env.dir, 'db-good', 'local', 'database', result.backupId, 'dump.pgcustom.zst.gpg')).subarray(0, 8);
+    const dumpFile = path.join(env.dir, 'db-good', 'local', result.objects.find((o) => o.role === 'dump')!.key);
+    const head = readFileSync(dumpFile).subarray(0, 8);
     expect(head.subarray(0, 5).toString('latin1')).not.toBe('PGDMP');
     expect(head.readUInt32LE(0)).not.toBe(0xfd2fb528);
-    const packets = execSync(`gpg --batch --list-packets --homedir ${env.keys.privateHome} ${path.join(env.dir, 'db-good', 'local', 'database', result.backupId, 'dump.pgcustom.zst.gpg')} 2>&1 || true`).toString();
+    const packets = execSync(`gpg --batch --list-packets --homedir ${env.keys.privateHome} ${dumpFile} 2>&1 || true`).toString();
     expect(packets).toContain(`keyid`);
   });
 

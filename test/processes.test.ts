@@ -1,5 +1,6 @@
 // Real processes: the worker as operators run it (`backupctl worker`), killed with SIGKILL in
 // the middle of the upload, and the CLI's contract (one JSON object on stdout, exit codes).
+import { execSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
@@ -89,14 +90,16 @@ test('SIGKILL of the worker during the upload: a new worker finishes, nothing du
   );
   expect(dumpAttempts.length).toBeGreaterThanOrEqual(1);
 
+  // The killed attempt's folder was swept: what is left is exactly what the manifest names.
+  expect(result.objects.every((o) => !o.key.includes('-a1/'))).toBe(true);
   for (const repository of openRepositories(config)) {
     const keys = (await repository.list('database/')).map((o) => o.key);
-    expect(keys).toEqual([
-      'database/backup-database-crash/dump.pgcustom.zst.gpg',
-      'database/backup-database-crash/globals.sql.zst.gpg',
-      'database/backup-database-crash/manifest.json',
-    ]);
+    expect(keys).toEqual(
+      [...result.objects.map((o) => o.key), 'database/backup-database-crash/claim.json', 'database/backup-database-crash/manifest.json'].sort(),
+    );
   }
+  const partials = execSync(`find ${JSON.stringify(env.dir)} -path '*backup-database-crash*' -name '*.partial'`).toString().trim();
+  expect(partials).toBe('');
   const uploads = await env.s3.client.send(new ListMultipartUploadsCommand({ Bucket: BUCKET }));
   expect(uploads.Uploads ?? []).toEqual([]);
 

@@ -4,7 +4,7 @@
 import { log, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import { longTransfer, quickMetadata } from './activityOptions.js';
-import { backupIdFor } from './backupDatabase.js';
+import { backupIdFor, sweepAttempts } from './backupDatabase.js';
 import { describeFailure, surfaceFailure } from './failures.js';
 import { progressQuery } from './messages.js';
 import { compensate, validateWith, type Compensation } from './saga.js';
@@ -14,17 +14,17 @@ import { COMPRESSIONS, type BackupProgress } from './types.js';
 
 export async function backupBase(input: BaseBackupInput): Promise<BaseBackupResult> {
   const { workflowId, runId } = workflowInfo();
-  const backupId = backupIdFor(workflowId);
   const startedAt = new Date().toISOString();
-  const progress: BackupProgress = { phase: 'planning', backupId };
+  const progress: BackupProgress = { phase: 'planning', backupId: '' };
   setHandler(progressQuery, () => progress);
+  const backupId = backupIdFor(workflowId, progress);
   validateWith(progress, () => validateInput(input));
   const quick = proxyActivities<Activities>({ ...quickMetadata, taskQueue: input.hostTaskQueue });
   const long = proxyActivities<Activities>({ ...longTransfer, taskQueue: input.hostTaskQueue });
 
   const compensations: Compensation[] = [];
   try {
-    const plan = await quick.planBaseBackup({ backupId, runId, compression: input.compression, repositories: input.repositories });
+    const plan = await quick.planBaseBackup({ backupId, runId, workflowId, compression: input.compression, repositories: input.repositories });
     const repositories = plan.repositories.map((r) => r.name);
     compensations.unshift(() => quick.discardBaseBackupObjects({ backupId, runId, repositories }));
     progress.phase = 'dumping';
@@ -51,6 +51,7 @@ export async function backupBase(input: BaseBackupInput): Promise<BaseBackupResu
       copies,
     };
     await quick.writeBackupManifest(manifest);
+    await sweepAttempts(quick, { component: 'base', backupId, runId, repositories, keep: objects.map((o) => o.key) });
     progress.phase = 'done';
     log.info('base backup complete', { backupId, startLsn: backup.startLsn, stopLsn: backup.stopLsn });
     return {

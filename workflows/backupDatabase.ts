@@ -1,8 +1,9 @@
 // The nightly full database backup: plan, dump to every repository in one pass, read every
 // copy back, and only then write the manifest that makes the backup count.
-import { ApplicationFailure, log, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, log, patched, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import { longTransfer, quickMetadata } from './activityOptions.js';
+import { backupIdOf, legacyBackupIdOf } from './backupId.js';
 import { describeFailure, surfaceFailure } from './failures.js';
 import { progressQuery } from './messages.js';
 import { compensate, validateWith, type Compensation } from './saga.js';
@@ -17,10 +18,10 @@ import {
 
 export async function backupDatabase(input: DatabaseBackupInput): Promise<DatabaseBackupResult> {
   const { workflowId, runId } = workflowInfo();
-  const backupId = backupIdFor(workflowId);
   const startedAt = new Date().toISOString();
-  const progress: BackupProgress = { phase: 'planning', backupId };
+  const progress: BackupProgress = { phase: 'planning', backupId: '' };
   setHandler(progressQuery, () => progress);
+  const backupId = backupIdFor(workflowId, progress);
   validateWith(progress, () => validateInput(input));
 
   const quick = proxyActivities<Activities>({ ...quickMetadata, taskQueue: input.hostTaskQueue });
@@ -28,7 +29,7 @@ export async function backupDatabase(input: DatabaseBackupInput): Promise<Databa
 
   const compensations: Compensation[] = [];
   try {
-    const plan = await quick.planDatabaseBackup({ backupId, runId, compression: input.compression, repositories: input.repositories });
+    const plan = await quick.planDatabaseBackup({ backupId, runId, workflowId, compression: input.compression, repositories: input.repositories });
     const repositories = plan.repositories.map((r) => r.name);
     log.info('backup planned', { backupId, database: plan.database, repositories });
 
@@ -58,6 +59,7 @@ export async function backupDatabase(input: DatabaseBackupInput): Promise<Databa
       warnings: dump.warnings,
     };
     await quick.writeBackupManifest(manifest);
+    const warnings = [...dump.warnings, ...(await sweepAttempts(quick, { component: 'database', backupId, runId, repositories, keep: dump.objects.map((o) => o.key) }))];
     progress.phase = 'done';
 
     const main = dump.objects.find((o) => o.role === 'dump')!;
@@ -74,7 +76,7 @@ export async function backupDatabase(input: DatabaseBackupInput): Promise<Databa
       rowCounts: dump.rowCounts,
       objects: dump.objects,
       copies,
-      warnings: dump.warnings,
+      warnings,
     };
   } catch (err) {
     progress.phase = 'cleaning-up';
@@ -85,9 +87,35 @@ export async function backupDatabase(input: DatabaseBackupInput): Promise<Databa
   }
 }
 
-/** The backup id is the workflow id made safe for file names and object keys. */
-export function backupIdFor(workflowId: string): string {
-  return workflowId.replace(/[^A-Za-z0-9._-]+/g, '-').slice(0, 200);
+/**
+ * The backup id: the workflow id, one to one (backupId.ts); runs started before that keep
+ * the old, lossy id on replay.
+ */
+export function backupIdFor(workflowId: string, progress: BackupProgress): string {
+  const id = patched('one-to-one-backup-id') ? undefined : legacyBackupIdOf(workflowId);
+  if (id !== undefined) return (progress.backupId = id);
+  validateWith(progress, () => (progress.backupId = backupIdOf(workflowId)));
+  return progress.backupId;
+}
+
+/**
+ * After the manifest, the other attempts' leftovers go (a crashed attempt's partial dump, a
+ * superseded one's whole copy). The backup is complete whatever happens here, so a failure
+ * is a warning, not a failed backup. Runs from before attempt folders have nothing to sweep.
+ */
+export async function sweepAttempts(
+  quick: Pick<Activities, 'sweepBackupAttempts'>,
+  input: Parameters<Activities['sweepBackupAttempts']>[0],
+): Promise<string[]> {
+  if (!patched('sweep-attempt-folders')) return [];
+  try {
+    await quick.sweepBackupAttempts(input);
+    return [];
+  } catch (err) {
+    const warning = `the objects of superseded attempts were not all removed: ${describeFailure(err)}`;
+    log.warn(warning, { backupId: input.backupId });
+    return [warning];
+  }
 }
 
 function validateInput(input: DatabaseBackupInput): void {

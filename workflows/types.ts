@@ -34,6 +34,7 @@ export const ErrorType = {
   WalConflict: 'WalConflict',
   WalMissing: 'WalMissing',
   RecoveryFailed: 'RecoveryFailed',
+  BackupOwnershipLost: 'BackupOwnershipLost',
 } as const;
 export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];
 
