@@ -67,7 +67,10 @@ describe('a base backup', () => {
 
   test('each repository holds the tar and one manifest', async () => {
     for (const repository of openRepositories(config)) {
-      expect((await repository.list('base/')).map((o) => o.key)).toEqual(['base/backup-base-good/base.tar.zst.gpg', 'base/backup-base-good/manifest.json']);
+      expect((await repository.list('base/')).map((o) => o.key)).toEqual(
+        [result.objects[0].key, 'base/backup-base-good/claim.json', 'base/backup-base-good/manifest.json'].sort(),
+      );
+      expect(result.objects[0].key).toMatch(/^base\/backup-base-good\/r[0-9a-f]{12}-a1\/base\.tar\.zst\.gpg$/);
       const manifests = await listManifests(repository, 'base');
       expect(manifests.map((m) => m.backup.stopLsn)).toEqual([result.backup.stopLsn]);
     }
@@ -77,7 +80,7 @@ describe('a base backup', () => {
     const dir = path.join(env.dir, 'unpacked');
     mkdirSync(dir, { mode: 0o700 });
     const file = path.join(env.dir, 'base.tar.zst.gpg');
-    const body = await openRepositories(config).find((r) => r.name === 's3')!.get(`base/${result.backupId}/base.tar.zst.gpg`);
+    const body = await openRepositories(config).find((r) => r.name === 's3')!.get(result.objects[0].key);
     await pipeline(body, createWriteStream(file));
     execSync(`gpg --homedir ${env.keys.privateHome} --batch -q -d ${file} | zstd -d -q | tar -x -C ${dir}`);
     const verified = execSync(`${env.source.binDir}/pg_verifybackup ${dir} 2>&1`).toString();

@@ -2,6 +2,7 @@
 // `backupctl wal-push` (run by PostgreSQL itself, as the postgres OS user), a base backup,
 // WAL shipped to a NAS folder and to S3 (behind a proxy that can be cut), and recoveries to a
 // time, an LSN and a restore point, each into a new data directory, checked by its rows.
+import { execSync } from 'node:child_process';
 import { chmodSync, copyFileSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -366,9 +367,13 @@ test('SIGKILL during a base backup upload, with WAL shipping running: a new work
   const result = await handle.result();
   expect(result.copies.every((c) => c.verified)).toBe(true);
   for (const repository of openRepositories(await loadWorkerConfig())) {
-    expect((await repository.list('base/backup-base-crash/')).map((o) => o.key)).toEqual(['base/backup-base-crash/base.tar.zst.gpg', 'base/backup-base-crash/manifest.json']);
+    // The killed attempt's folder was swept: only what the manifest names is left.
+    expect((await repository.list('base/backup-base-crash/')).map((o) => o.key)).toEqual(
+      [result.objects[0].key, 'base/backup-base-crash/claim.json', 'base/backup-base-crash/manifest.json'].sort(),
+    );
   }
-  expect(readdirSync(path.join(dir, 'local', 'base', 'backup-base-crash')).filter((f) => f.endsWith('.partial'))).toEqual([]);
+  expect(result.objects[0].key).not.toContain('-a1/');
+  expect(execSync(`find ${path.join(dir, 'local', 'base', 'backup-base-crash')} -name '*.partial'`).toString().trim()).toBe('');
   // The shipping workflow's passes, cut off with the first worker, go on on the second.
   await until('shipping to resume', async () => {
     const state = await shipping.query(walShippingQuery);

@@ -136,7 +136,7 @@ describe('on a server without the application roles (the drill host)', () => {
 
   test('it used the only repository the drill host has, verified counts and checks, and left the live database alone', () => {
     const result = run.result!;
-    expect(result.restored.copy).toEqual({ repository: 's3', key: `database/${backup.backupId}/dump.pgcustom.zst.gpg` });
+    expect(result.restored.copy).toEqual({ repository: 's3', key: backup.objects.find((o) => o.role === 'dump')!.key });
     expect(result.inspection.rowCounts).toEqual(backup.rowCounts);
     expect(result.inspection.checks).toEqual([{ name: 'users exist', ok: true, detail: 'true' }]);
     expect(result.swap).toBeUndefined();
