@@ -20,7 +20,8 @@ import { longTransfer } from '../workflows/activityOptions.js';
 import { assertClaimed, attemptObjectKey, claimBackup, currentAttempt, discardUnfinished, sweepAttempts } from './backupClaim.js';
 import { readManifest, writeManifest, type Component } from './catalog.js';
 import { loadRecipient, type Recipient } from './encryption.js';
-import { classifyDatabaseError, errorText, permanent } from './errors.js';
+import { classifyDatabaseError, errorText, permanent, transient } from './errors.js';
+import { watchProgress } from './progressWatch.js';
 import { connect, openSnapshot, parseDatabaseUrl, spawnArchiveReader, spawnDump, spawnGlobalsDump } from './postgres.js';
 import { streamToRepositories, type PipelineProgress } from './pipeline.js';
 import { pickRepositories } from './storage/index.js';
@@ -219,13 +220,22 @@ export function createDatabaseBackupActivities(deps: DatabaseBackupDeps) {
     /**
      * Reads every copy back: size from the repository's listing, then every byte through
      * sha256, compared with what the pipeline hashed on the way in. Read-only, so idempotent.
-     * Permanent: CopyMissing, ChecksumMismatch. Heartbeats bytes read.
+     * Permanent: CopyMissing, ChecksumMismatch. Heartbeats bytes read while they move; reads
+     * that stand still for the stall timeout fail (PipelineStalled, retryable).
      */
     async verifyBackupCopies(input: VerifyInput): Promise<CopyReport[]> {
       const ctx = Context.current();
       const repositories = pick(input.repositories);
       let bytesRead = 0;
-      const ticker = setInterval(() => ctx.heartbeat({ phase: 'verifying', bytesRead }), 1000);
+      const reading = new AbortController();
+      const onCancel = () => reading.abort(ctx.cancellationSignal.reason);
+      ctx.cancellationSignal.addEventListener('abort', onCancel, { once: true });
+      const stopWatch = watchProgress({
+        counters: () => [bytesRead],
+        beat: () => ctx.heartbeat({ phase: 'verifying', bytesRead }),
+        onStall: (still) =>
+          reading.abort(transient(ErrorType.PipelineStalled, `reading the copies back moved no byte for ${Math.round(still / 1000)} s (${bytesRead} bytes read)`)),
+      });
       try {
         const reports = await Promise.all(
           repositories.flatMap((repository) =>
@@ -237,7 +247,7 @@ export function createDatabaseBackupActivities(deps: DatabaseBackupDeps) {
               }
               const hash = createHash('sha256');
               await pipeline(
-                await repository.get(object.key, { signal: ctx.cancellationSignal }),
+                await repository.get(object.key, { signal: reading.signal }),
                 new Writable({
                   write(chunk: Buffer, _enc, done) {
                     hash.update(chunk);
@@ -245,6 +255,7 @@ export function createDatabaseBackupActivities(deps: DatabaseBackupDeps) {
                     done();
                   },
                 }),
+                { signal: reading.signal },
               );
               const sha256 = hash.digest('hex');
               if (sha256 !== object.sha256) {
@@ -255,8 +266,12 @@ export function createDatabaseBackupActivities(deps: DatabaseBackupDeps) {
           ),
         );
         return reports;
+      } catch (err) {
+        if (reading.signal.aborted) throw reading.signal.reason ?? err;
+        throw err;
       } finally {
-        clearInterval(ticker);
+        stopWatch();
+        ctx.cancellationSignal.removeEventListener('abort', onCancel);
       }
     },
 

@@ -9,6 +9,7 @@ import { createCompressor, type CompressionSettings } from './compression.js';
 import { spawnEncryptor, type Recipient } from './encryption.js';
 import { errorText, permanent, transient } from './errors.js';
 import type { StreamingProcess } from './exec.js';
+import { watchProgress } from './progressWatch.js';
 import type { Repository } from './storage/repository.js';
 
 export interface PipelineProgress {
@@ -29,7 +30,14 @@ export interface PipelineInput {
   key: string;
   /** Aborted by the caller on cancellation; aborted here when a stage fails. */
   abort: AbortController;
+  /** Called every second (a heartbeat) while bytes have moved within the stall timeout. */
   onProgress?: (progress: PipelineProgress) => void;
+  /**
+   * How long the pass may move no byte at all before it fails as PipelineStalled (retryable):
+   * a producer blocked for ever, a storage write that never returns. Default 2 minutes
+   * (progressWatch.ts).
+   */
+  stallTimeoutMs?: number;
 }
 
 export interface PipelineResult {
@@ -95,7 +103,20 @@ export async function streamToRepositories(input: PipelineInput): Promise<Pipeli
     ...(input.reader ? [stage(input.reader.process, input.reader.failure)] : []),
   ];
 
-  const ticker = input.onProgress ? setInterval(() => input.onProgress!({ ...progress }), 1000) : undefined;
+  const stopWatch = watchProgress({
+    counters: () => [progress.plainBytes, progress.storedBytes],
+    beat: () => input.onProgress?.({ ...progress }),
+    stallTimeoutMs: input.stallTimeoutMs,
+    onStall: (still) => {
+      if (abort.signal.aborted) return;
+      fail(
+        transient(
+          ErrorType.PipelineStalled,
+          `no byte moved for ${Math.round(still / 1000)} s (${progress.plainBytes} bytes read, ${progress.storedBytes} stored): a stage hangs; every stage was stopped`,
+        ),
+      );
+    },
+  });
   try {
     const outcome = await Promise.race([Promise.allSettled([...stages, ...puts]), stragglers(abort.signal)]);
     if (outcome === 'stragglers') {
@@ -116,8 +137,7 @@ export async function streamToRepositories(input: PipelineInput): Promise<Pipeli
     return { bytes: progress.storedBytes, sha256: hash.digest('hex'), plainBytes: progress.plainBytes };
   } finally {
     abort.signal.removeEventListener('abort', destroyBranches);
-    if (ticker) clearInterval(ticker);
-    input.onProgress?.({ ...progress });
+    stopWatch();
   }
 }
 

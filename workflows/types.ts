@@ -35,6 +35,7 @@ export const ErrorType = {
   WalMissing: 'WalMissing',
   RecoveryFailed: 'RecoveryFailed',
   BackupOwnershipLost: 'BackupOwnershipLost',
+  PipelineStalled: 'PipelineStalled',
 } as const;
 export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];
 
