@@ -186,7 +186,7 @@ export async function runStatus(report: StatusReport, out: Printer): Promise<num
         ? `  newest backup ${report.latestBackup.backupId}, finished ${report.latestBackup.finishedAt} (${report.latestBackup.ageHours} h ago), in ${report.latestBackup.foundIn.join(', ')}`
         : '  no complete backup',
       report.latestVerification
-        ? `  newest verification: backup ${report.latestVerification.backupId} ${report.latestVerification.ok ? 'restored and verified' : 'FAILED'}${
+        ? `  newest verification: backup ${report.latestVerification.backupId} ${verificationWords(report.latestVerification)}${
             report.latestVerification.copies ? `, ${report.latestVerification.copies.summary}` : ''
           } ${report.latestVerification.finishedAt} (${report.latestVerification.ageDays} d ago)`
         : '  no backup has been verified yet',
@@ -208,6 +208,12 @@ export async function runStatus(report: StatusReport, out: Printer): Promise<num
     return lines.join('\n');
   });
   return report.ok ? 0 : 1;
+}
+
+/** "restored and verified" only when every copy was read back whole too. */
+function verificationWords(v: NonNullable<StatusReport['latestVerification']>): string {
+  if (!v.ok) return 'FAILED';
+  return v.copies?.damaged.length || v.copies?.notChecked ? 'restored' : 'restored and verified';
 }
 
 async function describeRunning(client: Client, workflowId: string, type: string, startTime: Date): Promise<RunningWork> {
