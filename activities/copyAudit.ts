@@ -176,17 +176,22 @@ function unreadable(err: unknown, reader: Reader): { state: 'missing' | 'unreada
   return { state: 'unreadable', errorType, detail: err instanceof ApplicationFailure ? err.message : errorText(err) };
 }
 
-/** A metadata call that answers within the idle limit, or a StorageUnreachable failure. */
+/** A call that answers within the idle limit, or a StorageUnreachable failure; a cancellation ends the wait at once. */
 async function within<T>(call: Promise<T>, reader: Reader, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
   const limit = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(transient(ErrorType.StorageUnreachable, `${what}: no answer within ${reader.idleMs / 1000} s`)), reader.idleMs);
+    onAbort = () => reject(reader.signal.reason);
+    if (reader.signal.aborted) onAbort();
+    else reader.signal.addEventListener('abort', onAbort, { once: true });
   });
   call.catch(() => undefined);
   try {
     return await Promise.race([call, limit]);
   } finally {
     clearTimeout(timer);
+    reader.signal.removeEventListener('abort', onAbort!);
   }
 }
 

@@ -4,19 +4,24 @@
 // the others are damaged is reported as such by `verify` (non-zero exit), `backups list` and
 // `status`, instead of "verified".
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
+import { CancelledFailure } from '@temporalio/common';
+import { MockActivityEnvironment } from '@temporalio/testing';
 import pino from 'pino';
+import { createCopyAuditActivities } from '../activities/copyAudit.js';
 import { collectStatus, runStatus } from '../client/commands/status.js';
 import { runListBackups } from '../client/commands/listBackups.js';
 import { EXIT_COPIES_DAMAGED, runVerify } from '../client/commands/verify.js';
 import type { Printer } from '../client/output.js';
-import { openRepositories } from '../activities/storage/index.js';
+import { openRepositories, openRepository } from '../activities/storage/index.js';
 import type { Config } from '../workers/config.js';
 import { startWorker, type RunningWorker } from '../workers/worker.js';
 import { backupDatabase } from '../workflows/index.js';
-import type { VerificationReport } from '../workflows/restoreTypes.js';
+import type { CopyAudit, VerificationReport } from '../workflows/restoreTypes.js';
 import { SHARED_TASK_QUEUE, hostTaskQueue, type DatabaseBackupResult } from '../workflows/types.js';
-import { startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';
+import { BUCKET, startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';
+import { freePort } from './fixtures/ports.js';
 
 let env: BackupEnv;
 let config: Config;
@@ -172,4 +177,77 @@ test('a truncated manifest in one repository is a damaged copy, and nothing is w
   } finally {
     writeFileSync(manifest, original);
   }
+});
+
+describe('the audit activity on its own (real filesystem repository, real S3 client)', () => {
+  /** A TCP server that accepts and never answers: a hung S3 endpoint. */
+  let blackHole: net.Server;
+  const held = new Set<net.Socket>();
+  let offlinePort: number;
+
+  beforeAll(async () => {
+    blackHole = net.createServer((socket) => {
+      held.add(socket);
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => blackHole.listen(0, '127.0.0.1', () => resolve()));
+    offlinePort = await freePort();
+  });
+
+  afterAll(async () => {
+    held.forEach((s) => s.destroy());
+    await new Promise<void>((resolve) => blackHole.close(() => resolve()));
+  });
+
+  /** local as configured; nas an S3 endpoint that hangs; s3 one that refuses connections. */
+  function activities() {
+    const s3 = (port: number) => ({ type: 's3' as const, bucket: BUCKET, prefix: 'db', endpoint: `http://127.0.0.1:${port}`, partSizeMiB: 5 });
+    const repositories = [
+      openRepositories(config)[0],
+      openRepository('nas', s3((blackHole.address() as net.AddressInfo).port) as any),
+      openRepository('s3', s3(offlinePort) as any),
+    ];
+    return createCopyAuditActivities({ config, repositories });
+  }
+
+  test('heartbeats the bytes it reads; an unreachable or hung repository is "unreadable" with its error type, and does not hang the audit', async () => {
+    const mock = new MockActivityEnvironment({ heartbeatTimeoutMs: 2000 });
+    const beats: { bytesRead: number }[] = [];
+    mock.on('heartbeat', (d: { bytesRead: number }) => beats.push(d));
+    const started = Date.now();
+    const audit: CopyAudit = await mock.run(activities().auditBackupCopies, { backupId: backup.backupId, objects: backup.objects });
+    expect(Date.now() - started).toBeLessThan(20_000);
+    const byName = Object.fromEntries(audit.repositories.map((r) => [r.repository, r]));
+    expect(byName.local.ok).toBe(true);
+    for (const name of ['nas', 's3']) {
+      expect(byName[name].manifest).toMatchObject({ state: 'unreadable', errorType: 'StorageUnreachable' });
+      expect(byName[name].objects.map((o) => [o.state, o.errorType])).toEqual(backup.objects.map(() => ['unreadable', 'StorageUnreachable']));
+    }
+    expect(byName.nas.manifest.detail).toContain('no answer within 1.2 s');
+    expect(audit.damaged).toEqual(['nas', 's3']);
+    const stored = backup.objects.reduce((sum, o) => sum + o.bytes, 0);
+    expect(audit.bytesRead).toBeGreaterThan(stored);
+    expect(Math.max(...beats.map((b) => b.bytesRead))).toBe(audit.bytesRead);
+    expect(beats.some((b) => b.bytesRead > 0 && b.bytesRead < audit.bytesRead)).toBe(true);
+  });
+
+  test('cancelled while a repository hangs: it stops at once with the cancellation, not a finding', async () => {
+    const mock = new MockActivityEnvironment({ heartbeatTimeoutMs: 60_000 });
+    const running = mock.run(activities().auditBackupCopies, { backupId: backup.backupId, objects: backup.objects });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const cancelledAt = Date.now();
+    mock.cancel();
+    await expect(running).rejects.toBeInstanceOf(CancelledFailure);
+    expect(Date.now() - cancelledAt).toBeLessThan(2000);
+  });
+
+  test('refuses an object list that is not of the backup named', async () => {
+    const mock = new MockActivityEnvironment();
+    const foreign = backup.objects.map((o) => ({ ...o, key: o.key.replace(backup.backupId, 'another-backup') }));
+    await expect(mock.run(activities().auditBackupCopies, { backupId: backup.backupId, objects: foreign })).rejects.toMatchObject({
+      type: 'InvalidInput',
+      nonRetryable: true,
+      message: expect.stringContaining('input.objects'),
+    });
+  });
 });
