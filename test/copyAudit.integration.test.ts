@@ -8,7 +8,9 @@ import net from 'node:net';
 import path from 'node:path';
 import { CancelledFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
+import { execa } from 'execa';
 import pino from 'pino';
+import { projectTool } from '../client/dev/tools.js';
 import { createCopyAuditActivities } from '../activities/copyAudit.js';
 import { collectStatus, runStatus } from '../client/commands/status.js';
 import { runListBackups } from '../client/commands/listBackups.js';
@@ -102,7 +104,12 @@ describe('local copy corrupt, NAS dump deleted', () => {
     run = await verify('verify-damaged-copies');
   });
 
-  afterAll(() => {
+  afterAll(async () => {
+    // The audited verification's history, for the replay test (test/histories).
+    if (process.env.RECORD_HISTORIES) {
+      const show = ['workflow', 'show', '--workflow-id', 'verify-damaged-copies', '--output', 'json', '--address', env.temporal.address];
+      writeFileSync('test/histories/verifyBackupCopyAudit.json', (await execa(projectTool('temporal'), show)).stdout);
+    }
     writeFileSync(fileIn('local', dumpKey()), original);
     writeFileSync(fileIn('nas', dumpKey()), original);
   });

@@ -77,7 +77,8 @@ export async function readCatalog(repositories: Repository[]): Promise<{ entries
 
 function lastVerificationOf(report: VerificationReport): LastVerification {
   const last: LastVerification = { reportId: report.reportId, ok: report.ok, finishedAt: report.finishedAt, failure: report.failure, state: report.state };
-  if (report.copies) last.copies = { summary: copySummary(report.copies), damaged: report.copies.damaged, problems: copyProblems(report.copies) };
+  // A report is read from storage: one that does not have the audit's shape has no audit.
+  if (Array.isArray(report.copies?.repositories) && Array.isArray(report.copies.damaged)) last.copies = { summary: copySummary(report.copies), damaged: report.copies.damaged, problems: copyProblems(report.copies) };
   else if (report.state) last.copies = { summary: 'copies NOT checked', damaged: [], problems: [], notChecked: report.copyAuditFailure ?? 'not audited' };
   return last;
 }
