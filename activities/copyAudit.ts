@@ -42,8 +42,14 @@ export function createCopyAuditActivities(deps: DatabaseBackupDeps) {
       const signal = ctx.cancellationSignal;
       const idleMs = Math.max(1000, Math.min(60_000, (ctx.info.heartbeatTimeoutMs || 100_000) * 0.6));
       const progress = { phase: 'auditing-copies', bytesRead: 0, objectsChecked: 0 };
-      const beat = () => ctx.heartbeat({ ...progress });
-      const reader: Reader = { signal, idleMs, onBytes: (n) => ((progress.bytesRead += n), beat()) };
+      let lastBeat = 0;
+      // Only on progress, and at most once a second while bytes stream: the SDK throttles too, but each call still crosses into it.
+      const beat = (force = true) => {
+        if (!force && Date.now() - lastBeat < 1000) return;
+        lastBeat = Date.now();
+        ctx.heartbeat({ ...progress });
+      };
+      const reader: Reader = { signal, idleMs, onBytes: (n) => ((progress.bytesRead += n), beat(false)) };
       beat();
 
       const manifests = await Promise.all(deps.repositories.map((repository) => checkManifest(repository, input, reader)));
