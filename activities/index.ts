@@ -1,6 +1,7 @@
 // Every activity the worker registers, built over its dependencies so that tests can inject
 // fakes and the worker injects real configuration and repositories.
 import { createBaseBackupActivities } from './baseBackup.js';
+import { createCopyAuditActivities } from './copyAudit.js';
 import { createDatabaseBackupActivities } from './databaseBackup.js';
 import { createPitrActivities, type PitrDeps } from './pitr.js';
 import { createReportActivities } from './reports.js';
@@ -15,6 +16,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createBaseBackupActivities(deps),
     ...createRestoreActivities(deps),
     ...createReportActivities(deps),
+    ...createCopyAuditActivities(deps),
     ...createWalShippingActivities(deps),
     ...createPitrActivities(deps),
   };

@@ -196,7 +196,7 @@ restore
 
 program
   .command('verify <backup>')
-  .description('restore a backup id or "latest" into a scratch database, assert its row counts and checks, record the verdict; exit 1 when it fails')
+  .description('restore a backup id or "latest" into a scratch database, assert its row counts and checks, record the verdict and read every copy back; exit 1 when it fails, 3 when it restores but a copy is damaged')
   .option('--wait', 'wait for the verdict')
   .option('--workflow-id <id>', 'workflow id (default verify-backup-<UTC time>)')
   .addOption(jsonOption())

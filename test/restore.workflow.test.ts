@@ -46,6 +46,7 @@ type RestoreActivityName =
   | 'startApplicationServices'
   | 'swapLiveDatabase'
   | 'writeVerificationReport'
+  | 'auditBackupCopies'
   | 'writeDrillReport'
   | 'checkHealthUrl';
 
@@ -90,6 +91,10 @@ function fakes(calls: string[], overrides: Partial<Activities> = {}): Activities
     async writeVerificationReport(report) {
       calls.push(`report:${report.ok}`);
       return ['local'];
+    },
+    async auditBackupCopies() {
+      // Its order and verdicts are proved in copyAudit.workflow.test.ts.
+      return { repositories: [], damaged: [], bytesRead: 0 };
     },
     async writeDrillReport(report) {
       calls.push(`drill-report:${report.ok}`);

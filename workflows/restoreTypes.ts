@@ -104,7 +104,7 @@ export interface RestoreDatabaseResult {
 }
 
 export interface RestoreProgress {
-  phase: 'resolving' | 'restoring' | 'verifying' | 'stopping-services' | 'swapping' | 'starting-services' | 'cleaning-up' | 'done' | 'failed';
+  phase: 'resolving' | 'restoring' | 'verifying' | 'auditing-copies' | 'stopping-services' | 'swapping' | 'starting-services' | 'cleaning-up' | 'done' | 'failed';
   database?: string;
   failure?: string;
 }
@@ -119,6 +119,47 @@ export interface VerifyBackupInput {
   amcheck?: boolean;
 }
 
+/** What reading one stored object back in full found, in one repository. */
+export type ObjectCopyState = 'ok' | 'missing' | 'size-mismatch' | 'checksum-mismatch' | 'unreadable';
+
+/** A repository's manifest: `damaged` when it does not parse or contradicts the backup's objects. */
+export type ManifestCopyState = 'ok' | 'missing' | 'damaged' | 'unreadable';
+
+export interface ObjectCopyCheck {
+  role: StoredObject['role'];
+  key: string;
+  state: ObjectCopyState;
+  /** Bytes read back (the whole object when it could be read). */
+  bytesRead: number;
+  /** Why it is not ok, without any of its content. */
+  detail?: string;
+  /** The classified failure when unreadable (StorageUnreachable, StorageAccessDenied...). */
+  errorType?: string;
+}
+
+/** One repository's copy of a backup: its manifest and every stored object, each read in full. */
+export interface RepositoryCopyCheck {
+  repository: string;
+  manifest: { key: string; state: ManifestCopyState; detail?: string; errorType?: string };
+  objects: ObjectCopyCheck[];
+  /** The manifest and every object are whole. */
+  ok: boolean;
+}
+
+/** Every copy of a backup in every repository the verification host knows. Read-only. */
+export interface CopyAudit {
+  repositories: RepositoryCopyCheck[];
+  /** Names of the repositories whose copy is not whole, in configured order. */
+  damaged: string[];
+  bytesRead: number;
+}
+
+/**
+ * The verification's overall state. The restore and its checks are the main verdict; a
+ * restorable backup reads as healthy only when every copy was read back whole.
+ */
+export type VerificationState = 'verified' | 'copies-damaged' | 'copies-unchecked' | 'failed';
+
 /** The weekly verification's verdict, stored beside the backup in the catalog. */
 export interface VerificationReport {
   formatVersion: 1;
@@ -128,12 +169,21 @@ export interface VerificationReport {
   backupId: string | null;
   startedAt: string;
   finishedAt: string;
+  /** The backup restored and passed its checks: the main verdict (see state for the copies). */
   ok: boolean;
   /** Set when the run failed before an inspection could be made. */
   failure?: string;
   restored?: RestoredDatabase;
   inspection?: DatabaseInspection;
   scratchDropped: boolean;
+  /** The overall state; absent in reports made before copies were audited. */
+  state?: VerificationState;
+  /** One line for people, e.g. "restorable, 2 of 3 copies damaged (local, nas)". */
+  verdict?: string;
+  /** Every copy read back and checked against the manifest. */
+  copies?: CopyAudit;
+  /** Why the copies could not be audited, when they could not. */
+  copyAuditFailure?: string;
 }
 
 export interface RecoveryDrillInput {

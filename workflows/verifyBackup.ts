@@ -1,17 +1,19 @@
 // The weekly proof that a backup restores: restore it into a scratch database on the
 // verification host, compare row counts with those recorded at dump time, run the checks and
-// pg_amcheck, write the verdict beside the backup, and drop the scratch database on every
-// path. Unlike the seed's `gunzip | psql`, a broken dump fails here.
-import { ApplicationFailure, proxyActivities, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
+// pg_amcheck, read every copy in every repository back, write the verdict beside the backup,
+// and drop the scratch database on every path. Unlike the seed's `gunzip | psql`, a broken
+// dump fails here, and a damaged copy the restore skipped is named in the verdict.
+import { ApplicationFailure, isCancellation, patched, proxyActivities, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import { longRestore, quickMetadata } from './activityOptions.js';
+import { copyProblems, copySummary, verificationState, verificationVerdict } from './copyVerdict.js';
 import { describeFailure, surfaceFailure } from './failures.js';
 import { progressQuery } from './messages.js';
 import { dropScratchThenReport, validateWith } from './saga.js';
 import { inspectionProblems } from './verdicts.js';
 import { checkBackupReference, checkJobs, checkObject, checkTaskQueue, invalidInput, shortTag, stamp } from './restoreInput.js';
 import type { RestoreProgress, VerificationReport, VerifyBackupInput } from './restoreTypes.js';
-import { ErrorType } from './types.js';
+import { ErrorType, type StoredObject } from './types.js';
 
 export async function verifyBackup(input: VerifyBackupInput): Promise<VerificationReport> {
   const { workflowId } = workflowInfo();
@@ -43,10 +45,12 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<Verificati
     scratchDropped: false,
   };
   let failure: unknown;
+  let toAudit: { backupId: string; objects: StoredObject[] } | undefined;
   try {
     const { source } = await quick.resolveRestoreSource({ backup: input.backup });
     if (source.kind !== 'backup') throw ApplicationFailure.nonRetryable('verification takes a catalog backup', ErrorType.InvalidInput);
     report.backupId = source.backupId;
+    toAudit = { backupId: source.backupId, objects: source.objects };
     progress.phase = 'restoring';
     report.restored = await long.restoreIntoNewDatabase({ workflowId, source, database: scratch, jobs: input.jobs });
     progress.phase = 'verifying';
@@ -56,6 +60,20 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<Verificati
     failure = err;
     report.failure = describeFailure(err);
   } finally {
+    // Every copy in every repository, read back in full: the restore stops at the first whole
+    // one and never sees the others. Also after a failed restore, when which copies are whole
+    // matters most; before the report, which records it.
+    if (toAudit && !isCancellation(failure) && patched('audit-copies')) {
+      progress.phase = 'auditing-copies';
+      try {
+        report.copies = await long.auditBackupCopies(toAudit);
+      } catch (err) {
+        if (isCancellation(err)) failure ??= err;
+        report.copyAuditFailure = describeFailure(err);
+      }
+    }
+    report.state = verificationState(report);
+    report.verdict = verificationVerdict(report);
     progress.phase = 'cleaning-up';
     await dropScratchThenReport(
       {
@@ -71,7 +89,8 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<Verificati
   if (failure) throw surfaceFailure(failure);
   if (!report.ok) {
     const problems = inspectionProblems(report.inspection);
-    throw ApplicationFailure.nonRetryable(`backup ${report.backupId} failed verification: ${problems.join('; ')}`, ErrorType.VerificationFailed, report);
+    const copies = report.copies?.damaged.length ? [copySummary(report.copies), ...copyProblems(report.copies)] : [];
+    throw ApplicationFailure.nonRetryable(`backup ${report.backupId} failed verification: ${[...problems, ...copies].join('; ')}`, ErrorType.VerificationFailed, report);
   }
   return report;
 }

@@ -10,7 +10,7 @@ const { temporal } = proto;
 import { SHARED_TASK_QUEUE, hostTaskQueue } from '../../workflows/types.js';
 import { databaseHost, type Config } from '../../workers/config.js';
 import type { Printer } from '../output.js';
-import { readCatalog } from './listBackups.js';
+import { readCatalog, type LastVerification } from './listBackups.js';
 import { listManifests } from '../../activities/catalog.js';
 import { archiveLag, listWalEntries, readWalEntry, spoolRepository } from '../../activities/walArchive.js';
 
@@ -38,7 +38,7 @@ export interface StatusReport {
   recentFailures: { workflowId: string; type: string; closeTime: string | null }[];
   latestBackup: { backupId: string; finishedAt: string; ageHours: number; foundIn: string[] } | null;
   /** The newest verification of any backup: the last time a backup was proved to restore. */
-  latestVerification: { backupId: string; reportId: string; ok: boolean; finishedAt: string; ageDays: number } | null;
+  latestVerification: { backupId: string; reportId: string; ok: boolean; finishedAt: string; ageDays: number; copies?: LastVerification['copies'] } | null;
   /** The WAL archive: newest segment in the spool, and how far each other repository lags. */
   walArchive: WalArchiveStatus | null;
   /** The newest base backup: where every point-in-time recovery starts. */
@@ -153,8 +153,11 @@ export async function collectStatus(client: Client | undefined, clientError: str
   if (verified) {
     const v = verified.lastVerification!;
     const ageDays = (Date.now() - Date.parse(v.finishedAt)) / 86_400_000;
-    report.latestVerification = { backupId: verified.backupId, reportId: v.reportId, ok: v.ok, finishedAt: v.finishedAt, ageDays: Math.round(ageDays * 100) / 100 };
+    report.latestVerification = { backupId: verified.backupId, reportId: v.reportId, ok: v.ok, finishedAt: v.finishedAt, ageDays: Math.round(ageDays * 100) / 100, copies: v.copies };
     if (!v.ok) problems.push(`the newest verification (backup ${verified.backupId}) FAILED: ${v.failure ?? 'see its report'}`);
+    // A restorable backup with a damaged copy has lost a copy the 3-2-1 rule counts on.
+    if (v.copies?.damaged.length) problems.push(`the newest verification (backup ${verified.backupId}) found ${v.copies.summary}: ${v.copies.problems.join('; ')}`);
+    if (v.copies?.notChecked) problems.push(`the newest verification (backup ${verified.backupId}) could not check its copies: ${v.copies.notChecked}`);
     if (ageDays > VERIFICATION_MAX_AGE_DAYS) problems.push(`the newest verification is ${ageDays.toFixed(1)} days old (weekly expected)`);
   }
   try {
@@ -183,7 +186,9 @@ export async function runStatus(report: StatusReport, out: Printer): Promise<num
         ? `  newest backup ${report.latestBackup.backupId}, finished ${report.latestBackup.finishedAt} (${report.latestBackup.ageHours} h ago), in ${report.latestBackup.foundIn.join(', ')}`
         : '  no complete backup',
       report.latestVerification
-        ? `  newest verification: backup ${report.latestVerification.backupId} ${report.latestVerification.ok ? 'restored and verified' : 'FAILED'} ${report.latestVerification.finishedAt} (${report.latestVerification.ageDays} d ago)`
+        ? `  newest verification: backup ${report.latestVerification.backupId} ${verificationWords(report.latestVerification)}${
+            report.latestVerification.copies ? `, ${report.latestVerification.copies.summary}` : ''
+          } ${report.latestVerification.finishedAt} (${report.latestVerification.ageDays} d ago)`
         : '  no backup has been verified yet',
       ...(report.latestBaseBackup ? [`  newest base backup ${report.latestBaseBackup.backupId}, ${report.latestBaseBackup.ageDays} d old, in ${report.latestBaseBackup.foundIn.join(', ')}`] : []),
       ...(report.walArchive
@@ -203,6 +208,12 @@ export async function runStatus(report: StatusReport, out: Printer): Promise<num
     return lines.join('\n');
   });
   return report.ok ? 0 : 1;
+}
+
+/** "restored and verified" only when every copy was read back whole too. */
+function verificationWords(v: NonNullable<StatusReport['latestVerification']>): string {
+  if (!v.ok) return 'FAILED';
+  return v.copies?.damaged.length || v.copies?.notChecked ? 'restored' : 'restored and verified';
 }
 
 async function describeRunning(client: Client, workflowId: string, type: string, startTime: Date): Promise<RunningWork> {

@@ -1,5 +1,6 @@
 // `backupctl verify <id|latest>`: the weekly verification, on demand.
 import type { Client } from '@temporalio/client';
+import { copyProblems, verificationVerdict } from '../../workflows/copyVerdict.js';
 import { verifyBackup } from '../../workflows/index.js';
 import { hostTaskQueue } from '../../workflows/types.js';
 import type { VerificationReport } from '../../workflows/restoreTypes.js';
@@ -7,23 +8,45 @@ import { verificationHost, type Config } from '../../workers/config.js';
 import type { Printer } from '../output.js';
 import { defaultWorkflowId, startAndReport } from '../workflowRun.js';
 
+/**
+ * The backup restored and passed its checks, but a copy is damaged (or could not be checked):
+ * not a failed verification (exit 1), but not healthy either, so scripts and monitoring can
+ * tell "replace a copy soon" from "we cannot restore".
+ */
+export const EXIT_COPIES_DAMAGED = 3;
+
 export async function runVerify(client: Client, config: Config, backup: string, options: { wait?: boolean; workflowId?: string }, out: Printer): Promise<number> {
-  return startAndReport(
+  let printed: object | undefined;
+  const tap: Printer = { json: out.json, result: (value, human) => ((printed = value), out.result(value, human)) };
+  const code = await startAndReport(
     client,
     verifyBackup,
     { workflowId: options.workflowId ?? defaultWorkflowId('verify-backup'), wait: options.wait, args: [{ hostTaskQueue: hostTaskQueue(verificationHost(config)), backup }] },
-    out,
+    tap,
     describeVerification,
   );
+  return code || verificationExitCode(printed as Partial<VerificationReport> | undefined);
+}
+
+/** 0 for a verified backup with every copy whole; EXIT_COPIES_DAMAGED for a restorable one that is not. */
+export function verificationExitCode(report: Partial<VerificationReport> | undefined): number {
+  if (report?.kind !== 'verification') return 0;
+  if (!report.ok) return 1;
+  return report.state === 'copies-damaged' || report.state === 'copies-unchecked' ? EXIT_COPIES_DAMAGED : 0;
 }
 
 export function describeVerification(report: VerificationReport): string {
   const i = report.inspection;
+  const problems = copyProblems(report.copies);
   return [
-    `backup ${report.backupId} ${report.ok ? 'verified' : 'FAILED verification'} (${report.startedAt} -> ${report.finishedAt})`,
+    `backup ${report.backupId} ${report.state ? verificationVerdict(report) : report.ok ? 'verified' : 'FAILED verification'} (${report.startedAt} -> ${report.finishedAt})`,
     ...(i ? [`  rows: ${Object.entries(i.rowCounts).map(([t, n]) => `${t}=${n}`).join(', ')}`, `  newest search session: ${i.newestSearchSession ?? '-'}`] : []),
     ...(i?.checks ?? []).map((c) => `  check ${c.name}: ${c.ok ? 'ok' : `FAILED ${c.detail}`}`),
     ...(i?.amcheck ? [`  ${i.amcheck.name}: ${i.amcheck.detail}`] : []),
+    ...(report.restored && 'repository' in report.restored.copy ? [`  restored from ${report.restored.copy.repository}`] : []),
+    ...(report.copies ? report.copies.repositories.map((r) => `  copy in ${r.repository}: ${r.ok ? 'whole' : 'DAMAGED'}`) : []),
+    ...problems.map((p) => `  damaged copy ${p}`),
+    ...(report.copyAuditFailure ? [`  copies NOT checked: ${report.copyAuditFailure}`] : []),
     `  scratch database ${report.scratchDropped ? 'dropped' : 'NOT dropped'}`,
   ].join('\n');
 }
