@@ -19,6 +19,7 @@ import { classifyDatabaseError, classifyFilesystemError, errorText, permanent } 
 import { inspectDatabase } from './inspection.js';
 import { connect, parseDatabaseUrl, spawnRestore, spawnSqlScript, spawnStreamingRestore, type DatabaseTarget } from './postgres.js';
 import { resolveCatalogBackup, resolveFile } from './restoreSource.js';
+import { expectedSource } from './sourceMatch.js';
 import {
   assertTargetIsOurs,
   createRestoreDatabase,
@@ -183,7 +184,8 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
       return {
         database: input.database,
         copy: { repository: read.repository, key: read.key },
-        skipped: [...read.skipped, ...roles.skipped],
+        skipped: [...(source.skipped ?? []), ...read.skipped, ...roles.skipped],
+        ...(source.warnings?.length ? { warnings: source.warnings } : {}),
         createdRoles: roles.created,
         plainBytes: staged,
         restoreSeconds: (Date.now() - started) / 1000,
@@ -262,7 +264,13 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
      * InvalidInput (malformed reference or path), UnknownRepository.
      */
     async resolveRestoreSource(input: ResolveInput): Promise<Resolved> {
-      const source = input.backup.startsWith('/') ? await resolveFile(input.backup) : await resolveCatalogBackup(input.backup, repositoriesNamed(input.repositories));
+      const source = input.backup.startsWith('/')
+        ? await resolveFile(input.backup)
+        : await resolveCatalogBackup(input.backup, repositoriesNamed(input.repositories), await expectedSource(config));
+      if (source.kind === 'backup') {
+        source.skipped?.forEach((s) => log.warn('manifest copy skipped', { ...s }));
+        source.warnings?.forEach((w) => log.warn(w, { backupId: source.backupId }));
+      }
       if (source.kind === 'backup' && input.repositories) source.repositories = source.repositories.filter((r) => input.repositories!.includes(r));
       return { source, liveDatabase: liveDatabaseName() };
     },

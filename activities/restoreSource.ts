@@ -3,37 +3,72 @@
 import { open, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { ErrorType, type BackupManifest } from '../workflows/types.js';
-import type { CatalogSource, FileSource } from '../workflows/restoreTypes.js';
-import { listManifests, readManifest } from './catalog.js';
-import { permanent } from './errors.js';
+import type { CatalogSource, FileSource, SkippedCopy } from '../workflows/restoreTypes.js';
+import { damagedManifest, manifestKey, readManifestCopies, scanManifests } from './catalog.js';
+import { errorText, permanent, transient } from './errors.js';
+import { explicitWarning, pickLatest, sourceVerdict, type ExpectedSource } from './sourceMatch.js';
 import type { Repository } from './storage/repository.js';
 
 export const BACKUP_ID = /^[A-Za-z0-9._-]{1,200}$/;
 
-/** Finds a backup in the repositories, in their order; `latest` is the newest complete one. */
-export async function resolveCatalogBackup(reference: string, repositories: Repository[]): Promise<CatalogSource> {
+/**
+ * Finds a backup in the repositories, in their order; `latest` is the newest complete one of
+ * the configured source (database and cluster). A manifest is evidence, not truth: a copy that
+ * is damaged, names another backup or differs from the first whole copy is skipped and
+ * reported in the source's `skipped`; an explicit id of another database is refused.
+ */
+export async function resolveCatalogBackup(reference: string, repositories: Repository[], expected: ExpectedSource): Promise<CatalogSource> {
   const where = repositories.map((r) => r.name).join(', ');
-  let manifest: BackupManifest | undefined;
-  const holders: string[] = [];
+  let chosen: { manifest: BackupManifest; holders: string[] } | undefined;
+  const skipped: SkippedCopy[] = [];
+  const warnings: string[] = [];
   if (reference === 'latest') {
-    const newest = new Map<string, BackupManifest>();
+    const byId = new Map<string, { manifest: BackupManifest; body: string; first: string; holders: string[] }>();
+    let listed = 0;
     for (const repository of repositories) {
-      for (const m of await listManifests(repository, 'database')) newest.set(m.backupId, m);
+      let scan;
+      try {
+        scan = await scanManifests(repository, 'database');
+        listed++;
+      } catch (err) {
+        skipped.push({ repository: repository.name, key: 'database/', reason: `repository ${repository.name} cannot be listed now: ${errorText(err)}`, errorType: ErrorType.StorageUnreachable });
+        continue;
+      }
+      skipped.push(...scan.damaged);
+      for (const manifest of scan.manifests) {
+        const body = JSON.stringify(manifest);
+        const seen = byId.get(manifest.backupId);
+        if (!seen) byId.set(manifest.backupId, { manifest, body, first: repository.name, holders: [repository.name] });
+        else if (seen.body === body) seen.holders.push(repository.name);
+        else skipped.push(damagedManifest(repository.name, manifestKey('database', manifest.backupId), `differs from the copy in ${seen.first}; the copy in ${seen.first} is used`));
+      }
     }
-    manifest = [...newest.values()].sort((a, b) => a.startedAt.localeCompare(b.startedAt)).at(-1);
-    if (!manifest) throw permanent(ErrorType.BackupNotFound, `there is no complete database backup in ${where}`);
+    if (!listed) throw transient(ErrorType.StorageUnreachable, `no repository can be listed now: ${skipped.map((s) => s.reason).join('; ')}`);
+    const choice = pickLatest([...byId.values()], (c) => c.manifest.source, (c) => c.manifest.startedAt, expected);
+    if (choice.refusal) throw permanent(ErrorType.BackupNotFound, `there is no complete database backup of the configured source in ${where}: ${choice.refusal}`);
+    if (!choice.chosen) throw permanent(ErrorType.BackupNotFound, `there is no complete database backup in ${where}${damagedNote(skipped)}`);
+    if (choice.warning) warnings.push(choice.warning);
+    chosen = choice.chosen;
   } else {
     if (!BACKUP_ID.test(reference)) {
       throw permanent(ErrorType.InvalidInput, `"${reference}" is neither a backup id (letters, digits, . _ -), "latest", nor an absolute path to a .backup, .sql.gz or .sql file`);
     }
-    for (const repository of repositories) {
-      manifest ??= await readManifest(repository, 'database', reference);
+    const copies = await readManifestCopies(repositories, 'database', reference);
+    skipped.push(...copies.skipped);
+    if (!copies.manifest) {
+      if (skipped.some((s) => s.errorType === ErrorType.StorageUnreachable)) {
+        throw transient(ErrorType.StorageUnreachable, `backup ${reference}: no whole manifest was read, and some repositories cannot be read now: ${skipped.map((s) => s.reason).join('; ')}`);
+      }
+      if (skipped.length) throw permanent(ErrorType.ManifestDamaged, `backup ${reference}: every manifest copy is damaged: ${skipped.map((s) => s.reason).join('; ')}`, { skipped });
+      throw permanent(ErrorType.BackupNotFound, `backup ${reference} is not in ${where} (backupctl backups list shows what is)`);
     }
-    if (!manifest) throw permanent(ErrorType.BackupNotFound, `backup ${reference} is not in ${where} (backupctl backups list shows what is)`);
+    const verdict = sourceVerdict(copies.manifest.source, expected);
+    if (verdict.kind === 'otherDatabase') throw permanent(ErrorType.SourceMismatch, `backup ${reference} ${verdict.reason}: restore it with a configuration whose database.url names that database`);
+    const warning = explicitWarning(reference, verdict, expected);
+    if (warning) warnings.push(warning);
+    chosen = { manifest: copies.manifest, holders: copies.holders };
   }
-  for (const repository of repositories) {
-    if (await repository.stat(`database/${manifest.backupId}/manifest.json`)) holders.push(repository.name);
-  }
+  const { manifest, holders } = chosen;
   return {
     kind: 'backup',
     backupId: manifest.backupId,
@@ -45,7 +80,14 @@ export async function resolveCatalogBackup(reference: string, repositories: Repo
     objects: manifest.objects,
     rowCounts: manifest.rowCounts,
     repositories: holders,
+    skipped,
+    warnings,
   };
+}
+
+function damagedNote(skipped: SkippedCopy[]): string {
+  const damaged = skipped.filter((s) => s.errorType === ErrorType.ManifestDamaged);
+  return damaged.length ? `; damaged manifests: ${damaged.map((s) => s.reason).join('; ')}` : '';
 }
 
 const FORMATS: { suffix: string; format: FileSource['format']; magic?: Buffer }[] = [
