@@ -213,7 +213,8 @@ export function spawnStreamingRestore(target: DatabaseTarget, binDir: string | u
  */
 export function spawnSqlScript(target: DatabaseTarget, binDir: string | undefined, file: string | undefined, signal: AbortSignal): StreamingProcess {
   const args = ['--no-psqlrc', '--quiet', '--set=ON_ERROR_STOP=1', '--single-transaction', '--no-password', `--dbname=${target.database}`];
-  if (file) args.push(`--file=${file}`);
+  // `--file=-` for stdin: psql then prefixes errors with the line number.
+  args.push(`--file=${file ?? '-'}`);
   return spawnStreaming(toolPath(binDir, 'psql'), args, { env: libpqEnv(target), signal, stdin: file ? 'ignore' : 'pipe' });
 }
 

@@ -1,11 +1,16 @@
 // What an operator asked to restore, resolved on the restoring host: a backup in the catalog
 // (by id or `latest`), or a file the old scripts made. Read-only.
-import { open, stat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { lstat, open } from 'node:fs/promises';
 import path from 'node:path';
+import { PassThrough, Transform, type Readable } from 'node:stream';
+import { constants as zlibConstants, gunzipSync } from 'node:zlib';
+import { ApplicationFailure } from '@temporalio/common';
 import { ErrorType, type BackupManifest } from '../workflows/types.js';
 import type { CatalogSource, FileSource, SkippedCopy } from '../workflows/restoreTypes.js';
 import { damagedManifest, manifestKey, readManifestCopies, scanManifests } from './catalog.js';
-import { errorText, permanent, transient } from './errors.js';
+import { classifyDatabaseError, errorText, permanent, transient } from './errors.js';
 import { explicitWarning, pickLatest, sourceVerdict, type ExpectedSource } from './sourceMatch.js';
 import type { Repository } from './storage/repository.js';
 
@@ -97,28 +102,126 @@ const FORMATS: { suffix: string; format: FileSource['format']; magic?: Buffer }[
   { suffix: '.sql', format: 'sql' },
 ];
 
-/** A file made by the old scripts: its format from its name, confirmed by its first bytes. */
+/**
+ * The first lines of `pg_dump` plain output. A cluster dump (pg_dumpall) is refused: it
+ * creates roles and databases and connects to them, far beyond the new database.
+ */
+const PLAIN_DUMP_HEADER = /^(?:\uFEFF)?--[ \t]*\r?\n--[ \t]*PostgreSQL database dump[ \t]*\r?\n/;
+const HEAD_BYTES = 64 * 1024;
+
+/**
+ * A file made by the old scripts, on this host. Hostile input: the path must be absolute and
+ * normalized, no component may be a symbolic link, the file must be a regular file, and its
+ * first bytes must be those of its format (custom: `PGDMP`; .sql and .sql.gz: pg_dump's plain
+ * header). Errors name the path and the rule, never the file's content.
+ */
 export async function resolveFile(filePath: string): Promise<FileSource> {
   const bad = (why: string) => permanent(ErrorType.InvalidInput, `restore source ${filePath}: ${why}`);
   if (!path.isAbsolute(filePath)) throw bad('must be an absolute path on the restoring host');
+  if (path.normalize(filePath) !== filePath || filePath.endsWith('/')) throw bad('must be a normalized absolute path (no "..", "." or repeated "/")');
   const kind = FORMATS.find((f) => filePath.endsWith(f.suffix));
   if (!kind) throw bad('unknown format; expected a .backup or .dump (pg_dump custom format), .sql.gz or .sql file');
-  const info = await stat(filePath).catch((err: NodeJS.ErrnoException) => {
-    throw bad(err.code === 'ENOENT' ? 'no such file on the restoring host' : `cannot be read (${err.code})`);
-  });
-  if (!info.isFile()) throw bad('is not a regular file');
-  if (info.size === 0) throw bad('is empty');
-  if (kind.magic) {
-    const head = Buffer.alloc(kind.magic.length);
-    const handle = await open(filePath, 'r').catch((err: NodeJS.ErrnoException) => {
-      throw bad(`cannot be read (${err.code})`);
+  const unreadable = (err: NodeJS.ErrnoException) => bad(err.code === 'ENOENT' ? 'no such file on the restoring host' : `cannot be read (${err.code})`);
+  // Every component, the file included: a link could lead anywhere the worker may read.
+  const parts = filePath.split('/').filter(Boolean);
+  for (let i = 1; i <= parts.length; i++) {
+    const component = '/' + parts.slice(0, i).join('/');
+    const info = await lstat(component).catch((err: NodeJS.ErrnoException) => {
+      throw unreadable(err);
     });
-    try {
-      await handle.read(head, 0, head.length, 0);
-    } finally {
-      await handle.close();
-    }
-    if (!head.equals(kind.magic)) throw bad(`does not start like a ${kind.format === 'custom' ? 'pg_dump custom-format archive' : 'gzip file'}`);
+    if (info.isSymbolicLink()) throw bad(component === filePath ? 'is a symbolic link; name the file itself' : `passes through the symbolic link ${component}; name the file by its real path`);
+    if (i < parts.length && !info.isDirectory()) throw bad(`${component} is not a directory`);
+    if (i === parts.length && !info.isFile()) throw bad('is not a regular file');
   }
-  return { kind: 'file', path: filePath, format: kind.format, bytes: info.size };
+  // O_NOFOLLOW: a link swapped in since the check is refused; O_NONBLOCK: a FIFO never hangs us.
+  const handle = await open(filePath, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch((err: NodeJS.ErrnoException) => {
+    throw err.code === 'ELOOP' ? bad('is a symbolic link; name the file itself') : unreadable(err);
+  });
+  try {
+    const info = await handle.stat();
+    if (!info.isFile()) throw bad('is not a regular file');
+    if (info.size === 0) throw bad('is empty');
+    const head = Buffer.alloc(Math.min(HEAD_BYTES, info.size));
+    const { bytesRead } = await handle.read(head, 0, head.length, 0);
+    const start = head.subarray(0, bytesRead);
+    if (kind.magic && !start.subarray(0, kind.magic.length).equals(kind.magic)) {
+      throw bad(`does not start like a ${kind.format === 'custom' ? 'pg_dump custom-format archive (PGDMP)' : 'gzip file'}`);
+    }
+    if (kind.format !== 'custom') {
+      let text: string;
+      try {
+        text = (kind.format === 'sql.gz' ? gunzipSync(start, { finishFlush: zlibConstants.Z_SYNC_FLUSH }) : start).subarray(0, 256).toString('utf8');
+      } catch {
+        throw bad('is not a readable gzip file');
+      }
+      if (!PLAIN_DUMP_HEADER.test(text)) throw bad('does not start like pg_dump plain output ("-- PostgreSQL database dump"); only pg_dump files are restored');
+    }
+    return { kind: 'file', path: filePath, format: kind.format, bytes: info.size };
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * A plain SQL script for psql's stdin, in psql's restricted mode (`\restrict` with a key of
+ * our own, PostgreSQL 15.14+): backslash commands in the file (`\!` runs a shell command,
+ * `\connect` reaches other databases) are refused. pg_dump's own `\restrict`/`\unrestrict`
+ * lines are blanked, keeping line numbers (line N of the file is line N + 1 of the input).
+ */
+export function restrictedScript(sql: Readable): Readable {
+  const key = randomBytes(24).toString('hex');
+  let carry = '';
+  const blank = (line: string) => (/^\\(un)?restrict(\s|$)/.test(line) ? '' : line);
+  const filter = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      const lines = (carry + chunk.toString('latin1')).split('\n');
+      carry = lines.pop()!;
+      done(null, Buffer.from(lines.map(blank).join('\n') + (lines.length ? '\n' : ''), 'latin1'));
+    },
+    flush(done) {
+      done(null, Buffer.from(blank(carry), 'latin1'));
+    },
+  });
+  const script = new PassThrough();
+  script.write(`\\restrict ${key}\n`);
+  sql.on('error', (err) => script.destroy(err));
+  sql.pipe(filter).pipe(script);
+  filter.on('error', (err) => script.destroy(err));
+  return script;
+}
+
+/**
+ * A failed psql or pg_restore on a seed file, for messages and histories: the error kind and
+ * line number only. Quoted values, statement text (LINE, Command was, DETAIL, CONTEXT, QUERY)
+ * and backslash commands are left out: they are the file's content, which may be secret.
+ */
+export function fileRestoreFailure(err: unknown, filePath: string, database: string, lineOffset = 0): ApplicationFailure {
+  if (err instanceof ApplicationFailure) return err;
+  const classified = classifyDatabaseError(err, 'restore');
+  const raw = err && typeof err === 'object' && typeof (err as { stderr?: unknown }).stderr === 'string' ? (err as { stderr: string }).stderr : '';
+  const exitCode = (err as { exitCode?: number })?.exitCode;
+  const summary = summarizeToolErrors(raw, lineOffset) || `exit code ${exitCode ?? 'unknown'}`;
+  const message = `restoring ${filePath} into ${database}: ${summary} (the file's content is not quoted)`;
+  if (classified.type === ErrorType.DatabaseUnreachable) return transient(ErrorType.DatabaseUnreachable, message);
+  if (classified.type === ErrorType.DiskFull) return permanent(ErrorType.DiskFull, message);
+  return permanent(ErrorType.RestoreFailed, message);
+}
+
+/** psql's and pg_restore's error lines, kind and line number only; `lineOffset` lines were added before the file. */
+export function summarizeToolErrors(stderr: string, lineOffset = 0): string {
+  const kept: string[] = [];
+  for (const rawLine of stderr.split('\n')) {
+    const line = rawLine
+      .trim()
+      .replace(/"(?:[^"]|"")*"?/g, '"…"')
+      .replace(/'(?:[^']|'')*'?/g, "'…'")
+      .replace(/\\[^\s"']+/g, '\\…');
+    if (/^(LINE \d+|DETAIL|CONTEXT|HINT|QUERY|STATEMENT|Command was)\b/i.test(line.replace(/^psql:.*?:\d+:\s*/, ''))) continue;
+    const error = /\b(ERROR|FATAL|PANIC|error):\s+(.*)$/.exec(line);
+    if (!error) continue;
+    const at = /^psql:.*?:(\d+):/.exec(line);
+    kept.push(`${at ? `line ${Number(at[1]) - lineOffset}: ` : ''}${error[1].toUpperCase()}: ${error[2].slice(0, 160)}`);
+    if (kept.length === 3) break;
+  }
+  return kept.join(' | ');
 }
