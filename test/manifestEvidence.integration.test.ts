@@ -266,11 +266,12 @@ describe('item 11: a seed file is hostile input', () => {
     const file = path.join(files, 'leaky.sql');
     writeFileSync(file, `${header}CREATE TABLE t (a int);\nINSERT INTO t VALUES ('${secret}');\n`);
     const { failure, handle } = await restore('ev-restore-leaky', { backup: file });
-    expect(failure?.type).toBe('RestoreFailed');
-    expect(failure?.message).toMatch(/line \d+: ERROR/);
     const history = JSON.stringify(await handle.fetchHistory());
     expect(history).not.toContain(secret);
     expect(history).not.toContain('VerySecret');
+    expect(failure?.type).toBe('RestoreFailed');
+    // The kind of error and the file's line number are all an operator needs to look.
+    expect(failure?.message).toMatch(/line 6: ERROR: invalid input syntax for type integer/);
   });
 
   test('backslash commands in a .sql file are refused: no shell command runs as the worker', async () => {
