@@ -18,8 +18,8 @@ import { readFirstGoodCopy } from './copySelection.js';
 import { assertPrivateKeyFor } from './encryption.js';
 import { classifyDatabaseError, classifyFilesystemError, errorText, permanent } from './errors.js';
 import { inspectDatabase } from './inspection.js';
-import { connect, parseDatabaseUrl, spawnRestore, spawnSqlScript, spawnStreamingRestore, type DatabaseTarget } from './postgres.js';
-import { fileRestoreFailure, resolveCatalogBackup, resolveFile, restrictedScript } from './restoreSource.js';
+import { connect, parseDatabaseUrl, spawnRestore, spawnSqlScript, spawnStreamingRestore, toolPath, type DatabaseTarget } from './postgres.js';
+import { assertRestrictingPsql, fileRestoreFailure, resolveCatalogBackup, resolveFile, restrictedScript } from './restoreSource.js';
 import { expectedSource } from './sourceMatch.js';
 import {
   assertTargetIsOurs,
@@ -210,6 +210,7 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
           await spawnRestore(target, deps.binDir, source.path, jobsOf(input), signal);
           return;
         }
+        await assertRestrictingPsql(toolPath(deps.binDir, 'psql'));
         const file = (await open(source.path, constants.O_RDONLY | constants.O_NOFOLLOW)).createReadStream();
         const psql = spawnSqlScript(target, deps.binDir, undefined, signal);
         let sql: Readable = file;

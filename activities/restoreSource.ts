@@ -11,6 +11,7 @@ import { ErrorType, type BackupManifest } from '../workflows/types.js';
 import type { CatalogSource, FileSource, SkippedCopy } from '../workflows/restoreTypes.js';
 import { damagedManifest, manifestKey, readManifestCopies, scanManifests } from './catalog.js';
 import { classifyDatabaseError, errorText, permanent, transient } from './errors.js';
+import { runCommand } from './exec.js';
 import { explicitWarning, pickLatest, sourceVerdict, type ExpectedSource } from './sourceMatch.js';
 import type { Repository } from './storage/repository.js';
 
@@ -188,6 +189,30 @@ export function restrictedScript(sql: Readable): Readable {
   sql.pipe(filter).pipe(script);
   filter.on('error', (err) => script.destroy(err));
   return script;
+}
+
+/** The first minor release of each major version whose psql has `\restrict` (CVE-2025-8714). */
+const RESTRICT_SINCE: Record<number, number> = { 13: 22, 14: 19, 15: 14, 16: 10, 17: 6 };
+
+/** Whether psql of this `psql --version` output can refuse a script's backslash commands. */
+export function psqlRestricts(versionOutput: string): boolean {
+  const match = /\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?/.exec(versionOutput);
+  if (!match) return false;
+  const major = Number(match[1]);
+  const minor = Number(match[2] ?? 0);
+  if (major >= 18) return true;
+  return RESTRICT_SINCE[major] !== undefined && minor >= RESTRICT_SINCE[major];
+}
+
+/** Refuses to run a plain SQL file with a psql that could not refuse its backslash commands. */
+export async function assertRestrictingPsql(psql: string): Promise<void> {
+  const { stdout } = await runCommand(psql, ['--version']);
+  if (!psqlRestricts(stdout)) {
+    throw permanent(
+      ErrorType.RestoreFailed,
+      `${stdout.trim()} cannot refuse a file's backslash commands (\\restrict needs the PostgreSQL client tools 13.22, 14.19, 15.14, 16.10, 17.6 or newer): update them to restore plain SQL files`,
+    );
+  }
 }
 
 /**
