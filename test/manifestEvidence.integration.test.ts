@@ -160,6 +160,20 @@ describe('item 6: a repository shared by two databases and two hosts', () => {
     expect(warned.result!.restored.warnings?.join(' ')).toContain(`not ${sourceClusterId}`);
   });
 
+  test('restore.sourceSystemIdentifier names the cluster whose backups latest takes (a new host after the original is gone)', async () => {
+    const otherClusterId = JSON.parse(readFileSync(manifestFile('local', backups.otherHost.backupId), 'utf8')).source.systemIdentifier;
+    const newHost = env.config('db', (raw) => {
+      raw.restore = { sourceSystemIdentifier: otherClusterId };
+    });
+    const { expectedSource } = await import('../activities/sourceMatch.js');
+    const { resolveCatalogBackup } = await import('../activities/restoreSource.js');
+    const source = await resolveCatalogBackup('latest', openRepositories(dbConfig), await expectedSource(newHost));
+    expect(source).toMatchObject({ backupId: backups.otherHost.backupId, repositories: ['local', 'nas', 's3'], warnings: [] });
+    // Without it, the live cluster decides.
+    const live = await resolveCatalogBackup('latest', openRepositories(dbConfig), await expectedSource(dbConfig));
+    expect(live.backupId).toBe(backups.b.backupId);
+  });
+
   test('a manifest that records no cluster (an older backup) is never latest, and restores by explicit id with a warning', async () => {
     // The same backup under a new id, as an older backupctl would have written it, and newest.
     const legacy = 'ev-legacy';
