@@ -276,7 +276,9 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
     /**
      * Finds what to restore: a catalog backup (id or `latest`, from the named repositories in
      * order) or a seed-made file on this host. Read-only. Permanent: BackupNotFound,
-     * InvalidInput (malformed reference or path), UnknownRepository.
+     * InvalidInput (malformed reference or path), UnknownRepository, ManifestDamaged (every
+     * manifest copy damaged), SourceMismatch (an explicit id of another database). Damaged
+     * manifest copies are reported in the source's `skipped`, identity doubts in `warnings`.
      */
     async resolveRestoreSource(input: ResolveInput): Promise<Resolved> {
       const source = input.backup.startsWith('/')
@@ -284,7 +286,7 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
         : await resolveCatalogBackup(input.backup, repositoriesNamed(input.repositories), await expectedSource(config));
       if (source.kind === 'backup') {
         source.skipped?.forEach((s) => log.warn('manifest copy skipped', { ...s }));
-        source.warnings?.forEach((w) => log.warn(w, { backupId: source.backupId }));
+        source.warnings?.forEach((warning) => log.warn('backup source not fully checked', { backupId: source.backupId, warning }));
       }
       if (source.kind === 'backup' && input.repositories) source.repositories = source.repositories.filter((r) => input.repositories!.includes(r));
       return { source, liveDatabase: liveDatabaseName() };
