@@ -171,13 +171,34 @@ export async function resolveFile(filePath: string): Promise<FileSource> {
  */
 export function restrictedScript(sql: Readable): Readable {
   const key = randomBytes(24).toString('hex');
-  let carry = '';
   const blank = (line: string) => (/^\\(un)?restrict(\s|$)/.test(line) ? '' : line);
+  // Only a short line that starts with a backslash can be one to blank, so at most that much
+  // is held back: a row of hundreds of megabytes streams through without being buffered.
+  let carry = '';
+  let atLineStart = true;
   const filter = new Transform({
     transform(chunk: Buffer, _encoding, done) {
-      const lines = (carry + chunk.toString('latin1')).split('\n');
-      carry = lines.pop()!;
-      done(null, Buffer.from(lines.map(blank).join('\n') + (lines.length ? '\n' : ''), 'latin1'));
+      const text = carry + chunk.toString('latin1');
+      carry = '';
+      let out = '';
+      let from = 0;
+      while (from < text.length) {
+        const end = text.indexOf('\n', from);
+        if (end === -1) {
+          const rest = text.slice(from);
+          if (atLineStart && rest.startsWith('\\') && rest.length < 256) carry = rest;
+          else {
+            out += rest;
+            atLineStart = false;
+          }
+          break;
+        }
+        const line = text.slice(from, end);
+        out += (atLineStart ? blank(line) : line) + '\n';
+        atLineStart = true;
+        from = end + 1;
+      }
+      done(null, Buffer.from(out, 'latin1'));
     },
     flush(done) {
       done(null, Buffer.from(blank(carry), 'latin1'));
@@ -186,8 +207,8 @@ export function restrictedScript(sql: Readable): Readable {
   const script = new PassThrough();
   script.write(`\\restrict ${key}\n`);
   sql.on('error', (err) => script.destroy(err));
-  sql.pipe(filter).pipe(script);
   filter.on('error', (err) => script.destroy(err));
+  sql.pipe(filter).pipe(script);
   return script;
 }
 

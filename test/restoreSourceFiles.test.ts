@@ -4,9 +4,10 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { ApplicationFailure } from '@temporalio/common';
-import { resolveFile } from '../activities/restoreSource.js';
+import { resolveFile, restrictedScript } from '../activities/restoreSource.js';
 import { startCluster, type PgCluster } from './fixtures/postgres.js';
 
 let dir: string;
@@ -82,4 +83,31 @@ test('any file that is not pg_dump output is refused, and its content is never q
 
 test('a cluster dump (pg_dumpall) is refused: it would create roles and databases beyond the new one', async () => {
   expect((await refusal(path.join(dir, 'cluster.sql'))).message).toContain('pg_dump plain output');
+});
+
+describe('the script psql reads', () => {
+  async function through(chunks: string[]): Promise<string> {
+    let out = '';
+    for await (const chunk of restrictedScript(Readable.from(chunks.map((c) => Buffer.from(c, 'latin1'))))) out += (chunk as Buffer).toString('latin1');
+    return out;
+  }
+
+  test("starts restricted with a key of its own; the file's \\restrict lines are blanked, line numbers kept, everything else byte for byte", async () => {
+    const file = '--\n-- PostgreSQL database dump\n--\n\n\\restrict abc\nCOPY t (a) FROM stdin;\n\\\\restrict kept as data\n\\.\n\\unrestrict abc\n\\! echo no\n';
+    // Split everywhere, one byte at a time included: a line may arrive in pieces.
+    for (const size of [1, 3, 7, 4096]) {
+      const chunks = [];
+      for (let i = 0; i < file.length; i += size) chunks.push(file.slice(i, i + size));
+      const out = await through(chunks);
+      const [first, ...rest] = out.split('\n');
+      expect(first).toMatch(/^\\restrict [0-9a-f]{48}$/);
+      expect(rest.join('\n')).toBe(file.replace('\\restrict abc', '').replace('\\unrestrict abc', ''));
+    }
+  });
+
+  test('a very long line streams through unchanged', async () => {
+    const long = 'x'.repeat(3 * 1024 * 1024);
+    const out = await through(['INSERT ', long.slice(0, 1_000_000), long.slice(1_000_000), '\n\\restrict k\n']);
+    expect(out.split('\n').slice(1)).toEqual([`INSERT ${long}`, '', '']);
+  });
 });
