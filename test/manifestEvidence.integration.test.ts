@@ -177,6 +177,7 @@ describe('item 6: a repository shared by two databases and two hosts', () => {
   test('a manifest that records no cluster (an older backup) is never latest, and restores by explicit id with a warning', async () => {
     // The same backup under a new id, as an older backupctl would have written it, and newest.
     const legacy = 'ev-legacy';
+    const startedAt = new Date().toISOString();
     for (const repository of ['local', 'nas'] as const) {
       const from = path.join(dir(repository), 'database', backups.b.backupId);
       const to = path.join(dir(repository), 'database', legacy);
@@ -185,7 +186,7 @@ describe('item 6: a repository shared by two databases and two hosts', () => {
       const manifest = JSON.parse(readFileSync(path.join(from, 'manifest.json'), 'utf8'));
       delete manifest.source.systemIdentifier;
       manifest.backupId = legacy;
-      manifest.startedAt = new Date().toISOString();
+      manifest.startedAt = startedAt;
       for (const o of manifest.objects) o.key = o.key.replace(`/${backups.b.backupId}/`, `/${legacy}/`);
       writeFileSync(path.join(to, 'manifest.json'), JSON.stringify(manifest));
     }
