@@ -3,9 +3,12 @@
 // catalog can be rebuilt from any single repository.
 import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
-import type { BackupManifest, Compression, StoredObject } from '../workflows/types.js';
+import { z } from 'zod';
+import { COMPRESSIONS, ErrorType, type BackupManifest, type Compression, type StoredObject } from '../workflows/types.js';
 import type { BaseBackupManifest } from '../workflows/pitrTypes.js';
+import type { SkippedCopy } from '../workflows/restoreTypes.js';
 import { compressionSuffix } from './compression.js';
+import { errorText, permanent } from './errors.js';
 import type { Repository } from './storage/repository.js';
 
 const MANIFEST_NAME = 'manifest.json';
@@ -41,24 +44,165 @@ export interface ManifestOf {
   base: BaseBackupManifest;
 }
 
+// Only what the readers rely on is checked; fields added later pass through.
+const storedObject = z.looseObject({
+  role: z.enum(['dump', 'globals', 'base']),
+  key: z.string(),
+  bytes: z.number().int().nonnegative(),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+});
+const common = {
+  formatVersion: z.literal(1),
+  backupId: z.string(),
+  runId: z.string(),
+  startedAt: z.string(),
+  finishedAt: z.string(),
+  compression: z.enum(COMPRESSIONS),
+  encryption: z.looseObject({ recipientFingerprint: z.string() }),
+  objects: z.array(storedObject).min(1),
+};
+const SHAPES: Record<Component, z.ZodType> = {
+  database: z.looseObject({
+    ...common,
+    component: z.literal('database'),
+    source: z.looseObject({ database: z.string(), snapshotTakenAt: z.string(), systemIdentifier: z.string().optional() }),
+    rowCounts: z.record(z.string(), z.number()),
+  }),
+  base: z.looseObject({
+    ...common,
+    component: z.literal('base'),
+    server: z.looseObject({ systemIdentifier: z.string(), versionNum: z.number() }),
+    backup: z.looseObject({ timeline: z.number(), startLsn: z.string(), stopLsn: z.string(), stoppedAt: z.string() }),
+  }),
+};
+
+/**
+ * Why a manifest's bytes are not a manifest of this backup, or undefined when they are. A
+ * manifest is evidence, not truth: it must parse, have the shape readers rely on, name the
+ * backup and component of its key, and keep its objects inside its own folder. The reason
+ * never quotes the file's content.
+ */
+function damage<C extends Component>(body: string, component: C, backupId: string): { reason: string } | { manifest: ManifestOf[C] } {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    return { reason: `is not valid JSON (${body.length} bytes; truncated or corrupt)` };
+  }
+  const shape = SHAPES[component].safeParse(parsed);
+  if (!shape.success) {
+    const fields = [...new Set(shape.error.issues.map((i) => i.path.join('.') || '(root)'))].slice(0, 5).join(', ');
+    return { reason: `is not a whole ${component} manifest (bad or missing: ${fields})` };
+  }
+  const manifest = shape.data as ManifestOf[C];
+  if (manifest.component !== component) return { reason: `is a ${String(manifest.component)} manifest, not a ${component} one` };
+  if (manifest.backupId !== backupId) {
+    const named = /^[A-Za-z0-9._-]{1,200}$/.test(manifest.backupId) ? manifest.backupId : 'an invalid id';
+    return { reason: `names backup ${named}, not ${backupId} (a manifest copied from another backup)` };
+  }
+  const prefix = backupPrefix(component, backupId);
+  const outside = manifest.objects.find((o) => !o.key.startsWith(prefix) || o.key.slice(prefix.length).includes('/'));
+  if (outside) return { reason: `lists an object outside ${prefix}` };
+  return { manifest };
+}
+
+/** A manifest copy that is not used, reported like any skipped copy. */
+export function damagedManifest(repository: string, key: string, reason: string, errorType: string = ErrorType.ManifestDamaged): SkippedCopy {
+  return { repository, key, reason: `manifest ${key} in ${repository} ${reason}`, errorType };
+}
+
+/**
+ * The manifest of a backup in one repository, or undefined when there is none. Throws a
+ * permanent ManifestDamaged failure when the copy is damaged or names another backup.
+ */
 export async function readManifest<C extends Component>(repository: Repository, component: C, backupId: string): Promise<ManifestOf[C] | undefined> {
   const key = manifestKey(component, backupId);
   if (!(await repository.stat(key))) return undefined;
-  return JSON.parse(await text(await repository.get(key))) as ManifestOf[C];
+  const judged = damage(await text(await repository.get(key)), component, backupId);
+  if ('reason' in judged) throw permanent(ErrorType.ManifestDamaged, damagedManifest(repository.name, key, judged.reason).reason);
+  return judged.manifest;
 }
 
-/** Every complete backup of a component in one repository, oldest first. */
-export async function listManifests<C extends Component>(repository: Repository, component: C): Promise<ManifestOf[C][]> {
-  const keys = (await repository.list(`${component}/`)).filter((o) => o.key.endsWith(`/${MANIFEST_NAME}`));
-  const manifests: ManifestOf[C][] = [];
-  for (const { key } of keys) {
+export interface ManifestCopies<C extends Component> {
+  /** The manifest used: the first whole one in repository order. */
+  manifest?: ManifestOf[C];
+  /** Repositories whose copy is whole and identical to it, in order. */
+  holders: string[];
+  /** Copies not used: damaged, another backup's, different content, or unreadable now. */
+  skipped: SkippedCopy[];
+}
+
+/**
+ * One backup's manifest from every repository. The first whole copy wins; a damaged copy,
+ * one that differs from it, or a repository that cannot be read now is reported, never used.
+ */
+export async function readManifestCopies<C extends Component>(repositories: Repository[], component: C, backupId: string): Promise<ManifestCopies<C>> {
+  const key = manifestKey(component, backupId);
+  const result: ManifestCopies<C> = { holders: [], skipped: [] };
+  let canonical: string | undefined;
+  let first = '';
+  for (const repository of repositories) {
+    let body: string;
     try {
-      manifests.push(JSON.parse(await text(await repository.get(key))) as ManifestOf[C]);
-    } catch {
-      // A manifest that cannot be read is not a backup we can vouch for; monitoring reports it.
+      if (!(await repository.stat(key))) continue;
+      body = await text(await repository.get(key));
+    } catch (err) {
+      result.skipped.push(damagedManifest(repository.name, key, `cannot be read now: ${errorText(err)}`, ErrorType.StorageUnreachable));
+      continue;
     }
+    const judged = damage(body, component, backupId);
+    if ('reason' in judged) {
+      result.skipped.push(damagedManifest(repository.name, key, judged.reason));
+      continue;
+    }
+    const same = JSON.stringify(judged.manifest);
+    if (canonical === undefined) {
+      canonical = same;
+      first = repository.name;
+      result.manifest = judged.manifest;
+    } else if (same !== canonical) {
+      result.skipped.push(damagedManifest(repository.name, key, `differs from the copy in ${first}; the copy in ${first} is used`));
+      continue;
+    }
+    result.holders.push(repository.name);
   }
-  return manifests.sort((a, b) => a.startedAt.localeCompare(b.startedAt));
+  return result;
+}
+
+/** The id a manifest key belongs to: `<component>/<id>/manifest.json`. */
+function idOfKey(component: Component, key: string): string | undefined {
+  const parts = key.split('/');
+  return parts.length === 3 && parts[0] === component && parts[2] === MANIFEST_NAME ? parts[1] : undefined;
+}
+
+/**
+ * Every complete backup of a component in one repository, oldest first, and the manifests
+ * that are damaged (reported, never used). Throws when the repository cannot be listed.
+ */
+export async function scanManifests<C extends Component>(repository: Repository, component: C): Promise<{ manifests: ManifestOf[C][]; damaged: SkippedCopy[] }> {
+  const keys = (await repository.list(`${component}/`)).map((o) => o.key).filter((k) => k.endsWith(`/${MANIFEST_NAME}`));
+  const manifests: ManifestOf[C][] = [];
+  const damaged: SkippedCopy[] = [];
+  for (const key of keys) {
+    const backupId = idOfKey(component, key);
+    if (!backupId) continue; // a verification report's folder, or something that is not ours
+    let body: string;
+    try {
+      body = await text(await repository.get(key));
+    } catch (err) {
+      damaged.push(damagedManifest(repository.name, key, `cannot be read: ${errorText(err)}`));
+      continue;
+    }
+    const judged = damage(body, component, backupId);
+    if ('reason' in judged) damaged.push(damagedManifest(repository.name, key, judged.reason));
+    else manifests.push(judged.manifest);
+  }
+  return { manifests: manifests.sort((a, b) => a.startedAt.localeCompare(b.startedAt)), damaged };
+}
+
+/** Every complete backup of a component in one repository, oldest first; damaged manifests are left out. */
+export async function listManifests<C extends Component>(repository: Repository, component: C): Promise<ManifestOf[C][]> {
+  return (await scanManifests(repository, component)).manifests;
 }
 
 /** Verification reports live beside their backup; drill reports in their own folder. */

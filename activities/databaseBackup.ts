@@ -199,6 +199,7 @@ export function createDatabaseBackupActivities(deps: DatabaseBackupDeps) {
           readabilityCheck: READABILITY_CHECK,
           source: {
             database: db.database,
+            systemIdentifier: snapshot.systemIdentifier,
             owner: snapshot.owner,
             serverVersion: snapshot.serverVersion,
             lsn: snapshot.lsn,

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { Context, log } from '@temporalio/activity';
 import { ErrorType } from '../workflows/types.js';
 import type { BaseBackupManifest, BaseBackupSummary, RecoverableWindow, RecoveryCluster, RecoveryTarget } from '../workflows/pitrTypes.js';
-import { listManifests, readManifest } from './catalog.js';
+import { readManifestCopies, scanManifests } from './catalog.js';
 import type { DatabaseBackupDeps } from './databaseBackup.js';
 import { readFirstGoodCopy } from './copySelection.js';
 import { assertPrivateKeyFor } from './encryption.js';
@@ -19,6 +19,7 @@ import { serverOwner } from './localCluster.js';
 import { connect, countRows, parseDatabaseUrl, type DatabaseTarget } from './postgres.js';
 import { claimDataDirectory, configureRecovery, isRunning, logTail, startCluster, stopCluster } from './recoveryCluster.js';
 import { restoreServer } from './restoreTarget.js';
+import { expectedSource, sourceVerdict } from './sourceMatch.js';
 import { fetchSegment, listWalEntries, readWalEntry } from './walArchive.js';
 
 export interface PrepareInput {
@@ -52,16 +53,18 @@ export function createPitrActivities(deps: PitrDeps) {
   }
 
   async function findBaseBackup(backupId: string): Promise<{ manifest: BaseBackupManifest; holders: string[] }> {
-    let manifest: BaseBackupManifest | undefined;
-    const holders: string[] = [];
-    for (const repository of deps.repositories) {
-      const found = await readManifest(repository, 'base', backupId).catch(() => undefined);
-      if (found) {
-        manifest ??= found;
-        holders.push(repository.name);
-      }
+    // A damaged copy, one naming another backup or differing from the first whole one is skipped.
+    const copies = await readManifestCopies(deps.repositories, 'base', backupId);
+    copies.skipped.forEach((s) => log.warn('base backup manifest copy skipped', { ...s }));
+    const { manifest, holders } = copies;
+    if (!manifest) {
+      const why = copies.skipped.length ? `: ${copies.skipped.map((s) => s.reason).join('; ')}` : '';
+      throw permanent(ErrorType.BackupNotFound, `base backup ${backupId} is in no repository${why}`);
     }
-    if (!manifest) throw permanent(ErrorType.BackupNotFound, `base backup ${backupId} is in no repository`);
+    const verdict = sourceVerdict({ systemIdentifier: manifest.server.systemIdentifier }, await expectedSource(config));
+    if (verdict.kind === 'otherCluster') {
+      throw permanent(ErrorType.SourceMismatch, `base backup ${backupId} ${verdict.reason}: set restore.sourceSystemIdentifier when recovering a cluster that is gone`);
+    }
     return { manifest, holders };
   }
 
@@ -104,9 +107,15 @@ export function createPitrActivities(deps: PitrDeps) {
     async describeRecoverableWindow(): Promise<RecoverableWindow> {
       const bases = new Map<string, BaseBackupSummary>();
       let newest: { segment: string; archivedAt: string } | undefined;
+      const expected = await expectedSource(config);
       for (const repository of deps.repositories) {
         try {
-          for (const m of await listManifests(repository, 'base')) {
+          const scan = await scanManifests(repository, 'base');
+          scan.damaged.forEach((d) => log.warn('base backup manifest skipped', { ...d }));
+          for (const m of scan.manifests) {
+            // Only the configured cluster's base backups can start its recovery.
+            if (sourceVerdict({ systemIdentifier: m.server.systemIdentifier }, expected).kind === 'otherCluster') continue;
+            if (bases.has(m.backupId)) continue; // the first whole copy, in repository order
             bases.set(m.backupId, { backupId: m.backupId, timeline: m.backup.timeline, startLsn: m.backup.startLsn, stopLsn: m.backup.stopLsn, stoppedAt: m.backup.stoppedAt });
           }
           const segments = (await listWalEntries(repository)).filter((s) => /^[0-9A-F]{24}$/.test(s));

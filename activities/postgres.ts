@@ -107,6 +107,8 @@ export interface SnapshotSession {
   serverVersion: string;
   databaseBytes: number;
   owner: string;
+  /** The cluster's system identifier: which cluster this database lives in. */
+  systemIdentifier: string;
   takenAt: string;
   /** Ends the exporting transaction; call once pg_dump has finished. */
   close(): Promise<void>;
@@ -120,12 +122,13 @@ export async function openSnapshot(target: DatabaseTarget, keyTables: string[]):
   const client = await connect(target);
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    const { rows } = await client.query<{ snapshot: string; lsn: string | null; version: string; bytes: string; owner: string; now: Date }>(`
+    const { rows } = await client.query<{ snapshot: string; lsn: string | null; version: string; bytes: string; owner: string; sysid: string; now: Date }>(`
       SELECT pg_export_snapshot() AS snapshot,
              (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text AS lsn,
              current_setting('server_version') AS version,
              pg_database_size(current_database())::text AS bytes,
              (SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()) AS owner,
+             (SELECT system_identifier::text FROM pg_control_system()) AS sysid,
              clock_timestamp() AS now`);
     const rowCounts: Record<string, number> = {};
     const missingTables: string[] = [];
@@ -142,6 +145,7 @@ export async function openSnapshot(target: DatabaseTarget, keyTables: string[]):
       serverVersion: rows[0].version,
       databaseBytes: Number(rows[0].bytes),
       owner: rows[0].owner,
+      systemIdentifier: rows[0].sysid,
       takenAt: rows[0].now.toISOString(),
       close: async () => {
         await client.query('COMMIT').catch(() => undefined);
@@ -209,7 +213,8 @@ export function spawnStreamingRestore(target: DatabaseTarget, binDir: string | u
  */
 export function spawnSqlScript(target: DatabaseTarget, binDir: string | undefined, file: string | undefined, signal: AbortSignal): StreamingProcess {
   const args = ['--no-psqlrc', '--quiet', '--set=ON_ERROR_STOP=1', '--single-transaction', '--no-password', `--dbname=${target.database}`];
-  if (file) args.push(`--file=${file}`);
+  // `--file=-` for stdin: psql then prefixes errors with the line number.
+  args.push(`--file=${file ?? '-'}`);
   return spawnStreaming(toolPath(binDir, 'psql'), args, { env: libpqEnv(target), signal, stdin: file ? 'ignore' : 'pipe' });
 }
 

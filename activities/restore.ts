@@ -1,10 +1,11 @@
 // Activities of the way back: restore into a new database, inspect it, swap it into the live
 // one's place, and drop scratch databases. They run on the task queue of the host that holds
 // the private key (a restoring, verification or drill host).
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, rm, statfs } from 'node:fs/promises';
+import { constants, createWriteStream } from 'node:fs';
+import { mkdir, open, rm, statfs } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { text } from 'node:stream/consumers';
 import { createGunzip } from 'node:zlib';
@@ -17,8 +18,9 @@ import { readFirstGoodCopy } from './copySelection.js';
 import { assertPrivateKeyFor } from './encryption.js';
 import { classifyDatabaseError, classifyFilesystemError, errorText, permanent } from './errors.js';
 import { inspectDatabase } from './inspection.js';
-import { connect, parseDatabaseUrl, spawnRestore, spawnSqlScript, spawnStreamingRestore, type DatabaseTarget } from './postgres.js';
-import { resolveCatalogBackup, resolveFile } from './restoreSource.js';
+import { connect, parseDatabaseUrl, spawnRestore, spawnSqlScript, spawnStreamingRestore, toolPath, type DatabaseTarget } from './postgres.js';
+import { assertRestrictingPsql, fileRestoreFailure, resolveCatalogBackup, resolveFile, restrictedScript } from './restoreSource.js';
+import { expectedSource } from './sourceMatch.js';
 import {
   assertTargetIsOurs,
   createRestoreDatabase,
@@ -183,7 +185,8 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
       return {
         database: input.database,
         copy: { repository: read.repository, key: read.key },
-        skipped: [...read.skipped, ...roles.skipped],
+        skipped: [...(source.skipped ?? []), ...read.skipped, ...roles.skipped],
+        ...(source.warnings?.length ? { warnings: source.warnings } : {}),
         createdRoles: roles.created,
         plainBytes: staged,
         restoreSeconds: (Date.now() - started) / 1000,
@@ -199,23 +202,37 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
       await assertTargetIsOurs(client, input.database, input.workflowId);
       return (await databaseComment(client, liveDatabaseName())).owner ?? undefined;
     });
-    const seconds = await runIntoNewDatabase(input, liveOwner, (target) => {
-      if (source.format === 'custom') return spawnRestore(target, deps.binDir, source.path, jobsOf(input), signal);
-      if (source.format === 'sql') return spawnSqlScript(target, deps.binDir, source.path, signal);
-      // A truncated .sql.gz must not end as a clean EOF: psql would commit what it read.
-      // A gzip error kills psql, so its single transaction rolls back.
-      const psql = spawnSqlScript(target, deps.binDir, undefined, signal);
-      const gunzip = createGunzip();
-      let gzipError: Error | undefined;
-      gunzip.on('error', (err) => {
-        gzipError = err;
-        psql.kill();
-      });
-      const feed = pipeline(createReadStream(source.path), gunzip, psql.stdin!).catch(() => undefined);
-      return Promise.allSettled([psql, feed]).then(([applied]) => {
+    const seconds = await runIntoNewDatabase(input, liveOwner, async (target) => {
+      // Checked again just before it is read: the file may have been swapped since it was resolved.
+      await resolveFile(source.path);
+      try {
+        if (source.format === 'custom') {
+          await spawnRestore(target, deps.binDir, source.path, jobsOf(input), signal);
+          return;
+        }
+        await assertRestrictingPsql(toolPath(deps.binDir, 'psql'));
+        const file = (await open(source.path, constants.O_RDONLY | constants.O_NOFOLLOW)).createReadStream();
+        const psql = spawnSqlScript(target, deps.binDir, undefined, signal);
+        let sql: Readable = file;
+        let gzipError: Error | undefined;
+        if (source.format === 'sql.gz') {
+          // A truncated .sql.gz must not end as a clean EOF: psql would commit what it read.
+          // A gzip error kills psql, so its single transaction rolls back.
+          const gunzip = createGunzip();
+          gunzip.on('error', (err) => {
+            gzipError = err;
+            psql.kill();
+          });
+          sql = file.pipe(gunzip);
+        }
+        const feed = pipeline(restrictedScript(sql), psql.stdin!).catch(() => undefined);
+        const [applied] = await Promise.allSettled([psql, feed]);
+        file.destroy();
         if (gzipError) throw permanent(ErrorType.InvalidInput, `${source.path} is not a whole gzip file: ${gzipError.message}; nothing was committed`);
         if (applied.status === 'rejected') throw applied.reason;
-      });
+      } catch (err) {
+        throw fileRestoreFailure(err, source.path, input.database, source.format === 'custom' ? 0 : 1);
+      }
     });
     return { database: input.database, copy: { path: source.path }, skipped: [], createdRoles: [], plainBytes: source.bytes, restoreSeconds: seconds };
   }
@@ -259,10 +276,18 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
     /**
      * Finds what to restore: a catalog backup (id or `latest`, from the named repositories in
      * order) or a seed-made file on this host. Read-only. Permanent: BackupNotFound,
-     * InvalidInput (malformed reference or path), UnknownRepository.
+     * InvalidInput (malformed reference or path), UnknownRepository, ManifestDamaged (every
+     * manifest copy damaged), SourceMismatch (an explicit id of another database). Damaged
+     * manifest copies are reported in the source's `skipped`, identity doubts in `warnings`.
      */
     async resolveRestoreSource(input: ResolveInput): Promise<Resolved> {
-      const source = input.backup.startsWith('/') ? await resolveFile(input.backup) : await resolveCatalogBackup(input.backup, repositoriesNamed(input.repositories));
+      const source = input.backup.startsWith('/')
+        ? await resolveFile(input.backup)
+        : await resolveCatalogBackup(input.backup, repositoriesNamed(input.repositories), await expectedSource(config));
+      if (source.kind === 'backup') {
+        source.skipped?.forEach((s) => log.warn('manifest copy skipped', { ...s }));
+        source.warnings?.forEach((warning) => log.warn('backup source not fully checked', { backupId: source.backupId, warning }));
+      }
       if (source.kind === 'backup' && input.repositories) source.repositories = source.repositories.filter((r) => input.repositories!.includes(r));
       return { source, liveDatabase: liveDatabaseName() };
     },

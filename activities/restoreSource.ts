@@ -1,39 +1,80 @@
 // What an operator asked to restore, resolved on the restoring host: a backup in the catalog
 // (by id or `latest`), or a file the old scripts made. Read-only.
-import { open, stat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { lstat, open } from 'node:fs/promises';
 import path from 'node:path';
+import { PassThrough, Transform, type Readable } from 'node:stream';
+import { constants as zlibConstants, gunzipSync } from 'node:zlib';
+import { ApplicationFailure } from '@temporalio/common';
 import { ErrorType, type BackupManifest } from '../workflows/types.js';
-import type { CatalogSource, FileSource } from '../workflows/restoreTypes.js';
-import { listManifests, readManifest } from './catalog.js';
-import { permanent } from './errors.js';
+import type { CatalogSource, FileSource, SkippedCopy } from '../workflows/restoreTypes.js';
+import { damagedManifest, manifestKey, readManifestCopies, scanManifests } from './catalog.js';
+import { classifyDatabaseError, errorText, permanent, transient } from './errors.js';
+import { runCommand } from './exec.js';
+import { explicitWarning, pickLatest, sourceVerdict, type ExpectedSource } from './sourceMatch.js';
 import type { Repository } from './storage/repository.js';
 
 export const BACKUP_ID = /^[A-Za-z0-9._-]{1,200}$/;
 
-/** Finds a backup in the repositories, in their order; `latest` is the newest complete one. */
-export async function resolveCatalogBackup(reference: string, repositories: Repository[]): Promise<CatalogSource> {
+/**
+ * Finds a backup in the repositories, in their order; `latest` is the newest complete one of
+ * the configured source (database and cluster). A manifest is evidence, not truth: a copy that
+ * is damaged, names another backup or differs from the first whole copy is skipped and
+ * reported in the source's `skipped`; an explicit id of another database is refused.
+ */
+export async function resolveCatalogBackup(reference: string, repositories: Repository[], expected: ExpectedSource): Promise<CatalogSource> {
   const where = repositories.map((r) => r.name).join(', ');
-  let manifest: BackupManifest | undefined;
-  const holders: string[] = [];
+  let chosen: { manifest: BackupManifest; holders: string[] } | undefined;
+  const skipped: SkippedCopy[] = [];
+  const warnings: string[] = [];
   if (reference === 'latest') {
-    const newest = new Map<string, BackupManifest>();
+    const byId = new Map<string, { manifest: BackupManifest; body: string; first: string; holders: string[] }>();
+    let listed = 0;
     for (const repository of repositories) {
-      for (const m of await listManifests(repository, 'database')) newest.set(m.backupId, m);
+      let scan;
+      try {
+        scan = await scanManifests(repository, 'database');
+        listed++;
+      } catch (err) {
+        skipped.push({ repository: repository.name, key: 'database/', reason: `repository ${repository.name} cannot be listed now: ${errorText(err)}`, errorType: ErrorType.StorageUnreachable });
+        continue;
+      }
+      skipped.push(...scan.damaged);
+      for (const manifest of scan.manifests) {
+        const body = JSON.stringify(manifest);
+        const seen = byId.get(manifest.backupId);
+        if (!seen) byId.set(manifest.backupId, { manifest, body, first: repository.name, holders: [repository.name] });
+        else if (seen.body === body) seen.holders.push(repository.name);
+        else skipped.push(damagedManifest(repository.name, manifestKey('database', manifest.backupId), `differs from the copy in ${seen.first}; the copy in ${seen.first} is used`));
+      }
     }
-    manifest = [...newest.values()].sort((a, b) => a.startedAt.localeCompare(b.startedAt)).at(-1);
-    if (!manifest) throw permanent(ErrorType.BackupNotFound, `there is no complete database backup in ${where}`);
+    if (!listed) throw transient(ErrorType.StorageUnreachable, `no repository can be listed now: ${skipped.map((s) => s.reason).join('; ')}`);
+    const choice = pickLatest([...byId.values()], (c) => c.manifest.source, (c) => c.manifest.startedAt, expected);
+    if (choice.refusal) throw permanent(ErrorType.BackupNotFound, `there is no complete database backup of the configured source in ${where}: ${choice.refusal}`);
+    if (!choice.chosen) throw permanent(ErrorType.BackupNotFound, `there is no complete database backup in ${where}${damagedNote(skipped)}`);
+    if (choice.warning) warnings.push(choice.warning);
+    chosen = choice.chosen;
   } else {
     if (!BACKUP_ID.test(reference)) {
       throw permanent(ErrorType.InvalidInput, `"${reference}" is neither a backup id (letters, digits, . _ -), "latest", nor an absolute path to a .backup, .sql.gz or .sql file`);
     }
-    for (const repository of repositories) {
-      manifest ??= await readManifest(repository, 'database', reference);
+    const copies = await readManifestCopies(repositories, 'database', reference);
+    skipped.push(...copies.skipped);
+    if (!copies.manifest) {
+      if (skipped.some((s) => s.errorType === ErrorType.StorageUnreachable)) {
+        throw transient(ErrorType.StorageUnreachable, `backup ${reference}: no whole manifest was read, and some repositories cannot be read now: ${skipped.map((s) => s.reason).join('; ')}`);
+      }
+      if (skipped.length) throw permanent(ErrorType.ManifestDamaged, `backup ${reference}: every manifest copy is damaged: ${skipped.map((s) => s.reason).join('; ')}`, { skipped });
+      throw permanent(ErrorType.BackupNotFound, `backup ${reference} is not in ${where} (backupctl backups list shows what is)`);
     }
-    if (!manifest) throw permanent(ErrorType.BackupNotFound, `backup ${reference} is not in ${where} (backupctl backups list shows what is)`);
+    const verdict = sourceVerdict(copies.manifest.source, expected);
+    if (verdict.kind === 'otherDatabase') throw permanent(ErrorType.SourceMismatch, `backup ${reference} ${verdict.reason}: restore it with a configuration whose database.url names that database`);
+    const warning = explicitWarning(reference, verdict, expected);
+    if (warning) warnings.push(warning);
+    chosen = { manifest: copies.manifest, holders: copies.holders };
   }
-  for (const repository of repositories) {
-    if (await repository.stat(`database/${manifest.backupId}/manifest.json`)) holders.push(repository.name);
-  }
+  const { manifest, holders } = chosen;
   return {
     kind: 'backup',
     backupId: manifest.backupId,
@@ -45,7 +86,14 @@ export async function resolveCatalogBackup(reference: string, repositories: Repo
     objects: manifest.objects,
     rowCounts: manifest.rowCounts,
     repositories: holders,
+    skipped,
+    warnings,
   };
+}
+
+function damagedNote(skipped: SkippedCopy[]): string {
+  const damaged = skipped.filter((s) => s.errorType === ErrorType.ManifestDamaged);
+  return damaged.length ? `; damaged manifests: ${damaged.map((s) => s.reason).join('; ')}` : '';
 }
 
 const FORMATS: { suffix: string; format: FileSource['format']; magic?: Buffer }[] = [
@@ -55,28 +103,171 @@ const FORMATS: { suffix: string; format: FileSource['format']; magic?: Buffer }[
   { suffix: '.sql', format: 'sql' },
 ];
 
-/** A file made by the old scripts: its format from its name, confirmed by its first bytes. */
+/**
+ * The first lines of `pg_dump` plain output. A cluster dump (pg_dumpall) is refused: it
+ * creates roles and databases and connects to them, far beyond the new database.
+ */
+const PLAIN_DUMP_HEADER = /^(?:\uFEFF)?--[ \t]*\r?\n--[ \t]*PostgreSQL database dump[ \t]*\r?\n/;
+const HEAD_BYTES = 64 * 1024;
+
+/**
+ * A file made by the old scripts, on this host. Hostile input: the path must be absolute and
+ * normalized, no component may be a symbolic link, the file must be a regular file, and its
+ * first bytes must be those of its format (custom: `PGDMP`; .sql and .sql.gz: pg_dump's plain
+ * header). Errors name the path and the rule, never the file's content.
+ */
 export async function resolveFile(filePath: string): Promise<FileSource> {
   const bad = (why: string) => permanent(ErrorType.InvalidInput, `restore source ${filePath}: ${why}`);
   if (!path.isAbsolute(filePath)) throw bad('must be an absolute path on the restoring host');
+  if (path.normalize(filePath) !== filePath || filePath.endsWith('/')) throw bad('must be a normalized absolute path (no "..", "." or repeated "/")');
   const kind = FORMATS.find((f) => filePath.endsWith(f.suffix));
   if (!kind) throw bad('unknown format; expected a .backup or .dump (pg_dump custom format), .sql.gz or .sql file');
-  const info = await stat(filePath).catch((err: NodeJS.ErrnoException) => {
-    throw bad(err.code === 'ENOENT' ? 'no such file on the restoring host' : `cannot be read (${err.code})`);
-  });
-  if (!info.isFile()) throw bad('is not a regular file');
-  if (info.size === 0) throw bad('is empty');
-  if (kind.magic) {
-    const head = Buffer.alloc(kind.magic.length);
-    const handle = await open(filePath, 'r').catch((err: NodeJS.ErrnoException) => {
-      throw bad(`cannot be read (${err.code})`);
+  const unreadable = (err: NodeJS.ErrnoException) => bad(err.code === 'ENOENT' ? 'no such file on the restoring host' : `cannot be read (${err.code})`);
+  // Every component, the file included: a link could lead anywhere the worker may read.
+  const parts = filePath.split('/').filter(Boolean);
+  for (let i = 1; i <= parts.length; i++) {
+    const component = '/' + parts.slice(0, i).join('/');
+    const info = await lstat(component).catch((err: NodeJS.ErrnoException) => {
+      throw unreadable(err);
     });
-    try {
-      await handle.read(head, 0, head.length, 0);
-    } finally {
-      await handle.close();
-    }
-    if (!head.equals(kind.magic)) throw bad(`does not start like a ${kind.format === 'custom' ? 'pg_dump custom-format archive' : 'gzip file'}`);
+    if (info.isSymbolicLink()) throw bad(component === filePath ? 'is a symbolic link; name the file itself' : `passes through the symbolic link ${component}; name the file by its real path`);
+    if (i < parts.length && !info.isDirectory()) throw bad(`${component} is not a directory`);
+    if (i === parts.length && !info.isFile()) throw bad('is not a regular file');
   }
-  return { kind: 'file', path: filePath, format: kind.format, bytes: info.size };
+  // O_NOFOLLOW: a link swapped in since the check is refused; O_NONBLOCK: a FIFO never hangs us.
+  const handle = await open(filePath, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch((err: NodeJS.ErrnoException) => {
+    throw err.code === 'ELOOP' ? bad('is a symbolic link; name the file itself') : unreadable(err);
+  });
+  try {
+    const info = await handle.stat();
+    if (!info.isFile()) throw bad('is not a regular file');
+    if (info.size === 0) throw bad('is empty');
+    const head = Buffer.alloc(Math.min(HEAD_BYTES, info.size));
+    const { bytesRead } = await handle.read(head, 0, head.length, 0);
+    const start = head.subarray(0, bytesRead);
+    if (kind.magic && !start.subarray(0, kind.magic.length).equals(kind.magic)) {
+      throw bad(`does not start like a ${kind.format === 'custom' ? 'pg_dump custom-format archive (PGDMP)' : 'gzip file'}`);
+    }
+    if (kind.format !== 'custom') {
+      let text: string;
+      try {
+        text = (kind.format === 'sql.gz' ? gunzipSync(start, { finishFlush: zlibConstants.Z_SYNC_FLUSH }) : start).subarray(0, 256).toString('utf8');
+      } catch {
+        throw bad('is not a readable gzip file');
+      }
+      if (!PLAIN_DUMP_HEADER.test(text)) throw bad('does not start like pg_dump plain output ("-- PostgreSQL database dump"); only pg_dump files are restored');
+    }
+    return { kind: 'file', path: filePath, format: kind.format, bytes: info.size };
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * A plain SQL script for psql's stdin, in psql's restricted mode (`\restrict` with a key of
+ * our own, PostgreSQL 15.14+): backslash commands in the file (`\!` runs a shell command,
+ * `\connect` reaches other databases) are refused. pg_dump's own `\restrict`/`\unrestrict`
+ * lines are blanked, keeping line numbers (line N of the file is line N + 1 of the input).
+ */
+export function restrictedScript(sql: Readable): Readable {
+  const key = randomBytes(24).toString('hex');
+  const blank = (line: string) => (/^\\(un)?restrict(\s|$)/.test(line) ? '' : line);
+  // Only a short line that starts with a backslash can be one to blank, so at most that much
+  // is held back: a row of hundreds of megabytes streams through without being buffered.
+  let carry = '';
+  let atLineStart = true;
+  const filter = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      const text = carry + chunk.toString('latin1');
+      carry = '';
+      let out = '';
+      let from = 0;
+      while (from < text.length) {
+        const end = text.indexOf('\n', from);
+        if (end === -1) {
+          const rest = text.slice(from);
+          if (atLineStart && rest.startsWith('\\') && rest.length < 256) carry = rest;
+          else {
+            out += rest;
+            atLineStart = false;
+          }
+          break;
+        }
+        const line = text.slice(from, end);
+        out += (atLineStart ? blank(line) : line) + '\n';
+        atLineStart = true;
+        from = end + 1;
+      }
+      done(null, Buffer.from(out, 'latin1'));
+    },
+    flush(done) {
+      done(null, Buffer.from(blank(carry), 'latin1'));
+    },
+  });
+  const script = new PassThrough();
+  script.write(`\\restrict ${key}\n`);
+  sql.on('error', (err) => script.destroy(err));
+  filter.on('error', (err) => script.destroy(err));
+  sql.pipe(filter).pipe(script);
+  return script;
+}
+
+/** The first minor release of each major version whose psql has `\restrict` (CVE-2025-8714). */
+const RESTRICT_SINCE: Record<number, number> = { 13: 22, 14: 19, 15: 14, 16: 10, 17: 6 };
+
+/** Whether psql of this `psql --version` output can refuse a script's backslash commands. */
+export function psqlRestricts(versionOutput: string): boolean {
+  const match = /\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?/.exec(versionOutput);
+  if (!match) return false;
+  const major = Number(match[1]);
+  const minor = Number(match[2] ?? 0);
+  if (major >= 18) return true;
+  return RESTRICT_SINCE[major] !== undefined && minor >= RESTRICT_SINCE[major];
+}
+
+/** Refuses to run a plain SQL file with a psql that could not refuse its backslash commands. */
+export async function assertRestrictingPsql(psql: string): Promise<void> {
+  const { stdout } = await runCommand(psql, ['--version']);
+  if (!psqlRestricts(stdout)) {
+    throw permanent(
+      ErrorType.RestoreFailed,
+      `${stdout.trim()} cannot refuse a file's backslash commands (\\restrict needs the PostgreSQL client tools 13.22, 14.19, 15.14, 16.10, 17.6 or newer): update them to restore plain SQL files`,
+    );
+  }
+}
+
+/**
+ * A failed psql or pg_restore on a seed file, for messages and histories: the error kind and
+ * line number only. Quoted values, statement text (LINE, Command was, DETAIL, CONTEXT, QUERY)
+ * and backslash commands are left out: they are the file's content, which may be secret.
+ */
+export function fileRestoreFailure(err: unknown, filePath: string, database: string, lineOffset = 0): ApplicationFailure {
+  if (err instanceof ApplicationFailure) return err;
+  const classified = classifyDatabaseError(err, 'restore');
+  const raw = err && typeof err === 'object' && typeof (err as { stderr?: unknown }).stderr === 'string' ? (err as { stderr: string }).stderr : '';
+  const exitCode = (err as { exitCode?: number })?.exitCode;
+  const summary = summarizeToolErrors(raw, lineOffset) || `exit code ${exitCode ?? 'unknown'}`;
+  const message = `restoring ${filePath} into ${database}: ${summary} (the file's content is not quoted)`;
+  if (classified.type === ErrorType.DatabaseUnreachable) return transient(ErrorType.DatabaseUnreachable, message);
+  if (classified.type === ErrorType.DiskFull) return permanent(ErrorType.DiskFull, message);
+  return permanent(ErrorType.RestoreFailed, message);
+}
+
+/** psql's and pg_restore's error lines, kind and line number only; `lineOffset` lines were added before the file. */
+export function summarizeToolErrors(stderr: string, lineOffset = 0): string {
+  const kept: string[] = [];
+  for (const rawLine of stderr.split('\n')) {
+    const line = rawLine
+      .trim()
+      .replace(/"(?:[^"]|"")*"?/g, '"…"')
+      .replace(/'(?:[^']|'')*'?/g, "'…'")
+      .replace(/\\[^\s"']+/g, '\\…');
+    if (/^(LINE \d+|DETAIL|CONTEXT|HINT|QUERY|STATEMENT|Command was)\b/i.test(line.replace(/^psql:.*?:\d+:\s*/, ''))) continue;
+    const error = /\b(ERROR|FATAL|PANIC|error):\s+(.*)$/.exec(line);
+    if (!error) continue;
+    const at = /^psql:.*?:(\d+):/.exec(line);
+    kept.push(`${at ? `line ${Number(at[1]) - lineOffset}: ` : ''}${error[1].toUpperCase()}: ${error[2].slice(0, 160)}`);
+    if (kept.length === 3) break;
+  }
+  return kept.join(' | ');
 }

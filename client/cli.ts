@@ -9,6 +9,7 @@ import { startWorker } from '../workers/worker.js';
 import { runBackupBase } from './commands/backupBase.js';
 import { runBackupDatabase } from './commands/backupDatabase.js';
 import { runListBackups } from './commands/listBackups.js';
+import { expectedSource } from '../activities/sourceMatch.js';
 import { runDrill } from './commands/drill.js';
 import { runRestoreDatabase, type RestoreOptions } from './commands/restore.js';
 import { runVerify } from './commands/verify.js';
@@ -227,7 +228,12 @@ program
   .command('list')
   .description('list complete backups found in the repositories')
   .addOption(jsonOption())
-  .action(action(async (options: { json?: boolean }) => runListBackups(openRepositories(config()), printer(Boolean(options.json)))));
+  .action(
+    action(async (options: { json?: boolean }) => {
+      const cfg = config();
+      return runListBackups(openRepositories(cfg), printer(Boolean(options.json)), await expectedSource(cfg));
+    }),
+  );
 
 const schedules = program.command('schedules').description('Temporal Schedules: the nightly backup and, later, the other cadences');
 schedules

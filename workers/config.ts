@@ -135,6 +135,13 @@ export const configSchema = z.strictObject({
       jobs: z.number().int().min(1).max(64).default(2),
       /** Where the decrypted archive is staged for a parallel pg_restore (private, removed after). */
       workDir: absolutePath.optional(),
+      /**
+       * The system identifier (SELECT system_identifier FROM pg_control_system()) of the cluster
+       * whose backups this host restores; default the live cluster's (database.url). Set it when
+       * restoring onto a new cluster after the original is gone: `latest` then takes that
+       * cluster's backups.
+       */
+      sourceSystemIdentifier: z.string().regex(/^[1-9][0-9]{0,19}$/, 'must be a cluster system identifier (digits)').optional(),
       /** SQL checks run on every restored database: each must return one row whose first column is true. */
       checks: z.array(z.strictObject({ name: z.string().min(1), sql: z.string().min(1) })).default([]),
       /** The application's services, stopped around a swap and always started again. */

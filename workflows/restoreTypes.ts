@@ -23,6 +23,10 @@ export interface CatalogSource {
   rowCounts: Record<string, number>;
   /** Repositories holding the manifest, in the order copies are tried. */
   repositories: string[];
+  /** Manifest copies that were not used (damaged, another backup's, different content). */
+  skipped?: SkippedCopy[];
+  /** What the operator must hear about the choice: a source that could not be fully checked. */
+  warnings?: string[];
 }
 
 /** A file made by the seed's scripts. No manifest: no checksums or counts to compare. */
@@ -48,6 +52,8 @@ export interface RestoredDatabase {
   /** Where the data came from: repository and key, or the file path. */
   copy: { repository: string; key: string } | { path: string };
   skipped: SkippedCopy[];
+  /** About the source's identity (an explicit id whose cluster differs or was never recorded). */
+  warnings?: string[];
   /** Roles created from the backup's globals because the server lacked them. */
   createdRoles: string[];
   plainBytes: number;

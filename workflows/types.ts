@@ -36,6 +36,10 @@ export const ErrorType = {
   RecoveryFailed: 'RecoveryFailed',
   BackupOwnershipLost: 'BackupOwnershipLost',
   PipelineStalled: 'PipelineStalled',
+  /** A manifest copy that cannot be read, names another backup, or differs from the one used: a damaged copy. */
+  ManifestDamaged: 'ManifestDamaged',
+  /** A backup whose recorded source (database, cluster system identifier) is not the configured one. */
+  SourceMismatch: 'SourceMismatch',
 } as const;
 export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];
 
@@ -96,6 +100,11 @@ export interface DumpResult {
 
 export interface SourceFacts {
   database: string;
+  /**
+   * The cluster's system identifier (pg_control_system()), as a decimal string: which cluster
+   * the database was dumped from. Absent in older manifests, whose source cannot be checked.
+   */
+  systemIdentifier?: string;
   /** Owner of the database; a restore gives the new database the same owner. Absent in older manifests. */
   owner?: string;
   serverVersion: string;

@@ -1,10 +1,13 @@
 // `backupctl backups list`: the catalog, read from the manifests in every repository and
-// merged by backup id, so a backup missing from one repository shows it.
-import { latestVerification, listManifests } from '../../activities/catalog.js';
+// merged by backup id, so a backup missing from one repository shows it. Only backups of the
+// configured source (database and cluster) are listed as ours; the others in a shared
+// repository, and damaged manifests, are listed apart.
+import { latestVerification, manifestKey, scanManifests } from '../../activities/catalog.js';
+import { sourceVerdict, type ExpectedSource, type SourceVerdict } from '../../activities/sourceMatch.js';
 import type { Repository } from '../../activities/storage/repository.js';
-import type { BackupManifest } from '../../workflows/types.js';
+import { ErrorType, type BackupManifest } from '../../workflows/types.js';
 import { copyProblems, copySummary } from '../../workflows/copyVerdict.js';
-import type { VerificationReport, VerificationState } from '../../workflows/restoreTypes.js';
+import type { SkippedCopy, VerificationReport, VerificationState } from '../../workflows/restoreTypes.js';
 import { formatBytes, type Printer } from '../output.js';
 
 export interface CatalogEntry {
@@ -13,10 +16,17 @@ export interface CatalogEntry {
   startedAt: string;
   finishedAt: string;
   database: string;
+  /** The cluster it was dumped from; null in manifests that predate it. */
+  systemIdentifier: string | null;
+  /**
+   * How its source compares with the configuration: match; unchecked (the configured
+   * cluster is unknown now); unrecorded (no cluster in the manifest: restorable by id only).
+   */
+  sourceMatch: 'match' | 'unchecked' | 'unrecorded';
   bytes: number;
   sha256: string;
   rowCounts: Record<string, number>;
-  /** Repositories whose manifest lists this backup. */
+  /** Repositories whose manifest lists this backup (whole, and identical to the first). */
   foundIn: string[];
   copies: BackupManifest['copies'];
   /** The newest verification report of this backup, from any repository. */
@@ -35,36 +45,86 @@ export interface LastVerification {
   copies?: { summary: string; damaged: string[]; problems: string[]; notChecked?: string };
 }
 
-export async function readCatalog(repositories: Repository[]): Promise<{ entries: CatalogEntry[]; errors: { repository: string; error: string }[] }> {
-  const byId = new Map<string, CatalogEntry>();
-  const errors: { repository: string; error: string }[] = [];
+/** A backup of another database or cluster found in the repositories: never `latest` here. */
+export interface OtherSourceEntry {
+  backupId: string;
+  database: string;
+  systemIdentifier: string | null;
+  foundIn: string[];
+  reason: string;
+}
+
+export interface Catalog {
+  entries: CatalogEntry[];
+  otherSources: OtherSourceEntry[];
+  /** Manifests that are damaged, name another backup, or differ from another repository's copy. */
+  damaged: SkippedCopy[];
+  errors: { repository: string; error: string }[];
+}
+
+/** The catalog; without `expected`, every backup counts as ours (source unchecked). */
+export async function readCatalog(repositories: Repository[], expected?: ExpectedSource): Promise<Catalog> {
+  const byId = new Map<string, { entry: CatalogEntry; body: string; verdict: SourceVerdict }>();
+  const errors: Catalog['errors'] = [];
+  const damaged: SkippedCopy[] = [];
   for (const repository of repositories) {
-    let manifests: BackupManifest[];
+    let scan;
     try {
-      manifests = await listManifests(repository, 'database');
+      scan = await scanManifests(repository, 'database');
     } catch (err) {
       errors.push({ repository: repository.name, error: (err as Error).message });
       continue;
     }
-    for (const m of manifests) {
+    damaged.push(...scan.damaged);
+    for (const m of scan.manifests) {
+      const body = JSON.stringify(m);
+      const seen = byId.get(m.backupId);
+      if (seen) {
+        if (seen.body === body) seen.entry.foundIn.push(repository.name);
+        else {
+          const first = seen.entry.foundIn[0];
+          damaged.push({
+            repository: repository.name,
+            key: manifestKey('database', m.backupId),
+            reason: `manifest ${manifestKey('database', m.backupId)} in ${repository.name} differs from the copy in ${first}; the copy in ${first} is used`,
+            errorType: ErrorType.ManifestDamaged,
+          });
+        }
+        continue;
+      }
       const dump = m.objects.find((o) => o.role === 'dump');
-      const entry = byId.get(m.backupId) ?? {
-        backupId: m.backupId,
-        component: m.component,
-        startedAt: m.startedAt,
-        finishedAt: m.finishedAt,
-        database: m.source.database,
-        bytes: dump?.bytes ?? 0,
-        sha256: dump?.sha256 ?? '',
-        rowCounts: m.rowCounts,
-        foundIn: [],
-        copies: m.copies,
-      };
-      entry.foundIn.push(repository.name);
-      byId.set(m.backupId, entry);
+      const verdict: SourceVerdict = expected ? sourceVerdict(m.source, expected) : m.source.systemIdentifier ? { kind: 'unchecked', systemIdentifier: m.source.systemIdentifier } : { kind: 'unrecorded' };
+      byId.set(m.backupId, {
+        body,
+        verdict,
+        entry: {
+          backupId: m.backupId,
+          component: m.component,
+          startedAt: m.startedAt,
+          finishedAt: m.finishedAt,
+          database: m.source.database,
+          systemIdentifier: m.source.systemIdentifier ?? null,
+          sourceMatch: verdict.kind === 'match' || verdict.kind === 'unchecked' || verdict.kind === 'unrecorded' ? verdict.kind : 'unchecked',
+          bytes: dump?.bytes ?? 0,
+          sha256: dump?.sha256 ?? '',
+          rowCounts: m.rowCounts,
+          foundIn: [repository.name],
+          copies: m.copies,
+        },
+      });
     }
   }
-  const entries = [...byId.values()].sort((a, b) => a.startedAt.localeCompare(b.startedAt));
+  const ours = [...byId.values()].filter((v) => v.verdict.kind !== 'otherDatabase' && v.verdict.kind !== 'otherCluster');
+  const otherSources = [...byId.values()]
+    .filter((v) => v.verdict.kind === 'otherDatabase' || v.verdict.kind === 'otherCluster')
+    .map(({ entry, verdict }) => ({
+      backupId: entry.backupId,
+      database: entry.database,
+      systemIdentifier: entry.systemIdentifier,
+      foundIn: entry.foundIn,
+      reason: (verdict as { reason: string }).reason,
+    }));
+  const entries = ours.map((v) => v.entry).sort((a, b) => a.startedAt.localeCompare(b.startedAt));
   for (const entry of entries) {
     const reports = await Promise.all(
       repositories.filter((r) => entry.foundIn.includes(r.name)).map((r) => latestVerification<VerificationReport>(r, entry.backupId).catch(() => undefined)),
@@ -72,7 +132,7 @@ export async function readCatalog(repositories: Repository[]): Promise<{ entries
     const newest = reports.filter((r) => r !== undefined).sort((a, b) => a.reportId.localeCompare(b.reportId)).at(-1);
     if (newest) entry.lastVerification = lastVerificationOf(newest);
   }
-  return { entries, errors };
+  return { entries, otherSources, damaged, errors };
 }
 
 function lastVerificationOf(report: VerificationReport): LastVerification {
@@ -89,15 +149,22 @@ export function describeLastVerification(v: LastVerification | undefined): strin
   return `${v.ok ? 'ok' : 'FAILED'} ${v.finishedAt}${v.copies ? `, ${v.copies.summary}` : ''}`;
 }
 
-export async function runListBackups(repositories: Repository[], out: Printer): Promise<number> {
-  const { entries, errors } = await readCatalog(repositories);
-  out.result({ backups: entries, errors }, () => {
-    if (!entries.length) return 'no backups yet';
+export async function runListBackups(repositories: Repository[], out: Printer, expected?: ExpectedSource): Promise<number> {
+  const { entries, otherSources, damaged, errors } = await readCatalog(repositories, expected);
+  out.result({ backups: entries, otherSources, damaged, errors }, () => {
     const rows = entries.flatMap((e) => [
-      `${e.finishedAt}  ${e.backupId}  ${e.database}  ${formatBytes(e.bytes)}  in: ${e.foundIn.join(',')}  verified: ${describeLastVerification(e.lastVerification)}`,
+      `${e.finishedAt}  ${e.backupId}  ${e.database}  ${formatBytes(e.bytes)}  in: ${e.foundIn.join(',')}  verified: ${describeLastVerification(e.lastVerification)}${
+        e.sourceMatch === 'match' ? '' : e.sourceMatch === 'unrecorded' ? '  (no cluster recorded: restore by id only)' : '  (cluster not checked)'
+      }`,
       ...(e.lastVerification?.copies?.problems ?? []).map((p) => `    damaged copy ${p}`),
     ]);
-    return [...rows, ...errors.map((e) => `error reading ${e.repository}: ${e.error}`)].join('\n');
+    if (!rows.length) rows.push(errors.length ? 'no backups found in the repositories that could be read' : 'no backups yet');
+    return [
+      ...rows,
+      ...otherSources.map((o) => `not ours: ${o.backupId} ${o.reason}; in ${o.foundIn.join(',')}`),
+      ...damaged.map((d) => `DAMAGED: ${d.reason}`),
+      ...errors.map((e) => `error reading ${e.repository}: ${e.error}`),
+    ].join('\n');
   });
-  return errors.length ? 1 : 0;
+  return errors.length || damaged.length ? 1 : 0;
 }

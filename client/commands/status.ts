@@ -11,7 +11,8 @@ import { SHARED_TASK_QUEUE, hostTaskQueue } from '../../workflows/types.js';
 import { databaseHost, type Config } from '../../workers/config.js';
 import type { Printer } from '../output.js';
 import { readCatalog, type LastVerification } from './listBackups.js';
-import { listManifests } from '../../activities/catalog.js';
+import { scanManifests } from '../../activities/catalog.js';
+import { expectedSource, pickLatest, sourceVerdict, type ExpectedSource } from '../../activities/sourceMatch.js';
 import { archiveLag, listWalEntries, readWalEntry, spoolRepository } from '../../activities/walArchive.js';
 
 /** A nightly backup older than this is overdue (a day plus an hour of grace). */
@@ -48,11 +49,14 @@ export interface StatusReport {
 /** A weekly base backup older than this is overdue; the WAL to replay grows with its age. */
 const BASE_BACKUP_MAX_AGE_DAYS = 8;
 
-async function latestBaseBackup(repositories: Repository[]): Promise<StatusReport['latestBaseBackup']> {
+async function latestBaseBackup(repositories: Repository[], expected: ExpectedSource, problems: string[]): Promise<StatusReport['latestBaseBackup']> {
   let newest: { backupId: string; stoppedAt: string; foundIn: string[] } | undefined;
   for (const repository of repositories) {
-    const manifests = await listManifests(repository, 'base').catch(() => []);
-    const last = manifests.at(-1);
+    const scan = await scanManifests(repository, 'base').catch(() => ({ manifests: [], damaged: [] }));
+    scan.damaged.forEach((d) => problems.push(d.reason));
+    // A base backup of another cluster cannot start a recovery of ours.
+    const ours = scan.manifests.filter((m) => ['match', 'unchecked'].includes(sourceVerdict({ systemIdentifier: m.server.systemIdentifier }, expected).kind));
+    const last = ours.at(-1);
     if (!last) continue;
     if (!newest || last.backup.stoppedAt > newest.stoppedAt) newest = { backupId: last.backupId, stoppedAt: last.backup.stoppedAt, foundIn: [repository.name] };
     else if (last.backupId === newest.backupId) newest.foundIn.push(repository.name);
@@ -134,9 +138,16 @@ export async function collectStatus(client: Client | undefined, clientError: str
   } else {
     problems.push(`Temporal at ${config.temporal.address} is not reachable: ${clientError}`);
   }
-  const { entries, errors } = await readCatalog(repositories);
+  const expected = await expectedSource(config);
+  const { entries: listed, errors, damaged } = await readCatalog(repositories, expected);
   errors.forEach((e) => problems.push(`repository ${e.repository} cannot be read: ${e.error}`));
-  const latest = entries.at(-1);
+  damaged.forEach((d) => problems.push(d.reason));
+  // Only backups of the configured database and cluster are ours (a shared repository holds others).
+  const choice = pickLatest(listed, (e) => ({ database: e.database, systemIdentifier: e.systemIdentifier ?? undefined }), (e) => e.startedAt, expected);
+  if (choice.refusal) problems.push(choice.refusal);
+  if (choice.warning) problems.push(choice.warning);
+  const latest = choice.chosen;
+  const entries = listed.filter((e) => e.sourceMatch === 'match' || (latest && e.systemIdentifier === latest.systemIdentifier));
   if (latest) {
     const ageHours = (Date.now() - Date.parse(latest.finishedAt)) / 3600_000;
     report.latestBackup = { backupId: latest.backupId, finishedAt: latest.finishedAt, ageHours: Math.round(ageHours * 100) / 100, foundIn: latest.foundIn };
@@ -169,7 +180,7 @@ export async function collectStatus(client: Client | undefined, clientError: str
   } catch (err) {
     problems.push(`the WAL archive cannot be read: ${(err as Error).message}`);
   }
-  report.latestBaseBackup = await latestBaseBackup(repositories);
+  report.latestBaseBackup = await latestBaseBackup(repositories, expected, problems);
   if (report.latestBaseBackup && report.latestBaseBackup.ageDays > BASE_BACKUP_MAX_AGE_DAYS) {
     problems.push(`the newest base backup is ${report.latestBaseBackup.ageDays.toFixed(1)} days old: point-in-time recovery replays all the WAL since`);
   }
