@@ -1,0 +1,150 @@
+// Hostile and careless input, tried the way an operator (or an attacker) would: secrets never
+// reach an error message, the redactor hides secrets and nothing else, a repository that can
+// never work fails at once and says why, the configuration refuses what cannot work, and a
+// public key file holds exactly one public key.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ConfigError, loadConfig, validateConfig } from '../workers/config.js';
+import { redact } from '../activities/redact.js';
+
+const dir = mkdtempSync(path.join(os.tmpdir(), 'backupctl-hostile-'));
+const valid = {
+  host: 'db-1',
+  database: { url: 'postgres://app@localhost:5432/app_db' },
+  repositories: {
+    local: { type: 'filesystem', path: '/var/backups/app' },
+    s3: { type: 's3', bucket: 'app-backups' },
+  },
+  encryption: { publicKeyFile: '/etc/backupctl/public.asc' },
+};
+
+function configError(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return err as ConfigError;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('a database URL password never reaches a config error', () => {
+  // Each password is written the careless way (unencoded space or @), and the URL is wrong in
+  // another way (port 99999), so the error must show the URL without the password.
+  test.each([
+    ['a space', 'postgres://app:s3cr3t w0rd@db.internal:99999/app_db', ['s3cr3t', 'w0rd']],
+    ['an unencoded @', 'postgres://app:p@ssw0rd@db.internal:99999/app_db', ['p@ss', 'ssw0rd']],
+    ['an @ and a space', 'postgresql://app:hunter 2@x@db.internal:99999/app_db', ['hunter', '2@x']],
+    ['a colon and a slash', 'postgres://app:pa:ss/w0rd@db.internal:99999/app_db', ['pa:ss', 'w0rd']],
+  ])('with %s in the password', (_, url, fragments) => {
+    const fromFile = configError(() => validateConfig({ ...valid, database: { url } }, 'test'));
+    const fromEnv = configError(() => loadConfig(undefined, { DATABASE_URL: url, BACKUPCTL_CONFIG: writeConfig('env.json', valid) }));
+    const nested = configError(() => validateConfig({ ...valid, database: { url, surprise: 1 } }, 'test'));
+    for (const err of [fromFile, fromEnv, nested]) {
+      expect(err.message).toContain('database');
+      expect(err.message).toContain('db.internal');
+      for (const fragment of fragments) expect(err.message).not.toContain(fragment);
+    }
+  });
+
+  test('nor does a YAML syntax error quoting the line with the URL', () => {
+    const file = writeConfig('broken.yaml', 'database:\n  url: postgres://app:s3cr3t w0rd@db/x\n  bad: [unclosed\n');
+    const err = configError(() => loadConfig(file, {}));
+    expect(err.message).toMatch(/not valid YAML/);
+    expect(err.message).not.toContain('s3cr3t');
+    expect(err.message).not.toContain('w0rd');
+  });
+});
+
+describe('the redactor hides secrets and nothing else', () => {
+  test.each([
+    ['unknown format'],
+    ['token: unknown format'],
+    ['tokenizer: unknown format'],
+    ['error: password: unknown format'],
+    ['Password: unknown format'],
+    ['tokens: 3 unknown format'],
+    ['max_tokens=5 secret_count=2'],
+    ['password_file=/run/secrets/pg'],
+    ['FATAL:  password authentication failed for user "app"'],
+    ['fe_sendauth: no password supplied'],
+    ['gpg: decryption failed: No secret key'],
+    ['contact admin@example.com about postgres://app@db:5432/x'],
+    ['see https://example.com:443 and user@example.org'],
+    ['http://host:8080/path@v2?x=1#frag'],
+    ['pg_restore: error: input file does not appear to be a valid archive (unknown format)'],
+  ])('leaves %j as it is', (text) => {
+    expect(redact(text)).toBe(text);
+  });
+
+  test.each([
+    ['postgres://app:s3cr%40t@db:5432/x failed', 'postgres://app:***@db:5432/x failed'],
+    ['postgres://app:p@ss@db:5432/x failed', 'postgres://app:***@db:5432/x failed'],
+    ['postgres://app:two words@db/x failed', 'postgres://app:***@db/x failed'],
+    ['url postgres://app:pw@db:5432, then mail admin@example.com', 'url postgres://app:***@db:5432, then mail admin@example.com'],
+    ['PGPASSWORD=abc password: "x y"', 'PGPASSWORD=*** password: ***'],
+    ['host=db password=\'a b\' user=app', 'host=db password=*** user=app'],
+    ['?user=app&password=s3&sslmode=require', '?user=app&password=***&sslmode=require'],
+    ['{"password":"a\\"b","user":"u"}', '{"password":***,"user":"u"}'],
+    ['AWS_SECRET_ACCESS_KEY=abc/def+ghi', 'AWS_SECRET_ACCESS_KEY=***'],
+    ['secretAccessKey: abc123', 'secretAccessKey: ***'],
+    ['PGPASSWORD: hunter2 is set', 'PGPASSWORD: *** is set'],
+    ['password: hunter2', 'password: ***'],
+    ['Authorization: Bearer abcdefghijklmnop', 'Authorization: Bearer ***'],
+    ['-----BEGIN PGP PRIVATE KEY BLOCK-----\nlQdGBGN\n-----END PGP PRIVATE KEY BLOCK-----', '-----BEGIN PGP PRIVATE KEY BLOCK----- ***'],
+  ])('hides the secret in %j', (text, expected) => {
+    expect(redact(text)).toBe(expected);
+    expect(redact(expected)).toBe(expected);
+  });
+});
+
+describe('the configuration refuses values that cannot work, naming the field and what is allowed', () => {
+  const repos = valid.repositories;
+  test.each([
+    ['temporal.address', { temporal: { address: '127.0.0.1:99999' } }, 'from 1 to 65535'],
+    ['temporal.address', { temporal: { address: 'temporal:0' } }, 'from 1 to 65535'],
+    ['temporal.namespace', { temporal: { namespace: 'bad namespace' } }, 'letters, digits'],
+    ['temporal.apiKeyFile', { temporal: { apiKeyFile: 'keys/api' } }, 'absolute path'],
+    ['repositories.local.path', { repositories: { local: { type: 'filesystem', path: '/var/backups\0/../../etc' } } }, 'NUL byte'],
+    ['encryption.publicKeyFile', { encryption: { publicKeyFile: '/etc/backupctl/pub\0.asc' } }, 'NUL byte'],
+    ['encryption.publicKeyFile', { encryption: { publicKeyFile: 'public.asc' } }, 'absolute path'],
+    ['database.passwordFile', { database: { url: 'postgres://app@db/app_db', passwordFile: 'secret.txt' } }, 'absolute path'],
+    ['database.binDir', { database: { url: 'postgres://app@db/app_db', binDir: '/usr/lib/postgresql/16/bin\0' } }, 'NUL byte'],
+    ['restore.workDir', { restore: { workDir: '/srv/restore\0' } }, 'NUL byte'],
+    ['restore.services.stopCommand.1', { restore: { services: { stopCommand: ['systemctl', 'st\0op'] } } }, 'NUL byte'],
+    ['pitr.restoreCommand', { pitr: { restoreCommand: 'backupctl wal-fetch %f %p\nrecovery_target_action = promote' } }, 'one line'],
+    ['schedules.database.timezone', { schedules: { database: { timezone: 'Mars/Olympus_Mons' } } }, 'IANA time zone'],
+    ['drill.healthUrl', { drill: { healthUrl: 'ftp://app.internal/health' } }, 'http:// or https://'],
+    ['drill.repository', { drill: { repository: 'offsite' } }, 'configured repository (local, s3)'],
+    ['wal.spool', { wal: { spool: 's3' } }, 'configured filesystem repository (local)'],
+    ['repositories.s3.endpoint', { repositories: { ...repos, s3: { type: 's3', bucket: 'app-backups', endpoint: 'file:///etc/passwd' } } }, 'http:// or https://'],
+    ['repositories.s3.region', { repositories: { ...repos, s3: { type: 's3', bucket: 'app-backups', region: 'eu central' } } }, 'region name'],
+  ])('refuses a bad %s', (field, override, allowed) => {
+    const err = configError(() => validateConfig({ ...valid, ...override }, 'test'));
+    expect(err.type).toBe('InvalidConfig');
+    expect(err.message).toContain(`${field}: `);
+    expect(err.message).toContain(allowed);
+  });
+
+  test('and still takes what is right', () => {
+    const config = validateConfig(
+      {
+        ...valid,
+        temporal: { address: '[::1]:7233', namespace: 'backups.prod' },
+        wal: { spool: 'local' },
+        drill: { host: 'dr-1', repository: 's3', healthUrl: 'https://app.internal:8443/health' },
+        schedules: { database: { timezone: 'Europe/Berlin' } },
+      },
+      'test',
+    );
+    expect(config.temporal.address).toBe('[::1]:7233');
+    expect(config.drill.repository).toBe('s3');
+  });
+});
+
+function writeConfig(name: string, content: unknown): string {
+  const file = path.join(dir, name);
+  writeFileSync(file, typeof content === 'string' ? content : JSON.stringify(content));
+  return file;
+}
