@@ -2,11 +2,18 @@
 // reach an error message, the redactor hides secrets and nothing else, a repository that can
 // never work fails at once and says why, the configuration refuses what cannot work, and a
 // public key file holds exactly one public key.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Readable } from 'node:stream';
+import { ApplicationFailure } from '@temporalio/common';
 import { ConfigError, loadConfig, validateConfig } from '../workers/config.js';
 import { redact } from '../activities/redact.js';
+import { FilesystemRepository } from '../activities/storage/filesystem.js';
+import { loadRecipient, stopAgent } from '../activities/encryption.js';
+import { runCommand } from '../activities/exec.js';
+import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'backupctl-hostile-'));
 const valid = {
@@ -18,6 +25,25 @@ const valid = {
   },
   encryption: { publicKeyFile: '/etc/backupctl/public.asc' },
 };
+
+afterAll(async () => {
+  for (const home of keyHomes) await stopAgent(home);
+  for (const mount of mounts) execFileSync('umount', [mount]);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const keyHomes: string[] = [];
+const mounts: string[] = [];
+
+async function failureOf(promise: Promise<unknown>): Promise<ApplicationFailure> {
+  try {
+    await promise;
+  } catch (err) {
+    expect(err).toBeInstanceOf(ApplicationFailure);
+    return err as ApplicationFailure;
+  }
+  throw new Error('expected a failure');
+}
 
 function configError(fn: () => unknown): ConfigError {
   try {
@@ -148,3 +174,110 @@ function writeConfig(name: string, content: unknown): string {
   writeFileSync(file, typeof content === 'string' ? content : JSON.stringify(content));
   return file;
 }
+
+describe('a repository that can never work fails at once, naming its path', () => {
+  // A read-only mount is the honest test: tests run as root, and chmod does not stop root.
+  const readOnly = path.join(dir, 'read-only');
+  const canMount = (() => {
+    try {
+      mkdirSync(readOnly);
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'ro,size=1m', 'tmpfs', readOnly], { stdio: 'ignore' });
+      mounts.push(readOnly);
+      return true;
+    } catch {
+      return false;
+    }
+  })();
+
+  test('a repository path that is a file: check and put are InvalidConfig, not retried', async () => {
+    const file = path.join(dir, 'not-a-folder');
+    writeFileSync(file, 'x');
+    const repository = new FilesystemRepository('local', file);
+    const started = Date.now();
+    const checked = await failureOf(repository.check());
+    expect(checked).toMatchObject({ type: 'InvalidConfig', nonRetryable: true });
+    expect(checked.message).toContain(file);
+    expect(checked.message).toContain('not a directory');
+    const put = await failureOf(repository.put('database/b-1/dump.zst.gpg', Readable.from([Buffer.from('data')])));
+    expect(put).toMatchObject({ type: 'InvalidConfig', nonRetryable: true });
+    expect(put.message).toContain(file);
+    const listed = await failureOf(repository.list('database/'));
+    expect(listed).toMatchObject({ type: 'InvalidConfig', nonRetryable: true });
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(readFileSync(file, 'utf8')).toBe('x');
+  });
+
+  test('a repository below a file (a parent of the path is a file) is InvalidConfig too', async () => {
+    const file = path.join(dir, 'parent-file');
+    writeFileSync(file, 'x');
+    const checked = await failureOf(new FilesystemRepository('nas', path.join(file, 'repo')).check());
+    expect(checked).toMatchObject({ type: 'InvalidConfig', nonRetryable: true });
+    expect(checked.message).toContain(path.join(file, 'repo'));
+  });
+
+  (canMount ? test : test.skip)('a read-only repository: check and put are StorageAccessDenied, not retried', async () => {
+    const repository = new FilesystemRepository('nas', readOnly);
+    const checked = await failureOf(repository.check());
+    expect(checked).toMatchObject({ type: 'StorageAccessDenied', nonRetryable: true });
+    expect(checked.message).toContain(readOnly);
+    expect(checked.message).toContain('read-only');
+    const put = await failureOf(repository.put('database/b-1/dump.zst.gpg', Readable.from([Buffer.from('data')])));
+    expect(put).toMatchObject({ type: 'StorageAccessDenied', nonRetryable: true });
+    expect(put.message).toContain(readOnly);
+    // Reading still works: a read-only repository can be restored from.
+    expect(await repository.list('database/')).toEqual([]);
+  });
+
+  (canMount ? test : test.skip)('a repository inside a read-only mount that does not exist yet cannot be created: StorageAccessDenied', async () => {
+    const checked = await failureOf(new FilesystemRepository('nas', path.join(readOnly, 'backups')).check());
+    expect(checked).toMatchObject({ type: 'StorageAccessDenied', nonRetryable: true });
+  });
+});
+
+describe('the public key file holds exactly one public key', () => {
+  let first: KeyPair;
+  let second: KeyPair;
+
+  beforeAll(async () => {
+    first = await ensureKeyPair(path.join(dir, 'key-1'), 'first <first@backupctl.invalid>');
+    second = await ensureKeyPair(path.join(dir, 'key-2'), 'second <second@backupctl.invalid>');
+    keyHomes.push(first.privateHome, second.privateHome);
+  });
+
+  async function exportKey(keys: KeyPair, armor: boolean, secret = false): Promise<Buffer> {
+    const file = path.join(dir, `export-${Math.random().toString(36).slice(2)}`);
+    const what = secret ? ['--pinentry-mode', 'loopback', '--passphrase', '', '--export-secret-keys'] : ['--export'];
+    await runCommand('gpg', ['--homedir', keys.privateHome, '--batch', ...(armor ? ['--armor'] : []), '--output', file, ...what, keys.fingerprint]);
+    return readFileSync(file);
+  }
+
+  test.each([
+    ['armored', true],
+    ['binary', false],
+  ])('two %s public keys are refused, naming both fingerprints', async (_, armor) => {
+    const file = path.join(dir, `two-keys-${armor}`);
+    writeFileSync(file, Buffer.concat([await exportKey(first, armor), await exportKey(second, armor)]));
+    const err = await failureOf(loadRecipient(file));
+    expect(err).toMatchObject({ type: 'InvalidPublicKey', nonRetryable: true });
+    expect(err.message).toContain(first.fingerprint);
+    expect(err.message).toContain(second.fingerprint);
+  });
+
+  test('a public key followed by a secret key is refused, naming the secret one', async () => {
+    const file = path.join(dir, 'public-and-secret.asc');
+    writeFileSync(file, Buffer.concat([await exportKey(second, true), await exportKey(first, true, true)]));
+    const err = await failureOf(loadRecipient(file));
+    expect(err).toMatchObject({ type: 'InvalidPublicKey', nonRetryable: true });
+    expect(err.message).toContain('PRIVATE');
+    expect(err.message).toContain(first.fingerprint);
+    expect(err.message).not.toMatch(/BEGIN PGP/);
+  });
+
+  test('one public key is still taken', async () => {
+    const file = path.join(dir, 'one-key.gpg');
+    writeFileSync(file, await exportKey(second, false));
+    const recipient = await loadRecipient(file);
+    expect(recipient.fingerprint).toBe(second.fingerprint);
+    await recipient.dispose();
+  });
+});
