@@ -14,6 +14,8 @@ import { FilesystemRepository } from '../activities/storage/filesystem.js';
 import { loadRecipient, stopAgent } from '../activities/encryption.js';
 import { runCommand } from '../activities/exec.js';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
+import { execa } from 'execa';
+import YAML from 'yaml';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'backupctl-hostile-'));
 const valid = {
@@ -279,5 +281,40 @@ describe('the public key file holds exactly one public key', () => {
     const recipient = await loadRecipient(file);
     expect(recipient.fingerprint).toBe(second.fingerprint);
     await recipient.dispose();
+  });
+});
+
+describe('backups list reports a repository it cannot read, never "no backups yet"', () => {
+  const CLI = path.resolve('bin/backupctl.js');
+  const file = path.join(dir, 'list-repo-is-a-file');
+  const listWith = (name: string, repositories: Record<string, unknown>, args: string[] = []) => {
+    writeFileSync(file, 'not a repository');
+    const config = path.join(dir, `${name}.yaml`);
+    writeFileSync(config, YAML.stringify({ ...valid, repositories, logLevel: 'warn' }));
+    return execa('node', [CLI, '--config', config, 'backups', 'list', ...args], { reject: false });
+  };
+
+  test('no repository readable: each one reported, exit non-zero', async () => {
+    const repositories = { local: { type: 'filesystem', path: file }, nas: { type: 'filesystem', path: path.join(file, 'nas') } };
+    const human = await listWith('none-readable', repositories);
+    expect(human.exitCode).not.toBe(0);
+    expect(human.stdout).not.toContain('no backups yet');
+    expect(human.stdout).toContain('no repository could be read');
+    expect(human.stdout).toMatch(/error reading local: .*list-repo-is-a-file/);
+    expect(human.stdout).toContain('error reading nas: ');
+    const json = await listWith('none-readable', repositories, ['--json']);
+    expect(json.exitCode).not.toBe(0);
+    const parsed = JSON.parse(json.stdout) as { backups: unknown[]; errors: { repository: string }[] };
+    expect(parsed.errors.map((e) => e.repository).sort()).toEqual(['local', 'nas']);
+  });
+
+  test('one readable and empty, one not: the empty one is not taken for the whole catalog', async () => {
+    const good = path.join(dir, 'list-good');
+    mkdirSync(good, { recursive: true });
+    const human = await listWith('one-readable', { local: { type: 'filesystem', path: good }, nas: { type: 'filesystem', path: file } });
+    expect(human.exitCode).not.toBe(0);
+    expect(human.stdout).not.toContain('no backups yet');
+    expect(human.stdout).toContain('1 could not be read');
+    expect(human.stdout).toContain('error reading nas: ');
   });
 });

@@ -1,6 +1,7 @@
 // `backupctl backups list`: the catalog, read from the manifests in every repository and
 // merged by backup id, so a backup missing from one repository shows it.
 import { latestVerification, listManifests } from '../../activities/catalog.js';
+import { redact } from '../../activities/redact.js';
 import type { Repository } from '../../activities/storage/repository.js';
 import type { BackupManifest } from '../../workflows/types.js';
 import type { VerificationReport } from '../../workflows/restoreTypes.js';
@@ -30,7 +31,7 @@ export async function readCatalog(repositories: Repository[]): Promise<{ entries
     try {
       manifests = await listManifests(repository, 'database');
     } catch (err) {
-      errors.push({ repository: repository.name, error: (err as Error).message });
+      errors.push({ repository: repository.name, error: redact((err as Error).message ?? String(err)) });
       continue;
     }
     for (const m of manifests) {
@@ -65,14 +66,20 @@ export async function readCatalog(repositories: Repository[]): Promise<{ entries
 export async function runListBackups(repositories: Repository[], out: Printer): Promise<number> {
   const { entries, errors } = await readCatalog(repositories);
   out.result({ backups: entries, errors }, () => {
-    if (!entries.length) return 'no backups yet';
     const rows = entries.map(
       (e) =>
         `${e.finishedAt}  ${e.backupId}  ${e.database}  ${formatBytes(e.bytes)}  in: ${e.foundIn.join(',')}  verified: ${
           e.lastVerification ? `${e.lastVerification.ok ? 'ok' : 'FAILED'} ${e.lastVerification.finishedAt}` : 'never'
         }`,
     );
-    return [...rows, ...errors.map((e) => `error reading ${e.repository}: ${e.error}`)].join('\n');
+    return [...rows, ...(entries.length ? [] : [emptyCatalog(repositories.length, errors.length)]), ...errors.map((e) => `error reading ${e.repository}: ${e.error}`)].join('\n');
   });
   return errors.length ? 1 : 0;
+}
+
+/** An empty list says why: "no backups yet" only when every repository was read. */
+function emptyCatalog(repositories: number, unreadable: number): string {
+  if (!unreadable) return 'no backups yet';
+  if (unreadable === repositories) return `no repository could be read (${unreadable} of ${repositories}): whether backups exist is unknown`;
+  return `no backups in the ${repositories - unreadable} repositories that could be read; ${unreadable} could not be read`;
 }
