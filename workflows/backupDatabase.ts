@@ -90,7 +90,8 @@ export function backupIdFor(workflowId: string): string {
   return workflowId.replace(/[^A-Za-z0-9._-]+/g, '-').slice(0, 200);
 }
 
-function validateInput(input: DatabaseBackupInput): void {
+/** Also run by the CLI before it starts this workflow (inputValidation.ts). */
+export function validateInput(input: DatabaseBackupInput): void {
   const invalid = (field: string, value: unknown, allowed: string) =>
     ApplicationFailure.nonRetryable(`input.${field} is ${JSON.stringify(value)}; ${allowed}`, ErrorType.InvalidInput);
   if (!input || typeof input !== 'object') throw invalid('', input, 'expected an object');

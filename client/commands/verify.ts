@@ -2,16 +2,26 @@
 import type { Client } from '@temporalio/client';
 import { verifyBackup } from '../../workflows/index.js';
 import { hostTaskQueue } from '../../workflows/types.js';
-import type { VerificationReport } from '../../workflows/restoreTypes.js';
+import type { VerificationReport, VerifyBackupInput } from '../../workflows/restoreTypes.js';
+import { validateVerifyBackupInput } from '../../workflows/inputValidation.js';
 import { verificationHost, type Config } from '../../workers/config.js';
 import type { Printer } from '../output.js';
-import { defaultWorkflowId, startAndReport } from '../workflowRun.js';
+import { defaultWorkflowId, refuseInvalid, startAndReport } from '../workflowRun.js';
+
+/** The workflow's input, checked by the workflow's own check: throws InputRefused before anything starts. */
+export function verifyBackupInput(config: Config, backup: string): VerifyBackupInput {
+  return refuseInvalid({ hostTaskQueue: hostTaskQueue(verificationHost(config)), backup }, validateVerifyBackupInput);
+}
 
 export async function runVerify(client: Client, config: Config, backup: string, options: { wait?: boolean; workflowId?: string }, out: Printer): Promise<number> {
+  return startVerify(client, verifyBackupInput(config, backup), options, out);
+}
+
+export async function startVerify(client: Client, input: VerifyBackupInput, options: { wait?: boolean; workflowId?: string }, out: Printer): Promise<number> {
   return startAndReport(
     client,
     verifyBackup,
-    { workflowId: options.workflowId ?? defaultWorkflowId('verify-backup'), wait: options.wait, args: [{ hostTaskQueue: hostTaskQueue(verificationHost(config)), backup }] },
+    { workflowId: options.workflowId ?? defaultWorkflowId('verify-backup'), wait: options.wait, args: [input] },
     out,
     describeVerification,
   );

@@ -1,0 +1,109 @@
+// Bad input is refused by the CLI before any workflow starts, by the same checks the workflows
+// run: exit code 2, a message naming the input and what is allowed, and, on a real Temporal
+// dev server, no workflow under the id it would have used.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { WorkflowNotFoundError } from '@temporalio/client';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { execa } from 'execa';
+import YAML from 'yaml';
+import { startTemporal } from './fixtures/temporal.js';
+
+const CLI = path.resolve('bin/backupctl.js');
+let dir: string;
+let temporal: TestWorkflowEnvironment;
+let configFile: string;
+
+beforeAll(async () => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'backupctl-cli-refusals-'));
+  temporal = await startTemporal();
+  configFile = path.join(dir, 'config.yaml');
+  writeFileSync(
+    configFile,
+    YAML.stringify({
+      host: 'cli-refusals',
+      temporal: { address: temporal.address, namespace: 'default' },
+      database: { url: 'postgres://app@127.0.0.1:1/app_db' },
+      repositories: { local: { type: 'filesystem', path: path.join(dir, 'local') }, nas: { type: 'filesystem', path: path.join(dir, 'nas') } },
+      encryption: { publicKeyFile: path.join(dir, 'public.asc') },
+      drill: { host: 'dr-1', repository: 'nas' },
+      logLevel: 'warn',
+    }),
+  );
+});
+
+afterAll(async () => {
+  await temporal?.teardown();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const run = (args: string[]) => execa('node', [CLI, '--config', configFile, ...args], { reject: false });
+
+async function exists(workflowId: string): Promise<boolean> {
+  try {
+    await temporal.client.workflow.getHandle(workflowId).describe();
+    return true;
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return false;
+    throw err;
+  }
+}
+
+const REFUSED: [string, string[], string][] = [
+  ['backup database, unknown compression', ['backup', 'database', '--compression', 'lz4'], '--compression lz4'],
+  ['backup database, unknown repository', ['backup', 'database', '--repository', 'local', 'offsite'], '--repository offsite: not configured'],
+  ['backup base, unknown compression', ['backup', 'base', '--compression', 'brotli'], '--compression brotli'],
+  ['backup base, unknown repository', ['backup', 'base', '--repository', 'tape'], '--repository tape: not configured'],
+  ['restore, a relative path', ['restore', 'database', 'dumps/app.backup'], 'input.backup is "dumps/app.backup"'],
+  ['restore, a database name to quote', ['restore', 'database', 'latest', '--into', 'App-DB'], 'input.into is "App-DB"'],
+  ['restore, zero jobs', ['restore', 'database', 'latest', '--jobs', '0'], 'input.jobs is 0'],
+  ['restore, jobs that are no number', ['restore', 'database', 'latest', '--jobs', 'lots'], 'input.jobs is "lots"'],
+  ['restore, a host that is no host', ['restore', 'database', 'latest', '--host', 'db 1'], 'input.hostTaskQueue'],
+  ['verify, a path', ['verify', '/tmp/app.backup'], 'input.backup is "/tmp/app.backup"'],
+  ['verify, a traversal', ['verify', '../../etc/passwd'], 'expected a backup id or "latest"'],
+  ['drill, a path', ['drill', '--backup', '/tmp/app.backup'], 'input.backup is "/tmp/app.backup"'],
+  ['pitr start, port 99999', ['pitr', 'start', '--port', '99999'], 'input.port is 99999; expected a port from 1024 to 65535'],
+  ['pitr start, a port that is no number', ['pitr', 'start', '--port', 'http'], 'input.port is "http"'],
+  ['pitr start, a relative data directory', ['pitr', 'start', '--data-dir', 'recovered/data'], 'input.dataDir is "recovered/data"'],
+  ['pitr start, a time without zone', ['pitr', 'start', '--target-time', '2026-11-26 14:30'], 'explicit zone'],
+  ['pitr start, an impossible date', ['pitr', 'start', '--target-time', '2026-13-45T10:00:00Z'], 'not a valid time'],
+  ['pitr start, an LSN that is none', ['pitr', 'start', '--target-lsn', 'zz/1'], 'is not an LSN'],
+  ['pitr start, two targets', ['pitr', 'start', '--target-xid', '42', '--target-name', 'before-migration'], 'at most one'],
+  ['pitr start, approval hours that are no number', ['pitr', 'start', '--await-cutover-approval', 'forever'], 'input.awaitCutoverApprovalHours is "forever"'],
+];
+
+test('bad input is refused with exit code 2 and a clear message, and no workflow is started', async () => {
+  const ids = REFUSED.map((_, i) => `refused-${i}`);
+  const results = [];
+  // A few at a time: each is a whole CLI process.
+  for (let i = 0; i < REFUSED.length; i += 4) {
+    results.push(...(await Promise.all(REFUSED.slice(i, i + 4).map(([, args], j) => run([...args, '--workflow-id', ids[i + j]])))));
+  }
+  REFUSED.forEach(([name, , message], i) => {
+    const result = results[i];
+    expect({ name, exitCode: result.exitCode }).toEqual({ name, exitCode: 2 });
+    expect(result.stderr).toContain('InvalidInput');
+    expect(result.stderr).toContain(message);
+  });
+  for (const id of ids) expect({ id, exists: await exists(id) }).toEqual({ id, exists: false });
+});
+
+test('--json gives the refusal as one JSON object, exit code 2', async () => {
+  const result = await run(['restore', 'database', 'latest', '--jobs', '65', '--workflow-id', 'refused-json', '--json']);
+  expect(result.exitCode).toBe(2);
+  expect(JSON.parse(result.stdout)).toEqual({ ok: false, error: { type: 'InvalidInput', message: expect.stringContaining('input.jobs is 65') } });
+  expect(await exists('refused-json')).toBe(false);
+});
+
+test('good input still starts its workflow (so the refusals above are not a broken start)', async () => {
+  const result = await run(['backup', 'database', '--repository', 'nas', '--workflow-id', 'accepted-1']);
+  expect(result.stderr).toBe('');
+  expect(result.exitCode).toBe(0);
+  expect(await exists('accepted-1')).toBe(true);
+  const pitr = await run(['pitr', 'start', '--port', '6543', '--target-time', '2026-11-26T14:30:00+01:00', '--workflow-id', 'accepted-2']);
+  expect(pitr.exitCode).toBe(0);
+  expect(await exists('accepted-2')).toBe(true);
+  // No worker polls here: end them so nothing waits for one.
+  for (const id of ['accepted-1', 'accepted-2']) await temporal.client.workflow.getHandle(id).terminate('test done');
+});
