@@ -50,36 +50,21 @@ async function exists(workflowId: string): Promise<boolean> {
   }
 }
 
+// One or two per command; the full matrix of checks runs in process in hostileInput.test.ts.
 const REFUSED: [string, string[], string][] = [
-  ['backup database, unknown compression', ['backup', 'database', '--compression', 'lz4'], '--compression lz4'],
   ['backup database, unknown repository', ['backup', 'database', '--repository', 'local', 'offsite'], '--repository offsite: not configured'],
   ['backup base, unknown compression', ['backup', 'base', '--compression', 'brotli'], '--compression brotli'],
-  ['backup base, unknown repository', ['backup', 'base', '--repository', 'tape'], '--repository tape: not configured'],
   ['restore, a relative path', ['restore', 'database', 'dumps/app.backup'], 'input.backup is "dumps/app.backup"'],
-  ['restore, a database name to quote', ['restore', 'database', 'latest', '--into', 'App-DB'], 'input.into is "App-DB"'],
-  ['restore, zero jobs', ['restore', 'database', 'latest', '--jobs', '0'], 'input.jobs is 0'],
   ['restore, jobs that are no number', ['restore', 'database', 'latest', '--jobs', 'lots'], 'input.jobs is "lots"'],
-  ['restore, a host that is no host', ['restore', 'database', 'latest', '--host', 'db 1'], 'input.hostTaskQueue'],
   ['verify, a path', ['verify', '/tmp/app.backup'], 'input.backup is "/tmp/app.backup"'],
-  ['verify, a traversal', ['verify', '../../etc/passwd'], 'expected a backup id or "latest"'],
-  ['drill, a path', ['drill', '--backup', '/tmp/app.backup'], 'input.backup is "/tmp/app.backup"'],
+  ['drill, a traversal', ['drill', '--backup', '../../etc/passwd'], 'input.backup is "../../etc/passwd"'],
   ['pitr start, port 99999', ['pitr', 'start', '--port', '99999'], 'input.port is 99999; expected a port from 1024 to 65535'],
-  ['pitr start, a port that is no number', ['pitr', 'start', '--port', 'http'], 'input.port is "http"'],
-  ['pitr start, a relative data directory', ['pitr', 'start', '--data-dir', 'recovered/data'], 'input.dataDir is "recovered/data"'],
   ['pitr start, a time without zone', ['pitr', 'start', '--target-time', '2026-11-26 14:30'], 'explicit zone'],
-  ['pitr start, an impossible date', ['pitr', 'start', '--target-time', '2026-13-45T10:00:00Z'], 'not a valid time'],
-  ['pitr start, an LSN that is none', ['pitr', 'start', '--target-lsn', 'zz/1'], 'is not an LSN'],
-  ['pitr start, two targets', ['pitr', 'start', '--target-xid', '42', '--target-name', 'before-migration'], 'at most one'],
-  ['pitr start, approval hours that are no number', ['pitr', 'start', '--await-cutover-approval', 'forever'], 'input.awaitCutoverApprovalHours is "forever"'],
 ];
 
 test('bad input is refused with exit code 2 and a clear message, and no workflow is started', async () => {
   const ids = REFUSED.map((_, i) => `refused-${i}`);
-  const results = [];
-  // A few at a time: each is a whole CLI process.
-  for (let i = 0; i < REFUSED.length; i += 4) {
-    results.push(...(await Promise.all(REFUSED.slice(i, i + 4).map(([, args], j) => run([...args, '--workflow-id', ids[i + j]])))));
-  }
+  const results = await Promise.all(REFUSED.map(([, args], i) => run([...args, '--workflow-id', ids[i]])));
   REFUSED.forEach(([name, , message], i) => {
     const result = results[i];
     expect({ name, exitCode: result.exitCode }).toEqual({ name, exitCode: 2 });

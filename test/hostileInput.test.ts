@@ -16,6 +16,13 @@ import { runCommand } from '../activities/exec.js';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
 import { execa } from 'execa';
 import YAML from 'yaml';
+import { backupDatabaseInput } from '../client/commands/backupDatabase.js';
+import { backupBaseInput } from '../client/commands/backupBase.js';
+import { restoreDatabaseInput } from '../client/commands/restore.js';
+import { verifyBackupInput } from '../client/commands/verify.js';
+import { drillInput } from '../client/commands/drill.js';
+import { pitrStartInput } from '../client/commands/pitr.js';
+import { InputRefused } from '../client/workflowRun.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'backupctl-hostile-'));
 const valid = {
@@ -316,5 +323,56 @@ describe('backups list reports a repository it cannot read, never "no backups ye
     expect(human.stdout).not.toContain('no backups yet');
     expect(human.stdout).toContain('1 could not be read');
     expect(human.stdout).toContain('error reading nas: ');
+  });
+});
+
+describe('the CLI builds each workflow input with the workflow’s own check, and refuses bad input', () => {
+  // The CLI's own processes and the dev server are in cliRefusals.integration.test.ts; here the
+  // whole matrix runs in process, through the very functions the CLI calls before it connects.
+  const config = validateConfig({ ...valid, drill: { host: 'dr-1', repository: 's3' } }, 'test');
+  const cases: [string, () => unknown, string][] = [
+    ['backup database: compression', () => backupDatabaseInput(config, { compression: 'lz4' }), '--compression lz4'],
+    ['backup database: repository', () => backupDatabaseInput(config, { repository: ['nowhere'] }), 'configured repositories: local, s3'],
+    ['backup base: compression', () => backupBaseInput(config, { compression: 'xz' }), '--compression xz'],
+    ['backup base: repository', () => backupBaseInput(config, { repository: ['local', 'tape'] }), '--repository tape'],
+    ['restore: relative path', () => restoreDatabaseInput(config, 'dumps/app.backup', {}), 'input.backup is "dumps/app.backup"'],
+    ['restore: empty reference', () => restoreDatabaseInput(config, '', {}), 'input.backup is ""'],
+    ['restore: --into to quote', () => restoreDatabaseInput(config, 'latest', { into: 'Prod DB' }), 'input.into is "Prod DB"'],
+    ['restore: --into too long', () => restoreDatabaseInput(config, 'latest', { into: 'a'.repeat(64) }), 'at most 63'],
+    ['restore: --jobs 65', () => restoreDatabaseInput(config, 'latest', { jobs: '65' }), 'input.jobs is 65; expected a whole number from 1 to 64'],
+    ['restore: --jobs 1.5', () => restoreDatabaseInput(config, 'latest', { jobs: '1.5' }), 'input.jobs is 1.5'],
+    ['restore: --jobs 2x', () => restoreDatabaseInput(config, 'latest', { jobs: '2x' }), 'input.jobs is "2x"'],
+    ['restore: --host', () => restoreDatabaseInput(config, 'latest', { host: 'db;rm' }), 'input.hostTaskQueue is "backup@db;rm"'],
+    ['verify: a path', () => verifyBackupInput(config, '/srv/dump.backup'), 'expected a backup id or "latest"'],
+    ['verify: id with a slash', () => verifyBackupInput(config, 'a/b'), 'input.backup is "a/b"'],
+    ['drill: a path', () => drillInput(config, '/srv/dump.backup'), 'input.backup'],
+    ['pitr: port 99999', () => pitrStartInput(config, { port: '99999' }), 'input.port is 99999'],
+    ['pitr: port 22', () => pitrStartInput(config, { port: '22' }), 'from 1024 to 65535'],
+    ['pitr: relative data dir', () => pitrStartInput(config, { dataDir: 'data' }), 'input.dataDir is "data"'],
+    ['pitr: approval hours 0', () => pitrStartInput(config, { awaitCutoverApproval: '0' }), 'input.awaitCutoverApprovalHours is 0'],
+    ['pitr: approval hours NaN', () => pitrStartInput(config, { awaitCutoverApproval: 'soon' }), 'input.awaitCutoverApprovalHours is "soon"'],
+    ['pitr: time without zone', () => pitrStartInput(config, { targetTime: '2026-11-26T14:30:00' }), 'explicit zone'],
+    ['pitr: Feb 30', () => pitrStartInput(config, { targetTime: '2026-02-30T14:30:00Z' }), 'not a valid time'],
+    ['pitr: xid', () => pitrStartInput(config, { targetXid: '-1' }), 'not a transaction id'],
+    ['pitr: name too long', () => pitrStartInput(config, { targetName: 'n'.repeat(64) }), '1 to 63 characters'],
+    ['pitr: two targets', () => pitrStartInput(config, { targetLsn: '0/3000060', targetName: 'x' }), 'at most one'],
+  ];
+  test.each(cases)('%s', (_, build, message) => {
+    let refused: unknown;
+    try {
+      build();
+    } catch (err) {
+      refused = err;
+    }
+    expect(refused).toBeInstanceOf(InputRefused);
+    expect((refused as InputRefused).type).toBe('InvalidInput');
+    expect((refused as InputRefused).message).toContain(message);
+  });
+
+  test('good input passes unchanged', () => {
+    expect(restoreDatabaseInput(config, 'latest', { jobs: '4', into: 'app_restore_1' })).toEqual({ hostTaskQueue: 'backup@db-1', backup: 'latest', into: 'app_restore_1', replace: false, jobs: 4 });
+    expect(pitrStartInput(config, { port: '6543', targetTime: '2026-11-26T14:30:00+0100' })).toMatchObject({ port: 6543, target: { kind: 'time', value: '2026-11-26T14:30:00+0100' } });
+    expect(backupDatabaseInput(config, { repository: ['s3'], compression: 'gzip' })).toEqual({ hostTaskQueue: 'backup@db-1', repositories: ['s3'], compression: 'gzip' });
+    expect(drillInput(config)).toMatchObject({ hostTaskQueue: 'backup@dr-1', repository: 's3', backup: 'latest' });
   });
 });

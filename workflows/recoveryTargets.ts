@@ -16,8 +16,11 @@ function describeWindow(window: RecoverableWindow): string {
   return `the recoverable window is ${window.earliest ?? '(no base backup)'} .. ${window.latest ?? '(no archived WAL)'}`;
 }
 
-/** The time a target's value names, in ms; NaN when it names none. */
+/** The time a target's value names, in ms; NaN when it names none (Date.parse takes 2026-02-30 for March 2). */
 function timeOf(value: string): number {
+  const [, year, month, day, hour, minute, second = '0'] = /^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d)(?::(\d\d))?/.exec(value) ?? [];
+  const daysInMonth = new Date(Date.UTC(Number(year), Number(month), 0)).getUTCDate();
+  if (!year || Number(month) < 1 || Number(month) > 12 || Number(day) < 1 || Number(day) > daysInMonth || Number(hour) > 23 || Number(minute) > 59 || Number(second) > 59) return NaN;
   // ECMAScript reads only ±hh:mm offsets; ±hh and ±hhmm are ISO 8601 too.
   return Date.parse(value.replace(' ', 'T').replace(/([+-]\d\d)(\d\d)?$/, (_, h: string, m?: string) => `${h}:${m ?? '00'}`));
 }
