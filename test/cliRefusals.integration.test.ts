@@ -1,13 +1,23 @@
 // Bad input is refused by the CLI before any workflow starts, by the same checks the workflows
 // run: exit code 2, a message naming the input and what is allowed, and, on a real Temporal
-// dev server, no workflow under the id it would have used.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+// dev server, no workflow under the id it would have used. And a repository that can never
+// work fails a real backup workflow at once, instead of being retried as unreachable.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { WorkflowNotFoundError } from '@temporalio/client';
+import { ApplicationFailure, WorkflowFailedError, WorkflowNotFoundError } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { execa } from 'execa';
+import pino from 'pino';
 import YAML from 'yaml';
+import { stopAgent } from '../activities/encryption.js';
+import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
+import { validateConfig } from '../workers/config.js';
+import { startWorker } from '../workers/worker.js';
+import { backupDatabase } from '../workflows/index.js';
+import { hostTaskQueue, SHARED_TASK_QUEUE } from '../workflows/types.js';
+import { startCluster, type PgCluster } from './fixtures/postgres.js';
 import { startTemporal } from './fixtures/temporal.js';
 
 const CLI = path.resolve('bin/backupctl.js');
@@ -91,4 +101,69 @@ test('good input still starts its workflow (so the refusals above are not a brok
   expect(await exists('accepted-2')).toBe(true);
   // No worker polls here: end them so nothing waits for one.
   for (const id of ['accepted-1', 'accepted-2']) await temporal.client.workflow.getHandle(id).terminate('test done');
+});
+
+describe('a repository that can never work fails the backup workflow at once, naming its path', () => {
+  let cluster: PgCluster;
+  let keys: KeyPair;
+  const mounts: string[] = [];
+
+  beforeAll(async () => {
+    [cluster, keys] = await Promise.all([startCluster(), ensureKeyPair(path.join(dir, 'keys'))]);
+  });
+
+  afterAll(async () => {
+    for (const mount of mounts) execFileSync('umount', [mount]);
+    await stopAgent(keys?.privateHome);
+    await cluster?.stop();
+  });
+
+  test('a path that is a file (InvalidConfig) and a read-only mount (StorageAccessDenied): one attempt each, no 18 s of retries', async () => {
+    const file = path.join(dir, 'repository-is-a-file');
+    writeFileSync(file, 'x');
+    const readOnly = path.join(dir, 'read-only');
+    mkdirSync(readOnly);
+    let canMount = true;
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'ro,size=1m', 'tmpfs', readOnly], { stdio: 'ignore' });
+      mounts.push(readOnly);
+    } catch {
+      canMount = false; // not root here: only the file case runs
+    }
+    const config = validateConfig(
+      {
+        host: 'fs-faults',
+        temporal: { address: temporal.address, namespace: 'default' },
+        database: { url: cluster.url('postgres') },
+        repositories: { local: { type: 'filesystem', path: file }, nas: { type: 'filesystem', path: readOnly } },
+        encryption: { publicKeyFile: keys.publicKeyFile },
+        logLevel: 'warn',
+      },
+      'fs-faults test',
+    );
+    const worker = await startWorker(config, pino({ level: 'silent' }), { bundleInProcess: true });
+    try {
+      const cases: [string, string, string][] = [['local', 'InvalidConfig', file], ...(canMount ? [['nas', 'StorageAccessDenied', readOnly] as [string, string, string]] : [])];
+      for (const [repository, type, where] of cases) {
+        const workflowId = `fs-fault-${repository}`;
+        const handle = await temporal.client.workflow.start(backupDatabase, {
+          taskQueue: SHARED_TASK_QUEUE,
+          workflowId,
+          args: [{ hostTaskQueue: hostTaskQueue(config.host), repositories: [repository] }],
+        });
+        const failure = await handle.result().then(
+          () => undefined,
+          (err: unknown) => (err as WorkflowFailedError).cause as ApplicationFailure,
+        );
+        expect(failure).toBeInstanceOf(ApplicationFailure);
+        expect({ repository, type: failure!.type }).toEqual({ repository, type });
+        expect(failure!.message).toContain(where);
+        const { events } = await handle.fetchHistory();
+        const attempts = (events ?? []).filter((e) => e.activityTaskStartedEventAttributes).map((e) => e.activityTaskStartedEventAttributes!.attempt);
+        expect({ repository, attempts }).toEqual({ repository, attempts: [1] });
+      }
+    } finally {
+      await worker.shutdown();
+    }
+  });
 });
