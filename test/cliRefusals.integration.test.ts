@@ -91,6 +91,13 @@ test('--json gives the refusal as one JSON object, exit code 2', async () => {
   expect(await exists('refused-json')).toBe(false);
 });
 
+test('pitr target refuses a malformed time before signalling anything', async () => {
+  const result = await run(['pitr', 'target', 'pitr-that-does-not-exist', 'yesterday']);
+  expect(result.exitCode).toBe(2);
+  expect(result.stderr).toContain('InvalidInput');
+  expect(result.stderr).toContain('"yesterday" is not an ISO 8601 time');
+});
+
 test('good input still starts its workflow (so the refusals above are not a broken start)', async () => {
   const result = await run(['backup', 'database', '--repository', 'nas', '--workflow-id', 'accepted-1']);
   expect(result.stderr).toBe('');

@@ -23,6 +23,7 @@ import { verifyBackupInput } from '../client/commands/verify.js';
 import { drillInput } from '../client/commands/drill.js';
 import { pitrStartInput } from '../client/commands/pitr.js';
 import { InputRefused } from '../client/workflowRun.js';
+import { checkTarget } from '../workflows/recoveryTargets.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'backupctl-hostile-'));
 const valid = {
@@ -375,4 +376,12 @@ describe('the CLI builds each workflow input with the workflow’s own check, an
     expect(backupDatabaseInput(config, { repository: ['s3'], compression: 'gzip' })).toEqual({ hostTaskQueue: 'backup@db-1', repositories: ['s3'], compression: 'gzip' });
     expect(drillInput(config)).toMatchObject({ hostTaskQueue: 'backup@dr-1', repository: 's3', backup: 'latest' });
   });
+});
+
+test('a recovery target time must exist: the workflow no longer reads 2026-02-30 as March 2', () => {
+  const base = { backupId: 'base-1', timeline: 1, startLsn: '0/2000028', stopLsn: '0/2000100', stoppedAt: '2026-02-01T00:00:00Z' };
+  const window = { baseBackups: [base], earliest: base.stoppedAt, latest: '2026-03-31T00:00:00Z', newestSegment: null, latestLsn: '0/9000000' };
+  expect(checkTarget({ kind: 'time', value: '2026-02-30T10:00:00Z' }, window)).toEqual({ ok: false, reason: '"2026-02-30T10:00:00Z" is not a valid time' });
+  expect(checkTarget({ kind: 'time', value: '2026-02-10T24:30:00Z' }, window)).toMatchObject({ ok: false });
+  expect(checkTarget({ kind: 'time', value: '2026-02-28T10:00:00Z' }, window)).toMatchObject({ ok: true });
 });

@@ -66,6 +66,9 @@ export async function startPitr(client: Client, input: PointInTimeRecoveryInput,
 
 /** Sends the target; reports whether the workflow took it (the state says, or the update answers). */
 export async function runPitrTarget(client: Client, workflowId: string, time: string, options: { check?: boolean }, out: Printer): Promise<number> {
+  // The workflow would reject it too, but a malformed time needs no round trip to say so.
+  const problem = targetFormProblem({ kind: 'time', value: time });
+  if (problem) throw new InputRefused(`<time> ${problem}`);
   const handle = client.workflow.getHandle(workflowId);
   if (options.check) {
     try {
