@@ -140,6 +140,8 @@ describe('the configuration refuses values that cannot work, naming the field an
   test.each([
     ['temporal.address', { temporal: { address: '127.0.0.1:99999' } }, 'from 1 to 65535'],
     ['temporal.address', { temporal: { address: 'temporal:0' } }, 'from 1 to 65535'],
+    ['database.url', { database: { url: 'postgres://app@db.internal:0/app_db' } }, 'port 1-65535'],
+    ['drill.healthUrl', { drill: { healthUrl: 'http://app.internal:0/health' } }, 'port 1-65535'],
     ['temporal.namespace', { temporal: { namespace: 'bad namespace' } }, 'letters, digits'],
     ['temporal.apiKeyFile', { temporal: { apiKeyFile: 'keys/api' } }, 'absolute path'],
     ['repositories.local.path', { repositories: { local: { type: 'filesystem', path: '/var/backups\0/../../etc' } } }, 'NUL byte'],

@@ -29,10 +29,13 @@ const postgresUrl = z
   .string()
   .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
   .refine(noNul, 'must not contain a NUL byte')
-  .refine((u) => URL.canParse(u), 'must be a valid URL: postgres://user:password@host:port/database, port 1-65535, special characters of the password percent-encoded (@ as %40, space as %20)');
+  .refine(
+    (u) => URL.canParse(u) && new URL(u).port !== '0',
+    'must be a valid URL: postgres://user:password@host:port/database, port 1-65535, special characters of the password percent-encoded (@ as %40, space as %20)',
+  );
 const httpUrl = z
   .string()
-  .refine((u) => URL.canParse(u) && ['http:', 'https:'].includes(new URL(u).protocol), 'must be an http:// or https:// URL (port 1-65535)');
+  .refine((u) => URL.canParse(u) && ['http:', 'https:'].includes(new URL(u).protocol) && new URL(u).port !== '0', 'must be an http:// or https:// URL (port 1-65535)');
 /** A timezone the runtime knows (IANA names such as Europe/Berlin, or UTC). */
 const timeZone = z.string().refine((zone) => {
   try {
