@@ -33,6 +33,7 @@ export async function loadRecipient(publicKeyFile: string): Promise<Recipient> {
   try {
     // Public keys need no agent; --no-autostart keeps one from outliving the keyring.
     const gpg = (args: string[]) => runCommand('gpg', ['--homedir', homeDir, '--batch', '--no-tty', '--no-autostart', ...args]);
+    await assertOnePublicKey(gpg, publicKeyFile);
     try {
       await gpg(['--import', publicKeyFile]);
     } catch (err) {
@@ -89,9 +90,43 @@ function usableEncryptionKey(colons: string): string | undefined {
   return undefined;
 }
 
-function privateKeyRefused(file: string) {
-  return permanent(ErrorType.InvalidPublicKey, `encryption.publicKeyFile ${file} holds a PRIVATE key: give the backup host only the public key (gpg --export)`);
+/**
+ * The file must hold exactly one key, and no secret key: with two, gpg would encrypt to the
+ * first and nobody would notice which one that was. Read with --show-keys, which imports nothing.
+ */
+async function assertOnePublicKey(gpg: (args: string[]) => Promise<{ stdout: string }>, file: string): Promise<void> {
+  const shown = await gpg(['--with-colons', '--show-keys', file]).catch((err) => {
+    if (/secret keys? read/i.test(gpgReason(err))) throw privateKeyRefused(file);
+    throw permanent(ErrorType.InvalidPublicKey, `encryption.publicKeyFile ${file} is not an OpenPGP key: ${gpgReason(err)}`);
+  });
+  const keys = primaryKeys(shown.stdout);
+  const secret = keys.filter((k) => k.secret).map((k) => k.fingerprint);
+  if (secret.length) throw privateKeyRefused(file, secret);
+  if (keys.length > 1) {
+    throw permanent(
+      ErrorType.InvalidPublicKey,
+      `encryption.publicKeyFile ${file} holds ${keys.length} keys (${keys.map((k) => k.fingerprint).join(', ')}): it must hold exactly one, the key backups are encrypted to`,
+    );
+  }
 }
+
+/** Primary keys of a --with-colons listing: each pub or sec record and the fingerprint that follows it. */
+function primaryKeys(colons: string): { fingerprint: string; secret: boolean }[] {
+  const lines = colons.split('\n').map((line) => line.split(':'));
+  const keys: { fingerprint: string; secret: boolean }[] = [];
+  lines.forEach((fields, i) => {
+    if (fields[0] !== 'pub' && fields[0] !== 'sec') return;
+    const fpr = lines.slice(i + 1).find((next) => next[0] === 'fpr');
+    keys.push({ fingerprint: fpr?.[9] || fields[4] || '(unknown)', secret: fields[0] === 'sec' });
+  });
+  return keys;
+}
+
+function privateKeyRefused(file: string, fingerprints: string[] = []) {
+  const which = fingerprints.length ? ` (${fingerprints.join(', ')})` : '';
+  return permanent(ErrorType.InvalidPublicKey, `encryption.publicKeyFile ${file} holds a PRIVATE key${which}: give the backup host only the public key (gpg --export)`);
+}
+
 
 /** Stops a gpg-agent that a keyring's gpg may have started; harmless when there is none. */
 export async function stopAgent(homeDir: string): Promise<void> {

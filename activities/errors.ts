@@ -40,14 +40,31 @@ export function classifyDatabaseError(err: unknown, context: string): Applicatio
   return transient(ErrorType.DumpFailed, `${context}: ${firstLines(text)}`, asError(err));
 }
 
-/** Errors from the filesystem: a full disk or a read-only or forbidden path is permanent. */
+/**
+ * What a path error means, when no retry can change it: the disk is full, the file system is
+ * read-only, access is forbidden, or the path is not what it must be (a file where a folder
+ * belongs, a folder where a file belongs, a symlink loop). The path is named in the message.
+ */
+const PERMANENT_FILESYSTEM_ERRORS: Record<string, { type: ErrorType; reason: string }> = {
+  ENOSPC: { type: ErrorType.DiskFull, reason: 'no space left on the device' },
+  EDQUOT: { type: ErrorType.DiskFull, reason: 'the disk quota is exhausted' },
+  EROFS: { type: ErrorType.StorageAccessDenied, reason: 'the file system is read-only' },
+  EACCES: { type: ErrorType.StorageAccessDenied, reason: 'permission denied' },
+  EPERM: { type: ErrorType.StorageAccessDenied, reason: 'operation not permitted' },
+  ENOTDIR: { type: ErrorType.InvalidConfig, reason: 'a part of the path is a file, not a directory' },
+  EEXIST: { type: ErrorType.InvalidConfig, reason: 'something that is not a directory is in the way' },
+  EISDIR: { type: ErrorType.InvalidConfig, reason: 'it is a directory, where a file belongs' },
+  ELOOP: { type: ErrorType.InvalidConfig, reason: 'too many levels of symbolic links' },
+  ENAMETOOLONG: { type: ErrorType.InvalidConfig, reason: 'the path is too long' },
+};
+
+/** Errors from the filesystem: a full disk, a read-only or forbidden path, or a path of the wrong kind is permanent. */
 export function classifyFilesystemError(err: unknown, context: string): ApplicationFailure {
   if (err instanceof ApplicationFailure) return err;
-  const code = (err as NodeJS.ErrnoException)?.code;
-  const text = `${context}: ${firstLines(errorText(err))}`;
-  if (code === 'ENOSPC' || code === 'EDQUOT') return permanent(ErrorType.DiskFull, text);
-  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') return permanent(ErrorType.StorageAccessDenied, text);
-  return transient(ErrorType.StorageUnreachable, text, asError(err));
+  const { code, path: where } = (err ?? {}) as NodeJS.ErrnoException;
+  const known = code ? PERMANENT_FILESYSTEM_ERRORS[code] : undefined;
+  if (known) return permanent(known.type, `${context}: ${where ? `${where}: ` : ''}${known.reason} (${code})`);
+  return transient(ErrorType.StorageUnreachable, `${context}: ${firstLines(errorText(err))}`, asError(err));
 }
 
 export function errorText(err: unknown): string {

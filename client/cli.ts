@@ -6,21 +6,22 @@ import { openRepositories } from '../activities/storage/index.js';
 import { loadConfig, type Config } from '../workers/config.js';
 import { createLogger, installTemporalLogging } from '../workers/logger.js';
 import { startWorker } from '../workers/worker.js';
-import { runBackupBase } from './commands/backupBase.js';
-import { runBackupDatabase } from './commands/backupDatabase.js';
+import { backupBaseInput, startBackupBase } from './commands/backupBase.js';
+import { backupDatabaseInput, startBackupDatabase } from './commands/backupDatabase.js';
 import { runListBackups } from './commands/listBackups.js';
 import { expectedSource } from '../activities/sourceMatch.js';
-import { runDrill } from './commands/drill.js';
-import { runRestoreDatabase, type RestoreOptions } from './commands/restore.js';
-import { runVerify } from './commands/verify.js';
+import { drillInput, startDrill } from './commands/drill.js';
+import { restoreDatabaseInput, startRestoreDatabase, type RestoreOptions } from './commands/restore.js';
+import { startVerify, verifyBackupInput } from './commands/verify.js';
 import { runCheck } from './commands/check.js';
-import { runPitrApprove, runPitrStart, runPitrStatus, runPitrTarget, type PitrStartOptions } from './commands/pitr.js';
+import { pitrStartInput, runPitrApprove, runPitrStatus, runPitrTarget, startPitr, type PitrStartOptions } from './commands/pitr.js';
 import { runShipWal } from './commands/wal.js';
 import { runApplySchedules, runListSchedules } from './commands/schedules.js';
 import { collectStatus, runStatus } from './commands/status.js';
 import { runDev } from './dev/stack.js';
 import { failureOf, printer } from './output.js';
 import { connectClient } from './temporalClient.js';
+import { InputRefused } from './workflowRun.js';
 
 const program = new Command('backupctl')
   .description('Durable backups and disaster recovery for PostgreSQL applications, on Temporal')
@@ -33,7 +34,10 @@ function config(): Config {
   return loadConfig(program.opts().config);
 }
 
-/** Runs a command body; turns any failure into a message (or a JSON object) and exit code 1. */
+/**
+ * Runs a command body; turns any failure into a message (or a JSON object) and exit code 1, or
+ * 2 for input refused before anything started (no workflow exists for it).
+ */
 function action<A extends unknown[]>(body: (...args: A) => Promise<number>) {
   return async (...args: A) => {
     const opts = (args.at(-2) ?? {}) as { json?: boolean };
@@ -43,7 +47,7 @@ function action<A extends unknown[]>(body: (...args: A) => Promise<number>) {
       const failure = failureOf(err);
       if (opts.json) process.stdout.write(JSON.stringify({ ok: false, error: failure }, null, 2) + '\n');
       else process.stderr.write(`backupctl: ${failure.type}: ${failure.message}\n`);
-      process.exitCode = 1;
+      process.exitCode = err instanceof InputRefused ? 2 : 1;
     }
   };
 }
@@ -86,7 +90,9 @@ backup
   .action(
     action(async (options: { wait?: boolean; compression?: string; repository?: string[]; workflowId?: string; json?: boolean }) => {
       const cfg = config();
-      return withClient(cfg, (client) => runBackupDatabase(client, cfg, options, printer(Boolean(options.json))));
+      // Checked before connecting: bad input is refused even when Temporal is down.
+      const input = backupDatabaseInput(cfg, options);
+      return withClient(cfg, (client) => startBackupDatabase(client, input, options, printer(Boolean(options.json))));
     }),
   );
 
@@ -101,7 +107,8 @@ backup
   .action(
     action(async (options: { wait?: boolean; compression?: string; repository?: string[]; workflowId?: string; json?: boolean }) => {
       const cfg = config();
-      return withClient(cfg, (client) => runBackupBase(client, cfg, options, printer(Boolean(options.json))));
+      const input = backupBaseInput(cfg, options);
+      return withClient(cfg, (client) => startBackupBase(client, input, options, printer(Boolean(options.json))));
     }),
   );
 
@@ -148,7 +155,8 @@ pitr
   .action(
     action(async (options: PitrStartOptions & { json?: boolean }) => {
       const cfg = config();
-      return withClient(cfg, (client) => runPitrStart(client, cfg, options, printer(Boolean(options.json))));
+      const input = pitrStartInput(cfg, options);
+      return withClient(cfg, (client) => startPitr(client, input, options, printer(Boolean(options.json))));
     }),
   );
 pitr
@@ -191,7 +199,8 @@ restore
   .action(
     action(async (backupRef: string, options: RestoreOptions & { json?: boolean }) => {
       const cfg = config();
-      return withClient(cfg, (client) => runRestoreDatabase(client, cfg, backupRef, options, printer(Boolean(options.json))));
+      const input = restoreDatabaseInput(cfg, backupRef, options);
+      return withClient(cfg, (client) => startRestoreDatabase(client, input, options, printer(Boolean(options.json))));
     }),
   );
 
@@ -204,7 +213,8 @@ program
   .action(
     action(async (backupRef: string, options: { wait?: boolean; workflowId?: string; json?: boolean }) => {
       const cfg = config();
-      return withClient(cfg, (client) => runVerify(client, cfg, backupRef, options, printer(Boolean(options.json))));
+      const input = verifyBackupInput(cfg, backupRef);
+      return withClient(cfg, (client) => startVerify(client, input, options, printer(Boolean(options.json))));
     }),
   );
 
@@ -218,7 +228,8 @@ program
   .action(
     action(async (options: { backup?: string; wait?: boolean; workflowId?: string; json?: boolean }) => {
       const cfg = config();
-      return withClient(cfg, (client) => runDrill(client, cfg, options, printer(Boolean(options.json))));
+      const input = drillInput(cfg, options.backup);
+      return withClient(cfg, (client) => startDrill(client, input, options, printer(Boolean(options.json))));
     }),
   );
 

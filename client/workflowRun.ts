@@ -1,7 +1,7 @@
 // Starting a workflow from the CLI: a business-key workflow id (a second start collides
 // instead of running twice), and either "started" at once or the result after --wait.
 import { WorkflowIdReusePolicy, type Client, type Workflow, type WorkflowStartOptions } from '@temporalio/client';
-import { COMPRESSIONS, SHARED_TASK_QUEUE, type Compression } from '../workflows/types.js';
+import { COMPRESSIONS, ErrorType, SHARED_TASK_QUEUE, type Compression } from '../workflows/types.js';
 import type { Printer } from './output.js';
 
 /** `<kind>-20261126T031500Z`, from the client's clock. */
@@ -9,10 +9,47 @@ export function defaultWorkflowId(kind: string, now = new Date()): string {
   return `${kind}-${now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}`;
 }
 
+/** Bad input, refused before any workflow starts: nothing exists to fail. The CLI exits 2. */
+export class InputRefused extends Error {
+  readonly type = ErrorType.InvalidInput;
+  override readonly name = ErrorType.InvalidInput;
+}
+
+/**
+ * Runs a workflow's own input check (workflows/inputValidation.ts) on the input the CLI is
+ * about to start it with, and returns that input; whatever the check throws becomes InputRefused.
+ */
+export function refuseInvalid<T>(input: T, validate: (input: T) => void): T {
+  try {
+    validate(input);
+  } catch (err) {
+    throw new InputRefused(err instanceof Error ? err.message : String(err));
+  }
+  return input;
+}
+
 /** --compression, checked before anything starts. */
 export function compressionOption(value: string | undefined): Compression | undefined {
-  if (value !== undefined && !COMPRESSIONS.includes(value as Compression)) throw new Error(`--compression ${value} is not one of: ${COMPRESSIONS.join(', ')}`);
+  if (value !== undefined && !COMPRESSIONS.includes(value as Compression)) throw new InputRefused(`--compression ${value} is not one of: ${COMPRESSIONS.join(', ')}`);
   return value as Compression | undefined;
+}
+
+/**
+ * A whole-number option as the workflow should see it: digits become a number, anything else
+ * stays the text it was, so the workflow's check names what was typed (Number('2x') is NaN,
+ * which JSON would carry as null).
+ */
+export function numberOption(value: string | undefined): number | string | undefined {
+  if (value === undefined) return undefined;
+  return /^\s*\d+(\.\d+)?\s*$/.test(value) ? Number(value) : value;
+}
+
+/** --repository names, checked against this configuration before anything starts. */
+export function repositoriesOption(names: string[] | undefined, configured: string[]): string[] | undefined {
+  if (!names?.length) return undefined;
+  const unknown = names.filter((name) => !configured.includes(name));
+  if (unknown.length) throw new InputRefused(`--repository ${unknown.join(', ')}: not configured; configured repositories: ${configured.join(', ')}`);
+  return names;
 }
 
 export async function startAndReport<W extends Workflow>(

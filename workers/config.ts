@@ -7,18 +7,44 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { z } from 'zod';
 import { COMPRESSIONS, ErrorType } from '../workflows/types.js';
-import { redact } from '../activities/redact.js';
+import { redact, redactUrlUserinfo } from '../activities/redact.js';
 
 const DEFAULT_KEY_TABLES = ['auth_user', 'review_manager_searchsession', 'review_manager_sessionactivity'];
 const NAME = /^[a-z][a-z0-9_-]{0,39}$/;
 const HOST = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 const SQL_IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/;
 
-const absolutePath = z.string().min(1).refine((p) => path.isAbsolute(p), 'must be an absolute path');
+const noNul = (text: string) => !text.includes('\0');
+/** One argument of a command we run: not empty, and no NUL byte (no process can receive one). */
+const commandWord = z.string().min(1, 'must not be empty').refine(noNul, 'must not contain a NUL byte');
+const hostName = z.string().regex(HOST, 'must be a host name of 1-63 letters, digits, . _ - (it names the task queue backup@<host>)');
+const repositoryName = z.string().regex(NAME, 'must be a repository name: a lower-case letter, then up to 39 of a-z 0-9 _ -');
+/** A path we open: no NUL byte (the kernel would cut the path there), and absolute, so it means the same from every working directory. */
+const absolutePath = z
+  .string()
+  .min(1, 'must be an absolute path')
+  .refine(noNul, 'must not contain a NUL byte')
+  .refine((p) => path.isAbsolute(p), 'must be an absolute path');
 const postgresUrl = z
   .string()
   .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
-  .refine((u) => URL.canParse(u), 'must be a valid URL');
+  .refine(noNul, 'must not contain a NUL byte')
+  .refine(
+    (u) => URL.canParse(u) && new URL(u).port !== '0',
+    'must be a valid URL: postgres://user:password@host:port/database, port 1-65535, special characters of the password percent-encoded (@ as %40, space as %20)',
+  );
+const httpUrl = z
+  .string()
+  .refine((u) => URL.canParse(u) && ['http:', 'https:'].includes(new URL(u).protocol) && new URL(u).port !== '0', 'must be an http:// or https:// URL (port 1-65535)');
+/** A timezone the runtime knows (IANA names such as Europe/Berlin, or UTC). */
+const timeZone = z.string().refine((zone) => {
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+}, 'must be an IANA time zone such as UTC or Europe/Berlin');
 
 const filesystemRepository = z.strictObject({
   type: z.literal('filesystem'),
@@ -29,8 +55,8 @@ const s3Repository = z.strictObject({
   type: z.literal('s3'),
   bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be a valid S3 bucket name (3-63 of a-z 0-9 . -)'),
   prefix: z.string().regex(/^([A-Za-z0-9._-]+\/)*[A-Za-z0-9._-]*$/, 'must be a key prefix of A-Z a-z 0-9 . _ - and /').default(''),
-  region: z.string().min(1).optional(),
-  endpoint: z.url().optional(),
+  region: z.string().regex(/^[a-z0-9-]{1,64}$/, 'must be a region name such as eu-central-1').optional(),
+  endpoint: httpUrl.optional(),
   forcePathStyle: z.boolean().optional(),
   storageClass: z
     .enum(['STANDARD', 'STANDARD_IA', 'ONEZONE_IA', 'INTELLIGENT_TIERING', 'GLACIER_IR', 'GLACIER', 'DEEP_ARCHIVE', 'REDUCED_REDUNDANCY'])
@@ -42,7 +68,7 @@ function cadence(cron: string) {
   return z
     .strictObject({
       cron: z.string().regex(/^\S+( \S+){4}$/, 'must be a five-field cron expression, e.g. "0 2 * * *"').default(cron),
-      timezone: z.string().min(1).default('UTC'),
+      timezone: timeZone.default('UTC'),
       paused: z.boolean().default(false),
     })
     .prefault({});
@@ -52,28 +78,35 @@ const repository = z.discriminatedUnion('type', [filesystemRepository, s3Reposit
 
 export const configSchema = z.strictObject({
   /** This machine's name: its worker polls hostTaskQueue(host). */
-  host: z.string().regex(HOST, 'must be a host name of letters, digits, . _ -').default('localhost'),
+  host: hostName.default('localhost'),
   temporal: z
     .strictObject({
-      address: z.string().regex(/^[^\s:]+:\d{1,5}$/, 'must be host:port').default('127.0.0.1:7233'),
-      namespace: z.string().min(1).default('default'),
+      address: z
+        .string()
+        .regex(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):\d{1,5}$/, 'must be host:port (a host name, IPv4 address or [IPv6] address)')
+        .refine((a) => {
+          const port = Number(a.slice(a.lastIndexOf(':') + 1));
+          return port >= 1 && port <= 65535;
+        }, 'must be host:port with a port from 1 to 65535')
+        .default('127.0.0.1:7233'),
+      namespace: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$/, 'must be a namespace name of letters, digits, . _ -').default('default'),
       tls: z.boolean().default(false),
-      apiKeyFile: z.string().optional(),
+      apiKeyFile: absolutePath.optional(),
     })
     .prefault({}),
   database: z.strictObject({
     url: postgresUrl,
     /** File holding the password (alternative to PGPASSWORD or a passfile). */
-    passwordFile: z.string().optional(),
+    passwordFile: absolutePath.optional(),
     /** Host whose worker runs pg_dump; default the configured host. */
-    host: z.string().regex(HOST, 'must be a host name of letters, digits, . _ -').optional(),
+    host: hostName.optional(),
     keyTables: z.array(z.string().regex(SQL_IDENTIFIER, 'must be a table name, optionally schema-qualified')).default(DEFAULT_KEY_TABLES),
     includeRolePasswords: z.boolean().default(false),
     /** Where pg_dump and friends live; default: the newest /usr/lib/postgresql/N/bin, else PATH. */
-    binDir: z.string().optional(),
+    binDir: absolutePath.optional(),
   }),
   repositories: z
-    .record(z.string().regex(NAME, 'repository names are lower-case letters, digits, _ and -'), repository)
+    .record(z.string().regex(NAME, 'repository names are a lower-case letter, then up to 39 of a-z 0-9 _ -'), repository)
     .refine((r) => Object.keys(r).length > 0, 'at least one repository is required'),
   compression: z
     .strictObject({
@@ -85,7 +118,7 @@ export const configSchema = z.strictObject({
     .prefault({}),
   encryption: z.strictObject({
     /** ASCII-armored or binary OpenPGP public key; backup hosts hold no private key. */
-    publicKeyFile: z.string().min(1),
+    publicKeyFile: absolutePath,
     /** GNUPGHOME holding the private key: set only on hosts that restore, verify or drill. */
     privateKeyHome: absolutePath.optional(),
   }),
@@ -94,7 +127,7 @@ export const configSchema = z.strictObject({
     .strictObject({
       /** A role with REPLICATION (pg_hba must allow its replication connections); default database.url. */
       url: postgresUrl.optional(),
-      passwordFile: z.string().optional(),
+      passwordFile: absolutePath.optional(),
       /** fast: an immediate checkpoint (the backup starts at once, with an I/O burst); spread: a gentle one. */
       checkpoint: z.enum(['fast', 'spread']).default('fast'),
     })
@@ -103,7 +136,7 @@ export const configSchema = z.strictObject({
   wal: z
     .strictObject({
       /** The filesystem repository wal-push writes to; default the first filesystem repository. */
-      spool: z.string().regex(NAME).optional(),
+      spool: repositoryName.optional(),
       /** Seconds between shipping passes to the other repositories. */
       shipIntervalSeconds: z.number().int().min(1).max(3600).default(30),
     })
@@ -116,13 +149,18 @@ export const configSchema = z.strictObject({
        * wal-fetch %f %p`. It runs as the PostgreSQL OS user, who must be able to read that
        * configuration, the repositories and a private keyring.
        */
-      restoreCommand: z.string().regex(/%f[\s\S]*%p/, 'must contain %f and then %p').optional(),
+      // It becomes a line of postgresql.auto.conf: a line break would add settings of its own.
+      restoreCommand: z
+        .string()
+        .regex(/%f[\s\S]*%p/, 'must contain %f and then %p')
+        .refine((c) => !/[\0\r\n]/.test(c), 'must be one line without NUL bytes')
+        .optional(),
       /**
        * Points the application at an approved recovered cluster (a pgbouncer reload, a config
        * switch...), run with BACKUPCTL_RECOVERED_HOST, _PORT and _DATA_DIR in its environment,
        * while the application's services (restore.services) are stopped.
        */
-      cutoverCommand: z.array(z.string().min(1)).min(1).optional(),
+      cutoverCommand: z.array(commandWord).min(1).optional(),
     })
     .prefault({}),
   /** How this host restores: into which server, how, and what it checks afterwards. */
@@ -130,7 +168,7 @@ export const configSchema = z.strictObject({
     .strictObject({
       /** A role that may create databases and roles there (superuser, to keep owners and grants); default database.url's server as its user, database postgres. */
       serverUrl: postgresUrl.optional(),
-      passwordFile: z.string().optional(),
+      passwordFile: absolutePath.optional(),
       /** pg_restore -j. */
       jobs: z.number().int().min(1).max(64).default(2),
       /** Where the decrypted archive is staged for a parallel pg_restore (private, removed after). */
@@ -148,20 +186,20 @@ export const configSchema = z.strictObject({
       services: z
         .strictObject({
           units: z.array(z.string().regex(/^[A-Za-z0-9@._-]+$/, 'must be a unit name')).default(['thesis-grey', 'thesis-grey-celery', 'thesis-grey-celery-beat']),
-          stopCommand: z.array(z.string().min(1)).min(1).default(['systemctl', 'stop']),
-          startCommand: z.array(z.string().min(1)).min(1).default(['systemctl', 'start']),
+          stopCommand: z.array(commandWord).min(1).default(['systemctl', 'stop']),
+          startCommand: z.array(commandWord).min(1).default(['systemctl', 'start']),
         })
         .prefault({}),
     })
     .prefault({}),
   /** The weekly verification: which host's worker restores the backup into a scratch database. */
-  verification: z.strictObject({ host: z.string().regex(HOST).optional() }).prefault({}),
+  verification: z.strictObject({ host: hostName.optional() }).prefault({}),
   /** The monthly drill: a host that is not the database host, restoring the offsite copy. */
   drill: z
     .strictObject({
-      host: z.string().regex(HOST).optional(),
-      repository: z.string().regex(NAME).optional(),
-      healthUrl: z.url().optional(),
+      host: hostName.optional(),
+      repository: repositoryName.optional(),
+      healthUrl: httpUrl.optional(),
     })
     .prefault({}),
   /** Temporal Schedules; `backupctl schedules apply` creates or updates them. */
@@ -175,13 +213,28 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+}).superRefine((config, ctx) => {
+  // Names that point at a repository must point at one that exists, of the kind the job needs.
+  const names = Object.keys(config.repositories);
+  const filesystems = names.filter((name) => config.repositories[name].type === 'filesystem');
+  if (config.wal.spool !== undefined && !filesystems.includes(config.wal.spool)) {
+    ctx.addIssue({ code: 'custom', path: ['wal', 'spool'], input: config.wal.spool, message: `must name a configured filesystem repository (${filesystems.join(', ') || 'none configured'})` });
+  }
+  if (config.drill.repository !== undefined && !names.includes(config.drill.repository)) {
+    ctx.addIssue({ code: 'custom', path: ['drill', 'repository'], input: config.drill.repository, message: `must name a configured repository (${names.join(', ')})` });
+  }
 });
 
 export type Config = z.infer<typeof configSchema>;
 export type RepositoryConfig = z.infer<typeof repository>;
 
+/** Its message never holds a secret: every text that reaches it is redacted here. */
 export class ConfigError extends Error {
   readonly type = ErrorType.InvalidConfig;
+
+  constructor(message: string) {
+    super(redact(message));
+  }
 }
 
 /** Reads, overlays the environment and validates. Throws ConfigError naming every bad field. */
@@ -210,10 +263,18 @@ export function validateConfig(raw: unknown, source: string): Config {
   if (parsed.success) return parsed.data;
   const problems = parsed.error.issues.map((issue) => {
     const field = issue.path.join('.') || '(top level)';
-    const got = 'input' in issue && issue.input !== undefined ? `; got ${redact(JSON.stringify(issue.input))}` : '';
+    const got = 'input' in issue && issue.input !== undefined ? `; got ${JSON.stringify(withoutUserinfo(issue.input))}` : '';
     return `${field}: ${issue.message}${got}`;
   });
   throw new ConfigError(`config ${source} is invalid:\n  - ${problems.join('\n  - ')}`);
+}
+
+/** The value as we may show it: the userinfo of every URL in it hidden, wherever it is nested. */
+function withoutUserinfo(value: unknown): unknown {
+  if (typeof value === 'string') return redactUrlUserinfo(value);
+  if (Array.isArray(value)) return value.map(withoutUserinfo);
+  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, withoutUserinfo(v)]));
+  return value;
 }
 
 function applyEnvironment(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): Record<string, unknown> {

@@ -78,7 +78,8 @@ export async function backupBase(input: BaseBackupInput): Promise<BaseBackupResu
   }
 }
 
-function validateInput(input: BaseBackupInput): void {
+/** Also run by the CLI before it starts this workflow (inputValidation.ts). */
+export function validateInput(input: BaseBackupInput): void {
   checkObject(input);
   checkTaskQueue(input.hostTaskQueue);
   if (input.compression !== undefined && !COMPRESSIONS.includes(input.compression)) {

@@ -118,7 +118,8 @@ export async function sweepAttempts(
   }
 }
 
-function validateInput(input: DatabaseBackupInput): void {
+/** Also run by the CLI before it starts this workflow (inputValidation.ts). */
+export function validateInput(input: DatabaseBackupInput): void {
   const invalid = (field: string, value: unknown, allowed: string) =>
     ApplicationFailure.nonRetryable(`input.${field} is ${JSON.stringify(value)}; ${allowed}`, ErrorType.InvalidInput);
   if (!input || typeof input !== 'object') throw invalid('', input, 'expected an object');

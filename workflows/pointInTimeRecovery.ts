@@ -151,7 +151,8 @@ export async function pointInTimeRecovery(input: PointInTimeRecoveryInput): Prom
   }
 }
 
-function validateInput(input: PointInTimeRecoveryInput): void {
+/** Also run by the CLI before it starts this workflow (inputValidation.ts). */
+export function validateInput(input: PointInTimeRecoveryInput): void {
   checkObject(input);
   if (input.awaitCutoverApprovalHours !== undefined && (typeof input.awaitCutoverApprovalHours !== 'number' || input.awaitCutoverApprovalHours <= 0 || input.awaitCutoverApprovalHours > 720)) {
     throw invalidInput('awaitCutoverApprovalHours', input.awaitCutoverApprovalHours, 'expected hours from 0 to 720');

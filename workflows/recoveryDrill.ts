@@ -75,7 +75,8 @@ export async function recoveryDrill(input: RecoveryDrillInput): Promise<DrillRep
   return report;
 }
 
-function validateInput(input: RecoveryDrillInput): void {
+/** Also run by the CLI before it starts this workflow (inputValidation.ts). */
+export function validateInput(input: RecoveryDrillInput): void {
   checkObject(input);
   checkTaskQueue(input.hostTaskQueue);
   checkBackupReference(input.backup, false);

@@ -92,7 +92,8 @@ export async function restoreDatabase(input: RestoreDatabaseInput): Promise<Rest
   }
 }
 
-function validateInput(input: RestoreDatabaseInput): void {
+/** Also run by the CLI before it starts this workflow (inputValidation.ts). */
+export function validateInput(input: RestoreDatabaseInput): void {
   checkObject(input);
   checkTaskQueue(input.hostTaskQueue);
   checkBackupReference(input.backup, true);

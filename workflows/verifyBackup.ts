@@ -20,13 +20,7 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<Verificati
   const startedAt = new Date().toISOString();
   const progress: RestoreProgress = { phase: 'resolving' };
   setHandler(progressQuery, () => progress);
-  validateWith(progress, () => {
-    checkObject(input);
-    checkTaskQueue(input.hostTaskQueue);
-    checkBackupReference(input.backup, false);
-    checkJobs(input.jobs);
-    if (input.amcheck !== undefined && typeof input.amcheck !== 'boolean') throw invalidInput('amcheck', input.amcheck, 'expected true or false');
-  });
+  validateWith(progress, () => validateInput(input));
   const quick = proxyActivities<Activities>({ ...quickMetadata, taskQueue: input.hostTaskQueue });
   const long = proxyActivities<Activities>({ ...longRestore, taskQueue: input.hostTaskQueue });
 
@@ -93,4 +87,13 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<Verificati
     throw ApplicationFailure.nonRetryable(`backup ${report.backupId} failed verification: ${[...problems, ...copies].join('; ')}`, ErrorType.VerificationFailed, report);
   }
   return report;
+}
+
+/** Also run by the CLI before it starts this workflow (inputValidation.ts). */
+export function validateInput(input: VerifyBackupInput): void {
+  checkObject(input);
+  checkTaskQueue(input.hostTaskQueue);
+  checkBackupReference(input.backup, false);
+  checkJobs(input.jobs);
+  if (input.amcheck !== undefined && typeof input.amcheck !== 'boolean') throw invalidInput('amcheck', input.amcheck, 'expected true or false');
 }

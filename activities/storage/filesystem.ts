@@ -120,7 +120,12 @@ export class FilesystemRepository implements Repository {
     await rm(file + PARTIAL_SUFFIX, { force: true });
   }
 
+  /** Permanent, at once, for what no retry changes: a read-only or forbidden folder, a file where the folder belongs. */
   async check(): Promise<void> {
+    const existing = await stat(this.root).catch(() => undefined);
+    if (existing && !existing.isDirectory()) {
+      throw permanent(ErrorType.InvalidConfig, `repository ${this.name}: its path ${this.root} is not a directory (repositories.${this.name}.path must name a directory)`);
+    }
     try {
       await this.makeDirs(this.root);
       await access(this.root, constants.W_OK);
@@ -139,8 +144,28 @@ export class FilesystemRepository implements Repository {
   }
 
   private async makeDirs(dir: string): Promise<void> {
-    await mkdir(dir, { recursive: true, mode: DIR_MODE });
+    try {
+      await mkdir(dir, { recursive: true, mode: DIR_MODE });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      throw await whyMkdirFailed(dir, err);
+    }
   }
+}
+
+/**
+ * Node's recursive mkdir says ENOENT when the kernel said EROFS or EACCES, which would be
+ * retried as unreachable storage. Making the first missing folder alone gives the real reason.
+ */
+async function whyMkdirFailed(dir: string, reported: unknown): Promise<unknown> {
+  let missing = dir;
+  while (path.dirname(missing) !== missing && !(await stat(path.dirname(missing)).catch(() => undefined))) missing = path.dirname(missing);
+  try {
+    await mkdir(missing, { mode: DIR_MODE });
+  } catch (err) {
+    return err;
+  }
+  return reported;
 }
 
 async function syncFile(file: string): Promise<void> {

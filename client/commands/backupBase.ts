@@ -3,31 +3,40 @@
 import type { Client } from '@temporalio/client';
 import { backupBase } from '../../workflows/index.js';
 import { hostTaskQueue } from '../../workflows/types.js';
-import type { BaseBackupResult } from '../../workflows/pitrTypes.js';
+import type { BaseBackupInput, BaseBackupResult } from '../../workflows/pitrTypes.js';
+import { validateBaseBackupInput } from '../../workflows/inputValidation.js';
 import { databaseHost, type Config } from '../../workers/config.js';
 import { formatBytes, type Printer } from '../output.js';
-import { compressionOption, defaultWorkflowId, startAndReport } from '../workflowRun.js';
+import { compressionOption, defaultWorkflowId, refuseInvalid, repositoriesOption, startAndReport } from '../workflowRun.js';
 
-export async function runBackupBase(
-  client: Client,
-  config: Config,
-  options: { wait?: boolean; compression?: string; repository?: string[]; workflowId?: string },
-  out: Printer,
-): Promise<number> {
+export interface BackupBaseOptions {
+  wait?: boolean;
+  compression?: string;
+  repository?: string[];
+  workflowId?: string;
+}
+
+/** The workflow's input, checked by the workflow's own check: throws InputRefused before anything starts. */
+export function backupBaseInput(config: Config, options: BackupBaseOptions): BaseBackupInput {
+  return refuseInvalid(
+    {
+      hostTaskQueue: hostTaskQueue(databaseHost(config)),
+      compression: compressionOption(options.compression),
+      repositories: repositoriesOption(options.repository, Object.keys(config.repositories)),
+    },
+    validateBaseBackupInput,
+  );
+}
+
+export async function runBackupBase(client: Client, config: Config, options: BackupBaseOptions, out: Printer): Promise<number> {
+  return startBackupBase(client, backupBaseInput(config, options), options, out);
+}
+
+export async function startBackupBase(client: Client, input: BaseBackupInput, options: BackupBaseOptions, out: Printer): Promise<number> {
   return startAndReport(
     client,
     backupBase,
-    {
-      workflowId: options.workflowId ?? defaultWorkflowId('backup-base'),
-      wait: options.wait,
-      args: [
-        {
-          hostTaskQueue: hostTaskQueue(databaseHost(config)),
-          compression: compressionOption(options.compression),
-          repositories: options.repository?.length ? options.repository : undefined,
-        },
-      ],
-    },
+    { workflowId: options.workflowId ?? defaultWorkflowId('backup-base'), wait: options.wait, args: [input] },
     out,
     describeBaseBackup,
   );

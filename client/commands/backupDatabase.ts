@@ -2,10 +2,11 @@
 // database host's queue, and optionally waits for its result.
 import type { Client } from '@temporalio/client';
 import { backupDatabase } from '../../workflows/index.js';
-import { hostTaskQueue, type DatabaseBackupResult } from '../../workflows/types.js';
+import { validateDatabaseBackupInput } from '../../workflows/inputValidation.js';
+import { hostTaskQueue, type DatabaseBackupInput, type DatabaseBackupResult } from '../../workflows/types.js';
 import { databaseHost, type Config } from '../../workers/config.js';
 import { formatBytes, type Printer } from '../output.js';
-import { compressionOption, defaultWorkflowId, startAndReport } from '../workflowRun.js';
+import { compressionOption, defaultWorkflowId, refuseInvalid, repositoriesOption, startAndReport } from '../workflowRun.js';
 
 export interface BackupDatabaseOptions {
   wait?: boolean;
@@ -14,21 +15,27 @@ export interface BackupDatabaseOptions {
   workflowId?: string;
 }
 
+/** The workflow's input, checked by the workflow's own check: throws InputRefused before anything starts. */
+export function backupDatabaseInput(config: Config, options: BackupDatabaseOptions): DatabaseBackupInput {
+  return refuseInvalid(
+    {
+      hostTaskQueue: hostTaskQueue(databaseHost(config)),
+      compression: compressionOption(options.compression),
+      repositories: repositoriesOption(options.repository, Object.keys(config.repositories)),
+    },
+    validateDatabaseBackupInput,
+  );
+}
+
 export async function runBackupDatabase(client: Client, config: Config, options: BackupDatabaseOptions, out: Printer): Promise<number> {
+  return startBackupDatabase(client, backupDatabaseInput(config, options), options, out);
+}
+
+export async function startBackupDatabase(client: Client, input: DatabaseBackupInput, options: BackupDatabaseOptions, out: Printer): Promise<number> {
   return startAndReport(
     client,
     backupDatabase,
-    {
-      workflowId: options.workflowId ?? defaultWorkflowId('backup-database'),
-      wait: options.wait,
-      args: [
-        {
-          hostTaskQueue: hostTaskQueue(databaseHost(config)),
-          compression: compressionOption(options.compression),
-          repositories: options.repository?.length ? options.repository : undefined,
-        },
-      ],
-    },
+    { workflowId: options.workflowId ?? defaultWorkflowId('backup-database'), wait: options.wait, args: [input] },
     out,
     describeBackup,
   );

@@ -3,22 +3,27 @@ import type { Client } from '@temporalio/client';
 import { recoveryDrill } from '../../workflows/index.js';
 import { hostTaskQueue } from '../../workflows/types.js';
 import type { DrillReport, RecoveryDrillInput } from '../../workflows/restoreTypes.js';
+import { validateRecoveryDrillInput } from '../../workflows/inputValidation.js';
 import { ConfigError, drillRepository, type Config } from '../../workers/config.js';
 import type { Printer } from '../output.js';
-import { defaultWorkflowId, startAndReport } from '../workflowRun.js';
+import { defaultWorkflowId, refuseInvalid, startAndReport } from '../workflowRun.js';
 
 export function drillInput(config: Config, backup = 'latest'): RecoveryDrillInput {
   if (!config.drill.host) throw new ConfigError('drill.host is not set: the drill runs on a host other than the database host, with its own worker');
   const repository = drillRepository(config);
   if (!repository) throw new ConfigError('drill.repository is not set and no S3 repository is configured: the drill restores the offsite copy');
-  return { hostTaskQueue: hostTaskQueue(config.drill.host), repository, backup, healthUrl: config.drill.healthUrl };
+  return refuseInvalid({ hostTaskQueue: hostTaskQueue(config.drill.host), repository, backup, healthUrl: config.drill.healthUrl }, validateRecoveryDrillInput);
 }
 
 export async function runDrill(client: Client, config: Config, options: { wait?: boolean; workflowId?: string; backup?: string }, out: Printer): Promise<number> {
+  return startDrill(client, drillInput(config, options.backup), options, out);
+}
+
+export async function startDrill(client: Client, input: RecoveryDrillInput, options: { wait?: boolean; workflowId?: string }, out: Printer): Promise<number> {
   return startAndReport(
     client,
     recoveryDrill,
-    { workflowId: options.workflowId ?? defaultWorkflowId('recovery-drill'), wait: options.wait, args: [drillInput(config, options.backup)] },
+    { workflowId: options.workflowId ?? defaultWorkflowId('recovery-drill'), wait: options.wait, args: [input] },
     out,
     describeDrill,
   );

@@ -4,6 +4,7 @@
 // repository, and damaged manifests, are listed apart.
 import { latestVerification, manifestKey, scanManifests } from '../../activities/catalog.js';
 import { sourceVerdict, type ExpectedSource, type SourceVerdict } from '../../activities/sourceMatch.js';
+import { redact } from '../../activities/redact.js';
 import type { Repository } from '../../activities/storage/repository.js';
 import { ErrorType, type BackupManifest } from '../../workflows/types.js';
 import { copyProblems, copySummary } from '../../workflows/copyVerdict.js';
@@ -72,7 +73,7 @@ export async function readCatalog(repositories: Repository[], expected?: Expecte
     try {
       scan = await scanManifests(repository, 'database');
     } catch (err) {
-      errors.push({ repository: repository.name, error: (err as Error).message });
+      errors.push({ repository: repository.name, error: redact((err as Error).message ?? String(err)) });
       continue;
     }
     damaged.push(...scan.damaged);
@@ -158,7 +159,7 @@ export async function runListBackups(repositories: Repository[], out: Printer, e
       }`,
       ...(e.lastVerification?.copies?.problems ?? []).map((p) => `    damaged copy ${p}`),
     ]);
-    if (!rows.length) rows.push(errors.length ? 'no backups found in the repositories that could be read' : 'no backups yet');
+    if (!rows.length) rows.push(emptyCatalog(repositories.length, errors.length));
     return [
       ...rows,
       ...otherSources.map((o) => `not ours: ${o.backupId} ${o.reason}; in ${o.foundIn.join(',')}`),
@@ -167,4 +168,11 @@ export async function runListBackups(repositories: Repository[], out: Printer, e
     ].join('\n');
   });
   return errors.length || damaged.length ? 1 : 0;
+}
+
+/** An empty list says why: "no backups yet" only when every repository was read. */
+function emptyCatalog(repositories: number, unreadable: number): string {
+  if (!unreadable) return 'no backups yet';
+  if (unreadable === repositories) return `no repository could be read (${unreadable} of ${repositories}): whether backups exist is unknown`;
+  return `no backups in the ${repositories - unreadable} repositories that could be read; ${unreadable} could not be read`;
 }

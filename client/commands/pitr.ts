@@ -4,11 +4,12 @@
 import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { pointInTimeRecovery } from '../../workflows/index.js';
 import { approveCutoverSignal, pitrStateQuery, setTargetTimeSignal, setTargetUpdate } from '../../workflows/messages.js';
-import type { PitrState, PointInTimeRecoveryResult, RecoveryTarget } from '../../workflows/pitrTypes.js';
+import type { PitrState, PointInTimeRecoveryInput, PointInTimeRecoveryResult, RecoveryTarget } from '../../workflows/pitrTypes.js';
+import { targetFormProblem, validatePointInTimeRecoveryInput } from '../../workflows/inputValidation.js';
 import { hostTaskQueue } from '../../workflows/types.js';
 import { databaseHost, type Config } from '../../workers/config.js';
 import type { Printer } from '../output.js';
-import { defaultWorkflowId, startAndReport } from '../workflowRun.js';
+import { defaultWorkflowId, InputRefused, numberOption, refuseInvalid, startAndReport } from '../workflowRun.js';
 
 export interface PitrStartOptions {
   targetTime?: string;
@@ -29,27 +30,35 @@ export function targetOf(options: PitrStartOptions): RecoveryTarget | undefined 
     options.targetXid !== undefined && ({ kind: 'xid', value: options.targetXid } as const),
     options.targetName !== undefined && ({ kind: 'name', value: options.targetName } as const),
   ].filter((t): t is RecoveryTarget => Boolean(t));
-  if (given.length > 1) throw new Error('give at most one of --target-time, --target-lsn, --target-xid, --target-name');
+  if (given.length > 1) throw new InputRefused('give at most one of --target-time, --target-lsn, --target-xid, --target-name');
+  const problem = given[0] && targetFormProblem(given[0]);
+  if (problem) throw new InputRefused(`--target-${given[0].kind} ${problem}`);
   return given[0];
 }
 
+/** The workflow's input, checked by the workflow's own checks: throws InputRefused before anything starts. */
+export function pitrStartInput(config: Config, options: PitrStartOptions): PointInTimeRecoveryInput {
+  return refuseInvalid(
+    {
+      hostTaskQueue: hostTaskQueue(databaseHost(config)),
+      target: targetOf(options),
+      dataDir: options.dataDir,
+      port: numberOption(options.port) as number | undefined,
+      awaitCutoverApprovalHours: numberOption(options.awaitCutoverApproval) as number | undefined,
+    },
+    validatePointInTimeRecoveryInput,
+  );
+}
+
 export async function runPitrStart(client: Client, config: Config, options: PitrStartOptions, out: Printer): Promise<number> {
+  return startPitr(client, pitrStartInput(config, options), options, out);
+}
+
+export async function startPitr(client: Client, input: PointInTimeRecoveryInput, options: PitrStartOptions, out: Printer): Promise<number> {
   return startAndReport(
     client,
     pointInTimeRecovery,
-    {
-      workflowId: options.workflowId ?? defaultWorkflowId('pitr'),
-      wait: options.wait,
-      args: [
-        {
-          hostTaskQueue: hostTaskQueue(databaseHost(config)),
-          target: targetOf(options),
-          dataDir: options.dataDir,
-          port: options.port === undefined ? undefined : Number(options.port),
-          awaitCutoverApprovalHours: options.awaitCutoverApproval === undefined ? undefined : Number(options.awaitCutoverApproval),
-        },
-      ],
-    },
+    { workflowId: options.workflowId ?? defaultWorkflowId('pitr'), wait: options.wait, args: [input] },
     out,
     describeRecovery,
   );
@@ -57,6 +66,9 @@ export async function runPitrStart(client: Client, config: Config, options: Pitr
 
 /** Sends the target; reports whether the workflow took it (the state says, or the update answers). */
 export async function runPitrTarget(client: Client, workflowId: string, time: string, options: { check?: boolean }, out: Printer): Promise<number> {
+  // The workflow would reject it too, but a malformed time needs no round trip to say so.
+  const problem = targetFormProblem({ kind: 'time', value: time });
+  if (problem) throw new InputRefused(`<time> ${problem}`);
   const handle = client.workflow.getHandle(workflowId);
   if (options.check) {
     try {

@@ -4,10 +4,11 @@
 import type { Client } from '@temporalio/client';
 import { restoreDatabase } from '../../workflows/index.js';
 import { hostTaskQueue } from '../../workflows/types.js';
-import type { RestoreDatabaseResult } from '../../workflows/restoreTypes.js';
+import type { RestoreDatabaseInput, RestoreDatabaseResult } from '../../workflows/restoreTypes.js';
+import { validateRestoreDatabaseInput } from '../../workflows/inputValidation.js';
 import { verificationHost, type Config } from '../../workers/config.js';
 import { formatBytes, type Printer } from '../output.js';
-import { defaultWorkflowId, startAndReport } from '../workflowRun.js';
+import { defaultWorkflowId, numberOption, refuseInvalid, startAndReport } from '../workflowRun.js';
 
 export interface RestoreOptions {
   into?: string;
@@ -18,16 +19,29 @@ export interface RestoreOptions {
   host?: string;
 }
 
+/** The workflow's input, checked by the workflow's own check: throws InputRefused before anything starts. */
+export function restoreDatabaseInput(config: Config, backup: string, options: RestoreOptions): RestoreDatabaseInput {
+  return refuseInvalid(
+    {
+      hostTaskQueue: hostTaskQueue(options.host ?? verificationHost(config)),
+      backup,
+      into: options.into,
+      replace: Boolean(options.replace),
+      jobs: numberOption(options.jobs) as number | undefined,
+    },
+    validateRestoreDatabaseInput,
+  );
+}
+
 export async function runRestoreDatabase(client: Client, config: Config, backup: string, options: RestoreOptions, out: Printer): Promise<number> {
-  const jobs = options.jobs === undefined ? undefined : Number(options.jobs);
+  return startRestoreDatabase(client, restoreDatabaseInput(config, backup, options), options, out);
+}
+
+export async function startRestoreDatabase(client: Client, input: RestoreDatabaseInput, options: RestoreOptions, out: Printer): Promise<number> {
   return startAndReport(
     client,
     restoreDatabase,
-    {
-      workflowId: options.workflowId ?? defaultWorkflowId('restore-database'),
-      wait: options.wait,
-      args: [{ hostTaskQueue: hostTaskQueue(options.host ?? verificationHost(config)), backup, into: options.into, replace: Boolean(options.replace), jobs }],
-    },
+    { workflowId: options.workflowId ?? defaultWorkflowId('restore-database'), wait: options.wait, args: [input] },
     out,
     describeRestore,
   );

@@ -3,10 +3,16 @@ import type { Client } from '@temporalio/client';
 import { copyProblems, verificationVerdict } from '../../workflows/copyVerdict.js';
 import { verifyBackup } from '../../workflows/index.js';
 import { hostTaskQueue } from '../../workflows/types.js';
-import type { VerificationReport } from '../../workflows/restoreTypes.js';
+import type { VerificationReport, VerifyBackupInput } from '../../workflows/restoreTypes.js';
+import { validateVerifyBackupInput } from '../../workflows/inputValidation.js';
 import { verificationHost, type Config } from '../../workers/config.js';
 import type { Printer } from '../output.js';
-import { defaultWorkflowId, startAndReport } from '../workflowRun.js';
+import { defaultWorkflowId, refuseInvalid, startAndReport } from '../workflowRun.js';
+
+/** The workflow's input, checked by the workflow's own check: throws InputRefused before anything starts. */
+export function verifyBackupInput(config: Config, backup: string): VerifyBackupInput {
+  return refuseInvalid({ hostTaskQueue: hostTaskQueue(verificationHost(config)), backup }, validateVerifyBackupInput);
+}
 
 /**
  * The backup restored and passed its checks, but a copy is damaged (or could not be checked):
@@ -16,12 +22,16 @@ import { defaultWorkflowId, startAndReport } from '../workflowRun.js';
 export const EXIT_COPIES_DAMAGED = 3;
 
 export async function runVerify(client: Client, config: Config, backup: string, options: { wait?: boolean; workflowId?: string }, out: Printer): Promise<number> {
+  return startVerify(client, verifyBackupInput(config, backup), options, out);
+}
+
+export async function startVerify(client: Client, input: VerifyBackupInput, options: { wait?: boolean; workflowId?: string }, out: Printer): Promise<number> {
   let printed: object | undefined;
   const tap: Printer = { json: out.json, result: (value, human) => ((printed = value), out.result(value, human)) };
   const code = await startAndReport(
     client,
     verifyBackup,
-    { workflowId: options.workflowId ?? defaultWorkflowId('verify-backup'), wait: options.wait, args: [{ hostTaskQueue: hostTaskQueue(verificationHost(config)), backup }] },
+    { workflowId: options.workflowId ?? defaultWorkflowId('verify-backup'), wait: options.wait, args: [input] },
     tap,
     describeVerification,
   );
