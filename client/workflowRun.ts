@@ -1,5 +1,6 @@
 // Starting a workflow from the CLI: a business-key workflow id (a second start collides
 // instead of running twice), and either "started" at once or the result after --wait.
+import { backupIdOf } from '../workflows/backupId.js';
 import { WorkflowIdReusePolicy, type Client, type Workflow, type WorkflowStartOptions } from '@temporalio/client';
 import { COMPRESSIONS, ErrorType, SHARED_TASK_QUEUE, type Compression } from '../workflows/types.js';
 import type { Printer } from './output.js';
@@ -26,6 +27,11 @@ export function refuseInvalid<T>(input: T, validate: (input: T) => void): T {
     throw new InputRefused(err instanceof Error ? err.message : String(err));
   }
   return input;
+}
+
+/** --workflow-id of a backup: it must make a backup id (backupId.ts), checked before anything starts. */
+export function backupWorkflowIdOption(workflowId: string | undefined): void {
+  if (workflowId !== undefined) refuseInvalid(workflowId, backupIdOf);
 }
 
 /** --compression, checked before anything starts. */

@@ -61,3 +61,10 @@ test('a workflow id too long for a backup id is refused, not cut (cutting made t
   expect((failure as Error).message).toMatch(/at most 200/);
   expect(backupIdOf('x'.repeat(MAX_BACKUP_ID_LENGTH))).toHaveLength(MAX_BACKUP_ID_LENGTH);
 });
+
+test('the CLI refuses such a workflow id before it starts anything', async () => {
+  const { backupWorkflowIdOption, InputRefused } = await import('../client/workflowRun.js');
+  expect(() => backupWorkflowIdOption('x'.repeat(MAX_BACKUP_ID_LENGTH + 1))).toThrow(InputRefused);
+  expect(() => backupWorkflowIdOption('dup x')).not.toThrow();
+  expect(() => backupWorkflowIdOption(undefined)).not.toThrow();
+});

@@ -7,7 +7,7 @@ import type { BaseBackupInput, BaseBackupResult } from '../../workflows/pitrType
 import { validateBaseBackupInput } from '../../workflows/inputValidation.js';
 import { databaseHost, type Config } from '../../workers/config.js';
 import { formatBytes, type Printer } from '../output.js';
-import { compressionOption, defaultWorkflowId, refuseInvalid, repositoriesOption, startAndReport } from '../workflowRun.js';
+import { backupWorkflowIdOption, compressionOption, defaultWorkflowId, refuseInvalid, repositoriesOption, startAndReport } from '../workflowRun.js';
 
 export interface BackupBaseOptions {
   wait?: boolean;
@@ -18,6 +18,7 @@ export interface BackupBaseOptions {
 
 /** The workflow's input, checked by the workflow's own check: throws InputRefused before anything starts. */
 export function backupBaseInput(config: Config, options: BackupBaseOptions): BaseBackupInput {
+  backupWorkflowIdOption(options.workflowId);
   return refuseInvalid(
     {
       hostTaskQueue: hostTaskQueue(databaseHost(config)),

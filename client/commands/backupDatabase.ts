@@ -6,7 +6,7 @@ import { validateDatabaseBackupInput } from '../../workflows/inputValidation.js'
 import { hostTaskQueue, type DatabaseBackupInput, type DatabaseBackupResult } from '../../workflows/types.js';
 import { databaseHost, type Config } from '../../workers/config.js';
 import { formatBytes, type Printer } from '../output.js';
-import { compressionOption, defaultWorkflowId, refuseInvalid, repositoriesOption, startAndReport } from '../workflowRun.js';
+import { backupWorkflowIdOption, compressionOption, defaultWorkflowId, refuseInvalid, repositoriesOption, startAndReport } from '../workflowRun.js';
 
 export interface BackupDatabaseOptions {
   wait?: boolean;
@@ -17,6 +17,7 @@ export interface BackupDatabaseOptions {
 
 /** The workflow's input, checked by the workflow's own check: throws InputRefused before anything starts. */
 export function backupDatabaseInput(config: Config, options: BackupDatabaseOptions): DatabaseBackupInput {
+  backupWorkflowIdOption(options.workflowId);
   return refuseInvalid(
     {
       hostTaskQueue: hostTaskQueue(databaseHost(config)),
