@@ -101,7 +101,8 @@ function damage<C extends Component>(body: string, component: C, backupId: strin
     return { reason: `names backup ${named}, not ${backupId} (a manifest copied from another backup)` };
   }
   const prefix = backupPrefix(component, backupId);
-  const outside = manifest.objects.find((o) => !o.key.startsWith(prefix) || o.key.slice(prefix.length).includes('/'));
+  // Directly in the folder (backups made before attempt folders), or in one attempt's folder.
+  const outside = manifest.objects.find((o) => !o.key.startsWith(prefix) || !/^(r[0-9a-f]{12}-a[0-9]+\/)?[^/]+$/.test(o.key.slice(prefix.length)));
   if (outside) return { reason: `lists an object outside ${prefix}` };
   return { manifest };
 }
