@@ -182,12 +182,14 @@ describe('item 6: a repository shared by two databases and two hosts', () => {
       const from = path.join(dir(repository), 'database', backups.b.backupId);
       const to = path.join(dir(repository), 'database', legacy);
       mkdirSync(to, { recursive: true });
-      for (const name of readdirSync(from).filter((n) => n !== 'manifest.json')) copyFileSync(path.join(from, name), path.join(to, name));
+      // Flat, as an older backupctl laid it out (no claim, no attempt folder).
+      const manifestBefore = JSON.parse(readFileSync(path.join(from, 'manifest.json'), 'utf8'));
+      for (const o of manifestBefore.objects) copyFileSync(path.join(dir(repository), o.key), path.join(to, path.basename(o.key)));
       const manifest = JSON.parse(readFileSync(path.join(from, 'manifest.json'), 'utf8'));
       delete manifest.source.systemIdentifier;
       manifest.backupId = legacy;
       manifest.startedAt = startedAt;
-      for (const o of manifest.objects) o.key = o.key.replace(`/${backups.b.backupId}/`, `/${legacy}/`);
+      for (const o of manifest.objects) o.key = `database/${legacy}/${path.basename(o.key)}`;
       writeFileSync(path.join(to, 'manifest.json'), JSON.stringify(manifest));
     }
     const latest = await restore('ev-restore-latest-2', {});
