@@ -8,7 +8,7 @@
 // the segment's "manifest": a segment counts as archived only once its entry exists.
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { readFile, rename, rm } from 'node:fs/promises';
+import { readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { text } from 'node:stream/consumers';
 import { pipeline } from 'node:stream/promises';
@@ -21,6 +21,7 @@ import { loadRecipient } from './encryption.js';
 import { classifyFilesystemError, permanent } from './errors.js';
 import { spawnStreaming } from './exec.js';
 import { streamToRepositories } from './pipeline.js';
+import { checkBranchSegment, checkWalFile, MAX_TEXT_FILE_BYTES, walFileKind, type TimelineSwitch } from './walHeader.js';
 import type { Repository } from './storage/repository.js';
 
 /** Segment, timeline history and backup history file names, as PostgreSQL makes them. */
@@ -35,6 +36,8 @@ export interface WalEntry {
   plainBytes: number;
   plainSha256: string;
   archivedAt: string;
+  /** For a timeline history file: its lines, so a wal-push without the private key can check a branch. */
+  switches?: TimelineSwitch[];
 }
 
 const PREFIX = 'wal/';
@@ -77,11 +80,18 @@ export async function pushSegment(config: Config, repositories: Repository[], fi
   const segment = path.basename(file);
   if (!WAL_FILE_NAME.test(segment)) throw permanent(ErrorType.InvalidInput, `wal-push: ${file} is not a WAL file name (expected e.g. 000000010000000000000003)`);
   const spool = spoolRepository(config, repositories);
-  let plain: Buffer;
-  try {
-    plain = await readFile(file);
-  } catch (err) {
-    throw classifyFilesystemError(err, `wal-push: reading ${file}`);
+  const plain = await readWalFile(file, segment);
+  const verdict = checkWalFile(segment, plain);
+  // The problem, never the bytes: a stray file may hold anything.
+  if (!verdict.ok) throw permanent(ErrorType.InvalidInput, `wal-push: ${file} is not a WAL file PostgreSQL could replay: ${verdict.problem}; nothing archived`);
+  if (verdict.header) {
+    if (verdict.header.timeline !== parseInt(segment.slice(0, 8), 16)) {
+      const history = await readWalEntry(spool, `${segment.slice(0, 8)}.history`);
+      // A history archived before entries recorded its lines can only be taken on trust.
+      const problem = history && !history.switches ? undefined : checkBranchSegment(segment, verdict.header, history?.switches);
+      if (problem) throw permanent(ErrorType.InvalidInput, `wal-push: ${file} is not a WAL file PostgreSQL could replay: ${problem}; nothing archived`);
+    }
+    await checkClusterIdentity(spool, verdict.header.systemIdentifier, segment);
   }
   const plainSha256 = createHash('sha256').update(plain).digest('hex');
   const existing = await readWalEntry(spool, segment);
@@ -107,12 +117,56 @@ export async function pushSegment(config: Config, repositories: Repository[], fi
       abort,
     });
     if (stored.plainBytes !== plain.length) throw permanent(ErrorType.InvalidInput, `wal-push: ${file} changed while it was archived`);
-    const entry: WalEntry = { segment, key, compression: compression.algorithm, bytes: stored.bytes, sha256: stored.sha256, plainBytes: plain.length, plainSha256, archivedAt: new Date().toISOString() };
+    const entry: WalEntry = { segment, key, compression: compression.algorithm, bytes: stored.bytes, sha256: stored.sha256, plainBytes: plain.length, plainSha256, archivedAt: new Date().toISOString(), ...(verdict.switches && { switches: verdict.switches }) };
     await writeJson(spool, walEntryKey(segment), entry);
     return { segment, action: 'stored', bytes: stored.bytes };
   } finally {
     await recipient.dispose();
   }
+}
+
+/** Reads a file wal-push was given, refusing what is no regular file or too big to be a WAL file. */
+async function readWalFile(file: string, name: string): Promise<Buffer> {
+  try {
+    const info = await stat(file);
+    if (!info.isFile()) throw permanent(ErrorType.InvalidInput, `wal-push: ${file} is not a regular file; nothing archived`);
+    const kind = walFileKind(name);
+    const limit = kind === 'segment' || kind === 'partial' ? MAX_SEGMENT_BYTES : MAX_TEXT_FILE_BYTES;
+    if (info.size > limit) throw permanent(ErrorType.InvalidInput, `wal-push: ${file} has ${info.size} bytes, more than a ${kind} file can (${limit}); nothing archived`);
+    return await readFile(file);
+  } catch (err) {
+    throw classifyFilesystemError(err, `wal-push: reading ${file}`);
+  }
+}
+
+const MAX_SEGMENT_BYTES = 1024 * 1024 * 1024;
+
+/** Which cluster's WAL the spool holds: recorded from the first segment pushed, then enforced. */
+export const CLUSTER_IDENTITY_KEY = 'wal-cluster.json';
+
+interface ClusterIdentity {
+  systemIdentifier: string;
+  firstSegment: string;
+  recordedAt: string;
+}
+
+/**
+ * Refuses a segment of another cluster (another initdb, so another system identifier): two
+ * clusters archiving to one spool would take each other's segment names, and a recovery would
+ * replay a mix. The first segment pushed records the identifier.
+ */
+async function checkClusterIdentity(spool: Repository, systemIdentifier: string, segment: string): Promise<void> {
+  if (await spool.stat(CLUSTER_IDENTITY_KEY)) {
+    const known = JSON.parse(await text(await spool.get(CLUSTER_IDENTITY_KEY))) as ClusterIdentity;
+    if (known.systemIdentifier !== systemIdentifier) {
+      throw permanent(
+        ErrorType.WalConflict,
+        `wal-push: ${segment} is WAL of the cluster with system identifier ${systemIdentifier}, but ${spool.name} archives the cluster ${known.systemIdentifier} (recorded from ${known.firstSegment}); nothing archived. Give each cluster its own repository.`,
+      );
+    }
+    return;
+  }
+  await writeJson(spool, CLUSTER_IDENTITY_KEY, { systemIdentifier, firstSegment: segment, recordedAt: new Date().toISOString() } satisfies ClusterIdentity);
 }
 
 /**
