@@ -6,7 +6,7 @@
 // Each segment is two objects: the data (`wal/<name>.zst.gpg`) and, written after it, an entry
 // (`wal/<name>.json`) with the checksums of the plaintext and of the stored bytes. The entry is
 // the segment's "manifest": a segment counts as archived only once its entry exists.
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -172,24 +172,67 @@ async function checkClusterIdentity(spool: Repository, systemIdentifier: string,
 /**
  * Copies segments the target lacks from the spool, byte for byte, each checked against its
  * entry before the entry is written there. Returns the segments shipped.
+ *
+ * A stale attempt harms nothing: a segment whose entry appeared in the target since the listing
+ * (a newer attempt shipped it) is left as it is, an object already stored whole is not written
+ * again, an entry is never overwritten, and once `signal` fires (the attempt was cancelled or
+ * superseded: its heartbeat found it gone) nothing more is written.
  */
-export async function shipSegments(spool: Repository, target: Repository, onProgress?: (shipped: number) => void): Promise<string[]> {
+export async function shipSegments(spool: Repository, target: Repository, options: { signal?: AbortSignal; onProgress?: (shipped: number) => void } = {}): Promise<string[]> {
+  try {
+    return await shipMissing(spool, target, options);
+  } catch (err) {
+    // A read or write cut short by the cancellation reports the cancellation, not an I/O error.
+    throw options.signal?.aborted ? (options.signal.reason as Error) : err;
+  }
+}
+
+async function shipMissing(spool: Repository, target: Repository, options: { signal?: AbortSignal; onProgress?: (shipped: number) => void }): Promise<string[]> {
+  const { signal, onProgress } = options;
+  const stillOurs = () => signal?.throwIfAborted();
   const have = new Set(await listWalEntries(target));
   const missing = (await listWalEntries(spool)).filter((s) => !have.has(s));
   const shipped: string[] = [];
   for (const segment of missing) {
+    stillOurs();
     const entry = await readWalEntry(spool, segment);
     if (!entry) continue;
-    const info = await target.put(entry.key, await spool.get(entry.key));
-    if (info.bytes !== entry.bytes) throw permanent(ErrorType.ChecksumMismatch, `shipping ${segment} to ${target.name}: ${info.bytes} bytes stored, ${entry.bytes} expected`);
-    const hash = createHash('sha256');
-    for await (const chunk of await target.get(entry.key)) hash.update(chunk as Buffer);
-    if (hash.digest('hex') !== entry.sha256) throw permanent(ErrorType.ChecksumMismatch, `shipping ${segment} to ${target.name}: the stored copy reads back with another sha256`);
+    if (await entryAlreadyThere(target, entry)) continue;
+    if (!(await holdsWhole(target, entry, signal))) {
+      stillOurs();
+      const info = await target.put(entry.key, await spool.get(entry.key, { signal }), { signal });
+      if (info.bytes !== entry.bytes) throw permanent(ErrorType.ChecksumMismatch, `shipping ${segment} to ${target.name}: ${info.bytes} bytes stored, ${entry.bytes} expected`);
+      if (!(await holdsWhole(target, entry, signal))) throw permanent(ErrorType.ChecksumMismatch, `shipping ${segment} to ${target.name}: the stored copy reads back with another sha256`);
+    }
+    stillOurs();
+    if (await entryAlreadyThere(target, entry)) continue;
     await writeJson(target, walEntryKey(segment), entry);
     shipped.push(segment);
     onProgress?.(shipped.length);
   }
   return shipped;
+}
+
+/**
+ * Whether the target has the segment's entry already (written by a newer attempt or run since
+ * the listing). One describing other bytes is never overwritten: WalConflict.
+ */
+async function entryAlreadyThere(target: Repository, entry: WalEntry): Promise<boolean> {
+  const there = await readWalEntry(target, entry.segment);
+  if (!there) return false;
+  if (there.sha256 !== entry.sha256 || there.plainSha256 !== entry.plainSha256) {
+    throw permanent(ErrorType.WalConflict, `shipping ${entry.segment} to ${target.name}: it already holds an entry for other bytes; left as it is`);
+  }
+  return true;
+}
+
+/** Whether the target holds the entry's object whole (size and sha256 of the stored bytes). */
+async function holdsWhole(target: Repository, entry: WalEntry, signal: AbortSignal | undefined): Promise<boolean> {
+  const info = await target.stat(entry.key);
+  if (info?.bytes !== entry.bytes) return false;
+  const hash = createHash('sha256');
+  for await (const chunk of await target.get(entry.key, { signal })) hash.update(chunk as Buffer);
+  return hash.digest('hex') === entry.sha256;
 }
 
 /**
@@ -210,7 +253,10 @@ export async function fetchSegment(config: Config, repositories: Repository[], s
     }
   }
   if (!entry) return false;
-  const temp = `${destination}.backupctl-partial`;
+  // A name of this call's own, created exclusively: two fetches of one segment (the fetch-ahead
+  // and restore_command) never write into, rename or remove each other's file, and a file or
+  // link already there is never followed.
+  const temp = `${destination}.backupctl-${process.pid}-${randomBytes(6).toString('hex')}.partial`;
   try {
     await readFirstGoodCopy({
       object: { role: 'dump', key: entry.key, bytes: entry.bytes, sha256: entry.sha256, plainBytes: entry.plainBytes },
@@ -218,7 +264,11 @@ export async function fetchSegment(config: Config, repositories: Repository[], s
       compression: entry.compression,
       privateKeyHome: config.encryption.privateKeyHome,
       signal: new AbortController().signal,
-      consume: (plain) => pipeline(plain, createWriteStream(temp, { mode: 0o600 })),
+      consume: async (plain) => {
+        // A copy that failed half way left its bytes under this call's own name.
+        await rm(temp, { force: true });
+        await pipeline(plain, createWriteStream(temp, { flags: 'wx', mode: 0o600 }));
+      },
       consumerFailure: (err) => classifyFilesystemError(err, `wal-fetch: writing ${temp}`),
     });
     await rename(temp, destination);

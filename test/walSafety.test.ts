@@ -4,12 +4,18 @@
 // position, truncated, another cluster's). A refused file leaves the spool untouched, so the
 // real segment still archives afterwards.
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, lstatSync, readlinkSync, statSync, symlinkSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { MockActivityEnvironment } from '@temporalio/testing';
 import { execa } from 'execa';
 import YAML from 'yaml';
 import { stopAgent } from '../activities/encryption.js';
+import { openRepositories } from '../activities/storage/index.js';
+import type { Repository } from '../activities/storage/repository.js';
+import { listWalEntries, pushSegment, shipSegments } from '../activities/walArchive.js';
+import { createWalShippingActivities } from '../activities/walShipping.js';
+import { loadConfig } from '../workers/config.js';
 import { checkWalFile, segmentStartLsn, walFileKind } from '../activities/walHeader.js';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
 import { startCluster, type PgCluster } from './fixtures/postgres.js';
@@ -80,7 +86,11 @@ beforeAll(async () => {
     YAML.stringify({
       host: 'wal-safety',
       database: { url: 'postgres://postgres@127.0.0.1:1/postgres' },
-      repositories: { local: { type: 'filesystem', path: path.join(dir, 'local') } },
+      repositories: {
+        local: { type: 'filesystem', path: path.join(dir, 'local') },
+        cancelled: { type: 'filesystem', path: path.join(dir, 'cancelled') },
+        raced: { type: 'filesystem', path: path.join(dir, 'raced') },
+      },
       encryption: { publicKeyFile: keys.publicKeyFile, privateKeyHome: keys.privateHome },
       logLevel: 'warn',
     }),
@@ -224,5 +234,93 @@ describe('wal-push', () => {
     const refused = await push(folder);
     expect(refused.exitCode).toBe(2);
     expect(refused.stderr).toContain('is not a regular file');
+  });
+});
+
+describe('WAL shipping and wal-fetch never harm what a newer attempt wrote', () => {
+  const repositories = () => openRepositories(loadConfig(configFile, {}));
+  const walFiles = (repo: string) => (existsSync(path.join(dir, repo, 'wal')) ? readdirSync(path.join(dir, repo, 'wal')).sort() : []);
+
+  beforeAll(async () => {
+    // Whether or not the wal-push tests ran first: the spool holds timeline 1's real segments.
+    const config = loadConfig(configFile, {});
+    for (const name of segments().filter((f) => f.startsWith('00000001'))) await pushSegment(config, openRepositories(config), path.join(archive, name));
+  });
+
+  /** A real repository whose `method` runs `hook` after it (or, with before, ahead of it) once: the moment a worker froze or an answer arrived. */
+  function at<T extends Repository>(repository: T, method: 'put' | 'get', hook: () => Promise<void> | void, before = false): T {
+    let fired = false;
+    return new Proxy(repository, {
+      get(target, prop) {
+        const value = Reflect.get(target, prop, target) as unknown;
+        if (prop !== method || typeof value !== 'function') return typeof value === 'function' ? value.bind(target) : value;
+        return async (...args: unknown[]) => {
+          const once = !fired;
+          fired = true;
+          if (before && once) await hook();
+          const result = await (value as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+          if (!before && once) await hook();
+          return result;
+        };
+      },
+    });
+  }
+
+  test('an attempt that learns it was superseded (its cancellation fires) writes nothing more: no entry for the object it was storing, no further segment', async () => {
+    const all = repositories();
+    const spool = all.find((r) => r.name === 'local')!;
+    expect((await listWalEntries(spool)).length).toBeGreaterThanOrEqual(2);
+    const mock = new MockActivityEnvironment();
+    const target = at(all.find((r) => r.name === 'cancelled')!, 'put', () => mock.cancel('NOT_FOUND'));
+    const config = loadConfig(configFile, {});
+    const activities = createWalShippingActivities({ config, repositories: [spool, target] });
+    const outcome = await mock.run(activities.shipWalTo, { repository: 'cancelled' }).then(
+      () => 'completed',
+      (err: Error) => err.name,
+    );
+    expect(outcome).toBe('CancelledFailure');
+    const written = walFiles('cancelled');
+    expect(written.filter((f) => f.endsWith('.json'))).toEqual([]);
+    expect(written.filter((f) => !f.endsWith('.partial'))).toHaveLength(1);
+  });
+
+  test('a stale attempt that wakes after a newer one shipped everything leaves every object and entry as the newer one wrote it', async () => {
+    const all = repositories();
+    const spool = all.find((r) => r.name === 'local')!;
+    const raced = all.find((r) => r.name === 'raced')!;
+    let afterNewer: Record<string, string> = {};
+    const fingerprint = () =>
+      Object.fromEntries(walFiles('raced').map((f) => {
+        const info = statSync(path.join(dir, 'raced', 'wal', f));
+        return [f, `${info.ino}:${info.mtimeMs}:${info.size}`];
+      }));
+    // The stale attempt listed the target, then froze; meanwhile a newer attempt shipped it all.
+    const frozenSpool = at(spool, 'get', async () => {
+      expect(await shipSegments(spool, raced)).toHaveLength((await listWalEntries(spool)).length);
+      afterNewer = fingerprint();
+    }, true);
+    const stale = await shipSegments(frozenSpool, raced);
+    expect(stale).toEqual([]);
+    expect(Object.keys(afterNewer).length).toBeGreaterThan(3);
+    expect(fingerprint()).toEqual(afterNewer);
+  });
+
+  test('wal-fetch writes through a name of its own: a file or link under another name beside the destination is never followed, written or removed', async () => {
+    const name = segments()[0];
+    const folder = path.join(dir, 'fetch');
+    mkdirSync(folder);
+    const destination = path.join(folder, 'RECOVERYXLOG');
+    const victim = path.join(dir, 'victim.txt');
+    writeFileSync(victim, 'not a WAL file\n');
+    symlinkSync(victim, `${destination}.backupctl-partial`);
+    const fetched = await execa('node', [CLI, '--config', configFile, 'wal-fetch', name, destination], { reject: false });
+    expect(fetched.stderr).toBe('');
+    expect(fetched.exitCode).toBe(0);
+    // A boolean: on failure the victim holds a WAL segment, not worth printing.
+    expect(readFileSync(victim, 'utf8') === 'not a WAL file\n').toBe(true);
+    expect(lstatSync(destination).isFile()).toBe(true);
+    expect(readFileSync(destination).equals(read(name))).toBe(true);
+    expect(readlinkSync(`${destination}.backupctl-partial`)).toBe(victim);
+    expect(readdirSync(folder).sort()).toEqual(['RECOVERYXLOG', 'RECOVERYXLOG.backupctl-partial']);
   });
 });
