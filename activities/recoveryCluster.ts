@@ -26,7 +26,7 @@ export interface RecoveryMarker {
 
 /**
  * The private folder beside the data directory (mode 0700, made by the run): the marker, the
- * server log, the socket folder and the WAL fetched ahead live here, so nothing the operator
+ * server log and the WAL fetched ahead live here, so nothing the operator
  * keeps beside the data directory is ever written, chowned or removed.
  */
 export function workDirOf(dataDir: string): string {
@@ -69,7 +69,12 @@ export async function claimDataDirectory(dataDir: string, run: { runId: string; 
   const marker = readMarker(dataDir);
   const owner = serverOwner();
   let chosen: number;
+  const refuse = (why: string) =>
+    permanent(ErrorType.InvalidInput, `data directory ${dataDir} was not made by this recovery run (${run.runId}): ${why}; nothing was changed. Give --data-dir a new or empty folder`);
   if (marker?.runId === run.runId) {
+    // Replaced by a link since the claim: emptying it would empty whatever it points to.
+    const [work, data] = [await lstat(workDir), await lstatOrUndefined(dataDir)];
+    if (!work.isDirectory() || data?.isSymbolicLink() || (data && !data.isDirectory())) throw refuse('it or its private folder was replaced since this run claimed it');
     await stopCluster(dataDir, binDir);
     // Everything inside was made by this run: the folder was absent or empty when it was claimed.
     if (existsSync(dataDir)) {
@@ -80,8 +85,6 @@ export async function claimDataDirectory(dataDir: string, run: { runId: string; 
     await rm(prefetchDirOf(dataDir), { recursive: true, force: true });
     chosen = port ?? marker.port;
   } else {
-    const refuse = (why: string) =>
-      permanent(ErrorType.InvalidInput, `data directory ${dataDir} was not made by this recovery run (${run.runId}): ${why}; nothing was changed. Give --data-dir a new or empty folder`);
     const work = await lstatOrUndefined(workDir);
     if (work && (!work.isDirectory() || (await readdir(workDir)).length)) throw refuse(`${workDir} already exists and holds no marker of this run`);
     const data = await lstatOrUndefined(dataDir);
@@ -98,15 +101,9 @@ export async function claimDataDirectory(dataDir: string, run: { runId: string; 
     await rename(temp, markerPath(dataDir));
     if (!data) await mkdir(dataDir, { mode: 0o700 });
   }
-  await mkdir(socketDir(dataDir), { recursive: true, mode: 0o700 });
   owner.chown(workDir);
   owner.chown(dataDir);
-  owner.chown(socketDir(dataDir));
   return chosen;
-}
-
-export function socketDir(dataDir: string): string {
-  return path.join(workDirOf(dataDir), 'sockets');
 }
 
 export function serverLog(dataDir: string): string {
@@ -127,14 +124,16 @@ function quote(value: string): string {
  * Writes the recovery settings: PostgreSQL 12+ reads them from postgresql.auto.conf and starts
  * recovery because of recovery.signal; older versions read recovery.conf. The recovered
  * cluster never archives (it must not write into the live cluster's archive) and listens on
- * its own port and socket folder.
+ * its own port.
  */
 export async function configureRecovery(dataDir: string, options: { versionNum: number; restoreCommand: string; target: RecoveryTarget; port: number }): Promise<void> {
   const owner = serverOwner();
   const server = [
     `port = ${options.port}`,
     "listen_addresses = '127.0.0.1'",
-    `unix_socket_directories = ${quote(socketDir(dataDir))}`,
+    // TCP only: no socket folder to make, and no socket path over the kernel's 107 bytes
+    // when the data directory lies deep (every client of this cluster connects to 127.0.0.1).
+    "unix_socket_directories = ''",
     "archive_mode = 'off'",
     // A standby's settings carried over in the backup would keep it from promoting.
     "primary_conninfo = ''",

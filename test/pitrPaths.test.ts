@@ -107,7 +107,7 @@ test('keeps what the operator had beside the data directory: a wal-prefetch fold
   // Ours: the data directory and one private folder beside it, nothing else.
   expect(readdirSync(parent).filter((n) => !(n in before)).sort()).toEqual(['.data.backupctl', 'data']);
   expect(statSync(path.join(parent, '.data.backupctl')).mode & 0o777).toBe(0o700);
-  expect(readdirSync(path.join(parent, '.data.backupctl')).sort()).toEqual(['owner.json', 'server.log', 'sockets', 'wal-prefetch']);
+  expect(readdirSync(path.join(parent, '.data.backupctl')).sort()).toEqual(['owner.json', 'server.log', 'wal-prefetch']);
 });
 
 test('a run never takes a data directory another run of the same workflow id made: refused, nothing removed; a retry of the owning run takes it back', async () => {
@@ -154,4 +154,15 @@ test('refuses a data directory that is not empty, a symbolic link or a file, and
     expect(refused.message).toMatch(why);
   }
   expect(snapshot(parent)).toEqual(before);
+});
+
+test('a data directory deep enough that a socket path beside it would pass the kernel limit still recovers (TCP only)', async () => {
+  const parent = path.join(root, 'a-folder-name-long-enough-to-push-paths-past-one-hundred-and-seven-bytes');
+  mkdirSync(parent);
+  const cluster = await prepare('run-deep-7f3c9a1e', path.join(parent, 'data'));
+  expect(`${cluster.dataDir}/../.data.backupctl/sockets/.s.PGSQL.${cluster.port}`.length).toBeGreaterThan(107);
+  await inRun('run-deep-7f3c9a1e').run(activities.startRecoveryCluster, cluster);
+  const promoted = (await inRun('run-deep-7f3c9a1e').run(activities.waitForPromotion, cluster)) as { timeline: number };
+  expect(promoted.timeline).toBe(2);
+  await inRun('run-deep-7f3c9a1e').run(activities.stopRecoveryCluster, { dataDir: cluster.dataDir });
 });
