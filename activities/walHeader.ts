@@ -104,7 +104,8 @@ export function checkSegment(name: string, head: Buffer, fileSize: number): WalF
   if (!header) return { ok: false, problem: 'it is too short to hold a WAL page header' };
   const version = WAL_PAGE_MAGIC[header.magic];
   if (version === undefined) {
-    return { ok: false, problem: `its first page has no WAL page magic of PostgreSQL 12 to 17 (found 0x${header.magic.toString(16).padStart(4, '0')})` };
+    // Not even the bytes found: until the magic matches, the file may be anything, a secret included.
+    return { ok: false, problem: 'its first page has no WAL page magic of PostgreSQL 12 to 17' };
   }
   if (!(header.info & XLP_LONG_HEADER) || header.info & ~XLP_ALL_FLAGS) {
     return { ok: false, problem: `its first page does not carry a long page header (xlp_info 0x${header.info.toString(16)})` };

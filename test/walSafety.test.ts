@@ -181,6 +181,10 @@ describe('wal-push', () => {
     const refusedToo = await push(sameSize);
     expect(refusedToo.exitCode).toBe(2);
     expect(refusedToo.stderr).toContain('no WAL page magic');
+    const secret = Buffer.alloc(16 * 1024 * 1024, 'password=hunter2\n');
+    const leaked = await push(stray(name, secret));
+    expect(leaked.exitCode).toBe(2);
+    expect(leaked.stderr).not.toMatch(/hunter2|password|7061|6170/i);
     expect(spool()).toEqual([]);
 
     const real = stray(name, read(name));
