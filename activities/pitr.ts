@@ -134,7 +134,8 @@ export function createPitrActivities(deps: PitrDeps) {
      * Makes the new data directory from the base backup (first whole copy, decrypted and
      * unpacked), writes restore_command, the target and recovery.signal. Idempotent: a retry
      * stops and empties what an earlier attempt of this run made (proven by its run id in the
-     * private folder beside the data directory). Permanent: InvalidInput (directory not ours), BackupNotFound, NoUsableCopy, PrivateKeyMissing.
+     * private folder beside the data directory). Permanent: InvalidInput (directory not ours),
+     * BackupNotFound, NoUsableCopy, PrivateKeyMissing.
      */
     async prepareRecoveryCluster(input: PrepareInput): Promise<RecoveryCluster> {
       const ctx = Context.current();
