@@ -17,7 +17,7 @@ import { runCommand, spawnStreaming } from './exec.js';
 import { inspectDatabase } from './inspection.js';
 import { serverOwner } from './localCluster.js';
 import { connect, countRows, parseDatabaseUrl, type DatabaseTarget } from './postgres.js';
-import { claimDataDirectory, configureRecovery, isRunning, logTail, startCluster, stopCluster } from './recoveryCluster.js';
+import { claimDataDirectory, configureRecovery, isRunning, logTail, prefetchDirOf, startCluster, stopCluster } from './recoveryCluster.js';
 import { restoreServer } from './restoreTarget.js';
 import { expectedSource, sourceVerdict } from './sourceMatch.js';
 import { fetchSegment, listWalEntries, readWalEntry } from './walArchive.js';
@@ -75,6 +75,7 @@ export function createPitrActivities(deps: PitrDeps) {
    * copy never sees half a segment.
    */
   async function prefetchWal(dir: string, timeline: number, startLsn: string, beat: () => void): Promise<{ segments: number; complete: boolean }> {
+    // In the run's private folder (claimDataDirectory proved it ours): what an earlier attempt fetched.
     await rm(dir, { recursive: true, force: true });
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const first = segmentOf(timeline, startLsn);
@@ -141,15 +142,19 @@ export function createPitrActivities(deps: PitrDeps) {
     /**
      * Makes the new data directory from the base backup (first whole copy, decrypted and
      * unpacked), writes restore_command, the target and recovery.signal. Idempotent: a retry
-     * stops and empties what an earlier attempt of this workflow made. Permanent: InvalidInput
-     * (directory not ours), BackupNotFound, NoUsableCopy, PrivateKeyMissing.
+     * stops and empties what an earlier attempt of this run made (proven by its run id in the
+     * private folder beside the data directory). Permanent: InvalidInput (directory not ours),
+     * BackupNotFound, NoUsableCopy, PrivateKeyMissing.
      */
     async prepareRecoveryCluster(input: PrepareInput): Promise<RecoveryCluster> {
       const ctx = Context.current();
       const { manifest, holders } = await findBaseBackup(input.baseBackupId);
       await assertPrivateKeyFor(config.encryption.privateKeyHome, manifest.encryption.recipientFingerprint, config.host);
-      const dataDir = input.dataDir ?? path.join(config.restore.workDir ?? os.tmpdir(), `backupctl-pitr-${input.workflowId.replace(/[^A-Za-z0-9._-]+/g, '-')}`, 'data');
-      const port = await claimDataDirectory(dataDir, input.workflowId, input.port, deps.binDir);
+      const runId = ctx.info.workflowExecution?.runId;
+      if (!runId) throw permanent(ErrorType.InvalidInput, 'prepareRecoveryCluster: no workflow run to own the recovery folders (activities run only inside a workflow)');
+      // By default a fresh folder of this run: a workflow id may be reused, a run id is not.
+      const dataDir = input.dataDir ?? path.join(config.restore.workDir ?? os.tmpdir(), `backupctl-pitr-${input.workflowId.replace(/[^A-Za-z0-9._-]+/g, '-')}-${runId.slice(0, 8)}`, 'data');
+      const port = await claimDataDirectory(dataDir, { runId, workflowId: input.workflowId }, input.port, deps.binDir);
       const object = manifest.objects.find((o) => o.role === 'base')!;
       let unpacked = 0;
       const ticker = setInterval(() => ctx.heartbeat({ phase: 'unpacking', bytes: unpacked }), 1000);
@@ -170,7 +175,7 @@ export function createPitrActivities(deps: PitrDeps) {
       } finally {
         clearInterval(ticker);
       }
-      const prefetchDir = path.join(path.dirname(dataDir), 'wal-prefetch');
+      const prefetchDir = prefetchDirOf(dataDir);
       const prefetched = await prefetchWal(prefetchDir, manifest.backup.timeline, manifest.backup.startLsn, () => ctx.heartbeat({ phase: 'prefetching-wal' }));
       const owner = serverOwner();
       if (process.getuid?.() === 0) {

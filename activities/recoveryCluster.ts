@@ -2,7 +2,7 @@
 // where to stop, started on its own port, and watched until it has promoted. Never the live
 // cluster's directory; as root, PostgreSQL runs as the `postgres` OS user.
 import { existsSync, readFileSync } from 'node:fs';
-import { appendFile, chmod, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, lstat, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { ErrorType } from '../workflows/types.js';
@@ -12,53 +12,102 @@ import { runCommand } from './exec.js';
 import { serverOwner } from './localCluster.js';
 import { toolPath } from './postgres.js';
 
-/** What this workflow left in the folder beside the data directory, so a retry can find it. */
+/**
+ * Proof that this run made the recovery's folders. The token is the workflow run id, never the
+ * workflow id alone: ids are reused, and a folder a finished run left must not be taken as ours.
+ */
 export interface RecoveryMarker {
+  runId: string;
   workflowId: string;
   port: number;
-}
-
-export function markerPath(dataDir: string): string {
-  return path.join(path.dirname(dataDir), 'backupctl-recovery.json');
-}
-
-export function readMarker(dataDir: string): RecoveryMarker | undefined {
-  const file = markerPath(dataDir);
-  return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as RecoveryMarker) : undefined;
+  /** False when the operator gave an existing empty folder: it is emptied on a retry, never removed. */
+  createdDataDir: boolean;
 }
 
 /**
- * Makes sure the data directory is ours to fill: absent or empty, or left by an earlier attempt
- * of this same workflow (its server is stopped and the folder emptied). Anything else is
- * refused, so a recovery can never write over a cluster it did not make.
+ * The private folder beside the data directory (mode 0700, made by the run): the marker, the
+ * server log and the WAL fetched ahead live here, so nothing the operator
+ * keeps beside the data directory is ever written, chowned or removed.
  */
-export async function claimDataDirectory(dataDir: string, workflowId: string, port: number | undefined, binDir: string | undefined): Promise<number> {
+export function workDirOf(dataDir: string): string {
+  return path.join(path.dirname(dataDir), `.${path.basename(dataDir)}.backupctl`);
+}
+
+export function markerPath(dataDir: string): string {
+  return path.join(workDirOf(dataDir), 'owner.json');
+}
+
+export function prefetchDirOf(dataDir: string): string {
+  return path.join(workDirOf(dataDir), 'wal-prefetch');
+}
+
+export function readMarker(dataDir: string): RecoveryMarker | undefined {
+  try {
+    const marker = JSON.parse(readFileSync(markerPath(dataDir), 'utf8')) as Partial<RecoveryMarker>;
+    return typeof marker?.runId === 'string' && typeof marker.port === 'number' ? (marker as RecoveryMarker) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function lstatOrUndefined(file: string) {
+  return lstat(file).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return undefined;
+    throw err;
+  });
+}
+
+/**
+ * Makes sure the data directory is ours to fill. A first attempt takes it only when it is
+ * absent or an empty folder (not a link) and the private folder beside it is absent or empty;
+ * it records its run id there before it makes anything else. A retry of the same run (its
+ * marker holds this run id) stops its server and empties what it made. Anything else is
+ * refused (InvalidInput), so a recovery never writes over, nor removes, what it did not make.
+ */
+export async function claimDataDirectory(dataDir: string, run: { runId: string; workflowId: string }, port: number | undefined, binDir: string | undefined): Promise<number> {
+  const workDir = workDirOf(dataDir);
   const marker = readMarker(dataDir);
-  const entries = existsSync(dataDir) ? await readdir(dataDir) : [];
-  if (entries.length && marker?.workflowId !== workflowId) {
-    throw permanent(ErrorType.InvalidInput, `data directory ${dataDir} is not empty and was not made by this recovery; give --data-dir a new or empty folder`);
-  }
-  if (marker?.workflowId === workflowId) {
-    await stopCluster(dataDir, binDir);
-    await rm(dataDir, { recursive: true, force: true });
-  }
-  const chosen = port ?? marker?.port ?? (await freePort());
   const owner = serverOwner();
-  await mkdir(path.dirname(dataDir), { recursive: true, mode: 0o755 });
-  await mkdir(dataDir, { recursive: true, mode: 0o700 });
-  await mkdir(socketDir(dataDir), { recursive: true, mode: 0o700 });
+  let chosen: number;
+  const refuse = (why: string) =>
+    permanent(ErrorType.InvalidInput, `data directory ${dataDir} was not made by this recovery run (${run.runId}): ${why}; nothing was changed. Give --data-dir a new or empty folder`);
+  if (marker?.runId === run.runId) {
+    // Replaced by a link since the claim: emptying it would empty whatever it points to.
+    const [work, data] = [await lstat(workDir), await lstatOrUndefined(dataDir)];
+    if (!work.isDirectory() || data?.isSymbolicLink() || (data && !data.isDirectory())) throw refuse('it or its private folder was replaced since this run claimed it');
+    await stopCluster(dataDir, binDir);
+    // Everything inside was made by this run: the folder was absent or empty when it was claimed.
+    if (existsSync(dataDir)) {
+      for (const entry of await readdir(dataDir)) await rm(path.join(dataDir, entry), { recursive: true, force: true });
+    } else {
+      await mkdir(dataDir, { mode: 0o700 });
+    }
+    await rm(prefetchDirOf(dataDir), { recursive: true, force: true });
+    chosen = port ?? marker.port;
+  } else {
+    const work = await lstatOrUndefined(workDir);
+    if (work && (!work.isDirectory() || (await readdir(workDir)).length)) throw refuse(`${workDir} already exists and holds no marker of this run`);
+    const data = await lstatOrUndefined(dataDir);
+    if (data?.isSymbolicLink()) throw refuse('it is a symbolic link');
+    if (data && !data.isDirectory()) throw refuse('it exists and is not a folder');
+    if (data && (await readdir(dataDir)).length) throw refuse('it is not empty');
+    chosen = port ?? (await freePort());
+    await mkdir(path.dirname(dataDir), { recursive: true, mode: 0o755 });
+    if (!work) await mkdir(workDir, { mode: 0o700 });
+    await chmod(workDir, 0o700);
+    // The marker first: from here on a retry of this run knows what it may empty.
+    const temp = `${markerPath(dataDir)}.${process.pid}.tmp`;
+    await writeFile(temp, JSON.stringify({ ...run, port: chosen, createdDataDir: !data } satisfies RecoveryMarker) + '\n', { mode: 0o644 });
+    await rename(temp, markerPath(dataDir));
+    if (!data) await mkdir(dataDir, { mode: 0o700 });
+  }
+  owner.chown(workDir);
   owner.chown(dataDir);
-  owner.chown(socketDir(dataDir));
-  await writeFile(markerPath(dataDir), JSON.stringify({ workflowId, port: chosen } satisfies RecoveryMarker) + '\n', { mode: 0o644 });
   return chosen;
 }
 
-export function socketDir(dataDir: string): string {
-  return path.join(path.dirname(dataDir), 'sockets');
-}
-
 export function serverLog(dataDir: string): string {
-  return path.join(path.dirname(dataDir), 'server.log');
+  return path.join(workDirOf(dataDir), 'server.log');
 }
 
 /** PostgreSQL's recovery_target_* line for a target. */
@@ -75,14 +124,16 @@ function quote(value: string): string {
  * Writes the recovery settings: PostgreSQL 12+ reads them from postgresql.auto.conf and starts
  * recovery because of recovery.signal; older versions read recovery.conf. The recovered
  * cluster never archives (it must not write into the live cluster's archive) and listens on
- * its own port and socket folder.
+ * its own port.
  */
 export async function configureRecovery(dataDir: string, options: { versionNum: number; restoreCommand: string; target: RecoveryTarget; port: number }): Promise<void> {
   const owner = serverOwner();
   const server = [
     `port = ${options.port}`,
     "listen_addresses = '127.0.0.1'",
-    `unix_socket_directories = ${quote(socketDir(dataDir))}`,
+    // TCP only: no socket folder to make, and no socket path over the kernel's 107 bytes
+    // when the data directory lies deep (every client of this cluster connects to 127.0.0.1).
+    "unix_socket_directories = ''",
     "archive_mode = 'off'",
     // A standby's settings carried over in the backup would keep it from promoting.
     "primary_conninfo = ''",

@@ -6,9 +6,9 @@
 // Each segment is two objects: the data (`wal/<name>.zst.gpg`) and, written after it, an entry
 // (`wal/<name>.json`) with the checksums of the plaintext and of the stored bytes. The entry is
 // the segment's "manifest": a segment counts as archived only once its entry exists.
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { readFile, rename, rm } from 'node:fs/promises';
+import { readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { text } from 'node:stream/consumers';
 import { pipeline } from 'node:stream/promises';
@@ -21,6 +21,7 @@ import { loadRecipient } from './encryption.js';
 import { classifyFilesystemError, permanent } from './errors.js';
 import { spawnStreaming } from './exec.js';
 import { streamToRepositories } from './pipeline.js';
+import { checkBranchSegment, checkWalFile, MAX_TEXT_FILE_BYTES, walFileKind, type TimelineSwitch } from './walHeader.js';
 import type { Repository } from './storage/repository.js';
 
 /** Segment, timeline history and backup history file names, as PostgreSQL makes them. */
@@ -35,6 +36,8 @@ export interface WalEntry {
   plainBytes: number;
   plainSha256: string;
   archivedAt: string;
+  /** For a timeline history file: its lines, so a wal-push without the private key can check a branch. */
+  switches?: TimelineSwitch[];
 }
 
 const PREFIX = 'wal/';
@@ -77,11 +80,18 @@ export async function pushSegment(config: Config, repositories: Repository[], fi
   const segment = path.basename(file);
   if (!WAL_FILE_NAME.test(segment)) throw permanent(ErrorType.InvalidInput, `wal-push: ${file} is not a WAL file name (expected e.g. 000000010000000000000003)`);
   const spool = spoolRepository(config, repositories);
-  let plain: Buffer;
-  try {
-    plain = await readFile(file);
-  } catch (err) {
-    throw classifyFilesystemError(err, `wal-push: reading ${file}`);
+  const plain = await readWalFile(file, segment);
+  const verdict = checkWalFile(segment, plain);
+  // The problem, never the bytes: a stray file may hold anything.
+  if (!verdict.ok) throw permanent(ErrorType.InvalidInput, `wal-push: ${file} is not a WAL file PostgreSQL could replay: ${verdict.problem}; nothing archived`);
+  if (verdict.header) {
+    if (verdict.header.timeline !== parseInt(segment.slice(0, 8), 16)) {
+      const history = await readWalEntry(spool, `${segment.slice(0, 8)}.history`);
+      // A history archived before entries recorded its lines can only be taken on trust.
+      const problem = history && !history.switches ? undefined : checkBranchSegment(segment, verdict.header, history?.switches);
+      if (problem) throw permanent(ErrorType.InvalidInput, `wal-push: ${file} is not a WAL file PostgreSQL could replay: ${problem}; nothing archived`);
+    }
+    await checkClusterIdentity(spool, verdict.header.systemIdentifier, segment);
   }
   const plainSha256 = createHash('sha256').update(plain).digest('hex');
   const existing = await readWalEntry(spool, segment);
@@ -107,7 +117,7 @@ export async function pushSegment(config: Config, repositories: Repository[], fi
       abort,
     });
     if (stored.plainBytes !== plain.length) throw permanent(ErrorType.InvalidInput, `wal-push: ${file} changed while it was archived`);
-    const entry: WalEntry = { segment, key, compression: compression.algorithm, bytes: stored.bytes, sha256: stored.sha256, plainBytes: plain.length, plainSha256, archivedAt: new Date().toISOString() };
+    const entry: WalEntry = { segment, key, compression: compression.algorithm, bytes: stored.bytes, sha256: stored.sha256, plainBytes: plain.length, plainSha256, archivedAt: new Date().toISOString(), ...(verdict.switches && { switches: verdict.switches }) };
     await writeJson(spool, walEntryKey(segment), entry);
     return { segment, action: 'stored', bytes: stored.bytes };
   } finally {
@@ -115,27 +125,114 @@ export async function pushSegment(config: Config, repositories: Repository[], fi
   }
 }
 
+/** Reads a file wal-push was given, refusing what is no regular file or too big to be a WAL file. */
+async function readWalFile(file: string, name: string): Promise<Buffer> {
+  try {
+    const info = await stat(file);
+    if (!info.isFile()) throw permanent(ErrorType.InvalidInput, `wal-push: ${file} is not a regular file; nothing archived`);
+    const kind = walFileKind(name);
+    const limit = kind === 'segment' || kind === 'partial' ? MAX_SEGMENT_BYTES : MAX_TEXT_FILE_BYTES;
+    if (info.size > limit) throw permanent(ErrorType.InvalidInput, `wal-push: ${file} has ${info.size} bytes, more than a ${kind} file can (${limit}); nothing archived`);
+    return await readFile(file);
+  } catch (err) {
+    throw classifyFilesystemError(err, `wal-push: reading ${file}`);
+  }
+}
+
+const MAX_SEGMENT_BYTES = 1024 * 1024 * 1024;
+
+/** Which cluster's WAL the spool holds: recorded from the first segment pushed, then enforced. */
+export const CLUSTER_IDENTITY_KEY = 'wal-cluster.json';
+
+interface ClusterIdentity {
+  systemIdentifier: string;
+  firstSegment: string;
+  recordedAt: string;
+}
+
+/**
+ * Refuses a segment of another cluster (another initdb, so another system identifier): two
+ * clusters archiving to one spool would take each other's segment names, and a recovery would
+ * replay a mix. The first segment pushed records the identifier.
+ */
+async function checkClusterIdentity(spool: Repository, systemIdentifier: string, segment: string): Promise<void> {
+  if (await spool.stat(CLUSTER_IDENTITY_KEY)) {
+    const known = JSON.parse(await text(await spool.get(CLUSTER_IDENTITY_KEY))) as ClusterIdentity;
+    if (known.systemIdentifier !== systemIdentifier) {
+      throw permanent(
+        ErrorType.WalConflict,
+        `wal-push: ${segment} is WAL of the cluster with system identifier ${systemIdentifier}, but ${spool.name} archives the cluster ${known.systemIdentifier} (recorded from ${known.firstSegment}); nothing archived. Give each cluster its own repository.`,
+      );
+    }
+    return;
+  }
+  await writeJson(spool, CLUSTER_IDENTITY_KEY, { systemIdentifier, firstSegment: segment, recordedAt: new Date().toISOString() } satisfies ClusterIdentity);
+}
+
 /**
  * Copies segments the target lacks from the spool, byte for byte, each checked against its
  * entry before the entry is written there. Returns the segments shipped.
+ *
+ * A stale attempt harms nothing: a segment whose entry appeared in the target since the listing
+ * (a newer attempt shipped it) is left as it is, an object already stored whole is not written
+ * again, an entry is never overwritten, and once `signal` fires (the attempt was cancelled or
+ * superseded: its heartbeat found it gone) nothing more is written.
  */
-export async function shipSegments(spool: Repository, target: Repository, onProgress?: (shipped: number) => void): Promise<string[]> {
+export async function shipSegments(spool: Repository, target: Repository, options: { signal?: AbortSignal; onProgress?: (shipped: number) => void } = {}): Promise<string[]> {
+  try {
+    return await shipMissing(spool, target, options);
+  } catch (err) {
+    // A read or write cut short by the cancellation reports the cancellation, not an I/O error.
+    throw options.signal?.aborted ? (options.signal.reason as Error) : err;
+  }
+}
+
+async function shipMissing(spool: Repository, target: Repository, options: { signal?: AbortSignal; onProgress?: (shipped: number) => void }): Promise<string[]> {
+  const { signal, onProgress } = options;
+  const stillOurs = () => signal?.throwIfAborted();
   const have = new Set(await listWalEntries(target));
   const missing = (await listWalEntries(spool)).filter((s) => !have.has(s));
   const shipped: string[] = [];
   for (const segment of missing) {
+    stillOurs();
     const entry = await readWalEntry(spool, segment);
     if (!entry) continue;
-    const info = await target.put(entry.key, await spool.get(entry.key));
-    if (info.bytes !== entry.bytes) throw permanent(ErrorType.ChecksumMismatch, `shipping ${segment} to ${target.name}: ${info.bytes} bytes stored, ${entry.bytes} expected`);
-    const hash = createHash('sha256');
-    for await (const chunk of await target.get(entry.key)) hash.update(chunk as Buffer);
-    if (hash.digest('hex') !== entry.sha256) throw permanent(ErrorType.ChecksumMismatch, `shipping ${segment} to ${target.name}: the stored copy reads back with another sha256`);
+    if (await entryAlreadyThere(target, entry)) continue;
+    if (!(await holdsWhole(target, entry, signal))) {
+      stillOurs();
+      const info = await target.put(entry.key, await spool.get(entry.key, { signal }), { signal });
+      if (info.bytes !== entry.bytes) throw permanent(ErrorType.ChecksumMismatch, `shipping ${segment} to ${target.name}: ${info.bytes} bytes stored, ${entry.bytes} expected`);
+      if (!(await holdsWhole(target, entry, signal))) throw permanent(ErrorType.ChecksumMismatch, `shipping ${segment} to ${target.name}: the stored copy reads back with another sha256`);
+    }
+    stillOurs();
+    if (await entryAlreadyThere(target, entry)) continue;
     await writeJson(target, walEntryKey(segment), entry);
     shipped.push(segment);
     onProgress?.(shipped.length);
   }
   return shipped;
+}
+
+/**
+ * Whether the target has the segment's entry already (written by a newer attempt or run since
+ * the listing). One describing other bytes is never overwritten: WalConflict.
+ */
+async function entryAlreadyThere(target: Repository, entry: WalEntry): Promise<boolean> {
+  const there = await readWalEntry(target, entry.segment);
+  if (!there) return false;
+  if (there.sha256 !== entry.sha256 || there.plainSha256 !== entry.plainSha256) {
+    throw permanent(ErrorType.WalConflict, `shipping ${entry.segment} to ${target.name}: it already holds an entry for other bytes; left as it is`);
+  }
+  return true;
+}
+
+/** Whether the target holds the entry's object whole (size and sha256 of the stored bytes). */
+async function holdsWhole(target: Repository, entry: WalEntry, signal: AbortSignal | undefined): Promise<boolean> {
+  const info = await target.stat(entry.key);
+  if (info?.bytes !== entry.bytes) return false;
+  const hash = createHash('sha256');
+  for await (const chunk of await target.get(entry.key, { signal })) hash.update(chunk as Buffer);
+  return hash.digest('hex') === entry.sha256;
 }
 
 /**
@@ -156,7 +253,10 @@ export async function fetchSegment(config: Config, repositories: Repository[], s
     }
   }
   if (!entry) return false;
-  const temp = `${destination}.backupctl-partial`;
+  // A name of this call's own, created exclusively: two fetches of one segment (the fetch-ahead
+  // and restore_command) never write into, rename or remove each other's file, and a file or
+  // link already there is never followed.
+  const temp = `${destination}.backupctl-${process.pid}-${randomBytes(6).toString('hex')}.partial`;
   try {
     await readFirstGoodCopy({
       object: { role: 'dump', key: entry.key, bytes: entry.bytes, sha256: entry.sha256, plainBytes: entry.plainBytes },
@@ -164,7 +264,11 @@ export async function fetchSegment(config: Config, repositories: Repository[], s
       compression: entry.compression,
       privateKeyHome: config.encryption.privateKeyHome,
       signal: new AbortController().signal,
-      consume: (plain) => pipeline(plain, createWriteStream(temp, { mode: 0o600 })),
+      consume: async (plain) => {
+        // A copy that failed half way left its bytes under this call's own name.
+        await rm(temp, { force: true });
+        await pipeline(plain, createWriteStream(temp, { flags: 'wx', mode: 0o600 }));
+      },
       consumerFailure: (err) => classifyFilesystemError(err, `wal-fetch: writing ${temp}`),
     });
     await rename(temp, destination);

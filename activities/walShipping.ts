@@ -17,7 +17,8 @@ export function createWalShippingActivities(deps: DatabaseBackupDeps) {
     /**
      * Ships every archived segment the repository lacks, oldest first, each verified before
      * its entry is written there. Idempotent: a retry ships what is still missing. Heartbeats
-     * the count shipped.
+     * the count shipped. A superseded attempt (its heartbeat finds it cancelled or gone) stops
+     * writing at once, and never overwrites what a newer attempt shipped.
      */
     async shipWalTo(input: { repository: string }): Promise<WalShipResult> {
       const ctx = Context.current();
@@ -28,7 +29,7 @@ export function createWalShippingActivities(deps: DatabaseBackupDeps) {
       const ticker = setInterval(() => ctx.heartbeat({ shipped: count }), 5000);
       try {
         ctx.heartbeat({ shipped: 0 });
-        const shipped = await shipSegments(spool, target, (n) => (count = n));
+        const shipped = await shipSegments(spool, target, { signal: ctx.cancellationSignal, onProgress: (n) => (count = n) });
         const lag = await archiveLag(spool, target);
         return { repository: target.name, shipped: shipped.length, newestSegment: lag.newestSegment, behind: lag.behind.length };
       } finally {
