@@ -3,7 +3,7 @@
 // shared by a second database of the same cluster and by a second host whose database has the
 // same name; manifests are copied, truncated and altered as a hostile operator or a failing
 // disk would.
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { WorkflowFailedError, type Workflow } from '@temporalio/client';
