@@ -38,6 +38,8 @@ export interface PipelineInput {
    * (progressWatch.ts).
    */
   stallTimeoutMs?: number;
+  /** The caller is the key's only possible writer (PutOptions.soleWriter). */
+  soleWriter?: boolean;
 }
 
 export interface PipelineResult {
@@ -85,7 +87,7 @@ export async function streamToRepositories(input: PipelineInput): Promise<Pipeli
     const branch = new PassThrough({ highWaterMark: 1024 * 1024 });
     branches.push(branch);
     stored.pipe(branch);
-    return repository.put(input.key, branch, { signal: abort.signal }).catch((err) => {
+    return repository.put(input.key, branch, { signal: abort.signal, soleWriter: input.soleWriter }).catch((err) => {
       fail(asFailure(err, `repository ${repository.name}`));
       throw err;
     });

@@ -115,6 +115,8 @@ export async function pushSegment(config: Config, repositories: Repository[], fi
       repositories: [spool],
       key,
       abort,
+      // PostgreSQL runs one archiver: what a killed wal-push left of this segment is cleared.
+      soleWriter: true,
     });
     if (stored.plainBytes !== plain.length) throw permanent(ErrorType.InvalidInput, `wal-push: ${file} changed while it was archived`);
     const entry: WalEntry = { segment, key, compression: compression.algorithm, bytes: stored.bytes, sha256: stored.sha256, plainBytes: plain.length, plainSha256, archivedAt: new Date().toISOString(), ...(verdict.switches && { switches: verdict.switches }) };

@@ -30,6 +30,8 @@ const PREFIX = 'p/';
 /** What the shared tests need to see behind a repository's back. */
 interface Harness {
   repo: Repository;
+  /** The same place, for which every unfinished write is old enough to be a dead writer's. */
+  staleRepo: Repository;
   /** Resolves once an unfinished put of key has reached the backend (a partial file, an open upload). */
   waitForPartial(key: string): Promise<void>;
   /** Leaves what a worker killed in the middle of a put of key leaves behind. */
@@ -64,15 +66,26 @@ afterAll(async () => {
 });
 
 function filesystemHarness(root: string): Harness {
-  const partialFile = (key: string) => path.join(root, ...key.split('/')) + '.partial';
+  const fileOf = (key: string) => path.join(root, ...key.split('/'));
+  /** Every put writes through a name of its own: <file>.<tag>.partial (older versions: <file>.partial). */
+  const partialFiles = async (key: string) => {
+    const base = path.basename(fileOf(key));
+    const names = await readdir(path.dirname(fileOf(key))).catch(() => [] as string[]);
+    return names.filter((n) => n.startsWith(`${base}.`) && n.endsWith('.partial')).map((n) => path.join(path.dirname(fileOf(key)), n));
+  };
   return {
     repo: new FilesystemRepository('local', root),
-    waitForPartial: (key) => eventually(`a partial file for ${key}`, async () => ((await stat(partialFile(key)).catch(() => undefined))?.size ?? 0) > 0),
+    staleRepo: new FilesystemRepository('local', root, 0),
+    waitForPartial: (key) =>
+      eventually(`a partial file for ${key}`, async () => {
+        for (const file of await partialFiles(key)) if (((await stat(file).catch(() => undefined))?.size ?? 0) > 0) return true;
+        return false;
+      }),
     async leaveInterruptedAttempt(key) {
-      await mkdir(path.dirname(partialFile(key)), { recursive: true });
-      await writeFile(partialFile(key), 'half an object from a worker that was killed');
+      await mkdir(path.dirname(fileOf(key)), { recursive: true });
+      await writeFile(`${fileOf(key)}.0123456789ab.partial`, 'half an object from a worker that was killed');
     },
-    partials: async (key) => (existsSync(partialFile(key)) ? 1 : 0),
+    partials: async (key) => (await partialFiles(key)).length,
   };
 }
 
@@ -83,6 +96,7 @@ function s3Harness(): Harness {
   };
   return {
     repo: openRepository('offsite', { type: 's3', bucket: BUCKET, prefix: PREFIX, partSizeMiB: 5 }, s3.env),
+    staleRepo: openRepository('offsite', { type: 's3', bucket: BUCKET, prefix: PREFIX, partSizeMiB: 5 }, s3.env, { staleUploadMs: 0 }),
     waitForPartial: (key) => eventually(`an open multipart upload for ${key}`, async () => (await uploadsOf(key)).length > 0),
     async leaveInterruptedAttempt(key) {
       const { UploadId } = await s3.client.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: PREFIX + key }));
@@ -166,7 +180,7 @@ describe.each(kinds)('%s repository conformance', (_kind, makeHarness) => {
     expect(await h.partials(key)).toBe(0);
   });
 
-  test('a retry of the same key replaces the earlier content and the leftovers of an interrupted attempt', async () => {
+  test('a retry of the same key replaces the earlier content; it clears a dead writer\'s leftovers, never a possibly live one\'s', async () => {
     const key = 'retry/object.bin';
     await h.repo.put(key, randomStream(11 * MiB).stream);
     const second = randomStream(3 * MiB);
@@ -176,9 +190,33 @@ describe.each(kinds)('%s repository conformance', (_kind, makeHarness) => {
 
     await h.leaveInterruptedAttempt(key);
     expect(await h.partials(key)).toBe(1);
+    // Young: it may be a newer attempt still writing, while this put is a stale one's.
     const third = randomStream(MiB + 17);
     await h.repo.put(key, third.stream);
     expect(await sha256Of(await h.repo.get(key))).toBe(third.sha256());
+    expect(await h.partials(key)).toBe(1);
+    // Old enough to be a dead writer's: cleared.
+    const fourth = randomStream(2 * MiB);
+    await h.staleRepo.put(key, fourth.stream);
+    expect(await sha256Of(await h.repo.get(key))).toBe(fourth.sha256());
+    expect(await h.partials(key)).toBe(0);
+  });
+
+  test('two writers of one key never destroy each other\'s write: each stores whole, the last rename wins', async () => {
+    const key = 'racing/object.bin';
+    const slow = new PassThrough();
+    const first = h.repo.put(key, slow);
+    // More than a part, so that S3 has an upload open.
+    slow.write(randomBytes(6 * MiB));
+    await h.waitForPartial(key);
+    // A second writer of the same key (a newer attempt) comes and goes while the first still writes.
+    const second = randomStream(3 * MiB);
+    expect(await h.repo.put(key, second.stream)).toEqual({ key, bytes: 3 * MiB });
+    expect(await sha256Of(await h.repo.get(key))).toBe(second.sha256());
+    slow.end(randomBytes(MiB));
+    expect(await first).toEqual({ key, bytes: 7 * MiB });
+    expect(await h.repo.stat(key)).toEqual({ key, bytes: 7 * MiB });
+    await h.repo.remove(key);
     expect(await h.partials(key)).toBe(0);
   });
 

@@ -95,9 +95,8 @@ test('pushing the identical segment again succeeds; a different one under the sa
 test('a wal-push killed mid-write leaves nothing visible, and the retry stores it', async () => {
   const file = segmentFile('000000010000000000000003', 256 * 1024 * 1024);
   const child = execa('node', [CLI, '--config', configFile, 'wal-push', file], { reject: false });
-  const partial = path.join(dir, 'local', 'wal', '000000010000000000000003.zst.gpg.partial');
   const deadline = Date.now() + 60_000;
-  while (!existsSync(partial)) {
+  while (!spoolFiles().some((f) => f.startsWith('000000010000000000000003.zst.gpg.') && f.endsWith('.partial'))) {
     if (Date.now() > deadline) throw new Error('wal-push never started writing');
     await new Promise((r) => setTimeout(r, 20));
   }

@@ -11,6 +11,10 @@ import { assertSafeKey, byKey, type ObjectInfo, type PutOptions, type Repository
 
 /** Suffix of an object being written; never listed, replaced by a retry, removed with the key. */
 const PARTIAL_SUFFIX = '.partial';
+/** What stands between a key and PARTIAL_SUFFIX in a partial's name: a put's or a create's tag, or nothing (older versions). */
+const PARTIAL_TAG = /^(\.[0-9a-f]{12}|\.[0-9]+-[0-9a-f]{12})?$/;
+/** A write that has not touched its file for an hour is no live writer's (a live one writes every second). */
+export const STALE_PARTIAL_MS = 60 * 60 * 1000;
 const FILE_MODE = 0o600;
 const DIR_MODE = 0o700;
 
@@ -21,17 +25,21 @@ export class FilesystemRepository implements Repository {
   constructor(
     readonly name: string,
     readonly root: string,
+    /** An unfinished write of a key older than this is a dead writer's, which a put of the key clears. */
+    private readonly staleAfterMs = STALE_PARTIAL_MS,
   ) {
     this.location = root;
   }
 
   async put(key: string, body: Readable, options: PutOptions = {}): Promise<ObjectInfo> {
     const finalPath = this.pathOf(key);
-    const partialPath = finalPath + PARTIAL_SUFFIX;
+    // A name of this put's own: a stale writer of the same key (a frozen worker woken up) can
+    // neither truncate nor remove it. Leftovers of dead writers go when they are old enough.
+    const partialPath = `${finalPath}.${randomBytes(6).toString('hex')}${PARTIAL_SUFFIX}`;
     try {
       await this.makeDirs(path.dirname(finalPath));
-      // 'w' truncates whatever an interrupted attempt left under the same partial name.
-      const out = createWriteStream(partialPath, { flags: 'w', mode: FILE_MODE });
+      await this.removePartials(finalPath, options.soleWriter ? 0 : this.staleAfterMs);
+      const out = createWriteStream(partialPath, { flags: 'wx', mode: FILE_MODE });
       let bytes = 0;
       body.on('data', (chunk: Buffer) => {
         bytes += chunk.length;
@@ -117,7 +125,26 @@ export class FilesystemRepository implements Repository {
   async remove(key: string): Promise<void> {
     const file = this.pathOf(key);
     await rm(file, { force: true });
-    await rm(file + PARTIAL_SUFFIX, { force: true });
+    await this.removePartials(file, 0);
+  }
+
+  /** Removes the unfinished writes of one file (every put's own name) older than minAgeMs. */
+  private async removePartials(file: string, minAgeMs: number): Promise<void> {
+    const base = path.basename(file);
+    let names: string[];
+    try {
+      names = await readdir(path.dirname(file));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    const now = Date.now();
+    for (const name of names) {
+      if (!name.startsWith(`${base}.`) || !name.endsWith(PARTIAL_SUFFIX) || !PARTIAL_TAG.test(name.slice(base.length, -PARTIAL_SUFFIX.length))) continue;
+      const partial = path.join(path.dirname(file), name);
+      const info = await stat(partial).catch(() => undefined);
+      if (info && now - info.mtimeMs >= minAgeMs) await rm(partial, { force: true });
+    }
   }
 
   /** Permanent, at once, for what no retry changes: a read-only or forbidden folder, a file where the folder belongs. */

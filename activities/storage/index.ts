@@ -15,7 +15,7 @@ export function openRepositories(config: Pick<Config, 'repositories'>, env: Node
   return Object.entries(config.repositories).map(([name, spec]) => openRepository(name, spec, env));
 }
 
-export function openRepository(name: string, spec: RepositoryConfig, env: NodeJS.ProcessEnv = process.env): Repository {
+export function openRepository(name: string, spec: RepositoryConfig, env: NodeJS.ProcessEnv = process.env, tuning: { staleUploadMs?: number } = {}): Repository {
   if (spec.type === 'filesystem') return new FilesystemRepository(name, spec.path);
   const endpoint = spec.endpoint ?? env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
   const client = new S3Client({
@@ -32,6 +32,7 @@ export function openRepository(name: string, spec: RepositoryConfig, env: NodeJS
     prefix: spec.prefix,
     storageClass: spec.storageClass,
     partSizeBytes: spec.partSizeMiB * 1024 * 1024,
+    staleUploadMs: tuning.staleUploadMs,
   });
 }
 

@@ -13,6 +13,12 @@ export interface PutOptions {
   signal?: AbortSignal;
   /** Bytes expected, when known in advance (small objects); lets S3 use a single PUT. */
   contentLength?: number;
+  /**
+   * The caller is the key's only possible writer (archive_command: PostgreSQL runs one
+   * archiver), so every unfinished write of the key is a dead one's and is cleared. Otherwise
+   * only those old enough to be dead are: a younger one may be a live writer's.
+   */
+  soleWriter?: boolean;
 }
 
 export interface Repository {

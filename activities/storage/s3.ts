@@ -26,7 +26,12 @@ export interface S3RepositoryOptions {
   /** 8 MiB parts, 4 in flight: about 32 MiB of buffers per upload, whatever the backup's size. */
   partSizeBytes?: number;
   queueSize?: number;
+  /** An unfinished upload of a key older than this is a dead writer's, which a put of the key aborts. */
+  staleUploadMs?: number;
 }
+
+/** Uploads of keys with several possible writers (WAL segments, 16 MiB) take seconds, not an hour. */
+export const STALE_UPLOAD_MS = 60 * 60 * 1000;
 
 export class S3Repository implements Repository {
   readonly kind = 's3' as const;
@@ -55,7 +60,10 @@ export class S3Repository implements Repository {
     // in that time reaches the upload through `counted` instead of crashing the worker.
     body.once('error', (err) => counted.destroy(err));
     body.pipe(counted);
-    await this.abortStaleUploads(objectKey);
+    // Only dead writers' uploads: a younger one may be a live writer of the same key (a newer
+    // attempt of a WAL segment's shipping while this one is stale), and aborting it would
+    // destroy its work. A backup object's key has one writer only (attempt folders).
+    await this.abortStaleUploads(objectKey, options.soleWriter ? 0 : (this.options.staleUploadMs ?? STALE_UPLOAD_MS));
     if (options.signal?.aborted) {
       counted.destroy();
       throw this.classify(options.signal.reason ?? new Error('aborted'), `uploading ${objectKey}`);
@@ -155,7 +163,7 @@ export class S3Repository implements Repository {
     const objectKey = this.objectKey(key);
     try {
       await this.client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: objectKey }));
-      await this.abortStaleUploads(objectKey);
+      await this.abortStaleUploads(objectKey, 0);
     } catch (err) {
       if (!isNotFound(err)) throw this.classify(err, `removing ${key}`);
     }
@@ -169,12 +177,13 @@ export class S3Repository implements Repository {
     }
   }
 
-  /** A worker killed mid-upload leaves parts behind; the retry of that key clears them first. */
-  private async abortStaleUploads(objectKey: string): Promise<void> {
+  /** A worker killed mid-upload leaves parts behind: cleared here when older than minAgeMs. */
+  private async abortStaleUploads(objectKey: string, minAgeMs: number): Promise<void> {
     try {
       const uploads = await this.client.send(new ListMultipartUploadsCommand({ Bucket: this.options.bucket, Prefix: objectKey }));
       for (const upload of uploads.Uploads ?? []) {
-        if (upload.Key === objectKey && upload.UploadId) {
+        const age = upload.Initiated ? Date.now() - upload.Initiated.getTime() : Infinity;
+        if (upload.Key === objectKey && upload.UploadId && age >= minAgeMs) {
           await this.client.send(
             new AbortMultipartUploadCommand({ Bucket: this.options.bucket, Key: objectKey, UploadId: upload.UploadId }),
           );
