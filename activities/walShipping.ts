@@ -2,8 +2,14 @@
 import { Context } from '@temporalio/activity';
 import type { WalShipResult } from '../workflows/pitrTypes.js';
 import type { DatabaseBackupDeps } from './databaseBackup.js';
+import { ErrorType } from '../workflows/types.js';
+import { transient } from './errors.js';
+import { watchProgress } from './progressWatch.js';
 import { pickRepositories } from './storage/index.js';
 import { archiveLag, shipSegments, spoolRepository } from './walArchive.js';
+
+/** Listing a long archive or uploading one segment to a slow store takes seconds, not minutes. */
+const SHIPPING_STALL_MS = 5 * 60_000;
 
 export function createWalShippingActivities(deps: DatabaseBackupDeps) {
   const { config } = deps;
@@ -25,15 +31,28 @@ export function createWalShippingActivities(deps: DatabaseBackupDeps) {
       const spool = spoolRepository(config, deps.repositories);
       const [target] = pickRepositories(deps.repositories, [input.repository], config.host);
       let count = 0;
-      // Listing a long archive or uploading one segment can outlast a heartbeat interval.
-      const ticker = setInterval(() => ctx.heartbeat({ shipped: count }), 5000);
+      const stop = new AbortController();
+      const onCancel = () => stop.abort(ctx.cancellationSignal.reason);
+      ctx.cancellationSignal.addEventListener('abort', onCancel, { once: true });
+      // Heartbeats while segments go out; a pass that ships none for the stall timeout (a
+      // listing or an upload that never returns) stops, and its heartbeats with it.
+      const stopWatch = watchProgress({
+        counters: () => [count],
+        beat: () => ctx.heartbeat({ shipped: count }),
+        stallTimeoutMs: SHIPPING_STALL_MS,
+        onStall: (still) => stop.abort(transient(ErrorType.PipelineStalled, `shipping WAL to ${target.name} moved no segment for ${Math.round(still / 1000)} s (${count} shipped)`)),
+      });
       try {
         ctx.heartbeat({ shipped: 0 });
-        const shipped = await shipSegments(spool, target, { signal: ctx.cancellationSignal, onProgress: (n) => (count = n) });
+        const shipped = await shipSegments(spool, target, { signal: stop.signal, onProgress: (n) => (count = n) });
         const lag = await archiveLag(spool, target);
         return { repository: target.name, shipped: shipped.length, newestSegment: lag.newestSegment, behind: lag.behind.length };
+      } catch (err) {
+        if (stop.signal.aborted) throw stop.signal.reason ?? err;
+        throw err;
       } finally {
-        clearInterval(ticker);
+        stopWatch();
+        ctx.cancellationSignal.removeEventListener('abort', onCancel);
       }
     },
   };
