@@ -21,6 +21,13 @@ export interface PlaintextStream {
    * new database.
    */
   done: Promise<{ storedBytes: number; plainBytes: number }>;
+  /**
+   * Ends every stage at once, the stored read included: for a consumer that gave up for a
+   * reason of its own, where the copy's verdict no longer matters. `done` then rejects.
+   */
+  abort(reason: Error): void;
+  /** Whether `err` is this stream's own verdict on the copy (what destroyed the stream). */
+  isVerdict(err: unknown): boolean;
 }
 
 export interface OpenPlaintextInput {
@@ -30,8 +37,17 @@ export interface OpenPlaintextInput {
   /** GNUPGHOME holding the private key. */
   privateKeyHome: string;
   signal: AbortSignal;
+  /** Told how many stored bytes were read, chunk by chunk: progress for the heartbeat. */
+  onBytes?: (bytes: number) => void;
 }
 
+/**
+ * Opens the stored object as plaintext. When any stage fails (the read, gpg, the
+ * decompressor, or the consumer destroying the stream), every decoding stage ends at once:
+ * gpg and zstd are killed, the plaintext stream errors, and the stored bytes are drained only
+ * to learn whether the copy itself was at fault (its checksum). No stage is left blocked on a
+ * full pipe, so `done` always settles.
+ */
 export async function openPlaintext(input: OpenPlaintextInput): Promise<PlaintextStream> {
   const { repository, object } = input;
   const where = `repository ${repository.name}: ${object.key}`;
@@ -41,6 +57,7 @@ export async function openPlaintext(input: OpenPlaintextInput): Promise<Plaintex
   stored.on('data', (chunk: Buffer) => {
     hash.update(chunk);
     storedBytes += chunk.length;
+    input.onBytes?.(chunk.length);
   });
 
   const gpg = spawnStreaming('gpg', ['--homedir', input.privateKeyHome, '--batch', '--no-tty', '--quiet', '--decrypt'], {
@@ -64,32 +81,47 @@ export async function openPlaintext(input: OpenPlaintextInput): Promise<Plaintex
       next(null, chunk);
     },
   });
-  [stored, gpg.stdin, gpg.stdout, decompressor.stream].forEach((s) => s?.on('error', () => undefined));
+  [stored, gpg.stdin, gpg.stdout, decompressor.process?.stdin, decompressor.process?.stdout, decompressor.stream].forEach((s) => s?.on('error', () => undefined));
   stored.pipe(gpg.stdin!);
   gpg.stdout!.pipe(decompressor.stream).pipe(plain);
   const decompressed = finished(decompressor.stream, { readable: true, writable: false });
-  decompressed.catch(() => undefined);
 
-  // gpg may stop reading early (a damaged packet); drain the rest so the stored bytes' checksum
-  // is still computed, and the read does not wait for ever on a reader that is gone.
-  gpg.finally(() => {
+  // Drains what is left of the stored object, so its checksum is still computed and the read
+  // does not wait for ever on a reader that is gone.
+  const drainStored = () => {
     stored.unpipe(gpg.stdin!);
     stored.resume();
-  }).catch(() => undefined);
+  };
+  // The first failure of any decoding stage ends all of them; the stored read goes on only to
+  // learn whether the copy was at fault.
+  let stopped = false;
+  const stopDecoding = (reason: unknown) => {
+    if (stopped) return;
+    stopped = true;
+    drainStored();
+    gpg.kill('SIGKILL');
+    decompressor.process?.kill('SIGKILL');
+    decompressor.stream.destroy();
+    if (!plain.readableEnded) plain.destroy(reason instanceof Error ? reason : new Error(String(reason)));
+  };
+  // gpg may stop reading early (a damaged packet) and exit: drain the rest.
+  gpg.then(drainStored, stopDecoding);
+  decompressor.process?.catch(stopDecoding);
+  decompressed.catch(stopDecoding);
   const storedRead = new Promise<void>((resolve, reject) => {
     stored.once('end', resolve);
     stored.once('error', reject);
   });
+  storedRead.catch(stopDecoding);
   // The verdict is `done`; a consumer that only drains the stream must not crash on it.
   plain.on('error', () => undefined);
-  // A consumer that goes away early (a full disk, pg_restore dying) destroys `plain`: drain
-  // the decompressor then, or zstd and gpg block on a full pipe and `done` never settles.
+  // A consumer that goes away early (a full disk, pg_restore dying) destroys `plain`.
   plain.on('close', () => {
-    if (plain.readableEnded) return;
-    decompressor.stream.unpipe(plain);
-    decompressor.stream.resume();
+    if (!plain.readableEnded) stopDecoding(new Error('the consumer stopped reading'));
   });
+  let verdict: ApplicationFailure | undefined;
   const fail = (failure: ApplicationFailure) => {
+    verdict = failure;
     plain.destroy(failure);
     return failure;
   };
@@ -100,6 +132,9 @@ export async function openPlaintext(input: OpenPlaintextInput): Promise<Plaintex
     if (results[0].status === 'fulfilled' && (storedBytes !== object.bytes || sha256 !== object.sha256)) {
       throw fail(permanent(ErrorType.ChecksumMismatch, `${where}: stored bytes are ${storedBytes} with sha256 ${sha256}; the manifest says ${object.bytes} with ${object.sha256}`));
     }
+    if (results[0].status === 'rejected') {
+      throw fail(permanent(ErrorType.DumpUnreadable, `${where}: reading the stored copy failed: ${errorText(results[0].reason)}`));
+    }
     if (results[1].status === 'rejected') {
       throw fail(permanent(ErrorType.DecryptionFailed, `${where}: gpg cannot decrypt it: ${errorText(results[1].reason)}`));
     }
@@ -108,5 +143,13 @@ export async function openPlaintext(input: OpenPlaintextInput): Promise<Plaintex
     return { storedBytes, plainBytes };
   })();
   done.catch(() => undefined);
-  return { stream: plain, done };
+  return {
+    stream: plain,
+    done,
+    abort(reason) {
+      stopDecoding(reason);
+      stored.destroy(reason);
+    },
+    isVerdict: (err) => err !== undefined && err === verdict,
+  };
 }

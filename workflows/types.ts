@@ -34,6 +34,10 @@ export const ErrorType = {
   WalConflict: 'WalConflict',
   WalMissing: 'WalMissing',
   RecoveryFailed: 'RecoveryFailed',
+  /** The configured live database: only the swap may rename it, nothing drops or creates over it. */
+  LiveDatabaseProtected: 'LiveDatabaseProtected',
+  /** A newer attempt of the same activity owns the work: this one stopped without touching it. */
+  AttemptSuperseded: 'AttemptSuperseded',
 } as const;
 export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];
 
