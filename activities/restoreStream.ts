@@ -143,13 +143,20 @@ export async function openPlaintext(input: OpenPlaintextInput): Promise<Plaintex
     return { storedBytes, plainBytes };
   })();
   done.catch(() => undefined);
+  const abort = (reason: unknown) => {
+    stopDecoding(reason);
+    stored.destroy(reason instanceof Error ? reason : new Error(String(reason)));
+  };
+  // Cancelled (or superseded: the heartbeat found the attempt gone): every stage ends now,
+  // the read too, whatever the storage driver does with the signal.
+  const onAbort = () => abort(input.signal.reason ?? new Error('cancelled'));
+  if (input.signal.aborted) onAbort();
+  else input.signal.addEventListener('abort', onAbort, { once: true });
+  done.finally(() => input.signal.removeEventListener('abort', onAbort)).catch(() => undefined);
   return {
     stream: plain,
     done,
-    abort(reason) {
-      stopDecoding(reason);
-      stored.destroy(reason);
-    },
+    abort,
     isVerdict: (err) => err !== undefined && err === verdict,
   };
 }
