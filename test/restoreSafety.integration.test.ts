@@ -8,7 +8,6 @@ import type { ApplicationFailure } from '@temporalio/common';
 import { execa } from 'execa';
 import pino from 'pino';
 import YAML from 'yaml';
-import { madeBy } from '../activities/restoreTarget.js';
 import type { Config } from '../workers/config.js';
 import { startWorker, type RunningWorker } from '../workers/worker.js';
 import { backupDatabase, restoreDatabase } from '../workflows/index.js';
@@ -98,8 +97,7 @@ test('a reused workflow id owns nothing: after restore --replace as swap-1 and d
   expect(swap.result!.swap!.live).toBe(SOURCE_DB);
   const live = await env.source.query<{ comment: string | null }>('postgres', "SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1", [SOURCE_DB]);
   // Live now: no owner marker any later run could take as its own.
-  expect(madeBy(live.rows[0].comment)).toBeUndefined();
-  expect(live.rows[0].comment ?? '').not.toMatch(/workflow=swap-1 /);
+  expect(live.rows[0].comment ?? '').not.toMatch(/^backupctl (run|workflow)=/);
 
   await env.temporal.client.workflowService.deleteWorkflowExecution({ namespace: 'default', workflowExecution: { workflowId: 'swap-1' } });
   const deadline = Date.now() + 30_000;
@@ -163,45 +161,41 @@ describe('the first two copies of latest corrupt', () => {
   }, 400_000);
 });
 
-test('a SIGKILLed worker leaves folders (bundle, gpg home, plaintext staging); the next worker removes them, never a live worker\'s', async () => {
+test("a SIGKILLed worker leaves a plaintext staging folder and a gpg home; the next worker removes them, never a live process's", async () => {
   const tmp = path.join(env.dir, 'tmp');
   const workDir = path.join(env.dir, 'work-kill');
   mkdirSync(tmp, { recursive: true });
   mkdirSync(workDir, { recursive: true });
-  const writeConfig = (host: string) => {
-    const file = path.join(env.dir, `${host}.yaml`);
-    const config = env.config(host, (raw) => {
-      restoringHost(raw);
-      raw.restore.workDir = workDir;
-      raw.repositories = { s3: { ...raw.repositories.s3, prefix: 'db' } };
-    });
-    writeFileSync(file, YAML.stringify(config));
-    return file;
-  };
-  const killFile = writeConfig('kill');
-  const bystanderFile = writeConfig('bystander');
+  const killFile = path.join(env.dir, 'kill.yaml');
+  writeFileSync(
+    killFile,
+    YAML.stringify(
+      env.config('kill', (raw) => {
+        restoringHost(raw);
+        raw.restore.workDir = workDir;
+        raw.repositories = { s3: { ...raw.repositories.s3, prefix: 'db' } };
+      }),
+    ),
+  );
   const previousTmp = process.env.TMPDIR;
   process.env.TMPDIR = tmp;
-  try {
-    const mine = () => readdirSync(tmp).filter((n) => n.startsWith('backupctl-'));
-    const bystander = processes.spawn(bystanderFile);
-    const doomed = processes.spawn(killFile);
-    const bundled = Date.now() + 60_000;
-    while (mine().filter((n) => n.startsWith('backupctl-bundle-')).length < 2) {
-      if (Date.now() > bundled) throw new Error('the workers never bundled');
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    // A process that made a gpg home (as every backup does) and was killed before disposing it.
-    const gpgHolder = execa(
+  const ours = () => readdirSync(tmp).filter((n) => n.startsWith('backupctl-'));
+  /** A process that made a gpg home (as every backup does) and holds it. */
+  const gpgHolder = async () => {
+    const holder = execa(
       process.execPath,
       ['--import', 'tsx', '-e', `import('./activities/encryption.ts').then((m) => m.loadRecipient(${JSON.stringify(env.keys.publicKeyFile)})).then(() => { console.log('ready'); setInterval(() => {}, 1000); })`],
       { reject: false, env: { TMPDIR: tmp } },
     );
-    await new Promise<void>((resolve) => gpgHolder.stdout!.on('data', () => resolve()));
-    gpgHolder.kill('SIGKILL');
-    await gpgHolder;
-
-    const handle = await start('restore-killed-worker', { into: 'killed_restore' }, 'kill');
+    await new Promise<void>((resolve) => holder.stdout!.on('data', () => resolve()));
+    // Wrapped: an execa process is a promise, and returning it would wait for its end.
+    return { process: holder, pid: holder.pid! };
+  };
+  const alive = await gpgHolder();
+  const doomed = processes.spawn(killFile);
+  let next: ReturnType<typeof processes.spawn> | undefined;
+  const handle = await start('restore-killed-worker', { into: 'killed_restore' }, 'kill');
+  try {
     const deadline = Date.now() + 120_000;
     while (!readdirSync(workDir).some((n) => readdirSync(path.join(workDir, n)).length > 0)) {
       if (Date.now() > deadline) throw new Error('the restore never staged anything');
@@ -209,31 +203,33 @@ test('a SIGKILLed worker leaves folders (bundle, gpg home, plaintext staging); t
     }
     processes.kill(doomed);
     await doomed;
-    const left = { tmp: mine(), work: readdirSync(workDir) };
-    expect(left.tmp.filter((n) => n.startsWith('backupctl-gpg-')).length).toBe(1);
-    expect(left.tmp.filter((n) => n.startsWith('backupctl-bundle-')).length).toBe(2);
+    const killed = await gpgHolder();
+    killed.process.kill('SIGKILL');
+    await killed.process;
+    const left = { tmp: ours(), work: readdirSync(workDir) };
     expect(left.work.length).toBe(1);
-    const bystanderBundle = left.tmp.find((n) => n.startsWith(`backupctl-bundle-${bystander.pid}-`));
+    expect(readdirSync(path.join(workDir, left.work[0])).length).toBeGreaterThan(0);
+    const aliveHome = left.tmp.find((n) => n.startsWith(`backupctl-gpg-${alive.pid}-`));
+    const killedHome = left.tmp.find((n) => n.startsWith(`backupctl-gpg-${killed.pid}-`));
+    expect(aliveHome).toBeDefined();
+    expect(killedHome).toBeDefined();
+    // A worker removes its own bundle as soon as it has loaded it: a kill leaves none behind.
+    expect(left.tmp.filter((n) => n.startsWith('backupctl-bundle-'))).toEqual([]);
 
-    const next = processes.spawn(killFile);
-    try {
-      const until = Date.now() + 60_000;
-      while (readdirSync(workDir).length > 0 || mine().some((n) => n.startsWith('backupctl-gpg-'))) {
-        if (Date.now() > until) throw new Error(`left behind: ${JSON.stringify({ tmp: mine(), work: readdirSync(workDir) })}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      // The live bystander's folder is still there, and the new worker's own.
-      const now = mine();
-      if (bystanderBundle) expect(now).toContain(bystanderBundle);
-      expect(now.filter((n) => n.startsWith('backupctl-bundle-')).length).toBe(2);
-      expect(now.some((n) => left.tmp.includes(n) && n !== bystanderBundle)).toBe(false);
-    } finally {
-      await handle.terminate('test over').catch(() => undefined);
-      processes.kill(next);
-      processes.kill(bystander);
-      await dropDatabases('killed_restore');
+    next = processes.spawn(killFile);
+    const until = Date.now() + 60_000;
+    while (readdirSync(workDir).length > 0 || ours().includes(killedHome!)) {
+      if (Date.now() > until) throw new Error(`left behind: ${JSON.stringify({ tmp: ours(), work: readdirSync(workDir) })}`);
+      await new Promise((r) => setTimeout(r, 100));
     }
+    // The live process's folder is still there.
+    expect(ours()).toContain(aliveHome);
   } finally {
+    alive.process.kill('SIGKILL');
+    await alive.process;
+    await handle.terminate('test over').catch(() => undefined);
+    if (next) processes.kill(next);
+    await dropDatabases('killed_restore');
     if (previousTmp === undefined) delete process.env.TMPDIR;
     else process.env.TMPDIR = previousTmp;
   }

@@ -80,6 +80,8 @@ export async function startWorker(config: Config, logger: Logger, options: Worke
     await Worker.create({ ...common, taskQueue: SHARED_TASK_QUEUE, workflowBundle: workflowCode }),
     await Worker.create({ ...common, taskQueue: hostQueue }),
   ];
+  // Worker.create has read the bundle: the file goes now, so a worker killed later leaves none.
+  await built?.dispose();
   logger.info({ taskQueues: [SHARED_TASK_QUEUE, hostQueue], address: config.temporal.address }, 'worker polling');
   const done = Promise.all(workers.map((w) => w.run()))
     .then(
