@@ -198,7 +198,9 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
             try {
               await Promise.all([pipeline(plain, createWriteStream(archive, { mode: 0o600 })), load]);
             } catch (err) {
+              // Whichever side failed, both end now: pg_restore, and the plaintext's stages.
               load.kill();
+              plain.destroy();
               throw err;
             }
           },

@@ -95,6 +95,12 @@ export async function openPlaintext(input: OpenPlaintextInput): Promise<Plaintex
   // The first failure of any decoding stage ends all of them; the stored read goes on only to
   // learn whether the copy was at fault.
   let stopped = false;
+  // The stage that failed first: the others fail because they were stopped.
+  let firstFailed: 'gpg' | 'decompressor' | undefined;
+  const stageFailed = (stage: 'gpg' | 'decompressor') => (reason: unknown) => {
+    if (!stopped) firstFailed = stage;
+    stopDecoding(reason);
+  };
   const stopDecoding = (reason: unknown) => {
     if (stopped) return;
     stopped = true;
@@ -102,12 +108,15 @@ export async function openPlaintext(input: OpenPlaintextInput): Promise<Plaintex
     gpg.kill('SIGKILL');
     decompressor.process?.kill('SIGKILL');
     decompressor.stream.destroy();
+    // A child's promise settles only once its output pipe closed: nobody reads the killed
+    // processes' output now, so close it (or zstd's promise waits for ever).
+    for (const output of [gpg.stdout, decompressor.process?.stdout]) output?.destroy();
     if (!plain.readableEnded) plain.destroy(reason instanceof Error ? reason : new Error(String(reason)));
   };
   // gpg may stop reading early (a damaged packet) and exit: drain the rest.
-  gpg.then(drainStored, stopDecoding);
-  decompressor.process?.catch(stopDecoding);
-  decompressed.catch(stopDecoding);
+  gpg.then(drainStored, stageFailed('gpg'));
+  decompressor.process?.catch(stageFailed('decompressor'));
+  decompressed.catch(stageFailed('decompressor'));
   const storedRead = new Promise<void>((resolve, reject) => {
     stored.once('end', resolve);
     stored.once('error', reject);
@@ -134,6 +143,16 @@ export async function openPlaintext(input: OpenPlaintextInput): Promise<Plaintex
     }
     if (results[0].status === 'rejected') {
       throw fail(permanent(ErrorType.DumpUnreadable, `${where}: reading the stored copy failed: ${errorText(results[0].reason)}`));
+    }
+    // Which stage was at fault: one killed by us, or failing on a closed pipe, only followed.
+    const followed = (r: PromiseSettledResult<unknown>) =>
+      r.status === 'rejected' &&
+      ((r.reason as { isTerminated?: boolean }).isTerminated === true ||
+        (r.reason as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE' ||
+        /broken pipe|write error|EPIPE/i.test(errorText(r.reason)));
+    const decompressorFault = results[2].status === 'rejected' && !followed(results[2]) && (firstFailed === 'decompressor' || results[1].status === 'fulfilled' || followed(results[1]));
+    if (decompressorFault && results[2].status === 'rejected') {
+      throw fail(permanent(ErrorType.DumpUnreadable, `${where}: decrypted, but it does not decompress: ${errorText(results[2].reason)}`));
     }
     if (results[1].status === 'rejected') {
       throw fail(permanent(ErrorType.DecryptionFailed, `${where}: gpg cannot decrypt it: ${errorText(results[1].reason)}`));

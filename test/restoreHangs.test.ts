@@ -3,14 +3,16 @@
 // in MockActivityEnvironment (whose info names the run and the attempt). A wrapper around a
 // filesystem repository plays a network that stops delivering bytes.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { readFirstGoodCopy } from '../activities/copySelection.js';
 import { loadRecipient, stopAgent } from '../activities/encryption.js';
+import { openPlaintext } from '../activities/restoreStream.js';
 import { permanent } from '../activities/errors.js';
 import { spawnStreaming } from '../activities/exec.js';
 import { streamToRepositories } from '../activities/pipeline.js';
@@ -37,6 +39,8 @@ class StallingRepository implements Repository {
   readonly kind = 'filesystem' as const;
   readonly location: string;
   served = 0;
+  /** Set once a read is held at the stall point. */
+  stalled = false;
   private releases: Array<() => void> = [];
   constructor(
     readonly name: string,
@@ -54,7 +58,10 @@ class StallingRepository implements Repository {
     const out = new PassThrough();
     (async () => {
       for await (const chunk of source as AsyncIterable<Buffer>) {
-        if (this.served + chunk.length > this.stallAfter) await new Promise<void>((resolve) => this.releases.push(resolve));
+        if (this.served + chunk.length > this.stallAfter) {
+          this.stalled = true;
+          await new Promise<void>((resolve) => this.releases.push(resolve));
+        }
         this.served += chunk.length;
         if (!out.write(chunk)) await new Promise((r) => out.once('drain', r));
       }
@@ -174,11 +181,14 @@ test('a stalled copy: heartbeats stop when bytes stop; cancelling ends the resto
   const running = env.run(restore.restoreIntoNewDatabase, { workflowId: 'restore-hangs', source: source(['local']), database: 'stalled_target' });
   running.catch(() => undefined);
   try {
-    await waitFor(() => stalling.served > 1024 * 1024 && readdirSync(workDir).length > 0, 'the restore to stall');
-    const stalledAt = Date.now();
+    await waitFor(() => stalling.stalled && readdirSync(workDir).length > 0, 'the restore to stall');
+    // What was buffered downstream flows out within a moment, and is reported; then nothing moves.
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(beats.length).toBeGreaterThan(0);
+    const quietFrom = Date.now();
     await new Promise((r) => setTimeout(r, 4000));
-    // What moved before the stall was reported; nothing after (one beat in flight at most).
-    expect(beats.filter((t) => t > stalledAt + 1500)).toEqual([]);
+    // One tick may still report the last bytes; none after it.
+    expect(beats.filter((t) => t > quietFrom + 1100)).toEqual([]);
     expect(readdirSync(workDir)[0]).toMatch(new RegExp(`^backupctl-restore-${process.pid}-`));
     env.cancel();
     const outcome = await settledWithin(running, 10_000);
@@ -216,6 +226,40 @@ test("a consumer's own refusal ends every stage: the read settles at once with t
   expect((outcome.error as ApplicationFailure).type).toBe('TargetDatabaseExists');
   await waitFor(() => childProcesses().length === 0, 'gpg and zstd to end', 6000);
 }, 30_000);
+
+test('a copy whose decompression fails midway (zstd dies while gpg still writes): every stage ends at once, DumpUnreadable', async () => {
+  // A whole, correctly encrypted copy (its checksum matches) of bytes that are valid zstd for
+  // 1 MB and garbage after: zstd exits while gpg has megabytes left to write.
+  const key = 'database/hangs/broken-inside.zst.gpg';
+  const zstdPart = execFileSync('zstd', ['-q', '-c'], { input: Buffer.alloc(1024 * 1024, 'a') });
+  const garbage = Buffer.alloc(8 * 1024 * 1024);
+  for (let i = 0; i < garbage.length; i++) garbage[i] = (i * 2654435761) >>> 24;
+  const broken = new FilesystemRepository('broken', path.join(dir, 'broken'));
+  const recipient = await loadRecipient(keys.publicKeyFile);
+  try {
+    const encrypted = execFileSync(
+      'gpg',
+      ['--homedir', recipient.homeDir, '--batch', '--no-tty', '--quiet', '--no-autostart', '--trust-model', 'always', '--compress-algo', 'none', '--recipient', recipient.fingerprint, '--encrypt'],
+      { input: Buffer.concat([zstdPart, garbage]), maxBuffer: 64 * 1024 * 1024 },
+    );
+    await broken.put(key, Readable.from([encrypted]));
+  } finally {
+    await recipient.dispose();
+  }
+  const stored = readFileSync(path.join(dir, 'broken', key));
+  const object = { key, bytes: stored.length, sha256: createHash('sha256').update(stored).digest('hex') };
+  const outcome = await settledWithin(openAndDrain(broken, object), 20_000);
+  expect(outcome.timedOut).toBeUndefined();
+  expect((outcome.error as ApplicationFailure)?.type).toBe('DumpUnreadable');
+  await waitFor(() => childProcesses().length === 0, 'gpg and zstd to end', 6000);
+}, 60_000);
+
+/** Opens a copy and reads its plaintext to the end, as a restore does. */
+async function openAndDrain(repository: Repository, object: Pick<StoredObject, 'key' | 'bytes' | 'sha256'>) {
+  const opened = await openPlaintext({ repository, object, compression: 'zstd', privateKeyHome: keys.privateHome, signal: new AbortController().signal });
+  opened.stream.resume();
+  return opened.done;
+}
 
 test("a stale attempt that starts late refuses, and touches neither the newer attempt's staging file nor its database", async () => {
   const stalling = new StallingRepository('local', local, 3 * 1024 * 1024);

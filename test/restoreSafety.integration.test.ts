@@ -96,8 +96,6 @@ test('a reused workflow id owns nothing: after restore --replace as swap-1 and d
   expect(swap.failure).toBeUndefined();
   expect(swap.result!.swap!.live).toBe(SOURCE_DB);
   const live = await env.source.query<{ comment: string | null }>('postgres', "SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1", [SOURCE_DB]);
-  // Live now: no owner marker any later run could take as its own.
-  expect(live.rows[0].comment ?? '').not.toMatch(/^backupctl (run|workflow)=/);
 
   await env.temporal.client.workflowService.deleteWorkflowExecution({ namespace: 'default', workflowExecution: { workflowId: 'swap-1' } });
   const deadline = Date.now() + 30_000;
@@ -113,6 +111,8 @@ test('a reused workflow id owns nothing: after restore --replace as swap-1 and d
   expect(again.failure).toMatchObject({ type: 'TargetDatabaseExists', message: expect.stringContaining('live database') });
   expect(await databaseOid(SOURCE_DB)).toBe(oid);
   expect(await tableChecksums(env.source, SOURCE_DB)).toEqual(sums);
+  // Live since the swap: it carries no owner marker any later run could take as its own.
+  expect(live.rows[0].comment ?? '').not.toMatch(/^backupctl (run|workflow)=/);
   await dropDatabases(swap.result!.swap!.keptAs);
 }, 300_000);
 
@@ -180,16 +180,18 @@ test("a SIGKILLed worker leaves a plaintext staging folder and a gpg home; the n
   const previousTmp = process.env.TMPDIR;
   process.env.TMPDIR = tmp;
   const ours = () => readdirSync(tmp).filter((n) => n.startsWith('backupctl-'));
-  /** A process that made a gpg home (as every backup does) and holds it. */
+  /** A process that made a gpg home (as every backup does) and holds it; the home is what appeared. */
   const gpgHolder = async () => {
+    const before = new Set(ours());
     const holder = execa(
       process.execPath,
       ['--import', 'tsx', '-e', `import('./activities/encryption.ts').then((m) => m.loadRecipient(${JSON.stringify(env.keys.publicKeyFile)})).then(() => { console.log('ready'); setInterval(() => {}, 1000); })`],
       { reject: false, env: { TMPDIR: tmp } },
     );
     await new Promise<void>((resolve) => holder.stdout!.on('data', () => resolve()));
+    const home = ours().find((n) => !before.has(n) && n.startsWith('backupctl-gpg-'));
     // Wrapped: an execa process is a promise, and returning it would wait for its end.
-    return { process: holder, pid: holder.pid! };
+    return { process: holder, home };
   };
   const alive = await gpgHolder();
   const doomed = processes.spawn(killFile);
@@ -209,10 +211,9 @@ test("a SIGKILLed worker leaves a plaintext staging folder and a gpg home; the n
     const left = { tmp: ours(), work: readdirSync(workDir) };
     expect(left.work.length).toBe(1);
     expect(readdirSync(path.join(workDir, left.work[0])).length).toBeGreaterThan(0);
-    const aliveHome = left.tmp.find((n) => n.startsWith(`backupctl-gpg-${alive.pid}-`));
-    const killedHome = left.tmp.find((n) => n.startsWith(`backupctl-gpg-${killed.pid}-`));
-    expect(aliveHome).toBeDefined();
-    expect(killedHome).toBeDefined();
+    const aliveHome = alive.home;
+    const killedHome = killed.home;
+    expect(left.tmp).toEqual(expect.arrayContaining([aliveHome, killedHome]));
     // A worker removes its own bundle as soon as it has loaded it: a kill leaves none behind.
     expect(left.tmp.filter((n) => n.startsWith('backupctl-bundle-'))).toEqual([]);
 
