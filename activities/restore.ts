@@ -326,9 +326,14 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
      * skipped and reported) is decrypted and decompressed into a private staging file, roles
      * missing on the server are created from the globals, then `pg_restore -j N
      * --exit-on-error`. Seed files go through pg_restore or psql with ON_ERROR_STOP. Idempotent:
-     * a database left by an earlier attempt of the same workflow is dropped and made again;
-     * any other database of that name is TargetDatabaseExists. Heartbeats every second.
-     * Permanent: PrivateKeyMissing, NoUsableCopy, DiskFull, TargetDatabaseExists, RestoreFailed.
+     * a database left by an earlier attempt of the same RUN (its marker names the run id and
+     * attempt) is dropped and made again; one made by a newer attempt means this attempt is
+     * stale (AttemptSuperseded: it stops and touches nothing); any other database of that
+     * name, and the live database's name, is TargetDatabaseExists. The staging folder is this
+     * attempt's own, removed on every path. Heartbeats only on progress (bytes moved, or the
+     * server working on the database), so a stalled pipeline times out; cancellation ends
+     * every stage at once. Permanent: PrivateKeyMissing, NoUsableCopy, DiskFull,
+     * TargetDatabaseExists, AttemptSuperseded, RestoreFailed.
      */
     async restoreIntoNewDatabase(input: RestoreIntoInput): Promise<RestoredDatabase> {
       const signal = Context.current().cancellationSignal;
@@ -340,7 +345,10 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
       return restored;
     },
 
-    /** Counts, freshness, SQL checks and (for scratch databases) pg_amcheck. Read-only apart from amcheck's extension. Heartbeats. */
+    /**
+     * Counts, freshness, SQL checks and (for scratch databases) pg_amcheck. Read-only apart
+     * from amcheck's extension. Heartbeats while the server works on the database.
+     */
     async inspectRestoredDatabase(input: InspectInput): Promise<DatabaseInspection> {
       const target = inDatabase(server(), input.database);
       const beat = heartbeatOnProgress(() => ({ phase: 'inspecting', database: input.database }), input.database);
@@ -381,8 +389,11 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
     /**
      * Puts the restored database in the live one's place: no new connections to the live
      * database, its sessions ended, then both renames in ONE transaction (live -> keepAs,
-     * replacement -> live), so there is never a moment without a live database. Idempotent:
-     * a swap already done is recognised and reported. Permanent: SwapFailed.
+     * replacement -> live), so there is never a moment without a live database. Only a
+     * database this run restored is swapped in, and only into the configured live database;
+     * in the same transaction its owner marker is replaced by a plain "live" comment, so no
+     * later run's cleanup can take it for its own. Idempotent: a swap already done is
+     * recognised and reported. Permanent: SwapFailed.
      */
     async swapLiveDatabase(input: SwapInput): Promise<{ live: string; keptAs: string; sessionsEnded: number }> {
       return withServer(server(), async (client) => {
