@@ -10,6 +10,7 @@ import path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
+import { execa } from 'execa';
 import { readFirstGoodCopy } from '../activities/copySelection.js';
 import { loadRecipient, stopAgent } from '../activities/encryption.js';
 import { openPlaintext } from '../activities/restoreStream.js';
@@ -18,6 +19,7 @@ import { spawnStreaming } from '../activities/exec.js';
 import { streamToRepositories } from '../activities/pipeline.js';
 import { createRestoreActivities } from '../activities/restore.js';
 import { FilesystemRepository } from '../activities/storage/filesystem.js';
+import { ownedTempPrefix, sweepDeadOwners } from '../activities/tempDirs.js';
 import type { Repository } from '../activities/storage/repository.js';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
 import { validateConfig, type Config } from '../workers/config.js';
@@ -310,3 +312,28 @@ test('the live database: never created over, never dropped, whatever run asks', 
   expect(drop.error).toMatchObject({ type: 'LiveDatabaseProtected', nonRetryable: true });
   expect(await databaseOid(LIVE)).toBe(oid);
 }, 60_000);
+
+test("the startup sweep removes only our folders of dead processes on this host: never a live process's, another host's, or a stranger's", async () => {
+  const root = mkdtempSync(path.join(dir, 'sweep-'));
+  const dead = execa('true');
+  await dead;
+  const alive = execa('sleep', ['30']);
+  try {
+    const tag = ownedTempPrefix('gpg').split('-')[3];
+    const names = {
+      dead: `backupctl-gpg-${dead.pid}-${tag}-AbC123`,
+      deadStaging: `backupctl-restore-${dead.pid}-${tag}-XyZ789`,
+      alive: `backupctl-bundle-${alive.pid}-${tag}-Qwe456`,
+      otherHost: `backupctl-gpg-${dead.pid}-00000000-AbC123`,
+      old: 'backupctl-gpg-AbC123',
+      stranger: `someone-gpg-${dead.pid}-${tag}-AbC123`,
+    };
+    for (const name of Object.values(names)) mkdirSync(path.join(root, name));
+    const removed = await sweepDeadOwners([root]);
+    expect(removed.map((r) => path.basename(r)).sort()).toEqual([names.dead, names.deadStaging].sort());
+    expect(readdirSync(root).sort()).toEqual([names.alive, names.otherHost, names.old, names.stranger].sort());
+  } finally {
+    alive.kill('SIGKILL');
+    await alive.catch(() => undefined);
+  }
+});
