@@ -92,15 +92,18 @@ async function dropDatabases(...names: string[]) {
 }
 
 test('a reused workflow id owns nothing: after restore --replace as swap-1 and deletion of its history, a restore as swap-1 --into the live name is refused and the live database is untouched', async () => {
-  const swap = await settle(await start('swap-1', { replace: true }), 120_000);
+  const first = await start('swap-1', { replace: true });
+  const swap = await settle(first, 120_000);
   expect(swap.failure).toBeUndefined();
   expect(swap.result!.swap!.live).toBe(SOURCE_DB);
   const live = await env.source.query<{ comment: string | null }>('postgres', "SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1", [SOURCE_DB]);
 
-  await env.temporal.client.workflowService.deleteWorkflowExecution({ namespace: 'default', workflowExecution: { workflowId: 'swap-1' } });
-  const deadline = Date.now() + 30_000;
-  while (await env.temporal.client.workflow.getHandle('swap-1').describe().then(() => true, () => false)) {
-    if (Date.now() > deadline) throw new Error('the history of swap-1 was never deleted');
+  // Its history deleted, as retention does. The id is free either way once the run closed
+  // (the default reuse policy); the deletion names the run, so it can never reach the next.
+  const runId = first.firstExecutionRunId;
+  await env.temporal.client.workflowService.deleteWorkflowExecution({ namespace: 'default', workflowExecution: { workflowId: 'swap-1', runId } });
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline && (await env.temporal.client.workflow.getHandle('swap-1', runId).describe().then(() => true, () => false))) {
     await new Promise((r) => setTimeout(r, 200));
   }
   const oid = await databaseOid(SOURCE_DB);
