@@ -15,6 +15,8 @@ export interface CopyReadInput<T> {
   compression: Compression;
   privateKeyHome: string;
   signal: AbortSignal;
+  /** Told how many stored bytes were read: progress for the heartbeat. */
+  onBytes?: (bytes: number) => void;
   /** Consumes the plaintext; its result is kept only when the copy proves whole. */
   consume(plain: Readable, repository: Repository): Promise<T>;
   /** Turns a failure of the consumer's own side (a full disk) into the error to throw. */
@@ -55,22 +57,34 @@ export async function readFirstGoodCopy<T>(input: CopyReadInput<T>): Promise<Cop
       skip(repository, permanent(ErrorType.ChecksumMismatch, `repository ${repository.name}: ${object.key} has ${info.bytes} bytes; the manifest says ${object.bytes}`));
       continue;
     }
+    if (input.signal.aborted) throw input.signal.reason;
     let opened;
     try {
-      opened = await openPlaintext({ repository, object, compression: input.compression, privateKeyHome: input.privateKeyHome, signal: input.signal });
+      opened = await openPlaintext({ repository, object, compression: input.compression, privateKeyHome: input.privateKeyHome, signal: input.signal, onBytes: input.onBytes });
     } catch (err) {
       skip(repository, err);
       continue;
     }
-    const [consumed, verdict] = await Promise.allSettled([input.consume(opened.stream, repository), opened.done]);
-    // A failure of our own side (not the copy's verdict, which destroys the stream with an
-    // ApplicationFailure) would fail every copy alike: stop at once.
-    if (consumed.status === 'rejected' && !(consumed.reason instanceof ApplicationFailure)) {
-      if (input.signal.aborted) throw input.signal.reason ?? consumed.reason;
-      if (verdict.status === 'fulfilled' || !isCopyFault(verdict.reason)) throw input.consumerFailure(consumed.reason);
+    const stream = opened;
+    // When the consumer fails, every stage ends at once: a decision of its own (an
+    // ApplicationFailure that is not the copy's verdict, such as TargetDatabaseExists) ends the
+    // read too; any other failure (pg_restore dying) stops the decoding and lets the stored
+    // bytes' checksum say whether the copy was at fault. Nothing is left blocked on a pipe.
+    const consuming = input.consume(stream.stream, repository).catch((err: unknown) => {
+      if (ownDecision(err, stream.isVerdict(err))) stream.abort(err as Error);
+      else stream.stream.destroy(err instanceof Error ? err : new Error(String(err)));
+      throw err;
+    });
+    const [consumed, verdict] = await Promise.allSettled([consuming, opened.done]);
+    if (input.signal.aborted) throw input.signal.reason ?? (consumed.status === 'rejected' ? consumed.reason : verdict.status === 'rejected' ? verdict.reason : undefined);
+    if (consumed.status === 'rejected') {
+      if (ownDecision(consumed.reason, stream.isVerdict(consumed.reason))) throw consumed.reason;
+      // A failure of our own side (not the copy's verdict) would fail every copy alike: stop at once.
+      if (!(consumed.reason instanceof ApplicationFailure) && (verdict.status === 'fulfilled' || !isCopyFault(verdict.reason))) {
+        throw input.consumerFailure(consumed.reason);
+      }
     }
     if (verdict.status === 'rejected') {
-      if (input.signal.aborted) throw input.signal.reason ?? verdict.reason;
       skip(repository, verdict.reason);
       continue;
     }
@@ -79,6 +93,13 @@ export async function readFirstGoodCopy<T>(input: CopyReadInput<T>): Promise<Cop
   }
   throw noUsableCopy(object, skipped);
 }
+
+/** The consumer's own verdict (a refused target, a superseded attempt), not a reaction to the copy. */
+function ownDecision(err: unknown, isVerdict: boolean): boolean {
+  return err instanceof ApplicationFailure && !isVerdict && !COPY_VERDICTS.has(err.type ?? '');
+}
+
+const COPY_VERDICTS = new Set<string>([ErrorType.ChecksumMismatch, ErrorType.DecryptionFailed, ErrorType.DumpUnreadable, ErrorType.CopyMissing]);
 
 function isCopyFault(err: unknown): boolean {
   return err instanceof ApplicationFailure && (err.type === ErrorType.ChecksumMismatch || err.type === ErrorType.CopyMissing);

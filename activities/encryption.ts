@@ -6,6 +6,7 @@ import path from 'node:path';
 import { ErrorType } from '../workflows/types.js';
 import { permanent } from './errors.js';
 import { runCommand, spawnStreaming, type StreamingProcess } from './exec.js';
+import { ownedTempPrefix } from './tempDirs.js';
 
 export interface Recipient {
   fingerprint: string;
@@ -25,7 +26,8 @@ export async function loadRecipient(publicKeyFile: string): Promise<Recipient> {
   } catch {
     throw permanent(ErrorType.PublicKeyMissing, `encryption.publicKeyFile ${publicKeyFile} does not exist or cannot be read`);
   }
-  const homeDir = await mkdtemp(path.join(os.tmpdir(), 'backupctl-gpg-'));
+  // Named with our process id: a worker started after this one died removes it (tempDirs.ts).
+  const homeDir = await mkdtemp(path.join(os.tmpdir(), ownedTempPrefix('gpg')));
   const dispose = async () => {
     await stopAgent(homeDir);
     await rm(homeDir, { recursive: true, force: true });

@@ -2,7 +2,7 @@
 // one's place, and drop scratch databases. They run on the task queue of the host that holds
 // the private key (a restoring, verification or drill host).
 import { constants, createWriteStream } from 'node:fs';
-import { mkdir, open, rm, statfs } from 'node:fs/promises';
+import { mkdtemp, open, rm, statfs } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -17,22 +17,28 @@ import type { DatabaseBackupDeps } from './databaseBackup.js';
 import { readFirstGoodCopy } from './copySelection.js';
 import { assertPrivateKeyFor } from './encryption.js';
 import { classifyDatabaseError, classifyFilesystemError, errorText, permanent } from './errors.js';
+import { progressHeartbeat, type ProgressHeartbeat } from './progressHeartbeat.js';
+import { ownedTempPrefix } from './tempDirs.js';
 import { inspectDatabase } from './inspection.js';
-import { connect, parseDatabaseUrl, spawnRestore, spawnSqlScript, spawnStreamingRestore, toolPath, type DatabaseTarget } from './postgres.js';
+import { connect, spawnRestore, spawnSqlScript, spawnStreamingRestore, toolPath, type DatabaseTarget } from './postgres.js';
 import { assertRestrictingPsql, fileRestoreFailure, resolveCatalogBackup, resolveFile, restrictedScript } from './restoreSource.js';
 import { expectedSource } from './sourceMatch.js';
 import {
+  assertStillOwned,
   assertTargetIsOurs,
   createRestoreDatabase,
   databaseComment,
   dropRestoreDatabase,
   inDatabase,
+  liveDatabaseName as configuredLiveDatabase,
+  madeBy,
   markDatabase,
-  markerFor,
+  markOwnedDatabase,
   quoteIdent,
   restoreServer,
   terminateSessions,
   withServer,
+  type Maker,
 } from './restoreTarget.js';
 import { createMissingRoles, parseGlobals } from './roles.js';
 import { runServiceCommands } from './services.js';
@@ -76,22 +82,47 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
 
   const repositoriesNamed = (names: string[] | undefined) => pickRepositories(deps.repositories, names, config.host);
 
-  /** Heartbeats { phase, ...details } every second until stopped. */
-  function ticker(details: () => Record<string, unknown>) {
-    const ctx = Context.current();
-    const started = Date.now();
-    const timer = setInterval(() => ctx.heartbeat({ ...details(), seconds: Math.round((Date.now() - started) / 1000) }), 1000);
-    return () => clearInterval(timer);
+  /**
+   * Heartbeats only on progress: bytes moved, or (where no bytes are counted: pg_restore's
+   * post-data, inspection) a server backend on the database doing work, not waiting on its
+   * client or a lock. A stalled stage sends nothing, and the heartbeat timeout ends it.
+   */
+  function heartbeatOnProgress(details: () => Record<string, unknown>, busyDatabase?: string): ProgressHeartbeat {
+    const beat = progressHeartbeat(details);
+    if (busyDatabase) beat.setProbe(serverBusyOn(busyDatabase));
+    return beat;
   }
 
-  async function stagingDir(workflowId: string, database: string, bytes: number): Promise<string> {
-    const dir = path.join(config.restore.workDir ?? (await defaultStagingRoot(bytes)), `backupctl-restore-${workflowId.replace(/[^A-Za-z0-9._-]+/g, '-')}-${database}`);
-    // Left by an attempt that died: start clean.
-    await rm(dir, { recursive: true, force: true });
-    await mkdir(dir, { recursive: true, mode: 0o700 }).catch((err) => {
-      throw classifyFilesystemError(err, `creating the staging folder ${dir}`);
+  /** A probe: is a backend on `database` working (active, not waiting on its client or a lock)? */
+  function serverBusyOn(database: string): () => Promise<boolean> {
+    return () =>
+      withServer(server(), async (client) => {
+        const { rows } = await client.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND state = 'active' AND pid <> pg_backend_pid()
+             AND coalesce(wait_event_type, '') NOT IN ('Client', 'Lock')`,
+          [database],
+        );
+        return rows[0].n > 0;
+      });
+  }
+
+  /** The run and attempt asking: what proves a database is ours (never the workflow id alone). */
+  function currentMaker(): Maker {
+    const { workflowExecution, attempt } = Context.current().info;
+    if (!workflowExecution) throw permanent(ErrorType.InvalidInput, 'restore activities run only inside a workflow: the run id proves what they made');
+    return { workflowId: workflowExecution.workflowId, runId: workflowExecution.runId, attempt };
+  }
+
+  /**
+   * A staging folder of this attempt alone (a stale attempt that wakes up never removes or
+   * overwrites a newer attempt's); its name carries this process's id, so a worker started
+   * after this one died removes it (workers/worker.ts sweeps at start).
+   */
+  async function stagingDir(bytes: number): Promise<string> {
+    const root = config.restore.workDir ?? (await defaultStagingRoot(bytes));
+    return mkdtemp(path.join(root, ownedTempPrefix('restore'))).catch((err) => {
+      throw classifyFilesystemError(err, `creating a staging folder in ${root}`);
     });
-    return dir;
   }
 
   async function assertRoomFor(dir: string, bytes: number): Promise<void> {
@@ -127,10 +158,12 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
     const repositories = repositoriesNamed(source.repositories);
     const dump = source.objects.find((o) => o.role === 'dump');
     if (!dump) throw permanent(ErrorType.InvalidInput, `backup ${source.backupId} has no dump object`);
+    const maker = currentMaker();
+    const live = liveDatabaseName();
     // Before anything is fetched: a name that is taken fails at once.
-    await withServer(server(), (client) => assertTargetIsOurs(client, input.database, input.workflowId));
+    await withServer(server(), (client) => assertTargetIsOurs(client, input.database, maker, live));
 
-    const dir = await stagingDir(input.workflowId, input.database, dump.plainBytes);
+    const dir = await stagingDir(dump.plainBytes);
     const admin = server();
     const target = inDatabase(admin, input.database);
     try {
@@ -140,7 +173,7 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
       const archive = path.join(dir, 'dump.pgcustom');
       let staged = 0;
       const started = Date.now();
-      const stop = ticker(() => ({ phase: 'restoring', database: input.database, bytes: staged }));
+      const beat = heartbeatOnProgress(() => ({ phase: 'restoring', database: input.database, staged }));
       let read;
       try {
         // One pass over the copy: schema and data load into the database while the archive is
@@ -151,18 +184,25 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
           compression: source.compression,
           privateKeyHome: config.encryption.privateKeyHome!,
           signal,
+          onBytes: (n) => beat.moved(n),
           consume: async (plain) => {
             staged = 0;
+            if (signal.aborted) throw signal.reason;
             // A fresh database for every copy tried: what a corrupt copy loaded is thrown away.
-            await withServer(admin, (client) => createRestoreDatabase(client, input.database, source.owner, input.workflowId));
-            plain.on('data', (chunk: Buffer) => (staged += chunk.length));
+            await withServer(admin, (client) => createRestoreDatabase(client, input.database, source.owner, maker, live));
+            plain.on('data', (chunk: Buffer) => {
+              staged += chunk.length;
+              beat.moved(chunk.length);
+            });
             const load = spawnStreamingRestore(target, deps.binDir, signal);
             load.stdin!.on('error', () => undefined);
             plain.pipe(load.stdin!);
             try {
               await Promise.all([pipeline(plain, createWriteStream(archive, { mode: 0o600 })), load]);
             } catch (err) {
+              // Whichever side failed, both end now: pg_restore, and the plaintext's stages.
               load.kill();
+              plain.destroy();
               throw err;
             }
           },
@@ -172,16 +212,17 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
               : classifyRestoreError(err, input.database),
         });
         read.skipped.forEach((s) => log.warn('copy skipped', { ...s }));
-        // Indexes, constraints, triggers: in parallel, from the staged archive.
+        // Indexes, constraints, triggers: in parallel, from the staged archive. No bytes move
+        // here: the server's work on the database is the progress.
+        beat.setProbe(serverBusyOn(input.database));
+        await withServer(admin, (client) => assertStillOwned(client, input.database, maker));
         await spawnRestore(target, deps.binDir, archive, jobsOf(input), signal, ['post-data']);
       } catch (err) {
-        await withServer(admin, (client) => dropRestoreDatabase(client, input.database, input.workflowId)).catch(() => undefined);
-        if (signal.aborted) throw err;
-        throw classifyRestoreError(err, input.database);
+        throw await afterFailedRestore(err, input.database, maker, signal);
       } finally {
-        stop();
+        beat.stop();
       }
-      await withServer(admin, (client) => markDatabase(client, input.database, markerFor(input.workflowId, `restored from backup ${source.backupId}`)));
+      await withServer(admin, (client) => markOwnedDatabase(client, input.database, maker, `restored from backup ${source.backupId}`));
       return {
         database: input.database,
         copy: { repository: read.repository, key: read.key },
@@ -198,11 +239,12 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
 
   async function restoreFile(input: RestoreIntoInput & { source: FileSource }, signal: AbortSignal): Promise<RestoredDatabase> {
     const { source } = input;
+    const maker = currentMaker();
     const liveOwner = await withServer(server(), async (client) => {
-      await assertTargetIsOurs(client, input.database, input.workflowId);
+      await assertTargetIsOurs(client, input.database, maker, liveDatabaseName());
       return (await databaseComment(client, liveDatabaseName())).owner ?? undefined;
     });
-    const seconds = await runIntoNewDatabase(input, liveOwner, async (target) => {
+    const seconds = await runIntoNewDatabase(input, maker, liveOwner, async (target) => {
       // Checked again just before it is read: the file may have been swapped since it was resolved.
       await resolveFile(source.path);
       try {
@@ -242,7 +284,19 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
   }
 
   function liveDatabaseName(): string {
-    return parseDatabaseUrl(config.database.url, config.database.passwordFile).database;
+    return configuredLiveDatabase(config);
+  }
+
+  /**
+   * After a failed restore: a cancelled or superseded attempt stops at once and touches
+   * nothing (the workflow's compensation, or the newer attempt, deals with the database);
+   * otherwise the database goes only if this very attempt still owns it.
+   */
+  async function afterFailedRestore(err: unknown, database: string, maker: Maker, signal: AbortSignal): Promise<unknown> {
+    if (signal.aborted) return err;
+    if (err instanceof ApplicationFailure && err.type === ErrorType.AttemptSuperseded) return err;
+    await withServer(server(), (client) => dropRestoreDatabase(client, database, maker, liveDatabaseName(), true)).catch(() => undefined);
+    return classifyRestoreError(err, database);
   }
 
   /**
@@ -251,24 +305,23 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
    */
   async function runIntoNewDatabase(
     input: RestoreIntoInput,
+    maker: Maker,
     owner: string | undefined,
     start: (target: DatabaseTarget) => Promise<unknown>,
   ): Promise<number> {
     const admin = server();
-    await withServer(admin, (client) => createRestoreDatabase(client, input.database, owner, input.workflowId));
+    await withServer(admin, (client) => createRestoreDatabase(client, input.database, owner, maker, liveDatabaseName()));
     const started = Date.now();
-    const stop = ticker(() => ({ phase: 'restoring', database: input.database }));
+    const beat = heartbeatOnProgress(() => ({ phase: 'restoring', database: input.database }), input.database);
     try {
       await start(inDatabase(admin, input.database));
     } catch (err) {
-      await withServer(admin, (client) => dropRestoreDatabase(client, input.database, input.workflowId)).catch(() => undefined);
-      if (Context.current().cancellationSignal.aborted) throw err;
-      throw classifyRestoreError(err, input.database);
+      throw await afterFailedRestore(err, input.database, maker, Context.current().cancellationSignal);
     } finally {
-      stop();
+      beat.stop();
     }
     const label = input.source.kind === 'backup' ? `backup ${input.source.backupId}` : `file ${input.source.path}`;
-    await withServer(admin, (client) => markDatabase(client, input.database, markerFor(input.workflowId, `restored from ${label}`)));
+    await withServer(admin, (client) => markOwnedDatabase(client, input.database, maker, `restored from ${label}`));
     return (Date.now() - started) / 1000;
   }
 
@@ -298,9 +351,14 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
      * skipped and reported) is decrypted and decompressed into a private staging file, roles
      * missing on the server are created from the globals, then `pg_restore -j N
      * --exit-on-error`. Seed files go through pg_restore or psql with ON_ERROR_STOP. Idempotent:
-     * a database left by an earlier attempt of the same workflow is dropped and made again;
-     * any other database of that name is TargetDatabaseExists. Heartbeats every second.
-     * Permanent: PrivateKeyMissing, NoUsableCopy, DiskFull, TargetDatabaseExists, RestoreFailed.
+     * a database left by an earlier attempt of the same RUN (its marker names the run id and
+     * attempt) is dropped and made again; one made by a newer attempt means this attempt is
+     * stale (AttemptSuperseded: it stops and touches nothing); any other database of that
+     * name, and the live database's name, is TargetDatabaseExists. The staging folder is this
+     * attempt's own, removed on every path. Heartbeats only on progress (bytes moved, or the
+     * server working on the database), so a stalled pipeline times out; cancellation ends
+     * every stage at once. Permanent: PrivateKeyMissing, NoUsableCopy, DiskFull,
+     * TargetDatabaseExists, AttemptSuperseded, RestoreFailed.
      */
     async restoreIntoNewDatabase(input: RestoreIntoInput): Promise<RestoredDatabase> {
       const signal = Context.current().cancellationSignal;
@@ -312,10 +370,13 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
       return restored;
     },
 
-    /** Counts, freshness, SQL checks and (for scratch databases) pg_amcheck. Read-only apart from amcheck's extension. Heartbeats. */
+    /**
+     * Counts, freshness, SQL checks and (for scratch databases) pg_amcheck. Read-only apart
+     * from amcheck's extension. Heartbeats while the server works on the database.
+     */
     async inspectRestoredDatabase(input: InspectInput): Promise<DatabaseInspection> {
       const target = inDatabase(server(), input.database);
-      const stop = ticker(() => ({ phase: 'inspecting', database: input.database }));
+      const beat = heartbeatOnProgress(() => ({ phase: 'inspecting', database: input.database }), input.database);
       const client = await connect(target);
       try {
         return await inspectDatabase(client, target, {
@@ -326,14 +387,18 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
       } catch (err) {
         throw classifyDatabaseError(err, `inspecting ${input.database}`);
       } finally {
-        stop();
+        beat.stop();
         await client.end().catch(() => undefined);
       }
     },
 
-    /** Drops a database this workflow made (scratch, or a restore that failed). Idempotent; never drops another's. */
+    /**
+     * Drops a database this workflow RUN made (scratch, or a restore that failed): the run id in
+     * its marker proves it, never the workflow id alone, which is reused. Idempotent; never
+     * drops another's. Permanent: LiveDatabaseProtected (the configured live database's name).
+     */
     async dropRestoredDatabase(input: { database: string; workflowId: string }): Promise<boolean> {
-      return withServer(server(), (client) => dropRestoreDatabase(client, input.database, input.workflowId));
+      return withServer(server(), (client) => dropRestoreDatabase(client, input.database, currentMaker(), liveDatabaseName()));
     },
 
     /** Stops the application's services (configured commands). Retry-safe. */
@@ -349,8 +414,11 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
     /**
      * Puts the restored database in the live one's place: no new connections to the live
      * database, its sessions ended, then both renames in ONE transaction (live -> keepAs,
-     * replacement -> live), so there is never a moment without a live database. Idempotent:
-     * a swap already done is recognised and reported. Permanent: SwapFailed.
+     * replacement -> live), so there is never a moment without a live database. Only a
+     * database this run restored is swapped in, and only into the configured live database;
+     * in the same transaction its owner marker is replaced by a plain "live" comment, so no
+     * later run's cleanup can take it for its own. Idempotent: a swap already done is
+     * recognised and reported. Permanent: SwapFailed.
      */
     async swapLiveDatabase(input: SwapInput): Promise<{ live: string; keptAs: string; sessionsEnded: number }> {
       return withServer(server(), async (client) => {
@@ -364,12 +432,23 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
             `cannot swap: live "${input.live}" ${live.exists ? 'exists' : 'is missing'}, restored "${input.replacement}" ${replacement.exists ? 'exists' : 'is missing'}, "${input.keepAs}" ${kept.exists ? 'already exists' : 'is free'}`,
           );
         }
+        // Only what this run restored goes live, and only into the configured live database.
+        const maker = currentMaker();
+        if (madeBy(replacement.comment)?.runId !== maker.runId) {
+          throw permanent(ErrorType.SwapFailed, `cannot swap: database "${input.replacement}" was not restored by this run`);
+        }
+        if (input.live !== liveDatabaseName()) {
+          throw permanent(ErrorType.SwapFailed, `cannot swap: "${input.live}" is not the configured live database "${liveDatabaseName()}"`);
+        }
         await client.query(`ALTER DATABASE ${quoteIdent(input.live)} WITH ALLOW_CONNECTIONS false`);
         try {
           const ended = (await terminateSessions(client, input.live)) + (await terminateSessions(client, input.replacement));
           await client.query('BEGIN');
           await client.query(`ALTER DATABASE ${quoteIdent(input.live)} RENAME TO ${quoteIdent(input.keepAs)}`);
           await client.query(`ALTER DATABASE ${quoteIdent(input.replacement)} RENAME TO ${quoteIdent(input.live)}`);
+          // Live now, so no run owns it any more: its comment must not be a marker any
+          // cleanup would take as its own. In the same transaction as the renames.
+          await markDatabase(client, input.live, liveComment(maker));
           await client.query('COMMIT');
           log.info('live database swapped', { live: input.live, keptAs: input.keepAs, sessionsEnded: ended });
           return { live: input.live, keptAs: input.keepAs, sessionsEnded: ended };
@@ -385,6 +464,11 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
       });
     },
   };
+}
+
+/** The comment of a database swapped in as the live one: what happened, and no owner marker. */
+function liveComment(maker: Maker): string {
+  return `live database (backupctl: swapped in ${new Date().toISOString()} by workflow ${maker.workflowId}, run ${maker.runId}); no restore owns it`;
 }
 
 /**

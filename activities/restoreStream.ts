@@ -21,6 +21,13 @@ export interface PlaintextStream {
    * new database.
    */
   done: Promise<{ storedBytes: number; plainBytes: number }>;
+  /**
+   * Ends every stage at once, the stored read included: for a consumer that gave up for a
+   * reason of its own, where the copy's verdict no longer matters. `done` then rejects.
+   */
+  abort(reason: Error): void;
+  /** Whether `err` is this stream's own verdict on the copy (what destroyed the stream). */
+  isVerdict(err: unknown): boolean;
 }
 
 export interface OpenPlaintextInput {
@@ -30,8 +37,17 @@ export interface OpenPlaintextInput {
   /** GNUPGHOME holding the private key. */
   privateKeyHome: string;
   signal: AbortSignal;
+  /** Told how many stored bytes were read, chunk by chunk: progress for the heartbeat. */
+  onBytes?: (bytes: number) => void;
 }
 
+/**
+ * Opens the stored object as plaintext. When any stage fails (the read, gpg, the
+ * decompressor, or the consumer destroying the stream), every decoding stage ends at once:
+ * gpg and zstd are killed, the plaintext stream errors, and the stored bytes are drained only
+ * to learn whether the copy itself was at fault (its checksum). No stage is left blocked on a
+ * full pipe, so `done` always settles.
+ */
 export async function openPlaintext(input: OpenPlaintextInput): Promise<PlaintextStream> {
   const { repository, object } = input;
   const where = `repository ${repository.name}: ${object.key}`;
@@ -41,6 +57,7 @@ export async function openPlaintext(input: OpenPlaintextInput): Promise<Plaintex
   stored.on('data', (chunk: Buffer) => {
     hash.update(chunk);
     storedBytes += chunk.length;
+    input.onBytes?.(chunk.length);
   });
 
   const gpg = spawnStreaming('gpg', ['--homedir', input.privateKeyHome, '--batch', '--no-tty', '--quiet', '--decrypt'], {
@@ -64,32 +81,56 @@ export async function openPlaintext(input: OpenPlaintextInput): Promise<Plaintex
       next(null, chunk);
     },
   });
-  [stored, gpg.stdin, gpg.stdout, decompressor.stream].forEach((s) => s?.on('error', () => undefined));
+  [stored, gpg.stdin, gpg.stdout, decompressor.process?.stdin, decompressor.process?.stdout, decompressor.stream].forEach((s) => s?.on('error', () => undefined));
   stored.pipe(gpg.stdin!);
   gpg.stdout!.pipe(decompressor.stream).pipe(plain);
   const decompressed = finished(decompressor.stream, { readable: true, writable: false });
-  decompressed.catch(() => undefined);
 
-  // gpg may stop reading early (a damaged packet); drain the rest so the stored bytes' checksum
-  // is still computed, and the read does not wait for ever on a reader that is gone.
-  gpg.finally(() => {
+  // Drains what is left of the stored object, so its checksum is still computed and the read
+  // does not wait for ever on a reader that is gone.
+  const drainStored = () => {
     stored.unpipe(gpg.stdin!);
     stored.resume();
-  }).catch(() => undefined);
+  };
+  // The first failure of any decoding stage ends all of them; the stored read goes on only to
+  // learn whether the copy was at fault.
+  let stopped = false;
+  // The stage that failed first: the others fail because they were stopped.
+  let firstFailed: 'gpg' | 'decompressor' | undefined;
+  const stageFailed = (stage: 'gpg' | 'decompressor') => (reason: unknown) => {
+    if (!stopped) firstFailed = stage;
+    stopDecoding(reason);
+  };
+  const stopDecoding = (reason: unknown) => {
+    if (stopped) return;
+    stopped = true;
+    drainStored();
+    gpg.kill('SIGKILL');
+    decompressor.process?.kill('SIGKILL');
+    decompressor.stream.destroy();
+    // A child's promise settles only once its output pipe closed: nobody reads the killed
+    // processes' output now, so close it (or zstd's promise waits for ever).
+    for (const output of [gpg.stdout, decompressor.process?.stdout]) output?.destroy();
+    if (!plain.readableEnded) plain.destroy(reason instanceof Error ? reason : new Error(String(reason)));
+  };
+  // gpg may stop reading early (a damaged packet) and exit: drain the rest.
+  gpg.then(drainStored, stageFailed('gpg'));
+  decompressor.process?.catch(stageFailed('decompressor'));
+  decompressed.catch(stageFailed('decompressor'));
   const storedRead = new Promise<void>((resolve, reject) => {
     stored.once('end', resolve);
     stored.once('error', reject);
   });
+  storedRead.catch(stopDecoding);
   // The verdict is `done`; a consumer that only drains the stream must not crash on it.
   plain.on('error', () => undefined);
-  // A consumer that goes away early (a full disk, pg_restore dying) destroys `plain`: drain
-  // the decompressor then, or zstd and gpg block on a full pipe and `done` never settles.
+  // A consumer that goes away early (a full disk, pg_restore dying) destroys `plain`.
   plain.on('close', () => {
-    if (plain.readableEnded) return;
-    decompressor.stream.unpipe(plain);
-    decompressor.stream.resume();
+    if (!plain.readableEnded) stopDecoding(new Error('the consumer stopped reading'));
   });
+  let verdict: ApplicationFailure | undefined;
   const fail = (failure: ApplicationFailure) => {
+    verdict = failure;
     plain.destroy(failure);
     return failure;
   };
@@ -100,6 +141,19 @@ export async function openPlaintext(input: OpenPlaintextInput): Promise<Plaintex
     if (results[0].status === 'fulfilled' && (storedBytes !== object.bytes || sha256 !== object.sha256)) {
       throw fail(permanent(ErrorType.ChecksumMismatch, `${where}: stored bytes are ${storedBytes} with sha256 ${sha256}; the manifest says ${object.bytes} with ${object.sha256}`));
     }
+    if (results[0].status === 'rejected') {
+      throw fail(permanent(ErrorType.DumpUnreadable, `${where}: reading the stored copy failed: ${errorText(results[0].reason)}`));
+    }
+    // Which stage was at fault: one killed by us, or failing on a closed pipe, only followed.
+    const followed = (r: PromiseSettledResult<unknown>) =>
+      r.status === 'rejected' &&
+      ((r.reason as { isTerminated?: boolean }).isTerminated === true ||
+        (r.reason as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE' ||
+        /broken pipe|write error|EPIPE/i.test(errorText(r.reason)));
+    const decompressorFault = results[2].status === 'rejected' && !followed(results[2]) && (firstFailed === 'decompressor' || results[1].status === 'fulfilled' || followed(results[1]));
+    if (decompressorFault && results[2].status === 'rejected') {
+      throw fail(permanent(ErrorType.DumpUnreadable, `${where}: decrypted, but it does not decompress: ${errorText(results[2].reason)}`));
+    }
     if (results[1].status === 'rejected') {
       throw fail(permanent(ErrorType.DecryptionFailed, `${where}: gpg cannot decrypt it: ${errorText(results[1].reason)}`));
     }
@@ -108,5 +162,20 @@ export async function openPlaintext(input: OpenPlaintextInput): Promise<Plaintex
     return { storedBytes, plainBytes };
   })();
   done.catch(() => undefined);
-  return { stream: plain, done };
+  const abort = (reason: unknown) => {
+    stopDecoding(reason);
+    stored.destroy(reason instanceof Error ? reason : new Error(String(reason)));
+  };
+  // Cancelled (or superseded: the heartbeat found the attempt gone): every stage ends now,
+  // the read too, whatever the storage driver does with the signal.
+  const onAbort = () => abort(input.signal.reason ?? new Error('cancelled'));
+  if (input.signal.aborted) onAbort();
+  else input.signal.addEventListener('abort', onAbort, { once: true });
+  done.finally(() => input.signal.removeEventListener('abort', onAbort)).catch(() => undefined);
+  return {
+    stream: plain,
+    done,
+    abort,
+    isVerdict: (err) => err !== undefined && err === verdict,
+  };
 }

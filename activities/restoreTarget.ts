@@ -1,6 +1,9 @@
 // The server a host restores into, and the databases a restore creates there. Every database
-// we create carries a comment naming the workflow that made it; we drop only databases whose
-// comment names the asking workflow, so no cleanup can ever reach a database we did not make.
+// we create carries a comment naming the RUN that made it (the workflow run id, unique for
+// ever, where a workflow id is reused) and the attempt of the activity that made it. Cleanup
+// drops only databases of the asking run; an attempt touches only what it made itself, so a
+// stale attempt that wakes up never harms a newer one. The configured live database is never
+// created over, dropped or renamed here: only the swap (restore.ts) renames it.
 import type pg from 'pg';
 import { ErrorType } from '../workflows/types.js';
 import type { Config } from '../workers/config.js';
@@ -8,6 +11,13 @@ import { classifyDatabaseError, permanent } from './errors.js';
 import { connect, parseDatabaseUrl, type DatabaseTarget } from './postgres.js';
 
 const MARKER = 'backupctl';
+
+/** Who made a database: the run (unique for ever) and the activity attempt within it. */
+export interface Maker {
+  workflowId: string;
+  runId: string;
+  attempt: number;
+}
 
 /** The restore server's admin connection settings: restore.serverUrl, else database.url's server. */
 export function restoreServer(config: Config): DatabaseTarget {
@@ -20,12 +30,48 @@ export function inDatabase(server: DatabaseTarget, database: string): DatabaseTa
   return { ...server, database };
 }
 
-export function markerFor(workflowId: string, state: string): string {
-  return `${MARKER} workflow=${workflowId} ${state}`;
+/** The comment that marks a database as made by `maker`; the run comes first, so no workflow id can forge it. */
+export function markerFor(maker: Maker, state: string): string {
+  return `${MARKER} run=${maker.runId} attempt=${maker.attempt} workflow=${maker.workflowId} ${state}`;
 }
 
-function madeBy(comment: string | null, workflowId: string): boolean {
-  return comment !== null && comment.startsWith(`${MARKER} workflow=${workflowId} `);
+const MARKER_PATTERN = new RegExp(`^${MARKER} run=([0-9A-Za-z-]+) attempt=(\\d+) `);
+
+/** The run and attempt a marker names, or nothing for any other comment (older markers included). */
+export function madeBy(comment: string | null): { runId: string; attempt: number } | undefined {
+  const match = comment === null ? null : MARKER_PATTERN.exec(comment);
+  return match ? { runId: match[1], attempt: Number(match[2]) } : undefined;
+}
+
+function ofRun(comment: string | null, maker: Maker): boolean {
+  return madeBy(comment)?.runId === maker.runId;
+}
+
+/** The configured live database's name (database.url): protected everywhere but in the swap. */
+export function liveDatabaseName(config: Config): string {
+  return parseDatabaseUrl(config.database.url, config.database.passwordFile).database;
+}
+
+function refuseLive(name: string, live: string, doing: string): void {
+  if (name === live) {
+    throw permanent(
+      ErrorType.LiveDatabaseProtected,
+      `database "${name}" is the live database (database.url); a restore never ${doing} it: only the swap of restore --replace renames it`,
+    );
+  }
+}
+
+/**
+ * Runs `body` holding a session advisory lock on the database name, so that checking a
+ * database's marker and acting on it (drop, create, mark) is one step for every worker.
+ */
+export async function withNameLock<T>(client: pg.Client, name: string, body: () => Promise<T>): Promise<T> {
+  await client.query('SELECT pg_advisory_lock(hashtext($1))', [`${MARKER}-database:${name}`]);
+  try {
+    return await body();
+  } finally {
+    await client.query('SELECT pg_advisory_unlock(hashtext($1))', [`${MARKER}-database:${name}`]).catch(() => undefined);
+  }
 }
 
 export function quoteIdent(name: string): string {
@@ -60,41 +106,83 @@ export async function roleExists(client: pg.Client, role: string): Promise<boole
 }
 
 /**
- * Refuses a restore target name taken by a database this workflow did not make; returns
- * whether one of its own (from an earlier attempt) is there.
+ * Refuses a restore target name that is the live database, or is taken by a database this run
+ * did not make; returns whether one of this run's own (from an earlier attempt) is there.
  */
-export async function assertTargetIsOurs(client: pg.Client, name: string, workflowId: string): Promise<boolean> {
+export async function assertTargetIsOurs(client: pg.Client, name: string, maker: Maker, live: string): Promise<boolean> {
+  if (name === live) {
+    throw permanent(
+      ErrorType.TargetDatabaseExists,
+      `database "${name}" is the live database (database.url); a restore never creates over it; choose another name (--into), or --replace to swap a verified copy in`,
+    );
+  }
   const existing = await databaseComment(client, name);
-  if (existing.exists && !madeBy(existing.comment, workflowId)) {
+  if (existing.exists && !ofRun(existing.comment, maker)) {
     throw permanent(ErrorType.TargetDatabaseExists, `database "${name}" already exists on the restore server and was not made by this restore; choose another name (--into) or drop it yourself`);
   }
   return existing.exists;
 }
 
+function superseded(name: string, maker: Maker, by: number): never {
+  throw permanent(ErrorType.AttemptSuperseded, `attempt ${maker.attempt} of this restore was superseded by attempt ${by}, which owns database "${name}"; this attempt stopped without touching it`);
+}
+
 /**
- * Creates an empty database for a restore. One this workflow made on an earlier attempt (a
- * crash, a retry) is dropped and made again; any other database of that name is a
- * TargetDatabaseExists error, and left alone.
+ * Creates an empty database for a restore. One this run made on an earlier attempt (a crash, a
+ * retry) or this attempt made for an earlier copy is dropped and made again; one a NEWER
+ * attempt made means this attempt is stale (AttemptSuperseded), and it is left alone; any
+ * other database of that name is TargetDatabaseExists, and left alone.
  */
-export async function createRestoreDatabase(client: pg.Client, name: string, owner: string | undefined, workflowId: string): Promise<void> {
-  if (await assertTargetIsOurs(client, name, workflowId)) await dropDatabase(client, name);
-  const ownerClause = owner && (await roleExists(client, owner)) ? ` OWNER ${quoteIdent(owner)}` : '';
-  await client.query(`CREATE DATABASE ${quoteIdent(name)} TEMPLATE template0${ownerClause}`);
-  await markDatabase(client, name, markerFor(workflowId, 'restoring'));
+export async function createRestoreDatabase(client: pg.Client, name: string, owner: string | undefined, maker: Maker, live: string): Promise<void> {
+  await withNameLock(client, name, async () => {
+    if (await assertTargetIsOurs(client, name, maker, live)) {
+      const made = madeBy((await databaseComment(client, name)).comment)!;
+      if (made.attempt > maker.attempt) superseded(name, maker, made.attempt);
+      await dropDatabase(client, name);
+    }
+    const ownerClause = owner && (await roleExists(client, owner)) ? ` OWNER ${quoteIdent(owner)}` : '';
+    await client.query(`CREATE DATABASE ${quoteIdent(name)} TEMPLATE template0${ownerClause}`);
+    await markDatabase(client, name, markerFor(maker, 'restoring'));
+  });
+}
+
+/** Fails with AttemptSuperseded unless the database is still this very attempt's. */
+export async function assertStillOwned(client: pg.Client, name: string, maker: Maker): Promise<void> {
+  const made = madeBy((await databaseComment(client, name)).comment);
+  if (made?.runId !== maker.runId || made.attempt !== maker.attempt) {
+    throw permanent(ErrorType.AttemptSuperseded, `database "${name}" is no longer this attempt's (attempt ${maker.attempt}); this attempt stopped without touching it`);
+  }
+}
+
+/** Marks the database with a new state, if it is still this attempt's (else AttemptSuperseded). */
+export async function markOwnedDatabase(client: pg.Client, name: string, maker: Maker, state: string): Promise<void> {
+  await withNameLock(client, name, async () => {
+    await assertStillOwned(client, name, maker);
+    await markDatabase(client, name, markerFor(maker, state));
+  });
 }
 
 export async function markDatabase(client: pg.Client, name: string, comment: string): Promise<void> {
   await client.query(`COMMENT ON DATABASE ${quoteIdent(name)} IS ${quoteLiteral(comment)}`);
 }
 
-/** Drops a database this workflow made; returns false when there was none, or it is another's. */
-export async function dropRestoreDatabase(client: pg.Client, name: string, workflowId: string): Promise<boolean> {
-  const existing = await databaseComment(client, name);
-  if (!existing.exists) return false;
-  // Not ours (the name was taken before this workflow ran): never touched.
-  if (!madeBy(existing.comment, workflowId)) return false;
-  await dropDatabase(client, name);
-  return true;
+/**
+ * Drops a database this run made (any attempt: the workflow's compensation and teardown), or,
+ * with `onlyAttempt`, only one this very attempt made (an attempt cleaning up after itself).
+ * Returns false when there was none, or it is another's. The live database: LiveDatabaseProtected.
+ */
+export async function dropRestoreDatabase(client: pg.Client, name: string, maker: Maker, live: string, onlyAttempt = false): Promise<boolean> {
+  refuseLive(name, live, 'drops');
+  return withNameLock(client, name, async () => {
+    const existing = await databaseComment(client, name);
+    if (!existing.exists) return false;
+    const made = madeBy(existing.comment);
+    // Not ours (the name was taken before this run, or by another run): never touched.
+    if (made?.runId !== maker.runId) return false;
+    if (onlyAttempt && made.attempt !== maker.attempt) return false;
+    await dropDatabase(client, name);
+    return true;
+  });
 }
 
 async function dropDatabase(client: pg.Client, name: string): Promise<void> {

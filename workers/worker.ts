@@ -10,6 +10,7 @@ import { createActivities } from '../activities/index.js';
 import { runCommand } from '../activities/exec.js';
 import { resolveBinDir } from '../activities/postgres.js';
 import { openRepositories } from '../activities/storage/index.js';
+import { ownedTempPrefix, sweepDeadOwners } from '../activities/tempDirs.js';
 import { SHARED_TASK_QUEUE, hostTaskQueue } from '../workflows/types.js';
 import type { Config } from './config.js';
 import { connectionOptions } from './temporalConnection.js';
@@ -28,7 +29,7 @@ export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
  * private temporary file, so the bundler's memory leaves with that process.
  */
 async function bundleInChildProcess(): Promise<{ codePath: string; dispose(): Promise<void> }> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'backupctl-bundle-'));
+  const dir = await mkdtemp(path.join(os.tmpdir(), ownedTempPrefix('bundle')));
   const codePath = path.join(dir, 'workflows.js');
   // tsx resolved from here, not from the operator's working directory.
   const tsx = import.meta.resolve('tsx');
@@ -50,7 +51,20 @@ export interface WorkerOptions {
   configFile?: string;
 }
 
+/**
+ * What a worker that died (SIGKILL, power loss) left behind: gpg homes, bundles and restore
+ * staging folders (which hold plaintext) of processes that no longer exist. Never another
+ * live worker's.
+ */
+export async function sweepLeftovers(config: Config, logger: Logger): Promise<string[]> {
+  const roots = [os.tmpdir(), '/dev/shm', ...(config.restore.workDir ? [config.restore.workDir] : [])];
+  const removed = await sweepDeadOwners(roots);
+  if (removed.length) logger.warn({ removed }, 'removed temporary folders of workers that died');
+  return removed;
+}
+
 export async function startWorker(config: Config, logger: Logger, options: WorkerOptions = {}): Promise<RunningWorker> {
+  await sweepLeftovers(config, logger);
   const built = options.bundleInProcess ? undefined : await bundleInChildProcess();
   const workflowCode = built ? { codePath: built.codePath } : await workflowBundle();
   const connection = await NativeConnection.connect(connectionOptions(config));
@@ -66,6 +80,8 @@ export async function startWorker(config: Config, logger: Logger, options: Worke
     await Worker.create({ ...common, taskQueue: SHARED_TASK_QUEUE, workflowBundle: workflowCode }),
     await Worker.create({ ...common, taskQueue: hostQueue }),
   ];
+  // Worker.create has read the bundle: the file goes now, so a worker killed later leaves none.
+  await built?.dispose();
   logger.info({ taskQueues: [SHARED_TASK_QUEUE, hostQueue], address: config.temporal.address }, 'worker polling');
   const done = Promise.all(workers.map((w) => w.run()))
     .then(

@@ -40,6 +40,10 @@ export const ErrorType = {
   ManifestDamaged: 'ManifestDamaged',
   /** A backup whose recorded source (database, cluster system identifier) is not the configured one. */
   SourceMismatch: 'SourceMismatch',
+  /** The configured live database: only the swap may rename it, nothing drops or creates over it. */
+  LiveDatabaseProtected: 'LiveDatabaseProtected',
+  /** A newer attempt of the same activity owns the work: this one stopped without touching it. */
+  AttemptSuperseded: 'AttemptSuperseded',
 } as const;
 export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];
 

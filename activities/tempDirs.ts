@@ -1,0 +1,61 @@
+// Temporary folders of ours (gpg homes, the workflow bundle, restore staging that holds
+// plaintext) are named with the id of the process that made them and a tag of the host (the
+// machine or container) it runs on: `backupctl-<kind>-<pid>-<host tag>-…`. A worker that dies
+// by SIGKILL cannot clean up; the next worker to start removes the folders whose process is
+// gone, and never one of a live process (another worker on this host), nor one made under
+// another host name (a container with its own process ids sharing the folder).
+import { createHash } from 'node:crypto';
+import { readdir, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+
+export type TempKind = 'gpg' | 'bundle' | 'restore';
+
+const OWNED = /^backupctl-(gpg|bundle|restore)-(\d+)-([0-9a-f]{8})-[A-Za-z0-9]+$/;
+
+const HOST_TAG = createHash('sha256').update(os.hostname()).digest('hex').slice(0, 8);
+
+/** The mkdtemp prefix for a folder this process owns. */
+export function ownedTempPrefix(kind: TempKind): string {
+  return `backupctl-${kind}-${process.pid}-${HOST_TAG}-`;
+}
+
+/** Whether a process with this id exists (EPERM: it exists, as another user's). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes, in each folder given, our temporary folders whose owning process is dead.
+ * Returns what was removed. Folders that cannot be listed are passed over.
+ */
+export async function sweepDeadOwners(roots: string[]): Promise<string[]> {
+  const removed: string[] = [];
+  for (const root of new Set(roots)) {
+    let names: string[];
+    try {
+      names = await readdir(root);
+    } catch {
+      continue;
+    }
+    for (const name of names) {
+      const match = OWNED.exec(name);
+      if (!match) continue;
+      const pid = Number(match[2]);
+      if (match[3] !== HOST_TAG || pid === process.pid || processAlive(pid)) continue;
+      const dir = path.join(root, name);
+      try {
+        await rm(dir, { recursive: true, force: true });
+        removed.push(dir);
+      } catch {
+        // not ours to fight over: left for the next start
+      }
+    }
+  }
+  return removed;
+}
