@@ -10,7 +10,7 @@ import YAML from 'yaml';
 import { openRepositories } from '../activities/storage/index.js';
 import { backupDatabase } from '../workflows/index.js';
 import { SHARED_TASK_QUEUE, hostTaskQueue, type DatabaseBackupResult } from '../workflows/types.js';
-import { APP_PASSWORD, BUCKET, SOURCE_DB, startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';
+import { APP_PASSWORD, BUCKET, SOURCE_DB, seedSlowToCompress, startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';
 import { tableChecksums } from './fixtures/postgres.js';
 import { workerProcesses } from './fixtures/workerProcess.js';
 import { restoreDump } from './fixtures/restore.js';
@@ -20,13 +20,7 @@ let env: BackupEnv;
 const workers = workerProcesses();
 
 beforeAll(async () => {
-  env = await startBackupEnv({ users: 500, sessionsPerUser: 4, activitiesPerSession: 10 }, async (db) => {
-    // Enough poorly compressible data that, at zstd level 19, the dump takes several seconds.
-    await db.query(`CREATE TABLE review_manager_searchresult AS
-                    SELECT g AS id, md5(g::text) || md5((g * 7)::text) || repeat(md5((g * 13)::text), 6) AS body
-                    FROM generate_series(1, 150000) g`);
-    await db.query('ALTER TABLE review_manager_searchresult OWNER TO thesis_grey_user');
-  });
+  env = await startBackupEnv({ users: 500, sessionsPerUser: 4, activitiesPerSession: 10 }, seedSlowToCompress);
 });
 
 afterAll(async () => {

@@ -16,7 +16,7 @@ import { openRepositories } from '../activities/storage/index.js';
 import type { Config } from '../workers/config.js';
 import { backupDatabase } from '../workflows/index.js';
 import { SHARED_TASK_QUEUE, hostTaskQueue, type DatabaseBackupResult } from '../workflows/types.js';
-import { SOURCE_DB, startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';
+import { SOURCE_DB, seedSlowToCompress, startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';
 import { tableChecksums } from './fixtures/postgres.js';
 import { restoreDump } from './fixtures/restore.js';
 import { workerProcesses } from './fixtures/workerProcess.js';
@@ -25,13 +25,7 @@ let env: BackupEnv;
 const workers = workerProcesses();
 
 beforeAll(async () => {
-  env = await startBackupEnv({ users: 300, sessionsPerUser: 4, activitiesPerSession: 5 }, async (db) => {
-    // Poorly compressible rows, so that at zstd level 19 the dump runs for several seconds.
-    await db.query(`CREATE TABLE review_manager_searchresult AS
-                    SELECT g AS id, md5(g::text) || md5((g * 7)::text) || repeat(md5((g * 13)::text), 6) AS body
-                    FROM generate_series(1, 150000) g`);
-    await db.query('ALTER TABLE review_manager_searchresult OWNER TO thesis_grey_user');
-  });
+  env = await startBackupEnv({ users: 300, sessionsPerUser: 4, activitiesPerSession: 5 }, seedSlowToCompress);
 });
 
 afterAll(async () => {
