@@ -1,7 +1,7 @@
 // Real processes: the worker as operators run it (`backupctl worker`), killed with SIGKILL in
 // the middle of the upload, and the CLI's contract (one JSON object on stdout, exit codes).
 import { execSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { defaultPayloadConverter } from '@temporalio/common';
@@ -162,12 +162,25 @@ describe('the CLI', () => {
   });
 
   test('a failed backup exits 1 with the failure as JSON', async () => {
-    const run = await cli(['--config', configFile, 'backup', 'database', '--wait', '--json', '--repository', 'tape', '--workflow-id', 'backup-database-cli-bad']);
+    // The id is held by another run (a claim it left): the workflow starts and fails in its plan.
+    const claim = { formatVersion: 1, component: 'database', backupId: 'backup-database-cli-bad', workflowId: 'backup-database-cli-bad', runId: 'another-run', claimedAt: '2026-11-01T00:00:00.000Z' };
+    const folder = path.join(env.dir, 'db-cli', 'nas', 'database', 'backup-database-cli-bad');
+    mkdirSync(folder, { recursive: true });
+    writeFileSync(path.join(folder, 'claim.json'), JSON.stringify(claim));
+    const run = await cli(['--config', configFile, 'backup', 'database', '--wait', '--json', '--workflow-id', 'backup-database-cli-bad']);
     expect(run.exitCode).toBe(1);
-    expect(JSON.parse(run.stdout)).toEqual({
-      ok: false,
-      error: { type: 'UnknownRepository', message: 'repository "tape" is not configured on host db-cli; configured: local, nas, s3' },
-    });
+    const printed = JSON.parse(run.stdout);
+    expect(printed).toMatchObject({ ok: false, error: { type: 'BackupAlreadyExists' } });
+    expect(printed.error.message).toContain('taken in repository nas by run another-run');
+    // Refused before it wrote: the local claim it made was taken back, the other run's is intact.
+    expect(existsSync(path.join(env.dir, 'db-cli', 'local', 'database', 'backup-database-cli-bad', 'claim.json'))).toBe(false);
+    expect(JSON.parse(readFileSync(path.join(folder, 'claim.json'), 'utf8'))).toEqual(claim);
+  });
+
+  test('a backup input refused before it starts exits 2', async () => {
+    const run = await cli(['--config', configFile, 'backup', 'database', '--wait', '--json', '--repository', 'tape', '--workflow-id', 'backup-database-cli-refused']);
+    expect(run.exitCode).toBe(2);
+    expect(JSON.parse(run.stdout)).toMatchObject({ ok: false, error: { type: 'InvalidInput', message: expect.stringContaining('tape') } });
   });
 
   test('schedules apply creates the nightly schedule, then updates it; a triggered run backs up', async () => {
