@@ -12,6 +12,7 @@
 // the attempt that won wrote. The manifest names the winner's keys; the sweep after it removes
 // the other attempts' folders.
 import { Context } from '@temporalio/activity';
+import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { ErrorType, type Compression, type StoredObject } from '../workflows/types.js';
 import { OBJECT_NAMES, backupPrefix, manifestKey, type Component } from './catalog.js';
@@ -167,6 +168,47 @@ export async function attemptLeftovers(
 }
 
 /**
+ * Whether any of the repositories holds a manifest of the backup (readable or not). A backup
+ * whose manifest was published anywhere is never discarded anywhere: that manifest names the
+ * copies in the other repositories too.
+ */
+export async function manifestPublished(repositories: Repository[], component: Component, backupId: string): Promise<boolean> {
+  for (const repository of repositories) if (await repository.stat(manifestKey(component, backupId))) return true;
+  return false;
+}
+
+/**
+ * Publishes a manifest in every repository, fenced by the claim: created only where none is
+ * (a stale writer never replaces another run's manifest; the claim's holder replaces a foreign
+ * one), then the claim is checked again. A writer that finds it lost the claim meanwhile (its
+ * run was cancelled and compensated while it was frozen) takes back the manifest it published,
+ * so no manifest outlives the objects it names. Throws BackupOwnershipLost.
+ */
+export async function publishManifest(repositories: Repository[], manifest: { component: Component; backupId: string; runId: string }): Promise<void> {
+  const { component, backupId, runId } = manifest;
+  const key = manifestKey(component, backupId);
+  const body = Buffer.from(JSON.stringify(manifest, null, 2) + '\n');
+  await assertClaimed(repositories, component, backupId, runId);
+  for (const repository of repositories) {
+    if (await repository.create(key, body)) continue;
+    const existing = await text(await repository.get(key)).catch(() => undefined);
+    if (existing === body.toString()) continue;
+    // Another run's (or a damaged) manifest where this run holds the id: a stale writer's; ours replaces it.
+    await assertClaimed([repository], component, backupId, runId);
+    await repository.put(key, Readable.from([body]), { contentLength: body.length });
+  }
+  try {
+    await assertClaimed(repositories, component, backupId, runId);
+  } catch (lost) {
+    for (const repository of repositories) {
+      const existing = await text(await repository.get(key)).catch(() => undefined);
+      if (existing === body.toString()) await repository.remove(key).catch(() => undefined);
+    }
+    throw lost;
+  }
+}
+
+/**
  * What a failed run leaves, removed from one repository, only where it is this run's to
  * remove: never where a manifest exists (a complete backup, whoever made it), never where
  * another run holds the claim or none is held (a backup of an older version: no proof whose
@@ -175,7 +217,10 @@ export async function attemptLeftovers(
 export async function discardUnfinished(repository: Repository, component: Component, backupId: string, runId: string, roles: StoredObject['role'][], compressions: readonly Compression[], maxAttempts: number): Promise<number> {
   if (await repository.stat(manifestKey(component, backupId))) return 0;
   if (!(await holdsClaim(repository, component, backupId, runId))) return 0;
-  const keys = await attemptLeftovers(repository, component, backupId, runId, roles, compressions, maxAttempts);
+  // Only this run's folders: a discard frozen after its checks and woken once the id went to a
+  // newer run must not reach that run's objects.
+  const ownFolder = `${backupPrefix(component, backupId)}${ATTEMPT_FOLDER_PREFIX}${runToken(runId)}-a`;
+  const keys = (await attemptLeftovers(repository, component, backupId, runId, roles, compressions, maxAttempts)).filter((key) => key.startsWith(ownFolder));
   const listed = new Set((await repository.list(backupPrefix(component, backupId))).map((o) => o.key));
   let removed = 0;
   for (const key of keys) {

@@ -5,7 +5,7 @@ import { Context, log } from '@temporalio/activity';
 import { COMPRESSIONS, ErrorType, type Compression } from '../workflows/types.js';
 import type { BaseBackupFacts, BaseBackupPlan } from '../workflows/pitrTypes.js';
 import type { Config } from '../workers/config.js';
-import { assertClaimed, attemptObjectKey, claimBackup, currentAttempt, discardUnfinished } from './backupClaim.js';
+import { assertClaimed, attemptObjectKey, claimBackup, currentAttempt, discardUnfinished, manifestPublished } from './backupClaim.js';
 import { readManifest } from './catalog.js';
 import { MAX_TRANSFER_ATTEMPTS, ROLES_OF, type DatabaseBackupDeps } from './databaseBackup.js';
 import { loadRecipient, type Recipient } from './encryption.js';
@@ -140,7 +140,9 @@ export function createBaseBackupActivities(deps: DatabaseBackupDeps) {
 
     /** Removes what a failed base backup run wrote where it holds the claim and no manifest exists; gives the claim back. Idempotent. */
     async discardBaseBackupObjects(input: { backupId: string; runId: string; repositories: string[] }): Promise<void> {
-      for (const repository of pick(input.repositories)) {
+      const repositories = pick(input.repositories);
+      if (await manifestPublished(repositories, 'base', input.backupId)) return;
+      for (const repository of repositories) {
         await discardUnfinished(repository, 'base', input.backupId, input.runId, ROLES_OF.base, COMPRESSIONS, MAX_TRANSFER_ATTEMPTS);
       }
     },

@@ -17,8 +17,8 @@ import {
 import type { BaseBackupManifest } from '../workflows/pitrTypes.js';
 import type { Config } from '../workers/config.js';
 import { longTransfer } from '../workflows/activityOptions.js';
-import { assertClaimed, attemptObjectKey, claimBackup, currentAttempt, discardUnfinished, sweepAttempts } from './backupClaim.js';
-import { readManifest, writeManifest, type Component } from './catalog.js';
+import { assertClaimed, attemptObjectKey, claimBackup, currentAttempt, discardUnfinished, manifestPublished, publishManifest, sweepAttempts } from './backupClaim.js';
+import { readManifest, type Component } from './catalog.js';
 import { loadRecipient, type Recipient } from './encryption.js';
 import { classifyDatabaseError, errorText, permanent, transient } from './errors.js';
 import { watchProgress } from './progressWatch.js';
@@ -283,19 +283,24 @@ export function createDatabaseBackupActivities(deps: DatabaseBackupDeps) {
      */
     async writeBackupManifest(manifest: BackupManifest | BaseBackupManifest): Promise<void> {
       const repositories = pick(manifest.copies.map((c) => c.repository).filter((v, i, a) => a.indexOf(v) === i));
-      await assertClaimed(repositories, manifest.component, manifest.backupId, manifest.runId);
-      await Promise.all(repositories.map((r) => writeManifest(r, manifest)));
+      await publishManifest(repositories, manifest);
       log.info('backup manifest written', { backupId: manifest.backupId, repositories: repositories.map((r) => r.name) });
     },
 
     /**
-     * Removes what a failed run of this backup wrote, so nothing half-made lingers: only in
-     * repositories where this run holds the claim and no manifest exists (a complete backup is
-     * never touched, whoever made it), then gives the claim back. Idempotent.
+     * Removes what a failed run of this backup wrote, so nothing half-made lingers: nothing at
+     * all when a manifest of the backup was published in any repository (it names the copies
+     * in the others too), and only this run's attempt folders where it holds the claim; then
+     * gives the claim back. Idempotent.
      */
     async discardBackupObjects(input: DiscardInput): Promise<number> {
       let removed = 0;
-      for (const repository of pick(input.repositories)) {
+      const repositories = pick(input.repositories);
+      if (await manifestPublished(repositories, 'database', input.backupId)) {
+        log.warn('a manifest of the backup was published: nothing is discarded', { backupId: input.backupId });
+        return 0;
+      }
+      for (const repository of repositories) {
         removed += await discardUnfinished(repository, 'database', input.backupId, input.runId, ROLES_OF.database, COMPRESSIONS, MAX_TRANSFER_ATTEMPTS);
       }
       return removed;

@@ -37,6 +37,15 @@ export interface PitrDeps extends DatabaseBackupDeps {
 
 const CLI = fileURLToPath(new URL('../bin/backupctl.js', import.meta.url));
 
+/**
+ * A path as one word of restore_command: quoted for the shell PostgreSQL runs it with (a path
+ * like `x;touch y` must stay a path, never a command), and `%` doubled, since PostgreSQL reads
+ * `%f`, `%p` and `%%` in it.
+ */
+export function commandWord(value: string): string {
+  return `'${value.replace(/'/g, `'\\''`).replace(/%/g, '%%')}'`;
+}
+
 export function createPitrActivities(deps: PitrDeps) {
   const { config } = deps;
 
@@ -45,7 +54,7 @@ export function createPitrActivities(deps: PitrDeps) {
     if (!deps.configFile) {
       throw permanent(ErrorType.InvalidConfig, 'pitr.restoreCommand is not set and the worker was started without a configuration file to hand to wal-fetch');
     }
-    return `${process.execPath} ${CLI} --config ${path.resolve(deps.configFile)} wal-fetch %f %p`;
+    return `${commandWord(process.execPath)} ${commandWord(CLI)} --config ${commandWord(path.resolve(deps.configFile))} wal-fetch %f %p`;
   }
 
   function recoveredTarget(port: number, database = parseDatabaseUrl(config.database.url, config.database.passwordFile).database): DatabaseTarget {
@@ -186,7 +195,8 @@ export function createPitrActivities(deps: PitrDeps) {
       // and restore_command can say so at once. Otherwise the rest come through wal-fetch.
       // (Time and LSN targets were checked against the window; xid and restore point ones were not.)
       const windowChecked = input.target.kind === 'time' || input.target.kind === 'lsn';
-      const command = prefetched.complete && windowChecked ? `cp ${prefetchDir}/%f %p` : `cp ${prefetchDir}/%f %p 2>/dev/null || ${restoreCommand()}`;
+      const fetched = `${commandWord(prefetchDir + '/')}%f`;
+      const command = prefetched.complete && windowChecked ? `cp ${fetched} %p` : `cp ${fetched} %p 2>/dev/null || ${restoreCommand()}`;
       await configureRecovery(dataDir, { versionNum: manifest.server.versionNum, restoreCommand: command, target: input.target, port });
       log.info('WAL fetched ahead', { ...prefetched });
       log.info('recovery cluster prepared', { dataDir, port, baseBackup: input.baseBackupId });

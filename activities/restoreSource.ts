@@ -15,7 +15,8 @@ import { runCommand } from './exec.js';
 import { explicitWarning, pickLatest, sourceVerdict, type ExpectedSource } from './sourceMatch.js';
 import type { Repository } from './storage/repository.js';
 
-export const BACKUP_ID = /^[A-Za-z0-9._-]{1,200}$/;
+/** A backup id: a folder name of safe characters, never `.` or `..` (the folder itself or its parent). */
+export const BACKUP_ID = /^(?!\.{1,2}$)[A-Za-z0-9._-]{1,200}$/;
 
 /**
  * Finds a backup in the repositories, in their order; `latest` is the newest complete one of

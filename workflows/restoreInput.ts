@@ -21,7 +21,7 @@ export function checkTaskQueue(value: unknown): void {
 export function checkBackupReference(value: unknown, allowFiles: boolean): void {
   const ok =
     typeof value === 'string' &&
-    (value === 'latest' || /^[A-Za-z0-9._-]{1,200}$/.test(value) || (allowFiles && /^\/[^\0]*[^/]$/.test(value)));
+    (value === 'latest' || (/^[A-Za-z0-9._-]{1,200}$/.test(value) && value !== '.' && value !== '..') || (allowFiles && /^\/[^\0]*[^/]$/.test(value)));
   if (!ok) {
     throw invalidInput('backup', value, allowFiles ? 'expected a backup id, "latest", or an absolute path to a .backup, .sql.gz or .sql file' : 'expected a backup id or "latest"');
   }

@@ -156,8 +156,8 @@ export class FilesystemRepository implements Repository {
     try {
       await this.makeDirs(this.root);
       await access(this.root, constants.W_OK);
-      const probe = path.join(this.root, `.write-check-${process.pid}`);
-      const handle = await open(probe, 'w', FILE_MODE);
+      const probe = path.join(this.root, `.write-check-${process.pid}-${randomBytes(6).toString('hex')}`);
+      const handle = await open(probe, 'wx', FILE_MODE);
       await handle.close();
       await rm(probe, { force: true });
     } catch (err) {
