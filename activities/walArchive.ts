@@ -58,9 +58,24 @@ export function spoolRepository(config: Config, repositories: Repository[]): Rep
   return spool;
 }
 
+/** A segment's entry; a damaged one (cut short, not this segment's) is ManifestDamaged, naming it. */
 export async function readWalEntry(repository: Repository, segment: string): Promise<WalEntry | undefined> {
-  if (!(await repository.stat(walEntryKey(segment)))) return undefined;
-  return JSON.parse(await text(await repository.get(walEntryKey(segment)))) as WalEntry;
+  const key = walEntryKey(segment);
+  if (!(await repository.stat(key))) return undefined;
+  let entry: WalEntry;
+  try {
+    entry = JSON.parse(await text(await repository.get(key))) as WalEntry;
+  } catch {
+    throw permanent(ErrorType.ManifestDamaged, `${repository.name}: the WAL entry ${key} is damaged (not whole JSON); the segment counts as not archived there`);
+  }
+  if (entry?.segment !== segment || typeof entry.key !== 'string' || typeof entry.sha256 !== 'string' || typeof entry.bytes !== 'number') {
+    throw permanent(ErrorType.ManifestDamaged, `${repository.name}: the WAL entry ${key} is damaged (not an entry of ${segment}); the segment counts as not archived there`);
+  }
+  return entry;
+}
+
+function isDamaged(err: unknown): boolean {
+  return (err as { type?: string })?.type === ErrorType.ManifestDamaged;
 }
 
 /** Every archived segment of a repository, oldest first (names sort in WAL order within a timeline). */
@@ -108,7 +123,8 @@ export async function pushSegment(config: Config, repositories: Repository[], fi
   const abort = new AbortController();
   try {
     const stored = await streamToRepositories({
-      producer: spawnStreaming('cat', [file], { signal: abort.signal }),
+      // The bytes that were checked, not a second read of the file (which may have changed since).
+      producer: fromBuffer(plain, abort.signal),
       classifyProducerError: (err) => classifyFilesystemError(err, `wal-push: reading ${file}`),
       compression,
       recipient,
@@ -125,6 +141,13 @@ export async function pushSegment(config: Config, repositories: Repository[], fi
   } finally {
     await recipient.dispose();
   }
+}
+
+function fromBuffer(bytes: Buffer, signal: AbortSignal) {
+  const producer = spawnStreaming('cat', [], { stdin: 'pipe', signal });
+  producer.stdin!.on('error', () => undefined);
+  producer.stdin!.end(bytes);
+  return producer;
 }
 
 /** Reads a file wal-push was given, refusing what is no regular file or too big to be a WAL file. */
@@ -158,17 +181,26 @@ interface ClusterIdentity {
  * replay a mix. The first segment pushed records the identifier.
  */
 async function checkClusterIdentity(spool: Repository, systemIdentifier: string, segment: string): Promise<void> {
-  if (await spool.stat(CLUSTER_IDENTITY_KEY)) {
-    const known = JSON.parse(await text(await spool.get(CLUSTER_IDENTITY_KEY))) as ClusterIdentity;
+  const mine: ClusterIdentity = { systemIdentifier, firstSegment: segment, recordedAt: new Date().toISOString() };
+  // Created atomically: of two clusters whose first segments arrive at once, one records itself.
+  if (!(await spool.create(CLUSTER_IDENTITY_KEY, Buffer.from(JSON.stringify(mine, null, 2) + '\n')))) {
+    let known: ClusterIdentity;
+    try {
+      known = JSON.parse(await text(await spool.get(CLUSTER_IDENTITY_KEY))) as ClusterIdentity;
+      if (typeof known?.systemIdentifier !== 'string') throw new Error('no systemIdentifier');
+    } catch {
+      throw permanent(
+        ErrorType.ManifestDamaged,
+        `wal-push: ${spool.name}'s ${CLUSTER_IDENTITY_KEY} (which cluster the spool archives) is damaged; nothing archived. Check which cluster archives here, then write it again or remove it.`,
+      );
+    }
     if (known.systemIdentifier !== systemIdentifier) {
       throw permanent(
         ErrorType.WalConflict,
         `wal-push: ${segment} is WAL of the cluster with system identifier ${systemIdentifier}, but ${spool.name} archives the cluster ${known.systemIdentifier} (recorded from ${known.firstSegment}); nothing archived. Give each cluster its own repository.`,
       );
     }
-    return;
   }
-  await writeJson(spool, CLUSTER_IDENTITY_KEY, { systemIdentifier, firstSegment: segment, recordedAt: new Date().toISOString() } satisfies ClusterIdentity);
 }
 
 /**
@@ -195,11 +227,19 @@ async function shipMissing(spool: Repository, target: Repository, options: { sig
   const have = new Set(await listWalEntries(target));
   const missing = (await listWalEntries(spool)).filter((s) => !have.has(s));
   const shipped: string[] = [];
+  const damaged: string[] = [];
   for (const segment of missing) {
     stillOurs();
-    const entry = await readWalEntry(spool, segment);
-    if (!entry) continue;
-    if (await entryAlreadyThere(target, entry)) continue;
+    let entry: WalEntry | undefined;
+    try {
+      entry = await readWalEntry(spool, segment);
+      if (!entry || (await entryAlreadyThere(target, entry))) continue;
+    } catch (err) {
+      // One damaged entry must not stop the shipping of every later segment: reported at the end.
+      if (!isDamaged(err)) throw err;
+      damaged.push((err as Error).message);
+      continue;
+    }
     if (!(await holdsWhole(target, entry, signal))) {
       stillOurs();
       const info = await target.put(entry.key, await spool.get(entry.key, { signal }), { signal });
@@ -212,6 +252,7 @@ async function shipMissing(spool: Repository, target: Repository, options: { sig
     shipped.push(segment);
     onProgress?.(shipped.length);
   }
+  if (damaged.length) throw permanent(ErrorType.ManifestDamaged, `shipping to ${target.name}: ${shipped.length} segments shipped, ${damaged.length} skipped: ${damaged.join('; ')}`);
   return shipped;
 }
 
@@ -269,7 +310,13 @@ export async function fetchSegment(config: Config, repositories: Repository[], s
       consume: async (plain) => {
         // A copy that failed half way left its bytes under this call's own name.
         await rm(temp, { force: true });
+        const hash = createHash('sha256');
+        plain.on('data', (chunk: Buffer) => hash.update(chunk));
         await pipeline(plain, createWriteStream(temp, { flags: 'wx', mode: 0o600 }));
+        // The stored bytes matched; the plaintext must be what wal-push checked too.
+        if (hash.digest('hex') !== entry!.plainSha256) {
+          throw permanent(ErrorType.ChecksumMismatch, `wal-fetch: ${segment} decrypts to other bytes than were archived (plaintext sha256); not used`);
+        }
       },
       consumerFailure: (err) => classifyFilesystemError(err, `wal-fetch: writing ${temp}`),
     });

@@ -92,7 +92,10 @@ describe('wal-push: one spool, one cluster', () => {
     const { config, repositories, spool } = configFor('identity-race');
     const outcomes = await Promise.allSettled([pushSegment(config, repositories, aSegment), pushSegment(config, repositories, bSegment)]);
     const archived = await listWalEntries(spool);
-    const refused = outcomes.filter((o) => o.status === 'rejected').map((o) => String((o as PromiseRejectedResult).reason));
+    const refused = outcomes.filter((o) => o.status === 'rejected').map((o) => {
+      const reason = (o as PromiseRejectedResult).reason as { type?: string };
+      return `${reason?.type}: ${String(reason)}`;
+    });
     // One cluster's segment in, the other refused as another cluster's.
     expect({ archived: archived.length, refused: refused.length }).toEqual({ archived: 1, refused: 1 });
     expect(refused[0]).toContain('WalConflict');
