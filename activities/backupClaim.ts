@@ -235,7 +235,8 @@ export async function discardUnfinished(repository: Repository, component: Compo
  * After the manifest: removes the other attempts' folders (a crashed or superseded attempt's
  * objects, complete or not) from one repository, keeping every key the manifest names. Only
  * the claim's holder sweeps. A stale attempt still writing may leave an object after this;
- * it lies in a folder no manifest names, and the next sweep or retention removes it.
+ * it lies in a folder no manifest names and is harmless; nothing removes it yet (retention of
+ * unreferenced objects is still to come).
  */
 export async function sweepAttempts(repository: Repository, component: Component, backupId: string, runId: string, keep: string[], roles: StoredObject['role'][], compressions: readonly Compression[], maxAttempts: number): Promise<number> {
   if (!(await holdsClaim(repository, component, backupId, runId))) return 0;

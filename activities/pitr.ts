@@ -112,19 +112,23 @@ export function createPitrActivities(deps: PitrDeps) {
   return {
     /**
      * The base backups in every repository and the newest archived WAL segment: what targets a
-     * recovery can reach now. Read-only.
+     * recovery can reach now. Read-only. Permanent SourceMismatch when the configured cluster
+     * is unknown and base backups of several clusters are there.
      */
     async describeRecoverableWindow(): Promise<RecoverableWindow> {
       const bases = new Map<string, BaseBackupSummary>();
       let newest: { segment: string; archivedAt: string } | undefined;
       const expected = await expectedSource(config);
+      const uncheckedClusters = new Set<string>();
       for (const repository of deps.repositories) {
         try {
           const scan = await scanManifests(repository, 'base');
           scan.damaged.forEach((d) => log.warn('base backup manifest skipped', { ...d }));
           for (const m of scan.manifests) {
             // Only the configured cluster's base backups can start its recovery.
-            if (sourceVerdict({ systemIdentifier: m.server.systemIdentifier }, expected).kind === 'otherCluster') continue;
+            const verdict = sourceVerdict({ systemIdentifier: m.server.systemIdentifier }, expected);
+            if (verdict.kind === 'otherCluster') continue;
+            if (verdict.kind === 'unchecked') uncheckedClusters.add(m.server.systemIdentifier);
             if (bases.has(m.backupId)) continue; // the first whole copy, in repository order
             bases.set(m.backupId, { backupId: m.backupId, timeline: m.backup.timeline, startLsn: m.backup.startLsn, stopLsn: m.backup.stopLsn, stoppedAt: m.backup.stoppedAt });
           }
@@ -137,6 +141,14 @@ export function createPitrActivities(deps: PitrDeps) {
         } catch (err) {
           log.warn('repository not read for the recoverable window', { repository: repository.name, error: errorText(err) });
         }
+      }
+      // With the cluster unknown (live cluster down, no restore.sourceSystemIdentifier), base
+      // backups of several clusters cannot be told apart: refuse rather than start from another's.
+      if (uncheckedClusters.size > 1) {
+        throw permanent(
+          ErrorType.SourceMismatch,
+          `base backups of ${uncheckedClusters.size} clusters (system identifiers ${[...uncheckedClusters].join(', ')}) are in the repositories and the configured cluster's identifier is unknown (${expected.unreadable ?? 'not configured'}): set restore.sourceSystemIdentifier`,
+        );
       }
       const baseBackups = [...bases.values()].sort((a, b) => a.stoppedAt.localeCompare(b.stoppedAt));
       return {
