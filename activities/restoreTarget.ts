@@ -4,10 +4,11 @@
 // drops only databases of the asking run; an attempt touches only what it made itself, so a
 // stale attempt that wakes up never harms a newer one. The configured live database is never
 // created over, dropped or renamed here: only the swap (restore.ts) renames it.
+import { Context } from '@temporalio/activity';
 import type pg from 'pg';
 import { ErrorType } from '../workflows/types.js';
 import type { Config } from '../workers/config.js';
-import { classifyDatabaseError, permanent } from './errors.js';
+import { classifyDatabaseError, permanent, transient } from './errors.js';
 import { connect, parseDatabaseUrl, type DatabaseTarget } from './postgres.js';
 
 const MARKER = 'backupctl';
@@ -66,11 +67,51 @@ function refuseLive(name: string, live: string, doing: string): void {
  * database's marker and acting on it (drop, create, mark) is one step for every worker.
  */
 export async function withNameLock<T>(client: pg.Client, name: string, body: () => Promise<T>): Promise<T> {
-  await client.query('SELECT pg_advisory_lock(hashtext($1))', [`${MARKER}-database:${name}`]);
+  await acquireNameLock(client, name);
   try {
     return await body();
   } finally {
     await client.query('SELECT pg_advisory_unlock(hashtext($1))', [`${MARKER}-database:${name}`]).catch(() => undefined);
+  }
+}
+
+/** How long a name's lock is waited for: any role that may connect can take it, so never for ever. */
+const NAME_LOCK_WAIT_MS = 15_000;
+
+/**
+ * Takes the name's advisory lock without blocking: tried every 250 ms, given up after
+ * NAME_LOCK_WAIT_MS (TargetDatabaseBusy, retryable, naming the session that holds it), and at
+ * once when the activity is cancelled. A blocking pg_advisory_lock would wait for ever on a
+ * lock a stranger holds, deaf to cancellation.
+ */
+async function acquireNameLock(client: pg.Client, name: string): Promise<void> {
+  const key = `${MARKER}-database:${name}`;
+  const deadline = Date.now() + NAME_LOCK_WAIT_MS;
+  let signal: AbortSignal | undefined;
+  try {
+    signal = Context.current().cancellationSignal;
+  } catch {
+    // not in an activity (a script or a test): the deadline alone bounds the wait
+  }
+  for (;;) {
+    const { rows } = await client.query<{ got: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS got', [key]);
+    if (rows[0].got) return;
+    if (signal?.aborted) throw signal.reason ?? new Error('cancelled');
+    if (Date.now() >= deadline) {
+      const holder = await client
+        .query<{ pid: number; usename: string | null }>(
+          `SELECT l.pid, a.usename FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+           WHERE l.locktype = 'advisory' AND l.granted AND l.objid = (hashtext($1)::bigint & 4294967295)::oid LIMIT 1`,
+          [key],
+        )
+        .then((r) => r.rows[0])
+        .catch(() => undefined);
+      throw transient(
+        ErrorType.TargetDatabaseBusy,
+        `database "${name}": another session holds backupctl's lock on that name${holder ? ` (pid ${holder.pid}, role ${holder.usename ?? 'unknown'})` : ''} for over ${NAME_LOCK_WAIT_MS / 1000} s; end that session`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 250));
   }
 }
 

@@ -2,10 +2,11 @@
 // plaintext) are named with the id of the process that made them and a tag of the host (the
 // machine or container) it runs on: `backupctl-<kind>-<pid>-<host tag>-…`. A worker that dies
 // by SIGKILL cannot clean up; the next worker to start removes the folders whose process is
-// gone, and never one of a live process (another worker on this host), nor one made under
+// gone (or whose pid now belongs to a process younger than the folder), and never one of a
+// live process (another worker on this host), nor one made under
 // another host name (a container with its own process ids sharing the folder).
 import { createHash } from 'node:crypto';
-import { readdir, rm } from 'node:fs/promises';
+import { readFile, readdir, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -31,6 +32,36 @@ export function processAlive(pid: number): boolean {
 }
 
 /**
+ * Whether the process the folder's name points to is alive AND can have made it. A pid is
+ * reused (a worker restarted as PID 1 in its container, an unrelated process): a folder last
+ * modified before that process started was made by a dead one. Nothing of ours sets a folder's
+ * modification time back, so a live owner's folder is never older than its process.
+ */
+async function ownerLives(pid: number, dir: string): Promise<boolean> {
+  if (pid !== process.pid && !processAlive(pid)) return false;
+  const startedAt = pid === process.pid ? Date.now() - process.uptime() * 1000 : await processStartMs(pid);
+  if (startedAt === undefined) return true;
+  const info = await stat(dir).catch(() => undefined);
+  if (!info) return true;
+  // A second of slack for clock granularity.
+  return info.mtimeMs >= startedAt - 1000;
+}
+
+/** When a process started (epoch ms), from /proc; undefined where that cannot be read. */
+async function processStartMs(pid: number): Promise<number | undefined> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    const startTicks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+    const btime = Number(/^btime (\d+)$/m.exec(await readFile('/proc/stat', 'utf8'))?.[1]);
+    if (!Number.isFinite(startTicks) || !Number.isFinite(btime)) return undefined;
+    // USER_HZ is 100 on every Linux a worker runs on.
+    return btime * 1000 + (startTicks * 1000) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * Removes, in each folder given, our temporary folders whose owning process is dead.
  * Returns what was removed. Folders that cannot be listed are passed over.
  */
@@ -47,8 +78,9 @@ export async function sweepDeadOwners(roots: string[]): Promise<string[]> {
       const match = OWNED.exec(name);
       if (!match) continue;
       const pid = Number(match[2]);
-      if (match[3] !== HOST_TAG || pid === process.pid || processAlive(pid)) continue;
+      if (match[3] !== HOST_TAG) continue;
       const dir = path.join(root, name);
+      if (await ownerLives(pid, dir)) continue;
       try {
         await rm(dir, { recursive: true, force: true });
         removed.push(dir);

@@ -44,6 +44,8 @@ export const ErrorType = {
   LiveDatabaseProtected: 'LiveDatabaseProtected',
   /** A newer attempt of the same activity owns the work: this one stopped without touching it. */
   AttemptSuperseded: 'AttemptSuperseded',
+  /** Another session holds backupctl's lock on a database name for too long. */
+  TargetDatabaseBusy: 'TargetDatabaseBusy',
 } as const;
 export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];
 
