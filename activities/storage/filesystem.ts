@@ -142,8 +142,13 @@ export class FilesystemRepository implements Repository {
     for (const name of names) {
       if (!name.startsWith(`${base}.`) || !name.endsWith(PARTIAL_SUFFIX) || !PARTIAL_TAG.test(name.slice(base.length, -PARTIAL_SUFFIX.length))) continue;
       const partial = path.join(path.dirname(file), name);
-      const info = await stat(partial).catch(() => undefined);
-      if (info && now - info.mtimeMs >= minAgeMs) await rm(partial, { force: true });
+      // With no age asked for, no clock is read: a file's mtime may lie a fraction of a
+      // millisecond past Date.now().
+      if (minAgeMs > 0) {
+        const info = await stat(partial).catch(() => undefined);
+        if (!info || now - info.mtimeMs < minAgeMs) continue;
+      }
+      await rm(partial, { force: true });
     }
   }
 
