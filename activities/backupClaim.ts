@@ -15,7 +15,7 @@ import { Context } from '@temporalio/activity';
 import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { ErrorType, type Compression, type StoredObject } from '../workflows/types.js';
-import { OBJECT_NAMES, backupPrefix, manifestKey, type Component } from './catalog.js';
+import { OBJECT_NAMES, backupPrefix, manifestBody, manifestKey, type Component } from './catalog.js';
 import { compressionSuffix } from './compression.js';
 import { permanent } from './errors.js';
 import type { Repository } from './storage/repository.js';
@@ -40,7 +40,12 @@ export function claimKey(component: Component, backupId: string): string {
 
 /** The folder one attempt of one run writes into. */
 export function attemptPrefix(component: Component, backupId: string, runId: string, attempt: number): string {
-  return `${backupPrefix(component, backupId)}${ATTEMPT_FOLDER_PREFIX}${runToken(runId)}-a${attempt}/`;
+  return `${runFolderPrefix(component, backupId, runId)}${attempt}/`;
+}
+
+/** What every attempt folder of one run starts with: `<backup>/r<run token>-a`. */
+function runFolderPrefix(component: Component, backupId: string, runId: string): string {
+  return `${backupPrefix(component, backupId)}${ATTEMPT_FOLDER_PREFIX}${runToken(runId)}-a`;
 }
 
 const ATTEMPT_FOLDER_PREFIX = 'r';
@@ -187,7 +192,7 @@ export async function manifestPublished(repositories: Repository[], component: C
 export async function publishManifest(repositories: Repository[], manifest: { component: Component; backupId: string; runId: string }): Promise<void> {
   const { component, backupId, runId } = manifest;
   const key = manifestKey(component, backupId);
-  const body = Buffer.from(JSON.stringify(manifest, null, 2) + '\n');
+  const body = manifestBody(manifest);
   await assertClaimed(repositories, component, backupId, runId);
   for (const repository of repositories) {
     if (await repository.create(key, body)) continue;
@@ -219,7 +224,7 @@ export async function discardUnfinished(repository: Repository, component: Compo
   if (!(await holdsClaim(repository, component, backupId, runId))) return 0;
   // Only this run's folders: a discard frozen after its checks and woken once the id went to a
   // newer run must not reach that run's objects.
-  const ownFolder = `${backupPrefix(component, backupId)}${ATTEMPT_FOLDER_PREFIX}${runToken(runId)}-a`;
+  const ownFolder = runFolderPrefix(component, backupId, runId);
   const keys = (await attemptLeftovers(repository, component, backupId, runId, roles, compressions, maxAttempts)).filter((key) => key.startsWith(ownFolder));
   const listed = new Set((await repository.list(backupPrefix(component, backupId))).map((o) => o.key));
   let removed = 0;

@@ -34,8 +34,13 @@ export function objectKey(component: Component, backupId: string, role: StoredOb
   return `${backupPrefix(component, backupId)}${OBJECT_NAMES[role]}.${compressionSuffix(compression)}.gpg`;
 }
 
+/** A manifest as stored: the same bytes for the same manifest, so a rewrite can be compared. */
+export function manifestBody(manifest: object): Buffer {
+  return Buffer.from(JSON.stringify(manifest, null, 2) + '\n');
+}
+
 export async function writeManifest(repository: Repository, manifest: { component: Component; backupId: string }): Promise<void> {
-  const body = Buffer.from(JSON.stringify(manifest, null, 2) + '\n');
+  const body = manifestBody(manifest);
   await repository.put(manifestKey(manifest.component, manifest.backupId), Readable.from([body]), { contentLength: body.length });
 }
 
