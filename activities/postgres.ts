@@ -14,6 +14,11 @@ export interface DatabaseTarget {
   database: string;
   password?: string;
   sslmode?: string;
+  /**
+   * The sessions' application_name (PGAPPNAME for the tools): a tag of the activity attempt
+   * that opens them, so a probe can tell its own sessions from a stranger's. Default backupctl.
+   */
+  applicationName?: string;
 }
 
 /** Splits a postgres:// URL (plus an optional password file) into libpq settings. */
@@ -48,6 +53,7 @@ export function libpqEnv(target: DatabaseTarget): Record<string, string | undefi
     PGDATABASE: target.database,
     ...(target.password !== undefined ? { PGPASSWORD: target.password } : {}),
     ...(target.sslmode ? { PGSSLMODE: target.sslmode } : {}),
+    PGAPPNAME: target.applicationName ?? 'backupctl',
     // A prompt would hang a scheduled run forever (the seed's pg_dump -W).
     PGCONNECT_TIMEOUT: '10',
   };
@@ -62,7 +68,7 @@ export async function connect(target: DatabaseTarget): Promise<pg.Client> {
     password: target.password,
     ssl: target.sslmode && target.sslmode !== 'disable' ? { rejectUnauthorized: target.sslmode === 'verify-full' } : undefined,
     connectionTimeoutMillis: 10_000,
-    application_name: 'backupctl',
+    application_name: target.applicationName ?? 'backupctl',
   });
   // A connection the server drops (restart, terminate) must fail the query in flight, not the
   // whole worker process through an unhandled 'error' event.

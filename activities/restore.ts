@@ -1,6 +1,7 @@
 // Activities of the way back: restore into a new database, inspect it, swap it into the live
 // one's place, and drop scratch databases. They run on the task queue of the host that holds
 // the private key (a restoring, verification or drill host).
+import { createHash } from 'node:crypto';
 import { constants, createWriteStream } from 'node:fs';
 import { mkdtemp, open, rm, statfs } from 'node:fs/promises';
 import os from 'node:os';
@@ -15,6 +16,7 @@ import { ErrorType } from '../workflows/types.js';
 import type { CatalogSource, DatabaseInspection, FileSource, RestoreSource, RestoredDatabase, SkippedCopy } from '../workflows/restoreTypes.js';
 import type { DatabaseBackupDeps } from './databaseBackup.js';
 import { readFirstGoodCopy } from './copySelection.js';
+import { assertAttemptStands } from './attemptStanding.js';
 import { assertPrivateKeyFor } from './encryption.js';
 import { classifyDatabaseError, classifyFilesystemError, errorText, permanent } from './errors.js';
 import { progressHeartbeat, type ProgressHeartbeat } from './progressHeartbeat.js';
@@ -84,26 +86,37 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
 
   /**
    * Heartbeats only on progress: bytes moved, or (where no bytes are counted: pg_restore's
-   * post-data, inspection) a server backend on the database doing work, not waiting on its
-   * client or a lock. A stalled stage sends nothing, and the heartbeat timeout ends it.
+   * post-data, inspection) one of this attempt's own sessions on the database doing work, not
+   * waiting on its client or a lock. A stalled stage sends nothing, and the heartbeat timeout
+   * ends it; a stranger's busy session on the same database proves nothing.
    */
-  function heartbeatOnProgress(details: () => Record<string, unknown>, busyDatabase?: string): ProgressHeartbeat {
+  function heartbeatOnProgress(details: () => Record<string, unknown>, target?: DatabaseTarget): ProgressHeartbeat {
     const beat = progressHeartbeat(details);
-    if (busyDatabase) beat.setProbe(serverBusyOn(busyDatabase));
+    if (target) beat.setProbe(ownSessionsBusy(target));
     return beat;
   }
 
-  /** A probe: is a backend on `database` working (active, not waiting on its client or a lock)? */
-  function serverBusyOn(database: string): () => Promise<boolean> {
+  /** A probe: is one of this attempt's sessions on the target's database working? */
+  function ownSessionsBusy(target: DatabaseTarget): () => Promise<boolean> {
     return () =>
       withServer(server(), async (client) => {
         const { rows } = await client.query<{ n: number }>(
-          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND state = 'active' AND pid <> pg_backend_pid()
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND application_name = $2 AND state = 'active' AND pid <> pg_backend_pid()
              AND coalesce(wait_event_type, '') NOT IN ('Client', 'Lock')`,
-          [database],
+          [target.database, target.applicationName],
         );
         return rows[0].n > 0;
       });
+  }
+
+  /**
+   * The database on the restore server, its sessions tagged with this activity attempt (a
+   * digest of run, activity and attempt: no name or data of the backup).
+   */
+  function attemptTarget(database: string): DatabaseTarget {
+    const { workflowExecution, activityId, attempt } = Context.current().info;
+    const tag = createHash('sha256').update(`${workflowExecution?.runId}/${activityId}/${attempt}`).digest('hex').slice(0, 16);
+    return { ...inDatabase(server(), database), applicationName: `backupctl-${tag}` };
   }
 
   /** The run and attempt asking: what proves a database is ours (never the workflow id alone). */
@@ -165,7 +178,7 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
 
     const dir = await stagingDir(dump.plainBytes);
     const admin = server();
-    const target = inDatabase(admin, input.database);
+    const target = attemptTarget(input.database);
     try {
       await assertRoomFor(dir, dump.plainBytes);
       // The owners must exist before the first table arrives.
@@ -214,7 +227,7 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
         read.skipped.forEach((s) => log.warn('copy skipped', { ...s }));
         // Indexes, constraints, triggers: in parallel, from the staged archive. No bytes move
         // here: the server's work on the database is the progress.
-        beat.setProbe(serverBusyOn(input.database));
+        beat.setProbe(ownSessionsBusy(target));
         await withServer(admin, (client) => assertStillOwned(client, input.database, maker));
         await spawnRestore(target, deps.binDir, archive, jobsOf(input), signal, ['post-data']);
       } catch (err) {
@@ -222,7 +235,7 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
       } finally {
         beat.stop();
       }
-      await withServer(admin, (client) => markOwnedDatabase(client, input.database, maker, `restored from backup ${source.backupId}`));
+      await markRestored(input.database, maker, `restored from backup ${source.backupId}`);
       return {
         database: input.database,
         copy: { repository: read.repository, key: read.key },
@@ -288,15 +301,38 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
   }
 
   /**
-   * After a failed restore: a cancelled or superseded attempt stops at once and touches
-   * nothing (the workflow's compensation, or the newer attempt, deals with the database);
-   * otherwise the database goes only if this very attempt still owns it.
+   * After a failed restore the database goes if this very attempt still owns it, cancelled or
+   * not: the cancel may reach an attempt only after its workflow has closed (it hears of it on
+   * a heartbeat, and waits on a lock send none), and then nobody else would drop what it made.
+   * A superseded attempt touches nothing: the newer attempt owns the name.
    */
   async function afterFailedRestore(err: unknown, database: string, maker: Maker, signal: AbortSignal): Promise<unknown> {
-    if (signal.aborted) return err;
     if (err instanceof ApplicationFailure && err.type === ErrorType.AttemptSuperseded) return err;
-    await withServer(server(), (client) => dropRestoreDatabase(client, database, maker, liveDatabaseName(), true)).catch(() => undefined);
+    await dropOwnAttempt(database, maker);
+    if (signal.aborted) return signal.reason ?? err;
     return classifyRestoreError(err, database);
+  }
+
+  /** Drops the database if this very attempt made it; a failure to drop is logged, not thrown. */
+  async function dropOwnAttempt(database: string, maker: Maker): Promise<void> {
+    await withServer(server(), (client) => dropRestoreDatabase(client, database, maker, liveDatabaseName(), { onlyAttempt: true, evenIfCancelled: true })).catch((err) =>
+      log.warn('restore database of a failed attempt not dropped', { database, error: errorText(err) }),
+    );
+  }
+
+  /**
+   * Marks the database restored, if this attempt still stands (attemptStanding.ts): a restore
+   * that finished while its cancel was on the way, or after its workflow closed, drops what it
+   * made and fails instead.
+   */
+  async function markRestored(database: string, maker: Maker, state: string): Promise<void> {
+    try {
+      await assertAttemptStands(`restoring into ${database}`);
+    } catch (err) {
+      await dropOwnAttempt(database, maker);
+      throw err;
+    }
+    await withServer(server(), (client) => markOwnedDatabase(client, database, maker, state));
   }
 
   /**
@@ -312,16 +348,17 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
     const admin = server();
     await withServer(admin, (client) => createRestoreDatabase(client, input.database, owner, maker, liveDatabaseName()));
     const started = Date.now();
-    const beat = heartbeatOnProgress(() => ({ phase: 'restoring', database: input.database }), input.database);
+    const target = attemptTarget(input.database);
+    const beat = heartbeatOnProgress(() => ({ phase: 'restoring', database: input.database }), target);
     try {
-      await start(inDatabase(admin, input.database));
+      await start(target);
     } catch (err) {
       throw await afterFailedRestore(err, input.database, maker, Context.current().cancellationSignal);
     } finally {
       beat.stop();
     }
     const label = input.source.kind === 'backup' ? `backup ${input.source.backupId}` : `file ${input.source.path}`;
-    await withServer(admin, (client) => markOwnedDatabase(client, input.database, maker, `restored from ${label}`));
+    await markRestored(input.database, maker, `restored from ${label}`);
     return (Date.now() - started) / 1000;
   }
 
@@ -375,8 +412,8 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
      * from amcheck's extension. Heartbeats while the server works on the database.
      */
     async inspectRestoredDatabase(input: InspectInput): Promise<DatabaseInspection> {
-      const target = inDatabase(server(), input.database);
-      const beat = heartbeatOnProgress(() => ({ phase: 'inspecting', database: input.database }), input.database);
+      const target = attemptTarget(input.database);
+      const beat = heartbeatOnProgress(() => ({ phase: 'inspecting', database: input.database }), target);
       const client = await connect(target);
       try {
         return await inspectDatabase(client, target, {

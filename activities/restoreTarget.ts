@@ -66,13 +66,21 @@ function refuseLive(name: string, live: string, doing: string): void {
  * Runs `body` holding a session advisory lock on the database name, so that checking a
  * database's marker and acting on it (drop, create, mark) is one step for every worker.
  */
-export async function withNameLock<T>(client: pg.Client, name: string, body: () => Promise<T>): Promise<T> {
-  await acquireNameLock(client, name);
+export async function withNameLock<T>(client: pg.Client, name: string, body: () => Promise<T>, options: LockOptions = {}): Promise<T> {
+  await acquireNameLock(client, name, options);
   try {
     return await body();
   } finally {
     await client.query('SELECT pg_advisory_unlock(hashtext($1))', [`${MARKER}-database:${name}`]).catch(() => undefined);
   }
+}
+
+export interface LockOptions {
+  /**
+   * The cleanup of a cancelled attempt: the lock is waited for (up to the same bound) although
+   * the activity is cancelled, since what it made must still go.
+   */
+  evenIfCancelled?: boolean;
 }
 
 /** How long a name's lock is waited for: any role that may connect can take it, so never for ever. */
@@ -84,12 +92,12 @@ const NAME_LOCK_WAIT_MS = 15_000;
  * once when the activity is cancelled. A blocking pg_advisory_lock would wait for ever on a
  * lock a stranger holds, deaf to cancellation.
  */
-async function acquireNameLock(client: pg.Client, name: string): Promise<void> {
+async function acquireNameLock(client: pg.Client, name: string, options: LockOptions): Promise<void> {
   const key = `${MARKER}-database:${name}`;
   const deadline = Date.now() + NAME_LOCK_WAIT_MS;
   let signal: AbortSignal | undefined;
   try {
-    signal = Context.current().cancellationSignal;
+    if (!options.evenIfCancelled) signal = Context.current().cancellationSignal;
   } catch {
     // not in an activity (a script or a test): the deadline alone bounds the wait
   }
@@ -212,18 +220,23 @@ export async function markDatabase(client: pg.Client, name: string, comment: str
  * with `onlyAttempt`, only one this very attempt made (an attempt cleaning up after itself).
  * Returns false when there was none, or it is another's. The live database: LiveDatabaseProtected.
  */
-export async function dropRestoreDatabase(client: pg.Client, name: string, maker: Maker, live: string, onlyAttempt = false): Promise<boolean> {
+export async function dropRestoreDatabase(client: pg.Client, name: string, maker: Maker, live: string, options: LockOptions & { onlyAttempt?: boolean } = {}): Promise<boolean> {
   refuseLive(name, live, 'drops');
-  return withNameLock(client, name, async () => {
-    const existing = await databaseComment(client, name);
-    if (!existing.exists) return false;
-    const made = madeBy(existing.comment);
-    // Not ours (the name was taken before this run, or by another run): never touched.
-    if (made?.runId !== maker.runId) return false;
-    if (onlyAttempt && made.attempt !== maker.attempt) return false;
-    await dropDatabase(client, name);
-    return true;
-  });
+  return withNameLock(
+    client,
+    name,
+    async () => {
+      const existing = await databaseComment(client, name);
+      if (!existing.exists) return false;
+      const made = madeBy(existing.comment);
+      // Not ours (the name was taken before this run, or by another run): never touched.
+      if (made?.runId !== maker.runId) return false;
+      if (options.onlyAttempt && made.attempt !== maker.attempt) return false;
+      await dropDatabase(client, name);
+      return true;
+    },
+    options,
+  );
 }
 
 async function dropDatabase(client: pg.Client, name: string): Promise<void> {

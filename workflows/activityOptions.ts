@@ -1,5 +1,23 @@
-// Named activity option presets, so every workflow times and retries alike.
-import type { ActivityOptions } from '@temporalio/workflow';
+// Named activity option presets, so every workflow times and retries alike, and the one way
+// every workflow reaches its host's activities.
+import { ActivityCancellationType, patched, proxyActivities, type ActivityOptions } from '@temporalio/workflow';
+import type { Activities } from '../activities/index.js';
+
+/**
+ * The activities of a host's task queue, with `options`. A cancelled activity is waited for
+ * until it has stopped (it hears of the cancel on its next heartbeat; one that sends none ends
+ * at its timeout): the workflow's compensation runs after the activity's last act, never
+ * before, so nothing the activity makes after it (a database, a folder, a claim) is left with
+ * nobody to remove it. Histories recorded before this change replay as they ran.
+ */
+export function hostActivities(options: ActivityOptions, taskQueue: string) {
+  const waitForStop = patched('wait-for-cancelled-activities');
+  return proxyActivities<Activities>({
+    ...options,
+    taskQueue,
+    ...(waitForStop ? { cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED } : {}),
+  });
+}
 
 /** Reads and checks that finish in seconds: fail fast when something stays down. */
 export const quickMetadata = {
@@ -31,4 +49,18 @@ export const longRestore = {
 export const serviceControl = {
   startToCloseTimeout: '5 minutes',
   retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 60 },
+} as const satisfies ActivityOptions;
+
+/** A recovery cluster's steps (restore, replay, promote): long, and worth more attempts. */
+export const longRecovery = {
+  startToCloseTimeout: '24 hours',
+  heartbeatTimeout: '30 seconds',
+  retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '2 minutes', maximumAttempts: 10 },
+} as const satisfies ActivityOptions;
+
+/** One WAL shipping pass: few attempts, since the next pass is the retry and a failure must show. */
+export const walShippingPass = {
+  startToCloseTimeout: '1 hour',
+  heartbeatTimeout: '20 seconds',
+  retry: { initialInterval: '2 seconds', maximumAttempts: 3 },
 } as const satisfies ActivityOptions;

@@ -1,9 +1,8 @@
 // The physical base backup: plan, stream pg_basebackup's tar to every repository in one pass,
 // read every copy back, and only then write the manifest (with the WAL range it needs) that
 // makes it count. Point-in-time recovery starts from the newest one before its target.
-import { log, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
-import type { Activities } from '../activities/index.js';
-import { longTransfer, quickMetadata } from './activityOptions.js';
+import { log, setHandler, workflowInfo } from '@temporalio/workflow';
+import { hostActivities, longTransfer, quickMetadata } from './activityOptions.js';
 import { backupIdFor, sweepAttempts } from './backupDatabase.js';
 import { describeFailure, surfaceFailure } from './failures.js';
 import { progressQuery } from './messages.js';
@@ -19,8 +18,8 @@ export async function backupBase(input: BaseBackupInput): Promise<BaseBackupResu
   setHandler(progressQuery, () => progress);
   const backupId = backupIdFor(workflowId, progress);
   validateWith(progress, () => validateInput(input));
-  const quick = proxyActivities<Activities>({ ...quickMetadata, taskQueue: input.hostTaskQueue });
-  const long = proxyActivities<Activities>({ ...longTransfer, taskQueue: input.hostTaskQueue });
+  const quick = hostActivities(quickMetadata, input.hostTaskQueue);
+  const long = hostActivities(longTransfer, input.hostTaskQueue);
 
   const compensations: Compensation[] = [];
   try {

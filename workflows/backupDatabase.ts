@@ -1,8 +1,8 @@
 // The nightly full database backup: plan, dump to every repository in one pass, read every
 // copy back, and only then write the manifest that makes the backup count.
-import { ApplicationFailure, log, patched, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, log, patched, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
-import { longTransfer, quickMetadata } from './activityOptions.js';
+import { hostActivities, longTransfer, quickMetadata } from './activityOptions.js';
 import { backupIdOf, legacyBackupIdOf } from './backupId.js';
 import { describeFailure, surfaceFailure } from './failures.js';
 import { progressQuery } from './messages.js';
@@ -24,8 +24,8 @@ export async function backupDatabase(input: DatabaseBackupInput): Promise<Databa
   const backupId = backupIdFor(workflowId, progress);
   validateWith(progress, () => validateInput(input));
 
-  const quick = proxyActivities<Activities>({ ...quickMetadata, taskQueue: input.hostTaskQueue });
-  const long = proxyActivities<Activities>({ ...longTransfer, taskQueue: input.hostTaskQueue });
+  const quick = hostActivities(quickMetadata, input.hostTaskQueue);
+  const long = hostActivities(longTransfer, input.hostTaskQueue);
 
   const compensations: Compensation[] = [];
   try {

@@ -4,9 +4,8 @@
 // window). Then: restore the newest base backup that ends before the target, replay archived
 // WAL to the target, wait for promotion, look inside, and report where the cluster runs.
 // Switching the application over is a separate, approved step; nothing live changes here.
-import { ApplicationFailure, CancellationScope, condition, log, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
-import type { Activities } from '../activities/index.js';
-import { quickMetadata, serviceControl } from './activityOptions.js';
+import { ApplicationFailure, CancellationScope, condition, log, setHandler, workflowInfo } from '@temporalio/workflow';
+import { hostActivities, longRecovery, quickMetadata, serviceControl } from './activityOptions.js';
 import { describeFailure, surfaceFailure } from './failures.js';
 import { approveCutoverSignal, pitrStateQuery, setTargetTimeSignal, setTargetUpdate } from './messages.js';
 import type { CutoverOutcome, PitrState, PointInTimeRecoveryInput, PointInTimeRecoveryResult, RecoveryCluster, RecoveryTarget } from './pitrTypes.js';
@@ -21,15 +20,9 @@ export async function pointInTimeRecovery(input: PointInTimeRecoveryInput): Prom
   const { workflowId } = workflowInfo();
   const started = Date.now();
   validateInput(input);
-  const quick = proxyActivities<Activities>({ ...quickMetadata, taskQueue: input.hostTaskQueue });
-  const long = proxyActivities<Activities>({
-    startToCloseTimeout: '24 hours',
-    heartbeatTimeout: '30 seconds',
-    taskQueue: input.hostTaskQueue,
-    retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '2 minutes', maximumAttempts: 10 },
-  });
-
-  const services = proxyActivities<Activities>({ ...serviceControl, taskQueue: input.hostTaskQueue });
+  const quick = hostActivities(quickMetadata, input.hostTaskQueue);
+  const long = hostActivities(longRecovery, input.hostTaskQueue);
+  const services = hostActivities(serviceControl, input.hostTaskQueue);
 
   const state: PitrState = { phase: 'waiting-for-target', window: null, target: null, baseBackup: null, rejected: [] };
   setHandler(pitrStateQuery, () => state);

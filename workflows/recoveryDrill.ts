@@ -1,9 +1,8 @@
 // The monthly recovery drill: on the drill host (its own worker, not ssh), restore the OFFSITE
 // copy only, run the smoke checks, measure recovery time (start until checks pass) and data
 // age (backup snapshot until the drill), write the report, and tear the drill database down.
-import { ApplicationFailure, proxyActivities, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
-import type { Activities } from '../activities/index.js';
-import { longRestore, quickMetadata } from './activityOptions.js';
+import { ApplicationFailure, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
+import { hostActivities, longRestore, quickMetadata } from './activityOptions.js';
 import { describeFailure, surfaceFailure } from './failures.js';
 import { progressQuery } from './messages.js';
 import { dropScratchThenReport, validateWith } from './saga.js';
@@ -19,8 +18,8 @@ export async function recoveryDrill(input: RecoveryDrillInput): Promise<DrillRep
   const progress: RestoreProgress = { phase: 'resolving' };
   setHandler(progressQuery, () => progress);
   validateWith(progress, () => validateInput(input));
-  const quick = proxyActivities<Activities>({ ...quickMetadata, taskQueue: input.hostTaskQueue });
-  const long = proxyActivities<Activities>({ ...longRestore, taskQueue: input.hostTaskQueue });
+  const quick = hostActivities(quickMetadata, input.hostTaskQueue);
+  const long = hostActivities(longRestore, input.hostTaskQueue);
 
   const database = `backupctl_drill_${shortTag(workflowId)}`;
   progress.database = database;

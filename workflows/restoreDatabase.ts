@@ -2,9 +2,8 @@
 // restore into a NEW database, verify it, and only when asked swap it into the live one's
 // place while the application is stopped, keeping the old database. The services are started
 // again on every path, failure and cancellation included.
-import { ApplicationFailure, log, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
-import type { Activities } from '../activities/index.js';
-import { longRestore, quickMetadata, serviceControl } from './activityOptions.js';
+import { ApplicationFailure, log, setHandler, workflowInfo } from '@temporalio/workflow';
+import { hostActivities, longRestore, quickMetadata, serviceControl } from './activityOptions.js';
 import { describeFailure, surfaceFailure } from './failures.js';
 import { progressQuery } from './messages.js';
 import { compensate, validateWith, type Compensation } from './saga.js';
@@ -19,9 +18,9 @@ export async function restoreDatabase(input: RestoreDatabaseInput): Promise<Rest
   const progress: RestoreProgress = { phase: 'resolving' };
   setHandler(progressQuery, () => progress);
   validateWith(progress, () => validateInput(input));
-  const quick = proxyActivities<Activities>({ ...quickMetadata, taskQueue: input.hostTaskQueue });
-  const long = proxyActivities<Activities>({ ...longRestore, taskQueue: input.hostTaskQueue });
-  const services = proxyActivities<Activities>({ ...serviceControl, taskQueue: input.hostTaskQueue });
+  const quick = hostActivities(quickMetadata, input.hostTaskQueue);
+  const long = hostActivities(longRestore, input.hostTaskQueue);
+  const services = hostActivities(serviceControl, input.hostTaskQueue);
 
   const compensations: Compensation[] = [];
   try {

@@ -3,9 +3,8 @@
 // the local archive keeps PostgreSQL's pg_wal from filling. A failed pass is recorded (the
 // query and `backupctl status` show the lag and the error) and retried on the next one.
 // Continues as new every few hundred passes to keep its history short.
-import { allHandlersFinished, condition, continueAsNew, log, proxyActivities, setHandler, sleep } from '@temporalio/workflow';
-import type { Activities } from '../activities/index.js';
-import { quickMetadata } from './activityOptions.js';
+import { allHandlersFinished, condition, continueAsNew, log, setHandler, sleep } from '@temporalio/workflow';
+import { hostActivities, quickMetadata, walShippingPass } from './activityOptions.js';
 import { describeFailure } from './failures.js';
 import { walShippingQuery } from './messages.js';
 import type { ShipWalInput, WalShippingState } from './pitrTypes.js';
@@ -19,14 +18,8 @@ export async function shipWal(input: ShipWalInput): Promise<void> {
   const interval = input.intervalSeconds ?? 30;
   if (!Number.isInteger(interval) || interval < 1 || interval > 3600) throw invalidInput('intervalSeconds', input.intervalSeconds, 'expected 1 to 3600');
 
-  const quick = proxyActivities<Activities>({ ...quickMetadata, taskQueue: input.hostTaskQueue });
-  // Few attempts per pass: the next pass is the retry, and the failure must become visible.
-  const ship = proxyActivities<Activities>({
-    startToCloseTimeout: '1 hour',
-    heartbeatTimeout: '20 seconds',
-    taskQueue: input.hostTaskQueue,
-    retry: { initialInterval: '2 seconds', maximumAttempts: 3 },
-  });
+  const quick = hostActivities(quickMetadata, input.hostTaskQueue);
+  const ship = hostActivities(walShippingPass, input.hostTaskQueue);
   const { spool, targets } = await quick.walShippingTargets();
   const state: WalShippingState = input.state ?? { spool, repositories: {}, passes: 0 };
   state.spool = spool;

@@ -3,9 +3,8 @@
 // pg_amcheck, read every copy in every repository back, write the verdict beside the backup,
 // and drop the scratch database on every path. Unlike the seed's `gunzip | psql`, a broken
 // dump fails here, and a damaged copy the restore skipped is named in the verdict.
-import { ApplicationFailure, isCancellation, patched, proxyActivities, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
-import type { Activities } from '../activities/index.js';
-import { longRestore, quickMetadata } from './activityOptions.js';
+import { ApplicationFailure, isCancellation, patched, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
+import { hostActivities, longRestore, quickMetadata } from './activityOptions.js';
 import { copyProblems, copySummary, verificationState, verificationVerdict } from './copyVerdict.js';
 import { describeFailure, surfaceFailure } from './failures.js';
 import { progressQuery } from './messages.js';
@@ -21,8 +20,8 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<Verificati
   const progress: RestoreProgress = { phase: 'resolving' };
   setHandler(progressQuery, () => progress);
   validateWith(progress, () => validateInput(input));
-  const quick = proxyActivities<Activities>({ ...quickMetadata, taskQueue: input.hostTaskQueue });
-  const long = proxyActivities<Activities>({ ...longRestore, taskQueue: input.hostTaskQueue });
+  const quick = hostActivities(quickMetadata, input.hostTaskQueue);
+  const long = hostActivities(longRestore, input.hostTaskQueue);
 
   // Derived from the workflow id, so a new worker after a crash finds what the dead one made.
   const scratch = `backupctl_verify_${shortTag(workflowId)}`;

@@ -1,0 +1,60 @@
+// Is this activity attempt still the one its workflow waits for? An activity hears of a
+// cancel, a timeout or its workflow's end only from a heartbeat's answer, and a step that
+// finishes between two beats never hears at all. Before an act that makes something last (a
+// restored database marked as restored), it asks the server directly: an attempt whose
+// workflow has closed, or whose place a newer attempt took, must not leave what it made.
+import { Context } from '@temporalio/activity';
+import { CancelledFailure } from '@temporalio/common';
+import { ErrorType } from '../workflows/types.js';
+import { errorText, permanent } from './errors.js';
+
+export type Standing =
+  | { state: 'current' }
+  /** The workflow asked this activity to stop. */
+  | { state: 'cancelled' }
+  /** The workflow closed, or the activity is no longer pending with this attempt. */
+  | { state: 'gone'; why: string }
+  /** The server could not be asked (no client here, or it did not answer): decide as before. */
+  | { state: 'unknown'; why: string };
+
+/** PendingActivityState.PENDING_ACTIVITY_STATE_CANCEL_REQUESTED */
+const CANCEL_REQUESTED = 3;
+
+export async function attemptStanding(): Promise<Standing> {
+  const ctx = Context.current();
+  const { workflowExecution, activityId, attempt, workflowNamespace } = ctx.info;
+  if (ctx.cancellationSignal.aborted) return { state: 'cancelled' };
+  if (!workflowExecution) return { state: 'unknown', why: 'not run by a workflow' };
+  let client;
+  try {
+    client = ctx.client;
+  } catch (err) {
+    return { state: 'unknown', why: errorText(err) };
+  }
+  try {
+    const described = await client.workflowService.describeWorkflowExecution({
+      namespace: workflowNamespace,
+      execution: { workflowId: workflowExecution.workflowId, runId: workflowExecution.runId },
+    });
+    // WORKFLOW_EXECUTION_STATUS_RUNNING
+    if (described.workflowExecutionInfo?.status !== 1) return { state: 'gone', why: `workflow ${workflowExecution.workflowId} (run ${workflowExecution.runId}) has closed` };
+    const pending = described.pendingActivities?.find((a) => a.activityId === activityId);
+    if (!pending) return { state: 'gone', why: `activity ${activityId} is no longer pending` };
+    if (pending.attempt !== attempt) return { state: 'gone', why: `attempt ${pending.attempt} of activity ${activityId} has taken this attempt's (${attempt}) place` };
+    if (pending.state === CANCEL_REQUESTED) return { state: 'cancelled' };
+    return { state: 'current' };
+  } catch (err) {
+    return { state: 'unknown', why: errorText(err) };
+  }
+}
+
+/**
+ * Fails unless this attempt still stands: CancelledFailure when the workflow asked it to stop,
+ * AttemptSuperseded when its workflow or its place is gone. An unknown standing passes.
+ */
+export async function assertAttemptStands(what: string): Promise<void> {
+  const standing = await attemptStanding();
+  if (standing.state === 'cancelled') throw Context.current().cancellationSignal.reason ?? new CancelledFailure('cancel requested');
+  if (standing.state === 'gone') throw permanent(ErrorType.AttemptSuperseded, `${what}: ${standing.why}; this attempt removed what it made`);
+}
+
