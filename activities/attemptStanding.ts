@@ -13,7 +13,7 @@ export type Standing =
   /** The workflow asked this activity to stop. */
   | { state: 'cancelled' }
   /** The workflow closed, or the activity is no longer pending with this attempt. */
-  | { state: 'gone'; why: string }
+  | { state: 'gone'; why: string; workflowClosed: boolean }
   /** The server could not be asked (no client here, or it did not answer): decide as before. */
   | { state: 'unknown'; why: string };
 
@@ -37,10 +37,10 @@ export async function attemptStanding(): Promise<Standing> {
       execution: { workflowId: workflowExecution.workflowId, runId: workflowExecution.runId },
     });
     // WORKFLOW_EXECUTION_STATUS_RUNNING
-    if (described.workflowExecutionInfo?.status !== 1) return { state: 'gone', why: `workflow ${workflowExecution.workflowId} (run ${workflowExecution.runId}) has closed` };
+    if (described.workflowExecutionInfo?.status !== 1) return { state: 'gone', why: `workflow ${workflowExecution.workflowId} (run ${workflowExecution.runId}) has closed`, workflowClosed: true };
     const pending = described.pendingActivities?.find((a) => a.activityId === activityId);
-    if (!pending) return { state: 'gone', why: `activity ${activityId} is no longer pending` };
-    if (pending.attempt !== attempt) return { state: 'gone', why: `attempt ${pending.attempt} of activity ${activityId} has taken this attempt's (${attempt}) place` };
+    if (!pending) return { state: 'gone', why: `activity ${activityId} is no longer pending`, workflowClosed: false };
+    if (pending.attempt !== attempt) return { state: 'gone', why: `attempt ${pending.attempt} of activity ${activityId} has taken this attempt's (${attempt}) place`, workflowClosed: false };
     if (pending.state === CANCEL_REQUESTED) return { state: 'cancelled' };
     return { state: 'current' };
   } catch (err) {
@@ -55,6 +55,26 @@ export async function attemptStanding(): Promise<Standing> {
 export async function assertAttemptStands(what: string): Promise<void> {
   const standing = await attemptStanding();
   if (standing.state === 'cancelled') throw Context.current().cancellationSignal.reason ?? new CancelledFailure('cancel requested');
-  if (standing.state === 'gone') throw permanent(ErrorType.AttemptSuperseded, `${what}: ${standing.why}; this attempt removed what it made`);
+  if (standing.state === 'gone') throw staleAttempt(what, standing.why);
 }
 
+export function staleAttempt(what: string, why: string) {
+  return permanent(ErrorType.AttemptSuperseded, `${what}: ${why}; this stale attempt stopped and left nothing behind`);
+}
+
+
+/**
+ * An act that makes something last (a claim, a running server), fenced by this attempt's
+ * standing: refused when the attempt no longer stands, and undone when the workflow closed
+ * while it ran (the workflow's own cleanup has run by then, or never will).
+ */
+export async function actWhileStanding<T>(what: string, act: () => Promise<T>, undo: () => Promise<unknown>): Promise<T> {
+  await assertAttemptStands(what);
+  const result = await act();
+  const after = await attemptStanding();
+  if (after.state === 'gone' && after.workflowClosed) {
+    await undo();
+    throw staleAttempt(what, after.why);
+  }
+  return result;
+}

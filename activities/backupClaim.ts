@@ -15,6 +15,7 @@ import { Context } from '@temporalio/activity';
 import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { ErrorType, type Compression, type StoredObject } from '../workflows/types.js';
+import { actWhileStanding } from './attemptStanding.js';
 import { OBJECT_NAMES, backupPrefix, manifestBody, manifestKey, type Component } from './catalog.js';
 import { compressionSuffix } from './compression.js';
 import { permanent } from './errors.js';
@@ -120,6 +121,22 @@ export async function claimBackup(repositories: Repository[], component: Compone
     for (const repository of made) await releaseClaim(repository, component, backupId, owner.runId).catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * claimBackup for the run of this activity attempt, if the attempt still stands
+ * (attemptStanding.ts): an attempt frozen until its workflow had failed and given the id back
+ * claims nothing, and one whose workflow closed while it claimed takes its claims back, so a
+ * dead run never holds an id.
+ */
+export async function claimForThisAttempt(repositories: Repository[], component: Component, backupId: string, owner: Owner): Promise<void> {
+  await actWhileStanding(
+    `claiming backup id ${backupId}`,
+    () => claimBackup(repositories, component, backupId, owner, new Date()),
+    async () => {
+      for (const repository of repositories) await releaseClaim(repository, component, backupId, owner.runId).catch(() => undefined);
+    },
+  );
 }
 
 /** Removes this run's claim from one repository; another run's is never touched. */

@@ -5,7 +5,7 @@ import { Context, log } from '@temporalio/activity';
 import { COMPRESSIONS, ErrorType, type Compression } from '../workflows/types.js';
 import type { BaseBackupFacts, BaseBackupPlan } from '../workflows/pitrTypes.js';
 import type { Config } from '../workers/config.js';
-import { assertClaimed, attemptObjectKey, claimBackup, currentAttempt, discardUnfinished, manifestPublished } from './backupClaim.js';
+import { assertClaimed, attemptObjectKey, claimForThisAttempt, currentAttempt, discardUnfinished, manifestPublished } from './backupClaim.js';
 import { readManifest } from './catalog.js';
 import { MAX_TRANSFER_ATTEMPTS, ROLES_OF, type DatabaseBackupDeps } from './databaseBackup.js';
 import { loadRecipient, type Recipient } from './encryption.js';
@@ -77,7 +77,7 @@ export function createBaseBackupActivities(deps: DatabaseBackupDeps) {
           throw permanent(ErrorType.BackupAlreadyExists, `base backup ${input.backupId} already exists in repository ${repository.name} (made by run ${existing.runId})`);
         }
       }
-      await claimBackup(repositories, 'base', input.backupId, { workflowId: input.workflowId ?? Context.current().info.workflowExecution?.workflowId ?? '', runId: input.runId }, new Date());
+      await claimForThisAttempt(repositories, 'base', input.backupId, { workflowId: input.workflowId ?? Context.current().info.workflowExecution?.workflowId ?? '', runId: input.runId });
       return {
         server: { version: facts.version, versionNum: Number(facts.num), systemIdentifier: facts.sysid },
         repositories: repositories.map((r) => ({ name: r.name, kind: r.kind })),

@@ -17,7 +17,7 @@ import {
 import type { BaseBackupManifest } from '../workflows/pitrTypes.js';
 import type { Config } from '../workers/config.js';
 import { longTransfer } from '../workflows/activityOptions.js';
-import { assertClaimed, attemptObjectKey, claimBackup, currentAttempt, discardUnfinished, manifestPublished, publishManifest, sweepAttempts } from './backupClaim.js';
+import { assertClaimed, attemptObjectKey, claimForThisAttempt, currentAttempt, discardUnfinished, manifestPublished, publishManifest, sweepAttempts } from './backupClaim.js';
 import { readManifest, type Component } from './catalog.js';
 import { loadRecipient, type Recipient } from './encryption.js';
 import { classifyDatabaseError, errorText, permanent, transient } from './errors.js';
@@ -116,7 +116,7 @@ export function createDatabaseBackupActivities(deps: DatabaseBackupDeps) {
         }
       }
       // The last check and the first write: from here on only this run writes under the id.
-      await claimBackup(repositories, 'database', input.backupId, { workflowId: input.workflowId ?? Context.current().info.workflowExecution?.workflowId ?? '', runId: input.runId }, new Date());
+      await claimForThisAttempt(repositories, 'database', input.backupId, { workflowId: input.workflowId ?? Context.current().info.workflowExecution?.workflowId ?? '', runId: input.runId });
       return {
         database: db.database,
         serverVersion,

@@ -11,6 +11,7 @@ import type { BaseBackupManifest, BaseBackupSummary, RecoverableWindow, Recovery
 import { readManifestCopies, scanManifests } from './catalog.js';
 import type { DatabaseBackupDeps } from './databaseBackup.js';
 import { readFirstGoodCopy } from './copySelection.js';
+import { actWhileStanding } from './attemptStanding.js';
 import { assertPrivateKeyFor } from './encryption.js';
 import { classifyFilesystemError, errorText, permanent } from './errors.js';
 import { runCommand, spawnStreaming } from './exec.js';
@@ -215,9 +216,17 @@ export function createPitrActivities(deps: PitrDeps) {
       return { dataDir, port, host: '127.0.0.1' };
     },
 
-    /** Starts the recovered cluster if it is not running. Idempotent. */
+    /**
+     * Starts the recovered cluster if it is not running. Idempotent. A stale attempt (its
+     * workflow closed while it was frozen) starts nothing, and stops what it started if the
+     * workflow closed meanwhile: no server is left running that nobody will stop.
+     */
     async startRecoveryCluster(input: RecoveryCluster): Promise<void> {
-      await startCluster(input.dataDir, deps.binDir, {});
+      await actWhileStanding(
+        `starting the recovery cluster in ${input.dataDir}`,
+        () => startCluster(input.dataDir, deps.binDir, {}),
+        () => stopCluster(input.dataDir, deps.binDir),
+      );
     },
 
     /**

@@ -1,0 +1,83 @@
+// Attack (issue 8, items 1 and 4 / README promise: a backup id is written by one run only):
+// stale attempts that wake after their run has closed. A plan attempt frozen (SIGSTOP, a paused VM) before it claims the id wakes after its run
+// has failed, compensated and given the id back. Had it claimed blindly, the id would stay
+// claimed for ever by a dead run: every later run under that workflow id refused, naming a run
+// that no longer exists. The attempt asks the server first, and claims nothing.
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Info } from '@temporalio/activity';
+import { MockActivityEnvironment, type TestWorkflowEnvironment } from '@temporalio/testing';
+import { createDatabaseBackupActivities } from '../activities/databaseBackup.js';
+import { createPitrActivities } from '../activities/pitr.js';
+import { stopAgent } from '../activities/encryption.js';
+import { FilesystemRepository } from '../activities/storage/filesystem.js';
+import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
+import { validateConfig, type Config } from '../workers/config.js';
+import { startCluster, type PgCluster } from './fixtures/postgres.js';
+import { startTemporal } from './fixtures/temporal.js';
+
+const dir = mkdtempSync(path.join(os.tmpdir(), 'attack-staleclaim-'));
+let temporal: TestWorkflowEnvironment;
+let cluster: PgCluster;
+let keys: KeyPair;
+let config: Config;
+
+beforeAll(async () => {
+  [temporal, cluster, keys] = await Promise.all([startTemporal(), startCluster(), ensureKeyPair(path.join(dir, 'keys'))]);
+  await cluster.query('postgres', 'CREATE DATABASE app');
+  config = validateConfig(
+    {
+      host: 'attack-staleclaim',
+      temporal: { address: temporal.address, namespace: 'default' },
+      database: { url: cluster.url('app') },
+      repositories: { local: { type: 'filesystem', path: path.join(dir, 'local') } },
+      encryption: { publicKeyFile: keys.publicKeyFile },
+      logLevel: 'warn',
+    },
+    'test config',
+  );
+}, 120_000);
+
+afterAll(async () => {
+  await temporal?.teardown();
+  await cluster?.stop();
+  await stopAgent(keys.privateHome);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** An activity environment of a run that has closed: started (no worker serves it), then ended for good. */
+async function closedRun(workflowType: string, workflowId: string): Promise<{ runId: string; env: MockActivityEnvironment }> {
+  const handle = await temporal.client.workflow.start(workflowType, { taskQueue: 'nobody-serves-this', workflowId, args: [{ hostTaskQueue: 'nobody' }] });
+  await handle.terminate('the run failed and compensated');
+  const runId = handle.firstExecutionRunId;
+  const env = new MockActivityEnvironment(
+    { attempt: 1, activityId: '1', workflowNamespace: 'default', workflowExecution: { workflowId, runId } } as Partial<Info>,
+    { client: temporal.client },
+  );
+  return { runId, env };
+}
+
+test('a plan attempt that wakes after its run has closed claims nothing', async () => {
+  const { runId, env } = await closedRun('backupDatabase', 'stale-claim');
+  const local = new FilesystemRepository('local', path.join(dir, 'local'));
+  const activities = createDatabaseBackupActivities({ config, repositories: [local] });
+  const outcome = await env.run(activities.planDatabaseBackup, { backupId: 'stale-claim', runId, workflowId: 'stale-claim' }).then(
+    () => 'planned',
+    (err: any) => `${err.type}: ${err.message}`,
+  );
+  expect(outcome).toMatch(/^AttemptSuperseded: .*has closed/);
+  const leftovers = readdirSync(path.join(dir, 'local'), { recursive: true }).map(String);
+  expect(leftovers.filter((f) => f.includes('claim.json'))).toEqual([]);
+}, 60_000);
+
+test('a recovery cluster start that wakes after its run has closed starts no server', async () => {
+  const { env } = await closedRun('pointInTimeRecovery', 'stale-pitr');
+  const pitr = createPitrActivities({ config, repositories: [], binDir: cluster.binDir });
+  const dataDir = path.join(dir, 'pitr', 'data');
+  const outcome = await env.run(pitr.startRecoveryCluster, { dataDir, port: 1, host: '127.0.0.1' }).then(
+    () => 'started',
+    (err: any) => `${err.type}: ${err.message}`,
+  );
+  expect(outcome).toMatch(/^AttemptSuperseded: starting the recovery cluster .*has closed/);
+}, 60_000);
