@@ -17,6 +17,10 @@ process.once('exit', killWorkers);
 export interface WorkerProcess {
   pid: number;
   stderrTail(): string;
+  /** A signal to the worker's whole process group (SIGKILL, SIGSTOP, SIGCONT...). */
+  signal(signal: NodeJS.Signals): void;
+  /** Resolves when the worker process has exited. */
+  exited: Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -51,6 +55,8 @@ export async function startWorkerProcess(configFile: string): Promise<WorkerProc
   return {
     pid: child.pid!,
     stderrTail: () => tail,
+    signal: (signal) => killGroup(child, signal),
+    exited,
     async stop() {
       killGroup(child, 'SIGTERM');
       const killer = setTimeout(() => killGroup(child, 'SIGKILL'), 15_000);

@@ -12,12 +12,14 @@ export interface DevTemporal {
   /** False when a server was already running there and we reuse it. */
   started: boolean;
   stop(): Promise<void>;
+  /** SIGKILL, as a crash would (the SQLite file stays: a new start continues from it). */
+  kill(): Promise<void>;
 }
 
 export async function startDevTemporal(stateDir: string, port = 7233, uiPort = 8233): Promise<DevTemporal> {
   const address = `127.0.0.1:${port}`;
   const uiUrl = `http://127.0.0.1:${uiPort}`;
-  if (await answers(address)) return { address, uiUrl, started: false, stop: async () => undefined };
+  if (await answers(address)) return { address, uiUrl, started: false, stop: async () => undefined, kill: async () => undefined };
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   const server: ResultPromise = execa(
     projectTool('temporal'),
@@ -50,6 +52,10 @@ export async function startDevTemporal(stateDir: string, port = 7233, uiPort = 8
     started: true,
     async stop() {
       server.kill('SIGTERM');
+      await server.catch(() => undefined);
+    },
+    async kill() {
+      server.kill('SIGKILL');
       await server.catch(() => undefined);
     },
   };

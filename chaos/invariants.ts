@@ -1,0 +1,212 @@
+// What must hold after every chaos run, whatever the fault: read straight from the
+// repositories, the S3 server (not through the fault proxy), PostgreSQL and the process table,
+// never through backupctl's own code paths, so a bug there cannot vouch for itself.
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { GetObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { execa } from 'execa';
+import { tableChecksums } from '../test/fixtures/postgres.js';
+import { BUCKET, HOST, LIVE_DB, type ChaosStack } from './stack.js';
+
+/** Every file under a folder, as paths relative to it. */
+function walk(root: string, prefix = ''): string[] {
+  const dir = path.join(root, prefix);
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const rel = path.join(prefix, entry.name);
+    return entry.isDirectory() ? walk(root, rel) : [rel];
+  });
+}
+
+async function s3Keys(stack: ChaosStack, prefix: string): Promise<string[]> {
+  const keys: string[] = [];
+  let token: string | undefined;
+  do {
+    const page = await stack.s3.client.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: `${HOST}/${prefix}`, ContinuationToken: token }));
+    for (const o of page.Contents ?? []) keys.push(o.Key!.slice(HOST.length + 1));
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+  return keys;
+}
+
+async function s3Bytes(stack: ChaosStack, key: string): Promise<Buffer> {
+  const answer = await stack.s3.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: `${HOST}/${key}` }));
+  return Buffer.from(await answer.Body!.transformToByteArray());
+}
+
+export interface Repo {
+  name: string;
+  keys(prefix: string): Promise<string[]>;
+  bytes(key: string): Promise<Buffer>;
+}
+
+export function repositories(stack: ChaosStack): Repo[] {
+  const fsRepo = (name: string, root: string): Repo => ({
+    name,
+    keys: async (prefix) => walk(root, prefix),
+    bytes: async (key) => readFileSync(path.join(root, key)),
+  });
+  return [fsRepo('local', stack.repositories.local), fsRepo('nas', stack.repositories.nas), { name: 's3', keys: (p) => s3Keys(stack, p), bytes: (k) => s3Bytes(stack, k) }];
+}
+
+interface StoredObjectLike {
+  key: string;
+  bytes: number;
+  sha256: string;
+}
+
+/**
+ * A completed backup: in every repository a manifest naming this id, and every object it
+ * names whole (size and sha256). Returns the problems found.
+ */
+export async function completeBackupProblems(stack: ChaosStack, component: 'database' | 'base', backupId: string): Promise<string[]> {
+  const problems: string[] = [];
+  for (const repo of repositories(stack)) {
+    let manifest: { backupId?: string; objects?: StoredObjectLike[] };
+    try {
+      manifest = JSON.parse((await repo.bytes(`${component}/${backupId}/manifest.json`)).toString('utf8'));
+    } catch (err) {
+      problems.push(`${repo.name}: no readable manifest for completed ${component} backup ${backupId} (${(err as Error).message.slice(0, 80)})`);
+      continue;
+    }
+    if (manifest.backupId !== backupId) problems.push(`${repo.name}: manifest of ${backupId} names ${manifest.backupId}`);
+    for (const object of manifest.objects ?? []) {
+      try {
+        const bytes = await repo.bytes(object.key);
+        const sha = createHash('sha256').update(bytes).digest('hex');
+        if (bytes.length !== object.bytes || sha !== object.sha256) problems.push(`${repo.name}: ${object.key} is ${bytes.length} bytes, sha256 ${sha.slice(0, 12)}; manifest says ${object.bytes}, ${object.sha256.slice(0, 12)}`);
+      } catch (err) {
+        problems.push(`${repo.name}: ${object.key} unreadable (${(err as Error).message.slice(0, 80)})`);
+      }
+    }
+  }
+  return problems;
+}
+
+/** A failed backup left nothing under its id: no manifest, no claim, no attempt folder. */
+export async function failedBackupProblems(stack: ChaosStack, component: 'database' | 'base', backupId: string): Promise<string[]> {
+  const problems: string[] = [];
+  for (const repo of repositories(stack)) {
+    const left = await repo.keys(`${component}/${backupId}/`);
+    if (left.length) problems.push(`${repo.name}: failed ${component} backup ${backupId} left ${left.length} object(s): ${left.slice(0, 3).join(', ')}`);
+  }
+  return problems;
+}
+
+/**
+ * Decrypts and decompresses the dump of a completed backup from one repository with gpg and
+ * zstd (not backupctl), restores it with pg_restore into a scratch database, and compares the
+ * fingerprint with the live database's before the runs.
+ */
+export async function restoresIdentical(stack: ChaosStack, backupId: string, repo: Repo): Promise<string[]> {
+  const manifest = JSON.parse((await repo.bytes(`database/${backupId}/manifest.json`)).toString('utf8')) as { objects: (StoredObjectLike & { role: string })[] };
+  const dump = manifest.objects.find((o) => o.role === 'dump');
+  if (!dump) return [`backup ${backupId} has no dump object`];
+  const scratch = `chaos_check_${createHash('sha256').update(backupId).digest('hex').slice(0, 8)}`;
+  await stack.cluster.query('postgres', `DROP DATABASE IF EXISTS ${scratch}`);
+  await stack.cluster.query('postgres', `CREATE DATABASE ${scratch}`);
+  try {
+    const encrypted = await repo.bytes(dump.key);
+    const plain = await execa('gpg', ['--batch', '--quiet', '--homedir', stack.keys.privateHome, '--decrypt'], { input: encrypted, encoding: 'buffer' });
+    const archive = await execa('zstd', ['-d', '-c'], { input: plain.stdout, encoding: 'buffer' });
+    await execa(path.join(stack.cluster.binDir, 'pg_restore'), ['--exit-on-error', '--no-owner', `--dbname=${scratch}`], { input: archive.stdout, env: stack.cluster.env(scratch) });
+    const sums = await tableChecksums(stack.cluster, scratch);
+    const differ = Object.keys(stack.sourceSums).filter((t) => sums[t] !== stack.sourceSums[t]);
+    return differ.length ? [`backup ${backupId} (${repo.name} copy) restores with different data in ${differ.join(', ')}`] : [];
+  } catch (err) {
+    return [`backup ${backupId} (${repo.name} copy) does not restore with gpg, zstd and pg_restore: ${(err as Error).message.split('\n')[0].slice(0, 160)}`];
+  } finally {
+    await stack.cluster.query('postgres', `DROP DATABASE IF EXISTS ${scratch} WITH (FORCE)`);
+  }
+}
+
+export interface GlobalState {
+  liveOid: number | undefined;
+}
+
+export async function liveOid(stack: ChaosStack): Promise<number | undefined> {
+  const { rows } = await stack.cluster.query<{ oid: number }>('postgres', 'SELECT oid::int FROM pg_database WHERE datname = $1', [LIVE_DB]);
+  return rows[0]?.oid;
+}
+
+/**
+ * What must hold after every run: no restore or scratch database left, no staged plaintext,
+ * no unfinished writes in the repositories, no open multipart upload, the application's
+ * services running, the live database present and equal to the source, no temp folder of a
+ * dead worker, no tool process outside a live worker.
+ */
+export async function globalProblems(stack: ChaosStack, liveWorkerPids: number[]): Promise<string[]> {
+  const problems: string[] = [];
+  const marked = await stack.cluster.query<{ datname: string }>('postgres', "SELECT datname FROM pg_database WHERE shobj_description(oid, 'pg_database') LIKE 'backupctl run=%'");
+  for (const { datname } of marked.rows) problems.push(`database ${datname} (made by a run) left on the server`);
+  const staged = readdirSync(stack.stagingDir);
+  if (staged.length) problems.push(`staging folder holds ${staged.join(', ')}`);
+  for (const [name, root] of Object.entries(stack.repositories)) {
+    const partial = walk(root).filter((f) => f.endsWith('.partial'));
+    if (partial.length) problems.push(`${name}: unfinished writes ${partial.slice(0, 3).join(', ')}`);
+  }
+  const uploads = await stack.s3.client.send(new ListMultipartUploadsCommand({ Bucket: BUCKET })).catch((err: Error) => ({ error: err.message }));
+  if ('error' in uploads) problems.push(`listing multipart uploads failed: ${uploads.error}`);
+  else if (uploads.Uploads?.length) problems.push(`${uploads.Uploads.length} multipart upload(s) left open: ${uploads.Uploads.map((u) => u.Key).slice(0, 3).join(', ')}`);
+  const services = stack.servicesState();
+  if (services !== 'running') problems.push(`the application's services are ${services}`);
+  const sums = await tableChecksums(stack.cluster, LIVE_DB).catch((err: Error) => ({ error: err.message }));
+  if ('error' in sums) problems.push(`the live database cannot be read: ${String(sums.error).slice(0, 120)}`);
+  else {
+    const differ = Object.keys(stack.sourceSums).filter((t) => sums[t] !== stack.sourceSums[t]);
+    if (differ.length) problems.push(`the live database differs from the source in ${differ.join(', ')}`);
+  }
+  problems.push(...deadWorkerFolders());
+  problems.push(...(await strayProcesses(liveWorkerPids)));
+  return problems;
+}
+
+/** Temp folders named for a process (tempDirs.ts: backupctl-<kind>-<pid>-<host>-) whose process is gone. */
+function deadWorkerFolders(): string[] {
+  const problems: string[] = [];
+  for (const root of [os.tmpdir(), '/dev/shm']) {
+    if (!existsSync(root)) continue;
+    for (const name of readdirSync(root)) {
+      const match = /^backupctl-([a-z]+)-(\d+)-[0-9a-f]{8}-/.exec(name);
+      if (!match) continue;
+      const pid = Number(match[2]);
+      let alive = true;
+      try {
+        process.kill(pid, 0);
+      } catch (err) {
+        alive = (err as NodeJS.ErrnoException).code === 'EPERM';
+      }
+      // A live pid may be a reused one; the worker's sweep judges those by age. Dead is dead.
+      if (!alive && statSync(path.join(root, name), { throwIfNoEntry: false })) problems.push(`${path.join(root, name)} of dead process ${pid} left behind`);
+    }
+  }
+  return problems;
+}
+
+const TOOLS = new Set(['pg_dump', 'pg_dumpall', 'pg_restore', 'pg_basebackup', 'gpg', 'zstd', 'psql', 'tar']);
+
+/** A backup tool process not in a live worker's process group: an orphan of a stale attempt. */
+async function strayProcesses(liveWorkerPids: number[]): Promise<string[]> {
+  const { stdout } = await execa('ps', ['-eo', 'pid=,pgid=,comm=']);
+  const problems: string[] = [];
+  for (const line of stdout.split('\n')) {
+    const [pid, pgid, comm] = line.trim().split(/\s+/);
+    if (!TOOLS.has(comm)) continue;
+    if (Number(pid) === process.pid || liveWorkerPids.includes(Number(pgid))) continue;
+    // The chaos runner's own checks (gpg, zstd, pg_restore above) run in its group.
+    if (Number(pgid) === process.pid || Number(pgid) === getpgid()) continue;
+    problems.push(`${comm} (pid ${pid}) runs outside any live worker`);
+  }
+  return problems;
+}
+
+let ownGroup: number | undefined;
+function getpgid(): number {
+  if (ownGroup === undefined) {
+    const stat = readFileSync(`/proc/${process.pid}/stat`, 'utf8');
+    ownGroup = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
+  }
+  return ownGroup;
+}

@@ -1,0 +1,154 @@
+// The chaos loop: for each run, a workflow and a fault drawn from the run's seed, the fault
+// injected at a drawn moment of the run, the run awaited (bounded: a run that does not close
+// is a violation, "hung"), the fault healed, then every invariant checked. Runs are
+// reproducible: the master seed draws each run's seed, and `--run-seed` replays one run.
+import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { ApplicationFailure, CancelledFailure, TerminatedFailure, TimeoutFailure } from '@temporalio/common';
+import { xoroshiro128plus } from 'pure-rand/generator/xoroshiro128plus';
+import { uniformInt } from 'pure-rand/distribution/uniformInt';
+import { FAULT_KINDS, PERMANENT_FAULT_ERRORS, faultApplies, injectFault, type FaultKind } from './faults.js';
+import { globalProblems, liveOid } from './invariants.js';
+import { SCENARIOS, type Outcome, type Scenario } from './scenarios.js';
+import type { ChaosStack } from './stack.js';
+import { workerPool, type WorkerPool } from './workers.js';
+
+export interface RunRecord {
+  index: number;
+  runSeed: number;
+  scenario: string;
+  fault: FaultKind;
+  faultDetail: string;
+  /** Whether the workflow was still open when the fault landed. */
+  landed: boolean;
+  faultAtMs: number;
+  outcome: Outcome['status'];
+  errorType?: string;
+  /** From the fault to the run's close, when the fault landed in an open run. */
+  recoverMs?: number;
+  violations: string[];
+}
+
+export interface ChaosOptions {
+  seed: number;
+  /** Stop after this many runs... */
+  runs: number;
+  /** ...or once this much time has passed. */
+  budgetMs: number;
+  /** Replay exactly one run. */
+  runSeed?: number;
+  /** Only these scenarios / faults (names), default all. */
+  scenarios?: string[];
+  faults?: FaultKind[];
+  /** How long a run may take after its fault before it counts as hung. */
+  hangMs?: number;
+  say(line: string): void;
+  onRun?(record: RunRecord): void;
+}
+
+function generator(seed: number) {
+  const rng = xoroshiro128plus(seed);
+  return (from: number, to: number) => uniformInt(rng, from, to);
+}
+
+export async function runChaos(stack: ChaosStack, options: ChaosOptions): Promise<RunRecord[]> {
+  const workers = workerPool(stack.configFile);
+  const records: RunRecord[] = [];
+  const scenarios = SCENARIOS.filter((s) => !options.scenarios || options.scenarios.includes(s.name));
+  const faults = FAULT_KINDS.filter((f) => (!options.faults || options.faults.includes(f)) && faultApplies(f, stack));
+  try {
+    await workers.current();
+    await warmUp(stack, scenarios, options.say);
+    const master = generator(options.seed);
+    const started = Date.now();
+    const seeds = options.runSeed !== undefined ? [options.runSeed] : [];
+    for (let index = 0; ; index++) {
+      if (options.runSeed === undefined) {
+        if (index >= options.runs || Date.now() - started > options.budgetMs) break;
+        seeds.push(master(0, 0x7fffffff));
+      } else if (index >= 1) break;
+      const record = await oneRun(stack, workers, index, seeds[index], scenarios, faults, options);
+      records.push(record);
+      options.onRun?.(record);
+    }
+  } finally {
+    await workers.stopAll();
+  }
+  return records;
+}
+
+/** One clean run of each scenario: a backup to restore from, and each scenario's typical time. */
+async function warmUp(stack: ChaosStack, scenarios: Scenario[], say: (line: string) => void): Promise<void> {
+  const ordered = [...scenarios].sort((a, b) => Number(b.name === 'database backup') - Number(a.name === 'database backup'));
+  if (!ordered.some((s) => s.name === 'database backup')) ordered.unshift(SCENARIOS.find((s) => s.name === 'database backup')!);
+  for (const scenario of ordered) {
+    const t0 = Date.now();
+    const handle = await scenario.start(stack.client, `chaos-warmup-${scenario.name.replace(/\W+/g, '-')}-${t0}`);
+    await handle.result();
+    scenario.typicalMs = Date.now() - t0;
+    say(`warm-up: ${scenario.name} in ${scenario.typicalMs} ms`);
+  }
+}
+
+async function oneRun(stack: ChaosStack, workers: WorkerPool, index: number, runSeed: number, scenarios: Scenario[], faults: readonly FaultKind[], options: ChaosOptions): Promise<RunRecord> {
+  const draw = generator(runSeed);
+  const scenario = scenarios[draw(0, scenarios.length - 1)];
+  const fault = faults[draw(0, faults.length - 1)];
+  const delayMs = draw(0, Math.max(200, Math.round(scenario.typicalMs * 0.9)));
+  const workflowId = `chaos-${index}-${runSeed}`;
+  await workers.current();
+  const liveOidBefore = await liveOid(stack);
+  const handle = await scenario.start(stack.client, workflowId);
+  let closedAt: number | undefined;
+  const outcomePromise = settle(handle).then((o) => ((closedAt = Date.now()), o));
+  await Promise.race([new Promise((r) => setTimeout(r, delayMs)), outcomePromise]);
+  const landed = closedAt === undefined;
+  const faultAt = Date.now();
+  const injected = await injectFault(fault, { stack, workers, draw });
+  const hangMs = options.hangMs ?? 240_000;
+  let outcome = await Promise.race([outcomePromise, new Promise<Outcome>((r) => setTimeout(() => r({ status: 'hung' }), hangMs))]);
+  if (outcome.status === 'hung') await handle.terminate('chaos: no close within the bound').catch(() => undefined);
+  await injected.afterRun();
+  // A stale attempt that woke may still be finishing: let the workflow's last word settle.
+  if (outcome.status === 'hung') outcome = { status: 'hung' };
+  const violations: string[] = [];
+  if (outcome.status === 'hung') violations.push(`the run did not close within ${hangMs / 1000} s of the fault`);
+  const allowed = PERMANENT_FAULT_ERRORS[fault];
+  if (outcome.status === 'failed' && !(allowed && outcome.errorType && allowed.includes(outcome.errorType))) {
+    violations.push(`failed under a fault it must survive: ${outcome.errorType ?? 'untyped'}: ${outcome.message?.slice(0, 200)}`);
+  }
+  if (outcome.status === 'failed' && !outcome.errorType) violations.push('failed without an error type');
+  const context = { workflowId, liveOidBefore, draw };
+  violations.push(...(await scenario.check(stack, outcome, context).catch((err: Error) => [`checking the ${scenario.name} failed: ${err.message}`])));
+  violations.push(...(await globalProblems(stack, workers.livePids()).catch((err: Error) => [`checking the global invariants failed: ${err.message}`])));
+  const record: RunRecord = {
+    index,
+    runSeed,
+    scenario: scenario.name,
+    fault,
+    faultDetail: injected.detail,
+    landed,
+    faultAtMs: faultAt,
+    outcome: outcome.status,
+    errorType: outcome.errorType,
+    recoverMs: landed && closedAt ? closedAt - faultAt : undefined,
+    violations,
+  };
+  options.say(
+    `#${index} seed ${runSeed}: ${scenario.name} + ${fault} (${injected.detail}${landed ? '' : '; after the run closed'}) -> ${outcome.status}${outcome.errorType ? ` ${outcome.errorType}` : ''}` +
+      `${record.recoverMs !== undefined ? `, closed ${(record.recoverMs / 1000).toFixed(1)} s after the fault` : ''}${violations.length ? `\n  VIOLATIONS:\n  - ${violations.join('\n  - ')}` : ''}`,
+  );
+  return record;
+}
+
+async function settle(handle: WorkflowHandle): Promise<Outcome> {
+  try {
+    return { status: 'completed', result: await handle.result() };
+  } catch (err) {
+    if (!(err instanceof WorkflowFailedError)) return { status: 'failed', message: (err as Error).message };
+    const cause = err.cause;
+    if (cause instanceof CancelledFailure) return { status: 'cancelled' };
+    if (cause instanceof TerminatedFailure) return { status: 'terminated' };
+    if (cause instanceof TimeoutFailure) return { status: 'timed-out' };
+    return { status: 'failed', errorType: cause instanceof ApplicationFailure ? (cause.type ?? undefined) : undefined, message: cause?.message ?? err.message };
+  }
+}
