@@ -28,6 +28,13 @@ const say = (line: string) => console.log(line);
 say(`chaos: master seed ${seed}`);
 const startedAt = new Date();
 const stack = await startChaosStack(say);
+// Ctrl-C or a kill: the stack goes with us (its tmpfs is unmounted, its servers stopped).
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    say(`${signal}: stopping the stack`);
+    void stack.stop().finally(() => process.exit(130));
+  });
+}
 let violations: number;
 try {
   const records = await runChaos(stack, {

@@ -36,6 +36,8 @@ export interface ChaosOptions {
   budgetMs: number;
   /** Replay exactly one run. */
   runSeed?: number;
+  /** Exactly these runs, in order (the smoke test): the moment is still drawn from the seed. */
+  plan?: Array<{ scenario: string; fault: FaultKind }>;
   /** Only these scenarios / faults (names), default all. */
   scenarios?: string[];
   faults?: FaultKind[];
@@ -62,11 +64,15 @@ export async function runChaos(stack: ChaosStack, options: ChaosOptions): Promis
     const started = Date.now();
     const seeds = options.runSeed !== undefined ? [options.runSeed] : [];
     for (let index = 0; ; index++) {
-      if (options.runSeed === undefined) {
+      if (options.plan) {
+        if (index >= options.plan.length) break;
+        seeds.push(master(0, 0x7fffffff));
+      } else if (options.runSeed === undefined) {
         if (index >= options.runs || Date.now() - started > options.budgetMs) break;
         seeds.push(master(0, 0x7fffffff));
       } else if (index >= 1) break;
-      const record = await oneRun(stack, workers, index, seeds[index], scenarios, faults, options);
+      const planned = options.plan?.[index];
+      const record = await oneRun(stack, workers, index, seeds[index], planned ? scenarios.filter((s) => s.name === planned.scenario) : scenarios, planned ? [planned.fault] : faults, options);
       records.push(record);
       options.onRun?.(record);
     }

@@ -15,6 +15,7 @@ import { SHARED_TASK_QUEUE, hostTaskQueue } from '../workflows/types.js';
 import type { Config } from './config.js';
 import { connectionOptions } from './temporalConnection.js';
 import { WORKFLOWS_PATH, quietBundlerLogger } from './bundleWorkflows.js';
+import { livenessHeartbeats } from './livenessHeartbeat.js';
 
 let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
 
@@ -75,7 +76,7 @@ export async function startWorker(config: Config, logger: Logger, options: Worke
     configFile: options.configFile,
   });
   const hostQueue = hostTaskQueue(config.host);
-  const common = { connection, namespace: config.temporal.namespace, activities };
+  const common = { connection, namespace: config.temporal.namespace, activities, interceptors: { activity: [livenessHeartbeats] } };
   const workers = [
     await Worker.create({ ...common, taskQueue: SHARED_TASK_QUEUE, workflowBundle: workflowCode }),
     await Worker.create({ ...common, taskQueue: hostQueue }),

@@ -4,18 +4,26 @@ import { ActivityCancellationType, patched, proxyActivities, type ActivityOption
 import type { Activities } from '../activities/index.js';
 
 /**
+ * How soon a bounded activity (no heartbeat of its own) is given up when its worker dies: the
+ * worker heartbeats for it while it runs (workers/livenessHeartbeat.ts).
+ */
+export const BOUNDED_HEARTBEAT_TIMEOUT = '10 seconds';
+
+/**
  * The activities of a host's task queue, with `options`. A cancelled activity is waited for
  * until it has stopped (it hears of the cancel on its next heartbeat; one that sends none ends
  * at its timeout): the workflow's compensation runs after the activity's last act, never
  * before, so nothing the activity makes after it (a database, a folder, a claim) is left with
- * nobody to remove it. Histories recorded before this change replay as they ran.
+ * nobody to remove it. Bounded activities get a heartbeat timeout, so a dead worker's attempt
+ * is retried within seconds, not at its start-to-close timeout. Histories recorded before
+ * this change replay as they ran.
  */
 export function hostActivities(options: ActivityOptions, taskQueue: string) {
-  const waitForStop = patched('wait-for-cancelled-activities');
+  const newer = patched('wait-for-cancelled-activities');
   return proxyActivities<Activities>({
     ...options,
     taskQueue,
-    ...(waitForStop ? { cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED } : {}),
+    ...(newer ? { cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED, heartbeatTimeout: options.heartbeatTimeout ?? BOUNDED_HEARTBEAT_TIMEOUT } : {}),
   });
 }
 
