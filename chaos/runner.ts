@@ -25,6 +25,8 @@ export interface RunRecord {
   errorType?: string;
   /** From the fault to the run's close, when the fault landed in an open run. */
   recoverMs?: number;
+  /** The whole run: start, fault, close, healing and every check. */
+  tookMs: number;
   violations: string[];
 }
 
@@ -96,6 +98,7 @@ async function warmUp(stack: ChaosStack, scenarios: Scenario[], say: (line: stri
 }
 
 async function oneRun(stack: ChaosStack, workers: WorkerPool, index: number, runSeed: number, scenarios: Scenario[], faults: readonly FaultKind[], options: ChaosOptions): Promise<RunRecord> {
+  const runStarted = Date.now();
   const draw = generator(runSeed);
   const scenario = scenarios[draw(0, scenarios.length - 1)];
   const fault = faults[draw(0, faults.length - 1)];
@@ -137,11 +140,12 @@ async function oneRun(stack: ChaosStack, workers: WorkerPool, index: number, run
     outcome: outcome.status,
     errorType: outcome.errorType,
     recoverMs: landed && closedAt ? closedAt - faultAt : undefined,
+    tookMs: Date.now() - runStarted,
     violations,
   };
   options.say(
     `#${index} seed ${runSeed}: ${scenario.name} + ${fault} (${injected.detail}${landed ? '' : '; after the run closed'}) -> ${outcome.status}${outcome.errorType ? ` ${outcome.errorType}` : ''}` +
-      `${record.recoverMs !== undefined ? `, closed ${(record.recoverMs / 1000).toFixed(1)} s after the fault` : ''}${violations.length ? `\n  VIOLATIONS:\n  - ${violations.join('\n  - ')}` : ''}`,
+      `${record.recoverMs !== undefined ? `, closed ${(record.recoverMs / 1000).toFixed(1)} s after the fault` : ''} [${(record.tookMs / 1000).toFixed(1)} s]${violations.length ? `\n  VIOLATIONS:\n  - ${violations.join('\n  - ')}` : ''}`,
   );
   return record;
 }
