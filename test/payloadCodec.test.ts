@@ -244,6 +244,16 @@ describe('the codec server', () => {
     expect(res.headers.get('access-control-allow-methods')).toMatch(/POST/);
     expect(res.headers.get('access-control-allow-headers')).toMatch(/X-Namespace/i);
     expect(res.headers.get('access-control-allow-headers')).toMatch(/Content-Type/i);
+    expect(res.headers.get('access-control-allow-private-network')).toBeNull();
+  });
+
+  test('a hosted UI may reach it on a private address, when the browser asks (Private Network Access)', async () => {
+    const res = await fetch(`${server.url}/decode`, {
+      method: 'OPTIONS',
+      headers: { Origin: UI, 'Access-Control-Request-Method': 'POST', 'Access-Control-Request-Private-Network': 'true' },
+    });
+    expect(res.status).toBe(204);
+    expect(res.headers.get('access-control-allow-private-network')).toBe('true');
   });
 
   test('another origin is refused, preflight and request alike', async () => {

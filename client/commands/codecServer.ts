@@ -106,6 +106,9 @@ export async function startCodecServer(options: CodecServerOptions): Promise<Run
         'Access-Control-Allow-Methods': 'POST, OPTIONS',
         'Access-Control-Allow-Headers': 'Content-Type, X-Namespace, Authorization',
         'Access-Control-Max-Age': '600',
+        // A hosted UI (Temporal Cloud's) calling a codec server on this machine or network:
+        // browsers ask first whether a public page may reach a private address.
+        ...(origin !== undefined && req.headers['access-control-request-private-network'] === 'true' ? { 'Access-Control-Allow-Private-Network': 'true' } : {}),
       });
       res.end();
       return;
