@@ -3,7 +3,7 @@
 // object on stdout, and the exit code is 0 only on success.
 import { Command, Option } from 'commander';
 import { openRepositories } from '../activities/storage/index.js';
-import { loadConfig, type Config } from '../workers/config.js';
+import { ConfigError, loadConfig, type Config } from '../workers/config.js';
 import { createLogger, installTemporalLogging } from '../workers/logger.js';
 import { startWorker } from '../workers/worker.js';
 import { backupBaseInput, startBackupBase } from './commands/backupBase.js';
@@ -19,6 +19,7 @@ import { runShipWal } from './commands/wal.js';
 import { runApplySchedules, runListSchedules } from './commands/schedules.js';
 import { collectStatus, runStatus } from './commands/status.js';
 import { runDev } from './dev/stack.js';
+import { runCodecServer, type CodecServerCliOptions } from './commands/codecServer.js';
 import { failureOf, printer } from './output.js';
 import { connectClient } from './temporalClient.js';
 import { InputRefused } from './workflowRun.js';
@@ -275,6 +276,8 @@ program
       try {
         connection = await connectClient(cfg);
       } catch (err) {
+        // Missing payload keys are this host's configuration, not an unreachable Temporal.
+        if (err instanceof ConfigError) throw err;
         error = (err as Error).message;
       }
       try {
@@ -285,6 +288,16 @@ program
       }
     }),
   );
+
+program
+  .command('codec-server')
+  .description(
+    'serve the Temporal Web UI (Settings > Codec Server) and `temporal --codec-endpoint` the payload codec: decrypts with the keys of BACKUPCTL_PAYLOAD_KEYS or BACKUPCTL_PAYLOAD_KEYS_FILE',
+  )
+  .option('--port <n>', 'port to listen on; 0 for any free one', '8888')
+  .option('--listen <address>', 'address to listen on: it decrypts for whoever reaches it, so keep it private', '127.0.0.1')
+  .option('--origin <url...>', "the Web UI's origin (scheme://host[:port]), allowed to call it from a browser")
+  .action(action(async (options: CodecServerCliOptions) => runCodecServer(config(), options)));
 
 program
   .command('dev')

@@ -16,11 +16,12 @@ export const quietBundlerLogger = {
   error: (message: string, meta?: object) => console.error(message, meta ?? ''),
 };
 
-export async function writeWorkflowBundle(outFile: string): Promise<void> {
-  const { code } = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietBundlerLogger });
+/** failureConverterPath: the failure converter workflow code uses (payload encryption's); default the SDK's. */
+export async function writeWorkflowBundle(outFile: string, failureConverterPath?: string): Promise<void> {
+  const { code } = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, failureConverterPath, logger: quietBundlerLogger });
   await writeFile(outFile, code, { mode: 0o600 });
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  await writeWorkflowBundle(process.argv[2]);
+  await writeWorkflowBundle(process.argv[2], process.argv[3]);
 }

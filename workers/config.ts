@@ -92,6 +92,13 @@ export const configSchema = z.strictObject({
       namespace: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$/, 'must be a namespace name of letters, digits, . _ -').default('default'),
       tls: z.boolean().default(false),
       apiKeyFile: absolutePath.optional(),
+      /**
+       * Encrypt every payload (inputs, results, heartbeat details, failure messages) with
+       * AES-256-GCM before it reaches the Temporal service. The keys come from the environment
+       * only (BACKUPCTL_PAYLOAD_KEYS or BACKUPCTL_PAYLOAD_KEYS_FILE, see workers/payloadKeys.ts),
+       * the same on every worker and client; `backupctl codec-server` shows them in the Web UI.
+       */
+      payloadEncryption: z.strictObject({ enabled: z.boolean().default(false) }).prefault({}),
     })
     .prefault({}),
   database: z.strictObject({

@@ -13,15 +13,25 @@ import { openRepositories } from '../activities/storage/index.js';
 import { ownedTempPrefix, sweepDeadOwners } from '../activities/tempDirs.js';
 import { SHARED_TASK_QUEUE, hostTaskQueue } from '../workflows/types.js';
 import type { Config } from './config.js';
+import { temporalDataConverter } from './dataConverter.js';
 import { connectionOptions } from './temporalConnection.js';
 import { WORKFLOWS_PATH, quietBundlerLogger } from './bundleWorkflows.js';
 import { livenessHeartbeats } from './livenessHeartbeat.js';
 
-let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
+const bundles = new Map<string, Promise<WorkflowBundleWithSourceMap>>();
 
-/** Bundles the workflow code once per process (tests, replay); bundling takes seconds. */
-export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
-  bundle ??= bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietBundlerLogger });
+/**
+ * Bundles the workflow code once per process (tests, replay); bundling takes seconds. Workflow
+ * code converts its failures in the sandbox, so a custom failure converter (payload
+ * encryption's) is built into the bundle: one bundle per converter.
+ */
+export function workflowBundle(failureConverterPath?: string): Promise<WorkflowBundleWithSourceMap> {
+  const key = failureConverterPath ?? '';
+  let bundle = bundles.get(key);
+  if (!bundle) {
+    bundle = bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, failureConverterPath, logger: quietBundlerLogger });
+    bundles.set(key, bundle);
+  }
   return bundle;
 }
 
@@ -29,12 +39,13 @@ export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
  * The long-running worker's bundle, built by a child process (see bundleWorkflows.ts) into a
  * private temporary file, so the bundler's memory leaves with that process.
  */
-async function bundleInChildProcess(): Promise<{ codePath: string; dispose(): Promise<void> }> {
+async function bundleInChildProcess(failureConverterPath?: string): Promise<{ codePath: string; dispose(): Promise<void> }> {
   const dir = await mkdtemp(path.join(os.tmpdir(), ownedTempPrefix('bundle')));
   const codePath = path.join(dir, 'workflows.js');
   // tsx resolved from here, not from the operator's working directory.
   const tsx = import.meta.resolve('tsx');
-  await runCommand(process.execPath, ['--import', tsx, fileURLToPath(new URL('./bundleWorkflows.ts', import.meta.url)), codePath]);
+  const args = [fileURLToPath(new URL('./bundleWorkflows.ts', import.meta.url)), codePath, ...(failureConverterPath ? [failureConverterPath] : [])];
+  await runCommand(process.execPath, ['--import', tsx, ...args]);
   return { codePath, dispose: () => rm(dir, { recursive: true, force: true }) };
 }
 
@@ -65,9 +76,12 @@ export async function sweepLeftovers(config: Config, logger: Logger): Promise<st
 }
 
 export async function startWorker(config: Config, logger: Logger, options: WorkerOptions = {}): Promise<RunningWorker> {
+  // First: a worker without its payload keys refuses to start before it touches anything.
+  const dataConverter = temporalDataConverter(config);
   await sweepLeftovers(config, logger);
-  const built = options.bundleInProcess ? undefined : await bundleInChildProcess();
-  const workflowCode = built ? { codePath: built.codePath } : await workflowBundle();
+  const failureConverterPath = dataConverter?.failureConverterPath;
+  const built = options.bundleInProcess ? undefined : await bundleInChildProcess(failureConverterPath);
+  const workflowCode = built ? { codePath: built.codePath } : await workflowBundle(failureConverterPath);
   const connection = await NativeConnection.connect(connectionOptions(config));
   const activities = createActivities({
     config,
@@ -76,14 +90,14 @@ export async function startWorker(config: Config, logger: Logger, options: Worke
     configFile: options.configFile,
   });
   const hostQueue = hostTaskQueue(config.host);
-  const common = { connection, namespace: config.temporal.namespace, activities, interceptors: { activity: [livenessHeartbeats] } };
+  const common = { connection, namespace: config.temporal.namespace, activities, dataConverter, interceptors: { activity: [livenessHeartbeats] } };
   const workers = [
     await Worker.create({ ...common, taskQueue: SHARED_TASK_QUEUE, workflowBundle: workflowCode }),
     await Worker.create({ ...common, taskQueue: hostQueue }),
   ];
   // Worker.create has read the bundle: the file goes now, so a worker killed later leaves none.
   await built?.dispose();
-  logger.info({ taskQueues: [SHARED_TASK_QUEUE, hostQueue], address: config.temporal.address }, 'worker polling');
+  logger.info({ taskQueues: [SHARED_TASK_QUEUE, hostQueue], address: config.temporal.address, payloadEncryption: Boolean(dataConverter) }, 'worker polling');
   const done = Promise.all(workers.map((w) => w.run()))
     .then(
       () => connection.close(),
