@@ -124,6 +124,25 @@ export async function claimBackup(repositories: Repository[], component: Compone
 }
 
 /**
+ * Runs `act` in every repository, each whatever the others do: one full, read-only or
+ * unreachable repository must not keep the cleanup from the rest. The first failure is thrown
+ * after all were tried (so its type decides the retry); the results are summed.
+ */
+export async function inEachRepository(repositories: Repository[], act: (repository: Repository) => Promise<number>): Promise<number> {
+  let total = 0;
+  let failure: unknown;
+  for (const repository of repositories) {
+    try {
+      total += await act(repository);
+    } catch (err) {
+      failure ??= err;
+    }
+  }
+  if (failure !== undefined) throw failure;
+  return total;
+}
+
+/**
  * claimBackup for the run of this activity attempt, if the attempt still stands
  * (attemptStanding.ts): an attempt frozen until its workflow had failed and given the id back
  * claims nothing, and one whose workflow closed while it claimed takes its claims back, so a
@@ -211,21 +230,34 @@ export async function publishManifest(repositories: Repository[], manifest: { co
   const key = manifestKey(component, backupId);
   const body = manifestBody(manifest);
   await assertClaimed(repositories, component, backupId, runId);
-  for (const repository of repositories) {
-    if (await repository.create(key, body)) continue;
-    const existing = await text(await repository.get(key)).catch(() => undefined);
-    if (existing === body.toString()) continue;
-    // Another run's (or a damaged) manifest where this run holds the id: a stale writer's; ours replaces it.
-    await assertClaimed([repository], component, backupId, runId);
-    await repository.put(key, Readable.from([body]), { contentLength: body.length });
+  const takeBack = async (from: Repository[]) => {
+    for (const repository of from) {
+      const existing = await text(await repository.get(key)).catch(() => undefined);
+      if (existing === body.toString()) await repository.remove(key).catch(() => undefined);
+    }
+  };
+  const published: Repository[] = [];
+  try {
+    for (const repository of repositories) {
+      published.push(repository);
+      if (await repository.create(key, body)) continue;
+      const existing = await text(await repository.get(key)).catch(() => undefined);
+      if (existing === body.toString()) continue;
+      // Another run's (or a damaged) manifest where this run holds the id: a stale writer's; ours replaces it.
+      await assertClaimed([repository], component, backupId, runId);
+      await repository.put(key, Readable.from([body]), { contentLength: body.length });
+    }
+  } catch (err) {
+    // All or none: a manifest left in some repositories would make a backup that its run
+    // reports failed (and whose failed copies its discard may no longer remove). A retry
+    // publishes again; a permanent failure leaves the run's compensation a clean slate.
+    await takeBack(published);
+    throw err;
   }
   try {
     await assertClaimed(repositories, component, backupId, runId);
   } catch (lost) {
-    for (const repository of repositories) {
-      const existing = await text(await repository.get(key)).catch(() => undefined);
-      if (existing === body.toString()) await repository.remove(key).catch(() => undefined);
-    }
+    await takeBack(repositories);
     throw lost;
   }
 }

@@ -5,7 +5,7 @@ import { Context, log } from '@temporalio/activity';
 import { COMPRESSIONS, ErrorType, type Compression } from '../workflows/types.js';
 import type { BaseBackupFacts, BaseBackupPlan } from '../workflows/pitrTypes.js';
 import type { Config } from '../workers/config.js';
-import { assertClaimed, attemptObjectKey, claimForThisAttempt, currentAttempt, discardUnfinished, manifestPublished } from './backupClaim.js';
+import { assertClaimed, attemptObjectKey, claimForThisAttempt, currentAttempt, discardUnfinished, inEachRepository, manifestPublished } from './backupClaim.js';
 import { readManifest } from './catalog.js';
 import { MAX_TRANSFER_ATTEMPTS, ROLES_OF, type DatabaseBackupDeps } from './databaseBackup.js';
 import { loadRecipient, type Recipient } from './encryption.js';
@@ -142,9 +142,7 @@ export function createBaseBackupActivities(deps: DatabaseBackupDeps) {
     async discardBaseBackupObjects(input: { backupId: string; runId: string; repositories: string[] }): Promise<void> {
       const repositories = pick(input.repositories);
       if (await manifestPublished(repositories, 'base', input.backupId)) return;
-      for (const repository of repositories) {
-        await discardUnfinished(repository, 'base', input.backupId, input.runId, ROLES_OF.base, COMPRESSIONS, MAX_TRANSFER_ATTEMPTS);
-      }
+      await inEachRepository(repositories, (repository) => discardUnfinished(repository, 'base', input.backupId, input.runId, ROLES_OF.base, COMPRESSIONS, MAX_TRANSFER_ATTEMPTS));
     },
   };
 }

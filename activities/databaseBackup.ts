@@ -17,7 +17,7 @@ import {
 import type { BaseBackupManifest } from '../workflows/pitrTypes.js';
 import type { Config } from '../workers/config.js';
 import { longTransfer } from '../workflows/activityOptions.js';
-import { assertClaimed, attemptObjectKey, claimForThisAttempt, currentAttempt, discardUnfinished, manifestPublished, publishManifest, sweepAttempts } from './backupClaim.js';
+import { assertClaimed, attemptObjectKey, claimForThisAttempt, currentAttempt, discardUnfinished, inEachRepository, manifestPublished, publishManifest, sweepAttempts } from './backupClaim.js';
 import { readManifest, type Component } from './catalog.js';
 import { loadRecipient, type Recipient } from './encryption.js';
 import { classifyDatabaseError, errorText, permanent, transient } from './errors.js';
@@ -294,16 +294,12 @@ export function createDatabaseBackupActivities(deps: DatabaseBackupDeps) {
      * gives the claim back. Idempotent.
      */
     async discardBackupObjects(input: DiscardInput): Promise<number> {
-      let removed = 0;
       const repositories = pick(input.repositories);
       if (await manifestPublished(repositories, 'database', input.backupId)) {
         log.warn('a manifest of the backup was published: nothing is discarded', { backupId: input.backupId });
         return 0;
       }
-      for (const repository of repositories) {
-        removed += await discardUnfinished(repository, 'database', input.backupId, input.runId, ROLES_OF.database, COMPRESSIONS, MAX_TRANSFER_ATTEMPTS);
-      }
-      return removed;
+      return inEachRepository(repositories, (repository) => discardUnfinished(repository, 'database', input.backupId, input.runId, ROLES_OF.database, COMPRESSIONS, MAX_TRANSFER_ATTEMPTS));
     },
 
     /**
@@ -312,10 +308,9 @@ export function createDatabaseBackupActivities(deps: DatabaseBackupDeps) {
      * names. Only the claim's holder sweeps. Idempotent.
      */
     async sweepBackupAttempts(input: SweepInput): Promise<number> {
-      let removed = 0;
-      for (const repository of pick(input.repositories)) {
-        removed += await sweepAttempts(repository, input.component, input.backupId, input.runId, input.keep, ROLES_OF[input.component], COMPRESSIONS, MAX_TRANSFER_ATTEMPTS);
-      }
+      const removed = await inEachRepository(pick(input.repositories), (repository) =>
+        sweepAttempts(repository, input.component, input.backupId, input.runId, input.keep, ROLES_OF[input.component], COMPRESSIONS, MAX_TRANSFER_ATTEMPTS),
+      );
       if (removed) log.info('removed the objects of superseded attempts', { backupId: input.backupId, removed });
       return removed;
     },

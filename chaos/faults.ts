@@ -109,9 +109,14 @@ export async function injectFault(kind: FaultKind, ctx: FaultContext): Promise<I
       fillUp(filler, stack.repositories.nas);
       return { detail: 'NAS repository filled up', afterRun: async () => rmSync(filler, { force: true }) };
     }
-    case 'repo-readonly':
-      await execa('mount', ['-o', 'remount,ro', stack.repositories.nas]);
-      return { detail: 'NAS repository remounted read-only', afterRun: async () => void (await execa('mount', ['-o', 'remount,rw', stack.repositories.nas])) };
+    case 'repo-readonly': {
+      // A file open for writing makes the remount fail (EBUSY): tried until the writer lets go.
+      const tries = await remount(stack.repositories.nas, 'ro');
+      return {
+        detail: tries ? `NAS repository remounted read-only (after ${tries} busy tries)` : 'NAS repository remounted read-only',
+        afterRun: async () => void (await remount(stack.repositories.nas, 'rw')),
+      };
+    }
   }
 }
 
@@ -130,5 +135,20 @@ function fillUp(file: string, dir: string): void {
     // ENOSPC: full, as wanted
   } finally {
     closeSync(fd);
+  }
+}
+
+/** mount -o remount,<mode>, retried while the filesystem is busy; returns the busy tries. */
+async function remount(dir: string, mode: 'ro' | 'rw'): Promise<number> {
+  for (let tries = 0; ; tries++) {
+    const done = await execa('mount', ['-o', `remount,${mode}`, dir]).then(
+      () => true,
+      (err) => {
+        if (!/busy/i.test(String(err.stderr)) || tries >= 600) throw err;
+        return false;
+      },
+    );
+    if (done) return tries;
+    await new Promise((r) => setTimeout(r, 50));
   }
 }

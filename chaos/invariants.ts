@@ -187,26 +187,22 @@ function deadWorkerFolders(): string[] {
 
 const TOOLS = new Set(['pg_dump', 'pg_dumpall', 'pg_restore', 'pg_basebackup', 'gpg', 'zstd', 'psql', 'tar']);
 
-/** A backup tool process not in a live worker's process group: an orphan of a stale attempt. */
+/** A backup tool process that no live worker (nor this runner) is an ancestor of: an orphan. */
 async function strayProcesses(liveWorkerPids: number[]): Promise<string[]> {
-  const { stdout } = await execa('ps', ['-eo', 'pid=,pgid=,comm=']);
-  const problems: string[] = [];
+  const { stdout } = await execa('ps', ['-eo', 'pid=,ppid=,comm=']);
+  const parent = new Map<number, number>();
+  const tools: Array<{ pid: number; comm: string }> = [];
   for (const line of stdout.split('\n')) {
-    const [pid, pgid, comm] = line.trim().split(/\s+/);
-    if (!TOOLS.has(comm)) continue;
-    if (Number(pid) === process.pid || liveWorkerPids.includes(Number(pgid))) continue;
-    // The chaos runner's own checks (gpg, zstd, pg_restore above) run in its group.
-    if (Number(pgid) === process.pid || Number(pgid) === getpgid()) continue;
-    problems.push(`${comm} (pid ${pid}) runs outside any live worker`);
+    const [pid, ppid, comm] = line.trim().split(/\s+/);
+    parent.set(Number(pid), Number(ppid));
+    if (TOOLS.has(comm)) tools.push({ pid: Number(pid), comm });
+  }
+  const owners = new Set([...liveWorkerPids, process.pid]);
+  const problems: string[] = [];
+  for (const tool of tools) {
+    let at: number | undefined = tool.pid;
+    for (let depth = 0; at && at > 1 && !owners.has(at) && depth < 64; depth++) at = parent.get(at);
+    if (!at || !owners.has(at)) problems.push(`${tool.comm} (pid ${tool.pid}) runs outside any live worker`);
   }
   return problems;
-}
-
-let ownGroup: number | undefined;
-function getpgid(): number {
-  if (ownGroup === undefined) {
-    const stat = readFileSync(`/proc/${process.pid}/stat`, 'utf8');
-    ownGroup = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
-  }
-  return ownGroup;
 }

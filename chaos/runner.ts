@@ -112,7 +112,12 @@ async function oneRun(stack: ChaosStack, workers: WorkerPool, index: number, run
   await Promise.race([new Promise((r) => setTimeout(r, delayMs)), outcomePromise]);
   const landed = closedAt === undefined;
   const faultAt = Date.now();
-  const injected = await injectFault(fault, { stack, workers, draw });
+  // A fault the harness could not inject is reported as such, never as a run that survived it.
+  const injected = await injectFault(fault, { stack, workers, draw }).catch((err: Error) => ({
+    detail: `NOT INJECTED: ${err.message.split('\n')[0].slice(0, 160)}`,
+    afterRun: async () => undefined,
+    failed: true,
+  }));
   const hangMs = options.hangMs ?? 240_000;
   let outcome = await Promise.race([outcomePromise, new Promise<Outcome>((r) => setTimeout(() => r({ status: 'hung' }), hangMs))]);
   if (outcome.status === 'hung') await handle.terminate('chaos: no close within the bound').catch(() => undefined);
@@ -120,6 +125,7 @@ async function oneRun(stack: ChaosStack, workers: WorkerPool, index: number, run
   // A stale attempt that woke may still be finishing: let the workflow's last word settle.
   if (outcome.status === 'hung') outcome = { status: 'hung' };
   const violations: string[] = [];
+  if ('failed' in injected) violations.push(`the harness could not inject the fault: ${injected.detail}`);
   if (outcome.status === 'hung') violations.push(`the run did not close within ${hangMs / 1000} s of the fault`);
   const allowed = PERMANENT_FAULT_ERRORS[fault];
   if (outcome.status === 'failed' && !(allowed && outcome.errorType && allowed.includes(outcome.errorType))) {
