@@ -123,6 +123,14 @@ export async function claimBackup(repositories: Repository[], component: Compone
   }
 }
 
+/** An object's text, or undefined when it is missing or cannot be read (never a throw). */
+async function storedText(repository: Repository, key: string): Promise<string | undefined> {
+  return repository
+    .get(key)
+    .then((body) => text(body))
+    .catch(() => undefined);
+}
+
 /**
  * Runs `act` in every repository, each whatever the others do: one full, read-only or
  * unreachable repository must not keep the cleanup from the rest. The first failure is thrown
@@ -232,7 +240,7 @@ export async function publishManifest(repositories: Repository[], manifest: { co
   await assertClaimed(repositories, component, backupId, runId);
   const takeBack = async (from: Repository[]) => {
     for (const repository of from) {
-      const existing = await text(await repository.get(key)).catch(() => undefined);
+      const existing = await storedText(repository, key);
       if (existing === body.toString()) await repository.remove(key).catch(() => undefined);
     }
   };
@@ -241,7 +249,7 @@ export async function publishManifest(repositories: Repository[], manifest: { co
     for (const repository of repositories) {
       published.push(repository);
       if (await repository.create(key, body)) continue;
-      const existing = await text(await repository.get(key)).catch(() => undefined);
+      const existing = await storedText(repository, key);
       if (existing === body.toString()) continue;
       // Another run's (or a damaged) manifest where this run holds the id: a stale writer's; ours replaces it.
       await assertClaimed([repository], component, backupId, runId);

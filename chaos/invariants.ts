@@ -86,9 +86,11 @@ export async function completeBackupProblems(stack: ChaosStack, component: 'data
 }
 
 /** A failed backup left nothing under its id: no manifest, no claim, no attempt folder. */
-export async function failedBackupProblems(stack: ChaosStack, component: 'database' | 'base', backupId: string): Promise<string[]> {
+export async function failedBackupProblems(stack: ChaosStack, component: 'database' | 'base', backupId: string, unwritable: string[] = []): Promise<string[]> {
   const problems: string[] = [];
-  for (const repo of repositories(stack)) {
+  // A repository the fault made unwritable cannot be cleaned by the run: what is left there is
+  // the leftover sweep's (backupctl sweep), not a violation.
+  for (const repo of repositories(stack).filter((r) => !unwritable.includes(r.name))) {
     const left = await repo.keys(`${component}/${backupId}/`);
     if (left.length) problems.push(`${repo.name}: failed ${component} backup ${backupId} left ${left.length} object(s): ${left.slice(0, 3).join(', ')}`);
   }
@@ -202,7 +204,15 @@ async function strayProcesses(liveWorkerPids: number[]): Promise<string[]> {
   for (const tool of tools) {
     let at: number | undefined = tool.pid;
     for (let depth = 0; at && at > 1 && !owners.has(at) && depth < 64; depth++) at = parent.get(at);
-    if (!at || !owners.has(at)) problems.push(`${tool.comm} (pid ${tool.pid}) runs outside any live worker`);
+    if (!at || !owners.has(at)) problems.push(`${tool.comm} (pid ${tool.pid}, parent ${parent.get(tool.pid)}: ${argsOf(tool.pid)}) runs outside any live worker`);
   }
   return problems;
+}
+
+function argsOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim().slice(0, 160);
+  } catch {
+    return '(gone)';
+  }
 }

@@ -132,7 +132,7 @@ async function oneRun(stack: ChaosStack, workers: WorkerPool, index: number, run
     violations.push(`failed under a fault it must survive: ${outcome.errorType ?? 'untyped'}: ${outcome.message?.slice(0, 200)}`);
   }
   if (outcome.status === 'failed' && !outcome.errorType) violations.push('failed without an error type');
-  const context = { workflowId, liveOidBefore, draw };
+  const context = { workflowId, liveOidBefore, draw, unwritable: fault === 'repo-full' || fault === 'repo-readonly' ? ['nas'] : [] };
   violations.push(...(await scenario.check(stack, outcome, context).catch((err: Error) => [`checking the ${scenario.name} failed: ${err.message}`])));
   violations.push(...(await globalProblems(stack, workers.livePids()).catch((err: Error) => [`checking the global invariants failed: ${err.message}`])));
   const record: RunRecord = {

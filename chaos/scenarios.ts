@@ -19,6 +19,8 @@ export interface Outcome {
 
 export interface RunContext {
   workflowId: string;
+  /** Repositories the fault left unwritable (a full or read-only NAS). */
+  unwritable: string[];
   liveOidBefore: number | undefined;
   /** Draws from the run's seeded generator. */
   draw(from: number, to: number): number;
@@ -45,7 +47,7 @@ export const SCENARIOS: Scenario[] = [
     start: (client, id) => start(client, 'backupDatabase', id, {}),
     async check(stack, outcome, run) {
       const backupId = backupIdOf(run.workflowId);
-      if (outcome.status !== 'completed') return failedBackupProblems(stack, 'database', backupId);
+      if (outcome.status !== 'completed') return failedBackupProblems(stack, 'database', backupId, run.unwritable);
       const problems = await completeBackupProblems(stack, 'database', backupId);
       if (problems.length) return problems;
       // One copy, drawn, restored with plain tools: the others were proven equal by sha256.
@@ -59,7 +61,7 @@ export const SCENARIOS: Scenario[] = [
     start: (client, id) => start(client, 'backupBase', id, {}),
     async check(stack, outcome, run) {
       const backupId = backupIdOf(run.workflowId);
-      return outcome.status === 'completed' ? completeBackupProblems(stack, 'base', backupId) : failedBackupProblems(stack, 'base', backupId);
+      return outcome.status === 'completed' ? completeBackupProblems(stack, 'base', backupId) : failedBackupProblems(stack, 'base', backupId, run.unwritable);
     },
   },
   {

@@ -43,7 +43,8 @@ test('a repository that is full at the manifest: no repository keeps one', async
     // ENOSPC: full, as wanted
   }
   const manifest = { formatVersion: 1, component: 'database', backupId, runId, workflowId: backupId, objects: [] } as any;
-  await expect(publishManifest([local, nas], manifest)).rejects.toThrow();
+  // The failure says what happened (the disk is full), not what the take-back then missed.
+  await expect(publishManifest([local, nas], manifest)).rejects.toMatchObject({ type: 'DiskFull' });
   expect({ local: await local.stat(manifestKey('database', backupId)), nas: await nas.stat(manifestKey('database', backupId)) }).toEqual({ local: undefined, nas: undefined });
 });
 
