@@ -161,7 +161,14 @@ export async function globalProblems(stack: ChaosStack, liveWorkerPids: number[]
     if (differ.length) problems.push(`the live database differs from the source in ${differ.join(', ')}`);
   }
   problems.push(...deadWorkerFolders());
-  problems.push(...(await strayProcesses(liveWorkerPids)));
+  // A tool process may take a moment to exit after its activity failed: an orphan is one still
+  // there two seconds later.
+  const first = await strayProcesses(liveWorkerPids);
+  if (first.length) {
+    await new Promise((r) => setTimeout(r, 2000));
+    const again = await strayProcesses(liveWorkerPids);
+    problems.push(...again.filter((p) => first.some((f) => f.split(',')[0] === p.split(',')[0])));
+  }
   return problems;
 }
 
