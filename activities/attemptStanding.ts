@@ -44,8 +44,18 @@ export async function attemptStanding(): Promise<Standing> {
     if (pending.state === CANCEL_REQUESTED) return { state: 'cancelled' };
     return { state: 'current' };
   } catch (err) {
+    // NotFound: the run is gone, its history deleted (retention, `temporal workflow delete`):
+    // closed, for sure. Anything else (the server down, a timeout) proves nothing.
+    if (isNotFound(err)) return { state: 'gone', why: `workflow ${workflowExecution.workflowId} (run ${workflowExecution.runId}) no longer exists`, workflowClosed: true };
     return { state: 'unknown', why: errorText(err) };
   }
+}
+
+/** gRPC status 5 (NOT_FOUND), however the connection reports it. */
+function isNotFound(err: unknown): boolean {
+  const e = err as { code?: unknown; name?: string; cause?: unknown } | undefined;
+  if (e?.code === 5 || e?.name === 'NotFoundError') return true;
+  return e?.cause !== undefined && e.cause !== err && isNotFound(e.cause);
 }
 
 /**

@@ -96,12 +96,17 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
     return beat;
   }
 
-  /** A probe: is one of this attempt's sessions on the target's database working? */
+  /**
+   * A probe: is one of this attempt's sessions on the target's database working? Its sessions
+   * carry the attempt's tag AND log in as the restore role: the tag alone is no proof, since
+   * pg_stat_activity shows every session's application_name to every role, and a stranger may
+   * take it for a session of its own.
+   */
   function ownSessionsBusy(target: DatabaseTarget): () => Promise<boolean> {
     return () =>
       withServer(server(), async (client) => {
         const { rows } = await client.query<{ n: number }>(
-          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND application_name = $2 AND state = 'active' AND pid <> pg_backend_pid()
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND application_name = $2 AND usename = current_user AND state = 'active' AND pid <> pg_backend_pid()
              AND coalesce(wait_event_type, '') NOT IN ('Client', 'Lock')`,
           [target.database, target.applicationName],
         );
