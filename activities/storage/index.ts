@@ -15,7 +15,13 @@ export function openRepositories(config: Pick<Config, 'repositories'>, env: Node
   return Object.entries(config.repositories).map(([name, spec]) => openRepository(name, spec, env));
 }
 
-export function openRepository(name: string, spec: RepositoryConfig, env: NodeJS.ProcessEnv = process.env, tuning: { staleUploadMs?: number } = {}): Repository {
+/**
+ * How long an S3 request may go without a byte moving before it is abandoned (and retried by
+ * the SDK): a stalled server or a black-holed connection otherwise holds a request for ever.
+ */
+export const S3_IDLE_TIMEOUT_MS = 60_000;
+
+export function openRepository(name: string, spec: RepositoryConfig, env: NodeJS.ProcessEnv = process.env, tuning: { staleUploadMs?: number; idleTimeoutMs?: number } = {}): Repository {
   if (spec.type === 'filesystem') return new FilesystemRepository(name, spec.path);
   const endpoint = spec.endpoint ?? env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
   const client = new S3Client({
@@ -24,6 +30,8 @@ export function openRepository(name: string, spec: RepositoryConfig, env: NodeJS
     // S3-compatible servers on a plain host:port rarely serve virtual-host-style buckets.
     forcePathStyle: spec.forcePathStyle ?? Boolean(endpoint),
     maxAttempts: 3,
+    // socketTimeout is the idle bound (no byte either way); requestTimeout would bound a whole upload.
+    requestHandler: { connectionTimeout: 10_000, socketTimeout: tuning.idleTimeoutMs ?? S3_IDLE_TIMEOUT_MS },
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
   });
