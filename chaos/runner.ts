@@ -145,7 +145,7 @@ async function oneRun(stack: ChaosStack, workers: WorkerPool, index: number, run
     faultAtMs: faultAt,
     outcome: outcome.status,
     errorType: outcome.errorType,
-    recoverMs: landed && closedAt ? closedAt - faultAt : undefined,
+    recoverMs: landed && closedAt && outcome.status !== 'hung' ? closedAt - faultAt : undefined,
     tookMs: Date.now() - runStarted,
     violations,
   };
