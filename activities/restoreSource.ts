@@ -118,7 +118,9 @@ const HEAD_BYTES = 64 * 1024;
  * header). Errors name the path and the rule, never the file's content.
  */
 export async function resolveFile(filePath: string): Promise<FileSource> {
-  const bad = (why: string) => permanent(ErrorType.InvalidInput, `restore source ${filePath}: ${why}`);
+  // A control character in a name (a newline) is shown escaped: it must not forge a log line.
+  const shown = [...filePath].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f) ? JSON.stringify(filePath) : filePath;
+  const bad = (why: string) => permanent(ErrorType.InvalidInput, `restore source ${shown}: ${why}`);
   if (!path.isAbsolute(filePath)) throw bad('must be an absolute path on the restoring host');
   if (path.normalize(filePath) !== filePath || filePath.endsWith('/')) throw bad('must be a normalized absolute path (no "..", "." or repeated "/")');
   const kind = FORMATS.find((f) => filePath.endsWith(f.suffix));
