@@ -122,3 +122,11 @@ test('bad names are refused clearly', async () => {
   expect(refused.exitCode).toBe(2);
   expect(refused.stderr).toContain('is not a WAL file name');
 });
+
+test.each(['../000000010000000000000001', '000000010000000000000001/../../etc', '/etc/passwd', '..', 'x/y.history'])('wal-fetch of the name %j is refused before anything is read or written', async (name) => {
+  const destination = path.join(dir, 'escaped');
+  const fetched = await run(['wal-fetch', name, destination]);
+  expect(fetched.exitCode).toBe(2);
+  expect(fetched.stderr).toContain('is not a WAL file name');
+  expect(existsSync(destination)).toBe(false);
+});
