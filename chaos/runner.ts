@@ -97,6 +97,8 @@ async function warmUp(stack: ChaosStack, scenarios: Scenario[], say: (line: stri
   }
 }
 
+const reported = new Set<string>();
+
 async function oneRun(stack: ChaosStack, workers: WorkerPool, index: number, runSeed: number, scenarios: Scenario[], faults: readonly FaultKind[], options: ChaosOptions): Promise<RunRecord> {
   const runStarted = Date.now();
   const draw = generator(runSeed);
@@ -134,7 +136,11 @@ async function oneRun(stack: ChaosStack, workers: WorkerPool, index: number, run
   if (outcome.status === 'failed' && !outcome.errorType) violations.push('failed without an error type');
   const context = { workflowId, liveOidBefore, draw, unwritable: fault === 'repo-full' || fault === 'repo-readonly' ? ['nas'] : [] };
   violations.push(...(await scenario.check(stack, outcome, context).catch((err: Error) => [`checking the ${scenario.name} failed: ${err.message}`])));
-  violations.push(...(await globalProblems(stack, workers.livePids()).catch((err: Error) => [`checking the global invariants failed: ${err.message}`])));
+  // A leftover already reported (a hung run's, terminated without cleanup) is that run's
+  // violation, not every later run's.
+  const global = await globalProblems(stack, workers.livePids()).catch((err: Error) => [`checking the global invariants failed: ${err.message}`]);
+  violations.push(...global.filter((p) => !reported.has(p)));
+  global.forEach((p) => reported.add(p));
   const record: RunRecord = {
     index,
     runSeed,
