@@ -320,6 +320,13 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
 
   /** Drops the database if this very attempt made it; a failure to drop is logged, not thrown. */
   async function dropOwnAttempt(database: string, maker: Maker): Promise<void> {
+    // Looked at first without the name's lock (a stranger may hold it): a database that is
+    // not this attempt's is never touched, so only ours waits for the lock.
+    const mine = await withServer(server(), async (client) => {
+      const made = madeBy((await databaseComment(client, database)).comment);
+      return made?.runId === maker.runId && made.attempt === maker.attempt;
+    }).catch(() => true);
+    if (!mine) return;
     await withServer(server(), (client) => dropRestoreDatabase(client, database, maker, liveDatabaseName(), { onlyAttempt: true, evenIfCancelled: true })).catch((err) =>
       log.warn('restore database of a failed attempt not dropped', { database, error: errorText(err) }),
     );

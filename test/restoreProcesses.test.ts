@@ -75,7 +75,8 @@ const spawnWorker = (configFile: string) => workers.spawn(configFile);
 const killGroup = (worker: ResultPromise) => workers.kill(worker);
 
 async function pgRestoreRunning(cluster: PgCluster): Promise<boolean> {
-  const { rows } = await cluster.query('postgres', "SELECT 1 FROM pg_stat_activity WHERE application_name = 'pg_restore'");
+  // The restore's sessions carry its attempt's tag (backupctl-<digest>), not the tool's name.
+  const { rows } = await cluster.query('postgres', "SELECT 1 FROM pg_stat_activity WHERE application_name LIKE 'backupctl-%' AND backend_type = 'client backend' AND query NOT LIKE '%pg_stat_activity%' AND datname NOT IN ('postgres')");
   return rows.length > 0;
 }
 
