@@ -24,6 +24,7 @@ import { ownedTempPrefix } from './tempDirs.js';
 import { inspectDatabase } from './inspection.js';
 import { connect, spawnRestore, spawnSqlScript, spawnStreamingRestore, toolPath, type DatabaseTarget } from './postgres.js';
 import { assertRestrictingPsql, fileRestoreFailure, resolveCatalogBackup, resolveFile, restrictedScript } from './restoreSource.js';
+import { loadVerifier } from './manifestSignature.js';
 import { expectedSource } from './sourceMatch.js';
 import {
   assertStillOwned,
@@ -51,6 +52,11 @@ export interface ResolveInput {
   backup: string;
   /** Only these repositories, in this order (the drill: the offsite one); default all configured. */
   repositories?: string[];
+  /**
+   * Admit a backup whose manifest is not signed (made before backups were signed), and seed-made
+   * files, which have no manifest at all. A wrongly signed manifest is never admitted.
+   */
+  allowUnsigned?: boolean;
 }
 
 export interface Resolved {
@@ -292,6 +298,19 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
     return { database: input.database, copy: { path: source.path }, skipped: [], createdRoles: [], plainBytes: source.bytes, restoreSeconds: seconds };
   }
 
+  /** A seed-made file: checked as hostile input, then admitted only when unsigned sources are. */
+  async function resolveSeedFile(filePath: string, allowUnsigned: boolean): Promise<FileSource> {
+    const source = await resolveFile(filePath);
+    if (!allowUnsigned) {
+      throw permanent(
+        ErrorType.UnsignedBackup,
+        `restore source ${filePath} is a file with no signed manifest: nothing proves who made it, and restoring runs its SQL as a superuser; if you know where it came from, run again with --allow-unsigned`,
+      );
+    }
+    log.warn('restoring an unsigned seed-made file', { path: filePath });
+    return source;
+  }
+
   function jobsOf(input: RestoreIntoInput): number {
     return input.jobs ?? config.restore.jobs;
   }
@@ -365,15 +384,19 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
   return {
     /**
      * Finds what to restore: a catalog backup (id or `latest`, from the named repositories in
-     * order) or a seed-made file on this host. Read-only. Permanent: BackupNotFound,
-     * InvalidInput (malformed reference or path), UnknownRepository, ManifestDamaged (every
-     * manifest copy damaged), SourceMismatch (an explicit id of another database). Damaged
-     * manifest copies are reported in the source's `skipped`, identity doubts in `warnings`.
+     * order) whose manifest is signed by a key in signing.publicKeyFiles, or a seed-made file on
+     * this host. Unsigned backups and files only with `allowUnsigned`. Read-only. Permanent:
+     * BackupNotFound, InvalidInput (malformed reference or path), UnknownRepository,
+     * ManifestDamaged (every manifest copy damaged), UnsignedBackup, BadSignature (no copy
+     * signed by a trusted key), InvalidConfig (a signing key file), SourceMismatch (an explicit
+     * id of another database). Skipped manifest copies are reported in the source's `skipped`,
+     * identity doubts and an admitted unsigned backup in `warnings`.
      */
     async resolveRestoreSource(input: ResolveInput): Promise<Resolved> {
+      const allowUnsigned = input.allowUnsigned === true;
       const source = input.backup.startsWith('/')
-        ? await resolveFile(input.backup)
-        : await resolveCatalogBackup(input.backup, repositoriesNamed(input.repositories), await expectedSource(config));
+        ? await resolveSeedFile(input.backup, allowUnsigned)
+        : await resolveCatalogBackup(input.backup, repositoriesNamed(input.repositories), await expectedSource(config), { verifier: await loadVerifier(config), allowUnsigned });
       if (source.kind === 'backup') {
         source.skipped?.forEach((s) => log.warn('manifest copy skipped', { ...s }));
         source.warnings?.forEach((warning) => log.warn('backup source not fully checked', { backupId: source.backupId, warning }));

@@ -144,6 +144,7 @@ describe('a repository that can never work fails the backup workflow at once, na
         database: { url: cluster.url('postgres') },
         repositories: { local: { type: 'filesystem', path: file }, nas: { type: 'filesystem', path: readOnly } },
         encryption: { publicKeyFile: keys.publicKeyFile },
+        signing: { privateKeyFile: keys.signing.privateKeyFile },
         logLevel: 'warn',
       },
       'fs-faults test',
