@@ -22,7 +22,7 @@ import { classifyDatabaseError, classifyFilesystemError, errorText, permanent } 
 import { progressHeartbeat, type ProgressHeartbeat } from './progressHeartbeat.js';
 import { ownedTempPrefix } from './tempDirs.js';
 import { inspectDatabase } from './inspection.js';
-import { connect, spawnRestore, spawnSqlScript, spawnStreamingRestore, toolPath, type DatabaseTarget } from './postgres.js';
+import { connect, spawnRestore, spawnSqlScript, toolPath, type DatabaseTarget } from './postgres.js';
 import { assertRestrictingPsql, fileRestoreFailure, resolveCatalogBackup, resolveFile, restrictedScript } from './restoreSource.js';
 import { loadVerifier } from './manifestSignature.js';
 import { expectedSource } from './sourceMatch.js';
@@ -195,8 +195,13 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
       const beat = heartbeatOnProgress(() => ({ phase: 'restoring', database: input.database, staged }));
       let read;
       try {
-        // One pass over the copy: schema and data load into the database while the archive is
-        // staged, so fetching and decrypting overlap the load instead of preceding it.
+        // The name is this attempt's from the start: a stale attempt that starts later finds
+        // the marker and refuses (AttemptSuperseded), and one that started earlier loses it.
+        await withServer(admin, (client) => createRestoreDatabase(client, input.database, source.owner, maker, live));
+        // The archive is staged whole, and loaded only once its stored bytes' sha256 matched
+        // the (signed) manifest: pg_restore runs the archive's SQL as a superuser, and a copy
+        // planted in a repository (anyone can encrypt to the public key) must not run a single
+        // statement. So no SQL of the archive runs before the copy is proven.
         read = await readFirstGoodCopy({
           object: dump,
           repositories,
@@ -207,35 +212,17 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
           consume: async (plain) => {
             staged = 0;
             if (signal.aborted) throw signal.reason;
-            // A fresh database for every copy tried: what a corrupt copy loaded is thrown away.
-            await withServer(admin, (client) => createRestoreDatabase(client, input.database, source.owner, maker, live));
-            plain.on('data', (chunk: Buffer) => {
-              staged += chunk.length;
-              beat.moved(chunk.length);
-            });
-            const load = spawnStreamingRestore(target, deps.binDir, signal);
-            load.stdin!.on('error', () => undefined);
-            plain.pipe(load.stdin!);
-            try {
-              await Promise.all([pipeline(plain, createWriteStream(archive, { mode: 0o600 })), load]);
-            } catch (err) {
-              // Whichever side failed, both end now: pg_restore, and the plaintext's stages.
-              load.kill();
-              plain.destroy();
-              throw err;
-            }
+            plain.on('data', (chunk: Buffer) => (staged += chunk.length));
+            await pipeline(plain, createWriteStream(archive, { mode: 0o600 }));
           },
-          consumerFailure: (err) =>
-            typeof (err as NodeJS.ErrnoException).code === 'string' && (err as { exitCode?: number }).exitCode === undefined
-              ? classifyFilesystemError(err, `staging the archive in ${dir}`)
-              : classifyRestoreError(err, input.database),
+          consumerFailure: (err) => classifyFilesystemError(err, `staging the archive in ${dir}`),
         });
         read.skipped.forEach((s) => log.warn('copy skipped', { ...s }));
-        // Indexes, constraints, triggers: in parallel, from the staged archive. No bytes move
-        // here: the server's work on the database is the progress.
+        // Schema, data, then indexes and constraints, in parallel from the staged archive. No
+        // bytes move here: the server's work on the database is the progress.
         beat.setProbe(ownSessionsBusy(target));
         await withServer(admin, (client) => assertStillOwned(client, input.database, maker));
-        await spawnRestore(target, deps.binDir, archive, jobsOf(input), signal, ['post-data']);
+        await spawnRestore(target, deps.binDir, archive, jobsOf(input), signal);
       } catch (err) {
         throw await afterFailedRestore(err, input.database, maker, signal);
       } finally {

@@ -2,10 +2,12 @@
 // filesystem repositories and SeaweedFS S3, gpg. The database host signs its manifests; a
 // restoring host holds only the signing PUBLIC keys. An attacker who has the encryption public
 // key and write access to every repository plants complete, newer backups of their own: one
-// unsigned, one signed with their own key. The planted dump's SQL, run by pg_restore as a
-// superuser, creates a role on the restore server: the proof that it ran.
-import { copyFileSync, readFileSync } from 'node:fs';
+// unsigned, one signed with their own key; and a dump object inside a genuine backup. The
+// planted dump's SQL, run by pg_restore as a superuser, creates a role on the restore server:
+// the proof that it ran.
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { WorkflowFailedError, type Workflow } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { execa } from 'execa';
@@ -26,8 +28,8 @@ import { startWorker, type RunningWorker } from '../workers/worker.js';
 import { backupDatabase, restoreDatabase, verifyBackup } from '../workflows/index.js';
 import type { RestoreDatabaseInput } from '../workflows/restoreTypes.js';
 import { SHARED_TASK_QUEUE, hostTaskQueue, type BackupManifest, type DatabaseBackupResult } from '../workflows/types.js';
-import { SOURCE_DB, startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';
-import { plantBackup } from './fixtures/plantedBackup.js';
+import { APP_USER, SOURCE_DB, startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';
+import { encryptLikeABackup, plantBackup } from './fixtures/plantedBackup.js';
 
 let env: BackupEnv;
 let dbConfig: Config;
@@ -75,13 +77,21 @@ async function databaseExists(name: string): Promise<boolean> {
   return (await env.source.query('postgres', 'SELECT 1 FROM pg_database WHERE datname = $1', [name])).rowCount === 1;
 }
 
+/** A table of text that compresses poorly: the bulk of a dump. */
+function filler(rows: number, seed: number, owner?: string): string {
+  const md5s = [1, 7, 13, 17].map((k) => `md5((g * ${k} + ${seed})::text)`).join(' || ');
+  return `CREATE TABLE z_filler AS SELECT g AS id, ${md5s} AS body FROM generate_series(1, ${rows}) g;${owner ? ` ALTER TABLE z_filler OWNER TO ${owner};` : ''}`;
+}
+
 function capture(): Printer & { text: string; value: any } {
   const out = { json: false, text: '', value: undefined as any, result: (value: unknown, human: () => string) => ((out.value = value), (out.text += human() + '\n')) };
   return out;
 }
 
 beforeAll(async () => {
-  env = await startBackupEnv({ users: 20, sessionsPerUser: 2, activitiesPerSession: 2 });
+  // A dump of a few MB: long enough to stream that a restore which loads while it reads would
+  // run a planted object's first statements before its last byte (and checksum) arrived.
+  env = await startBackupEnv({ users: 20, sessionsPerUser: 2, activitiesPerSession: 2 }, async (db) => void (await db.query(filler(40_000, 0, APP_USER))));
   oldKey = env.keys.signing;
   newKey = ensureSigningKeyPair(path.join(env.dir, 'keys'), 'rotated');
   attackerKey = ensureSigningKeyPair(path.join(env.dir, 'attacker'), 'attacker');
@@ -116,6 +126,8 @@ beforeAll(async () => {
      CREATE TABLE planted_marker (v text CHECK (planted_effect()));
      INSERT INTO planted_marker VALUES ('planted');`,
   );
+  // Loaded after planted_marker (pg_restore goes by name): the bulk of a planted object.
+  await env.fresh.query('attacker_db', filler(30_000, 1_000_000));
   attackerDump = (await execa(path.join(env.fresh.binDir, 'pg_dump'), ['-Fc', 'attacker_db'], { env: env.fresh.env('attacker_db'), encoding: 'buffer' })).stdout as Buffer;
   const template = manifestOf(genuine.current.backupId);
   const attackerSigner = { keyId: attackerKey.keyId, privateKey: createPrivateKey(readFileSync(attackerKey.privateKeyFile, 'utf8')) };
@@ -198,6 +210,25 @@ test('key rotation: a backup signed with the old key restores while its public k
   const onlyNew = { ...restorerConfig, signing: { ...restorerConfig.signing, publicKeyFiles: [newKey.publicKeyFile] } };
   const refused = await resolveCatalogBackup(genuine.old.backupId, repositories, await expectedSource(onlyNew), { verifier: await loadVerifier(onlyNew), allowUnsigned: false }).catch((err) => err);
   expect(refused).toMatchObject({ type: 'BadSignature', message: expect.stringContaining(`signed by key ${oldKey.keyId.slice(0, 16)}, which host restorer does not trust`) });
+});
+
+test("a dump object planted inside a genuine backup (same size, encrypted to the public key) runs none of its SQL: its copy is skipped, the next one restores", async () => {
+  const dump = genuine.current.objects.find((o) => o.role === 'dump')!;
+  const local = repositories.find((r) => r.name === 'local')!;
+  const original = path.join(env.dir, 'db', 'local', dump.key);
+  const kept = readFileSync(original);
+  const planted = await encryptLikeABackup(attackerDump, env.keys.publicKeyFile, dump.bytes);
+  expect(planted.length).toBe(dump.bytes);
+  await local.put(dump.key, Readable.from([planted]), { contentLength: planted.length });
+  try {
+    const { result, failure } = await restore('sig-restore-planted-object', { backup: genuine.current.backupId });
+    expect(failure).toBeUndefined();
+    expect(result!.restored.copy).toMatchObject({ repository: 'nas' });
+    expect(result!.restored.skipped).toEqual(expect.arrayContaining([expect.objectContaining({ repository: 'local', key: dump.key, errorType: 'ChecksumMismatch' })]));
+    expect(await plantedSqlRan()).toBe(false);
+  } finally {
+    writeFileSync(original, kept);
+  }
 });
 
 test('a seed-made file has no signed manifest: refused without --allow-unsigned, restored with it', async () => {
