@@ -3,6 +3,7 @@
 // shared by a second database of the same cluster and by a second host whose database has the
 // same name; manifests are copied, truncated and altered as a hostile operator or a failing
 // disk would.
+import { createPrivateKey } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -10,7 +11,7 @@ import { WorkflowFailedError, type Workflow } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import pino from 'pino';
 import { readCatalog } from '../client/commands/listBackups.js';
-import { loadVerifier } from '../activities/manifestSignature.js';
+import { loadVerifier, signManifest } from '../activities/manifestSignature.js';
 import { collectStatus } from '../client/commands/status.js';
 import { openRepositories } from '../activities/storage/index.js';
 import type { ExpectedSource } from '../activities/sourceMatch.js';
@@ -262,7 +263,10 @@ describe('item 7: a damaged manifest is a damaged copy', () => {
     await keepingManifests([backups.b.backupId], async () => {
       const altered = JSON.parse(readFileSync(manifestFile('nas', backups.b.backupId), 'utf8'));
       altered.rowCounts = Object.fromEntries(Object.keys(altered.rowCounts).map((t) => [t, 1]));
-      await putManifest(backups.b.backupId, Buffer.from(JSON.stringify(altered)), ['nas']);
+      // Signed again with the trusted key: a copy that is genuine but differs (an altered copy
+      // that is not signed again is a BadSignature copy, signing.integration.test.ts).
+      const signer = { keyId: env.keys.signing.keyId, privateKey: createPrivateKey(readFileSync(env.keys.signing.privateKeyFile, 'utf8')) };
+      await putManifest(backups.b.backupId, Buffer.from(JSON.stringify(signManifest(altered, signer))), ['nas']);
       const { result, failure } = await restore('ev-restore-differs', { backup: backups.b.backupId });
       expect(failure).toBeUndefined();
       expect(result!.inspection.rowCounts).toEqual(backups.b.rowCounts);
