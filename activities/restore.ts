@@ -397,7 +397,7 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
      * first whole copy (size and sha256 against the manifest; missing or corrupt copies are
      * skipped and reported) is decrypted and decompressed into a private staging file, roles
      * missing on the server are created from the globals, then `pg_restore -j N
-     * --exit-on-error`. Seed files go through pg_restore or psql with ON_ERROR_STOP. Idempotent:
+     * --exit-on-error`: no statement of a copy runs before its stored bytes proved whole. Seed files go through pg_restore or psql with ON_ERROR_STOP. Idempotent:
      * a database left by an earlier attempt of the same RUN (its marker names the run id and
      * attempt) is dropped and made again; one made by a newer attempt means this attempt is
      * stale (AttemptSuperseded: it stops and touches nothing); any other database of that
