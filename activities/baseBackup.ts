@@ -9,6 +9,7 @@ import { assertClaimed, attemptObjectKey, claimForThisAttempt, currentAttempt, d
 import { readManifest } from './catalog.js';
 import { MAX_TRANSFER_ATTEMPTS, ROLES_OF, type DatabaseBackupDeps } from './databaseBackup.js';
 import { loadRecipient, type Recipient } from './encryption.js';
+import { loadSigner } from './manifestSignature.js';
 import { classifyDatabaseError, permanent } from './errors.js';
 import { streamToRepositories, type PipelineProgress } from './pipeline.js';
 import { connect, parseBaseBackupLog, parseDatabaseUrl, spawnBaseBackup, type DatabaseTarget } from './postgres.js';
@@ -41,9 +42,10 @@ export function createBaseBackupActivities(deps: DatabaseBackupDeps) {
   return {
     /**
      * Checks before anything is written: the server answers, its WAL level allows physical
-     * backups, the role may replicate, the public key encrypts, every repository is writable,
-     * no other run owns this backup id; then claims the id for this run (the only write). Permanent: PermissionDenied (no REPLICATION,
-     * wal_level minimal), the key, storage and BackupAlreadyExists errors.
+     * backups, the role may replicate, the public key encrypts, the signing key signs, every
+     * repository is writable, no other run owns this backup id; then claims the id for this run
+     * (the only write). Permanent: PermissionDenied (no REPLICATION, wal_level minimal), the
+     * key errors (InvalidConfig for the signing key), storage and BackupAlreadyExists errors.
      */
     async planBaseBackup(input: BasePlanInput): Promise<BaseBackupPlan> {
       const repositories = pick(input.repositories);
@@ -70,6 +72,7 @@ export function createBaseBackupActivities(deps: DatabaseBackupDeps) {
       }
       const recipient = await loadRecipient(config.encryption.publicKeyFile);
       await recipient.dispose();
+      await loadSigner(config);
       await Promise.all(repositories.map((r) => r.check()));
       for (const repository of repositories) {
         const existing = await readManifest(repository, 'base', input.backupId);

@@ -1,14 +1,16 @@
 // The catalog is the manifests: one JSON file beside every backup, in every repository,
 // written last. "The manifest exists" means "this backup is complete and verified", so the
-// catalog can be rebuilt from any single repository.
+// catalog can be rebuilt from any single repository. A manifest carries the backup host's
+// signature (manifestSignature.ts); readers that trust a manifest check it.
 import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { z } from 'zod';
-import { COMPRESSIONS, ErrorType, type BackupManifest, type Compression, type StoredObject } from '../workflows/types.js';
+import { COMPRESSIONS, ErrorType, type BackupManifest, type Compression, type SignatureVerdict, type StoredObject } from '../workflows/types.js';
 import type { BaseBackupManifest } from '../workflows/pitrTypes.js';
 import type { SkippedCopy } from '../workflows/restoreTypes.js';
 import { compressionSuffix } from './compression.js';
 import { errorText, permanent } from './errors.js';
+import { admitted, checkSignature, refusalOf, type Trust, type Verifier } from './manifestSignature.js';
 import type { Repository } from './storage/repository.js';
 
 const MANIFEST_NAME = 'manifest.json';
@@ -109,7 +111,8 @@ function damage<C extends Component>(body: string, component: C, backupId: strin
   // Directly in the folder (backups made before attempt folders), or in one attempt's folder.
   const outside = manifest.objects.find((o) => !o.key.startsWith(prefix) || !/^(r[0-9a-f]{12}-a[0-9]+\/)?[^/]+$/.test(o.key.slice(prefix.length)));
   if (outside) return { reason: `lists an object outside ${prefix}` };
-  return { manifest };
+  // The object as parsed, not the checker's copy: the very object whose signature is checked.
+  return { manifest: parsed as ManifestOf[C] };
 }
 
 /** A manifest copy that is not used, reported like any skipped copy. */
@@ -130,49 +133,75 @@ export async function readManifest<C extends Component>(repository: Repository, 
 }
 
 export interface ManifestCopies<C extends Component> {
-  /** The manifest used: the first whole one in repository order. */
+  /** The manifest used: the first whole, admitted copy in repository order (a signed one before an unsigned one). */
   manifest?: ManifestOf[C];
+  /** What its signature proves. */
+  signature?: SignatureVerdict;
   /** Repositories whose copy is whole and identical to it, in order. */
   holders: string[];
-  /** Copies not used: damaged, another backup's, different content, or unreadable now. */
+  /** Copies not used: damaged, another backup's, unsigned or wrongly signed, different content, or unreadable now. */
   skipped: SkippedCopy[];
 }
 
+/** One repository's whole copy of a manifest, and what its signature proves. */
+export interface ManifestCopy<C extends Component> {
+  repository: string;
+  manifest: ManifestOf[C];
+  signature: SignatureVerdict;
+}
+
+const RANK: Record<SignatureVerdict['state'], number> = { signed: 0, unsigned: 1, 'bad-signature': 2 };
+
 /**
- * One backup's manifest from every repository. The first whole copy wins; a damaged copy,
- * one that differs from it, or a repository that cannot be read now is reported, never used.
+ * Which of one backup's whole manifest copies (in repository order) is used: the first
+ * admitted one, a signed copy before an unsigned one before a wrongly signed one. A copy that
+ * is not admitted, or is less proven than the one used (an unsigned copy beside a signed one),
+ * or differs from it, is skipped and reported; the identical ones are its holders.
  */
-export async function readManifestCopies<C extends Component>(repositories: Repository[], component: C, backupId: string): Promise<ManifestCopies<C>> {
+export function chooseCopy<C extends Component>(copies: ManifestCopy<C>[], key: string, admit: (verdict: SignatureVerdict) => boolean): { chosen?: ManifestCopy<C>; holders: string[]; skipped: SkippedCopy[] } {
+  const candidates = copies.filter((c) => admit(c.signature));
+  const best = Math.min(...candidates.map((c) => RANK[c.signature.state]));
+  const chosen = candidates.find((c) => RANK[c.signature.state] === best);
+  const holders: string[] = [];
+  const skipped: SkippedCopy[] = [];
+  for (const copy of copies) {
+    if (!admit(copy.signature) || (chosen && RANK[copy.signature.state] > best)) {
+      const refusal = refusalOf(copy.signature);
+      skipped.push(damagedManifest(copy.repository, key, refusal.reason, refusal.errorType));
+    } else if (JSON.stringify(copy.manifest) !== JSON.stringify(chosen!.manifest)) {
+      skipped.push(damagedManifest(copy.repository, key, `differs from the copy in ${chosen!.repository}; the copy in ${chosen!.repository} is used`));
+    } else {
+      holders.push(copy.repository);
+    }
+  }
+  return { chosen, holders, skipped };
+}
+
+/**
+ * One backup's manifest from every repository. The first whole copy whose signature verifies
+ * wins (or, where unsigned backups are admitted and no copy is signed, the first unsigned
+ * one); a damaged copy, an unsigned or wrongly signed one, one that differs from the copy
+ * used, or a repository that cannot be read now is reported, never used.
+ */
+export async function readManifestCopies<C extends Component>(repositories: Repository[], component: C, backupId: string, trust: Trust): Promise<ManifestCopies<C>> {
   const key = manifestKey(component, backupId);
-  const result: ManifestCopies<C> = { holders: [], skipped: [] };
-  let canonical: string | undefined;
-  let first = '';
+  const skipped: SkippedCopy[] = [];
+  const whole: ManifestCopy<C>[] = [];
   for (const repository of repositories) {
     let body: string;
     try {
       if (!(await repository.stat(key))) continue;
       body = await text(await repository.get(key));
     } catch (err) {
-      result.skipped.push(damagedManifest(repository.name, key, `cannot be read now: ${errorText(err)}`, ErrorType.StorageUnreachable));
+      skipped.push(damagedManifest(repository.name, key, `cannot be read now: ${errorText(err)}`, ErrorType.StorageUnreachable));
       continue;
     }
     const judged = damage(body, component, backupId);
-    if ('reason' in judged) {
-      result.skipped.push(damagedManifest(repository.name, key, judged.reason));
-      continue;
-    }
-    const same = JSON.stringify(judged.manifest);
-    if (canonical === undefined) {
-      canonical = same;
-      first = repository.name;
-      result.manifest = judged.manifest;
-    } else if (same !== canonical) {
-      result.skipped.push(damagedManifest(repository.name, key, `differs from the copy in ${first}; the copy in ${first} is used`));
-      continue;
-    }
-    result.holders.push(repository.name);
+    if ('reason' in judged) skipped.push(damagedManifest(repository.name, key, judged.reason));
+    else whole.push({ repository: repository.name, manifest: judged.manifest, signature: checkSignature(judged.manifest, trust.verifier) });
   }
-  return result;
+  const choice = chooseCopy(whole, key, (verdict) => admitted(verdict, trust.allowUnsigned));
+  return { manifest: choice.chosen?.manifest, signature: choice.chosen?.signature, holders: choice.holders, skipped: [...skipped, ...choice.skipped] };
 }
 
 /** The id a manifest key belongs to: `<component>/<id>/manifest.json`. */
@@ -181,13 +210,21 @@ function idOfKey(component: Component, key: string): string | undefined {
   return parts.length === 3 && parts[0] === component && parts[2] === MANIFEST_NAME ? parts[1] : undefined;
 }
 
+/** A whole manifest found by a scan, and what its signature proves. */
+export interface Scanned<C extends Component> {
+  manifest: ManifestOf[C];
+  signature: SignatureVerdict;
+}
+
 /**
- * Every complete backup of a component in one repository, oldest first, and the manifests
- * that are damaged (reported, never used). Throws when the repository cannot be listed.
+ * Every complete backup of a component in one repository, oldest first, each with its
+ * signature's verdict under `verifier`, and the manifests that are damaged (reported, never
+ * used). Whether an unsigned or wrongly signed one may be used is the caller's rule. Throws
+ * when the repository cannot be listed.
  */
-export async function scanManifests<C extends Component>(repository: Repository, component: C): Promise<{ manifests: ManifestOf[C][]; damaged: SkippedCopy[] }> {
+export async function scanManifests<C extends Component>(repository: Repository, component: C, verifier: Verifier): Promise<{ manifests: Scanned<C>[]; damaged: SkippedCopy[] }> {
   const keys = (await repository.list(`${component}/`)).map((o) => o.key).filter((k) => k.endsWith(`/${MANIFEST_NAME}`));
-  const manifests: ManifestOf[C][] = [];
+  const manifests: Scanned<C>[] = [];
   const damaged: SkippedCopy[] = [];
   for (const key of keys) {
     const backupId = idOfKey(component, key);
@@ -201,14 +238,14 @@ export async function scanManifests<C extends Component>(repository: Repository,
     }
     const judged = damage(body, component, backupId);
     if ('reason' in judged) damaged.push(damagedManifest(repository.name, key, judged.reason));
-    else manifests.push(judged.manifest);
+    else manifests.push({ manifest: judged.manifest, signature: checkSignature(judged.manifest, verifier) });
   }
-  return { manifests: manifests.sort((a, b) => a.startedAt.localeCompare(b.startedAt)), damaged };
+  return { manifests: manifests.sort((a, b) => a.manifest.startedAt.localeCompare(b.manifest.startedAt)), damaged };
 }
 
-/** Every complete backup of a component in one repository, oldest first; damaged manifests are left out. */
+/** Every whole manifest of a component in one repository, oldest first, signatures NOT checked: for tests and tools, never for a restore. */
 export async function listManifests<C extends Component>(repository: Repository, component: C): Promise<ManifestOf[C][]> {
-  return (await scanManifests(repository, component)).manifests;
+  return (await scanManifests(repository, component, { keys: [], host: 'unchecked' })).manifests.map((m) => m.manifest);
 }
 
 /** Verification reports live beside their backup; drill reports in their own folder. */

@@ -12,6 +12,7 @@ import type { CopyAudit, ManifestCopyState, ObjectCopyCheck, RepositoryCopyCheck
 import { backupPrefix, manifestKey } from './catalog.js';
 import type { DatabaseBackupDeps } from './databaseBackup.js';
 import { errorText, permanent, transient } from './errors.js';
+import { admitted, checkSignature, loadVerifier, refusalOf, type Trust } from './manifestSignature.js';
 import { BACKUP_ID } from './restoreSource.js';
 import type { Repository } from './storage/repository.js';
 
@@ -19,6 +20,8 @@ export interface AuditCopiesInput {
   backupId: string;
   /** The objects as the manifest the verification resolved names them: key, size, sha256. */
   objects: StoredObject[];
+  /** An unsigned manifest copy counts as whole (the verification admitted unsigned backups); a wrongly signed one never does. */
+  allowUnsigned?: boolean;
 }
 
 /** A manifest is small; one that is not is not ours, and is not read into memory. */
@@ -29,7 +32,7 @@ export function createCopyAuditActivities(deps: DatabaseBackupDeps) {
     /**
      * Reads every copy of a backup back in full: in every configured repository that holds its
      * manifest or that an intact manifest lists as a copy, the manifest (present, parses, names
-     * this backup and the same objects) and each object (present, size, sha256). Findings are
+     * this backup and the same objects, signed by a trusted key) and each object (present, size, sha256). Findings are
      * the result, never an error: a missing, short, corrupt or unreadable copy is reported with
      * its state. Heartbeats `{ phase, bytesRead, objectsChecked }` only when bytes move or an
      * object is done, and gives up on a read that moves nothing for most of the heartbeat
@@ -52,7 +55,8 @@ export function createCopyAuditActivities(deps: DatabaseBackupDeps) {
       const reader: Reader = { signal, idleMs, onBytes: (n) => ((progress.bytesRead += n), beat(false)) };
       beat();
 
-      const manifests = await Promise.all(deps.repositories.map((repository) => checkManifest(repository, input, reader)));
+      const trust: Trust = { verifier: await loadVerifier(deps.config), allowUnsigned: input.allowUnsigned === true };
+      const manifests = await Promise.all(deps.repositories.map((repository) => checkManifest(repository, input, reader, trust)));
       beat();
       // A copy is expected where a manifest is, and wherever an intact manifest says one was written.
       const listed = new Set(manifests.flatMap((m) => m.copies));
@@ -115,7 +119,7 @@ interface ManifestFinding {
   copies: string[];
 }
 
-async function checkManifest(repository: Repository, input: AuditCopiesInput, reader: Reader): Promise<ManifestFinding> {
+async function checkManifest(repository: Repository, input: AuditCopiesInput, reader: Reader, trust: Trust): Promise<ManifestFinding> {
   const key = manifestKey('database', input.backupId);
   let body: Buffer;
   try {
@@ -135,6 +139,12 @@ async function checkManifest(repository: Repository, input: AuditCopiesInput, re
   }
   const contradiction = contradicts(manifest, input);
   if (contradiction) return { key, state: 'damaged', detail: contradiction, copies: [] };
+  // Not signed by a trusted key: a copy nobody can tell from a planted one. Its copies list is not believed either.
+  const signature = checkSignature(manifest, trust.verifier);
+  if (!admitted(signature, trust.allowUnsigned)) {
+    const refusal = refusalOf(signature);
+    return { key, state: 'damaged', detail: refusal.reason, errorType: refusal.errorType, copies: [] };
+  }
   return { key, state: 'ok', copies: manifest.copies.map((c) => c.repository) };
 }
 

@@ -20,6 +20,7 @@ import { longTransfer } from '../workflows/activityOptions.js';
 import { assertClaimed, attemptObjectKey, claimForThisAttempt, currentAttempt, discardUnfinished, inEachRepository, manifestPublished, publishManifest, sweepAttempts } from './backupClaim.js';
 import { readManifest, type Component } from './catalog.js';
 import { loadRecipient, type Recipient } from './encryption.js';
+import { loadSigner, shortKeyId, signManifest } from './manifestSignature.js';
 import { classifyDatabaseError, errorText, permanent, transient } from './errors.js';
 import { watchProgress } from './progressWatch.js';
 import { connect, openSnapshot, parseDatabaseUrl, spawnArchiveReader, spawnDump, spawnGlobalsDump } from './postgres.js';
@@ -84,12 +85,13 @@ export function createDatabaseBackupActivities(deps: DatabaseBackupDeps) {
   return {
     /**
      * Checks everything a backup needs before anything is written: the database answers with
-     * these credentials, the public key can encrypt, every repository is reachable and
+     * these credentials, the public key can encrypt, the signing key signs (signing.privateKeyFile,
+     * unless signing.required is false), every repository is reachable and
      * writable, and no other run already completed a backup under this id. Then claims the id
      * for this run in every repository (the only write; this run's own claim counts as
      * ours, so a retry is harmless). Permanent: UnknownDatabase, AuthenticationFailed,
-     * PublicKeyMissing, InvalidPublicKey, BucketMissing, StorageAccessDenied, UnknownRepository,
-     * BackupAlreadyExists. Transient: DatabaseUnreachable, StorageUnreachable.
+     * PublicKeyMissing, InvalidPublicKey, InvalidConfig (signing key), BucketMissing,
+     * StorageAccessDenied, UnknownRepository, BackupAlreadyExists. Transient: DatabaseUnreachable, StorageUnreachable.
      */
     async planDatabaseBackup(input: PlanInput): Promise<DatabaseBackupPlan> {
       const repositories = pick(input.repositories);
@@ -105,6 +107,7 @@ export function createDatabaseBackupActivities(deps: DatabaseBackupDeps) {
       }
       const recipient = await loadRecipient(config.encryption.publicKeyFile);
       await recipient.dispose();
+      await loadSigner(config);
       await Promise.all(repositories.map((r) => r.check()));
       for (const repository of repositories) {
         const existing = await readManifest(repository, 'database', input.backupId);
@@ -277,14 +280,18 @@ export function createDatabaseBackupActivities(deps: DatabaseBackupDeps) {
     },
 
     /**
-     * Writes the manifest into every repository: the commit step that makes the backup count.
-     * Only the run holding the backup id's claim commits (BackupOwnershipLost otherwise).
-     * Idempotent: same key, same content.
+     * Signs the manifest with this host's signing key (signing.privateKeyFile) and writes it
+     * into every repository: the commit step that makes the backup count. Only the run
+     * holding the backup id's claim commits (BackupOwnershipLost otherwise). Idempotent:
+     * Ed25519 signatures are deterministic, so a retry writes the same bytes under the same
+     * key. Permanent: InvalidConfig (no or a bad signing key), BackupOwnershipLost.
      */
     async writeBackupManifest(manifest: BackupManifest | BaseBackupManifest): Promise<void> {
       const repositories = pick(manifest.copies.map((c) => c.repository).filter((v, i, a) => a.indexOf(v) === i));
-      await publishManifest(repositories, manifest);
-      log.info('backup manifest written', { backupId: manifest.backupId, repositories: repositories.map((r) => r.name) });
+      const signer = await loadSigner(config);
+      if (!signer) log.warn('the manifest is NOT signed (signing.required is false): restores refuse it unless run with --allow-unsigned', { backupId: manifest.backupId });
+      await publishManifest(repositories, signer ? signManifest(manifest, signer) : manifest);
+      log.info('backup manifest written', { backupId: manifest.backupId, repositories: repositories.map((r) => r.name), signingKey: signer ? shortKeyId(signer.keyId) : null });
     },
 
     /**

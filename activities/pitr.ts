@@ -1,6 +1,6 @@
 // Activities of point-in-time recovery: the recoverable window, a new data directory from the
 // chosen base backup, recovery started and watched until promotion, then a look inside.
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -11,6 +11,8 @@ import type { BaseBackupManifest, BaseBackupSummary, RecoverableWindow, Recovery
 import { readManifestCopies, scanManifests } from './catalog.js';
 import type { DatabaseBackupDeps } from './databaseBackup.js';
 import { readFirstGoodCopy } from './copySelection.js';
+import { admitted, loadVerifier, refusalOf } from './manifestSignature.js';
+import { signatureRefusal } from './restoreSource.js';
 import { actWhileStanding } from './attemptStanding.js';
 import { assertPrivateKeyFor } from './encryption.js';
 import { classifyFilesystemError, errorText, permanent } from './errors.js';
@@ -26,6 +28,8 @@ import { fetchSegment, listWalEntries, readWalEntry } from './walArchive.js';
 export interface PrepareInput {
   workflowId: string;
   baseBackupId: string;
+  /** Admit a base backup whose manifest is not signed (made before backups were signed). */
+  allowUnsigned?: boolean;
   target: RecoveryTarget;
   dataDir?: string;
   port?: number;
@@ -62,15 +66,20 @@ export function createPitrActivities(deps: PitrDeps) {
     return { ...restoreServer(config), host: '127.0.0.1', port, database };
   }
 
-  async function findBaseBackup(backupId: string): Promise<{ manifest: BaseBackupManifest; holders: string[] }> {
-    // A damaged copy, one naming another backup or differing from the first whole one is skipped.
-    const copies = await readManifestCopies(deps.repositories, 'base', backupId);
+  async function findBaseBackup(backupId: string, allowUnsigned: boolean): Promise<{ manifest: BaseBackupManifest; holders: string[] }> {
+    // A damaged copy, an unsigned or wrongly signed one, one naming another backup or differing from the one used is skipped.
+    const trust = { verifier: await loadVerifier(config), allowUnsigned };
+    const copies = await readManifestCopies(deps.repositories, 'base', backupId, trust);
     copies.skipped.forEach((s) => log.warn('base backup manifest copy skipped', { ...s }));
     const { manifest, holders } = copies;
     if (!manifest) {
+      if (copies.skipped.some((s) => s.errorType === ErrorType.UnsignedBackup || s.errorType === ErrorType.BadSignature)) {
+        throw signatureRefusal(`base backup ${backupId}`, copies.skipped, trust);
+      }
       const why = copies.skipped.length ? `: ${copies.skipped.map((s) => s.reason).join('; ')}` : '';
       throw permanent(ErrorType.BackupNotFound, `base backup ${backupId} is in no repository${why}`);
     }
+    if (copies.signature?.state === 'unsigned') log.warn('base backup is UNSIGNED: admitted because unsigned backups were allowed', { backupId });
     const verdict = sourceVerdict({ systemIdentifier: manifest.server.systemIdentifier }, await expectedSource(config));
     if (verdict.kind === 'otherCluster') {
       throw permanent(ErrorType.SourceMismatch, `base backup ${backupId} ${verdict.reason}: set restore.sourceSystemIdentifier when recovering a cluster that is gone`);
@@ -112,20 +121,26 @@ export function createPitrActivities(deps: PitrDeps) {
 
   return {
     /**
-     * The base backups in every repository and the newest archived WAL segment: what targets a
+     * The base backups in every repository whose manifest is signed by a trusted key (or, with
+     * `allowUnsigned`, not signed at all), and the newest archived WAL segment: what targets a
      * recovery can reach now. Read-only. Permanent SourceMismatch when the configured cluster
-     * is unknown and base backups of several clusters are there.
+     * is unknown and base backups of several clusters are there; InvalidConfig for a signing key file.
      */
-    async describeRecoverableWindow(): Promise<RecoverableWindow> {
+    async describeRecoverableWindow(input?: { allowUnsigned?: boolean }): Promise<RecoverableWindow> {
       const bases = new Map<string, BaseBackupSummary>();
       let newest: { segment: string; archivedAt: string } | undefined;
       const expected = await expectedSource(config);
+      const verifier = await loadVerifier(config);
       const uncheckedClusters = new Set<string>();
       for (const repository of deps.repositories) {
         try {
-          const scan = await scanManifests(repository, 'base');
+          const scan = await scanManifests(repository, 'base', verifier);
           scan.damaged.forEach((d) => log.warn('base backup manifest skipped', { ...d }));
-          for (const m of scan.manifests) {
+          for (const { manifest: m, signature } of scan.manifests) {
+            if (!admitted(signature, input?.allowUnsigned === true)) {
+              log.warn('base backup left out of the recoverable window', { repository: repository.name, backupId: m.backupId, ...refusalOf(signature) });
+              continue;
+            }
             // Only the configured cluster's base backups can start its recovery.
             const verdict = sourceVerdict({ systemIdentifier: m.server.systemIdentifier }, expected);
             if (verdict.kind === 'otherCluster') continue;
@@ -166,11 +181,12 @@ export function createPitrActivities(deps: PitrDeps) {
      * unpacked), writes restore_command, the target and recovery.signal. Idempotent: a retry
      * stops and empties what an earlier attempt of this run made (proven by its run id in the
      * private folder beside the data directory). Permanent: InvalidInput (directory not ours),
-     * BackupNotFound, NoUsableCopy, PrivateKeyMissing.
+     * BackupNotFound, UnsignedBackup, BadSignature (no manifest copy signed by a trusted key),
+     * NoUsableCopy, PrivateKeyMissing.
      */
     async prepareRecoveryCluster(input: PrepareInput): Promise<RecoveryCluster> {
       const ctx = Context.current();
-      const { manifest, holders } = await findBaseBackup(input.baseBackupId);
+      const { manifest, holders } = await findBaseBackup(input.baseBackupId, input.allowUnsigned === true);
       await assertPrivateKeyFor(config.encryption.privateKeyHome, manifest.encryption.recipientFingerprint, config.host);
       const runId = ctx.info.workflowExecution?.runId;
       if (!runId) throw permanent(ErrorType.InvalidInput, 'prepareRecoveryCluster: no workflow run to own the recovery folders (activities run only inside a workflow)');
@@ -188,6 +204,8 @@ export function createPitrActivities(deps: PitrDeps) {
           privateKeyHome: config.encryption.privateKeyHome!,
           signal: ctx.cancellationSignal,
           consume: async (plain) => {
+            // Nothing of a copy that proved corrupt (or planted) stays for the next copy to land on.
+            for (const entry of await readdir(dataDir)) await rm(path.join(dataDir, entry), { recursive: true, force: true });
             plain.on('data', (chunk: Buffer) => (unpacked += chunk.length));
             const tar = spawnStreaming('tar', ['-x', '-C', dataDir, '--no-same-owner'], { stdin: 'pipe', signal: ctx.cancellationSignal });
             await Promise.all([pipeline(plain, tar.stdin!), tar]);

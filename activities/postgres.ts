@@ -200,19 +200,6 @@ export function spawnRestore(target: DatabaseTarget, binDir: string | undefined,
 }
 
 /**
- * pg_restore reading the archive from stdin as it arrives: the schema and the table data
- * (pre-data and data sections), one process. Indexes and constraints (post-data) come after,
- * in parallel, from the staged file.
- */
-export function spawnStreamingRestore(target: DatabaseTarget, binDir: string | undefined, signal: AbortSignal): StreamingProcess {
-  return spawnStreaming(
-    toolPath(binDir, 'pg_restore'),
-    [`--dbname=${target.database}`, '--exit-on-error', '--no-password', '--section=pre-data', '--section=data'],
-    { env: libpqEnv(target), signal, stdin: 'pipe' },
-  );
-}
-
-/**
  * psql applying a plain SQL script (from a file, or from stdin when none is given) in one
  * transaction, stopping at the first failed statement: unlike the seed's bare `psql`, which
  * exits 0 after errors.

@@ -22,8 +22,9 @@ import { classifyDatabaseError, classifyFilesystemError, errorText, permanent } 
 import { progressHeartbeat, type ProgressHeartbeat } from './progressHeartbeat.js';
 import { ownedTempPrefix } from './tempDirs.js';
 import { inspectDatabase } from './inspection.js';
-import { connect, spawnRestore, spawnSqlScript, spawnStreamingRestore, toolPath, type DatabaseTarget } from './postgres.js';
+import { connect, spawnRestore, spawnSqlScript, toolPath, type DatabaseTarget } from './postgres.js';
 import { assertRestrictingPsql, fileRestoreFailure, resolveCatalogBackup, resolveFile, restrictedScript } from './restoreSource.js';
+import { loadVerifier } from './manifestSignature.js';
 import { expectedSource } from './sourceMatch.js';
 import {
   assertStillOwned,
@@ -51,6 +52,11 @@ export interface ResolveInput {
   backup: string;
   /** Only these repositories, in this order (the drill: the offsite one); default all configured. */
   repositories?: string[];
+  /**
+   * Admit a backup whose manifest is not signed (made before backups were signed), and seed-made
+   * files, which have no manifest at all. A wrongly signed manifest is never admitted.
+   */
+  allowUnsigned?: boolean;
 }
 
 export interface Resolved {
@@ -194,8 +200,13 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
       const beat = heartbeatOnProgress(() => ({ phase: 'restoring', database: input.database, staged }));
       let read;
       try {
-        // One pass over the copy: schema and data load into the database while the archive is
-        // staged, so fetching and decrypting overlap the load instead of preceding it.
+        // The name is this attempt's from the start: a stale attempt that starts later finds
+        // the marker and refuses (AttemptSuperseded), and one that started earlier loses it.
+        await withServer(admin, (client) => createRestoreDatabase(client, input.database, source.owner, maker, live));
+        // The archive is staged whole, and loaded only once its stored bytes' sha256 matched
+        // the (signed) manifest: pg_restore runs the archive's SQL as a superuser, and a copy
+        // planted in a repository (anyone can encrypt to the public key) must not run a single
+        // statement. So no SQL of the archive runs before the copy is proven.
         read = await readFirstGoodCopy({
           object: dump,
           repositories,
@@ -206,35 +217,17 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
           consume: async (plain) => {
             staged = 0;
             if (signal.aborted) throw signal.reason;
-            // A fresh database for every copy tried: what a corrupt copy loaded is thrown away.
-            await withServer(admin, (client) => createRestoreDatabase(client, input.database, source.owner, maker, live));
-            plain.on('data', (chunk: Buffer) => {
-              staged += chunk.length;
-              beat.moved(chunk.length);
-            });
-            const load = spawnStreamingRestore(target, deps.binDir, signal);
-            load.stdin!.on('error', () => undefined);
-            plain.pipe(load.stdin!);
-            try {
-              await Promise.all([pipeline(plain, createWriteStream(archive, { mode: 0o600 })), load]);
-            } catch (err) {
-              // Whichever side failed, both end now: pg_restore, and the plaintext's stages.
-              load.kill();
-              plain.destroy();
-              throw err;
-            }
+            plain.on('data', (chunk: Buffer) => (staged += chunk.length));
+            await pipeline(plain, createWriteStream(archive, { mode: 0o600 }));
           },
-          consumerFailure: (err) =>
-            typeof (err as NodeJS.ErrnoException).code === 'string' && (err as { exitCode?: number }).exitCode === undefined
-              ? classifyFilesystemError(err, `staging the archive in ${dir}`)
-              : classifyRestoreError(err, input.database),
+          consumerFailure: (err) => classifyFilesystemError(err, `staging the archive in ${dir}`),
         });
         read.skipped.forEach((s) => log.warn('copy skipped', { ...s }));
-        // Indexes, constraints, triggers: in parallel, from the staged archive. No bytes move
-        // here: the server's work on the database is the progress.
+        // Schema, data, then indexes and constraints, in parallel from the staged archive. No
+        // bytes move here: the server's work on the database is the progress.
         beat.setProbe(ownSessionsBusy(target));
         await withServer(admin, (client) => assertStillOwned(client, input.database, maker));
-        await spawnRestore(target, deps.binDir, archive, jobsOf(input), signal, ['post-data']);
+        await spawnRestore(target, deps.binDir, archive, jobsOf(input), signal);
       } catch (err) {
         throw await afterFailedRestore(err, input.database, maker, signal);
       } finally {
@@ -295,6 +288,19 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
       }
     });
     return { database: input.database, copy: { path: source.path }, skipped: [], createdRoles: [], plainBytes: source.bytes, restoreSeconds: seconds };
+  }
+
+  /** A seed-made file: checked as hostile input, then admitted only when unsigned sources are. */
+  async function resolveSeedFile(filePath: string, allowUnsigned: boolean): Promise<FileSource> {
+    const source = await resolveFile(filePath);
+    if (!allowUnsigned) {
+      throw permanent(
+        ErrorType.UnsignedBackup,
+        `restore source ${filePath} is a file with no signed manifest: nothing proves who made it, and restoring runs its SQL as a superuser; if you know where it came from, run again with --allow-unsigned`,
+      );
+    }
+    log.warn('restoring an unsigned seed-made file', { path: filePath });
+    return source;
   }
 
   function jobsOf(input: RestoreIntoInput): number {
@@ -377,15 +383,19 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
   return {
     /**
      * Finds what to restore: a catalog backup (id or `latest`, from the named repositories in
-     * order) or a seed-made file on this host. Read-only. Permanent: BackupNotFound,
-     * InvalidInput (malformed reference or path), UnknownRepository, ManifestDamaged (every
-     * manifest copy damaged), SourceMismatch (an explicit id of another database). Damaged
-     * manifest copies are reported in the source's `skipped`, identity doubts in `warnings`.
+     * order) whose manifest is signed by a key in signing.publicKeyFiles, or a seed-made file on
+     * this host. Unsigned backups and files only with `allowUnsigned`. Read-only. Permanent:
+     * BackupNotFound, InvalidInput (malformed reference or path), UnknownRepository,
+     * ManifestDamaged (every manifest copy damaged), UnsignedBackup, BadSignature (no copy
+     * signed by a trusted key), InvalidConfig (a signing key file), SourceMismatch (an explicit
+     * id of another database). Skipped manifest copies are reported in the source's `skipped`,
+     * identity doubts and an admitted unsigned backup in `warnings`.
      */
     async resolveRestoreSource(input: ResolveInput): Promise<Resolved> {
+      const allowUnsigned = input.allowUnsigned === true;
       const source = input.backup.startsWith('/')
-        ? await resolveFile(input.backup)
-        : await resolveCatalogBackup(input.backup, repositoriesNamed(input.repositories), await expectedSource(config));
+        ? await resolveSeedFile(input.backup, allowUnsigned)
+        : await resolveCatalogBackup(input.backup, repositoriesNamed(input.repositories), await expectedSource(config), { verifier: await loadVerifier(config), allowUnsigned });
       if (source.kind === 'backup') {
         source.skipped?.forEach((s) => log.warn('manifest copy skipped', { ...s }));
         source.warnings?.forEach((warning) => log.warn('backup source not fully checked', { backupId: source.backupId, warning }));
@@ -399,7 +409,7 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
      * first whole copy (size and sha256 against the manifest; missing or corrupt copies are
      * skipped and reported) is decrypted and decompressed into a private staging file, roles
      * missing on the server are created from the globals, then `pg_restore -j N
-     * --exit-on-error`. Seed files go through pg_restore or psql with ON_ERROR_STOP. Idempotent:
+     * --exit-on-error`: no statement of a copy runs before its stored bytes proved whole. Seed files go through pg_restore or psql with ON_ERROR_STOP. Idempotent:
      * a database left by an earlier attempt of the same RUN (its marker names the run id and
      * attempt) is dropped and made again; one made by a newer attempt means this attempt is
      * stale (AttemptSuperseded: it stops and touches nothing); any other database of that

@@ -7,11 +7,12 @@ import path from 'node:path';
 import { PassThrough, Transform, type Readable } from 'node:stream';
 import { constants as zlibConstants, gunzipSync } from 'node:zlib';
 import { ApplicationFailure } from '@temporalio/common';
-import { ErrorType, type BackupManifest } from '../workflows/types.js';
+import { ErrorType, type BackupManifest, type SignatureVerdict } from '../workflows/types.js';
 import type { CatalogSource, FileSource, SkippedCopy } from '../workflows/restoreTypes.js';
-import { damagedManifest, manifestKey, readManifestCopies, scanManifests } from './catalog.js';
+import { chooseCopy, manifestKey, readManifestCopies, scanManifests, type ManifestCopy } from './catalog.js';
 import { classifyDatabaseError, errorText, permanent, transient } from './errors.js';
 import { runCommand } from './exec.js';
+import { admitted, type Trust } from './manifestSignature.js';
 import { explicitWarning, pickLatest, sourceVerdict, type ExpectedSource } from './sourceMatch.js';
 import type { Repository } from './storage/repository.js';
 
@@ -20,52 +21,74 @@ export const BACKUP_ID = /^(?!\.{1,2}$)[A-Za-z0-9._-]{1,200}$/;
 
 /**
  * Finds a backup in the repositories, in their order; `latest` is the newest complete one of
- * the configured source (database and cluster). A manifest is evidence, not truth: a copy that
- * is damaged, names another backup or differs from the first whole copy is skipped and
- * reported in the source's `skipped`; an explicit id of another database is refused.
+ * the configured source (database and cluster) whose manifest is signed by a trusted key (or,
+ * with `trust.allowUnsigned`, not signed at all). A manifest is evidence, not truth: a copy
+ * that is damaged, unsigned or wrongly signed, names another backup or differs from the copy
+ * used is skipped and reported in the source's `skipped`; an explicit id of another database
+ * is refused, and so is a backup with no admitted copy (UnsignedBackup, BadSignature).
  */
-export async function resolveCatalogBackup(reference: string, repositories: Repository[], expected: ExpectedSource): Promise<CatalogSource> {
+export async function resolveCatalogBackup(reference: string, repositories: Repository[], expected: ExpectedSource, trust: Trust): Promise<CatalogSource> {
   const where = repositories.map((r) => r.name).join(', ');
-  let chosen: { manifest: BackupManifest; holders: string[] } | undefined;
+  let chosen: { manifest: BackupManifest; holders: string[]; signature: SignatureVerdict } | undefined;
   const skipped: SkippedCopy[] = [];
   const warnings: string[] = [];
+  const admit = (verdict: SignatureVerdict) => admitted(verdict, trust.allowUnsigned);
   if (reference === 'latest') {
-    const byId = new Map<string, { manifest: BackupManifest; body: string; first: string; holders: string[] }>();
+    const copiesById = new Map<string, ManifestCopy<'database'>[]>();
     let listed = 0;
     for (const repository of repositories) {
       let scan;
       try {
-        scan = await scanManifests(repository, 'database');
+        scan = await scanManifests(repository, 'database', trust.verifier);
         listed++;
       } catch (err) {
         skipped.push({ repository: repository.name, key: 'database/', reason: `repository ${repository.name} cannot be listed now: ${errorText(err)}`, errorType: ErrorType.StorageUnreachable });
         continue;
       }
       skipped.push(...scan.damaged);
-      for (const manifest of scan.manifests) {
-        const body = JSON.stringify(manifest);
-        const seen = byId.get(manifest.backupId);
-        if (!seen) byId.set(manifest.backupId, { manifest, body, first: repository.name, holders: [repository.name] });
-        else if (seen.body === body) seen.holders.push(repository.name);
-        else skipped.push(damagedManifest(repository.name, manifestKey('database', manifest.backupId), `differs from the copy in ${seen.first}; the copy in ${seen.first} is used`));
+      for (const { manifest, signature } of scan.manifests) {
+        const copies = copiesById.get(manifest.backupId) ?? [];
+        copies.push({ repository: repository.name, manifest, signature });
+        copiesById.set(manifest.backupId, copies);
       }
     }
     if (!listed) throw transient(ErrorType.StorageUnreachable, `no repository can be listed now: ${skipped.map((s) => s.reason).join('; ')}`);
-    const choice = pickLatest([...byId.values()], (c) => c.manifest.source, (c) => c.manifest.startedAt, expected);
+    const usable: { manifest: BackupManifest; holders: string[]; signature: SignatureVerdict; skipped: SkippedCopy[] }[] = [];
+    const refused: { manifest: BackupManifest; skipped: SkippedCopy[] }[] = [];
+    for (const [backupId, copies] of copiesById) {
+      const choice = chooseCopy(copies, manifestKey('database', backupId), admit);
+      if (choice.chosen) usable.push({ manifest: choice.chosen.manifest, signature: choice.chosen.signature, holders: choice.holders, skipped: choice.skipped });
+      else refused.push({ manifest: copies[0].manifest, skipped: choice.skipped });
+    }
+    const choice = pickLatest(usable, (c) => c.manifest.source, (c) => c.manifest.startedAt, expected);
+    // Unsigned or wrongly signed backups of this source that would have been `latest`: said, never taken.
+    const passedOver = (after: string) =>
+      refused.filter((r) => r.manifest.startedAt > after && ['match', 'unchecked'].includes(sourceVerdict(r.manifest.source, expected).kind));
+    if (!choice.chosen) {
+      const newest = passedOver('').sort((a, b) => a.manifest.startedAt.localeCompare(b.manifest.startedAt)).at(-1);
+      if (newest && !choice.refusal) throw signatureRefusal(`there is no signed database backup of the configured source in ${where}; the newest, backup ${newest.manifest.backupId},`, newest.skipped, trust);
+    }
     if (choice.refusal) throw permanent(ErrorType.BackupNotFound, `there is no complete database backup of the configured source in ${where}: ${choice.refusal}`);
     if (!choice.chosen) throw permanent(ErrorType.BackupNotFound, `there is no complete database backup in ${where}${damagedNote(skipped)}`);
     if (choice.warning) warnings.push(choice.warning);
     chosen = choice.chosen;
+    // The chosen backup's own skipped copies; of the others, the damaged ones (as before) and
+    // the refused ones that are newer than it (a planted backup shows here).
+    skipped.push(...usable.flatMap((u) => (u === choice.chosen ? u.skipped : u.skipped.filter((s) => s.errorType === ErrorType.ManifestDamaged))));
+    for (const r of passedOver(chosen.manifest.startedAt)) {
+      skipped.push(...r.skipped.map((s) => ({ ...s, reason: `${s.reason}; newer than ${chosen!.manifest.backupId}, but not taken as latest` })));
+    }
   } else {
     if (!BACKUP_ID.test(reference)) {
       throw permanent(ErrorType.InvalidInput, `"${reference}" is neither a backup id (letters, digits, . _ -), "latest", nor an absolute path to a .backup, .sql.gz or .sql file`);
     }
-    const copies = await readManifestCopies(repositories, 'database', reference);
+    const copies = await readManifestCopies(repositories, 'database', reference, trust);
     skipped.push(...copies.skipped);
     if (!copies.manifest) {
       if (skipped.some((s) => s.errorType === ErrorType.StorageUnreachable)) {
         throw transient(ErrorType.StorageUnreachable, `backup ${reference}: no whole manifest was read, and some repositories cannot be read now: ${skipped.map((s) => s.reason).join('; ')}`);
       }
+      if (skipped.some((s) => s.errorType === ErrorType.UnsignedBackup || s.errorType === ErrorType.BadSignature)) throw signatureRefusal(`backup ${reference}`, skipped, trust);
       if (skipped.length) throw permanent(ErrorType.ManifestDamaged, `backup ${reference}: every manifest copy is damaged: ${skipped.map((s) => s.reason).join('; ')}`, { skipped });
       throw permanent(ErrorType.BackupNotFound, `backup ${reference} is not in ${where} (backupctl backups list shows what is)`);
     }
@@ -73,9 +96,12 @@ export async function resolveCatalogBackup(reference: string, repositories: Repo
     if (verdict.kind === 'otherDatabase') throw permanent(ErrorType.SourceMismatch, `backup ${reference} ${verdict.reason}: restore it with a configuration whose database.url names that database`);
     const warning = explicitWarning(reference, verdict, expected);
     if (warning) warnings.push(warning);
-    chosen = { manifest: copies.manifest, holders: copies.holders };
+    chosen = { manifest: copies.manifest, holders: copies.holders, signature: copies.signature! };
   }
-  const { manifest, holders } = chosen;
+  const { manifest, holders, signature } = chosen;
+  if (signature.state === 'unsigned') {
+    warnings.push(`backup ${manifest.backupId} is UNSIGNED: admitted because unsigned backups were allowed (--allow-unsigned); nothing proves who made it`);
+  }
   return {
     kind: 'backup',
     backupId: manifest.backupId,
@@ -87,9 +113,25 @@ export async function resolveCatalogBackup(reference: string, repositories: Repo
     objects: manifest.objects,
     rowCounts: manifest.rowCounts,
     repositories: holders,
+    signature: signature.state === 'signed' ? { state: 'signed', keyId: signature.keyId } : { state: 'unsigned' },
     skipped,
     warnings,
   };
+}
+
+/**
+ * A backup with no admitted manifest copy: BadSignature when some copy is wrongly signed (never
+ * admitted), else UnsignedBackup. Names the backup and every copy's repository and reason.
+ */
+export function signatureRefusal(subject: string, skipped: SkippedCopy[], trust: Trust): ApplicationFailure {
+  const refusals = skipped.filter((s) => s.errorType === ErrorType.UnsignedBackup || s.errorType === ErrorType.BadSignature);
+  const bad = refusals.some((s) => s.errorType === ErrorType.BadSignature);
+  const copies = refusals.map((s) => s.reason).join('; ');
+  if (bad) {
+    return permanent(ErrorType.BadSignature, `${subject} has no manifest copy signed by a trusted key, and is refused: ${copies}. A backup of ours signed by another key needs that key's public half in signing.publicKeyFiles`, { skipped });
+  }
+  const hint = trust.allowUnsigned ? '' : '; if you know where it came from (a backup made before signing), run again with --allow-unsigned';
+  return permanent(ErrorType.UnsignedBackup, `${subject} is not signed in any repository, and is refused: ${copies}${hint}`, { skipped });
 }
 
 function damagedNote(skipped: SkippedCopy[]): string {

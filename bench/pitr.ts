@@ -180,6 +180,7 @@ export async function runPitrPhase(
   writeYaml(workerConfig, {
     ...common,
     encryption: { publicKeyFile: publicKey, privateKeyHome: stack.keys.privateHome },
+    signing: { privateKeyFile: stack.keys.signing.privateKeyFile },
     restore: { serverUrl: cluster.url('postgres'), workDir },
     wal: { shipIntervalSeconds: RPO_SHIP_INTERVAL },
     pitr: { restoreCommand: `${process.execPath} ${CLI} --config ${postgresConfig} wal-fetch %f %p` },

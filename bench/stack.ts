@@ -94,6 +94,7 @@ export async function startWorkflowStack(dir: string, cluster: PgCluster, say: (
           s3: s3Repository,
         },
         encryption: { publicKeyFile: keys.publicKeyFile },
+        signing: { privateKeyFile: keys.signing.privateKeyFile },
       });
     const stagingDir = path.join(dir, 'restore-staging');
     mkdirSync(stagingDir, { recursive: true, mode: 0o700 });
@@ -104,6 +105,7 @@ export async function startWorkflowStack(dir: string, cluster: PgCluster, say: (
         database: { url: cluster.url(database), binDir: cluster.binDir },
         repositories: { s3: s3Repository },
         encryption: { publicKeyFile: keys.publicKeyFile, privateKeyHome: keys.privateHome },
+        signing: { publicKeyFiles: [keys.signing.publicKeyFile] },
         // The same cluster as the reference data: the bare pg_restore restores there too.
         restore: { serverUrl: cluster.url('postgres'), jobs: RESTORE_JOBS, workDir: stagingDir },
       });

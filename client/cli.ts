@@ -10,6 +10,7 @@ import { backupBaseInput, startBackupBase } from './commands/backupBase.js';
 import { backupDatabaseInput, startBackupDatabase } from './commands/backupDatabase.js';
 import { runListBackups } from './commands/listBackups.js';
 import { expectedSource } from '../activities/sourceMatch.js';
+import { loadVerifier } from '../activities/manifestSignature.js';
 import { drillInput, startDrill } from './commands/drill.js';
 import { restoreDatabaseInput, startRestoreDatabase, type RestoreOptions } from './commands/restore.js';
 import { startVerify, verifyBackupInput } from './commands/verify.js';
@@ -30,6 +31,8 @@ const program = new Command('backupctl')
   .showHelpAfterError();
 
 const jsonOption = () => new Option('--json', 'print exactly one JSON object on stdout');
+const allowUnsignedOption = () =>
+  new Option('--allow-unsigned', 'also admit a backup whose manifest is not signed (made before backups were signed) or a seed-made file; never one signed by an untrusted key');
 
 function config(): Config {
   return loadConfig(program.opts().config);
@@ -152,6 +155,7 @@ pitr
   .option('--await-cutover-approval <hours>', 'after verification, wait this long for `pitr approve`, then switch the application over')
   .option('--wait', 'wait for the recovery and print where the cluster runs')
   .option('--workflow-id <id>', 'workflow id (default pitr-<UTC time>)')
+  .addOption(allowUnsignedOption())
   .addOption(jsonOption())
   .action(
     action(async (options: PitrStartOptions & { json?: boolean }) => {
@@ -196,6 +200,7 @@ restore
   .option('--host <host>', 'the restoring host (default verification.host, else the database host)')
   .option('--wait', 'wait for the restore to finish and print its result')
   .option('--workflow-id <id>', 'workflow id (default restore-database-<UTC time>)')
+  .addOption(allowUnsignedOption())
   .addOption(jsonOption())
   .action(
     action(async (backupRef: string, options: RestoreOptions & { json?: boolean }) => {
@@ -210,11 +215,12 @@ program
   .description('restore a backup id or "latest" into a scratch database, assert its row counts and checks, record the verdict and read every copy back; exit 1 when it fails, 3 when it restores but a copy is damaged')
   .option('--wait', 'wait for the verdict')
   .option('--workflow-id <id>', 'workflow id (default verify-backup-<UTC time>)')
+  .addOption(allowUnsignedOption())
   .addOption(jsonOption())
   .action(
-    action(async (backupRef: string, options: { wait?: boolean; workflowId?: string; json?: boolean }) => {
+    action(async (backupRef: string, options: { wait?: boolean; workflowId?: string; allowUnsigned?: boolean; json?: boolean }) => {
       const cfg = config();
-      const input = verifyBackupInput(cfg, backupRef);
+      const input = verifyBackupInput(cfg, backupRef, options);
       return withClient(cfg, (client) => startVerify(client, input, options, printer(Boolean(options.json))));
     }),
   );
@@ -225,11 +231,12 @@ program
   .option('--backup <id>', 'backup id or "latest"', 'latest')
   .option('--wait', 'wait for the report')
   .option('--workflow-id <id>', 'workflow id (default recovery-drill-<UTC time>)')
+  .addOption(allowUnsignedOption())
   .addOption(jsonOption())
   .action(
-    action(async (options: { backup?: string; wait?: boolean; workflowId?: string; json?: boolean }) => {
+    action(async (options: { backup?: string; wait?: boolean; workflowId?: string; allowUnsigned?: boolean; json?: boolean }) => {
       const cfg = config();
-      const input = drillInput(cfg, options.backup);
+      const input = drillInput(cfg, options.backup, options);
       return withClient(cfg, (client) => startDrill(client, input, options, printer(Boolean(options.json))));
     }),
   );
@@ -243,7 +250,7 @@ program
   .action(
     action(async (options: { json?: boolean }) => {
       const cfg = config();
-      return runListBackups(openRepositories(cfg), printer(Boolean(options.json)), await expectedSource(cfg));
+      return runListBackups(openRepositories(cfg), printer(Boolean(options.json)), await loadVerifier(cfg), await expectedSource(cfg));
     }),
   );
 

@@ -20,6 +20,7 @@ import type { Info } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createDatabaseBackupActivities } from '../activities/databaseBackup.js';
 import { validateConfig } from '../workers/config.js';
+import { ensureSigningKeyPair } from '../client/dev/demoKeys.js';
 import { text } from 'node:stream/consumers';
 import { FreezableRepository } from './fixtures/freezableRepository.js';
 
@@ -79,7 +80,13 @@ async function manifestRace(backupId: string, reuse: boolean): Promise<{ reposit
   const repository = new FilesystemRepository('local', root);
   const frozenWorker = new FreezableRepository(repository);
   const config = validateConfig(
-    { host: 'attack', database: { url: 'postgres://app@127.0.0.1:5432/app' }, repositories: { local: { type: 'filesystem', path: root } }, encryption: { publicKeyFile: path.join(dir, 'none.asc') } },
+    {
+      host: 'attack',
+      database: { url: 'postgres://app@127.0.0.1:5432/app' },
+      repositories: { local: { type: 'filesystem', path: root } },
+      encryption: { publicKeyFile: path.join(dir, 'none.asc') },
+      signing: { privateKeyFile: ensureSigningKeyPair(path.join(dir, 'signing')).privateKeyFile },
+    },
     'attack config',
   );
   const activities = (repositories: FilesystemRepository | FreezableRepository) => createDatabaseBackupActivities({ config, repositories: [repositories] });

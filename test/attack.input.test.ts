@@ -28,7 +28,7 @@ describe.each(['.', '..'])('the backup reference %j', (reference) => {
 
   test('is refused by the catalog as bad input (non-retryable InvalidInput), never reported as unreachable storage', async () => {
     const repositories = [new FilesystemRepository('local', path.join(dir, 'local')), new FilesystemRepository('nas', path.join(dir, 'nas'))];
-    const failure = (await resolveCatalogBackup(reference, repositories, { database: 'app', from: 'unknown' }).catch((err: unknown) => err)) as { type?: string; nonRetryable?: boolean; message?: string };
+    const failure = (await resolveCatalogBackup(reference, repositories, { database: 'app', from: 'unknown' }, { verifier: { keys: [], host: 'test' }, allowUnsigned: false }).catch((err: unknown) => err)) as { type?: string; nonRetryable?: boolean; message?: string };
     expect({ type: failure.type, nonRetryable: failure.nonRetryable }).toEqual({ type: 'InvalidInput', nonRetryable: true });
   });
 });

@@ -58,7 +58,8 @@ test('with the live cluster unreadable and no configured identifier, base backup
   );
   const activities = createPitrActivities({ config, repositories: [shared] });
   const env = new MockActivityEnvironment({ workflowExecution: { workflowId: 'pitr', runId: 'run' } } as Partial<Info>);
-  const window = (await env.run(activities.describeRecoverableWindow).catch((err: unknown) => err)) as RecoverableWindow | Error;
+  // Unsigned test manifests: admitted, so that the source check is what is tested here.
+  const window = (await env.run(activities.describeRecoverableWindow, { allowUnsigned: true }).catch((err: unknown) => err)) as RecoverableWindow | Error;
   if (window instanceof Error) return; // refused: acceptable
   expect(window.baseBackups.map((b) => b.backupId).sort()).not.toEqual(['base-other-host', 'base-ours']);
 });

@@ -33,6 +33,7 @@ beforeAll(async () => {
       database: { url: cluster.url('app') },
       repositories: { local: { type: 'filesystem', path: path.join(dir, 'local') } },
       encryption: { publicKeyFile: keys.publicKeyFile },
+      signing: { privateKeyFile: keys.signing.privateKeyFile },
       logLevel: 'warn',
     },
     'test config',

@@ -7,6 +7,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ApplicationFailure, WorkflowFailedError, WorkflowNotFoundError } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { execa } from 'execa';
 import pino from 'pino';
@@ -106,8 +107,13 @@ test('good input still starts its workflow (so the refusals above are not a brok
   const pitr = await run(['pitr', 'start', '--port', '6543', '--target-time', '2026-11-26T14:30:00+01:00', '--workflow-id', 'accepted-2']);
   expect(pitr.exitCode).toBe(0);
   expect(await exists('accepted-2')).toBe(true);
+  // --allow-unsigned reaches the workflow's input.
+  const unsigned = await run(['restore', 'database', 'latest', '--allow-unsigned', '--workflow-id', 'accepted-3']);
+  expect(unsigned.exitCode).toBe(0);
+  const started = (await temporal.client.workflow.getHandle('accepted-3').fetchHistory()).events![0].workflowExecutionStartedEventAttributes!;
+  expect(defaultPayloadConverter.fromPayload(started.input!.payloads![0] as never)).toMatchObject({ backup: 'latest', allowUnsigned: true });
   // No worker polls here: end them so nothing waits for one.
-  for (const id of ['accepted-1', 'accepted-2']) await temporal.client.workflow.getHandle(id).terminate('test done');
+  for (const id of ['accepted-1', 'accepted-2', 'accepted-3']) await temporal.client.workflow.getHandle(id).terminate('test done');
 });
 
 describe('a repository that can never work fails the backup workflow at once, naming its path', () => {
@@ -144,6 +150,7 @@ describe('a repository that can never work fails the backup workflow at once, na
         database: { url: cluster.url('postgres') },
         repositories: { local: { type: 'filesystem', path: file }, nas: { type: 'filesystem', path: readOnly } },
         encryption: { publicKeyFile: keys.publicKeyFile },
+        signing: { privateKeyFile: keys.signing.privateKeyFile },
         logLevel: 'warn',
       },
       'fs-faults test',

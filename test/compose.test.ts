@@ -399,7 +399,7 @@ describe('docker-compose.temporal.yml', () => {
     for (const source of copied) expect({ source, ignored: ignored.includes(source.replace(/^\.\/|\/$/g, '')) }).toEqual({ source, ignored: false });
   });
 
-  it('gives the worker its configuration and public key read-only, and names the config file', () => {
+  it('gives the worker its configuration, public key and signing key read-only, and names the config file', () => {
     const worker = services[WORKER];
     const workerEnv = env(worker);
     expect(workerEnv.BACKUPCTL_CONFIG).toBe('/etc/backupctl/config.yaml');
@@ -408,6 +408,9 @@ describe('docker-compose.temporal.yml', () => {
     const config = validateConfig(YAML.parse(readFileSync(configMount!.source!, 'utf8')), configMount!.rawSource!);
     const keyMount = mounts(worker).find((m) => m.target === config.encryption.publicKeyFile);
     expect(keyMount).toMatchObject({ type: 'bind', readOnly: true });
+    // The key it signs its manifests with: a bind mount, read-only (a volume would outlive it).
+    const signingMount = mounts(worker).find((m) => m.target === config.signing.privateKeyFile);
+    expect(signingMount).toMatchObject({ type: 'bind', readOnly: true });
     // Filesystem repositories must live on a mount, or a recreated container loses the backups.
     for (const [name, repo] of Object.entries(config.repositories)) {
       if (repo.type !== 'filesystem') continue;

@@ -14,6 +14,7 @@ import { projectTool } from '../client/dev/tools.js';
 import { createCopyAuditActivities } from '../activities/copyAudit.js';
 import { collectStatus, runStatus } from '../client/commands/status.js';
 import { runListBackups } from '../client/commands/listBackups.js';
+import { loadVerifier } from '../activities/manifestSignature.js';
 import { EXIT_COPIES_DAMAGED, runVerify } from '../client/commands/verify.js';
 import type { Printer } from '../client/output.js';
 import { openRepositories, openRepository } from '../activities/storage/index.js';
@@ -140,7 +141,7 @@ describe('local copy corrupt, NAS dump deleted', () => {
 
   test('backups list shows the damaged copies of the last verification', async () => {
     const out = capture();
-    await runListBackups(openRepositories(config), out);
+    await runListBackups(openRepositories(config), out, await loadVerifier(config));
     const row = out.text.split('\n').find((line) => line.includes(backup.backupId))!;
     expect(row).toMatch(/verified: ok \S+, 2 of 3 copies damaged \(local, nas\)/);
     expect(out.text).toContain(`damaged copy nas: ${dumpKey()} missing`);

@@ -24,6 +24,7 @@ import { drillInput } from '../client/commands/drill.js';
 import { pitrStartInput } from '../client/commands/pitr.js';
 import { InputRefused } from '../client/workflowRun.js';
 import { checkTarget } from '../workflows/recoveryTargets.js';
+import { validatePointInTimeRecoveryInput, validateRecoveryDrillInput, validateRestoreDatabaseInput, validateVerifyBackupInput } from '../workflows/inputValidation.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'backupctl-hostile-'));
 const valid = {
@@ -377,6 +378,19 @@ describe('the CLI builds each workflow input with the workflow’s own check, an
     expect(pitrStartInput(config, { port: '6543', targetTime: '2026-11-26T14:30:00+0100' })).toMatchObject({ port: 6543, target: { kind: 'time', value: '2026-11-26T14:30:00+0100' } });
     expect(backupDatabaseInput(config, { repository: ['s3'], compression: 'gzip' })).toEqual({ hostTaskQueue: 'backup@db-1', repositories: ['s3'], compression: 'gzip' });
     expect(drillInput(config)).toMatchObject({ hostTaskQueue: 'backup@dr-1', repository: 's3', backup: 'latest' });
+  });
+
+  test('--allow-unsigned reaches the input of restore, verify, drill and pitr only when given; the workflows refuse anything but a boolean', () => {
+    const given = { allowUnsigned: true };
+    for (const input of [restoreDatabaseInput(config, 'latest', given), verifyBackupInput(config, 'latest', given), drillInput(config, 'latest', given), pitrStartInput(config, given)]) {
+      expect(input).toMatchObject(given);
+    }
+    for (const input of [restoreDatabaseInput(config, 'latest', {}), verifyBackupInput(config, 'latest'), drillInput(config), pitrStartInput(config, {})]) {
+      expect(input).not.toHaveProperty('allowUnsigned');
+    }
+    const checks = [validateRestoreDatabaseInput, validateVerifyBackupInput, validateRecoveryDrillInput, validatePointInTimeRecoveryInput] as ((input: any) => void)[];
+    const base = { hostTaskQueue: 'backup@db-1', backup: 'latest', repository: 's3', allowUnsigned: 'yes' };
+    for (const check of checks) expect(() => check(base)).toThrow(/input\.allowUnsigned is "yes"; expected true or false/);
   });
 });
 

@@ -5,13 +5,20 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
+import { generateKeyPairSync } from 'node:crypto';
 import { manifestKey, objectKey, readManifest, readManifestCopies, scanManifests, type Component } from '../activities/catalog.js';
+import { keyIdOf, signManifest, type Trust } from '../activities/manifestSignature.js';
 import { openRepositories } from '../activities/storage/index.js';
 import type { Repository } from '../activities/storage/repository.js';
 import { psqlRestricts } from '../activities/restoreSource.js';
 
 let dir: string;
 let repositories: Repository[];
+const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+const signer = { keyId: keyIdOf(publicKey), privateKey };
+const trust: Trust = { verifier: { keys: [{ keyId: signer.keyId, publicKey, file: '/test/signing.pub' }], host: 'test' }, allowUnsigned: false };
+/** A manifest as the backup host stores it: signed. */
+const signed = (m: Record<string, unknown>) => JSON.stringify(signManifest(m, signer));
 
 beforeEach(() => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'backupctl-manifests-'));
@@ -82,22 +89,22 @@ describe.each(['database', 'base'] as const)('%s manifests', (component) => {
   test.each(lies)('a copy that is %s is skipped and reported; the next whole copy is used', async (_name, lie) => {
     const id = 'backup-1';
     await put(repositories[0], manifestKey(component, id), lie(id));
-    await put(repositories[1], manifestKey(component, id), JSON.stringify(manifest(component, id)));
-    const copies = await readManifestCopies(repositories, component, id);
+    await put(repositories[1], manifestKey(component, id), signed(manifest(component, id)));
+    const copies = await readManifestCopies(repositories, component, id, trust);
     expect(copies.manifest).toMatchObject({ backupId: id, component });
     expect(copies.holders).toEqual(['nas']);
     expect(copies.skipped).toEqual([expect.objectContaining({ repository: 'local', key: manifestKey(component, id), errorType: 'ManifestDamaged' })]);
     await expect(readManifest(repositories[0], component, id)).rejects.toMatchObject({ type: 'ManifestDamaged', nonRetryable: true });
-    const scan = await scanManifests(repositories[0], component);
+    const scan = await scanManifests(repositories[0], component, trust.verifier);
     expect(scan.manifests).toEqual([]);
     expect(scan.damaged).toHaveLength(1);
   });
 
   test('copies that differ: the first whole one is used, the other reported', async () => {
     const id = 'backup-2';
-    await put(repositories[0], manifestKey(component, id), JSON.stringify(manifest(component, id)));
-    await put(repositories[1], manifestKey(component, id), JSON.stringify({ ...manifest(component, id), finishedAt: '2026-11-27T03:00:00.000Z' }));
-    const copies = await readManifestCopies(repositories, component, id);
+    await put(repositories[0], manifestKey(component, id), signed(manifest(component, id)));
+    await put(repositories[1], manifestKey(component, id), signed({ ...manifest(component, id), finishedAt: '2026-11-27T03:00:00.000Z' }));
+    const copies = await readManifestCopies(repositories, component, id, trust);
     expect(copies.manifest!.finishedAt).toBe('2026-11-27T02:01:00.000Z');
     expect(copies.holders).toEqual(['local']);
     expect(copies.skipped).toEqual([expect.objectContaining({ repository: 'nas', reason: expect.stringContaining('differs from the copy in local') })]);
@@ -106,7 +113,7 @@ describe.each(['database', 'base'] as const)('%s manifests', (component) => {
   test('the reason never quotes the manifest', async () => {
     const id = 'backup-3';
     await put(repositories[0], manifestKey(component, id), '{"backupId": "sk_live_secret-in-a-manifest", ');
-    const copies = await readManifestCopies(repositories, component, id);
+    const copies = await readManifestCopies(repositories, component, id, trust);
     expect(copies.manifest).toBeUndefined();
     expect(JSON.stringify(copies.skipped)).not.toContain('sk_live');
   });

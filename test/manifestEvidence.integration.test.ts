@@ -3,6 +3,7 @@
 // shared by a second database of the same cluster and by a second host whose database has the
 // same name; manifests are copied, truncated and altered as a hostile operator or a failing
 // disk would.
+import { createPrivateKey } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -10,6 +11,7 @@ import { WorkflowFailedError, type Workflow } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import pino from 'pino';
 import { readCatalog } from '../client/commands/listBackups.js';
+import { loadVerifier, signManifest } from '../activities/manifestSignature.js';
 import { collectStatus } from '../client/commands/status.js';
 import { openRepositories } from '../activities/storage/index.js';
 import type { ExpectedSource } from '../activities/sourceMatch.js';
@@ -143,7 +145,7 @@ describe('item 6: a repository shared by two databases and two hosts', () => {
   });
 
   test('backups list and status show only our backups as ours; the others are listed apart', async () => {
-    const catalog = await readCatalog(openRepositories(dbConfig), expected());
+    const catalog = await readCatalog(openRepositories(dbConfig), await loadVerifier(dbConfig), expected());
     expect(catalog.entries.map((e) => e.backupId)).toEqual([backups.a.backupId, backups.b.backupId]);
     expect(catalog.otherSources.map((o) => o.backupId).sort()).toEqual([backups.otherDb.backupId, backups.otherHost.backupId].sort());
     const status = await collectStatus(undefined, 'not connected in this test', dbConfig, openRepositories(dbConfig));
@@ -167,10 +169,11 @@ describe('item 6: a repository shared by two databases and two hosts', () => {
     });
     const { expectedSource } = await import('../activities/sourceMatch.js');
     const { resolveCatalogBackup } = await import('../activities/restoreSource.js');
-    const source = await resolveCatalogBackup('latest', openRepositories(dbConfig), await expectedSource(newHost));
+    const trust = { verifier: await loadVerifier(dbConfig), allowUnsigned: false };
+    const source = await resolveCatalogBackup('latest', openRepositories(dbConfig), await expectedSource(newHost), trust);
     expect(source).toMatchObject({ backupId: backups.otherHost.backupId, repositories: ['local', 'nas', 's3'], warnings: [] });
     // Without it, the live cluster decides.
-    const live = await resolveCatalogBackup('latest', openRepositories(dbConfig), await expectedSource(dbConfig));
+    const live = await resolveCatalogBackup('latest', openRepositories(dbConfig), await expectedSource(dbConfig), trust);
     expect(live.backupId).toBe(backups.b.backupId);
   });
 
@@ -187,6 +190,8 @@ describe('item 6: a repository shared by two databases and two hosts', () => {
       for (const o of manifestBefore.objects) copyFileSync(path.join(dir(repository), o.key), path.join(to, path.basename(o.key)));
       const manifest = JSON.parse(readFileSync(path.join(from, 'manifest.json'), 'utf8'));
       delete manifest.source.systemIdentifier;
+      // An older backupctl signed nothing.
+      delete manifest.signature;
       manifest.backupId = legacy;
       manifest.startedAt = startedAt;
       for (const o of manifest.objects) o.key = `database/${legacy}/${path.basename(o.key)}`;
@@ -194,7 +199,7 @@ describe('item 6: a repository shared by two databases and two hosts', () => {
     }
     const latest = await restore('ev-restore-latest-2', {});
     expect(latest.result?.source).toMatchObject({ backupId: backups.b.backupId });
-    const explicit = await restore('ev-restore-legacy', { backup: legacy });
+    const explicit = await restore('ev-restore-legacy', { backup: legacy, allowUnsigned: true });
     expect(explicit.failure).toBeUndefined();
     expect(explicit.result!.restored.warnings?.join(' ')).toContain('records no cluster system identifier');
   });
@@ -227,7 +232,7 @@ describe('item 5: a manifest must name the backup it is asked for', () => {
     mkdirSync(fake, { recursive: true });
     copyFileSync(manifestFile('local', backups.a.backupId), path.join(fake, 'manifest.json'));
     try {
-      const catalog = await readCatalog(openRepositories(dbConfig), expected());
+      const catalog = await readCatalog(openRepositories(dbConfig), await loadVerifier(dbConfig), expected());
       const a = catalog.entries.find((e) => e.backupId === backups.a.backupId)!;
       expect(a.foundIn).toEqual(['local', 'nas', 's3']);
       expect(catalog.damaged).toEqual([expect.objectContaining({ repository: 'local', key: 'database/ev-fake/manifest.json', errorType: 'ManifestDamaged' })]);
@@ -258,7 +263,10 @@ describe('item 7: a damaged manifest is a damaged copy', () => {
     await keepingManifests([backups.b.backupId], async () => {
       const altered = JSON.parse(readFileSync(manifestFile('nas', backups.b.backupId), 'utf8'));
       altered.rowCounts = Object.fromEntries(Object.keys(altered.rowCounts).map((t) => [t, 1]));
-      await putManifest(backups.b.backupId, Buffer.from(JSON.stringify(altered)), ['nas']);
+      // Signed again with the trusted key: a copy that is genuine but differs (an altered copy
+      // that is not signed again is a BadSignature copy, signing.integration.test.ts).
+      const signer = { keyId: env.keys.signing.keyId, privateKey: createPrivateKey(readFileSync(env.keys.signing.privateKeyFile, 'utf8')) };
+      await putManifest(backups.b.backupId, Buffer.from(JSON.stringify(signManifest(altered, signer))), ['nas']);
       const { result, failure } = await restore('ev-restore-differs', { backup: backups.b.backupId });
       expect(failure).toBeUndefined();
       expect(result!.inspection.rowCounts).toEqual(backups.b.rowCounts);
@@ -282,7 +290,7 @@ describe('item 11: a seed file is hostile input', () => {
   test("a failing .sql file's content reaches neither the error nor the workflow history", async () => {
     const file = path.join(files, 'leaky.sql');
     writeFileSync(file, `${header}CREATE TABLE t (a int);\nINSERT INTO t VALUES ('${secret}');\n`);
-    const { failure, handle } = await restore('ev-restore-leaky', { backup: file });
+    const { failure, handle } = await restore('ev-restore-leaky', { backup: file, allowUnsigned: true });
     const history = JSON.stringify(await handle.fetchHistory());
     expect(history).not.toContain(secret);
     expect(history).not.toContain('VerySecret');
@@ -295,7 +303,7 @@ describe('item 11: a seed file is hostile input', () => {
     const proof = path.join(files, 'pwned');
     const file = path.join(files, 'shell.sql');
     writeFileSync(file, `${header}CREATE TABLE t (a int);\n\\! touch ${proof}\n`);
-    const { failure } = await restore('ev-restore-shell', { backup: file });
+    const { failure } = await restore('ev-restore-shell', { backup: file, allowUnsigned: true });
     expect(failure?.type).toBe('RestoreFailed');
     expect(existsSync(proof)).toBe(false);
   });

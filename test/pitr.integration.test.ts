@@ -87,6 +87,8 @@ beforeAll(async () => {
   writeYaml(configFile, {
     ...base,
     encryption: { ...base.encryption, privateKeyHome: env.keys.privateHome },
+    // The worker signs the base backups' manifests; wal-fetch (the postgres OS user) needs no key.
+    signing: { privateKeyFile: env.keys.signing.privateKeyFile },
     restore: { serverUrl: primary.url('postgres'), workDir: path.join(dir, 'work') },
     wal: { shipIntervalSeconds: 1 },
     pitr: { restoreCommand: `${process.execPath} ${CLI} --config ${postgresConfig} wal-fetch %f %p` },

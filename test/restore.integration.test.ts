@@ -10,6 +10,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { execa } from 'execa';
 import pino from 'pino';
 import { readCatalog } from '../client/commands/listBackups.js';
+import { loadVerifier } from '../activities/manifestSignature.js';
 import { ensureKeyPair } from '../client/dev/demoKeys.js';
 import { projectTool } from '../client/dev/tools.js';
 import { stopAgent } from '../activities/encryption.js';
@@ -181,7 +182,7 @@ test('weekly verification: counts as recorded, amcheck, freshness; scratch dropp
   expect(report.inspection!.amcheck).toMatchObject({ name: 'pg_amcheck', ok: true });
   expect(report.inspection!.newestSearchSession).toMatch(/^\d{4}-\d\d-\d\dT/);
   expect((await databases(env.source)).filter((d) => d.startsWith('backupctl_'))).toEqual([]);
-  const { entries } = await readCatalog(openRepositories(dbConfig));
+  const { entries } = await readCatalog(openRepositories(dbConfig), await loadVerifier(dbConfig));
   expect(entries.find((e) => e.backupId === backup.backupId)!.lastVerification).toMatchObject({ reportId: report.reportId, ok: true });
 });
 
@@ -236,11 +237,12 @@ describe('corrupt copies', () => {
   });
 });
 
+// Files carry no signed manifest: restored only when unsigned sources are allowed (--allow-unsigned).
 describe('files made by the old scripts', () => {
   test('a pg_dump custom-format .backup file restores with its counts', async () => {
     const file = path.join(env.dir, 'full_backup_20261120.backup');
     await execa(path.join(env.source.binDir, 'pg_dump'), ['-Fc', `--file=${file}`], { env: env.source.env(SOURCE_DB) });
-    const { result, failure } = await restore('restore-seed-backup-file', { backup: file, into: 'restored_seed_custom' });
+    const { result, failure } = await restore('restore-seed-backup-file', { backup: file, into: 'restored_seed_custom', allowUnsigned: true });
     expect(failure).toBeUndefined();
     expect(result!.restored.copy).toEqual({ path: file });
     expect(await tableChecksums(env.source, 'restored_seed_custom')).toEqual(sourceSums);
@@ -249,7 +251,7 @@ describe('files made by the old scripts', () => {
   test('a .sql.gz file restores through psql', async () => {
     const file = path.join(env.dir, 'full_backup_20261120.sql.gz');
     execSync(`${env.source.binDir}/pg_dump ${SOURCE_DB} | gzip > ${file}`, { env: { ...process.env, ...env.source.env(SOURCE_DB) } });
-    const { result, failure } = await restore('restore-seed-sql-gz', { backup: file, into: 'restored_seed_sqlgz' });
+    const { result, failure } = await restore('restore-seed-sql-gz', { backup: file, into: 'restored_seed_sqlgz', allowUnsigned: true });
     expect(failure).toBeUndefined();
     expect(await tableChecksums(env.source, 'restored_seed_sqlgz')).toEqual(sourceSums);
     expect(result!.inspection.checks[0]).toMatchObject({ ok: true });
@@ -332,7 +334,7 @@ describe('bad input: a clear non-retryable error, nothing lost, nothing left', (
     const file = path.join(env.dir, 'broken.sql');
     const header = '--\n-- PostgreSQL database dump\n--\n\n';
     writeFileSync(file, `${header}CREATE TABLE fine (id int);\nINSERT INTO fine VALUES (1);\nINSERT INTO no_such_table VALUES (1);\nCREATE TABLE after (id int);\n`);
-    const failure = await failureWith('broken-sql', { backup: file, into: 'restored_broken' });
+    const failure = await failureWith('broken-sql', { backup: file, into: 'restored_broken', allowUnsigned: true });
     // The error kind and the file's line; the statement itself is the file's content, never quoted.
     expect(failure).toMatchObject({ type: 'RestoreFailed', message: expect.stringContaining('line 7: ERROR: relation') });
   });

@@ -129,6 +129,25 @@ export const configSchema = z.strictObject({
     /** GNUPGHOME holding the private key: set only on hosts that restore, verify or drill. */
     privateKeyHome: absolutePath.optional(),
   }),
+  /**
+   * Authenticity of backups: the backup host signs every manifest (which holds each object's
+   * size and sha256) with an Ed25519 key of its own, separate from the encryption key; restores,
+   * verifications, drills and point-in-time recovery use only manifests whose signature
+   * verifies under one of the listed public keys.
+   */
+  signing: z
+    .strictObject({
+      /** PEM (PKCS#8) Ed25519 PRIVATE key: only on hosts that make backups. Its public half is trusted here too. */
+      privateKeyFile: absolutePath.optional(),
+      /** PEM (SPKI) Ed25519 public keys whose signatures are trusted: the current one and, after a rotation, the older ones. */
+      publicKeyFiles: z.array(absolutePath).default([]),
+      /**
+       * false lets a host without privateKeyFile make UNSIGNED backups (insecure: restores refuse
+       * them unless run with --allow-unsigned). Default true: such a backup fails at once.
+       */
+      required: z.boolean().default(true),
+    })
+    .prefault({}),
   /** Physical base backups (pg_basebackup) for point-in-time recovery. */
   baseBackup: z
     .strictObject({

@@ -1,6 +1,6 @@
 // Inputs and results of physical backups and point-in-time recovery: base backups, the WAL
 // archive, and recovery to a target. Imports nothing from Node: bundled into the sandbox.
-import type { Compression, CopyReport, StoredObject } from './types.js';
+import type { Compression, CopyReport, ManifestSignature, StoredObject } from './types.js';
 
 export interface BaseBackupInput {
   /** Task queue of the worker on the database host. */
@@ -52,6 +52,8 @@ export interface BaseBackupManifest {
   encryption: { type: 'openpgp'; recipientFingerprint: string };
   objects: StoredObject[];
   copies: CopyReport[];
+  /** Present in stored manifests made by a host with a signing key. */
+  signature?: ManifestSignature;
 }
 
 export interface BaseBackupResult {
@@ -141,6 +143,11 @@ export interface PointInTimeRecoveryInput {
    * services, run pitr.cutoverCommand and start them again. Without it, nothing live changes.
    */
   awaitCutoverApprovalHours?: number;
+  /**
+   * Admit a backup whose manifest is not signed (made before backups were signed). A wrongly
+   * signed manifest is never admitted. Default false.
+   */
+  allowUnsigned?: boolean;
 }
 
 export interface CutoverOutcome {

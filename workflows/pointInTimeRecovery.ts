@@ -10,7 +10,7 @@ import { describeFailure, surfaceFailure } from './failures.js';
 import { approveCutoverSignal, pitrStateQuery, setTargetTimeSignal, setTargetUpdate } from './messages.js';
 import type { CutoverOutcome, PitrState, PointInTimeRecoveryInput, PointInTimeRecoveryResult, RecoveryCluster, RecoveryTarget } from './pitrTypes.js';
 import { checkTarget, type TargetVerdict } from './recoveryTargets.js';
-import { checkObject, checkTaskQueue, invalidInput } from './restoreInput.js';
+import { checkAllowUnsigned, checkObject, checkTaskQueue, invalidInput } from './restoreInput.js';
 import { ErrorType } from './types.js';
 
 /** While waiting for a target, the window is refreshed this often (new WAL arrives). */
@@ -63,10 +63,10 @@ export async function pointInTimeRecovery(input: PointInTimeRecoveryInput): Prom
 
   let cluster: RecoveryCluster | undefined;
   try {
-    state.window = await quick.describeRecoverableWindow();
+    state.window = await quick.describeRecoverableWindow({ allowUnsigned: input.allowUnsigned });
     if (input.target) offer(input.target);
     while (!state.target) {
-      if (!(await condition(() => state.target !== null, WINDOW_REFRESH))) state.window = await quick.describeRecoverableWindow();
+      if (!(await condition(() => state.target !== null, WINDOW_REFRESH))) state.window = await quick.describeRecoverableWindow({ allowUnsigned: input.allowUnsigned });
     }
     const waitedAt = Date.now();
     const target = state.target;
@@ -74,7 +74,7 @@ export async function pointInTimeRecovery(input: PointInTimeRecoveryInput): Prom
     log.info('recovering', { target, baseBackup: base.backupId });
 
     state.phase = 'restoring-base-backup';
-    cluster = await long.prepareRecoveryCluster({ workflowId, baseBackupId: base.backupId, target, dataDir: input.dataDir, port: input.port });
+    cluster = await long.prepareRecoveryCluster({ workflowId, baseBackupId: base.backupId, target, dataDir: input.dataDir, port: input.port, allowUnsigned: input.allowUnsigned });
     state.cluster = cluster;
     await quick.startRecoveryCluster(cluster);
     const restoredAt = Date.now();
@@ -151,6 +151,7 @@ export function validateInput(input: PointInTimeRecoveryInput): void {
     throw invalidInput('awaitCutoverApprovalHours', input.awaitCutoverApprovalHours, 'expected hours from 0 to 720');
   }
   checkTaskQueue(input.hostTaskQueue);
+  checkAllowUnsigned(input.allowUnsigned);
   if (input.dataDir !== undefined && (typeof input.dataDir !== 'string' || !input.dataDir.startsWith('/'))) {
     throw invalidInput('dataDir', input.dataDir, 'expected an absolute path to a new or empty folder');
   }

@@ -7,7 +7,7 @@ import { describeFailure, surfaceFailure } from './failures.js';
 import { progressQuery } from './messages.js';
 import { dropScratchThenReport, validateWith } from './saga.js';
 import { inspectionProblems } from './verdicts.js';
-import { checkBackupReference, checkJobs, checkObject, checkTaskQueue, invalidInput, shortTag, stamp } from './restoreInput.js';
+import { checkAllowUnsigned, checkBackupReference, checkJobs, checkObject, checkTaskQueue, invalidInput, shortTag, stamp } from './restoreInput.js';
 import type { DrillReport, RecoveryDrillInput, RestoreProgress } from './restoreTypes.js';
 import { ErrorType } from './types.js';
 
@@ -39,7 +39,7 @@ export async function recoveryDrill(input: RecoveryDrillInput): Promise<DrillRep
   };
   let failure: unknown;
   try {
-    const { source } = await quick.resolveRestoreSource({ backup: input.backup, repositories: [input.repository] });
+    const { source } = await quick.resolveRestoreSource({ backup: input.backup, repositories: [input.repository], allowUnsigned: input.allowUnsigned });
     if (source.kind !== 'backup') throw ApplicationFailure.nonRetryable('the drill takes a catalog backup', ErrorType.InvalidInput);
     report.backupId = source.backupId;
     report.rpoSeconds = (started - Date.parse(source.takenAt)) / 1000;
@@ -80,6 +80,7 @@ export function validateInput(input: RecoveryDrillInput): void {
   checkTaskQueue(input.hostTaskQueue);
   checkBackupReference(input.backup, false);
   checkJobs(input.jobs);
+  checkAllowUnsigned(input.allowUnsigned);
   if (typeof input.repository !== 'string' || !/^[a-z][a-z0-9_-]{0,39}$/.test(input.repository)) {
     throw invalidInput('repository', input.repository, 'expected the name of the offsite repository, such as "s3"');
   }

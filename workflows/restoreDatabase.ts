@@ -8,7 +8,7 @@ import { describeFailure, surfaceFailure } from './failures.js';
 import { progressQuery } from './messages.js';
 import { compensate, validateWith, type Compensation } from './saga.js';
 import { inspectionProblems } from './verdicts.js';
-import { DATABASE_NAME, checkBackupReference, checkJobs, checkObject, checkTaskQueue, databaseName, invalidInput, stamp } from './restoreInput.js';
+import { DATABASE_NAME, checkAllowUnsigned, checkBackupReference, checkJobs, checkObject, checkTaskQueue, databaseName, invalidInput, stamp } from './restoreInput.js';
 import type { RestoreDatabaseInput, RestoreDatabaseResult, RestoreProgress } from './restoreTypes.js';
 import { ErrorType } from './types.js';
 
@@ -24,7 +24,7 @@ export async function restoreDatabase(input: RestoreDatabaseInput): Promise<Rest
 
   const compensations: Compensation[] = [];
   try {
-    const { source, liveDatabase } = await quick.resolveRestoreSource({ backup: input.backup });
+    const { source, liveDatabase } = await quick.resolveRestoreSource({ backup: input.backup, allowUnsigned: input.allowUnsigned });
     const database = input.into ?? databaseName(liveDatabase, `_restore_${stamp(new Date(started))}`);
     progress.database = database;
     if (input.replace && database === liveDatabase) throw invalidInput('into', input.into, 'must differ from the live database it replaces');
@@ -97,6 +97,7 @@ export function validateInput(input: RestoreDatabaseInput): void {
   checkTaskQueue(input.hostTaskQueue);
   checkBackupReference(input.backup, true);
   checkJobs(input.jobs);
+  checkAllowUnsigned(input.allowUnsigned);
   if (input.into !== undefined && (typeof input.into !== 'string' || !DATABASE_NAME.test(input.into))) {
     throw invalidInput('into', input.into, 'expected a database name of lower-case letters, digits and _ (at most 63)');
   }

@@ -27,6 +27,11 @@ export function checkBackupReference(value: unknown, allowFiles: boolean): void 
   }
 }
 
+/** Only passed on to the activities that read manifests: no command depends on it. */
+export function checkAllowUnsigned(value: unknown): void {
+  if (value !== undefined && typeof value !== 'boolean') throw invalidInput('allowUnsigned', value, 'expected true or false');
+}
+
 export function checkJobs(value: unknown): void {
   if (value !== undefined && (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 64)) {
     throw invalidInput('jobs', value, 'expected a whole number from 1 to 64');

@@ -23,7 +23,12 @@ export interface CatalogSource {
   rowCounts: Record<string, number>;
   /** Repositories holding the manifest, in the order copies are tried. */
   repositories: string[];
-  /** Manifest copies that were not used (damaged, another backup's, different content). */
+  /**
+   * signed: the manifest verified under a trusted signing key (keyId); unsigned: admitted only
+   * because unsigned backups were explicitly allowed. Absent in sources resolved before backups were signed.
+   */
+  signature?: { state: 'signed'; keyId: string } | { state: 'unsigned' };
+  /** Manifest copies that were not used (damaged, unsigned or wrongly signed, another backup's, different content). */
   skipped?: SkippedCopy[];
   /** What the operator must hear about the choice: a source that could not be fully checked. */
   warnings?: string[];
@@ -90,6 +95,11 @@ export interface RestoreDatabaseInput {
   replace?: boolean;
   /** pg_restore -j; default the host's restore.jobs. */
   jobs?: number;
+  /**
+   * Admit a backup whose manifest is not signed (made before backups were signed), or a file made by the old scripts (no manifest at all). A wrongly
+   * signed manifest is never admitted. Default false.
+   */
+  allowUnsigned?: boolean;
 }
 
 export interface RestoreTiming {
@@ -123,6 +133,11 @@ export interface VerifyBackupInput {
   jobs?: number;
   /** Run pg_amcheck over every table and index of the scratch database (default true). */
   amcheck?: boolean;
+  /**
+   * Admit a backup whose manifest is not signed (made before backups were signed). A wrongly
+   * signed manifest is never admitted. Default false.
+   */
+  allowUnsigned?: boolean;
 }
 
 /** What reading one stored object back in full found, in one repository. */
@@ -207,6 +222,11 @@ export interface RecoveryDrillInput {
   /** Optional URL that must answer 2xx once the drill's checks pass. */
   healthUrl?: string;
   jobs?: number;
+  /**
+   * Admit a backup whose manifest is not signed (made before backups were signed). A wrongly
+   * signed manifest is never admitted. Default false.
+   */
+  allowUnsigned?: boolean;
 }
 
 export interface DrillReport {

@@ -46,6 +46,13 @@ export const ErrorType = {
   AttemptSuperseded: 'AttemptSuperseded',
   /** Another session holds backupctl's lock on a database name for too long. */
   TargetDatabaseBusy: 'TargetDatabaseBusy',
+  /**
+   * A backup with no signed manifest (made before backups were signed, by a host without a
+   * signing key, planted, or a seed-made file): refused unless explicitly admitted.
+   */
+  UnsignedBackup: 'UnsignedBackup',
+  /** A manifest whose signature does not verify under any configured signing public key: never used. */
+  BadSignature: 'BadSignature',
 } as const;
 export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];
 
@@ -128,6 +135,21 @@ export interface CopyReport {
   verified: boolean;
 }
 
+/**
+ * A manifest's signature, made on the backup host with its signing key: Ed25519 over
+ * `backupctl-manifest-v1\n` + the manifest's JSON without this field (manifestSignature.ts).
+ */
+export interface ManifestSignature {
+  algorithm: 'ed25519';
+  /** sha256 of the signing public key (SPKI DER), hex. */
+  keyId: string;
+  /** The signature, base64. */
+  value: string;
+}
+
+/** What a manifest's signature proves: signed by a configured key, not signed at all, or wrongly signed. */
+export type SignatureVerdict = { state: 'signed'; keyId: string } | { state: 'unsigned' } | { state: 'bad-signature'; reason: string };
+
 export interface BackupManifest {
   formatVersion: 1;
   backupId: string;
@@ -144,6 +166,8 @@ export interface BackupManifest {
   readabilityCheck: string;
   copies: CopyReport[];
   warnings: string[];
+  /** Present in stored manifests made by a host with a signing key. */
+  signature?: ManifestSignature;
 }
 
 export interface DatabaseBackupResult {

@@ -10,7 +10,7 @@ import { describeFailure, surfaceFailure } from './failures.js';
 import { progressQuery } from './messages.js';
 import { dropScratchThenReport, validateWith } from './saga.js';
 import { inspectionProblems } from './verdicts.js';
-import { checkBackupReference, checkJobs, checkObject, checkTaskQueue, invalidInput, shortTag, stamp } from './restoreInput.js';
+import { checkAllowUnsigned, checkBackupReference, checkJobs, checkObject, checkTaskQueue, invalidInput, shortTag, stamp } from './restoreInput.js';
 import type { RestoreProgress, VerificationReport, VerifyBackupInput } from './restoreTypes.js';
 import { ErrorType, type StoredObject } from './types.js';
 
@@ -38,12 +38,12 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<Verificati
     scratchDropped: false,
   };
   let failure: unknown;
-  let toAudit: { backupId: string; objects: StoredObject[] } | undefined;
+  let toAudit: { backupId: string; objects: StoredObject[]; allowUnsigned?: boolean } | undefined;
   try {
-    const { source } = await quick.resolveRestoreSource({ backup: input.backup });
+    const { source } = await quick.resolveRestoreSource({ backup: input.backup, allowUnsigned: input.allowUnsigned });
     if (source.kind !== 'backup') throw ApplicationFailure.nonRetryable('verification takes a catalog backup', ErrorType.InvalidInput);
     report.backupId = source.backupId;
-    toAudit = { backupId: source.backupId, objects: source.objects };
+    toAudit = { backupId: source.backupId, objects: source.objects, allowUnsigned: input.allowUnsigned };
     progress.phase = 'restoring';
     report.restored = await long.restoreIntoNewDatabase({ workflowId, source, database: scratch, jobs: input.jobs });
     progress.phase = 'verifying';
@@ -94,5 +94,6 @@ export function validateInput(input: VerifyBackupInput): void {
   checkTaskQueue(input.hostTaskQueue);
   checkBackupReference(input.backup, false);
   checkJobs(input.jobs);
+  checkAllowUnsigned(input.allowUnsigned);
   if (input.amcheck !== undefined && typeof input.amcheck !== 'boolean') throw invalidInput('amcheck', input.amcheck, 'expected true or false');
 }

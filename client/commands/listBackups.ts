@@ -1,12 +1,14 @@
 // `backupctl backups list`: the catalog, read from the manifests in every repository and
 // merged by backup id, so a backup missing from one repository shows it. Only backups of the
 // configured source (database and cluster) are listed as ours; the others in a shared
-// repository, and damaged manifests, are listed apart.
-import { latestVerification, manifestKey, scanManifests } from '../../activities/catalog.js';
+// repository, and damaged manifests, are listed apart. Every backup says whether its manifest
+// is signed by a trusted key; unsigned and wrongly signed ones are marked.
+import { chooseCopy, latestVerification, manifestKey, scanManifests, type ManifestCopy } from '../../activities/catalog.js';
+import type { Verifier } from '../../activities/manifestSignature.js';
 import { sourceVerdict, type ExpectedSource, type SourceVerdict } from '../../activities/sourceMatch.js';
 import { redact } from '../../activities/redact.js';
 import type { Repository } from '../../activities/storage/repository.js';
-import { ErrorType, type BackupManifest } from '../../workflows/types.js';
+import type { BackupManifest, SignatureVerdict } from '../../workflows/types.js';
 import { copyProblems, copySummary } from '../../workflows/copyVerdict.js';
 import type { SkippedCopy, VerificationReport, VerificationState } from '../../workflows/restoreTypes.js';
 import { formatBytes, type Printer } from '../output.js';
@@ -27,7 +29,14 @@ export interface CatalogEntry {
   bytes: number;
   sha256: string;
   rowCounts: Record<string, number>;
-  /** Repositories whose manifest lists this backup (whole, and identical to the first). */
+  /**
+   * What the manifest's signature proves: signed by a trusted key (signedBy); unsigned (never
+   * `latest`, restored only with --allow-unsigned); bad-signature (never used: signatureProblem says why).
+   */
+  signature: SignatureVerdict['state'];
+  signedBy?: string;
+  signatureProblem?: string;
+  /** Repositories whose manifest lists this backup (whole, and identical to the one shown). */
   foundIn: string[];
   copies: BackupManifest['copies'];
   /** The newest verification report of this backup, from any repository. */
@@ -63,60 +72,63 @@ export interface Catalog {
   errors: { repository: string; error: string }[];
 }
 
-/** The catalog; without `expected`, every backup counts as ours (source unchecked). */
-export async function readCatalog(repositories: Repository[], expected?: ExpectedSource): Promise<Catalog> {
-  const byId = new Map<string, { entry: CatalogEntry; body: string; verdict: SourceVerdict }>();
+/**
+ * The catalog; without `expected`, every backup counts as ours (source unchecked). Each backup
+ * says what its manifest's signature proves under `verifier`: the copy shown is the first
+ * signed one, else the first unsigned, else the first wrongly signed; the other copies that
+ * are less proven or differ are listed as damaged.
+ */
+export async function readCatalog(repositories: Repository[], verifier: Verifier, expected?: ExpectedSource): Promise<Catalog> {
+  const copiesById = new Map<string, ManifestCopy<'database'>[]>();
   const errors: Catalog['errors'] = [];
   const damaged: SkippedCopy[] = [];
   for (const repository of repositories) {
     let scan;
     try {
-      scan = await scanManifests(repository, 'database');
+      scan = await scanManifests(repository, 'database', verifier);
     } catch (err) {
       errors.push({ repository: repository.name, error: redact((err as Error).message ?? String(err)) });
       continue;
     }
     damaged.push(...scan.damaged);
-    for (const m of scan.manifests) {
-      const body = JSON.stringify(m);
-      const seen = byId.get(m.backupId);
-      if (seen) {
-        if (seen.body === body) seen.entry.foundIn.push(repository.name);
-        else {
-          const first = seen.entry.foundIn[0];
-          damaged.push({
-            repository: repository.name,
-            key: manifestKey('database', m.backupId),
-            reason: `manifest ${manifestKey('database', m.backupId)} in ${repository.name} differs from the copy in ${first}; the copy in ${first} is used`,
-            errorType: ErrorType.ManifestDamaged,
-          });
-        }
-        continue;
-      }
-      const dump = m.objects.find((o) => o.role === 'dump');
-      const verdict: SourceVerdict = expected ? sourceVerdict(m.source, expected) : m.source.systemIdentifier ? { kind: 'unchecked', systemIdentifier: m.source.systemIdentifier } : { kind: 'unrecorded' };
-      byId.set(m.backupId, {
-        body,
-        verdict,
-        entry: {
-          backupId: m.backupId,
-          component: m.component,
-          startedAt: m.startedAt,
-          finishedAt: m.finishedAt,
-          database: m.source.database,
-          systemIdentifier: m.source.systemIdentifier ?? null,
-          sourceMatch: verdict.kind === 'match' || verdict.kind === 'unchecked' || verdict.kind === 'unrecorded' ? verdict.kind : 'unchecked',
-          bytes: dump?.bytes ?? 0,
-          sha256: dump?.sha256 ?? '',
-          rowCounts: m.rowCounts,
-          foundIn: [repository.name],
-          copies: m.copies,
-        },
-      });
+    for (const { manifest, signature } of scan.manifests) {
+      const copies = copiesById.get(manifest.backupId) ?? [];
+      copies.push({ repository: repository.name, manifest, signature });
+      copiesById.set(manifest.backupId, copies);
     }
   }
-  const ours = [...byId.values()].filter((v) => v.verdict.kind !== 'otherDatabase' && v.verdict.kind !== 'otherCluster');
-  const otherSources = [...byId.values()]
+  const listed: { entry: CatalogEntry; verdict: SourceVerdict }[] = [];
+  for (const [backupId, copies] of copiesById) {
+    // Every copy is shown for what it is; the best proven one stands for the backup.
+    const choice = chooseCopy(copies, manifestKey('database', backupId), () => true);
+    damaged.push(...choice.skipped);
+    const m = choice.chosen!.manifest;
+    const signature = choice.chosen!.signature;
+    const dump = m.objects.find((o) => o.role === 'dump');
+    const verdict: SourceVerdict = expected ? sourceVerdict(m.source, expected) : m.source.systemIdentifier ? { kind: 'unchecked', systemIdentifier: m.source.systemIdentifier } : { kind: 'unrecorded' };
+    listed.push({
+      verdict,
+      entry: {
+        backupId: m.backupId,
+        component: m.component,
+        startedAt: m.startedAt,
+        finishedAt: m.finishedAt,
+        database: m.source.database,
+        systemIdentifier: m.source.systemIdentifier ?? null,
+        sourceMatch: verdict.kind === 'match' || verdict.kind === 'unchecked' || verdict.kind === 'unrecorded' ? verdict.kind : 'unchecked',
+        signature: signature.state,
+        ...(signature.state === 'signed' ? { signedBy: signature.keyId } : {}),
+        ...(signature.state === 'bad-signature' ? { signatureProblem: signature.reason } : {}),
+        bytes: dump?.bytes ?? 0,
+        sha256: dump?.sha256 ?? '',
+        rowCounts: m.rowCounts,
+        foundIn: choice.holders,
+        copies: m.copies,
+      },
+    });
+  }
+  const ours = listed.filter((v) => v.verdict.kind !== 'otherDatabase' && v.verdict.kind !== 'otherCluster');
+  const otherSources = listed
     .filter((v) => v.verdict.kind === 'otherDatabase' || v.verdict.kind === 'otherCluster')
     .map(({ entry, verdict }) => ({
       backupId: entry.backupId,
@@ -150,13 +162,21 @@ export function describeLastVerification(v: LastVerification | undefined): strin
   return `${v.ok ? 'ok' : 'FAILED'} ${v.finishedAt}${v.copies ? `, ${v.copies.summary}` : ''}`;
 }
 
-export async function runListBackups(repositories: Repository[], out: Printer, expected?: ExpectedSource): Promise<number> {
-  const { entries, otherSources, damaged, errors } = await readCatalog(repositories, expected);
+/** What a backup's signature means for its use, for a row of the list; nothing for a signed one. */
+export function signatureNote(entry: Pick<CatalogEntry, 'signature' | 'signatureProblem'>): string {
+  if (entry.signature === 'unsigned') return '  UNSIGNED (never latest; restored only with --allow-unsigned)';
+  if (entry.signature === 'bad-signature') return `  BAD SIGNATURE (never used): manifest ${entry.signatureProblem ?? ''}`;
+  return '';
+}
+
+/** Exit 1 when a repository could not be read, a manifest copy is damaged or a backup is wrongly signed. */
+export async function runListBackups(repositories: Repository[], out: Printer, verifier: Verifier, expected?: ExpectedSource): Promise<number> {
+  const { entries, otherSources, damaged, errors } = await readCatalog(repositories, verifier, expected);
   out.result({ backups: entries, otherSources, damaged, errors }, () => {
     const rows = entries.flatMap((e) => [
       `${e.finishedAt}  ${e.backupId}  ${e.database}  ${formatBytes(e.bytes)}  in: ${e.foundIn.join(',')}  verified: ${describeLastVerification(e.lastVerification)}${
         e.sourceMatch === 'match' ? '' : e.sourceMatch === 'unrecorded' ? '  (no cluster recorded: restore by id only)' : '  (cluster not checked)'
-      }`,
+      }${signatureNote(e)}`,
       ...(e.lastVerification?.copies?.problems ?? []).map((p) => `    damaged copy ${p}`),
     ]);
     if (!rows.length) rows.push(emptyCatalog(repositories.length, errors.length));
@@ -167,7 +187,7 @@ export async function runListBackups(repositories: Repository[], out: Printer, e
       ...errors.map((e) => `error reading ${e.repository}: ${e.error}`),
     ].join('\n');
   });
-  return errors.length || damaged.length ? 1 : 0;
+  return errors.length || damaged.length || entries.some((e) => e.signature === 'bad-signature') ? 1 : 0;
 }
 
 /** An empty list says why: "no backups yet" only when every repository was read. */

@@ -21,6 +21,7 @@ export interface PitrStartOptions {
   awaitCutoverApproval?: string;
   wait?: boolean;
   workflowId?: string;
+  allowUnsigned?: boolean;
 }
 
 export function targetOf(options: PitrStartOptions): RecoveryTarget | undefined {
@@ -45,6 +46,7 @@ export function pitrStartInput(config: Config, options: PitrStartOptions): Point
       dataDir: options.dataDir,
       port: numberOption(options.port) as number | undefined,
       awaitCutoverApprovalHours: numberOption(options.awaitCutoverApproval) as number | undefined,
+      ...(options.allowUnsigned ? { allowUnsigned: true } : {}),
     },
     validatePointInTimeRecoveryInput,
   );

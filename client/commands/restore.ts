@@ -17,6 +17,7 @@ export interface RestoreOptions {
   wait?: boolean;
   workflowId?: string;
   host?: string;
+  allowUnsigned?: boolean;
 }
 
 /** The workflow's input, checked by the workflow's own check: throws InputRefused before anything starts. */
@@ -28,6 +29,7 @@ export function restoreDatabaseInput(config: Config, backup: string, options: Re
       into: options.into,
       replace: Boolean(options.replace),
       jobs: numberOption(options.jobs) as number | undefined,
+      ...(options.allowUnsigned ? { allowUnsigned: true } : {}),
     },
     validateRestoreDatabaseInput,
   );
@@ -52,6 +54,7 @@ export function describeRestore(result: RestoreDatabaseResult): string {
   const from = 'path' in restored.copy ? restored.copy.path : `${restored.copy.repository}: ${restored.copy.key}`;
   return [
     `restored into database ${restored.database} from ${from} (${formatBytes(restored.plainBytes)}) in ${timing.totalSeconds.toFixed(1)} s`,
+    ...(restored.warnings ?? []).map((w) => `  WARNING: ${w}`),
     ...restored.skipped.map((s) => `  skipped ${s.repository}: ${s.errorType}: ${s.reason}`),
     ...(restored.createdRoles.length ? [`  created roles from the backup's globals: ${restored.createdRoles.join(', ')}`] : []),
     `  rows: ${Object.entries(inspection.rowCounts).map(([t, n]) => `${t}=${n}`).join(', ') || '(no counts recorded)'}`,

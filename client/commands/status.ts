@@ -1,5 +1,5 @@
 // `backupctl status`: is Temporal reachable, are workers polling, what is running, and how old
-// is the newest complete backup (the recovery point we could offer right now).
+// is the newest complete, signed backup (the recovery point we could offer right now).
 import type { Client } from '@temporalio/client';
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { progressQuery } from '../../workflows/messages.js';
@@ -11,7 +11,8 @@ import { SHARED_TASK_QUEUE, hostTaskQueue } from '../../workflows/types.js';
 import { databaseHost, type Config } from '../../workers/config.js';
 import type { Printer } from '../output.js';
 import { readCatalog, type LastVerification } from './listBackups.js';
-import { scanManifests } from '../../activities/catalog.js';
+import { scanManifests, type Scanned } from '../../activities/catalog.js';
+import { loadVerifier, type Verifier } from '../../activities/manifestSignature.js';
 import { expectedSource, pickLatest, sourceVerdict, type ExpectedSource } from '../../activities/sourceMatch.js';
 import { archiveLag, listWalEntries, readWalEntry, spoolRepository } from '../../activities/walArchive.js';
 
@@ -49,13 +50,15 @@ export interface StatusReport {
 /** A weekly base backup older than this is overdue; the WAL to replay grows with its age. */
 const BASE_BACKUP_MAX_AGE_DAYS = 8;
 
-async function latestBaseBackup(repositories: Repository[], expected: ExpectedSource, problems: string[]): Promise<StatusReport['latestBaseBackup']> {
+async function latestBaseBackup(repositories: Repository[], expected: ExpectedSource, verifier: Verifier, problems: string[]): Promise<StatusReport['latestBaseBackup']> {
   let newest: { backupId: string; stoppedAt: string; foundIn: string[] } | undefined;
   for (const repository of repositories) {
-    const scan = await scanManifests(repository, 'base').catch(() => ({ manifests: [], damaged: [] }));
+    const scan = await scanManifests(repository, 'base', verifier).catch(() => ({ manifests: [] as Scanned<'base'>[], damaged: [] }));
     scan.damaged.forEach((d) => problems.push(d.reason));
-    // A base backup of another cluster cannot start a recovery of ours.
-    const ours = scan.manifests.filter((m) => ['match', 'unchecked'].includes(sourceVerdict({ systemIdentifier: m.server.systemIdentifier }, expected).kind));
+    // A base backup of another cluster cannot start a recovery of ours; an unsigned or wrongly signed one starts none by default.
+    const ofOurs = scan.manifests.filter((s) => ['match', 'unchecked'].includes(sourceVerdict({ systemIdentifier: s.manifest.server.systemIdentifier }, expected).kind));
+    ofOurs.filter((s) => s.signature.state === 'bad-signature').forEach((s) => problems.push(`base backup ${s.manifest.backupId} in ${repository.name}: manifest ${(s.signature as { reason: string }).reason}`));
+    const ours = ofOurs.filter((s) => s.signature.state === 'signed').map((s) => s.manifest);
     const last = ours.at(-1);
     if (!last) continue;
     if (!newest || last.backup.stoppedAt > newest.stoppedAt) newest = { backupId: last.backupId, stoppedAt: last.backup.stoppedAt, foundIn: [repository.name] };
@@ -139,11 +142,25 @@ export async function collectStatus(client: Client | undefined, clientError: str
     problems.push(`Temporal at ${config.temporal.address} is not reachable: ${clientError}`);
   }
   const expected = await expectedSource(config);
-  const { entries: listed, errors, damaged } = await readCatalog(repositories, expected);
+  let verifier: Verifier = { keys: [], host: config.host };
+  try {
+    verifier = await loadVerifier(config);
+  } catch (err) {
+    problems.push(`signatures cannot be checked: ${(err as Error).message}`);
+  }
+  const { entries: listed, errors, damaged } = await readCatalog(repositories, verifier, expected);
   errors.forEach((e) => problems.push(`repository ${e.repository} cannot be read: ${e.error}`));
   damaged.forEach((d) => problems.push(d.reason));
-  // Only backups of the configured database and cluster are ours (a shared repository holds others).
-  const choice = pickLatest(listed, (e) => ({ database: e.database, systemIdentifier: e.systemIdentifier ?? undefined }), (e) => e.startedAt, expected);
+  // Only backups of the configured database and cluster are ours (a shared repository holds
+  // others), and only signed ones count: an unsigned one is never `latest`.
+  const signed = listed.filter((e) => e.signature === 'signed');
+  const choice = pickLatest(signed, (e) => ({ database: e.database, systemIdentifier: e.systemIdentifier ?? undefined }), (e) => e.startedAt, expected);
+  for (const e of listed.filter((e) => e.signature !== 'signed' && e.sourceMatch === 'match')) {
+    if (e.signature === 'bad-signature') problems.push(`backup ${e.backupId} is wrongly signed and never used: manifest ${e.signatureProblem}`);
+    else if (!choice.chosen || e.startedAt > choice.chosen.startedAt) {
+      problems.push(`backup ${e.backupId} is newer than the newest signed backup${choice.chosen ? ` (${choice.chosen.backupId})` : ''} but UNSIGNED: not counted (planted, or made by a host without signing.privateKeyFile)`);
+    }
+  }
   if (choice.refusal) problems.push(choice.refusal);
   if (choice.warning) problems.push(choice.warning);
   const latest = choice.chosen;
@@ -180,7 +197,7 @@ export async function collectStatus(client: Client | undefined, clientError: str
   } catch (err) {
     problems.push(`the WAL archive cannot be read: ${(err as Error).message}`);
   }
-  report.latestBaseBackup = await latestBaseBackup(repositories, expected, problems);
+  report.latestBaseBackup = await latestBaseBackup(repositories, expected, verifier, problems);
   if (report.latestBaseBackup && report.latestBaseBackup.ageDays > BASE_BACKUP_MAX_AGE_DAYS) {
     problems.push(`the newest base backup is ${report.latestBaseBackup.ageDays.toFixed(1)} days old: point-in-time recovery replays all the WAL since`);
   }

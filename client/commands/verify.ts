@@ -10,8 +10,8 @@ import type { Printer } from '../output.js';
 import { defaultWorkflowId, refuseInvalid, startAndReport } from '../workflowRun.js';
 
 /** The workflow's input, checked by the workflow's own check: throws InputRefused before anything starts. */
-export function verifyBackupInput(config: Config, backup: string): VerifyBackupInput {
-  return refuseInvalid({ hostTaskQueue: hostTaskQueue(verificationHost(config)), backup }, validateVerifyBackupInput);
+export function verifyBackupInput(config: Config, backup: string, options: { allowUnsigned?: boolean } = {}): VerifyBackupInput {
+  return refuseInvalid({ hostTaskQueue: hostTaskQueue(verificationHost(config)), backup, ...(options.allowUnsigned ? { allowUnsigned: true } : {}) }, validateVerifyBackupInput);
 }
 
 /**
@@ -50,6 +50,7 @@ export function describeVerification(report: VerificationReport): string {
   const problems = copyProblems(report.copies);
   return [
     `backup ${report.backupId} ${report.state ? verificationVerdict(report) : report.ok ? 'verified' : 'FAILED verification'} (${report.startedAt} -> ${report.finishedAt})`,
+    ...(report.restored?.warnings ?? []).map((w) => `  WARNING: ${w}`),
     ...(i ? [`  rows: ${Object.entries(i.rowCounts).map(([t, n]) => `${t}=${n}`).join(', ')}`, `  newest search session: ${i.newestSearchSession ?? '-'}`] : []),
     ...(i?.checks ?? []).map((c) => `  check ${c.name}: ${c.ok ? 'ok' : `FAILED ${c.detail}`}`),
     ...(i?.amcheck ? [`  ${i.amcheck.name}: ${i.amcheck.detail}`] : []),

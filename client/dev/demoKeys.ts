@@ -1,14 +1,47 @@
-// The dev stack's OpenPGP key pair. The public half is what the backup worker gets; the
-// private half stays in its own keyring, standing in for the restore host's key.
-import { existsSync, mkdirSync } from 'node:fs';
+// The dev stack's keys: an OpenPGP key pair, whose public half is what the backup worker gets
+// and whose private half stays in its own keyring, standing in for the restore host's key; and
+// an Ed25519 signing key pair, whose private half signs manifests on the backup host and whose
+// public half lets the restore host trust them.
+import { createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { runCommand } from '../../activities/exec.js';
+import { keyIdOf } from '../../activities/manifestSignature.js';
 
 export interface KeyPair {
   publicKeyFile: string;
   /** GNUPGHOME holding the private key (for restores and checks). */
   privateHome: string;
   fingerprint: string;
+  /** The manifest signing key pair (signing.privateKeyFile, signing.publicKeyFiles). */
+  signing: SigningKeyPair;
+}
+
+export interface SigningKeyPair {
+  /** PEM PKCS#8 Ed25519 private key, 0600. */
+  privateKeyFile: string;
+  /** PEM SPKI public key. */
+  publicKeyFile: string;
+  keyId: string;
+}
+
+/** An Ed25519 signing key pair in dir (made once; kept on later calls). */
+export function ensureSigningKeyPair(dir: string, name = 'signing'): SigningKeyPair {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const privateKeyFile = path.join(dir, `${name}-private.pem`);
+  const publicKeyFile = path.join(dir, `${name}-public.pem`);
+  if (!existsSync(privateKeyFile)) {
+    const { privateKey } = generateKeyPairSync('ed25519');
+    // wx: two callers racing never overwrite each other's key.
+    try {
+      writeFileSync(privateKeyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600, flag: 'wx' });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+  }
+  const publicKey = createPublicKey(readFileSync(privateKeyFile, 'utf8'));
+  if (!existsSync(publicKeyFile)) writeFileSync(publicKeyFile, publicKey.export({ type: 'spki', format: 'pem' }), { mode: 0o644 });
+  return { privateKeyFile, publicKeyFile, keyId: keyIdOf(publicKey) };
 }
 
 export async function ensureKeyPair(dir: string, uid = 'backupctl dev <backupctl-dev@localhost.invalid>'): Promise<KeyPair> {
@@ -23,7 +56,7 @@ export async function ensureKeyPair(dir: string, uid = 'backupctl dev <backupctl
     await gpg(['--passphrase', '', '--quick-add-key', fingerprint, 'cv25519', 'encr', 'never']);
   }
   if (!existsSync(publicKeyFile)) await gpg(['--armor', '--output', publicKeyFile, '--export', fingerprint]);
-  return { publicKeyFile, privateHome, fingerprint };
+  return { publicKeyFile, privateHome, fingerprint, signing: ensureSigningKeyPair(dir) };
 }
 
 function fingerprintOf(colons: string): string | undefined {

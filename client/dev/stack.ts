@@ -61,6 +61,8 @@ export async function runDev(options: DevOptions): Promise<number> {
       },
       // Dev only: this machine holds both halves, so `verify latest` and restores work here.
       encryption: { publicKeyFile: keys.publicKeyFile, privateKeyHome: keys.privateHome },
+      // Signs every manifest here and, being this machine's own key, is trusted by its restores.
+      signing: { privateKeyFile: keys.signing.privateKeyFile, publicKeyFiles: [keys.signing.publicKeyFile] },
       ...(restoreServerUrl ? { restore: { serverUrl: restoreServerUrl } } : {}),
     };
     const configFile = path.join(dir, 'config.yaml');
