@@ -112,6 +112,7 @@ export async function startChaosStack(say: (line: string) => void, size = { user
         s3: { type: 's3', bucket: BUCKET, prefix: HOST, endpoint: s3Proxy.endpoint, partSizeMiB: 5 },
       },
       encryption: { publicKeyFile: keys.publicKeyFile, privateKeyHome: keys.privateHome },
+      signing: { privateKeyFile: keys.signing.privateKeyFile, publicKeyFiles: [keys.signing.publicKeyFile] },
       baseBackup: { url: cluster.url('postgres') },
       restore: {
         serverUrl: cluster.url('postgres'),
