@@ -72,6 +72,7 @@ test.each([
   [{ restore: { checks: [{ name: 'x' }] } }, 'restore.checks.0.sql', 'expected string'],
   [{ restore: { services: { units: ['web; rm -rf /'] } } }, 'restore.services.units.0', 'unit name'],
   [{ encryption: { publicKeyFile: '/k.asc', privateKeyHome: 'gnupg' } }, 'encryption.privateKeyHome', 'absolute path'],
+  [{ encryption: { publicKeyFile: '/k.asc', passphraseFile: 'passphrase.txt' } }, 'encryption.passphraseFile', 'absolute path'],
   [{ drill: { healthUrl: 'not a url' } }, 'drill.healthUrl', 'not a url'],
   [{ schedules: { verification: { cron: 'weekly' } } }, 'schedules.verification.cron', 'five-field'],
 ])('rejects %j naming the field and the value', (override, field, shown) => {

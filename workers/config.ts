@@ -128,6 +128,12 @@ export const configSchema = z.strictObject({
     publicKeyFile: absolutePath,
     /** GNUPGHOME holding the private key: set only on hosts that restore, verify or drill. */
     privateKeyHome: absolutePath.optional(),
+    /**
+     * File holding the private key's passphrase (its first line), when the key has one. gpg
+     * reads it itself: the passphrase is never in a command line or an environment. Whoever
+     * decrypts must be able to read it: the worker, and the PostgreSQL OS user for wal-fetch.
+     */
+    passphraseFile: absolutePath.optional(),
   }),
   /** Physical base backups (pg_basebackup) for point-in-time recovery. */
   baseBackup: z
