@@ -212,7 +212,11 @@ export const configSchema = z.strictObject({
     .strictObject({
       host: hostName.optional(),
       repository: repositoryName.optional(),
-      healthUrl: httpUrl.optional(),
+      // fetch refuses a URL with user:password@, and the URL is the drill's input (its
+      // history) and the name of its check (its report): credentials would only leak there.
+      healthUrl: httpUrl
+        .refine((u) => !URL.canParse(u) || (!new URL(u).username && !new URL(u).password), 'must not hold credentials (user:password@): the URL is recorded in the drill\'s history and report')
+        .optional(),
     })
     .prefault({}),
   /** Temporal Schedules; `backupctl schedules apply` creates or updates them. */
