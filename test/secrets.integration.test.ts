@@ -85,7 +85,7 @@ async function cli(args: string[]): Promise<Result> {
 async function cliJson(args: string[]): Promise<any> {
   const started = Date.now();
   const run = await cli([...args, '--json']);
-  timings[args.slice(0, 2).join(' ')] = (Date.now() - started) / 1000;
+  timings[args.filter((a) => !a.startsWith('-')).slice(0, 2).join(' ')] = (Date.now() - started) / 1000;
   try {
     return JSON.parse(run.stdout as string);
   } catch {
