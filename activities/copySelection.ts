@@ -14,6 +14,8 @@ export interface CopyReadInput<T> {
   repositories: Repository[];
   compression: Compression;
   privateKeyHome: string;
+  /** encryption.passphraseFile: required, so no decrypting path can forget it. */
+  passphraseFile: string | undefined;
   signal: AbortSignal;
   /** Told how many stored bytes were read: progress for the heartbeat. */
   onBytes?: (bytes: number) => void;
@@ -60,7 +62,7 @@ export async function readFirstGoodCopy<T>(input: CopyReadInput<T>): Promise<Cop
     if (input.signal.aborted) throw input.signal.reason;
     let opened;
     try {
-      opened = await openPlaintext({ repository, object, compression: input.compression, privateKeyHome: input.privateKeyHome, signal: input.signal, onBytes: input.onBytes });
+      opened = await openPlaintext({ repository, object, compression: input.compression, privateKeyHome: input.privateKeyHome, passphraseFile: input.passphraseFile, signal: input.signal, onBytes: input.onBytes });
     } catch (err) {
       skip(repository, err);
       continue;
@@ -77,6 +79,8 @@ export async function readFirstGoodCopy<T>(input: CopyReadInput<T>): Promise<Cop
     });
     const [consumed, verdict] = await Promise.allSettled([consuming, opened.done]);
     if (input.signal.aborted) throw input.signal.reason ?? (consumed.status === 'rejected' ? consumed.reason : verdict.status === 'rejected' ? verdict.reason : undefined);
+    // A key that stays locked is this host's fault, not the copy's: no other copy will do better.
+    if (verdict.status === 'rejected' && verdict.reason instanceof ApplicationFailure && verdict.reason.type === ErrorType.PassphraseWrong) throw verdict.reason;
     if (consumed.status === 'rejected') {
       if (ownDecision(consumed.reason, stream.isVerdict(consumed.reason))) throw consumed.reason;
       // A failure of our own side (not the copy's verdict) would fail every copy alike: stop at once.

@@ -1,5 +1,7 @@
 // OpenPGP encryption with gpg, to a public key only: backup hosts never hold the private key,
 // so a stolen backup host cannot read its own backups.
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
 import { mkdtemp, rm, access } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -140,12 +142,39 @@ function gpgReason(err: unknown): string {
   return stderr.split('\n').filter((l) => l.trim()).slice(-2).join(' | ') || 'gpg rejected it';
 }
 
+/** Where the private key of a restoring host is, and what unlocks it. */
+export interface PrivateKey {
+  /** GNUPGHOME holding the private key. */
+  home: string;
+  /** File holding the key's passphrase; none for a key without one. */
+  passphraseFile: string | undefined;
+}
+
+/**
+ * gpg arguments that unlock the private key: never a pinentry (a daemon has nobody to ask,
+ * and a graphical one would wait for ever), and the passphrase read by gpg from its file, so
+ * the passphrase itself is never in any process's argv or environment (the path is).
+ */
+export function unlockArgs(key: Pick<PrivateKey, 'passphraseFile'>): string[] {
+  return ['--pinentry-mode', 'loopback', ...(key.passphraseFile ? ['--passphrase-file', key.passphraseFile] : [])];
+}
+
+/** gpg's words for a private key that is there but stays locked. */
+export const LOCKED_KEY = /Bad passphrase|No passphrase given|can't get input/i;
+
 /**
  * Proves the private keyring can decrypt what was encrypted to `fingerprint` (the primary
- * key's), before any byte is fetched. Permanent: PrivateKeyMissing (no keyring, no secret key,
- * or the secret key of another key pair).
+ * key's), before any byte is fetched: the key is there, and it unlocks (a probe encrypted to it
+ * decrypts). Permanent: PrivateKeyMissing (no keyring, no secret key, or the secret key of
+ * another key pair), PassphraseWrong (a passphrase file that cannot be read or does not unlock
+ * the key, or a protected key without one).
  */
-export async function assertPrivateKeyFor(privateKeyHome: string | undefined, fingerprint: string, host: string): Promise<void> {
+export async function assertPrivateKeyFor(
+  encryption: { privateKeyHome?: string; passphraseFile?: string },
+  fingerprint: string,
+  host: string,
+): Promise<void> {
+  const { privateKeyHome, passphraseFile } = encryption;
   if (!privateKeyHome) {
     throw permanent(ErrorType.PrivateKeyMissing, `host ${host} has no encryption.privateKeyHome: only a host holding the private key can restore`);
   }
@@ -167,4 +196,41 @@ export async function assertPrivateKeyFor(privateKeyHome: string | undefined, fi
       `encryption.privateKeyHome ${privateKeyHome} holds the private key of ${fingerprints[0]}, but the backup was encrypted to ${fingerprint}: wrong key`,
     );
   }
+  await assertUnlocks({ home: privateKeyHome, passphraseFile }, fingerprint);
+}
+
+async function assertUnlocks(key: PrivateKey, fingerprint: string): Promise<void> {
+  if (key.passphraseFile) {
+    try {
+      await access(key.passphraseFile, constants.R_OK);
+    } catch (err) {
+      throw permanent(
+        ErrorType.PassphraseWrong,
+        `encryption.passphraseFile ${key.passphraseFile} cannot be read (${(err as NodeJS.ErrnoException).code}): it unlocks the private key ${fingerprint}`,
+      );
+    }
+  }
+  const gpg = (args: string[], input: string) => runCommand('gpg', ['--homedir', key.home, '--batch', '--no-tty', ...args], { input });
+  // A key that can no longer encrypt (an expired subkey) may still decrypt old backups: then
+  // there is no probe, and the decryption itself will tell.
+  const probe = await gpg(['--trust-model', 'always', '--armor', '--recipient', fingerprint, '--encrypt'], randomBytes(16).toString('hex')).catch(() => undefined);
+  if (!probe) return;
+  try {
+    await gpg([...unlockArgs(key), '--decrypt'], probe.stdout);
+  } catch (err) {
+    throw lockedKeyFailure(key, fingerprint, gpgReason(err));
+  }
+}
+
+/** The failure for a private key that did not decrypt: a passphrase problem, or no usable key. */
+export function lockedKeyFailure(key: Pick<PrivateKey, 'home' | 'passphraseFile'>, which: string, reason: string) {
+  if (!LOCKED_KEY.test(reason)) {
+    return permanent(ErrorType.PrivateKeyMissing, `encryption.privateKeyHome ${key.home}: the private key ${which} cannot decrypt: ${reason}`);
+  }
+  return permanent(
+    ErrorType.PassphraseWrong,
+    key.passphraseFile
+      ? `encryption.passphraseFile ${key.passphraseFile} does not unlock the private key ${which} in ${key.home}: wrong passphrase`
+      : `the private key ${which} in ${key.home} is protected by a passphrase: set encryption.passphraseFile to a file holding it`,
+  );
 }

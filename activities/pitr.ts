@@ -187,7 +187,7 @@ export function createPitrActivities(deps: PitrDeps) {
     async prepareRecoveryCluster(input: PrepareInput): Promise<RecoveryCluster> {
       const ctx = Context.current();
       const { manifest, holders } = await findBaseBackup(input.baseBackupId, input.allowUnsigned === true);
-      await assertPrivateKeyFor(config.encryption.privateKeyHome, manifest.encryption.recipientFingerprint, config.host);
+      await assertPrivateKeyFor(config.encryption, manifest.encryption.recipientFingerprint, config.host);
       const runId = ctx.info.workflowExecution?.runId;
       if (!runId) throw permanent(ErrorType.InvalidInput, 'prepareRecoveryCluster: no workflow run to own the recovery folders (activities run only inside a workflow)');
       // By default a fresh folder of this run: a workflow id may be reused, a run id is not.
@@ -202,6 +202,7 @@ export function createPitrActivities(deps: PitrDeps) {
           repositories: deps.repositories.filter((r) => holders.includes(r.name)),
           compression: manifest.compression,
           privateKeyHome: config.encryption.privateKeyHome!,
+          passphraseFile: config.encryption.passphraseFile,
           signal: ctx.cancellationSignal,
           consume: async (plain) => {
             // Nothing of a copy that proved corrupt (or planted) stays for the next copy to land on.

@@ -5,6 +5,7 @@ import type { CheckResult, DrillReport, VerificationReport } from '../workflows/
 import { drillKey, manifestKey, verificationKey, writeJson } from './catalog.js';
 import type { DatabaseBackupDeps } from './databaseBackup.js';
 import { errorText, transient } from './errors.js';
+import { redactUrlUserinfo } from './redact.js';
 import type { Repository } from './storage/repository.js';
 
 export function createReportActivities(deps: DatabaseBackupDeps) {
@@ -42,9 +43,9 @@ export function createReportActivities(deps: DatabaseBackupDeps) {
       try {
         const response = await fetch(input.url, { signal: AbortSignal.timeout(10_000), redirect: 'follow' });
         await response.body?.cancel();
-        return { name: `GET ${input.url}`, ok: response.ok, detail: `HTTP ${response.status}` };
+        return { name: `GET ${redactUrlUserinfo(input.url)}`, ok: response.ok, detail: `HTTP ${response.status}` };
       } catch (err) {
-        return { name: `GET ${input.url}`, ok: false, detail: errorText(err) };
+        return { name: `GET ${redactUrlUserinfo(input.url)}`, ok: false, detail: errorText(err) };
       }
     },
   };

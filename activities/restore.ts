@@ -167,6 +167,7 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
       repositories,
       compression: source.compression,
       privateKeyHome: config.encryption.privateKeyHome!,
+      passphraseFile: config.encryption.passphraseFile,
       signal,
       consume: (plain) => text(plain),
       consumerFailure: (err) => classifyFilesystemError(err, 'reading the globals'),
@@ -178,7 +179,7 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
 
   async function restoreCatalogBackup(input: RestoreIntoInput & { source: CatalogSource }, signal: AbortSignal): Promise<RestoredDatabase> {
     const { source } = input;
-    await assertPrivateKeyFor(config.encryption.privateKeyHome, source.recipientFingerprint, config.host);
+    await assertPrivateKeyFor(config.encryption, source.recipientFingerprint, config.host);
     const repositories = repositoriesNamed(source.repositories);
     const dump = source.objects.find((o) => o.role === 'dump');
     if (!dump) throw permanent(ErrorType.InvalidInput, `backup ${source.backupId} has no dump object`);
@@ -212,6 +213,7 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
           repositories,
           compression: source.compression,
           privateKeyHome: config.encryption.privateKeyHome!,
+          passphraseFile: config.encryption.passphraseFile,
           signal,
           onBytes: (n) => beat.moved(n),
           consume: async (plain) => {

@@ -8,6 +8,7 @@ import { finished } from 'node:stream/promises';
 import type { ApplicationFailure } from '@temporalio/common';
 import { ErrorType, type Compression, type StoredObject } from '../workflows/types.js';
 import { errorText, permanent } from './errors.js';
+import { LOCKED_KEY, lockedKeyFailure, unlockArgs } from './encryption.js';
 import { spawnStreaming } from './exec.js';
 import type { Repository } from './storage/repository.js';
 
@@ -36,6 +37,8 @@ export interface OpenPlaintextInput {
   compression: Compression;
   /** GNUPGHOME holding the private key. */
   privateKeyHome: string;
+  /** encryption.passphraseFile: required, so no decrypting path can forget it. */
+  passphraseFile: string | undefined;
   signal: AbortSignal;
   /** Told how many stored bytes were read, chunk by chunk: progress for the heartbeat. */
   onBytes?: (bytes: number) => void;
@@ -60,7 +63,8 @@ export async function openPlaintext(input: OpenPlaintextInput): Promise<Plaintex
     input.onBytes?.(chunk.length);
   });
 
-  const gpg = spawnStreaming('gpg', ['--homedir', input.privateKeyHome, '--batch', '--no-tty', '--quiet', '--decrypt'], {
+  // Not --quiet: gpg's words on a locked key ("Bad passphrase") are printed only without it.
+  const gpg = spawnStreaming('gpg', ['--homedir', input.privateKeyHome, '--batch', '--no-tty', ...unlockArgs(input), '--decrypt'], {
     stdin: 'pipe',
     signal: input.signal,
   });
@@ -144,6 +148,11 @@ export async function openPlaintext(input: OpenPlaintextInput): Promise<Plaintex
     if (results[0].status === 'rejected') {
       throw fail(permanent(ErrorType.DumpUnreadable, `${where}: reading the stored copy failed: ${errorText(results[0].reason)}`));
     }
+    if (results[1].status === 'rejected' && LOCKED_KEY.test(errorText(results[1].reason))) {
+      // This host's key stays locked: no copy is at fault, and every copy would fail alike (the
+      // decompressor, fed nothing, fails only after it).
+      throw fail(lockedKeyFailure({ home: input.privateKeyHome, passphraseFile: input.passphraseFile }, keyOf(errorText(results[1].reason)), errorText(results[1].reason)));
+    }
     // Which stage was at fault: one killed by us, or failing on a closed pipe, only followed.
     const followed = (r: PromiseSettledResult<unknown>) =>
       r.status === 'rejected' &&
@@ -178,4 +187,10 @@ export async function openPlaintext(input: OpenPlaintextInput): Promise<Plaintex
     abort,
     isVerdict: (err) => err !== undefined && err === verdict,
   };
+}
+
+/** The key gpg says the object was encrypted to ("encrypted with ... key, ID 146B1C291DCA1523"). */
+function keyOf(stderr: string): string {
+  const id = /\bID ([0-9A-F]{16})\b/.exec(stderr)?.[1];
+  return id ? `with subkey ID ${id}` : '(unnamed by gpg)';
 }

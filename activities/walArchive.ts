@@ -306,6 +306,7 @@ export async function fetchSegment(config: Config, repositories: Repository[], s
       repositories: holders,
       compression: entry.compression,
       privateKeyHome: config.encryption.privateKeyHome,
+      passphraseFile: config.encryption.passphraseFile,
       signal: new AbortController().signal,
       consume: async (plain) => {
         // A copy that failed half way left its bytes under this call's own name.

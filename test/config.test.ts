@@ -72,7 +72,9 @@ test.each([
   [{ restore: { checks: [{ name: 'x' }] } }, 'restore.checks.0.sql', 'expected string'],
   [{ restore: { services: { units: ['web; rm -rf /'] } } }, 'restore.services.units.0', 'unit name'],
   [{ encryption: { publicKeyFile: '/k.asc', privateKeyHome: 'gnupg' } }, 'encryption.privateKeyHome', 'absolute path'],
+  [{ encryption: { publicKeyFile: '/k.asc', passphraseFile: 'passphrase.txt' } }, 'encryption.passphraseFile', 'absolute path'],
   [{ drill: { healthUrl: 'not a url' } }, 'drill.healthUrl', 'not a url'],
+  [{ drill: { healthUrl: 'http://probe:hunter2@h/health' } }, 'drill.healthUrl', 'must not hold credentials (user:password@): the URL is recorded in the drill\'s history and report; got "http://***@h/health"'],
   [{ schedules: { verification: { cron: 'weekly' } } }, 'schedules.verification.cron', 'five-field'],
 ])('rejects %j naming the field and the value', (override, field, shown) => {
   const err = errorOf(() => loadConfig(write('bad.json', { ...valid, ...override }), {}));

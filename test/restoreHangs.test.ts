@@ -214,6 +214,7 @@ test("a consumer's own refusal ends every stage: the read settles at once with t
       repositories: [local],
       compression: 'zstd',
       privateKeyHome: keys.privateHome,
+      passphraseFile: undefined,
       signal: new AbortController().signal,
       // As a restore that lost the race for its target name: it refuses before reading a byte.
       consume: async () => {
@@ -259,7 +260,7 @@ test('a copy whose decompression fails midway (zstd dies while gpg still writes)
 
 /** Opens a copy and reads its plaintext to the end, as a restore does. */
 async function openAndDrain(repository: Repository, object: Pick<StoredObject, 'key' | 'bytes' | 'sha256'>) {
-  const opened = await openPlaintext({ repository, object, compression: 'zstd', privateKeyHome: keys.privateHome, signal: new AbortController().signal });
+  const opened = await openPlaintext({ repository, object, compression: 'zstd', privateKeyHome: keys.privateHome, passphraseFile: undefined, signal: new AbortController().signal });
   opened.stream.resume();
   return opened.done;
 }

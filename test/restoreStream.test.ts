@@ -63,7 +63,7 @@ async function failureOf(promise: Promise<unknown>): Promise<ApplicationFailure>
 
 test.each<Compression>(['zstd', 'gzip'])('a %s object reads back to exactly what was stored', async (compression) => {
   const object = await store(`roundtrip-${compression}.gpg`, compression);
-  const opened = await openPlaintext({ repository, object, compression, privateKeyHome: keys.privateHome, signal: new AbortController().signal });
+  const opened = await openPlaintext({ repository, object, compression, privateKeyHome: keys.privateHome, passphraseFile: undefined, signal: new AbortController().signal });
   const plain = await buffer(opened.stream);
   expect(await opened.done).toEqual({ storedBytes: object.bytes, plainBytes: content.length });
   expect(createHash('sha256').update(plain).digest('hex')).toBe(createHash('sha256').update(content).digest('hex'));
@@ -83,7 +83,7 @@ test.each<[Compression, number]>([
   readSync(fd, byte, 0, 1, offset);
   writeSync(fd, Buffer.from([byte[0] ^ 0xff]), 0, 1, offset);
   closeSync(fd);
-  const opened = await openPlaintext({ repository, object, compression, privateKeyHome: keys.privateHome, signal: new AbortController().signal });
+  const opened = await openPlaintext({ repository, object, compression, privateKeyHome: keys.privateHome, passphraseFile: undefined, signal: new AbortController().signal });
   opened.stream.resume();
   const failure = await failureOf(opened.done);
   expect(failure.type).toBe('ChecksumMismatch');
@@ -93,7 +93,7 @@ test.each<[Compression, number]>([
 
 test('the wrong private key is DecryptionFailed', async () => {
   const object = await store('wrong-key.gpg', 'zstd');
-  const opened = await openPlaintext({ repository, object, compression: 'zstd', privateKeyHome: otherKeys.privateHome, signal: new AbortController().signal });
+  const opened = await openPlaintext({ repository, object, compression: 'zstd', privateKeyHome: otherKeys.privateHome, passphraseFile: undefined, signal: new AbortController().signal });
   opened.stream.resume();
   const failure = await failureOf(opened.done);
   expect(failure.type).toBe('DecryptionFailed');
@@ -102,7 +102,7 @@ test('the wrong private key is DecryptionFailed', async () => {
 
 test('a missing copy is CopyMissing before anything streams', async () => {
   const failure = await failureOf(
-    openPlaintext({ repository, object: { key: 'nope.gpg', bytes: 1, sha256: 'x' }, compression: 'zstd', privateKeyHome: keys.privateHome, signal: new AbortController().signal }),
+    openPlaintext({ repository, object: { key: 'nope.gpg', bytes: 1, sha256: 'x' }, compression: 'zstd', privateKeyHome: keys.privateHome, passphraseFile: undefined, signal: new AbortController().signal }),
   );
   expect(failure.type).toBe('CopyMissing');
 });

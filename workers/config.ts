@@ -128,6 +128,12 @@ export const configSchema = z.strictObject({
     publicKeyFile: absolutePath,
     /** GNUPGHOME holding the private key: set only on hosts that restore, verify or drill. */
     privateKeyHome: absolutePath.optional(),
+    /**
+     * File holding the private key's passphrase (its first line), when the key has one. gpg
+     * reads it itself: the passphrase is never in a command line or an environment. Whoever
+     * decrypts must be able to read it: the worker, and the PostgreSQL OS user for wal-fetch.
+     */
+    passphraseFile: absolutePath.optional(),
   }),
   /**
    * Authenticity of backups: the backup host signs every manifest (which holds each object's
@@ -225,7 +231,11 @@ export const configSchema = z.strictObject({
     .strictObject({
       host: hostName.optional(),
       repository: repositoryName.optional(),
-      healthUrl: httpUrl.optional(),
+      // fetch refuses a URL with user:password@, and the URL is the drill's input (its
+      // history) and the name of its check (its report): credentials would only leak there.
+      healthUrl: httpUrl
+        .refine((u) => !URL.canParse(u) || (!new URL(u).username && !new URL(u).password), 'must not hold credentials (user:password@): the URL is recorded in the drill\'s history and report')
+        .optional(),
     })
     .prefault({}),
   /** Temporal Schedules; `backupctl schedules apply` creates or updates them. */

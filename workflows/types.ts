@@ -25,6 +25,8 @@ export const ErrorType = {
   BackupNotFound: 'BackupNotFound',
   NoUsableCopy: 'NoUsableCopy',
   PrivateKeyMissing: 'PrivateKeyMissing',
+  /** The private key is there but stays locked: its passphrase file is missing, unreadable or wrong. */
+  PassphraseWrong: 'PassphraseWrong',
   TargetDatabaseExists: 'TargetDatabaseExists',
   RestoreFailed: 'RestoreFailed',
   VerificationFailed: 'VerificationFailed',

@@ -44,16 +44,21 @@ export function ensureSigningKeyPair(dir: string, name = 'signing'): SigningKeyP
   return { privateKeyFile, publicKeyFile, keyId: keyIdOf(publicKey) };
 }
 
-export async function ensureKeyPair(dir: string, uid = 'backupctl dev <backupctl-dev@localhost.invalid>'): Promise<KeyPair> {
+/**
+ * The key pair in `dir`, made when missing. With `passphraseFile`, a new private key is
+ * protected by the passphrase in that file (read by gpg: never on its command line).
+ */
+export async function ensureKeyPair(dir: string, uid = 'backupctl dev <backupctl-dev@localhost.invalid>', passphraseFile?: string): Promise<KeyPair> {
   const privateHome = path.join(dir, 'private-gnupg');
   const publicKeyFile = path.join(dir, 'backup-public.asc');
   mkdirSync(privateHome, { recursive: true, mode: 0o700 });
   const gpg = (args: string[]) => runCommand('gpg', ['--homedir', privateHome, '--batch', '--no-tty', ...args]);
   let fingerprint = fingerprintOf((await gpg(['--with-colons', '--list-secret-keys']).catch(() => ({ stdout: '' }))).stdout);
   if (!fingerprint) {
-    await gpg(['--passphrase', '', '--quick-gen-key', uid, 'ed25519', 'sign', 'never']);
+    const protection = passphraseFile ? ['--pinentry-mode', 'loopback', '--passphrase-file', passphraseFile] : ['--passphrase', ''];
+    await gpg([...protection, '--quick-gen-key', uid, 'ed25519', 'sign', 'never']);
     fingerprint = fingerprintOf((await gpg(['--with-colons', '--list-secret-keys'])).stdout)!;
-    await gpg(['--passphrase', '', '--quick-add-key', fingerprint, 'cv25519', 'encr', 'never']);
+    await gpg([...protection, '--quick-add-key', fingerprint, 'cv25519', 'encr', 'never']);
   }
   if (!existsSync(publicKeyFile)) await gpg(['--armor', '--output', publicKeyFile, '--export', fingerprint]);
   return { publicKeyFile, privateHome, fingerprint, signing: ensureSigningKeyPair(dir) };
