@@ -23,7 +23,7 @@ import { progressHeartbeat, type ProgressHeartbeat } from './progressHeartbeat.j
 import { ownedTempPrefix } from './tempDirs.js';
 import { inspectDatabase } from './inspection.js';
 import { connect, spawnRestore, spawnSqlScript, toolPath, type DatabaseTarget } from './postgres.js';
-import { assertRestrictingPsql, fileRestoreFailure, resolveCatalogBackup, resolveFile, restrictedScript } from './restoreSource.js';
+import { assertRestrictingPsql, shownPath, fileRestoreFailure, resolveCatalogBackup, resolveFile, restrictedScript } from './restoreSource.js';
 import { loadVerifier } from './manifestSignature.js';
 import { expectedSource } from './sourceMatch.js';
 import {
@@ -298,10 +298,10 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
     if (!allowUnsigned) {
       throw permanent(
         ErrorType.UnsignedBackup,
-        `restore source ${filePath} is a file with no signed manifest: nothing proves who made it, and restoring runs its SQL as a superuser; if you know where it came from, run again with --allow-unsigned`,
+        `restore source ${shownPath(filePath)} is a file with no signed manifest: nothing proves who made it, and restoring runs its SQL as a superuser; if you know where it came from, run again with --allow-unsigned`,
       );
     }
-    log.warn('restoring an unsigned seed-made file', { path: filePath });
+    log.warn('restoring an unsigned seed-made file', { path: shownPath(filePath) });
     return source;
   }
 

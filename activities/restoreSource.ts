@@ -153,6 +153,11 @@ const FORMATS: { suffix: string; format: FileSource['format']; magic?: Buffer }[
 const PLAIN_DUMP_HEADER = /^(?:\uFEFF)?--[ \t]*\r?\n--[ \t]*PostgreSQL database dump[ \t]*\r?\n/;
 const HEAD_BYTES = 64 * 1024;
 
+/** A path for a message: escaped when it holds a control character (a newline must not forge a log line). */
+export function shownPath(filePath: string): string {
+  return [...filePath].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f) ? JSON.stringify(filePath) : filePath;
+}
+
 /**
  * A file made by the old scripts, on this host. Hostile input: the path must be absolute and
  * normalized, no component may be a symbolic link, the file must be a regular file, and its
@@ -160,9 +165,7 @@ const HEAD_BYTES = 64 * 1024;
  * header). Errors name the path and the rule, never the file's content.
  */
 export async function resolveFile(filePath: string): Promise<FileSource> {
-  // A control character in a name (a newline) is shown escaped: it must not forge a log line.
-  const shown = [...filePath].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f) ? JSON.stringify(filePath) : filePath;
-  const bad = (why: string) => permanent(ErrorType.InvalidInput, `restore source ${shown}: ${why}`);
+  const bad = (why: string) => permanent(ErrorType.InvalidInput, `restore source ${shownPath(filePath)}: ${why}`);
   if (!path.isAbsolute(filePath)) throw bad('must be an absolute path on the restoring host');
   if (path.normalize(filePath) !== filePath || filePath.endsWith('/')) throw bad('must be a normalized absolute path (no "..", "." or repeated "/")');
   const kind = FORMATS.find((f) => filePath.endsWith(f.suffix));

@@ -82,7 +82,7 @@ test('a database, role, tables and repository folders with hostile names: backed
 test('a seed dump file whose name holds a quote and a newline restores from that exact file', async () => {
   const file = path.join(env.dir, `seed 'dump'\n"2026" ;$(touch pwned).dump`);
   await execa(path.join(env.source.binDir, 'pg_dump'), ['--format=custom', `--file=${file}`, `--dbname=${DB}`], { env: env.source.env(DB) });
-  const restored = await run<RestoreDatabaseResult>(restoreDatabase, 'hostile-names-file', { backup: file, into: 'hostile_from_file' });
+  const restored = await run<RestoreDatabaseResult>(restoreDatabase, 'hostile-names-file', { backup: file, into: 'hostile_from_file', allowUnsigned: true });
   expect(restored.source).toMatchObject({ kind: 'file', path: file });
   expect(await tableChecksums(env.fresh, 'hostile_from_file')).toEqual(sums);
   expect(existsSync(path.join(env.dir, 'pwned'))).toBe(false);
@@ -90,7 +90,7 @@ test('a seed dump file whose name holds a quote and a newline restores from that
 
 test('a refused file name with a newline is shown escaped: it cannot forge a line of the log', async () => {
   const file = path.join(env.dir, `forged\n{"level":"info","msg":"restore verified"}.txt`);
-  const failure = await run(restoreDatabase, 'hostile-names-forged', { backup: file, into: 'hostile_forged' }).then(
+  const failure = await run(restoreDatabase, 'hostile-names-forged', { backup: file, into: 'hostile_forged', allowUnsigned: true }).then(
     () => undefined,
     (err: any) => err.cause,
   );

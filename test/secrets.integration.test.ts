@@ -148,6 +148,8 @@ beforeAll(async () => {
   owner.chown(path.join(dir, 'local'));
   copyFileSync(keys.publicKeyFile, path.join(dir, 'public.asc'));
   chmodSync(path.join(dir, 'public.asc'), 0o644);
+  copyFileSync(keys.signing.publicKeyFile, path.join(dir, 'signing-public.pem'));
+  chmodSync(path.join(dir, 'signing-public.pem'), 0o644);
   // restore_command's own keyring and passphrase file, readable by the postgres OS user.
   postgresKeys = path.join(dir, 'gnupg-postgres');
   cpSync(keys.privateHome, postgresKeys, { recursive: true, filter: (src) => !/S\.gpg-agent|\.lock$/.test(src) });
@@ -170,11 +172,13 @@ beforeAll(async () => {
       s3: { type: 's3', bucket: BUCKET, prefix: HOST, endpoint: s3.endpoint, partSizeMiB: 5 },
     },
     encryption: { publicKeyFile: path.join(dir, 'public.asc') },
+    signing: { privateKeyFile: keys.signing.privateKeyFile, publicKeyFiles: [path.join(dir, 'signing-public.pem')] },
     // The most a log can hold: every level, the Temporal runtime's too.
     logLevel: 'debug',
   };
   const postgresConfig = path.join(dir, 'postgres.yaml');
-  writeYaml(postgresConfig, { ...base, encryption: { ...base.encryption, privateKeyHome: postgresKeys, passphraseFile: postgresPassphrase } });
+  // archive_command and restore_command sign nothing: the postgres user gets no signing key.
+  writeYaml(postgresConfig, { ...base, signing: { publicKeyFiles: base.signing.publicKeyFiles }, encryption: { ...base.encryption, privateKeyHome: postgresKeys, passphraseFile: postgresPassphrase } });
   await execa('chown', [`${owner.spawn.uid}:${owner.spawn.gid}`, postgresConfig]);
   configFile = path.join(dir, 'worker.yaml');
   writeYaml(configFile, {
