@@ -2,7 +2,7 @@
 // readers that have nothing else, in Node's zlib thread pool.
 import { createGzip } from 'node:zlib';
 import type { Duplex } from 'node:stream';
-import { Duplex as DuplexStream } from 'node:stream';
+import { Duplex as DuplexStream, addAbortSignal } from 'node:stream';
 import type { Compression } from '../workflows/types.js';
 import { spawnStreaming, type StreamingProcess } from './exec.js';
 
@@ -21,7 +21,8 @@ export interface CompressionStage {
 
 export function createCompressor(settings: CompressionSettings, signal: AbortSignal): CompressionStage {
   if (settings.algorithm === 'gzip') {
-    return { stream: createGzip({ level: Math.min(settings.level, 9) }) };
+    // In-process, so no kill ends it: the abort destroys it.
+    return { stream: addAbortSignal(signal, createGzip({ level: Math.min(settings.level, 9) })) };
   }
   const proc = spawnStreaming('zstd', ['-q', '-c', `-${settings.level}`, `-T${settings.threads}`], { stdin: 'pipe', signal });
   return { stream: DuplexStream.from({ writable: proc.stdin!, readable: proc.stdout! }), process: proc };

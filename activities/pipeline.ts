@@ -79,10 +79,18 @@ export async function streamToRepositories(input: PipelineInput): Promise<Pipeli
     progress.storedBytes += chunk.length;
   });
   const branches: PassThrough[] = [];
-  // A killed stage may close its output without ending it; destroying the branches on abort
-  // is what lets every repository's put settle instead of waiting for an end that never comes.
-  const destroyBranches = () => branches.forEach((branch) => branch.destroy(new Error('pipeline aborted')));
-  abort.signal.addEventListener('abort', destroyBranches, { once: true });
+  // The abort kills the processes (their cancel signal), but a child's promise settles only
+  // once its stdout has ended, and a stdout whose reader died first (zstd's when gpg went,
+  // the producer's when an in-process gzip stopped pulling) stays paused with bytes in it and
+  // never reads its end. Closing every pipe here is what ends each stage at once; the branches
+  // likewise, so every repository's put settles instead of waiting for an end that never comes.
+  const stopStreams = () => {
+    const outputs = [plain, compressor.stream, compressor.process?.stdout, stored, input.reader?.process.stdout];
+    outputs.forEach((stream) => stream?.destroy());
+    branches.forEach((branch) => branch.destroy(new Error('pipeline aborted')));
+  };
+  abort.signal.addEventListener('abort', stopStreams, { once: true });
+  if (abort.signal.aborted) stopStreams();
   const puts = input.repositories.map((repository) => {
     const branch = new PassThrough({ highWaterMark: 1024 * 1024 });
     branches.push(branch);
@@ -122,8 +130,9 @@ export async function streamToRepositories(input: PipelineInput): Promise<Pipeli
   try {
     const outcome = await Promise.race([Promise.allSettled([...stages, ...puts]), stragglers(abort.signal)]);
     if (outcome === 'stragglers') {
-      // A stage that ignores the abort must not keep the activity (and its heartbeats) alive
-      // for ever: report the cause; what is left dies with its process or is cleaned up by the retry.
+      // A last resort, which no known stage reaches (stopStreams ends them all): a stage that
+      // ignores the abort must not keep the activity (and its heartbeats) alive for ever.
+      // Report the cause; what is left dies with its process or is cleaned up by the retry.
       throw firstFailure ?? asFailure(abort.signal.reason, 'pipeline');
     }
     const settled = outcome;
@@ -138,7 +147,7 @@ export async function streamToRepositories(input: PipelineInput): Promise<Pipeli
     }
     return { bytes: progress.storedBytes, sha256: hash.digest('hex'), plainBytes: progress.plainBytes };
   } finally {
-    abort.signal.removeEventListener('abort', destroyBranches);
+    abort.signal.removeEventListener('abort', stopStreams);
     stopWatch();
   }
 }
@@ -149,7 +158,9 @@ const ABORT_GRACE_MS = 10_000;
 /** Resolves ABORT_GRACE_MS after the abort; never, when there is none. */
 function stragglers(signal: AbortSignal): Promise<'stragglers'> {
   return new Promise((resolve) => {
-    signal.addEventListener('abort', () => setTimeout(() => resolve('stragglers'), ABORT_GRACE_MS).unref(), { once: true });
+    const start = () => setTimeout(() => resolve('stragglers'), ABORT_GRACE_MS).unref();
+    if (signal.aborted) start();
+    else signal.addEventListener('abort', start, { once: true });
   });
 }
 
