@@ -6,6 +6,7 @@ import { createDatabaseBackupActivities } from './databaseBackup.js';
 import { createPitrActivities, type PitrDeps } from './pitr.js';
 import { createReportActivities } from './reports.js';
 import { createRestoreActivities } from './restore.js';
+import { createSweepActivities } from './sweep.js';
 import { createWalShippingActivities } from './walShipping.js';
 
 export type ActivityDeps = PitrDeps;
@@ -19,6 +20,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createCopyAuditActivities(deps),
     ...createWalShippingActivities(deps),
     ...createPitrActivities(deps),
+    ...createSweepActivities(deps),
   };
 }
 

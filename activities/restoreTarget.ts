@@ -44,6 +44,20 @@ export function madeBy(comment: string | null): { runId: string; attempt: number
   return match ? { runId: match[1], attempt: Number(match[2]) } : undefined;
 }
 
+/** The states markerFor is given: a restore in progress, or its result. */
+const MARKER_DETAILS = new RegExp(`^${MARKER} run=([0-9A-Za-z-]+) attempt=(\\d+) workflow=(.+?) (restoring|restored from .*)$`, 's');
+
+/**
+ * Everything a marker names: the run (and its workflow, to ask Temporal about it), the
+ * attempt, and whether the restore finished. Nothing for any other comment, or a state this
+ * version does not know.
+ */
+export function markerDetails(comment: string | null): (Maker & { state: 'restoring' | 'restored' }) | undefined {
+  const match = comment === null ? null : MARKER_DETAILS.exec(comment);
+  if (!match) return undefined;
+  return { runId: match[1], attempt: Number(match[2]), workflowId: match[3], state: match[4] === 'restoring' ? 'restoring' : 'restored' };
+}
+
 function ofRun(comment: string | null, maker: Maker): boolean {
   return madeBy(comment)?.runId === maker.runId;
 }

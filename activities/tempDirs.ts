@@ -16,6 +16,11 @@ const OWNED = /^backupctl-(gpg|bundle|restore)-(\d+)-([0-9a-f]{8})-[A-Za-z0-9]+$
 
 const HOST_TAG = createHash('sha256').update(os.hostname()).digest('hex').slice(0, 8);
 
+/** Where our temporary folders are made: the temp folder, /dev/shm, restore.workDir. */
+export function tempRoots(restoreWorkDir: string | undefined): string[] {
+  return [os.tmpdir(), '/dev/shm', ...(restoreWorkDir ? [restoreWorkDir] : [])];
+}
+
 /** The mkdtemp prefix for a folder this process owns. */
 export function ownedTempPrefix(kind: TempKind): string {
   return `backupctl-${kind}-${process.pid}-${HOST_TAG}-`;
@@ -61,12 +66,9 @@ async function processStartMs(pid: number): Promise<number | undefined> {
   }
 }
 
-/**
- * Removes, in each folder given, our temporary folders whose owning process is dead.
- * Returns what was removed. Folders that cannot be listed are passed over.
- */
-export async function sweepDeadOwners(roots: string[]): Promise<string[]> {
-  const removed: string[] = [];
+/** In each folder given, our temporary folders whose owning process is dead (folders that cannot be listed are passed over). */
+export async function deadOwnersFolders(roots: string[]): Promise<string[]> {
+  const found: string[] = [];
   for (const root of new Set(roots)) {
     let names: string[];
     try {
@@ -75,18 +77,41 @@ export async function sweepDeadOwners(roots: string[]): Promise<string[]> {
       continue;
     }
     for (const name of names) {
-      const match = OWNED.exec(name);
-      if (!match) continue;
-      const pid = Number(match[2]);
-      if (match[3] !== HOST_TAG) continue;
       const dir = path.join(root, name);
-      if (await ownerLives(pid, dir)) continue;
-      try {
-        await rm(dir, { recursive: true, force: true });
-        removed.push(dir);
-      } catch {
-        // not ours to fight over: left for the next start
-      }
+      if (await ownedByDeadProcess(dir)) found.push(dir);
+    }
+  }
+  return found;
+}
+
+/** Whether the folder is one of ours (by its name), made on this host, by a process that is gone. */
+async function ownedByDeadProcess(dir: string): Promise<boolean> {
+  const match = OWNED.exec(path.basename(dir));
+  if (!match || match[3] !== HOST_TAG) return false;
+  return !(await ownerLives(Number(match[2]), dir));
+}
+
+/**
+ * Removes the folder if it is one of ours whose process is gone, checked again now; returns
+ * whether it was removed.
+ */
+export async function removeIfOwnerDead(dir: string): Promise<boolean> {
+  if (!(await ownedByDeadProcess(dir))) return false;
+  await rm(dir, { recursive: true, force: true });
+  return true;
+}
+
+/**
+ * Removes, in each folder given, our temporary folders whose owning process is dead.
+ * Returns what was removed. Folders that cannot be listed are passed over.
+ */
+export async function sweepDeadOwners(roots: string[]): Promise<string[]> {
+  const removed: string[] = [];
+  for (const dir of await deadOwnersFolders(roots)) {
+    try {
+      if (await removeIfOwnerDead(dir)) removed.push(dir);
+    } catch {
+      // not ours to fight over: left for the next start
     }
   }
   return removed;

@@ -19,6 +19,7 @@ import { pitrStartInput, runPitrApprove, runPitrStatus, runPitrTarget, startPitr
 import { runShipWal } from './commands/wal.js';
 import { runApplySchedules, runListSchedules } from './commands/schedules.js';
 import { collectStatus, runStatus } from './commands/status.js';
+import { startSweep, sweepInput, type SweepOptions } from './commands/sweep.js';
 import { runDev } from './dev/stack.js';
 import { runCodecServer, type CodecServerCliOptions } from './commands/codecServer.js';
 import { failureOf, printer } from './output.js';
@@ -238,6 +239,24 @@ program
       const cfg = config();
       const input = drillInput(cfg, options.backup, options);
       return withClient(cfg, (client) => startDrill(client, input, options, printer(Boolean(options.json))));
+    }),
+  );
+
+program
+  .command('sweep')
+  .description(
+    'remove what runs that closed without cleaning up left (restore databases, unfinished backups and uploads, recovery servers, temporary folders), only where Temporal says the run that made it has closed; report what was found, removed and kept; exit 3 when something could not be decided or removed',
+  )
+  .option('--dry-run', 'report what would be done, change nothing')
+  .option('--host <host>', "the host whose restore server, folders and repositories are swept (default this configuration's host)")
+  .option('--remove-recovery-folders', "also remove the data directories of recoveries that did not complete (by default they stay for the operator to read)")
+  .option('--workflow-id <id>', 'workflow id (default sweep-leftovers-<host>-<UTC time>)')
+  .addOption(jsonOption())
+  .action(
+    action(async (options: SweepOptions & { json?: boolean }) => {
+      const cfg = config();
+      const input = sweepInput(cfg, options);
+      return withClient(cfg, (client) => startSweep(client, input, options, printer(Boolean(options.json))));
     }),
   );
 

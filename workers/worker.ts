@@ -10,7 +10,7 @@ import { createActivities } from '../activities/index.js';
 import { runCommand } from '../activities/exec.js';
 import { resolveBinDir } from '../activities/postgres.js';
 import { openRepositories } from '../activities/storage/index.js';
-import { ownedTempPrefix, sweepDeadOwners } from '../activities/tempDirs.js';
+import { ownedTempPrefix, sweepDeadOwners, tempRoots } from '../activities/tempDirs.js';
 import { SHARED_TASK_QUEUE, hostTaskQueue } from '../workflows/types.js';
 import type { Config } from './config.js';
 import { temporalDataConverter } from './dataConverter.js';
@@ -68,9 +68,8 @@ export interface WorkerOptions {
  * staging folders (which hold plaintext) of processes that no longer exist. Never another
  * live worker's.
  */
-export async function sweepLeftovers(config: Config, logger: Logger): Promise<string[]> {
-  const roots = [os.tmpdir(), '/dev/shm', ...(config.restore.workDir ? [config.restore.workDir] : [])];
-  const removed = await sweepDeadOwners(roots);
+export async function sweepDeadWorkersFolders(config: Config, logger: Logger): Promise<string[]> {
+  const removed = await sweepDeadOwners(tempRoots(config.restore.workDir));
   if (removed.length) logger.warn({ removed }, 'removed temporary folders of workers that died');
   return removed;
 }
@@ -78,7 +77,7 @@ export async function sweepLeftovers(config: Config, logger: Logger): Promise<st
 export async function startWorker(config: Config, logger: Logger, options: WorkerOptions = {}): Promise<RunningWorker> {
   // First: a worker without its payload keys refuses to start before it touches anything.
   const dataConverter = temporalDataConverter(config);
-  await sweepLeftovers(config, logger);
+  await sweepDeadWorkersFolders(config, logger);
   const failureConverterPath = dataConverter?.failureConverterPath;
   const built = options.bundleInProcess ? undefined : await bundleInChildProcess(failureConverterPath);
   const workflowCode = built ? { codePath: built.codePath } : await workflowBundle(failureConverterPath);

@@ -72,3 +72,14 @@ export const walShippingPass = {
   heartbeatTimeout: '20 seconds',
   retry: { initialInterval: '2 seconds', maximumAttempts: 3 },
 } as const satisfies ActivityOptions;
+
+/**
+ * One step of the sweep of leftovers: finding them, asking Temporal, dropping or removing one.
+ * Each heartbeats as it goes (a key removed, a folder looked at), so a killed worker's step
+ * moves to another worker within seconds; a retry finds what is left and does the rest.
+ */
+export const sweepStep = {
+  startToCloseTimeout: '30 minutes',
+  heartbeatTimeout: '20 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 5 },
+} as const satisfies ActivityOptions;

@@ -6,3 +6,4 @@ export { recoveryDrill } from './recoveryDrill.js';
 export { backupBase } from './backupBase.js';
 export { shipWal } from './shipWal.js';
 export { pointInTimeRecovery } from './pointInTimeRecovery.js';
+export { sweepLeftovers } from './sweepLeftovers.js';

@@ -7,4 +7,5 @@ export { validateInput as validateRestoreDatabaseInput } from './restoreDatabase
 export { validateInput as validateVerifyBackupInput } from './verifyBackup.js';
 export { validateInput as validateRecoveryDrillInput } from './recoveryDrill.js';
 export { validateInput as validatePointInTimeRecoveryInput } from './pointInTimeRecovery.js';
+export { validateInput as validateSweepLeftoversInput } from './sweepLeftovers.js';
 export { targetFormProblem } from './recoveryTargets.js';

@@ -2,13 +2,14 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { BackupProgress } from './types.js';
 import type { RestoreProgress } from './restoreTypes.js';
+import type { SweepProgress } from './sweepTypes.js';
 import type { PitrState, RecoveryTarget, WalShippingState } from './pitrTypes.js';
 
 /**
  * Where a running workflow is; answered from workflow state, so it works on a finished run
  * too. Every workflow answers it, so `backupctl status` can ask any of them.
  */
-export const progressQuery = defineQuery<BackupProgress | RestoreProgress>('progress');
+export const progressQuery = defineQuery<BackupProgress | RestoreProgress | SweepProgress>('progress');
 
 /** The WAL shipping workflow's view of each repository: newest segment, how far behind, last error. */
 export const walShippingQuery = defineQuery<WalShippingState>('walShipping');

@@ -21,6 +21,13 @@ export interface PutOptions {
   soleWriter?: boolean;
 }
 
+/** A write that was begun and never completed (an S3 multipart upload). */
+export interface UnfinishedUpload {
+  key: string;
+  uploadId: string;
+  initiated?: Date;
+}
+
 export interface Repository {
   readonly name: string;
   readonly kind: RepositoryKind;
@@ -55,6 +62,15 @@ export interface Repository {
 
   /** Removes the object and any partial attempt at it; no error when there is none. */
   remove(key: string): Promise<void>;
+
+  /**
+   * Unfinished uploads under this repository, where the kind has them (S3); keys relative to
+   * the repository. Throws a classified failure where the server cannot list them.
+   */
+  listUnfinishedUploads?(): Promise<UnfinishedUpload[]>;
+
+  /** Aborts one unfinished upload, freeing its parts; no error when it is already gone. */
+  abortUnfinishedUpload?(upload: Pick<UnfinishedUpload, 'key' | 'uploadId'>): Promise<void>;
 
   /**
    * Proves the repository can take a backup now: reachable, exists, writable. Throws a

@@ -17,7 +17,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { Transform, type Readable } from 'node:stream';
 import { ErrorType } from '../../workflows/types.js';
 import { permanent, transient } from '../errors.js';
-import { assertSafeKey, byKey, type ObjectInfo, type PutOptions, type Repository } from './repository.js';
+import { assertSafeKey, byKey, type ObjectInfo, type PutOptions, type Repository, type UnfinishedUpload } from './repository.js';
 
 export interface S3RepositoryOptions {
   bucket: string;
@@ -174,6 +174,44 @@ export class S3Repository implements Repository {
       await this.client.send(new HeadBucketCommand({ Bucket: this.options.bucket }));
     } catch (err) {
       throw this.classify(err, `checking bucket ${this.options.bucket}`);
+    }
+  }
+
+  /**
+   * Every unfinished multipart upload under this repository's prefix, page by page. Parts of
+   * an upload a killed worker began stay (and are billed) until it is aborted. Throws
+   * StorageUnreachable (NotImplemented: the server cannot list uploads) or another classified failure.
+   */
+  async listUnfinishedUploads(): Promise<UnfinishedUpload[]> {
+    const found: UnfinishedUpload[] = [];
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    try {
+      for (;;) {
+        const page = await this.client.send(
+          new ListMultipartUploadsCommand({ Bucket: this.options.bucket, Prefix: this.prefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }),
+        );
+        for (const upload of page.Uploads ?? []) {
+          if (!upload.Key?.startsWith(this.prefix) || !upload.UploadId) continue;
+          found.push({ key: upload.Key.slice(this.prefix.length), uploadId: upload.UploadId, initiated: upload.Initiated });
+        }
+        if (!page.IsTruncated) break;
+        keyMarker = page.NextKeyMarker;
+        uploadIdMarker = page.NextUploadIdMarker;
+        if (!keyMarker && !uploadIdMarker) break;
+      }
+    } catch (err) {
+      throw this.classify(err, 'listing unfinished uploads');
+    }
+    return found;
+  }
+
+  async abortUnfinishedUpload(upload: Pick<UnfinishedUpload, 'key' | 'uploadId'>): Promise<void> {
+    try {
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.options.bucket, Key: this.objectKey(upload.key), UploadId: upload.uploadId }));
+    } catch (err) {
+      if ((err as { name?: string })?.name === 'NoSuchUpload' || isNotFound(err)) return;
+      throw this.classify(err, `aborting the unfinished upload of ${upload.key}`);
     }
   }
 
