@@ -26,7 +26,9 @@ import { startS3FaultProxy, type S3FaultProxy } from './s3FaultProxy.js';
 export const HOST = 'chaos';
 export const LIVE_DB = 'thesis_grey_db';
 export const BUCKET = 'backupctl-chaos';
-export const NAS_BYTES = 96 * 1024 * 1024;
+// Room for a few hundred runs of backups (nothing prunes yet: retention is issue 12); the
+// full-repository fault fills whatever is left.
+export const NAS_BYTES = 512 * 1024 * 1024;
 
 export interface ChaosStack {
   dir: string;
