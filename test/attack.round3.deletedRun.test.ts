@@ -7,7 +7,7 @@
 // went, acts as if it still stood: it claims the backup id for a dead run (every later run
 // under that id refused, for ever) or marks a full restored copy of the data as restored,
 // a database no run will ever drop.
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Info } from '@temporalio/activity';
@@ -43,6 +43,7 @@ beforeAll(async () => {
       database: { url: cluster.url('app') },
       repositories: { local: { type: 'filesystem', path: path.join(dir, 'local') } },
       encryption: { publicKeyFile: keys.publicKeyFile },
+      signing: { privateKeyFile: keys.signing.privateKeyFile, publicKeyFiles: [keys.signing.publicKeyFile] },
       restore: { serverUrl: cluster.url('postgres'), workDir: dir, jobs: 1 },
       logLevel: 'warn',
     },
@@ -86,7 +87,7 @@ test('a plan attempt that wakes after its run has closed and been deleted claims
     () => 'planned',
     (err: any) => `${err.type}: ${err.message}`,
   );
-  const leftovers = readdirSync(path.join(dir, 'local'), { recursive: true }).map(String);
+  const leftovers = existsSync(path.join(dir, 'local')) ? readdirSync(path.join(dir, 'local'), { recursive: true }).map(String) : [];
   expect({ outcome, claims: leftovers.filter((f) => f.includes('claim.json')) }).toEqual({ outcome: expect.stringMatching(/^AttemptSuperseded/), claims: [] });
 }, 60_000);
 
