@@ -21,7 +21,13 @@ export type Standing =
 const CANCEL_REQUESTED = 3;
 
 export async function attemptStanding(): Promise<Standing> {
-  const ctx = Context.current();
+  let ctx: Context;
+  try {
+    ctx = Context.current();
+  } catch {
+    // Not an activity (a script, a test calling the engine directly): nobody else competes.
+    return { state: 'current' };
+  }
   const { workflowExecution, activityId, attempt, workflowNamespace } = ctx.info;
   if (ctx.cancellationSignal.aborted) return { state: 'cancelled' };
   if (!workflowExecution) return { state: 'unknown', why: 'not run by a workflow' };
@@ -64,7 +70,7 @@ function isNotFound(err: unknown): boolean {
  */
 export async function assertAttemptStands(what: string): Promise<void> {
   const standing = await attemptStanding();
-  if (standing.state === 'cancelled') throw Context.current().cancellationSignal.reason ?? new CancelledFailure('cancel requested');
+  if (standing.state === 'cancelled') throw new CancelledFailure('cancel requested');
   if (standing.state === 'gone') throw staleAttempt(what, standing.why);
 }
 

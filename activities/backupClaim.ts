@@ -15,7 +15,7 @@ import { Context } from '@temporalio/activity';
 import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { ErrorType, type Compression, type StoredObject } from '../workflows/types.js';
-import { actWhileStanding } from './attemptStanding.js';
+import { actWhileStanding, assertAttemptStands, attemptStanding } from './attemptStanding.js';
 import { OBJECT_NAMES, backupPrefix, manifestBody, manifestKey, type Component } from './catalog.js';
 import { compressionSuffix } from './compression.js';
 import { permanent } from './errors.js';
@@ -244,22 +244,30 @@ export async function publishManifest(repositories: Repository[], manifest: { co
       if (existing === body.toString()) await repository.remove(key).catch(() => undefined);
     }
   };
-  const published: Repository[] = [];
+  // A stale attempt (frozen, then woken after its run's newer attempt published) publishes nothing.
+  await assertAttemptStands(`publishing the manifest of backup ${backupId}`);
+  // Only what this very call wrote may be taken back: a manifest that was already there is a
+  // newer attempt's (or an earlier call's that its run completed with), never ours to remove.
+  const wrote: Repository[] = [];
   try {
     for (const repository of repositories) {
-      published.push(repository);
-      if (await repository.create(key, body)) continue;
+      if (await repository.create(key, body)) {
+        wrote.push(repository);
+        continue;
+      }
       const existing = await storedText(repository, key);
       if (existing === body.toString()) continue;
       // Another run's (or a damaged) manifest where this run holds the id: a stale writer's; ours replaces it.
       await assertClaimed([repository], component, backupId, runId);
       await repository.put(key, Readable.from([body]), { contentLength: body.length });
+      wrote.push(repository);
     }
   } catch (err) {
     // All or none: a manifest left in some repositories would make a backup that its run
     // reports failed (and whose failed copies its discard may no longer remove). A retry
-    // publishes again; a permanent failure leaves the run's compensation a clean slate.
-    await takeBack(published);
+    // publishes again; a permanent failure leaves the run's compensation a clean slate. Only
+    // while this attempt still stands: a stale one removes nothing.
+    if ((await attemptStanding()).state === 'current') await takeBack(wrote);
     throw err;
   }
   try {

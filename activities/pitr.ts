@@ -13,7 +13,7 @@ import type { DatabaseBackupDeps } from './databaseBackup.js';
 import { readFirstGoodCopy } from './copySelection.js';
 import { admitted, loadVerifier, refusalOf } from './manifestSignature.js';
 import { signatureRefusal } from './restoreSource.js';
-import { actWhileStanding } from './attemptStanding.js';
+import { actWhileStanding, assertAttemptStands } from './attemptStanding.js';
 import { assertPrivateKeyFor } from './encryption.js';
 import { classifyFilesystemError, errorText, permanent } from './errors.js';
 import { runCommand, spawnStreaming } from './exec.js';
@@ -205,7 +205,10 @@ export function createPitrActivities(deps: PitrDeps) {
           passphraseFile: config.encryption.passphraseFile,
           signal: ctx.cancellationSignal,
           consume: async (plain) => {
-            // Nothing of a copy that proved corrupt (or planted) stays for the next copy to land on.
+            // Nothing of a copy that proved corrupt (or planted) stays for the next copy to land on;
+            // a stale attempt (its run's newer attempt may have unpacked and started a server
+            // here) clears nothing.
+            await assertAttemptStands(`unpacking the base backup into ${dataDir}`);
             for (const entry of await readdir(dataDir)) await rm(path.join(dataDir, entry), { recursive: true, force: true });
             plain.on('data', (chunk: Buffer) => (unpacked += chunk.length));
             const tar = spawnStreaming('tar', ['-x', '-C', dataDir, '--no-same-owner'], { stdin: 'pipe', signal: ctx.cancellationSignal });

@@ -69,3 +69,22 @@ test("a read-only repository does not keep a failed run's discard from the other
     await execa('umount', ['-l', roRoot]).catch(() => undefined);
   }
 });
+
+test("a failed publish takes back only what it wrote: a manifest already there (a newer attempt's) stays", async () => {
+  const local = new FilesystemRepository('local', path.join(dir, 'local3'));
+  const nas = new FilesystemRepository('nas', fullRoot);
+  const runId = randomUUID();
+  const backupId = 'publish-not-theirs';
+  rmSync(path.join(fullRoot, 'filler'), { force: true });
+  await claimBackup([local, nas], 'database', backupId, { workflowId: backupId, runId }, new Date());
+  const manifest = { formatVersion: 1, component: 'database', backupId, runId, workflowId: backupId, objects: [] } as any;
+  // The newer attempt of the run published in local; then the NAS filled before this (stale) call.
+  await publishManifest([local], manifest);
+  try {
+    writeFileSync(path.join(fullRoot, 'filler'), Buffer.alloc(2 * 1024 * 1024));
+  } catch {
+    // ENOSPC: full, as wanted
+  }
+  await expect(publishManifest([local, nas], manifest)).rejects.toMatchObject({ type: 'DiskFull' });
+  expect(await local.stat(manifestKey('database', backupId))).toBeDefined();
+});
