@@ -3,6 +3,7 @@
 // finishes between two beats never hears at all. Before an act that makes something last (a
 // restored database marked as restored), it asks the server directly: an attempt whose
 // workflow has closed, or whose place a newer attempt took, must not leave what it made.
+import { createHash } from 'node:crypto';
 import { Context } from '@temporalio/activity';
 import { CancelledFailure } from '@temporalio/common';
 import { ErrorType } from '../workflows/types.js';
@@ -54,6 +55,72 @@ export async function attemptStanding(): Promise<Standing> {
     // closed, for sure. Anything else (the server down, a timeout) proves nothing.
     if (isNotFound(err)) return { state: 'gone', why: `workflow ${workflowExecution.workflowId} (run ${workflowExecution.runId}) no longer exists`, workflowClosed: true };
     return { state: 'unknown', why: errorText(err) };
+  }
+}
+
+/**
+ * The application_name of this attempt's admin sessions (those that take a database name's
+ * lock): a digest of the run (no id in clear), the activity and the attempt. So a newer attempt
+ * that finds the lock held can tell a stale attempt of its own run from a stranger. Undefined
+ * outside an activity.
+ */
+export function attemptSessionTag(): string | undefined {
+  let info;
+  try {
+    info = Context.current().info;
+  } catch {
+    return undefined;
+  }
+  const runId = info.workflowExecution?.runId;
+  // application_name holds 63 bytes: an activity id this long (never one the SDK gives) is not tagged.
+  if (!runId || !/^[\w.:]{1,20}$/.test(info.activityId)) return undefined;
+  return `${SESSION_TAG_PREFIX}${runDigest(runId)}-${info.activityId}-${info.attempt}`;
+}
+
+const SESSION_TAG_PREFIX = 'backupctl-attempt-';
+const SESSION_TAG = /^backupctl-attempt-([0-9a-f]{16})-([\w.:]{1,20})-(\d+)$/;
+
+export function runDigest(runId: string): string {
+  return createHash('sha256').update(`backupctl-run:${runId}`).digest('hex').slice(0, 16);
+}
+
+export interface SessionTag {
+  runDigest: string;
+  activityId: string;
+  attempt: number;
+}
+
+export function parseSessionTag(applicationName: string | null | undefined): SessionTag | undefined {
+  const match = applicationName ? SESSION_TAG.exec(applicationName) : null;
+  return match ? { runDigest: match[1], activityId: match[2], attempt: Number(match[3]) } : undefined;
+}
+
+/**
+ * Whether a session tagged `tag` belongs to a stale attempt of THIS activity's run: another
+ * activity of the run that is no longer pending, or an older attempt of one whose place a newer
+ * attempt took, or any attempt once the run has closed. Asked of the server; when it cannot be
+ * asked, or the tag is another run's or this very attempt's, the answer is false.
+ */
+export async function isStaleAttemptOfThisRun(tag: SessionTag): Promise<boolean> {
+  let ctx: Context;
+  try {
+    ctx = Context.current();
+  } catch {
+    return false;
+  }
+  const { workflowExecution, activityId, attempt, workflowNamespace } = ctx.info;
+  if (!workflowExecution || tag.runDigest !== runDigest(workflowExecution.runId)) return false;
+  if (tag.activityId === activityId && tag.attempt === attempt) return false;
+  try {
+    const described = await ctx.client.workflowService.describeWorkflowExecution({
+      namespace: workflowNamespace,
+      execution: { workflowId: workflowExecution.workflowId, runId: workflowExecution.runId },
+    });
+    if (described.workflowExecutionInfo?.status !== 1) return true;
+    const pending = described.pendingActivities?.find((a) => a.activityId === tag.activityId);
+    return !pending || pending.attempt !== tag.attempt;
+  } catch (err) {
+    return isNotFound(err);
   }
 }
 

@@ -4,10 +4,11 @@
 // drops only databases of the asking run; an attempt touches only what it made itself, so a
 // stale attempt that wakes up never harms a newer one. The configured live database is never
 // created over, dropped or renamed here: only the swap (restore.ts) renames it.
-import { Context } from '@temporalio/activity';
+import { Context, log } from '@temporalio/activity';
 import type pg from 'pg';
 import { ErrorType } from '../workflows/types.js';
 import type { Config } from '../workers/config.js';
+import { attemptSessionTag, isStaleAttemptOfThisRun, parseSessionTag, runDigest } from './attemptStanding.js';
 import { classifyDatabaseError, permanent, transient } from './errors.js';
 import { connect, parseDatabaseUrl, type DatabaseTarget } from './postgres.js';
 
@@ -95,6 +96,11 @@ export interface LockOptions {
    * the activity is cancelled, since what it made must still go.
    */
   evenIfCancelled?: boolean;
+  /**
+   * A run known to have closed (the sweep's): a session of any of its attempts that holds the
+   * lock is a stale attempt's, frozen or lost, and is ended.
+   */
+  closedRunId?: string;
 }
 
 /** How long a name's lock is waited for: any role that may connect can take it, so never for ever. */
@@ -115,10 +121,15 @@ async function acquireNameLock(client: pg.Client, name: string, options: LockOpt
   } catch {
     // not in an activity (a script or a test): the deadline alone bounds the wait
   }
+  let nextHolderCheck = 0;
   for (;;) {
     const { rows } = await client.query<{ got: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS got', [key]);
     if (rows[0].got) return;
     if (signal?.aborted) throw signal.reason ?? new Error('cancelled');
+    if (Date.now() >= nextHolderCheck) {
+      nextHolderCheck = Date.now() + 2000;
+      if (await endStaleHolders(client, name, key, options)) continue;
+    }
     if (Date.now() >= deadline) {
       const holder = await client
         .query<{ pid: number; usename: string | null }>(
@@ -137,6 +148,41 @@ async function acquireNameLock(client: pg.Client, name: string, options: LockOpt
   }
 }
 
+/**
+ * Ends the sessions holding the name's lock that belong to a stale attempt of this run (a
+ * worker frozen or cut off while it held the lock: Temporal gave its activity to a newer
+ * attempt, or the run closed), or to the closed run the caller names. Only sessions of the
+ * same role (a stranger cannot forge one without logging in as it) and tagged by an attempt
+ * (attemptSessionTag). Returns whether one was ended. A stale attempt's session would
+ * otherwise keep the lock until its worker woke or died: the newer attempt would fail with
+ * TargetDatabaseBusy and what the run made would stay.
+ */
+async function endStaleHolders(client: pg.Client, name: string, key: string, options: LockOptions): Promise<boolean> {
+  const { rows } = await client
+    .query<{ pid: number; application_name: string | null }>(
+      `SELECT l.pid, a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+       WHERE l.locktype = 'advisory' AND l.granted AND l.objid = (hashtext($1)::bigint & 4294967295)::oid
+         AND a.usename = current_user AND l.pid <> pg_backend_pid()`,
+      [key],
+    )
+    .catch(() => ({ rows: [] as Array<{ pid: number; application_name: string | null }> }));
+  let ended = false;
+  for (const holder of rows) {
+    const tag = parseSessionTag(holder.application_name);
+    if (!tag) continue;
+    const stale = (options.closedRunId !== undefined && tag.runDigest === runDigest(options.closedRunId)) || (await isStaleAttemptOfThisRun(tag));
+    if (!stale) continue;
+    const { rows: done } = await client.query<{ ended: boolean }>('SELECT pg_terminate_backend($1, 5000) AS ended', [holder.pid]);
+    try {
+      log.warn('ended a stale attempt\'s session that held a database name\'s lock', { database: name, pid: holder.pid, activityId: tag.activityId, attempt: tag.attempt, ended: done[0]?.ended });
+    } catch {
+      // not in an activity
+    }
+    ended ||= done[0]?.ended === true;
+  }
+  return ended;
+}
+
 export function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
 }
@@ -145,8 +191,13 @@ function quoteLiteral(value: string): string {
   return `'${value.replace(/'/g, "''")}'`;
 }
 
+/**
+ * Runs `body` on an admin connection to the restore server. Inside an activity the session is
+ * tagged with the attempt (attemptSessionTag), so a newer attempt can end it should this one
+ * be frozen holding a name's lock.
+ */
 export async function withServer<T>(server: DatabaseTarget, body: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = await connect(server);
+  const client = await connect(server.applicationName ? server : { ...server, applicationName: attemptSessionTag() });
   try {
     return await body(client);
   } catch (err) {

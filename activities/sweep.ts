@@ -40,7 +40,7 @@ export function createSweepActivities(deps: DatabaseBackupDeps) {
     // name's lock and refuses the live database (LiveDatabaseProtected).
     const maker = { ...run, attempt: 0 };
     beat({ phase: 'dropping', database: name });
-    const dropped = await withServer(restoreServer(config), (client) => dropRestoreDatabase(client, name, maker, liveDatabaseName(config)));
+    const dropped = await withServer(restoreServer(config), (client) => dropRestoreDatabase(client, name, maker, liveDatabaseName(config), { closedRunId: run.runId }));
     return dropped ? `dropped database ${name}` : `database ${name} is gone or no longer carries run ${run.runId}'s marker: nothing dropped`;
   }
 

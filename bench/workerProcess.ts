@@ -19,8 +19,8 @@ export interface WorkerProcess {
   stderrTail(): string;
   /** A signal to the worker's whole process group (SIGKILL, SIGSTOP, SIGCONT...). */
   signal(signal: NodeJS.Signals): void;
-  /** Resolves when the worker process has exited. */
-  exited: Promise<void>;
+  /** Resolves when the worker process has exited, with how ("code 1", "signal SIGKILL"). */
+  exited: Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -34,7 +34,7 @@ export async function startWorkerProcess(configFile: string): Promise<WorkerProc
   });
   liveWorkers.add(child);
   let tail = '';
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const exited = new Promise<string>((resolve) => child.once('exit', (code, signal) => resolve(signal ? `signal ${signal}` : `code ${code}`)));
   const ready = new Promise<void>((resolve, reject) => {
     child.stderr!.on('data', (chunk: Buffer) => {
       tail = (tail + chunk.toString('utf8')).slice(-8000);

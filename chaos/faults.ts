@@ -57,6 +57,7 @@ export async function injectFault(kind: FaultKind, ctx: FaultContext): Promise<I
   switch (kind) {
     case 'sigkill': {
       const victim = await workers.current();
+      workers.expectExit(victim);
       victim.signal('SIGKILL');
       await workers.replace();
       return { detail: `SIGKILL to worker group ${victim.pid}, new worker started`, afterRun: nothing };
@@ -102,6 +103,8 @@ export async function injectFault(kind: FaultKind, ctx: FaultContext): Promise<I
     case 'pg-restart-immediate': {
       const mode = kind === 'pg-restart-fast' ? 'fast' : 'immediate';
       await stack.cluster.restart(mode);
+      // Crash recovery skips up to 32 values of every sequence used since its last WAL record.
+      if (mode === 'immediate') stack.sequenceSlack += 32;
       return { detail: `PostgreSQL restarted (${mode})`, afterRun: nothing };
     }
     case 'repo-full': {

@@ -140,6 +140,7 @@ async function oneRun(stack: ChaosStack, workers: WorkerPool, index: number, run
   // violation, not every later run's.
   const global = await globalProblems(stack, workers.livePids()).catch((err: Error) => [`checking the global invariants failed: ${err.message}`]);
   violations.push(...global.filter((p) => !reported.has(p)));
+  violations.push(...workers.takeDeaths());
   global.forEach((p) => reported.add(p));
   const record: RunRecord = {
     index,

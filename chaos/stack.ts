@@ -48,6 +48,12 @@ export interface ChaosStack {
   stagingDir: string;
   /** The live database's fingerprint before any run: every restore must equal it. */
   sourceSums: Record<string, string>;
+  /**
+   * How far a sequence may legitimately be ahead of sourceSums: PostgreSQL WAL-logs a sequence
+   * 32 values ahead, so crash recovery (an immediate restart) skips up to 32 values. Grows by
+   * 32 with every immediate restart.
+   */
+  sequenceSlack: number;
   servicesState(): string;
   stop(): Promise<void>;
 }
@@ -149,6 +155,7 @@ export async function startChaosStack(say: (line: string) => void, size = { user
       nasIsTmpfs,
       stagingDir,
       sourceSums,
+      sequenceSlack: 0,
       servicesState: () => readFileSync(servicesFile, 'utf8').trim(),
       stop,
     };

@@ -10,23 +10,38 @@ export interface WorkerPool {
   replace(): Promise<WorkerProcess>;
   /** Pids of every worker process still running (their groups may hold tool processes). */
   livePids(): number[];
+  /**
+   * Workers that exited on their own (not killed by a fault, not stopped): each a violation,
+   * with its exit and the end of its stderr. Taken (and cleared) by the caller.
+   */
+  takeDeaths(): string[];
   /** Stops a worker that is no longer current. */
   retire(worker: WorkerProcess): Promise<void>;
   stopAll(): Promise<void>;
+  /** A fault is about to end this worker (SIGKILL): not a death to report. */
+  expectExit(worker: WorkerProcess): void;
 }
 
 export function workerPool(configFile: string): WorkerPool {
   let serving: WorkerProcess | undefined;
   const all = new Set<WorkerProcess>();
+  const expected = new Set<WorkerProcess>();
+  let deaths: string[] = [];
   const start = async () => {
     const worker = await startWorkerProcess(configFile);
     all.add(worker);
-    void worker.exited.then(() => {
+    void worker.exited.then((how) => {
       all.delete(worker);
+      if (!expected.has(worker)) {
+        deaths.push(`worker ${worker.pid} died on its own (${how}): ${worker.stderrTail().split('\n').filter(Boolean).slice(-4).join(' | ').slice(-1500)}`);
+        // What a service manager would do: another worker serves.
+        if (serving === worker) void start().then((next) => (serving ??= next), () => undefined);
+      }
       if (serving === worker) serving = undefined;
     });
     return worker;
   };
+  const stopping = (worker: WorkerProcess) => expected.add(worker);
   return {
     async current() {
       serving ??= await start();
@@ -37,12 +52,20 @@ export function workerPool(configFile: string): WorkerPool {
       return serving;
     },
     livePids: () => [...all].map((w) => w.pid),
+    takeDeaths() {
+      const taken = deaths;
+      deaths = [];
+      return taken;
+    },
+    expectExit: stopping,
     async retire(worker) {
+      stopping(worker);
       worker.signal('SIGCONT');
       await worker.stop();
     },
     async stopAll() {
       for (const worker of all) {
+        stopping(worker);
         worker.signal('SIGCONT');
         await worker.stop();
       }
