@@ -93,6 +93,10 @@ export async function streamToRepositories(input: PipelineInput): Promise<Pipeli
   if (abort.signal.aborted) stopStreams();
   const puts = input.repositories.map((repository) => {
     const branch = new PassThrough({ highWaterMark: 1024 * 1024 });
+    // Destroyed with an error on abort, perhaps before its repository has begun to read it
+    // (an upload still opening): its put carries the outcome; an unheard 'error' event would
+    // crash the worker, and every activity it runs with it.
+    ignore(branch);
     branches.push(branch);
     stored.pipe(branch);
     return repository.put(input.key, branch, { signal: abort.signal, soleWriter: input.soleWriter }).catch((err) => {

@@ -33,7 +33,7 @@ export function workerPool(configFile: string): WorkerPool {
     void worker.exited.then((how) => {
       all.delete(worker);
       if (!expected.has(worker)) {
-        deaths.push(`worker ${worker.pid} died on its own (${how}): ${worker.stderrTail().split('\n').filter(Boolean).slice(-4).join(' | ').slice(-1500)}`);
+        deaths.push(`worker ${worker.pid} died on its own (${how}): ${worker.stderrTail().split('\n').filter(Boolean).slice(-30).join(' | ').slice(-5000)}`);
         // What a service manager would do: another worker serves.
         if (serving === worker) void start().then((next) => (serving ??= next), () => undefined);
       }
