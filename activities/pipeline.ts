@@ -2,6 +2,7 @@
 // Nothing is held in memory beyond stream buffers and S3 part buffers, no plaintext touches
 // a disk, and the first failing stage stops all the others.
 import { createHash } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { PassThrough, type Readable } from 'node:stream';
 import type { ApplicationFailure } from '@temporalio/common';
 import { ErrorType } from '../workflows/types.js';
@@ -50,6 +51,9 @@ export interface PipelineResult {
 
 export async function streamToRepositories(input: PipelineInput): Promise<PipelineResult> {
   const { producer, abort } = input;
+  // One pass's own signal, heard by each process (producer, zstd, gpg, reader) and each
+  // repository's write: more than Node's default 10 listeners, and no leak.
+  setMaxListeners(64, abort.signal);
   const progress: PipelineProgress = { plainBytes: 0, storedBytes: 0 };
   const hash = createHash('sha256');
   let firstFailure: ApplicationFailure | undefined;
