@@ -25,12 +25,12 @@ export interface WorkerProcess {
 }
 
 /** Starts a worker on a configuration file and resolves once it polls (its code bundled). */
-export async function startWorkerProcess(configFile: string): Promise<WorkerProcess> {
+export async function startWorkerProcess(configFile: string, env: Record<string, string> = {}): Promise<WorkerProcess> {
   const child = spawn(process.execPath, [path.join(PROJECT_ROOT, 'bin', 'backupctl.js'), '--config', configFile, 'worker'], {
     cwd: PROJECT_ROOT,
     detached: true, // its own process group: stop() reaches pg_dump, zstd and gpg too
     stdio: ['ignore', 'ignore', 'pipe'],
-    env: process.env,
+    env: { ...process.env, ...env },
   });
   liveWorkers.add(child);
   let tail = '';

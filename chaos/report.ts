@@ -19,6 +19,8 @@ export interface ReportContext {
   elapsedMs: number;
   command: string;
   notCovered: string[];
+  /** Stacks run side by side, each with its own servers and workers (--lanes). */
+  lanes: number;
 }
 
 export function reliabilityReport(records: RunRecord[], context: ReportContext): string {
@@ -29,10 +31,12 @@ export function reliabilityReport(records: RunRecord[], context: ReportContext):
     '',
     `Written by \`npm run chaos\` (${context.command}) on ${context.startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC: ` +
       `${records.length} runs with one injected fault each (${landed.length} landed while the workflow was running, the rest just after it closed), ` +
-      `in ${(context.elapsedMs / 60000).toFixed(1)} minutes; master seed ${context.seed}. ` +
+      `in ${(context.elapsedMs / 60000).toFixed(1)} minutes; master seed ${context.seed}` +
+      (context.lanes > 1 ? `, on ${context.lanes} lanes side by side (each its own Temporal server, PostgreSQL, S3, repositories and workers; lane k draws its runs from master seed + k)` : '') +
+      '. ' +
       `Machine: ${os.cpus().length} CPU (${os.cpus()[0]?.model ?? 'unknown'}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}.`,
     '',
-    `**Violations: ${violating.length}.** Faults injected per hour: ${Math.round((records.length / context.elapsedMs) * 3_600_000)}; median run (start, fault, close, healing, checks): ${seconds(median(records.map((r) => r.tookMs)))} s.`,
+    `**Violations: ${violating.length}.** Faults injected per hour: ${Math.round((records.length / context.elapsedMs) * 3_600_000)} (${Math.round((landed.length / context.elapsedMs) * 3_600_000)} of them into a running workflow); median run (start, fault, close, healing, checks): ${seconds(median(records.map((r) => r.tookMs)))} s.`,
     '',
     'Each run: a workflow on the real stack (Temporal dev server, PostgreSQL, SeaweedFS S3 behind a fault proxy, filesystem repositories, real `backupctl worker` processes), one fault at a moment drawn from the run\'s seed, then every invariant checked (chaos/invariants.ts): a completed backup has a whole copy in every repository and restores identical with plain gpg, zstd and pg_restore; a failed one left nothing under its id; no restore or scratch database, staged plaintext, unfinished write, open multipart upload, orphaned tool process or dead worker\'s temp folder is left; the live database is unchanged unless a swap completed; the application\'s services run; a run under a fault it must survive completes, and one under a full or read-only repository fails only with DiskFull or StorageAccessDenied. "Recover" is the median time from the fault to the workflow\'s close, over the runs where the fault landed in a running workflow.',
     '',

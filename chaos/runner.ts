@@ -55,8 +55,11 @@ function generator(seed: number) {
 }
 
 export async function runChaos(stack: ChaosStack, options: ChaosOptions): Promise<RunRecord[]> {
-  const workers = workerPool(stack.configFile);
+  const workers = workerPool(stack.configFile, stack.workerEnv);
   const records: RunRecord[] = [];
+  // A leftover already reported (a hung run's, terminated without cleanup) is that run's
+  // violation, not every later run's.
+  const reported = new Set<string>();
   const scenarios = SCENARIOS.filter((s) => !options.scenarios || options.scenarios.includes(s.name));
   const faults = FAULT_KINDS.filter((f) => (!options.faults || options.faults.includes(f)) && faultApplies(f, stack));
   try {
@@ -74,7 +77,7 @@ export async function runChaos(stack: ChaosStack, options: ChaosOptions): Promis
         seeds.push(master(0, 0x7fffffff));
       } else if (index >= 1) break;
       const planned = options.plan?.[index];
-      const record = await oneRun(stack, workers, index, seeds[index], planned ? scenarios.filter((s) => s.name === planned.scenario) : scenarios, planned ? [planned.fault] : faults, options);
+      const record = await oneRun(stack, workers, index, seeds[index], planned ? scenarios.filter((s) => s.name === planned.scenario) : scenarios, planned ? [planned.fault] : faults, options, reported);
       records.push(record);
       options.onRun?.(record);
     }
@@ -97,9 +100,7 @@ async function warmUp(stack: ChaosStack, scenarios: Scenario[], say: (line: stri
   }
 }
 
-const reported = new Set<string>();
-
-async function oneRun(stack: ChaosStack, workers: WorkerPool, index: number, runSeed: number, scenarios: Scenario[], faults: readonly FaultKind[], options: ChaosOptions): Promise<RunRecord> {
+async function oneRun(stack: ChaosStack, workers: WorkerPool, index: number, runSeed: number, scenarios: Scenario[], faults: readonly FaultKind[], options: ChaosOptions, reported: Set<string>): Promise<RunRecord> {
   const runStarted = Date.now();
   const draw = generator(runSeed);
   const scenario = scenarios[draw(0, scenarios.length - 1)];
@@ -136,8 +137,6 @@ async function oneRun(stack: ChaosStack, workers: WorkerPool, index: number, run
   if (outcome.status === 'failed' && !outcome.errorType) violations.push('failed without an error type');
   const context = { workflowId, liveOidBefore, draw, unwritable: fault === 'repo-full' || fault === 'repo-readonly' ? ['nas'] : [] };
   violations.push(...(await scenario.check(stack, outcome, context).catch((err: Error) => [`checking the ${scenario.name} failed: ${err.message}`])));
-  // A leftover already reported (a hung run's, terminated without cleanup) is that run's
-  // violation, not every later run's.
   const global = await globalProblems(stack, workers.livePids()).catch((err: Error) => [`checking the global invariants failed: ${err.message}`]);
   violations.push(...global.filter((p) => !reported.has(p)));
   violations.push(...workers.takeDeaths());

@@ -54,6 +54,8 @@ export interface ChaosStack {
    * 32 with every immediate restart.
    */
   sequenceSlack: number;
+  /** What a worker (or a backupctl command) on this stack needs in its environment: the S3 credentials. */
+  workerEnv: Record<string, string>;
   servicesState(): string;
   stop(): Promise<void>;
 }
@@ -84,7 +86,6 @@ export async function startChaosStack(say: (line: string) => void, size = { user
     stops.unshift(() => cluster.stop(), () => s3.stop());
     stops.push(() => execa('gpgconf', ['--homedir', keys.privateHome, '--kill', 'gpg-agent']));
     await s3.createBucket(BUCKET);
-    Object.assign(process.env, s3.env);
     const s3Proxy = await startS3FaultProxy(s3.endpoint);
     stops.unshift(() => s3Proxy.stop());
 
@@ -156,6 +157,7 @@ export async function startChaosStack(say: (line: string) => void, size = { user
       stagingDir,
       sourceSums,
       sequenceSlack: 0,
+      workerEnv: { ...s3.env },
       servicesState: () => readFileSync(servicesFile, 'utf8').trim(),
       stop,
     };

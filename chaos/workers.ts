@@ -22,13 +22,13 @@ export interface WorkerPool {
   expectExit(worker: WorkerProcess): void;
 }
 
-export function workerPool(configFile: string): WorkerPool {
+export function workerPool(configFile: string, env: Record<string, string> = {}): WorkerPool {
   let serving: WorkerProcess | undefined;
   const all = new Set<WorkerProcess>();
   const expected = new Set<WorkerProcess>();
   let deaths: string[] = [];
   const start = async () => {
-    const worker = await startWorkerProcess(configFile);
+    const worker = await startWorkerProcess(configFile, env);
     all.add(worker);
     void worker.exited.then((how) => {
       all.delete(worker);

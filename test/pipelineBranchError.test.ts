@@ -7,13 +7,16 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import net from 'node:net';
+import { PassThrough, type Readable } from 'node:stream';
+import { S3Client } from '@aws-sdk/client-s3';
 import { loadRecipient, stopAgent, type Recipient } from '../activities/encryption.js';
 import { permanent } from '../activities/errors.js';
 import { spawnStreaming } from '../activities/exec.js';
 import { streamToRepositories } from '../activities/pipeline.js';
 import { FilesystemRepository } from '../activities/storage/filesystem.js';
 import type { ObjectInfo, Repository } from '../activities/storage/repository.js';
+import { S3Repository } from '../activities/storage/s3.js';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
 import { ErrorType } from '../workflows/types.js';
 
@@ -81,5 +84,38 @@ test("one repository's failed write fails the pass with its cause, and a reposit
     expect({ failure, uncaught: uncaught.map((e) => String(e)) }).toEqual({ failure: 'DiskFull', uncaught: [] });
   } finally {
     process.removeListener('uncaughtException', onUncaught);
+  }
+}, 30_000);
+
+test("an S3 write whose body fails while it still clears stale uploads (the server slow to answer) does not crash the process", async () => {
+  // A server that takes the connection and never answers: the put waits in its listing of stale uploads.
+  const sockets: net.Socket[] = [];
+  const silent = net.createServer((socket) => sockets.push(socket));
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  const port = (silent.address() as net.AddressInfo).port;
+  const client = new S3Client({ endpoint: `http://127.0.0.1:${port}`, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'k', secretAccessKey: 's' }, maxAttempts: 1 });
+  const repository = new S3Repository('s3', client, { bucket: 'b', prefix: 'p' });
+  const uncaught: unknown[] = [];
+  const onUncaught = (err: unknown) => uncaught.push(err);
+  process.prependListener('uncaughtException', onUncaught);
+  const abort = new AbortController();
+  try {
+    const body = new PassThrough();
+    body.on('error', () => undefined); // as the pipeline's branch listens
+    const put = repository.put('x/object.gpg', body, { signal: abort.signal }).then(
+      () => 'stored',
+      () => 'failed',
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    // What the pipeline does when another stage fails.
+    body.destroy(new Error('pipeline aborted'));
+    await new Promise((r) => setTimeout(r, 300));
+    abort.abort(new Error('pipeline aborted'));
+    expect({ put: await put, uncaught: uncaught.map((e) => String(e)) }).toEqual({ put: 'failed', uncaught: [] });
+  } finally {
+    process.removeListener('uncaughtException', onUncaught);
+    sockets.forEach((socket) => socket.destroy());
+    silent.close();
+    client.destroy();
   }
 }, 30_000);

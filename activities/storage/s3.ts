@@ -59,11 +59,18 @@ export class S3Repository implements Repository {
     // The source waits (buffered, then paused) while stale uploads are cleared; its failure
     // in that time reaches the upload through `counted` instead of crashing the worker.
     body.once('error', (err) => counted.destroy(err));
+    // Until the upload reads it, `counted` has no listener but the pipe's, which re-throws an
+    // error nobody hears: the worker would crash. The upload's promise carries the failure.
+    counted.on('error', () => undefined);
     body.pipe(counted);
     // Only dead writers' uploads: a younger one may be a live writer of the same key (a newer
     // attempt of a WAL segment's shipping while this one is stale), and aborting it would
     // destroy its work. A backup object's key has one writer only (attempt folders).
-    await this.abortStaleUploads(objectKey, options.soleWriter ? 0 : (this.options.staleUploadMs ?? STALE_UPLOAD_MS));
+    // The caller's abort ends the clearing too (a server slow to answer must not hold the put).
+    await this.abortStaleUploads(objectKey, options.soleWriter ? 0 : (this.options.staleUploadMs ?? STALE_UPLOAD_MS), options.signal).catch((err) => {
+      counted.destroy();
+      throw options.signal?.aborted ? this.classify(options.signal.reason ?? err, `uploading ${objectKey}`) : err;
+    });
     if (options.signal?.aborted) {
       counted.destroy();
       throw this.classify(options.signal.reason ?? new Error('aborted'), `uploading ${objectKey}`);
@@ -216,15 +223,13 @@ export class S3Repository implements Repository {
   }
 
   /** A worker killed mid-upload leaves parts behind: cleared here when older than minAgeMs. */
-  private async abortStaleUploads(objectKey: string, minAgeMs: number): Promise<void> {
+  private async abortStaleUploads(objectKey: string, minAgeMs: number, signal?: AbortSignal): Promise<void> {
     try {
-      const uploads = await this.client.send(new ListMultipartUploadsCommand({ Bucket: this.options.bucket, Prefix: objectKey }));
+      const uploads = await this.client.send(new ListMultipartUploadsCommand({ Bucket: this.options.bucket, Prefix: objectKey }), { abortSignal: signal });
       for (const upload of uploads.Uploads ?? []) {
         const age = upload.Initiated ? Date.now() - upload.Initiated.getTime() : Infinity;
         if (upload.Key === objectKey && upload.UploadId && age >= minAgeMs) {
-          await this.client.send(
-            new AbortMultipartUploadCommand({ Bucket: this.options.bucket, Key: objectKey, UploadId: upload.UploadId }),
-          );
+          await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.options.bucket, Key: objectKey, UploadId: upload.UploadId }), { abortSignal: signal });
         }
       }
     } catch (err) {
