@@ -28,6 +28,7 @@ test('a few faults, each survived or failed cleanly, no invariant violated', asy
       { scenario: 'database backup', fault: 'sigkill' },
       { scenario: 'restore --replace', fault: 's3-503' },
       { scenario: 'database backup', fault: 'pg-restart-fast' },
+      { scenario: 'database backup', fault: 'pg-restart-immediate' },
       { scenario: 'verification', fault: 's3-truncate' },
       ...(stack.nasIsTmpfs ? [{ scenario: 'database backup', fault: 'repo-readonly' as const }] : []),
     ],
