@@ -9,6 +9,7 @@ import { ErrorType } from '../workflows/types.js';
 import { permanent } from './errors.js';
 import { runCommand, spawnStreaming, type StreamingProcess } from './exec.js';
 import { ownedTempPrefix } from './tempDirs.js';
+import { assertSecretFileMode } from './secretFiles.js';
 
 export interface Recipient {
   fingerprint: string;
@@ -201,6 +202,7 @@ export async function assertPrivateKeyFor(
 
 async function assertUnlocks(key: PrivateKey, fingerprint: string): Promise<void> {
   if (key.passphraseFile) {
+    assertSecretFileMode('encryption.passphraseFile', key.passphraseFile);
     try {
       await access(key.passphraseFile, constants.R_OK);
     } catch (err) {

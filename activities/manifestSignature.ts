@@ -19,6 +19,7 @@ import { readFile } from 'node:fs/promises';
 import { ErrorType, type ManifestSignature, type SignatureVerdict } from '../workflows/types.js';
 import type { Config } from '../workers/config.js';
 import { permanent } from './errors.js';
+import { assertSecretFileMode } from './secretFiles.js';
 
 const DOMAIN = 'backupctl-manifest-v1\n';
 
@@ -72,6 +73,7 @@ function assertEd25519(key: KeyObject, field: string, file: string): void {
 }
 
 async function loadPrivateKey(file: string, host: string): Promise<KeyObject> {
+  assertSecretFileMode('signing.privateKeyFile', file);
   const pem = await readKeyFile('signing.privateKeyFile', file, host);
   let key: KeyObject;
   try {

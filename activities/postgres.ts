@@ -6,6 +6,7 @@ import pg from 'pg';
 import { ErrorType } from '../workflows/types.js';
 import { classifyDatabaseError, permanent } from './errors.js';
 import { spawnStreaming, type StreamingProcess } from './exec.js';
+import { assertSecretFileMode } from './secretFiles.js';
 
 export interface DatabaseTarget {
   host: string;
@@ -28,6 +29,7 @@ export function parseDatabaseUrl(url: string, passwordFile?: string): DatabaseTa
   if (!database) throw permanent(ErrorType.InvalidConfig, 'database.url names no database (postgres://user@host:port/DBNAME)');
   let password = parsed.password ? decodeURIComponent(parsed.password) : undefined;
   if (passwordFile) {
+    assertSecretFileMode('the password file', passwordFile);
     try {
       password = readFileSync(passwordFile, 'utf8').trim();
     } catch (err) {

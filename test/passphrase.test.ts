@@ -104,6 +104,13 @@ describe('the up-front key check (restore, verification, drill, point-in-time re
     expect(await failureOf(check(folder))).toMatchObject({ type: 'PassphraseWrong' });
   });
 
+  test('a passphrase file readable by every local account: InvalidConfig naming it, its mode and the chmod', async () => {
+    const open = path.join(dir, 'passphrase-open');
+    writeFileSync(open, readFileSync(passphraseFile));
+    chmodSync(open, 0o644);
+    expect(await failureOf(check(open))).toMatchObject({ type: 'InvalidConfig', nonRetryable: true, message: expect.stringMatching(/^encryption\.passphraseFile .*passphrase-open holds a secret but can be read by every local account \(mode 0644\).*chmod 600/) });
+  });
+
   test('the right passphrase passes', async () => {
     await expect(check(passphraseFile)).resolves.toBeUndefined();
   });

@@ -2,7 +2,7 @@
 // service stores is ciphertext under a named key; what cannot be decrypted fails with a
 // message naming the key, never as garbage; rotated-out keys still decrypt.
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -146,6 +146,15 @@ describe('the keys come from the environment', () => {
     expect(keyring.encryptWith).toBe('new');
     expect([...keyring.keys.keys()]).toEqual(['new', 'old']);
     expect(keyring.source).toBe(`BACKUPCTL_PAYLOAD_KEYS_FILE (${file})`);
+  });
+
+  test('a key file any other account may read: a ConfigError naming it, its mode and the chmod, never a key', () => {
+    const file = path.join(dir, 'keys-open');
+    writeFileSync(file, `new:${NEW}\n`);
+    chmodSync(file, 0o644);
+    const err = thrown(() => loadPayloadKeys({ [PAYLOAD_KEYS_FILE_ENV]: file }));
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err.message).toBe(`BACKUPCTL_PAYLOAD_KEYS_FILE (${file}): holds the payload keys but accounts other than its owner may use it (mode 0644); chmod 600 ${file}`);
   });
 
   test.each([

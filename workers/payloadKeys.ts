@@ -2,7 +2,7 @@
 // the configuration file (which is copied, mailed and committed) nor from a payload. The
 // first key listed encrypts; every key listed decrypts, so a key is rotated in by listing it
 // last everywhere, then first, and retired once no retained history needs it.
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { ConfigError } from './config.js';
 
 /** `<key id>:<base64 of 32 random bytes>` entries, separated by commas or line breaks. */
@@ -37,8 +37,12 @@ export function loadPayloadKeys(env: NodeJS.ProcessEnv = process.env, needed = '
     const source = `${PAYLOAD_KEYS_FILE_ENV} (${file})`;
     let text: string;
     try {
+      // Keys every local account may read are no secret (as for the password files).
+      const mode = statSync(file).mode & 0o777;
+      if (mode & 0o077) throw new ConfigError(`${source}: holds the payload keys but accounts other than its owner may use it (mode ${mode.toString(8).padStart(4, '0')}); chmod 600 ${file}`);
       text = readFileSync(file, 'utf8');
     } catch (err) {
+      if (err instanceof ConfigError) throw err;
       throw new ConfigError(`${source}: cannot be read (${(err as NodeJS.ErrnoException).code ?? err})`);
     }
     return parsePayloadKeys(text, source);
