@@ -1,13 +1,17 @@
 // Files that hold a secret (a database password, the signing key, the key's passphrase) must
 // be their owner's alone, as libpq requires of ~/.pgpass and ssh of a private key: a copy of
 // the secret readable by every local account is no secret. A file owned by root may also be
-// readable by its group (0640), the usual way to share it with a service account.
+// readable by its group (0640), the usual way to share it with a service account. A container
+// secret (Docker's and Kubernetes' /run/secrets/, often 0444) is exempt: that mount is visible
+// inside its container only.
 import { statSync } from 'node:fs';
+import path from 'node:path';
 import { ErrorType } from '../workflows/types.js';
 import { permanent } from './errors.js';
 
 /** Throws InvalidConfig when `file` grants group or others more than the rule above allows. */
 export function assertSecretFileMode(field: string, file: string): void {
+  if (/^\/(var\/)?run\/secrets\//.test(path.resolve(file))) return;
   let info;
   try {
     info = statSync(file);

@@ -54,3 +54,8 @@ test('a signing key readable by others is refused before it is read', async () =
   chmodSync(key, 0o600);
   await expect(loadSigner(config)).resolves.toBeDefined();
 });
+
+test('a container secret mount (/run/secrets/, often 0444) is exempt: it is visible inside its container only', () => {
+  expect(() => assertSecretFileMode('database.passwordFile', '/run/secrets/pgpassword')).not.toThrow();
+  expect(() => assertSecretFileMode('database.passwordFile', '/var/run/secrets/db/password')).not.toThrow();
+});
