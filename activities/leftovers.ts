@@ -111,12 +111,26 @@ export async function findBackups(repositories: Repository[], found: Findings, b
   }
 }
 
-/** Unfinished uploads in every repository that has them. */
+/** The folders our keys live in: backups (and their reports), the WAL archive, drill reports. */
+const OUR_FOLDERS = new Set(['database', 'base', 'wal', 'drills']);
+
+/**
+ * Whether an unfinished upload's key is one backupctl writes: in one of our folders, of our
+ * key characters. A bucket (or a prefix) may be shared with other tools, or hold another host's
+ * prefix below ours; their uploads are not ours to abort, however old.
+ */
+export function isOurUploadKey(key: string): boolean {
+  const parts = key.split('/');
+  return parts.length >= 2 && OUR_FOLDERS.has(parts[0]) && parts.every((p) => /^[A-Za-z0-9._-]+$/.test(p) && p !== '.' && p !== '..');
+}
+
+/** Unfinished uploads of our keys in every repository that has them. */
 export async function findUploads(repositories: Repository[], found: Findings, now: number): Promise<void> {
   for (const repository of repositories) {
     if (!repository.listUnfinishedUploads) continue;
     try {
       for (const upload of await repository.listUnfinishedUploads()) {
+        if (!isOurUploadKey(upload.key)) continue;
         found.leftovers.push({
           kind: 'upload',
           repository: repository.name,

@@ -13,7 +13,7 @@ import { readManifestCopies, type Component } from './catalog.js';
 import { loadVerifier, type Trust } from './manifestSignature.js';
 import { MAX_TRANSFER_ATTEMPTS, ROLES_OF, type DatabaseBackupDeps } from './databaseBackup.js';
 import { permanent } from './errors.js';
-import { findBackups, findDatabases, findRecoveries, findStaging, findUploads, recoveryRoot, RECOVERY_FOLDER_PREFIX, type Findings } from './leftovers.js';
+import { findBackups, findDatabases, findRecoveries, findStaging, findUploads, isOurUploadKey, recoveryRoot, RECOVERY_FOLDER_PREFIX, type Findings } from './leftovers.js';
 import { isRunning, readMarker, stopCluster } from './recoveryCluster.js';
 import { dropRestoreDatabase, liveDatabaseName, restoreServer, withServer } from './restoreTarget.js';
 import { describeRun } from './runStanding.js';
@@ -67,6 +67,7 @@ export function createSweepActivities(deps: DatabaseBackupDeps) {
   async function abortUpload(repositoryName: string, key: string, uploadId: string): Promise<string> {
     const repository = deps.repositories.find((r) => r.name === repositoryName);
     if (!repository?.abortUnfinishedUpload) throw permanent(ErrorType.UnknownRepository, `repository ${repositoryName} is not configured here, or has no unfinished uploads`);
+    if (!isOurUploadKey(key)) throw permanent(ErrorType.InvalidInput, `${key} is not a key backupctl writes (database/, base/, wal/, drills/): another tool's upload is not aborted`);
     await repository.abortUnfinishedUpload({ key, uploadId });
     return `aborted the unfinished upload of ${key}`;
   }
