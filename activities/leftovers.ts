@@ -105,7 +105,10 @@ export async function findBackups(repositories: Repository[], found: Findings, b
       if (!folders.size && (manifest !== 'none' || claim === 'none')) continue;
       const owner = held && held !== 'damaged' ? { workflowId: held.workflowId, runId: held.runId } : null;
       // Claims of two runs under one id cannot both be right: no proof, so treated as damaged.
-      const disputed = claims.some((c) => c && c !== 'damaged' && owner && c.runId !== owner.runId);
+      // The workflow id too: Temporal is asked by workflow id and run id, and a run id under a
+      // workflow id that is not its own is unknown to it ("gone"), so a claim rewritten in one
+      // repository would pass a running backup for a closed one, in every repository.
+      const disputed = claims.some((c) => c && c !== 'damaged' && owner && (c.runId !== owner.runId || c.workflowId !== owner.workflowId));
       found.leftovers.push({ kind: 'backup', component, backupId, run: owner, claim: disputed ? 'damaged' : claim, manifest, folders: [...folders].sort() });
     }
   }

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { Context, log } from '@temporalio/activity';
 import { ErrorType, COMPRESSIONS } from '../workflows/types.js';
 import type { FoundLeftovers, Leftover, RunRef, RunStanding, SweepDecision } from '../workflows/sweepTypes.js';
-import { releaseClaim, sweepAttempts } from './backupClaim.js';
+import { readClaim, releaseClaim, sweepAttempts } from './backupClaim.js';
 import { readManifestCopies, type Component } from './catalog.js';
 import { loadVerifier, type Trust } from './manifestSignature.js';
 import { MAX_TRANSFER_ATTEMPTS, ROLES_OF, type DatabaseBackupDeps } from './databaseBackup.js';
@@ -46,6 +46,14 @@ export function createSweepActivities(deps: DatabaseBackupDeps) {
 
   async function sweepBackup(component: Component, backupId: string, run: RunRef): Promise<string> {
     const repositories = deps.repositories;
+    // The claims again, as the act begins: each one still there must name this very run, by
+    // workflow id and run id (the pair Temporal was asked about), or nothing is removed.
+    for (const repository of repositories) {
+      const claim = await readClaim(repository, component, backupId);
+      if (claim && (claim === 'damaged' || claim.runId !== run.runId || claim.workflowId !== run.workflowId)) {
+        throw permanent(ErrorType.BackupOwnershipLost, `backup ${backupId}: the claim in repository ${repository.name} does not name run ${run.runId} of workflow ${run.workflowId}; claims that disagree prove nothing, and nothing was removed`);
+      }
+    }
     // Read now, not trusted from the listing: a manifest anywhere names what must stay.
     const copies = await readManifestCopies(repositories, component, backupId, await sweepTrust());
     if (copies.skipped.length) {
