@@ -309,11 +309,16 @@ export async function discardUnfinished(repository: Repository, component: Compo
  * unreferenced objects is still to come).
  */
 export async function sweepAttempts(repository: Repository, component: Component, backupId: string, runId: string, keep: string[], roles: StoredObject['role'][], compressions: readonly Compression[], maxAttempts: number): Promise<number> {
+  // The listing first, the claim after it: what was listed while this run held the id is this
+  // run's or an older run's, never a newer run's. A sweep frozen before it listed, and woken
+  // after the id was given back and reused (the sweep of a closed run releases the claim),
+  // would otherwise list, and remove, the newer run's complete backup.
+  const leftovers = await attemptLeftovers(repository, component, backupId, runId, roles, compressions, maxAttempts);
   if (!(await holdsClaim(repository, component, backupId, runId))) return 0;
   const kept = new Set(keep);
   const listed = new Set((await repository.list(backupPrefix(component, backupId))).map((o) => o.key));
   let removed = 0;
-  for (const key of await attemptLeftovers(repository, component, backupId, runId, roles, compressions, maxAttempts)) {
+  for (const key of leftovers) {
     if (kept.has(key)) continue;
     await repository.remove(key);
     if (listed.has(key)) removed++;

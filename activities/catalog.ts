@@ -262,9 +262,46 @@ export async function writeJson(repository: Repository, key: string, value: obje
   await repository.put(key, Readable.from([body]), { contentLength: body.length });
 }
 
-/** The newest verification report of a backup in one repository (report ids sort by time). */
-export async function latestVerification<T>(repository: Repository, backupId: string): Promise<T | undefined> {
+/** How far a report's date may lie ahead of this host's clock (another host's clock skew). */
+const REPORT_CLOCK_SKEW_MS = 10 * 60 * 1000;
+
+/** The time a report id (`YYYYMMDD_HHMMSS-<hex>`, UTC) names, or NaN. */
+function reportIdTime(reportId: string): number {
+  const m = /^(\d{4})(\d{2})(\d{2})_(\d{2})(\d{2})(\d{2})-[0-9a-f]{8}$/.exec(reportId);
+  return m ? Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6]) : NaN;
+}
+
+/**
+ * Why a stored report is not this backup's verification, or undefined when it may be. Reports
+ * are not signed: anyone who can write to a repository can plant one, and the newest is shown.
+ * So one dated in the future (it would stay the newest for ever, hiding every real
+ * verification after it), or that names another backup or another id than its file's, is refused.
+ */
+export function reportRefusal(report: unknown, backupId: string, key: string, now: number): string | undefined {
+  const r = report as { reportId?: unknown; backupId?: unknown; finishedAt?: unknown } | null;
+  if (!r || typeof r.reportId !== 'string' || `${r.reportId}.json` !== key.slice(key.lastIndexOf('/') + 1)) return 'is not the report its file name says';
+  if (r.backupId !== backupId) return 'is a report of another backup';
+  const named = reportIdTime(r.reportId);
+  const finished = typeof r.finishedAt === 'string' ? Date.parse(r.finishedAt) : NaN;
+  if (Number.isNaN(named) || Number.isNaN(finished)) return 'has no valid date';
+  if (Math.max(named, finished) > now + REPORT_CLOCK_SKEW_MS) return 'is dated in the future (planted?)';
+  return undefined;
+}
+
+/**
+ * The newest verification report of a backup in one repository (report ids sort by time) that
+ * is not refused (reportRefusal); refused and unreadable ones are passed over.
+ */
+export async function latestVerification<T>(repository: Repository, backupId: string, now = Date.now()): Promise<T | undefined> {
   const keys = (await repository.list(`${backupPrefix('database', backupId)}verifications/`)).map((o) => o.key).filter((k) => k.endsWith('.json'));
-  const newest = keys.sort().at(-1);
-  return newest ? (JSON.parse(await text(await repository.get(newest))) as T) : undefined;
+  for (const key of keys.sort().reverse()) {
+    let report: unknown;
+    try {
+      report = JSON.parse(await text(await repository.get(key)));
+    } catch {
+      continue;
+    }
+    if (!reportRefusal(report, backupId, key, now)) return report as T;
+  }
+  return undefined;
 }

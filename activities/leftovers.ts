@@ -105,18 +105,35 @@ export async function findBackups(repositories: Repository[], found: Findings, b
       if (!folders.size && (manifest !== 'none' || claim === 'none')) continue;
       const owner = held && held !== 'damaged' ? { workflowId: held.workflowId, runId: held.runId } : null;
       // Claims of two runs under one id cannot both be right: no proof, so treated as damaged.
-      const disputed = claims.some((c) => c && c !== 'damaged' && owner && c.runId !== owner.runId);
+      // The workflow id too: Temporal is asked by workflow id and run id, and a run id under a
+      // workflow id that is not its own is unknown to it ("gone"), so a claim rewritten in one
+      // repository would pass a running backup for a closed one, in every repository.
+      const disputed = claims.some((c) => c && c !== 'damaged' && owner && (c.runId !== owner.runId || c.workflowId !== owner.workflowId));
       found.leftovers.push({ kind: 'backup', component, backupId, run: owner, claim: disputed ? 'damaged' : claim, manifest, folders: [...folders].sort() });
     }
   }
 }
 
-/** Unfinished uploads in every repository that has them. */
+/** The folders our keys live in: backups (and their reports), the WAL archive, drill reports. */
+const OUR_FOLDERS = new Set(['database', 'base', 'wal', 'drills']);
+
+/**
+ * Whether an unfinished upload's key is one backupctl writes: in one of our folders, of our
+ * key characters. A bucket (or a prefix) may be shared with other tools, or hold another host's
+ * prefix below ours; their uploads are not ours to abort, however old.
+ */
+export function isOurUploadKey(key: string): boolean {
+  const parts = key.split('/');
+  return parts.length >= 2 && OUR_FOLDERS.has(parts[0]) && parts.every((p) => /^[A-Za-z0-9._-]+$/.test(p) && p !== '.' && p !== '..');
+}
+
+/** Unfinished uploads of our keys in every repository that has them. */
 export async function findUploads(repositories: Repository[], found: Findings, now: number): Promise<void> {
   for (const repository of repositories) {
     if (!repository.listUnfinishedUploads) continue;
     try {
       for (const upload of await repository.listUnfinishedUploads()) {
+        if (!isOurUploadKey(upload.key)) continue;
         found.leftovers.push({
           kind: 'upload',
           repository: repository.name,

@@ -132,6 +132,7 @@ export function createPitrActivities(deps: PitrDeps) {
       const expected = await expectedSource(config);
       const verifier = await loadVerifier(config);
       const uncheckedClusters = new Set<string>();
+      const unsigned = new Set<string>();
       for (const repository of deps.repositories) {
         try {
           const scan = await scanManifests(repository, 'base', verifier);
@@ -147,6 +148,7 @@ export function createPitrActivities(deps: PitrDeps) {
             if (verdict.kind === 'unchecked') uncheckedClusters.add(m.server.systemIdentifier);
             if (bases.has(m.backupId)) continue; // the first whole copy, in repository order
             bases.set(m.backupId, { backupId: m.backupId, timeline: m.backup.timeline, startLsn: m.backup.startLsn, stopLsn: m.backup.stopLsn, stoppedAt: m.backup.stoppedAt });
+            if (signature.state === 'unsigned') unsigned.add(m.backupId);
           }
           const segments = (await listWalEntries(repository)).filter((s) => /^[0-9A-F]{24}$/.test(s));
           const last = segments.at(-1);
@@ -165,6 +167,18 @@ export function createPitrActivities(deps: PitrDeps) {
           ErrorType.SourceMismatch,
           `base backups of ${uncheckedClusters.size} clusters (system identifiers ${[...uncheckedClusters].join(', ')}) are in the repositories and the configured cluster's identifier is unknown (${expected.unreadable ?? 'not configured'}): set restore.sourceSystemIdentifier`,
         );
+      }
+      // allowUnsigned admits the base backups made before signing began: never an unsigned one
+      // dated after the first signed one (planted: anyone who can write to a repository can
+      // make one, and date it just before the target, so that the recovery starts from it).
+      const firstSigned = [...bases.values()].filter((b) => !unsigned.has(b.backupId)).sort((a, b) => a.stoppedAt.localeCompare(b.stoppedAt))[0];
+      if (firstSigned) {
+        for (const id of unsigned) {
+          if (bases.get(id)!.stoppedAt > firstSigned.stoppedAt) {
+            log.warn('unsigned base backup left out of the recoverable window: it is newer than the first signed one', { backupId: id, firstSigned: firstSigned.backupId });
+            bases.delete(id);
+          }
+        }
       }
       const baseBackups = [...bases.values()].sort((a, b) => a.stoppedAt.localeCompare(b.stoppedAt));
       return {

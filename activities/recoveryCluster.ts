@@ -153,6 +153,16 @@ export async function configureRecovery(dataDir: string, options: { versionNum: 
   await chmod(dataDir, 0o700);
 }
 
+/**
+ * What the worker's environment holds that a recovered server never needs, and must not keep:
+ * it serves the application for months after the cutover, and its OS user and superusers read
+ * its environment (/proc/<pid>/environ). The Temporal payload keys (workers/payloadKeys.ts)
+ * decrypt every history; PGPASSWORD is the live database's. Its restore_command (wal-fetch)
+ * talks to no Temporal and no database; it reads the repositories, so the storage
+ * credentials stay (docs/SECURITY.md, "Secrets never leave their place").
+ */
+const NOT_FOR_THE_SERVER = ['BACKUPCTL_PAYLOAD_KEYS', 'BACKUPCTL_PAYLOAD_KEYS_FILE', 'PGPASSWORD'];
+
 export async function startCluster(dataDir: string, binDir: string | undefined, env: Record<string, string | undefined>): Promise<void> {
   const owner = serverOwner();
   if (await isRunning(dataDir, binDir)) return;
@@ -163,7 +173,8 @@ export async function startCluster(dataDir: string, binDir: string | undefined, 
   }
   // No -w: replay may take hours; the caller polls, heartbeating. pg_ctl detaches the server
   // into its own session, so it outlives a worker that is killed.
-  await runCommand(toolPath(binDir, 'pg_ctl'), ['-D', dataDir, '-l', log, 'start'], { ...owner.spawn, env: { ...env, ...owner.spawn.env }, cwd: '/' });
+  const withheld = Object.fromEntries(NOT_FOR_THE_SERVER.map((name) => [name, undefined]));
+  await runCommand(toolPath(binDir, 'pg_ctl'), ['-D', dataDir, '-l', log, 'start'], { ...owner.spawn, env: { ...env, ...owner.spawn.env, ...withheld }, cwd: '/' });
 }
 
 export async function isRunning(dataDir: string, binDir: string | undefined): Promise<boolean> {

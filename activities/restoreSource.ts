@@ -60,7 +60,11 @@ export async function resolveCatalogBackup(reference: string, repositories: Repo
       if (choice.chosen) usable.push({ manifest: choice.chosen.manifest, signature: choice.chosen.signature, holders: choice.holders, skipped: choice.skipped });
       else refused.push({ manifest: copies[0].manifest, skipped: choice.skipped });
     }
-    const choice = pickLatest(usable, (c) => c.manifest.source, (c) => c.manifest.startedAt, expected);
+    // A signed backup of the source, when there is one: --allow-unsigned admits the backups
+    // made before signing began, never an unsigned one over a signed one (anyone who can write
+    // to a repository can plant an unsigned backup, and date it as they please).
+    const signedChoice = pickLatest(usable.filter((u) => u.signature.state === 'signed'), (c) => c.manifest.source, (c) => c.manifest.startedAt, expected);
+    const choice = signedChoice.chosen ? signedChoice : pickLatest(usable, (c) => c.manifest.source, (c) => c.manifest.startedAt, expected);
     // Unsigned or wrongly signed backups of this source that would have been `latest`: said, never taken.
     const passedOver = (after: string) =>
       refused.filter((r) => r.manifest.startedAt > after && ['match', 'unchecked'].includes(sourceVerdict(r.manifest.source, expected).kind));
@@ -77,6 +81,11 @@ export async function resolveCatalogBackup(reference: string, repositories: Repo
     skipped.push(...usable.flatMap((u) => (u === choice.chosen ? u.skipped : u.skipped.filter((s) => s.errorType === ErrorType.ManifestDamaged))));
     for (const r of passedOver(chosen.manifest.startedAt)) {
       skipped.push(...r.skipped.map((s) => ({ ...s, reason: `${s.reason}; newer than ${chosen!.manifest.backupId}, but not taken as latest` })));
+    }
+    if (signedChoice.chosen) {
+      for (const u of usable.filter((u) => u.signature.state === 'unsigned' && u.manifest.startedAt > chosen!.manifest.startedAt && ['match', 'unchecked'].includes(sourceVerdict(u.manifest.source, expected).kind))) {
+        warnings.push(`backup ${u.manifest.backupId} is newer than ${chosen.manifest.backupId} but UNSIGNED: not taken as latest although unsigned backups were allowed (name it to restore it)`);
+      }
     }
   } else {
     if (!BACKUP_ID.test(reference)) {

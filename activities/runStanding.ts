@@ -46,8 +46,29 @@ export async function describeRun(run: RunRef): Promise<RunStanding> {
     if (type === 'pointInTimeRecovery') standing.cutoverAttempted = await askedForCutover(run);
     return standing;
   } catch (err) {
-    if ((err as { code?: number }).code === NOT_FOUND) return { state: 'gone' };
+    if ((err as { code?: number }).code === NOT_FOUND) return goneUnlessElsewhere(run);
     return { state: 'unknown', why: errorText(err) };
+  }
+}
+
+/**
+ * No run of that workflow id has that run id: gone (closed, its history deleted), unless
+ * Temporal holds the run id under another workflow id. Then the mark was written by someone
+ * else (a database's owner rewrites its comment; anyone who writes to a repository rewrites a
+ * claim) to pass a run that may be open for a gone one: it is not believed, and touches nothing.
+ */
+async function goneUnlessElsewhere(run: RunRef): Promise<RunStanding> {
+  if (!/^[0-9A-Za-z-]{1,64}$/.test(run.runId)) return { state: 'unknown', why: `the mark names run ${JSON.stringify(run.runId)}, which is not a run id` };
+  const ctx = Context.current();
+  try {
+    const listed = await ctx.client.workflowService.listWorkflowExecutions({ namespace: ctx.info.workflowNamespace, pageSize: 1, query: `RunId = '${run.runId}'` });
+    const other = listed.executions?.[0]?.execution?.workflowId;
+    if (other !== undefined && other !== null) {
+      return { state: 'unknown', why: `Temporal holds run ${run.runId} under workflow ${other}, not ${run.workflowId} as the mark says: the mark is not believed` };
+    }
+    return { state: 'gone' };
+  } catch (err) {
+    return { state: 'unknown', why: `no run ${run.runId} of workflow ${run.workflowId}, and Temporal could not say whether it holds that run elsewhere: ${errorText(err)}` };
   }
 }
 

@@ -8,12 +8,12 @@ import path from 'node:path';
 import { Context, log } from '@temporalio/activity';
 import { ErrorType, COMPRESSIONS } from '../workflows/types.js';
 import type { FoundLeftovers, Leftover, RunRef, RunStanding, SweepDecision } from '../workflows/sweepTypes.js';
-import { releaseClaim, sweepAttempts } from './backupClaim.js';
+import { readClaim, releaseClaim, sweepAttempts } from './backupClaim.js';
 import { readManifestCopies, type Component } from './catalog.js';
 import { loadVerifier, type Trust } from './manifestSignature.js';
 import { MAX_TRANSFER_ATTEMPTS, ROLES_OF, type DatabaseBackupDeps } from './databaseBackup.js';
 import { permanent } from './errors.js';
-import { findBackups, findDatabases, findRecoveries, findStaging, findUploads, recoveryRoot, RECOVERY_FOLDER_PREFIX, type Findings } from './leftovers.js';
+import { findBackups, findDatabases, findRecoveries, findStaging, findUploads, isOurUploadKey, recoveryRoot, RECOVERY_FOLDER_PREFIX, type Findings } from './leftovers.js';
 import { isRunning, readMarker, stopCluster } from './recoveryCluster.js';
 import { dropRestoreDatabase, liveDatabaseName, restoreServer, withServer } from './restoreTarget.js';
 import { describeRun } from './runStanding.js';
@@ -46,6 +46,14 @@ export function createSweepActivities(deps: DatabaseBackupDeps) {
 
   async function sweepBackup(component: Component, backupId: string, run: RunRef): Promise<string> {
     const repositories = deps.repositories;
+    // The claims again, as the act begins: each one still there must name this very run, by
+    // workflow id and run id (the pair Temporal was asked about), or nothing is removed.
+    for (const repository of repositories) {
+      const claim = await readClaim(repository, component, backupId);
+      if (claim && (claim === 'damaged' || claim.runId !== run.runId || claim.workflowId !== run.workflowId)) {
+        throw permanent(ErrorType.BackupOwnershipLost, `backup ${backupId}: the claim in repository ${repository.name} does not name run ${run.runId} of workflow ${run.workflowId}; claims that disagree prove nothing, and nothing was removed`);
+      }
+    }
     // Read now, not trusted from the listing: a manifest anywhere names what must stay.
     const copies = await readManifestCopies(repositories, component, backupId, await sweepTrust());
     if (copies.skipped.length) {
@@ -67,6 +75,7 @@ export function createSweepActivities(deps: DatabaseBackupDeps) {
   async function abortUpload(repositoryName: string, key: string, uploadId: string): Promise<string> {
     const repository = deps.repositories.find((r) => r.name === repositoryName);
     if (!repository?.abortUnfinishedUpload) throw permanent(ErrorType.UnknownRepository, `repository ${repositoryName} is not configured here, or has no unfinished uploads`);
+    if (!isOurUploadKey(key)) throw permanent(ErrorType.InvalidInput, `${key} is not a key backupctl writes (database/, base/, wal/, drills/): another tool's upload is not aborted`);
     await repository.abortUnfinishedUpload({ key, uploadId });
     return `aborted the unfinished upload of ${key}`;
   }

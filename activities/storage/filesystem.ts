@@ -1,7 +1,7 @@
 // A repository in a local directory or a mounted NAS share.
 import { createReadStream, createWriteStream } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rename, rm, stat, access, constants, link, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat, lstat, access, constants, link, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
@@ -32,7 +32,7 @@ export class FilesystemRepository implements Repository {
   }
 
   async put(key: string, body: Readable, options: PutOptions = {}): Promise<ObjectInfo> {
-    const finalPath = this.pathOf(key);
+    const finalPath = await this.linkFreePathOf(key);
     // A name of this put's own: a stale writer of the same key (a frozen worker woken up) can
     // neither truncate nor remove it. Leftovers of dead writers go when they are old enough.
     const partialPath = `${finalPath}.${randomBytes(6).toString('hex')}${PARTIAL_SUFFIX}`;
@@ -57,8 +57,9 @@ export class FilesystemRepository implements Repository {
   }
 
   async stat(key: string): Promise<ObjectInfo | undefined> {
+    const file = await this.linkFreePathOf(key, { fileToo: true });
     try {
-      const info = await stat(this.pathOf(key));
+      const info = await stat(file);
       return info.isFile() ? { key, bytes: info.size } : undefined;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
@@ -67,7 +68,7 @@ export class FilesystemRepository implements Repository {
   }
 
   async get(key: string, options: { signal?: AbortSignal } = {}): Promise<Readable> {
-    const file = this.pathOf(key);
+    const file = await this.linkFreePathOf(key, { fileToo: true });
     if (!(await this.stat(key))) {
       throw permanent(ErrorType.CopyMissing, `repository ${this.name}: no object ${key} (${file})`);
     }
@@ -93,14 +94,18 @@ export class FilesystemRepository implements Repository {
         }
       }
     };
-    // Walk only the folder the prefix names, not the whole repository.
+    // Walk only the folder the prefix names, not the whole repository; never through a link
+    // (readdir would follow one, and its files would be listed, and removed, as ours).
     const slash = prefix.lastIndexOf('/');
-    await walk(slash >= 0 ? path.join(this.root, prefix.slice(0, slash)) : this.root);
+    if (slash > 0) assertSafeKey(prefix.slice(0, slash));
+    const top = slash > 0 ? path.join(this.root, ...prefix.slice(0, slash).split('/')) : this.root;
+    if (slash > 0) await this.refuseLinks(prefix.slice(0, slash), top, true);
+    await walk(top);
     return found.sort(byKey);
   }
 
   async create(key: string, body: Buffer): Promise<boolean> {
-    const finalPath = this.pathOf(key);
+    const finalPath = await this.linkFreePathOf(key);
     // A name of this call's own: two creators never share a temp file.
     const temp = `${finalPath}.${process.pid}-${randomBytes(6).toString('hex')}${PARTIAL_SUFFIX}`;
     try {
@@ -123,7 +128,8 @@ export class FilesystemRepository implements Repository {
   }
 
   async remove(key: string): Promise<void> {
-    const file = this.pathOf(key);
+    // A link in the key's place is removed itself (rm never follows it); one in a folder above is refused.
+    const file = await this.linkFreePathOf(key);
     await rm(file, { force: true });
     await this.removePartials(file, 0);
   }
@@ -173,6 +179,42 @@ export class FilesystemRepository implements Repository {
   private pathOf(key: string): string {
     assertSafeKey(key);
     return path.join(this.root, ...key.split('/'));
+  }
+
+  /**
+   * The key's file, once no folder between the root and it (and, with fileToo, not the file
+   * itself) is a symbolic link. Anyone who can write to a shared folder can plant a link, and
+   * the host that mounts the share follows it: a remove, a write or a read through it would
+   * reach files outside the repository (another repository's backup). Only the root may be a
+   * link (the operator's choice of where the repository lives). Permanent InvalidInput.
+   */
+  private async linkFreePathOf(key: string, options: { fileToo?: boolean } = {}): Promise<string> {
+    const file = this.pathOf(key);
+    await this.refuseLinks(key, file, options.fileToo === true);
+    return file;
+  }
+
+  /** Refuses `target` (the path of `key`) when a component below the root is a link; a missing one ends the check. */
+  private async refuseLinks(key: string, target: string, lastToo: boolean): Promise<void> {
+    const parts = key.split('/');
+    const upTo = lastToo ? parts.length : parts.length - 1;
+    let at = this.root;
+    for (let i = 0; i < upTo; i++) {
+      at = path.join(at, parts[i]);
+      let info;
+      try {
+        info = await lstat(at);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return;
+        throw classifyFilesystemError(err, `repository ${this.name}: checking ${at}`);
+      }
+      if (info.isSymbolicLink()) {
+        throw permanent(
+          ErrorType.InvalidInput,
+          `repository ${this.name}: ${target} passes through the symbolic link ${at}; nothing below a repository's root may be a link (one planted in a shared folder could lead anywhere on this host), so it is neither read, written nor removed`,
+        );
+      }
+    }
   }
 
   private async makeDirs(dir: string): Promise<void> {
