@@ -59,6 +59,10 @@ export class S3Repository implements Repository {
     // The source waits (buffered, then paused) while stale uploads are cleared; its failure
     // in that time reaches the upload through `counted` instead of crashing the worker.
     body.once('error', (err) => counted.destroy(err));
+    // Heard always: the put's outcome is its promise. A failure that reaches `counted` when no
+    // upload reads it (the put already failed clearing stale uploads, and the pass then
+    // destroyed the source) would otherwise be an unheard 'error' that ends the worker.
+    counted.on('error', () => undefined);
     body.pipe(counted);
     // Only dead writers' uploads: a younger one may be a live writer of the same key (a newer
     // attempt of a WAL segment's shipping while this one is stale), and aborting it would
