@@ -1,7 +1,8 @@
 // The faults: each is injected at a moment the runner draws, and returns what to do once the
 // run has closed (thaw a frozen worker and let its stale attempt act, heal the network, free
-// the disk). Transient faults must be survived (the run completes); the permanent ones (a full
-// or read-only repository) may fail the run, but only with the right error and cleanly.
+// the disk, give the S3 key back). Transient faults must be survived (the run completes); the
+// permanent ones (a full or read-only repository, the S3 key revoked) may fail the run, but
+// only with the right error and cleanly.
 import { openSync, closeSync, writeSync, rmSync, statfsSync } from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -24,6 +25,7 @@ export const FAULT_KINDS = [
   'pg-restart-immediate',
   'repo-full',
   'repo-readonly',
+  's3-revoke',
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
@@ -31,7 +33,23 @@ export type FaultKind = (typeof FAULT_KINDS)[number];
 export const PERMANENT_FAULT_ERRORS: Partial<Record<FaultKind, string[]>> = {
   'repo-full': ['DiskFull'],
   'repo-readonly': ['StorageAccessDenied'],
+  // S3 answers 403 InvalidAccessKeyId; the storage layer maps every 403 to StorageAccessDenied.
+  // A read with no other copy to turn to (the drill reads the S3 copy only) ends NoUsableCopy,
+  // each copy's refusal in its message.
+  's3-revoke': ['StorageAccessDenied', 'NoUsableCopy'],
 };
+
+/** The repositories a fault leaves unreadable until it heals. */
+export function unreadableUnder(kind: FaultKind): string[] {
+  return kind === 's3-revoke' ? ['s3'] : [];
+}
+
+/** The repositories a fault leaves unwritable until it heals: what a failed run cannot clean there is the sweep's. */
+export function unwritableUnder(kind: FaultKind): string[] {
+  if (kind === 'repo-full' || kind === 'repo-readonly') return ['nas'];
+  if (kind === 's3-revoke') return ['s3'];
+  return [];
+}
 
 export interface FaultContext {
   stack: ChaosStack;
@@ -112,6 +130,10 @@ export async function injectFault(kind: FaultKind, ctx: FaultContext): Promise<I
       fillUp(filler, stack.repositories.nas);
       return { detail: 'NAS repository filled up', afterRun: async () => rmSync(filler, { force: true }) };
     }
+    case 's3-revoke':
+      // Real: the workers' access key is deleted on the server (weed shell s3.configure -delete).
+      await stack.s3Identity.revoke();
+      return { detail: "the workers' S3 access key deleted on the server until the run closed", afterRun: () => stack.s3Identity.restore() };
     case 'repo-readonly': {
       // A file open for writing makes the remount fail (EBUSY): tried until the writer lets go.
       const tries = await remount(stack.repositories.nas, 'ro');

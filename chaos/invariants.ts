@@ -3,12 +3,13 @@
 // never through backupctl's own code paths, so a bug there cannot vouch for itself.
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { GetObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { execa } from 'execa';
 import { tableChecksums } from '../test/fixtures/postgres.js';
+import { RECOVERY_PREFIX, livePostmaster, recoveryFolders, strayServers } from './recoveries.js';
 import { BUCKET, HOST, LIVE_DB, type ChaosStack } from './stack.js';
+import { spoolProblems } from './walInvariants.js';
 
 /** Every file under a folder, as paths relative to it. */
 function walk(root: string, prefix = ''): string[] {
@@ -111,14 +112,15 @@ export async function restoresIdentical(stack: ChaosStack, backupId: string, rep
   await stack.cluster.query('postgres', `CREATE DATABASE ${scratch}`);
   try {
     const encrypted = await repo.bytes(dump.key);
-    const plain = await execa('gpg', ['--batch', '--quiet', '--homedir', stack.keys.privateHome, '--decrypt'], { input: encrypted, encoding: 'buffer' });
-    const archive = await execa('zstd', ['-d', '-c'], { input: plain.stdout, encoding: 'buffer' });
+    const plain = await execa('gpg', ['--batch', '--quiet', '--homedir', stack.keys.privateHome, '--decrypt'], { input: encrypted, encoding: 'buffer', stripFinalNewline: false });
+    const archive = await execa('zstd', ['-d', '-c'], { input: plain.stdout, encoding: 'buffer', stripFinalNewline: false });
     await execa(path.join(stack.cluster.binDir, 'pg_restore'), ['--exit-on-error', '--no-owner', `--dbname=${scratch}`], { input: archive.stdout, env: stack.cluster.env(scratch) });
     const sums = await tableChecksums(stack.cluster, scratch);
     const differ = differsFromSource(stack, sums);
     return differ.length ? [`backup ${backupId} (${repo.name} copy) restores with different data in ${differ.join(', ')}`] : [];
   } catch (err) {
-    return [`backup ${backupId} (${repo.name} copy) does not restore with gpg, zstd and pg_restore: ${(err as Error).message.split('\n')[0].slice(0, 160)}`];
+    const stderr = String((err as { stderr?: unknown }).stderr ?? '').trim().split('\n').slice(-3).join(' | ');
+    return [`backup ${backupId} (${repo.name} copy) does not restore with gpg, zstd and pg_restore: ${(err as Error).message.split('\n')[0].slice(0, 160)}${stderr ? ` (${stderr.slice(0, 300)})` : ''}`];
   } finally {
     await stack.cluster.query('postgres', `DROP DATABASE IF EXISTS ${scratch} WITH (FORCE)`);
   }
@@ -149,25 +151,35 @@ export async function liveOid(stack: ChaosStack): Promise<number | undefined> {
   return rows[0]?.oid;
 }
 
+/** Multipart uploads still open in the bucket (read with the server's admin identity). */
+export async function openUploadProblems(stack: ChaosStack): Promise<string[]> {
+  const uploads = await stack.s3.client.send(new ListMultipartUploadsCommand({ Bucket: BUCKET })).catch((err: Error) => ({ error: err.message }));
+  if ('error' in uploads) return [`listing multipart uploads failed: ${uploads.error}`];
+  return uploads.Uploads?.length ? [`${uploads.Uploads.length} multipart upload(s) left open: ${uploads.Uploads.map((u) => u.Key).slice(0, 3).join(', ')}`] : [];
+}
+
 /**
  * What must hold after every run: no restore or scratch database left, no staged plaintext,
- * no unfinished writes in the repositories, no open multipart upload, the application's
- * services running, the live database present and equal to the source, no temp folder of a
- * dead worker, no tool process outside a live worker.
+ * no recovery folder and no recovery server, no unfinished writes in the repositories, no open
+ * multipart upload (unless `uploadsLater`: they are checked after the sweep), the WAL spool
+ * without a gap and holding all PostgreSQL archived, the application's services running, the
+ * live database present and equal to the source, no temp folder of a dead worker, no tool
+ * process outside a live worker (or the live cluster's archive_command).
  */
-export async function globalProblems(stack: ChaosStack, liveWorkerPids: number[]): Promise<string[]> {
+export async function globalProblems(stack: ChaosStack, liveWorkerPids: number[], options: { uploadsLater?: boolean } = {}): Promise<string[]> {
   const problems: string[] = [];
   const marked = await stack.cluster.query<{ datname: string }>('postgres', "SELECT datname FROM pg_database WHERE shobj_description(oid, 'pg_database') LIKE 'backupctl run=%'");
   for (const { datname } of marked.rows) problems.push(`database ${datname} (made by a run) left on the server`);
-  const staged = readdirSync(stack.stagingDir);
+  for (const recovery of recoveryFolders(stack)) problems.push(`recovery folder ${recovery.folder} left (server ${recovery.serverPid ? `running, pid ${recovery.serverPid}` : 'stopped'})`);
+  problems.push(...strayServers(stack));
+  const staged = readdirSync(stack.stagingDir).filter((name) => !name.startsWith(RECOVERY_PREFIX));
   if (staged.length) problems.push(`staging folder holds ${staged.join(', ')}`);
   for (const [name, root] of Object.entries(stack.repositories)) {
-    const partial = walk(root).filter((f) => f.endsWith('.partial'));
+    const partial = walk(root).filter((f) => f.endsWith('.partial') && !(name === 'local' && archivingNow(stack, f)));
     if (partial.length) problems.push(`${name}: unfinished writes ${partial.slice(0, 3).join(', ')}`);
   }
-  const uploads = await stack.s3.client.send(new ListMultipartUploadsCommand({ Bucket: BUCKET })).catch((err: Error) => ({ error: err.message }));
-  if ('error' in uploads) problems.push(`listing multipart uploads failed: ${uploads.error}`);
-  else if (uploads.Uploads?.length) problems.push(`${uploads.Uploads.length} multipart upload(s) left open: ${uploads.Uploads.map((u) => u.Key).slice(0, 3).join(', ')}`);
+  if (!options.uploadsLater) problems.push(...(await openUploadProblems(stack)));
+  problems.push(...(await spoolProblems(stack).catch((err: Error) => [`checking the WAL spool failed: ${err.message}`])));
   const services = stack.servicesState();
   if (services !== 'running') problems.push(`the application's services are ${services}`);
   const sums = await tableChecksums(stack.cluster, LIVE_DB).catch((err: Error) => ({ error: err.message }));
@@ -176,22 +188,37 @@ export async function globalProblems(stack: ChaosStack, liveWorkerPids: number[]
     const differ = differsFromSource(stack, sums);
     if (differ.length) problems.push(`the live database differs from the source in ${differ.join(', ')}`);
   }
-  problems.push(...deadWorkerFolders());
+  problems.push(...deadWorkerFolders(stack));
   // A tool process may take a moment to exit after its activity failed: an orphan is one still
   // there two seconds later.
-  const first = await strayProcesses(liveWorkerPids);
+  const owners = () => [...liveWorkerPids, ...[livePostmaster(stack)].filter((p): p is number => p !== undefined)];
+  const first = await strayProcesses(stack, owners());
   if (first.length) {
     await new Promise((r) => setTimeout(r, 2000));
-    const again = await strayProcesses(liveWorkerPids);
+    const again = await strayProcesses(stack, owners());
     problems.push(...again.filter((p) => first.some((f) => f.split(',')[0] === p.split(',')[0])));
   }
   return problems;
 }
 
-/** Temp folders named for a process (tempDirs.ts: backupctl-<kind>-<pid>-<host>-) whose process is gone. */
-function deadWorkerFolders(): string[] {
+/**
+ * Whether a spool file being written is PostgreSQL's archive_command at work: the WAL file it
+ * belongs to is still waiting to be archived (archive_status/<name>.ready). PostgreSQL archives
+ * at any time, whatever the run; what a killed push left is cleared by the next push of the file.
+ */
+function archivingNow(stack: ChaosStack, file: string): boolean {
+  const name = /^wal\/([0-9A-F]{8}(?:\.history|[0-9A-F]{16}(?:\.partial|\.[0-9A-F]{8}\.backup)?))\./.exec(file)?.[1];
+  return Boolean(name && existsSync(path.join(stack.cluster.dataDir, 'pg_wal', 'archive_status', `${name}.ready`)));
+}
+
+/**
+ * Temp folders named for a process (tempDirs.ts: backupctl-<kind>-<pid>-<host>-) whose process
+ * is gone, where our processes make them (TMPDIR, restore.workDir): not what other work on
+ * this machine leaves in /tmp.
+ */
+function deadWorkerFolders(stack: ChaosStack): string[] {
   const problems: string[] = [];
-  for (const root of [os.tmpdir(), '/dev/shm']) {
+  for (const root of [stack.tmpDir, stack.stagingDir]) {
     if (!existsSync(root)) continue;
     for (const name of readdirSync(root)) {
       const match = /^backupctl-([a-z]+)-(\d+)-[0-9a-f]{8}-/.exec(name);
@@ -212,15 +239,19 @@ function deadWorkerFolders(): string[] {
 
 const TOOLS = new Set(['pg_dump', 'pg_dumpall', 'pg_restore', 'pg_basebackup', 'gpg', 'zstd', 'psql', 'tar']);
 
-/** A backup tool process that no live worker (nor this runner) is an ancestor of: an orphan. */
-async function strayProcesses(liveWorkerPids: number[]): Promise<string[]> {
+/**
+ * A backup tool process of this stack (it inherited the stack's TMPDIR: other work on this
+ * machine runs its own gpg and pg_dump) that no live worker (nor this runner, nor PostgreSQL)
+ * is an ancestor of: an orphan.
+ */
+async function strayProcesses(stack: ChaosStack, liveWorkerPids: number[]): Promise<string[]> {
   const { stdout } = await execa('ps', ['-eo', 'pid=,ppid=,comm=']);
   const parent = new Map<number, number>();
   const tools: Array<{ pid: number; comm: string }> = [];
   for (const line of stdout.split('\n')) {
     const [pid, ppid, comm] = line.trim().split(/\s+/);
     parent.set(Number(pid), Number(ppid));
-    if (TOOLS.has(comm)) tools.push({ pid: Number(pid), comm });
+    if (TOOLS.has(comm) && ofStack(stack, Number(pid))) tools.push({ pid: Number(pid), comm });
   }
   const owners = new Set([...liveWorkerPids, process.pid]);
   const problems: string[] = [];
@@ -230,6 +261,14 @@ async function strayProcesses(liveWorkerPids: number[]): Promise<string[]> {
     if (!at || !owners.has(at)) problems.push(`${tool.comm} (pid ${tool.pid}, parent ${parent.get(tool.pid)}: ${argsOf(tool.pid)}) runs outside any live worker`);
   }
   return problems;
+}
+
+function ofStack(stack: ChaosStack, pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes(`TMPDIR=${stack.tmpDir}`);
+  } catch {
+    return false;
+  }
 }
 
 function argsOf(pid: number): string {

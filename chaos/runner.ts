@@ -2,13 +2,13 @@
 // injected at a drawn moment of the run, the run awaited (bounded: a run that does not close
 // is a violation, "hung"), the fault healed, then every invariant checked. Runs are
 // reproducible: the master seed draws each run's seed, and `--run-seed` replays one run.
-import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
-import { ApplicationFailure, CancelledFailure, TerminatedFailure, TimeoutFailure } from '@temporalio/common';
 import { xoroshiro128plus } from 'pure-rand/generator/xoroshiro128plus';
 import { uniformInt } from 'pure-rand/distribution/uniformInt';
-import { FAULT_KINDS, PERMANENT_FAULT_ERRORS, faultApplies, injectFault, type FaultKind } from './faults.js';
+import { FAULT_KINDS, PERMANENT_FAULT_ERRORS, faultApplies, injectFault, unreadableUnder, unwritableUnder, type FaultKind } from './faults.js';
 import { globalProblems, liveOid } from './invariants.js';
-import { SCENARIOS, type Outcome, type Scenario } from './scenarios.js';
+import { sweptAfterRevocation } from './revocationSweep.js';
+import type { Outcome, Scenario, ScenarioRun } from './scenario.js';
+import { SCENARIOS } from './scenarios.js';
 import type { ChaosStack } from './stack.js';
 import { workerPool, type WorkerPool } from './workers.js';
 
@@ -64,7 +64,9 @@ export async function runChaos(stack: ChaosStack, options: ChaosOptions): Promis
   const faults = FAULT_KINDS.filter((f) => (!options.faults || options.faults.includes(f)) && faultApplies(f, stack));
   try {
     await workers.current();
-    await warmUp(stack, scenarios, options.say);
+    // A planned run (the smoke test) warms up only what it runs.
+    const planned = options.plan ? scenarios.filter((s) => options.plan!.some((p) => p.scenario === s.name)) : scenarios;
+    await warmUp(stack, workers, planned, options.say);
     const master = generator(options.seed);
     const started = Date.now();
     const seeds = options.runSeed !== undefined ? [options.runSeed] : [];
@@ -87,16 +89,27 @@ export async function runChaos(stack: ChaosStack, options: ChaosOptions): Promis
   return records;
 }
 
-/** One clean run of each scenario: a backup to restore from, and each scenario's typical time. */
-async function warmUp(stack: ChaosStack, scenarios: Scenario[], say: (line: string) => void): Promise<void> {
+/**
+ * One clean run of each scenario, checked like any other (without a fault, a violation means
+ * the stack or the product is broken, and the runs would mean nothing): a backup to restore
+ * from, and each scenario's typical time, from its start (after its preparation) to its close.
+ */
+async function warmUp(stack: ChaosStack, workers: WorkerPool, scenarios: Scenario[], say: (line: string) => void): Promise<void> {
   const ordered = [...scenarios].sort((a, b) => Number(b.name === 'database backup') - Number(a.name === 'database backup'));
   if (!ordered.some((s) => s.name === 'database backup')) ordered.unshift(SCENARIOS.find((s) => s.name === 'database backup')!);
   for (const scenario of ordered) {
+    const workflowId = `chaos-warmup-${scenario.name.replace(/\W+/g, '-')}-${Date.now()}`;
+    const liveOidBefore = await liveOid(stack);
+    const run = await scenario.start(stack, workflowId);
     const t0 = Date.now();
-    const handle = await scenario.start(stack.client, `chaos-warmup-${scenario.name.replace(/\W+/g, '-')}-${t0}`);
-    await handle.result();
+    const outcome = await Promise.race([run.outcome, new Promise<Outcome>((r) => setTimeout(() => r({ status: 'hung' }), 240_000))]);
+    if (outcome.status === 'hung') await run.terminate().catch(() => undefined);
     scenario.typicalMs = Date.now() - t0;
-    say(`warm-up: ${scenario.name} in ${scenario.typicalMs} ms`);
+    const problems = outcome.status === 'completed' ? [] : [`it ended ${outcome.status}${outcome.errorType ? ` ${outcome.errorType}` : ''}: ${outcome.message ?? ''}`];
+    problems.push(...(await scenario.check(stack, outcome, { workflowId, unwritable: [], unreadable: [], liveOidBefore, draw: generator(0) })));
+    problems.push(...(await globalProblems(stack, workers.livePids())), ...workers.takeDeaths());
+    if (problems.length) throw new Error(`warm-up: ${scenario.name}, without any fault:\n  - ${problems.join('\n  - ')}`);
+    say(`warm-up: ${scenario.name} in ${scenario.typicalMs} ms (checked in ${Date.now() - t0 - scenario.typicalMs} ms)`);
   }
 }
 
@@ -109,9 +122,28 @@ async function oneRun(stack: ChaosStack, workers: WorkerPool, index: number, run
   const workflowId = `chaos-${index}-${runSeed}`;
   await workers.current();
   const liveOidBefore = await liveOid(stack);
-  const handle = await scenario.start(stack.client, workflowId);
+  let run: ScenarioRun;
+  try {
+    run = await scenario.start(stack, workflowId);
+  } catch (err) {
+    const record: RunRecord = {
+      index,
+      runSeed,
+      scenario: scenario.name,
+      fault,
+      faultDetail: 'not injected: the run did not start',
+      landed: false,
+      faultAtMs: Date.now(),
+      outcome: 'failed',
+      errorType: 'NotStarted',
+      tookMs: Date.now() - runStarted,
+      violations: [`the run could not be started: ${(err as Error).message.slice(0, 300)}`],
+    };
+    options.say(`#${index} seed ${runSeed}: ${scenario.name} did not start\n  VIOLATIONS:\n  - ${record.violations[0]}`);
+    return record;
+  }
   let closedAt: number | undefined;
-  const outcomePromise = settle(handle).then((o) => ((closedAt = Date.now()), o));
+  const outcomePromise = run.outcome.then((o) => ((closedAt = Date.now()), o));
   await Promise.race([new Promise((r) => setTimeout(r, delayMs)), outcomePromise]);
   const landed = closedAt === undefined;
   const faultAt = Date.now();
@@ -123,7 +155,7 @@ async function oneRun(stack: ChaosStack, workers: WorkerPool, index: number, run
   }));
   const hangMs = options.hangMs ?? 240_000;
   let outcome = await Promise.race([outcomePromise, new Promise<Outcome>((r) => setTimeout(() => r({ status: 'hung' }), hangMs))]);
-  if (outcome.status === 'hung') await handle.terminate('chaos: no close within the bound').catch(() => undefined);
+  if (outcome.status === 'hung') await run.terminate().catch(() => undefined);
   await injected.afterRun();
   // A stale attempt that woke may still be finishing: let the workflow's last word settle.
   if (outcome.status === 'hung') outcome = { status: 'hung' };
@@ -135,18 +167,27 @@ async function oneRun(stack: ChaosStack, workers: WorkerPool, index: number, run
     violations.push(`failed under a fault it must survive: ${outcome.errorType ?? 'untyped'}: ${outcome.message?.slice(0, 200)}`);
   }
   if (outcome.status === 'failed' && !outcome.errorType) violations.push('failed without an error type');
-  const context = { workflowId, liveOidBefore, draw, unwritable: fault === 'repo-full' || fault === 'repo-readonly' ? ['nas'] : [] };
+  const context = { workflowId, liveOidBefore, draw, unwritable: unwritableUnder(fault), unreadable: unreadableUnder(fault) };
   violations.push(...(await scenario.check(stack, outcome, context).catch((err: Error) => [`checking the ${scenario.name} failed: ${err.message}`])));
-  const global = await globalProblems(stack, workers.livePids()).catch((err: Error) => [`checking the global invariants failed: ${err.message}`]);
+  // Under a revoked key, what the run could not remove from
+  // S3 (objects, open uploads) is the sweep's, checked after it.
+  const revoked = fault === 's3-revoke';
+  const global = await globalProblems(stack, workers.livePids(), { uploadsLater: revoked }).catch((err: Error) => [`checking the global invariants failed: ${err.message}`]);
   violations.push(...global.filter((p) => !reported.has(p)));
   violations.push(...workers.takeDeaths());
   global.forEach((p) => reported.add(p));
+  let sweepDetail = '';
+  if (revoked) {
+    const swept = await sweptAfterRevocation(stack, scenario.name, outcome, workflowId).catch((err: Error) => ({ problems: [`the sweep after the revocation failed: ${err.message}`], summary: '' }));
+    violations.push(...swept.problems);
+    sweepDetail = swept.summary ? `; then ${swept.summary}` : '';
+  }
   const record: RunRecord = {
     index,
     runSeed,
     scenario: scenario.name,
     fault,
-    faultDetail: injected.detail,
+    faultDetail: injected.detail + sweepDetail,
     landed,
     faultAtMs: faultAt,
     outcome: outcome.status,
@@ -156,21 +197,8 @@ async function oneRun(stack: ChaosStack, workers: WorkerPool, index: number, run
     violations,
   };
   options.say(
-    `#${index} seed ${runSeed}: ${scenario.name} + ${fault} (${injected.detail}${landed ? '' : '; after the run closed'}) -> ${outcome.status}${outcome.errorType ? ` ${outcome.errorType}` : ''}` +
+    `#${index} seed ${runSeed}: ${scenario.name} + ${fault} (${record.faultDetail}${landed ? '' : '; after the run closed'}) -> ${outcome.status}${outcome.errorType ? ` ${outcome.errorType}` : ''}` +
       `${record.recoverMs !== undefined ? `, closed ${(record.recoverMs / 1000).toFixed(1)} s after the fault` : ''} [${(record.tookMs / 1000).toFixed(1)} s]${violations.length ? `\n  VIOLATIONS:\n  - ${violations.join('\n  - ')}` : ''}`,
   );
   return record;
-}
-
-async function settle(handle: WorkflowHandle): Promise<Outcome> {
-  try {
-    return { status: 'completed', result: await handle.result() };
-  } catch (err) {
-    if (!(err instanceof WorkflowFailedError)) return { status: 'failed', message: (err as Error).message };
-    const cause = err.cause;
-    if (cause instanceof CancelledFailure) return { status: 'cancelled' };
-    if (cause instanceof TerminatedFailure) return { status: 'terminated' };
-    if (cause instanceof TimeoutFailure) return { status: 'timed-out' };
-    return { status: 'failed', errorType: cause instanceof ApplicationFailure ? (cause.type ?? undefined) : undefined, message: cause?.message ?? err.message };
-  }
 }

@@ -2,52 +2,37 @@
 // (every copy whole, and it restores identical with plain gpg, zstd and pg_restore) or left
 // nothing under its id; a restore with --replace either swapped in a verified copy or left
 // the live database as it was; a verification or drill never leaves its scratch database
-// (checked for every run by the global invariants).
-import type { Client, WorkflowHandle } from '@temporalio/client';
+// (checked for every run by the global invariants); WAL shipping leaves every archived segment,
+// whole and once, in every repository; a point-in-time recovery reaches exactly its target and
+// leaves no server running.
 import { backupIdOf } from '../workflows/backupId.js';
-import { SHARED_TASK_QUEUE, hostTaskQueue } from '../workflows/types.js';
 import { completeBackupProblems, failedBackupProblems, liveOid, repositories, restoresIdentical } from './invariants.js';
-import { HOST, LIVE_DB, type ChaosStack } from './stack.js';
+import { pointInTimeRecoveryScenario } from './pitrScenario.js';
+import { recoveryDrillScenario } from './drillScenario.js';
+import { startWorkflow, workflowRun, type RunContext, type Scenario } from './scenario.js';
+import { LIVE_DB, type ChaosStack } from './stack.js';
+import { walShippingScenario } from './walScenario.js';
 
-export interface Outcome {
-  status: 'completed' | 'failed' | 'cancelled' | 'terminated' | 'timed-out' | 'hung';
-  /** The failure's type (ApplicationFailure type), when it failed. */
-  errorType?: string;
-  message?: string;
-  result?: any;
-}
+export type { Outcome, RunContext, Scenario } from './scenario.js';
 
-export interface RunContext {
-  workflowId: string;
-  /** Repositories the fault left unwritable (a full or read-only NAS). */
-  unwritable: string[];
-  liveOidBefore: number | undefined;
-  /** Draws from the run's seeded generator. */
-  draw(from: number, to: number): number;
-}
-
-export interface Scenario {
-  name: string;
-  /** Typical run time on this stack without faults (measured by the runner's warm-up). */
-  typicalMs: number;
-  start(client: Client, workflowId: string): Promise<WorkflowHandle>;
-  check(stack: ChaosStack, outcome: Outcome, run: RunContext): Promise<string[]>;
-}
-
-const queue = hostTaskQueue(HOST);
-
-function start(client: Client, workflow: string, workflowId: string, input: Record<string, unknown>): Promise<WorkflowHandle> {
-  return client.workflow.start(workflow, { taskQueue: SHARED_TASK_QUEUE, workflowId, args: [{ hostTaskQueue: queue, ...input }] });
+/**
+ * Where a failed backup's leftovers are the sweep's, not the run's: repositories the fault made
+ * unwritable; and all of them when one is unreadable, since the run cannot tell whether a
+ * manifest was published there, and then discards nothing anywhere (discardBackupObjects). The
+ * runner checks after the sweep that nothing is left.
+ */
+function leftToSweep(stack: ChaosStack, run: RunContext): string[] {
+  return run.unreadable.length ? repositories(stack).map((r) => r.name) : run.unwritable;
 }
 
 export const SCENARIOS: Scenario[] = [
   {
     name: 'database backup',
     typicalMs: 5000,
-    start: (client, id) => start(client, 'backupDatabase', id, {}),
+    start: (stack, id) => startWorkflow(stack.client, 'backupDatabase', id, {}).then(workflowRun),
     async check(stack, outcome, run) {
       const backupId = backupIdOf(run.workflowId);
-      if (outcome.status !== 'completed') return failedBackupProblems(stack, 'database', backupId, run.unwritable);
+      if (outcome.status !== 'completed') return failedBackupProblems(stack, 'database', backupId, leftToSweep(stack, run));
       const problems = await completeBackupProblems(stack, 'database', backupId);
       if (problems.length) return problems;
       // One copy, drawn, restored with plain tools: the others were proven equal by sha256.
@@ -58,16 +43,16 @@ export const SCENARIOS: Scenario[] = [
   {
     name: 'base backup',
     typicalMs: 5000,
-    start: (client, id) => start(client, 'backupBase', id, {}),
+    start: (stack, id) => startWorkflow(stack.client, 'backupBase', id, {}).then(workflowRun),
     async check(stack, outcome, run) {
       const backupId = backupIdOf(run.workflowId);
-      return outcome.status === 'completed' ? completeBackupProblems(stack, 'base', backupId) : failedBackupProblems(stack, 'base', backupId, run.unwritable);
+      return outcome.status === 'completed' ? completeBackupProblems(stack, 'base', backupId) : failedBackupProblems(stack, 'base', backupId, leftToSweep(stack, run));
     },
   },
   {
     name: 'verification',
     typicalMs: 6000,
-    start: (client, id) => start(client, 'verifyBackup', id, { backup: 'latest', amcheck: false }),
+    start: (stack, id) => startWorkflow(stack.client, 'verifyBackup', id, { backup: 'latest', amcheck: false }).then(workflowRun),
     async check(_stack, outcome) {
       // Faults touch no stored byte here: a completed verification must find the backup good.
       if (outcome.status === 'completed' && outcome.result?.ok !== true) return [`verification completed with ok=${outcome.result?.ok}: ${outcome.result?.verdict ?? ''}`];
@@ -77,7 +62,7 @@ export const SCENARIOS: Scenario[] = [
   {
     name: 'restore --replace',
     typicalMs: 7000,
-    start: (client, id) => start(client, 'restoreDatabase', id, { backup: 'latest', replace: true }),
+    start: (stack, id) => startWorkflow(stack.client, 'restoreDatabase', id, { backup: 'latest', replace: true }).then(workflowRun),
     async check(stack, outcome, run) {
       const problems: string[] = [];
       const oid = await liveOid(stack);
@@ -101,4 +86,7 @@ export const SCENARIOS: Scenario[] = [
       return problems;
     },
   },
+  walShippingScenario,
+  pointInTimeRecoveryScenario,
+  recoveryDrillScenario,
 ];
