@@ -5,7 +5,7 @@
 // stale attempt that wakes up never harms a newer one. The configured live database is never
 // created over, dropped or renamed here: only the swap (restore.ts) renames it.
 import { Context, log } from '@temporalio/activity';
-import type pg from 'pg';
+import pg from 'pg';
 import { ErrorType } from '../workflows/types.js';
 import type { Config } from '../workers/config.js';
 import { attemptSessionTag, isStaleAttemptOfThisRun, parseSessionTag, runDigest } from './attemptStanding.js';
@@ -173,14 +173,18 @@ async function endStaleHolders(client: pg.Client, name: string, key: string, opt
     const stale = (options.closedRunId !== undefined && tag.runDigest === runDigest(options.closedRunId)) || (await isStaleAttemptOfThisRun(tag));
     if (!stale) continue;
     const { rows: done } = await client.query<{ ended: boolean }>('SELECT pg_terminate_backend($1, 5000) AS ended', [holder.pid]);
-    try {
-      log.warn('ended a stale attempt\'s session that held a database name\'s lock', { database: name, pid: holder.pid, activityId: tag.activityId, attempt: tag.attempt, ended: done[0]?.ended });
-    } catch {
-      // not in an activity
-    }
+    logWarn("ended a stale attempt's session that held a database name's lock", { database: name, pid: holder.pid, activityId: tag.activityId, attempt: tag.attempt, ended: done[0]?.ended });
     ended ||= done[0]?.ended === true;
   }
   return ended;
+}
+
+function logWarn(message: string, details: Record<string, unknown>): void {
+  try {
+    log.warn(message, details);
+  } catch {
+    // not in an activity
+  }
 }
 
 export function quoteIdent(name: string): string {
@@ -221,7 +225,8 @@ export async function roleExists(client: pg.Client, role: string): Promise<boole
 
 /**
  * Refuses a restore target name that is the live database, or is taken by a database this run
- * did not make; returns whether one of this run's own (from an earlier attempt) is there.
+ * did not make; returns whether one of this run's own (from an earlier attempt) is there, or
+ * one a crash left half made (halfMade).
  */
 export async function assertTargetIsOurs(client: pg.Client, name: string, maker: Maker, live: string): Promise<boolean> {
   if (name === live) {
@@ -231,10 +236,38 @@ export async function assertTargetIsOurs(client: pg.Client, name: string, maker:
     );
   }
   const existing = await databaseComment(client, name);
-  if (existing.exists && !ofRun(existing.comment, maker)) {
+  if (existing.exists && !ofRun(existing.comment, maker) && !(await halfMade(client, name, existing.comment))) {
     throw permanent(ErrorType.TargetDatabaseExists, `database "${name}" already exists on the restore server and was not made by this restore; choose another name (--into) or drop it yourself`);
   }
   return existing.exists;
+}
+
+/**
+ * A database that carries no comment at all and holds nothing (no object of its own, no large
+ * object): what a crash of the server between a restore's CREATE DATABASE and its marking
+ * COMMENT leaves (CREATE DATABASE cannot share a transaction). Dropping it loses nothing; it is
+ * made again under this run's mark. One that holds anything, or that cannot be looked into,
+ * is not.
+ */
+async function halfMade(client: pg.Client, name: string, comment: string | null): Promise<boolean> {
+  if (comment !== null) return false;
+  const { host, port, user, password } = (client as unknown as { connectionParameters: { host: string; port: number; user: string; password?: string } }).connectionParameters;
+  const inside = new pg.Client({ host, port, user, password, database: name, connectionTimeoutMillis: 10_000, application_name: 'backupctl' });
+  inside.on('error', () => undefined);
+  try {
+    await inside.connect();
+    // Objects of its own have OIDs from FirstNormalObjectId (16384) on; template0's are below.
+    const { rows } = await inside.query<{ n: number }>(
+      `SELECT ((SELECT count(*) FROM pg_class WHERE oid >= 16384) + (SELECT count(*) FROM pg_namespace WHERE oid >= 16384)
+             + (SELECT count(*) FROM pg_proc WHERE oid >= 16384) + (SELECT count(*) FROM pg_type WHERE oid >= 16384)
+             + (SELECT count(*) FROM pg_extension WHERE oid >= 16384) + (SELECT count(*) FROM pg_largeobject_metadata))::int AS n`,
+    );
+    return rows[0].n === 0;
+  } catch {
+    return false;
+  } finally {
+    await inside.end().catch(() => undefined);
+  }
 }
 
 function superseded(name: string, maker: Maker, by: number): never {
@@ -250,8 +283,9 @@ function superseded(name: string, maker: Maker, by: number): never {
 export async function createRestoreDatabase(client: pg.Client, name: string, owner: string | undefined, maker: Maker, live: string): Promise<void> {
   await withNameLock(client, name, async () => {
     if (await assertTargetIsOurs(client, name, maker, live)) {
-      const made = madeBy((await databaseComment(client, name)).comment)!;
-      if (made.attempt > maker.attempt) superseded(name, maker, made.attempt);
+      const made = madeBy((await databaseComment(client, name)).comment);
+      if (made && made.attempt > maker.attempt) superseded(name, maker, made.attempt);
+      if (!made) logWarn('dropping an empty, unmarked database a crash left half made', { database: name });
       await dropDatabase(client, name);
     }
     const ownerClause = owner && (await roleExists(client, owner)) ? ` OWNER ${quoteIdent(owner)}` : '';
