@@ -7,6 +7,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { ErrorType } from '../workflows/types.js';
 import type { RecoveryTarget } from '../workflows/pitrTypes.js';
+import { assertAttemptStands } from './attemptStanding.js';
 import { permanent } from './errors.js';
 import { runCommand } from './exec.js';
 import { serverOwner } from './localCluster.js';
@@ -63,8 +64,12 @@ async function lstatOrUndefined(file: string) {
  * it records its run id there before it makes anything else. A retry of the same run (its
  * marker holds this run id) stops its server and empties what it made. Anything else is
  * refused (InvalidInput), so a recovery never writes over, nor removes, what it did not make.
+ * Only while the asking attempt stands: a stale attempt of the run (stalled in a storage read
+ * until its place was taken, woken after the run completed) would otherwise stop the completed
+ * recovery's server, the one the operator is to switch to, and empty its folder.
  */
 export async function claimDataDirectory(dataDir: string, run: { runId: string; workflowId: string }, port: number | undefined, binDir: string | undefined): Promise<number> {
+  await assertAttemptStands(`claiming the recovery folder ${dataDir}`);
   const workDir = workDirOf(dataDir);
   const marker = readMarker(dataDir);
   const owner = serverOwner();

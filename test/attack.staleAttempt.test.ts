@@ -3,13 +3,14 @@
 // has failed, compensated and given the id back. Had it claimed blindly, the id would stay
 // claimed for ever by a dead run: every later run under that workflow id refused, naming a run
 // that no longer exists. The attempt asks the server first, and claims nothing.
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Info } from '@temporalio/activity';
 import { MockActivityEnvironment, type TestWorkflowEnvironment } from '@temporalio/testing';
 import { createDatabaseBackupActivities } from '../activities/databaseBackup.js';
 import { createPitrActivities } from '../activities/pitr.js';
+import { claimDataDirectory, markerPath, workDirOf } from '../activities/recoveryCluster.js';
 import { stopAgent } from '../activities/encryption.js';
 import { FilesystemRepository } from '../activities/storage/filesystem.js';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
@@ -81,4 +82,22 @@ test('a recovery cluster start that wakes after its run has closed starts no ser
     (err: any) => `${err.type}: ${err.message}`,
   );
   expect(outcome).toMatch(/^AttemptSuperseded: starting the recovery cluster .*has closed/);
+}, 60_000);
+
+// Found by the chaos suite (issue 9: point-in-time recovery + s3-stall): an attempt stalled in
+// a storage read until its place was taken woke after the run had completed, and claimed the
+// run's recovery folder again, as a retry of the same run may: it would stop the completed
+// recovery's server (the one the operator is to switch to) and empty its folder.
+test("a recovery prepare that wakes after its run has completed leaves the run's recovered cluster alone", async () => {
+  const { runId, env } = await closedRun('pointInTimeRecovery', 'stale-pitr-claim');
+  const dataDir = path.join(dir, 'pitr-claim', 'data');
+  mkdirSync(dataDir, { recursive: true });
+  mkdirSync(workDirOf(dataDir), { recursive: true });
+  writeFileSync(markerPath(dataDir), JSON.stringify({ runId, workflowId: 'stale-pitr-claim', port: 1, createdDataDir: true }) + '\n');
+  writeFileSync(path.join(dataDir, 'PG_VERSION'), '15\n');
+  const outcome = await env.run(claimDataDirectory, dataDir, { runId, workflowId: 'stale-pitr-claim' }, undefined, cluster.binDir).then(
+    () => 'claimed',
+    (err: any) => `${err.type}: ${err.message}`,
+  );
+  expect({ outcome, kept: readdirSync(dataDir) }).toEqual({ outcome: expect.stringMatching(/^AttemptSuperseded: claiming the recovery folder .*has closed/), kept: ['PG_VERSION'] });
 }, 60_000);
