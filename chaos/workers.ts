@@ -27,6 +27,7 @@ export function workerPool(configFile: string, env: Record<string, string> = {})
   const all = new Set<WorkerProcess>();
   const expected = new Set<WorkerProcess>();
   let deaths: string[] = [];
+  let closing = false;
   const start = async () => {
     const worker = await startWorkerProcess(configFile, env);
     all.add(worker);
@@ -35,7 +36,7 @@ export function workerPool(configFile: string, env: Record<string, string> = {})
       if (!expected.has(worker)) {
         deaths.push(`worker ${worker.pid} died on its own (${how}): ${worker.stderrTail().split('\n').filter(Boolean).slice(-30).join(' | ').slice(-5000)}`);
         // What a service manager would do: another worker serves.
-        if (serving === worker) void start().then((next) => (serving ??= next), () => undefined);
+        if (serving === worker && !closing) void start().then((next) => (serving ??= next), () => undefined);
       }
       if (serving === worker) serving = undefined;
     });
@@ -64,6 +65,7 @@ export function workerPool(configFile: string, env: Record<string, string> = {})
       await worker.stop();
     },
     async stopAll() {
+      closing = true;
       for (const worker of all) {
         stopping(worker);
         worker.signal('SIGCONT');
