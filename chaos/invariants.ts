@@ -172,7 +172,7 @@ export async function globalProblems(stack: ChaosStack, liveWorkerPids: number[]
   for (const { datname } of marked.rows) problems.push(`database ${datname} (made by a run) left on the server`);
   for (const recovery of recoveryFolders(stack)) problems.push(`recovery folder ${recovery.folder} left (server ${recovery.serverPid ? `running, pid ${recovery.serverPid}` : 'stopped'})`);
   problems.push(...strayServers(stack));
-  const staged = readdirSync(stack.stagingDir).filter((name) => !name.startsWith(RECOVERY_PREFIX));
+  const staged = await stagedAfterGrace(stack);
   if (staged.length) problems.push(`staging folder holds ${staged.join(', ')}`);
   for (const [name, root] of Object.entries(stack.repositories)) {
     const partial = walk(root).filter((f) => f.endsWith('.partial') && !(name === 'local' && archivingNow(stack, f)));
@@ -209,6 +209,34 @@ export async function globalProblems(stack: ChaosStack, liveWorkerPids: number[]
 function archivingNow(stack: ChaosStack, file: string): boolean {
   const name = /^wal\/([0-9A-F]{8}(?:\.history|[0-9A-F]{16}(?:\.partial|\.[0-9A-F]{8}\.backup)?))\./.exec(file)?.[1];
   return Boolean(name && existsSync(path.join(stack.cluster.dataDir, 'pg_wal', 'archive_status', `${name}.ready`)));
+}
+
+/**
+ * A superseded attempt of a live worker stuck in a storage read (an S3 request that is never
+ * answered) learns of it only when the read gives up: S3 requests are abandoned after 60 s
+ * without a byte (S3_IDLE_TIMEOUT_MS), and the attempt then removes its staging folder. So a
+ * folder of a live worker counts as left only once that bound (and a margin) has passed; one of
+ * a dead process at once.
+ */
+async function stagedAfterGrace(stack: ChaosStack): Promise<string[]> {
+  const list = () => readdirSync(stack.stagingDir).filter((name) => !name.startsWith(RECOVERY_PREFIX));
+  const deadline = Date.now() + 75_000;
+  for (;;) {
+    const staged = list();
+    const live = staged.filter((name) => processAlive(Number(/^backupctl-[a-z]+-(\d+)-/.exec(name)?.[1] ?? 0)));
+    if (live.length === 0 || Date.now() > deadline) return staged;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
+function processAlive(pid: number): boolean {
+  if (!pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /**
