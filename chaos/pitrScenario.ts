@@ -34,6 +34,7 @@ async function ensureBaseBackup(stack: ChaosStack): Promise<void> {
 
 async function markIds(port: number, host: string, sql: string, params: unknown[] = []): Promise<number[]> {
   const client = new pg.Client({ host, port, user: 'postgres', database: WAL_DB });
+  client.on('error', () => undefined);
   await client.connect();
   try {
     return (await client.query<{ id: string }>(sql, params)).rows.map((r) => Number(r.id));

@@ -21,6 +21,8 @@ export interface ReportContext {
   notCovered: string[];
   /** Stacks run side by side, each with its own servers and workers (--lanes). */
   lanes: number;
+  /** Said right under the title (how this report was made, when not by a whole run). */
+  preface?: string[];
 }
 
 export function reliabilityReport(records: RunRecord[], context: ReportContext): string {
@@ -29,6 +31,7 @@ export function reliabilityReport(records: RunRecord[], context: ReportContext):
   const lines = [
     '# Reliability under faults',
     '',
+    ...(context.preface ?? []).flatMap((line) => [line, '']),
     `Written by \`npm run chaos\` (${context.command}) on ${context.startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC: ` +
       `${records.length} runs with one injected fault each (${landed.length} landed while the workflow was running, the rest just after it closed), ` +
       `in ${(context.elapsedMs / 60000).toFixed(1)} minutes; master seed ${context.seed}` +
