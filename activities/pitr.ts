@@ -1,6 +1,6 @@
 // Activities of point-in-time recovery: the recoverable window, a new data directory from the
 // chosen base backup, recovery started and watched until promotion, then a look inside.
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { chmod, mkdir, readdir, rename, rm, rmdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -94,7 +94,7 @@ export function createPitrActivities(deps: PitrDeps) {
    * copy never sees half a segment.
    */
   async function prefetchWal(dir: string, timeline: number, startLsn: string, beat: () => void): Promise<{ segments: number; complete: boolean }> {
-    // In the run's private folder (claimDataDirectory proved it ours): what an earlier attempt fetched.
+    // This attempt's own folder, in the run's private folder (claimDataDirectory proved it ours).
     await rm(dir, { recursive: true, force: true });
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const first = segmentOf(timeline, startLsn);
@@ -208,9 +208,22 @@ export function createPitrActivities(deps: PitrDeps) {
       const dataDir = input.dataDir ?? path.join(config.restore.workDir ?? os.tmpdir(), `backupctl-pitr-${input.workflowId.replace(/[^A-Za-z0-9._-]+/g, '-')}-${runId.slice(0, 8)}`, 'data');
       const port = await claimDataDirectory(dataDir, { runId, workflowId: input.workflowId }, input.port, deps.binDir);
       const object = manifest.objects.find((o) => o.role === 'base')!;
+      // This attempt's own folders: the base backup is unpacked, the WAL fetched ahead and the
+      // recovery configured there, and moved into place in one step, only while this attempt
+      // still stands. An attempt frozen mid-unpack (a paused VM, SIGSTOP) whose place a newer
+      // attempt took, and whose run may have started and promoted the recovered server since,
+      // so writes nothing into the server's folder: no file of another moment, no recovery.signal.
+      // (Inside the data directory, so the move is a rename on one filesystem even when the
+      // data directory is a mount point; a retry's claim empties what a dead attempt left.)
+      const unpackDir = path.join(dataDir, `.backupctl-unpack-${ctx.info.attempt}`);
+      const prefetchDir = prefetchDirOf(dataDir);
+      const stagedPrefetch = `${prefetchDir}.attempt-${ctx.info.attempt}`;
       let unpacked = 0;
       const ticker = setInterval(() => ctx.heartbeat({ phase: 'unpacking', bytes: unpacked }), 1000);
+      let prefetched: { segments: number; complete: boolean };
       try {
+        await rm(unpackDir, { recursive: true, force: true });
+        await mkdir(unpackDir, { mode: 0o700 });
         await readFirstGoodCopy({
           object,
           repositories: deps.repositories.filter((r) => holders.includes(r.name)),
@@ -219,34 +232,42 @@ export function createPitrActivities(deps: PitrDeps) {
           passphraseFile: config.encryption.passphraseFile,
           signal: ctx.cancellationSignal,
           consume: async (plain) => {
-            // Nothing of a copy that proved corrupt (or planted) stays for the next copy to land on;
-            // a stale attempt (its run's newer attempt may have unpacked and started a server
-            // here) clears nothing.
-            await assertAttemptStands(`unpacking the base backup into ${dataDir}`);
-            for (const entry of await readdir(dataDir)) await rm(path.join(dataDir, entry), { recursive: true, force: true });
+            // Nothing of a copy that proved corrupt (or planted) stays for the next copy to land on.
+            for (const entry of await readdir(unpackDir)) await rm(path.join(unpackDir, entry), { recursive: true, force: true });
             plain.on('data', (chunk: Buffer) => (unpacked += chunk.length));
-            const tar = spawnStreaming('tar', ['-x', '-C', dataDir, '--no-same-owner'], { stdin: 'pipe', signal: ctx.cancellationSignal });
+            const tar = spawnStreaming('tar', ['-x', '-C', unpackDir, '--no-same-owner'], { stdin: 'pipe', signal: ctx.cancellationSignal });
             await Promise.all([pipeline(plain, tar.stdin!), tar]);
           },
           consumerFailure: (err) => classifyFilesystemError(err, `unpacking the base backup into ${dataDir}`),
         });
+        clearInterval(ticker);
+        prefetched = await prefetchWal(stagedPrefetch, manifest.backup.timeline, manifest.backup.startLsn, () => ctx.heartbeat({ phase: 'prefetching-wal' }));
+        const owner = serverOwner();
+        if (process.getuid?.() === 0) {
+          await runCommand('chown', ['-R', `${owner.spawn.uid}:${owner.spawn.gid}`, unpackDir, stagedPrefetch]);
+        }
+        // The target lies inside the window, so every segment replay needs was archived before
+        // the fetch-ahead began: when all of them were fetched, a file not there does not exist,
+        // and restore_command can say so at once. Otherwise the rest come through wal-fetch.
+        // (Time and LSN targets were checked against the window; xid and restore point ones were not.)
+        const windowChecked = input.target.kind === 'time' || input.target.kind === 'lsn';
+        const fetched = `${commandWord(prefetchDir + '/')}%f`;
+        const command = prefetched.complete && windowChecked ? `cp ${fetched} %p` : `cp ${fetched} %p 2>/dev/null || ${restoreCommand()}`;
+        await configureRecovery(unpackDir, { versionNum: manifest.server.versionNum, restoreCommand: command, target: input.target, port });
+        await assertAttemptStands(`moving the unpacked base backup into ${dataDir}`);
+        await rm(prefetchDir, { recursive: true, force: true });
+        await rename(stagedPrefetch, prefetchDir);
+        for (const entry of await readdir(unpackDir)) await rename(path.join(unpackDir, entry), path.join(dataDir, entry));
+        await rmdir(unpackDir);
+        await chmod(dataDir, 0o700);
+      } catch (err) {
+        // Only this attempt's own folders: whatever stands in the data directory is the newer attempt's.
+        await rm(unpackDir, { recursive: true, force: true }).catch(() => undefined);
+        await rm(stagedPrefetch, { recursive: true, force: true }).catch(() => undefined);
+        throw err;
       } finally {
         clearInterval(ticker);
       }
-      const prefetchDir = prefetchDirOf(dataDir);
-      const prefetched = await prefetchWal(prefetchDir, manifest.backup.timeline, manifest.backup.startLsn, () => ctx.heartbeat({ phase: 'prefetching-wal' }));
-      const owner = serverOwner();
-      if (process.getuid?.() === 0) {
-        await runCommand('chown', ['-R', `${owner.spawn.uid}:${owner.spawn.gid}`, dataDir, prefetchDir]);
-      }
-      // The target lies inside the window, so every segment replay needs was archived before
-      // the fetch-ahead began: when all of them were fetched, a file not there does not exist,
-      // and restore_command can say so at once. Otherwise the rest come through wal-fetch.
-      // (Time and LSN targets were checked against the window; xid and restore point ones were not.)
-      const windowChecked = input.target.kind === 'time' || input.target.kind === 'lsn';
-      const fetched = `${commandWord(prefetchDir + '/')}%f`;
-      const command = prefetched.complete && windowChecked ? `cp ${fetched} %p` : `cp ${fetched} %p 2>/dev/null || ${restoreCommand()}`;
-      await configureRecovery(dataDir, { versionNum: manifest.server.versionNum, restoreCommand: command, target: input.target, port });
       log.info('WAL fetched ahead', { ...prefetched });
       log.info('recovery cluster prepared', { dataDir, port, baseBackup: input.baseBackupId });
       return { dataDir, port, host: '127.0.0.1' };

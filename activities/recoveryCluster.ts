@@ -88,6 +88,10 @@ export async function claimDataDirectory(dataDir: string, run: { runId: string; 
       await mkdir(dataDir, { mode: 0o700 });
     }
     await rm(prefetchDirOf(dataDir), { recursive: true, force: true });
+    // What earlier attempts fetched ahead and never moved into place.
+    for (const entry of await readdir(workDir)) {
+      if (entry.startsWith(`${path.basename(prefetchDirOf(dataDir))}.attempt-`)) await rm(path.join(workDir, entry), { recursive: true, force: true });
+    }
     chosen = port ?? marker.port;
   } else {
     const work = await lstatOrUndefined(workDir);
