@@ -6,8 +6,8 @@ import { xoroshiro128plus } from 'pure-rand/generator/xoroshiro128plus';
 import { uniformInt } from 'pure-rand/distribution/uniformInt';
 import { FAULT_KINDS, PERMANENT_FAULT_ERRORS, faultApplies, injectFault, unreadableUnder, unwritableUnder, type FaultKind } from './faults.js';
 import { globalProblems, liveOid } from './invariants.js';
-import { sweptAfterRevocation } from './revocationSweep.js';
-import type { Outcome, Scenario, ScenarioRun } from './scenario.js';
+import { sweptAfterFault } from './faultSweep.js';
+import { within, type Outcome, type Scenario, type ScenarioRun } from './scenario.js';
 import { SCENARIOS } from './scenarios.js';
 import type { ChaosStack } from './stack.js';
 import { workerPool, type WorkerPool } from './workers.js';
@@ -102,7 +102,7 @@ async function warmUp(stack: ChaosStack, workers: WorkerPool, scenarios: Scenari
     const liveOidBefore = await liveOid(stack);
     const run = await scenario.start(stack, workflowId);
     const t0 = Date.now();
-    const outcome = await Promise.race([run.outcome, new Promise<Outcome>((r) => setTimeout(() => r({ status: 'hung' }), 240_000))]);
+    const outcome = await within(run.outcome, 240_000, { status: 'hung' } as Outcome);
     if (outcome.status === 'hung') await run.terminate().catch(() => undefined);
     scenario.typicalMs = Date.now() - t0;
     const problems = outcome.status === 'completed' ? [] : [`it ended ${outcome.status}${outcome.errorType ? ` ${outcome.errorType}` : ''}: ${outcome.message ?? ''}`];
@@ -144,7 +144,7 @@ async function oneRun(stack: ChaosStack, workers: WorkerPool, index: number, run
   }
   let closedAt: number | undefined;
   const outcomePromise = run.outcome.then((o) => ((closedAt = Date.now()), o));
-  await Promise.race([new Promise((r) => setTimeout(r, delayMs)), outcomePromise]);
+  await within(outcomePromise, delayMs, undefined);
   const landed = closedAt === undefined;
   const faultAt = Date.now();
   // A fault the harness could not inject is reported as such, never as a run that survived it.
@@ -154,7 +154,7 @@ async function oneRun(stack: ChaosStack, workers: WorkerPool, index: number, run
     failed: true,
   }));
   const hangMs = options.hangMs ?? 240_000;
-  let outcome = await Promise.race([outcomePromise, new Promise<Outcome>((r) => setTimeout(() => r({ status: 'hung' }), hangMs))]);
+  let outcome = await within(outcomePromise, hangMs, { status: 'hung' } as Outcome);
   if (outcome.status === 'hung') await run.terminate().catch(() => undefined);
   await injected.afterRun();
   // A stale attempt that woke may still be finishing: let the workflow's last word settle.
@@ -169,16 +169,16 @@ async function oneRun(stack: ChaosStack, workers: WorkerPool, index: number, run
   if (outcome.status === 'failed' && !outcome.errorType) violations.push('failed without an error type');
   const context = { workflowId, liveOidBefore, draw, unwritable: unwritableUnder(fault), unreadable: unreadableUnder(fault) };
   violations.push(...(await scenario.check(stack, outcome, context).catch((err: Error) => [`checking the ${scenario.name} failed: ${err.message}`])));
-  // Under a revoked key, what the run could not remove from
-  // S3 (objects, open uploads) is the sweep's, checked after it.
-  const revoked = fault === 's3-revoke';
-  const global = await globalProblems(stack, workers.livePids(), { uploadsLater: revoked }).catch((err: Error) => [`checking the global invariants failed: ${err.message}`]);
+  // Under a fault that left a repository unwritable, what the run could not remove there
+  // (objects, open uploads) is the sweep's, checked after it.
+  const sweepAfter = unwritableUnder(fault).length > 0;
+  const global = await globalProblems(stack, workers.livePids(), { uploadsLater: sweepAfter }).catch((err: Error) => [`checking the global invariants failed: ${err.message}`]);
   violations.push(...global.filter((p) => !reported.has(p)));
   violations.push(...workers.takeDeaths());
   global.forEach((p) => reported.add(p));
   let sweepDetail = '';
-  if (revoked) {
-    const swept = await sweptAfterRevocation(stack, scenario.name, outcome, workflowId).catch((err: Error) => ({ problems: [`the sweep after the revocation failed: ${err.message}`], summary: '' }));
+  if (sweepAfter) {
+    const swept = await sweptAfterFault(stack, scenario.name, outcome, workflowId).catch((err: Error) => ({ problems: [`the sweep after the fault failed: ${err.message}`], summary: '' }));
     violations.push(...swept.problems);
     sweepDetail = swept.summary ? `; then ${swept.summary}` : '';
   }

@@ -70,6 +70,19 @@ export async function settle(handle: WorkflowHandle): Promise<Outcome> {
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/**
+ * `promise`, or `fallback` once `ms` have passed first. The timer is cleared when the promise
+ * settles: a run's four-minute hang bound must not keep the process (or jest) alive after it.
+ */
+export async function within<T>(promise: Promise<T>, ms: number, fallback: T): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([promise, new Promise<T>((r) => (timer = setTimeout(() => r(fallback), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Polls until `check` holds; false when `ms` passed first. */
 export async function until(check: () => Promise<boolean>, ms: number, every = 250): Promise<boolean> {
   const deadline = Date.now() + ms;

@@ -85,14 +85,24 @@ export async function startChaosStack(say: (line: string) => void, size = { user
     await rm(dir, { recursive: true, force: true }).catch(() => undefined);
   };
   try {
-    const [port, uiPort] = await freePorts(2);
     const temporalDir = path.join(dir, 'temporal');
-    let server: DevTemporal = await startDevTemporal(temporalDir, port, uiPort);
-    stops.unshift(() => server.stop());
+    // The dev server also binds ports of its own choosing (metrics, its services' membership):
+    // one taken between its choice and its bind ends it at start. Then again, on other ports.
+    let [port, uiPort] = await freePorts(2);
+    let server: DevTemporal | undefined;
+    for (let attempt = 1; !server; attempt++) {
+      server = await startDevTemporal(temporalDir, port, uiPort).catch(async (err: Error) => {
+        if (attempt >= 3) throw err;
+        say(`the Temporal dev server did not start (${err.message.split('\n')[0]}): again on other ports`);
+        [port, uiPort] = await freePorts(2);
+        return undefined;
+      });
+    }
+    stops.unshift(() => server!.stop());
     const temporal = {
       address: server.address,
       async restart() {
-        await server.kill();
+        await server!.kill();
         server = await startDevTemporal(temporalDir, port, uiPort);
       },
     };

@@ -15,7 +15,7 @@ import path from 'node:path';
 import type { WorkflowHandle } from '@temporalio/client';
 import { walShippingQuery } from '../workflows/messages.js';
 import type { WalShippingState } from '../workflows/pitrTypes.js';
-import { settle, sleep, startWorkflow, until, type Outcome, type Scenario } from './scenario.js';
+import { settle, sleep, startWorkflow, until, within, type Outcome, type Scenario } from './scenario.js';
 import { WAL_DB, type ChaosStack } from './stack.js';
 import { shippingLag, walArchiveProblems } from './walInvariants.js';
 
@@ -110,7 +110,7 @@ async function stopShipping(handle: WorkflowHandle): Promise<string[]> {
   const before = await passes().catch(() => -1);
   await until(async () => (await passes()) > before && !(await handle.describe()).raw.pendingActivities?.length, 30_000, 100);
   await handle.cancel();
-  const end = await Promise.race([settle(handle), sleep(60_000).then((): Outcome => ({ status: 'hung' }))]);
+  const end = await within(settle(handle), 60_000, { status: 'hung' } as Outcome);
   if (end.status === 'cancelled') return [];
   if (end.status === 'hung') await handle.terminate('chaos: shipWal did not end on cancellation').catch(() => undefined);
   return [`shipWal, cancelled, ended ${end.status}${end.errorType ? ` ${end.errorType}` : ''}${end.message ? `: ${end.message.slice(0, 160)}` : ''}`];

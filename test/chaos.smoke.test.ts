@@ -30,6 +30,8 @@ test('a few faults, each survived or failed cleanly, no invariant violated', asy
       { scenario: 'database backup', fault: 'pg-restart-fast' },
       { scenario: 'database backup', fault: 'pg-restart-immediate' },
       { scenario: 'verification', fault: 's3-truncate' },
+      // The workflow whose stale attempt once wrote over the recovered server (test/pitrStaleUnpack.test.ts).
+      { scenario: 'point-in-time recovery', fault: 'freeze' },
       ...(stack.nasIsTmpfs ? [{ scenario: 'database backup', fault: 'repo-readonly' as const }] : []),
     ],
     hangMs: 120_000,

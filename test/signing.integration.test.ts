@@ -128,7 +128,7 @@ beforeAll(async () => {
   );
   // Loaded after planted_marker (pg_restore goes by name): the bulk of a planted object.
   await env.fresh.query('attacker_db', filler(30_000, 1_000_000));
-  attackerDump = (await execa(path.join(env.fresh.binDir, 'pg_dump'), ['-Fc', 'attacker_db'], { env: env.fresh.env('attacker_db'), encoding: 'buffer' })).stdout as Buffer;
+  attackerDump = (await execa(path.join(env.fresh.binDir, 'pg_dump'), ['-Fc', 'attacker_db'], { env: env.fresh.env('attacker_db'), encoding: 'buffer', stripFinalNewline: false })).stdout as Buffer;
   const template = manifestOf(genuine.current.backupId);
   const attackerSigner = { keyId: attackerKey.keyId, privateKey: createPrivateKey(readFileSync(attackerKey.privateKeyFile, 'utf8')) };
   const plant = (backupId: string, minutes: number, finish?: (m: BackupManifest) => object) =>

@@ -33,13 +33,16 @@ export async function startDevTemporal(stateDir: string, port = 7233, uiPort = 8
     ],
     { stdio: ['ignore', 'ignore', 'pipe'], buffer: false, detached: false },
   );
+  // The end of what it says on stderr: why it exited, when it does (a port taken meanwhile).
+  let stderrTail = '';
+  server.stderr?.on('data', (chunk: Buffer) => (stderrTail = (stderrTail + chunk.toString()).slice(-2000)));
   let exited: Error | undefined;
   server.catch((err) => {
     exited = err;
   });
   const deadline = Date.now() + 60_000;
   while (!(await answers(address))) {
-    if (exited) throw new Error(`temporal server start-dev exited: ${exited.message}`);
+    if (exited) throw new Error(`temporal server start-dev exited: ${exited.message}${stderrTail.trim() ? `\n${stderrTail.trim()}` : ''}`);
     if (Date.now() > deadline) {
       server.kill('SIGKILL');
       throw new Error(`temporal dev server did not answer on ${address} within 60 s`);

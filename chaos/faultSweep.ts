@@ -1,6 +1,7 @@
-// After a run under a revoked S3 key, once the key is back: what the run could not remove from
-// S3 while S3 refused it (an unfinished backup's objects, an open multipart upload) is, by
-// design, the leftover sweep's. The harness runs `backupctl sweep` (its workflow, with the
+// After a run under a fault that left a repository unwritable (a revoked S3 key, a full or
+// read-only NAS), once the fault has healed: what the run could not remove there while it
+// refused (an unfinished backup's objects, an open multipart upload) is, by design, the
+// leftover sweep's. The harness runs `backupctl sweep` (its workflow, with the
 // input the command builds) taking every open upload as abandoned (no run is under way now;
 // the command's default waits 24 h), and then nothing of the run may be left.
 import { describeLeftover, sweepInput } from '../client/commands/sweep.js';
@@ -8,18 +9,18 @@ import { backupIdOf } from '../workflows/backupId.js';
 import type { SweepReport } from '../workflows/sweepTypes.js';
 import { SHARED_TASK_QUEUE } from '../workflows/types.js';
 import { failedBackupProblems, openUploadProblems } from './invariants.js';
-import { settle, sleep, type Outcome } from './scenario.js';
+import { settle, within, type Outcome } from './scenario.js';
 import type { ChaosStack } from './stack.js';
 
 const COMPONENT_OF: Record<string, 'database' | 'base'> = { 'database backup': 'database', 'base backup': 'base' };
 
-export async function sweptAfterRevocation(stack: ChaosStack, scenario: string, outcome: Outcome, workflowId: string): Promise<{ problems: string[]; summary: string }> {
+export async function sweptAfterFault(stack: ChaosStack, scenario: string, outcome: Outcome, workflowId: string): Promise<{ problems: string[]; summary: string }> {
   const input = { ...sweepInput(stack.config, {}), uploadAgeHours: 0 };
   const handle = await stack.client.workflow.start('sweepLeftovers', { taskQueue: SHARED_TASK_QUEUE, workflowId: `${workflowId}-sweep`, args: [input] });
-  const swept = await Promise.race([settle(handle), sleep(180_000).then((): Outcome => ({ status: 'hung' }))]);
+  const swept = await within(settle(handle), 180_000, { status: 'hung' } as Outcome);
   if (swept.status !== 'completed') {
     if (swept.status === 'hung') await handle.terminate('chaos: the sweep did not close').catch(() => undefined);
-    return { problems: [`backupctl sweep, after the key was given back, ended ${swept.status}${swept.errorType ? ` ${swept.errorType}` : ''}: ${swept.message?.slice(0, 200) ?? ''}`], summary: '' };
+    return { problems: [`backupctl sweep, after the fault healed, ended ${swept.status}${swept.errorType ? ` ${swept.errorType}` : ''}: ${swept.message?.slice(0, 200) ?? ''}`], summary: '' };
   }
   const report = swept.result as SweepReport;
   const problems: string[] = [];
