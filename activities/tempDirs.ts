@@ -66,8 +66,8 @@ async function processStartMs(pid: number): Promise<number | undefined> {
   }
 }
 
-/** In each folder given, our temporary folders whose owning process is dead (folders that cannot be listed are passed over). */
-export async function deadOwnersFolders(roots: string[]): Promise<string[]> {
+/** In each folder given, our temporary folders (of the kinds given; all by default) whose owning process is dead (folders that cannot be listed are passed over). */
+export async function deadOwnersFolders(roots: string[], kinds?: TempKind[]): Promise<string[]> {
   const found: string[] = [];
   for (const root of new Set(roots)) {
     let names: string[];
@@ -78,6 +78,7 @@ export async function deadOwnersFolders(roots: string[]): Promise<string[]> {
     }
     for (const name of names) {
       const dir = path.join(root, name);
+      if (kinds && !kinds.includes(OWNED.exec(name)?.[1] as TempKind)) continue;
       if (await ownedByDeadProcess(dir)) found.push(dir);
     }
   }
@@ -105,9 +106,9 @@ export async function removeIfOwnerDead(dir: string): Promise<boolean> {
  * Removes, in each folder given, our temporary folders whose owning process is dead.
  * Returns what was removed. Folders that cannot be listed are passed over.
  */
-export async function sweepDeadOwners(roots: string[]): Promise<string[]> {
+export async function sweepDeadOwners(roots: string[], kinds?: TempKind[]): Promise<string[]> {
   const removed: string[] = [];
-  for (const dir of await deadOwnersFolders(roots)) {
+  for (const dir of await deadOwnersFolders(roots, kinds)) {
     try {
       if (await removeIfOwnerDead(dir)) removed.push(dir);
     } catch {

@@ -1,8 +1,10 @@
 // `backupctl wal-push <path>` (archive_command) and `backupctl wal-fetch <name> <path>`
 // (restore_command). PostgreSQL runs them once per segment, so they load only what they need:
 // no Temporal client, no worker; bin/backupctl.js sends these two commands straight here.
+import os from 'node:os';
 import { ApplicationFailure } from '@temporalio/common';
 import { openRepositories } from '../activities/storage/index.js';
+import { sweepDeadOwners } from '../activities/tempDirs.js';
 import { fetchSegment, pushSegment } from '../activities/walArchive.js';
 import { loadConfig } from '../workers/config.js';
 
@@ -22,6 +24,18 @@ export async function runWalCommand(argv: string[]): Promise<number> {
   const { file, rest } = configFile(argv);
   const [command, ...args] = rest;
   const say = (line: string) => process.stderr.write(`backupctl ${command}: ${line}\n`);
+  // A wal-push or wal-fetch that died (PostgreSQL's immediate shutdown kills its archiver and
+  // what it runs) left its gpg home; no worker start may come for weeks. The next one removes
+  // it, beside its own work (a listing of the temp folder: a few milliseconds).
+  const swept = sweepDeadOwners([os.tmpdir()], ['gpg']).catch(() => []);
+  try {
+    return await runCommand(file, command, args, say);
+  } finally {
+    await swept;
+  }
+}
+
+async function runCommand(file: string | undefined, command: string, args: string[], say: (line: string) => void): Promise<number> {
   try {
     const config = loadConfig(file);
     if (command === 'wal-push') {

@@ -130,3 +130,22 @@ test.each(['../000000010000000000000001', '000000010000000000000001/../../etc', 
   expect(fetched.stderr).toContain('is not a WAL file name');
   expect(existsSync(destination)).toBe(false);
 });
+
+// Found by the chaos suite (base backup + pg-restart-immediate): PostgreSQL's immediate
+// shutdown killed a wal-push in the middle of its work, and its gpg home stayed in the temp
+// folder; only a worker's start removed such folders, and none may come for weeks.
+test("a wal-push killed mid-push leaves its gpg home only until the next wal-push", async () => {
+  const tmp = path.join(dir, 'tmp-killed');
+  mkdirSync(tmp);
+  const gpgHomes = () => readdirSync(tmp).filter((name) => name.startsWith('backupctl-gpg-'));
+  const push = execa('node', [CLI, '--config', configFile, 'wal-push', segmentFile('000000010000000000000031', 64 * 1024 * 1024)], { reject: false, env: { TMPDIR: tmp } });
+  const deadline = Date.now() + 30_000;
+  while (gpgHomes().length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  push.kill('SIGKILL');
+  await push;
+  const left = gpgHomes();
+  expect(left).toHaveLength(1);
+  const next = await execa('node', [CLI, '--config', configFile, 'wal-push', segmentFile('000000010000000000000032')], { reject: false, env: { TMPDIR: tmp } });
+  expect(next.exitCode).toBe(0);
+  expect(gpgHomes()).toEqual([]);
+}, 60_000);
