@@ -188,7 +188,7 @@ export async function globalProblems(stack: ChaosStack, liveWorkerPids: number[]
     const differ = differsFromSource(stack, sums);
     if (differ.length) problems.push(`the live database differs from the source in ${differ.join(', ')}`);
   }
-  problems.push(...deadWorkerFolders(stack));
+  problems.push(...(await deadFoldersAfterGrace(stack)));
   // A tool process may take a moment to exit after its activity failed: an orphan is one still
   // there two seconds later.
   const owners = () => [...liveWorkerPids, ...[livePostmaster(stack)].filter((p): p is number => p !== undefined)];
@@ -236,6 +236,21 @@ function processAlive(pid: number): boolean {
     return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Temp folders of dead processes still there after a grace: a worker's are removed when the
+ * new worker starts (at once: the fault starts it), but a wal-push killed by PostgreSQL's
+ * immediate shutdown leaves its gpg home to the next wal-push, which the archiver runs within
+ * seconds of its restart (it retries the segment the dead one did not finish).
+ */
+async function deadFoldersAfterGrace(stack: ChaosStack): Promise<string[]> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const found = deadWorkerFolders(stack);
+    if (found.length === 0 || Date.now() > deadline) return found;
+    await new Promise((r) => setTimeout(r, 1000));
   }
 }
 
