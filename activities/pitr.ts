@@ -4,8 +4,8 @@ import { chmod, mkdir, readdir, rename, rm, rmdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { fileURLToPath } from 'node:url';
 import { Context, log } from '@temporalio/activity';
+import { CLI_PATH } from '../workers/runtime.js';
 import { ErrorType } from '../workflows/types.js';
 import type { BaseBackupManifest, BaseBackupSummary, RecoverableWindow, RecoveryCluster, RecoveryTarget } from '../workflows/pitrTypes.js';
 import { readManifestCopies, scanManifests } from './catalog.js';
@@ -40,7 +40,7 @@ export interface PitrDeps extends DatabaseBackupDeps {
   configFile?: string;
 }
 
-const CLI = fileURLToPath(new URL('../bin/backupctl.js', import.meta.url));
+const CLI = CLI_PATH;
 
 /**
  * A path as one word of restore_command: quoted for the shell PostgreSQL runs it with (a path

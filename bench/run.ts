@@ -15,6 +15,7 @@ import { buildReferenceData, startReferenceCluster, type BenchDatabase } from '.
 import { collectMachine, mergeAnalysis, renderReport, type GrowthResults, type MixResults, type RestoreResults } from './report.js';
 import { prepareRestoreSubject, RESTORE_CONTENDER_IDS, RESTORE_CONTENDERS, runDrill, type RestoreContenderId } from './restoreContenders.js';
 import { startWorkflowStack } from './stack.js';
+import { measureStartup, renderStartup } from './startup.js';
 import { killWorkers } from './workerProcess.js';
 
 const t0 = performance.now();
@@ -70,6 +71,10 @@ async function main(): Promise<void> {
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'backupctl-bench-'));
   // PostgreSQL runs as `postgres` under the cluster's own temp folder; ours only needs to be ours.
   cleanups.push(async () => rmSync(workDir, { recursive: true, force: true }));
+
+  // First, while nothing of ours runs: what every command pays to start (dist/ against tsx).
+  say('CLI start-up: compiled against tsx');
+  const startup = await measureStartup(7, say);
 
   const cluster = await startReferenceCluster();
   cleanups.unshift(() => cluster.stop());
@@ -161,7 +166,7 @@ async function main(): Promise<void> {
   }
 
   const machine = await collectMachine(cluster, workDir);
-  const report = renderReport({ options, machine, mixes, growth, restores, pitr, repeated, totalSeconds: (performance.now() - t0) / 1000 });
+  const report = renderReport({ options, machine, mixes, growth, restores, pitr, repeated, totalSeconds: (performance.now() - t0) / 1000 }) + '\n' + renderStartup(startup);
   process.stdout.write('\n' + report + '\n');
   if (options.out) {
     mkdirSync(path.dirname(options.out), { recursive: true });

@@ -1,14 +1,23 @@
 #!/usr/bin/env node
-// Runs the TypeScript sources directly through tsx: no build step to forget.
+// Runs the compiled JavaScript in dist/ (`npm run build`; scripts/setup.sh builds it whenever
+// the sources changed). Only where the TypeScript sources are newer than the build, or there
+// is no build (a checkout being edited), does it run the sources through tsx: about a second
+// more at every start (docs/benchmarks.md, "CLI start-up").
 import process from 'node:process';
-import { register } from 'tsx/esm/api';
+import { buildIsCurrent } from './buildState.js';
 
-register();
+const compiled = process.env.BACKUPCTL_FROM_SOURCE !== '1' && buildIsCurrent();
+const code = compiled ? '../dist' : '..';
+const ext = compiled ? 'js' : 'ts';
+if (!compiled) {
+  const { register } = await import('tsx/esm/api');
+  register();
+}
 // archive_command and restore_command run once per WAL segment: they skip the full CLI.
 const walCommand = process.argv.slice(2).find((arg) => arg === 'wal-push' || arg === 'wal-fetch');
 if (walCommand) {
-  const { runWalCommand } = await import('../client/walCommands.ts');
+  const { runWalCommand } = await import(`${code}/client/walCommands.${ext}`);
   process.exitCode = await runWalCommand(process.argv.slice(2));
 } else {
-  await import('../client/cli.ts');
+  await import(`${code}/client/cli.${ext}`);
 }

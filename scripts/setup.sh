@@ -55,3 +55,10 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want_lock" ]; then
   npm ci --no-audit --no-fund --loglevel=error
   echo "$want_lock" > "$stamp"
 fi
+
+# The compiled JavaScript that bin/backupctl.js runs (dist/), built again whenever a source
+# is newer than the last build (bin/buildState.js decides, as bin/backupctl.js does).
+if ! node bin/buildState.js; then
+  log "building dist/ (tsc)"
+  npm run --silent build
+fi

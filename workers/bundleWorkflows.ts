@@ -3,8 +3,9 @@
 import { writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { bundleWorkflowCode } from '@temporalio/worker';
+import { codeFile } from './runtime.js';
 
-export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
+export const WORKFLOWS_PATH = codeFile('workflows/index.ts');
 
 const silent = () => undefined;
 export const quietBundlerLogger = {

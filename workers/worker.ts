@@ -3,7 +3,6 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { bundleWorkflowCode, NativeConnection, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import type { Logger } from 'pino';
 import { createActivities } from '../activities/index.js';
@@ -17,6 +16,7 @@ import { temporalDataConverter } from './dataConverter.js';
 import { connectionOptions } from './temporalConnection.js';
 import { WORKFLOWS_PATH, quietBundlerLogger } from './bundleWorkflows.js';
 import { livenessHeartbeats } from './livenessHeartbeat.js';
+import { COMPILED, codeFile } from './runtime.js';
 
 const bundles = new Map<string, Promise<WorkflowBundleWithSourceMap>>();
 
@@ -42,10 +42,9 @@ export function workflowBundle(failureConverterPath?: string): Promise<WorkflowB
 async function bundleInChildProcess(failureConverterPath?: string): Promise<{ codePath: string; dispose(): Promise<void> }> {
   const dir = await mkdtemp(path.join(os.tmpdir(), ownedTempPrefix('bundle')));
   const codePath = path.join(dir, 'workflows.js');
-  // tsx resolved from here, not from the operator's working directory.
-  const tsx = import.meta.resolve('tsx');
-  const args = [fileURLToPath(new URL('./bundleWorkflows.ts', import.meta.url)), codePath, ...(failureConverterPath ? [failureConverterPath] : [])];
-  await runCommand(process.execPath, ['--import', tsx, ...args]);
+  const args = [codeFile('workers/bundleWorkflows.ts'), codePath, ...(failureConverterPath ? [failureConverterPath] : [])];
+  // The sources run through tsx (resolved from here, not from the operator's working directory).
+  await runCommand(process.execPath, [...(COMPILED ? [] : ['--import', import.meta.resolve('tsx')]), ...args]);
   return { codePath, dispose: () => rm(dir, { recursive: true, force: true }) };
 }
 

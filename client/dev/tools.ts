@@ -1,9 +1,9 @@
 // Finds the binaries that scripts/setup.sh installs into the project-local .tools folder.
 import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import { PROJECT_ROOT } from '../../workers/runtime.js';
 
-export const PROJECT_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export { PROJECT_ROOT };
 
 /** A tool from .tools/venv/bin, else from PATH. */
 export function projectTool(name: 'temporal' | 'temporal-test-server' | 'weed'): string {
