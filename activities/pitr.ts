@@ -193,8 +193,8 @@ export function createPitrActivities(deps: PitrDeps) {
     /**
      * Makes the new data directory from the base backup (first whole copy, decrypted and
      * unpacked), writes restore_command, the target and recovery.signal. Idempotent: a retry
-     * stops and empties what an earlier attempt of this run made (proven by its run id in the
-     * private folder beside the data directory). Permanent: InvalidInput (directory not ours),
+     * empties what an earlier attempt of this run made (proven by its run id in the private
+     * folder beside the data directory). Permanent: InvalidInput (directory not ours), AttemptSuperseded,
      * BackupNotFound, UnsignedBackup, BadSignature (no manifest copy signed by a trusted key),
      * NoUsableCopy, PrivateKeyMissing.
      */
@@ -351,12 +351,15 @@ export function createPitrActivities(deps: PitrDeps) {
     /**
      * Runs pitr.cutoverCommand with the recovered cluster's address in its environment (the
      * services are stopped around it by the workflow). Permanent: InvalidConfig when there is
-     * no command, ServiceCommandFailed when it fails.
+     * no command, ServiceCommandFailed when it fails, AttemptSuperseded for a stale attempt.
      */
     async switchToRecoveredCluster(input: RecoveryCluster): Promise<void> {
       const command = config.pitr.cutoverCommand;
       if (!command) throw permanent(ErrorType.InvalidConfig, `pitr.cutoverCommand is not set on host ${config.host}: there is no way to point the application at the recovered cluster`);
       const [file, ...args] = command;
+      // A stale attempt (frozen until its place was taken, or its workflow gave up, started the
+      // services on the old cluster and stopped the recovered one) points the application nowhere.
+      await assertAttemptStands(`pointing the application at the recovered cluster in ${input.dataDir}`);
       try {
         await runCommand(file, args, { env: { BACKUPCTL_RECOVERED_HOST: input.host, BACKUPCTL_RECOVERED_PORT: String(input.port), BACKUPCTL_RECOVERED_DATA_DIR: input.dataDir } });
       } catch (err) {

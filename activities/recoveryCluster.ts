@@ -62,7 +62,8 @@ async function lstatOrUndefined(file: string) {
  * Makes sure the data directory is ours to fill. A first attempt takes it only when it is
  * absent or an empty folder (not a link) and the private folder beside it is absent or empty;
  * it records its run id there before it makes anything else. A retry of the same run (its
- * marker holds this run id) stops its server and empties what it made. Anything else is
+ * marker holds this run id) empties what it made; one that finds the run's server running is
+ * stale (the workflow starts it only after the prepare) and changes nothing. Anything else is
  * refused (InvalidInput), so a recovery never writes over, nor removes, what it did not make.
  * Only while the asking attempt stands: a stale attempt of the run (stalled in a storage read
  * until its place was taken, woken after the run completed) would otherwise stop the completed
@@ -80,7 +81,12 @@ export async function claimDataDirectory(dataDir: string, run: { runId: string; 
     // Replaced by a link since the claim: emptying it would empty whatever it points to.
     const [work, data] = [await lstat(workDir), await lstatOrUndefined(dataDir)];
     if (!work.isDirectory() || data?.isSymbolicLink() || (data && !data.isDirectory())) throw refuse('it or its private folder was replaced since this run claimed it');
-    await stopCluster(dataDir, binDir);
+    // A server runs here only once this run's prepare has completed (the workflow starts it
+    // after): an attempt that finds it running is a stale one, woken after its check above
+    // passed (a paused VM, SIGSTOP). Never stop nor empty the run's recovered (maybe promoted) server.
+    if (await isRunning(dataDir, binDir)) {
+      throw permanent(ErrorType.AttemptSuperseded, `claiming the recovery folder ${dataDir}: the run's recovered server runs there, so this attempt is stale; nothing was changed`);
+    }
     // Everything inside was made by this run: the folder was absent or empty when it was claimed.
     if (existsSync(dataDir)) {
       for (const entry of await readdir(dataDir)) await rm(path.join(dataDir, entry), { recursive: true, force: true });
