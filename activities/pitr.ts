@@ -1,6 +1,6 @@
 // Activities of point-in-time recovery: the recoverable window, a new data directory from the
 // chosen base backup, recovery started and watched until promotion, then a look inside.
-import { chmod, mkdir, readdir, rename, rm, rmdir } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, rmdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -20,7 +20,7 @@ import { runCommand, spawnStreaming } from './exec.js';
 import { inspectDatabase } from './inspection.js';
 import { serverOwner } from './localCluster.js';
 import { connect, countRows, parseDatabaseUrl, type DatabaseTarget } from './postgres.js';
-import { claimDataDirectory, configureRecovery, isRunning, logTail, prefetchDirOf, startCluster, stopCluster } from './recoveryCluster.js';
+import { claimDataDirectory, configureRecovery, handOver, isRunning, logTail, prefetchDirOf, startCluster, stopCluster } from './recoveryCluster.js';
 import { restoreServer } from './restoreTarget.js';
 import { expectedSource, sourceVerdict } from './sourceMatch.js';
 import { fetchSegment, listWalEntries, readWalEntry } from './walArchive.js';
@@ -244,7 +244,11 @@ export function createPitrActivities(deps: PitrDeps) {
         prefetched = await prefetchWal(stagedPrefetch, manifest.backup.timeline, manifest.backup.startLsn, () => ctx.heartbeat({ phase: 'prefetching-wal' }));
         const owner = serverOwner();
         if (process.getuid?.() === 0) {
-          await runCommand('chown', ['-R', `${owner.spawn.uid}:${owner.spawn.gid}`, unpackDir, stagedPrefetch]);
+          await runCommand('chown', ['-R', `${owner.spawn.uid}:${owner.spawn.gid}`, unpackDir]);
+          // The server only reads the WAL fetched ahead: root's, its group may read. (Owned by the
+          // server's OS user, a folder root later renames and removes could be swapped mid-walk.)
+          await runCommand('chgrp', ['-R', String(owner.spawn.gid), stagedPrefetch]);
+          await runCommand('chmod', ['-R', 'g+rX', stagedPrefetch]);
         }
         // The target lies inside the window, so every segment replay needs was archived before
         // the fetch-ahead began: when all of them were fetched, a file not there does not exist,
@@ -259,7 +263,7 @@ export function createPitrActivities(deps: PitrDeps) {
         await rename(stagedPrefetch, prefetchDir);
         for (const entry of await readdir(unpackDir)) await rename(path.join(unpackDir, entry), path.join(dataDir, entry));
         await rmdir(unpackDir);
-        await chmod(dataDir, 0o700);
+        await handOver(dataDir);
       } catch (err) {
         // Only this attempt's own folders: whatever stands in the data directory is the newer attempt's.
         await rm(unpackDir, { recursive: true, force: true }).catch(() => undefined);

@@ -3,15 +3,20 @@
 //   cluster and stopped the recovered one) still ran pitr.cutoverCommand, pointing the
 //   application at a stopped server;
 // - a stale prepare attempt woken after its claim's check passed stopped the run's recovered
-//   (maybe promoted) server and emptied its folder.
+//   (maybe promoted) server and emptied its folder;
+// - as root, the private folder beside the data directory was the postgres OS user's: a link it
+//   planted as server.log made the root worker create a file of the link's choosing (say
+//   /etc/ld.so.preload) and chown it to postgres.
 // No Temporal server: the server's answer to "does this attempt stand" is faked.
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Info } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
+import { execa } from 'execa';
 import { createPitrActivities } from '../activities/pitr.js';
-import { claimDataDirectory, isRunning, markerPath, workDirOf } from '../activities/recoveryCluster.js';
+import { serverOwner } from '../activities/localCluster.js';
+import { claimDataDirectory, isRunning, markerPath, serverLog, startCluster, workDirOf } from '../activities/recoveryCluster.js';
 import type { Config } from '../workers/config.js';
 import { startCluster as startPg, type PgCluster } from './fixtures/postgres.js';
 
@@ -71,3 +76,19 @@ test("a prepare attempt that finds its run's recovered server running neither st
   expect(await isRunning(dataDir, pg.binDir)).toBe(true);
   expect(readdirSync(dataDir).sort()).toEqual(before);
 }, 60_000);
+
+const asRoot = process.getuid?.() === 0;
+(asRoot ? test : test.skip)('the postgres OS user cannot make the root worker create and hand it a file through a link planted as server.log', async () => {
+  const { uid, gid } = serverOwner().spawn;
+  const rootOnly = path.join(root, 'root-only');
+  mkdirSync(rootOnly, { mode: 0o700 });
+  const target = path.join(rootOnly, 'ld.so.preload');
+  const dataDir = path.join(root, 'planted-log', 'data');
+  await claimDataDirectory(dataDir, { runId: 'run-planted-log-9e2a', workflowId: 'pitr-planted-log' }, 5998, undefined);
+  // The postgres OS user (the live cluster's, or a superuser's COPY ... TO PROGRAM) tries its link.
+  await execa('ln', ['-s', target, serverLog(dataDir)], { uid, gid, reject: false });
+  // No PostgreSQL here: pg_ctl fails, after the log was made.
+  await startCluster(dataDir, path.join(root, 'no-bin'), {}).catch(() => undefined);
+  expect(existsSync(target)).toBe(false);
+  expect(readdirSync(rootOnly)).toEqual([]);
+});
