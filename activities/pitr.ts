@@ -259,7 +259,10 @@ export function createPitrActivities(deps: PitrDeps) {
         const command = prefetched.complete && windowChecked ? `cp ${fetched} %p` : `cp ${fetched} %p 2>/dev/null || ${restoreCommand()}`;
         await configureRecovery(unpackDir, { versionNum: manifest.server.versionNum, restoreCommand: command, target: input.target, port });
         await assertAttemptStands(`moving the unpacked base backup into ${dataDir}`);
-        await rm(prefetchDir, { recursive: true, force: true });
+        // Nothing is removed here: this attempt's claim left no wal-prefetch, so one there now is
+        // a newer attempt's, whose server may be replaying from it (this attempt froze after its
+        // check). The rename then fails (its folder is not empty, or a newer claim removed this
+        // attempt's own folders) before anything of the newer attempt's is touched.
         await rename(stagedPrefetch, prefetchDir);
         for (const entry of await readdir(unpackDir)) await rename(path.join(unpackDir, entry), path.join(dataDir, entry));
         await rmdir(unpackDir);

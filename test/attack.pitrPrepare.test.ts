@@ -1,12 +1,16 @@
 // Attack on prepareRecoveryCluster after 66cc0c1 (each attempt unpacks, fetches ahead and
 // configures in folders of its own, and moves them into place only while it stands):
+// - an attempt frozen just after its standing check passed (the answer came, then SIGSTOP)
+//   woke after a newer attempt of its run had claimed, prepared and started the recovered
+//   server: it removed the newer attempt's wal-prefetch, the folder the server's
+//   restore_command replays from, before its own move failed;
 // - as root, the data directory was the postgres OS user's from the claim on: during the
 //   unpack that user (the live cluster's, or a superuser's COPY ... TO PROGRAM) swapped
 //   .backupctl-unpack-<attempt> for a link to a root-only folder, and the root worker wrote
 //   the recovery settings there, chmodded it, and moved its files into the data directory.
 // Real base backup (backupBase workflow), real gpg, zstd and tar, a real recovered server; the
 // server's answer to "does this attempt stand" is faked.
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
@@ -16,6 +20,7 @@ import { execa } from 'execa';
 import pino from 'pino';
 import { serverOwner } from '../activities/localCluster.js';
 import { createPitrActivities } from '../activities/pitr.js';
+import { prefetchDirOf, workDirOf } from '../activities/recoveryCluster.js';
 import type { Repository } from '../activities/storage/repository.js';
 import { openRepositories } from '../activities/storage/index.js';
 import type { Config } from '../workers/config.js';
@@ -76,12 +81,15 @@ function withHookBeforeEnd(inner: Repository, beforeEnd: () => Promise<void>): R
   });
 }
 
-/** A client whose server says the run is open and activity 1 pending with attempt `pendingAttempt()`. */
-function answering(pendingAttempt: () => number) {
+/** A client whose server says the run is open and activity 1 pending with attempt `pendingAttempt()`; `before` runs first. */
+function answering(pendingAttempt: () => number, before: () => void = () => undefined) {
   return {
     withAbortSignal: <R>(_signal: AbortSignal, fn: () => Promise<R>) => fn(),
     workflowService: {
-      describeWorkflowExecution: async () => ({ workflowExecutionInfo: { status: 1 }, pendingActivities: [{ activityId: '1', attempt: pendingAttempt(), state: 1 }] }),
+      describeWorkflowExecution: async () => {
+        before();
+        return { workflowExecutionInfo: { status: 1 }, pendingActivities: [{ activityId: '1', attempt: pendingAttempt(), state: 1 }] };
+      },
     },
   };
 }
@@ -92,6 +100,35 @@ function attempt(attemptNo: number, runId: string, client: unknown) {
     { client: client as never },
   );
 }
+
+test("an attempt frozen after its standing check passed leaves the newer attempt's WAL fetched ahead and data directory alone", async () => {
+  const dataDir = path.join(root, 'frozen-after-check', 'data');
+  const segment = path.join(prefetchDirOf(dataDir), '000000010000000000000099');
+  let asked = 0;
+  // The second question is the one before the move. Its answer ("you stand") came; then the
+  // attempt froze, and the newer attempt claimed (removing this attempt's folders), prepared
+  // and started its server, which replays from its wal-prefetch.
+  const newerAttempt = () => {
+    if (++asked !== 2) return;
+    rmSync(path.join(dataDir, '.backupctl-unpack-1'), { recursive: true, force: true });
+    for (const entry of readdirSync(workDirOf(dataDir))) if (entry.includes('.attempt-')) rmSync(path.join(workDirOf(dataDir), entry), { recursive: true, force: true });
+    mkdirSync(prefetchDirOf(dataDir));
+    writeFileSync(segment, 'the newer attempt fetched this\n');
+    writeFileSync(path.join(dataDir, 'PG_VERSION'), 'the newer attempt\n');
+  };
+  const activities = createPitrActivities({ config, repositories: openRepositories(config), binDir: env.source.binDir });
+  const outcome = await attempt(1, 'run-frozen-after-check-1', answering(() => 1, newerAttempt))
+    .run(activities.prepareRecoveryCluster, { workflowId: 'attack-prepare', baseBackupId, target: { kind: 'lsn' as const, value: stopLsn }, dataDir })
+    .then(
+      () => 'prepared',
+      (err: Error) => `failed: ${err.message}`,
+    );
+  expect(asked).toBe(2);
+  expect(outcome).toMatch(/^failed: /);
+  expect(existsSync(segment) && readFileSync(segment, 'utf8')).toBe('the newer attempt fetched this\n');
+  expect(readdirSync(dataDir)).toEqual(['PG_VERSION']);
+  expect(readFileSync(path.join(dataDir, 'PG_VERSION'), 'utf8')).toBe('the newer attempt\n');
+}, 120_000);
 
 const asRoot = process.getuid?.() === 0;
 (asRoot ? test : test.skip)('the postgres OS user cannot swap the unpack folder for a link while root unpacks: nothing of a root-only folder is written, chmodded or moved', async () => {
