@@ -25,6 +25,14 @@ const RULES: Rule[] = [
   { pattern: /permission denied for|must be superuser|must be owner/i, type: ErrorType.PermissionDenied, retryable: false },
   { pattern: /ENOSPC|No space left on device/i, type: ErrorType.DiskFull, retryable: false },
   { pattern: /ECONNREFUSED|Connection refused|could not connect|ETIMEDOUT|ECONNRESET|EHOSTUNREACH|the database system is (starting up|shutting down)|timeout expired/i, type: ErrorType.DatabaseUnreachable, retryable: true },
+  // The server went away mid-session (a crash, an immediate restart, a failover): libpq's and
+  // node-postgres's words for it, and the server's own as it goes down or comes back.
+  {
+    pattern:
+      /server closed the connection unexpectedly|terminating connection due to (administrator command|unexpected postmaster exit|crash of another server process)|the database system is in recovery mode|no connection to the server|could not receive data from server|could not send data to server|SSL SYSCALL error: EOF detected|Connection terminated unexpectedly|Connection terminated due to connection timeout/i,
+    type: ErrorType.DatabaseUnreachable,
+    retryable: true,
+  },
 ];
 
 /** Turns an error from a database connection or a PostgreSQL tool into a classified failure. */

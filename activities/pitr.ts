@@ -1,6 +1,6 @@
 // Activities of point-in-time recovery: the recoverable window, a new data directory from the
 // chosen base backup, recovery started and watched until promotion, then a look inside.
-import { chmod, mkdir, readdir, rename, rm, rmdir } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, rmdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -20,7 +20,7 @@ import { runCommand, spawnStreaming } from './exec.js';
 import { inspectDatabase } from './inspection.js';
 import { serverOwner } from './localCluster.js';
 import { connect, countRows, parseDatabaseUrl, type DatabaseTarget } from './postgres.js';
-import { claimDataDirectory, configureRecovery, isRunning, logTail, prefetchDirOf, startCluster, stopCluster } from './recoveryCluster.js';
+import { claimDataDirectory, configureRecovery, handOver, isRunning, logTail, prefetchDirOf, startCluster, stopCluster } from './recoveryCluster.js';
 import { restoreServer } from './restoreTarget.js';
 import { expectedSource, sourceVerdict } from './sourceMatch.js';
 import { fetchSegment, listWalEntries, readWalEntry } from './walArchive.js';
@@ -193,8 +193,8 @@ export function createPitrActivities(deps: PitrDeps) {
     /**
      * Makes the new data directory from the base backup (first whole copy, decrypted and
      * unpacked), writes restore_command, the target and recovery.signal. Idempotent: a retry
-     * stops and empties what an earlier attempt of this run made (proven by its run id in the
-     * private folder beside the data directory). Permanent: InvalidInput (directory not ours),
+     * empties what an earlier attempt of this run made (proven by its run id in the private
+     * folder beside the data directory). Permanent: InvalidInput (directory not ours), AttemptSuperseded,
      * BackupNotFound, UnsignedBackup, BadSignature (no manifest copy signed by a trusted key),
      * NoUsableCopy, PrivateKeyMissing.
      */
@@ -244,7 +244,11 @@ export function createPitrActivities(deps: PitrDeps) {
         prefetched = await prefetchWal(stagedPrefetch, manifest.backup.timeline, manifest.backup.startLsn, () => ctx.heartbeat({ phase: 'prefetching-wal' }));
         const owner = serverOwner();
         if (process.getuid?.() === 0) {
-          await runCommand('chown', ['-R', `${owner.spawn.uid}:${owner.spawn.gid}`, unpackDir, stagedPrefetch]);
+          await runCommand('chown', ['-R', `${owner.spawn.uid}:${owner.spawn.gid}`, unpackDir]);
+          // The server only reads the WAL fetched ahead: root's, its group may read. (Owned by the
+          // server's OS user, a folder root later renames and removes could be swapped mid-walk.)
+          await runCommand('chgrp', ['-R', String(owner.spawn.gid), stagedPrefetch]);
+          await runCommand('chmod', ['-R', 'g+rX', stagedPrefetch]);
         }
         // The target lies inside the window, so every segment replay needs was archived before
         // the fetch-ahead began: when all of them were fetched, a file not there does not exist,
@@ -255,11 +259,14 @@ export function createPitrActivities(deps: PitrDeps) {
         const command = prefetched.complete && windowChecked ? `cp ${fetched} %p` : `cp ${fetched} %p 2>/dev/null || ${restoreCommand()}`;
         await configureRecovery(unpackDir, { versionNum: manifest.server.versionNum, restoreCommand: command, target: input.target, port });
         await assertAttemptStands(`moving the unpacked base backup into ${dataDir}`);
-        await rm(prefetchDir, { recursive: true, force: true });
+        // Nothing is removed here: this attempt's claim left no wal-prefetch, so one there now is
+        // a newer attempt's, whose server may be replaying from it (this attempt froze after its
+        // check). The rename then fails (its folder is not empty, or a newer claim removed this
+        // attempt's own folders) before anything of the newer attempt's is touched.
         await rename(stagedPrefetch, prefetchDir);
         for (const entry of await readdir(unpackDir)) await rename(path.join(unpackDir, entry), path.join(dataDir, entry));
         await rmdir(unpackDir);
-        await chmod(dataDir, 0o700);
+        await handOver(dataDir);
       } catch (err) {
         // Only this attempt's own folders: whatever stands in the data directory is the newer attempt's.
         await rm(unpackDir, { recursive: true, force: true }).catch(() => undefined);
@@ -351,12 +358,15 @@ export function createPitrActivities(deps: PitrDeps) {
     /**
      * Runs pitr.cutoverCommand with the recovered cluster's address in its environment (the
      * services are stopped around it by the workflow). Permanent: InvalidConfig when there is
-     * no command, ServiceCommandFailed when it fails.
+     * no command, ServiceCommandFailed when it fails, AttemptSuperseded for a stale attempt.
      */
     async switchToRecoveredCluster(input: RecoveryCluster): Promise<void> {
       const command = config.pitr.cutoverCommand;
       if (!command) throw permanent(ErrorType.InvalidConfig, `pitr.cutoverCommand is not set on host ${config.host}: there is no way to point the application at the recovered cluster`);
       const [file, ...args] = command;
+      // A stale attempt (frozen until its place was taken, or its workflow gave up, started the
+      // services on the old cluster and stopped the recovered one) points the application nowhere.
+      await assertAttemptStands(`pointing the application at the recovered cluster in ${input.dataDir}`);
       try {
         await runCommand(file, args, { env: { BACKUPCTL_RECOVERED_HOST: input.host, BACKUPCTL_RECOVERED_PORT: String(input.port), BACKUPCTL_RECOVERED_DATA_DIR: input.dataDir } });
       } catch (err) {

@@ -2,7 +2,7 @@
 // where to stop, started on its own port, and watched until it has promoted. Never the live
 // cluster's directory; as root, PostgreSQL runs as the `postgres` OS user.
 import { existsSync, readFileSync } from 'node:fs';
-import { appendFile, chmod, lstat, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, lchown, lstat, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { ErrorType } from '../workflows/types.js';
@@ -62,7 +62,8 @@ async function lstatOrUndefined(file: string) {
  * Makes sure the data directory is ours to fill. A first attempt takes it only when it is
  * absent or an empty folder (not a link) and the private folder beside it is absent or empty;
  * it records its run id there before it makes anything else. A retry of the same run (its
- * marker holds this run id) stops its server and empties what it made. Anything else is
+ * marker holds this run id) empties what it made; one that finds the run's server running is
+ * stale (the workflow starts it only after the prepare) and changes nothing. Anything else is
  * refused (InvalidInput), so a recovery never writes over, nor removes, what it did not make.
  * Only while the asking attempt stands: a stale attempt of the run (stalled in a storage read
  * until its place was taken, woken after the run completed) would otherwise stop the completed
@@ -72,7 +73,6 @@ export async function claimDataDirectory(dataDir: string, run: { runId: string; 
   await assertAttemptStands(`claiming the recovery folder ${dataDir}`);
   const workDir = workDirOf(dataDir);
   const marker = readMarker(dataDir);
-  const owner = serverOwner();
   let chosen: number;
   const refuse = (why: string) =>
     permanent(ErrorType.InvalidInput, `data directory ${dataDir} was not made by this recovery run (${run.runId}): ${why}; nothing was changed. Give --data-dir a new or empty folder`);
@@ -80,7 +80,16 @@ export async function claimDataDirectory(dataDir: string, run: { runId: string; 
     // Replaced by a link since the claim: emptying it would empty whatever it points to.
     const [work, data] = [await lstat(workDir), await lstatOrUndefined(dataDir)];
     if (!work.isDirectory() || data?.isSymbolicLink() || (data && !data.isDirectory())) throw refuse('it or its private folder was replaced since this run claimed it');
-    await stopCluster(dataDir, binDir);
+    // A server runs here only once this run's prepare has completed (the workflow starts it
+    // after): an attempt that finds it running is a stale one, woken after its check above
+    // passed (a paused VM, SIGSTOP). Never stop nor empty the run's recovered (maybe promoted) server.
+    if (await isRunning(dataDir, binDir)) {
+      throw permanent(ErrorType.AttemptSuperseded, `claiming the recovery folder ${dataDir}: the run's recovered server runs there, so this attempt is stale; nothing was changed`);
+    }
+    // Root's again before anything inside is removed: a process of the server's OS user must
+    // not swap what is being emptied (rm follows a folder swapped for a link mid-walk).
+    if (data) await holdAsRoot(dataDir, 0o700);
+    await holdAsRoot(workDir, PRIVATE_FOLDER_MODE);
     // Everything inside was made by this run: the folder was absent or empty when it was claimed.
     if (existsSync(dataDir)) {
       for (const entry of await readdir(dataDir)) await rm(path.join(dataDir, entry), { recursive: true, force: true });
@@ -103,16 +112,42 @@ export async function claimDataDirectory(dataDir: string, run: { runId: string; 
     chosen = port ?? (await freePort());
     await mkdir(path.dirname(dataDir), { recursive: true, mode: 0o755 });
     if (!work) await mkdir(workDir, { mode: 0o700 });
-    await chmod(workDir, 0o700);
+    await holdAsRoot(workDir, PRIVATE_FOLDER_MODE);
     // The marker first: from here on a retry of this run knows what it may empty.
     const temp = `${markerPath(dataDir)}.${process.pid}.tmp`;
     await writeFile(temp, JSON.stringify({ ...run, port: chosen, createdDataDir: !data } satisfies RecoveryMarker) + '\n', { mode: 0o644 });
     await rename(temp, markerPath(dataDir));
     if (!data) await mkdir(dataDir, { mode: 0o700 });
+    await holdAsRoot(dataDir, 0o700);
   }
-  owner.chown(workDir);
-  owner.chown(dataDir);
+  // The data directory is handed to the server's OS user only when the prepare has moved
+  // everything into place (handOver): until then that user (the live cluster's, and any
+  // superuser's COPY ... TO PROGRAM) could swap a folder the root worker writes, chmods, lists
+  // and renames from for a link to /etc, or plant server.log as a link for root to create and
+  // chown. The private folder stays root's: that user may only pass through it (group x).
   return chosen;
+}
+
+/** The private folder's mode: as root, root's with the server's group passing through (server.log, wal-prefetch). */
+const PRIVATE_FOLDER_MODE = 0o710;
+
+/** As root, makes a folder (checked not to be a link) root's, with the server's group, and sets its mode. */
+async function holdAsRoot(folder: string, mode: number): Promise<void> {
+  if (process.getuid?.() === 0) {
+    await lchown(folder, 0, mode & 0o070 ? (serverOwner().spawn.gid ?? 0) : 0);
+    await chmod(folder, mode);
+  } else {
+    await chmod(folder, mode & 0o700);
+  }
+}
+
+/** After the prepare: the data directory becomes the server's OS user's (PostgreSQL insists). */
+export async function handOver(dataDir: string): Promise<void> {
+  if (process.getuid?.() === 0) {
+    const { uid, gid } = serverOwner().spawn;
+    await lchown(dataDir, uid!, gid!);
+  }
+  await chmod(dataDir, 0o700);
 }
 
 export function serverLog(dataDir: string): string {

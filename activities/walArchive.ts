@@ -183,7 +183,10 @@ interface ClusterIdentity {
 async function checkClusterIdentity(spool: Repository, systemIdentifier: string, segment: string): Promise<void> {
   const mine: ClusterIdentity = { systemIdentifier, firstSegment: segment, recordedAt: new Date().toISOString() };
   // Created atomically: of two clusters whose first segments arrive at once, one records itself.
-  if (!(await spool.create(CLUSTER_IDENTITY_KEY, Buffer.from(JSON.stringify(mine, null, 2) + '\n')))) {
+  // Once recorded, only read: a create writes (and syncs) a temp file every time, and a wal-push
+  // killed in it (PostgreSQL's immediate shutdown) left that file behind.
+  const recorded = (await spool.stat(CLUSTER_IDENTITY_KEY)) !== undefined;
+  if (recorded || !(await spool.create(CLUSTER_IDENTITY_KEY, Buffer.from(JSON.stringify(mine, null, 2) + '\n')))) {
     let known: ClusterIdentity;
     try {
       known = JSON.parse(await text(await spool.get(CLUSTER_IDENTITY_KEY))) as ClusterIdentity;

@@ -56,6 +56,7 @@ function generator(seed: number) {
 
 export async function runChaos(stack: ChaosStack, options: ChaosOptions): Promise<RunRecord[]> {
   const workers = workerPool(stack.configFile, stack.workerEnv);
+  stack.onStop(() => workers.stopAll());
   const records: RunRecord[] = [];
   // A leftover already reported (a hung run's, terminated without cleanup) is that run's
   // violation, not every later run's.

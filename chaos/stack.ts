@@ -75,15 +75,21 @@ export interface ChaosStack {
   workerEnv: Record<string, string>;
   servicesState(): string;
   stop(): Promise<void>;
+  /** Something to stop first when the stack stops (a runner's workers), even on Ctrl-C. */
+  onStop(stopper: () => Promise<unknown>): void;
 }
 
 export async function startChaosStack(say: (line: string) => void, size = { users: 60, sessionsPerUser: 3, activitiesPerSession: 4 }): Promise<ChaosStack> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'backupctl-chaos-'));
   const stops: Array<() => Promise<unknown>> = [];
-  const stop = async () => {
-    for (const s of stops.splice(0)) await s().catch((err) => say(`stopping: ${(err as Error).message}`));
-    await rm(dir, { recursive: true, force: true }).catch(() => undefined);
-  };
+  // One stop, however many ask (Ctrl-C and the runner's own end): a second caller waits for
+  // the first to finish instead of finding nothing left to stop and exiting mid-way.
+  let stopped: Promise<void> | undefined;
+  const stop = () =>
+    (stopped ??= (async () => {
+      for (const s of stops.splice(0)) await s().catch((err) => say(`stopping: ${(err as Error).message}`));
+      await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+    })());
   try {
     const temporalDir = path.join(dir, 'temporal');
     // The dev server also binds ports of its own choosing (metrics, its services' membership):
@@ -235,6 +241,7 @@ export async function startChaosStack(say: (line: string) => void, size = { user
       workerEnv: { ...s3.env, AWS_ACCESS_KEY_ID: s3Identity.accessKeyId, AWS_SECRET_ACCESS_KEY: s3Identity.secretAccessKey, TMPDIR: tmpDir },
       servicesState: () => readFileSync(servicesFile, 'utf8').trim(),
       stop,
+      onStop: (stopper) => stops.unshift(stopper),
     };
   } catch (err) {
     await stop();

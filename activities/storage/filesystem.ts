@@ -110,6 +110,8 @@ export class FilesystemRepository implements Repository {
     const temp = `${finalPath}.${process.pid}-${randomBytes(6).toString('hex')}${PARTIAL_SUFFIX}`;
     try {
       await this.makeDirs(path.dirname(finalPath));
+      // A dead creator's temp file, once old enough to be no live one's.
+      await this.removePartials(finalPath, this.staleAfterMs);
       await writeFile(temp, body, { mode: FILE_MODE, flag: 'wx' });
       await syncFile(temp);
       try {
