@@ -1,7 +1,18 @@
 # syntax=docker/dockerfile:1
-# The backupctl worker (and CLI) image. The TypeScript sources run through tsx, a runtime
-# dependency, so there is no build step: the image is the sources plus production packages.
+# The backupctl worker (and CLI) image: the JavaScript compiled in a build stage (tsc, a dev
+# dependency) plus production packages; no TypeScript and no tsx at run time.
 # Debian, not Alpine: @temporalio/worker ships a glibc native module.
+FROM node:20-bookworm-slim AS build
+WORKDIR /build
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY workflows ./workflows
+COPY activities ./activities
+COPY workers ./workers
+COPY client ./client
+RUN npm run build
+
 FROM node:20-bookworm-slim
 
 # gpg encrypts, zstd compresses, pg_dump/pg_dumpall/pg_restore come from postgresql-client.
@@ -18,18 +29,15 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 
-COPY tsconfig.json ./
-COPY workflows ./workflows
-COPY activities ./activities
-COPY workers ./workers
-COPY client ./client
+# The compiled code only: bin/buildState.js finds no sources beside it, so dist/ is what runs.
+COPY --from=build /build/dist ./dist
 COPY bin ./bin
 
 # Mount points for the configuration and the filesystem repositories, owned by the runtime
 # user so that named volumes mounted there start out writable.
 RUN install -d -o node -g node /etc/backupctl /var/lib/backupctl /var/lib/backupctl/repository /mnt/nas/backupctl
 
-# The node image's unprivileged user (uid 1000). The sources stay root-owned: read-only to it.
+# The node image's unprivileged user (uid 1000). The code stays root-owned: read-only to it.
 USER node
 
 ENTRYPOINT ["node", "bin/backupctl.js"]

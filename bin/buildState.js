@@ -3,15 +3,17 @@
 // where there are no sources (the Docker image) the build is all there is.
 //   node bin/buildState.js   exits 0 when the build is current, 1 when it is missing or stale.
 import { readdirSync, statSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import process from 'node:process';
+import { URL, fileURLToPath } from 'node:url';
 import path from 'node:path';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-export const BUILD_STAMP = path.join(ROOT, 'dist', '.built');
+/** Written by `npm run build` when dist/ is complete. */
+export const BUILD_STAMP = path.join('dist', '.built');
 const SOURCE_FOLDERS = ['workflows', 'activities', 'workers', 'client'];
 
 /** The newest modification time (ms) of a source file (.ts, .cjs) under the source folders; 0 when there are none. */
-function newestSource() {
+function newestSource(root) {
   let newest = 0;
   const walk = (dir) => {
     let entries;
@@ -26,19 +28,19 @@ function newestSource() {
       else if (/\.(ts|cjs)$/.test(entry.name)) newest = Math.max(newest, statSync(file).mtimeMs);
     }
   };
-  for (const folder of SOURCE_FOLDERS) walk(path.join(ROOT, folder));
+  for (const folder of SOURCE_FOLDERS) walk(path.join(root, folder));
   return newest;
 }
 
-/** True when dist/ holds a finished build at least as new as every source file. */
-export function buildIsCurrent() {
+/** True when the project's dist/ holds a finished build at least as new as every source file. */
+export function buildIsCurrent(root = ROOT) {
   let built;
   try {
-    built = statSync(BUILD_STAMP).mtimeMs;
+    built = statSync(path.join(root, BUILD_STAMP)).mtimeMs;
   } catch {
     return false;
   }
-  return newestSource() <= built;
+  return newestSource(root) <= built;
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
