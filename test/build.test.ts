@@ -47,3 +47,14 @@ test('a source newer than the build, or no build, makes it stale', () => {
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+test('the systemd unit for the worker is one systemd accepts, and runs the CLI that runs dist/', async () => {
+  const unit = path.join(ROOT, 'deploy', 'backupctl-worker.service');
+  const verified = await execa('systemd-analyze', ['verify', unit], { reject: false });
+  expect({ exitCode: verified.exitCode, stderr: verified.stderr }).toEqual({ exitCode: 0, stderr: '' });
+  const text = readFileSync(unit, 'utf8');
+  expect(text).toMatch(/^ExecStart=\/usr\/bin\/node \/opt\/backupctl\/bin\/backupctl\.js --config \/etc\/backupctl\/backupctl\.yaml worker$/m);
+  expect(text).toMatch(/^Restart=on-failure$/m);
+  expect(text).toMatch(/^User=backupctl$/m);
+  expect(text).toMatch(/^EnvironmentFile=\/etc\/backupctl\/worker\.env$/m);
+});
