@@ -226,7 +226,12 @@ async function readBack(repository: Repository, key: string, reader: Reader, col
   const chunks: Buffer[] = [];
   arm();
   try {
-    const stored = await within(repository.get(key, { signal }), reader, `repository ${repository.name}: reading ${key}`);
+    const opening = repository.get(key, { signal });
+    // A read given up before it opened (no answer in time, an abort) is closed when it does open.
+    const stored = await within(opening, reader, `repository ${repository.name}: reading ${key}`).catch((err: unknown) => {
+      opening.then((late) => late.destroy(), () => undefined);
+      throw err;
+    });
     await pipeline(
       stored,
       new Writable({

@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { ErrorType } from '../../workflows/types.js';
 import { classifyFilesystemError, permanent } from '../errors.js';
-import { assertSafeKey, byKey, type ObjectInfo, type PutOptions, type Repository } from './repository.js';
+import { assertSafeKey, byKey, unhandledErrorsKept, type ObjectInfo, type PutOptions, type Repository } from './repository.js';
 
 /** Suffix of an object being written; never listed, replaced by a retry, removed with the key. */
 const PARTIAL_SUFFIX = '.partial';
@@ -72,7 +72,7 @@ export class FilesystemRepository implements Repository {
     if (!(await this.stat(key))) {
       throw permanent(ErrorType.CopyMissing, `repository ${this.name}: no object ${key} (${file})`);
     }
-    return createReadStream(file, { signal: options.signal, highWaterMark: 1024 * 1024 });
+    return unhandledErrorsKept(createReadStream(file, { signal: options.signal, highWaterMark: 1024 * 1024 }));
   }
 
   async list(prefix: string): Promise<ObjectInfo[]> {

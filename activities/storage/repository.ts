@@ -1,6 +1,16 @@
 // One narrow interface for every place a backup lives (restic's idea): the pipeline, the
 // verifier and the catalog talk only to this, and one conformance suite tests every kind.
 import type { Readable } from 'node:stream';
+
+/**
+ * A stream a get returns: its error before the caller attaches (an abort, a timeout, while the
+ * caller still awaits something else, or after it gave the read up) must not crash the worker
+ * as an unhandled 'error' event. The caller's pipeline or iterator still receives every error.
+ */
+export function unhandledErrorsKept<T extends Readable>(stream: T): T {
+  stream.on('error', () => undefined);
+  return stream;
+}
 import { ErrorType, type RepositoryKind } from '../../workflows/types.js';
 import { permanent } from '../errors.js';
 

@@ -17,7 +17,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { Transform, type Readable } from 'node:stream';
 import { ErrorType } from '../../workflows/types.js';
 import { permanent, transient } from '../errors.js';
-import { assertSafeKey, byKey, type ObjectInfo, type PutOptions, type Repository, type UnfinishedUpload } from './repository.js';
+import { assertSafeKey, byKey, unhandledErrorsKept, type ObjectInfo, type PutOptions, type Repository, type UnfinishedUpload } from './repository.js';
 
 export interface S3RepositoryOptions {
   bucket: string;
@@ -126,7 +126,7 @@ export class S3Repository implements Repository {
         new GetObjectCommand({ Bucket: this.options.bucket, Key: this.objectKey(key) }),
         { abortSignal: options.signal },
       );
-      return response.Body as Readable;
+      return unhandledErrorsKept(response.Body as Readable);
     } catch (err) {
       if (isNotFound(err)) throw permanent(ErrorType.CopyMissing, `repository ${this.name}: no object ${key} (${this.location})`);
       throw this.classify(err, `reading ${key}`);
