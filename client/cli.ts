@@ -1,30 +1,16 @@
 // backupctl: the one command operators use. Every subcommand reads the same configuration
 // (--config or BACKUPCTL_CONFIG, overlaid by the environment); --json prints exactly one JSON
 // object on stdout, and the exit code is 0 only on success.
+// A command loads only what it uses, when it runs (`--help` loads none of it): the Temporal
+// client, the AWS SDK and the worker take most of a start (docs/benchmarks.md, "CLI start-up").
 import { Command, Option } from 'commander';
-import { openRepositories } from '../activities/storage/index.js';
-import { ConfigError, loadConfig, type Config } from '../workers/config.js';
-import { createLogger, installTemporalLogging } from '../workers/logger.js';
-import { startWorker } from '../workers/worker.js';
-import { backupBaseInput, startBackupBase } from './commands/backupBase.js';
-import { backupDatabaseInput, startBackupDatabase } from './commands/backupDatabase.js';
-import { runListBackups } from './commands/listBackups.js';
-import { expectedSource } from '../activities/sourceMatch.js';
-import { loadVerifier } from '../activities/manifestSignature.js';
-import { drillInput, startDrill } from './commands/drill.js';
-import { restoreDatabaseInput, startRestoreDatabase, type RestoreOptions } from './commands/restore.js';
-import { startVerify, verifyBackupInput } from './commands/verify.js';
-import { runCheck } from './commands/check.js';
-import { pitrStartInput, runPitrApprove, runPitrStatus, runPitrTarget, startPitr, type PitrStartOptions } from './commands/pitr.js';
-import { runShipWal } from './commands/wal.js';
-import { runApplySchedules, runListSchedules } from './commands/schedules.js';
-import { collectStatus, runStatus } from './commands/status.js';
-import { startSweep, sweepInput, type SweepOptions } from './commands/sweep.js';
-import { runDev } from './dev/stack.js';
-import { runCodecServer, type CodecServerCliOptions } from './commands/codecServer.js';
-import { failureOf, printer } from './output.js';
-import { connectClient } from './temporalClient.js';
-import { InputRefused } from './workflowRun.js';
+import type { RestoreOptions } from './commands/restore.js';
+import type { PitrStartOptions } from './commands/pitr.js';
+import type { SweepOptions } from './commands/sweep.js';
+import type { CodecServerCliOptions } from './commands/codecServer.js';
+import type { Config } from '../workers/config.js';
+import type { Printer } from './output.js';
+import type { connectClient } from './temporalClient.js';
 
 const program = new Command('backupctl')
   .description('Durable backups and disaster recovery for PostgreSQL applications, on Temporal')
@@ -35,9 +21,16 @@ const jsonOption = () => new Option('--json', 'print exactly one JSON object on 
 const allowUnsignedOption = () =>
   new Option('--allow-unsigned', 'also admit a backup whose manifest is not signed (made before backups were signed) or a seed-made file; never one signed by an untrusted key');
 
-function config(): Config {
+async function config(): Promise<Config> {
+  const { loadConfig } = await import('../workers/config.js');
   return loadConfig(program.opts().config);
 }
+
+async function printer(json: boolean | undefined): Promise<Printer> {
+  return (await import('./output.js')).printer(Boolean(json));
+}
+
+const repositoriesOf = async (cfg: Config) => (await import('../activities/storage/index.js')).openRepositories(cfg);
 
 /**
  * Runs a command body; turns any failure into a message (or a JSON object) and exit code 1, or
@@ -49,6 +42,7 @@ function action<A extends unknown[]>(body: (...args: A) => Promise<number>) {
     try {
       process.exitCode = await body(...args);
     } catch (err) {
+      const [{ failureOf }, { InputRefused }] = await Promise.all([import('./output.js'), import('./workflowRun.js')]);
       const failure = failureOf(err);
       if (opts.json) process.stdout.write(JSON.stringify({ ok: false, error: failure }, null, 2) + '\n');
       else process.stderr.write(`backupctl: ${failure.type}: ${failure.message}\n`);
@@ -58,6 +52,7 @@ function action<A extends unknown[]>(body: (...args: A) => Promise<number>) {
 }
 
 async function withClient<T>(cfg: Config, body: (client: Awaited<ReturnType<typeof connectClient>>['client']) => Promise<T>): Promise<T> {
+  const { connectClient } = await import('./temporalClient.js');
   const { client, close } = await connectClient(cfg);
   try {
     return await body(client);
@@ -71,7 +66,8 @@ program
   .description("run this host's worker: the shared queue and backup@<host>")
   .action(
     action(async () => {
-      const cfg = config();
+      const cfg = await config();
+      const [{ createLogger, installTemporalLogging }, { startWorker }] = await Promise.all([import('../workers/logger.js'), import('../workers/worker.js')]);
       const logger = createLogger(cfg.logLevel);
       installTemporalLogging(logger);
       const worker = await startWorker(cfg, logger, { configFile: program.opts().config ?? process.env.BACKUPCTL_CONFIG });
@@ -94,10 +90,12 @@ backup
   .addOption(jsonOption())
   .action(
     action(async (options: { wait?: boolean; compression?: string; repository?: string[]; workflowId?: string; json?: boolean }) => {
-      const cfg = config();
+      const cfg = await config();
       // Checked before connecting: bad input is refused even when Temporal is down.
+      const { backupDatabaseInput, startBackupDatabase } = await import('./commands/backupDatabase.js');
       const input = backupDatabaseInput(cfg, options);
-      return withClient(cfg, (client) => startBackupDatabase(client, input, options, printer(Boolean(options.json))));
+      const print = await printer(options.json);
+      return withClient(cfg, (client) => startBackupDatabase(client, input, options, print));
     }),
   );
 
@@ -111,9 +109,11 @@ backup
   .addOption(jsonOption())
   .action(
     action(async (options: { wait?: boolean; compression?: string; repository?: string[]; workflowId?: string; json?: boolean }) => {
-      const cfg = config();
+      const cfg = await config();
+      const { backupBaseInput, startBackupBase } = await import('./commands/backupBase.js');
       const input = backupBaseInput(cfg, options);
-      return withClient(cfg, (client) => startBackupBase(client, input, options, printer(Boolean(options.json))));
+      const print = await printer(options.json);
+      return withClient(cfg, (client) => startBackupBase(client, input, options, print));
     }),
   );
 
@@ -126,8 +126,10 @@ wal
   .addOption(jsonOption())
   .action(
     action(async (options: { json?: boolean }) => {
-      const cfg = config();
-      return withClient(cfg, (client) => runShipWal(client, cfg, printer(Boolean(options.json))));
+      const cfg = await config();
+      const { runShipWal } = await import('./commands/wal.js');
+      const print = await printer(options.json);
+      return withClient(cfg, (client) => runShipWal(client, cfg, print));
     }),
   );
 
@@ -138,8 +140,9 @@ program
   .addOption(jsonOption())
   .action(
     action(async (options: { wait?: string; json?: boolean }) => {
-      const cfg = config();
-      return runCheck(cfg, openRepositories(cfg), options, printer(Boolean(options.json)));
+      const cfg = await config();
+      const { runCheck } = await import('./commands/check.js');
+      return runCheck(cfg, await repositoriesOf(cfg), options, await printer(options.json));
     }),
   );
 
@@ -160,9 +163,11 @@ pitr
   .addOption(jsonOption())
   .action(
     action(async (options: PitrStartOptions & { json?: boolean }) => {
-      const cfg = config();
+      const cfg = await config();
+      const { pitrStartInput, startPitr } = await import('./commands/pitr.js');
       const input = pitrStartInput(cfg, options);
-      return withClient(cfg, (client) => startPitr(client, input, options, printer(Boolean(options.json))));
+      const print = await printer(options.json);
+      return withClient(cfg, (client) => startPitr(client, input, options, print));
     }),
   );
 pitr
@@ -171,9 +176,11 @@ pitr
   .option('--check', 'send it as an update: accepted or rejected with the recoverable window, at once')
   .addOption(jsonOption())
   .action(
-    action(async (workflowId: string, time: string, options: { check?: boolean; json?: boolean }) =>
-      withClient(config(), (client) => runPitrTarget(client, workflowId, time, options, printer(Boolean(options.json)))),
-    ),
+    action(async (workflowId: string, time: string, options: { check?: boolean; json?: boolean }) => {
+      const { runPitrTarget } = await import('./commands/pitr.js');
+      const print = await printer(options.json);
+      return withClient(await config(), (client) => runPitrTarget(client, workflowId, time, options, print));
+    }),
   );
 pitr
   .command('approve <workflowId>')
@@ -181,15 +188,23 @@ pitr
   .option('--by <name>', 'who approves (recorded in the result)', process.env.USER ?? 'operator')
   .addOption(jsonOption())
   .action(
-    action(async (workflowId: string, options: { by: string; json?: boolean }) =>
-      withClient(config(), (client) => runPitrApprove(client, workflowId, options.by, printer(Boolean(options.json)))),
-    ),
+    action(async (workflowId: string, options: { by: string; json?: boolean }) => {
+      const { runPitrApprove } = await import('./commands/pitr.js');
+      const print = await printer(options.json);
+      return withClient(await config(), (client) => runPitrApprove(client, workflowId, options.by, print));
+    }),
   );
 pitr
   .command('status <workflowId>')
   .description('phase, recoverable window, chosen base backup, rejected targets')
   .addOption(jsonOption())
-  .action(action(async (workflowId: string, options: { json?: boolean }) => withClient(config(), (client) => runPitrStatus(client, workflowId, printer(Boolean(options.json))))));
+  .action(
+    action(async (workflowId: string, options: { json?: boolean }) => {
+      const { runPitrStatus } = await import('./commands/pitr.js');
+      const print = await printer(options.json);
+      return withClient(await config(), (client) => runPitrStatus(client, workflowId, print));
+    }),
+  );
 
 const restore = program.command('restore').description('restore from a backup: never over the live database until a verified copy exists');
 restore
@@ -205,9 +220,11 @@ restore
   .addOption(jsonOption())
   .action(
     action(async (backupRef: string, options: RestoreOptions & { json?: boolean }) => {
-      const cfg = config();
+      const cfg = await config();
+      const { restoreDatabaseInput, startRestoreDatabase } = await import('./commands/restore.js');
       const input = restoreDatabaseInput(cfg, backupRef, options);
-      return withClient(cfg, (client) => startRestoreDatabase(client, input, options, printer(Boolean(options.json))));
+      const print = await printer(options.json);
+      return withClient(cfg, (client) => startRestoreDatabase(client, input, options, print));
     }),
   );
 
@@ -220,9 +237,11 @@ program
   .addOption(jsonOption())
   .action(
     action(async (backupRef: string, options: { wait?: boolean; workflowId?: string; allowUnsigned?: boolean; json?: boolean }) => {
-      const cfg = config();
+      const cfg = await config();
+      const { startVerify, verifyBackupInput } = await import('./commands/verify.js');
       const input = verifyBackupInput(cfg, backupRef, options);
-      return withClient(cfg, (client) => startVerify(client, input, options, printer(Boolean(options.json))));
+      const print = await printer(options.json);
+      return withClient(cfg, (client) => startVerify(client, input, options, print));
     }),
   );
 
@@ -236,9 +255,11 @@ program
   .addOption(jsonOption())
   .action(
     action(async (options: { backup?: string; wait?: boolean; workflowId?: string; allowUnsigned?: boolean; json?: boolean }) => {
-      const cfg = config();
+      const cfg = await config();
+      const { drillInput, startDrill } = await import('./commands/drill.js');
       const input = drillInput(cfg, options.backup, options);
-      return withClient(cfg, (client) => startDrill(client, input, options, printer(Boolean(options.json))));
+      const print = await printer(options.json);
+      return withClient(cfg, (client) => startDrill(client, input, options, print));
     }),
   );
 
@@ -254,9 +275,11 @@ program
   .addOption(jsonOption())
   .action(
     action(async (options: SweepOptions & { json?: boolean }) => {
-      const cfg = config();
+      const cfg = await config();
+      const { startSweep, sweepInput } = await import('./commands/sweep.js');
       const input = sweepInput(cfg, options);
-      return withClient(cfg, (client) => startSweep(client, input, options, printer(Boolean(options.json))));
+      const print = await printer(options.json);
+      return withClient(cfg, (client) => startSweep(client, input, options, print));
     }),
   );
 
@@ -268,8 +291,13 @@ program
   .addOption(jsonOption())
   .action(
     action(async (options: { json?: boolean }) => {
-      const cfg = config();
-      return runListBackups(openRepositories(cfg), printer(Boolean(options.json)), await loadVerifier(cfg), await expectedSource(cfg));
+      const cfg = await config();
+      const [{ runListBackups }, { loadVerifier }, { expectedSource }] = await Promise.all([
+        import('./commands/listBackups.js'),
+        import('../activities/manifestSignature.js'),
+        import('../activities/sourceMatch.js'),
+      ]);
+      return runListBackups(await repositoriesOf(cfg), await printer(options.json), await loadVerifier(cfg), await expectedSource(cfg));
     }),
   );
 
@@ -280,15 +308,23 @@ schedules
   .addOption(jsonOption())
   .action(
     action(async (options: { json?: boolean }) => {
-      const cfg = config();
-      return withClient(cfg, (client) => runApplySchedules(client, cfg, printer(Boolean(options.json))));
+      const cfg = await config();
+      const { runApplySchedules } = await import('./commands/schedules.js');
+      const print = await printer(options.json);
+      return withClient(cfg, (client) => runApplySchedules(client, cfg, print));
     }),
   );
 schedules
   .command('list')
   .description('schedules with their next and recent runs')
   .addOption(jsonOption())
-  .action(action(async (options: { json?: boolean }) => withClient(config(), (client) => runListSchedules(client, printer(Boolean(options.json))))));
+  .action(
+    action(async (options: { json?: boolean }) => {
+      const { runListSchedules } = await import('./commands/schedules.js');
+      const print = await printer(options.json);
+      return withClient(await config(), (client) => runListSchedules(client, print));
+    }),
+  );
 
 program
   .command('status')
@@ -296,7 +332,12 @@ program
   .addOption(jsonOption())
   .action(
     action(async (options: { json?: boolean }) => {
-      const cfg = config();
+      const cfg = await config();
+      const [{ connectClient }, { ConfigError }, { collectStatus, runStatus }] = await Promise.all([
+        import('./temporalClient.js'),
+        import('../workers/config.js'),
+        import('./commands/status.js'),
+      ]);
       let connection: Awaited<ReturnType<typeof connectClient>> | undefined;
       let error: string | undefined;
       try {
@@ -307,8 +348,8 @@ program
         error = (err as Error).message;
       }
       try {
-        const report = await collectStatus(connection?.client, error, cfg, openRepositories(cfg));
-        return runStatus(report, printer(Boolean(options.json)));
+        const report = await collectStatus(connection?.client, error, cfg, await repositoriesOf(cfg));
+        return runStatus(report, await printer(options.json));
       } finally {
         await connection?.close();
       }
@@ -323,7 +364,7 @@ program
   .option('--port <n>', 'port to listen on; 0 for any free one', '8888')
   .option('--listen <address>', 'address to listen on: it decrypts for whoever reaches it, so keep it private', '127.0.0.1')
   .option('--origin <url...>', "the Web UI's origin (scheme://host[:port]), allowed to call it from a browser")
-  .action(action(async (options: CodecServerCliOptions) => runCodecServer(config(), options)));
+  .action(action(async (options: CodecServerCliOptions) => (await import('./commands/codecServer.js')).runCodecServer(await config(), options)));
 
 program
   .command('dev')
@@ -332,6 +373,6 @@ program
   .option('--serve', 'keep serving the Web UI and the worker until Ctrl-C, even without a terminal')
   .option('--dir <dir>', 'where the dev stack keeps its state', '.backupctl/dev')
   .addOption(jsonOption())
-  .action(action(async (options: { once?: boolean; serve?: boolean; dir: string; json?: boolean }) => runDev({ ...options, configFile: program.opts().config })));
+  .action(action(async (options: { once?: boolean; serve?: boolean; dir: string; json?: boolean }) => (await import('./dev/stack.js')).runDev({ ...options, configFile: program.opts().config })));
 
 await program.parseAsync(process.argv);
