@@ -198,10 +198,19 @@ beforeAll(async () => {
   });
   await primary.query('postgres', `ALTER SYSTEM SET archive_command = '${process.execPath} ${CLI} --config ${postgresConfig} wal-push %p'`);
   await primary.query('postgres', 'SELECT pg_reload_conf()');
-  // archive_command runs in children of the archiver: trace it from here on.
+  // archive_command runs in children of the archiver: trace it from here on. This cluster's
+  // archiver (its postmaster's child), not another test's or another cluster's on the machine.
+  const postmaster = readFileSync(path.join(primary.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0].trim();
+  const parentOf = (p: string) => readFileSync(`/proc/${p}/stat`, 'latin1').replace(/^.*\) \S+ /, '').split(' ')[0];
   const archiver = readdirSync('/proc')
     .filter((p) => /^\d+$/.test(p))
-    .find((p) => existsSync(`/proc/${p}/cmdline`) && readFileSync(`/proc/${p}/cmdline`, 'latin1').startsWith('postgres: archiver'));
+    .find((p) => {
+      try {
+        return readFileSync(`/proc/${p}/cmdline`, 'latin1').startsWith('postgres: archiver') && parentOf(p) === postmaster;
+      } catch {
+        return false;
+      }
+    });
   if (haveStrace && archiver) {
     traces.push(path.join(dir, 'traces', 'archiver.log'));
     archiverTrace = attachStrace([Number(archiver)], traces.at(-1)!);
