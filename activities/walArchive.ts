@@ -245,7 +245,11 @@ async function shipMissing(spool: Repository, target: Repository, options: { sig
     }
     if (!(await holdsWhole(target, entry, signal))) {
       stillOurs();
-      const info = await target.put(entry.key, await spool.get(entry.key, { signal }), { signal });
+      // The host's one shipping workflow is the key's only writer: a temp file of it there is an
+      // earlier attempt's (one that failed on a read-only or full repository could not remove
+      // its own, and none other would ever retry that key), removed now. A stale attempt's
+      // write it cuts short fails, as a stale attempt should.
+      const info = await target.put(entry.key, await spool.get(entry.key, { signal }), { signal, soleWriter: true });
       if (info.bytes !== entry.bytes) throw permanent(ErrorType.ChecksumMismatch, `shipping ${segment} to ${target.name}: ${info.bytes} bytes stored, ${entry.bytes} expected`);
       if (!(await holdsWhole(target, entry, signal))) throw permanent(ErrorType.ChecksumMismatch, `shipping ${segment} to ${target.name}: the stored copy reads back with another sha256`);
     }

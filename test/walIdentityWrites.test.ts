@@ -1,4 +1,5 @@
-// Found by the chaos suite (base backup + pg-restart-immediate): every wal-push created the
+// Temp files the WAL path left in repositories, found by the chaos suite.
+// (base backup + pg-restart-immediate): every wal-push created the
 // spool's cluster record (wal-cluster.json) again, writing and syncing a temp file only to find
 // the record there; PostgreSQL's immediate shutdown killed one in the middle, and its temp file
 // stayed in the repository. Now the record is only read once it exists, and a create clears a
@@ -9,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { FilesystemRepository } from '../activities/storage/filesystem.js';
 import type { Repository } from '../activities/storage/repository.js';
-import { CLUSTER_IDENTITY_KEY, pushSegment } from '../activities/walArchive.js';
+import { CLUSTER_IDENTITY_KEY, pushSegment, shipSegments } from '../activities/walArchive.js';
 import { segmentStartLsn } from '../activities/walHeader.js';
 import { ensureKeyPair } from '../client/dev/demoKeys.js';
 import { validateConfig, type Config } from '../workers/config.js';
@@ -76,4 +77,20 @@ test("a create clears a dead creator's temp file of the key once it is old, and 
   utimesSync(old, anHourAgo, anHourAgo);
   expect(await repository.create('record.json', Buffer.from('{}\n'))).toBe(true);
   expect(readdirSync(root).sort()).toEqual(['record.json', 'record.json.4343-0123456789ab.partial']);
+});
+
+// (WAL shipping + repo-readonly): a shipping pass whose put failed on the read-only NAS could not
+// remove its own temp file there; the next pass shipped the segment beside it and the temp
+// file stayed for good (a put clears others' temp files only once an hour old).
+test("shipping a segment clears an earlier attempt's temp file of it in the target", async () => {
+  const spool = new FilesystemRepository('local', path.join(dir, 'local'));
+  const target = new FilesystemRepository('nas', path.join(dir, 'ship-nas'));
+  const objectKey = (await spool.list('wal/')).map((o) => o.key).find((k) => k.startsWith('wal/000000010000000000000001.') && !k.endsWith('.json'))!;
+  mkdirSync(path.join(dir, 'ship-nas', 'wal'), { recursive: true });
+  const left = path.join(dir, 'ship-nas', `${objectKey}.95e4109f68e8.partial`);
+  writeFileSync(left, 'half of it');
+  await shipSegments(spool, target);
+  const files = readdirSync(path.join(dir, 'ship-nas', 'wal'));
+  expect(files.filter((f) => f.endsWith('.partial'))).toEqual([]);
+  expect(files).toContain(path.basename(objectKey));
 });
