@@ -3,15 +3,14 @@
 // JavaScript in dist/ (what bin/backupctl.js runs) against the same sources through tsx
 // (BACKUPCTL_FROM_SOURCE=1, how it ran before), and bare `node -e 0` as the floor; alternating,
 // medians. Run alone: node --import tsx bench/startup.ts
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import YAML from 'yaml';
-import { segmentStartLsn } from '../activities/walHeader.js';
 import { ensureKeyPair } from '../client/dev/demoKeys.js';
 import { PROJECT_ROOT } from '../client/dev/tools.js';
+import { segmentBytes } from '../test/fixtures/walSegment.js';
 import { median } from './report.js';
 
 const CLI = path.join(PROJECT_ROOT, 'bin', 'backupctl.js');
@@ -24,19 +23,10 @@ export interface StartupResults {
   walPushMs: { compiled: number; source: number };
 }
 
-/** A 16 MiB file with a WAL segment's long page header agreeing with its name (random pages after it). */
+/** A 16 MiB stand-in segment (test/fixtures/walSegment.ts) in `dir`. */
 function segment(dir: string, name: string): string {
-  const bytes = 16 * 1024 * 1024;
-  const content = randomBytes(bytes);
-  content.writeUInt16LE(0xd110, 0);
-  content.writeUInt16LE(0x0002, 2);
-  content.writeUInt32LE(parseInt(name.slice(0, 8), 16), 4);
-  content.writeBigUInt64LE(segmentStartLsn(name, bytes)!, 8);
-  content.writeBigUInt64LE(7300000000000000003n, 24);
-  content.writeUInt32LE(bytes, 32);
-  content.writeUInt32LE(8192, 36);
   const file = path.join(dir, name);
-  writeFileSync(file, content);
+  writeFileSync(file, segmentBytes(name, 16 * 1024 * 1024, 7300000000000000003n));
   return file;
 }
 

@@ -8,8 +8,8 @@ import path from 'node:path';
 import { execa } from 'execa';
 import YAML from 'yaml';
 import { stopAgent } from '../activities/encryption.js';
-import { segmentStartLsn } from '../activities/walHeader.js';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
+import { segmentBytes } from './fixtures/walSegment.js';
 
 const CLI = path.resolve('bin/backupctl.js');
 let dir: string;
@@ -44,18 +44,7 @@ function segmentFile(name: string, bytes = 16 * 1024 * 1024): string {
   const folder = path.join(dir, 'pg_wal', randomBytes(4).toString('hex'));
   mkdirSync(folder, { recursive: true });
   const file = path.join(folder, name);
-  const content = randomBytes(bytes);
-  // wal-push archives only what carries a WAL segment's long page header agreeing with its
-  // name and size (test/walSafety.test.ts checks that on real WAL); random pages after it.
-  if (/^[0-9A-F]{24}$/.test(name)) {
-    content.writeUInt16LE(0xd110, 0);
-    content.writeUInt16LE(0x0002, 2);
-    content.writeUInt32LE(parseInt(name.slice(0, 8), 16), 4);
-    content.writeBigUInt64LE(segmentStartLsn(name, bytes)!, 8);
-    content.writeBigUInt64LE(7300000000000000001n, 24);
-    content.writeUInt32LE(bytes, 32);
-    content.writeUInt32LE(8192, 36);
-  }
+  const content = segmentBytes(name, bytes);
   writeFileSync(file, content);
   return file;
 }

@@ -4,16 +4,15 @@
 // the record there; PostgreSQL's immediate shutdown killed one in the middle, and its temp file
 // stayed in the repository. Now the record is only read once it exists, and a create clears a
 // dead creator's temp file once it is old enough to be no live one's.
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { FilesystemRepository } from '../activities/storage/filesystem.js';
 import type { Repository } from '../activities/storage/repository.js';
 import { CLUSTER_IDENTITY_KEY, pushSegment, shipSegments } from '../activities/walArchive.js';
-import { segmentStartLsn } from '../activities/walHeader.js';
 import { ensureKeyPair } from '../client/dev/demoKeys.js';
 import { validateConfig, type Config } from '../workers/config.js';
+import { segmentBytes } from './fixtures/walSegment.js';
 
 let dir: string;
 let config: Config;
@@ -35,20 +34,11 @@ beforeAll(async () => {
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-/** A file that carries a WAL segment's long page header agreeing with its name (random pages after it). */
-function segmentFile(name: string, bytes = 1024 * 1024): string {
+function segmentFile(name: string): string {
   const folder = path.join(dir, 'pg_wal');
   mkdirSync(folder, { recursive: true });
-  const content = randomBytes(bytes);
-  content.writeUInt16LE(0xd110, 0);
-  content.writeUInt16LE(0x0002, 2);
-  content.writeUInt32LE(parseInt(name.slice(0, 8), 16), 4);
-  content.writeBigUInt64LE(segmentStartLsn(name, bytes)!, 8);
-  content.writeBigUInt64LE(7300000000000000002n, 24);
-  content.writeUInt32LE(bytes, 32);
-  content.writeUInt32LE(8192, 36);
   const file = path.join(folder, name);
-  writeFileSync(file, content);
+  writeFileSync(file, segmentBytes(name, 1024 * 1024, 7300000000000000002n));
   return file;
 }
 
