@@ -1,6 +1,6 @@
 // Activities of point-in-time recovery: the recoverable window, a new data directory from the
 // chosen base backup, recovery started and watched until promotion, then a look inside.
-import { mkdir, readdir, rename, rm, rmdir } from 'node:fs/promises';
+import { lstat, mkdir, readdir, rename, rm, rmdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -13,7 +13,7 @@ import type { DatabaseBackupDeps } from './databaseBackup.js';
 import { readFirstGoodCopy } from './copySelection.js';
 import { admitted, loadVerifier, refusalOf } from './manifestSignature.js';
 import { signatureRefusal } from './restoreSource.js';
-import { actWhileStanding, assertAttemptStands } from './attemptStanding.js';
+import { actWhileStanding, assertAttemptStands, staleAttempt } from './attemptStanding.js';
 import { assertPrivateKeyFor } from './encryption.js';
 import { classifyFilesystemError, errorText, permanent } from './errors.js';
 import { runCommand, spawnStreaming } from './exec.js';
@@ -259,12 +259,17 @@ export function createPitrActivities(deps: PitrDeps) {
         const command = prefetched.complete && windowChecked ? `cp ${fetched} %p` : `cp ${fetched} %p 2>/dev/null || ${restoreCommand()}`;
         await configureRecovery(unpackDir, { versionNum: manifest.server.versionNum, restoreCommand: command, target: input.target, port });
         await assertAttemptStands(`moving the unpacked base backup into ${dataDir}`);
-        // Nothing is removed here: this attempt's claim left no wal-prefetch, so one there now is
-        // a newer attempt's, whose server may be replaying from it (this attempt froze after its
-        // check). The rename then fails (its folder is not empty, or a newer claim removed this
-        // attempt's own folders) before anything of the newer attempt's is touched.
-        await rename(stagedPrefetch, prefetchDir);
-        for (const entry of await readdir(unpackDir)) await rename(path.join(unpackDir, entry), path.join(dataDir, entry));
+        // Nothing is removed or replaced here: this attempt's claim left no wal-prefetch and an
+        // empty data directory, so anything there now is a newer attempt's, whose server may run
+        // from it (this attempt froze after its check). A rename replaces a file and an empty
+        // folder without a word: every target is checked absent first, and the first one found
+        // ends this attempt before anything of the newer attempt's is touched.
+        const moveIn = async (from: string, to: string) => {
+          if (await lstat(to).then(() => true, () => false)) throw staleAttempt(`moving the unpacked base backup into ${dataDir}`, `${to} is there already, made by a newer attempt`);
+          await rename(from, to);
+        };
+        await moveIn(stagedPrefetch, prefetchDir);
+        for (const entry of await readdir(unpackDir)) await moveIn(path.join(unpackDir, entry), path.join(dataDir, entry));
         await rmdir(unpackDir);
         await handOver(dataDir);
       } catch (err) {

@@ -16,7 +16,7 @@ import type { Info } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import pino from 'pino';
 import { createPitrActivities } from '../activities/pitr.js';
-import { prefetchDirOf, workDirOf } from '../activities/recoveryCluster.js';
+import { markerPath, prefetchDirOf, workDirOf } from '../activities/recoveryCluster.js';
 import type { Repository } from '../activities/storage/repository.js';
 import { openRepositories } from '../activities/storage/index.js';
 import type { Config } from '../workers/config.js';
@@ -111,6 +111,36 @@ test('an attempt that loses its standing while it unpacks writes nothing into th
   expect(readFileSync(path.join(dataDir, 'PG_VERSION'), 'utf8')).toBe('the newer attempt\n');
   expect(readdirSync(path.join(dataDir, 'base'))).toEqual([]);
   expect(readdirSync(workDirOf(dataDir)).filter((f) => f.startsWith(path.basename(prefetchDirOf(dataDir))))).toEqual([]);
+}, 120_000);
+
+// The same, frozen just after its standing check passed: the newer attempt committed while it
+// slept, with no WAL to fetch ahead (an empty wal-prefetch). A rename would have replaced that
+// empty folder and then the newer attempt's files, one by one.
+test("an attempt frozen after its standing check replaces nothing of the newer attempt's", async () => {
+  const dataDir = path.join(root, 'frozen-after-check', 'data');
+  let committed = false;
+  const newerAttempt = () => {
+    if (committed) return;
+    committed = true;
+    writeFileSync(path.join(dataDir, 'PG_VERSION'), 'the newer attempt\n');
+    mkdirSync(prefetchDirOf(dataDir));
+  };
+  const repositories = openRepositories(config).map((r) => withHookBeforeEnd(r, newerAttempt));
+  const activityEnv = new MockActivityEnvironment(
+    { attempt: 1, activityId: '1', workflowNamespace: 'default', workflowExecution: { workflowId: 'frozen-after-check', runId: `${RUN_ID}-3` } } as Partial<Info>,
+    { client: answering(() => 1) as never },
+  );
+  const activities = createPitrActivities({ config, repositories, binDir: env.source.binDir });
+  const outcome = await activityEnv.run(activities.prepareRecoveryCluster, { workflowId: 'frozen-after-check', baseBackupId, target: { kind: 'lsn' as const, value: stopLsn }, dataDir }).then(
+    () => 'prepared',
+    (err: any) => `${err.type}: ${err.message}`,
+  );
+  expect(committed).toBe(true);
+  expect(outcome).toMatch(/^AttemptSuperseded: moving the unpacked base backup into .*wal-prefetch is there already, made by a newer attempt/);
+  expect(readdirSync(dataDir)).toEqual(['PG_VERSION']);
+  expect(readFileSync(path.join(dataDir, 'PG_VERSION'), 'utf8')).toBe('the newer attempt\n');
+  expect(readdirSync(prefetchDirOf(dataDir))).toEqual([]);
+  expect(existsSync(markerPath(dataDir))).toBe(true);
 }, 120_000);
 
 test('an attempt that stands moves the unpacked, configured base backup into place and leaves no folder of its own', async () => {
