@@ -127,7 +127,7 @@ export function isOurUploadKey(key: string): boolean {
   return parts.length >= 2 && OUR_FOLDERS.has(parts[0]) && parts.every((p) => /^[A-Za-z0-9._-]+$/.test(p) && p !== '.' && p !== '..');
 }
 
-/** Unfinished uploads of our keys in every repository that has them. */
+/** Unfinished writes of our keys in every repository: S3's multipart uploads, file repositories' temp files. */
 export async function findUploads(repositories: Repository[], found: Findings, now: number): Promise<void> {
   for (const repository of repositories) {
     if (!repository.listUnfinishedUploads) continue;
@@ -139,6 +139,7 @@ export async function findUploads(repositories: Repository[], found: Findings, n
           repository: repository.name,
           key: upload.key,
           uploadId: upload.uploadId,
+          ...(repository.kind === 'filesystem' ? { tempFile: true } : {}),
           initiated: upload.initiated?.toISOString() ?? null,
           ageHours: upload.initiated ? (now - upload.initiated.getTime()) / 3_600_000 : null,
         });

@@ -77,7 +77,7 @@ export function createSweepActivities(deps: DatabaseBackupDeps) {
     if (!repository?.abortUnfinishedUpload) throw permanent(ErrorType.UnknownRepository, `repository ${repositoryName} is not configured here, or has no unfinished uploads`);
     if (!isOurUploadKey(key)) throw permanent(ErrorType.InvalidInput, `${key} is not a key backupctl writes (database/, base/, wal/, drills/): another tool's upload is not aborted`);
     await repository.abortUnfinishedUpload({ key, uploadId });
-    return `aborted the unfinished upload of ${key}`;
+    return repository.kind === 'filesystem' ? `${uploadId}, an unfinished write of ${key}, is gone (removed now or before)` : `aborted the unfinished upload of ${key}`;
   }
 
   async function sweepRecovery(leftover: Extract<Leftover, { kind: 'recovery' }>, decision: SweepDecision): Promise<string> {

@@ -209,7 +209,8 @@ describe('a sweep after terminated runs', () => {
     expect(itemOf(dryRun, database('sweep_left_restored'))).toMatchObject({ outcome: 'planned', decision: { act: 'drop' } });
     expect(itemOf(dryRun, backup('backup-orphan'))).toMatchObject({ outcome: 'planned', decision: { act: 'remove' } });
     // With the default bound, an upload begun a moment ago may be a live writer's.
-    expect(dryRun.items.find((i) => i.leftover.kind === 'upload')).toMatchObject({ outcome: 'kept', decision: { why: expect.stringContaining('younger than 24 h') } });
+    expect(dryRun.items.find((i) => i.leftover.kind === 'upload' && !i.leftover.tempFile)).toMatchObject({ outcome: 'kept', decision: { why: expect.stringContaining('younger than 24 h') } });
+    expect(dryRun.items.find((i) => i.leftover.kind === 'upload' && i.leftover.tempFile)).toMatchObject({ outcome: 'kept', decision: { why: expect.stringContaining('less than 24 h ago') } });
     // The real sweep, after it, found the very same leftovers (temporary folders aside: other
     // processes on this machine come and go).
     const ours = (report: SweepReport) =>
@@ -250,8 +251,9 @@ describe('a sweep after terminated runs', () => {
     }
   });
 
-  test('an unfinished multipart upload on SeaweedFS is aborted', async () => {
-    expect(swept.items.find((i) => i.leftover.kind === 'upload')).toMatchObject({ outcome: 'done', decision: { act: 'abort' } });
+  test('an unfinished multipart upload on SeaweedFS is aborted, and a temp file in a file repository removed', async () => {
+    expect(swept.items.find((i) => i.leftover.kind === 'upload' && !i.leftover.tempFile)).toMatchObject({ outcome: 'done', decision: { act: 'abort' } });
+    expect(swept.items.find((i) => i.leftover.kind === 'upload' && i.leftover.tempFile)).toMatchObject({ outcome: 'done', leftover: { repository: 'local', uploadId: expect.stringMatching(/\.0123456789ab\.partial$/) } });
     expect(await unfinishedUploads()).toEqual([]);
   });
 

@@ -47,11 +47,15 @@ export function decide(leftover: Leftover, standing: RunStanding | undefined, op
   switch (leftover.kind) {
     case 'staging':
       return { act: 'remove', why: 'a temporary folder whose process is gone (what a worker removes when it starts)' };
-    case 'upload':
-      if (leftover.ageHours === null || leftover.ageHours < options.uploadAgeHours) {
-        return keep(`an unfinished upload younger than ${options.uploadAgeHours} h may still be a live writer's`);
+    case 'upload': {
+      const hours = options.uploadAgeHours;
+      if (leftover.tempFile) {
+        if (leftover.ageHours === null || leftover.ageHours < hours) return keep(`an unfinished write (temp file) written to less than ${hours} h ago may still be a live writer's`);
+        return { act: 'abort', why: `an unfinished write (temp file) untouched for ${Math.floor(leftover.ageHours)} h: no live writer pauses that long` };
       }
+      if (leftover.ageHours === null || leftover.ageHours < hours) return keep(`an unfinished upload younger than ${hours} h may still be a live writer's`);
       return { act: 'abort', why: `an unfinished upload ${Math.floor(leftover.ageHours)} h old: no transfer runs that long` };
+    }
     case 'database': {
       const open = settled(leftover.run, standing);
       if (open) return open;

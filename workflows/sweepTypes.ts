@@ -13,8 +13,9 @@ export interface SweepLeftoversInput {
    */
   removeRecoveryFolders?: boolean;
   /**
-   * An unfinished S3 multipart upload is aborted only when older than this (default 24): a
-   * transfer activity runs at most 12 hours, so an older upload is no live writer's.
+   * An unfinished write (an S3 multipart upload, a file repository's temp file) is removed only
+   * when older than this (default 24): a transfer activity runs at most 12 hours, so an older
+   * upload is no live writer's (a temp file's age counts from its last write).
    */
   uploadAgeHours?: number;
 }
@@ -72,7 +73,10 @@ export type Leftover =
       kind: 'upload';
       repository: string;
       key: string;
+      /** S3: the upload id; a file repository: the temp file's name. */
       uploadId: string;
+      /** A file repository's temp file (not an S3 multipart upload); its age counts from its last write. */
+      tempFile?: boolean;
       initiated: string | null;
       ageHours: number | null;
     }

@@ -7,12 +7,14 @@ import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { ErrorType } from '../../workflows/types.js';
 import { classifyFilesystemError, permanent } from '../errors.js';
-import { assertSafeKey, byKey, unhandledErrorsKept, type ObjectInfo, type PutOptions, type Repository } from './repository.js';
+import { assertSafeKey, byKey, unhandledErrorsKept, type ObjectInfo, type PutOptions, type Repository, type UnfinishedUpload } from './repository.js';
 
 /** Suffix of an object being written; never listed, replaced by a retry, removed with the key. */
 const PARTIAL_SUFFIX = '.partial';
 /** What stands between a key and PARTIAL_SUFFIX in a partial's name: a put's or a create's tag, or nothing (older versions). */
 const PARTIAL_TAG = /^(\.[0-9a-f]{12}|\.[0-9]+-[0-9a-f]{12})?$/;
+/** A partial's name: the key's file name, its tag, the suffix. */
+const PARTIAL_NAME = /^(.+?)(\.[0-9a-f]{12}|\.[0-9]+-[0-9a-f]{12})?\.partial$/;
 /** A write that has not touched its file for an hour is no live writer's (a live one writes every second). */
 export const STALE_PARTIAL_MS = 60 * 60 * 1000;
 const FILE_MODE = 0o600;
@@ -134,6 +136,53 @@ export class FilesystemRepository implements Repository {
     const file = await this.linkFreePathOf(key);
     await rm(file, { force: true });
     await this.removePartials(file, 0);
+  }
+
+  /**
+   * Unfinished writes (a put's or a create's temp file) anywhere in the repository, as the
+   * uploads S3 keeps open are: what a writer killed mid-write left, or one that could not remove
+   * its file (the folder turned read-only under it). `uploadId` is the temp file's name,
+   * `initiated` the time of its last write (a live writer writes every second). Never through a
+   * link; a listing that fails is reported, not taken for an empty one.
+   */
+  async listUnfinishedUploads(): Promise<UnfinishedUpload[]> {
+    const found: UnfinishedUpload[] = [];
+    const walk = async (dir: string): Promise<void> => {
+      let entries;
+      try {
+        entries = await readdir(dir, { withFileTypes: true });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+        throw classifyFilesystemError(err, `repository ${this.name}: listing ${dir}`);
+      }
+      for (const entry of entries) {
+        const full = path.join(dir, entry.name);
+        if (entry.isDirectory()) {
+          await walk(full);
+          continue;
+        }
+        const parsed = entry.isFile() ? PARTIAL_NAME.exec(entry.name) : null;
+        if (!parsed) continue;
+        const info = await stat(full).catch(() => undefined);
+        if (!info) continue;
+        const key = path.relative(this.root, path.join(dir, parsed[1])).split(path.sep).join('/');
+        found.push({ key, uploadId: entry.name, initiated: info.mtime });
+      }
+    };
+    await walk(this.root);
+    return found.sort((a, b) => byKey(a, b) || (a.uploadId < b.uploadId ? -1 : a.uploadId > b.uploadId ? 1 : 0));
+  }
+
+  /** Removes one unfinished write of key, named as listUnfinishedUploads named it; no error when it is gone. */
+  async abortUnfinishedUpload(upload: Pick<UnfinishedUpload, 'key' | 'uploadId'>): Promise<void> {
+    const file = await this.linkFreePathOf(upload.key);
+    const base = path.basename(file);
+    const { uploadId } = upload;
+    if (!uploadId.startsWith(`${base}.`) || !uploadId.endsWith(PARTIAL_SUFFIX) || !PARTIAL_TAG.test(uploadId.slice(base.length, -PARTIAL_SUFFIX.length))) {
+      throw permanent(ErrorType.InvalidInput, `repository ${this.name}: ${JSON.stringify(uploadId)} is not an unfinished write of ${upload.key}`);
+    }
+    // rm never follows a link in the file's own place: a planted one is removed, not its target.
+    await rm(path.join(path.dirname(file), uploadId), { force: true });
   }
 
   /** Removes the unfinished writes of one file (every put's own name) older than minAgeMs. */

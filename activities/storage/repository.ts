@@ -31,10 +31,12 @@ export interface PutOptions {
   soleWriter?: boolean;
 }
 
-/** A write that was begun and never completed (an S3 multipart upload). */
+/** A write that was begun and never completed (an S3 multipart upload, a file repository's temp file). */
 export interface UnfinishedUpload {
   key: string;
+  /** S3: the upload id; a file repository: the temp file's name. */
   uploadId: string;
+  /** S3: when the upload began; a file repository: its temp file's last write. */
   initiated?: Date;
 }
 
@@ -74,8 +76,9 @@ export interface Repository {
   remove(key: string): Promise<void>;
 
   /**
-   * Unfinished uploads under this repository, where the kind has them (S3); keys relative to
-   * the repository. Throws a classified failure where the server cannot list them.
+   * Unfinished writes in this repository: S3's open multipart uploads, a file repository's temp
+   * files (what a writer killed mid-write left, or one that could not remove its own); keys
+   * relative to the repository. Throws a classified failure where they cannot be listed.
    */
   listUnfinishedUploads?(): Promise<UnfinishedUpload[]>;
 

@@ -59,6 +59,7 @@ export function describeLeftover(leftover: Leftover): string {
     case 'backup':
       return `${leftover.component} backup ${leftover.backupId} (claim ${leftover.claim}, manifest ${leftover.manifest}${leftover.folders.length ? `, folders ${leftover.folders.join(' ')}` : ''})`;
     case 'upload':
+      if (leftover.tempFile) return `unfinished write ${leftover.repository}:${leftover.key} (temp file ${leftover.uploadId}, last written ${leftover.initiated ?? 'unknown'})`;
       return `unfinished upload ${leftover.repository}:${leftover.key} (since ${leftover.initiated ?? 'unknown'})`;
     case 'recovery':
       return `recovery folder ${leftover.folder} (server ${leftover.running ? 'running' : 'stopped'})`;

@@ -1,0 +1,113 @@
+// Chaos pass of 2026-11-27 (seed 444711943, WAL shipping + repo-readonly): a put to the NAS
+// that failed when the NAS turned read-only could not remove its own temp file there, and the
+// sweep never looked for temp files in file repositories (only for S3's open uploads), so the
+// file stayed until a later put of the same key, or for good when none came. A file
+// repository's temp files are now unfinished writes as S3's uploads are: listed, and removed
+// by the sweep under the same age rule, only under our own key layout.
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Info } from '@temporalio/activity';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { FilesystemRepository } from '../activities/storage/filesystem.js';
+import { createSweepActivities } from '../activities/sweep.js';
+import { describeLeftover } from '../client/commands/sweep.js';
+import { validateConfig } from '../workers/config.js';
+import { decide } from '../workflows/sweepRules.js';
+import type { FoundLeftovers, Leftover } from '../workflows/sweepTypes.js';
+
+const dir = mkdtempSync(path.join(os.tmpdir(), 'sweep-temp-files-'));
+const nasRoot = path.join(dir, 'nas');
+const SEGMENT = 'wal/000000010000000000000007.zst.gpg';
+
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function plant(relative: string, content = 'half of it', ageHours = 0): string {
+  const file = path.join(nasRoot, relative);
+  mkdirSync(path.dirname(file), { recursive: true });
+  writeFileSync(file, content);
+  if (ageHours) {
+    const when = new Date(Date.now() - ageHours * 3_600_000);
+    utimesSync(file, when, when);
+  }
+  return file;
+}
+
+function filesUnder(root: string): string[] {
+  return readdirSync(root, { recursive: true, withFileTypes: true })
+    .filter((e) => !e.isDirectory())
+    .map((e) => path.relative(root, path.join(e.parentPath ?? (e as unknown as { path: string }).path, e.name)))
+    .sort();
+}
+
+async function sweep(repository: FilesystemRepository, uploadAgeHours: number): Promise<{ found: Leftover[]; details: string[] }> {
+  const config = validateConfig(
+    {
+      host: 'sweep-temp-files',
+      database: { url: 'postgresql://nobody@127.0.0.1:1/app' },
+      repositories: { nas: { type: 'filesystem', path: nasRoot } },
+      encryption: { publicKeyFile: path.join(dir, 'unused.asc') },
+      signing: { required: false },
+      restore: { workDir: path.join(dir, 'work') },
+    },
+    'test config',
+  );
+  mkdirSync(path.join(dir, 'work'), { recursive: true });
+  const activities = createSweepActivities({ config, repositories: [repository] });
+  const env = new MockActivityEnvironment({ attempt: 1, activityId: '1', workflowExecution: { workflowId: 'sweep', runId: 'c0ffee00-0000-4000-8000-000000000003' } } as Partial<Info>);
+  const result: FoundLeftovers = await env.run(activities.findLeftovers, { uploadAgeHours });
+  const found = result.leftovers.filter((l) => l.kind === 'upload');
+  const details: string[] = [];
+  for (const leftover of found) {
+    const decision = decide(leftover, undefined, { removeRecoveryFolders: false, uploadAgeHours });
+    if (decision.act === 'keep') continue;
+    details.push((await env.run(activities.sweepLeftover, { leftover, decision })).detail);
+  }
+  return { found, details };
+}
+
+test('a file repository lists its temp files as unfinished writes: key, file name, last write; never through a link', async () => {
+  const repository = new FilesystemRepository('nas', nasRoot);
+  plant(SEGMENT, 'the shipped segment');
+  const temp = plant(`${SEGMENT}.95e4109f68e8.partial`, 'half of it', 3);
+  // Linked folder: what is behind it is not the repository's.
+  const elsewhere = path.join(dir, 'elsewhere');
+  mkdirSync(elsewhere, { recursive: true });
+  writeFileSync(path.join(elsewhere, 'x.bin.0123456789ab.partial'), 'not ours');
+  symlinkSync(elsewhere, path.join(nasRoot, 'wal', 'linked'));
+
+  const listed = await repository.listUnfinishedUploads();
+  expect(listed.map((u) => ({ key: u.key, uploadId: u.uploadId }))).toEqual([{ key: SEGMENT, uploadId: path.basename(temp) }]);
+  expect(Math.round((Date.now() - listed[0].initiated!.getTime()) / 3_600_000)).toBe(3);
+  rmSync(path.join(nasRoot, 'wal', 'linked'));
+});
+
+test("the sweep removes our keys' temp files once old enough, and nothing else", async () => {
+  rmSync(nasRoot, { recursive: true, force: true });
+  const repository = new FilesystemRepository('nas', nasRoot);
+  plant(SEGMENT, 'the shipped segment');
+  plant(`${SEGMENT}.95e4109f68e8.partial`, 'a failed pass left it', 30);
+  plant('database/backup-database-2026-11-01/r0123456789ab-a1/dump.pgcustom.zst.gpg.4242-0123456789ab.partial', 'a killed put left it', 30);
+  plant('wal/000000010000000000000008.zst.gpg.0a0b0c0d0e0f.partial', 'a live put is writing it');
+  // Not ours: another tool's file in the share, however old.
+  plant('exports/warehouse.parquet.0123456789ab.partial', 'another tool', 300);
+
+  // The default age keeps the young one (it may be a live writer's).
+  const first = await sweep(repository, 24);
+  expect(first.found.map(describeLeftover).join('\n')).toMatch(/unfinished write nas:wal\/000000010000000000000008\.zst\.gpg \(temp file /);
+  expect(first.details).toHaveLength(2);
+  expect(filesUnder(nasRoot)).toEqual(['exports/warehouse.parquet.0123456789ab.partial', SEGMENT, 'wal/000000010000000000000008.zst.gpg.0a0b0c0d0e0f.partial']);
+
+  // Taking every unfinished write as abandoned (no writer runs: what the chaos harness does).
+  await sweep(repository, 0);
+  expect(filesUnder(nasRoot)).toEqual(['exports/warehouse.parquet.0123456789ab.partial', SEGMENT]);
+});
+
+test('removing an unfinished write refuses a name that is not one of the key', async () => {
+  const repository = new FilesystemRepository('nas', nasRoot);
+  plant(SEGMENT, 'the shipped segment');
+  for (const uploadId of [path.basename(SEGMENT), `${path.basename(SEGMENT)}.json`, '../000000010000000000000007.zst.gpg.95e4109f68e8.partial', 'other.95e4109f68e8.partial']) {
+    await expect(repository.abortUnfinishedUpload({ key: SEGMENT, uploadId })).rejects.toMatchObject({ type: 'InvalidInput', nonRetryable: true });
+  }
+  expect(filesUnder(nasRoot)).toContain(SEGMENT);
+});
