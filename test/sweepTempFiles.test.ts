@@ -61,7 +61,7 @@ async function sweep(repository: FilesystemRepository, uploadAgeHours: number): 
   for (const leftover of found) {
     const decision = decide(leftover, undefined, { removeRecoveryFolders: false, uploadAgeHours });
     if (decision.act === 'keep') continue;
-    details.push((await env.run(activities.sweepLeftover, { leftover, decision })).detail);
+    details.push(((await env.run(activities.sweepLeftover, { leftover, decision })) as { detail: string }).detail);
   }
   return { found, details };
 }
