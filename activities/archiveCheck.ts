@@ -1,6 +1,6 @@
 // `backupctl check`, after pgBackRest's: is PostgreSQL set up to archive WAL through us, is
 // its archiver failing, and does a segment switched now actually arrive in the spool?
-import type { Config } from '../workers/config.js';
+import type { Config } from '../common/config.js';
 import { replicationTarget } from './baseBackup.js';
 import { errorText } from './errors.js';
 import { connect } from './postgres.js';

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { Context } from '@temporalio/activity';
 import { CancelledFailure } from '@temporalio/common';
-import { ErrorType } from '../workflows/types.js';
+import { ErrorType } from '../common/types.js';
 import { errorText, permanent } from './errors.js';
 
 export type Standing =

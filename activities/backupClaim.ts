@@ -14,7 +14,7 @@
 import { Context } from '@temporalio/activity';
 import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
-import { ErrorType, type Compression, type StoredObject } from '../workflows/types.js';
+import { ErrorType, type Compression, type StoredObject } from '../common/types.js';
 import { actWhileStanding, assertAttemptStands, attemptStanding } from './attemptStanding.js';
 import { OBJECT_NAMES, backupPrefix, manifestBody, manifestKey, type Component } from './catalog.js';
 import { compressionSuffix } from './compression.js';

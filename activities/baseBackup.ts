@@ -2,9 +2,9 @@
 // as the logical dump (zstd, OpenPGP, sha256, every repository at once). With the WAL archive
 // it is what point-in-time recovery starts from.
 import { Context, log } from '@temporalio/activity';
-import { COMPRESSIONS, ErrorType, type Compression } from '../workflows/types.js';
-import type { BaseBackupFacts, BaseBackupPlan } from '../workflows/pitrTypes.js';
-import type { Config } from '../workers/config.js';
+import { COMPRESSIONS, ErrorType, type Compression } from '../common/types.js';
+import type { BaseBackupFacts, BaseBackupPlan } from '../common/pitrTypes.js';
+import type { Config } from '../common/config.js';
 import { assertClaimed, attemptObjectKey, claimForThisAttempt, currentAttempt, discardUnfinished, inEachRepository, manifestPublished } from './backupClaim.js';
 import { readManifest } from './catalog.js';
 import { MAX_TRANSFER_ATTEMPTS, ROLES_OF, type DatabaseBackupDeps } from './databaseBackup.js';

@@ -5,9 +5,9 @@
 import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { z } from 'zod';
-import { COMPRESSIONS, ErrorType, type BackupManifest, type Compression, type SignatureVerdict, type StoredObject } from '../workflows/types.js';
-import type { BaseBackupManifest } from '../workflows/pitrTypes.js';
-import type { SkippedCopy } from '../workflows/restoreTypes.js';
+import { COMPRESSIONS, ErrorType, type BackupManifest, type Compression, type SignatureVerdict, type StoredObject } from '../common/types.js';
+import type { BaseBackupManifest } from '../common/pitrTypes.js';
+import type { SkippedCopy } from '../common/restoreTypes.js';
 import { compressionSuffix } from './compression.js';
 import { errorText, permanent } from './errors.js';
 import { admitted, checkSignature, refusalOf, type Trust, type Verifier } from './manifestSignature.js';

@@ -3,7 +3,7 @@
 import { createGzip } from 'node:zlib';
 import type { Duplex } from 'node:stream';
 import { Duplex as DuplexStream, addAbortSignal } from 'node:stream';
-import type { Compression } from '../workflows/types.js';
+import type { Compression } from '../common/types.js';
 import { spawnStreaming, type StreamingProcess } from './exec.js';
 
 export interface CompressionSettings {

@@ -3,8 +3,8 @@
 // the consumer's output counts only once the stored bytes' sha256 matched the manifest.
 import type { Readable } from 'node:stream';
 import { ApplicationFailure } from '@temporalio/common';
-import { ErrorType, type Compression, type StoredObject } from '../workflows/types.js';
-import type { SkippedCopy } from '../workflows/restoreTypes.js';
+import { ErrorType, type Compression, type StoredObject } from '../common/types.js';
+import type { SkippedCopy } from '../common/restoreTypes.js';
 import { errorText, permanent, transient } from './errors.js';
 import { openPlaintext } from './restoreStream.js';
 import type { Repository } from './storage/repository.js';

@@ -13,9 +13,9 @@ import {
   type DatabaseBackupPlan,
   type DumpResult,
   type StoredObject,
-} from '../workflows/types.js';
-import type { BaseBackupManifest } from '../workflows/pitrTypes.js';
-import type { Config } from '../workers/config.js';
+} from '../common/types.js';
+import type { BaseBackupManifest } from '../common/pitrTypes.js';
+import type { Config } from '../common/config.js';
 import { longTransfer } from '../workflows/activityOptions.js';
 import { assertClaimed, attemptObjectKey, claimForThisAttempt, currentAttempt, discardUnfinished, inEachRepository, manifestPublished, publishManifest, sweepAttempts } from './backupClaim.js';
 import { readManifest, type Component } from './catalog.js';

@@ -5,7 +5,7 @@ import { constants } from 'node:fs';
 import { mkdtemp, rm, access } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { ErrorType } from '../workflows/types.js';
+import { ErrorType } from '../common/types.js';
 import { permanent } from './errors.js';
 import { runCommand, spawnStreaming, type StreamingProcess } from './exec.js';
 import { ownedTempPrefix } from './tempDirs.js';

@@ -1,8 +1,8 @@
 // Classifies failures once: which are permanent (fail the workflow now, with a message that
 // names the problem) and which are transient (let Temporal retry). Unknown stays retryable.
 import { ApplicationFailure } from '@temporalio/common';
-import { ErrorType } from '../workflows/types.js';
-import { redact } from './redact.js';
+import { ErrorType } from '../common/types.js';
+import { redact } from '../common/redact.js';
 
 export function permanent(type: ErrorType, message: string, details?: Record<string, unknown>): ApplicationFailure {
   return ApplicationFailure.create({ type, message: redact(message), nonRetryable: true, details: details ? [details] : undefined });

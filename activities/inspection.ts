@@ -4,7 +4,7 @@
 // verification still produces a full report.
 import { existsSync } from 'node:fs';
 import type pg from 'pg';
-import type { CheckResult, DatabaseInspection } from '../workflows/restoreTypes.js';
+import type { CheckResult, DatabaseInspection } from '../common/restoreTypes.js';
 import { errorText } from './errors.js';
 import { countRows, spawnAmcheck, toolPath, type DatabaseTarget } from './postgres.js';
 

@@ -5,9 +5,9 @@
 import { readdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { shortTag } from '../workflows/restoreInput.js';
-import type { Leftover } from '../workflows/sweepTypes.js';
-import type { Config } from '../workers/config.js';
+import { scratchDatabaseName } from '../common/names.js';
+import type { Leftover } from '../common/sweepTypes.js';
+import type { Config } from '../common/config.js';
 import { isAttemptKey, readClaim } from './backupClaim.js';
 import { backupPrefix, readManifestCopies, type Component } from './catalog.js';
 import { errorText } from './errors.js';
@@ -46,9 +46,8 @@ export async function findDatabases(config: Config, found: Findings): Promise<vo
       for (const { name, comment } of rows) {
         const marker = markerDetails(comment);
         if (!marker || name === live) continue;
-        const tag = shortTag(marker.workflowId);
         // verifyBackup and recoveryDrill name their scratch database after their workflow id.
-        const scratch = name === `backupctl_verify_${tag}` || name === `backupctl_drill_${tag}`;
+        const scratch = name === scratchDatabaseName('verify', marker.workflowId) || name === scratchDatabaseName('drill', marker.workflowId);
         found.leftovers.push({
           kind: 'database',
           name,

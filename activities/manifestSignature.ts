@@ -16,8 +16,8 @@
 // every reader goes on to use, whatever whitespace the stored file has.
 import { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { ErrorType, type ManifestSignature, type SignatureVerdict } from '../workflows/types.js';
-import type { Config } from '../workers/config.js';
+import { ErrorType, type ManifestSignature, type SignatureVerdict } from '../common/types.js';
+import type { Config } from '../common/config.js';
 import { permanent } from './errors.js';
 import { assertSecretFileMode } from './secretFiles.js';
 

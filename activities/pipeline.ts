@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { PassThrough, type Readable } from 'node:stream';
 import type { ApplicationFailure } from '@temporalio/common';
-import { ErrorType } from '../workflows/types.js';
+import { ErrorType } from '../common/types.js';
 import { createCompressor, type CompressionSettings } from './compression.js';
 import { spawnEncryptor, type Recipient } from './encryption.js';
 import { errorText, permanent, transient } from './errors.js';

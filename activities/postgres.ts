@@ -3,7 +3,7 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
-import { ErrorType } from '../workflows/types.js';
+import { ErrorType } from '../common/types.js';
 import { classifyDatabaseError, permanent } from './errors.js';
 import { spawnStreaming, type StreamingProcess } from './exec.js';
 import { assertSecretFileMode } from './secretFiles.js';

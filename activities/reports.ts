@@ -1,11 +1,11 @@
 // Verification and drill reports into the catalog, and the drill's HTTP health check.
 import { log } from '@temporalio/activity';
-import { ErrorType } from '../workflows/types.js';
-import type { CheckResult, DrillReport, VerificationReport } from '../workflows/restoreTypes.js';
+import { ErrorType } from '../common/types.js';
+import type { CheckResult, DrillReport, VerificationReport } from '../common/restoreTypes.js';
 import { drillKey, manifestKey, verificationKey, writeJson } from './catalog.js';
 import type { DatabaseBackupDeps } from './databaseBackup.js';
 import { errorText, transient } from './errors.js';
-import { redactUrlUserinfo } from './redact.js';
+import { redactUrlUserinfo } from '../common/redact.js';
 import type { Repository } from './storage/repository.js';
 
 export function createReportActivities(deps: DatabaseBackupDeps) {

@@ -6,7 +6,7 @@ import { createGunzip } from 'node:zlib';
 import { Duplex, Transform, type Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { ApplicationFailure } from '@temporalio/common';
-import { ErrorType, type Compression, type StoredObject } from '../workflows/types.js';
+import { ErrorType, type Compression, type StoredObject } from '../common/types.js';
 import { errorText, permanent } from './errors.js';
 import { LOCKED_KEY, lockedKeyFailure, unlockArgs } from './encryption.js';
 import { spawnStreaming } from './exec.js';

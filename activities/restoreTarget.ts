@@ -6,8 +6,8 @@
 // created over, dropped or renamed here: only the swap (restore.ts) renames it.
 import { Context, log } from '@temporalio/activity';
 import pg from 'pg';
-import { ErrorType } from '../workflows/types.js';
-import type { Config } from '../workers/config.js';
+import { ErrorType } from '../common/types.js';
+import type { Config } from '../common/config.js';
 import { attemptSessionTag, isStaleAttemptOfThisRun, parseSessionTag, runDigest } from './attemptStanding.js';
 import { classifyDatabaseError, permanent, transient } from './errors.js';
 import { connect, parseDatabaseUrl, type DatabaseTarget } from './postgres.js';

@@ -2,7 +2,7 @@
 // which workflow), gone (no such run: closed and its history deleted), or unknown. Asked with
 // the activity's own client, so the CLI needs nothing but the workflow.
 import { Context } from '@temporalio/activity';
-import type { RunRef, RunStanding, RunStatus } from '../workflows/sweepTypes.js';
+import type { RunRef, RunStanding, RunStatus } from '../common/sweepTypes.js';
 import { errorText } from './errors.js';
 
 /** WorkflowExecutionStatus, by number. */

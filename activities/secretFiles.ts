@@ -6,7 +6,7 @@
 // inside its container only.
 import { statSync } from 'node:fs';
 import path from 'node:path';
-import { ErrorType } from '../workflows/types.js';
+import { ErrorType } from '../common/types.js';
 import { permanent } from './errors.js';
 
 /** Throws InvalidConfig when `file` grants group or others more than the rule above allows. */

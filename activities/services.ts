@@ -2,8 +2,8 @@
 // database mid-swap, and started again on every path. The commands are configuration
 // (default `systemctl stop|start <unit>`, the seed's units); stopping a stopped unit and
 // starting a running one are no-ops for systemctl, so both steps may be retried.
-import { ErrorType } from '../workflows/types.js';
-import type { Config } from '../workers/config.js';
+import { ErrorType } from '../common/types.js';
+import type { Config } from '../common/config.js';
 import { errorText, permanent, transient } from './errors.js';
 import { runCommand } from './exec.js';
 

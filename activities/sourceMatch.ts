@@ -3,7 +3,7 @@
 // restore.sourceSystemIdentifier, for a new host whose original cluster is gone). A shared
 // repository holds other databases' and other hosts' backups too; `latest`, the listing and
 // status must never take one of those.
-import type { Config } from '../workers/config.js';
+import type { Config } from '../common/config.js';
 import { errorText } from './errors.js';
 import { connect, parseDatabaseUrl } from './postgres.js';
 

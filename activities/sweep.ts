@@ -6,8 +6,8 @@
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Context, log } from '@temporalio/activity';
-import { ErrorType, COMPRESSIONS } from '../workflows/types.js';
-import type { FoundLeftovers, Leftover, RunRef, RunStanding, SweepDecision } from '../workflows/sweepTypes.js';
+import { ErrorType, COMPRESSIONS } from '../common/types.js';
+import type { FoundLeftovers, Leftover, RunRef, RunStanding, SweepDecision } from '../common/sweepTypes.js';
 import { readClaim, releaseClaim, sweepAttempts } from './backupClaim.js';
 import { readManifestCopies, type Component } from './catalog.js';
 import { loadVerifier, type Trust } from './manifestSignature.js';

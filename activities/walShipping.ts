@@ -1,8 +1,8 @@
 // Activities of the WAL shipping workflow: copy what the spool has and another repository lacks.
 import { Context } from '@temporalio/activity';
-import type { WalShipResult } from '../workflows/pitrTypes.js';
+import type { WalShipResult } from '../common/pitrTypes.js';
 import type { DatabaseBackupDeps } from './databaseBackup.js';
-import { ErrorType } from '../workflows/types.js';
+import { ErrorType } from '../common/types.js';
 import { transient } from './errors.js';
 import { watchProgress } from './progressWatch.js';
 import { pickRepositories } from './storage/index.js';

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { tsToMs } from '@temporalio/common/lib/time.js';
 import { backupDatabase } from '../workflows/index.js';
-import { SHARED_TASK_QUEUE, hostTaskQueue } from '../workflows/types.js';
+import { SHARED_TASK_QUEUE, hostTaskQueue } from '../common/types.js';
 import type { PgCluster } from '../test/fixtures/postgres.js';
 import { currentRss, peakRss, resetPeakRss, Sampler, type SampleResult, type WindowUsage } from './procfs.js';
 import type { BenchDatabase } from './referenceDatabase.js';

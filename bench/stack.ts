@@ -11,7 +11,7 @@ import { DeleteObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
 import { startDevTemporal, type DevTemporal } from '../client/dev/temporalServer.js';
 import { connectClient } from '../client/temporalClient.js';
-import { validateConfig, type Config } from '../workers/config.js';
+import { validateConfig, type Config } from '../common/config.js';
 import type { PgCluster } from '../test/fixtures/postgres.js';
 import { freePorts } from '../test/fixtures/ports.js';
 import { startS3Server, type S3Server } from '../test/fixtures/seaweedfs.js';

@@ -5,7 +5,7 @@
 // must not have stored a report saying ok. The drill database itself is the global
 // invariants' (no database made by a run is left).
 import { isDeepStrictEqual } from 'node:util';
-import type { DrillReport } from '../workflows/restoreTypes.js';
+import type { DrillReport } from '../common/restoreTypes.js';
 import { repositories } from './invariants.js';
 import { startWorkflow, workflowRun, type Scenario } from './scenario.js';
 

@@ -6,8 +6,8 @@
 // the command's default waits 24 h), and then nothing of the run may be left.
 import { describeLeftover, sweepInput } from '../client/commands/sweep.js';
 import { backupIdOf } from '../workflows/backupId.js';
-import type { SweepReport } from '../workflows/sweepTypes.js';
-import { SHARED_TASK_QUEUE } from '../workflows/types.js';
+import type { SweepReport } from '../common/sweepTypes.js';
+import { SHARED_TASK_QUEUE } from '../common/types.js';
 import { failedBackupProblems, openUploadProblems } from './invariants.js';
 import { settle, within, type Outcome } from './scenario.js';
 import type { ChaosStack } from './stack.js';

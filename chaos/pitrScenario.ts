@@ -9,7 +9,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
-import type { PointInTimeRecoveryResult } from '../workflows/pitrTypes.js';
+import type { PointInTimeRecoveryResult } from '../common/pitrTypes.js';
 import { tableChecksums, type PgCluster } from '../test/fixtures/postgres.js';
 import { differsFromSource } from './invariants.js';
 import { discardRecovery, recoveryFolders } from './recoveries.js';

@@ -3,7 +3,7 @@
 // hold after it, read from outside backupctl.
 import { WorkflowFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure, CancelledFailure, TerminatedFailure, TimeoutFailure } from '@temporalio/common';
-import { SHARED_TASK_QUEUE, hostTaskQueue } from '../workflows/types.js';
+import { SHARED_TASK_QUEUE, hostTaskQueue } from '../common/types.js';
 import { HOST, type ChaosStack } from './stack.js';
 
 export interface Outcome {

@@ -21,7 +21,7 @@ import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
 import { PROJECT_ROOT } from '../client/dev/tools.js';
 import { startDevTemporal, type DevTemporal } from '../client/dev/temporalServer.js';
 import { connectClient } from '../client/temporalClient.js';
-import { validateConfig, type Config } from '../workers/config.js';
+import { validateConfig, type Config } from '../common/config.js';
 import { startCluster, tableChecksums, type PgCluster } from '../test/fixtures/postgres.js';
 import { freePorts } from '../test/fixtures/ports.js';
 import { startS3Server, type S3Server } from '../test/fixtures/seaweedfs.js';

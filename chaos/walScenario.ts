@@ -14,7 +14,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { WorkflowHandle } from '@temporalio/client';
 import { walShippingQuery } from '../workflows/messages.js';
-import type { WalShippingState } from '../workflows/pitrTypes.js';
+import type { WalShippingState } from '../common/pitrTypes.js';
 import { settle, sleep, startWorkflow, until, within, type Outcome, type Scenario } from './scenario.js';
 import { WAL_DB, type ChaosStack } from './stack.js';
 import { shippingLag, walArchiveProblems } from './walInvariants.js';

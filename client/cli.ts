@@ -8,7 +8,7 @@ import type { RestoreOptions } from './commands/restore.js';
 import type { PitrStartOptions } from './commands/pitr.js';
 import type { SweepOptions } from './commands/sweep.js';
 import type { CodecServerCliOptions } from './commands/codecServer.js';
-import type { Config } from '../workers/config.js';
+import type { Config } from '../common/config.js';
 import type { Printer } from './output.js';
 import type { connectClient } from './temporalClient.js';
 
@@ -22,7 +22,7 @@ const allowUnsignedOption = () =>
   new Option('--allow-unsigned', 'also admit a backup whose manifest is not signed (made before backups were signed) or a seed-made file; never one signed by an untrusted key');
 
 async function config(): Promise<Config> {
-  const { loadConfig } = await import('../workers/config.js');
+  const { loadConfig } = await import('../common/config.js');
   return loadConfig(program.opts().config);
 }
 
@@ -335,7 +335,7 @@ program
       const cfg = await config();
       const [{ connectClient }, { ConfigError }, { collectStatus, runStatus }] = await Promise.all([
         import('./temporalClient.js'),
-        import('../workers/config.js'),
+        import('../common/config.js'),
         import('./commands/status.js'),
       ]);
       let connection: Awaited<ReturnType<typeof connectClient>> | undefined;

@@ -1,7 +1,7 @@
 // What the CLI prints: exactly one JSON object on stdout with --json, text for people
 // otherwise; diagnostics go to stderr either way.
 import { ApplicationFailure, WorkflowFailedError } from '@temporalio/client';
-import { ConfigError } from '../workers/config.js';
+import { ConfigError } from '../common/config.js';
 
 export interface Printer {
   json: boolean;

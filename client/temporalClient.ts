@@ -1,6 +1,6 @@
 // The operator's connection to Temporal.
 import { Client, Connection } from '@temporalio/client';
-import type { Config } from '../workers/config.js';
+import type { Config } from '../common/config.js';
 import { temporalDataConverter } from '../workers/dataConverter.js';
 import { connectionOptions } from '../workers/temporalConnection.js';
 

@@ -6,7 +6,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { openRepositories } from '../activities/storage/index.js';
 import { sweepDeadOwners } from '../activities/tempDirs.js';
 import { fetchSegment, pushSegment } from '../activities/walArchive.js';
-import { loadConfig } from '../workers/config.js';
+import { loadConfig } from '../common/config.js';
 
 function configFile(args: string[]): { file: string | undefined; rest: string[] } {
   const rest: string[] = [];

@@ -2,7 +2,7 @@
 // instead of running twice), and either "started" at once or the result after --wait.
 import { backupIdOf } from '../workflows/backupId.js';
 import { WorkflowIdReusePolicy, type Client, type Workflow, type WorkflowStartOptions } from '@temporalio/client';
-import { COMPRESSIONS, ErrorType, SHARED_TASK_QUEUE, type Compression } from '../workflows/types.js';
+import { COMPRESSIONS, ErrorType, SHARED_TASK_QUEUE, type Compression } from '../common/types.js';
 import type { Printer } from './output.js';
 
 /** `<kind>-20261126T031500Z`, from the client's clock. */

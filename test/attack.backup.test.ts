@@ -12,10 +12,10 @@ import { text } from 'node:stream/consumers';
 import { WorkflowFailedError } from '@temporalio/client';
 import pino from 'pino';
 import { openRepositories } from '../activities/storage/index.js';
-import type { Config } from '../workers/config.js';
+import type { Config } from '../common/config.js';
 import { startWorker } from '../workers/worker.js';
 import { backupBase, backupDatabase } from '../workflows/index.js';
-import { SHARED_TASK_QUEUE, hostTaskQueue, type BackupManifest } from '../workflows/types.js';
+import { SHARED_TASK_QUEUE, hostTaskQueue, type BackupManifest } from '../common/types.js';
 import { startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';
 
 let env: BackupEnv;

@@ -18,7 +18,7 @@ import { createRestoreActivities } from '../activities/restore.js';
 import { markerFor } from '../activities/restoreTarget.js';
 import { FilesystemRepository } from '../activities/storage/filesystem.js';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
-import { validateConfig, type Config } from '../workers/config.js';
+import { validateConfig, type Config } from '../common/config.js';
 import { startCluster, type PgCluster } from './fixtures/postgres.js';
 import { startTemporal } from './fixtures/temporal.js';
 

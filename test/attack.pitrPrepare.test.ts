@@ -23,11 +23,11 @@ import { createPitrActivities } from '../activities/pitr.js';
 import { prefetchDirOf, workDirOf } from '../activities/recoveryCluster.js';
 import type { Repository } from '../activities/storage/repository.js';
 import { openRepositories } from '../activities/storage/index.js';
-import type { Config } from '../workers/config.js';
+import type { Config } from '../common/config.js';
 import { startWorker } from '../workers/worker.js';
 import { backupBase } from '../workflows/index.js';
-import type { RecoveryCluster } from '../workflows/pitrTypes.js';
-import { SHARED_TASK_QUEUE, hostTaskQueue } from '../workflows/types.js';
+import type { RecoveryCluster } from '../common/pitrTypes.js';
+import { SHARED_TASK_QUEUE, hostTaskQueue } from '../common/types.js';
 import { startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';
 
 let env: BackupEnv;

@@ -14,8 +14,8 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { writeManifest } from '../activities/catalog.js';
 import { createPitrActivities } from '../activities/pitr.js';
 import { FilesystemRepository } from '../activities/storage/filesystem.js';
-import { validateConfig } from '../workers/config.js';
-import type { RecoverableWindow } from '../workflows/pitrTypes.js';
+import { validateConfig } from '../common/config.js';
+import type { RecoverableWindow } from '../common/pitrTypes.js';
 
 let dir: string;
 

@@ -17,7 +17,7 @@ import { execa } from 'execa';
 import { createPitrActivities } from '../activities/pitr.js';
 import { serverOwner } from '../activities/localCluster.js';
 import { claimDataDirectory, isRunning, markerPath, serverLog, startCluster, workDirOf } from '../activities/recoveryCluster.js';
-import type { Config } from '../workers/config.js';
+import type { Config } from '../common/config.js';
 import { startCluster as startPg, type PgCluster } from './fixtures/postgres.js';
 
 let root: string;

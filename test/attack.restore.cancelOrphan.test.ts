@@ -13,7 +13,7 @@ import pg from 'pg';
 import pino from 'pino';
 import { startWorker, type RunningWorker } from '../workers/worker.js';
 import { backupDatabase, restoreDatabase, verifyBackup } from '../workflows/index.js';
-import { SHARED_TASK_QUEUE, hostTaskQueue } from '../workflows/types.js';
+import { SHARED_TASK_QUEUE, hostTaskQueue } from '../common/types.js';
 import { APP_USER, startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';
 
 let env: BackupEnv;

@@ -19,7 +19,7 @@ import { resolveFile } from '../activities/restoreSource.js';
 import { stopAgent } from '../activities/encryption.js';
 import { FilesystemRepository } from '../activities/storage/filesystem.js';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
-import { validateConfig, type Config } from '../workers/config.js';
+import { validateConfig, type Config } from '../common/config.js';
 import { startCluster, type PgCluster } from './fixtures/postgres.js';
 import { startTemporal } from './fixtures/temporal.js';
 

@@ -13,7 +13,7 @@ import pg from 'pg';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createRestoreActivities } from '../activities/restore.js';
 import { FilesystemRepository } from '../activities/storage/filesystem.js';
-import { validateConfig, type Config } from '../workers/config.js';
+import { validateConfig, type Config } from '../common/config.js';
 import { startCluster, type PgCluster } from './fixtures/postgres.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'attack3-probetag-'));

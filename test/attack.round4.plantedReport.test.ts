@@ -18,12 +18,12 @@ import { keyIdOf, signManifest, loadVerifier } from '../activities/manifestSigna
 import { FilesystemRepository } from '../activities/storage/filesystem.js';
 import { ensureSigningKeyPair } from '../client/dev/demoKeys.js';
 import { readCatalog } from '../client/commands/listBackups.js';
-import { validateConfig } from '../workers/config.js';
+import { validateConfig } from '../common/config.js';
 import { createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { stamp } from '../workflows/restoreInput.js';
-import type { BackupManifest } from '../workflows/types.js';
-import type { VerificationReport } from '../workflows/restoreTypes.js';
+import type { BackupManifest } from '../common/types.js';
+import type { VerificationReport } from '../common/restoreTypes.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'attack4-report-'));
 

@@ -20,8 +20,8 @@ import { attemptObjectKey, claimBackup } from '../activities/backupClaim.js';
 import { manifestKey, writeManifest } from '../activities/catalog.js';
 import { FilesystemRepository } from '../activities/storage/filesystem.js';
 import { createSweepActivities } from '../activities/sweep.js';
-import { validateConfig } from '../workers/config.js';
-import type { Leftover } from '../workflows/sweepTypes.js';
+import { validateConfig } from '../common/config.js';
+import type { Leftover } from '../common/sweepTypes.js';
 import { FreezableRepository } from './fixtures/freezableRepository.js';
 
 let dir: string;

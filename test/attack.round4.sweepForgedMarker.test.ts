@@ -18,9 +18,9 @@ import { MockActivityEnvironment, type TestWorkflowEnvironment } from '@temporal
 import pg from 'pg';
 import { markerFor } from '../activities/restoreTarget.js';
 import { createSweepActivities } from '../activities/sweep.js';
-import { validateConfig, type Config } from '../workers/config.js';
+import { validateConfig, type Config } from '../common/config.js';
 import { decide, runKey, runOf, DEFAULT_UPLOAD_AGE_HOURS } from '../workflows/sweepRules.js';
-import type { FoundLeftovers, RunRef, RunStanding } from '../workflows/sweepTypes.js';
+import type { FoundLeftovers, RunRef, RunStanding } from '../common/sweepTypes.js';
 import { startCluster, type PgCluster } from './fixtures/postgres.js';
 import { startTemporal } from './fixtures/temporal.js';
 

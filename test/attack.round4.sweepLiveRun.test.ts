@@ -19,9 +19,9 @@ import { MockActivityEnvironment, type TestWorkflowEnvironment } from '@temporal
 import { attemptObjectKey, claimBackup, claimKey, readClaim } from '../activities/backupClaim.js';
 import { FilesystemRepository } from '../activities/storage/filesystem.js';
 import { createSweepActivities } from '../activities/sweep.js';
-import { validateConfig, type Config } from '../workers/config.js';
+import { validateConfig, type Config } from '../common/config.js';
 import { decide, runKey, runOf, DEFAULT_UPLOAD_AGE_HOURS } from '../workflows/sweepRules.js';
-import type { FoundLeftovers, RunRef, RunStanding } from '../workflows/sweepTypes.js';
+import type { FoundLeftovers, RunRef, RunStanding } from '../common/sweepTypes.js';
 import { startTemporal } from './fixtures/temporal.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'attack4-liverun-'));

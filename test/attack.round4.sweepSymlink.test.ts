@@ -16,9 +16,9 @@ import { Readable } from 'node:stream';
 import { attemptObjectKey, claimKey } from '../activities/backupClaim.js';
 import { createSweepActivities } from '../activities/sweep.js';
 import { FilesystemRepository } from '../activities/storage/filesystem.js';
-import { validateConfig, type Config } from '../workers/config.js';
+import { validateConfig, type Config } from '../common/config.js';
 import { decide, runKey, runOf, DEFAULT_UPLOAD_AGE_HOURS } from '../workflows/sweepRules.js';
-import type { FoundLeftovers, RunRef, RunStanding } from '../workflows/sweepTypes.js';
+import type { FoundLeftovers, RunRef, RunStanding } from '../common/sweepTypes.js';
 import { startTemporal } from './fixtures/temporal.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'attack4-symlink-'));

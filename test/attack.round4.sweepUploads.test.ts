@@ -16,9 +16,9 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { attemptObjectKey } from '../activities/backupClaim.js';
 import { S3Repository } from '../activities/storage/s3.js';
 import { createSweepActivities } from '../activities/sweep.js';
-import { validateConfig } from '../workers/config.js';
+import { validateConfig } from '../common/config.js';
 import { decide } from '../workflows/sweepRules.js';
-import type { FoundLeftovers } from '../workflows/sweepTypes.js';
+import type { FoundLeftovers } from '../common/sweepTypes.js';
 import { startS3Server, type S3Server } from './fixtures/seaweedfs.js';
 
 const BUCKET = 'shared-bucket';

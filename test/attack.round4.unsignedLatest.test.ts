@@ -24,9 +24,9 @@ import { keyIdOf, loadVerifier, signManifest } from '../activities/manifestSigna
 import { resolveCatalogBackup } from '../activities/restoreSource.js';
 import { FilesystemRepository } from '../activities/storage/filesystem.js';
 import { ensureSigningKeyPair } from '../client/dev/demoKeys.js';
-import { validateConfig } from '../workers/config.js';
-import type { RecoverableWindow } from '../workflows/pitrTypes.js';
-import type { BackupManifest } from '../workflows/types.js';
+import { validateConfig } from '../common/config.js';
+import type { RecoverableWindow } from '../common/pitrTypes.js';
+import type { BackupManifest } from '../common/types.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'attack4-latest-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -24,7 +24,7 @@ import { stopAgent } from '../activities/encryption.js';
 import { FilesystemRepository } from '../activities/storage/filesystem.js';
 import { fetchSegment, walEntryKey } from '../activities/walArchive.js';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
-import { validateConfig, type Config } from '../workers/config.js';
+import { validateConfig, type Config } from '../common/config.js';
 import { encryptLikeABackup } from './fixtures/plantedBackup.js';
 
 let dir: string;

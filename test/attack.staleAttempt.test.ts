@@ -14,7 +14,7 @@ import { claimDataDirectory, markerPath, workDirOf } from '../activities/recover
 import { stopAgent } from '../activities/encryption.js';
 import { FilesystemRepository } from '../activities/storage/filesystem.js';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
-import { validateConfig, type Config } from '../workers/config.js';
+import { validateConfig, type Config } from '../common/config.js';
 import { startCluster, type PgCluster } from './fixtures/postgres.js';
 import { startTemporal } from './fixtures/temporal.js';
 

@@ -11,7 +11,7 @@ import { stopAgent } from '../activities/encryption.js';
 import { openRepositories } from '../activities/storage/index.js';
 import { CLUSTER_IDENTITY_KEY, fetchSegment, listWalEntries, pushSegment, shipSegments } from '../activities/walArchive.js';
 import { walFileKind } from '../activities/walHeader.js';
-import { loadConfig } from '../workers/config.js';
+import { loadConfig } from '../common/config.js';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
 import { startCluster, type PgCluster } from './fixtures/postgres.js';
 

@@ -7,7 +7,7 @@ import { Worker } from '@temporalio/worker';
 import type { Activities } from '../activities/index.js';
 import { backupDatabase } from '../workflows/index.js';
 import { progressQuery } from '../workflows/messages.js';
-import { ErrorType, type BackupManifest, type DatabaseBackupInput } from '../workflows/types.js';
+import { ErrorType, type BackupManifest, type DatabaseBackupInput } from '../common/types.js';
 import { workflowBundle } from '../workers/worker.js';
 import { startTemporal } from './fixtures/temporal.js';
 

@@ -11,10 +11,10 @@ import pino from 'pino';
 import { listManifests } from '../activities/catalog.js';
 import { openRepositories } from '../activities/storage/index.js';
 import { startWorker } from '../workers/worker.js';
-import type { Config } from '../workers/config.js';
+import type { Config } from '../common/config.js';
 import { backupBase } from '../workflows/index.js';
-import type { BaseBackupResult } from '../workflows/pitrTypes.js';
-import { SHARED_TASK_QUEUE, hostTaskQueue } from '../workflows/types.js';
+import type { BaseBackupResult } from '../common/pitrTypes.js';
+import { SHARED_TASK_QUEUE, hostTaskQueue } from '../common/types.js';
 import { startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';
 
 let env: BackupEnv;

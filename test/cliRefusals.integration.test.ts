@@ -14,10 +14,10 @@ import pino from 'pino';
 import YAML from 'yaml';
 import { stopAgent } from '../activities/encryption.js';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
-import { validateConfig } from '../workers/config.js';
+import { validateConfig } from '../common/config.js';
 import { startWorker } from '../workers/worker.js';
 import { backupDatabase } from '../workflows/index.js';
-import { hostTaskQueue, SHARED_TASK_QUEUE } from '../workflows/types.js';
+import { hostTaskQueue, SHARED_TASK_QUEUE } from '../common/types.js';
 import { startCluster, type PgCluster } from './fixtures/postgres.js';
 import { startTemporal } from './fixtures/temporal.js';
 

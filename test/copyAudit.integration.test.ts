@@ -18,11 +18,11 @@ import { loadVerifier } from '../activities/manifestSignature.js';
 import { EXIT_COPIES_DAMAGED, runVerify } from '../client/commands/verify.js';
 import type { Printer } from '../client/output.js';
 import { openRepositories, openRepository } from '../activities/storage/index.js';
-import type { Config } from '../workers/config.js';
+import type { Config } from '../common/config.js';
 import { startWorker, type RunningWorker } from '../workers/worker.js';
 import { backupDatabase } from '../workflows/index.js';
-import type { CopyAudit, VerificationReport } from '../workflows/restoreTypes.js';
-import { SHARED_TASK_QUEUE, hostTaskQueue, type DatabaseBackupResult } from '../workflows/types.js';
+import type { CopyAudit, VerificationReport } from '../common/restoreTypes.js';
+import { SHARED_TASK_QUEUE, hostTaskQueue, type DatabaseBackupResult } from '../common/types.js';
 import { BUCKET, startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';
 import { freePort } from './fixtures/ports.js';
 

@@ -10,8 +10,8 @@ import { Worker } from '@temporalio/worker';
 import type { Activities } from '../activities/index.js';
 import { EXIT_COPIES_DAMAGED, describeVerification, verificationExitCode } from '../client/commands/verify.js';
 import { verifyBackup } from '../workflows/index.js';
-import type { CatalogSource, CopyAudit, RepositoryCopyCheck, VerificationReport } from '../workflows/restoreTypes.js';
-import { ErrorType, type StoredObject } from '../workflows/types.js';
+import type { CatalogSource, CopyAudit, RepositoryCopyCheck, VerificationReport } from '../common/restoreTypes.js';
+import { ErrorType, type StoredObject } from '../common/types.js';
 import { workflowBundle } from '../workers/worker.js';
 import { startTemporal } from './fixtures/temporal.js';
 

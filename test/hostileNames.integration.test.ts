@@ -10,8 +10,8 @@ import { execa } from 'execa';
 import pino from 'pino';
 import { startWorker, type RunningWorker } from '../workers/worker.js';
 import { backupDatabase, restoreDatabase, verifyBackup } from '../workflows/index.js';
-import type { RestoreDatabaseResult, VerificationReport } from '../workflows/restoreTypes.js';
-import { SHARED_TASK_QUEUE, hostTaskQueue, type DatabaseBackupResult } from '../workflows/types.js';
+import type { RestoreDatabaseResult, VerificationReport } from '../common/restoreTypes.js';
+import { SHARED_TASK_QUEUE, hostTaskQueue, type DatabaseBackupResult } from '../common/types.js';
 import { startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';
 import { ident, tableChecksums } from './fixtures/postgres.js';
 

@@ -6,10 +6,10 @@ import path from 'node:path';
 import pino from 'pino';
 import { runCommand } from '../activities/exec.js';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
-import type { Config } from '../workers/config.js';
+import type { Config } from '../common/config.js';
 import { startWorker } from '../workers/worker.js';
 import { backupDatabase, restoreDatabase } from '../workflows/index.js';
-import { SHARED_TASK_QUEUE, hostTaskQueue, type DatabaseBackupResult } from '../workflows/types.js';
+import { SHARED_TASK_QUEUE, hostTaskQueue, type DatabaseBackupResult } from '../common/types.js';
 import { SOURCE_DB, startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';
 import { tableChecksums } from './fixtures/postgres.js';
 

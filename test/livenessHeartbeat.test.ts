@@ -9,7 +9,7 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { startWorkerProcess, type WorkerProcess } from '../bench/workerProcess.js';
 import { backupDatabase, restoreDatabase } from '../workflows/index.js';
-import { SHARED_TASK_QUEUE, hostTaskQueue } from '../workflows/types.js';
+import { SHARED_TASK_QUEUE, hostTaskQueue } from '../common/types.js';
 import { startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';
 
 let env: BackupEnv;

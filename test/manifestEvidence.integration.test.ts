@@ -15,11 +15,11 @@ import { loadVerifier, signManifest } from '../activities/manifestSignature.js';
 import { collectStatus } from '../client/commands/status.js';
 import { openRepositories } from '../activities/storage/index.js';
 import type { ExpectedSource } from '../activities/sourceMatch.js';
-import type { Config } from '../workers/config.js';
+import type { Config } from '../common/config.js';
 import { startWorker, type RunningWorker } from '../workers/worker.js';
 import { backupDatabase, restoreDatabase, verifyBackup } from '../workflows/index.js';
-import type { RestoreDatabaseInput, VerificationReport } from '../workflows/restoreTypes.js';
-import { SHARED_TASK_QUEUE, hostTaskQueue, type DatabaseBackupResult } from '../workflows/types.js';
+import type { RestoreDatabaseInput, VerificationReport } from '../common/restoreTypes.js';
+import { SHARED_TASK_QUEUE, hostTaskQueue, type DatabaseBackupResult } from '../common/types.js';
 import { APP_USER, SOURCE_DB, startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';
 
 let env: BackupEnv;

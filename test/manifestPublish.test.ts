@@ -13,7 +13,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { Readable } from 'node:stream';
 import { attemptObjectKey, claimBackup, discardUnfinished, inEachRepository, publishManifest } from '../activities/backupClaim.js';
-import { COMPRESSIONS } from '../workflows/types.js';
+import { COMPRESSIONS } from '../common/types.js';
 import { manifestKey } from '../activities/catalog.js';
 import { FilesystemRepository } from '../activities/storage/filesystem.js';
 

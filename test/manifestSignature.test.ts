@@ -15,8 +15,8 @@ import { resolveCatalogBackup } from '../activities/restoreSource.js';
 import { FilesystemRepository } from '../activities/storage/filesystem.js';
 import type { ExpectedSource } from '../activities/sourceMatch.js';
 import { ensureSigningKeyPair } from '../client/dev/demoKeys.js';
-import { validateConfig } from '../workers/config.js';
-import type { RecoverableWindow } from '../workflows/pitrTypes.js';
+import { validateConfig } from '../common/config.js';
+import type { RecoverableWindow } from '../common/pitrTypes.js';
 
 const CLUSTER = '7000000000000000001';
 const expected: ExpectedSource = { database: 'app', systemIdentifier: CLUSTER, from: 'the live cluster' };

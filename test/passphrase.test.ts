@@ -19,8 +19,8 @@ import { FilesystemRepository } from '../activities/storage/filesystem.js';
 import { fetchSegment, pushSegment } from '../activities/walArchive.js';
 import { segmentStartLsn } from '../activities/walHeader.js';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
-import { validateConfig } from '../workers/config.js';
-import { ErrorType, type StoredObject } from '../workflows/types.js';
+import { validateConfig } from '../common/config.js';
+import { ErrorType, type StoredObject } from '../common/types.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'backupctl-passphrase-'));
 const PASSPHRASE = `pass-${randomBytes(6).toString('hex')} with spaces`;

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { startCodecServer, type RunningCodecServer } from '../client/commands/codecServer.js';
-import { ConfigError, validateConfig } from '../workers/config.js';
+import { ConfigError, validateConfig } from '../common/config.js';
 import { ENCODED_FAILURE_CONVERTER_PATH, temporalDataConverter } from '../workers/dataConverter.js';
 import { PayloadDecryptionError, PayloadEncryptionCodec } from '../workers/payloadCodec.js';
 import { loadPayloadKeys, parsePayloadKeys, PAYLOAD_KEYS_ENV, PAYLOAD_KEYS_FILE_ENV } from '../workers/payloadKeys.js';

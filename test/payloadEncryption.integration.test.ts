@@ -12,11 +12,11 @@ import pg from 'pg';
 import pino from 'pino';
 import { projectTool } from '../client/dev/tools.js';
 import { connectClient } from '../client/temporalClient.js';
-import type { Config } from '../workers/config.js';
+import type { Config } from '../common/config.js';
 import { PAYLOAD_KEYS_ENV, PAYLOAD_KEYS_FILE_ENV } from '../workers/payloadKeys.js';
 import { startWorker, type RunningWorker } from '../workers/worker.js';
 import { backupDatabase } from '../workflows/index.js';
-import { SHARED_TASK_QUEUE, hostTaskQueue, type DatabaseBackupResult } from '../workflows/types.js';
+import { SHARED_TASK_QUEUE, hostTaskQueue, type DatabaseBackupResult } from '../common/types.js';
 import { APP_PASSWORD, APP_USER, SOURCE_DB, startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';
 import { workerProcesses } from './fixtures/workerProcess.js';
 

@@ -16,7 +16,7 @@ import { spawnStreaming, type StreamingProcess } from '../activities/exec.js';
 import { streamToRepositories } from '../activities/pipeline.js';
 import { FilesystemRepository } from '../activities/storage/filesystem.js';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
-import { ErrorType, type Compression } from '../workflows/types.js';
+import { ErrorType, type Compression } from '../common/types.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'backupctl-abort-'));
 const tiny = path.join(dir, 'tiny');

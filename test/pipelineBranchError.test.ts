@@ -18,7 +18,7 @@ import { FilesystemRepository } from '../activities/storage/filesystem.js';
 import type { ObjectInfo, Repository } from '../activities/storage/repository.js';
 import { S3Repository } from '../activities/storage/s3.js';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
-import { ErrorType } from '../workflows/types.js';
+import { ErrorType } from '../common/types.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'backupctl-branch-'));
 let keys: KeyPair;

@@ -12,7 +12,7 @@ import { spawnStreaming } from '../activities/exec.js';
 import { streamToRepositories, type PipelineProgress } from '../activities/pipeline.js';
 import { FilesystemRepository } from '../activities/storage/filesystem.js';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
-import { ErrorType } from '../workflows/types.js';
+import { ErrorType } from '../common/types.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'backupctl-stall-'));
 let keys: KeyPair;

@@ -12,11 +12,11 @@ import { execa } from 'execa';
 import pino from 'pino';
 import { createPitrActivities } from '../activities/pitr.js';
 import { openRepositories } from '../activities/storage/index.js';
-import type { Config } from '../workers/config.js';
+import type { Config } from '../common/config.js';
 import { startWorker } from '../workers/worker.js';
 import { backupBase } from '../workflows/index.js';
-import type { RecoveryCluster } from '../workflows/pitrTypes.js';
-import { SHARED_TASK_QUEUE, hostTaskQueue } from '../workflows/types.js';
+import type { RecoveryCluster } from '../common/pitrTypes.js';
+import { SHARED_TASK_QUEUE, hostTaskQueue } from '../common/types.js';
 import { startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';
 
 const WORKFLOW_ID = 'pitr-paths';

@@ -19,10 +19,10 @@ import { createPitrActivities } from '../activities/pitr.js';
 import { markerPath, prefetchDirOf, workDirOf } from '../activities/recoveryCluster.js';
 import type { Repository } from '../activities/storage/repository.js';
 import { openRepositories } from '../activities/storage/index.js';
-import type { Config } from '../workers/config.js';
+import type { Config } from '../common/config.js';
 import { startWorker } from '../workers/worker.js';
 import { backupBase } from '../workflows/index.js';
-import { SHARED_TASK_QUEUE, hostTaskQueue } from '../workflows/types.js';
+import { SHARED_TASK_QUEUE, hostTaskQueue } from '../common/types.js';
 import { startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';
 
 const RUN_ID = 'run-stale-unpack-7a41c0de';

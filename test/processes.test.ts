@@ -9,7 +9,7 @@ import { execa, type ResultPromise } from 'execa';
 import YAML from 'yaml';
 import { openRepositories } from '../activities/storage/index.js';
 import { backupDatabase } from '../workflows/index.js';
-import { SHARED_TASK_QUEUE, hostTaskQueue, type DatabaseBackupResult } from '../workflows/types.js';
+import { SHARED_TASK_QUEUE, hostTaskQueue, type DatabaseBackupResult } from '../common/types.js';
 import { APP_PASSWORD, BUCKET, SOURCE_DB, seedSlowToCompress, startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';
 import { tableChecksums } from './fixtures/postgres.js';
 import { workerProcesses } from './fixtures/workerProcess.js';

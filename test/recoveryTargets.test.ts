@@ -1,7 +1,7 @@
 // Recovery targets against the recoverable window: the rules the workflow's signal and update
 // handlers apply, and the base backup each target starts from.
 import { segmentEndLsn, segmentOf } from '../activities/pitr.js';
-import type { RecoverableWindow } from '../workflows/pitrTypes.js';
+import type { RecoverableWindow } from '../common/pitrTypes.js';
 import { checkTarget, lsnValue } from '../workflows/recoveryTargets.js';
 
 const window: RecoverableWindow = {

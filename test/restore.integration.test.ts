@@ -15,11 +15,11 @@ import { ensureKeyPair } from '../client/dev/demoKeys.js';
 import { projectTool } from '../client/dev/tools.js';
 import { stopAgent } from '../activities/encryption.js';
 import { openRepositories } from '../activities/storage/index.js';
-import type { Config } from '../workers/config.js';
+import type { Config } from '../common/config.js';
 import { startWorker, type RunningWorker } from '../workers/worker.js';
 import { backupDatabase, recoveryDrill, restoreDatabase, verifyBackup } from '../workflows/index.js';
-import type { DrillReport, RestoreDatabaseInput, VerificationReport } from '../workflows/restoreTypes.js';
-import { SHARED_TASK_QUEUE, hostTaskQueue, type DatabaseBackupResult } from '../workflows/types.js';
+import type { DrillReport, RestoreDatabaseInput, VerificationReport } from '../common/restoreTypes.js';
+import { SHARED_TASK_QUEUE, hostTaskQueue, type DatabaseBackupResult } from '../common/types.js';
 import { APP_PASSWORD, APP_USER, BUCKET, SOURCE_DB, startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';
 import { tableChecksums } from './fixtures/postgres.js';
 

@@ -8,8 +8,8 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import type { Activities } from '../activities/index.js';
 import { recoveryDrill, restoreDatabase, verifyBackup } from '../workflows/index.js';
-import type { CatalogSource, DatabaseInspection, RestoredDatabase } from '../workflows/restoreTypes.js';
-import { ErrorType } from '../workflows/types.js';
+import type { CatalogSource, DatabaseInspection, RestoredDatabase } from '../common/restoreTypes.js';
+import { ErrorType } from '../common/types.js';
 import { workflowBundle } from '../workers/worker.js';
 import { startTemporal } from './fixtures/temporal.js';
 

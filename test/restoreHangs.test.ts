@@ -22,9 +22,9 @@ import { FilesystemRepository } from '../activities/storage/filesystem.js';
 import { ownedTempPrefix, sweepDeadOwners } from '../activities/tempDirs.js';
 import type { Repository } from '../activities/storage/repository.js';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
-import { validateConfig, type Config } from '../workers/config.js';
-import type { CatalogSource } from '../workflows/restoreTypes.js';
-import { ErrorType, type StoredObject } from '../workflows/types.js';
+import { validateConfig, type Config } from '../common/config.js';
+import type { CatalogSource } from '../common/restoreTypes.js';
+import { ErrorType, type StoredObject } from '../common/types.js';
 import { startCluster, type PgCluster } from './fixtures/postgres.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'backupctl-hangs-'));

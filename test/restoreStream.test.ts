@@ -13,7 +13,7 @@ import { streamToRepositories } from '../activities/pipeline.js';
 import { openPlaintext } from '../activities/restoreStream.js';
 import { FilesystemRepository } from '../activities/storage/filesystem.js';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
-import { ErrorType, type Compression } from '../workflows/types.js';
+import { ErrorType, type Compression } from '../common/types.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'backupctl-restore-stream-'));
 const source = path.join(dir, 'source.bin');

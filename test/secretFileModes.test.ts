@@ -8,7 +8,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { loadSigner } from '../activities/manifestSignature.js';
 import { parseDatabaseUrl } from '../activities/postgres.js';
 import { assertSecretFileMode } from '../activities/secretFiles.js';
-import { validateConfig } from '../workers/config.js';
+import { validateConfig } from '../common/config.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'backupctl-modes-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -23,11 +23,11 @@ import { runListBackups } from '../client/commands/listBackups.js';
 import { collectStatus } from '../client/commands/status.js';
 import { ensureSigningKeyPair, type SigningKeyPair } from '../client/dev/demoKeys.js';
 import type { Printer } from '../client/output.js';
-import type { Config } from '../workers/config.js';
+import type { Config } from '../common/config.js';
 import { startWorker, type RunningWorker } from '../workers/worker.js';
 import { backupDatabase, restoreDatabase, verifyBackup } from '../workflows/index.js';
-import type { RestoreDatabaseInput } from '../workflows/restoreTypes.js';
-import { SHARED_TASK_QUEUE, hostTaskQueue, type BackupManifest, type DatabaseBackupResult } from '../workflows/types.js';
+import type { RestoreDatabaseInput } from '../common/restoreTypes.js';
+import { SHARED_TASK_QUEUE, hostTaskQueue, type BackupManifest, type DatabaseBackupResult } from '../common/types.js';
 import { APP_USER, SOURCE_DB, startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';
 import { encryptLikeABackup, plantBackup } from './fixtures/plantedBackup.js';
 

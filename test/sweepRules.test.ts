@@ -3,10 +3,10 @@
 // switched-to recovery) is never taken for a leftover.
 import { sweepInput } from '../client/commands/sweep.js';
 import { InputRefused } from '../client/workflowRun.js';
-import type { Config } from '../workers/config.js';
+import type { Config } from '../common/config.js';
 import { decide, type SweepRuleOptions } from '../workflows/sweepRules.js';
 import { validateInput } from '../workflows/sweepLeftovers.js';
-import type { Leftover, RunStanding } from '../workflows/sweepTypes.js';
+import type { Leftover, RunStanding } from '../common/sweepTypes.js';
 
 const run = { workflowId: 'wf', runId: '01a2-run' };
 const options: SweepRuleOptions = { removeRecoveryFolders: false, uploadAgeHours: 24 };

@@ -12,9 +12,9 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { FilesystemRepository } from '../activities/storage/filesystem.js';
 import { createSweepActivities } from '../activities/sweep.js';
 import { describeLeftover } from '../client/commands/sweep.js';
-import { validateConfig } from '../workers/config.js';
+import { validateConfig } from '../common/config.js';
 import { decide } from '../workflows/sweepRules.js';
-import type { FoundLeftovers, Leftover } from '../workflows/sweepTypes.js';
+import type { FoundLeftovers, Leftover } from '../common/sweepTypes.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'sweep-temp-files-'));
 const nasRoot = path.join(dir, 'nas');

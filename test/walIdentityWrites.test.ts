@@ -11,7 +11,7 @@ import { FilesystemRepository } from '../activities/storage/filesystem.js';
 import type { Repository } from '../activities/storage/repository.js';
 import { CLUSTER_IDENTITY_KEY, pushSegment, shipSegments } from '../activities/walArchive.js';
 import { ensureKeyPair } from '../client/dev/demoKeys.js';
-import { validateConfig, type Config } from '../workers/config.js';
+import { validateConfig, type Config } from '../common/config.js';
 import { segmentBytes } from './fixtures/walSegment.js';
 
 let dir: string;

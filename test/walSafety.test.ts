@@ -15,7 +15,7 @@ import { openRepositories } from '../activities/storage/index.js';
 import type { Repository } from '../activities/storage/repository.js';
 import { listWalEntries, pushSegment, shipSegments } from '../activities/walArchive.js';
 import { createWalShippingActivities } from '../activities/walShipping.js';
-import { loadConfig } from '../workers/config.js';
+import { loadConfig } from '../common/config.js';
 import { checkWalFile, segmentStartLsn, walFileKind } from '../activities/walHeader.js';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
 import { startCluster, type PgCluster } from './fixtures/postgres.js';

@@ -4,7 +4,7 @@
 // both take it from here.
 import { fileURLToPath } from 'node:url';
 import type { DataConverter } from '@temporalio/common';
-import type { Config } from './config.js';
+import type { Config } from '../common/config.js';
 import { PayloadEncryptionCodec } from './payloadCodec.js';
 import { loadPayloadKeys } from './payloadKeys.js';
 

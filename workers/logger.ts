@@ -2,7 +2,7 @@
 // every line is structured JSON with workflowId / activityId and never a secret.
 import { DefaultLogger, Runtime, type LogEntry, type LogLevel } from '@temporalio/worker';
 import pino, { type Logger } from 'pino';
-import { REDACT_PATHS, redact } from '../activities/redact.js';
+import { REDACT_PATHS, redact } from '../common/redact.js';
 
 export function createLogger(level: string = process.env.LOG_LEVEL ?? 'info'): Logger {
   // stderr: stdout belongs to the CLI's --json output.

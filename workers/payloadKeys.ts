@@ -3,7 +3,7 @@
 // first key listed encrypts; every key listed decrypts, so a key is rotated in by listing it
 // last everywhere, then first, and retired once no retained history needs it.
 import { readFileSync, statSync } from 'node:fs';
-import { ConfigError } from './config.js';
+import { ConfigError } from '../common/config.js';
 
 /** `<key id>:<base64 of 32 random bytes>` entries, separated by commas or line breaks. */
 export const PAYLOAD_KEYS_ENV = 'BACKUPCTL_PAYLOAD_KEYS';

@@ -7,9 +7,9 @@ import { backupIdFor, sweepAttempts } from './backupDatabase.js';
 import { describeFailure, surfaceFailure } from './failures.js';
 import { progressQuery } from './messages.js';
 import { compensate, validateWith, type Compensation } from './saga.js';
-import type { BaseBackupInput, BaseBackupManifest, BaseBackupResult } from './pitrTypes.js';
+import type { BaseBackupInput, BaseBackupManifest, BaseBackupResult } from '../common/pitrTypes.js';
 import { checkObject, checkTaskQueue, invalidInput } from './restoreInput.js';
-import { COMPRESSIONS, type BackupProgress } from './types.js';
+import { COMPRESSIONS, type BackupProgress } from '../common/types.js';
 
 export async function backupBase(input: BaseBackupInput): Promise<BaseBackupResult> {
   const { workflowId, runId } = workflowInfo();

@@ -14,7 +14,7 @@ import {
   type BackupProgress,
   type DatabaseBackupInput,
   type DatabaseBackupResult,
-} from './types.js';
+} from '../common/types.js';
 
 export async function backupDatabase(input: DatabaseBackupInput): Promise<DatabaseBackupResult> {
   const { workflowId, runId } = workflowInfo();

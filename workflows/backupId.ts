@@ -4,7 +4,7 @@
 // never share a backup id ("dup x" and "dup/x" were both "dup-x" before). Pure, so the
 // workflow and the CLI compute the same id.
 import { ApplicationFailure } from '@temporalio/common';
-import { ErrorType } from './types.js';
+import { ErrorType } from '../common/types.js';
 
 /** Longest backup id: keys stay well under every store's limit (S3: 1024 bytes). */
 export const MAX_BACKUP_ID_LENGTH = 200;

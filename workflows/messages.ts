@@ -1,9 +1,9 @@
 // Signals, queries and updates of the workflows, defined once for workflows and clients.
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { BackupProgress } from './types.js';
-import type { RestoreProgress } from './restoreTypes.js';
-import type { SweepProgress } from './sweepTypes.js';
-import type { PitrState, RecoveryTarget, WalShippingState } from './pitrTypes.js';
+import type { BackupProgress } from '../common/types.js';
+import type { RestoreProgress } from '../common/restoreTypes.js';
+import type { SweepProgress } from '../common/sweepTypes.js';
+import type { PitrState, RecoveryTarget, WalShippingState } from '../common/pitrTypes.js';
 
 /**
  * Where a running workflow is; answered from workflow state, so it works on a finished run

@@ -8,10 +8,10 @@ import { ApplicationFailure, CancellationScope, condition, log, setHandler, work
 import { hostActivities, longRecovery, quickMetadata, serviceControl } from './activityOptions.js';
 import { describeFailure, surfaceFailure } from './failures.js';
 import { approveCutoverSignal, pitrStateQuery, setTargetTimeSignal, setTargetUpdate } from './messages.js';
-import type { CutoverOutcome, PitrState, PointInTimeRecoveryInput, PointInTimeRecoveryResult, RecoveryCluster, RecoveryTarget } from './pitrTypes.js';
+import type { CutoverOutcome, PitrState, PointInTimeRecoveryInput, PointInTimeRecoveryResult, RecoveryCluster, RecoveryTarget } from '../common/pitrTypes.js';
 import { checkTarget, type TargetVerdict } from './recoveryTargets.js';
 import { checkAllowUnsigned, checkObject, checkTaskQueue, invalidInput } from './restoreInput.js';
-import { ErrorType } from './types.js';
+import { ErrorType } from '../common/types.js';
 
 /** While waiting for a target, the window is refreshed this often (new WAL arrives). */
 const WINDOW_REFRESH = '1 minute';

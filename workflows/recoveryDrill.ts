@@ -7,9 +7,10 @@ import { describeFailure, surfaceFailure } from './failures.js';
 import { progressQuery } from './messages.js';
 import { dropScratchThenReport, validateWith } from './saga.js';
 import { inspectionProblems } from './verdicts.js';
-import { checkAllowUnsigned, checkBackupReference, checkJobs, checkObject, checkTaskQueue, invalidInput, shortTag, stamp } from './restoreInput.js';
-import type { DrillReport, RecoveryDrillInput, RestoreProgress } from './restoreTypes.js';
-import { ErrorType } from './types.js';
+import { checkAllowUnsigned, checkBackupReference, checkJobs, checkObject, checkTaskQueue, invalidInput, stamp } from './restoreInput.js';
+import { scratchDatabaseName } from '../common/names.js';
+import type { DrillReport, RecoveryDrillInput, RestoreProgress } from '../common/restoreTypes.js';
+import { ErrorType } from '../common/types.js';
 
 export async function recoveryDrill(input: RecoveryDrillInput): Promise<DrillReport> {
   const { workflowId } = workflowInfo();
@@ -21,7 +22,7 @@ export async function recoveryDrill(input: RecoveryDrillInput): Promise<DrillRep
   const quick = hostActivities(quickMetadata, input.hostTaskQueue);
   const long = hostActivities(longRestore, input.hostTaskQueue);
 
-  const database = `backupctl_drill_${shortTag(workflowId)}`;
+  const database = scratchDatabaseName('drill', workflowId);
   progress.database = database;
   const report: DrillReport = {
     formatVersion: 1,

@@ -1,6 +1,6 @@
 // Checks a recovery target against the recoverable window and picks the base backup to start
 // from. Pure and deterministic: used by the workflow's signal and update handlers.
-import type { BaseBackupSummary, RecoverableWindow, RecoveryTarget } from './pitrTypes.js';
+import type { BaseBackupSummary, RecoverableWindow, RecoveryTarget } from '../common/pitrTypes.js';
 
 export type TargetVerdict = { ok: true; target: RecoveryTarget; base: BaseBackupSummary } | { ok: false; reason: string };
 

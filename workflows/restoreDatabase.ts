@@ -9,8 +9,8 @@ import { progressQuery } from './messages.js';
 import { compensate, validateWith, type Compensation } from './saga.js';
 import { inspectionProblems } from './verdicts.js';
 import { DATABASE_NAME, checkAllowUnsigned, checkBackupReference, checkJobs, checkObject, checkTaskQueue, databaseName, invalidInput, stamp } from './restoreInput.js';
-import type { RestoreDatabaseInput, RestoreDatabaseResult, RestoreProgress } from './restoreTypes.js';
-import { ErrorType } from './types.js';
+import type { RestoreDatabaseInput, RestoreDatabaseResult, RestoreProgress } from '../common/restoreTypes.js';
+import { ErrorType } from '../common/types.js';
 
 export async function restoreDatabase(input: RestoreDatabaseInput): Promise<RestoreDatabaseResult> {
   const { workflowId } = workflowInfo();

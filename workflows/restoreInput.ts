@@ -1,7 +1,7 @@
 // Input checks and names shared by the restore, verification and drill workflows.
 // Deterministic: no I/O; time comes from the workflow clock.
 import { ApplicationFailure } from '@temporalio/workflow';
-import { ErrorType } from './types.js';
+import { ErrorType } from '../common/types.js';
 
 export function invalidInput(field: string, value: unknown, allowed: string): ApplicationFailure {
   return ApplicationFailure.nonRetryable(`input.${field} is ${JSON.stringify(value)}; ${allowed}`, ErrorType.InvalidInput);
@@ -49,14 +49,4 @@ export function stamp(now: Date): string {
 /** A name of at most 63 bytes: the base shortened, the suffix kept whole. */
 export function databaseName(base: string, suffix: string): string {
   return `${base.slice(0, 63 - suffix.length)}${suffix}`.toLowerCase().replace(/[^a-z0-9_]/g, '_');
-}
-
-/** A short, stable tag of a workflow id (FNV-1a), for scratch database names. */
-export function shortTag(text: string): string {
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) {
-    hash ^= text.charCodeAt(i);
-    hash = Math.imul(hash, 0x01000193) >>> 0;
-  }
-  return hash.toString(16).padStart(8, '0');
 }

@@ -7,7 +7,7 @@ import { allHandlersFinished, condition, continueAsNew, log, setHandler, sleep }
 import { hostActivities, quickMetadata, walShippingPass } from './activityOptions.js';
 import { describeFailure } from './failures.js';
 import { walShippingQuery } from './messages.js';
-import type { ShipWalInput, WalShippingState } from './pitrTypes.js';
+import type { ShipWalInput, WalShippingState } from '../common/pitrTypes.js';
 import { checkObject, checkTaskQueue, invalidInput } from './restoreInput.js';
 
 const PASSES_PER_RUN = 200;

@@ -12,7 +12,7 @@ import { progressQuery } from './messages.js';
 import { checkObject, checkTaskQueue, invalidInput } from './restoreInput.js';
 import { validateWith } from './saga.js';
 import { DEFAULT_UPLOAD_AGE_HOURS, decide, runKey, runOf } from './sweepRules.js';
-import type { RunRef, RunStanding, SweepItem, SweepLeftoversInput, SweepProgress, SweepReport } from './sweepTypes.js';
+import type { RunRef, RunStanding, SweepItem, SweepLeftoversInput, SweepProgress, SweepReport } from '../common/sweepTypes.js';
 
 export async function sweepLeftovers(input: SweepLeftoversInput): Promise<SweepReport> {
   const { workflowId } = workflowInfo();

@@ -7,7 +7,7 @@
 //   recovery's cluster (the application may run on it) stay. Where the run's history is gone
 //   and the result cannot be told from a leftover, it stays too, and the report says so.
 // - A backup's objects go only where no manifest names them.
-import type { Leftover, RunRef, RunStanding, SweepDecision } from './sweepTypes.js';
+import type { Leftover, RunRef, RunStanding, SweepDecision } from '../common/sweepTypes.js';
 
 export const DEFAULT_UPLOAD_AGE_HOURS = 24;
 

@@ -1,5 +1,5 @@
 // What a failed inspection of a restored database says, in one line per problem.
-import type { DatabaseInspection } from './restoreTypes.js';
+import type { DatabaseInspection } from '../common/restoreTypes.js';
 
 export function inspectionProblems(inspection: DatabaseInspection | undefined): string[] {
   if (!inspection) return [];

@@ -5,14 +5,15 @@
 // dump fails here, and a damaged copy the restore skipped is named in the verdict.
 import { ApplicationFailure, isCancellation, patched, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
 import { hostActivities, longRestore, quickMetadata } from './activityOptions.js';
-import { copyProblems, copySummary, verificationState, verificationVerdict } from './copyVerdict.js';
+import { copyProblems, copySummary, verificationState, verificationVerdict } from '../common/copyVerdict.js';
 import { describeFailure, surfaceFailure } from './failures.js';
 import { progressQuery } from './messages.js';
 import { dropScratchThenReport, validateWith } from './saga.js';
 import { inspectionProblems } from './verdicts.js';
-import { checkAllowUnsigned, checkBackupReference, checkJobs, checkObject, checkTaskQueue, invalidInput, shortTag, stamp } from './restoreInput.js';
-import type { RestoreProgress, VerificationReport, VerifyBackupInput } from './restoreTypes.js';
-import { ErrorType, type StoredObject } from './types.js';
+import { checkAllowUnsigned, checkBackupReference, checkJobs, checkObject, checkTaskQueue, invalidInput, stamp } from './restoreInput.js';
+import { scratchDatabaseName } from '../common/names.js';
+import type { RestoreProgress, VerificationReport, VerifyBackupInput } from '../common/restoreTypes.js';
+import { ErrorType, type StoredObject } from '../common/types.js';
 
 export async function verifyBackup(input: VerifyBackupInput): Promise<VerificationReport> {
   const { workflowId } = workflowInfo();
@@ -24,7 +25,7 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<Verificati
   const long = hostActivities(longRestore, input.hostTaskQueue);
 
   // Derived from the workflow id, so a new worker after a crash finds what the dead one made.
-  const scratch = `backupctl_verify_${shortTag(workflowId)}`;
+  const scratch = scratchDatabaseName('verify', workflowId);
   progress.database = scratch;
   const report: VerificationReport = {
     formatVersion: 1,

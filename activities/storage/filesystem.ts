@@ -5,7 +5,7 @@ import { mkdir, open, readdir, rename, rm, stat, lstat, access, constants, link,
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
-import { ErrorType } from '../../workflows/types.js';
+import { ErrorType } from '../../common/types.js';
 import { classifyFilesystemError, permanent } from '../errors.js';
 import { assertSafeKey, byKey, unhandledErrorsKept, type ObjectInfo, type PutOptions, type Repository, type UnfinishedUpload } from './repository.js';
 

@@ -2,8 +2,8 @@
 // environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL_S3)
 // unless the configuration names an endpoint.
 import { S3Client } from '@aws-sdk/client-s3';
-import type { Config, RepositoryConfig } from '../../workers/config.js';
-import { ErrorType } from '../../workflows/types.js';
+import type { Config, RepositoryConfig } from '../../common/config.js';
+import { ErrorType } from '../../common/types.js';
 import { permanent } from '../errors.js';
 import { FilesystemRepository } from './filesystem.js';
 import type { Repository } from './repository.js';

@@ -11,7 +11,7 @@ export function unhandledErrorsKept<T extends Readable>(stream: T): T {
   stream.on('error', () => undefined);
   return stream;
 }
-import { ErrorType, type RepositoryKind } from '../../workflows/types.js';
+import { ErrorType, type RepositoryKind } from '../../common/types.js';
 import { permanent } from '../errors.js';
 
 export interface ObjectInfo {

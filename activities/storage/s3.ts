@@ -15,7 +15,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { Transform, type Readable } from 'node:stream';
-import { ErrorType } from '../../workflows/types.js';
+import { ErrorType } from '../../common/types.js';
 import { permanent, transient } from '../errors.js';
 import { assertSafeKey, byKey, unhandledErrorsKept, type ObjectInfo, type PutOptions, type Repository, type UnfinishedUpload } from './repository.js';
 

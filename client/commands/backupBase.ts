@@ -2,10 +2,10 @@
 // the database host's queue; output shaped like the database backup's.
 import type { Client } from '@temporalio/client';
 import { backupBase } from '../../workflows/index.js';
-import { hostTaskQueue } from '../../workflows/types.js';
-import type { BaseBackupInput, BaseBackupResult } from '../../workflows/pitrTypes.js';
+import { hostTaskQueue } from '../../common/types.js';
+import type { BaseBackupInput, BaseBackupResult } from '../../common/pitrTypes.js';
 import { validateBaseBackupInput } from '../../workflows/inputValidation.js';
-import { databaseHost, type Config } from '../../workers/config.js';
+import { databaseHost, type Config } from '../../common/config.js';
 import { formatBytes, type Printer } from '../output.js';
 import { backupWorkflowIdOption, compressionOption, defaultWorkflowId, refuseInvalid, repositoriesOption, startAndReport } from '../workflowRun.js';
 

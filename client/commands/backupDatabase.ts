@@ -3,8 +3,8 @@
 import type { Client } from '@temporalio/client';
 import { backupDatabase } from '../../workflows/index.js';
 import { validateDatabaseBackupInput } from '../../workflows/inputValidation.js';
-import { hostTaskQueue, type DatabaseBackupInput, type DatabaseBackupResult } from '../../workflows/types.js';
-import { databaseHost, type Config } from '../../workers/config.js';
+import { hostTaskQueue, type DatabaseBackupInput, type DatabaseBackupResult } from '../../common/types.js';
+import { databaseHost, type Config } from '../../common/config.js';
 import { formatBytes, type Printer } from '../output.js';
 import { backupWorkflowIdOption, compressionOption, defaultWorkflowId, refuseInvalid, repositoriesOption, startAndReport } from '../workflowRun.js';
 

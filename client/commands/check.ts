@@ -1,7 +1,7 @@
 // `backupctl check`: the archiving set-up and a live test of it; exit 1 when anything is wrong.
 import { checkArchiving } from '../../activities/archiveCheck.js';
 import type { Repository } from '../../activities/storage/repository.js';
-import type { Config } from '../../workers/config.js';
+import type { Config } from '../../common/config.js';
 import type { Printer } from '../output.js';
 
 export async function runCheck(config: Config, repositories: Repository[], options: { wait?: string }, out: Printer): Promise<number> {

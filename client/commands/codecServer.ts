@@ -7,7 +7,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Payload, PayloadCodec } from '@temporalio/common';
-import type { Config } from '../../workers/config.js';
+import type { Config } from '../../common/config.js';
 import { PayloadEncryptionCodec } from '../../workers/payloadCodec.js';
 import { loadPayloadKeys } from '../../workers/payloadKeys.js';
 import { InputRefused } from '../workflowRun.js';

@@ -1,10 +1,10 @@
 // `backupctl drill`: the monthly recovery drill, on demand, on the drill host from the offsite copy.
 import type { Client } from '@temporalio/client';
 import { recoveryDrill } from '../../workflows/index.js';
-import { hostTaskQueue } from '../../workflows/types.js';
-import type { DrillReport, RecoveryDrillInput } from '../../workflows/restoreTypes.js';
+import { hostTaskQueue } from '../../common/types.js';
+import type { DrillReport, RecoveryDrillInput } from '../../common/restoreTypes.js';
 import { validateRecoveryDrillInput } from '../../workflows/inputValidation.js';
-import { ConfigError, drillRepository, type Config } from '../../workers/config.js';
+import { ConfigError, drillRepository, type Config } from '../../common/config.js';
 import type { Printer } from '../output.js';
 import { defaultWorkflowId, refuseInvalid, startAndReport } from '../workflowRun.js';
 

@@ -6,11 +6,11 @@
 import { chooseCopy, latestVerification, manifestKey, scanManifests, type ManifestCopy } from '../../activities/catalog.js';
 import type { Verifier } from '../../activities/manifestSignature.js';
 import { sourceVerdict, type ExpectedSource, type SourceVerdict } from '../../activities/sourceMatch.js';
-import { redact } from '../../activities/redact.js';
+import { redact } from '../../common/redact.js';
 import type { Repository } from '../../activities/storage/repository.js';
-import type { BackupManifest, SignatureVerdict } from '../../workflows/types.js';
-import { copyProblems, copySummary } from '../../workflows/copyVerdict.js';
-import type { SkippedCopy, VerificationReport, VerificationState } from '../../workflows/restoreTypes.js';
+import type { BackupManifest, SignatureVerdict } from '../../common/types.js';
+import { copyProblems, copySummary } from '../../common/copyVerdict.js';
+import type { SkippedCopy, VerificationReport, VerificationState } from '../../common/restoreTypes.js';
 import { formatBytes, type Printer } from '../output.js';
 
 export interface CatalogEntry {

@@ -4,10 +4,10 @@
 import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { pointInTimeRecovery } from '../../workflows/index.js';
 import { approveCutoverSignal, pitrStateQuery, setTargetTimeSignal, setTargetUpdate } from '../../workflows/messages.js';
-import type { PitrState, PointInTimeRecoveryInput, PointInTimeRecoveryResult, RecoveryTarget } from '../../workflows/pitrTypes.js';
+import type { PitrState, PointInTimeRecoveryInput, PointInTimeRecoveryResult, RecoveryTarget } from '../../common/pitrTypes.js';
 import { targetFormProblem, validatePointInTimeRecoveryInput } from '../../workflows/inputValidation.js';
-import { hostTaskQueue } from '../../workflows/types.js';
-import { databaseHost, type Config } from '../../workers/config.js';
+import { hostTaskQueue } from '../../common/types.js';
+import { databaseHost, type Config } from '../../common/config.js';
 import type { Printer } from '../output.js';
 import { defaultWorkflowId, InputRefused, numberOption, refuseInvalid, startAndReport } from '../workflowRun.js';
 

@@ -3,10 +3,10 @@
 // --replace swaps it into the live database's place.
 import type { Client } from '@temporalio/client';
 import { restoreDatabase } from '../../workflows/index.js';
-import { hostTaskQueue } from '../../workflows/types.js';
-import type { RestoreDatabaseInput, RestoreDatabaseResult } from '../../workflows/restoreTypes.js';
+import { hostTaskQueue } from '../../common/types.js';
+import type { RestoreDatabaseInput, RestoreDatabaseResult } from '../../common/restoreTypes.js';
 import { validateRestoreDatabaseInput } from '../../workflows/inputValidation.js';
-import { verificationHost, type Config } from '../../workers/config.js';
+import { verificationHost, type Config } from '../../common/config.js';
 import { formatBytes, type Printer } from '../output.js';
 import { defaultWorkflowId, numberOption, refuseInvalid, startAndReport } from '../workflowRun.js';
 

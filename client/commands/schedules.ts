@@ -4,8 +4,8 @@
 // The cadences: the nightly backup, the weekly base backup, verification, the monthly drill.
 import { ScheduleNotFoundError, ScheduleOverlapPolicy, type Client, type ScheduleOptions } from '@temporalio/client';
 import { backupBase, backupDatabase, recoveryDrill, verifyBackup } from '../../workflows/index.js';
-import { SHARED_TASK_QUEUE, hostTaskQueue } from '../../workflows/types.js';
-import { databaseHost, drillRepository, verificationHost, type Config } from '../../workers/config.js';
+import { SHARED_TASK_QUEUE, hostTaskQueue } from '../../common/types.js';
+import { databaseHost, drillRepository, verificationHost, type Config } from '../../common/config.js';
 import { drillInput } from './drill.js';
 import type { Printer } from '../output.js';
 

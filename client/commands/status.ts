@@ -7,8 +7,8 @@ import proto from '@temporalio/proto';
 import type { Repository } from '../../activities/storage/repository.js';
 
 const { temporal } = proto;
-import { SHARED_TASK_QUEUE, hostTaskQueue } from '../../workflows/types.js';
-import { databaseHost, type Config } from '../../workers/config.js';
+import { SHARED_TASK_QUEUE, hostTaskQueue } from '../../common/types.js';
+import { databaseHost, type Config } from '../../common/config.js';
 import type { Printer } from '../output.js';
 import { readCatalog, type LastVerification } from './listBackups.js';
 import { scanManifests, type Scanned } from '../../activities/catalog.js';

@@ -4,9 +4,9 @@
 import type { Client } from '@temporalio/client';
 import { sweepLeftovers } from '../../workflows/index.js';
 import { validateSweepLeftoversInput } from '../../workflows/inputValidation.js';
-import { hostTaskQueue } from '../../workflows/types.js';
-import type { Leftover, SweepItem, SweepLeftoversInput, SweepReport } from '../../workflows/sweepTypes.js';
-import type { Config } from '../../workers/config.js';
+import { hostTaskQueue } from '../../common/types.js';
+import type { Leftover, SweepItem, SweepLeftoversInput, SweepReport } from '../../common/sweepTypes.js';
+import type { Config } from '../../common/config.js';
 import type { Printer } from '../output.js';
 import { defaultWorkflowId, refuseInvalid, startAndReport } from '../workflowRun.js';
 

@@ -1,11 +1,11 @@
 // `backupctl verify <id|latest>`: the weekly verification, on demand.
 import type { Client } from '@temporalio/client';
-import { copyProblems, verificationVerdict } from '../../workflows/copyVerdict.js';
+import { copyProblems, verificationVerdict } from '../../common/copyVerdict.js';
 import { verifyBackup } from '../../workflows/index.js';
-import { hostTaskQueue } from '../../workflows/types.js';
-import type { VerificationReport, VerifyBackupInput } from '../../workflows/restoreTypes.js';
+import { hostTaskQueue } from '../../common/types.js';
+import type { VerificationReport, VerifyBackupInput } from '../../common/restoreTypes.js';
 import { validateVerifyBackupInput } from '../../workflows/inputValidation.js';
-import { verificationHost, type Config } from '../../workers/config.js';
+import { verificationHost, type Config } from '../../common/config.js';
 import type { Printer } from '../output.js';
 import { defaultWorkflowId, refuseInvalid, startAndReport } from '../workflowRun.js';
 

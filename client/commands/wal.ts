@@ -3,8 +3,8 @@
 import { WorkflowIdConflictPolicy, type Client } from '@temporalio/client';
 import { shipWal } from '../../workflows/index.js';
 import { walShippingQuery } from '../../workflows/messages.js';
-import { SHARED_TASK_QUEUE, hostTaskQueue } from '../../workflows/types.js';
-import { databaseHost, type Config } from '../../workers/config.js';
+import { SHARED_TASK_QUEUE, hostTaskQueue } from '../../common/types.js';
+import { databaseHost, type Config } from '../../common/config.js';
 import type { Printer } from '../output.js';
 
 export function walShippingWorkflowId(config: Config): string {

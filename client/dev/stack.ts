@@ -7,7 +7,7 @@ import pg from 'pg';
 import YAML from 'yaml';
 import { stopAgent } from '../../activities/encryption.js';
 import { ensureCluster, type LocalCluster } from '../../activities/localCluster.js';
-import { validateConfig } from '../../workers/config.js';
+import { validateConfig } from '../../common/config.js';
 import { createLogger, installTemporalLogging } from '../../workers/logger.js';
 import { startWorker } from '../../workers/worker.js';
 import { runBackupDatabase } from '../commands/backupDatabase.js';

@@ -6,8 +6,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { z } from 'zod';
-import { COMPRESSIONS, ErrorType } from '../workflows/types.js';
-import { redact, redactUrlUserinfo } from '../activities/redact.js';
+import { COMPRESSIONS, ErrorType } from './types.js';
+import { redact, redactUrlUserinfo } from './redact.js';
 
 const DEFAULT_KEY_TABLES = ['auth_user', 'review_manager_searchsession', 'review_manager_sessionactivity'];
 const NAME = /^[a-z][a-z0-9_-]{0,39}$/;
