@@ -6,12 +6,11 @@ import { createHash } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Context } from '@temporalio/activity';
-import { ApplicationFailure } from '@temporalio/common';
 import { ErrorType, type BackupManifest, type StoredObject } from '../common/types.js';
 import type { CopyAudit, ManifestCopyState, ObjectCopyCheck, RepositoryCopyCheck } from '../common/restoreTypes.js';
 import { backupPrefix, manifestKey } from './catalog.js';
 import type { DatabaseBackupDeps } from './databaseBackup.js';
-import { errorText, permanent, transient } from './errors.js';
+import { errorText, isEngineError, permanent, transient } from './errors.js';
 import { admitted, checkSignature, loadVerifier, refusalOf, type Trust } from './manifestSignature.js';
 import { BACKUP_ID } from './restoreSource.js';
 import type { Repository } from './storage/repository.js';
@@ -186,10 +185,10 @@ async function checkObject(repository: Repository, object: StoredObject, reader:
 /** The state of a copy that could not be read; a cancellation is no finding and goes on up. */
 function unreadable(err: unknown, reader: Reader): { state: 'missing' | 'unreadable'; detail?: string; errorType: string } {
   if (reader.signal.aborted) throw reader.signal.reason ?? err;
-  const errorType = (err instanceof ApplicationFailure && err.type) || ErrorType.StorageUnreachable;
+  const errorType = (isEngineError(err) && err.type) || ErrorType.StorageUnreachable;
   // Deleted between stat and read.
   if (errorType === ErrorType.CopyMissing) return { state: 'missing', errorType };
-  return { state: 'unreadable', errorType, detail: err instanceof ApplicationFailure ? err.message : errorText(err) };
+  return { state: 'unreadable', errorType, detail: isEngineError(err) ? err.message : errorText(err) };
 }
 
 /** A call that answers within the idle limit, or a StorageUnreachable failure; a cancellation ends the wait at once. */

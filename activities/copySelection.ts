@@ -2,10 +2,9 @@
 // configured order. A missing, short or corrupt copy is skipped and reported, never used:
 // the consumer's output counts only once the stored bytes' sha256 matched the manifest.
 import type { Readable } from 'node:stream';
-import { ApplicationFailure } from '@temporalio/common';
 import { ErrorType, type Compression, type StoredObject } from '../common/types.js';
 import type { SkippedCopy } from '../common/restoreTypes.js';
-import { errorText, permanent, transient } from './errors.js';
+import { type EngineError, errorText, isEngineError, permanent, transient } from './errors.js';
 import { openPlaintext } from './restoreStream.js';
 import type { Repository } from './storage/repository.js';
 
@@ -22,7 +21,7 @@ export interface CopyReadInput<T> {
   /** Consumes the plaintext; its result is kept only when the copy proves whole. */
   consume(plain: Readable, repository: Repository): Promise<T>;
   /** Turns a failure of the consumer's own side (a full disk) into the error to throw. */
-  consumerFailure(err: unknown): ApplicationFailure;
+  consumerFailure(err: unknown): EngineError;
 }
 
 export interface CopyRead<T> {
@@ -39,8 +38,8 @@ export async function readFirstGoodCopy<T>(input: CopyReadInput<T>): Promise<Cop
     skipped.push({
       repository: repository.name,
       key: object.key,
-      reason: err instanceof ApplicationFailure ? err.message : errorText(err),
-      errorType: (err instanceof ApplicationFailure && err.type) || ErrorType.StorageUnreachable,
+      reason: isEngineError(err) ? err.message : errorText(err),
+      errorType: (isEngineError(err) && err.type) || ErrorType.StorageUnreachable,
     });
 
   for (const repository of input.repositories) {
@@ -69,7 +68,7 @@ export async function readFirstGoodCopy<T>(input: CopyReadInput<T>): Promise<Cop
     }
     const stream = opened;
     // When the consumer fails, every stage ends at once: a decision of its own (an
-    // ApplicationFailure that is not the copy's verdict, such as TargetDatabaseExists) ends the
+    // EngineError that is not the copy's verdict, such as TargetDatabaseExists) ends the
     // read too; any other failure (pg_restore dying) stops the decoding and lets the stored
     // bytes' checksum say whether the copy was at fault. Nothing is left blocked on a pipe.
     const consuming = input.consume(stream.stream, repository).catch((err: unknown) => {
@@ -80,11 +79,11 @@ export async function readFirstGoodCopy<T>(input: CopyReadInput<T>): Promise<Cop
     const [consumed, verdict] = await Promise.allSettled([consuming, opened.done]);
     if (input.signal.aborted) throw input.signal.reason ?? (consumed.status === 'rejected' ? consumed.reason : verdict.status === 'rejected' ? verdict.reason : undefined);
     // A key that stays locked is this host's fault, not the copy's: no other copy will do better.
-    if (verdict.status === 'rejected' && verdict.reason instanceof ApplicationFailure && verdict.reason.type === ErrorType.PassphraseWrong) throw verdict.reason;
+    if (verdict.status === 'rejected' && isEngineError(verdict.reason) && verdict.reason.type === ErrorType.PassphraseWrong) throw verdict.reason;
     if (consumed.status === 'rejected') {
       if (ownDecision(consumed.reason, stream.isVerdict(consumed.reason))) throw consumed.reason;
       // A failure of our own side (not the copy's verdict) would fail every copy alike: stop at once.
-      if (!(consumed.reason instanceof ApplicationFailure) && (verdict.status === 'fulfilled' || !isCopyFault(verdict.reason))) {
+      if (!(isEngineError(consumed.reason)) && (verdict.status === 'fulfilled' || !isCopyFault(verdict.reason))) {
         throw input.consumerFailure(consumed.reason);
       }
     }
@@ -100,16 +99,16 @@ export async function readFirstGoodCopy<T>(input: CopyReadInput<T>): Promise<Cop
 
 /** The consumer's own verdict (a refused target, a superseded attempt), not a reaction to the copy. */
 function ownDecision(err: unknown, isVerdict: boolean): boolean {
-  return err instanceof ApplicationFailure && !isVerdict && !COPY_VERDICTS.has(err.type ?? '');
+  return isEngineError(err) && !isVerdict && !COPY_VERDICTS.has(err.type ?? '');
 }
 
 const COPY_VERDICTS = new Set<string>([ErrorType.ChecksumMismatch, ErrorType.DecryptionFailed, ErrorType.DumpUnreadable, ErrorType.CopyMissing]);
 
 function isCopyFault(err: unknown): boolean {
-  return err instanceof ApplicationFailure && (err.type === ErrorType.ChecksumMismatch || err.type === ErrorType.CopyMissing);
+  return isEngineError(err) && (err.type === ErrorType.ChecksumMismatch || err.type === ErrorType.CopyMissing);
 }
 
-function noUsableCopy(object: StoredObject, skipped: SkippedCopy[]): ApplicationFailure {
+function noUsableCopy(object: StoredObject, skipped: SkippedCopy[]): EngineError {
   const list = skipped.map((s) => `${s.repository}: ${s.reason}`).join('; ');
   if (!skipped.length) return permanent(ErrorType.NoUsableCopy, `no repository holds ${object.key}`);
   // Storage that is down now may be back in a minute: only then is a retry worth it.

@@ -1,15 +1,39 @@
 // Classifies failures once: which are permanent (fail the workflow now, with a message that
 // names the problem) and which are transient (let Temporal retry). Unknown stays retryable.
-import { ApplicationFailure } from '@temporalio/common';
+// Plain typed errors: this code knows nothing of Temporal. The activities turn them into
+// Temporal's failures in one place (activities/failures.ts).
 import { ErrorType } from '../common/types.js';
 import { redact } from '../common/redact.js';
 
-export function permanent(type: ErrorType, message: string, details?: Record<string, unknown>): ApplicationFailure {
-  return ApplicationFailure.create({ type, message: redact(message), nonRetryable: true, details: details ? [details] : undefined });
+/** A classified failure: its type (an ErrorType), whether a retry may help, and details for people. */
+export class EngineError extends Error {
+  override readonly name = 'EngineError';
+  readonly type: ErrorType;
+  readonly retryable: boolean;
+  /** The opposite of retryable, named as Temporal names it. */
+  readonly nonRetryable: boolean;
+  readonly details?: Record<string, unknown>;
+
+  constructor(type: ErrorType, message: string, options: { retryable: boolean; details?: Record<string, unknown>; cause?: Error }) {
+    super(message, options.cause ? { cause: options.cause } : undefined);
+    this.type = type;
+    this.retryable = options.retryable;
+    this.nonRetryable = !options.retryable;
+    if (options.details) this.details = options.details;
+  }
 }
 
-export function transient(type: ErrorType, message: string, cause?: Error): ApplicationFailure {
-  return ApplicationFailure.create({ type, message: redact(message), nonRetryable: false, cause });
+/** Whether err is an EngineError (also one made by another copy of this module). */
+export function isEngineError(err: unknown): err is EngineError {
+  return err instanceof EngineError || Boolean(err && typeof err === 'object' && (err as { name?: unknown }).name === 'EngineError' && typeof (err as { type?: unknown }).type === 'string');
+}
+
+export function permanent(type: ErrorType, message: string, details?: Record<string, unknown>): EngineError {
+  return new EngineError(type, redact(message), { retryable: false, details });
+}
+
+export function transient(type: ErrorType, message: string, cause?: Error): EngineError {
+  return new EngineError(type, redact(message), { retryable: true, cause });
 }
 
 interface Rule {
@@ -36,8 +60,8 @@ const RULES: Rule[] = [
 ];
 
 /** Turns an error from a database connection or a PostgreSQL tool into a classified failure. */
-export function classifyDatabaseError(err: unknown, context: string): ApplicationFailure {
-  if (err instanceof ApplicationFailure) return err;
+export function classifyDatabaseError(err: unknown, context: string): EngineError {
+  if (isEngineError(err)) return err;
   const text = errorText(err);
   for (const rule of RULES) {
     if (rule.pattern.test(text)) {
@@ -67,8 +91,8 @@ const PERMANENT_FILESYSTEM_ERRORS: Record<string, { type: ErrorType; reason: str
 };
 
 /** Errors from the filesystem: a full disk, a read-only or forbidden path, or a path of the wrong kind is permanent. */
-export function classifyFilesystemError(err: unknown, context: string): ApplicationFailure {
-  if (err instanceof ApplicationFailure) return err;
+export function classifyFilesystemError(err: unknown, context: string): EngineError {
+  if (isEngineError(err)) return err;
   const { code, path: where } = (err ?? {}) as NodeJS.ErrnoException;
   const known = code ? PERMANENT_FILESYSTEM_ERRORS[code] : undefined;
   if (known) return permanent(known.type, `${context}: ${where ? `${where}: ` : ''}${known.reason} (${code})`);

@@ -3,6 +3,7 @@
 import { createBaseBackupActivities } from './baseBackup.js';
 import { createCopyAuditActivities } from './copyAudit.js';
 import { createDatabaseBackupActivities } from './databaseBackup.js';
+import { withFailures } from './failures.js';
 import { createPitrActivities, type PitrDeps } from './pitr.js';
 import { createReportActivities } from './reports.js';
 import { createRestoreActivities } from './restore.js';
@@ -12,7 +13,7 @@ import { createWalShippingActivities } from './walShipping.js';
 export type ActivityDeps = PitrDeps;
 
 export function createActivities(deps: ActivityDeps) {
-  return {
+  return withFailures({
     ...createDatabaseBackupActivities(deps),
     ...createBaseBackupActivities(deps),
     ...createRestoreActivities(deps),
@@ -21,7 +22,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createWalShippingActivities(deps),
     ...createPitrActivities(deps),
     ...createSweepActivities(deps),
-  };
+  });
 }
 
 export type Activities = ReturnType<typeof createActivities>;

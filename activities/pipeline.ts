@@ -4,11 +4,10 @@
 import { createHash } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { PassThrough, type Readable } from 'node:stream';
-import type { ApplicationFailure } from '@temporalio/common';
 import { ErrorType } from '../common/types.js';
 import { createCompressor, type CompressionSettings } from './compression.js';
 import { spawnEncryptor, type Recipient } from './encryption.js';
-import { errorText, permanent, transient } from './errors.js';
+import { type EngineError, errorText, isEngineError, permanent, transient } from './errors.js';
 import type { StreamingProcess } from './exec.js';
 import { watchProgress } from './progressWatch.js';
 import type { Repository } from './storage/repository.js';
@@ -22,9 +21,9 @@ export interface PipelineInput {
   /** Produces the plaintext on stdout (pg_dump, pg_dumpall, tar...). */
   producer: StreamingProcess;
   /** Maps the producer's failure (exit status and stderr) to a classified failure. */
-  classifyProducerError: (err: unknown) => ApplicationFailure;
+  classifyProducerError: (err: unknown) => EngineError;
   /** Optionally reads the whole plaintext too (a readability check); its failure fails the pass. */
-  reader?: { process: StreamingProcess; failure: (err: unknown) => ApplicationFailure };
+  reader?: { process: StreamingProcess; failure: (err: unknown) => EngineError };
   compression: CompressionSettings;
   recipient: Recipient;
   repositories: Repository[];
@@ -56,8 +55,8 @@ export async function streamToRepositories(input: PipelineInput): Promise<Pipeli
   setMaxListeners(64, abort.signal);
   const progress: PipelineProgress = { plainBytes: 0, storedBytes: 0 };
   const hash = createHash('sha256');
-  let firstFailure: ApplicationFailure | undefined;
-  const fail = (failure: ApplicationFailure) => {
+  let firstFailure: EngineError | undefined;
+  const fail = (failure: EngineError) => {
     firstFailure ??= failure;
     // The reason travels with the abort, so a pass stopped by a sibling pass reports the cause.
     abort.abort(failure);
@@ -109,7 +108,7 @@ export async function streamToRepositories(input: PipelineInput): Promise<Pipeli
     });
   });
 
-  const stage = (promise: Promise<unknown>, failure: (err: unknown) => ApplicationFailure) =>
+  const stage = (promise: Promise<unknown>, failure: (err: unknown) => EngineError) =>
     promise.catch((err) => {
       if (!abort.signal.aborted) fail(failure(err));
       throw err;
@@ -147,7 +146,7 @@ export async function streamToRepositories(input: PipelineInput): Promise<Pipeli
     const rejected = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
     if (firstFailure || rejected) {
       const reason: unknown = abort.signal.reason;
-      throw firstFailure ?? (isApplicationFailure(reason) ? reason : asFailure(rejected!.reason, 'pipeline'));
+      throw firstFailure ?? (isEngineError(reason) ? reason : asFailure(rejected!.reason, 'pipeline'));
     }
     const written = (await Promise.all(puts)).map((info) => info.bytes);
     if (written.some((bytes) => bytes !== progress.storedBytes)) {
@@ -172,11 +171,7 @@ function stragglers(signal: AbortSignal): Promise<'stragglers'> {
   });
 }
 
-function isApplicationFailure(err: unknown): err is ApplicationFailure {
-  return Boolean(err && typeof err === 'object' && (err as { name?: string }).name === 'ApplicationFailure');
-}
-
-function asFailure(err: unknown, where: string): ApplicationFailure {
-  if (isApplicationFailure(err)) return err;
+function asFailure(err: unknown, where: string): EngineError {
+  if (isEngineError(err)) return err;
   return transient(ErrorType.StorageUnreachable, `${where}: ${errorText(err)}`, err instanceof Error ? err : undefined);
 }

@@ -11,14 +11,13 @@ import { pipeline } from 'node:stream/promises';
 import { text } from 'node:stream/consumers';
 import { createGunzip } from 'node:zlib';
 import { Context, log } from '@temporalio/activity';
-import { ApplicationFailure } from '@temporalio/common';
 import { ErrorType } from '../common/types.js';
 import type { CatalogSource, DatabaseInspection, FileSource, RestoreSource, RestoredDatabase, SkippedCopy } from '../common/restoreTypes.js';
 import type { DatabaseBackupDeps } from './databaseBackup.js';
 import { readFirstGoodCopy } from './copySelection.js';
 import { assertAttemptStands } from './attemptStanding.js';
 import { assertPrivateKeyFor } from './encryption.js';
-import { classifyDatabaseError, classifyFilesystemError, errorText, permanent } from './errors.js';
+import { classifyDatabaseError, classifyFilesystemError, errorText, isEngineError, permanent } from './errors.js';
 import { progressHeartbeat, type ProgressHeartbeat } from './progressHeartbeat.js';
 import { ownedTempPrefix } from './tempDirs.js';
 import { inspectDatabase } from './inspection.js';
@@ -320,7 +319,7 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
    * A superseded attempt touches nothing: the newer attempt owns the name.
    */
   async function afterFailedRestore(err: unknown, database: string, maker: Maker, signal: AbortSignal): Promise<unknown> {
-    if (err instanceof ApplicationFailure && err.type === ErrorType.AttemptSuperseded) return err;
+    if (isEngineError(err) && err.type === ErrorType.AttemptSuperseded) return err;
     await dropOwnAttempt(database, maker);
     if (signal.aborted) return signal.reason ?? err;
     return classifyRestoreError(err, database);
@@ -515,7 +514,7 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
           return { live: input.live, keptAs: input.keepAs, sessionsEnded: ended };
         } catch (err) {
           await client.query('ROLLBACK').catch(() => undefined);
-          throw err instanceof ApplicationFailure ? err : permanent(ErrorType.SwapFailed, `swapping ${input.replacement} into ${input.live}: ${errorText(err)}`);
+          throw isEngineError(err) ? err : permanent(ErrorType.SwapFailed, `swapping ${input.replacement} into ${input.live}: ${errorText(err)}`);
         } finally {
           // Whichever name it has now, the old database stays usable for inspection.
           for (const name of [input.keepAs, input.live]) {
@@ -553,7 +552,7 @@ async function defaultStagingRoot(bytes: number): Promise<string> {
  * anything else (a failing statement, a missing role) would fail again: RestoreFailed.
  */
 function classifyRestoreError(err: unknown, database: string) {
-  if (err instanceof ApplicationFailure) return err;
+  if (isEngineError(err)) return err;
   const failure = classifyDatabaseError(err, `restoring into ${database}`);
   if (failure.type === ErrorType.DatabaseUnreachable || failure.type === ErrorType.DiskFull) return failure;
   return permanent(ErrorType.RestoreFailed, failure.message);

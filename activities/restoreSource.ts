@@ -6,11 +6,10 @@ import { lstat, open } from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough, Transform, type Readable } from 'node:stream';
 import { constants as zlibConstants, gunzipSync } from 'node:zlib';
-import { ApplicationFailure } from '@temporalio/common';
 import { ErrorType, type BackupManifest, type SignatureVerdict } from '../common/types.js';
 import type { CatalogSource, FileSource, SkippedCopy } from '../common/restoreTypes.js';
 import { chooseCopy, manifestKey, readManifestCopies, scanManifests, type ManifestCopy } from './catalog.js';
-import { classifyDatabaseError, errorText, permanent, transient } from './errors.js';
+import { classifyDatabaseError, type EngineError, errorText, isEngineError, permanent, transient } from './errors.js';
 import { runCommand } from './exec.js';
 import { admitted, type Trust } from './manifestSignature.js';
 import { explicitWarning, pickLatest, sourceVerdict, type ExpectedSource } from './sourceMatch.js';
@@ -132,7 +131,7 @@ export async function resolveCatalogBackup(reference: string, repositories: Repo
  * A backup with no admitted manifest copy: BadSignature when some copy is wrongly signed (never
  * admitted), else UnsignedBackup. Names the backup and every copy's repository and reason.
  */
-export function signatureRefusal(subject: string, skipped: SkippedCopy[], trust: Trust): ApplicationFailure {
+export function signatureRefusal(subject: string, skipped: SkippedCopy[], trust: Trust): EngineError {
   const refusals = skipped.filter((s) => s.errorType === ErrorType.UnsignedBackup || s.errorType === ErrorType.BadSignature);
   const bad = refusals.some((s) => s.errorType === ErrorType.BadSignature);
   const copies = refusals.map((s) => s.reason).join('; ');
@@ -298,8 +297,8 @@ export async function assertRestrictingPsql(psql: string): Promise<void> {
  * line number only. Quoted values, statement text (LINE, Command was, DETAIL, CONTEXT, QUERY)
  * and backslash commands are left out: they are the file's content, which may be secret.
  */
-export function fileRestoreFailure(err: unknown, filePath: string, database: string, lineOffset = 0): ApplicationFailure {
-  if (err instanceof ApplicationFailure) return err;
+export function fileRestoreFailure(err: unknown, filePath: string, database: string, lineOffset = 0): EngineError {
+  if (isEngineError(err)) return err;
   const classified = classifyDatabaseError(err, 'restore');
   const raw = err && typeof err === 'object' && typeof (err as { stderr?: unknown }).stderr === 'string' ? (err as { stderr: string }).stderr : '';
   const exitCode = (err as { exitCode?: number })?.exitCode;

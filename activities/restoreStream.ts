@@ -5,9 +5,8 @@ import { createHash } from 'node:crypto';
 import { createGunzip } from 'node:zlib';
 import { Duplex, Transform, type Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import type { ApplicationFailure } from '@temporalio/common';
 import { ErrorType, type Compression, type StoredObject } from '../common/types.js';
-import { errorText, permanent } from './errors.js';
+import { type EngineError, errorText, permanent } from './errors.js';
 import { LOCKED_KEY, lockedKeyFailure, unlockArgs } from './encryption.js';
 import { spawnStreaming } from './exec.js';
 import type { Repository } from './storage/repository.js';
@@ -132,8 +131,8 @@ export async function openPlaintext(input: OpenPlaintextInput): Promise<Plaintex
   plain.on('close', () => {
     if (!plain.readableEnded) stopDecoding(new Error('the consumer stopped reading'));
   });
-  let verdict: ApplicationFailure | undefined;
-  const fail = (failure: ApplicationFailure) => {
+  let verdict: EngineError | undefined;
+  const fail = (failure: EngineError) => {
     verdict = failure;
     plain.destroy(failure);
     return failure;

@@ -2,6 +2,7 @@
 // otherwise; diagnostics go to stderr either way.
 import { ApplicationFailure, WorkflowFailedError } from '@temporalio/client';
 import { ConfigError } from '../common/config.js';
+import { isEngineError } from '../activities/errors.js';
 
 export interface Printer {
   json: boolean;
@@ -25,6 +26,7 @@ export function failureOf(err: unknown): { type: string; message: string } {
     return { type: cause?.name ?? 'WorkflowFailed', message: cause?.message ?? err.message };
   }
   if (err instanceof ConfigError) return { type: err.type, message: err.message };
+  if (isEngineError(err)) return { type: err.type, message: err.message };
   if (err instanceof ApplicationFailure) return { type: err.type ?? 'Error', message: err.message };
   if (err instanceof Error) return { type: err.name, message: err.message };
   return { type: 'Error', message: String(err) };

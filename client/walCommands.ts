@@ -2,7 +2,7 @@
 // (restore_command). PostgreSQL runs them once per segment, so they load only what they need:
 // no Temporal client, no worker; bin/backupctl.js sends these two commands straight here.
 import os from 'node:os';
-import { ApplicationFailure } from '@temporalio/common';
+import { isEngineError } from '../activities/errors.js';
 import { openRepositories } from '../activities/storage/index.js';
 import { sweepDeadOwners } from '../activities/tempDirs.js';
 import { fetchSegment, pushSegment } from '../activities/walArchive.js';
@@ -53,7 +53,7 @@ async function runCommand(file: string | undefined, command: string, args: strin
     }
     throw new Error(`unknown command ${command}`);
   } catch (err) {
-    const type = err instanceof ApplicationFailure ? `${err.type}: ` : '';
+    const type = isEngineError(err) ? `${err.type}: ` : '';
     say(`${type}${(err as Error).message}`);
     return 2;
   }

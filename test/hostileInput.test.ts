@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { ApplicationFailure } from '@temporalio/common';
+import { EngineError } from '../activities/errors.js';
 import { ConfigError, loadConfig, validateConfig } from '../common/config.js';
 import { redact } from '../common/redact.js';
 import { FilesystemRepository } from '../activities/storage/filesystem.js';
@@ -46,12 +46,12 @@ afterAll(async () => {
 const keyHomes: string[] = [];
 const mounts: string[] = [];
 
-async function failureOf(promise: Promise<unknown>): Promise<ApplicationFailure> {
+async function failureOf(promise: Promise<unknown>): Promise<EngineError> {
   try {
     await promise;
   } catch (err) {
-    expect(err).toBeInstanceOf(ApplicationFailure);
-    return err as ApplicationFailure;
+    expect(err).toBeInstanceOf(EngineError);
+    return err as EngineError;
   }
   throw new Error('expected a failure');
 }

@@ -9,9 +9,8 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ApplicationFailure } from '@temporalio/common';
+import { EngineError, permanent } from '../activities/errors.js';
 import { loadRecipient, stopAgent, type Recipient } from '../activities/encryption.js';
-import { permanent } from '../activities/errors.js';
 import { spawnStreaming, type StreamingProcess } from '../activities/exec.js';
 import { streamToRepositories } from '../activities/pipeline.js';
 import { FilesystemRepository } from '../activities/storage/filesystem.js';
@@ -76,7 +75,7 @@ function endedWithin(proc: StreamingProcess, ms: number): Promise<boolean> {
         failure = err;
       }
       const elapsed = Date.now() - started;
-      expect(failure).toBeInstanceOf(ApplicationFailure);
+      expect(failure).toBeInstanceOf(EngineError);
       expect(failure).toMatchObject({ type: 'DiskFull', nonRetryable: true });
       expect({ pass, elapsed, prompt: elapsed < PROMPT_MS }).toMatchObject({ pass, prompt: true });
       // The stages the caller handed in have ended too, and nothing of the producer runs on.

@@ -5,9 +5,8 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ApplicationFailure } from '@temporalio/common';
+import { EngineError, permanent } from '../activities/errors.js';
 import { loadRecipient, stopAgent, type Recipient } from '../activities/encryption.js';
-import { permanent } from '../activities/errors.js';
 import { spawnStreaming } from '../activities/exec.js';
 import { streamToRepositories, type PipelineProgress } from '../activities/pipeline.js';
 import { FilesystemRepository } from '../activities/storage/filesystem.js';
@@ -53,7 +52,7 @@ test('a producer that writes a little and then hangs fails the pass as PipelineS
     failure = err;
   }
   const elapsed = Date.now() - started;
-  expect(failure).toBeInstanceOf(ApplicationFailure);
+  expect(failure).toBeInstanceOf(EngineError);
   expect(failure).toMatchObject({ type: 'PipelineStalled', nonRetryable: false });
   expect((failure as Error).message).toMatch(/no byte moved for \d+ s/);
   // Far from the producer's 600 s: the stall timeout plus the grace the stages get to stop.

@@ -8,13 +8,12 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync }
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
-import { ApplicationFailure } from '@temporalio/common';
+import { EngineError, permanent } from '../activities/errors.js';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { execa } from 'execa';
 import { readFirstGoodCopy } from '../activities/copySelection.js';
 import { loadRecipient, stopAgent } from '../activities/encryption.js';
 import { openPlaintext } from '../activities/restoreStream.js';
-import { permanent } from '../activities/errors.js';
 import { spawnStreaming } from '../activities/exec.js';
 import { streamToRepositories } from '../activities/pipeline.js';
 import { createRestoreActivities } from '../activities/restore.js';
@@ -226,8 +225,8 @@ test("a consumer's own refusal ends every stage: the read settles at once with t
     15_000,
   );
   expect(outcome.timedOut).toBeUndefined();
-  expect(outcome.error).toBeInstanceOf(ApplicationFailure);
-  expect((outcome.error as ApplicationFailure).type).toBe('TargetDatabaseExists');
+  expect(outcome.error).toBeInstanceOf(EngineError);
+  expect((outcome.error as EngineError).type).toBe('TargetDatabaseExists');
   await waitFor(() => childProcesses().length === 0, 'gpg and zstd to end', 6000);
 }, 30_000);
 
@@ -254,7 +253,7 @@ test('a copy whose decompression fails midway (zstd dies while gpg still writes)
   const object = { key, bytes: stored.length, sha256: createHash('sha256').update(stored).digest('hex') };
   const outcome = await settledWithin(openAndDrain(broken, object), 20_000);
   expect(outcome.timedOut).toBeUndefined();
-  expect((outcome.error as ApplicationFailure)?.type).toBe('DumpUnreadable');
+  expect((outcome.error as EngineError)?.type).toBe('DumpUnreadable');
   await waitFor(() => childProcesses().length === 0, 'gpg and zstd to end', 6000);
 }, 60_000);
 
@@ -285,7 +284,7 @@ test("a stale attempt that starts late refuses, and touches neither the newer at
     const restoreStale = createRestoreActivities({ config, repositories: [local], binDir: cluster.binDir });
     const staleOutcome = await settledWithin(stale.run(restoreStale.restoreIntoNewDatabase, input), 30_000);
     expect(staleOutcome.timedOut).toBeUndefined();
-    expect((staleOutcome.error as ApplicationFailure)?.type).toBe('AttemptSuperseded');
+    expect((staleOutcome.error as EngineError)?.type).toBe('AttemptSuperseded');
     expect(existsSync(staging[0])).toBe(true);
     expect(await databaseOid('raced_target')).toBe(oid);
 

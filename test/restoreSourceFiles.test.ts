@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
-import { ApplicationFailure } from '@temporalio/common';
+import { EngineError } from '../activities/errors.js';
 import { resolveFile, restrictedScript } from '../activities/restoreSource.js';
 import { startCluster, type PgCluster } from './fixtures/postgres.js';
 
@@ -31,13 +31,13 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function refusal(file: string): Promise<ApplicationFailure> {
+async function refusal(file: string): Promise<EngineError> {
   const err = await resolveFile(file).then(
     () => undefined,
     (e: unknown) => e,
   );
-  expect(err).toBeInstanceOf(ApplicationFailure);
-  const failure = err as ApplicationFailure;
+  expect(err).toBeInstanceOf(EngineError);
+  const failure = err as EngineError;
   expect(failure.type).toBe('InvalidInput');
   expect(failure.nonRetryable).toBe(true);
   expect(failure.message).toContain(file);

@@ -16,7 +16,7 @@ import {
   PutObjectCommand,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
-import { ApplicationFailure } from '@temporalio/common';
+import { EngineError } from '../activities/errors.js';
 import { FilesystemRepository } from '../activities/storage/filesystem.js';
 import { openRepository } from '../activities/storage/index.js';
 import type { Repository } from '../activities/storage/repository.js';
@@ -271,7 +271,7 @@ describe.each(kinds)('%s repository conformance', (_kind, makeHarness) => {
 
   test('get of a missing key fails with a non-retryable CopyMissing', async () => {
     const failure = await failureOf(h.repo.get('missing/object'));
-    expect(failure).toBeInstanceOf(ApplicationFailure);
+    expect(failure).toBeInstanceOf(EngineError);
     expect(failure).toMatchObject({ type: 'CopyMissing', nonRetryable: true });
   });
 
@@ -312,7 +312,7 @@ describe('filesystem repository', () => {
         const repo = new FilesystemRepository('nas', path.join(mountPoint, 'repo'));
         await repo.check();
         const failure = await failureOf(repo.put('db/too-big.bin', randomStream(4 * MiB).stream));
-        expect(failure).toBeInstanceOf(ApplicationFailure);
+        expect(failure).toBeInstanceOf(EngineError);
         expect(failure).toMatchObject({ type: 'DiskFull', nonRetryable: true });
         expect(await filesUnder(mountPoint)).toEqual([]);
         expect(await repo.stat('db/too-big.bin')).toBeUndefined();
@@ -339,7 +339,7 @@ describe('S3 repository', () => {
     const repo = openRepository('offsite', { type: 's3', bucket: 'no-such-bucket', prefix: PREFIX, partSizeMiB: 5 }, s3.env);
     for (const attempt of [() => repo.check(), () => repo.put('x/y', Readable.from([Buffer.from('x')]))]) {
       const failure = await failureOf(attempt());
-      expect(failure).toBeInstanceOf(ApplicationFailure);
+      expect(failure).toBeInstanceOf(EngineError);
       expect(failure).toMatchObject({ type: 'BucketMissing', nonRetryable: true });
     }
   });
@@ -352,7 +352,7 @@ describe('S3 repository', () => {
       const repo = openRepository('offsite', { type: 's3', bucket: BUCKET, prefix: PREFIX, partSizeMiB: 5 }, { ...s3.env, ...credentials });
       for (const attempt of [() => repo.check(), () => repo.list(''), () => repo.put('denied/x', Readable.from([Buffer.from('x')]))]) {
         const failure = await failureOf(attempt());
-        expect(failure).toBeInstanceOf(ApplicationFailure);
+        expect(failure).toBeInstanceOf(EngineError);
         expect(failure).toMatchObject({ type: 'StorageAccessDenied', nonRetryable: true });
       }
     });
@@ -364,7 +364,7 @@ describe('S3 repository', () => {
     const repo = openRepository('offsite', { type: 's3', bucket: BUCKET, prefix: PREFIX, partSizeMiB: 5 }, { ...s3.env, AWS_ENDPOINT_URL_S3: endpoint });
     for (const attempt of [() => repo.check(), () => repo.stat('x'), () => repo.put('x/y', Readable.from([Buffer.from('x')]))]) {
       const failure = await failureOf(attempt());
-      expect(failure).toBeInstanceOf(ApplicationFailure);
+      expect(failure).toBeInstanceOf(EngineError);
       expect(failure).toMatchObject({ type: 'StorageUnreachable', nonRetryable: false });
     }
   });
@@ -432,11 +432,11 @@ function byCodeUnits(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-async function failureOf(attempt: Promise<unknown>): Promise<ApplicationFailure & Error> {
+async function failureOf(attempt: Promise<unknown>): Promise<EngineError & Error> {
   try {
     await attempt;
   } catch (err) {
-    return err as ApplicationFailure & Error;
+    return err as EngineError & Error;
   }
   throw new Error('expected a failure, but it succeeded');
 }
