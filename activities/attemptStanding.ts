@@ -3,11 +3,13 @@
 // finishes between two beats never hears at all. Before an act that makes something last (a
 // restored database marked as restored), it asks the server directly: an attempt whose
 // workflow has closed, or whose place a newer attempt took, must not leave what it made.
+//
+// This code knows nothing of Temporal: whoever runs it (the activities) provides the attempt
+// it runs in through provideAttempt. Outside any attempt (a script, a test calling it
+// directly) nobody else competes: every attempt stands.
 import { createHash } from 'node:crypto';
-import { Context } from '@temporalio/activity';
-import { CancelledFailure } from '@temporalio/common';
 import { ErrorType } from '../common/types.js';
-import { errorText, permanent } from './errors.js';
+import { permanent } from './errors.js';
 
 export type Standing =
   | { state: 'current' }
@@ -18,44 +20,44 @@ export type Standing =
   /** The server could not be asked (no client here, or it did not answer): decide as before. */
   | { state: 'unknown'; why: string };
 
-/** PendingActivityState.PENDING_ACTIVITY_STATE_CANCEL_REQUESTED */
-const CANCEL_REQUESTED = 3;
+/** The attempt the current code runs in, as its runner (the activities) knows it. */
+export interface Attempt {
+  runId: string;
+  activityId: string;
+  attempt: number;
+  /** Aborted when the attempt is asked to stop. */
+  signal: AbortSignal;
+  /** Asks the orchestrator whether this attempt still stands. */
+  standing(): Promise<Standing>;
+  /**
+   * Whether a session tagged `tag`, of this attempt's run, belongs to a stale attempt: another
+   * activity of the run no longer pending, an older attempt of one, or any once the run closed.
+   * False when the orchestrator cannot be asked.
+   */
+  isStale(tag: SessionTag): Promise<boolean>;
+  /** The error that ends work the attempt was asked to stop. */
+  cancelled(): Error;
+  warn(message: string, details: Record<string, unknown>): void;
+}
+
+let provider: () => Attempt | undefined = () => undefined;
+
+/** Tells this code how to find the attempt it runs in (the activities call it once). */
+export function provideAttempt(find: () => Attempt | undefined): void {
+  provider = find;
+}
+
+/** The attempt the caller runs in; undefined outside one. */
+export function currentAttempt(): Attempt | undefined {
+  return provider();
+}
 
 export async function attemptStanding(): Promise<Standing> {
-  let ctx: Context;
-  try {
-    ctx = Context.current();
-  } catch {
-    // Not an activity (a script, a test calling the engine directly): nobody else competes.
-    return { state: 'current' };
-  }
-  const { workflowExecution, activityId, attempt, workflowNamespace } = ctx.info;
-  if (ctx.cancellationSignal.aborted) return { state: 'cancelled' };
-  if (!workflowExecution) return { state: 'unknown', why: 'not run by a workflow' };
-  let client;
-  try {
-    client = ctx.client;
-  } catch (err) {
-    return { state: 'unknown', why: errorText(err) };
-  }
-  try {
-    const described = await client.workflowService.describeWorkflowExecution({
-      namespace: workflowNamespace,
-      execution: { workflowId: workflowExecution.workflowId, runId: workflowExecution.runId },
-    });
-    // WORKFLOW_EXECUTION_STATUS_RUNNING
-    if (described.workflowExecutionInfo?.status !== 1) return { state: 'gone', why: `workflow ${workflowExecution.workflowId} (run ${workflowExecution.runId}) has closed`, workflowClosed: true };
-    const pending = described.pendingActivities?.find((a) => a.activityId === activityId);
-    if (!pending) return { state: 'gone', why: `activity ${activityId} is no longer pending`, workflowClosed: false };
-    if (pending.attempt !== attempt) return { state: 'gone', why: `attempt ${pending.attempt} of activity ${activityId} has taken this attempt's (${attempt}) place`, workflowClosed: false };
-    if (pending.state === CANCEL_REQUESTED) return { state: 'cancelled' };
-    return { state: 'current' };
-  } catch (err) {
-    // NotFound: the run is gone, its history deleted (retention, `temporal workflow delete`):
-    // closed, for sure. Anything else (the server down, a timeout) proves nothing.
-    if (isNotFound(err)) return { state: 'gone', why: `workflow ${workflowExecution.workflowId} (run ${workflowExecution.runId}) no longer exists`, workflowClosed: true };
-    return { state: 'unknown', why: errorText(err) };
-  }
+  const attempt = currentAttempt();
+  // Not an attempt (a script, a test calling the engine directly): nobody else competes.
+  if (!attempt) return { state: 'current' };
+  if (attempt.signal.aborted) return { state: 'cancelled' };
+  return attempt.standing();
 }
 
 /**
@@ -65,16 +67,10 @@ export async function attemptStanding(): Promise<Standing> {
  * outside an activity.
  */
 export function attemptSessionTag(): string | undefined {
-  let info;
-  try {
-    info = Context.current().info;
-  } catch {
-    return undefined;
-  }
-  const runId = info.workflowExecution?.runId;
+  const attempt = currentAttempt();
   // application_name holds 63 bytes: an activity id this long (never one the SDK gives) is not tagged.
-  if (!runId || !/^[\w.:]{1,20}$/.test(info.activityId)) return undefined;
-  return `${SESSION_TAG_PREFIX}${runDigest(runId)}-${info.activityId}-${info.attempt}`;
+  if (!attempt?.runId || !/^[\w.:]{1,20}$/.test(attempt.activityId)) return undefined;
+  return `${SESSION_TAG_PREFIX}${runDigest(attempt.runId)}-${attempt.activityId}-${attempt.attempt}`;
 }
 
 const SESSION_TAG_PREFIX = 'backupctl-attempt-';
@@ -102,49 +98,25 @@ export function parseSessionTag(applicationName: string | null | undefined): Ses
  * asked, or the tag is another run's or this very attempt's, the answer is false.
  */
 export async function isStaleAttemptOfThisRun(tag: SessionTag): Promise<boolean> {
-  let ctx: Context;
-  try {
-    ctx = Context.current();
-  } catch {
-    return false;
-  }
-  const { workflowExecution, activityId, attempt, workflowNamespace } = ctx.info;
-  if (!workflowExecution || tag.runDigest !== runDigest(workflowExecution.runId)) return false;
-  if (tag.activityId === activityId && tag.attempt === attempt) return false;
-  try {
-    const described = await ctx.client.workflowService.describeWorkflowExecution({
-      namespace: workflowNamespace,
-      execution: { workflowId: workflowExecution.workflowId, runId: workflowExecution.runId },
-    });
-    if (described.workflowExecutionInfo?.status !== 1) return true;
-    const pending = described.pendingActivities?.find((a) => a.activityId === tag.activityId);
-    return !pending || pending.attempt !== tag.attempt;
-  } catch (err) {
-    return isNotFound(err);
-  }
-}
-
-/** gRPC status 5 (NOT_FOUND), however the connection reports it. */
-function isNotFound(err: unknown): boolean {
-  const e = err as { code?: unknown; name?: string; cause?: unknown } | undefined;
-  if (e?.code === 5 || e?.name === 'NotFoundError') return true;
-  return e?.cause !== undefined && e.cause !== err && isNotFound(e.cause);
+  const attempt = currentAttempt();
+  if (!attempt || tag.runDigest !== runDigest(attempt.runId)) return false;
+  if (tag.activityId === attempt.activityId && tag.attempt === attempt.attempt) return false;
+  return attempt.isStale(tag);
 }
 
 /**
- * Fails unless this attempt still stands: CancelledFailure when the workflow asked it to stop,
+ * Fails unless this attempt still stands: the runner's cancellation when it was asked to stop,
  * AttemptSuperseded when its workflow or its place is gone. An unknown standing passes.
  */
 export async function assertAttemptStands(what: string): Promise<void> {
   const standing = await attemptStanding();
-  if (standing.state === 'cancelled') throw new CancelledFailure('cancel requested');
+  if (standing.state === 'cancelled') throw currentAttempt()?.cancelled() ?? new Error('cancel requested');
   if (standing.state === 'gone') throw staleAttempt(what, standing.why);
 }
 
 export function staleAttempt(what: string, why: string) {
   return permanent(ErrorType.AttemptSuperseded, `${what}: ${why}; this stale attempt stopped and left nothing behind`);
 }
-
 
 /**
  * An act that makes something last (a claim, a running server), fenced by this attempt's

@@ -11,11 +11,10 @@
 // write into its own folder, which no manifest names: it can neither overwrite nor delete what
 // the attempt that won wrote. The manifest names the winner's keys; the sweep after it removes
 // the other attempts' folders.
-import { Context } from '@temporalio/activity';
 import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { ErrorType, type Compression, type StoredObject } from '../common/types.js';
-import { actWhileStanding, assertAttemptStands, attemptStanding } from './attemptStanding.js';
+import { actWhileStanding, assertAttemptStands, attemptStanding, currentAttempt } from './attemptStanding.js';
 import { OBJECT_NAMES, backupPrefix, manifestBody, manifestKey, type Component } from './catalog.js';
 import { compressionSuffix } from './compression.js';
 import { permanent } from './errors.js';
@@ -72,10 +71,10 @@ export function isAttemptKey(component: Component, backupId: string, key: string
 }
 
 /** This activity attempt's identity: the run it belongs to and its attempt number. */
-export function currentAttempt(): { runId: string; attempt: number } {
-  const info = Context.current().info;
-  if (!info.workflowExecution) throw permanent(ErrorType.InvalidInput, 'backup activities run only inside a workflow: a claim names a workflow run');
-  return { runId: info.workflowExecution.runId, attempt: info.attempt };
+export function claimingAttempt(): { runId: string; attempt: number } {
+  const attempt = currentAttempt();
+  if (!attempt?.runId) throw permanent(ErrorType.InvalidInput, 'backup activities run only inside a workflow: a claim names a workflow run');
+  return { runId: attempt.runId, attempt: attempt.attempt };
 }
 
 export async function readClaim(repository: Repository, component: Component, backupId: string): Promise<BackupClaim | 'damaged' | undefined> {

@@ -5,7 +5,7 @@ import { Context, log } from '@temporalio/activity';
 import { COMPRESSIONS, ErrorType, type Compression } from '../common/types.js';
 import type { BaseBackupFacts, BaseBackupPlan } from '../common/pitrTypes.js';
 import type { Config } from '../common/config.js';
-import { assertClaimed, attemptObjectKey, claimForThisAttempt, currentAttempt, discardUnfinished, inEachRepository, manifestPublished } from './backupClaim.js';
+import { assertClaimed, attemptObjectKey, claimForThisAttempt, claimingAttempt, discardUnfinished, inEachRepository, manifestPublished } from './backupClaim.js';
 import { readManifest } from './catalog.js';
 import { MAX_TRANSFER_ATTEMPTS, ROLES_OF, type DatabaseBackupDeps } from './databaseBackup.js';
 import { loadRecipient, type Recipient } from './encryption.js';
@@ -14,6 +14,7 @@ import { classifyDatabaseError, permanent } from './errors.js';
 import { streamToRepositories, type PipelineProgress } from './pipeline.js';
 import { connect, parseBaseBackupLog, parseDatabaseUrl, spawnBaseBackup, type DatabaseTarget } from './postgres.js';
 import { pickRepositories } from './storage/index.js';
+import './attemptContext.js';
 
 export interface BasePlanInput {
   backupId: string;
@@ -104,7 +105,7 @@ export function createBaseBackupActivities(deps: DatabaseBackupDeps) {
       const abort = new AbortController();
       const onCancel = () => abort.abort();
       ctx.cancellationSignal.addEventListener('abort', onCancel, { once: true });
-      const { runId, attempt } = currentAttempt();
+      const { runId, attempt } = claimingAttempt();
       const key = attemptObjectKey('base', input.backupId, runId, attempt, 'base', compression.algorithm);
       let recipient: Recipient | undefined;
       try {

@@ -14,6 +14,7 @@ import { errorText, isEngineError, permanent, transient } from './errors.js';
 import { admitted, checkSignature, loadVerifier, refusalOf, type Trust } from './manifestSignature.js';
 import { BACKUP_ID } from './restoreSource.js';
 import type { Repository } from './storage/repository.js';
+import './attemptContext.js';
 
 export interface AuditCopiesInput {
   backupId: string;

@@ -17,7 +17,7 @@ import {
 import type { BaseBackupManifest } from '../common/pitrTypes.js';
 import type { Config } from '../common/config.js';
 import { longTransfer } from '../workflows/activityOptions.js';
-import { assertClaimed, attemptObjectKey, claimForThisAttempt, currentAttempt, discardUnfinished, inEachRepository, manifestPublished, publishManifest, sweepAttempts } from './backupClaim.js';
+import { assertClaimed, attemptObjectKey, claimForThisAttempt, claimingAttempt, discardUnfinished, inEachRepository, manifestPublished, publishManifest, sweepAttempts } from './backupClaim.js';
 import { readManifest, type Component } from './catalog.js';
 import { loadRecipient, type Recipient } from './encryption.js';
 import { loadSigner, shortKeyId, signManifest } from './manifestSignature.js';
@@ -27,6 +27,7 @@ import { connect, openSnapshot, parseDatabaseUrl, spawnArchiveReader, spawnDump,
 import { streamToRepositories, type PipelineProgress } from './pipeline.js';
 import { pickRepositories } from './storage/index.js';
 import type { Repository } from './storage/repository.js';
+import './attemptContext.js';
 
 export interface DatabaseBackupDeps {
   config: Config;
@@ -151,7 +152,7 @@ export function createDatabaseBackupActivities(deps: DatabaseBackupDeps) {
 
       let recipient: Recipient | undefined;
       let snapshot: Awaited<ReturnType<typeof openSnapshot>> | undefined;
-      const { runId, attempt } = currentAttempt();
+      const { runId, attempt } = claimingAttempt();
       try {
         await assertClaimed(repositories, 'database', input.backupId, runId);
         recipient = await loadRecipient(config.encryption.publicKeyFile);

@@ -9,6 +9,7 @@ import { createReportActivities } from './reports.js';
 import { createRestoreActivities } from './restore.js';
 import { createSweepActivities } from './sweep.js';
 import { createWalShippingActivities } from './walShipping.js';
+import './attemptContext.js';
 
 export type ActivityDeps = PitrDeps;
 

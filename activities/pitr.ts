@@ -24,6 +24,7 @@ import { claimDataDirectory, configureRecovery, handOver, isRunning, logTail, pr
 import { restoreServer } from './restoreTarget.js';
 import { expectedSource, sourceVerdict } from './sourceMatch.js';
 import { fetchSegment, listWalEntries, readWalEntry } from './walArchive.js';
+import './attemptContext.js';
 
 export interface PrepareInput {
   workflowId: string;

@@ -7,6 +7,7 @@ import type { DatabaseBackupDeps } from './databaseBackup.js';
 import { errorText, transient } from './errors.js';
 import { redactUrlUserinfo } from '../common/redact.js';
 import type { Repository } from './storage/repository.js';
+import './attemptContext.js';
 
 export function createReportActivities(deps: DatabaseBackupDeps) {
   /** Writes to each repository; succeeds when at least one took it, and says which did not. */

@@ -46,6 +46,7 @@ import { createMissingRoles, parseGlobals } from './roles.js';
 import { runServiceCommands } from './services.js';
 import { pickRepositories } from './storage/index.js';
 import type { Repository } from './storage/repository.js';
+import './attemptContext.js';
 
 export interface ResolveInput {
   backup: string;

@@ -4,11 +4,10 @@
 // drops only databases of the asking run; an attempt touches only what it made itself, so a
 // stale attempt that wakes up never harms a newer one. The configured live database is never
 // created over, dropped or renamed here: only the swap (restore.ts) renames it.
-import { Context, log } from '@temporalio/activity';
 import pg from 'pg';
 import { ErrorType } from '../common/types.js';
 import type { Config } from '../common/config.js';
-import { attemptSessionTag, isStaleAttemptOfThisRun, parseSessionTag, runDigest } from './attemptStanding.js';
+import { attemptSessionTag, currentAttempt, isStaleAttemptOfThisRun, parseSessionTag, runDigest } from './attemptStanding.js';
 import { classifyDatabaseError, permanent, transient } from './errors.js';
 import { connect, parseDatabaseUrl, type DatabaseTarget } from './postgres.js';
 
@@ -115,12 +114,8 @@ const NAME_LOCK_WAIT_MS = 15_000;
 async function acquireNameLock(client: pg.Client, name: string, options: LockOptions): Promise<void> {
   const key = `${MARKER}-database:${name}`;
   const deadline = Date.now() + NAME_LOCK_WAIT_MS;
-  let signal: AbortSignal | undefined;
-  try {
-    if (!options.evenIfCancelled) signal = Context.current().cancellationSignal;
-  } catch {
-    // not in an activity (a script or a test): the deadline alone bounds the wait
-  }
+  // Outside an attempt (a script or a test) the deadline alone bounds the wait.
+  const signal = options.evenIfCancelled ? undefined : currentAttempt()?.signal;
   let nextHolderCheck = 0;
   for (;;) {
     const { rows } = await client.query<{ got: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS got', [key]);
@@ -180,11 +175,7 @@ async function endStaleHolders(client: pg.Client, name: string, key: string, opt
 }
 
 function logWarn(message: string, details: Record<string, unknown>): void {
-  try {
-    log.warn(message, details);
-  } catch {
-    // not in an activity
-  }
+  currentAttempt()?.warn(message, details);
 }
 
 export function quoteIdent(name: string): string {

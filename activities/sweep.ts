@@ -18,6 +18,7 @@ import { isRunning, readMarker, stopCluster } from './recoveryCluster.js';
 import { dropRestoreDatabase, liveDatabaseName, restoreServer, withServer } from './restoreTarget.js';
 import { describeRun } from './runStanding.js';
 import { removeIfOwnerDead, tempRoots } from './tempDirs.js';
+import './attemptContext.js';
 
 export interface SweepLeftoverInput {
   leftover: Leftover;

@@ -7,6 +7,7 @@ import { transient } from './errors.js';
 import { watchProgress } from './progressWatch.js';
 import { pickRepositories } from './storage/index.js';
 import { archiveLag, shipSegments, spoolRepository } from './walArchive.js';
+import './attemptContext.js';
 
 /** Listing a long archive or uploading one segment to a slow store takes seconds, not minutes. */
 const SHIPPING_STALL_MS = 5 * 60_000;
