@@ -7,6 +7,8 @@ WORKDIR /build
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
+COPY common ./common
+COPY engine ./engine
 COPY workflows ./workflows
 COPY activities ./activities
 COPY workers ./workers

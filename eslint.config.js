@@ -1,8 +1,14 @@
 // Lint that guards what matters here: workflow code stays deterministic (no Node built-ins,
-// no I/O libraries, no process.env, activities imported as types only), and no promise is
-// left floating.
+// no I/O libraries, no process.env, activities imported as types only), the layers of
+// ARCHITECTURE.md hold (each folder imports only the layers below it), and no promise is left
+// floating.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+
+/** An import of one of our top folders, from any depth: `../engine/x.js`, `../../workflows/y.js`. */
+const ours = (...folders) => `^(\\.\\./)+(${folders.join('|')})(/|$)`;
+const layer = (message, ...folders) => ({ regex: ours(...folders), message });
+const NO_TEMPORAL = { regex: '^@temporalio/', message: 'this layer knows nothing of Temporal (ARCHITECTURE.md)' };
 
 const NODE_BUILTINS = ['assert', 'buffer', 'child_process', 'crypto', 'dns', 'events', 'fs', 'fs/promises', 'http', 'https', 'net', 'os', 'path', 'process', 'stream', 'timers', 'tls', 'url', 'util', 'worker_threads', 'zlib'];
 
@@ -29,7 +35,11 @@ export default tseslint.config(
             name,
             message: 'workflow code must be deterministic: do I/O in an activity',
           })),
-          patterns: [{ group: ['@aws-sdk/*'], message: 'workflow code must be deterministic: do I/O in an activity' }],
+          patterns: [
+            { group: ['@aws-sdk/*'], message: 'workflow code must be deterministic: do I/O in an activity' },
+            layer('workflows orchestrate: they reach the engine only through activities (ARCHITECTURE.md)', 'engine', 'client', 'workers'),
+            { regex: '^(\\.\\./)+common/(config|runtime)(\\.js)?$', message: 'workflow code must be deterministic: configuration and paths are read by activities' },
+          ],
         },
       ],
       '@typescript-eslint/no-restricted-imports': [
@@ -37,6 +47,30 @@ export default tseslint.config(
         { patterns: [{ group: ['../activities/*', '../activities'], allowTypeImports: true, message: 'import activities as types only (proxyActivities<typeof ...>)' }] },
       ],
       'no-restricted-globals': ['error', { name: 'process', message: 'no process.env or process state in workflows' }, 'setTimeout', 'setInterval'],
+    },
+  },
+  {
+    files: ['common/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [NO_TEMPORAL, layer('common/ is the bottom layer: it imports none of ours (ARCHITECTURE.md)', 'engine', 'workflows', 'activities', 'client', 'workers')] }],
+    },
+  },
+  {
+    files: ['engine/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [NO_TEMPORAL, layer('the engine does the work without knowing Temporal: it imports only common/ (ARCHITECTURE.md)', 'workflows', 'activities', 'client', 'workers')] }],
+    },
+  },
+  {
+    files: ['activities/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [layer('activities adapt the engine to Temporal: they import common/ and engine/ only (ARCHITECTURE.md)', 'workflows', 'client', 'workers')] }],
+    },
+  },
+  {
+    files: ['client/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [layer('the CLI calls the engine and starts workflows; it never reaches into activities (ARCHITECTURE.md)', 'activities')] }],
     },
   },
 );

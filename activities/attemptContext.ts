@@ -3,8 +3,8 @@
 // module loads; outside an activity (a script, a test calling the engine) there is none.
 import { Context, log } from '@temporalio/activity';
 import { CancelledFailure } from '@temporalio/common';
-import { provideAttempt, runDigest, type Attempt, type SessionTag, type Standing } from './attemptStanding.js';
-import { errorText } from './errors.js';
+import { provideAttempt, runDigest, type Attempt, type SessionTag, type Standing } from '../engine/attemptStanding.js';
+import { errorText } from '../engine/errors.js';
 
 /** PendingActivityState.PENDING_ACTIVITY_STATE_CANCEL_REQUESTED */
 const CANCEL_REQUESTED = 3;

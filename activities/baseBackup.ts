@@ -4,16 +4,16 @@
 import { Context, log } from '@temporalio/activity';
 import { COMPRESSIONS, ErrorType, type Compression } from '../common/types.js';
 import type { BaseBackupFacts, BaseBackupPlan } from '../common/pitrTypes.js';
-import type { Config } from '../common/config.js';
-import { assertClaimed, attemptObjectKey, claimForThisAttempt, claimingAttempt, discardUnfinished, inEachRepository, manifestPublished } from './backupClaim.js';
-import { readManifest } from './catalog.js';
+import { assertClaimed, attemptObjectKey, claimForThisAttempt, claimingAttempt, discardUnfinished, inEachRepository, manifestPublished } from '../engine/backupClaim.js';
+import { replicationTarget } from '../engine/archiveCheck.js';
+import { readManifest } from '../engine/catalog.js';
 import { MAX_TRANSFER_ATTEMPTS, ROLES_OF, type DatabaseBackupDeps } from './databaseBackup.js';
-import { loadRecipient, type Recipient } from './encryption.js';
-import { loadSigner } from './manifestSignature.js';
-import { classifyDatabaseError, permanent } from './errors.js';
-import { streamToRepositories, type PipelineProgress } from './pipeline.js';
-import { connect, parseBaseBackupLog, parseDatabaseUrl, spawnBaseBackup, type DatabaseTarget } from './postgres.js';
-import { pickRepositories } from './storage/index.js';
+import { loadRecipient, type Recipient } from '../engine/encryption.js';
+import { loadSigner } from '../engine/manifestSignature.js';
+import { classifyDatabaseError, permanent } from '../engine/errors.js';
+import { streamToRepositories, type PipelineProgress } from '../engine/pipeline.js';
+import { connect, parseBaseBackupLog, spawnBaseBackup } from '../engine/postgres.js';
+import { pickRepositories } from '../engine/storage/index.js';
 import './attemptContext.js';
 
 export interface BasePlanInput {
@@ -27,13 +27,6 @@ export interface BasePlanInput {
 export interface BaseStreamInput {
   backupId: string;
   plan: BaseBackupPlan;
-}
-
-/** The replication connection: baseBackup.url, else the database URL. */
-export function replicationTarget(config: Config): DatabaseTarget {
-  return config.baseBackup.url
-    ? parseDatabaseUrl(config.baseBackup.url, config.baseBackup.passwordFile)
-    : parseDatabaseUrl(config.database.url, config.database.passwordFile);
 }
 
 export function createBaseBackupActivities(deps: DatabaseBackupDeps) {

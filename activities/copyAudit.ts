@@ -8,12 +8,12 @@ import { pipeline } from 'node:stream/promises';
 import { Context } from '@temporalio/activity';
 import { ErrorType, type BackupManifest, type StoredObject } from '../common/types.js';
 import type { CopyAudit, ManifestCopyState, ObjectCopyCheck, RepositoryCopyCheck } from '../common/restoreTypes.js';
-import { backupPrefix, manifestKey } from './catalog.js';
+import { backupPrefix, manifestKey } from '../engine/catalog.js';
 import type { DatabaseBackupDeps } from './databaseBackup.js';
-import { errorText, isEngineError, permanent, transient } from './errors.js';
-import { admitted, checkSignature, loadVerifier, refusalOf, type Trust } from './manifestSignature.js';
-import { BACKUP_ID } from './restoreSource.js';
-import type { Repository } from './storage/repository.js';
+import { errorText, isEngineError, permanent, transient } from '../engine/errors.js';
+import { admitted, checkSignature, loadVerifier, refusalOf, type Trust } from '../engine/manifestSignature.js';
+import { BACKUP_ID } from '../engine/restoreSource.js';
+import type { Repository } from '../engine/storage/repository.js';
 import './attemptContext.js';
 
 export interface AuditCopiesInput {

@@ -16,17 +16,17 @@ import {
 } from '../common/types.js';
 import type { BaseBackupManifest } from '../common/pitrTypes.js';
 import type { Config } from '../common/config.js';
-import { longTransfer } from '../workflows/activityOptions.js';
-import { assertClaimed, attemptObjectKey, claimForThisAttempt, claimingAttempt, discardUnfinished, inEachRepository, manifestPublished, publishManifest, sweepAttempts } from './backupClaim.js';
-import { readManifest, type Component } from './catalog.js';
-import { loadRecipient, type Recipient } from './encryption.js';
-import { loadSigner, shortKeyId, signManifest } from './manifestSignature.js';
-import { classifyDatabaseError, errorText, permanent, transient } from './errors.js';
-import { watchProgress } from './progressWatch.js';
-import { connect, openSnapshot, parseDatabaseUrl, spawnArchiveReader, spawnDump, spawnGlobalsDump } from './postgres.js';
-import { streamToRepositories, type PipelineProgress } from './pipeline.js';
-import { pickRepositories } from './storage/index.js';
-import type { Repository } from './storage/repository.js';
+import { TRANSFER_MAX_ATTEMPTS } from '../common/attempts.js';
+import { assertClaimed, attemptObjectKey, claimForThisAttempt, claimingAttempt, discardUnfinished, inEachRepository, manifestPublished, publishManifest, sweepAttempts } from '../engine/backupClaim.js';
+import { readManifest, type Component } from '../engine/catalog.js';
+import { loadRecipient, type Recipient } from '../engine/encryption.js';
+import { loadSigner, shortKeyId, signManifest } from '../engine/manifestSignature.js';
+import { classifyDatabaseError, errorText, permanent, transient } from '../engine/errors.js';
+import { watchProgress } from '../engine/progressWatch.js';
+import { connect, openSnapshot, parseDatabaseUrl, spawnArchiveReader, spawnDump, spawnGlobalsDump } from '../engine/postgres.js';
+import { streamToRepositories, type PipelineProgress } from '../engine/pipeline.js';
+import { pickRepositories } from '../engine/storage/index.js';
+import type { Repository } from '../engine/storage/repository.js';
 import './attemptContext.js';
 
 export interface DatabaseBackupDeps {
@@ -70,7 +70,7 @@ export interface SweepInput {
 }
 
 /** Attempts an activity may have made: the retry policy's bound. */
-export const MAX_TRANSFER_ATTEMPTS = longTransfer.retry.maximumAttempts;
+export const MAX_TRANSFER_ATTEMPTS = TRANSFER_MAX_ATTEMPTS;
 
 export const ROLES_OF: Record<Component, StoredObject['role'][]> = { database: ['globals', 'dump'], base: ['base'] };
 

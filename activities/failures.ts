@@ -3,7 +3,7 @@
 // the error says, its message and details kept. Anything else passes through unchanged (a
 // cancellation, a failure Temporal made).
 import { ApplicationFailure } from '@temporalio/common';
-import { isEngineError } from './errors.js';
+import { isEngineError } from '../engine/errors.js';
 
 export function toFailure(err: unknown): unknown {
   if (!isEngineError(err)) return err;

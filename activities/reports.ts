@@ -2,11 +2,11 @@
 import { log } from '@temporalio/activity';
 import { ErrorType } from '../common/types.js';
 import type { CheckResult, DrillReport, VerificationReport } from '../common/restoreTypes.js';
-import { drillKey, manifestKey, verificationKey, writeJson } from './catalog.js';
+import { drillKey, manifestKey, verificationKey, writeJson } from '../engine/catalog.js';
 import type { DatabaseBackupDeps } from './databaseBackup.js';
-import { errorText, transient } from './errors.js';
+import { errorText, transient } from '../engine/errors.js';
 import { redactUrlUserinfo } from '../common/redact.js';
-import type { Repository } from './storage/repository.js';
+import type { Repository } from '../engine/storage/repository.js';
 import './attemptContext.js';
 
 export function createReportActivities(deps: DatabaseBackupDeps) {

@@ -14,17 +14,17 @@ import { Context, log } from '@temporalio/activity';
 import { ErrorType } from '../common/types.js';
 import type { CatalogSource, DatabaseInspection, FileSource, RestoreSource, RestoredDatabase, SkippedCopy } from '../common/restoreTypes.js';
 import type { DatabaseBackupDeps } from './databaseBackup.js';
-import { readFirstGoodCopy } from './copySelection.js';
-import { assertAttemptStands } from './attemptStanding.js';
-import { assertPrivateKeyFor } from './encryption.js';
-import { classifyDatabaseError, classifyFilesystemError, errorText, isEngineError, permanent } from './errors.js';
+import { readFirstGoodCopy } from '../engine/copySelection.js';
+import { assertAttemptStands } from '../engine/attemptStanding.js';
+import { assertPrivateKeyFor } from '../engine/encryption.js';
+import { classifyDatabaseError, classifyFilesystemError, errorText, isEngineError, permanent } from '../engine/errors.js';
 import { progressHeartbeat, type ProgressHeartbeat } from './progressHeartbeat.js';
-import { ownedTempPrefix } from './tempDirs.js';
-import { inspectDatabase } from './inspection.js';
-import { connect, spawnRestore, spawnSqlScript, toolPath, type DatabaseTarget } from './postgres.js';
-import { assertRestrictingPsql, shownPath, fileRestoreFailure, resolveCatalogBackup, resolveFile, restrictedScript } from './restoreSource.js';
-import { loadVerifier } from './manifestSignature.js';
-import { expectedSource } from './sourceMatch.js';
+import { ownedTempPrefix } from '../engine/tempDirs.js';
+import { inspectDatabase } from '../engine/inspection.js';
+import { connect, spawnRestore, spawnSqlScript, toolPath, type DatabaseTarget } from '../engine/postgres.js';
+import { assertRestrictingPsql, shownPath, fileRestoreFailure, resolveCatalogBackup, resolveFile, restrictedScript } from '../engine/restoreSource.js';
+import { loadVerifier } from '../engine/manifestSignature.js';
+import { expectedSource } from '../engine/sourceMatch.js';
 import {
   assertStillOwned,
   assertTargetIsOurs,
@@ -41,11 +41,11 @@ import {
   terminateSessions,
   withServer,
   type Maker,
-} from './restoreTarget.js';
-import { createMissingRoles, parseGlobals } from './roles.js';
-import { runServiceCommands } from './services.js';
-import { pickRepositories } from './storage/index.js';
-import type { Repository } from './storage/repository.js';
+} from '../engine/restoreTarget.js';
+import { createMissingRoles, parseGlobals } from '../engine/roles.js';
+import { runServiceCommands } from '../engine/services.js';
+import { pickRepositories } from '../engine/storage/index.js';
+import type { Repository } from '../engine/storage/repository.js';
 import './attemptContext.js';
 
 export interface ResolveInput {

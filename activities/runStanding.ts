@@ -3,7 +3,7 @@
 // the activity's own client, so the CLI needs nothing but the workflow.
 import { Context } from '@temporalio/activity';
 import type { RunRef, RunStanding, RunStatus } from '../common/sweepTypes.js';
-import { errorText } from './errors.js';
+import { errorText } from '../engine/errors.js';
 
 /** WorkflowExecutionStatus, by number. */
 const STATUS: Record<number, RunStatus | 'RUNNING'> = {

@@ -8,16 +8,16 @@ import path from 'node:path';
 import { Context, log } from '@temporalio/activity';
 import { ErrorType, COMPRESSIONS } from '../common/types.js';
 import type { FoundLeftovers, Leftover, RunRef, RunStanding, SweepDecision } from '../common/sweepTypes.js';
-import { readClaim, releaseClaim, sweepAttempts } from './backupClaim.js';
-import { readManifestCopies, type Component } from './catalog.js';
-import { loadVerifier, type Trust } from './manifestSignature.js';
+import { readClaim, releaseClaim, sweepAttempts } from '../engine/backupClaim.js';
+import { readManifestCopies, type Component } from '../engine/catalog.js';
+import { loadVerifier, type Trust } from '../engine/manifestSignature.js';
 import { MAX_TRANSFER_ATTEMPTS, ROLES_OF, type DatabaseBackupDeps } from './databaseBackup.js';
-import { permanent } from './errors.js';
-import { findBackups, findDatabases, findRecoveries, findStaging, findUploads, isOurUploadKey, recoveryRoot, RECOVERY_FOLDER_PREFIX, type Findings } from './leftovers.js';
-import { isRunning, readMarker, stopCluster } from './recoveryCluster.js';
-import { dropRestoreDatabase, liveDatabaseName, restoreServer, withServer } from './restoreTarget.js';
+import { permanent } from '../engine/errors.js';
+import { findBackups, findDatabases, findRecoveries, findStaging, findUploads, isOurUploadKey, recoveryRoot, RECOVERY_FOLDER_PREFIX, type Findings } from '../engine/leftovers.js';
+import { isRunning, readMarker, stopCluster } from '../engine/recoveryCluster.js';
+import { dropRestoreDatabase, liveDatabaseName, restoreServer, withServer } from '../engine/restoreTarget.js';
 import { describeRun } from './runStanding.js';
-import { removeIfOwnerDead, tempRoots } from './tempDirs.js';
+import { removeIfOwnerDead, tempRoots } from '../engine/tempDirs.js';
 import './attemptContext.js';
 
 export interface SweepLeftoverInput {

@@ -3,10 +3,10 @@ import { Context } from '@temporalio/activity';
 import type { WalShipResult } from '../common/pitrTypes.js';
 import type { DatabaseBackupDeps } from './databaseBackup.js';
 import { ErrorType } from '../common/types.js';
-import { transient } from './errors.js';
-import { watchProgress } from './progressWatch.js';
-import { pickRepositories } from './storage/index.js';
-import { archiveLag, shipSegments, spoolRepository } from './walArchive.js';
+import { transient } from '../engine/errors.js';
+import { watchProgress } from '../engine/progressWatch.js';
+import { pickRepositories } from '../engine/storage/index.js';
+import { archiveLag, shipSegments, spoolRepository } from '../engine/walArchive.js';
 import './attemptContext.js';
 
 /** Listing a long archive or uploading one segment to a slow store takes seconds, not minutes. */

@@ -10,7 +10,7 @@ import path from 'node:path';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** Written by `npm run build` when dist/ is complete. */
 export const BUILD_STAMP = path.join('dist', '.built');
-const SOURCE_FOLDERS = ['workflows', 'activities', 'workers', 'client'];
+const SOURCE_FOLDERS = ['common', 'engine', 'workflows', 'activities', 'workers', 'client'];
 
 /** The newest modification time (ms) of a source file (.ts, .cjs) under the source folders; 0 when there are none. */
 function newestSource(root) {

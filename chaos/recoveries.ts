@@ -7,7 +7,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
-import { serverOwner } from '../activities/localCluster.js';
+import { serverOwner } from '../engine/localCluster.js';
 import type { ChaosStack } from './stack.js';
 
 /** How point-in-time recovery names its folder in restore.workDir (activities/pitr.ts). */

@@ -30,7 +30,7 @@ async function printer(json: boolean | undefined): Promise<Printer> {
   return (await import('./output.js')).printer(Boolean(json));
 }
 
-const repositoriesOf = async (cfg: Config) => (await import('../activities/storage/index.js')).openRepositories(cfg);
+const repositoriesOf = async (cfg: Config) => (await import('../engine/storage/index.js')).openRepositories(cfg);
 
 /**
  * Runs a command body; turns any failure into a message (or a JSON object) and exit code 1, or
@@ -294,8 +294,8 @@ program
       const cfg = await config();
       const [{ runListBackups }, { loadVerifier }, { expectedSource }] = await Promise.all([
         import('./commands/listBackups.js'),
-        import('../activities/manifestSignature.js'),
-        import('../activities/sourceMatch.js'),
+        import('../engine/manifestSignature.js'),
+        import('../engine/sourceMatch.js'),
       ]);
       return runListBackups(await repositoriesOf(cfg), await printer(options.json), await loadVerifier(cfg), await expectedSource(cfg));
     }),

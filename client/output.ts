@@ -2,7 +2,7 @@
 // otherwise; diagnostics go to stderr either way.
 import { ApplicationFailure, WorkflowFailedError } from '@temporalio/client';
 import { ConfigError } from '../common/config.js';
-import { isEngineError } from '../activities/errors.js';
+import { isEngineError } from '../engine/errors.js';
 
 export interface Printer {
   json: boolean;

@@ -2,10 +2,10 @@
 // (restore_command). PostgreSQL runs them once per segment, so they load only what they need:
 // no Temporal client, no worker; bin/backupctl.js sends these two commands straight here.
 import os from 'node:os';
-import { isEngineError } from '../activities/errors.js';
-import { openRepositories } from '../activities/storage/index.js';
-import { sweepDeadOwners } from '../activities/tempDirs.js';
-import { fetchSegment, pushSegment } from '../activities/walArchive.js';
+import { isEngineError } from '../engine/errors.js';
+import { openRepositories } from '../engine/storage/index.js';
+import { sweepDeadOwners } from '../engine/tempDirs.js';
+import { fetchSegment, pushSegment } from '../engine/walArchive.js';
 import { loadConfig } from '../common/config.js';
 
 function configFile(args: string[]): { file: string | undefined; rest: string[] } {

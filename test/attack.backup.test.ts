@@ -11,7 +11,7 @@ import path from 'node:path';
 import { text } from 'node:stream/consumers';
 import { WorkflowFailedError } from '@temporalio/client';
 import pino from 'pino';
-import { openRepositories } from '../activities/storage/index.js';
+import { openRepositories } from '../engine/storage/index.js';
 import type { Config } from '../common/config.js';
 import { startWorker } from '../workers/worker.js';
 import { backupBase, backupDatabase } from '../workflows/index.js';

@@ -5,7 +5,7 @@
 // good with TargetDatabaseExists, leaving the database behind. An unmarked database that holds
 // nothing is now dropped and made again; one that holds anything is still refused and kept.
 import pg from 'pg';
-import { createRestoreDatabase, databaseComment, madeBy } from '../activities/restoreTarget.js';
+import { createRestoreDatabase, databaseComment, madeBy } from '../engine/restoreTarget.js';
 import { startCluster, type PgCluster } from './fixtures/postgres.js';
 
 let cluster: PgCluster;

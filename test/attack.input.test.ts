@@ -7,8 +7,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { resolveCatalogBackup } from '../activities/restoreSource.js';
-import { FilesystemRepository } from '../activities/storage/filesystem.js';
+import { resolveCatalogBackup } from '../engine/restoreSource.js';
+import { FilesystemRepository } from '../engine/storage/filesystem.js';
 import { checkBackupReference } from '../workflows/restoreInput.js';
 
 let dir: string;

@@ -11,9 +11,9 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Info } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { writeManifest } from '../activities/catalog.js';
+import { writeManifest } from '../engine/catalog.js';
 import { createPitrActivities } from '../activities/pitr.js';
-import { FilesystemRepository } from '../activities/storage/filesystem.js';
+import { FilesystemRepository } from '../engine/storage/filesystem.js';
 import { validateConfig } from '../common/config.js';
 import type { RecoverableWindow } from '../common/pitrTypes.js';
 

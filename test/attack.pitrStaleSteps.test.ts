@@ -15,8 +15,8 @@ import type { Info } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { execa } from 'execa';
 import { createPitrActivities } from '../activities/pitr.js';
-import { serverOwner } from '../activities/localCluster.js';
-import { claimDataDirectory, isRunning, markerPath, serverLog, startCluster, workDirOf } from '../activities/recoveryCluster.js';
+import { serverOwner } from '../engine/localCluster.js';
+import { claimDataDirectory, isRunning, markerPath, serverLog, startCluster, workDirOf } from '../engine/recoveryCluster.js';
 import type { Config } from '../common/config.js';
 import { startCluster as startPg, type PgCluster } from './fixtures/postgres.js';
 

@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, w
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
-import { ownedTempPrefix, sweepDeadOwners } from '../activities/tempDirs.js';
+import { ownedTempPrefix, sweepDeadOwners } from '../engine/tempDirs.js';
 
 const root = mkdtempSync(path.join(os.tmpdir(), 'attack-sweep-'));
 

@@ -15,9 +15,9 @@ import { MockActivityEnvironment, type TestWorkflowEnvironment } from '@temporal
 import { execa } from 'execa';
 import { createDatabaseBackupActivities } from '../activities/databaseBackup.js';
 import { createRestoreActivities } from '../activities/restore.js';
-import { resolveFile } from '../activities/restoreSource.js';
-import { stopAgent } from '../activities/encryption.js';
-import { FilesystemRepository } from '../activities/storage/filesystem.js';
+import { resolveFile } from '../engine/restoreSource.js';
+import { stopAgent } from '../engine/encryption.js';
+import { FilesystemRepository } from '../engine/storage/filesystem.js';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
 import { validateConfig, type Config } from '../common/config.js';
 import { startCluster, type PgCluster } from './fixtures/postgres.js';

@@ -12,7 +12,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createRestoreActivities } from '../activities/restore.js';
-import { FilesystemRepository } from '../activities/storage/filesystem.js';
+import { FilesystemRepository } from '../engine/storage/filesystem.js';
 import { validateConfig, type Config } from '../common/config.js';
 import { startCluster, type PgCluster } from './fixtures/postgres.js';
 

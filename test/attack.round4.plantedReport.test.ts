@@ -13,9 +13,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { verificationKey, writeJson, writeManifest } from '../activities/catalog.js';
-import { keyIdOf, signManifest, loadVerifier } from '../activities/manifestSignature.js';
-import { FilesystemRepository } from '../activities/storage/filesystem.js';
+import { verificationKey, writeJson, writeManifest } from '../engine/catalog.js';
+import { keyIdOf, signManifest, loadVerifier } from '../engine/manifestSignature.js';
+import { FilesystemRepository } from '../engine/storage/filesystem.js';
 import { ensureSigningKeyPair } from '../client/dev/demoKeys.js';
 import { readCatalog } from '../client/commands/listBackups.js';
 import { validateConfig } from '../common/config.js';

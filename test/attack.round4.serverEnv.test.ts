@@ -14,9 +14,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { ensureCluster } from '../activities/localCluster.js';
-import { resolveBinDir } from '../activities/postgres.js';
-import { claimDataDirectory, startCluster, stopCluster } from '../activities/recoveryCluster.js';
+import { ensureCluster } from '../engine/localCluster.js';
+import { resolveBinDir } from '../engine/postgres.js';
+import { claimDataDirectory, startCluster, stopCluster } from '../engine/recoveryCluster.js';
 import { freePort } from './fixtures/ports.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'attack4-serverenv-'));

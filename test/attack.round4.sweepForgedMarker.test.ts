@@ -16,7 +16,7 @@ import path from 'node:path';
 import type { Info } from '@temporalio/activity';
 import { MockActivityEnvironment, type TestWorkflowEnvironment } from '@temporalio/testing';
 import pg from 'pg';
-import { markerFor } from '../activities/restoreTarget.js';
+import { markerFor } from '../engine/restoreTarget.js';
 import { createSweepActivities } from '../activities/sweep.js';
 import { validateConfig, type Config } from '../common/config.js';
 import { decide, runKey, runOf, DEFAULT_UPLOAD_AGE_HOURS } from '../workflows/sweepRules.js';

@@ -1,6 +1,6 @@
 // Backup ids are made from workflow ids one to one: no two workflow ids share a backup id.
 import { ApplicationFailure } from '@temporalio/common';
-import { assertSafeKey } from '../activities/storage/repository.js';
+import { assertSafeKey } from '../engine/storage/repository.js';
 import { MAX_BACKUP_ID_LENGTH, backupIdOf, legacyBackupIdOf } from '../workflows/backupId.js';
 
 /** Reads a backup id back into its workflow id: the proof that the encoding loses nothing. */

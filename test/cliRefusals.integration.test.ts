@@ -12,7 +12,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { execa } from 'execa';
 import pino from 'pino';
 import YAML from 'yaml';
-import { stopAgent } from '../activities/encryption.js';
+import { stopAgent } from '../engine/encryption.js';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
 import { validateConfig } from '../common/config.js';
 import { startWorker } from '../workers/worker.js';

@@ -4,8 +4,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
-import { loadRecipient, stopAgent } from '../activities/encryption.js';
-import { runCommand } from '../activities/exec.js';
+import { loadRecipient, stopAgent } from '../engine/encryption.js';
+import { runCommand } from '../engine/exec.js';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'backupctl-gpg-test-'));

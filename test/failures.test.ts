@@ -2,7 +2,7 @@
 // the type, whether a retry may help, the message and the details survive; anything else
 // passes through untouched.
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
-import { EngineError, permanent, transient } from '../activities/errors.js';
+import { EngineError, permanent, transient } from '../engine/errors.js';
 import { toFailure, withFailures } from '../activities/failures.js';
 import { ErrorType } from '../common/types.js';
 

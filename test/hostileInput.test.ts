@@ -7,12 +7,12 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { EngineError } from '../activities/errors.js';
+import { EngineError } from '../engine/errors.js';
 import { ConfigError, loadConfig, validateConfig } from '../common/config.js';
 import { redact } from '../common/redact.js';
-import { FilesystemRepository } from '../activities/storage/filesystem.js';
-import { loadRecipient, stopAgent } from '../activities/encryption.js';
-import { runCommand } from '../activities/exec.js';
+import { FilesystemRepository } from '../engine/storage/filesystem.js';
+import { loadRecipient, stopAgent } from '../engine/encryption.js';
+import { runCommand } from '../engine/exec.js';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
 import { execa } from 'execa';
 import YAML from 'yaml';

@@ -4,7 +4,7 @@
 // the key a backup needs says so, naming it. Real gpg, PostgreSQL, Temporal, SeaweedFS.
 import path from 'node:path';
 import pino from 'pino';
-import { runCommand } from '../activities/exec.js';
+import { runCommand } from '../engine/exec.js';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
 import type { Config } from '../common/config.js';
 import { startWorker } from '../workers/worker.js';

@@ -11,10 +11,10 @@ import { WorkflowFailedError, type Workflow } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import pino from 'pino';
 import { readCatalog } from '../client/commands/listBackups.js';
-import { loadVerifier, signManifest } from '../activities/manifestSignature.js';
+import { loadVerifier, signManifest } from '../engine/manifestSignature.js';
 import { collectStatus } from '../client/commands/status.js';
-import { openRepositories } from '../activities/storage/index.js';
-import type { ExpectedSource } from '../activities/sourceMatch.js';
+import { openRepositories } from '../engine/storage/index.js';
+import type { ExpectedSource } from '../engine/sourceMatch.js';
 import type { Config } from '../common/config.js';
 import { startWorker, type RunningWorker } from '../workers/worker.js';
 import { backupDatabase, restoreDatabase, verifyBackup } from '../workflows/index.js';
@@ -167,8 +167,8 @@ describe('item 6: a repository shared by two databases and two hosts', () => {
     const newHost = env.config('db', (raw) => {
       raw.restore = { sourceSystemIdentifier: otherClusterId };
     });
-    const { expectedSource } = await import('../activities/sourceMatch.js');
-    const { resolveCatalogBackup } = await import('../activities/restoreSource.js');
+    const { expectedSource } = await import('../engine/sourceMatch.js');
+    const { resolveCatalogBackup } = await import('../engine/restoreSource.js');
     const trust = { verifier: await loadVerifier(dbConfig), allowUnsigned: false };
     const source = await resolveCatalogBackup('latest', openRepositories(dbConfig), await expectedSource(newHost), trust);
     expect(source).toMatchObject({ backupId: backups.otherHost.backupId, repositories: ['local', 'nas', 's3'], warnings: [] });

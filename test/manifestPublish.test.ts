@@ -12,10 +12,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { Readable } from 'node:stream';
-import { attemptObjectKey, claimBackup, discardUnfinished, inEachRepository, publishManifest } from '../activities/backupClaim.js';
+import { attemptObjectKey, claimBackup, discardUnfinished, inEachRepository, publishManifest } from '../engine/backupClaim.js';
 import { COMPRESSIONS } from '../common/types.js';
-import { manifestKey } from '../activities/catalog.js';
-import { FilesystemRepository } from '../activities/storage/filesystem.js';
+import { manifestKey } from '../engine/catalog.js';
+import { FilesystemRepository } from '../engine/storage/filesystem.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'manifest-publish-'));
 const fullRoot = path.join(dir, 'nas');

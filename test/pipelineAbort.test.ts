@@ -9,11 +9,11 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { EngineError, permanent } from '../activities/errors.js';
-import { loadRecipient, stopAgent, type Recipient } from '../activities/encryption.js';
-import { spawnStreaming, type StreamingProcess } from '../activities/exec.js';
-import { streamToRepositories } from '../activities/pipeline.js';
-import { FilesystemRepository } from '../activities/storage/filesystem.js';
+import { EngineError, permanent } from '../engine/errors.js';
+import { loadRecipient, stopAgent, type Recipient } from '../engine/encryption.js';
+import { spawnStreaming, type StreamingProcess } from '../engine/exec.js';
+import { streamToRepositories } from '../engine/pipeline.js';
+import { FilesystemRepository } from '../engine/storage/filesystem.js';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
 import { ErrorType, type Compression } from '../common/types.js';
 

@@ -5,11 +5,11 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { EngineError, permanent } from '../activities/errors.js';
-import { loadRecipient, stopAgent, type Recipient } from '../activities/encryption.js';
-import { spawnStreaming } from '../activities/exec.js';
-import { streamToRepositories, type PipelineProgress } from '../activities/pipeline.js';
-import { FilesystemRepository } from '../activities/storage/filesystem.js';
+import { EngineError, permanent } from '../engine/errors.js';
+import { loadRecipient, stopAgent, type Recipient } from '../engine/encryption.js';
+import { spawnStreaming } from '../engine/exec.js';
+import { streamToRepositories, type PipelineProgress } from '../engine/pipeline.js';
+import { FilesystemRepository } from '../engine/storage/filesystem.js';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
 import { ErrorType } from '../common/types.js';
 

@@ -11,7 +11,7 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { execa } from 'execa';
 import pino from 'pino';
 import { createPitrActivities } from '../activities/pitr.js';
-import { openRepositories } from '../activities/storage/index.js';
+import { openRepositories } from '../engine/storage/index.js';
 import type { Config } from '../common/config.js';
 import { startWorker } from '../workers/worker.js';
 import { backupBase } from '../workflows/index.js';

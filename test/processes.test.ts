@@ -7,7 +7,7 @@ import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { execa, type ResultPromise } from 'execa';
 import YAML from 'yaml';
-import { openRepositories } from '../activities/storage/index.js';
+import { openRepositories } from '../engine/storage/index.js';
 import { backupDatabase } from '../workflows/index.js';
 import { SHARED_TASK_QUEUE, hostTaskQueue, type DatabaseBackupResult } from '../common/types.js';
 import { APP_PASSWORD, BUCKET, SOURCE_DB, seedSlowToCompress, startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';

@@ -188,7 +188,7 @@ test("a SIGKILLed worker leaves a plaintext staging folder and a gpg home; the n
     const before = new Set(ours());
     const holder = execa(
       process.execPath,
-      ['--import', 'tsx', '-e', `import('./activities/encryption.ts').then((m) => m.loadRecipient(${JSON.stringify(env.keys.publicKeyFile)})).then(() => { console.log('ready'); setInterval(() => {}, 1000); })`],
+      ['--import', 'tsx', '-e', `import('./engine/encryption.ts').then((m) => m.loadRecipient(${JSON.stringify(env.keys.publicKeyFile)})).then(() => { console.log('ready'); setInterval(() => {}, 1000); })`],
       { reject: false, env: { TMPDIR: tmp } },
     );
     await new Promise<void>((resolve) => holder.stdout!.on('data', () => resolve()));

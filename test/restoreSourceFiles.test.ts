@@ -6,8 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
-import { EngineError } from '../activities/errors.js';
-import { resolveFile, restrictedScript } from '../activities/restoreSource.js';
+import { EngineError } from '../engine/errors.js';
+import { resolveFile, restrictedScript } from '../engine/restoreSource.js';
 import { startCluster, type PgCluster } from './fixtures/postgres.js';
 
 let dir: string;

@@ -6,12 +6,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { buffer } from 'node:stream/consumers';
 import type { ApplicationFailure } from '@temporalio/common';
-import { loadRecipient, stopAgent } from '../activities/encryption.js';
-import { permanent } from '../activities/errors.js';
-import { spawnStreaming } from '../activities/exec.js';
-import { streamToRepositories } from '../activities/pipeline.js';
-import { openPlaintext } from '../activities/restoreStream.js';
-import { FilesystemRepository } from '../activities/storage/filesystem.js';
+import { loadRecipient, stopAgent } from '../engine/encryption.js';
+import { permanent } from '../engine/errors.js';
+import { spawnStreaming } from '../engine/exec.js';
+import { streamToRepositories } from '../engine/pipeline.js';
+import { openPlaintext } from '../engine/restoreStream.js';
+import { FilesystemRepository } from '../engine/storage/filesystem.js';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
 import { ErrorType, type Compression } from '../common/types.js';
 

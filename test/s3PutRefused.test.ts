@@ -6,7 +6,7 @@
 // listening: the whole worker crashed, with every other activity it was running.
 import { PassThrough } from 'node:stream';
 import { S3Client, S3ServiceException } from '@aws-sdk/client-s3';
-import { S3Repository } from '../activities/storage/s3.js';
+import { S3Repository } from '../engine/storage/s3.js';
 
 /** An S3 client that answers every request as S3 does for a deleted access key. */
 function revokedClient(): S3Client {

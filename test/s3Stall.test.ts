@@ -4,7 +4,7 @@
 // answers again. SeaweedFS behind the chaos suite's fault proxy.
 import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
-import { openRepository } from '../activities/storage/index.js';
+import { openRepository } from '../engine/storage/index.js';
 import { startS3FaultProxy, type S3FaultProxy } from '../chaos/s3FaultProxy.js';
 import { startS3Server, type S3Server } from './fixtures/seaweedfs.js';
 

@@ -5,9 +5,9 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { generateKeyPairSync } from 'node:crypto';
-import { loadSigner } from '../activities/manifestSignature.js';
-import { parseDatabaseUrl } from '../activities/postgres.js';
-import { assertSecretFileMode } from '../activities/secretFiles.js';
+import { loadSigner } from '../engine/manifestSignature.js';
+import { parseDatabaseUrl } from '../engine/postgres.js';
+import { assertSecretFileMode } from '../engine/secretFiles.js';
 import { validateConfig } from '../common/config.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'backupctl-modes-'));

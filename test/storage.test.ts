@@ -16,10 +16,10 @@ import {
   PutObjectCommand,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
-import { EngineError } from '../activities/errors.js';
-import { FilesystemRepository } from '../activities/storage/filesystem.js';
-import { openRepository } from '../activities/storage/index.js';
-import type { Repository } from '../activities/storage/repository.js';
+import { EngineError } from '../engine/errors.js';
+import { FilesystemRepository } from '../engine/storage/filesystem.js';
+import { openRepository } from '../engine/storage/index.js';
+import type { Repository } from '../engine/storage/repository.js';
 import { freePort } from './fixtures/ports.js';
 import { startS3Server, type S3Server } from './fixtures/seaweedfs.js';
 

@@ -29,7 +29,7 @@ console.log(seen);
 
 test("a read stream aborted before its caller listens does not crash the process, and its reader still sees the error", async () => {
   writeFileSync(path.join(dir, 'object'), 'stored bytes');
-  const run = await execa(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script(path.resolve('activities/storage/filesystem.ts'))], { reject: false });
+  const run = await execa(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script(path.resolve('engine/storage/filesystem.ts'))], { reject: false });
   expect({ exitCode: run.exitCode, stdout: run.stdout.trim(), crash: /Unhandled|AbortError/.test(run.stderr) ? run.stderr.split('\n').slice(0, 3).join(' | ') : '' }).toEqual({
     exitCode: 0,
     stdout: 'The operation was aborted',

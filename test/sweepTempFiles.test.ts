@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Info } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { FilesystemRepository } from '../activities/storage/filesystem.js';
+import { FilesystemRepository } from '../engine/storage/filesystem.js';
 import { createSweepActivities } from '../activities/sweep.js';
 import { describeLeftover } from '../client/commands/sweep.js';
 import { validateConfig } from '../common/config.js';

@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import YAML from 'yaml';
-import { stopAgent } from '../activities/encryption.js';
+import { stopAgent } from '../engine/encryption.js';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
 import { segmentBytes } from './fixtures/walSegment.js';
 

@@ -7,9 +7,9 @@
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { FilesystemRepository } from '../activities/storage/filesystem.js';
-import type { Repository } from '../activities/storage/repository.js';
-import { CLUSTER_IDENTITY_KEY, pushSegment, shipSegments } from '../activities/walArchive.js';
+import { FilesystemRepository } from '../engine/storage/filesystem.js';
+import type { Repository } from '../engine/storage/repository.js';
+import { CLUSTER_IDENTITY_KEY, pushSegment, shipSegments } from '../engine/walArchive.js';
 import { ensureKeyPair } from '../client/dev/demoKeys.js';
 import { validateConfig, type Config } from '../common/config.js';
 import { segmentBytes } from './fixtures/walSegment.js';

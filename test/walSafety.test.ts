@@ -10,13 +10,13 @@ import path from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { execa } from 'execa';
 import YAML from 'yaml';
-import { stopAgent } from '../activities/encryption.js';
-import { openRepositories } from '../activities/storage/index.js';
-import type { Repository } from '../activities/storage/repository.js';
-import { listWalEntries, pushSegment, shipSegments } from '../activities/walArchive.js';
+import { stopAgent } from '../engine/encryption.js';
+import { openRepositories } from '../engine/storage/index.js';
+import type { Repository } from '../engine/storage/repository.js';
+import { listWalEntries, pushSegment, shipSegments } from '../engine/walArchive.js';
 import { createWalShippingActivities } from '../activities/walShipping.js';
 import { loadConfig } from '../common/config.js';
-import { checkWalFile, segmentStartLsn, walFileKind } from '../activities/walHeader.js';
+import { checkWalFile, segmentStartLsn, walFileKind } from '../engine/walHeader.js';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
 import { startCluster, type PgCluster } from './fixtures/postgres.js';
 

@@ -3,7 +3,7 @@
 import { writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { bundleWorkflowCode } from '@temporalio/worker';
-import { codeFile } from './runtime.js';
+import { codeFile } from '../common/runtime.js';
 
 export const WORKFLOWS_PATH = codeFile('workflows/index.ts');
 

@@ -4,7 +4,7 @@
 // after a SIGKILL). So the worker heartbeats for them while they run: a beat says only "this
 // worker lives", which is all a bounded activity needs to prove, and it is what carries a
 // cancellation to them. Long activities (hours) are left alone: they heartbeat on progress
-// only (activities/progressWatch.ts, progressHeartbeat.ts), so a stall still times out.
+// only (engine/progressWatch.ts, activities/progressHeartbeat.ts), so a stall still times out.
 import type { Context } from '@temporalio/activity';
 import type { ActivityInterceptors } from '@temporalio/worker';
 

@@ -6,17 +6,17 @@ import path from 'node:path';
 import { bundleWorkflowCode, NativeConnection, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import type { Logger } from 'pino';
 import { createActivities } from '../activities/index.js';
-import { runCommand } from '../activities/exec.js';
-import { resolveBinDir } from '../activities/postgres.js';
-import { openRepositories } from '../activities/storage/index.js';
-import { ownedTempPrefix, sweepDeadOwners, tempRoots } from '../activities/tempDirs.js';
+import { runCommand } from '../engine/exec.js';
+import { resolveBinDir } from '../engine/postgres.js';
+import { openRepositories } from '../engine/storage/index.js';
+import { ownedTempPrefix, sweepDeadOwners, tempRoots } from '../engine/tempDirs.js';
 import { SHARED_TASK_QUEUE, hostTaskQueue } from '../common/types.js';
 import type { Config } from '../common/config.js';
 import { temporalDataConverter } from './dataConverter.js';
 import { connectionOptions } from './temporalConnection.js';
 import { WORKFLOWS_PATH, quietBundlerLogger } from './bundleWorkflows.js';
 import { livenessHeartbeats } from './livenessHeartbeat.js';
-import { COMPILED, codeFile } from './runtime.js';
+import { COMPILED, codeFile } from '../common/runtime.js';
 
 const bundles = new Map<string, Promise<WorkflowBundleWithSourceMap>>();
 

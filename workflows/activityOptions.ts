@@ -2,6 +2,7 @@
 // every workflow reaches its host's activities.
 import { ActivityCancellationType, patched, proxyActivities, type ActivityOptions } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
+import { TRANSFER_MAX_ATTEMPTS } from '../common/attempts.js';
 
 /**
  * How soon a bounded activity (no heartbeat of its own) is given up when its worker dies: the
@@ -40,7 +41,7 @@ export const quickMetadata = {
 export const longTransfer = {
   startToCloseTimeout: '12 hours',
   heartbeatTimeout: '15 seconds',
-  retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '5 minutes', maximumAttempts: 8 },
+  retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '5 minutes', maximumAttempts: TRANSFER_MAX_ATTEMPTS },
 } as const satisfies ActivityOptions;
 
 /**

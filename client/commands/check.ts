@@ -1,6 +1,6 @@
 // `backupctl check`: the archiving set-up and a live test of it; exit 1 when anything is wrong.
-import { checkArchiving } from '../../activities/archiveCheck.js';
-import type { Repository } from '../../activities/storage/repository.js';
+import { checkArchiving } from '../../engine/archiveCheck.js';
+import type { Repository } from '../../engine/storage/repository.js';
 import type { Config } from '../../common/config.js';
 import type { Printer } from '../output.js';
 

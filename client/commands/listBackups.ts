@@ -3,11 +3,11 @@
 // configured source (database and cluster) are listed as ours; the others in a shared
 // repository, and damaged manifests, are listed apart. Every backup says whether its manifest
 // is signed by a trusted key; unsigned and wrongly signed ones are marked.
-import { chooseCopy, latestVerification, manifestKey, scanManifests, type ManifestCopy } from '../../activities/catalog.js';
-import type { Verifier } from '../../activities/manifestSignature.js';
-import { sourceVerdict, type ExpectedSource, type SourceVerdict } from '../../activities/sourceMatch.js';
+import { chooseCopy, latestVerification, manifestKey, scanManifests, type ManifestCopy } from '../../engine/catalog.js';
+import type { Verifier } from '../../engine/manifestSignature.js';
+import { sourceVerdict, type ExpectedSource, type SourceVerdict } from '../../engine/sourceMatch.js';
 import { redact } from '../../common/redact.js';
-import type { Repository } from '../../activities/storage/repository.js';
+import type { Repository } from '../../engine/storage/repository.js';
 import type { BackupManifest, SignatureVerdict } from '../../common/types.js';
 import { copyProblems, copySummary } from '../../common/copyVerdict.js';
 import type { SkippedCopy, VerificationReport, VerificationState } from '../../common/restoreTypes.js';

@@ -4,17 +4,17 @@ import type { Client } from '@temporalio/client';
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { progressQuery } from '../../workflows/messages.js';
 import proto from '@temporalio/proto';
-import type { Repository } from '../../activities/storage/repository.js';
+import type { Repository } from '../../engine/storage/repository.js';
 
 const { temporal } = proto;
 import { SHARED_TASK_QUEUE, hostTaskQueue } from '../../common/types.js';
 import { databaseHost, type Config } from '../../common/config.js';
 import type { Printer } from '../output.js';
 import { readCatalog, type LastVerification } from './listBackups.js';
-import { scanManifests, type Scanned } from '../../activities/catalog.js';
-import { loadVerifier, type Verifier } from '../../activities/manifestSignature.js';
-import { expectedSource, pickLatest, sourceVerdict, type ExpectedSource } from '../../activities/sourceMatch.js';
-import { archiveLag, listWalEntries, readWalEntry, spoolRepository } from '../../activities/walArchive.js';
+import { scanManifests, type Scanned } from '../../engine/catalog.js';
+import { loadVerifier, type Verifier } from '../../engine/manifestSignature.js';
+import { expectedSource, pickLatest, sourceVerdict, type ExpectedSource } from '../../engine/sourceMatch.js';
+import { archiveLag, listWalEntries, readWalEntry, spoolRepository } from '../../engine/walArchive.js';
 
 /** A nightly backup older than this is overdue (a day plus an hour of grace). */
 const DATABASE_BACKUP_MAX_AGE_HOURS = 25;

@@ -5,8 +5,8 @@
 import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { runCommand } from '../../activities/exec.js';
-import { keyIdOf } from '../../activities/manifestSignature.js';
+import { runCommand } from '../../engine/exec.js';
+import { keyIdOf } from '../../engine/manifestSignature.js';
 
 export interface KeyPair {
   publicKeyFile: string;

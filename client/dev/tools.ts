@@ -1,7 +1,7 @@
 // Finds the binaries that scripts/setup.sh installs into the project-local .tools folder.
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { PROJECT_ROOT } from '../../workers/runtime.js';
+import { PROJECT_ROOT } from '../../common/runtime.js';
 
 export { PROJECT_ROOT };
 

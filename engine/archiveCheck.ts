@@ -1,9 +1,8 @@
 // `backupctl check`, after pgBackRest's: is PostgreSQL set up to archive WAL through us, is
 // its archiver failing, and does a segment switched now actually arrive in the spool?
 import type { Config } from '../common/config.js';
-import { replicationTarget } from './baseBackup.js';
 import { errorText } from './errors.js';
-import { connect } from './postgres.js';
+import { connect, parseDatabaseUrl, type DatabaseTarget } from './postgres.js';
 import type { Repository } from './storage/repository.js';
 import { readWalEntry, spoolRepository } from './walArchive.js';
 
@@ -76,4 +75,11 @@ export async function checkArchiving(config: Config, repositories: Repository[],
   } finally {
     await client.end().catch(() => undefined);
   }
+}
+
+/** The replication connection: baseBackup.url, else the database URL. */
+export function replicationTarget(config: Config): DatabaseTarget {
+  return config.baseBackup.url
+    ? parseDatabaseUrl(config.baseBackup.url, config.baseBackup.passwordFile)
+    : parseDatabaseUrl(config.database.url, config.database.passwordFile);
 }

@@ -9,7 +9,7 @@ const here = fileURLToPath(import.meta.url);
 /** True when running the compiled JavaScript in dist/. */
 export const COMPILED = here.endsWith('.js');
 
-/** The folder holding workflows/, activities/, workers/ and client/: the project, or its dist/. */
+/** The folder holding common/, engine/, workflows/, activities/, workers/ and client/: the project, or its dist/. */
 export const CODE_ROOT = path.resolve(path.dirname(here), '..');
 
 /** The project's folder (package.json, bin/, .tools/). */
