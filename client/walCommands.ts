@@ -4,7 +4,7 @@
 import os from 'node:os';
 import { isEngineError } from '../engine/errors.js';
 import { openRepositories } from '../engine/storage/index.js';
-import { sweepDeadOwners } from '../engine/tempDirs.js';
+import { removeOwnFoldersSync, sweepDeadOwners } from '../engine/tempDirs.js';
 import { fetchSegment, pushSegment } from '../engine/walArchive.js';
 import { loadConfig } from '../common/config.js';
 
@@ -19,11 +19,23 @@ function configFile(args: string[]): { file: string | undefined; rest: string[] 
   return { file, rest };
 }
 
+const ENDING_SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGTERM: 15 };
+
 /** Runs a WAL command; returns the exit status PostgreSQL reads. */
 export async function runWalCommand(argv: string[]): Promise<number> {
   const { file, rest } = configFile(argv);
   const [command, ...args] = rest;
   const say = (line: string) => process.stderr.write(`backupctl ${command}: ${line}\n`);
+  // Ended by a signal (PostgreSQL's immediate shutdown sends SIGQUIT to its archiver and what
+  // it runs): this process's gpg home goes first, then it exits as the signal would have.
+  // Nothing else needs undoing: a push or fetch cut short leaves nothing visible.
+  for (const [signal, number] of Object.entries(ENDING_SIGNALS)) {
+    process.once(signal, () => {
+      removeOwnFoldersSync([os.tmpdir()], ['gpg']);
+      say(`ended by ${signal}`);
+      process.exit(128 + number);
+    });
+  }
   // A wal-push or wal-fetch that died (PostgreSQL's immediate shutdown kills its archiver and
   // what it runs) left its gpg home; no worker start may come for weeks. The next one removes
   // it, beside its own work (a listing of the temp folder: a few milliseconds).

@@ -6,6 +6,7 @@
 // live process (another worker on this host), nor one made under
 // another host name (a container with its own process ids sharing the folder).
 import { createHash } from 'node:crypto';
+import { readdirSync, rmSync } from 'node:fs';
 import { readFile, readdir, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -44,12 +45,26 @@ export function processAlive(pid: number): boolean {
  */
 async function ownerLives(pid: number, dir: string): Promise<boolean> {
   if (pid !== process.pid && !processAlive(pid)) return false;
+  // A zombie has exited: only its exit status waits to be collected, for as long as its parent
+  // (or an init that does not reap, as in many containers) lets it. It uses nothing any more.
+  if (pid !== process.pid && (await processState(pid)) === 'exited') return false;
   const startedAt = pid === process.pid ? Date.now() - process.uptime() * 1000 : await processStartMs(pid);
   if (startedAt === undefined) return true;
   const info = await stat(dir).catch(() => undefined);
   if (!info) return true;
   // A second of slack for clock granularity.
   return info.mtimeMs >= startedAt - 1000;
+}
+
+/** Whether a process has exited and waits only to be reaped (a zombie), from /proc; 'unknown' where that cannot be read. */
+async function processState(pid: number): Promise<'running' | 'exited' | 'unknown'> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state === 'Z' || state === 'X' ? 'exited' : 'running';
+  } catch {
+    return 'unknown';
+  }
 }
 
 /** When a process started (epoch ms), from /proc; undefined where that cannot be read. */
@@ -116,4 +131,24 @@ export async function sweepDeadOwners(roots: string[], kinds?: TempKind[]): Prom
     }
   }
   return removed;
+}
+
+/**
+ * Removes this process's own temporary folders of the given kinds in each folder given, at once
+ * and synchronously: for a signal handler, when the process is about to end (PostgreSQL's
+ * immediate shutdown sends SIGQUIT to what its archiver runs). Never throws.
+ */
+export function removeOwnFoldersSync(roots: string[], kinds: TempKind[]): void {
+  for (const root of new Set(roots)) {
+    let names: string[];
+    try {
+      names = readdirSync(root);
+    } catch {
+      continue;
+    }
+    for (const kind of kinds) {
+      const prefix = ownedTempPrefix(kind);
+      for (const name of names.filter((n) => n.startsWith(prefix))) rmSync(path.join(root, name), { recursive: true, force: true });
+    }
+  }
 }

@@ -138,3 +138,23 @@ test("a wal-push killed mid-push leaves its gpg home only until the next wal-pus
   expect(next.exitCode).toBe(0);
   expect(gpgHomes()).toEqual([]);
 }, 60_000);
+
+// Chaos pass of 2026-11-28 (seed 20261128, after a pg-restart-immediate): PostgreSQL's
+// immediate shutdown sends SIGQUIT to what its archiver runs; the wal-push it ended left its
+// gpg home, and the next wal-push (right after the restart) took the dead process, not yet
+// reaped, for a live one. A wal-push ended by a signal now removes its own gpg home first.
+test.each([['SIGQUIT', '000000010000000000000035'], ['SIGTERM', '000000010000000000000036']] as const)('a wal-push ended by %s removes its gpg home before it exits, and stores nothing', async (signal, segment) => {
+  const tmp = path.join(dir, `tmp-${signal}`);
+  mkdirSync(tmp);
+  const gpgHomes = () => readdirSync(tmp).filter((name) => name.startsWith('backupctl-gpg-'));
+  const before = spoolFiles();
+  const push = execa('node', [CLI, '--config', configFile, 'wal-push', segmentFile(segment, 64 * 1024 * 1024)], { reject: false, env: { TMPDIR: tmp } });
+  const deadline = Date.now() + 30_000;
+  while (gpgHomes().length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  expect(gpgHomes()).toHaveLength(1);
+  push.kill(signal);
+  const ended = await push;
+  expect(ended.exitCode ?? ended.signal).not.toBe(0);
+  expect(gpgHomes()).toEqual([]);
+  expect(spoolFiles().filter((f) => f.startsWith(segment) && !f.endsWith('.partial'))).toEqual(before.filter((f) => f.startsWith(segment)));
+}, 60_000);
