@@ -19,7 +19,7 @@ import { classifyFilesystemError, errorText, permanent } from '../engine/errors.
 import { runCommand, spawnStreaming } from '../engine/exec.js';
 import { inspectDatabase } from '../engine/inspection.js';
 import { serverOwner } from '../engine/localCluster.js';
-import { connect, countRows, parseDatabaseUrl, type DatabaseTarget } from '../engine/postgres.js';
+import { connect, countRows, parseDatabaseUrl, tablesToCount, type DatabaseTarget } from '../engine/postgres.js';
 import { claimDataDirectory, configureRecovery, handOver, isRunning, logTail, prefetchDirOf, startCluster, stopCluster } from '../engine/recoveryCluster.js';
 import { restoreServer } from '../engine/restoreTarget.js';
 import { expectedSource, sourceVerdict } from '../engine/sourceMatch.js';
@@ -350,11 +350,11 @@ export function createPitrActivities(deps: PitrDeps) {
       const client = await connect(target);
       try {
         const rowCounts: Record<string, number> = {};
-        for (const table of config.database.keyTables) {
+        for (const table of await tablesToCount(client, config.database.keyTables)) {
           const counted = await countRows(client, table);
           if (counted !== undefined) rowCounts[table] = counted;
         }
-        const inspection = await inspectDatabase(client, target, { expectedRowCounts: {}, checks: config.restore.checks });
+        const inspection = await inspectDatabase(client, target, { expectedRowCounts: {}, checks: config.restore.checks, freshness: config.restore.freshness });
         return { rowCounts, checks: inspection.checks };
       } finally {
         await client.end().catch(() => undefined);

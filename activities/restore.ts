@@ -443,6 +443,7 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
         return await inspectDatabase(client, target, {
           expectedRowCounts: input.expectedRowCounts,
           checks: config.restore.checks,
+          freshness: config.restore.freshness,
           amcheck: input.amcheck ? { binDir: deps.binDir, signal: Context.current().cancellationSignal } : undefined,
         });
       } catch (err) {

@@ -19,7 +19,7 @@ import YAML from 'yaml';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { stopAgent } from '../engine/encryption.js';
 import { serverOwner } from '../engine/localCluster.js';
-import { createDemoRoles } from '../client/dev/demoData.js';
+import { DEMO_KEY_TABLES, createDemoRoles } from '../client/dev/demoData.js';
 import { PROJECT_ROOT } from '../client/dev/tools.js';
 import { validateConfig } from '../common/config.js';
 import { backupBase, pointInTimeRecovery, shipWal } from '../workflows/index.js';
@@ -165,7 +165,7 @@ export async function runPitrPhase(
   const common = {
     host: PITR_HOST,
     temporal: { address: stack.temporal.address, namespace: 'default' },
-    database: { url: cluster.url(db.name), binDir: cluster.binDir },
+    database: { url: cluster.url(db.name), binDir: cluster.binDir, keyTables: DEMO_KEY_TABLES },
     baseBackup: { url: cluster.url('postgres') },
     repositories: {
       local: { type: 'filesystem', path: spool },

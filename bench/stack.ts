@@ -8,6 +8,7 @@ import { execa } from 'execa';
 import YAML from 'yaml';
 import type { Client } from '@temporalio/client';
 import { DeleteObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { DEMO_KEY_TABLES } from '../client/dev/demoData.js';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
 import { startDevTemporal, type DevTemporal } from '../client/dev/temporalServer.js';
 import { connectClient } from '../client/temporalClient.js';
@@ -86,7 +87,7 @@ export async function startWorkflowStack(dir: string, cluster: PgCluster, say: (
       writeConfig(database, {
         host: BENCH_HOST,
         ...common,
-        database: { url: cluster.url(database), binDir: cluster.binDir },
+        database: { url: cluster.url(database), binDir: cluster.binDir, keyTables: DEMO_KEY_TABLES },
         // local and nas are two folders on the same disk here; on a real host nas is a mount.
         repositories: {
           local: { type: 'filesystem', path: path.join(repoRoot, 'local') },
@@ -102,7 +103,7 @@ export async function startWorkflowStack(dir: string, cluster: PgCluster, say: (
       writeConfig(`${RESTORE_HOST}-${database}`, {
         host: RESTORE_HOST,
         ...common,
-        database: { url: cluster.url(database), binDir: cluster.binDir },
+        database: { url: cluster.url(database), binDir: cluster.binDir, keyTables: DEMO_KEY_TABLES },
         repositories: { s3: s3Repository },
         encryption: { publicKeyFile: keys.publicKeyFile, privateKeyHome: keys.privateHome },
         signing: { publicKeyFiles: [keys.signing.publicKeyFile] },

@@ -9,7 +9,6 @@ import { z } from 'zod';
 import { COMPRESSIONS, ErrorType } from './types.js';
 import { redact, redactUrlUserinfo } from './redact.js';
 
-const DEFAULT_KEY_TABLES = ['auth_user', 'review_manager_searchsession', 'review_manager_sessionactivity'];
 const NAME = /^[a-z][a-z0-9_-]{0,39}$/;
 const HOST = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 const SQL_IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/;
@@ -107,7 +106,11 @@ export const configSchema = z.strictObject({
     passwordFile: absolutePath.optional(),
     /** Host whose worker runs pg_dump; default the configured host. */
     host: hostName.optional(),
-    keyTables: z.array(z.string().regex(SQL_IDENTIFIER, 'must be a table name, optionally schema-qualified')).default(DEFAULT_KEY_TABLES),
+    /**
+     * Tables whose rows are counted in the dump's own snapshot and compared after every restore:
+     * `all` (the default: every table), a list, or [] for none.
+     */
+    keyTables: z.union([z.literal('all'), z.array(z.string().regex(SQL_IDENTIFIER, 'must be a table name, optionally schema-qualified'))]).default('all'),
     includeRolePasswords: z.boolean().default(false),
     /** Where pg_dump and friends live; default: the newest /usr/lib/postgresql/N/bin, else PATH. */
     binDir: absolutePath.optional(),
@@ -214,10 +217,16 @@ export const configSchema = z.strictObject({
       sourceSystemIdentifier: z.string().regex(/^[1-9][0-9]{0,19}$/, 'must be a cluster system identifier (digits)').optional(),
       /** SQL checks run on every restored database: each must return one row whose first column is true. */
       checks: z.array(z.strictObject({ name: z.string().min(1), sql: z.string().min(1) })).default([]),
+      /**
+       * Freshness of a restored database, for people to read in every report: each query returns
+       * one timestamp (say the newest row of the application's busiest table).
+       */
+      freshness: z.array(z.strictObject({ name: z.string().min(1), sql: z.string().min(1) })).default([]),
       /** The application's services, stopped around a swap and always started again. */
       services: z
         .strictObject({
-          units: z.array(z.string().regex(/^[A-Za-z0-9@._-]+$/, 'must be a unit name')).default(['thesis-grey', 'thesis-grey-celery', 'thesis-grey-celery-beat']),
+          /** None by default: name the application's units, or nothing is stopped while the databases are swapped. */
+          units: z.array(z.string().regex(/^[A-Za-z0-9@._-]+$/, 'must be a unit name')).default([]),
           stopCommand: z.array(commandWord).min(1).default(['systemctl', 'stop']),
           startCommand: z.array(commandWord).min(1).default(['systemctl', 'start']),
         })

@@ -77,8 +77,10 @@ export interface DatabaseInspection {
   rowCounts: Record<string, number>;
   /** Tables whose count differs from the manifest's: `table: expected N, found M`. */
   countMismatches: string[];
-  /** The seed's freshness check: newest review_manager_searchsession.created_at. */
-  newestSearchSession: string | null;
+  /** The configured freshness queries (restore.freshness): each one's timestamp, ISO 8601, or null (no rows, or an error: see freshnessErrors). */
+  freshness: Record<string, string | null>;
+  /** Freshness queries that failed, with the error. */
+  freshnessErrors?: Record<string, string>;
   checks: CheckResult[];
   /** pg_amcheck over every table and index, when asked for and installed. */
   amcheck?: CheckResult;

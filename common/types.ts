@@ -83,7 +83,8 @@ export interface DatabaseBackupPlan {
   database: string;
   serverVersion: string;
   repositories: { name: string; kind: RepositoryKind }[];
-  keyTables: string[];
+  /** `all`: every table in the snapshot; else these. */
+  keyTables: 'all' | string[];
   compression: Compression;
   encryptionFingerprint: string;
 }

@@ -1,5 +1,5 @@
 // Looks into a restored database and says whether it holds what the backup recorded: the row
-// counts of the key tables, the seed's freshness check, the operator's SQL checks and, for
+// counts of the key tables, the configured freshness queries, the operator's SQL checks and, for
 // scratch databases, pg_amcheck. Never throws for a finding: the verdict is `ok`, so a failed
 // verification still produces a full report.
 import { existsSync } from 'node:fs';
@@ -11,11 +11,11 @@ import { countRows, spawnAmcheck, toolPath, type DatabaseTarget } from './postgr
 export interface InspectOptions {
   expectedRowCounts: Record<string, number>;
   checks: { name: string; sql: string }[];
+  /** Queries that each return one timestamp (restore.freshness). */
+  freshness?: { name: string; sql: string }[];
   /** Run pg_amcheck (it installs the amcheck extension: for scratch databases only). */
   amcheck?: { binDir: string | undefined; signal: AbortSignal };
 }
-
-const SEARCH_SESSIONS = 'review_manager_searchsession';
 
 export async function inspectDatabase(client: pg.Client, target: DatabaseTarget, options: InspectOptions): Promise<DatabaseInspection> {
   const rowCounts: Record<string, number> = {};
@@ -30,10 +30,23 @@ export async function inspectDatabase(client: pg.Client, target: DatabaseTarget,
     if (found !== expected) countMismatches.push(`${table}: expected ${expected} rows, found ${found}`);
   }
 
-  let newestSearchSession: string | null = null;
-  if ((await client.query<{ oid: string | null }>('SELECT to_regclass($1)::text AS oid', [SEARCH_SESSIONS])).rows[0].oid) {
-    const { rows } = await client.query<{ newest: Date | null }>(`SELECT max(created_at) AS newest FROM ${SEARCH_SESSIONS}`);
-    newestSearchSession = rows[0].newest ? rows[0].newest.toISOString() : null;
+  const freshness: Record<string, string | null> = {};
+  const freshnessErrors: Record<string, string> = {};
+  for (const query of options.freshness ?? []) {
+    const answer = await readOnly(client, query.sql);
+    if ('error' in answer) {
+      freshness[query.name] = null;
+      freshnessErrors[query.name] = answer.error;
+      continue;
+    }
+    const first = answer.rows.length === 1 ? answer.rows[0][0] : undefined;
+    if (first instanceof Date) freshness[query.name] = first.toISOString();
+    else if (first === null || first === undefined) freshness[query.name] = null;
+    else {
+      freshness[query.name] = null;
+      // The shape, never the value: reports hold no data.
+      freshnessErrors[query.name] = `expected one row with a timestamp, got ${answer.rows.length === 1 ? `a ${typeof first}` : `${answer.rows.length} rows`}`;
+    }
   }
 
   const checks: CheckResult[] = [];
@@ -41,7 +54,20 @@ export async function inspectDatabase(client: pg.Client, target: DatabaseTarget,
 
   const amcheck = options.amcheck ? await runAmcheck(target, options.amcheck.binDir, options.amcheck.signal) : undefined;
   const ok = countMismatches.length === 0 && checks.every((c) => c.ok) && (amcheck?.ok ?? true);
-  return { database: target.database, rowCounts, countMismatches, newestSearchSession, checks, amcheck, ok };
+  return { database: target.database, rowCounts, countMismatches, freshness, ...(Object.keys(freshnessErrors).length ? { freshnessErrors } : {}), checks, amcheck, ok };
+}
+
+/** Runs a query in a read-only transaction (it cannot change the database it judges); rows as arrays. */
+async function readOnly(client: pg.Client, sql: string): Promise<{ rows: unknown[][] } | { error: string }> {
+  try {
+    await client.query('BEGIN READ ONLY');
+    const result = await client.query({ text: sql, rowMode: 'array' });
+    return { rows: result.rows as unknown[][] };
+  } catch (err) {
+    return { error: errorText(err) };
+  } finally {
+    await client.query('ROLLBACK').catch(() => undefined);
+  }
 }
 
 /** A check passes when its query returns one row whose first column is true. */

@@ -86,10 +86,30 @@ export async function connect(target: DatabaseTarget): Promise<pg.Client> {
 
 /** The rows of a table (`name` or `schema.name`), or undefined when there is no such table. */
 export async function countRows(client: pg.Client, table: string): Promise<number | undefined> {
-  const exists = await client.query<{ oid: string | null }>('SELECT to_regclass($1)::text AS oid', [table]);
-  if (!exists.rows[0].oid) return undefined;
-  const quoted = table.split('.').map((part) => client.escapeIdentifier(part)).join('.');
-  return Number((await client.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${quoted}`)).rows[0].n);
+  // regclass's own text is the table's name quoted as it must be (and qualified when off the
+  // search path): safe to put in the query.
+  const { rows } = await client.query<{ name: string | null }>('SELECT to_regclass($1)::text AS name', [table]);
+  if (!rows[0].name) return undefined;
+  return Number((await client.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${rows[0].name}`)).rows[0].n);
+}
+
+/**
+ * Every table of the database (plain and partitioned; a partition is counted in its parent),
+ * outside the system schemas, named as regclass writes it ('auth_user', 'audit."Log"').
+ */
+export async function listTables(client: pg.Client): Promise<string[]> {
+  const { rows } = await client.query<{ name: string }>(`
+    SELECT c.oid::regclass::text AS name
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
+`);
+  return rows.map((r) => r.name).sort();
+}
+
+/** The tables a configuration names: `all` is every table now (listTables). */
+export async function tablesToCount(client: pg.Client, keyTables: 'all' | string[]): Promise<string[]> {
+  return keyTables === 'all' ? listTables(client) : keyTables;
 }
 
 /** The directory of the newest installed PostgreSQL client tools, unless configured. */
@@ -124,9 +144,10 @@ export interface SnapshotSession {
 
 /**
  * Opens a repeatable-read transaction, exports its snapshot for pg_dump --snapshot, and
- * counts the key tables in that same snapshot, so the counts describe exactly what was dumped.
+ * counts the key tables (every table, with `all`) in that same snapshot, so the counts
+ * describe exactly what was dumped.
  */
-export async function openSnapshot(target: DatabaseTarget, keyTables: string[]): Promise<SnapshotSession> {
+export async function openSnapshot(target: DatabaseTarget, keyTables: 'all' | string[]): Promise<SnapshotSession> {
   const client = await connect(target);
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
@@ -140,7 +161,7 @@ export async function openSnapshot(target: DatabaseTarget, keyTables: string[]):
              clock_timestamp() AS now`);
     const rowCounts: Record<string, number> = {};
     const missingTables: string[] = [];
-    for (const table of keyTables) {
+    for (const table of await tablesToCount(client, keyTables)) {
       const counted = await countRows(client, table);
       if (counted === undefined) missingTables.push(table);
       else rowCounts[table] = counted;

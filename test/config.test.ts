@@ -36,7 +36,10 @@ test('a valid file gets defaults for what it leaves out', () => {
   const config = loadConfig(write('ok.json', valid), {});
   expect(config.temporal.address).toBe('127.0.0.1:7233');
   expect(config.compression).toEqual({ algorithm: 'zstd', level: 3, threads: 0 });
-  expect(config.database.keyTables).toEqual(['auth_user', 'review_manager_searchsession', 'review_manager_sessionactivity']);
+  // No application's specifics in the defaults: every table is counted, no service is stopped.
+  expect(config.database.keyTables).toBe('all');
+  expect(config.restore.services.units).toEqual([]);
+  expect(config.restore.freshness).toEqual([]);
   expect(Object.keys(config.repositories)).toEqual(['local', 's3']);
 });
 

@@ -74,7 +74,7 @@ function fakes(rec: Recorded, overrides: Partial<Activities> = {}): Activities {
     },
     async inspectRestoredDatabase(input) {
       rec.calls.push('inspect');
-      return { database: input.database, rowCounts: { auth_user: 3 }, countMismatches: [], newestSearchSession: null, checks: [], ok: true };
+      return { database: input.database, rowCounts: { auth_user: 3 }, countMismatches: [], freshness: {}, checks: [], ok: true };
     },
     async auditBackupCopies(input) {
       rec.calls.push(`audit:${input.backupId}:${input.objects.length}`);
@@ -161,7 +161,7 @@ test('failed checks with damaged copies: VerificationFailed names the checks and
   const rec: Recorded = { calls: [], reports: [] };
   const activities = fakes(rec, {
     async inspectRestoredDatabase(input) {
-      return { database: input.database, rowCounts: {}, countMismatches: ['auth_user: expected 3 rows, found 0'], newestSearchSession: null, checks: [], ok: false };
+      return { database: input.database, rowCounts: {}, countMismatches: ['auth_user: expected 3 rows, found 0'], freshness: {}, checks: [], ok: false };
     },
     auditBackupCopies: async () => DAMAGED,
   });

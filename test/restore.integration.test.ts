@@ -50,7 +50,8 @@ function restoringHost(raw: any, serverUrl: string) {
     serverUrl,
     jobs: 2,
     checks: [{ name: 'users exist', sql: 'SELECT count(*) > 0 FROM auth_user' }],
-    services: { stopCommand: [path.join(servicesDir, 'systemctl'), 'stop'], startCommand: [path.join(servicesDir, 'systemctl'), 'start'] },
+    freshness: [{ name: 'newest search session', sql: 'SELECT max(created_at) FROM review_manager_searchsession' }],
+    services: { units: ['thesis-grey', 'thesis-grey-celery', 'thesis-grey-celery-beat'], stopCommand: [path.join(servicesDir, 'systemctl'), 'stop'], startCommand: [path.join(servicesDir, 'systemctl'), 'start'] },
   };
 }
 
@@ -180,7 +181,7 @@ test('weekly verification: counts as recorded, amcheck, freshness; scratch dropp
   expect(report).toMatchObject({ ok: true, backupId: backup.backupId, scratchDropped: true });
   expect(report.inspection!.rowCounts).toEqual(backup.rowCounts);
   expect(report.inspection!.amcheck).toMatchObject({ name: 'pg_amcheck', ok: true });
-  expect(report.inspection!.newestSearchSession).toMatch(/^\d{4}-\d\d-\d\dT/);
+  expect(report.inspection!.freshness['newest search session']).toMatch(/^\d{4}-\d\d-\d\dT/);
   expect((await databases(env.source)).filter((d) => d.startsWith('backupctl_'))).toEqual([]);
   const { entries } = await readCatalog(openRepositories(dbConfig), await loadVerifier(dbConfig));
   expect(entries.find((e) => e.backupId === backup.backupId)!.lastVerification).toMatchObject({ reportId: report.reportId, ok: true });

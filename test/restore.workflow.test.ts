@@ -55,7 +55,7 @@ function fakes(calls: string[], overrides: Partial<Activities> = {}): Activities
     database,
     rowCounts: { auth_user: 3 },
     countMismatches: ok ? [] : ['auth_user: expected 3 rows, found 2'],
-    newestSearchSession: null,
+    freshness: {},
     checks: [],
     ok,
   });
@@ -148,7 +148,7 @@ describe('restoreDatabase', () => {
     const activities = fakes(calls, {
       async inspectRestoredDatabase(input) {
         calls.push('inspect');
-        return { database: input.database, rowCounts: {}, countMismatches: ['auth_user: expected 3 rows, found 2'], newestSearchSession: null, checks: [], ok: false };
+        return { database: input.database, rowCounts: {}, countMismatches: ['auth_user: expected 3 rows, found 2'], freshness: {}, checks: [], ok: false };
       },
     });
     const { error } = await run(restoreDatabase, activities, { backup: 'b1', replace: true, into: 'app_new' });
@@ -224,7 +224,7 @@ describe('verifyBackup', () => {
     const activities = fakes(calls, {
       async inspectRestoredDatabase(input) {
         calls.push('inspect');
-        return { database: input.database, rowCounts: {}, countMismatches: ['auth_user: expected 3 rows, found 0'], newestSearchSession: null, checks: [], ok: false };
+        return { database: input.database, rowCounts: {}, countMismatches: ['auth_user: expected 3 rows, found 0'], freshness: {}, checks: [], ok: false };
       },
     });
     const { error } = await run(verifyBackup, activities, { backup: 'latest' });

@@ -51,7 +51,7 @@ export function describeVerification(report: VerificationReport): string {
   return [
     `backup ${report.backupId} ${report.state ? verificationVerdict(report) : report.ok ? 'verified' : 'FAILED verification'} (${report.startedAt} -> ${report.finishedAt})`,
     ...(report.restored?.warnings ?? []).map((w) => `  WARNING: ${w}`),
-    ...(i ? [`  rows: ${Object.entries(i.rowCounts).map(([t, n]) => `${t}=${n}`).join(', ')}`, `  newest search session: ${i.newestSearchSession ?? '-'}`] : []),
+    ...(i ? [`  rows: ${Object.entries(i.rowCounts).map(([t, n]) => `${t}=${n}`).join(', ')}`, ...Object.entries(i.freshness ?? {}).map(([name, when]) => `  ${name}: ${when ?? (i.freshnessErrors?.[name] ? `FAILED ${i.freshnessErrors[name]}` : '-')}`)] : []),
     ...(i?.checks ?? []).map((c) => `  check ${c.name}: ${c.ok ? 'ok' : `FAILED ${c.detail}`}`),
     ...(i?.amcheck ? [`  ${i.amcheck.name}: ${i.amcheck.detail}`] : []),
     ...(report.restored && 'repository' in report.restored.copy ? [`  restored from ${report.restored.copy.repository}`] : []),

@@ -6,6 +6,14 @@ import type pg from 'pg';
 export const DEMO_OWNER = 'thesis_grey_user';
 export const DEMO_READER = 'thesis_grey_readonly';
 
+/**
+ * The demo application's specifics, configured as its operator would (the same as in
+ * deploy/backupctl.example.yaml): the tables whose row counts every restore must match, and when
+ * the application was last used.
+ */
+export const DEMO_KEY_TABLES = ['auth_user', 'review_manager_searchsession', 'review_manager_sessionactivity'];
+export const DEMO_FRESHNESS = [{ name: 'newest search session', sql: 'SELECT max(created_at) FROM review_manager_searchsession' }];
+
 export interface DemoSize {
   users: number;
   sessionsPerUser: number;

@@ -13,7 +13,7 @@ import { startWorker } from '../../workers/worker.js';
 import { runBackupDatabase } from '../commands/backupDatabase.js';
 import { printer } from '../output.js';
 import { connectClient } from '../temporalClient.js';
-import { createDemoRoles, seedDemoData } from './demoData.js';
+import { DEMO_FRESHNESS, DEMO_KEY_TABLES, createDemoRoles, seedDemoData } from './demoData.js';
 import { ensureKeyPair } from './demoKeys.js';
 import { startDevTemporal } from './temporalServer.js';
 
@@ -54,7 +54,8 @@ export async function runDev(options: DevOptions): Promise<number> {
     const rawConfig = {
       host: 'localhost',
       temporal: { address: temporal.address, namespace: 'default' },
-      database: { url: databaseUrl },
+      // The demo database's key tables; a database of your own (DATABASE_URL) has every table counted.
+      database: { url: databaseUrl, ...(restoreServerUrl ? { keyTables: DEMO_KEY_TABLES } : {}) },
       repositories: {
         local: { type: 'filesystem', path: path.join(dir, 'repositories', 'local') },
         nas: { type: 'filesystem', path: path.join(dir, 'repositories', 'nas') },
@@ -63,7 +64,7 @@ export async function runDev(options: DevOptions): Promise<number> {
       encryption: { publicKeyFile: keys.publicKeyFile, privateKeyHome: keys.privateHome },
       // Signs every manifest here and, being this machine's own key, is trusted by its restores.
       signing: { privateKeyFile: keys.signing.privateKeyFile, publicKeyFiles: [keys.signing.publicKeyFile] },
-      ...(restoreServerUrl ? { restore: { serverUrl: restoreServerUrl } } : {}),
+      ...(restoreServerUrl ? { restore: { serverUrl: restoreServerUrl, freshness: DEMO_FRESHNESS } } : {}),
     };
     const configFile = path.join(dir, 'config.yaml');
     writeFileSync(configFile, `# Written by backupctl dev; use it with --config ${configFile}\n` + YAML.stringify(rawConfig), { mode: 0o600 });
