@@ -76,7 +76,7 @@ export function createSweepActivities(deps: DatabaseBackupDeps) {
   async function abortUpload(repositoryName: string, key: string, uploadId: string): Promise<string> {
     const repository = deps.repositories.find((r) => r.name === repositoryName);
     if (!repository?.abortUnfinishedUpload) throw permanent(ErrorType.UnknownRepository, `repository ${repositoryName} is not configured here, or has no unfinished uploads`);
-    if (!isOurUploadKey(key)) throw permanent(ErrorType.InvalidInput, `${key} is not a key backupctl writes (database/, base/, wal/, drills/): another tool's upload is not aborted`);
+    if (!isOurUploadKey(key)) throw permanent(ErrorType.InvalidInput, `${key} is not a key backupctl writes (database/, base/, wal/, drills/; named .gpg or .json): another tool's upload or file is not touched`);
     await repository.abortUnfinishedUpload({ key, uploadId });
     return repository.kind === 'filesystem' ? `${uploadId}, an unfinished write of ${key}, is gone (removed now or before)` : `aborted the unfinished upload of ${key}`;
   }

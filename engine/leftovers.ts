@@ -116,14 +116,26 @@ export async function findBackups(repositories: Repository[], found: Findings, b
 /** The folders our keys live in: backups (and their reports), the WAL archive, drill reports. */
 const OUR_FOLDERS = new Set(['database', 'base', 'wal', 'drills']);
 
+/** How every object we write is named: encrypted data (.gpg), records (.json: manifests, claims, WAL entries, reports). */
+const OUR_OBJECT_NAME = /\.(gpg|json)$/;
+
 /**
  * Whether an unfinished upload's key is one backupctl writes: in one of our folders, of our
- * key characters. A bucket (or a prefix) may be shared with other tools, or hold another host's
- * prefix below ours; their uploads are not ours to abort, however old.
+ * key characters, named as our objects are. A bucket (or a prefix) may be shared with other
+ * tools, or hold another host's prefix below ours; their uploads are not ours to abort, however
+ * old. In a file repository the name matters too: a file `X.partial` reads as an older
+ * version's temp file of key X, and PostgreSQL names its own partial segments so
+ * (`wal/000000010000000000000005.partial`: pg_receivewal's live segment, or one another
+ * archiver copied raw), but X is then no key we ever write.
  */
 export function isOurUploadKey(key: string): boolean {
   const parts = key.split('/');
-  return parts.length >= 2 && OUR_FOLDERS.has(parts[0]) && parts.every((p) => /^[A-Za-z0-9._-]+$/.test(p) && p !== '.' && p !== '..');
+  return (
+    parts.length >= 2 &&
+    OUR_FOLDERS.has(parts[0]) &&
+    parts.every((p) => /^[A-Za-z0-9._-]+$/.test(p) && p !== '.' && p !== '..') &&
+    OUR_OBJECT_NAME.test(parts[parts.length - 1])
+  );
 }
 
 /** Unfinished writes of our keys in every repository: S3's multipart uploads, file repositories' temp files. */
