@@ -143,7 +143,14 @@ export async function findUploads(repositories: Repository[], found: Findings, n
   for (const repository of repositories) {
     if (!repository.listUnfinishedUploads) continue;
     try {
-      for (const upload of await repository.listUnfinishedUploads()) {
+      // Only our folders: the share may hold other tools' trees, and a folder of theirs (or the
+      // mount's lost+found) that cannot be read is none of ours. One of ours that cannot be read
+      // is reported, and the rest is still examined.
+      const uploads = await repository.listUnfinishedUploads({
+        folders: [...OUR_FOLDERS],
+        unlisted: (where, failure) => found.notExamined.push({ what: `unfinished uploads in repository ${repository.name}, folder ${where}`, why: errorText(failure) }),
+      });
+      for (const upload of uploads) {
         if (!isOurUploadKey(upload.key)) continue;
         found.leftovers.push({
           kind: 'upload',

@@ -10,12 +10,14 @@
 //   the whole repository "not examined": no temp file in it was ever swept again.
 // - The act did not look at the file again: a temp file found old, then written to again
 //   (its frozen writer woken up) before the act, was removed under the live writer.
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
+import { execa } from 'execa';
 import type { Info } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
+import { findUploads, type Findings } from '../activities/leftovers.js';
 import { FilesystemRepository } from '../activities/storage/filesystem.js';
 import { createSweepActivities } from '../activities/sweep.js';
 import { validateConfig } from '../workers/config.js';
@@ -131,6 +133,88 @@ test('a history naming a foreign .partial file as an unfinished write of a key w
   };
   await expect(act(forged)).rejects.toThrow(/not a key backupctl writes/);
   expect(existsSync(segment)).toBe(true);
+});
+
+/**
+ * The listing and its findings, made by a process that, unlike root, is refused what a
+ * folder's mode refuses (a worker runs as its own user; a mount's lost+found is root's, 0700).
+ */
+async function findAsUnprivileged(root: string): Promise<Findings> {
+  const script = path.join(dir, 'find-uploads.mts');
+  writeFileSync(
+    script,
+    [
+      `import { FilesystemRepository } from ${JSON.stringify(path.resolve('activities/storage/filesystem.js'))};`,
+      `import { findUploads } from ${JSON.stringify(path.resolve('activities/leftovers.js'))};`,
+      `const found = { leftovers: [], notExamined: [] };`,
+      `await findUploads([new FilesystemRepository('nas', process.argv[2])], found, Date.now());`,
+      `process.stdout.write(JSON.stringify(found));`,
+    ].join('\n'),
+  );
+  const asRoot = process.getuid?.() === 0;
+  const user = asRoot ? { uid: 65534, gid: 65534 } : {};
+  if (asRoot) {
+    chmodSync(dir, 0o755);
+    await execa('chown', ['-R', '65534:65534', root]);
+  }
+  const { stdout } = await execa(process.execPath, ['--import', 'tsx', script, root], { ...user, cwd: path.resolve('.'), env: { ...process.env, TSX_TSCONFIG_PATH: path.resolve('tsconfig.json') } });
+  return JSON.parse(stdout) as Findings;
+}
+
+test('a folder the worker cannot read outside our folders is not walked; one inside them is reported, and the rest is still examined', async () => {
+  const root = freshRoot();
+  plant(root, 'wal/000000010000000000000007.zst.gpg.95e4109f68e8.partial', 30);
+  plant(root, 'database/backup-database-2026-11-01/r0123456789ab-a1/dump.pgcustom.zst.gpg.4242-0123456789ab.partial', 30);
+  plant(root, 'lost+found/#1234', 0, 'what fsck found');
+  plant(root, 'exports/private/warehouse.parquet', 0, 'another tool\'s');
+  plant(root, 'wal/held-by-someone-else/x', 0, 'not ours to read');
+  const chmods = [path.join(root, 'lost+found'), path.join(root, 'exports', 'private'), path.join(root, 'wal', 'held-by-someone-else')];
+  for (const folder of chmods) chmodSync(folder, 0o000);
+  try {
+    const closed = await findAsUnprivileged(root);
+    expect(closed.leftovers.map((l) => (l.kind === 'upload' ? l.key : '')).sort()).toEqual([
+      'database/backup-database-2026-11-01/r0123456789ab-a1/dump.pgcustom.zst.gpg',
+      'wal/000000010000000000000007.zst.gpg',
+    ]);
+    // Only the unreadable folder of ours is reported: other tools' folders are none of ours.
+    expect(closed.notExamined).toHaveLength(1);
+    expect(closed.notExamined[0].what).toMatch(/repository nas/);
+    expect(`${closed.notExamined[0].what} ${closed.notExamined[0].why}`).toMatch(/held-by-someone-else/);
+    expect(`${closed.notExamined[0].what} ${closed.notExamined[0].why}`).not.toMatch(/lost\+found|exports/);
+  } finally {
+    for (const folder of chmods) chmodSync(folder, 0o700);
+  }
+}, 60_000);
+
+test('a link in place of one of our folders, or of a temp file, leads the sweep nowhere outside the repository; a linked folder of ours is reported', async () => {
+  const root = freshRoot();
+  const elsewhere = path.join(dir, 'elsewhere-drills');
+  mkdirSync(elsewhere, { recursive: true });
+  const victim = path.join(elsewhere, 'report.json.0123456789ab.partial');
+  writeFileSync(victim, 'another repository\'s live write');
+  utimesSync(victim, new Date(0), new Date(0));
+  symlinkSync(elsewhere, path.join(root, 'drills'));
+  const target = path.join(dir, 'victim.gpg');
+  writeFileSync(target, 'a complete backup elsewhere');
+  mkdirSync(path.join(root, 'wal'), { recursive: true });
+  symlinkSync(target, path.join(root, 'wal', '000000010000000000000009.zst.gpg.0123456789ab.partial'));
+
+  const found = await sweep(root, 0);
+  expect(found).toEqual([]);
+  expect(readFileSync(victim, 'utf8')).toBe('another repository\'s live write');
+  // The linked folder is reported, for the operator to look at.
+  const findings: Findings = { leftovers: [], notExamined: [] };
+  await findUploads([new FilesystemRepository('nas', root)], findings, Date.now());
+  expect(findings.notExamined).toEqual([{ what: 'unfinished uploads in repository nas, folder drills', why: expect.stringMatching(/symbolic link/) }]);
+  expect(readFileSync(target, 'utf8')).toBe('a complete backup elsewhere');
+
+  // A history naming the planted file link: the link goes, never what it points at.
+  const { act } = activitiesFor(root);
+  await act({ kind: 'upload', repository: 'nas', key: 'wal/000000010000000000000009.zst.gpg', uploadId: '000000010000000000000009.zst.gpg.0123456789ab.partial', tempFile: true, initiated: null, ageHours: 99 });
+  expect(readFileSync(target, 'utf8')).toBe('a complete backup elsewhere');
+  // And one naming a temp file through the linked folder is refused.
+  await expect(act({ kind: 'upload', repository: 'nas', key: 'drills/report.json', uploadId: 'report.json.0123456789ab.partial', tempFile: true, initiated: null, ageHours: 99 })).rejects.toThrow(/symbolic link/);
+  expect(existsSync(victim)).toBe(true);
 });
 
 test('guard: a live put whose temp file the sweep removes fails, and publishes nothing', async () => {

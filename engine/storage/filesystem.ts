@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { ErrorType } from '../../common/types.js';
 import { classifyFilesystemError, permanent } from '../errors.js';
-import { assertSafeKey, byKey, unhandledErrorsKept, type ObjectInfo, type PutOptions, type Repository, type UnfinishedUpload } from './repository.js';
+import { assertSafeKey, byKey, unhandledErrorsKept, type ObjectInfo, type PutOptions, type Repository, type UnfinishedUpload, type UnfinishedUploadQuery } from './repository.js';
 
 /** Suffix of an object being written; never listed, replaced by a retry, removed with the key. */
 const PARTIAL_SUFFIX = '.partial';
@@ -139,21 +139,28 @@ export class FilesystemRepository implements Repository {
   }
 
   /**
-   * Unfinished writes (a put's or a create's temp file) anywhere in the repository, as the
-   * uploads S3 keeps open are: what a writer killed mid-write left, or one that could not remove
-   * its file (the folder turned read-only under it). `uploadId` is the temp file's name,
-   * `initiated` the time of its last write (a live writer writes every second). Never through a
-   * link; a listing that fails is reported, not taken for an empty one.
+   * Unfinished writes (a put's or a create's temp file) in the repository, or in the folders
+   * the query names (nothing else of the share is walked), as the uploads S3 keeps open are:
+   * what a writer killed mid-write left, or one that could not remove its file (the folder
+   * turned read-only under it). `uploadId` is the temp file's name, `initiated` the time of its
+   * last write (a live writer writes every second). Never through a link; a folder that cannot
+   * be listed is reported (to the query's `unlisted`, else thrown), not taken for an empty one.
    */
-  async listUnfinishedUploads(): Promise<UnfinishedUpload[]> {
+  async listUnfinishedUploads(query: UnfinishedUploadQuery = {}): Promise<UnfinishedUpload[]> {
     const found: UnfinishedUpload[] = [];
+    const unlisted = (dir: string, err: unknown): void => {
+      const failure = classifyFilesystemError(err, `repository ${this.name}: listing ${dir}`);
+      if (!query.unlisted) throw failure;
+      query.unlisted(path.relative(this.root, dir).split(path.sep).join('/') || '.', failure);
+    };
     const walk = async (dir: string): Promise<void> => {
       let entries;
       try {
         entries = await readdir(dir, { withFileTypes: true });
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-        throw classifyFilesystemError(err, `repository ${this.name}: listing ${dir}`);
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT' || code === 'ENOTDIR') return;
+        return unlisted(dir, err);
       }
       for (const entry of entries) {
         const full = path.join(dir, entry.name);
@@ -163,13 +170,28 @@ export class FilesystemRepository implements Repository {
         }
         const parsed = entry.isFile() ? PARTIAL_NAME.exec(entry.name) : null;
         if (!parsed) continue;
-        const info = await stat(full).catch(() => undefined);
-        if (!info) continue;
+        const info = await lstat(full).catch(() => undefined);
+        if (!info?.isFile()) continue;
         const key = path.relative(this.root, path.join(dir, parsed[1])).split(path.sep).join('/');
         found.push({ key, uploadId: entry.name, initiated: info.mtime });
       }
     };
-    await walk(this.root);
+    if (!query.folders) {
+      await walk(this.root);
+    } else {
+      for (const folder of query.folders) {
+        assertSafeKey(folder);
+        const top = path.join(this.root, ...folder.split('/'));
+        try {
+          // readdir follows a link in the folder's own place: its files are not the repository's.
+          await this.refuseLinks(folder, top, true);
+        } catch (err) {
+          unlisted(top, err);
+          continue;
+        }
+        await walk(top);
+      }
+    }
     return found.sort((a, b) => byKey(a, b) || (a.uploadId < b.uploadId ? -1 : a.uploadId > b.uploadId ? 1 : 0));
   }
 

@@ -40,6 +40,20 @@ export interface UnfinishedUpload {
   initiated?: Date;
 }
 
+/** Which unfinished writes to list. */
+export interface UnfinishedUploadQuery {
+  /**
+   * Only keys in these folders (`wal`, `database`...): a file repository walks nothing else of
+   * the share (other tools' trees, a mount's lost+found). Every key when absent.
+   */
+  folders?: string[];
+  /**
+   * A folder that cannot be listed (unreadable, or a link: never followed), as a classified
+   * failure; the rest is listed. Without it, the first such folder fails the whole listing.
+   */
+  unlisted?: (where: string, failure: unknown) => void;
+}
+
 export interface Repository {
   readonly name: string;
   readonly kind: RepositoryKind;
@@ -78,9 +92,10 @@ export interface Repository {
   /**
    * Unfinished writes in this repository: S3's open multipart uploads, a file repository's temp
    * files (what a writer killed mid-write left, or one that could not remove its own); keys
-   * relative to the repository. Throws a classified failure where they cannot be listed.
+   * relative to the repository. Throws a classified failure where they cannot be listed, unless
+   * the query takes what cannot be read (then the rest is listed).
    */
-  listUnfinishedUploads?(): Promise<UnfinishedUpload[]>;
+  listUnfinishedUploads?(query?: UnfinishedUploadQuery): Promise<UnfinishedUpload[]>;
 
   /** Aborts one unfinished upload, freeing its parts; no error when it is already gone. */
   abortUnfinishedUpload?(upload: Pick<UnfinishedUpload, 'key' | 'uploadId'>): Promise<void>;

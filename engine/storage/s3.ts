@@ -17,7 +17,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { Transform, type Readable } from 'node:stream';
 import { ErrorType } from '../../common/types.js';
 import { permanent, transient } from '../errors.js';
-import { assertSafeKey, byKey, unhandledErrorsKept, type ObjectInfo, type PutOptions, type Repository, type UnfinishedUpload } from './repository.js';
+import { assertSafeKey, byKey, unhandledErrorsKept, type ObjectInfo, type PutOptions, type Repository, type UnfinishedUpload, type UnfinishedUploadQuery } from './repository.js';
 
 export interface S3RepositoryOptions {
   bucket: string;
@@ -189,7 +189,7 @@ export class S3Repository implements Repository {
    * an upload a killed worker began stay (and are billed) until it is aborted. Throws
    * StorageUnreachable (NotImplemented: the server cannot list uploads) or another classified failure.
    */
-  async listUnfinishedUploads(): Promise<UnfinishedUpload[]> {
+  async listUnfinishedUploads(query: UnfinishedUploadQuery = {}): Promise<UnfinishedUpload[]> {
     const found: UnfinishedUpload[] = [];
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;
@@ -200,6 +200,7 @@ export class S3Repository implements Repository {
         );
         for (const upload of page.Uploads ?? []) {
           if (!upload.Key?.startsWith(this.prefix) || !upload.UploadId) continue;
+          if (query.folders && !query.folders.some((folder) => upload.Key!.startsWith(`${this.prefix}${folder}/`))) continue;
           found.push({ key: upload.Key.slice(this.prefix.length), uploadId: upload.UploadId, initiated: upload.Initiated });
         }
         if (!page.IsTruncated) break;
