@@ -73,11 +73,15 @@ export function createSweepActivities(deps: DatabaseBackupDeps) {
     return `removed ${removed} objects of the unfinished backup and its claim`;
   }
 
-  async function abortUpload(repositoryName: string, key: string, uploadId: string): Promise<string> {
+  async function abortUpload(repositoryName: string, key: string, uploadId: string, initiated: string | null): Promise<string> {
     const repository = deps.repositories.find((r) => r.name === repositoryName);
     if (!repository?.abortUnfinishedUpload) throw permanent(ErrorType.UnknownRepository, `repository ${repositoryName} is not configured here, or has no unfinished uploads`);
     if (!isOurUploadKey(key)) throw permanent(ErrorType.InvalidInput, `${key} is not a key backupctl writes (database/, base/, wal/, drills/; named .gpg or .json): another tool's upload or file is not touched`);
-    await repository.abortUnfinishedUpload({ key, uploadId });
+    // The last write the decision saw: a temp file written to since is a live writer's (checked as it is removed).
+    const seen = initiated === null ? undefined : new Date(initiated);
+    if (!(await repository.abortUnfinishedUpload({ key, uploadId, ...(seen && !Number.isNaN(seen.getTime()) ? { initiated: seen } : {}) }))) {
+      return `${uploadId}, an unfinished write of ${key}, was written to since it was found (${initiated}): its writer lives, so it stays`;
+    }
     return repository.kind === 'filesystem' ? `${uploadId}, an unfinished write of ${key}, is gone (removed now or before)` : `aborted the unfinished upload of ${key}`;
   }
 
@@ -159,7 +163,7 @@ export function createSweepActivities(deps: DatabaseBackupDeps) {
           detail = await sweepBackup(leftover.component, leftover.backupId, leftover.run);
           break;
         case 'upload':
-          detail = await abortUpload(leftover.repository, leftover.key, leftover.uploadId);
+          detail = await abortUpload(leftover.repository, leftover.key, leftover.uploadId, leftover.initiated);
           break;
         case 'recovery':
           detail = await sweepRecovery(leftover, decision);

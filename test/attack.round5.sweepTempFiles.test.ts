@@ -217,6 +217,19 @@ test('a link in place of one of our folders, or of a temp file, leads the sweep 
   expect(existsSync(victim)).toBe(true);
 });
 
+test('a temp file written to again after the sweep found it old (its frozen writer woke up) is not removed under the writer', async () => {
+  const root = freshRoot();
+  const temp = plant(root, 'wal/000000010000000000000007.zst.gpg.95e4109f68e8.partial', 30);
+  const { find, act } = activitiesFor(root);
+  const [leftover] = await find();
+  expect(leftover).toMatchObject({ kind: 'upload', key: 'wal/000000010000000000000007.zst.gpg' });
+  // Between the find and the act (the workflow asks Temporal about runs in between), the writer writes.
+  writeFileSync(temp, 'half of it, and more', { flag: 'a' });
+  const detail = await act(leftover);
+  expect(existsSync(temp)).toBe(true);
+  expect(detail).toMatch(/written to since/);
+});
+
 test('guard: a live put whose temp file the sweep removes fails, and publishes nothing', async () => {
   const root = freshRoot();
   const repository = new FilesystemRepository('nas', root);

@@ -195,16 +195,32 @@ export class FilesystemRepository implements Repository {
     return found.sort((a, b) => byKey(a, b) || (a.uploadId < b.uploadId ? -1 : a.uploadId > b.uploadId ? 1 : 0));
   }
 
-  /** Removes one unfinished write of key, named as listUnfinishedUploads named it; no error when it is gone. */
-  async abortUnfinishedUpload(upload: Pick<UnfinishedUpload, 'key' | 'uploadId'>): Promise<void> {
+  /**
+   * Removes one unfinished write of key, named as listUnfinishedUploads named it; no error when
+   * it is gone. Given `initiated` (its last write as listed), a file written to since is kept
+   * (false): its writer lives, whatever its age was when it was found.
+   */
+  async abortUnfinishedUpload(upload: Pick<UnfinishedUpload, 'key' | 'uploadId' | 'initiated'>): Promise<boolean> {
     const file = await this.linkFreePathOf(upload.key);
     const base = path.basename(file);
     const { uploadId } = upload;
     if (!uploadId.startsWith(`${base}.`) || !uploadId.endsWith(PARTIAL_SUFFIX) || !PARTIAL_TAG.test(uploadId.slice(base.length, -PARTIAL_SUFFIX.length))) {
       throw permanent(ErrorType.InvalidInput, `repository ${this.name}: ${JSON.stringify(uploadId)} is not an unfinished write of ${upload.key}`);
     }
+    const temp = path.join(path.dirname(file), uploadId);
+    if (upload.initiated) {
+      let info;
+      try {
+        info = await lstat(temp);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true;
+        throw classifyFilesystemError(err, `repository ${this.name}: checking ${temp}`);
+      }
+      if (info.isFile() && info.mtime.getTime() > upload.initiated.getTime()) return false;
+    }
     // rm never follows a link in the file's own place: a planted one is removed, not its target.
-    await rm(path.join(path.dirname(file), uploadId), { force: true });
+    await rm(temp, { force: true });
+    return true;
   }
 
   /** Removes the unfinished writes of one file (every put's own name) older than minAgeMs. */

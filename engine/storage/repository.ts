@@ -97,8 +97,12 @@ export interface Repository {
    */
   listUnfinishedUploads?(query?: UnfinishedUploadQuery): Promise<UnfinishedUpload[]>;
 
-  /** Aborts one unfinished upload, freeing its parts; no error when it is already gone. */
-  abortUnfinishedUpload?(upload: Pick<UnfinishedUpload, 'key' | 'uploadId'>): Promise<void>;
+  /**
+   * Aborts one unfinished upload, freeing its parts; no error when it is already gone (true).
+   * Given `initiated` as the listing saw it, a file repository keeps a temp file written to
+   * since (its writer lives: a frozen worker woken up) and answers false.
+   */
+  abortUnfinishedUpload?(upload: Pick<UnfinishedUpload, 'key' | 'uploadId' | 'initiated'>): Promise<boolean>;
 
   /**
    * Proves the repository can take a backup now: reachable, exists, writable. Throws a

@@ -214,13 +214,14 @@ export class S3Repository implements Repository {
     return found;
   }
 
-  async abortUnfinishedUpload(upload: Pick<UnfinishedUpload, 'key' | 'uploadId'>): Promise<void> {
+  async abortUnfinishedUpload(upload: Pick<UnfinishedUpload, 'key' | 'uploadId' | 'initiated'>): Promise<boolean> {
     try {
       await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.options.bucket, Key: this.objectKey(upload.key), UploadId: upload.uploadId }));
     } catch (err) {
-      if ((err as { name?: string })?.name === 'NoSuchUpload' || isNotFound(err)) return;
+      if ((err as { name?: string })?.name === 'NoSuchUpload' || isNotFound(err)) return true;
       throw this.classify(err, `aborting the unfinished upload of ${upload.key}`);
     }
+    return true;
   }
 
   /** A worker killed mid-upload leaves parts behind: cleared here when older than minAgeMs. */
