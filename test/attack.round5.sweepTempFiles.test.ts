@@ -256,3 +256,11 @@ test('guard: a temp file last written "in the future" (a NAS clock ahead) is kep
   expect((found[0] as { ageHours: number }).ageHours).toBeLessThan(0);
   expect(existsSync(temp)).toBe(true);
 });
+
+test('guard: names with spaces, quotes, newlines or other scripts in our folders are no keys of ours, and are left alone', async () => {
+  const root = freshRoot();
+  const names = ['wal/a b.zst.gpg.0123456789ab.partial', 'wal/"q".zst.gpg.0123456789ab.partial', 'wal/line\nbreak.zst.gpg.0123456789ab.partial', 'wal/sé.zst.gpg.0123456789ab.partial', "drills/it's.json.partial"];
+  for (const name of names) plant(root, name, 300);
+  expect(await sweep(root, 0)).toEqual([]);
+  expect(filesUnder(root)).toEqual([...names].sort());
+});
