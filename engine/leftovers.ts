@@ -138,21 +138,32 @@ export function isOurUploadKey(key: string): boolean {
   );
 }
 
+/**
+ * At most this many unfinished writes per sweep, the oldest. All findings travel in one
+ * activity result, which Temporal refuses over 2 MB (about 9,000 writes), and each one swept is
+ * an activity in the sweep's history (at most 51,200 events): thousands of temp files (a NAS
+ * flapping for days under a retrying archive_command, or names planted in a share) made the
+ * sweep find nothing at all, every time, databases and backups included. The rest waits for the
+ * next sweep, and the report says so.
+ */
+export const MAX_UPLOADS_PER_SWEEP = 1000;
+
 /** Unfinished writes of our keys in every repository: S3's multipart uploads, file repositories' temp files. */
 export async function findUploads(repositories: Repository[], found: Findings, now: number): Promise<void> {
+  const uploads: Extract<Leftover, { kind: 'upload' }>[] = [];
   for (const repository of repositories) {
     if (!repository.listUnfinishedUploads) continue;
     try {
       // Only our folders: the share may hold other tools' trees, and a folder of theirs (or the
       // mount's lost+found) that cannot be read is none of ours. One of ours that cannot be read
       // is reported, and the rest is still examined.
-      const uploads = await repository.listUnfinishedUploads({
+      const listed = await repository.listUnfinishedUploads({
         folders: [...OUR_FOLDERS],
         unlisted: (where, failure) => found.notExamined.push({ what: `unfinished uploads in repository ${repository.name}, folder ${where}`, why: errorText(failure) }),
       });
-      for (const upload of uploads) {
+      for (const upload of listed) {
         if (!isOurUploadKey(upload.key)) continue;
-        found.leftovers.push({
+        uploads.push({
           kind: 'upload',
           repository: repository.name,
           key: upload.key,
@@ -165,6 +176,17 @@ export async function findUploads(repositories: Repository[], found: Findings, n
     } catch (err) {
       found.notExamined.push({ what: `unfinished uploads in repository ${repository.name}`, why: errorText(err) });
     }
+  }
+  // The oldest are the ones old enough to go; in the report, in the order they were listed.
+  const taken = new Set([...uploads].sort((a, b) => (b.ageHours ?? -Infinity) - (a.ageHours ?? -Infinity)).slice(0, MAX_UPLOADS_PER_SWEEP));
+  found.leftovers.push(...uploads.filter((u) => taken.has(u)));
+  const left = uploads.length - taken.size;
+  if (left > 0) {
+    const where = [...new Set(uploads.filter((u) => !taken.has(u)).map((u) => u.repository))];
+    found.notExamined.push({
+      what: `${left} more unfinished uploads (the newest) in ${where.length > 1 ? 'repositories' : 'repository'} ${where.join(', ')}`,
+      why: `at most ${MAX_UPLOADS_PER_SWEEP} are swept at once (all findings travel in one activity result, each one swept is a step of the sweep's history); sweep again`,
+    });
   }
 }
 

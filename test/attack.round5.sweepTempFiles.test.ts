@@ -264,3 +264,26 @@ test('guard: names with spaces, quotes, newlines or other scripts in our folders
   expect(await sweep(root, 0)).toEqual([]);
   expect(filesUnder(root)).toEqual([...names].sort());
 });
+
+test('thousands of temp files (a flapping NAS, or names planted in the share) do not make the sweep find nothing: the oldest go first, the rest is reported', async () => {
+  const root = freshRoot();
+  mkdirSync(path.join(root, 'wal'), { recursive: true });
+  const planted = 2500;
+  for (let i = 0; i < planted; i++) {
+    const segment = (0x100000000 + i).toString(16).toUpperCase().padStart(24, '0');
+    // The lower the number, the older: the first 1000 are the oldest.
+    plant(root, `wal/${segment}.zst.gpg.${i.toString(16).padStart(12, '0')}.partial`, 1000 - i / 10, '');
+  }
+  const { find } = activitiesFor(root);
+  const uploads = await find();
+  // One activity result carries every finding (Temporal refuses a payload over 2 MB), and each
+  // leftover is one activity in the sweep's history (at most 51,200 events).
+  expect(uploads.length).toBeLessThanOrEqual(1000);
+  expect(JSON.stringify(uploads).length).toBeLessThan(512 * 1024);
+  // The oldest are the ones taken.
+  const oldestKept = Math.min(...uploads.map((u) => (u.kind === 'upload' ? u.ageHours ?? 0 : 0)));
+  expect(oldestKept).toBeGreaterThan(1000 - 1000 / 10 - 1);
+  const findings: Findings = { leftovers: [], notExamined: [] };
+  await findUploads([new FilesystemRepository('nas', root)], findings, Date.now());
+  expect(findings.notExamined).toEqual([{ what: expect.stringMatching(/1500 more unfinished uploads/), why: expect.stringMatching(/sweep again/) }]);
+}, 60_000);
