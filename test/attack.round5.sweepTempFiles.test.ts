@@ -20,12 +20,12 @@ import { PassThrough } from 'node:stream';
 import { execa } from 'execa';
 import type { Info } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { findUploads, type Findings } from '../activities/leftovers.js';
-import { FilesystemRepository } from '../activities/storage/filesystem.js';
+import { findUploads, type Findings } from '../engine/leftovers.js';
+import { FilesystemRepository } from '../engine/storage/filesystem.js';
 import { createSweepActivities } from '../activities/sweep.js';
-import { validateConfig } from '../workers/config.js';
+import { validateConfig } from '../common/config.js';
 import { decide, DEFAULT_UPLOAD_AGE_HOURS } from '../workflows/sweepRules.js';
-import type { FoundLeftovers, Leftover } from '../workflows/sweepTypes.js';
+import type { FoundLeftovers, Leftover } from '../common/sweepTypes.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'attack5-sweep-temp-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -147,8 +147,8 @@ async function findAsUnprivileged(root: string): Promise<Findings> {
   writeFileSync(
     script,
     [
-      `import { FilesystemRepository } from ${JSON.stringify(path.resolve('activities/storage/filesystem.js'))};`,
-      `import { findUploads } from ${JSON.stringify(path.resolve('activities/leftovers.js'))};`,
+      `import { FilesystemRepository } from ${JSON.stringify(path.resolve('engine/storage/filesystem.js'))};`,
+      `import { findUploads } from ${JSON.stringify(path.resolve('engine/leftovers.js'))};`,
       `const found = { leftovers: [], notExamined: [] };`,
       `await findUploads([new FilesystemRepository('nas', process.argv[2])], found, Date.now());`,
       `process.stdout.write(JSON.stringify(found));`,
