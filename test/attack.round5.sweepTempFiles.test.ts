@@ -21,6 +21,7 @@ import { execa } from 'execa';
 import type { Info } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { findUploads, type Findings } from '../engine/leftovers.js';
+import { filesUnder, plant } from './fixtures/files.js';
 import { FilesystemRepository } from '../engine/storage/filesystem.js';
 import { createSweepActivities } from '../activities/sweep.js';
 import { validateConfig } from '../common/config.js';
@@ -35,24 +36,6 @@ function freshRoot(): string {
   const root = path.join(dir, `nas${++roots}`);
   mkdirSync(root, { recursive: true });
   return root;
-}
-
-function plant(root: string, relative: string, ageHours = 0, content = 'half of it'): string {
-  const file = path.join(root, relative);
-  mkdirSync(path.dirname(file), { recursive: true });
-  writeFileSync(file, content);
-  if (ageHours) {
-    const when = new Date(Date.now() - ageHours * 3_600_000);
-    utimesSync(file, when, when);
-  }
-  return file;
-}
-
-function filesUnder(root: string): string[] {
-  return readdirSync(root, { recursive: true, withFileTypes: true })
-    .filter((e) => !e.isDirectory())
-    .map((e) => path.relative(root, path.join(e.parentPath ?? (e as unknown as { path: string }).path, e.name)))
-    .sort();
 }
 
 function activitiesFor(root: string) {

@@ -4,12 +4,13 @@
 // file stayed until a later put of the same key, or for good when none came. A file
 // repository's temp files are now unfinished writes as S3's uploads are: listed, and removed
 // by the sweep under the same age rule, only under our own key layout.
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Info } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { FilesystemRepository } from '../engine/storage/filesystem.js';
+import { filesUnder, plant } from './fixtures/files.js';
 import { createSweepActivities } from '../activities/sweep.js';
 import { describeLeftover } from '../client/commands/sweep.js';
 import { validateConfig } from '../common/config.js';
@@ -22,23 +23,7 @@ const SEGMENT = 'wal/000000010000000000000007.zst.gpg';
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function plant(relative: string, content = 'half of it', ageHours = 0): string {
-  const file = path.join(nasRoot, relative);
-  mkdirSync(path.dirname(file), { recursive: true });
-  writeFileSync(file, content);
-  if (ageHours) {
-    const when = new Date(Date.now() - ageHours * 3_600_000);
-    utimesSync(file, when, when);
-  }
-  return file;
-}
-
-function filesUnder(root: string): string[] {
-  return readdirSync(root, { recursive: true, withFileTypes: true })
-    .filter((e) => !e.isDirectory())
-    .map((e) => path.relative(root, path.join(e.parentPath ?? (e as unknown as { path: string }).path, e.name)))
-    .sort();
-}
+const plantHere = (relative: string, content = 'half of it', ageHours = 0) => plant(nasRoot, relative, ageHours, content);
 
 async function sweep(repository: FilesystemRepository, uploadAgeHours: number): Promise<{ found: Leftover[]; details: string[] }> {
   const config = validateConfig(
@@ -68,8 +53,8 @@ async function sweep(repository: FilesystemRepository, uploadAgeHours: number): 
 
 test('a file repository lists its temp files as unfinished writes: key, file name, last write; never through a link', async () => {
   const repository = new FilesystemRepository('nas', nasRoot);
-  plant(SEGMENT, 'the shipped segment');
-  const temp = plant(`${SEGMENT}.95e4109f68e8.partial`, 'half of it', 3);
+  plantHere(SEGMENT, 'the shipped segment');
+  const temp = plantHere(`${SEGMENT}.95e4109f68e8.partial`, 'half of it', 3);
   // Linked folder: what is behind it is not the repository's.
   const elsewhere = path.join(dir, 'elsewhere');
   mkdirSync(elsewhere, { recursive: true });
@@ -85,12 +70,12 @@ test('a file repository lists its temp files as unfinished writes: key, file nam
 test("the sweep removes our keys' temp files once old enough, and nothing else", async () => {
   rmSync(nasRoot, { recursive: true, force: true });
   const repository = new FilesystemRepository('nas', nasRoot);
-  plant(SEGMENT, 'the shipped segment');
-  plant(`${SEGMENT}.95e4109f68e8.partial`, 'a failed pass left it', 30);
-  plant('database/backup-database-2026-11-01/r0123456789ab-a1/dump.pgcustom.zst.gpg.4242-0123456789ab.partial', 'a killed put left it', 30);
-  plant('wal/000000010000000000000008.zst.gpg.0a0b0c0d0e0f.partial', 'a live put is writing it');
+  plantHere(SEGMENT, 'the shipped segment');
+  plantHere(`${SEGMENT}.95e4109f68e8.partial`, 'a failed pass left it', 30);
+  plantHere('database/backup-database-2026-11-01/r0123456789ab-a1/dump.pgcustom.zst.gpg.4242-0123456789ab.partial', 'a killed put left it', 30);
+  plantHere('wal/000000010000000000000008.zst.gpg.0a0b0c0d0e0f.partial', 'a live put is writing it');
   // Not ours: another tool's file in the share, however old.
-  plant('exports/warehouse.parquet.0123456789ab.partial', 'another tool', 300);
+  plantHere('exports/warehouse.parquet.0123456789ab.partial', 'another tool', 300);
 
   // The default age keeps the young one (it may be a live writer's).
   const first = await sweep(repository, 24);
@@ -105,7 +90,7 @@ test("the sweep removes our keys' temp files once old enough, and nothing else",
 
 test('removing an unfinished write refuses a name that is not one of the key', async () => {
   const repository = new FilesystemRepository('nas', nasRoot);
-  plant(SEGMENT, 'the shipped segment');
+  plantHere(SEGMENT, 'the shipped segment');
   for (const uploadId of [path.basename(SEGMENT), `${path.basename(SEGMENT)}.json`, '../000000010000000000000007.zst.gpg.95e4109f68e8.partial', 'other.95e4109f68e8.partial']) {
     await expect(repository.abortUnfinishedUpload({ key: SEGMENT, uploadId })).rejects.toMatchObject({ type: 'InvalidInput', nonRetryable: true });
   }
