@@ -174,10 +174,7 @@ export async function globalProblems(stack: ChaosStack, liveWorkerPids: number[]
   problems.push(...strayServers(stack));
   const staged = await stagedAfterGrace(stack);
   if (staged.length) problems.push(`staging folder holds ${staged.join(', ')}`);
-  for (const [name, root] of Object.entries(stack.repositories)) {
-    const partial = walk(root).filter((f) => f.endsWith('.partial') && !(name === 'local' && archivingNow(stack, f)));
-    if (partial.length) problems.push(`${name}: unfinished writes ${partial.slice(0, 3).join(', ')}`);
-  }
+  problems.push(...unfinishedWriteProblems(stack));
   if (!options.uploadsLater) problems.push(...(await openUploadProblems(stack)));
   problems.push(...(await spoolProblems(stack).catch((err: Error) => [`checking the WAL spool failed: ${err.message}`])));
   const services = stack.servicesState();
@@ -201,12 +198,22 @@ export async function globalProblems(stack: ChaosStack, liveWorkerPids: number[]
   return problems;
 }
 
+/** Temp files of unfinished writes (`.partial`) in the file repositories. */
+export function unfinishedWriteProblems(stack: Pick<ChaosStack, 'repositories' | 'cluster'>): string[] {
+  const problems: string[] = [];
+  for (const [name, root] of Object.entries(stack.repositories)) {
+    const partial = walk(root).filter((f) => f.endsWith('.partial') && !(name === 'local' && archivingNow(stack, f)));
+    if (partial.length) problems.push(`${name}: unfinished writes ${partial.slice(0, 3).join(', ')}`);
+  }
+  return problems;
+}
+
 /**
  * Whether a spool file being written is PostgreSQL's archive_command at work: the WAL file it
  * belongs to is still waiting to be archived (archive_status/<name>.ready). PostgreSQL archives
  * at any time, whatever the run; what a killed push left is cleared by the next push of the file.
  */
-function archivingNow(stack: ChaosStack, file: string): boolean {
+function archivingNow(stack: Pick<ChaosStack, 'cluster'>, file: string): boolean {
   const name = /^wal\/([0-9A-F]{8}(?:\.history|[0-9A-F]{16}(?:\.partial|\.[0-9A-F]{8}\.backup)?))\./.exec(file)?.[1];
   return Boolean(name && existsSync(path.join(stack.cluster.dataDir, 'pg_wal', 'archive_status', `${name}.ready`)));
 }
