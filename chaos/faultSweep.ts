@@ -8,7 +8,7 @@ import { describeLeftover, sweepInput } from '../client/commands/sweep.js';
 import { backupIdOf } from '../workflows/backupId.js';
 import type { SweepReport } from '../common/sweepTypes.js';
 import { SHARED_TASK_QUEUE } from '../common/types.js';
-import { failedBackupProblems, openUploadProblems } from './invariants.js';
+import { failedBackupProblems, openUploadProblems, unfinishedWriteProblems } from './invariants.js';
 import { settle, within, type Outcome } from './scenario.js';
 import type { ChaosStack } from './stack.js';
 
@@ -33,6 +33,8 @@ export async function sweptAfterFault(stack: ChaosStack, scenario: string, outco
   const component = COMPONENT_OF[scenario];
   if (component && outcome.status !== 'completed') problems.push(...(await failedBackupProblems(stack, component, backupIdOf(workflowId))).map((p) => `after the sweep: ${p}`));
   problems.push(...(await openUploadProblems(stack)).map((p) => `after the sweep: ${p}`));
+  // The temp files of every repository, the unwritable one's included (not checked before the sweep).
+  problems.push(...unfinishedWriteProblems(stack).map((p) => `after the sweep: ${p}`));
   const summary = report.items.length ? `backupctl sweep: ${report.items.filter((i) => i.outcome === 'done').map((i) => describeLeftover(i.leftover)).join('; ') || 'nothing removed'}` : 'backupctl sweep: nothing to remove';
   return { problems, summary };
 }

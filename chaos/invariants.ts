@@ -160,13 +160,15 @@ export async function openUploadProblems(stack: ChaosStack): Promise<string[]> {
 
 /**
  * What must hold after every run: no restore or scratch database left, no staged plaintext,
- * no recovery folder and no recovery server, no unfinished writes in the repositories, no open
- * multipart upload (unless `uploadsLater`: they are checked after the sweep), the WAL spool
+ * no recovery folder and no recovery server, no unfinished writes in the repositories (but in
+ * `sweptLater`, the repositories the fault left unwritable), no open multipart upload (none
+ * when a sweep follows: they are all checked after it, see chaos/faultSweep.ts), the WAL spool
  * without a gap and holding all PostgreSQL archived, the application's services running, the
  * live database present and equal to the source, no temp folder of a dead worker, no tool
  * process outside a live worker (or the live cluster's archive_command).
  */
-export async function globalProblems(stack: ChaosStack, liveWorkerPids: number[], options: { uploadsLater?: boolean } = {}): Promise<string[]> {
+export async function globalProblems(stack: ChaosStack, liveWorkerPids: number[], options: { sweptLater?: string[] } = {}): Promise<string[]> {
+  const sweepFollows = (options.sweptLater ?? []).length > 0;
   const problems: string[] = [];
   const marked = await stack.cluster.query<{ datname: string }>('postgres', "SELECT datname FROM pg_database WHERE shobj_description(oid, 'pg_database') LIKE 'backupctl run=%'");
   for (const { datname } of marked.rows) problems.push(`database ${datname} (made by a run) left on the server`);
@@ -174,11 +176,8 @@ export async function globalProblems(stack: ChaosStack, liveWorkerPids: number[]
   problems.push(...strayServers(stack));
   const staged = await stagedAfterGrace(stack);
   if (staged.length) problems.push(`staging folder holds ${staged.join(', ')}`);
-  for (const [name, root] of Object.entries(stack.repositories)) {
-    const partial = walk(root).filter((f) => f.endsWith('.partial') && !(name === 'local' && archivingNow(stack, f)));
-    if (partial.length) problems.push(`${name}: unfinished writes ${partial.slice(0, 3).join(', ')}`);
-  }
-  if (!options.uploadsLater) problems.push(...(await openUploadProblems(stack)));
+  problems.push(...unfinishedWriteProblems(stack, options.sweptLater));
+  if (!sweepFollows) problems.push(...(await openUploadProblems(stack)));
   problems.push(...(await spoolProblems(stack).catch((err: Error) => [`checking the WAL spool failed: ${err.message}`])));
   const services = stack.servicesState();
   if (services !== 'running') problems.push(`the application's services are ${services}`);
@@ -202,11 +201,28 @@ export async function globalProblems(stack: ChaosStack, liveWorkerPids: number[]
 }
 
 /**
+ * Temp files of unfinished writes (`.partial`) in the file repositories, but for those in
+ * `sweptLater`: a repository the fault left unwritable, where a put that failed could not
+ * remove its own temp file (the share turned read-only between its last write and its
+ * rename). Those are the leftover sweep's, which the harness runs once the fault has healed,
+ * and are judged after it (sweptAfterFault), not before.
+ */
+export function unfinishedWriteProblems(stack: Pick<ChaosStack, 'repositories' | 'cluster'>, sweptLater: string[] = []): string[] {
+  const problems: string[] = [];
+  for (const [name, root] of Object.entries(stack.repositories)) {
+    if (sweptLater.includes(name)) continue;
+    const partial = walk(root).filter((f) => f.endsWith('.partial') && !(name === 'local' && archivingNow(stack, f)));
+    if (partial.length) problems.push(`${name}: unfinished writes ${partial.slice(0, 3).join(', ')}`);
+  }
+  return problems;
+}
+
+/**
  * Whether a spool file being written is PostgreSQL's archive_command at work: the WAL file it
  * belongs to is still waiting to be archived (archive_status/<name>.ready). PostgreSQL archives
  * at any time, whatever the run; what a killed push left is cleared by the next push of the file.
  */
-function archivingNow(stack: ChaosStack, file: string): boolean {
+function archivingNow(stack: Pick<ChaosStack, 'cluster'>, file: string): boolean {
   const name = /^wal\/([0-9A-F]{8}(?:\.history|[0-9A-F]{16}(?:\.partial|\.[0-9A-F]{8}\.backup)?))\./.exec(file)?.[1];
   return Boolean(name && existsSync(path.join(stack.cluster.dataDir, 'pg_wal', 'archive_status', `${name}.ready`)));
 }

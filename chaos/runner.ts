@@ -171,9 +171,9 @@ async function oneRun(stack: ChaosStack, workers: WorkerPool, index: number, run
   const context = { workflowId, liveOidBefore, draw, unwritable: unwritableUnder(fault), unreadable: unreadableUnder(fault) };
   violations.push(...(await scenario.check(stack, outcome, context).catch((err: Error) => [`checking the ${scenario.name} failed: ${err.message}`])));
   // Under a fault that left a repository unwritable, what the run could not remove there
-  // (objects, open uploads) is the sweep's, checked after it.
+  // (objects, temp files, open uploads) is the sweep's, checked after it.
   const sweepAfter = unwritableUnder(fault).length > 0;
-  const global = await globalProblems(stack, workers.livePids(), { uploadsLater: sweepAfter }).catch((err: Error) => [`checking the global invariants failed: ${err.message}`]);
+  const global = await globalProblems(stack, workers.livePids(), { sweptLater: unwritableUnder(fault) }).catch((err: Error) => [`checking the global invariants failed: ${err.message}`]);
   violations.push(...global.filter((p) => !reported.has(p)));
   violations.push(...workers.takeDeaths());
   global.forEach((p) => reported.add(p));
