@@ -42,7 +42,7 @@ beforeAll(async () => {
     raw.restore = {
       serverUrl: cluster.url('postgres'),
       workDir: path.join(env.dir, 'work'),
-      services: { stopCommand: [path.join(servicesDir, 'systemctl'), 'stop'], startCommand: [path.join(servicesDir, 'systemctl'), 'start'] },
+      services: { units: ['thesis-grey', 'thesis-grey-celery', 'thesis-grey-celery-beat'], stopCommand: [path.join(servicesDir, 'systemctl'), 'stop'], startCommand: [path.join(servicesDir, 'systemctl'), 'start'] },
     };
     mkdirSync(raw.restore.workDir, { recursive: true });
   };

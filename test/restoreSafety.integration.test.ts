@@ -31,7 +31,7 @@ function restoringHost(raw: any) {
   raw.restore = {
     serverUrl: env.source.url('postgres'),
     jobs: 2,
-    services: { stopCommand: [path.join(servicesDir, 'systemctl'), 'stop'], startCommand: [path.join(servicesDir, 'systemctl'), 'start'] },
+    services: { units: ['thesis-grey', 'thesis-grey-celery', 'thesis-grey-celery-beat'], stopCommand: [path.join(servicesDir, 'systemctl'), 'stop'], startCommand: [path.join(servicesDir, 'systemctl'), 'start'] },
   };
 }
 
