@@ -61,6 +61,17 @@ export async function attemptStanding(): Promise<Standing> {
 }
 
 /**
+ * The orchestrator's own answer, even when the attempt was told to stop here: an attempt whose
+ * runner aborted it (a local timeout, a worker shutting down, a cancel) may still have acted,
+ * and only the server tells whether the run waits for it, was cancelled, or went on without it.
+ */
+export async function orchestratorStanding(): Promise<Standing> {
+  const attempt = currentAttempt();
+  if (!attempt) return { state: 'current' };
+  return attempt.standing();
+}
+
+/**
  * The application_name of this attempt's admin sessions (those that take a database name's
  * lock): a digest of the run (no id in clear), the activity and the attempt. So a newer attempt
  * that finds the lock held can tell a stale attempt of its own run from a stranger. Undefined
