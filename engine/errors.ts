@@ -53,7 +53,7 @@ const RULES: Rule[] = [
   // node-postgres's words for it, and the server's own as it goes down or comes back.
   {
     pattern:
-      /server closed the connection unexpectedly|terminating connection due to (administrator command|unexpected postmaster exit|crash of another server process)|the database system is in recovery mode|no connection to the server|could not receive data from server|could not send data to server|SSL SYSCALL error: EOF detected|Connection terminated unexpectedly|Connection terminated due to connection timeout/i,
+      /server closed the connection unexpectedly|terminating connection due to (administrator command|unexpected postmaster exit|crash of another server process)|the database system is in recovery mode|no connection to the server|could not receive data from server|could not send data to server|SSL SYSCALL error: EOF detected|Connection terminated unexpectedly|Connection terminated due to connection timeout|Client has encountered a connection error and is not queryable/i,
     type: ErrorType.DatabaseUnreachable,
     retryable: true,
   },

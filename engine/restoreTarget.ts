@@ -335,6 +335,44 @@ async function dropDatabase(client: pg.Client, name: string): Promise<void> {
   await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)}${version >= 130000 ? ' WITH (FORCE)' : ''}`);
 }
 
+/** How long connections are given back to databases while the server restarts under us. */
+const REOPEN_WINDOW_MS = 60_000;
+
+/**
+ * Lets the named databases (those that exist) accept connections again, where they refuse
+ * them; returns the names it changed. First on `client`; when that connection is dead (the
+ * server restarted, the session was terminated), on fresh connections, every second for up to
+ * REOPEN_WINDOW_MS while the server comes back. ALLOW_CONNECTIONS false is committed at once
+ * and outlives the session that set it, so the one who set it must undo it on whatever
+ * connection still works. A failure that is no lost connection (permission denied) is thrown
+ * at once; a server still away at the deadline: DatabaseUnreachable.
+ */
+export async function allowConnectionsAgain(client: pg.Client | undefined, server: DatabaseTarget, names: string[]): Promise<string[]> {
+  if (client) {
+    try {
+      return await reopenDatabases(client, names);
+    } catch {
+      // This connection is gone: a fresh one below.
+    }
+  }
+  const deadline = Date.now() + REOPEN_WINDOW_MS;
+  for (;;) {
+    try {
+      return await withServer(server, (fresh) => reopenDatabases(fresh, names));
+    } catch (err) {
+      const failure = classifyDatabaseError(err, `letting ${names.map((n) => `"${n}"`).join(' and ')} accept connections again`);
+      if (failure.type !== ErrorType.DatabaseUnreachable || Date.now() >= deadline) throw failure;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+}
+
+async function reopenDatabases(client: pg.Client, names: string[]): Promise<string[]> {
+  const { rows } = await client.query<{ name: string }>('SELECT datname AS name FROM pg_database WHERE datname = ANY($1::text[]) AND NOT datallowconn', [names]);
+  for (const { name } of rows) await client.query(`ALTER DATABASE ${quoteIdent(name)} WITH ALLOW_CONNECTIONS true`);
+  return rows.map((r) => r.name);
+}
+
 /** Ends every other session on a database, until none is left (a client may reconnect once). */
 export async function terminateSessions(client: pg.Client, name: string): Promise<number> {
   let ended = 0;

@@ -15,6 +15,8 @@ const lost = [
   'could not receive data from server: Connection reset by peer',
   'SSL SYSCALL error: EOF detected',
   'Connection terminated unexpectedly',
+  // node-postgres, on a query after the server ended the idle session (restore --replace's swap).
+  'Client has encountered a connection error and is not queryable',
 ];
 
 test.each(lost)('a lost connection is retried: %s', (message) => {
