@@ -1,8 +1,8 @@
 // Recovery targets against the recoverable window: the rules the workflow's signal and update
 // handlers apply, and the base backup each target starts from.
-import { segmentEndLsn, segmentOf } from '../activities/pitr.js';
-import type { RecoverableWindow } from '../common/pitrTypes.js';
-import { checkTarget, lsnValue } from '../workflows/recoveryTargets.js';
+import { segmentEndLsn, segmentOf } from '../../activities/pitr.js';
+import type { RecoverableWindow } from '../../common/pitrTypes.js';
+import { checkTarget, lsnValue } from '../../workflows/recoveryTargets.js';
 
 const window: RecoverableWindow = {
   baseBackups: [
