@@ -16,6 +16,7 @@ import {
   walFileKind,
   type WalSegmentHeader,
 } from '../../engine/walHeader.js';
+import { WAL_FILE_NAME } from '../../engine/walArchive.js';
 import { lsnValue } from '../../workflows/recoveryTargets.js';
 
 const MiB = 1024 * 1024;
@@ -114,6 +115,8 @@ test.each([
   ['../000000010000000000000001', undefined],
 ])('%s is a %s file', (name, kind) => {
   expect(walFileKind(name)).toBe(kind);
+  // wal-push and wal-fetch take the names the archive's own pattern takes: the same ones.
+  expect(WAL_FILE_NAME.test(name)).toBe(kind !== undefined);
 });
 
 describe("a segment's long page header", () => {
