@@ -1,17 +1,32 @@
 // ESM all the way: execa is ESM-only, so the project is too, and jest runs with
 // --experimental-vm-modules (see package.json "test").
-export default {
+//
+// Two projects: `unit` (test/unit/: pure logic, no server, no child process, runs in seconds:
+// `npm run test:unit`) and `integration` (every other test; many start real servers). `npm test`
+// runs both. A project takes none of the top-level project options, so each gets them here.
+const shared = {
   testEnvironment: 'node',
   extensionsToTreatAsEsm: ['.ts'],
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   transform: {
     '^.+\\.ts$': ['ts-jest', { useESM: true, isolatedModules: true, diagnostics: false }],
   },
-  testMatch: ['<rootDir>/test/**/*.test.ts'],
   modulePathIgnorePatterns: ['<rootDir>/dist/'],
+  slowTestThreshold: 60,
+};
+
+export default {
+  projects: [
+    { ...shared, displayName: 'unit', testMatch: ['<rootDir>/test/unit/**/*.test.ts'] },
+    {
+      ...shared,
+      displayName: 'integration',
+      testMatch: ['<rootDir>/test/**/*.test.ts'],
+      testPathIgnorePatterns: ['/node_modules/', '<rootDir>/test/unit/'],
+    },
+  ],
   reporters: ['default', '<rootDir>/test/summaryReporter.cjs'],
   // Integration suites start real servers; two at a time fits a 2-core machine.
   maxWorkers: 2,
   testTimeout: 180_000,
-  slowTestThreshold: 60,
 };

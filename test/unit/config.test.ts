@@ -3,8 +3,8 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ConfigError, loadConfig } from '../common/config.js';
-import { redact } from '../common/redact.js';
+import { ConfigError, loadConfig } from '../../common/config.js';
+import { redact } from '../../common/redact.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'backupctl-config-'));
 const valid = {

@@ -13,17 +13,17 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { verificationKey, writeJson, writeManifest } from '../engine/catalog.js';
-import { keyIdOf, signManifest, loadVerifier } from '../engine/manifestSignature.js';
-import { FilesystemRepository } from '../engine/storage/filesystem.js';
-import { ensureSigningKeyPair } from '../client/dev/demoKeys.js';
-import { readCatalog } from '../client/commands/listBackups.js';
-import { validateConfig } from '../common/config.js';
+import { verificationKey, writeJson, writeManifest } from '../../engine/catalog.js';
+import { keyIdOf, signManifest, loadVerifier } from '../../engine/manifestSignature.js';
+import { FilesystemRepository } from '../../engine/storage/filesystem.js';
+import { ensureSigningKeyPair } from '../../client/dev/demoKeys.js';
+import { readCatalog } from '../../client/commands/listBackups.js';
+import { validateConfig } from '../../common/config.js';
 import { createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { stamp } from '../workflows/restoreInput.js';
-import type { BackupManifest } from '../common/types.js';
-import type { VerificationReport } from '../common/restoreTypes.js';
+import { stamp } from '../../workflows/restoreInput.js';
+import type { BackupManifest } from '../../common/types.js';
+import type { VerificationReport } from '../../common/restoreTypes.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'attack4-report-'));
 

@@ -6,11 +6,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { generateKeyPairSync } from 'node:crypto';
-import { manifestKey, objectKey, readManifest, readManifestCopies, scanManifests, type Component } from '../engine/catalog.js';
-import { keyIdOf, signManifest, type Trust } from '../engine/manifestSignature.js';
-import { openRepositories } from '../engine/storage/index.js';
-import type { Repository } from '../engine/storage/repository.js';
-import { psqlRestricts } from '../engine/restoreSource.js';
+import { manifestKey, objectKey, readManifest, readManifestCopies, scanManifests, type Component } from '../../engine/catalog.js';
+import { keyIdOf, signManifest, type Trust } from '../../engine/manifestSignature.js';
+import { openRepositories } from '../../engine/storage/index.js';
+import type { Repository } from '../../engine/storage/repository.js';
+import { psqlRestricts } from '../../engine/restoreSource.js';
 
 let dir: string;
 let repositories: Repository[];

@@ -12,17 +12,17 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { attemptObjectKey, claimBackup, discardUnfinished } from '../engine/backupClaim.js';
-import { manifestKey, writeManifest } from '../engine/catalog.js';
-import { FilesystemRepository } from '../engine/storage/filesystem.js';
-import { COMPRESSIONS, type BackupManifest } from '../common/types.js';
+import { attemptObjectKey, claimBackup, discardUnfinished } from '../../engine/backupClaim.js';
+import { manifestKey, writeManifest } from '../../engine/catalog.js';
+import { FilesystemRepository } from '../../engine/storage/filesystem.js';
+import { COMPRESSIONS, type BackupManifest } from '../../common/types.js';
 import type { Info } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { createDatabaseBackupActivities } from '../activities/databaseBackup.js';
-import { validateConfig } from '../common/config.js';
-import { ensureSigningKeyPair } from '../client/dev/demoKeys.js';
+import { createDatabaseBackupActivities } from '../../activities/databaseBackup.js';
+import { validateConfig } from '../../common/config.js';
+import { ensureSigningKeyPair } from '../../client/dev/demoKeys.js';
 import { text } from 'node:stream/consumers';
-import { FreezableRepository } from './fixtures/freezableRepository.js';
+import { FreezableRepository } from '../fixtures/freezableRepository.js';
 
 let dir: string;
 

@@ -1,12 +1,12 @@
 // The sweep's decisions, one rule at a time: what a closed run made goes, what an open or
 // unknown run made stays, and a result (a completed restore's database, a completed or
 // switched-to recovery) is never taken for a leftover.
-import { sweepInput } from '../client/commands/sweep.js';
-import { InputRefused } from '../client/workflowRun.js';
-import type { Config } from '../common/config.js';
-import { decide, type SweepRuleOptions } from '../workflows/sweepRules.js';
-import { validateInput } from '../workflows/sweepLeftovers.js';
-import type { Leftover, RunStanding } from '../common/sweepTypes.js';
+import { sweepInput } from '../../client/commands/sweep.js';
+import { InputRefused } from '../../client/workflowRun.js';
+import type { Config } from '../../common/config.js';
+import { decide, type SweepRuleOptions } from '../../workflows/sweepRules.js';
+import { validateInput } from '../../workflows/sweepLeftovers.js';
+import type { Leftover, RunStanding } from '../../common/sweepTypes.js';
 
 const run = { workflowId: 'wf', runId: '01a2-run' };
 const options: SweepRuleOptions = { removeRecoveryFolders: false, uploadAgeHours: 24 };

@@ -1,7 +1,7 @@
 // Backup ids are made from workflow ids one to one: no two workflow ids share a backup id.
 import { ApplicationFailure } from '@temporalio/common';
-import { assertSafeKey } from '../engine/storage/repository.js';
-import { MAX_BACKUP_ID_LENGTH, backupIdOf, legacyBackupIdOf } from '../workflows/backupId.js';
+import { assertSafeKey } from '../../engine/storage/repository.js';
+import { MAX_BACKUP_ID_LENGTH, backupIdOf, legacyBackupIdOf } from '../../workflows/backupId.js';
 
 /** Reads a backup id back into its workflow id: the proof that the encoding loses nothing. */
 function decode(id: string): string {
@@ -63,7 +63,7 @@ test('a workflow id too long for a backup id is refused, not cut (cutting made t
 });
 
 test('the CLI refuses such a workflow id before it starts anything', async () => {
-  const { backupWorkflowIdOption, InputRefused } = await import('../client/workflowRun.js');
+  const { backupWorkflowIdOption, InputRefused } = await import('../../client/workflowRun.js');
   expect(() => backupWorkflowIdOption('x'.repeat(MAX_BACKUP_ID_LENGTH + 1))).toThrow(InputRefused);
   expect(() => backupWorkflowIdOption('dup x')).not.toThrow();
   expect(() => backupWorkflowIdOption(undefined)).not.toThrow();

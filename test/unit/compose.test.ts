@@ -7,9 +7,9 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
-import { validateConfig } from '../common/config.js';
+import { validateConfig } from '../../common/config.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const COMPOSE_FILE = path.join(ROOT, 'docker-compose.temporal.yml');
 
 const POSTGRES = 'postgresql';

@@ -6,7 +6,7 @@
 // id) and the new run completes its backup. Then the frozen sweep wakes, lists, and removes
 // every attempt folder it finds: the new run's complete backup, its manifest left naming
 // objects that are gone. The discard of a failed run had the same hole and was fenced
-// (test/attack.fencing.test.ts); the sweep's act was not.
+// (test/unit/attack.fencing.test.ts); the sweep's act was not.
 //
 // Real filesystem repository; the freeze is placed at the exact call by FreezableRepository.
 import { randomUUID } from 'node:crypto';
@@ -16,13 +16,13 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import type { Info } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { attemptObjectKey, claimBackup } from '../engine/backupClaim.js';
-import { manifestKey, writeManifest } from '../engine/catalog.js';
-import { FilesystemRepository } from '../engine/storage/filesystem.js';
-import { createSweepActivities } from '../activities/sweep.js';
-import { validateConfig } from '../common/config.js';
-import type { Leftover } from '../common/sweepTypes.js';
-import { FreezableRepository } from './fixtures/freezableRepository.js';
+import { attemptObjectKey, claimBackup } from '../../engine/backupClaim.js';
+import { manifestKey, writeManifest } from '../../engine/catalog.js';
+import { FilesystemRepository } from '../../engine/storage/filesystem.js';
+import { createSweepActivities } from '../../activities/sweep.js';
+import { validateConfig } from '../../common/config.js';
+import type { Leftover } from '../../common/sweepTypes.js';
+import { FreezableRepository } from '../fixtures/freezableRepository.js';
 
 let dir: string;
 

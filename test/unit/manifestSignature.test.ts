@@ -8,15 +8,15 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import type { Info } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { manifestKey, readManifestCopies, scanManifests } from '../engine/catalog.js';
-import { checkSignature, keyIdOf, loadSigner, loadVerifier, signManifest, type Signer, type Trust, type Verifier } from '../engine/manifestSignature.js';
-import { createPitrActivities } from '../activities/pitr.js';
-import { resolveCatalogBackup } from '../engine/restoreSource.js';
-import { FilesystemRepository } from '../engine/storage/filesystem.js';
-import type { ExpectedSource } from '../engine/sourceMatch.js';
-import { ensureSigningKeyPair } from '../client/dev/demoKeys.js';
-import { validateConfig } from '../common/config.js';
-import type { RecoverableWindow } from '../common/pitrTypes.js';
+import { manifestKey, readManifestCopies, scanManifests } from '../../engine/catalog.js';
+import { checkSignature, keyIdOf, loadSigner, loadVerifier, signManifest, type Signer, type Trust, type Verifier } from '../../engine/manifestSignature.js';
+import { createPitrActivities } from '../../activities/pitr.js';
+import { resolveCatalogBackup } from '../../engine/restoreSource.js';
+import { FilesystemRepository } from '../../engine/storage/filesystem.js';
+import type { ExpectedSource } from '../../engine/sourceMatch.js';
+import { ensureSigningKeyPair } from '../../client/dev/demoKeys.js';
+import { validateConfig } from '../../common/config.js';
+import type { RecoverableWindow } from '../../common/pitrTypes.js';
 
 const CLUSTER = '7000000000000000001';
 const expected: ExpectedSource = { database: 'app', systemIdentifier: CLUSTER, from: 'the live cluster' };
@@ -196,7 +196,7 @@ describe('planted backups in the repositories', () => {
     expect(admitted.warnings!.join(' ')).toContain('backup planted-unsigned is UNSIGNED: admitted because unsigned backups were allowed');
     await expect(resolveCatalogBackup('planted-foreign', [local, nas], expected, trust(true))).rejects.toMatchObject({ type: 'BadSignature' });
     // latest with the flag: never an unsigned backup newer than a signed one (a planted one
-    // may be dated at will: test/attack.round4.unsignedLatest.test.ts), so the signed one here.
+    // may be dated at will: test/unit/attack.round4.unsignedLatest.test.ts), so the signed one here.
     expect((await resolveCatalogBackup('latest', [local, nas], expected, trust(true))).backupId).toBe('genuine');
   });
 

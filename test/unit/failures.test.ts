@@ -2,9 +2,9 @@
 // the type, whether a retry may help, the message and the details survive; anything else
 // passes through untouched.
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
-import { EngineError, permanent, transient } from '../engine/errors.js';
-import { toFailure, withFailures } from '../activities/failures.js';
-import { ErrorType } from '../common/types.js';
+import { EngineError, permanent, transient } from '../../engine/errors.js';
+import { toFailure, withFailures } from '../../activities/failures.js';
+import { ErrorType } from '../../common/types.js';
 
 test('a permanent engine error becomes a non-retryable ApplicationFailure of its type, with its details', () => {
   const failure = toFailure(permanent(ErrorType.DiskFull, 'repository nas: writing x: no space left on the device (ENOSPC)', { repository: 'nas' }));

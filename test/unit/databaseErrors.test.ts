@@ -3,7 +3,7 @@
 // PostgreSQL's immediate restart failed the restore for good (RestoreFailed) instead of being
 // retried once the server was back. The messages are those libpq, pg_restore, psql and
 // node-postgres print.
-import { classifyDatabaseError } from '../engine/errors.js';
+import { classifyDatabaseError } from '../../engine/errors.js';
 
 const lost = [
   'pg_restore: error: connection to server at "127.0.0.1", port 41273 failed: server closed the connection unexpectedly\n\tThis probably means the server terminated abnormally\n\tbefore or while processing the request.',

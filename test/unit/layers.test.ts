@@ -4,7 +4,7 @@
 import path from 'node:path';
 import { ESLint } from 'eslint';
 
-const root = path.resolve(import.meta.dirname, '..');
+const root = path.resolve(import.meta.dirname, '../..');
 // The text is linted as if it were that file, without writing it: no type information (the
 // import rules need none), so the type-aware rules are off here.
 const eslint = new ESLint({

@@ -5,10 +5,10 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { generateKeyPairSync } from 'node:crypto';
-import { loadSigner } from '../engine/manifestSignature.js';
-import { parseDatabaseUrl } from '../engine/postgres.js';
-import { assertSecretFileMode } from '../engine/secretFiles.js';
-import { validateConfig } from '../common/config.js';
+import { loadSigner } from '../../engine/manifestSignature.js';
+import { parseDatabaseUrl } from '../../engine/postgres.js';
+import { assertSecretFileMode } from '../../engine/secretFiles.js';
+import { validateConfig } from '../../common/config.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'backupctl-modes-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

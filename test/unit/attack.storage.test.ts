@@ -6,7 +6,7 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { FilesystemRepository } from '../engine/storage/filesystem.js';
+import { FilesystemRepository } from '../../engine/storage/filesystem.js';
 
 let dir: string;
 

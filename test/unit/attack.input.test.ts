@@ -7,9 +7,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { resolveCatalogBackup } from '../engine/restoreSource.js';
-import { FilesystemRepository } from '../engine/storage/filesystem.js';
-import { checkBackupReference } from '../workflows/restoreInput.js';
+import { resolveCatalogBackup } from '../../engine/restoreSource.js';
+import { FilesystemRepository } from '../../engine/storage/filesystem.js';
+import { checkBackupReference } from '../../workflows/restoreInput.js';
 
 let dir: string;
 
