@@ -25,11 +25,79 @@ function unquote(identifier: string): string {
   return identifier.startsWith('"') ? identifier.slice(1, -1).replace(/""/g, '"') : identifier.toLowerCase();
 }
 
-/** Reads the role statements out of pg_dumpall -g output (one statement per line). */
+/**
+ * The statements of a SQL script, each ending at a semicolon that is outside quotes and
+ * comments, with comments left out and surrounding white space trimmed. A quoted value or name
+ * may hold a newline (pg_dumpall writes it as it is): what follows it on the next line is part
+ * of the value, never a statement of its own. Quotes: 'standard' ('' doubles a quote), E'escape'
+ * (a backslash escapes the next character), "identifier" ("" doubles), $tag$dollar$tag$.
+ */
+export function splitStatements(sql: string): string[] {
+  const statements: string[] = [];
+  let current = '';
+  let i = 0;
+  const take = (end: number) => {
+    current += sql.slice(i, end);
+    i = end;
+  };
+  while (i < sql.length) {
+    const c = sql[i];
+    if (c === '-' && sql[i + 1] === '-') {
+      const end = sql.indexOf('\n', i);
+      i = end < 0 ? sql.length : end;
+      continue;
+    }
+    if (c === '/' && sql[i + 1] === '*') {
+      const end = sql.indexOf('*/', i + 2);
+      i = end < 0 ? sql.length : end + 2;
+      continue;
+    }
+    if (c === "'") {
+      const escapes = /[eE]$/.test(current) && !/[A-Za-z0-9_$]$/.test(current.slice(0, -1));
+      let j = i + 1;
+      while (j < sql.length) {
+        if (escapes && sql[j] === '\\') j += 2;
+        else if (sql[j] === "'" && sql[j + 1] === "'") j += 2;
+        else if (sql[j] === "'") break;
+        else j++;
+      }
+      take(Math.min(j + 1, sql.length));
+      continue;
+    }
+    if (c === '"') {
+      let j = i + 1;
+      while (j < sql.length && !(sql[j] === '"' && sql[j + 1] !== '"')) j += sql[j] === '"' ? 2 : 1;
+      take(Math.min(j + 1, sql.length));
+      continue;
+    }
+    if (c === '$') {
+      const tag = /^\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$/.exec(sql.slice(i));
+      if (tag && !/[A-Za-z0-9_$]$/.test(current)) {
+        const end = sql.indexOf(tag[0], i + tag[0].length);
+        take(end < 0 ? sql.length : end + tag[0].length);
+        continue;
+      }
+    }
+    if (c === ';') {
+      take(i + 1);
+      if (current.trim()) statements.push(current.trim());
+      current = '';
+      continue;
+    }
+    take(i + 1);
+  }
+  if (current.trim()) statements.push(current.trim());
+  return statements;
+}
+
+/**
+ * Reads the role statements out of pg_dumpall -g output, statement by statement (never line
+ * by line: a line may continue a quoted value, and a role may put anything in its own settings).
+ */
 export function parseGlobals(sql: string): GlobalsPlan {
   const roles = new Map<string, RoleStatements>();
   const memberships: GlobalsPlan['memberships'] = [];
-  for (const line of sql.split('\n')) {
+  for (const line of splitStatements(sql)) {
     let match = CREATE_ROLE.exec(line);
     if (match) {
       const role = unquote(match[1]);
