@@ -111,6 +111,12 @@ function segmentName(timeline: string, number: number): string {
  */
 export async function spoolProblems(stack: ChaosStack): Promise<string[]> {
   const problems: string[] = [];
+  // archive_status/<name>.done is written only after archive_command succeeded for it, so it is
+  // read FIRST: a file marked done by then has its entry in the spool by the listing after it.
+  // (Listing first raced with an archive_command finishing between the two reads: chaos seed
+  // 20261129, a base backup's .backup history file archived as its run closed.)
+  const statusDir = path.join(stack.cluster.dataDir, 'pg_wal', 'archive_status');
+  const done = existsSync(statusDir) ? readdirSync(statusDir).filter((f) => f.endsWith('.done')).map((f) => f.slice(0, -'.done'.length)) : [];
   const spool = entryNames(await listWal(stack, 'local'));
   const byTimeline = new Map<string, number[]>();
   for (const name of [...spool].filter((n) => SEGMENT.test(n))) byTimeline.set(name.slice(0, 8), [...(byTimeline.get(name.slice(0, 8)) ?? []), segmentNumber(name)]);
@@ -120,9 +126,6 @@ export async function spoolProblems(stack: ChaosStack): Promise<string[]> {
     for (let i = 1; i < numbers.length; i++) for (let n = numbers[i - 1] + 1; n < numbers[i]; n++) missing.push(segmentName(timeline, n));
     if (missing.length) problems.push(`the spool's WAL has a gap: ${missing.length} segment(s) missing between ${segmentName(timeline, numbers[0])} and ${segmentName(timeline, numbers.at(-1)!)}: ${missing.slice(0, 3).join(', ')}`);
   }
-  // archive_status/<name>.done is written only after archive_command succeeded for it.
-  const statusDir = path.join(stack.cluster.dataDir, 'pg_wal', 'archive_status');
-  const done = existsSync(statusDir) ? readdirSync(statusDir).filter((f) => f.endsWith('.done')).map((f) => f.slice(0, -'.done'.length)) : [];
   const unrecorded = done.filter((name) => WAL_NAME.test(name) && !spool.has(name));
   if (unrecorded.length) problems.push(`PostgreSQL counts ${unrecorded.length} WAL file(s) archived that have no entry in the spool: ${unrecorded.slice(0, 3).join(', ')}`);
   return problems;
