@@ -148,11 +148,13 @@ test.each([['SIGQUIT', '000000010000000000000035'], ['SIGTERM', '000000010000000
   mkdirSync(tmp);
   const gpgHomes = () => readdirSync(tmp).filter((name) => name.startsWith('backupctl-gpg-'));
   const before = spoolFiles();
-  const push = execa('node', [CLI, '--config', configFile, 'wal-push', segmentFile(segment, 64 * 1024 * 1024)], { reject: false, env: { TMPDIR: tmp } });
+  // Its own process group, signalled whole: PostgreSQL signals what its archiver runs that way,
+  // so gpg gets the signal too (a gpg left running could make its home again after it was removed).
+  const push = execa('node', [CLI, '--config', configFile, 'wal-push', segmentFile(segment, 64 * 1024 * 1024)], { reject: false, env: { TMPDIR: tmp }, detached: true });
   const deadline = Date.now() + 30_000;
   while (gpgHomes().length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
   expect(gpgHomes()).toHaveLength(1);
-  push.kill(signal);
+  process.kill(-push.pid!, signal);
   const ended = await push;
   expect(ended.exitCode ?? ended.signal).not.toBe(0);
   expect(gpgHomes()).toEqual([]);
