@@ -101,30 +101,38 @@ const outcome = (p: Promise<unknown>): Promise<Outcome> =>
 
 /**
  * Holds the replacement's database lock from another session (COMMENT ON DATABASE in an open
- * transaction), so the swap stops inside its transaction, after ALLOW_CONNECTIONS false and the
- * first rename, waiting on the second; returns once the swap's session waits there.
+ * transaction), then starts the swap, so the swap stops inside its transaction, after
+ * ALLOW_CONNECTIONS false and the first rename, waiting on the second; returns once the swap's
+ * session waits there. The lock is taken before the swap starts: started first, a fast swap
+ * could finish before the lock was held (seen once in CI). If the swap never waits, the lock is
+ * given back, so the tests after this one are not left waiting on it.
  */
-async function stopSwapMidTransaction(): Promise<{ swapPid: number; blocker: pg.Client }> {
+async function stopSwapMidTransaction(start: () => Promise<Outcome>): Promise<{ swapPid: number; blocker: pg.Client; first: Promise<Outcome> }> {
   const blocker = new pg.Client({ host: cluster.host, port: cluster.port, user: 'postgres', database: 'postgres' });
   blocker.on('error', () => undefined);
   await blocker.connect();
   const { rows } = await blocker.query<{ c: string }>("SELECT shobj_description(oid, 'pg_database') AS c FROM pg_database WHERE datname = $1", [REPLACEMENT]);
   await blocker.query('BEGIN');
   await blocker.query(`COMMENT ON DATABASE "${REPLACEMENT}" IS '${rows[0].c}'`);
+  const first = start();
   const deadline = Date.now() + 20_000;
   for (;;) {
+    // pg_locks, not pg_stat_activity: a session waiting for the lock shows there at once.
     const { rows: waiting } = await blocker.query<{ pid: number }>(
-      "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'backupctl-attempt-%' AND wait_event_type = 'Lock'",
+      "SELECT pid FROM pg_locks WHERE locktype = 'object' AND classid = 'pg_database'::regclass AND objid = (SELECT oid FROM pg_database WHERE datname = $1) AND NOT granted",
+      [REPLACEMENT],
     );
     if (waiting.length) {
       const { rows: allow } = await blocker.query<{ datallowconn: boolean }>('SELECT datallowconn FROM pg_database WHERE datname = $1', [LIVE]);
       // The moment the chaos run hit: the live database refuses connections.
       expect(allow[0].datallowconn).toBe(false);
-      return { swapPid: waiting[0].pid, blocker };
+      return { swapPid: waiting[0].pid, blocker, first };
     }
     if (Date.now() > deadline) {
-      const { rows: all } = await blocker.query('SELECT pid, application_name, wait_event_type, wait_event, state, query FROM pg_stat_activity WHERE pid <> pg_backend_pid()');
-      throw new Error(`the swap never reached its renames: ${JSON.stringify(all)}`);
+      const { rows: all } = await blocker.query('SELECT l.pid, l.locktype, l.objid, l.mode, l.granted, a.application_name, a.query FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.pid <> pg_backend_pid()');
+      await blocker.query('ROLLBACK');
+      await blocker.end();
+      throw new Error(`the swap never reached its renames: ${JSON.stringify({ sessions: all, swap: await first })}`);
     }
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -133,8 +141,7 @@ async function stopSwapMidTransaction(): Promise<{ swapPid: number; blocker: pg.
 test("the swap's session terminated mid-swap: retryable, the live database accepts connections, and the retry swaps", async () => {
   const runId = await databases();
   const restore = createRestoreActivities({ config: configFor(cluster.port), repositories: [] });
-  const first = outcome(attempt(runId, 1).run(restore.swapLiveDatabase, input));
-  const { swapPid, blocker } = await stopSwapMidTransaction();
+  const { swapPid, blocker, first } = await stopSwapMidTransaction(() => outcome(attempt(runId, 1).run(restore.swapLiveDatabase, input)));
   await cluster.query('postgres', 'SELECT pg_terminate_backend($1)', [swapPid]);
   await blocker.query('ROLLBACK');
   await blocker.end();
@@ -150,8 +157,7 @@ test("the swap's session terminated mid-swap: retryable, the live database accep
 test.each(['fast', 'immediate'] as const)('PostgreSQL restarted (%s) mid-swap: retryable, the live database accepts connections, and the retry swaps', async (mode) => {
   const runId = await databases();
   const restore = createRestoreActivities({ config: configFor(cluster.port), repositories: [] });
-  const first = outcome(attempt(runId, 1).run(restore.swapLiveDatabase, input));
-  const { blocker } = await stopSwapMidTransaction();
+  const { blocker, first } = await stopSwapMidTransaction(() => outcome(attempt(runId, 1).run(restore.swapLiveDatabase, input)));
   await cluster.restart(mode);
   await blocker.end().catch(() => undefined);
   const failed = await first;
