@@ -11,6 +11,16 @@ import { TRANSFER_MAX_ATTEMPTS } from '../common/attempts.js';
 export const BOUNDED_HEARTBEAT_TIMEOUT = '10 seconds';
 
 /**
+ * How long attempts may be lost to a frozen worker (SIGSTOP, a VM paused, a swapped-out
+ * host). The Temporal server keeps the frozen worker's open long polls (one per poller, held
+ * for about a minute) and hands them attempt after attempt; each is lost at its heartbeat
+ * timeout. Measured by the chaos suite: about 60 s. Every preset keeps an attempt that starts
+ * after this window, counting each lost attempt's heartbeat timeout and backoff
+ * (test/unit/frozenWorkerWindow.test.ts), so a freeze alone never exhausts the retries.
+ */
+export const FROZEN_WORKER_WINDOW_MS = 90_000;
+
+/**
  * The activities of a host's task queue, with `options`. A cancelled activity is waited for
  * until it has stopped (it hears of the cancel on its next heartbeat; one that sends none ends
  * at its timeout): the workflow's compensation runs after the activity's last act, never
@@ -31,7 +41,7 @@ export function hostActivities(options: ActivityOptions, taskQueue: string) {
 /** Reads and checks that finish in seconds: fail fast when something stays down. */
 export const quickMetadata = {
   startToCloseTimeout: '2 minutes',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 5 },
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 7 },
 } as const satisfies ActivityOptions;
 
 /**
@@ -51,7 +61,7 @@ export const longTransfer = {
 export const longRestore = {
   startToCloseTimeout: '24 hours',
   heartbeatTimeout: '15 seconds',
-  retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '2 minutes', maximumAttempts: 4 },
+  retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '2 minutes', maximumAttempts: 5 },
 } as const satisfies ActivityOptions;
 
 /** Starting the application again must not give up after a blip: retried for about an hour. */
@@ -71,7 +81,7 @@ export const longRecovery = {
 export const walShippingPass = {
   startToCloseTimeout: '1 hour',
   heartbeatTimeout: '20 seconds',
-  retry: { initialInterval: '2 seconds', maximumAttempts: 3 },
+  retry: { initialInterval: '2 seconds', maximumAttempts: 5 },
 } as const satisfies ActivityOptions;
 
 /**
@@ -82,5 +92,5 @@ export const walShippingPass = {
 export const sweepStep = {
   startToCloseTimeout: '30 minutes',
   heartbeatTimeout: '20 seconds',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 5 },
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 6 },
 } as const satisfies ActivityOptions;
