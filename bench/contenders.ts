@@ -1,5 +1,7 @@
-// The four contenders, each a function that backs up one database and says what it cost:
+// The contenders, each a function that backs up one database and says what it cost:
 //   workflow  backupDatabase end to end: worker process, three repositories, encrypted, verified
+//   counted   the same, counting every table in the dump's snapshot (keyTables: all, the
+//             default of a configuration that names no key tables) instead of the demo's three
 //   fc        pg_dump -Fc -f file                 (what an operator would do by hand)
 //   floor     pg_dump -Fc -Z0 -f file             (no compression: the floor)
 //   seed      the seed runbook: custom dump + plain dump + gzip + gunzip -t
@@ -15,11 +17,12 @@ import type { BenchDatabase } from './referenceDatabase.js';
 import { BENCH_HOST, type WorkflowStack } from './stack.js';
 import { startWorkerProcess } from './workerProcess.js';
 
-export type ContenderId = 'workflow' | 'fc' | 'floor' | 'seed';
-export const CONTENDER_IDS: ContenderId[] = ['workflow', 'fc', 'floor', 'seed'];
+export type ContenderId = 'workflow' | 'counted' | 'fc' | 'floor' | 'seed';
+export const CONTENDER_IDS: ContenderId[] = ['workflow', 'counted', 'fc', 'floor', 'seed'];
 
 export const CONTENDER_LABELS: Record<ContenderId, string> = {
   workflow: 'backupDatabase workflow (3 repos, zstd, gpg, verified)',
+  counted: 'the same, `keyTables: all` (every table counted)',
   fc: '`pg_dump -Fc -f file`',
   floor: '`pg_dump -Fc -Z0 -f file` (floor)',
   seed: 'seed procedure (custom + plain + gzip + `gunzip -t`)',
@@ -55,7 +58,8 @@ export interface ContenderContext {
 export type Contender = (ctx: ContenderContext, db: BenchDatabase) => Promise<ContenderResult>;
 
 export const CONTENDERS: Record<ContenderId, Contender> = {
-  workflow: runWorkflow,
+  workflow: (ctx, db) => runWorkflow(ctx, db, 'demo'),
+  counted: (ctx, db) => runWorkflow(ctx, db, 'all'),
   fc: (ctx, db) => runPgDump(ctx, db, []),
   floor: (ctx, db) => runPgDump(ctx, db, ['-Z0']),
   seed: runSeedProcedure,
@@ -110,11 +114,11 @@ export async function measureWorkflow<R>(ctx: ContenderContext, configFile: stri
   }
 }
 
-async function runWorkflow(ctx: ContenderContext, db: BenchDatabase): Promise<ContenderResult> {
+async function runWorkflow(ctx: ContenderContext, db: BenchDatabase, keyTables: 'demo' | 'all'): Promise<ContenderResult> {
   const { stack } = ctx;
-  const workflowId = benchWorkflowId('backup', db);
+  const workflowId = benchWorkflowId(keyTables === 'demo' ? 'backup' : 'backup-counted', db);
   try {
-    const { result, ...run } = await measureWorkflow(ctx, stack.configFor(db.name).file, workflowId, async () => {
+    const { result, ...run } = await measureWorkflow(ctx, stack.configFor(db.name, keyTables).file, workflowId, async () => {
       const handle = await stack.client.workflow.start(backupDatabase, {
         taskQueue: SHARED_TASK_QUEUE,
         workflowId,

@@ -30,8 +30,12 @@ export interface WorkflowStack {
   s3: S3Server;
   keys: KeyPair;
   client: Client;
-  /** The worker's configuration file for a database (written once, validated). */
-  configFor(database: string): { file: string; config: Config };
+  /**
+   * The worker's configuration file for a database (written once, validated). Key tables:
+   * the demo's three Django tables, or 'all' (every table counted: the default of a
+   * configuration that names none).
+   */
+  configFor(database: string, keyTables?: 'demo' | 'all'): { file: string; config: Config };
   /**
    * The restoring host's configuration for a database: only the S3 repository (the database
    * host's prefix), so every restore fetches from S3; the private key; scratch databases on
@@ -83,11 +87,11 @@ export async function startWorkflowStack(dir: string, cluster: PgCluster, say: (
       // info: the worker says 'worker polling' when it is ready.
       logLevel: 'info',
     };
-    const configFor = (database: string) =>
-      writeConfig(database, {
+    const configFor = (database: string, keyTables: 'demo' | 'all' = 'demo') =>
+      writeConfig(keyTables === 'demo' ? database : `${database}-keytables-${keyTables}`, {
         host: BENCH_HOST,
         ...common,
-        database: { url: cluster.url(database), binDir: cluster.binDir, keyTables: DEMO_KEY_TABLES },
+        database: { url: cluster.url(database), binDir: cluster.binDir, keyTables: keyTables === 'demo' ? DEMO_KEY_TABLES : 'all' },
         // local and nas are two folders on the same disk here; on a real host nas is a mount.
         repositories: {
           local: { type: 'filesystem', path: path.join(repoRoot, 'local') },
