@@ -4,6 +4,7 @@ import { createBaseBackupActivities } from './baseBackup.js';
 import { createCopyAuditActivities } from './copyAudit.js';
 import { createDatabaseBackupActivities } from './databaseBackup.js';
 import { withFailures } from './failures.js';
+import { createLiveAccessActivities } from './liveAccess.js';
 import { createPitrActivities, type PitrDeps } from './pitr.js';
 import { createReportActivities } from './reports.js';
 import { createRestoreActivities } from './restore.js';
@@ -18,6 +19,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createDatabaseBackupActivities(deps),
     ...createBaseBackupActivities(deps),
     ...createRestoreActivities(deps),
+    ...createLiveAccessActivities(deps),
     ...createReportActivities(deps),
     ...createCopyAuditActivities(deps),
     ...createWalShippingActivities(deps),

@@ -45,6 +45,7 @@ type RestoreActivityName =
   | 'stopApplicationServices'
   | 'startApplicationServices'
   | 'swapLiveDatabase'
+  | 'allowLiveDatabaseConnections'
   | 'writeVerificationReport'
   | 'auditBackupCopies'
   | 'writeDrillReport'
@@ -87,6 +88,10 @@ function fakes(calls: string[], overrides: Partial<Activities> = {}): Activities
     async swapLiveDatabase(input) {
       calls.push(`swap:${input.live}->${input.keepAs}`);
       return { live: input.live, keptAs: input.keepAs, sessionsEnded: 0 };
+    },
+    async allowLiveDatabaseConnections(input) {
+      calls.push(`reopen:${input.live},${input.keepAs.replace(/_\d{8}_\d{6}$/, '')}`);
+      return [];
     },
     async writeVerificationReport(report) {
       calls.push(`report:${report.ok}`);
@@ -167,7 +172,22 @@ describe('restoreDatabase', () => {
     });
     const { error } = await run(restoreDatabase, activities, { backup: 'b1', replace: true, into: 'app_new' });
     expect(error!.type).toBe(ErrorType.SwapFailed);
-    expect(calls).toEqual(['resolve', 'restore:app_new', 'inspect', 'stop', 'swap', 'start', 'drop:app_new']);
+    // The live database is let in again before the services start: a swap whose server stayed
+    // away past its retries left it refusing connections (seen by the chaos suite's review).
+    expect(calls).toEqual(['resolve', 'restore:app_new', 'inspect', 'stop', 'swap', 'reopen:app,app_pre_restore', 'start', 'drop:app_new']);
+  });
+
+  test('a failed stop: the services are started again, and nothing is reopened since no swap began', async () => {
+    const calls: string[] = [];
+    const activities = fakes(calls, {
+      async stopApplicationServices() {
+        calls.push('stop');
+        throw ApplicationFailure.nonRetryable('unit refused', ErrorType.ServiceCommandFailed);
+      },
+    });
+    const { error } = await run(restoreDatabase, activities, { backup: 'b1', replace: true, into: 'app_new' });
+    expect(error!.type).toBe(ErrorType.ServiceCommandFailed);
+    expect(calls).toEqual(['resolve', 'restore:app_new', 'inspect', 'stop', 'start', 'drop:app_new']);
   });
 
   test('cancelled while the services are stopped: they are started again', async () => {
@@ -189,7 +209,7 @@ describe('restoreDatabase', () => {
       await handle.cancel();
     });
     expect(error).toBeDefined();
-    expect(calls.slice(-2)).toEqual(['start', 'drop:app_new']);
+    expect(calls.slice(-3)).toEqual(['reopen:app,app_pre_restore', 'start', 'drop:app_new']);
   });
 
   test.each([

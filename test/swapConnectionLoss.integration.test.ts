@@ -11,6 +11,7 @@ import pg from 'pg';
 import type { Info } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createRestoreActivities } from '../activities/restore.js';
+import { createLiveAccessActivities } from '../activities/liveAccess.js';
 import { markerFor } from '../engine/restoreTarget.js';
 import { validateConfig, type Config } from '../common/config.js';
 import { startCluster, type PgCluster } from './fixtures/postgres.js';
@@ -259,4 +260,27 @@ test('a swap that looks done but was not done by this run is refused, permanentl
     databases: { [LIVE]: 'accepts connections', [KEEP_AS]: 'REFUSES connections' },
     live: 'old live',
   });
+}, 60_000);
+
+test("a swap whose server stayed away past all its retries: the workflow's compensation lets the live database in again, and nothing else", async () => {
+  await databases();
+  const access = createLiveAccessActivities({ config: configFor(cluster.port) });
+  // What the swap left when every attempt's reopening found the server gone.
+  await cluster.query('postgres', `ALTER DATABASE "${LIVE}" WITH ALLOW_CONNECTIONS false`);
+  // A database of someone else's that refuses connections on purpose stays as it is.
+  await cluster.query('postgres', 'DROP DATABASE IF EXISTS "closed_on_purpose"');
+  await cluster.createDatabase('closed_on_purpose');
+  await cluster.query('postgres', 'ALTER DATABASE "closed_on_purpose" WITH ALLOW_CONNECTIONS false');
+  const reopened = await new MockActivityEnvironment().run(access.allowLiveDatabaseConnections, { live: LIVE, keepAs: KEEP_AS });
+  const { rows } = await cluster.query<{ datallowconn: boolean }>('postgres', "SELECT datallowconn FROM pg_database WHERE datname = 'closed_on_purpose'");
+  expect({ reopened, after: await state(), closedOnPurpose: rows[0].datallowconn }).toEqual({
+    reopened: [LIVE],
+    after: { databases: { [LIVE]: 'accepts connections', [REPLACEMENT]: 'accepts connections' }, live: 'old live', kept: expect.stringMatching(/does not exist/) },
+    closedOnPurpose: false,
+  });
+  // Only the configured live database.
+  const refused = await outcome(new MockActivityEnvironment().run(access.allowLiveDatabaseConnections, { live: 'closed_on_purpose', keepAs: KEEP_AS }));
+  expect(refused).toEqual(expect.objectContaining({ type: 'SwapFailed', nonRetryable: true, message: expect.stringMatching(/is not the configured live database/) }));
+  await cluster.query('postgres', 'ALTER DATABASE "closed_on_purpose" WITH ALLOW_CONNECTIONS true');
+  await cluster.query('postgres', 'DROP DATABASE "closed_on_purpose"');
 }, 60_000);

@@ -2,7 +2,7 @@
 // restore into a NEW database, verify it, and only when asked swap it into the live one's
 // place while the application is stopped, keeping the old database. The services are started
 // again on every path, failure and cancellation included.
-import { ApplicationFailure, log, setHandler, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, log, patched, setHandler, workflowInfo } from '@temporalio/workflow';
 import { hostActivities, longRestore, quickMetadata, serviceControl } from './activityOptions.js';
 import { describeFailure, surfaceFailure } from './failures.js';
 import { progressQuery } from './messages.js';
@@ -60,6 +60,13 @@ export async function restoreDatabase(input: RestoreDatabaseInput): Promise<Rest
       progress.phase = 'stopping-services';
       const servicesStopped = await services.stopApplicationServices();
       progress.phase = 'swapping';
+      // Runs before the services start: a swap whose server stayed away longer than all of its
+      // retries leaves the live database refusing connections, and only this gives them back
+      // (retried for as long as starting the services is). Runs added since histories
+      // recorded before this change.
+      compensations.unshift(async () => {
+        if (patched('reopen-live-after-failed-swap')) await services.allowLiveDatabaseConnections({ live: liveDatabase, keepAs });
+      });
       await quick.swapLiveDatabase({ live: liveDatabase, replacement: database, keepAs });
       restoredDatabaseIsLive = true;
       log.info('live database replaced', { live: liveDatabase, keptAs: keepAs });

@@ -1,0 +1,30 @@
+// The live database's access, given back after a swap that failed: the swap sets
+// ALLOW_CONNECTIONS false on the live database, and that outlives the session that set it. The
+// swap itself gives it back on every path it can, but when the server stays away longer than
+// all of its retries, only the workflow's compensation is left to do it, once the server is
+// back; without it the application would find its database refusing every connection,
+// long after the restore had failed.
+import { log } from '@temporalio/activity';
+import { ErrorType } from '../common/types.js';
+import type { Config } from '../common/config.js';
+import { permanent } from '../engine/errors.js';
+import { allowConnectionsAgain, liveDatabaseName, restoreServer } from '../engine/restoreTarget.js';
+import './attemptContext.js';
+
+export function createLiveAccessActivities(deps: { config: Config }) {
+  const { config } = deps;
+  return {
+    /**
+     * Lets the live database (and the name the swap would have kept the old one as) accept
+     * connections again, whatever the swap left; names that already do are left alone.
+     * Retryable while the server is away (DatabaseUnreachable). Returns what it reopened.
+     */
+    async allowLiveDatabaseConnections(input: { live: string; keepAs: string }): Promise<string[]> {
+      const live = liveDatabaseName(config);
+      if (input.live !== live) throw permanent(ErrorType.SwapFailed, `cannot reopen: "${input.live}" is not the configured live database "${live}"`);
+      const reopened = await allowConnectionsAgain(undefined, restoreServer(config), [input.live, input.keepAs]);
+      if (reopened.length) log.warn('databases accept connections again after a failed swap', { databases: reopened });
+      return reopened;
+    },
+  };
+}
