@@ -162,32 +162,23 @@ describe('restoreDatabase', () => {
     expect(calls).toEqual(['resolve', 'restore:app_new', 'inspect', 'drop:app_new']);
   });
 
-  test('a failed swap: services started again and the new database dropped; the error says why', async () => {
+  // A failed swap: the live database is let in again before the services start (a swap whose
+  // server stayed away past its retries left it refusing connections), the services are
+  // started again and the new database dropped. A failed stop: no swap began, nothing to reopen.
+  test.each([
+    ['swapLiveDatabase', 'swap', ErrorType.SwapFailed, ['stop', 'swap', 'reopen:app,app_pre_restore', 'start', 'drop:app_new']],
+    ['stopApplicationServices', 'stop', ErrorType.ServiceCommandFailed, ['stop', 'start', 'drop:app_new']],
+  ] as const)('a failed %s: undone in order, and the error says why', async (activity, call, type, after) => {
     const calls: string[] = [];
     const activities = fakes(calls, {
-      async swapLiveDatabase() {
-        calls.push('swap');
-        throw ApplicationFailure.nonRetryable('sessions keep coming back', ErrorType.SwapFailed);
+      async [activity]() {
+        calls.push(call);
+        throw ApplicationFailure.nonRetryable(`${call} refused`, type);
       },
     });
     const { error } = await run(restoreDatabase, activities, { backup: 'b1', replace: true, into: 'app_new' });
-    expect(error!.type).toBe(ErrorType.SwapFailed);
-    // The live database is let in again before the services start: a swap whose server stayed
-    // away past its retries left it refusing connections (seen by the chaos suite's review).
-    expect(calls).toEqual(['resolve', 'restore:app_new', 'inspect', 'stop', 'swap', 'reopen:app,app_pre_restore', 'start', 'drop:app_new']);
-  });
-
-  test('a failed stop: the services are started again, and nothing is reopened since no swap began', async () => {
-    const calls: string[] = [];
-    const activities = fakes(calls, {
-      async stopApplicationServices() {
-        calls.push('stop');
-        throw ApplicationFailure.nonRetryable('unit refused', ErrorType.ServiceCommandFailed);
-      },
-    });
-    const { error } = await run(restoreDatabase, activities, { backup: 'b1', replace: true, into: 'app_new' });
-    expect(error!.type).toBe(ErrorType.ServiceCommandFailed);
-    expect(calls).toEqual(['resolve', 'restore:app_new', 'inspect', 'stop', 'start', 'drop:app_new']);
+    expect({ type: error!.type, message: error!.message }).toEqual({ type, message: `${call} refused` });
+    expect(calls).toEqual(['resolve', 'restore:app_new', 'inspect', ...after]);
   });
 
   test('cancelled while the services are stopped: they are started again', async () => {
