@@ -60,6 +60,7 @@ function temporalAttempt(): Attempt | undefined {
       }
     },
     cancelled: () => new CancelledFailure('cancel requested'),
+    waiting: (what) => ctx.heartbeat({ ...what, waiting: true }),
     warn: (message, details) => log.warn(message, details),
   };
 }

@@ -37,6 +37,11 @@ export interface Attempt {
   isStale(tag: SessionTag): Promise<boolean>;
   /** The error that ends work the attempt was asked to stop. */
   cancelled(): Error;
+  /**
+   * Says the attempt lives while it waits for something that moves no bytes (a lock), with
+   * what it waits for: a wait longer than its heartbeat timeout must not look like a dead worker.
+   */
+  waiting?(what: Record<string, unknown>): void;
   warn(message: string, details: Record<string, unknown>): void;
 }
 

@@ -104,6 +104,8 @@ export interface LockOptions {
 
 /** How long a name's lock is waited for: any role that may connect can take it, so never for ever. */
 const NAME_LOCK_WAIT_MS = 15_000;
+/** How often a wait for a name's lock says the attempt lives. */
+const LOCK_WAIT_BEAT_MS = 2_000;
 
 /**
  * Takes the name's advisory lock without blocking: tried every 250 ms, given up after
@@ -115,12 +117,21 @@ async function acquireNameLock(client: pg.Client, name: string, options: LockOpt
   const key = `${MARKER}-database:${name}`;
   const deadline = Date.now() + NAME_LOCK_WAIT_MS;
   // Outside an attempt (a script or a test) the deadline alone bounds the wait.
-  const signal = options.evenIfCancelled ? undefined : currentAttempt()?.signal;
+  const attempt = currentAttempt();
+  const signal = options.evenIfCancelled ? undefined : attempt?.signal;
   let nextHolderCheck = 0;
+  let nextBeat = Date.now() + LOCK_WAIT_BEAT_MS;
   for (;;) {
     const { rows } = await client.query<{ got: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS got', [key]);
     if (rows[0].got) return;
     if (signal?.aborted) throw signal.reason ?? new Error('cancelled');
+    // The wait (up to NAME_LOCK_WAIT_MS) is as long as a long activity's heartbeat timeout, and
+    // may come before its progress beats start: without a beat, the attempt would time out
+    // just as it was about to say clearly who holds the lock.
+    if (Date.now() >= nextBeat) {
+      nextBeat = Date.now() + LOCK_WAIT_BEAT_MS;
+      attempt?.waiting?.({ phase: 'waiting-for-name-lock', database: name });
+    }
     if (Date.now() >= nextHolderCheck) {
       nextHolderCheck = Date.now() + 2000;
       if (await endStaleHolders(client, name, key, options)) continue;
@@ -362,6 +373,7 @@ export async function allowConnectionsAgain(client: pg.Client | undefined, serve
     } catch (err) {
       const failure = classifyDatabaseError(err, `letting ${names.map((n) => `"${n}"`).join(' and ')} accept connections again`);
       if (failure.type !== ErrorType.DatabaseUnreachable || Date.now() >= deadline) throw failure;
+      currentAttempt()?.waiting?.({ phase: 'waiting-for-server', databases: names });
       await new Promise((r) => setTimeout(r, 1000));
     }
   }
