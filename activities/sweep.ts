@@ -122,8 +122,7 @@ export function createSweepActivities(deps: DatabaseBackupDeps) {
       await findDatabases(config, found);
       beat({ phase: 'databases' });
       await findBackups(deps.repositories, found, () => beat({ phase: 'backups' }), await sweepTrust());
-      await findUploads(deps.repositories, found, Date.now());
-      beat({ phase: 'uploads' });
+      await findUploads(deps.repositories, found, Date.now(), () => beat({ phase: 'uploads' }));
       await findRecoveries(config, deps.binDir, found);
       await findStaging(config, found);
       log.info('leftovers found', { leftovers: found.leftovers.length, notExamined: found.notExamined.length, uploadAgeHours: input.uploadAgeHours });

@@ -148,11 +148,15 @@ export function isOurUploadKey(key: string): boolean {
  */
 export const MAX_UPLOADS_PER_SWEEP = 1000;
 
-/** Unfinished writes of our keys in every repository: S3's multipart uploads, file repositories' temp files. */
-export async function findUploads(repositories: Repository[], found: Findings, now: number): Promise<void> {
+/**
+ * Unfinished writes of our keys in every repository: S3's multipart uploads, file repositories'
+ * temp files. `beat` is called after each repository: walking a large share takes a while.
+ */
+export async function findUploads(repositories: Repository[], found: Findings, now: number, beat: () => void = () => undefined): Promise<void> {
   const uploads: Extract<Leftover, { kind: 'upload' }>[] = [];
   for (const repository of repositories) {
     if (!repository.listUnfinishedUploads) continue;
+    beat();
     try {
       // Only our folders: the share may hold other tools' trees, and a folder of theirs (or the
       // mount's lost+found) that cannot be read is none of ours. One of ours that cannot be read
@@ -176,6 +180,7 @@ export async function findUploads(repositories: Repository[], found: Findings, n
     } catch (err) {
       found.notExamined.push({ what: `unfinished uploads in repository ${repository.name}`, why: errorText(err) });
     }
+    beat();
   }
   // The oldest are the ones old enough to go; in the report, in the order they were listed.
   const taken = new Set([...uploads].sort((a, b) => (b.ageHours ?? -Infinity) - (a.ageHours ?? -Infinity)).slice(0, MAX_UPLOADS_PER_SWEEP));
