@@ -75,7 +75,10 @@ test('SIGKILL of the worker during the upload: a new worker finishes, nothing du
   killGroup(first);
   await first;
 
-  void spawnWorker(configFile); // tracked in workers, killed in afterAll
+  // The new worker compresses at the default level: level 19 was there only to keep the first
+  // attempt's bytes flowing long enough to be killed mid-upload, and at 19 the retry alone
+  // took a minute on a loaded machine (the test timed out at 180 s beside other suites).
+  void spawnWorker(writeConfig('db-crash')); // tracked in workers, killed in afterAll
   const result = (await handle.result()) as DatabaseBackupResult;
 
   const history = await handle.fetchHistory();
