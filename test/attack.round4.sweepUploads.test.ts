@@ -11,15 +11,10 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CreateMultipartUploadCommand, ListMultipartUploadsCommand, UploadPartCommand } from '@aws-sdk/client-s3';
-import type { Info } from '@temporalio/activity';
-import { MockActivityEnvironment } from '@temporalio/testing';
 import { attemptObjectKey } from '../engine/backupClaim.js';
 import { S3Repository } from '../engine/storage/s3.js';
-import { createSweepActivities } from '../activities/sweep.js';
-import { validateConfig } from '../common/config.js';
-import { decide } from '../workflows/sweepRules.js';
-import type { FoundLeftovers } from '../common/sweepTypes.js';
 import { startS3Server, type S3Server } from './fixtures/seaweedfs.js';
+import { uploadSweep } from './fixtures/uploadSweep.js';
 
 const BUCKET = 'shared-bucket';
 const dir = mkdtempSync(path.join(os.tmpdir(), 'attack4-uploads-'));
@@ -49,27 +44,9 @@ test("the sweep aborts only unfinished uploads of our own keys, never another to
   const strangers = ['exports/2026-11/warehouse.parquet', 'db-host-2/database/backup-x/r0123456789ab-a1/dump.pgcustom.zst.gpg'];
   for (const key of strangers) await startUpload(key);
 
-  const config = validateConfig(
-    {
-      host: 'attack4-uploads',
-      database: { url: 'postgresql://nobody@127.0.0.1:1/app' },
-      repositories: { s3: { type: 's3', bucket: BUCKET } },
-      encryption: { publicKeyFile: path.join(dir, 'unused.asc') },
-      signing: { required: false },
-      restore: { workDir: path.join(dir, 'work') },
-    },
-    'test config',
-  );
   const repository = new S3Repository('s3', s3.client, { bucket: BUCKET, prefix: '' });
-  const activities = createSweepActivities({ config, repositories: [repository] });
-  const env = new MockActivityEnvironment({ attempt: 1, activityId: '1', workflowExecution: { workflowId: 'sweep', runId: 'c0ffee00-0000-4000-8000-000000000002' } } as Partial<Info>);
-  const found: FoundLeftovers = await env.run(activities.findLeftovers, { uploadAgeHours: 0 });
-  for (const leftover of found.leftovers) {
-    if (leftover.kind !== 'upload') continue;
-    const decision = decide(leftover, undefined, { removeRecoveryFolders: false, uploadAgeHours: 0 });
-    if (decision.act === 'keep') continue;
-    await env.run(activities.sweepLeftover, { leftover, decision }).catch(() => undefined);
-  }
+  const run = uploadSweep({ host: 'attack4-uploads', repository, repositoryConfig: { type: 's3', bucket: BUCKET }, dir, runId: 'c0ffee00-0000-4000-8000-000000000002' });
+  for (const leftover of await run.find(0)) await run.act(leftover, 0).catch(() => undefined);
 
   const left = ((await s3.client.send(new ListMultipartUploadsCommand({ Bucket: BUCKET }))).Uploads ?? []).map((u) => u.Key);
   expect(left).not.toContain(ours);

@@ -18,15 +18,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { execa } from 'execa';
-import type { Info } from '@temporalio/activity';
-import { MockActivityEnvironment } from '@temporalio/testing';
 import { findUploads, type Findings } from '../engine/leftovers.js';
 import { filesUnder, plant } from './fixtures/files.js';
 import { FilesystemRepository } from '../engine/storage/filesystem.js';
-import { createSweepActivities } from '../activities/sweep.js';
-import { validateConfig } from '../common/config.js';
-import { decide, DEFAULT_UPLOAD_AGE_HOURS } from '../workflows/sweepRules.js';
-import type { FoundLeftovers, Leftover } from '../common/sweepTypes.js';
+import { DEFAULT_UPLOAD_AGE_HOURS } from '../workflows/sweepRules.js';
+import type { Leftover } from '../common/sweepTypes.js';
+import { uploadSweep } from './fixtures/uploadSweep.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'attack5-sweep-temp-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -39,28 +36,10 @@ function freshRoot(): string {
 }
 
 function activitiesFor(root: string) {
-  const config = validateConfig(
-    {
-      host: 'attack5-sweep-temp',
-      database: { url: 'postgresql://nobody@127.0.0.1:1/app' },
-      repositories: { nas: { type: 'filesystem', path: root } },
-      encryption: { publicKeyFile: path.join(dir, 'unused.asc') },
-      signing: { required: false },
-      restore: { workDir: path.join(dir, 'work') },
-    },
-    'test config',
-  );
-  mkdirSync(path.join(dir, 'work'), { recursive: true });
-  const activities = createSweepActivities({ config, repositories: [new FilesystemRepository('nas', root)] });
-  const env = new MockActivityEnvironment({ attempt: 1, activityId: '1', workflowExecution: { workflowId: 'sweep', runId: 'c0ffee00-0000-4000-8000-000000000005' } } as Partial<Info>);
+  const run = uploadSweep({ host: 'attack5-sweep-temp', repository: new FilesystemRepository('nas', root), repositoryConfig: { type: 'filesystem', path: root }, dir, runId: 'c0ffee00-0000-4000-8000-000000000005' });
   return {
-    find: async (uploadAgeHours = DEFAULT_UPLOAD_AGE_HOURS): Promise<Leftover[]> =>
-      ((await env.run(activities.findLeftovers, { uploadAgeHours })) as FoundLeftovers).leftovers.filter((l) => l.kind === 'upload'),
-    act: async (leftover: Leftover, uploadAgeHours = DEFAULT_UPLOAD_AGE_HOURS): Promise<string | undefined> => {
-      const decision = decide(leftover, undefined, { removeRecoveryFolders: false, uploadAgeHours });
-      if (decision.act === 'keep') return undefined;
-      return ((await env.run(activities.sweepLeftover, { leftover, decision })) as { detail: string }).detail;
-    },
+    find: (uploadAgeHours = DEFAULT_UPLOAD_AGE_HOURS) => run.find(uploadAgeHours),
+    act: (leftover: Leftover, uploadAgeHours = DEFAULT_UPLOAD_AGE_HOURS) => run.act(leftover, uploadAgeHours),
   };
 }
 

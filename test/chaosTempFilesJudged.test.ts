@@ -10,15 +10,10 @@
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { Info } from '@temporalio/activity';
-import { MockActivityEnvironment } from '@temporalio/testing';
 import { unfinishedWriteProblems } from '../chaos/invariants.js';
 import type { ChaosStack } from '../chaos/stack.js';
-import { createSweepActivities } from '../activities/sweep.js';
-import { validateConfig } from '../common/config.js';
-import type { FoundLeftovers } from '../common/sweepTypes.js';
 import { FilesystemRepository } from '../engine/storage/filesystem.js';
-import { decide } from '../workflows/sweepRules.js';
+import { uploadSweep } from './fixtures/uploadSweep.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'chaos-temp-files-'));
 const stack = {
@@ -37,27 +32,8 @@ function plant(root: string, relative: string): void {
 
 /** The sweep the harness runs once the fault has healed: every unfinished write taken as abandoned (uploadAgeHours 0). */
 async function sweep(repository: FilesystemRepository): Promise<string[]> {
-  const config = validateConfig(
-    {
-      host: 'chaos-temp-files',
-      database: { url: 'postgresql://nobody@127.0.0.1:1/app' },
-      repositories: { nas: { type: 'filesystem', path: stack.repositories.nas } },
-      encryption: { publicKeyFile: path.join(dir, 'unused.asc') },
-      signing: { required: false },
-      restore: { workDir: path.join(dir, 'work') },
-    },
-    'test config',
-  );
-  mkdirSync(path.join(dir, 'work'), { recursive: true });
-  const activities = createSweepActivities({ config, repositories: [repository] });
-  const env = new MockActivityEnvironment({ attempt: 1, activityId: '1', workflowExecution: { workflowId: 'sweep', runId: 'c0ffee00-0000-4000-8000-000000000128' } } as Partial<Info>);
-  const found: FoundLeftovers = await env.run(activities.findLeftovers, { uploadAgeHours: 0 });
-  const details: string[] = [];
-  for (const leftover of found.leftovers.filter((l) => l.kind === 'upload')) {
-    const decision = decide(leftover, undefined, { removeRecoveryFolders: false, uploadAgeHours: 0 });
-    if (decision.act !== 'keep') details.push(((await env.run(activities.sweepLeftover, { leftover, decision })) as { detail: string }).detail);
-  }
-  return details;
+  const run = uploadSweep({ host: 'chaos-temp-files', repository, repositoryConfig: { type: 'filesystem', path: stack.repositories.nas }, dir, runId: 'c0ffee00-0000-4000-8000-000000000128' });
+  return (await run.sweep(0)).details;
 }
 
 test('a temp file on the repository the fault left unwritable is the sweep\'s, judged after it; one elsewhere is reported at once', async () => {

@@ -7,15 +7,11 @@
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { Info } from '@temporalio/activity';
-import { MockActivityEnvironment } from '@temporalio/testing';
 import { FilesystemRepository } from '../engine/storage/filesystem.js';
 import { filesUnder, plant } from './fixtures/files.js';
-import { createSweepActivities } from '../activities/sweep.js';
 import { describeLeftover } from '../client/commands/sweep.js';
-import { validateConfig } from '../common/config.js';
-import { decide } from '../workflows/sweepRules.js';
-import type { FoundLeftovers, Leftover } from '../common/sweepTypes.js';
+import type { Leftover } from '../common/sweepTypes.js';
+import { uploadSweep } from './fixtures/uploadSweep.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'sweep-temp-files-'));
 const nasRoot = path.join(dir, 'nas');
@@ -26,29 +22,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const plantHere = (relative: string, content = 'half of it', ageHours = 0) => plant(nasRoot, relative, ageHours, content);
 
 async function sweep(repository: FilesystemRepository, uploadAgeHours: number): Promise<{ found: Leftover[]; details: string[] }> {
-  const config = validateConfig(
-    {
-      host: 'sweep-temp-files',
-      database: { url: 'postgresql://nobody@127.0.0.1:1/app' },
-      repositories: { nas: { type: 'filesystem', path: nasRoot } },
-      encryption: { publicKeyFile: path.join(dir, 'unused.asc') },
-      signing: { required: false },
-      restore: { workDir: path.join(dir, 'work') },
-    },
-    'test config',
-  );
-  mkdirSync(path.join(dir, 'work'), { recursive: true });
-  const activities = createSweepActivities({ config, repositories: [repository] });
-  const env = new MockActivityEnvironment({ attempt: 1, activityId: '1', workflowExecution: { workflowId: 'sweep', runId: 'c0ffee00-0000-4000-8000-000000000003' } } as Partial<Info>);
-  const result: FoundLeftovers = await env.run(activities.findLeftovers, { uploadAgeHours });
-  const found = result.leftovers.filter((l) => l.kind === 'upload');
-  const details: string[] = [];
-  for (const leftover of found) {
-    const decision = decide(leftover, undefined, { removeRecoveryFolders: false, uploadAgeHours });
-    if (decision.act === 'keep') continue;
-    details.push(((await env.run(activities.sweepLeftover, { leftover, decision })) as { detail: string }).detail);
-  }
-  return { found, details };
+  return uploadSweep({ host: 'sweep-temp-files', repository, repositoryConfig: { type: 'filesystem', path: nasRoot }, dir, runId: 'c0ffee00-0000-4000-8000-000000000003' }).sweep(uploadAgeHours);
 }
 
 test('a file repository lists its temp files as unfinished writes: key, file name, last write; never through a link', async () => {
