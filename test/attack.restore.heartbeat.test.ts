@@ -4,42 +4,27 @@
 // long query there (any role that may connect, or a monitoring job) would keep a stuck
 // inspection heartbeating for its whole 24-hour start-to-close timeout. The probe must count
 // only this attempt's own sessions.
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createRestoreActivities } from '../activities/restore.js';
 import { FilesystemRepository } from '../engine/storage/filesystem.js';
-import { validateConfig, type Config } from '../common/config.js';
-import { startCluster, type PgCluster } from './fixtures/postgres.js';
+import type { Config } from '../common/config.js';
+import type { PgCluster } from './fixtures/postgres.js';
+import { startInspectionStall, type InspectionStall } from './fixtures/inspectionStall.js';
 
-const dir = mkdtempSync(path.join(os.tmpdir(), 'attack-heartbeat-'));
+let stall: InspectionStall;
 let cluster: PgCluster;
 let config: Config;
+let dir: string;
 
 beforeAll(async () => {
-  cluster = await startCluster();
-  await cluster.query('postgres', 'CREATE DATABASE live_app');
-  await cluster.query('postgres', 'CREATE DATABASE inspected');
-  await cluster.query('inspected', 'CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 1000) g');
-  config = validateConfig(
-    {
-      host: 'attack-heartbeat',
-      temporal: { address: '127.0.0.1:7233', namespace: 'default' },
-      database: { url: cluster.url('live_app') },
-      repositories: { local: { type: 'filesystem', path: path.join(dir, 'local') } },
-      encryption: { publicKeyFile: path.join(dir, 'unused.asc') },
-      restore: { serverUrl: cluster.url('postgres'), workDir: dir, jobs: 1 },
-      logLevel: 'warn',
-    },
-    'test config',
-  );
+  stall = await startInspectionStall('attack-heartbeat');
+  ({ cluster, config, dir } = stall);
 }, 60_000);
 
 afterAll(async () => {
-  await cluster?.stop();
-  rmSync(dir, { recursive: true, force: true });
+  await stall?.stop();
 });
 
 test("a stranger's long query on the database does not keep a stuck inspection heartbeating", async () => {

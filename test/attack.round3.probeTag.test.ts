@@ -6,44 +6,30 @@
 // its own session on the database under that name (PUBLIC may connect to a new database) and
 // sleeps: the probe takes the stranger's pg_sleep for the attempt's own work, and a stuck
 // inspection heartbeats on for as long as the stranger likes (24 h start-to-close).
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createRestoreActivities } from '../activities/restore.js';
 import { FilesystemRepository } from '../engine/storage/filesystem.js';
-import { validateConfig, type Config } from '../common/config.js';
-import { startCluster, type PgCluster } from './fixtures/postgres.js';
+import type { Config } from '../common/config.js';
+import type { PgCluster } from './fixtures/postgres.js';
+import { startInspectionStall, type InspectionStall } from './fixtures/inspectionStall.js';
 
-const dir = mkdtempSync(path.join(os.tmpdir(), 'attack3-probetag-'));
+let stall: InspectionStall;
 let cluster: PgCluster;
 let config: Config;
+let dir: string;
 
 beforeAll(async () => {
-  cluster = await startCluster();
-  await cluster.query('postgres', 'CREATE DATABASE live_app');
-  await cluster.query('postgres', 'CREATE DATABASE inspected');
-  await cluster.query('inspected', 'CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 1000) g');
-  // A role with nothing: not superuser, no pg_read_all_stats, no grant on anything.
-  await cluster.query('postgres', 'CREATE ROLE stranger LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE');
-  config = validateConfig(
-    {
-      host: 'attack3-probetag',
-      temporal: { address: '127.0.0.1:7233', namespace: 'default' },
-      database: { url: cluster.url('live_app') },
-      repositories: { local: { type: 'filesystem', path: path.join(dir, 'local') } },
-      encryption: { publicKeyFile: path.join(dir, 'unused.asc') },
-      restore: { serverUrl: cluster.url('postgres'), workDir: dir, jobs: 1 },
-      logLevel: 'warn',
-    },
-    'test config',
-  );
+  stall = await startInspectionStall('attack3-probetag', async (c) => {
+    // A role with nothing: not superuser, no pg_read_all_stats, no grant on anything.
+    await c.query('postgres', 'CREATE ROLE stranger LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE');
+  });
+  ({ cluster, config, dir } = stall);
 }, 60_000);
 
 afterAll(async () => {
-  await cluster?.stop();
-  rmSync(dir, { recursive: true, force: true });
+  await stall?.stop();
 });
 
 test("an unprivileged stranger reads the attempt's tag from pg_stat_activity and keeps a stuck inspection heartbeating", async () => {
