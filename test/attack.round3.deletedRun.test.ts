@@ -10,7 +10,6 @@
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { Info } from '@temporalio/activity';
 import { MockActivityEnvironment, type TestWorkflowEnvironment } from '@temporalio/testing';
 import { execa } from 'execa';
 import { createDatabaseBackupActivities } from '../activities/databaseBackup.js';
@@ -22,6 +21,7 @@ import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
 import { validateConfig, type Config } from '../common/config.js';
 import { startCluster, type PgCluster } from './fixtures/postgres.js';
 import { startTemporal } from './fixtures/temporal.js';
+import { attemptOf, startRun } from './fixtures/runs.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'attack3-deletedrun-'));
 let temporal: TestWorkflowEnvironment;
@@ -63,20 +63,8 @@ afterAll(async () => {
  * worker serves it), terminated, then deleted, as retention deletes every closed run.
  */
 async function deletedRun(workflowType: string, workflowId: string): Promise<{ runId: string; env: MockActivityEnvironment }> {
-  const handle = await temporal.client.workflow.start(workflowType, { taskQueue: 'nobody-serves-this', workflowId, args: [{ hostTaskQueue: 'nobody' }] });
-  await handle.terminate('the run failed and compensated');
-  const runId = handle.firstExecutionRunId;
-  await temporal.client.workflowService.deleteWorkflowExecution({ namespace: 'default', workflowExecution: { workflowId, runId } });
-  const deadline = Date.now() + 60_000;
-  while (await temporal.client.workflow.getHandle(workflowId, runId).describe().then(() => true, () => false)) {
-    if (Date.now() > deadline) throw new Error('the run was never deleted');
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  const env = new MockActivityEnvironment(
-    { attempt: 1, activityId: '1', workflowNamespace: 'default', workflowExecution: { workflowId, runId } } as Partial<Info>,
-    { client: temporal.client },
-  );
-  return { runId, env };
+  const runId = await startRun(temporal.client, workflowType, workflowId, 'deleted');
+  return { runId, env: attemptOf(temporal.client, workflowId, runId) };
 }
 
 test('a plan attempt that wakes after its run has closed and been deleted claims nothing', async () => {
@@ -104,12 +92,8 @@ test('a restore attempt that finishes after its run has closed and been deleted 
 }, 60_000);
 
 test('control: the same restore attempt of a closed run whose history still exists drops what it made', async () => {
-  const handle = await temporal.client.workflow.start('restoreDatabase', { taskQueue: 'nobody-serves-this', workflowId: 'closed-restore', args: [{ hostTaskQueue: 'nobody' }] });
-  await handle.terminate('closed');
-  const env = new MockActivityEnvironment(
-    { attempt: 1, activityId: '1', workflowNamespace: 'default', workflowExecution: { workflowId: 'closed-restore', runId: handle.firstExecutionRunId } } as Partial<Info>,
-    { client: temporal.client },
-  );
+  const runId = await startRun(temporal.client, 'restoreDatabase', 'closed-restore', 'closed');
+  const env = attemptOf(temporal.client, 'closed-restore', runId);
   const restore = createRestoreActivities({ config, repositories: [], binDir: cluster.binDir });
   const outcome = await env.run(restore.restoreIntoNewDatabase, { workflowId: 'closed-restore', source: await resolveFile(dumpFile), database: 'closed_run_db' }).then(
     () => 'restored',

@@ -20,6 +20,7 @@ import { validateConfig, type Config } from '../common/config.js';
 import { decide, runKey, runOf, DEFAULT_UPLOAD_AGE_HOURS } from '../workflows/sweepRules.js';
 import type { FoundLeftovers, RunRef, RunStanding } from '../common/sweepTypes.js';
 import { startTemporal } from './fixtures/temporal.js';
+import { startRun } from './fixtures/runs.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'attack4-symlink-'));
 let temporal: TestWorkflowEnvironment;
@@ -51,9 +52,7 @@ afterAll(async () => {
 
 /** A run that has closed: started on a queue nobody serves, then terminated. */
 async function closedRun(workflowId: string): Promise<{ workflowId: string; runId: string }> {
-  const handle = await temporal.client.workflow.start('backupDatabase', { taskQueue: 'nobody-serves-this', workflowId, args: [{ hostTaskQueue: 'nobody' }] });
-  await handle.terminate('a backup that failed long ago');
-  return { workflowId, runId: handle.firstExecutionRunId };
+  return { workflowId, runId: await startRun(temporal.client, 'backupDatabase', workflowId, 'closed') };
 }
 
 test('a symbolic link planted as a closed run\'s attempt folder in one repository never makes the sweep delete what it points at', async () => {

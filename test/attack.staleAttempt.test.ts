@@ -6,7 +6,6 @@
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { Info } from '@temporalio/activity';
 import { MockActivityEnvironment, type TestWorkflowEnvironment } from '@temporalio/testing';
 import { createDatabaseBackupActivities } from '../activities/databaseBackup.js';
 import { createPitrActivities } from '../activities/pitr.js';
@@ -17,6 +16,7 @@ import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
 import { validateConfig, type Config } from '../common/config.js';
 import { startCluster, type PgCluster } from './fixtures/postgres.js';
 import { startTemporal } from './fixtures/temporal.js';
+import { attemptOf, startRun } from './fixtures/runs.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'attack-staleclaim-'));
 let temporal: TestWorkflowEnvironment;
@@ -50,14 +50,8 @@ afterAll(async () => {
 
 /** An activity environment of a run that has closed: started (no worker serves it), then ended for good. */
 async function closedRun(workflowType: string, workflowId: string): Promise<{ runId: string; env: MockActivityEnvironment }> {
-  const handle = await temporal.client.workflow.start(workflowType, { taskQueue: 'nobody-serves-this', workflowId, args: [{ hostTaskQueue: 'nobody' }] });
-  await handle.terminate('the run failed and compensated');
-  const runId = handle.firstExecutionRunId;
-  const env = new MockActivityEnvironment(
-    { attempt: 1, activityId: '1', workflowNamespace: 'default', workflowExecution: { workflowId, runId } } as Partial<Info>,
-    { client: temporal.client },
-  );
-  return { runId, env };
+  const runId = await startRun(temporal.client, workflowType, workflowId, 'closed');
+  return { runId, env: attemptOf(temporal.client, workflowId, runId) };
 }
 
 test('a plan attempt that wakes after its run has closed claims nothing', async () => {
