@@ -6,31 +6,31 @@
 // A newer attempt now ends the session of a stale attempt of its own run (tagged by
 // attemptSessionTag, same role), and only that: a session of another run, or of an attempt
 // that still stands, keeps the lock.
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import type { Info } from '@temporalio/activity';
 import { MockActivityEnvironment, type TestWorkflowEnvironment } from '@temporalio/testing';
 import { runDigest } from '../engine/attemptStanding.js';
-import { stopAgent } from '../engine/encryption.js';
 import { createRestoreActivities } from '../activities/restore.js';
 import { markerFor } from '../engine/restoreTarget.js';
 import { FilesystemRepository } from '../engine/storage/filesystem.js';
-import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
+import { type KeyPair } from '../client/dev/demoKeys.js';
 import { validateConfig, type Config } from '../common/config.js';
-import { startCluster, type PgCluster } from './fixtures/postgres.js';
-import { startTemporal } from './fixtures/temporal.js';
+import { type PgCluster } from './fixtures/postgres.js';
+import { startAttemptStack, type AttemptStack } from './fixtures/attemptStack.js';
 
-const dir = mkdtempSync(path.join(os.tmpdir(), 'attack-lockholder-'));
+let stack: AttemptStack;
+let dir: string;
 let temporal: TestWorkflowEnvironment;
 let cluster: PgCluster;
 let keys: KeyPair;
 let config: Config;
-const local = new FilesystemRepository('local', path.join(dir, 'local'));
+let local: FilesystemRepository;
 
 beforeAll(async () => {
-  [temporal, cluster, keys] = await Promise.all([startTemporal(), startCluster(), ensureKeyPair(path.join(dir, 'keys'))]);
+  stack = await startAttemptStack('attack-lockholder');
+  ({ dir, temporal, cluster, keys } = stack);
+  local = new FilesystemRepository('local', path.join(dir, 'local'));
   await cluster.query('postgres', 'CREATE DATABASE live_app');
   config = validateConfig(
     {
@@ -47,10 +47,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  await temporal?.teardown();
-  await cluster?.stop();
-  await stopAgent(keys.privateHome);
-  rmSync(dir, { recursive: true, force: true });
+  await stack?.stop();
 });
 
 /** A run that is open, with no activity pending (nobody serves its queue). */

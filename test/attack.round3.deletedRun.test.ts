@@ -7,23 +7,22 @@
 // went, acts as if it still stood: it claims the backup id for a dead run (every later run
 // under that id refused, for ever) or marks a full restored copy of the data as restored,
 // a database no run will ever drop.
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { MockActivityEnvironment, type TestWorkflowEnvironment } from '@temporalio/testing';
 import { execa } from 'execa';
 import { createDatabaseBackupActivities } from '../activities/databaseBackup.js';
 import { createRestoreActivities } from '../activities/restore.js';
 import { resolveFile } from '../engine/restoreSource.js';
-import { stopAgent } from '../engine/encryption.js';
 import { FilesystemRepository } from '../engine/storage/filesystem.js';
-import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
+import { type KeyPair } from '../client/dev/demoKeys.js';
 import { validateConfig, type Config } from '../common/config.js';
-import { startCluster, type PgCluster } from './fixtures/postgres.js';
-import { startTemporal } from './fixtures/temporal.js';
+import { type PgCluster } from './fixtures/postgres.js';
 import { attemptOf, startRun } from './fixtures/runs.js';
+import { startAttemptStack, type AttemptStack } from './fixtures/attemptStack.js';
 
-const dir = mkdtempSync(path.join(os.tmpdir(), 'attack3-deletedrun-'));
+let stack: AttemptStack;
+let dir: string;
 let temporal: TestWorkflowEnvironment;
 let cluster: PgCluster;
 let keys: KeyPair;
@@ -31,7 +30,8 @@ let config: Config;
 let dumpFile: string;
 
 beforeAll(async () => {
-  [temporal, cluster, keys] = await Promise.all([startTemporal(), startCluster(), ensureKeyPair(path.join(dir, 'keys'))]);
+  stack = await startAttemptStack('attack3-deletedrun');
+  ({ dir, temporal, cluster, keys } = stack);
   await cluster.query('postgres', 'CREATE DATABASE app');
   await cluster.query('app', 'CREATE TABLE secrets AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 5000) g');
   dumpFile = path.join(dir, 'app.dump');
@@ -52,10 +52,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  await temporal?.teardown();
-  await cluster?.stop();
-  await stopAgent(keys.privateHome);
-  rmSync(dir, { recursive: true, force: true });
+  await stack?.stop();
 });
 
 /**

@@ -3,29 +3,29 @@
 // has failed, compensated and given the id back. Had it claimed blindly, the id would stay
 // claimed for ever by a dead run: every later run under that workflow id refused, naming a run
 // that no longer exists. The attempt asks the server first, and claims nothing.
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { MockActivityEnvironment, type TestWorkflowEnvironment } from '@temporalio/testing';
 import { createDatabaseBackupActivities } from '../activities/databaseBackup.js';
 import { createPitrActivities } from '../activities/pitr.js';
 import { claimDataDirectory, markerPath, workDirOf } from '../engine/recoveryCluster.js';
-import { stopAgent } from '../engine/encryption.js';
 import { FilesystemRepository } from '../engine/storage/filesystem.js';
-import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
+import { type KeyPair } from '../client/dev/demoKeys.js';
 import { validateConfig, type Config } from '../common/config.js';
-import { startCluster, type PgCluster } from './fixtures/postgres.js';
-import { startTemporal } from './fixtures/temporal.js';
+import { type PgCluster } from './fixtures/postgres.js';
 import { attemptOf, startRun } from './fixtures/runs.js';
+import { startAttemptStack, type AttemptStack } from './fixtures/attemptStack.js';
 
-const dir = mkdtempSync(path.join(os.tmpdir(), 'attack-staleclaim-'));
+let stack: AttemptStack;
+let dir: string;
 let temporal: TestWorkflowEnvironment;
 let cluster: PgCluster;
 let keys: KeyPair;
 let config: Config;
 
 beforeAll(async () => {
-  [temporal, cluster, keys] = await Promise.all([startTemporal(), startCluster(), ensureKeyPair(path.join(dir, 'keys'))]);
+  stack = await startAttemptStack('attack-staleclaim');
+  ({ dir, temporal, cluster, keys } = stack);
   await cluster.query('postgres', 'CREATE DATABASE app');
   config = validateConfig(
     {
@@ -42,10 +42,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  await temporal?.teardown();
-  await cluster?.stop();
-  await stopAgent(keys.privateHome);
-  rmSync(dir, { recursive: true, force: true });
+  await stack?.stop();
 });
 
 /** An activity environment of a run that has closed: started (no worker serves it), then ended for good. */
