@@ -18,8 +18,13 @@ const MANIFEST_NAME = 'manifest.json';
 /** What a backup is of: a logical dump of the database, or a physical base backup of its cluster. */
 export type Component = 'database' | 'base';
 
+/** The folder every backup of a component lives under. */
+export function componentPrefix(component: Component): string {
+  return `${component}/`;
+}
+
 export function backupPrefix(component: Component, backupId: string): string {
-  return `${component}/${backupId}/`;
+  return `${componentPrefix(component)}${backupId}/`;
 }
 
 export function manifestKey(component: Component, backupId: string): string {
@@ -223,7 +228,7 @@ export interface Scanned<C extends Component> {
  * when the repository cannot be listed.
  */
 export async function scanManifests<C extends Component>(repository: Repository, component: C, verifier: Verifier): Promise<{ manifests: Scanned<C>[]; damaged: SkippedCopy[] }> {
-  const keys = (await repository.list(`${component}/`)).map((o) => o.key).filter((k) => k.endsWith(`/${MANIFEST_NAME}`));
+  const keys = (await repository.list(componentPrefix(component))).map((o) => o.key).filter((k) => k.endsWith(`/${MANIFEST_NAME}`));
   const manifests: Scanned<C>[] = [];
   const damaged: SkippedCopy[] = [];
   for (const key of keys) {

@@ -9,7 +9,7 @@ import { scratchDatabaseName } from '../common/names.js';
 import type { Leftover } from '../common/sweepTypes.js';
 import type { Config } from '../common/config.js';
 import { isAttemptKey, readClaim } from './backupClaim.js';
-import { backupPrefix, readManifestCopies, type Component } from './catalog.js';
+import { backupPrefix, componentPrefix, readManifestCopies, type Component } from './catalog.js';
 import { errorText } from './errors.js';
 import type { Trust } from './manifestSignature.js';
 import { isRunning, readMarker } from './recoveryCluster.js';
@@ -74,7 +74,7 @@ export async function findBackups(repositories: Repository[], found: Findings, b
     const keysByRepository = new Map<Repository, string[]>();
     try {
       for (const repository of repositories) {
-        keysByRepository.set(repository, (await repository.list(`${component}/`)).map((o) => o.key));
+        keysByRepository.set(repository, (await repository.list(componentPrefix(component))).map((o) => o.key));
         beat();
       }
     } catch (err) {

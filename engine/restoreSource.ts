@@ -8,7 +8,7 @@ import { PassThrough, Transform, type Readable } from 'node:stream';
 import { constants as zlibConstants, gunzipSync } from 'node:zlib';
 import { ErrorType, type BackupManifest, type SignatureVerdict } from '../common/types.js';
 import type { CatalogSource, FileSource, SkippedCopy } from '../common/restoreTypes.js';
-import { chooseCopy, manifestKey, readManifestCopies, scanManifests, type ManifestCopy } from './catalog.js';
+import { chooseCopy, componentPrefix, manifestKey, readManifestCopies, scanManifests, type ManifestCopy } from './catalog.js';
 import { classifyDatabaseError, type EngineError, errorText, isEngineError, permanent, transient } from './errors.js';
 import { runCommand } from './exec.js';
 import { admitted, type Trust } from './manifestSignature.js';
@@ -41,7 +41,7 @@ export async function resolveCatalogBackup(reference: string, repositories: Repo
         scan = await scanManifests(repository, 'database', trust.verifier);
         listed++;
       } catch (err) {
-        skipped.push({ repository: repository.name, key: 'database/', reason: `repository ${repository.name} cannot be listed now: ${errorText(err)}`, errorType: ErrorType.StorageUnreachable });
+        skipped.push({ repository: repository.name, key: componentPrefix('database'), reason: `repository ${repository.name} cannot be listed now: ${errorText(err)}`, errorType: ErrorType.StorageUnreachable });
         continue;
       }
       skipped.push(...scan.damaged);
