@@ -8,7 +8,7 @@ import { describeFailure, surfaceFailure } from './failures.js';
 import { progressQuery } from './messages.js';
 import { compensate, validateWith, type Compensation } from './saga.js';
 import type { BaseBackupInput, BaseBackupManifest, BaseBackupResult } from '../common/pitrTypes.js';
-import { checkObject, checkTaskQueue, invalidInput } from './restoreInput.js';
+import { checkObject, checkTaskQueue, invalidInput } from './inputChecks.js';
 import { COMPRESSIONS, type BackupProgress } from '../common/types.js';
 
 export async function backupBase(input: BaseBackupInput): Promise<BaseBackupResult> {

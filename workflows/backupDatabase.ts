@@ -1,15 +1,15 @@
 // The nightly full database backup: plan, dump to every repository in one pass, read every
 // copy back, and only then write the manifest that makes the backup count.
-import { ApplicationFailure, log, patched, setHandler, workflowInfo } from '@temporalio/workflow';
+import { log, patched, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import { hostActivities, longTransfer, quickMetadata } from './activityOptions.js';
 import { backupIdOf, legacyBackupIdOf } from './backupId.js';
 import { describeFailure, surfaceFailure } from './failures.js';
 import { progressQuery } from './messages.js';
 import { compensate, validateWith, type Compensation } from './saga.js';
+import { checkObject, checkTaskQueue, invalidInput } from './inputChecks.js';
 import {
   COMPRESSIONS,
-  ErrorType,
   type BackupManifest,
   type BackupProgress,
   type DatabaseBackupInput,
@@ -120,18 +120,14 @@ export async function sweepAttempts(
 
 /** Also run by the CLI before it starts this workflow (inputValidation.ts). */
 export function validateInput(input: DatabaseBackupInput): void {
-  const invalid = (field: string, value: unknown, allowed: string) =>
-    ApplicationFailure.nonRetryable(`input.${field} is ${JSON.stringify(value)}; ${allowed}`, ErrorType.InvalidInput);
-  if (!input || typeof input !== 'object') throw invalid('', input, 'expected an object');
-  if (typeof input.hostTaskQueue !== 'string' || !/^[A-Za-z0-9@._-]+$/.test(input.hostTaskQueue)) {
-    throw invalid('hostTaskQueue', input.hostTaskQueue, 'expected a task queue name such as "backup@db-1"');
-  }
+  checkObject(input);
+  checkTaskQueue(input.hostTaskQueue);
   if (input.compression !== undefined && !COMPRESSIONS.includes(input.compression)) {
-    throw invalid('compression', input.compression, `allowed: ${COMPRESSIONS.join(', ')}`);
+    throw invalidInput('compression', input.compression, `allowed: ${COMPRESSIONS.join(', ')}`);
   }
   if (input.repositories !== undefined) {
     if (!Array.isArray(input.repositories) || input.repositories.length === 0 || input.repositories.some((r) => typeof r !== 'string')) {
-      throw invalid('repositories', input.repositories, 'expected a non-empty list of repository names');
+      throw invalidInput('repositories', input.repositories, 'expected a non-empty list of repository names');
     }
   }
 }

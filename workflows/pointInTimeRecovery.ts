@@ -10,7 +10,7 @@ import { describeFailure, surfaceFailure } from './failures.js';
 import { approveCutoverSignal, pitrStateQuery, setTargetTimeSignal, setTargetUpdate } from './messages.js';
 import type { CutoverOutcome, PitrState, PointInTimeRecoveryInput, PointInTimeRecoveryResult, RecoveryCluster, RecoveryTarget } from '../common/pitrTypes.js';
 import { checkTarget, type TargetVerdict } from './recoveryTargets.js';
-import { checkAllowUnsigned, checkObject, checkTaskQueue, invalidInput } from './restoreInput.js';
+import { checkAllowUnsigned, checkObject, checkTaskQueue, invalidInput } from './inputChecks.js';
 import { ErrorType } from '../common/types.js';
 
 /** While waiting for a target, the window is refreshed this often (new WAL arrives). */

@@ -8,7 +8,8 @@ import { describeFailure, surfaceFailure } from './failures.js';
 import { progressQuery } from './messages.js';
 import { compensate, validateWith, type Compensation } from './saga.js';
 import { inspectionProblems } from './verdicts.js';
-import { DATABASE_NAME, checkAllowUnsigned, checkBackupReference, checkJobs, checkObject, checkTaskQueue, databaseName, invalidInput, stamp } from './restoreInput.js';
+import { checkAllowUnsigned, checkObject, checkTaskQueue, invalidInput } from './inputChecks.js';
+import { DATABASE_NAME, checkBackupReference, checkJobs, databaseName, stamp } from './restoreInput.js';
 import type { RestoreDatabaseInput, RestoreDatabaseResult, RestoreProgress } from '../common/restoreTypes.js';
 import { ErrorType } from '../common/types.js';
 

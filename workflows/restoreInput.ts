@@ -1,21 +1,6 @@
-// Input checks and names shared by the restore, verification and drill workflows.
-// Deterministic: no I/O; time comes from the workflow clock.
-import { ApplicationFailure } from '@temporalio/workflow';
-import { ErrorType } from '../common/types.js';
-
-export function invalidInput(field: string, value: unknown, allowed: string): ApplicationFailure {
-  return ApplicationFailure.nonRetryable(`input.${field} is ${JSON.stringify(value)}; ${allowed}`, ErrorType.InvalidInput);
-}
-
-export function checkObject(input: unknown): void {
-  if (!input || typeof input !== 'object') throw invalidInput('', input, 'expected an object');
-}
-
-export function checkTaskQueue(value: unknown): void {
-  if (typeof value !== 'string' || !/^[A-Za-z0-9@._-]+$/.test(value)) {
-    throw invalidInput('hostTaskQueue', value, 'expected a task queue name such as "backup@db-1"');
-  }
-}
+// Input checks and names of the restore, verification and drill workflows (the checks every
+// workflow shares are in inputChecks.ts). Deterministic: no I/O; time comes from the workflow clock.
+import { invalidInput } from './inputChecks.js';
 
 /** A backup id, `latest`, or (where files are allowed) an absolute path. */
 export function checkBackupReference(value: unknown, allowFiles: boolean): void {
@@ -25,11 +10,6 @@ export function checkBackupReference(value: unknown, allowFiles: boolean): void 
   if (!ok) {
     throw invalidInput('backup', value, allowFiles ? 'expected a backup id, "latest", or an absolute path to a .backup, .sql.gz or .sql file' : 'expected a backup id or "latest"');
   }
-}
-
-/** Only passed on to the activities that read manifests: no command depends on it. */
-export function checkAllowUnsigned(value: unknown): void {
-  if (value !== undefined && typeof value !== 'boolean') throw invalidInput('allowUnsigned', value, 'expected true or false');
 }
 
 export function checkJobs(value: unknown): void {

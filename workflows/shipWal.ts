@@ -8,7 +8,7 @@ import { hostActivities, quickMetadata, walShippingPass } from './activityOption
 import { describeFailure } from './failures.js';
 import { walShippingQuery } from './messages.js';
 import type { ShipWalInput, WalShippingState } from '../common/pitrTypes.js';
-import { checkObject, checkTaskQueue, invalidInput } from './restoreInput.js';
+import { checkObject, checkTaskQueue, invalidInput } from './inputChecks.js';
 
 const PASSES_PER_RUN = 200;
 

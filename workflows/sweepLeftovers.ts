@@ -9,7 +9,7 @@ import { isCancellation, setHandler, workflowInfo } from '@temporalio/workflow';
 import { hostActivities, sweepStep } from './activityOptions.js';
 import { describeFailure, surfaceFailure } from './failures.js';
 import { progressQuery } from './messages.js';
-import { checkObject, checkTaskQueue, invalidInput } from './restoreInput.js';
+import { checkObject, checkTaskQueue, invalidInput } from './inputChecks.js';
 import { validateWith } from './saga.js';
 import { DEFAULT_UPLOAD_AGE_HOURS, decide, runKey, runOf } from './sweepRules.js';
 import type { RunRef, RunStanding, SweepItem, SweepLeftoversInput, SweepProgress, SweepReport } from '../common/sweepTypes.js';
