@@ -20,10 +20,13 @@ import { runCommand, spawnStreaming } from '../engine/exec.js';
 import { inspectDatabase } from '../engine/inspection.js';
 import { serverOwner } from '../engine/localCluster.js';
 import { connect, countRows, parseDatabaseUrl, tablesToCount, type DatabaseTarget } from '../engine/postgres.js';
-import { claimDataDirectory, configureRecovery, handOver, isRunning, logTail, prefetchDirOf, startCluster, stopCluster } from '../engine/recoveryCluster.js';
+import { claimDataDirectory, configureRecovery, handOver, prefetchDirOf, startCluster, stopCluster, waitUntilPromoted } from '../engine/recoveryCluster.js';
 import { restoreServer } from '../engine/restoreTarget.js';
 import { expectedSource, sourceVerdict } from '../engine/sourceMatch.js';
-import { fetchSegment, listWalEntries, readWalEntry } from '../engine/walArchive.js';
+import { listWalEntries, readWalEntry } from '../engine/walArchive.js';
+import { segmentEndLsn } from '../engine/walHeader.js';
+import { progressHeartbeat } from './progressHeartbeat.js';
+import { prefetchWal } from '../engine/walPrefetch.js';
 import './attemptContext.js';
 
 export interface PrepareInput {
@@ -86,38 +89,6 @@ export function createPitrActivities(deps: PitrDeps) {
       throw permanent(ErrorType.SourceMismatch, `base backup ${backupId} ${verdict.reason}: set restore.sourceSystemIdentifier when recovering a cluster that is gone`);
     }
     return { manifest, holders };
-  }
-
-  /**
-   * Decrypts, ahead of replay and two at a time, the timeline histories and up to
-   * PREFETCH_SEGMENTS segments from the base backup's start: restore_command then copies a
-   * file instead of starting a process per segment. Written by temp name and rename, so a
-   * copy never sees half a segment.
-   */
-  async function prefetchWal(dir: string, timeline: number, startLsn: string, beat: () => void): Promise<{ segments: number; complete: boolean }> {
-    // This attempt's own folder, in the run's private folder (claimDataDirectory proved it ours).
-    await rm(dir, { recursive: true, force: true });
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    const first = segmentOf(timeline, startLsn);
-    const names = new Set<string>();
-    for (const repository of deps.repositories) {
-      for (const name of await listWalEntries(repository).catch(() => [])) names.add(name);
-    }
-    const histories = [...names].filter((n) => n.endsWith('.history'));
-    const archived = [...names]
-      .filter((n) => /^[0-9A-F]{24}$/.test(n) && n.slice(0, 8) >= first.slice(0, 8) && n.slice(8) >= first.slice(8))
-      .sort((a, b) => a.slice(8).localeCompare(b.slice(8)) || a.localeCompare(b));
-    const segments = archived.slice(0, PREFETCH_SEGMENTS);
-    const wanted = [...histories, ...segments];
-    const queue = [...wanted];
-    const fetchNext = async (): Promise<void> => {
-      for (let name = queue.shift(); name; name = queue.shift()) {
-        await fetchSegment(config, deps.repositories, name, path.join(dir, name));
-        beat();
-      }
-    };
-    await Promise.all([fetchNext(), fetchNext()]);
-    return { segments: segments.length, complete: segments.length === archived.length };
   }
 
   return {
@@ -219,8 +190,8 @@ export function createPitrActivities(deps: PitrDeps) {
       const unpackDir = path.join(dataDir, `.backupctl-unpack-${ctx.info.attempt}`);
       const prefetchDir = prefetchDirOf(dataDir);
       const stagedPrefetch = `${prefetchDir}.attempt-${ctx.info.attempt}`;
-      let unpacked = 0;
-      const ticker = setInterval(() => ctx.heartbeat({ phase: 'unpacking', bytes: unpacked }), 1000);
+      // Beats while the unpacked bytes grow: an unpack that stalls times out and is retried.
+      const unpacking = progressHeartbeat(() => ({ phase: 'unpacking' }));
       let prefetched: { segments: number; complete: boolean };
       try {
         await rm(unpackDir, { recursive: true, force: true });
@@ -235,14 +206,14 @@ export function createPitrActivities(deps: PitrDeps) {
           consume: async (plain) => {
             // Nothing of a copy that proved corrupt (or planted) stays for the next copy to land on.
             for (const entry of await readdir(unpackDir)) await rm(path.join(unpackDir, entry), { recursive: true, force: true });
-            plain.on('data', (chunk: Buffer) => (unpacked += chunk.length));
+            plain.on('data', (chunk: Buffer) => unpacking.moved(chunk.length));
             const tar = spawnStreaming('tar', ['-x', '-C', unpackDir, '--no-same-owner'], { stdin: 'pipe', signal: ctx.cancellationSignal });
             await Promise.all([pipeline(plain, tar.stdin!), tar]);
           },
           consumerFailure: (err) => classifyFilesystemError(err, `unpacking the base backup into ${dataDir}`),
         });
-        clearInterval(ticker);
-        prefetched = await prefetchWal(stagedPrefetch, manifest.backup.timeline, manifest.backup.startLsn, () => ctx.heartbeat({ phase: 'prefetching-wal' }));
+        unpacking.stop();
+        prefetched = await prefetchWal(config, deps.repositories, stagedPrefetch, manifest.backup.timeline, manifest.backup.startLsn, () => ctx.heartbeat({ phase: 'prefetching-wal' }));
         const owner = serverOwner();
         if (process.getuid?.() === 0) {
           await runCommand('chown', ['-R', `${owner.spawn.uid}:${owner.spawn.gid}`, unpackDir]);
@@ -279,7 +250,7 @@ export function createPitrActivities(deps: PitrDeps) {
         await rm(stagedPrefetch, { recursive: true, force: true }).catch(() => undefined);
         throw err;
       } finally {
-        clearInterval(ticker);
+        unpacking.stop();
       }
       log.info('WAL fetched ahead', { ...prefetched });
       log.info('recovery cluster prepared', { dataDir, port, baseBackup: input.baseBackupId });
@@ -306,42 +277,7 @@ export function createPitrActivities(deps: PitrDeps) {
      */
     async waitForPromotion(input: RecoveryCluster): Promise<{ recoveredTo: string | null; timeline: number }> {
       const ctx = Context.current();
-      let notRunningSince: number | undefined;
-      for (;;) {
-        if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
-        const client = await connect(recoveredTarget(input.port, 'postgres')).catch(() => undefined);
-        if (client) {
-          try {
-            const { rows } = await client.query<{ recovering: boolean; replayed: Date | null; lsn: string | null }>(
-              'SELECT pg_is_in_recovery() AS recovering, pg_last_xact_replay_timestamp() AS replayed, pg_last_wal_replay_lsn()::text AS lsn',
-            );
-            const row = rows[0];
-            ctx.heartbeat({ phase: 'replaying', replayLsn: row.lsn, replayedTo: row.replayed?.toISOString() ?? null });
-            if (!row.recovering) {
-              // The new timeline shows in the name of the segment now being written.
-              const current = await client.query<{ name: string }>('SELECT pg_walfile_name(pg_current_wal_lsn()) AS name');
-              return { recoveredTo: row.replayed?.toISOString() ?? null, timeline: parseInt(current.rows[0].name.slice(0, 8), 16) };
-            }
-          } catch {
-            // starting up or shutting down: ask again
-          } finally {
-            await client.end().catch(() => undefined);
-          }
-        } else {
-          ctx.heartbeat({ phase: 'starting' });
-          if (!(await isRunning(input.dataDir, deps.binDir))) {
-            notRunningSince ??= Date.now();
-            // pg_ctl start returns before the server writes its pid file; give it a moment.
-            if (Date.now() - notRunningSince > 10_000) {
-              throw permanent(ErrorType.RecoveryFailed, `the recovered cluster in ${input.dataDir} stopped before it promoted:\n${logTail(input.dataDir)}`);
-            }
-          } else {
-            notRunningSince = undefined;
-          }
-        }
-        // Promotion is what the operator waits for: notice it within a quarter second.
-        await new Promise((r) => setTimeout(r, 250));
-      }
+      return waitUntilPromoted(recoveredTarget(input.port, 'postgres'), input.dataDir, deps.binDir, { signal: ctx.cancellationSignal, beat: (progress) => ctx.heartbeat(progress) });
     },
 
     /** Counts the key tables and runs the configured checks in the recovered database. Read-only. */
@@ -385,22 +321,4 @@ export function createPitrActivities(deps: PitrDeps) {
       await stopCluster(input.dataDir, deps.binDir);
     },
   };
-}
-
-/** How many segments (16 MiB each) a recovery decrypts ahead of replay. */
-const PREFETCH_SEGMENTS = 64;
-
-/** The name of the 16 MiB segment holding an LSN on a timeline. */
-export function segmentOf(timeline: number, lsn: string): string {
-  const [high, low] = lsn.split('/').map((part) => parseInt(part, 16));
-  const hex = (n: number) => n.toString(16).toUpperCase().padStart(8, '0');
-  return `${hex(timeline)}${hex(high)}${hex(Math.floor(low / 0x1000000))}`;
-}
-
-/** The end of a 16 MiB WAL segment, as an LSN: the furthest the archive can replay to. */
-export function segmentEndLsn(segment: string): string {
-  const log = parseInt(segment.slice(8, 16), 16);
-  const seg = parseInt(segment.slice(16, 24), 16);
-  const end = BigInt(log) * 0x100000000n + BigInt(seg + 1) * 0x1000000n;
-  return `${(end >> 32n).toString(16).toUpperCase()}/${(end & 0xffffffffn).toString(16).toUpperCase()}`;
 }

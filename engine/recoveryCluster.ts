@@ -11,7 +11,7 @@ import { assertAttemptStands } from './attemptStanding.js';
 import { permanent } from './errors.js';
 import { runCommand } from './exec.js';
 import { serverOwner } from './localCluster.js';
-import { toolPath } from './postgres.js';
+import { connect, toolPath, type DatabaseTarget } from './postgres.js';
 
 /**
  * Proof that this run made the recovery's folders. The token is the workflow run id, never the
@@ -249,4 +249,54 @@ async function freePort(): Promise<number> {
       server.close(() => resolve(port));
     });
   });
+}
+
+/**
+ * Polls a recovering cluster until it has reached its target and promoted
+ * (pg_is_in_recovery() false), telling `beat` the replay position. Permanent RecoveryFailed
+ * when the server stops first (the target was not in the archive, a segment is missing), with
+ * the end of its log.
+ */
+export async function waitUntilPromoted(
+  target: DatabaseTarget,
+  dataDir: string,
+  binDir: string | undefined,
+  options: { signal: AbortSignal; beat: (progress: Record<string, unknown>) => void },
+): Promise<{ recoveredTo: string | null; timeline: number }> {
+  let notRunningSince: number | undefined;
+  for (;;) {
+    if (options.signal.aborted) throw options.signal.reason;
+    const client = await connect(target).catch(() => undefined);
+    if (client) {
+      try {
+        const { rows } = await client.query<{ recovering: boolean; replayed: Date | null; lsn: string | null }>(
+          'SELECT pg_is_in_recovery() AS recovering, pg_last_xact_replay_timestamp() AS replayed, pg_last_wal_replay_lsn()::text AS lsn',
+        );
+        const row = rows[0];
+        options.beat({ phase: 'replaying', replayLsn: row.lsn, replayedTo: row.replayed?.toISOString() ?? null });
+        if (!row.recovering) {
+          // The new timeline shows in the name of the segment now being written.
+          const current = await client.query<{ name: string }>('SELECT pg_walfile_name(pg_current_wal_lsn()) AS name');
+          return { recoveredTo: row.replayed?.toISOString() ?? null, timeline: parseInt(current.rows[0].name.slice(0, 8), 16) };
+        }
+      } catch {
+        // starting up or shutting down: ask again
+      } finally {
+        await client.end().catch(() => undefined);
+      }
+    } else {
+      options.beat({ phase: 'starting' });
+      if (!(await isRunning(dataDir, binDir))) {
+        notRunningSince ??= Date.now();
+        // pg_ctl start returns before the server writes its pid file; give it a moment.
+        if (Date.now() - notRunningSince > 10_000) {
+          throw permanent(ErrorType.RecoveryFailed, `the recovered cluster in ${dataDir} stopped before it promoted:\n${logTail(dataDir)}`);
+        }
+      } else {
+        notRunningSince = undefined;
+      }
+    }
+    // Promotion is what the operator waits for: notice it within a quarter second.
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }

@@ -224,3 +224,18 @@ export function checkWalFile(name: string, bytes: Buffer): WalFileVerdict {
       return { ok: false, problem: 'the name is not one PostgreSQL archives (a segment, .partial, .history or .backup file)' };
   }
 }
+
+/** The name of the 16 MiB segment holding an LSN on a timeline. */
+export function segmentOf(timeline: number, lsn: string): string {
+  const [high, low] = lsn.split('/').map((part) => parseInt(part, 16));
+  const hex = (n: number) => n.toString(16).toUpperCase().padStart(8, '0');
+  return `${hex(timeline)}${hex(high)}${hex(Math.floor(low / 0x1000000))}`;
+}
+
+/** The end of a 16 MiB WAL segment, as an LSN: the furthest the archive can replay to. */
+export function segmentEndLsn(segment: string): string {
+  const log = parseInt(segment.slice(8, 16), 16);
+  const seg = parseInt(segment.slice(16, 24), 16);
+  const end = BigInt(log) * 0x100000000n + BigInt(seg + 1) * 0x1000000n;
+  return `${(end >> 32n).toString(16).toUpperCase()}/${(end & 0xffffffffn).toString(16).toUpperCase()}`;
+}

@@ -1,6 +1,6 @@
 // Recovery targets against the recoverable window: the rules the workflow's signal and update
 // handlers apply, and the base backup each target starts from.
-import { segmentEndLsn, segmentOf } from '../../activities/pitr.js';
+import { segmentEndLsn, segmentOf } from '../../engine/walHeader.js';
 import type { RecoverableWindow } from '../../common/pitrTypes.js';
 import { checkTarget, lsnValue, targetFormProblem } from '../../workflows/recoveryTargets.js';
 

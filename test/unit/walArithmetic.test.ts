@@ -2,7 +2,7 @@
 // workflows/recoveryTargets.ts) and the checks of what wal-push archives: names, the long page
 // header of a segment, timeline history and backup history files. Headers are built here byte
 // by byte; test/walSafety.test.ts runs the same checks over a real cluster's WAL.
-import { segmentEndLsn, segmentOf } from '../../activities/pitr.js';
+import { segmentEndLsn, segmentOf } from '../../engine/walHeader.js';
 import {
   checkBackupHistory,
   checkBranchSegment,
