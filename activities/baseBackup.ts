@@ -4,16 +4,15 @@
 import { Context, log } from '@temporalio/activity';
 import { COMPRESSIONS, ErrorType, type Compression } from '../common/types.js';
 import type { BaseBackupFacts, BaseBackupPlan } from '../common/pitrTypes.js';
-import { assertClaimed, attemptObjectKey, claimForThisAttempt, claimingAttempt, discardUnfinished, inEachRepository, manifestPublished } from '../engine/backupClaim.js';
+import { assertClaimed, attemptObjectKey, claimingAttempt, discardUnfinished, inEachRepository, manifestPublished } from '../engine/backupClaim.js';
 import { replicationTarget } from '../engine/archiveCheck.js';
-import { readManifest } from '../engine/catalog.js';
 import { MAX_TRANSFER_ATTEMPTS, ROLES_OF, type DatabaseBackupDeps } from './databaseBackup.js';
 import { loadRecipient, type Recipient } from '../engine/encryption.js';
-import { loadSigner } from '../engine/manifestSignature.js';
 import { classifyDatabaseError, permanent } from '../engine/errors.js';
 import { streamToRepositories, type PipelineProgress } from '../engine/pipeline.js';
 import { connect, parseBaseBackupLog, spawnBaseBackup } from '../engine/postgres.js';
 import { pickRepositories } from '../engine/storage/index.js';
+import { checkAndClaim } from '../engine/backupPlan.js';
 import './attemptContext.js';
 
 export interface BasePlanInput {
@@ -64,22 +63,19 @@ export function createBaseBackupActivities(deps: DatabaseBackupDeps) {
       if (!facts.may_replicate) {
         throw permanent(ErrorType.PermissionDenied, `role ${target.user ?? '(default)'} has no REPLICATION privilege: set baseBackup.url to a replication role (ALTER ROLE ... REPLICATION)`);
       }
-      const recipient = await loadRecipient(config.encryption.publicKeyFile);
-      await recipient.dispose();
-      await loadSigner(config);
-      await Promise.all(repositories.map((r) => r.check()));
-      for (const repository of repositories) {
-        const existing = await readManifest(repository, 'base', input.backupId);
-        if (existing && existing.runId !== input.runId) {
-          throw permanent(ErrorType.BackupAlreadyExists, `base backup ${input.backupId} already exists in repository ${repository.name} (made by run ${existing.runId})`);
-        }
-      }
-      await claimForThisAttempt(repositories, 'base', input.backupId, { workflowId: input.workflowId ?? Context.current().info.workflowExecution?.workflowId ?? '', runId: input.runId });
+      const { encryptionFingerprint } = await checkAndClaim(
+        config,
+        repositories,
+        'base',
+        input.backupId,
+        { workflowId: input.workflowId ?? Context.current().info.workflowExecution?.workflowId ?? '', runId: input.runId },
+        (repository, runId) => `base backup ${input.backupId} already exists in repository ${repository} (made by run ${runId})`,
+      );
       return {
         server: { version: facts.version, versionNum: Number(facts.num), systemIdentifier: facts.sysid },
         repositories: repositories.map((r) => ({ name: r.name, kind: r.kind })),
         compression: input.compression ?? config.compression.algorithm,
-        encryptionFingerprint: recipient.fingerprint,
+        encryptionFingerprint,
         checkpoint: config.baseBackup.checkpoint,
       };
     },

@@ -17,8 +17,8 @@ import {
 import type { BaseBackupManifest } from '../common/pitrTypes.js';
 import type { Config } from '../common/config.js';
 import { TRANSFER_MAX_ATTEMPTS } from '../common/attempts.js';
-import { assertClaimed, attemptObjectKey, claimForThisAttempt, claimingAttempt, discardUnfinished, inEachRepository, manifestPublished, publishManifest, sweepAttempts } from '../engine/backupClaim.js';
-import { readManifest, type Component } from '../engine/catalog.js';
+import { assertClaimed, attemptObjectKey, claimingAttempt, discardUnfinished, inEachRepository, manifestPublished, publishManifest, sweepAttempts } from '../engine/backupClaim.js';
+import { type Component } from '../engine/catalog.js';
 import { loadRecipient, type Recipient } from '../engine/encryption.js';
 import { loadSigner, shortKeyId, signManifest } from '../engine/manifestSignature.js';
 import { classifyDatabaseError, errorText, permanent, transient } from '../engine/errors.js';
@@ -27,6 +27,7 @@ import { connect, openSnapshot, parseDatabaseUrl, spawnArchiveReader, spawnDump,
 import { streamToRepositories, type PipelineProgress } from '../engine/pipeline.js';
 import { pickRepositories } from '../engine/storage/index.js';
 import type { Repository } from '../engine/storage/repository.js';
+import { checkAndClaim } from '../engine/backupPlan.js';
 import './attemptContext.js';
 
 export interface DatabaseBackupDeps {
@@ -106,28 +107,21 @@ export function createDatabaseBackupActivities(deps: DatabaseBackupDeps) {
       } finally {
         await client.end().catch(() => undefined);
       }
-      const recipient = await loadRecipient(config.encryption.publicKeyFile);
-      await recipient.dispose();
-      await loadSigner(config);
-      await Promise.all(repositories.map((r) => r.check()));
-      for (const repository of repositories) {
-        const existing = await readManifest(repository, 'database', input.backupId);
-        if (existing && existing.runId !== input.runId) {
-          throw permanent(
-            ErrorType.BackupAlreadyExists,
-            `backup ${input.backupId} already exists in repository ${repository.name} (made by run ${existing.runId}); start the backup with a new workflow id`,
-          );
-        }
-      }
-      // The last check and the first write: from here on only this run writes under the id.
-      await claimForThisAttempt(repositories, 'database', input.backupId, { workflowId: input.workflowId ?? Context.current().info.workflowExecution?.workflowId ?? '', runId: input.runId });
+      const { encryptionFingerprint } = await checkAndClaim(
+        config,
+        repositories,
+        'database',
+        input.backupId,
+        { workflowId: input.workflowId ?? Context.current().info.workflowExecution?.workflowId ?? '', runId: input.runId },
+        (repository, runId) => `backup ${input.backupId} already exists in repository ${repository} (made by run ${runId}); start the backup with a new workflow id`,
+      );
       return {
         database: db.database,
         serverVersion,
         repositories: repositories.map((r) => ({ name: r.name, kind: r.kind })),
         keyTables: config.database.keyTables,
         compression: input.compression ?? config.compression.algorithm,
-        encryptionFingerprint: recipient.fingerprint,
+        encryptionFingerprint,
       };
     },
 
