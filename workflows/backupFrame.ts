@@ -6,10 +6,10 @@ import { log, patched, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import { hostActivities, longTransfer, quickMetadata } from './activityOptions.js';
 import { backupIdOf, legacyBackupIdOf } from './backupId.js';
-import { describeFailure, surfaceFailure } from './failures.js';
+import { describeFailure } from './failures.js';
 import { invalidInput } from './inputChecks.js';
 import { progressQuery } from './messages.js';
-import { compensate, validateWith, type Compensation } from './saga.js';
+import { validateWith, withCompensation, type Compensation } from './saga.js';
 import { COMPRESSIONS, type BackupProgress, type Compression } from '../common/types.js';
 
 export interface BackupFrame {
@@ -35,15 +35,7 @@ export async function backupFrame<R>(input: { hostTaskQueue: string }, validate:
   const quick = hostActivities(quickMetadata, input.hostTaskQueue);
   const long = hostActivities(longTransfer, input.hostTaskQueue);
   const compensations: Compensation[] = [];
-  try {
-    return await steps({ workflowId, runId, backupId, startedAt, progress, quick, long, compensations });
-  } catch (err) {
-    progress.phase = 'cleaning-up';
-    progress.failure = describeFailure(err);
-    await compensate(compensations, { backupId });
-    progress.phase = 'failed';
-    throw surfaceFailure(err);
-  }
+  return withCompensation(progress, compensations, { backupId }, () => steps({ workflowId, runId, backupId, startedAt, progress, quick, long, compensations }));
 }
 
 /** The checks of what both backups' inputs may choose: the compression, the repositories. */

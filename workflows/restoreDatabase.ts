@@ -4,9 +4,8 @@
 // again on every path, failure and cancellation included.
 import { ApplicationFailure, log, patched, setHandler, workflowInfo } from '@temporalio/workflow';
 import { hostActivities, longRestore, quickMetadata, serviceControl } from './activityOptions.js';
-import { describeFailure, surfaceFailure } from './failures.js';
 import { progressQuery } from './messages.js';
-import { compensate, validateWith, type Compensation } from './saga.js';
+import { validateWith, withCompensation, type Compensation } from './saga.js';
 import { inspectionProblems } from './verdicts.js';
 import { checkAllowUnsigned, checkObject, checkTaskQueue, invalidInput } from './inputChecks.js';
 import { DATABASE_NAME, checkBackupReference, checkJobs, databaseName, stamp } from './restoreInput.js';
@@ -24,7 +23,7 @@ export async function restoreDatabase(input: RestoreDatabaseInput): Promise<Rest
   const services = hostActivities(serviceControl, input.hostTaskQueue);
 
   const compensations: Compensation[] = [];
-  try {
+  return withCompensation(progress, compensations, { workflowId }, async () => {
     const { source, liveDatabase } = await quick.resolveRestoreSource({ backup: input.backup, allowUnsigned: input.allowUnsigned });
     const database = input.into ?? databaseName(liveDatabase, `_restore_${stamp(new Date(started))}`);
     progress.database = database;
@@ -90,13 +89,7 @@ export async function restoreDatabase(input: RestoreDatabaseInput): Promise<Rest
         totalSeconds: (finished - started) / 1000,
       },
     };
-  } catch (err) {
-    progress.phase = 'cleaning-up';
-    progress.failure = describeFailure(err);
-    await compensate(compensations, { workflowId });
-    progress.phase = 'failed';
-    throw surfaceFailure(err);
-  }
+  });
 }
 
 /** Also run by the CLI before it starts this workflow (inputValidation.ts). */

@@ -2,7 +2,7 @@
 // set to failed (so the progress query says why), and, on failure, undo what was done, in
 // reverse order, where cancellation cannot stop the undoing.
 import { CancellationScope, log } from '@temporalio/workflow';
-import { describeFailure } from './failures.js';
+import { describeFailure, surfaceFailure } from './failures.js';
 
 export type Compensation = () => Promise<unknown>;
 
@@ -32,6 +32,22 @@ export async function compensate(compensations: Compensation[], context: Record<
       }
     }
   });
+}
+
+/**
+ * Runs `steps`; when they fail, the progress says so while the compensations run (newest first,
+ * compensate), then the failure is surfaced. What a workflow that undoes its steps does.
+ */
+export async function withCompensation<R>(progress: { phase: string; failure?: string }, compensations: Compensation[], context: Record<string, unknown>, steps: () => Promise<R>): Promise<R> {
+  try {
+    return await steps();
+  } catch (err) {
+    progress.phase = 'cleaning-up';
+    progress.failure = describeFailure(err);
+    await compensate(compensations, context);
+    progress.phase = 'failed';
+    throw surfaceFailure(err);
+  }
 }
 
 /**
