@@ -12,7 +12,7 @@ import { readManifestCopies, scanManifests } from '../engine/catalog.js';
 import type { DatabaseBackupDeps } from './databaseBackup.js';
 import { readFirstGoodCopy } from '../engine/copySelection.js';
 import { admitted, loadVerifier, refusalOf } from '../engine/manifestSignature.js';
-import { signatureRefusal } from '../engine/restoreSource.js';
+import { noManifest } from '../engine/restoreSource.js';
 import { actWhileStanding, assertAttemptStands, staleAttempt } from '../engine/attemptStanding.js';
 import { assertPrivateKeyFor } from '../engine/encryption.js';
 import { classifyFilesystemError, errorText, permanent } from '../engine/errors.js';
@@ -76,13 +76,8 @@ export function createPitrActivities(deps: PitrDeps) {
     const copies = await readManifestCopies(deps.repositories, 'base', backupId, trust);
     copies.skipped.forEach((s) => log.warn('base backup manifest copy skipped', { ...s }));
     const { manifest, holders } = copies;
-    if (!manifest) {
-      if (copies.skipped.some((s) => s.errorType === ErrorType.UnsignedBackup || s.errorType === ErrorType.BadSignature)) {
-        throw signatureRefusal(`base backup ${backupId}`, copies.skipped, trust);
-      }
-      const why = copies.skipped.length ? `: ${copies.skipped.map((s) => s.reason).join('; ')}` : '';
-      throw permanent(ErrorType.BackupNotFound, `base backup ${backupId} is in no repository${why}`);
-    }
+    // A repository that cannot be read now is retryable (its copy may be the one), as for a restore.
+    if (!manifest) throw noManifest(`base backup ${backupId}`, copies.skipped, trust, 'is in no repository');
     if (copies.signature?.state === 'unsigned') log.warn('base backup is UNSIGNED: admitted because unsigned backups were allowed', { backupId });
     const verdict = sourceVerdict({ systemIdentifier: manifest.server.systemIdentifier }, await expectedSource(config));
     if (verdict.kind === 'otherCluster') {

@@ -92,14 +92,7 @@ export async function resolveCatalogBackup(reference: string, repositories: Repo
     }
     const copies = await readManifestCopies(repositories, 'database', reference, trust);
     skipped.push(...copies.skipped);
-    if (!copies.manifest) {
-      if (skipped.some((s) => s.errorType === ErrorType.StorageUnreachable)) {
-        throw transient(ErrorType.StorageUnreachable, `backup ${reference}: no whole manifest was read, and some repositories cannot be read now: ${skipped.map((s) => s.reason).join('; ')}`);
-      }
-      if (skipped.some((s) => s.errorType === ErrorType.UnsignedBackup || s.errorType === ErrorType.BadSignature)) throw signatureRefusal(`backup ${reference}`, skipped, trust);
-      if (skipped.length) throw permanent(ErrorType.ManifestDamaged, `backup ${reference}: every manifest copy is damaged: ${skipped.map((s) => s.reason).join('; ')}`, { skipped });
-      throw permanent(ErrorType.BackupNotFound, `backup ${reference} is not in ${where} (backupctl backups list shows what is)`);
-    }
+    if (!copies.manifest) throw noManifest(`backup ${reference}`, skipped, trust, `is not in ${where} (backupctl backups list shows what is)`);
     const verdict = sourceVerdict(copies.manifest.source, expected);
     if (verdict.kind === 'otherDatabase') throw permanent(ErrorType.SourceMismatch, `backup ${reference} ${verdict.reason}: restore it with a configuration whose database.url names that database`);
     const warning = explicitWarning(reference, verdict, expected);
@@ -131,6 +124,21 @@ export async function resolveCatalogBackup(reference: string, repositories: Repo
  * A backup with no admitted manifest copy: BadSignature when some copy is wrongly signed (never
  * admitted), else UnsignedBackup. Names the backup and every copy's repository and reason.
  */
+/**
+ * Why a named backup has no usable manifest, from its skipped copies: some repository cannot
+ * be read now (StorageUnreachable, retryable: its copy may be the one), every copy refused for
+ * its signature (UnsignedBackup, BadSignature), every copy damaged (ManifestDamaged), or none
+ * anywhere (BackupNotFound, with `notFound` saying where it was looked for).
+ */
+export function noManifest(subject: string, skipped: SkippedCopy[], trust: Trust, notFound: string): EngineError {
+  if (skipped.some((s) => s.errorType === ErrorType.StorageUnreachable)) {
+    return transient(ErrorType.StorageUnreachable, `${subject}: no whole manifest was read, and some repositories cannot be read now: ${skipped.map((s) => s.reason).join('; ')}`);
+  }
+  if (skipped.some((s) => s.errorType === ErrorType.UnsignedBackup || s.errorType === ErrorType.BadSignature)) return signatureRefusal(subject, skipped, trust);
+  if (skipped.length) return permanent(ErrorType.ManifestDamaged, `${subject}: every manifest copy is damaged: ${skipped.map((s) => s.reason).join('; ')}`, { skipped });
+  return permanent(ErrorType.BackupNotFound, `${subject} ${notFound}`);
+}
+
 export function signatureRefusal(subject: string, skipped: SkippedCopy[], trust: Trust): EngineError {
   const refusals = skipped.filter((s) => s.errorType === ErrorType.UnsignedBackup || s.errorType === ErrorType.BadSignature);
   const bad = refusals.some((s) => s.errorType === ErrorType.BadSignature);

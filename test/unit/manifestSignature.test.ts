@@ -15,7 +15,9 @@ import { resolveCatalogBackup } from '../../engine/restoreSource.js';
 import { FilesystemRepository } from '../../engine/storage/filesystem.js';
 import type { ExpectedSource } from '../../engine/sourceMatch.js';
 import { ensureSigningKeyPair } from '../../client/dev/demoKeys.js';
-import { validateConfig } from '../../common/config.js';
+import { validateConfig, type Config } from '../../common/config.js';
+import type { Repository } from '../../engine/storage/repository.js';
+import { MemoryRepository } from '../fixtures/memoryRepository.js';
 import type { RecoverableWindow } from '../../common/pitrTypes.js';
 
 const CLUSTER = '7000000000000000001';
@@ -215,6 +217,7 @@ describe('point-in-time recovery: base backups', () => {
   let dir: string;
   let shared: FilesystemRepository;
   let activities: ReturnType<typeof createPitrActivities>;
+  let pitrConfig: Config;
   const run = new MockActivityEnvironment({ workflowExecution: { workflowId: 'pitr', runId: 'run' } } as Partial<Info>);
 
   function baseManifest(backupId: string, stoppedAt: string): Record<string, unknown> {
@@ -259,6 +262,7 @@ describe('point-in-time recovery: base backups', () => {
       },
       'test',
     );
+    pitrConfig = config;
     activities = createPitrActivities({ config, repositories: [shared] });
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -276,6 +280,24 @@ describe('point-in-time recovery: base backups', () => {
       run.run(activities.prepareRecoveryCluster, { workflowId: 'pitr', baseBackupId, target: { kind: 'time' as const, value: '2026-11-29T00:00:00Z' }, dataDir: path.join(dir, 'data') }).catch((err) => err);
     expect(await prepare('base-planted-unsigned')).toMatchObject({ type: 'UnsignedBackup', nonRetryable: true, message: expect.stringContaining('base backup base-planted-unsigned is not signed') });
     expect(await prepare('base-planted-foreign')).toMatchObject({ type: 'BadSignature', nonRetryable: true });
+    expect(existsSync(path.join(dir, 'data'))).toBe(false);
+  });
+
+  // Found in the engine refactor (issue 10): the base backup's lookup had its own copy of the
+  // restore's "no usable manifest" refusal, without its first case: with a repository that
+  // could not be read for a moment (its copy maybe the only one), a recovery failed for good
+  // with BackupNotFound. Both now share one refusal.
+  test('a base backup whose only repository cannot be read now: StorageUnreachable, retryable; a damaged copy: ManifestDamaged', async () => {
+    const prepareFrom = (repository: Repository, baseBackupId: string) =>
+      run
+        .run(createPitrActivities({ config: pitrConfig, repositories: [repository] }).prepareRecoveryCluster, { workflowId: 'pitr', baseBackupId, target: { kind: 'time' as const, value: '2026-11-29T00:00:00Z' }, dataDir: path.join(dir, 'data') })
+        .catch((err) => err);
+    const away = new MemoryRepository('shared');
+    away.failing = new Error('connect ECONNREFUSED 10.0.0.5:2049');
+    expect(await prepareFrom(away, 'base-genuine')).toMatchObject({ type: 'StorageUnreachable', nonRetryable: false, message: expect.stringContaining('ECONNREFUSED') });
+    const damaged = new MemoryRepository('shared').set('base/base-genuine/manifest.json', '{"formatVersion": 1, "backupId": "base-genu');
+    expect(await prepareFrom(damaged, 'base-genuine')).toMatchObject({ type: 'ManifestDamaged', nonRetryable: true });
+    expect(await prepareFrom(new MemoryRepository('shared'), 'base-genuine')).toMatchObject({ type: 'BackupNotFound', nonRetryable: true, message: 'base backup base-genuine is in no repository' });
     expect(existsSync(path.join(dir, 'data'))).toBe(false);
   });
 });
