@@ -3,6 +3,7 @@
 // the error says, its message and details kept. Anything else passes through unchanged (a
 // cancellation, a failure Temporal made).
 import { ApplicationFailure } from '@temporalio/common';
+import { redact } from '../common/redact.js';
 import { isEngineError } from '../engine/errors.js';
 
 export function toFailure(err: unknown): unknown {
@@ -12,8 +13,19 @@ export function toFailure(err: unknown): unknown {
     message: err.message,
     nonRetryable: !err.retryable,
     details: err.details ? [err.details] : undefined,
-    cause: err.cause instanceof Error ? err.cause : undefined,
+    cause: err.cause instanceof Error ? redactedCopy(err.cause) : undefined,
   });
+}
+
+/**
+ * The cause as it will be stored in the workflow's history: its message and stack redacted as
+ * the engine error's own message is (a driver's message may quote a connection string).
+ */
+function redactedCopy(cause: Error): Error {
+  const copy = new Error(redact(cause.message));
+  copy.name = cause.name;
+  copy.stack = cause.stack === undefined ? undefined : redact(cause.stack);
+  return copy;
 }
 
 /** The same activities, each turning an EngineError it throws into its ApplicationFailure. */

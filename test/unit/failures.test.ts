@@ -16,7 +16,16 @@ test('a transient one stays retryable and keeps its cause', () => {
   const cause = new Error('ECONNRESET');
   const failure = toFailure(transient(ErrorType.StorageUnreachable, 'repository s3: reading y', cause)) as ApplicationFailure;
   expect(failure).toMatchObject({ type: 'StorageUnreachable', nonRetryable: false });
-  expect(failure.cause).toBe(cause);
+  expect(failure.cause).toMatchObject({ name: 'Error', message: 'ECONNRESET' });
+});
+
+// Found in review (issue 10): the engine error's message was redacted, its cause (stored in the
+// workflow's history with the failure) was not.
+test("a cause's message and stack are redacted too", () => {
+  const cause = new TypeError('connect to postgresql://app:s3cret@db:5432/app timed out');
+  const failure = toFailure(transient(ErrorType.DatabaseUnreachable, 'the database does not answer', cause)) as ApplicationFailure;
+  expect(failure.cause).toMatchObject({ name: 'TypeError', message: expect.stringContaining('timed out') });
+  expect(`${failure.cause?.message} ${failure.cause?.stack}`).not.toContain('s3cret');
 });
 
 test('secrets are redacted when the engine error is made, so the failure never carries them', () => {
