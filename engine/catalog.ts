@@ -270,10 +270,16 @@ export async function writeJson(repository: Repository, key: string, value: obje
 /** How far a report's date may lie ahead of this host's clock (another host's clock skew). */
 const REPORT_CLOCK_SKEW_MS = 10 * 60 * 1000;
 
-/** The time a report id (`YYYYMMDD_HHMMSS-<hex>`, UTC) names, or NaN. */
+/**
+ * The time a report id (`YYYYMMDD_HHMMSS-<hex>`, UTC) names, or NaN. A date that does not
+ * exist (November 31st, hour 24) is NaN, not rolled over to another day: ids sort by their
+ * text, and a rolled-over one would sort apart from the time it stands for.
+ */
 function reportIdTime(reportId: string): number {
   const m = /^(\d{4})(\d{2})(\d{2})_(\d{2})(\d{2})(\d{2})-[0-9a-f]{8}$/.exec(reportId);
-  return m ? Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6]) : NaN;
+  if (!m) return NaN;
+  const time = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6]);
+  return new Date(time).toISOString().replace(/[-:]/g, '').replace('T', '_').slice(0, 15) === `${m[1]}${m[2]}${m[3]}_${m[4]}${m[5]}${m[6]}` ? time : NaN;
 }
 
 /**

@@ -146,6 +146,9 @@ describe("a backup's newest verification report", () => {
     ['of another backup', report('20261126_020000-0a1b2c3d', '2026-11-26T02:10:00.000Z', 'b2'), 'is a report of another backup'],
     ['an id that is not its file name', report('20261126_020000-0a1b2c3e', '2026-11-26T02:10:00.000Z'), 'is not the report its file name says'],
     ['an id that names no time', report('yesterday', '2026-11-26T02:10:00.000Z'), 'has no valid date'],
+    // Found in review (issue 10): Date.UTC rolled November 31st over to December 1st.
+    ['an id naming a day that does not exist', report('20261131_020000-0a1b2c3d', '2026-11-26T02:10:00.000Z'), 'has no valid date'],
+    ['an id naming hour 24', report('20261125_240000-0a1b2c3d', '2026-11-26T02:10:00.000Z'), 'has no valid date'],
     ['no valid finish time', report('20261126_020000-0a1b2c3d', 'soon'), 'has no valid date'],
     ['not an object', null, 'is not the report its file name says'],
   ])('%s', (_name, value, refusal) => {
