@@ -198,7 +198,8 @@ export async function collectStatus(client: Client | undefined, clientError: str
     problems.push(`the WAL archive cannot be read: ${(err as Error).message}`);
   }
   report.latestBaseBackup = await latestBaseBackup(repositories, expected, verifier, problems);
-  if (report.latestBaseBackup && report.latestBaseBackup.ageDays > BASE_BACKUP_MAX_AGE_DAYS) {
+  // The age unrounded: rounded to 0.01 days it reads 8.00 for up to 7 minutes past the bound.
+  if (report.latestBaseBackup && (Date.now() - Date.parse(report.latestBaseBackup.stoppedAt)) / 86_400_000 > BASE_BACKUP_MAX_AGE_DAYS) {
     problems.push(`the newest base backup is ${report.latestBaseBackup.ageDays.toFixed(1)} days old: point-in-time recovery replays all the WAL since`);
   }
   report.ok = problems.length === 0;

@@ -259,6 +259,13 @@ describe('the newest base backup', () => {
     expect(await problems()).toEqual(['the newest base backup is 8.0 days old: point-in-time recovery replays all the WAL since']);
   });
 
+  // Found in review (issue 10): the age was rounded to 0.01 days before the comparison, so a
+  // base backup up to 7 minutes past the bound read 8.00 days and was not overdue.
+  test('a minute past 8 days is overdue', async () => {
+    base('base-1', 8 * DAY + 60_000);
+    expect(await problems()).toEqual(['the newest base backup is 8.0 days old: point-in-time recovery replays all the WAL since']);
+  });
+
   test('the newest signed one of our cluster, in every repository that has it', async () => {
     base('base-old', 20 * DAY);
     base('base-new', 2 * DAY, [nas]);
