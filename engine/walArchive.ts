@@ -339,5 +339,14 @@ export async function fetchSegment(config: Config, repositories: Repository[], s
 export async function archiveLag(spool: Repository, target: Repository): Promise<{ newestSegment: string | null; behind: string[] }> {
   const have = new Set(await listWalEntries(target));
   const behind = (await listWalEntries(spool)).filter((s) => !have.has(s));
-  return { newestSegment: [...have].sort().at(-1) ?? null, behind };
+  return { newestSegment: newestSegmentOf([...have]), behind };
+}
+
+/**
+ * The newest WAL segment among archived file names: a timeline's history file (`00000002.history`)
+ * and a base backup's history file (`...68.00000028.backup`) sort among or after the segments,
+ * and are no segment; a `.partial` one is. Null when there is none.
+ */
+export function newestSegmentOf(names: string[]): string | null {
+  return names.filter((n) => /^[0-9A-F]{24}(\.partial)?$/.test(n)).sort().at(-1) ?? null;
 }

@@ -14,7 +14,7 @@ import { readCatalog, type LastVerification } from './listBackups.js';
 import { scanManifests, type Scanned } from '../../engine/catalog.js';
 import { loadVerifier, type Verifier } from '../../engine/manifestSignature.js';
 import { expectedSource, pickLatest, sourceVerdict, type ExpectedSource } from '../../engine/sourceMatch.js';
-import { archiveLag, listWalEntries, readWalEntry, spoolRepository } from '../../engine/walArchive.js';
+import { archiveLag, listWalEntries, newestSegmentOf, readWalEntry, spoolRepository } from '../../engine/walArchive.js';
 
 /** A nightly backup older than this is overdue (a day plus an hour of grace). */
 const DATABASE_BACKUP_MAX_AGE_HOURS = 25;
@@ -85,8 +85,7 @@ async function walArchiveStatus(config: Config, repositories: Repository[]): Pro
   } catch {
     return null; // no filesystem repository here: this host keeps no WAL archive
   }
-  const segments = await listWalEntries(spool);
-  const newest = segments.at(-1);
+  const newest = newestSegmentOf(await listWalEntries(spool));
   if (!newest) return null;
   const newestEntry = await readWalEntry(spool, newest);
   const status: WalArchiveStatus = { spool: spool.name, newestSegment: newest, newestArchivedAt: newestEntry?.archivedAt ?? '', repositories: [] };

@@ -230,6 +230,16 @@ describe('WAL shipping', () => {
     expect(report.problems).toContain('WAL shipping to nas is 2 segment(s), 10800 s behind (is the wal-shipping workflow running? is nas reachable?)');
   });
 
+  // Found in review (issue 10): a timeline's history file and a base backup's .backup file sort
+  // after the segments, and status named them the newest segment.
+  test('the newest segment is a segment: not a history file or a base backup\'s .backup file', async () => {
+    wal('000000010000000000000068', 2000, [local, nas]);
+    wal('000000010000000000000068.00000028.backup', 1500, [local, nas]);
+    wal('00000002.history', 1000, [local, nas]);
+    const report = await collectStatus(undefined, 'down', config, [local, nas]);
+    expect(report.walArchive).toMatchObject({ newestSegment: '000000010000000000000068', repositories: [{ name: 'nas', newestSegment: '000000010000000000000068', behind: 0 }] });
+  });
+
   test('up to date: no lag', async () => {
     wal('000000010000000000000001', 3 * HOUR, [local, nas]);
     const report = await collectStatus(undefined, 'down', config, [local, nas]);
