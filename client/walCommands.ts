@@ -32,6 +32,10 @@ export async function runWalCommand(argv: string[]): Promise<number> {
   for (const [signal, number] of Object.entries(ENDING_SIGNALS)) {
     process.once(signal, () => {
       removeOwnFoldersSync([os.tmpdir()], ['gpg']);
+      // Once more after a moment: a gpg home whose mkdtemp was already under way in libuv's
+      // threads when the signal came is made after the first removal.
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
+      removeOwnFoldersSync([os.tmpdir()], ['gpg']);
       say(`ended by ${signal}`);
       process.exit(128 + number);
     });

@@ -2,7 +2,7 @@
 // so a stolen backup host cannot read its own backups.
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { mkdtemp, rm, access } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, access } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { ErrorType } from '../common/types.js';
@@ -30,12 +30,16 @@ export async function loadRecipient(publicKeyFile: string): Promise<Recipient> {
     throw permanent(ErrorType.PublicKeyMissing, `encryption.publicKeyFile ${publicKeyFile} does not exist or cannot be read`);
   }
   // Named with our process id: a worker started after this one died removes it (tempDirs.ts).
-  const homeDir = await mkdtemp(path.join(os.tmpdir(), ownedTempPrefix('gpg')));
+  // The keyring is one folder below it: gpg makes its home folder again when it is missing (a
+  // gpg still starting when a signal handler removed it: seen in CI), but never its parent.
+  const owned = await mkdtemp(path.join(os.tmpdir(), ownedTempPrefix('gpg')));
+  const homeDir = path.join(owned, 'home');
   const dispose = async () => {
     await stopAgent(homeDir);
-    await rm(homeDir, { recursive: true, force: true });
+    await rm(owned, { recursive: true, force: true });
   };
   try {
+    await mkdir(homeDir, { mode: 0o700 });
     // Public keys need no agent; --no-autostart keeps one from outliving the keyring.
     const gpg = (args: string[]) => runCommand('gpg', ['--homedir', homeDir, '--batch', '--no-tty', '--no-autostart', ...args]);
     await assertOnePublicKey(gpg, publicKeyFile);
