@@ -33,7 +33,9 @@ export async function runWalCommand(argv: string[]): Promise<number> {
     process.once(signal, () => {
       removeOwnFoldersSync([os.tmpdir()], ['gpg']);
       // Once more after a moment: a gpg home whose mkdtemp was already under way in libuv's
-      // threads when the signal came is made after the first removal.
+      // threads when the signal came is made after the first removal, and a gpg ended by the
+      // same signal may have been writing in its home while the first removal walked it (the
+      // rmSync failed with ENOTEMPTY, thrown out of this handler: seen in CI).
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
       removeOwnFoldersSync([os.tmpdir()], ['gpg']);
       say(`ended by ${signal}`);

@@ -148,7 +148,14 @@ export function removeOwnFoldersSync(roots: string[], kinds: TempKind[]): void {
     }
     for (const kind of kinds) {
       const prefix = ownedTempPrefix(kind);
-      for (const name of names.filter((n) => n.startsWith(prefix))) rmSync(path.join(root, name), { recursive: true, force: true });
+      for (const name of names.filter((n) => n.startsWith(prefix))) {
+        try {
+          // A gpg ended by the same signal may still be writing in it (ENOTEMPTY): tried again.
+          rmSync(path.join(root, name), { recursive: true, force: true, maxRetries: 5, retryDelay: 10 });
+        } catch {
+          // Still busy: the caller may try again; a later start removes a dead process's folders.
+        }
+      }
     }
   }
 }
