@@ -284,3 +284,41 @@ test("a swap whose server stayed away past all its retries: the workflow's compe
   await cluster.query('postgres', 'ALTER DATABASE "closed_on_purpose" WITH ALLOW_CONNECTIONS true');
   await cluster.query('postgres', 'DROP DATABASE "closed_on_purpose"');
 }, 60_000);
+
+// Attack (hostile review of the compensation): the swap refuses, permanently, when the name it
+// would keep the old live database as is taken by someone else's database; the workflow then
+// runs its compensation, which let in the live database AND whatever held that name. A
+// database its owner had closed on purpose (ALLOW_CONNECTIONS false) was opened to everyone
+// by a restore that failed. The kept name is reopened only when this run's swap went through.
+test("a swap refused because another's database, closed on purpose, holds the kept name: the compensation lets in the live database only", async () => {
+  const runId = await databases();
+  const restore = createRestoreActivities({ config: configFor(cluster.port), repositories: [] });
+  const access = createLiveAccessActivities({ config: configFor(cluster.port) });
+  await cluster.createDatabase(KEEP_AS);
+  await cluster.query(KEEP_AS, "CREATE TABLE t (v text); INSERT INTO t VALUES ('another''s')");
+  await cluster.query('postgres', `ALTER DATABASE "${KEEP_AS}" WITH ALLOW_CONNECTIONS false`);
+  const refused = await outcome(attempt(runId, 1).run(restore.swapLiveDatabase, input));
+  expect(refused).toEqual(expect.objectContaining({ type: 'SwapFailed', nonRetryable: true }));
+  // What a swap whose server went away would have left on the live database.
+  await cluster.query('postgres', `ALTER DATABASE "${LIVE}" WITH ALLOW_CONNECTIONS false`);
+  const reopened = await attempt(runId, 1).run(access.allowLiveDatabaseConnections, { live: LIVE, keepAs: KEEP_AS });
+  expect({ reopened, databases: (await state()).databases, live: await readable(LIVE) }).toEqual({
+    reopened: [LIVE],
+    databases: { [LIVE]: 'accepts connections', [REPLACEMENT]: 'accepts connections', [KEEP_AS]: 'REFUSES connections' },
+    live: 'old live',
+  });
+}, 60_000);
+
+test('a swap of this run that went through, its server away before it could reopen: the compensation lets in the live database and the kept one', async () => {
+  const runId = await databases();
+  const restore = createRestoreActivities({ config: configFor(cluster.port), repositories: [] });
+  const access = createLiveAccessActivities({ config: configFor(cluster.port) });
+  expect(await attempt(runId, 1).run(restore.swapLiveDatabase, input)).toEqual({ live: LIVE, keptAs: KEEP_AS, sessionsEnded: 0 });
+  // What the swap left when the server went away after its COMMIT, past all its retries.
+  await cluster.query('postgres', `ALTER DATABASE "${KEEP_AS}" WITH ALLOW_CONNECTIONS false`);
+  await cluster.query('postgres', `ALTER DATABASE "${LIVE}" WITH ALLOW_CONNECTIONS false`);
+  // Another run's compensation (the same names, a later run) reopens the live database only.
+  expect(await attempt('run-other-0000', 1).run(access.allowLiveDatabaseConnections, { live: LIVE, keepAs: KEEP_AS })).toEqual([LIVE]);
+  const reopened = await attempt(runId, 1).run(access.allowLiveDatabaseConnections, { live: LIVE, keepAs: KEEP_AS });
+  expect({ reopened, after: await state() }).toEqual({ reopened: [KEEP_AS], after: swapped });
+}, 60_000);
