@@ -11,7 +11,7 @@
 import { ErrorType } from '../common/types.js';
 import { classifyDatabaseError, errorText, isEngineError, permanent, transient } from './errors.js';
 import type { DatabaseTarget } from './postgres.js';
-import { allowConnectionsAgain, databaseComment, madeBy, markDatabase, quoteIdent, terminateSessions, withServer, type Maker } from './restoreTarget.js';
+import { allowConnectionsAgain, databaseComment, madeBy, markDatabase, quoteIdent, terminateSessions, withServer, type DatabasesToReopen, type Maker } from './restoreTarget.js';
 
 export interface SwapInput {
   live: string;
@@ -95,6 +95,25 @@ export async function swapIntoLive(server: DatabaseTarget, input: SwapInput, mak
     if (failure !== undefined || !swapped) throw failure;
     return swapped;
   });
+}
+
+/**
+ * After a restore that failed once its swap had begun (the workflow's compensation): lets the
+ * live database accept connections again, and the name the swap keeps the old one as only when
+ * the swap of run `runId` went through (the live database says so: liveComment). Before that,
+ * the name may hold another's database, closed on purpose, which the swap refused to touch and
+ * nobody may open (hostile review: the compensation opened it). Waits for the server as
+ * allowConnectionsAgain does; returns the names it changed.
+ */
+export async function reopenAfterFailedSwap(server: DatabaseTarget, input: { live: string; keepAs: string }, runId: string | undefined): Promise<string[]> {
+  const names: DatabasesToReopen = Object.assign(
+    async (client: Parameters<DatabasesToReopen>[0]) => {
+      const live = await databaseComment(client, input.live);
+      return runId !== undefined && swappedInBy(live.comment) === runId ? [input.live, input.keepAs] : [input.live];
+    },
+    { label: [input.live, input.keepAs] },
+  );
+  return allowConnectionsAgain(undefined, server, names);
 }
 
 /** The comment of a database swapped in as the live one: what happened, and no owner marker. */
