@@ -358,8 +358,7 @@ const REOPEN_WINDOW_MS = 60_000;
  * connection still works. A failure that is no lost connection (permission denied) is thrown
  * at once; a server still away at the deadline: DatabaseUnreachable.
  */
-export async function allowConnectionsAgain(client: pg.Client | undefined, server: DatabaseTarget, names: string[] | DatabasesToReopen): Promise<string[]> {
-  const label = typeof names === 'function' ? names.label : names;
+export async function allowConnectionsAgain(client: pg.Client | undefined, server: DatabaseTarget, names: string[]): Promise<string[]> {
   if (client) {
     try {
       return await reopenDatabases(client, names);
@@ -372,22 +371,15 @@ export async function allowConnectionsAgain(client: pg.Client | undefined, serve
     try {
       return await withServer(server, (fresh) => reopenDatabases(fresh, names));
     } catch (err) {
-      const failure = classifyDatabaseError(err, `letting ${label.map((n) => `"${n}"`).join(' and ')} accept connections again`);
+      const failure = classifyDatabaseError(err, `letting ${names.map((n) => `"${n}"`).join(' and ')} accept connections again`);
       if (failure.type !== ErrorType.DatabaseUnreachable || Date.now() >= deadline) throw failure;
-      currentAttempt()?.waiting?.({ phase: 'waiting-for-server', databases: label });
+      currentAttempt()?.waiting?.({ phase: 'waiting-for-server', databases: names });
       await new Promise((r) => setTimeout(r, 1000));
     }
   }
 }
 
-/**
- * Names decided on the connection that reopens them (what a database's comment says), so the
- * decision waits for the server as the reopening does; `label` names them while it cannot.
- */
-export type DatabasesToReopen = ((client: pg.Client) => Promise<string[]>) & { label: string[] };
-
-async function reopenDatabases(client: pg.Client, which: string[] | DatabasesToReopen): Promise<string[]> {
-  const names = typeof which === 'function' ? await which(client) : which;
+async function reopenDatabases(client: pg.Client, names: string[]): Promise<string[]> {
   const { rows } = await client.query<{ name: string }>('SELECT datname AS name FROM pg_database WHERE datname = ANY($1::text[]) AND NOT datallowconn', [names]);
   for (const { name } of rows) await client.query(`ALTER DATABASE ${quoteIdent(name)} WITH ALLOW_CONNECTIONS true`);
   return rows.map((r) => r.name);

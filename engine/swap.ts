@@ -11,7 +11,7 @@
 import { ErrorType } from '../common/types.js';
 import { classifyDatabaseError, errorText, isEngineError, permanent, transient } from './errors.js';
 import type { DatabaseTarget } from './postgres.js';
-import { allowConnectionsAgain, databaseComment, madeBy, markDatabase, quoteIdent, terminateSessions, withServer, type DatabasesToReopen, type Maker } from './restoreTarget.js';
+import { allowConnectionsAgain, databaseComment, madeBy, markDatabase, quoteIdent, terminateSessions, withServer, type Maker } from './restoreTarget.js';
 
 export interface SwapInput {
   live: string;
@@ -106,14 +106,10 @@ export async function swapIntoLive(server: DatabaseTarget, input: SwapInput, mak
  * allowConnectionsAgain does; returns the names it changed.
  */
 export async function reopenAfterFailedSwap(server: DatabaseTarget, input: { live: string; keepAs: string }, runId: string | undefined): Promise<string[]> {
-  const names: DatabasesToReopen = Object.assign(
-    async (client: Parameters<DatabasesToReopen>[0]) => {
-      const live = await databaseComment(client, input.live);
-      return runId !== undefined && swappedInBy(live.comment) === runId ? [input.live, input.keepAs] : [input.live];
-    },
-    { label: [input.live, input.keepAs] },
-  );
-  return allowConnectionsAgain(undefined, server, names);
+  const reopened = await allowConnectionsAgain(undefined, server, [input.live]);
+  // The server is back: whose the kept name is, read from the live database's comment.
+  const swappedByThisRun = runId !== undefined && (await withServer(server, async (client) => swappedInBy((await databaseComment(client, input.live)).comment))) === runId;
+  return swappedByThisRun ? [...reopened, ...(await allowConnectionsAgain(undefined, server, [input.keepAs]))] : reopened;
 }
 
 /** The comment of a database swapped in as the live one: what happened, and no owner marker. */
