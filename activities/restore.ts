@@ -3,8 +3,7 @@
 // the private key (a restoring, verification or drill host).
 import { createHash } from 'node:crypto';
 import { constants, createWriteStream } from 'node:fs';
-import { mkdtemp, open, rm, statfs } from 'node:fs/promises';
-import os from 'node:os';
+import { open, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -19,7 +18,7 @@ import { assertAttemptStands } from '../engine/attemptStanding.js';
 import { assertPrivateKeyFor } from '../engine/encryption.js';
 import { classifyDatabaseError, classifyFilesystemError, errorText, isEngineError, permanent } from '../engine/errors.js';
 import { progressHeartbeat, type ProgressHeartbeat } from './progressHeartbeat.js';
-import { ownedTempPrefix } from '../engine/tempDirs.js';
+import { assertRoomFor, makeStagingDir } from '../engine/staging.js';
 import { inspectDatabase } from '../engine/inspection.js';
 import { connect, spawnRestore, spawnSqlScript, toolPath, type DatabaseTarget } from '../engine/postgres.js';
 import { assertRestrictingPsql, shownPath, fileRestoreFailure, resolveCatalogBackup, resolveFile, restrictedScript } from '../engine/restoreSource.js';
@@ -131,27 +130,6 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
     return { workflowId: workflowExecution.workflowId, runId: workflowExecution.runId, attempt };
   }
 
-  /**
-   * A staging folder of this attempt alone (a stale attempt that wakes up never removes or
-   * overwrites a newer attempt's); its name carries this process's id, so a worker started
-   * after this one died removes it (workers/worker.ts sweeps at start).
-   */
-  async function stagingDir(bytes: number): Promise<string> {
-    const root = config.restore.workDir ?? (await defaultStagingRoot(bytes));
-    return mkdtemp(path.join(root, ownedTempPrefix('restore'))).catch((err) => {
-      throw classifyFilesystemError(err, `creating a staging folder in ${root}`);
-    });
-  }
-
-  async function assertRoomFor(dir: string, bytes: number): Promise<void> {
-    const fs = await statfs(dir);
-    const free = fs.bavail * fs.bsize;
-    // A little headroom: the filesystem's own blocks, and other writers.
-    if (free < bytes * 1.02 + 16 * 1024 * 1024) {
-      throw permanent(ErrorType.DiskFull, `restore.workDir ${path.dirname(dir)} has ${free} bytes free; staging the archive needs ${bytes} (set restore.workDir to a larger disk)`);
-    }
-  }
-
   /** Roles from the globals object, created where missing; the first whole copy is used. */
   async function ensureRoles(source: CatalogSource, repositories: Repository[], signal: AbortSignal): Promise<{ created: string[]; skipped: SkippedCopy[] }> {
     const globals = source.objects.find((o) => o.role === 'globals');
@@ -182,7 +160,7 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
     // Before anything is fetched: a name that is taken fails at once.
     await withServer(server(), (client) => assertTargetIsOurs(client, input.database, maker, live));
 
-    const dir = await stagingDir(dump.plainBytes);
+    const dir = await makeStagingDir(config.restore.workDir, dump.plainBytes);
     const admin = server();
     const target = attemptTarget(input.database);
     try {
@@ -480,22 +458,6 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
       return swapIntoLive(server(), input, currentMaker(), log);
     },
   };
-}
-
-/**
- * Where the decrypted archive is staged when restore.workDir is not set: memory (/dev/shm)
- * when it fits with room to spare, so the plaintext never reaches a persistent disk and its
- * write-back does not compete with pg_restore's own writes; else the temp folder.
- */
-async function defaultStagingRoot(bytes: number): Promise<string> {
-  const shm = '/dev/shm';
-  try {
-    const fs = await statfs(shm);
-    if (fs.bavail * fs.bsize > bytes * 2 + 512 * 1024 * 1024) return shm;
-  } catch {
-    // no /dev/shm here
-  }
-  return os.tmpdir();
 }
 
 /**
