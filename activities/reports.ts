@@ -2,7 +2,7 @@
 import { log } from '@temporalio/activity';
 import { ErrorType } from '../common/types.js';
 import type { CheckResult, DrillReport, VerificationReport } from '../common/restoreTypes.js';
-import { drillKey, manifestKey, verificationKey, writeJson } from '../engine/catalog.js';
+import { drillKey, repositoriesHolding, verificationKey, writeJson } from '../engine/catalog.js';
 import type { DatabaseBackupDeps } from './databaseBackup.js';
 import { errorText, transient } from '../engine/errors.js';
 import { redactUrlUserinfo } from '../common/redact.js';
@@ -27,10 +27,7 @@ export function createReportActivities(deps: DatabaseBackupDeps) {
     /** Stores the report beside its backup in every repository that holds the backup. Idempotent (same key, same content). */
     async writeVerificationReport(report: VerificationReport): Promise<string[]> {
       if (!report.backupId) return [];
-      const holders: Repository[] = [];
-      for (const repository of deps.repositories) {
-        if (await repository.stat(manifestKey('database', report.backupId)).catch(() => undefined)) holders.push(repository);
-      }
+      const holders = await repositoriesHolding(deps.repositories, 'database', report.backupId);
       return writeEverywhere(holders.length ? holders : deps.repositories, verificationKey(report.backupId, report.reportId), report);
     },
 

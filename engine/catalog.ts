@@ -209,6 +209,18 @@ export async function readManifestCopies<C extends Component>(repositories: Repo
   return { manifest: choice.chosen?.manifest, signature: choice.chosen?.signature, holders: choice.holders, skipped: [...skipped, ...choice.skipped] };
 }
 
+/**
+ * The repositories a manifest of the backup is in, by its presence alone (nothing is read or
+ * verified); one that cannot be asked now is left out.
+ */
+export async function repositoriesHolding(repositories: Repository[], component: Component, backupId: string): Promise<Repository[]> {
+  const holders: Repository[] = [];
+  for (const repository of repositories) {
+    if (await repository.stat(manifestKey(component, backupId)).catch(() => undefined)) holders.push(repository);
+  }
+  return holders;
+}
+
 /** The id a manifest key belongs to: `<component>/<id>/manifest.json`. */
 function idOfKey(component: Component, key: string): string | undefined {
   const parts = key.split('/');
