@@ -2,13 +2,11 @@
 // one's place, and drop scratch databases. They run on the task queue of the host that holds
 // the private key (a restoring, verification or drill host).
 import { createHash } from 'node:crypto';
-import { constants, createWriteStream } from 'node:fs';
-import { open, rm } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { text } from 'node:stream/consumers';
-import { createGunzip } from 'node:zlib';
 import { Context, log } from '@temporalio/activity';
 import { ErrorType } from '../common/types.js';
 import type { CatalogSource, DatabaseInspection, FileSource, RestoreSource, RestoredDatabase, SkippedCopy } from '../common/restoreTypes.js';
@@ -20,8 +18,8 @@ import { classifyDatabaseError, classifyFilesystemError, errorText, isEngineErro
 import { progressHeartbeat, type ProgressHeartbeat } from './progressHeartbeat.js';
 import { assertRoomFor, makeStagingDir } from '../engine/staging.js';
 import { inspectDatabase } from '../engine/inspection.js';
-import { connect, spawnRestore, spawnSqlScript, toolPath, type DatabaseTarget } from '../engine/postgres.js';
-import { assertRestrictingPsql, shownPath, fileRestoreFailure, resolveCatalogBackup, resolveFile, restrictedScript } from '../engine/restoreSource.js';
+import { connect, spawnRestore, type DatabaseTarget } from '../engine/postgres.js';
+import { loadFile, resolveCatalogBackup, resolveFile, shownPath } from '../engine/restoreSource.js';
 import { loadVerifier } from '../engine/manifestSignature.js';
 import { expectedSource } from '../engine/sourceMatch.js';
 import {
@@ -230,36 +228,7 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
       return (await databaseComment(client, liveDatabaseName())).owner ?? undefined;
     });
     const seconds = await runIntoNewDatabase(input, maker, liveOwner, async (target) => {
-      // Checked again just before it is read: the file may have been swapped since it was resolved.
-      await resolveFile(source.path);
-      try {
-        if (source.format === 'custom') {
-          await spawnRestore(target, deps.binDir, source.path, jobsOf(input), signal);
-          return;
-        }
-        await assertRestrictingPsql(toolPath(deps.binDir, 'psql'));
-        const file = (await open(source.path, constants.O_RDONLY | constants.O_NOFOLLOW)).createReadStream();
-        const psql = spawnSqlScript(target, deps.binDir, undefined, signal);
-        let sql: Readable = file;
-        let gzipError: Error | undefined;
-        if (source.format === 'sql.gz') {
-          // A truncated .sql.gz must not end as a clean EOF: psql would commit what it read.
-          // A gzip error kills psql, so its single transaction rolls back.
-          const gunzip = createGunzip();
-          gunzip.on('error', (err) => {
-            gzipError = err;
-            psql.kill();
-          });
-          sql = file.pipe(gunzip);
-        }
-        const feed = pipeline(restrictedScript(sql), psql.stdin!).catch(() => undefined);
-        const [applied] = await Promise.allSettled([psql, feed]);
-        file.destroy();
-        if (gzipError) throw permanent(ErrorType.InvalidInput, `${source.path} is not a whole gzip file: ${gzipError.message}; nothing was committed`);
-        if (applied.status === 'rejected') throw applied.reason;
-      } catch (err) {
-        throw fileRestoreFailure(err, source.path, input.database, source.format === 'custom' ? 0 : 1);
-      }
+      await loadFile(source, target, deps.binDir, jobsOf(input), signal);
     });
     return { database: input.database, copy: { path: source.path }, skipped: [], createdRoles: [], plainBytes: source.bytes, restoreSeconds: seconds };
   }

@@ -5,12 +5,14 @@ import { constants } from 'node:fs';
 import { lstat, open } from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough, Transform, type Readable } from 'node:stream';
-import { constants as zlibConstants, gunzipSync } from 'node:zlib';
+import { pipeline } from 'node:stream/promises';
+import { constants as zlibConstants, createGunzip, gunzipSync } from 'node:zlib';
 import { ErrorType, type BackupManifest, type SignatureVerdict } from '../common/types.js';
 import type { CatalogSource, FileSource, SkippedCopy } from '../common/restoreTypes.js';
 import { chooseCopy, componentPrefix, manifestKey, readManifestCopies, scanManifests, type ManifestCopy } from './catalog.js';
 import { classifyDatabaseError, type EngineError, errorText, isEngineError, permanent, transient } from './errors.js';
 import { runCommand } from './exec.js';
+import { spawnRestore, spawnSqlScript, toolPath, type DatabaseTarget } from './postgres.js';
 import { admitted, type Trust } from './manifestSignature.js';
 import { explicitWarning, pickLatest, sourceVerdict, type ExpectedSource } from './sourceMatch.js';
 import type { Repository } from './storage/repository.js';
@@ -297,6 +299,44 @@ export async function assertRestrictingPsql(psql: string): Promise<void> {
       ErrorType.RestoreFailed,
       `${stdout.trim()} cannot refuse a file's backslash commands (\\restrict needs the PostgreSQL client tools 13.22, 14.19, 15.14, 16.10, 17.6 or newer): update them to restore plain SQL files`,
     );
+  }
+}
+
+/**
+ * Loads a seed-made file into the target database: a custom-format archive through pg_restore,
+ * a SQL script (plain or gzipped) through psql restricted to plain SQL, in one transaction.
+ * The file is checked again just before it is read (it may have been swapped since it was
+ * resolved). Failures come out as fileRestoreFailure describes them.
+ */
+export async function loadFile(source: FileSource, target: DatabaseTarget, binDir: string | undefined, jobs: number, signal: AbortSignal): Promise<void> {
+  await resolveFile(source.path);
+  try {
+    if (source.format === 'custom') {
+      await spawnRestore(target, binDir, source.path, jobs, signal);
+      return;
+    }
+    await assertRestrictingPsql(toolPath(binDir, 'psql'));
+    const file = (await open(source.path, constants.O_RDONLY | constants.O_NOFOLLOW)).createReadStream();
+    const psql = spawnSqlScript(target, binDir, undefined, signal);
+    let sql: Readable = file;
+    let gzipError: Error | undefined;
+    if (source.format === 'sql.gz') {
+      // A truncated .sql.gz must not end as a clean EOF: psql would commit what it read.
+      // A gzip error kills psql, so its single transaction rolls back.
+      const gunzip = createGunzip();
+      gunzip.on('error', (err) => {
+        gzipError = err;
+        psql.kill();
+      });
+      sql = file.pipe(gunzip);
+    }
+    const feed = pipeline(restrictedScript(sql), psql.stdin!).catch(() => undefined);
+    const [applied] = await Promise.allSettled([psql, feed]);
+    file.destroy();
+    if (gzipError) throw permanent(ErrorType.InvalidInput, `${source.path} is not a whole gzip file: ${gzipError.message}; nothing was committed`);
+    if (applied.status === 'rejected') throw applied.reason;
+  } catch (err) {
+    throw fileRestoreFailure(err, source.path, target.database, source.format === 'custom' ? 0 : 1);
   }
 }
 
