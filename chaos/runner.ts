@@ -4,7 +4,8 @@
 // reproducible: the master seed draws each run's seed, and `--run-seed` replays one run.
 import { xoroshiro128plus } from 'pure-rand/generator/xoroshiro128plus';
 import { uniformInt } from 'pure-rand/distribution/uniformInt';
-import { FAULT_KINDS, PERMANENT_FAULT_ERRORS, faultApplies, injectFault, unreadableUnder, unwritableUnder, type FaultKind } from './faults.js';
+import { FAULT_KINDS, faultApplies, injectFault, unreadableUnder, unwritableUnder, type FaultKind } from './faults.js';
+import { newGlobalProblems, outcomeViolations } from './judgement.js';
 import { globalProblems, liveOid } from './invariants.js';
 import { sweptAfterFault } from './faultSweep.js';
 import { within, type Outcome, type Scenario, type ScenarioRun } from './scenario.js';
@@ -59,7 +60,7 @@ export async function runChaos(stack: ChaosStack, options: ChaosOptions): Promis
   stack.onStop(() => workers.stopAll());
   const records: RunRecord[] = [];
   // A leftover already reported (a hung run's, terminated without cleanup) is that run's
-  // violation, not every later run's.
+  // violation, not every later run's (judgement.ts: newGlobalProblems).
   const reported = new Set<string>();
   const scenarios = SCENARIOS.filter((s) => !options.scenarios || options.scenarios.includes(s.name));
   const faults = FAULT_KINDS.filter((f) => (!options.faults || options.faults.includes(f)) && faultApplies(f, stack));
@@ -162,21 +163,15 @@ async function oneRun(stack: ChaosStack, workers: WorkerPool, index: number, run
   if (outcome.status === 'hung') outcome = { status: 'hung' };
   const violations: string[] = [];
   if ('failed' in injected) violations.push(`the harness could not inject the fault: ${injected.detail}`);
-  if (outcome.status === 'hung') violations.push(`the run did not close within ${hangMs / 1000} s of the fault`);
-  const allowed = PERMANENT_FAULT_ERRORS[fault];
-  if (outcome.status === 'failed' && !(allowed && outcome.errorType && allowed.includes(outcome.errorType))) {
-    violations.push(`failed under a fault it must survive: ${outcome.errorType ?? 'untyped'}: ${outcome.message?.slice(0, 200)}`);
-  }
-  if (outcome.status === 'failed' && !outcome.errorType) violations.push('failed without an error type');
+  violations.push(...outcomeViolations(scenario.name, fault, outcome, hangMs));
   const context = { workflowId, liveOidBefore, draw, unwritable: unwritableUnder(fault), unreadable: unreadableUnder(fault) };
   violations.push(...(await scenario.check(stack, outcome, context).catch((err: Error) => [`checking the ${scenario.name} failed: ${err.message}`])));
   // Under a fault that left a repository unwritable, what the run could not remove there
   // (objects, temp files, open uploads) is the sweep's, checked after it.
   const sweepAfter = unwritableUnder(fault).length > 0;
   const global = await globalProblems(stack, workers.livePids(), { sweptLater: unwritableUnder(fault) }).catch((err: Error) => [`checking the global invariants failed: ${err.message}`]);
-  violations.push(...global.filter((p) => !reported.has(p)));
+  violations.push(...newGlobalProblems(global, reported));
   violations.push(...workers.takeDeaths());
-  global.forEach((p) => reported.add(p));
   let sweepDetail = '';
   if (sweepAfter) {
     const swept = await sweptAfterFault(stack, scenario.name, outcome, workflowId).catch((err: Error) => ({ problems: [`the sweep after the fault failed: ${err.message}`], summary: '' }));
