@@ -35,8 +35,8 @@ export const PERMANENT_FAULT_ERRORS: Partial<Record<FaultKind, string[]>> = {
   'repo-readonly': ['StorageAccessDenied'],
   // S3 answers 403 InvalidAccessKeyId; the storage layer maps every 403 to StorageAccessDenied.
   // A read with no other copy to turn to (the drill reads the S3 copy only) ends NoUsableCopy,
-  // each copy's refusal in its message.
-  's3-revoke': ['StorageAccessDenied', 'NoUsableCopy'],
+  // each copy's refusal in its message: allowed for that scenario only (judgement.ts).
+  's3-revoke': ['StorageAccessDenied'],
 };
 
 /** The repositories a fault leaves unreadable until it heals. */

@@ -14,7 +14,7 @@ const READS_ONE_COPY: Record<string, string> = { 'recovery drill': 's3' };
 /** The error types `scenario` may end with under `fault`. */
 export function permanentFaultErrors(scenario: string, fault: FaultKind): string[] {
   const allowed = PERMANENT_FAULT_ERRORS[fault] ?? [];
-  void READS_ONE_COPY[scenario];
+  if (fault === 's3-revoke' && READS_ONE_COPY[scenario] === 's3') return [...allowed, 'NoUsableCopy'];
   return allowed;
 }
 
@@ -32,6 +32,9 @@ export function outcomeViolations(scenario: string, fault: FaultKind, outcome: O
     violations.push(`failed under a fault it must survive: ${outcome.errorType ?? 'untyped'}: ${outcome.message?.slice(0, 200)}`);
   }
   if (outcome.status === 'failed' && !outcome.errorType) violations.push('failed without an error type');
+  if (outcome.status === 'cancelled' || outcome.status === 'terminated' || outcome.status === 'timed-out') {
+    violations.push(`it ended ${outcome.status}, which nobody asked for${outcome.message ? `: ${outcome.message.slice(0, 200)}` : ''}`);
+  }
   return violations;
 }
 
@@ -43,6 +46,7 @@ export function outcomeViolations(scenario: string, fault: FaultKind, outcome: O
  */
 export function newGlobalProblems(found: string[], standing: Set<string>): string[] {
   const fresh = found.filter((problem) => !standing.has(problem));
+  standing.clear();
   for (const problem of found) standing.add(problem);
   return fresh;
 }
