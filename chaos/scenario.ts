@@ -4,6 +4,7 @@
 import { WorkflowFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure, CancelledFailure, TerminatedFailure, TimeoutFailure } from '@temporalio/common';
 import { SHARED_TASK_QUEUE, hostTaskQueue } from '../common/types.js';
+import { resultThroughOutages } from '../client/workflowRun.js';
 import { HOST, type ChaosStack } from './stack.js';
 
 export interface Outcome {
@@ -55,9 +56,10 @@ export function workflowRun(handle: WorkflowHandle): ScenarioRun {
   return { outcome: settle(handle), terminate: () => handle.terminate('chaos: no close within the bound').then(() => undefined) };
 }
 
+/** How the workflow closed, waited for through a Temporal outage (a restart longer than the client's own retries is no failure of the run). */
 export async function settle(handle: WorkflowHandle): Promise<Outcome> {
   try {
-    return { status: 'completed', result: await handle.result() };
+    return { status: 'completed', result: await resultThroughOutages(handle) };
   } catch (err) {
     if (!(err instanceof WorkflowFailedError)) return { status: 'failed', message: (err as Error).message };
     const cause = err.cause;

@@ -1,7 +1,7 @@
 // Starting a workflow from the CLI: a business-key workflow id (a second start collides
 // instead of running twice), and either "started" at once or the result after --wait.
 import { backupIdOf } from '../workflows/backupId.js';
-import { WorkflowIdReusePolicy, type Client, type Workflow, type WorkflowStartOptions } from '@temporalio/client';
+import { ServiceError, WorkflowIdReusePolicy, isGrpcDeadlineError, isGrpcServiceError, isRetryableError, type Client, type Workflow, type WorkflowStartOptions } from '@temporalio/client';
 import { COMPRESSIONS, ErrorType, SHARED_TASK_QUEUE, type Compression } from '../common/types.js';
 import type { Printer } from './output.js';
 
@@ -75,7 +75,48 @@ export async function startAndReport<W extends Workflow>(
     out.result({ workflowId: options.workflowId, runId: handle.firstExecutionRunId, status: 'started' }, () => `started ${options.workflowId}; follow it with: backupctl status`);
     return 0;
   }
-  const result = (await handle.result()) as Awaited<ReturnType<W>>;
+  const result = (await resultThroughOutages(handle)) as Awaited<ReturnType<W>>;
   out.result(result as object, () => describe(result));
   return 0;
+}
+
+/** How long --wait goes on waiting while Temporal does not answer, from the first failure. */
+const OUTAGE_PATIENCE_MS = 60 * 60_000;
+/** A call that ran this long before it failed found the server answering at first: a new outage. */
+const ANSWERED_FOR_MS = 60_000;
+
+/**
+ * The workflow's result, waited for through a Temporal outage. The client retries a lost
+ * connection for about 20 s (10 attempts, backoff to 5 s); a server restart or failover takes
+ * longer, and the workflow goes on meanwhile, so giving up would report a backup that is being
+ * made as one that failed. A lost connection (a retryable gRPC status, a deadline) is waited
+ * through, for up to an hour per outage, saying so on stderr; anything else (the workflow's
+ * own failure, a refusal by the server) ends the wait at once.
+ */
+export async function resultThroughOutages<T>(handle: { workflowId: string; result(): Promise<T> }): Promise<T> {
+  let outageSince: number | undefined;
+  let delayMs = 1000;
+  for (;;) {
+    const asked = Date.now();
+    try {
+      return await handle.result();
+    } catch (err) {
+      if (!lostConnection(err)) throw err;
+      const now = Date.now();
+      if (outageSince === undefined || now - asked >= ANSWERED_FOR_MS) {
+        outageSince = now;
+        delayMs = 1000;
+      }
+      if (now - outageSince >= OUTAGE_PATIENCE_MS) throw err;
+      process.stderr.write(`backupctl: Temporal does not answer (${(err as Error).message}: ${(err as ServiceError).cause?.message ?? ''}); ${handle.workflowId} goes on without us; asking for its result again in ${delayMs / 1000} s\n`);
+      await new Promise((r) => setTimeout(r, delayMs));
+      delayMs = Math.min(delayMs * 2, 30_000);
+    }
+  }
+}
+
+function lostConnection(err: unknown): boolean {
+  if (!(err instanceof ServiceError)) return false;
+  const cause = err.cause;
+  return isGrpcDeadlineError(err) || (isGrpcServiceError(cause) && isRetryableError({ code: cause.code, details: cause.details, metadata: cause.metadata }));
 }
