@@ -303,7 +303,7 @@ const TOOLS = new Set(['pg_dump', 'pg_dumpall', 'pg_restore', 'pg_basebackup', '
  * machine runs its own gpg and pg_dump) that no live worker (nor this runner, nor PostgreSQL)
  * is an ancestor of: an orphan.
  */
-async function strayProcesses(stack: ChaosStack, liveWorkerPids: number[]): Promise<string[]> {
+export async function strayProcesses(stack: ChaosStack, liveWorkerPids: number[]): Promise<string[]> {
   const { stdout } = await execa('ps', ['-eo', 'pid=,ppid=,comm=']);
   const parent = new Map<number, number>();
   const tools: Array<{ pid: number; comm: string }> = [];
