@@ -296,7 +296,8 @@ function deadWorkerFolders(stack: ChaosStack): string[] {
   return problems;
 }
 
-const TOOLS = new Set(['pg_dump', 'pg_dumpall', 'pg_restore', 'pg_basebackup', 'gpg', 'zstd', 'psql', 'tar']);
+/** Every program the engine runs (engine/: runCommand, spawnStreaming), by its process name. */
+const TOOLS = new Set(['pg_dump', 'pg_dumpall', 'pg_restore', 'pg_basebackup', 'pg_amcheck', 'pg_ctl', 'gpg', 'zstd', 'psql', 'tar', 'cat']);
 
 /**
  * A backup tool process of this stack (it inherited the stack's TMPDIR: other work on this
