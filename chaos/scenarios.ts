@@ -25,6 +25,16 @@ function leftToSweep(stack: ChaosStack, run: RunContext): string[] {
   return run.unreadable.length ? repositories(stack).map((r) => r.name) : run.unwritable;
 }
 
+/**
+ * The old live database a swap kept: there, and accepting connections, as the swap leaves it
+ * on every path (engine/swap.ts): the operator's way back.
+ */
+async function keptDatabaseProblems(stack: ChaosStack, keptAs: string): Promise<string[]> {
+  const { rows } = await stack.cluster.query<{ datallowconn: boolean }>('postgres', 'SELECT datallowconn FROM pg_database WHERE datname = $1', [keptAs]);
+  if (!rows.length) return [`the old live database ${keptAs} was not kept`];
+  return rows[0].datallowconn ? [] : [`the old live database, kept as ${keptAs}, refuses connections`];
+}
+
 export const SCENARIOS: Scenario[] = [
   {
     name: 'database backup',
@@ -70,8 +80,7 @@ export const SCENARIOS: Scenario[] = [
         const keptAs = outcome.result?.swap?.keptAs as string | undefined;
         if (!keptAs) problems.push('restore --replace completed without a swap');
         else {
-          const kept = await stack.cluster.query('postgres', 'SELECT 1 FROM pg_database WHERE datname = $1', [keptAs]);
-          if (!kept.rows.length) problems.push(`the old live database ${keptAs} was not kept`);
+          problems.push(...(await keptDatabaseProblems(stack, keptAs)));
           // The runs go on against the same source: the kept copy is dropped here, by the harness.
           await stack.cluster.query('postgres', `DROP DATABASE IF EXISTS "${keptAs}" WITH (FORCE)`);
         }
@@ -81,7 +90,10 @@ export const SCENARIOS: Scenario[] = [
         // old live database is then kept beside it.
         const kept = await stack.cluster.query<{ datname: string }>('postgres', "SELECT datname FROM pg_database WHERE datname LIKE $1", [`${LIVE_DB}_pre_restore_%`]);
         if (!kept.rows.length) problems.push(`restore --replace ${outcome.status} but the live database ${LIVE_DB} was replaced (oid ${run.liveOidBefore} -> ${oid}) and the old one is gone`);
-        for (const { datname } of kept.rows) await stack.cluster.query('postgres', `DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`);
+        for (const { datname } of kept.rows) {
+          problems.push(...(await keptDatabaseProblems(stack, datname)));
+          await stack.cluster.query('postgres', `DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`);
+        }
       }
       return problems;
     },
