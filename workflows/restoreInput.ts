@@ -26,7 +26,13 @@ export function stamp(now: Date): string {
   return now.toISOString().replace(/[-:]/g, '').replace('T', '_').slice(0, 15);
 }
 
-/** A name of at most 63 bytes: the base shortened, the suffix kept whole. */
+/**
+ * A name of at most 63 bytes: the base made safe (lower case, every other character '_', so
+ * each is one ASCII byte) and then shortened, the suffix kept whole. Lower-casing first matters:
+ * it lengthens some letters ('İ' becomes two characters), and PostgreSQL truncates a name over
+ * 63 bytes, after which a look-up by the full name misses.
+ */
 export function databaseName(base: string, suffix: string): string {
-  return `${base.slice(0, 63 - suffix.length)}${suffix}`.toLowerCase().replace(/[^a-z0-9_]/g, '_');
+  const safe = base.toLowerCase().replace(/[^a-z0-9_]/g, '_');
+  return `${safe.slice(0, 63 - suffix.length)}${suffix.toLowerCase().replace(/[^a-z0-9_]/g, '_')}`;
 }
