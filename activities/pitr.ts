@@ -23,7 +23,7 @@ import { connect, countRows, parseDatabaseUrl, tablesToCount, type DatabaseTarge
 import { claimDataDirectory, configureRecovery, handOver, prefetchDirOf, startCluster, stopCluster, waitUntilPromoted } from '../engine/recoveryCluster.js';
 import { restoreServer } from '../engine/restoreTarget.js';
 import { expectedSource, sourceVerdict } from '../engine/sourceMatch.js';
-import { listWalEntries, readWalEntry } from '../engine/walArchive.js';
+import { listWalEntries, readWalEntry, walEntryRefusal, walTrustOf } from '../engine/walArchive.js';
 import { segmentEndLsn } from '../engine/walHeader.js';
 import { progressHeartbeat } from './progressHeartbeat.js';
 import { prefetchWal } from '../engine/walPrefetch.js';
@@ -58,12 +58,20 @@ export function commandWord(value: string): string {
 export function createPitrActivities(deps: PitrDeps) {
   const { config } = deps;
 
-  function restoreCommand(): string {
-    if (config.pitr.restoreCommand) return config.pitr.restoreCommand;
+  /** The recovered server's restore_command; with allowUnsigned, its wal-fetch admits unsigned WAL entries too. */
+  function restoreCommand(allowUnsigned: boolean): string {
+    const fetchWords = allowUnsigned ? 'wal-fetch --allow-unsigned %f %p' : 'wal-fetch %f %p';
+    if (config.pitr.restoreCommand) {
+      if (!allowUnsigned) return config.pitr.restoreCommand;
+      if (!/ wal-fetch %f %p$/.test(config.pitr.restoreCommand)) {
+        throw permanent(ErrorType.InvalidInput, `allowUnsigned: pitr.restoreCommand does not end in "wal-fetch %f %p", so --allow-unsigned cannot be handed to it; recover without allowUnsigned, or end the command so`);
+      }
+      return config.pitr.restoreCommand.replace(/ wal-fetch %f %p$/, ` ${fetchWords}`);
+    }
     if (!deps.configFile) {
       throw permanent(ErrorType.InvalidConfig, 'pitr.restoreCommand is not set and the worker was started without a configuration file to hand to wal-fetch');
     }
-    return `${commandWord(process.execPath)} ${commandWord(CLI)} --config ${commandWord(path.resolve(deps.configFile))} wal-fetch %f %p`;
+    return `${commandWord(process.execPath)} ${commandWord(CLI)} --config ${commandWord(path.resolve(deps.configFile))} ${fetchWords}`;
   }
 
   function recoveredTarget(port: number, database = parseDatabaseUrl(config.database.url, config.database.passwordFile).database): DatabaseTarget {
@@ -98,6 +106,7 @@ export function createPitrActivities(deps: PitrDeps) {
       let newest: { segment: string; archivedAt: string } | undefined;
       const expected = await expectedSource(config);
       const verifier = await loadVerifier(config);
+      const walTrust = walTrustOf(config, verifier, input?.allowUnsigned === true);
       const uncheckedClusters = new Set<string>();
       const unsigned = new Set<string>();
       for (const repository of deps.repositories) {
@@ -117,11 +126,19 @@ export function createPitrActivities(deps: PitrDeps) {
             bases.set(m.backupId, { backupId: m.backupId, timeline: m.backup.timeline, startLsn: m.backup.startLsn, stopLsn: m.backup.stopLsn, stoppedAt: m.backup.stoppedAt });
             if (signature.state === 'unsigned') unsigned.add(m.backupId);
           }
+          // The newest segment whose entry this host would replay: a planted one (unsigned, or
+          // signed by no trusted key) past the archive's end does not stretch the window.
           const segments = (await listWalEntries(repository)).filter((s) => /^[0-9A-F]{24}$/.test(s));
-          const last = segments.at(-1);
-          if (last && (!newest || last > newest.segment)) {
-            const entry = await readWalEntry(repository, last);
-            if (entry) newest = { segment: last, archivedAt: entry.archivedAt };
+          for (let i = segments.length - 1; i >= 0 && (!newest || segments[i] > newest.segment); i--) {
+            const entry = await readWalEntry(repository, segments[i]).catch(() => undefined);
+            if (!entry) continue;
+            const refusal = walEntryRefusal(entry, repository.name, walTrust);
+            if (refusal) {
+              log.warn('WAL segment left out of the recoverable window', { repository: repository.name, segment: segments[i], ...refusal });
+              continue;
+            }
+            newest = { segment: segments[i], archivedAt: entry.archivedAt };
+            break;
           }
         } catch (err) {
           log.warn('repository not read for the recoverable window', { repository: repository.name, error: errorText(err) });
@@ -208,7 +225,8 @@ export function createPitrActivities(deps: PitrDeps) {
           consumerFailure: (err) => classifyFilesystemError(err, `unpacking the base backup into ${dataDir}`),
         });
         unpacking.stop();
-        prefetched = await prefetchWal(config, deps.repositories, stagedPrefetch, manifest.backup.timeline, manifest.backup.startLsn, () => ctx.heartbeat({ phase: 'prefetching-wal' }));
+        const walTrust = walTrustOf(config, await loadVerifier(config), input.allowUnsigned === true);
+        prefetched = await prefetchWal(config, deps.repositories, walTrust, stagedPrefetch, manifest.backup.timeline, manifest.backup.startLsn, () => ctx.heartbeat({ phase: 'prefetching-wal' }));
         const owner = serverOwner();
         if (process.getuid?.() === 0) {
           await runCommand('chown', ['-R', `${owner.spawn.uid}:${owner.spawn.gid}`, unpackDir]);
@@ -223,7 +241,7 @@ export function createPitrActivities(deps: PitrDeps) {
         // (Time and LSN targets were checked against the window; xid and restore point ones were not.)
         const windowChecked = input.target.kind === 'time' || input.target.kind === 'lsn';
         const fetched = `${commandWord(prefetchDir + '/')}%f`;
-        const command = prefetched.complete && windowChecked ? `cp ${fetched} %p` : `cp ${fetched} %p 2>/dev/null || ${restoreCommand()}`;
+        const command = prefetched.complete && windowChecked ? `cp ${fetched} %p` : `cp ${fetched} %p 2>/dev/null || ${restoreCommand(input.allowUnsigned === true)}`;
         await configureRecovery(unpackDir, { versionNum: manifest.server.versionNum, restoreCommand: command, target: input.target, port });
         await assertAttemptStands(`moving the unpacked base backup into ${dataDir}`);
         // Nothing is removed or replaced here: this attempt's claim left no wal-prefetch and an

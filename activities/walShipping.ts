@@ -4,6 +4,7 @@ import type { WalShipResult } from '../common/pitrTypes.js';
 import type { DatabaseBackupDeps } from './databaseBackup.js';
 import { ErrorType } from '../common/types.js';
 import { transient } from '../engine/errors.js';
+import { loadSigner } from '../engine/manifestSignature.js';
 import { watchProgress } from '../engine/progressWatch.js';
 import { pickRepositories } from '../engine/storage/index.js';
 import { archiveLag, shipSegments, spoolRepository } from '../engine/walArchive.js';
@@ -23,7 +24,8 @@ export function createWalShippingActivities(deps: DatabaseBackupDeps) {
 
     /**
      * Ships every archived segment the repository lacks, oldest first, each verified before
-     * its entry is written there. Idempotent: a retry ships what is still missing. Heartbeats
+     * its entry, signed with this host's signing key, is written there (the spool's entries are
+     * unsigned: wal-push runs as the database server's OS user, without the key). Idempotent: a retry ships what is still missing. Heartbeats
      * the count shipped. A superseded attempt (its heartbeat finds it cancelled or gone) stops
      * writing at once, and never overwrites what a newer attempt shipped.
      */
@@ -31,6 +33,7 @@ export function createWalShippingActivities(deps: DatabaseBackupDeps) {
       const ctx = Context.current();
       const spool = spoolRepository(config, deps.repositories);
       const [target] = pickRepositories(deps.repositories, [input.repository], config.host);
+      const signer = await loadSigner(config);
       let count = 0;
       const stop = new AbortController();
       const onCancel = () => stop.abort(ctx.cancellationSignal.reason);
@@ -45,7 +48,7 @@ export function createWalShippingActivities(deps: DatabaseBackupDeps) {
       });
       try {
         ctx.heartbeat({ shipped: 0 });
-        const shipped = await shipSegments(spool, target, { signal: stop.signal, onProgress: (n) => (count = n) });
+        const shipped = await shipSegments(spool, target, { signal: stop.signal, onProgress: (n) => (count = n), signer });
         const lag = await archiveLag(spool, target);
         return { repository: target.name, shipped: shipped.length, newestSegment: lag.newestSegment, behind: lag.behind.length };
       } catch (err) {

@@ -172,17 +172,23 @@ export async function runPitrPhase(
       nas: { type: 'filesystem', path: path.join(dir, 'nas') },
       s3: { type: 's3', bucket: BUCKET, prefix: S3_PREFIX, endpoint: stack.s3.endpoint },
     },
+    // The host's own spool, named: wal-fetch replays its unsigned entries.
+    wal: { spool: 'local' },
     logLevel: 'info',
   };
   const postgresConfig = path.join(dir, 'postgres.yaml');
-  writeYaml(postgresConfig, { ...common, logLevel: 'warn', encryption: { publicKeyFile: publicKey, privateKeyHome: postgresKeys } });
+  // The signing key's public half: wal-fetch checks the entries shipped to the NAS and S3.
+  const signingPublic = path.join(dir, 'signing-public.pem');
+  copyFileSync(stack.keys.signing.publicKeyFile, signingPublic);
+  chmodSync(signingPublic, 0o644);
+  writeYaml(postgresConfig, { ...common, logLevel: 'warn', encryption: { publicKeyFile: publicKey, privateKeyHome: postgresKeys }, signing: { publicKeyFiles: [signingPublic] } });
   const workerConfig = path.join(dir, 'worker.yaml');
   writeYaml(workerConfig, {
     ...common,
     encryption: { publicKeyFile: publicKey, privateKeyHome: stack.keys.privateHome },
     signing: { privateKeyFile: stack.keys.signing.privateKeyFile },
     restore: { serverUrl: cluster.url('postgres'), workDir },
-    wal: { shipIntervalSeconds: RPO_SHIP_INTERVAL },
+    wal: { ...common.wal, shipIntervalSeconds: RPO_SHIP_INTERVAL },
     pitr: { restoreCommand: `${process.execPath} ${CLI} --config ${postgresConfig} wal-fetch %f %p` },
   });
 

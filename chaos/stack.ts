@@ -168,6 +168,11 @@ export async function startChaosStack(say: (line: string) => void, size = { user
     const postgresPublicKey = path.join(postgresDir, 'public.asc');
     copyFileSync(keys.publicKeyFile, postgresPublicKey);
     chmodSync(postgresPublicKey, 0o644);
+    // wal-fetch replays WAL shipped to the NAS and S3 only with its entry's signature checked:
+    // the postgres OS user trusts the signing key's public half.
+    const postgresSigningKey = path.join(postgresDir, 'signing-public.pem');
+    copyFileSync(keys.signing.publicKeyFile, postgresSigningKey);
+    chmodSync(postgresSigningKey, 0o644);
     const postgresKeys = path.join(postgresDir, 'gnupg');
     cpSync(keys.privateHome, postgresKeys, { recursive: true, filter: (src) => !/S\.gpg-agent|\.lock$/.test(src) });
     if (owner.spawn.uid !== undefined) await execa('chown', ['-R', `${owner.spawn.uid}:${owner.spawn.gid}`, postgresKeys]);
@@ -181,6 +186,8 @@ export async function startChaosStack(say: (line: string) => void, size = { user
         database: { url: cluster.url(LIVE_DB), binDir: cluster.binDir },
         repositories,
         encryption: { publicKeyFile: postgresPublicKey, privateKeyHome: postgresKeys },
+        signing: { publicKeyFiles: [postgresSigningKey] },
+        wal: { spool: 'local' },
       }),
       { mode: 0o644 },
     );
@@ -206,7 +213,7 @@ export async function startChaosStack(say: (line: string) => void, size = { user
         services: { units: ['thesis-grey'], stopCommand: [systemctl, 'stop'], startCommand: [systemctl, 'start'] },
       },
       drill: { repository: 's3' },
-      wal: { shipIntervalSeconds: 1 },
+      wal: { spool: 'local', shipIntervalSeconds: 1 },
       pitr: { restoreCommand: walCommand('wal-fetch %f %p') },
       // info: the worker says 'worker polling' when it is ready.
       logLevel: 'info',

@@ -37,6 +37,7 @@ interface EntryLike {
   sha256: string;
   plainBytes: number;
   plainSha256: string;
+  signature?: unknown;
 }
 
 /** What one stack's checks have already read whole, so each run reads only what changed. */
@@ -231,6 +232,9 @@ export async function walArchiveProblems(stack: ChaosStack, options: { shippedUp
       }
       if (repository === 'local') spoolEntries.set(name, entry);
       else {
+        // Shipped entries are signed (the stack's worker holds the signing key): an unsigned one
+        // there is one wal-fetch would refuse, or one planted.
+        if (!entry.signature) problems.push(`${repository}: the entry of ${name} is not signed`);
         const first = spoolEntries.get(name);
         if (first && (first.key !== entry.key || first.bytes !== entry.bytes || first.sha256 !== entry.sha256 || first.plainSha256 !== entry.plainSha256)) {
           problems.push(`${name} is stored with two different contents: local ${first.key} sha256 ${first.sha256.slice(0, 12)} (plain ${first.plainSha256.slice(0, 12)}), ${repository} ${entry.key} sha256 ${entry.sha256.slice(0, 12)} (plain ${entry.plainSha256.slice(0, 12)})`);

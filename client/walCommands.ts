@@ -5,7 +5,8 @@ import os from 'node:os';
 import { isEngineError } from '../engine/errors.js';
 import { openRepositories } from '../engine/storage/index.js';
 import { removeOwnFoldersSync, sweepDeadOwners } from '../engine/tempDirs.js';
-import { fetchSegment, pushSegment } from '../engine/walArchive.js';
+import { loadVerifier } from '../engine/manifestSignature.js';
+import { fetchSegment, pushSegment, walTrustOf } from '../engine/walArchive.js';
 import { loadConfig } from '../common/config.js';
 
 function configFile(args: string[]): { file: string | undefined; rest: string[] } {
@@ -63,10 +64,14 @@ async function runCommand(file: string | undefined, command: string, args: strin
       return 0;
     }
     if (command === 'wal-fetch') {
-      if (args.length !== 2) throw new Error('usage: backupctl wal-fetch <WAL file name> <destination path> (restore_command = \'backupctl wal-fetch %f %p\')');
-      if (await fetchSegment(config, openRepositories(config), args[0], args[1])) return 0;
+      const allowUnsigned = args[0] === '--allow-unsigned';
+      const names = allowUnsigned ? args.slice(1) : args;
+      if (names.length !== 2) throw new Error('usage: backupctl wal-fetch [--allow-unsigned] <WAL file name> <destination path> (restore_command = \'backupctl wal-fetch %f %p\')');
+      const repositories = openRepositories(config);
+      const trust = walTrustOf(config, await loadVerifier(config, { ownKey: 'if-readable' }), allowUnsigned);
+      if (await fetchSegment(config, repositories, names[0], names[1], trust)) return 0;
       // Expected at the end of the archive: PostgreSQL probes for segments that do not exist yet.
-      say(`${args[0]} is in no repository`);
+      say(`${names[0]} is in no repository`);
       return 1;
     }
     throw new Error(`unknown command ${command}`);

@@ -15,7 +15,8 @@
 // JSON.stringify of the manifest as parsed, without the `signature` field: exactly the object
 // every reader goes on to use, whatever whitespace the stored file has.
 import { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, readFile } from 'node:fs/promises';
 import { ErrorType, type ManifestSignature, type SignatureVerdict } from '../common/types.js';
 import type { Config } from '../common/config.js';
 import { permanent } from './errors.js';
@@ -109,8 +110,9 @@ export async function loadSigner(config: Config): Promise<Signer | undefined> {
  * signing.privateKeyFile (a host's own signatures). Read on every call, so a key added to the
  * configuration counts without a restart. Permanent InvalidConfig for a file that cannot be
  * read, is not an Ed25519 public key, or holds a PRIVATE key (restore hosts get only the public half).
+ * With ownKey 'if-readable', a signing.privateKeyFile this process may not read is left out.
  */
-export async function loadVerifier(config: Config): Promise<Verifier> {
+export async function loadVerifier(config: Config, options: { ownKey?: 'required' | 'if-readable' } = {}): Promise<Verifier> {
   const keys: TrustedKey[] = [];
   const add = (publicKey: KeyObject, file: string) => {
     const keyId = keyIdOf(publicKey);
@@ -130,7 +132,12 @@ export async function loadVerifier(config: Config): Promise<Verifier> {
     assertEd25519(publicKey, 'signing.publicKeyFiles', file);
     add(publicKey, file);
   }
-  if (config.signing.privateKeyFile) add(createPublicKey(await loadPrivateKey(config.signing.privateKeyFile, config.host)), config.signing.privateKeyFile);
+  const own = config.signing.privateKeyFile;
+  // wal-fetch runs as the database server's OS user, which may not read the signing key (and
+  // should not): there it trusts signing.publicKeyFiles, and its own key only if it can read it.
+  if (own && (options.ownKey !== 'if-readable' || (await access(own, constants.R_OK).then(() => true, () => false)))) {
+    add(createPublicKey(await loadPrivateKey(own, config.host)), own);
+  }
   return { keys, host: config.host };
 }
 

@@ -6,6 +6,16 @@
 // Each segment is two objects: the data (`wal/<name>.zst.gpg`) and, written after it, an entry
 // (`wal/<name>.json`) with the checksums of the plaintext and of the stored bytes. The entry is
 // the segment's "manifest": a segment counts as archived only once its entry exists.
+//
+// Authenticity. The object is encrypted to the PUBLIC key, so anyone who can write to a
+// repository could plant a segment, and WAL records write pages directly (a full-page image of
+// pg_authid is a new superuser). wal-push runs as the database server's OS user, which holds no
+// signing key: its entries in the spool are unsigned. The shipping workflow (the backup host's
+// worker, which holds the signing key) signs each entry as it ships it, and wal-fetch and the
+// fetch-ahead replay a segment only from an entry signed by a trusted key, or an unsigned one in
+// this host's own spool (its local disk, written by its own database server: whoever can write
+// there can already write the database's files), or, with --allow-unsigned, any unsigned one
+// (archives shipped before entries were signed). docs/SECURITY.md, "WAL".
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { readFile, rename, rm, stat } from 'node:fs/promises';
@@ -14,11 +24,13 @@ import { text } from 'node:stream/consumers';
 import { pipeline } from 'node:stream/promises';
 import { ErrorType, type Compression } from '../common/types.js';
 import type { Config } from '../common/config.js';
+import type { ManifestSignature } from '../common/types.js';
 import { writeJson } from './catalog.js';
 import { compressionSuffix } from './compression.js';
 import { readFirstGoodCopy } from './copySelection.js';
 import { loadRecipient } from './encryption.js';
-import { classifyFilesystemError, permanent } from './errors.js';
+import { classifyFilesystemError, permanent, transient } from './errors.js';
+import { checkSignature, refusalOf, signManifest, type Signer, type Verifier } from './manifestSignature.js';
 import { spawnStreaming } from './exec.js';
 import { streamToRepositories } from './pipeline.js';
 import { checkBranchSegment, checkWalFile, MAX_TEXT_FILE_BYTES, walFileKind, type TimelineSwitch } from './walHeader.js';
@@ -38,6 +50,36 @@ export interface WalEntry {
   archivedAt: string;
   /** For a timeline history file: its lines, so a wal-push without the private key can check a branch. */
   switches?: TimelineSwitch[];
+  /** Added by the shipping workflow (the spool's own entries are unsigned): over every other field. */
+  signature?: ManifestSignature;
+}
+
+/** Which WAL entries a host replays: signed by a trusted key, unsigned in its own spool, or (allowUnsigned) any unsigned one. */
+export interface WalTrust {
+  verifier: Verifier;
+  allowUnsigned: boolean;
+  /** The repository this host's archive_command writes to (its own spool), if it has one. */
+  ownSpool?: string;
+}
+
+/**
+ * The WAL trust of a host. Its own spool's unsigned entries are trusted only when the
+ * configuration names it (wal.spool): the default spool is merely the first filesystem
+ * repository, which on a host that only restores may well be a shared NAS.
+ */
+export function walTrustOf(config: Config, verifier: Verifier, allowUnsigned: boolean): WalTrust {
+  return { verifier, allowUnsigned, ownSpool: config.wal.spool };
+}
+
+/** Why an entry found in a repository is not replayed, or undefined when it may be. */
+export function walEntryRefusal(entry: WalEntry, repository: string, trust: WalTrust): { reason: string; errorType: ErrorType } | undefined {
+  const verdict = checkSignature(entry, trust.verifier);
+  if (verdict.state === 'signed') return undefined;
+  if (verdict.state === 'unsigned' && (trust.allowUnsigned || repository === trust.ownSpool)) return undefined;
+  const refusal = refusalOf(verdict);
+  // The one reason this host's own spool is refused: the configuration does not say it is one.
+  if (verdict.state === 'unsigned' && trust.ownSpool === undefined) refusal.reason += '; if this is the repository this host\'s own archive_command writes to, name it in wal.spool';
+  return refusal;
 }
 
 const PREFIX = 'wal/';
@@ -215,7 +257,14 @@ async function checkClusterIdentity(spool: Repository, systemIdentifier: string,
  * again, an entry is never overwritten, and once `signal` fires (the attempt was cancelled or
  * superseded: its heartbeat found it gone) nothing more is written.
  */
-export async function shipSegments(spool: Repository, target: Repository, options: { signal?: AbortSignal; onProgress?: (shipped: number) => void } = {}): Promise<string[]> {
+export interface ShipOptions {
+  signal?: AbortSignal;
+  onProgress?: (shipped: number) => void;
+  /** Signs each entry shipped (the backup host's key); without it (signing.required false) entries go unsigned. */
+  signer?: Signer;
+}
+
+export async function shipSegments(spool: Repository, target: Repository, options: ShipOptions = {}): Promise<string[]> {
   try {
     return await shipMissing(spool, target, options);
   } catch (err) {
@@ -224,8 +273,8 @@ export async function shipSegments(spool: Repository, target: Repository, option
   }
 }
 
-async function shipMissing(spool: Repository, target: Repository, options: { signal?: AbortSignal; onProgress?: (shipped: number) => void }): Promise<string[]> {
-  const { signal, onProgress } = options;
+async function shipMissing(spool: Repository, target: Repository, options: ShipOptions): Promise<string[]> {
+  const { signal, onProgress, signer } = options;
   const stillOurs = () => signal?.throwIfAborted();
   const have = new Set(await listWalEntries(target));
   const missing = (await listWalEntries(spool)).filter((s) => !have.has(s));
@@ -255,7 +304,7 @@ async function shipMissing(spool: Repository, target: Repository, options: { sig
     }
     stillOurs();
     if (await entryAlreadyThere(target, entry)) continue;
-    await writeJson(target, walEntryKey(segment), entry);
+    await writeJson(target, walEntryKey(segment), signer ? signManifest(entry, signer) : entry);
     shipped.push(segment);
     onProgress?.(shipped.length);
   }
@@ -287,22 +336,46 @@ async function holdsWhole(target: Repository, entry: WalEntry, signal: AbortSign
 
 /**
  * restore_command: writes the segment to `destination` (temp name, then rename) from the first
- * repository with a whole copy. Returns false when no repository has it: PostgreSQL asks for
- * segments past the end of the archive, and a non-zero exit is how it learns there are none.
+ * repository with a whole copy whose entry `trust` admits. Returns false when no repository has
+ * it: PostgreSQL asks for segments past the end of the archive, and a non-zero exit is how it
+ * learns there are none. Permanent BadSignature or UnsignedBackup when entries exist but none
+ * is admitted (each repository's reason named): never replayed, never taken for the archive's end in silence.
  */
-export async function fetchSegment(config: Config, repositories: Repository[], segment: string, destination: string): Promise<boolean> {
+export async function fetchSegment(config: Config, repositories: Repository[], segment: string, destination: string, trust: WalTrust): Promise<boolean> {
   if (!WAL_FILE_NAME.test(segment)) throw permanent(ErrorType.InvalidInput, `wal-fetch: ${segment} is not a WAL file name`);
   if (!config.encryption.privateKeyHome) throw permanent(ErrorType.PrivateKeyMissing, `host ${config.host} has no encryption.privateKeyHome: wal-fetch needs the private key`);
   let entry: WalEntry | undefined;
   const holders: Repository[] = [];
+  const refused: { repository: string; reason: string; errorType: ErrorType }[] = [];
+  const unread: string[] = [];
   for (const repository of repositories) {
-    const found = await readWalEntry(repository, segment).catch(() => undefined);
-    if (found) {
-      entry ??= found;
-      holders.push(repository);
+    const found = await readWalEntry(repository, segment).catch((err: unknown) => {
+      unread.push(`${repository.name}: ${(err as Error).message}`);
+      return undefined;
+    });
+    if (!found) continue;
+    const refusal = walEntryRefusal(found, repository.name, trust);
+    if (refusal) {
+      refused.push({ repository: repository.name, ...refusal });
+      continue;
     }
+    // Holders of another admitted entry are read against this one's checksums: a copy that differs is skipped.
+    entry ??= found;
+    holders.push(repository);
   }
-  if (!entry) return false;
+  if (!entry) {
+    // Not found anywhere readable: the end of the archive, unless a repository could not be
+    // read (then it is said which, so a recovery that ends here is not taken for a complete one).
+    if (!refused.length && unread.length) {
+      throw transient(ErrorType.StorageUnreachable, `wal-fetch: ${segment} is in no repository that could be read (${unread.join('; ')})`);
+    }
+    if (!refused.length) return false;
+    const hint = refused.some((r) => r.errorType === ErrorType.UnsignedBackup) ? ' (archived before WAL entries were signed: recover with --allow-unsigned, if you know it is so)' : '';
+    throw permanent(
+      refused.some((r) => r.errorType === ErrorType.BadSignature) ? ErrorType.BadSignature : ErrorType.UnsignedBackup,
+      `wal-fetch: ${segment} is not replayed: its entry ${refused.map((r) => `in ${r.repository} ${r.reason}`).join('; ')}${hint}`,
+    );
+  }
   // A name of this call's own, created exclusively: two fetches of one segment (the fetch-ahead
   // and restore_command) never write into, rename or remove each other's file, and a file or
   // link already there is never followed.

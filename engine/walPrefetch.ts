@@ -4,7 +4,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../common/config.js';
 import type { Repository } from './storage/repository.js';
-import { fetchSegment, listWalEntries } from './walArchive.js';
+import { fetchSegment, listWalEntries, type WalTrust } from './walArchive.js';
 import { segmentOf } from './walHeader.js';
 
 /** How many segments (16 MiB each) a recovery decrypts ahead of replay. */
@@ -14,9 +14,10 @@ export const PREFETCH_SEGMENTS = 64;
  * Decrypts, ahead of replay and two at a time, the timeline histories and up to
  * PREFETCH_SEGMENTS segments from the base backup's start: restore_command then copies a
  * file instead of starting a process per segment. Written by temp name and rename, so a
- * copy never sees half a segment.
+ * copy never sees half a segment. Only entries `trust` admits are fetched: one refused (planted,
+ * or unsigned without allowUnsigned) ends the fetch-ahead with that error.
  */
-export async function prefetchWal(config: Config, repositories: Repository[], dir: string, timeline: number, startLsn: string, beat: () => void): Promise<{ segments: number; complete: boolean }> {
+export async function prefetchWal(config: Config, repositories: Repository[], trust: WalTrust, dir: string, timeline: number, startLsn: string, beat: () => void): Promise<{ segments: number; complete: boolean }> {
   // This attempt's own folder, in the run's private folder (claimDataDirectory proved it ours).
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -34,7 +35,7 @@ export async function prefetchWal(config: Config, repositories: Repository[], di
   const queue = [...wanted];
   const fetchNext = async (): Promise<void> => {
     for (let name = queue.shift(); name; name = queue.shift()) {
-      await fetchSegment(config, repositories, name, path.join(dir, name));
+      await fetchSegment(config, repositories, name, path.join(dir, name), trust);
       beat();
     }
   };

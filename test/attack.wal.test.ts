@@ -9,7 +9,8 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { stopAgent } from '../engine/encryption.js';
 import { openRepositories } from '../engine/storage/index.js';
-import { CLUSTER_IDENTITY_KEY, fetchSegment, listWalEntries, pushSegment, shipSegments } from '../engine/walArchive.js';
+import { loadVerifier } from '../engine/manifestSignature.js';
+import { CLUSTER_IDENTITY_KEY, fetchSegment, listWalEntries, pushSegment, shipSegments, walTrustOf } from '../engine/walArchive.js';
 import { walFileKind } from '../engine/walHeader.js';
 import { loadConfig } from '../common/config.js';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
@@ -73,6 +74,8 @@ function configFor(name: string) {
         local: { type: 'filesystem', path: path.join(dir, name, 'local') },
         offsite: { type: 'filesystem', path: path.join(dir, name, 'offsite') },
       },
+      // Named, so that wal-fetch replays its unsigned entries (the host's own spool).
+      wal: { spool: 'local' },
       encryption: { publicKeyFile: keys.publicKeyFile, privateKeyHome: keys.privateHome },
       logLevel: 'warn',
     }),
@@ -160,7 +163,7 @@ describe('what wal-push checks is what it archives', () => {
     if (!(pushed instanceof Error)) {
       // Archived: what wal-fetch gives back must be the segment that was checked.
       const restored = path.join(dir, 'swapped-after-check', 'restored');
-      expect(await fetchSegment(config, repositories, name, restored)).toBe(true);
+      expect(await fetchSegment(config, repositories, name, restored, walTrustOf(config, await loadVerifier(config), false))).toBe(true);
       expect(readFileSync(restored).equals(checked)).toBe(true);
     }
   }, 60_000);

@@ -16,7 +16,8 @@ import { streamToRepositories } from '../engine/pipeline.js';
 import { readFirstGoodCopy } from '../engine/copySelection.js';
 import { openPlaintext } from '../engine/restoreStream.js';
 import { FilesystemRepository } from '../engine/storage/filesystem.js';
-import { fetchSegment, pushSegment } from '../engine/walArchive.js';
+import { loadVerifier } from '../engine/manifestSignature.js';
+import { fetchSegment, pushSegment, walTrustOf } from '../engine/walArchive.js';
 import { segmentStartLsn } from '../engine/walHeader.js';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
 import { validateConfig } from '../common/config.js';
@@ -162,11 +163,14 @@ describe('wal-fetch (restore_command)', () => {
         host: 'pitr-host',
         database: { url: 'postgres://postgres@127.0.0.1:1/postgres' },
         repositories: { spool: { type: 'filesystem', path: path.join(dir, 'wal-spool') } },
+        wal: { spool: 'spool' },
         encryption: { publicKeyFile: keys.publicKeyFile, privateKeyHome: keys.privateHome, ...(passphrase ? { passphraseFile: passphrase } : {}) },
       },
       'passphrase test',
     );
   const repositories = () => [new FilesystemRepository('spool', path.join(dir, 'wal-spool'))];
+  // The host's own spool: its unsigned entries are replayed.
+  const spoolTrust = async () => walTrustOf(config(undefined), await loadVerifier(config(undefined)), false);
   let walFile: string;
 
   beforeAll(async () => {
@@ -188,14 +192,14 @@ describe('wal-fetch (restore_command)', () => {
 
   test('a wrong passphrase: PassphraseWrong, and nothing written', async () => {
     const destination = path.join(dir, 'fetched-wrong');
-    const failure = await failureOf(fetchSegment(config(wrongFile), repositories(), segment, destination));
+    const failure = await failureOf(fetchSegment(config(wrongFile), repositories(), segment, destination, await spoolTrust()));
     expect(failure).toMatchObject({ type: 'PassphraseWrong', message: expect.stringContaining(`encryption.passphraseFile ${wrongFile} does not unlock`) });
     expect(() => readFileSync(destination)).toThrow();
   });
 
   test('the right passphrase fetches the same bytes', async () => {
     const destination = path.join(dir, 'fetched');
-    expect(await fetchSegment(config(passphraseFile), repositories(), segment, destination)).toBe(true);
+    expect(await fetchSegment(config(passphraseFile), repositories(), segment, destination, await spoolTrust())).toBe(true);
     expect(readFileSync(destination).equals(readFileSync(walFile))).toBe(true);
   });
 });

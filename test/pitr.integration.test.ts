@@ -79,10 +79,16 @@ beforeAll(async () => {
       s3: { type: 's3', bucket: BUCKET, prefix: 'pitr', endpoint: `http://127.0.0.1:${proxy.port}`, partSizeMiB: 5 },
     },
     encryption: { publicKeyFile: path.join(dir, 'public.asc') },
+    // The host's own spool, named: its unsigned WAL entries (not yet shipped) are replayed.
+    wal: { spool: 'local' },
     logLevel: 'warn',
   };
   const postgresConfig = path.join(dir, 'postgres.yaml');
-  writeYaml(postgresConfig, { ...base, encryption: { ...base.encryption, privateKeyHome: postgresKeys } });
+  // wal-fetch replays WAL shipped to the NAS and S3 only with its entry's signature checked:
+  // the postgres OS user trusts the signing key's public half (it cannot read the private key).
+  copyFileSync(env.keys.signing.publicKeyFile, path.join(dir, 'signing-public.pem'));
+  chmodSync(path.join(dir, 'signing-public.pem'), 0o644);
+  writeYaml(postgresConfig, { ...base, encryption: { ...base.encryption, privateKeyHome: postgresKeys }, signing: { publicKeyFiles: [path.join(dir, 'signing-public.pem')] } });
   configFile = path.join(dir, 'worker.yaml');
   writeYaml(configFile, {
     ...base,
@@ -90,7 +96,7 @@ beforeAll(async () => {
     // The worker signs the base backups' manifests; wal-fetch (the postgres OS user) needs no key.
     signing: { privateKeyFile: env.keys.signing.privateKeyFile },
     restore: { serverUrl: primary.url('postgres'), workDir: path.join(dir, 'work') },
-    wal: { shipIntervalSeconds: 1 },
+    wal: { ...base.wal, shipIntervalSeconds: 1 },
     pitr: { restoreCommand: `${process.execPath} ${CLI} --config ${postgresConfig} wal-fetch %f %p` },
   });
   mkdirSync(path.join(dir, 'work'), { mode: 0o755 });

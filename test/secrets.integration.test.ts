@@ -173,6 +173,8 @@ beforeAll(async () => {
     },
     encryption: { publicKeyFile: path.join(dir, 'public.asc') },
     signing: { privateKeyFile: keys.signing.privateKeyFile, publicKeyFiles: [path.join(dir, 'signing-public.pem')] },
+    // The host's own spool, named: its unsigned WAL entries are replayed.
+    wal: { spool: 'local' },
     // The most a log can hold: every level, the Temporal runtime's too.
     logLevel: 'debug',
   };
@@ -193,7 +195,7 @@ beforeAll(async () => {
       services: { units: ['web'], stopCommand: [path.join(servicesDir, 'systemctl'), 'stop'], startCommand: [path.join(servicesDir, 'systemctl'), 'start'] },
     },
     drill: { host: HOST, repository: 's3' },
-    wal: { shipIntervalSeconds: 1 },
+    wal: { ...base.wal, shipIntervalSeconds: 1 },
     pitr: { restoreCommand: `${process.execPath} ${CLI} --config ${postgresConfig} wal-fetch %f %p` },
   });
   await primary.query('postgres', `ALTER SYSTEM SET archive_command = '${process.execPath} ${CLI} --config ${postgresConfig} wal-push %p'`);

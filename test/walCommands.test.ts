@@ -30,6 +30,8 @@ beforeAll(async () => {
         nas: { type: 'filesystem', path: path.join(dir, 'nas') },
       },
       encryption: { publicKeyFile: keys.publicKeyFile, privateKeyHome: keys.privateHome },
+      // The host's own spool, named: wal-fetch replays its unsigned entries.
+      wal: { spool: 'local' },
       logLevel: 'warn',
     }),
   );

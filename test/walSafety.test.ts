@@ -92,6 +92,9 @@ beforeAll(async () => {
         raced: { type: 'filesystem', path: path.join(dir, 'raced') },
       },
       encryption: { publicKeyFile: keys.publicKeyFile, privateKeyHome: keys.privateHome },
+      // The host's own spool, named: wal-fetch replays its unsigned entries.
+      wal: { spool: 'local' },
+      signing: { privateKeyFile: keys.signing.privateKeyFile },
       logLevel: 'warn',
     }),
   );

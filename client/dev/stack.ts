@@ -64,6 +64,8 @@ export async function runDev(options: DevOptions): Promise<number> {
       encryption: { publicKeyFile: keys.publicKeyFile, privateKeyHome: keys.privateHome },
       // Signs every manifest here and, being this machine's own key, is trusted by its restores.
       signing: { privateKeyFile: keys.signing.privateKeyFile, publicKeyFiles: [keys.signing.publicKeyFile] },
+      // This host's own WAL spool (wal-push writes there): its unsigned entries are replayed.
+      wal: { spool: 'local' },
       ...(restoreServerUrl ? { restore: { serverUrl: restoreServerUrl, freshness: DEMO_FRESHNESS } } : {}),
     };
     const configFile = path.join(dir, 'config.yaml');
