@@ -8,10 +8,10 @@ import { Context, log } from '@temporalio/activity';
 import { CLI_PATH } from '../common/runtime.js';
 import { ErrorType } from '../common/types.js';
 import type { BaseBackupManifest, BaseBackupSummary, RecoverableWindow, RecoveryCluster, RecoveryTarget } from '../common/pitrTypes.js';
-import { readManifestCopies, scanManifests } from '../engine/catalog.js';
+import { chooseCopy, manifestKey, readManifestCopies, scanCatalog } from '../engine/catalog.js';
 import type { DatabaseBackupDeps } from './databaseBackup.js';
 import { readFirstGoodCopy } from '../engine/copySelection.js';
-import { admitted, loadVerifier, refusalOf } from '../engine/manifestSignature.js';
+import { admitted, loadVerifier } from '../engine/manifestSignature.js';
 import { noManifest } from '../engine/restoreSource.js';
 import { actWhileStanding, assertAttemptStands, staleAttempt } from '../engine/attemptStanding.js';
 import { assertPrivateKeyFor } from '../engine/encryption.js';
@@ -109,23 +109,23 @@ export function createPitrActivities(deps: PitrDeps) {
       const walTrust = walTrustOf(config, verifier, input?.allowUnsigned === true);
       const uncheckedClusters = new Set<string>();
       const unsigned = new Set<string>();
+      const { copiesById, damaged, unlisted } = await scanCatalog(deps.repositories, 'base', verifier);
+      damaged.forEach((d) => log.warn('base backup manifest skipped', { ...d }));
+      unlisted.forEach((u) => log.warn('repository not read for the recoverable window', { repository: u.repository, error: errorText(u.error) }));
+      for (const [backupId, copies] of copiesById) {
+        const choice = chooseCopy(copies, manifestKey('base', backupId), (verdict) => admitted(verdict, input?.allowUnsigned === true));
+        choice.skipped.forEach((skip) => log.warn('base backup copy left out of the recoverable window', { ...skip }));
+        if (!choice.chosen) continue;
+        const { manifest: m, signature } = choice.chosen;
+        // Only the configured cluster's base backups can start its recovery.
+        const verdict = sourceVerdict({ systemIdentifier: m.server.systemIdentifier }, expected);
+        if (verdict.kind === 'otherCluster') continue;
+        if (verdict.kind === 'unchecked') uncheckedClusters.add(m.server.systemIdentifier);
+        bases.set(m.backupId, { backupId: m.backupId, timeline: m.backup.timeline, startLsn: m.backup.startLsn, stopLsn: m.backup.stopLsn, stoppedAt: m.backup.stoppedAt });
+        if (signature.state === 'unsigned') unsigned.add(m.backupId);
+      }
       for (const repository of deps.repositories) {
         try {
-          const scan = await scanManifests(repository, 'base', verifier);
-          scan.damaged.forEach((d) => log.warn('base backup manifest skipped', { ...d }));
-          for (const { manifest: m, signature } of scan.manifests) {
-            if (!admitted(signature, input?.allowUnsigned === true)) {
-              log.warn('base backup left out of the recoverable window', { repository: repository.name, backupId: m.backupId, ...refusalOf(signature) });
-              continue;
-            }
-            // Only the configured cluster's base backups can start its recovery.
-            const verdict = sourceVerdict({ systemIdentifier: m.server.systemIdentifier }, expected);
-            if (verdict.kind === 'otherCluster') continue;
-            if (verdict.kind === 'unchecked') uncheckedClusters.add(m.server.systemIdentifier);
-            if (bases.has(m.backupId)) continue; // the first whole copy, in repository order
-            bases.set(m.backupId, { backupId: m.backupId, timeline: m.backup.timeline, startLsn: m.backup.startLsn, stopLsn: m.backup.stopLsn, stoppedAt: m.backup.stoppedAt });
-            if (signature.state === 'unsigned') unsigned.add(m.backupId);
-          }
           // The newest segment whose entry this host would replay: a planted one (unsigned, or
           // signed by no trusted key) past the archive's end does not stretch the window.
           const segments = (await listWalEntries(repository)).filter((s) => /^[0-9A-F]{24}$/.test(s));

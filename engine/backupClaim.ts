@@ -77,11 +77,17 @@ export function claimingAttempt(): { runId: string; attempt: number } {
   return { runId: attempt.runId, attempt: attempt.attempt };
 }
 
+/**
+ * The claim of a backup id in one repository: undefined when there is none, 'damaged' when it
+ * was read and is not a claim of this id. A read that fails (the repository away for a moment,
+ * a body cut short) throws, for the caller to retry: it says nothing about the claim.
+ */
 export async function readClaim(repository: Repository, component: Component, backupId: string): Promise<BackupClaim | 'damaged' | undefined> {
   const key = claimKey(component, backupId);
   if (!(await repository.stat(key))) return undefined;
+  const body = await text(await repository.get(key));
   try {
-    const claim = JSON.parse(await text(await repository.get(key))) as BackupClaim;
+    const claim = JSON.parse(body) as BackupClaim;
     if (claim?.backupId !== backupId || claim.component !== component || typeof claim.runId !== 'string') return 'damaged';
     return claim;
   } catch {

@@ -9,7 +9,7 @@ import { COMPRESSIONS, ErrorType, type BackupManifest, type Compression, type Si
 import type { BaseBackupManifest } from '../common/pitrTypes.js';
 import type { SkippedCopy } from '../common/restoreTypes.js';
 import { compressionSuffix } from './compression.js';
-import { errorText, permanent } from './errors.js';
+import { errorText, isEngineError, permanent } from './errors.js';
 import { admitted, checkSignature, refusalOf, type Trust, type Verifier } from './manifestSignature.js';
 import type { Repository } from './storage/repository.js';
 
@@ -237,7 +237,7 @@ export interface Scanned<C extends Component> {
  * Every complete backup of a component in one repository, oldest first, each with its
  * signature's verdict under `verifier`, and the manifests that are damaged (reported, never
  * used). Whether an unsigned or wrongly signed one may be used is the caller's rule. Throws
- * when the repository cannot be listed.
+ * when the repository cannot be listed, or a manifest in it cannot be read now.
  */
 export async function scanManifests<C extends Component>(repository: Repository, component: C, verifier: Verifier): Promise<{ manifests: Scanned<C>[]; damaged: SkippedCopy[] }> {
   const keys = (await repository.list(componentPrefix(component))).map((o) => o.key).filter((k) => k.endsWith(`/${MANIFEST_NAME}`));
@@ -250,6 +250,10 @@ export async function scanManifests<C extends Component>(repository: Repository,
     try {
       body = await text(await repository.get(key));
     } catch (err) {
+      // Refused for good (access denied to this object): damaged, the rest still listed. For a
+      // moment (or unknown): the repository cannot be listed now; passing over its newest
+      // backup as damaged would make `latest` an older one.
+      if (!isEngineError(err) || err.retryable) throw err;
       damaged.push(damagedManifest(repository.name, key, `cannot be read: ${errorText(err)}`));
       continue;
     }
@@ -258,6 +262,44 @@ export async function scanManifests<C extends Component>(repository: Repository,
     else manifests.push({ manifest: judged.manifest, signature: checkSignature(judged.manifest, verifier) });
   }
   return { manifests: manifests.sort((a, b) => a.manifest.startedAt.localeCompare(b.manifest.startedAt)), damaged };
+}
+
+/** Every backup of a component across repositories: its whole copies, in repository order. */
+export interface CatalogScan<C extends Component> {
+  /** Backup id -> its whole manifest copies, one per repository holding one, in repository order; ids oldest first. */
+  copiesById: Map<string, ManifestCopy<C>[]>;
+  /** Damaged manifests (reported, never used). */
+  damaged: SkippedCopy[];
+  /** The repositories that could not be listed, and why. */
+  unlisted: { repository: string; error: unknown }[];
+}
+
+/**
+ * Every complete backup of a component in every repository, each copy with its signature's
+ * verdict: what "the newest across repositories" is chosen from (chooseCopy picks each
+ * backup's copy). A repository that cannot be listed is reported in `unlisted`, never fatal.
+ */
+export async function scanCatalog<C extends Component>(repositories: Repository[], component: C, verifier: Verifier): Promise<CatalogScan<C>> {
+  const copiesById = new Map<string, ManifestCopy<C>[]>();
+  const damaged: SkippedCopy[] = [];
+  const unlisted: CatalogScan<C>['unlisted'] = [];
+  for (const repository of repositories) {
+    let scan: { manifests: Scanned<C>[]; damaged: SkippedCopy[] };
+    try {
+      scan = await scanManifests(repository, component, verifier);
+    } catch (error) {
+      unlisted.push({ repository: repository.name, error });
+      continue;
+    }
+    damaged.push(...scan.damaged);
+    for (const { manifest, signature } of scan.manifests) {
+      const copies = copiesById.get(manifest.backupId) ?? [];
+      copies.push({ repository: repository.name, manifest, signature });
+      copiesById.set(manifest.backupId, copies);
+    }
+  }
+  const oldestFirst = [...copiesById].sort(([, a], [, b]) => a[0].manifest.startedAt.localeCompare(b[0].manifest.startedAt));
+  return { copiesById: new Map(oldestFirst), damaged, unlisted };
 }
 
 /** Every whole manifest of a component in one repository, oldest first, signatures NOT checked: for tests and tools, never for a restore. */

@@ -9,7 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import { constants as zlibConstants, createGunzip, gunzipSync } from 'node:zlib';
 import { ErrorType, type BackupManifest, type SignatureVerdict } from '../common/types.js';
 import type { CatalogSource, FileSource, SkippedCopy } from '../common/restoreTypes.js';
-import { chooseCopy, componentPrefix, manifestKey, readManifestCopies, scanManifests, type ManifestCopy } from './catalog.js';
+import { chooseCopy, componentPrefix, manifestKey, readManifestCopies, scanCatalog } from './catalog.js';
 import { classifyDatabaseError, type EngineError, errorText, isEngineError, permanent, transient } from './errors.js';
 import { runCommand } from './exec.js';
 import { spawnRestore, spawnSqlScript, toolPath, type DatabaseTarget } from './postgres.js';
@@ -35,25 +35,12 @@ export async function resolveCatalogBackup(reference: string, repositories: Repo
   const warnings: string[] = [];
   const admit = (verdict: SignatureVerdict) => admitted(verdict, trust.allowUnsigned);
   if (reference === 'latest') {
-    const copiesById = new Map<string, ManifestCopy<'database'>[]>();
-    let listed = 0;
-    for (const repository of repositories) {
-      let scan;
-      try {
-        scan = await scanManifests(repository, 'database', trust.verifier);
-        listed++;
-      } catch (err) {
-        skipped.push({ repository: repository.name, key: componentPrefix('database'), reason: `repository ${repository.name} cannot be listed now: ${errorText(err)}`, errorType: ErrorType.StorageUnreachable });
-        continue;
-      }
-      skipped.push(...scan.damaged);
-      for (const { manifest, signature } of scan.manifests) {
-        const copies = copiesById.get(manifest.backupId) ?? [];
-        copies.push({ repository: repository.name, manifest, signature });
-        copiesById.set(manifest.backupId, copies);
-      }
+    const { copiesById, damaged, unlisted } = await scanCatalog(repositories, 'database', trust.verifier);
+    for (const u of unlisted) {
+      skipped.push({ repository: u.repository, key: componentPrefix('database'), reason: `repository ${u.repository} cannot be listed now: ${errorText(u.error)}`, errorType: ErrorType.StorageUnreachable });
     }
-    if (!listed) throw transient(ErrorType.StorageUnreachable, `no repository can be listed now: ${skipped.map((s) => s.reason).join('; ')}`);
+    skipped.push(...damaged);
+    if (unlisted.length === repositories.length) throw transient(ErrorType.StorageUnreachable, `no repository can be listed now: ${skipped.map((s) => s.reason).join('; ')}`);
     const usable: { manifest: BackupManifest; holders: string[]; signature: SignatureVerdict; skipped: SkippedCopy[] }[] = [];
     const refused: { manifest: BackupManifest; skipped: SkippedCopy[] }[] = [];
     for (const [backupId, copies] of copiesById) {

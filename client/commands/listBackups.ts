@@ -3,7 +3,7 @@
 // configured source (database and cluster) are listed as ours; the others in a shared
 // repository, and damaged manifests, are listed apart. Every backup says whether its manifest
 // is signed by a trusted key; unsigned and wrongly signed ones are marked.
-import { chooseCopy, latestVerification, manifestKey, scanManifests, type ManifestCopy } from '../../engine/catalog.js';
+import { chooseCopy, latestVerification, manifestKey, scanCatalog } from '../../engine/catalog.js';
 import type { Verifier } from '../../engine/manifestSignature.js';
 import { sourceVerdict, type ExpectedSource, type SourceVerdict } from '../../engine/sourceMatch.js';
 import { redact } from '../../common/redact.js';
@@ -79,24 +79,8 @@ export interface Catalog {
  * are less proven or differ are listed as damaged.
  */
 export async function readCatalog(repositories: Repository[], verifier: Verifier, expected?: ExpectedSource): Promise<Catalog> {
-  const copiesById = new Map<string, ManifestCopy<'database'>[]>();
-  const errors: Catalog['errors'] = [];
-  const damaged: SkippedCopy[] = [];
-  for (const repository of repositories) {
-    let scan;
-    try {
-      scan = await scanManifests(repository, 'database', verifier);
-    } catch (err) {
-      errors.push({ repository: repository.name, error: redact((err as Error).message ?? String(err)) });
-      continue;
-    }
-    damaged.push(...scan.damaged);
-    for (const { manifest, signature } of scan.manifests) {
-      const copies = copiesById.get(manifest.backupId) ?? [];
-      copies.push({ repository: repository.name, manifest, signature });
-      copiesById.set(manifest.backupId, copies);
-    }
-  }
+  const { copiesById, damaged, unlisted } = await scanCatalog(repositories, 'database', verifier);
+  const errors: Catalog['errors'] = unlisted.map((u) => ({ repository: u.repository, error: redact((u.error as Error)?.message ?? String(u.error)) }));
   const listed: { entry: CatalogEntry; verdict: SourceVerdict }[] = [];
   for (const [backupId, copies] of copiesById) {
     // Every copy is shown for what it is; the best proven one stands for the backup.

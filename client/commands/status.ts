@@ -11,7 +11,7 @@ import { SHARED_TASK_QUEUE, hostTaskQueue } from '../../common/types.js';
 import { databaseHost, type Config } from '../../common/config.js';
 import type { Printer } from '../output.js';
 import { readCatalog, type LastVerification } from './listBackups.js';
-import { scanManifests, type Scanned } from '../../engine/catalog.js';
+import { scanCatalog } from '../../engine/catalog.js';
 import { loadVerifier, type Verifier } from '../../engine/manifestSignature.js';
 import { expectedSource, pickLatest, sourceVerdict, type ExpectedSource } from '../../engine/sourceMatch.js';
 import { archiveLag, listWalEntries, newestSegmentOf, readWalEntry, spoolRepository } from '../../engine/walArchive.js';
@@ -51,18 +51,18 @@ export interface StatusReport {
 const BASE_BACKUP_MAX_AGE_DAYS = 8;
 
 async function latestBaseBackup(repositories: Repository[], expected: ExpectedSource, verifier: Verifier, problems: string[]): Promise<StatusReport['latestBaseBackup']> {
+  const { copiesById, damaged } = await scanCatalog(repositories, 'base', verifier);
+  // Damaged manifests are problems; a repository that cannot be listed is reported elsewhere.
+  damaged.forEach((d) => problems.push(d.reason));
   let newest: { backupId: string; stoppedAt: string; foundIn: string[] } | undefined;
-  for (const repository of repositories) {
-    const scan = await scanManifests(repository, 'base', verifier).catch(() => ({ manifests: [] as Scanned<'base'>[], damaged: [] }));
-    scan.damaged.forEach((d) => problems.push(d.reason));
+  for (const copies of copiesById.values()) {
     // A base backup of another cluster cannot start a recovery of ours; an unsigned or wrongly signed one starts none by default.
-    const ofOurs = scan.manifests.filter((s) => ['match', 'unchecked'].includes(sourceVerdict({ systemIdentifier: s.manifest.server.systemIdentifier }, expected).kind));
-    ofOurs.filter((s) => s.signature.state === 'bad-signature').forEach((s) => problems.push(`base backup ${s.manifest.backupId} in ${repository.name}: manifest ${(s.signature as { reason: string }).reason}`));
-    const ours = ofOurs.filter((s) => s.signature.state === 'signed').map((s) => s.manifest);
-    const last = ours.at(-1);
-    if (!last) continue;
-    if (!newest || last.backup.stoppedAt > newest.stoppedAt) newest = { backupId: last.backupId, stoppedAt: last.backup.stoppedAt, foundIn: [repository.name] };
-    else if (last.backupId === newest.backupId) newest.foundIn.push(repository.name);
+    const ofOurs = copies.filter((c) => ['match', 'unchecked'].includes(sourceVerdict({ systemIdentifier: c.manifest.server.systemIdentifier }, expected).kind));
+    ofOurs.filter((c) => c.signature.state === 'bad-signature').forEach((c) => problems.push(`base backup ${c.manifest.backupId} in ${c.repository}: manifest ${(c.signature as { reason: string }).reason}`));
+    const signed = ofOurs.filter((c) => c.signature.state === 'signed');
+    if (signed.length && (!newest || signed[0].manifest.backup.stoppedAt > newest.stoppedAt)) {
+      newest = { backupId: signed[0].manifest.backupId, stoppedAt: signed[0].manifest.backup.stoppedAt, foundIn: signed.map((c) => c.repository) };
+    }
   }
   if (!newest) return null;
   return { ...newest, ageDays: Math.round(((Date.now() - Date.parse(newest.stoppedAt)) / 86_400_000) * 100) / 100 };
