@@ -34,8 +34,14 @@ const startedAt = new Date();
 const stacks: ChaosStack[] = [];
 const stopAll = () => Promise.all(stacks.map((s) => s.stop()));
 // Ctrl-C or a kill: the stacks go with us (their tmpfs unmounted, their servers stopped).
+// `on`, not `once`: execa's child cleanup (signal-exit) re-raises a signal as soon as it sees no
+// listener but its own, which killed this process mid-stop: the servers went (execa's children),
+// and the workers, gpg-agents, NAS tmpfs and folders stayed. A second signal is ignored.
+let stopping = false;
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
+  process.on(signal, () => {
+    if (stopping) return;
+    stopping = true;
     say(`${signal}: stopping the stack`);
     void stopAll().finally(() => process.exit(130));
   });
