@@ -7,12 +7,10 @@ import { pipeline } from 'node:stream/promises';
 import { Context, log } from '@temporalio/activity';
 import { CLI_PATH } from '../common/runtime.js';
 import { ErrorType } from '../common/types.js';
-import type { BaseBackupManifest, BaseBackupSummary, RecoverableWindow, RecoveryCluster, RecoveryTarget } from '../common/pitrTypes.js';
-import { chooseCopy, manifestKey, readManifestCopies, scanCatalog } from '../engine/catalog.js';
+import type { BaseBackupManifest, RecoverableWindow, RecoveryCluster, RecoveryTarget } from '../common/pitrTypes.js';
 import type { DatabaseBackupDeps } from './databaseBackup.js';
 import { readFirstGoodCopy } from '../engine/copySelection.js';
-import { admitted, loadVerifier } from '../engine/manifestSignature.js';
-import { noManifest } from '../engine/restoreSource.js';
+import { loadVerifier } from '../engine/manifestSignature.js';
 import { actWhileStanding, assertAttemptStands, staleAttempt } from '../engine/attemptStanding.js';
 import { assertPrivateKeyFor } from '../engine/encryption.js';
 import { classifyFilesystemError, errorText, permanent } from '../engine/errors.js';
@@ -22,11 +20,11 @@ import { serverOwner } from '../engine/localCluster.js';
 import { connect, countRows, parseDatabaseUrl, tablesToCount, type DatabaseTarget } from '../engine/postgres.js';
 import { claimDataDirectory, configureRecovery, handOver, prefetchDirOf, startCluster, stopCluster, waitUntilPromoted } from '../engine/recoveryCluster.js';
 import { restoreServer } from '../engine/restoreTarget.js';
-import { expectedSource, sourceVerdict } from '../engine/sourceMatch.js';
-import { listWalEntries, readWalEntry, walEntryRefusal, walTrustOf } from '../engine/walArchive.js';
-import { segmentEndLsn } from '../engine/walHeader.js';
+import { expectedSource } from '../engine/sourceMatch.js';
+import { walTrustOf } from '../engine/walArchive.js';
 import { progressHeartbeat } from './progressHeartbeat.js';
 import { prefetchWal } from '../engine/walPrefetch.js';
+import { findBaseBackup as findBaseBackupIn, recoverableWindow } from '../engine/recoverableWindow.js';
 import './attemptContext.js';
 
 export interface PrepareInput {
@@ -79,19 +77,7 @@ export function createPitrActivities(deps: PitrDeps) {
   }
 
   async function findBaseBackup(backupId: string, allowUnsigned: boolean): Promise<{ manifest: BaseBackupManifest; holders: string[] }> {
-    // A damaged copy, an unsigned or wrongly signed one, one naming another backup or differing from the one used is skipped.
-    const trust = { verifier: await loadVerifier(config), allowUnsigned };
-    const copies = await readManifestCopies(deps.repositories, 'base', backupId, trust);
-    copies.skipped.forEach((s) => log.warn('base backup manifest copy skipped', { ...s }));
-    const { manifest, holders } = copies;
-    // A repository that cannot be read now is retryable (its copy may be the one), as for a restore.
-    if (!manifest) throw noManifest(`base backup ${backupId}`, copies.skipped, trust, 'is in no repository');
-    if (copies.signature?.state === 'unsigned') log.warn('base backup is UNSIGNED: admitted because unsigned backups were allowed', { backupId });
-    const verdict = sourceVerdict({ systemIdentifier: manifest.server.systemIdentifier }, await expectedSource(config));
-    if (verdict.kind === 'otherCluster') {
-      throw permanent(ErrorType.SourceMismatch, `base backup ${backupId} ${verdict.reason}: set restore.sourceSystemIdentifier when recovering a cluster that is gone`);
-    }
-    return { manifest, holders };
+    return findBaseBackupIn(deps.repositories, backupId, { verifier: await loadVerifier(config), allowUnsigned }, await expectedSource(config), log);
   }
 
   return {
@@ -102,76 +88,7 @@ export function createPitrActivities(deps: PitrDeps) {
      * is unknown and base backups of several clusters are there; InvalidConfig for a signing key file.
      */
     async describeRecoverableWindow(input?: { allowUnsigned?: boolean }): Promise<RecoverableWindow> {
-      const bases = new Map<string, BaseBackupSummary>();
-      let newest: { segment: string; archivedAt: string } | undefined;
-      const expected = await expectedSource(config);
-      const verifier = await loadVerifier(config);
-      const walTrust = walTrustOf(config, verifier, input?.allowUnsigned === true);
-      const uncheckedClusters = new Set<string>();
-      const unsigned = new Set<string>();
-      const { copiesById, damaged, unlisted } = await scanCatalog(deps.repositories, 'base', verifier);
-      damaged.forEach((d) => log.warn('base backup manifest skipped', { ...d }));
-      unlisted.forEach((u) => log.warn('repository not read for the recoverable window', { repository: u.repository, error: errorText(u.error) }));
-      for (const [backupId, copies] of copiesById) {
-        const choice = chooseCopy(copies, manifestKey('base', backupId), (verdict) => admitted(verdict, input?.allowUnsigned === true));
-        choice.skipped.forEach((skip) => log.warn('base backup copy left out of the recoverable window', { ...skip }));
-        if (!choice.chosen) continue;
-        const { manifest: m, signature } = choice.chosen;
-        // Only the configured cluster's base backups can start its recovery.
-        const verdict = sourceVerdict({ systemIdentifier: m.server.systemIdentifier }, expected);
-        if (verdict.kind === 'otherCluster') continue;
-        if (verdict.kind === 'unchecked') uncheckedClusters.add(m.server.systemIdentifier);
-        bases.set(m.backupId, { backupId: m.backupId, timeline: m.backup.timeline, startLsn: m.backup.startLsn, stopLsn: m.backup.stopLsn, stoppedAt: m.backup.stoppedAt });
-        if (signature.state === 'unsigned') unsigned.add(m.backupId);
-      }
-      for (const repository of deps.repositories) {
-        try {
-          // The newest segment whose entry this host would replay: a planted one (unsigned, or
-          // signed by no trusted key) past the archive's end does not stretch the window.
-          const segments = (await listWalEntries(repository)).filter((s) => /^[0-9A-F]{24}$/.test(s));
-          for (let i = segments.length - 1; i >= 0 && (!newest || segments[i] > newest.segment); i--) {
-            const entry = await readWalEntry(repository, segments[i]).catch(() => undefined);
-            if (!entry) continue;
-            const refusal = walEntryRefusal(entry, repository.name, walTrust);
-            if (refusal) {
-              log.warn('WAL segment left out of the recoverable window', { repository: repository.name, segment: segments[i], ...refusal });
-              continue;
-            }
-            newest = { segment: segments[i], archivedAt: entry.archivedAt };
-            break;
-          }
-        } catch (err) {
-          log.warn('repository not read for the recoverable window', { repository: repository.name, error: errorText(err) });
-        }
-      }
-      // With the cluster unknown (live cluster down, no restore.sourceSystemIdentifier), base
-      // backups of several clusters cannot be told apart: refuse rather than start from another's.
-      if (uncheckedClusters.size > 1) {
-        throw permanent(
-          ErrorType.SourceMismatch,
-          `base backups of ${uncheckedClusters.size} clusters (system identifiers ${[...uncheckedClusters].join(', ')}) are in the repositories and the configured cluster's identifier is unknown (${expected.unreadable ?? 'not configured'}): set restore.sourceSystemIdentifier`,
-        );
-      }
-      // allowUnsigned admits the base backups made before signing began: never an unsigned one
-      // dated after the first signed one (planted: anyone who can write to a repository can
-      // make one, and date it just before the target, so that the recovery starts from it).
-      const firstSigned = [...bases.values()].filter((b) => !unsigned.has(b.backupId)).sort((a, b) => a.stoppedAt.localeCompare(b.stoppedAt))[0];
-      if (firstSigned) {
-        for (const id of unsigned) {
-          if (bases.get(id)!.stoppedAt > firstSigned.stoppedAt) {
-            log.warn('unsigned base backup left out of the recoverable window: it is newer than the first signed one', { backupId: id, firstSigned: firstSigned.backupId });
-            bases.delete(id);
-          }
-        }
-      }
-      const baseBackups = [...bases.values()].sort((a, b) => a.stoppedAt.localeCompare(b.stoppedAt));
-      return {
-        baseBackups,
-        earliest: baseBackups[0]?.stoppedAt ?? null,
-        latest: newest?.archivedAt ?? null,
-        newestSegment: newest?.segment ?? null,
-        latestLsn: newest ? segmentEndLsn(newest.segment) : null,
-      };
+      return recoverableWindow(config, deps.repositories, await loadVerifier(config), await expectedSource(config), input?.allowUnsigned === true, log);
     },
 
     /**
