@@ -2,21 +2,17 @@
 // one's place, and drop scratch databases. They run on the task queue of the host that holds
 // the private key (a restoring, verification or drill host).
 import { createHash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import { text } from 'node:stream/consumers';
 import { Context, log } from '@temporalio/activity';
 import { ErrorType } from '../common/types.js';
 import type { CatalogSource, DatabaseInspection, FileSource, RestoreSource, RestoredDatabase, SkippedCopy } from '../common/restoreTypes.js';
 import type { DatabaseBackupDeps } from './databaseBackup.js';
-import { readFirstGoodCopy } from '../engine/copySelection.js';
 import { assertAttemptStands } from '../engine/attemptStanding.js';
 import { assertPrivateKeyFor } from '../engine/encryption.js';
-import { classifyDatabaseError, classifyFilesystemError, errorText, isEngineError, permanent } from '../engine/errors.js';
+import { classifyDatabaseError, errorText, isEngineError, permanent } from '../engine/errors.js';
 import { progressHeartbeat, type ProgressHeartbeat } from './progressHeartbeat.js';
-import { assertRoomFor, makeStagingDir } from '../engine/staging.js';
+import { assertRoomFor, makeStagingDir, stageObject, type DecryptKeys } from '../engine/staging.js';
 import { inspectDatabase } from '../engine/inspection.js';
 import { connect, spawnRestore, type DatabaseTarget } from '../engine/postgres.js';
 import { loadFile, resolveCatalogBackup, resolveFile, shownPath } from '../engine/restoreSource.js';
@@ -36,7 +32,7 @@ import {
   withServer,
   type Maker,
 } from '../engine/restoreTarget.js';
-import { createMissingRoles, parseGlobals } from '../engine/roles.js';
+import { ensureRolesOf } from '../engine/roles.js';
 import { swapIntoLive, type SwapInput } from '../engine/swap.js';
 import { runServiceCommands } from '../engine/services.js';
 import { pickRepositories } from '../engine/storage/index.js';
@@ -130,21 +126,13 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
 
   /** Roles from the globals object, created where missing; the first whole copy is used. */
   async function ensureRoles(source: CatalogSource, repositories: Repository[], signal: AbortSignal): Promise<{ created: string[]; skipped: SkippedCopy[] }> {
-    const globals = source.objects.find((o) => o.role === 'globals');
-    if (!globals) return { created: [], skipped: [] };
-    const read = await readFirstGoodCopy({
-      object: globals,
-      repositories,
-      compression: source.compression,
-      privateKeyHome: config.encryption.privateKeyHome!,
-      passphraseFile: config.encryption.passphraseFile,
-      signal,
-      consume: (plain) => text(plain),
-      consumerFailure: (err) => classifyFilesystemError(err, 'reading the globals'),
-    });
-    const created = await withServer(server(), (client) => createMissingRoles(client, parseGlobals(read.value)));
-    if (created.length) log.info('created roles from the backup globals', { roles: created });
-    return { created, skipped: read.skipped };
+    const roles = await ensureRolesOf(server(), source, repositories, decryptKeys(), signal);
+    if (roles.created.length) log.info('created roles from the backup globals', { roles: roles.created });
+    return roles;
+  }
+
+  function decryptKeys(): DecryptKeys {
+    return { privateKeyHome: config.encryption.privateKeyHome!, passphraseFile: config.encryption.passphraseFile };
   }
 
   async function restoreCatalogBackup(input: RestoreIntoInput & { source: CatalogSource }, signal: AbortSignal): Promise<RestoredDatabase> {
@@ -178,21 +166,15 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
         // the (signed) manifest: pg_restore runs the archive's SQL as a superuser, and a copy
         // planted in a repository (anyone can encrypt to the public key) must not run a single
         // statement. So no SQL of the archive runs before the copy is proven.
-        read = await readFirstGoodCopy({
+        read = await stageObject({
           object: dump,
           repositories,
           compression: source.compression,
-          privateKeyHome: config.encryption.privateKeyHome!,
-          passphraseFile: config.encryption.passphraseFile,
+          keys: decryptKeys(),
+          file: archive,
           signal,
           onBytes: (n) => beat.moved(n),
-          consume: async (plain) => {
-            staged = 0;
-            if (signal.aborted) throw signal.reason;
-            plain.on('data', (chunk: Buffer) => (staged += chunk.length));
-            await pipeline(plain, createWriteStream(archive, { mode: 0o600 }));
-          },
-          consumerFailure: (err) => classifyFilesystemError(err, `staging the archive in ${dir}`),
+          onStaged: (n) => (staged = n),
         });
         read.skipped.forEach((s) => log.warn('copy skipped', { ...s }));
         // Schema, data, then indexes and constraints, in parallel from the staged archive. No

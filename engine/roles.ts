@@ -1,7 +1,15 @@
 // Roles from a backup's globals (pg_dumpall --globals-only), created on a server that lacks
 // them: a fresh drill host has never seen the application's roles, and pg_restore cannot give
 // a table to an owner that does not exist. Roles the server already has are left as they are.
+import { text } from 'node:stream/consumers';
 import type pg from 'pg';
+import type { CatalogSource, SkippedCopy } from '../common/restoreTypes.js';
+import { readFirstGoodCopy } from './copySelection.js';
+import { classifyFilesystemError } from './errors.js';
+import type { DatabaseTarget } from './postgres.js';
+import { withServer } from './restoreTarget.js';
+import type { DecryptKeys } from './staging.js';
+import type { Repository } from './storage/repository.js';
 
 export interface RoleStatements {
   role: string;
@@ -140,4 +148,22 @@ export async function createMissingRoles(client: pg.Client, plan: GlobalsPlan): 
     throw err;
   }
   return [...created];
+}
+
+/** A backup's roles (its globals object, the first whole copy) created on `server` where missing. */
+export async function ensureRolesOf(server: DatabaseTarget, source: CatalogSource, repositories: Repository[], keys: DecryptKeys, signal: AbortSignal): Promise<{ created: string[]; skipped: SkippedCopy[] }> {
+  const globals = source.objects.find((o) => o.role === 'globals');
+  if (!globals) return { created: [], skipped: [] };
+  const read = await readFirstGoodCopy({
+    object: globals,
+    repositories,
+    compression: source.compression,
+    privateKeyHome: keys.privateKeyHome,
+    passphraseFile: keys.passphraseFile,
+    signal,
+    consume: (plain) => text(plain),
+    consumerFailure: (err) => classifyFilesystemError(err, 'reading the globals'),
+  });
+  const created = await withServer(server, (client) => createMissingRoles(client, parseGlobals(read.value)));
+  return { created, skipped: read.skipped };
 }

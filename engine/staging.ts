@@ -1,10 +1,14 @@
 // Where a restore stages the decrypted archive before pg_restore reads it: a folder of one
 // attempt alone, on a disk with room for the archive.
+import { createWriteStream } from 'node:fs';
 import { mkdtemp, statfs } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { ErrorType } from '../common/types.js';
+import { pipeline } from 'node:stream/promises';
+import { ErrorType, type Compression, type StoredObject } from '../common/types.js';
+import { readFirstGoodCopy, type CopyRead } from './copySelection.js';
 import { classifyFilesystemError, permanent } from './errors.js';
+import type { Repository } from './storage/repository.js';
 import { ownedTempPrefix } from './tempDirs.js';
 
 /**
@@ -43,4 +47,46 @@ async function defaultStagingRoot(bytes: number): Promise<string> {
     // no /dev/shm here
   }
   return os.tmpdir();
+}
+
+/** The private key a restore decrypts with. */
+export interface DecryptKeys {
+  privateKeyHome: string;
+  passphraseFile: string | undefined;
+}
+
+/**
+ * Stages a backup's object whole in `file` from its first good copy: a copy's bytes are kept
+ * only once its stored sha256 matched the (signed) manifest, so nothing of a planted or
+ * damaged copy is ever loaded. `onStaged` is told the plaintext bytes written so far (counted
+ * again from 0 for each copy tried); `onBytes` the stored bytes read.
+ */
+export async function stageObject(input: {
+  object: StoredObject;
+  repositories: Repository[];
+  compression: Compression;
+  keys: DecryptKeys;
+  file: string;
+  signal: AbortSignal;
+  onBytes?: (bytes: number) => void;
+  onStaged?: (bytes: number) => void;
+}): Promise<CopyRead<void>> {
+  const { signal } = input;
+  return readFirstGoodCopy({
+    object: input.object,
+    repositories: input.repositories,
+    compression: input.compression,
+    privateKeyHome: input.keys.privateKeyHome,
+    passphraseFile: input.keys.passphraseFile,
+    signal,
+    onBytes: input.onBytes,
+    consume: async (plain) => {
+      let staged = 0;
+      input.onStaged?.(0);
+      if (signal.aborted) throw signal.reason;
+      plain.on('data', (chunk: Buffer) => input.onStaged?.((staged += chunk.length)));
+      await pipeline(plain, createWriteStream(input.file, { mode: 0o600 }));
+    },
+    consumerFailure: (err) => classifyFilesystemError(err, `staging the archive in ${path.dirname(input.file)}`),
+  });
 }
