@@ -2,10 +2,10 @@
 // copy only, run the smoke checks, measure recovery time (start until checks pass) and data
 // age (backup snapshot until the drill), write the report, and tear the drill database down.
 import { ApplicationFailure, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
-import { hostActivities, longRestore, quickMetadata } from './activityOptions.js';
 import { describeFailure, surfaceFailure } from './failures.js';
 import { progressQuery } from './messages.js';
-import { dropScratchThenReport, validateWith } from './saga.js';
+import { validateWith } from './saga.js';
+import { endScratchRun, restoreIntoScratch, scratchActivities } from './scratchRestore.js';
 import { inspectionProblems } from './verdicts.js';
 import { checkAllowUnsigned, checkObject, checkTaskQueue, invalidInput } from './inputChecks.js';
 import { checkBackupReference, checkJobs, stamp } from './restoreInput.js';
@@ -20,8 +20,7 @@ export async function recoveryDrill(input: RecoveryDrillInput): Promise<DrillRep
   const progress: RestoreProgress = { phase: 'resolving' };
   setHandler(progressQuery, () => progress);
   validateWith(progress, () => validateInput(input));
-  const quick = hostActivities(quickMetadata, input.hostTaskQueue);
-  const long = hostActivities(longRestore, input.hostTaskQueue);
+  const activities = scratchActivities(input.hostTaskQueue);
 
   const database = scratchDatabaseName('drill', workflowId);
   progress.database = database;
@@ -41,31 +40,31 @@ export async function recoveryDrill(input: RecoveryDrillInput): Promise<DrillRep
   };
   let failure: unknown;
   try {
-    const { source } = await quick.resolveRestoreSource({ backup: input.backup, repositories: [input.repository], allowUnsigned: input.allowUnsigned });
-    if (source.kind !== 'backup') throw ApplicationFailure.nonRetryable('the drill takes a catalog backup', ErrorType.InvalidInput);
-    report.backupId = source.backupId;
-    report.rpoSeconds = (started - Date.parse(source.takenAt)) / 1000;
-    progress.phase = 'restoring';
-    report.restored = await long.restoreIntoNewDatabase({ workflowId, source, database, jobs: input.jobs });
-    progress.phase = 'verifying';
-    report.inspection = await long.inspectRestoredDatabase({ database, expectedRowCounts: source.rowCounts, amcheck: false });
-    if (input.healthUrl) report.health = await quick.checkHealthUrl({ url: input.healthUrl });
+    const { inspection } = await restoreIntoScratch(
+      activities,
+      progress,
+      { workflowId, database, backup: input.backup, repositories: [input.repository], allowUnsigned: input.allowUnsigned, jobs: input.jobs, amcheck: false, what: 'the drill' },
+      {
+        source: (source) => {
+          report.backupId = source.backupId;
+          report.rpoSeconds = (started - Date.parse(source.takenAt)) / 1000;
+        },
+        restored: (restored) => (report.restored = restored),
+      },
+    );
+    report.inspection = inspection;
+    if (input.healthUrl) report.health = await activities.quick.checkHealthUrl({ url: input.healthUrl });
     report.ok = report.inspection.ok && (report.health?.ok ?? true);
     if (report.ok) report.rtoSeconds = (Date.now() - started) / 1000;
   } catch (err) {
     failure = err;
     report.failure = describeFailure(err);
   } finally {
-    progress.phase = 'cleaning-up';
-    await dropScratchThenReport(
-      {
-        drop: () => quick.dropRestoredDatabase({ database, workflowId }),
-        onDropped: () => (report.torndown = true),
-        stamp: () => (report.finishedAt = new Date().toISOString()),
-        report: () => quick.writeDrillReport(report),
-      },
-      { database },
-    );
+    await endScratchRun(activities, progress, { workflowId, database, context: { database } }, {
+      onDropped: () => (report.torndown = true),
+      stamp: () => (report.finishedAt = new Date().toISOString()),
+      write: () => activities.quick.writeDrillReport(report),
+    });
   }
   progress.phase = report.ok ? 'done' : 'failed';
   if (failure) throw surfaceFailure(failure);

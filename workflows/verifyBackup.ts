@@ -4,11 +4,11 @@
 // and drop the scratch database on every path. Unlike the seed's `gunzip | psql`, a broken
 // dump fails here, and a damaged copy the restore skipped is named in the verdict.
 import { ApplicationFailure, isCancellation, patched, setHandler, uuid4, workflowInfo } from '@temporalio/workflow';
-import { hostActivities, longRestore, quickMetadata } from './activityOptions.js';
 import { copyProblems, copySummary, verificationState, verificationVerdict } from '../common/copyVerdict.js';
 import { describeFailure, surfaceFailure } from './failures.js';
 import { progressQuery } from './messages.js';
-import { dropScratchThenReport, validateWith } from './saga.js';
+import { validateWith } from './saga.js';
+import { endScratchRun, restoreIntoScratch, scratchActivities } from './scratchRestore.js';
 import { inspectionProblems } from './verdicts.js';
 import { checkAllowUnsigned, checkObject, checkTaskQueue, invalidInput } from './inputChecks.js';
 import { checkBackupReference, checkJobs, stamp } from './restoreInput.js';
@@ -22,8 +22,7 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<Verificati
   const progress: RestoreProgress = { phase: 'resolving' };
   setHandler(progressQuery, () => progress);
   validateWith(progress, () => validateInput(input));
-  const quick = hostActivities(quickMetadata, input.hostTaskQueue);
-  const long = hostActivities(longRestore, input.hostTaskQueue);
+  const activities = scratchActivities(input.hostTaskQueue);
 
   // Derived from the workflow id, so a new worker after a crash finds what the dead one made.
   const scratch = scratchDatabaseName('verify', workflowId);
@@ -42,15 +41,20 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<Verificati
   let failure: unknown;
   let toAudit: { backupId: string; objects: StoredObject[]; allowUnsigned?: boolean } | undefined;
   try {
-    const { source } = await quick.resolveRestoreSource({ backup: input.backup, allowUnsigned: input.allowUnsigned });
-    if (source.kind !== 'backup') throw ApplicationFailure.nonRetryable('verification takes a catalog backup', ErrorType.InvalidInput);
-    report.backupId = source.backupId;
-    toAudit = { backupId: source.backupId, objects: source.objects, allowUnsigned: input.allowUnsigned };
-    progress.phase = 'restoring';
-    report.restored = await long.restoreIntoNewDatabase({ workflowId, source, database: scratch, jobs: input.jobs });
-    progress.phase = 'verifying';
-    report.inspection = await long.inspectRestoredDatabase({ database: scratch, expectedRowCounts: source.rowCounts, amcheck: input.amcheck ?? true });
-    report.ok = report.inspection.ok;
+    const { inspection } = await restoreIntoScratch(
+      activities,
+      progress,
+      { workflowId, database: scratch, backup: input.backup, allowUnsigned: input.allowUnsigned, jobs: input.jobs, amcheck: input.amcheck ?? true, what: 'verification' },
+      {
+        source: (source) => {
+          report.backupId = source.backupId;
+          toAudit = { backupId: source.backupId, objects: source.objects, allowUnsigned: input.allowUnsigned };
+        },
+        restored: (restored) => (report.restored = restored),
+      },
+    );
+    report.inspection = inspection;
+    report.ok = inspection.ok;
   } catch (err) {
     failure = err;
     report.failure = describeFailure(err);
@@ -61,7 +65,7 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<Verificati
     if (toAudit && !isCancellation(failure) && patched('audit-copies')) {
       progress.phase = 'auditing-copies';
       try {
-        report.copies = await long.auditBackupCopies(toAudit);
+        report.copies = await activities.long.auditBackupCopies(toAudit);
       } catch (err) {
         if (isCancellation(err)) failure ??= err;
         report.copyAuditFailure = describeFailure(err);
@@ -69,16 +73,11 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<Verificati
     }
     report.state = verificationState(report);
     report.verdict = verificationVerdict(report);
-    progress.phase = 'cleaning-up';
-    await dropScratchThenReport(
-      {
-        drop: () => quick.dropRestoredDatabase({ database: scratch, workflowId }),
-        onDropped: () => (report.scratchDropped = true),
-        stamp: () => (report.finishedAt = new Date().toISOString()),
-        report: () => quick.writeVerificationReport(report),
-      },
-      { scratch },
-    );
+    await endScratchRun(activities, progress, { workflowId, database: scratch, context: { scratch } }, {
+      onDropped: () => (report.scratchDropped = true),
+      stamp: () => (report.finishedAt = new Date().toISOString()),
+      write: () => activities.quick.writeVerificationReport(report),
+    });
   }
   progress.phase = report.ok ? 'done' : 'failed';
   if (failure) throw surfaceFailure(failure);
