@@ -25,7 +25,8 @@ export interface GlobalsPlan {
 
 const IDENT = String.raw`("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)`;
 const CREATE_ROLE = new RegExp(String.raw`^CREATE ROLE ${IDENT};$`);
-const ALTER_ROLE = new RegExp(String.raw`^ALTER ROLE ${IDENT} WITH .*;$`);
+// Its attributes (WITH ...) and its own settings (SET ..., pg_dumpall's "User Config").
+const ALTER_ROLE = new RegExp(String.raw`^ALTER ROLE ${IDENT} (?:WITH|SET) .*;$`);
 // PostgreSQL 16 adds WITH INHERIT / SET options; anything after the member is kept.
 const GRANT_ROLE = new RegExp(String.raw`^GRANT ${IDENT} TO ${IDENT}(?: .*)?;$`);
 

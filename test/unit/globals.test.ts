@@ -120,3 +120,28 @@ test('object privileges, comments, settings and other statements are not role st
 test('empty globals: nothing to create', () => {
   expect(parseGlobals('')).toEqual({ roles: [], memberships: [] });
 });
+
+test("a role's own settings (pg_dumpall's \"User Config\" section) go with it: a restore onto a server without the role keeps its search_path", () => {
+  const plan = parseGlobals(`CREATE ROLE app;
+ALTER ROLE app WITH NOSUPERUSER INHERIT NOCREATEROLE NOCREATEDB LOGIN NOREPLICATION NOBYPASSRLS;
+
+--
+-- User Config "app"
+--
+
+ALTER ROLE app SET search_path TO 'app', 'public';
+ALTER ROLE app SET work_mem TO '64MB';
+ALTER ROLE ghost SET work_mem TO '1MB';
+`);
+  expect(plan.roles).toEqual([
+    {
+      role: 'app',
+      statements: [
+        'CREATE ROLE app;',
+        'ALTER ROLE app WITH NOSUPERUSER INHERIT NOCREATEROLE NOCREATEDB LOGIN NOREPLICATION NOBYPASSRLS;',
+        "ALTER ROLE app SET search_path TO 'app', 'public';",
+        "ALTER ROLE app SET work_mem TO '64MB';",
+      ],
+    },
+  ]);
+});
