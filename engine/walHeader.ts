@@ -4,6 +4,8 @@
 // writes. A file with a WAL-like name that is none of these (random bytes, a truncated copy, a
 // segment renamed to another position) is refused, so it can never take the name, and the
 // WalConflict, that the real segment needs. Pure functions over bytes: no I/O here.
+import { ErrorType } from '../common/types.js';
+import { permanent } from './errors.js';
 
 /** XLOG_PAGE_MAGIC of each supported major version (src/include/access/xlog_internal.h). */
 export const WAL_PAGE_MAGIC: Readonly<Record<number, number>> = {
@@ -132,8 +134,15 @@ export function checkSegment(name: string, head: Buffer, fileSize: number): WalF
 }
 
 export function parseLsn(lsn: string): bigint {
-  const [high, low] = lsn.split('/');
-  return (BigInt(parseInt(high, 16)) << 32n) + BigInt(parseInt(low, 16));
+  const [high, low] = lsnParts(lsn);
+  return (BigInt(high) << 32n) + BigInt(low);
+}
+
+/** An LSN's two halves as PostgreSQL writes them (1-8 hex digits each); anything else is refused, never read in part. */
+function lsnParts(lsn: string): [number, number] {
+  if (typeof lsn !== 'string' || !/^[0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8}$/.test(lsn)) throw permanent(ErrorType.InvalidInput, `${JSON.stringify(lsn)} is not an LSN (expected e.g. 0/16B3748)`);
+  const [high, low] = lsn.split('/').map((part) => parseInt(part, 16));
+  return [high, low];
 }
 
 /**
@@ -227,7 +236,8 @@ export function checkWalFile(name: string, bytes: Buffer): WalFileVerdict {
 
 /** The name of the 16 MiB segment holding an LSN on a timeline. */
 export function segmentOf(timeline: number, lsn: string): string {
-  const [high, low] = lsn.split('/').map((part) => parseInt(part, 16));
+  if (!Number.isInteger(timeline) || timeline < 1 || timeline > 0xffffffff) throw permanent(ErrorType.InvalidInput, `timeline ${timeline} is not one PostgreSQL makes (1 to FFFFFFFF)`);
+  const [high, low] = lsnParts(lsn);
   const hex = (n: number) => n.toString(16).toUpperCase().padStart(8, '0');
   return `${hex(timeline)}${hex(high)}${hex(Math.floor(low / 0x1000000))}`;
 }

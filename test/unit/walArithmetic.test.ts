@@ -276,3 +276,14 @@ describe('backup history files', () => {
     expect(checkBackupHistory(name, bytes)).toEqual({ ok: false, problem });
   });
 });
+
+describe('what is no LSN is refused, never read as part of one', () => {
+  test.each(['1g/0', '0/', '/0', '0/1/2', '123456789/0', '0/123456789', '-1/0', ' 0/0', 'x'])('parseLsn(%j) and segmentOf(1, %j) throw', (text) => {
+    expect(() => parseLsn(text)).toThrow(/is not an LSN/);
+    expect(() => segmentOf(1, text)).toThrow(/is not an LSN/);
+  });
+  test('segmentOf refuses a timeline outside 1..0xFFFFFFFF', () => {
+    expect(() => segmentOf(0, '0/0')).toThrow(/timeline/);
+    expect(() => segmentOf(2 ** 32, '0/0')).toThrow(/timeline/);
+  });
+});
