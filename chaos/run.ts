@@ -43,6 +43,11 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     if (stopping) return;
     stopping = true;
     say(`${signal}: stopping the stack`);
+    // The runs still under way fail as their stack goes (a Temporal call retried on a closed
+    // connection throws from a timer): said, not fatal, so the stop reaches its end.
+    const ignore = (err: unknown) => say(`while stopping: ${(err as Error)?.message ?? String(err)}`);
+    process.on('uncaughtException', ignore);
+    process.on('unhandledRejection', ignore);
     void stopAll().finally(() => process.exit(130));
   });
 }
