@@ -266,7 +266,7 @@ export async function scanManifests<C extends Component>(repository: Repository,
 
 /** Every backup of a component across repositories: its whole copies, in repository order. */
 export interface CatalogScan<C extends Component> {
-  /** Backup id -> its whole manifest copies, one per repository holding one, in repository order; ids oldest first. */
+  /** Backup id -> its whole manifest copies, one per repository holding one, in repository order; ids in the order the repositories are met (each repository's oldest first), as the loops this replaced met them. */
   copiesById: Map<string, ManifestCopy<C>[]>;
   /** Damaged manifests (reported, never used). */
   damaged: SkippedCopy[];
@@ -298,8 +298,7 @@ export async function scanCatalog<C extends Component>(repositories: Repository[
       copiesById.set(manifest.backupId, copies);
     }
   }
-  const oldestFirst = [...copiesById].sort(([, a], [, b]) => a[0].manifest.startedAt.localeCompare(b[0].manifest.startedAt));
-  return { copiesById: new Map(oldestFirst), damaged, unlisted };
+  return { copiesById, damaged, unlisted };
 }
 
 /** Every whole manifest of a component in one repository, oldest first, signatures NOT checked: for tests and tools, never for a restore. */

@@ -36,10 +36,12 @@ export async function resolveCatalogBackup(reference: string, repositories: Repo
   const admit = (verdict: SignatureVerdict) => admitted(verdict, trust.allowUnsigned);
   if (reference === 'latest') {
     const { copiesById, damaged, unlisted } = await scanCatalog(repositories, 'database', trust.verifier);
-    for (const u of unlisted) {
-      skipped.push({ repository: u.repository, key: componentPrefix('database'), reason: `repository ${u.repository} cannot be listed now: ${errorText(u.error)}`, errorType: ErrorType.StorageUnreachable });
+    // Repository by repository, in their order: the one that cannot be listed, or its damaged manifests.
+    for (const repository of repositories) {
+      const u = unlisted.find((x) => x.repository === repository.name);
+      if (u) skipped.push({ repository: u.repository, key: componentPrefix('database'), reason: `repository ${u.repository} cannot be listed now: ${errorText(u.error)}`, errorType: ErrorType.StorageUnreachable });
+      else skipped.push(...damaged.filter((d) => d.repository === repository.name));
     }
-    skipped.push(...damaged);
     if (unlisted.length === repositories.length) throw transient(ErrorType.StorageUnreachable, `no repository can be listed now: ${skipped.map((s) => s.reason).join('; ')}`);
     const usable: { manifest: BackupManifest; holders: string[]; signature: SignatureVerdict; skipped: SkippedCopy[] }[] = [];
     const refused: { manifest: BackupManifest; skipped: SkippedCopy[] }[] = [];
