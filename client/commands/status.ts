@@ -52,14 +52,21 @@ const BASE_BACKUP_MAX_AGE_DAYS = 8;
 
 async function latestBaseBackup(repositories: Repository[], expected: ExpectedSource, verifier: Verifier, problems: string[]): Promise<StatusReport['latestBaseBackup']> {
   const { copiesById, damaged } = await scanCatalog(repositories, 'base', verifier);
-  // Damaged manifests are problems; a repository that cannot be listed is reported elsewhere.
-  damaged.forEach((d) => problems.push(d.reason));
+  // A base backup of another cluster cannot start a recovery of ours; an unsigned or wrongly signed one starts none by default.
+  const ours = (c: { manifest: { server: { systemIdentifier: string } } }) => ['match', 'unchecked'].includes(sourceVerdict({ systemIdentifier: c.manifest.server.systemIdentifier }, expected).kind);
+  // Repository by repository, in their order: its damaged manifests, then its wrongly signed base
+  // backups of ours, oldest first. A repository that cannot be listed is reported elsewhere.
+  for (const repository of repositories) {
+    damaged.filter((d) => d.repository === repository.name).forEach((d) => problems.push(d.reason));
+    [...copiesById.values()]
+      .flatMap((copies) => copies.filter((c) => c.repository === repository.name))
+      .sort((a, b) => a.manifest.startedAt.localeCompare(b.manifest.startedAt))
+      .filter((c) => ours(c) && c.signature.state === 'bad-signature')
+      .forEach((c) => problems.push(`base backup ${c.manifest.backupId} in ${c.repository}: manifest ${(c.signature as { reason: string }).reason}`));
+  }
   let newest: { backupId: string; stoppedAt: string; foundIn: string[] } | undefined;
   for (const copies of copiesById.values()) {
-    // A base backup of another cluster cannot start a recovery of ours; an unsigned or wrongly signed one starts none by default.
-    const ofOurs = copies.filter((c) => ['match', 'unchecked'].includes(sourceVerdict({ systemIdentifier: c.manifest.server.systemIdentifier }, expected).kind));
-    ofOurs.filter((c) => c.signature.state === 'bad-signature').forEach((c) => problems.push(`base backup ${c.manifest.backupId} in ${c.repository}: manifest ${(c.signature as { reason: string }).reason}`));
-    const signed = ofOurs.filter((c) => c.signature.state === 'signed');
+    const signed = copies.filter((c) => ours(c) && c.signature.state === 'signed');
     if (signed.length && (!newest || signed[0].manifest.backup.stoppedAt > newest.stoppedAt)) {
       newest = { backupId: signed[0].manifest.backupId, stoppedAt: signed[0].manifest.backup.stoppedAt, foundIn: signed.map((c) => c.repository) };
     }
