@@ -9,7 +9,7 @@ import { COMPRESSIONS, ErrorType, type BackupManifest, type Compression, type Si
 import type { BaseBackupManifest } from '../common/pitrTypes.js';
 import type { SkippedCopy } from '../common/restoreTypes.js';
 import { compressionSuffix } from './compression.js';
-import { errorText, isEngineError, permanent } from './errors.js';
+import { classifyFilesystemError, errorText, isEngineError, permanent } from './errors.js';
 import { admitted, checkSignature, refusalOf, type Trust, type Verifier } from './manifestSignature.js';
 import type { Repository } from './storage/repository.js';
 
@@ -253,7 +253,9 @@ export async function scanManifests<C extends Component>(repository: Repository,
       // Refused for good (access denied to this object): damaged, the rest still listed. For a
       // moment (or unknown): the repository cannot be listed now; passing over its newest
       // backup as damaged would make `latest` an older one.
-      if (!isEngineError(err) || err.retryable) throw err;
+      // A filesystem repository's read stream fails with raw Node errors: EACCES or EISDIR is
+      // for good, as a permanent EngineError is; an unknown error counts as momentary.
+      if ((isEngineError(err) ? err : classifyFilesystemError(err, `reading ${key} in repository ${repository.name}`)).retryable) throw err;
       damaged.push(damagedManifest(repository.name, key, `cannot be read: ${errorText(err)}`));
       continue;
     }
