@@ -46,7 +46,8 @@ export async function recoverableWindow(config: Config, repositories: Repository
     bases.set(m.backupId, { backupId: m.backupId, timeline: m.backup.timeline, startLsn: m.backup.startLsn, stopLsn: m.backup.stopLsn, stoppedAt: m.backup.stoppedAt });
     if (signature.state === 'unsigned') unsigned.add(m.backupId);
   }
-  for (const repository of repositories) {
+  // A repository whose base backups cannot be listed now is not read for the window at all (warned once above).
+  for (const repository of repositories.filter((r) => !unlisted.some((u) => u.repository === r.name))) {
     try {
       // The newest segment whose entry this host would replay: a planted one (unsigned, or
       // signed by no trusted key) past the archive's end does not stretch the window.
