@@ -34,6 +34,16 @@ export async function recoverableWindow(config: Config, repositories: Repository
   const { copiesById, damaged, unlisted } = await scanCatalog(repositories, 'base', verifier);
   damaged.forEach((d) => log.warn('base backup manifest skipped', { ...d }));
   unlisted.forEach((u) => log.warn('repository not read for the recoverable window', { repository: u.repository, error: errorText(u.error) }));
+  // Every admitted copy's cluster counts toward the refusal below, repository by repository (oldest
+  // first in each), not only the copy chosen: copies of one base backup naming two clusters refuse too.
+  for (const repository of repositories) {
+    [...copiesById.values()]
+      .flatMap((copies) => copies.filter((c) => c.repository === repository.name && admitted(c.signature, allowUnsigned)))
+      .sort((a, b) => a.manifest.startedAt.localeCompare(b.manifest.startedAt))
+      .forEach((c) => {
+        if (sourceVerdict({ systemIdentifier: c.manifest.server.systemIdentifier }, expected).kind === 'unchecked') uncheckedClusters.add(c.manifest.server.systemIdentifier);
+      });
+  }
   for (const [backupId, copies] of copiesById) {
     const choice = chooseCopy(copies, manifestKey('base', backupId), (verdict) => admitted(verdict, allowUnsigned));
     choice.skipped.forEach((skip) => log.warn('base backup copy left out of the recoverable window', { ...skip }));
@@ -42,7 +52,6 @@ export async function recoverableWindow(config: Config, repositories: Repository
     // Only the configured cluster's base backups can start its recovery.
     const verdict = sourceVerdict({ systemIdentifier: m.server.systemIdentifier }, expected);
     if (verdict.kind === 'otherCluster') continue;
-    if (verdict.kind === 'unchecked') uncheckedClusters.add(m.server.systemIdentifier);
     bases.set(m.backupId, { backupId: m.backupId, timeline: m.backup.timeline, startLsn: m.backup.startLsn, stopLsn: m.backup.stopLsn, stoppedAt: m.backup.stoppedAt });
     if (signature.state === 'unsigned') unsigned.add(m.backupId);
   }
