@@ -8,6 +8,8 @@ import tseslint from 'typescript-eslint';
 /** An import of one of our top folders, from any depth: `../engine/x.js`, `../../workflows/y.js`. */
 const ours = (...folders) => `^(\\.\\./)+(${folders.join('|')})(/|$)`;
 const layer = (message, ...folders) => ({ regex: ours(...folders), message });
+/** The same rule for a dynamic import(), which no-restricted-imports does not see. */
+const dynamicLayer = ({ regex, message }) => ({ selector: `ImportExpression[source.value=/${regex.replace(/\//g, '\\/')}/]`, message });
 const NO_TEMPORAL = { regex: '^@temporalio/', message: 'this layer knows nothing of Temporal (ARCHITECTURE.md)' };
 
 const NODE_BUILTINS = ['assert', 'buffer', 'child_process', 'crypto', 'dns', 'events', 'fs', 'fs/promises', 'http', 'https', 'net', 'os', 'path', 'process', 'stream', 'timers', 'tls', 'url', 'util', 'worker_threads', 'zlib'];
@@ -28,6 +30,7 @@ export default tseslint.config(
   {
     files: ['workflows/**/*.ts'],
     rules: {
+      'no-restricted-syntax': ['error', dynamicLayer(layer('workflows orchestrate: they reach the engine only through activities (ARCHITECTURE.md)', 'engine', 'client', 'workers'))],
       'no-restricted-imports': [
         'error',
         {
@@ -52,24 +55,28 @@ export default tseslint.config(
   {
     files: ['common/**/*.ts'],
     rules: {
+      'no-restricted-syntax': ['error', dynamicLayer(layer('common/ is the bottom layer: it imports none of ours (ARCHITECTURE.md)', 'engine', 'workflows', 'activities', 'client', 'workers')), dynamicLayer(NO_TEMPORAL)],
       'no-restricted-imports': ['error', { patterns: [NO_TEMPORAL, layer('common/ is the bottom layer: it imports none of ours (ARCHITECTURE.md)', 'engine', 'workflows', 'activities', 'client', 'workers')] }],
     },
   },
   {
     files: ['engine/**/*.ts'],
     rules: {
+      'no-restricted-syntax': ['error', dynamicLayer(layer('the engine does the work without knowing Temporal: it imports only common/ (ARCHITECTURE.md)', 'workflows', 'activities', 'client', 'workers')), dynamicLayer(NO_TEMPORAL)],
       'no-restricted-imports': ['error', { patterns: [NO_TEMPORAL, layer('the engine does the work without knowing Temporal: it imports only common/ (ARCHITECTURE.md)', 'workflows', 'activities', 'client', 'workers')] }],
     },
   },
   {
     files: ['activities/**/*.ts'],
     rules: {
+      'no-restricted-syntax': ['error', dynamicLayer(layer('activities adapt the engine to Temporal: they import common/ and engine/ only (ARCHITECTURE.md)', 'workflows', 'client', 'workers'))],
       'no-restricted-imports': ['error', { patterns: [layer('activities adapt the engine to Temporal: they import common/ and engine/ only (ARCHITECTURE.md)', 'workflows', 'client', 'workers')] }],
     },
   },
   {
     files: ['client/**/*.ts'],
     rules: {
+      'no-restricted-syntax': ['error', dynamicLayer(layer('the CLI calls the engine and starts workflows; it never reaches into activities (ARCHITECTURE.md)', 'activities'))],
       'no-restricted-imports': ['error', { patterns: [layer('the CLI calls the engine and starts workflows; it never reaches into activities (ARCHITECTURE.md)', 'activities')] }],
     },
   },
