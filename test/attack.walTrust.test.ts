@@ -1,0 +1,137 @@
+// Hostile review of WAL authenticity (commit 5b43c5c): an attacker who can write to ONE
+// repository (the NAS or S3, not the spool, not the hosts).
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { stopAgent } from '../engine/encryption.js';
+import { loadSigner, loadVerifier, signManifest } from '../engine/manifestSignature.js';
+import { FilesystemRepository } from '../engine/storage/filesystem.js';
+import { fetchSegment, pushSegment, shipSegments, walEntryKey, walTrustOf, type WalEntry } from '../engine/walArchive.js';
+import { prefetchWal } from '../engine/walPrefetch.js';
+import { ensureKeyPair, ensureSigningKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
+import { validateConfig, type Config } from '../common/config.js';
+import { encryptLikeABackup } from './fixtures/plantedBackup.js';
+import { segmentBytes } from './fixtures/walSegment.js';
+
+let dir: string;
+let keys: KeyPair;
+let config: Config;
+let spool: FilesystemRepository;
+let nas: FilesystemRepository;
+let s3: FilesystemRepository;
+// A second host of the fleet, whose signing key the recovery host trusts too (signing.publicKeyFiles).
+let otherHost: ReturnType<typeof ensureSigningKeyPair>;
+
+const configOf = (extra: Record<string, unknown> = {}) =>
+  validateConfig(
+    {
+      host: 'wal-trust',
+      database: { url: 'postgres://app@127.0.0.1:1/app' },
+      repositories: {
+        local: { type: 'filesystem', path: path.join(dir, 'local') },
+        nas: { type: 'filesystem', path: path.join(dir, 'nas') },
+        s3: { type: 'filesystem', path: path.join(dir, 's3') },
+      },
+      encryption: { publicKeyFile: keys.publicKeyFile, privateKeyHome: keys.privateHome },
+      signing: { privateKeyFile: keys.signing.privateKeyFile, publicKeyFiles: [otherHost.publicKeyFile] },
+      wal: { spool: 'local' },
+      ...extra,
+    },
+    'wal trust config',
+  );
+
+const trust = async () => walTrustOf(config, await loadVerifier(config), false);
+
+async function pushGenuine(segment: string): Promise<Buffer> {
+  const plain = segmentBytes(segment, 1024 * 1024);
+  const file = path.join(dir, 'pg_wal', segment);
+  mkdirSync(path.dirname(file), { recursive: true });
+  writeFileSync(file, plain);
+  await pushSegment(config, [spool, nas, s3], file);
+  return plain;
+}
+
+/** An object encrypted to the public key and an entry naming it, as an attacker can make them. */
+async function plant(repository: FilesystemRepository, segment: string, sign?: (entry: WalEntry) => WalEntry): Promise<Buffer> {
+  const plain = Buffer.alloc(1024 * 1024, 0x5a);
+  const stored = await encryptLikeABackup(plain, keys.publicKeyFile);
+  const key = `wal/${segment}.zst.gpg`;
+  rmSync(path.join(repository.root, key), { force: true });
+  await repository.put(key, Readable.from([stored]));
+  const entry: WalEntry = {
+    segment,
+    key,
+    compression: 'zstd',
+    bytes: stored.length,
+    sha256: createHash('sha256').update(stored).digest('hex'),
+    plainBytes: plain.length,
+    plainSha256: createHash('sha256').update(plain).digest('hex'),
+    archivedAt: new Date().toISOString(),
+  };
+  rmSync(path.join(repository.root, walEntryKey(segment)), { force: true });
+  await repository.put(walEntryKey(segment), Readable.from([Buffer.from(JSON.stringify(sign ? sign(entry) : entry))]));
+  return plain;
+}
+
+const fetchInto = async (segment: string, repositories: FilesystemRepository[]) => {
+  const destination = path.join(dir, `fetched-${segment}-${Math.random().toString(16).slice(2)}`);
+  const delivered = await fetchSegment(config, repositories, segment, destination, await trust()).catch((err: unknown) => err as Error);
+  return { delivered, bytes: existsSync(destination) ? readFileSync(destination) : undefined };
+};
+
+beforeAll(async () => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'wal-trust-'));
+  keys = await ensureKeyPair(path.join(dir, 'keys'));
+  otherHost = ensureSigningKeyPair(path.join(dir, 'other-host'));
+  for (const r of ['local', 'nas', 's3']) mkdirSync(path.join(dir, r));
+  config = configOf();
+  spool = new FilesystemRepository('local', path.join(dir, 'local'));
+  nas = new FilesystemRepository('nas', path.join(dir, 'nas'));
+  s3 = new FilesystemRepository('s3', path.join(dir, 's3'));
+}, 120_000);
+
+afterAll(async () => {
+  await stopAgent(keys.privateHome).catch(() => undefined);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('two admitted entries of one segment that describe different bytes are never settled by repository order: the first one read is not replayed over the other', async () => {
+  // The genuine segment, shipped and signed by this host into the S3 repository.
+  const segment = '000000010000000000000011';
+  const genuine = await pushGenuine(segment);
+  await shipSegments(spool, s3, { signer: await loadSigner(config) });
+  // The attacker writes to the NAS only: an entry of the same name for other bytes, signed by a
+  // key this host trusts (another host of the fleet: its own archive holds a segment of that name).
+  const other = await loadSigner(configOf({ signing: { privateKeyFile: otherHost.privateKeyFile } }));
+  const planted = await plant(nas, segment, (entry) => signManifest(entry, other!));
+  const { delivered, bytes } = await fetchInto(segment, [nas, s3]);
+  expect(bytes?.equals(planted)).not.toBe(true);
+  // Either the genuine bytes or a refusal naming the conflict; never the planted ones.
+  if (delivered === true) expect(bytes?.equals(genuine)).toBe(true);
+  else expect(delivered).toMatchObject({ type: 'WalConflict' });
+}, 60_000);
+
+test('a damaged entry planted in one repository, for a segment no other repository has, is reported as damaged (permanent), not as a repository that could not be read (retried)', async () => {
+  const segment = '0000000100000000000000F0';
+  mkdirSync(path.join(nas.root, 'wal'), { recursive: true });
+  writeFileSync(path.join(nas.root, walEntryKey(segment)), '{ not json');
+  try {
+    const { delivered } = await fetchInto(segment, [nas, s3]);
+    expect(delivered).toMatchObject({ type: 'ManifestDamaged', retryable: false });
+  } finally {
+    rmSync(path.join(nas.root, walEntryKey(segment)));
+  }
+}, 60_000);
+
+test('the fetch-ahead is not stopped by a planted entry that a trusted entry of the same segment in another repository outweighs', async () => {
+  const segment = '000000010000000000000012';
+  await pushGenuine(segment);
+  await shipSegments(spool, s3, { signer: await loadSigner(config) });
+  await plant(nas, segment);
+  const out = path.join(dir, 'prefetch');
+  const got = await prefetchWal(config, [nas, s3], await trust(), out, 1, '0/12000000', () => undefined).catch((err: unknown) => err as Error);
+  expect(got).toMatchObject({ complete: expect.any(Boolean) });
+  expect(readdirSync(out)).toContain(segment);
+}, 60_000);
