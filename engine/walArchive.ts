@@ -348,9 +348,13 @@ export async function fetchSegment(config: Config, repositories: Repository[], s
   const holders: Repository[] = [];
   const refused: { repository: string; reason: string; errorType: ErrorType }[] = [];
   const unread: string[] = [];
+  const admittedIn: { repository: string; plainSha256: string }[] = [];
   for (const repository of repositories) {
     const found = await readWalEntry(repository, segment).catch((err: unknown) => {
-      unread.push(`${repository.name}: ${(err as Error).message}`);
+      // A damaged entry was read: that repository answered, and what it holds is refused (a
+      // planted file there must not pass for a repository that could not be read, retried).
+      if (isDamaged(err)) refused.push({ repository: repository.name, reason: `holds a damaged entry (${(err as Error).message})`, errorType: ErrorType.ManifestDamaged });
+      else unread.push(`${repository.name}: ${(err as Error).message}`);
       return undefined;
     });
     if (!found) continue;
@@ -362,6 +366,16 @@ export async function fetchSegment(config: Config, repositories: Repository[], s
     // Holders of another admitted entry are read against this one's checksums: a copy that differs is skipped.
     entry ??= found;
     holders.push(repository);
+    admittedIn.push({ repository: repository.name, plainSha256: found.plainSha256 });
+  }
+  // Admitted entries that describe different WAL (one signed by another trusted host's key, or
+  // this host's from another cluster, planted under this name): which one is this archive's
+  // cannot be told, and repository order must not decide what PostgreSQL replays.
+  if (new Set(admittedIn.map((a) => a.plainSha256)).size > 1) {
+    throw permanent(
+      ErrorType.WalConflict,
+      `wal-fetch: ${segment} is not replayed: trusted entries in different repositories describe different WAL (${admittedIn.map((a) => `${a.repository}: plaintext sha256 ${a.plainSha256}`).join('; ')}); one was planted or comes from another cluster. Remove the wrong one`,
+    );
   }
   if (!entry) {
     // Not found anywhere readable: the end of the archive, unless a repository could not be
@@ -371,8 +385,9 @@ export async function fetchSegment(config: Config, repositories: Repository[], s
     }
     if (!refused.length) return false;
     const hint = refused.some((r) => r.errorType === ErrorType.UnsignedBackup) ? ' (archived before WAL entries were signed: recover with --allow-unsigned, if you know it is so)' : '';
+    const worst = [ErrorType.BadSignature, ErrorType.ManifestDamaged, ErrorType.UnsignedBackup].find((t) => refused.some((r) => r.errorType === t))!;
     throw permanent(
-      refused.some((r) => r.errorType === ErrorType.BadSignature) ? ErrorType.BadSignature : ErrorType.UnsignedBackup,
+      worst,
       `wal-fetch: ${segment} is not replayed: its entry ${refused.map((r) => `in ${r.repository} ${r.reason}`).join('; ')}${hint}`,
     );
   }
