@@ -135,3 +135,33 @@ test('the fetch-ahead is not stopped by a planted entry that a trusted entry of 
   expect(got).toMatchObject({ complete: expect.any(Boolean) });
   expect(readdirSync(out)).toContain(segment);
 }, 60_000);
+
+test('an entry planted past the end of the archive, or a planted timeline history, in one repository does not stop every point-in-time recovery: the fetch-ahead leaves out what this host would not replay and no admitted segment follows', async () => {
+  const nasB = new FilesystemRepository('nas', path.join(dir, 'nas-b'));
+  const s3B = new FilesystemRepository('s3', path.join(dir, 's3-b'));
+  mkdirSync(nasB.root);
+  mkdirSync(s3B.root);
+  const genuine = ['000000010000000000000021', '000000010000000000000022'];
+  for (const s of genuine) await pushGenuine(s);
+  await shipSegments(spool, s3B, { signer: await loadSigner(config) });
+  // The attacker's files, in the NAS only: a segment past the archive's end and a history of a
+  // timeline nobody made. wal-fetch alone would refuse them (exit 2: "no such file" to PostgreSQL).
+  await plant(nasB, '000000010000000000000023');
+  await plant(nasB, '00000007.history');
+  const out = path.join(dir, 'prefetch-b');
+  const got = await prefetchWal(config, [nasB, s3B], await trust(), out, 1, '0/21000000', () => undefined).catch((err: unknown) => err as Error);
+  expect(got).toMatchObject({ segments: 2 });
+  expect(readdirSync(out).sort()).toEqual(genuine);
+}, 60_000);
+
+test('a planted entry refused in the middle of the archive (an admitted segment follows it) still stops the fetch-ahead, naming it', async () => {
+  const nasC = new FilesystemRepository('nas', path.join(dir, 'nas-c'));
+  const s3C = new FilesystemRepository('s3', path.join(dir, 's3-c'));
+  mkdirSync(nasC.root);
+  mkdirSync(s3C.root);
+  for (const s of ['000000010000000000000031', '000000010000000000000033']) await pushGenuine(s);
+  await shipSegments(spool, s3C, { signer: await loadSigner(config) });
+  await plant(nasC, '000000010000000000000032');
+  const got = await prefetchWal(config, [nasC, s3C], await trust(), path.join(dir, 'prefetch-c'), 1, '0/31000000', () => undefined).catch((err: unknown) => err as Error);
+  expect(got).toMatchObject({ type: 'UnsignedBackup', message: expect.stringContaining('000000010000000000000032 is not replayed') });
+}, 60_000);
