@@ -4,7 +4,8 @@ import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../common/config.js';
 import type { Repository } from './storage/repository.js';
-import { fetchSegment, listWalEntries, type WalTrust } from './walArchive.js';
+import { ErrorType } from '../common/types.js';
+import { fetchSegment, listWalEntries, readWalEntry, walEntryRefusal, type WalTrust } from './walArchive.js';
 import { segmentOf } from './walHeader.js';
 
 /** How many segments (16 MiB each) a recovery decrypts ahead of replay. */
@@ -15,7 +16,9 @@ export const PREFETCH_SEGMENTS = 64;
  * PREFETCH_SEGMENTS segments from the base backup's start: restore_command then copies a
  * file instead of starting a process per segment. Written by temp name and rename, so a
  * copy never sees half a segment. Only entries `trust` admits are fetched: one refused (planted,
- * or unsigned without allowUnsigned) ends the fetch-ahead with that error.
+ * or unsigned without allowUnsigned) before a segment this host would replay ends the fetch-ahead
+ * with that error; one past the last such segment of its timeline (or a history of a timeline
+ * with none) is left out, as wal-fetch would call it absent.
  */
 export async function prefetchWal(config: Config, repositories: Repository[], trust: WalTrust, dir: string, timeline: number, startLsn: string, beat: () => void): Promise<{ segments: number; complete: boolean }> {
   // This attempt's own folder, in the run's private folder (claimDataDirectory proved it ours).
@@ -33,12 +36,51 @@ export async function prefetchWal(config: Config, repositories: Repository[], tr
   const segments = archived.slice(0, PREFETCH_SEGMENTS);
   const wanted = [...histories, ...segments];
   const queue = [...wanted];
+  const fetched = new Set<string>();
+  const refused = new Map<string, unknown>();
   const fetchNext = async (): Promise<void> => {
     for (let name = queue.shift(); name; name = queue.shift()) {
-      await fetchSegment(config, repositories, name, path.join(dir, name), trust);
+      try {
+        await fetchSegment(config, repositories, name, path.join(dir, name), trust);
+        fetched.add(name);
+      } catch (err) {
+        if (!isRefusal(err)) throw err;
+        refused.set(name, err);
+      }
       beat();
     }
   };
   await Promise.all([fetchNext(), fetchNext()]);
-  return { segments: segments.length, complete: segments.length === archived.length };
+  // An entry refused in every repository that holds it is, to this host, not archived. Past the
+  // last segment it would replay (on that timeline), or a history of a timeline none of whose
+  // segments it would replay, it is what wal-fetch would call absent too: left out, so that one
+  // file planted in one repository cannot stop every recovery. Before an admitted segment it is
+  // a hole replay would stop at: the fetch-ahead fails, naming it.
+  const admittedLater = async (timeline: string, after: string): Promise<boolean> => {
+    const fetchedLater = [...fetched].some((n) => /^[0-9A-F]{24}$/.test(n) && n.slice(0, 8) >= timeline && n.slice(8) > after);
+    if (fetchedLater) return true;
+    // Beyond what was fetched ahead: read the entries, newest first.
+    const beyond = archived.slice(segments.length).filter((n) => n.slice(0, 8) >= timeline && n.slice(8) > after).reverse();
+    for (const name of beyond) if (await admittedAnywhere(repositories, name, trust)) return true;
+    return false;
+  };
+  for (const [name, err] of refused) {
+    const later = name.endsWith('.history') ? await admittedLater(name.slice(0, 8), '') : await admittedLater(name.slice(0, 8), name.slice(8));
+    if (later) throw err;
+  }
+  return { segments: segments.filter((n) => fetched.has(n)).length, complete: segments.length === archived.length };
+}
+
+/** The refusals of fetchSegment: entries there, none this host would replay. */
+function isRefusal(err: unknown): boolean {
+  const type = (err as { type?: string })?.type;
+  return type === ErrorType.UnsignedBackup || type === ErrorType.BadSignature || type === ErrorType.ManifestDamaged;
+}
+
+async function admittedAnywhere(repositories: Repository[], name: string, trust: WalTrust): Promise<boolean> {
+  for (const repository of repositories) {
+    const entry = await readWalEntry(repository, name).catch(() => undefined);
+    if (entry && !walEntryRefusal(entry, repository.name, trust)) return true;
+  }
+  return false;
 }
