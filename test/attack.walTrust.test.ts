@@ -165,3 +165,30 @@ test('a planted entry refused in the middle of the archive (an admitted segment 
   const got = await prefetchWal(config, [nasC, s3C], await trust(), path.join(dir, 'prefetch-c'), 1, '0/31000000', () => undefined).catch((err: unknown) => err as Error);
   expect(got).toMatchObject({ type: 'UnsignedBackup', message: expect.stringContaining('000000010000000000000032 is not replayed') });
 }, 60_000);
+
+test("a spool entry whose key names another segment's object (written by the database server's OS user, who owns the spool) does not make the shipping overwrite that object in the other repositories, nor get signed", async () => {
+  const nasD = new FilesystemRepository('nas', path.join(dir, 'nas-d'));
+  const spoolD = new FilesystemRepository('local', path.join(dir, 'local-d'));
+  mkdirSync(nasD.root);
+  mkdirSync(spoolD.root);
+  // Y is archived and shipped: its object in the NAS is the only copy off the host.
+  const y = '000000010000000000000041';
+  const plain = segmentBytes(y, 1024 * 1024);
+  const file = path.join(dir, 'pg_wal', y);
+  writeFileSync(file, plain);
+  await pushSegment(configOf({ repositories: { local: { type: 'filesystem', path: spoolD.root }, nas: { type: 'filesystem', path: nasD.root } } }), [spoolD, nasD], file);
+  const signer = await loadSigner(config);
+  await shipSegments(spoolD, nasD, { signer });
+  const yObject = path.join(nasD.root, `wal/${y}.zst.gpg`);
+  const before = readFileSync(yObject);
+  // The server's OS user (any superuser, through COPY ... TO PROGRAM) replaces Y's spool object
+  // and writes an entry of another segment naming it.
+  const junk = Buffer.from('not a segment at all');
+  writeFileSync(path.join(spoolD.root, `wal/${y}.zst.gpg`), junk);
+  const x = '000000010000000000000042';
+  const entry = { segment: x, key: `wal/${y}.zst.gpg`, compression: 'zstd', bytes: junk.length, sha256: createHash('sha256').update(junk).digest('hex'), plainBytes: 1, plainSha256: '0'.repeat(64), archivedAt: new Date().toISOString() };
+  writeFileSync(path.join(spoolD.root, walEntryKey(x)), JSON.stringify(entry));
+  await shipSegments(spoolD, nasD, { signer }).catch(() => undefined);
+  expect(readFileSync(yObject).equals(before)).toBe(true);
+  expect(existsSync(path.join(nasD.root, walEntryKey(x)))).toBe(false);
+}, 60_000);
