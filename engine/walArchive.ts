@@ -22,7 +22,7 @@ import { readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { text } from 'node:stream/consumers';
 import { pipeline } from 'node:stream/promises';
-import { ErrorType, type Compression } from '../common/types.js';
+import { COMPRESSIONS, ErrorType, type Compression } from '../common/types.js';
 import type { Config } from '../common/config.js';
 import type { ManifestSignature } from '../common/types.js';
 import { writeJson } from './catalog.js';
@@ -112,6 +112,12 @@ export async function readWalEntry(repository: Repository, segment: string): Pro
   }
   if (entry?.segment !== segment || typeof entry.key !== 'string' || typeof entry.sha256 !== 'string' || typeof entry.bytes !== 'number') {
     throw permanent(ErrorType.ManifestDamaged, `${repository.name}: the WAL entry ${key} is damaged (not an entry of ${segment}); the segment counts as not archived there`);
+  }
+  // Its object is the segment's own, as wal-push names it: an entry naming another object (the
+  // spool is the database server's OS user's to write) would have the shipping overwrite that
+  // object in every other repository, or a fetch read it.
+  if (!COMPRESSIONS.includes(entry.compression) || entry.key !== walObjectKey(segment, entry.compression)) {
+    throw permanent(ErrorType.ManifestDamaged, `${repository.name}: the WAL entry ${key} is damaged (its object is not ${segment}'s own); the segment counts as not archived there`);
   }
   return entry;
 }
