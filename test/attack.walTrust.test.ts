@@ -192,3 +192,31 @@ test("a spool entry whose key names another segment's object (written by the dat
   expect(readFileSync(yObject).equals(before)).toBe(true);
   expect(existsSync(path.join(nasD.root, walEntryKey(x)))).toBe(false);
 }, 60_000);
+
+/** A repository that cannot be read now (S3 down for a moment). */
+const unreachable = (name: string) =>
+  ({
+    name,
+    stat: async () => {
+      throw Object.assign(new Error(`${name}: connect ECONNREFUSED`), { type: 'StorageUnreachable', retryable: true });
+    },
+    list: async () => {
+      throw Object.assign(new Error(`${name}: connect ECONNREFUSED`), { type: 'StorageUnreachable', retryable: true });
+    },
+  }) as unknown as FilesystemRepository;
+
+test('an entry refused in one repository while another cannot be read now is retried (the other may hold the genuine one), not refused for good', async () => {
+  const segment = '000000010000000000000051';
+  await plant(nas, segment);
+  const { delivered } = await fetchInto(segment, [nas, unreachable('s3')]);
+  expect(delivered).toMatchObject({ type: 'StorageUnreachable', retryable: true });
+}, 60_000);
+
+test('the fetch-ahead does not call itself complete when a repository could not be listed: restore_command must still be asked for what it may hold', async () => {
+  const nasE = new FilesystemRepository('nas', path.join(dir, 'nas-e'));
+  mkdirSync(nasE.root);
+  await pushGenuine('000000010000000000000061');
+  await shipSegments(spool, nasE, { signer: await loadSigner(config) });
+  const got = await prefetchWal(config, [nasE, unreachable('s3')], await trust(), path.join(dir, 'prefetch-e'), 1, '0/61000000', () => undefined).catch((err: unknown) => err as Error);
+  expect(got).not.toMatchObject({ complete: true });
+}, 60_000);
