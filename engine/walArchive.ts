@@ -386,8 +386,10 @@ export async function fetchSegment(config: Config, repositories: Repository[], s
   if (!entry) {
     // Not found anywhere readable: the end of the archive, unless a repository could not be
     // read (then it is said which, so a recovery that ends here is not taken for a complete one).
-    if (!refused.length && unread.length) {
-      throw transient(ErrorType.StorageUnreachable, `wal-fetch: ${segment} is in no repository that could be read (${unread.join('; ')})`);
+    // Entries refused elsewhere do not settle it either: the one that cannot be read may hold an admitted one.
+    if (unread.length) {
+      const refusals = refused.length ? `; refused: ${refused.map((r) => `in ${r.repository} ${r.reason}`).join('; ')}` : '';
+      throw transient(ErrorType.StorageUnreachable, `wal-fetch: ${segment} is in no repository that could be read (${unread.join('; ')})${refusals}`);
     }
     if (!refused.length) return false;
     const hint = refused.some((r) => r.errorType === ErrorType.UnsignedBackup) ? ' (archived before WAL entries were signed: recover with --allow-unsigned, if you know it is so)' : '';

@@ -26,8 +26,15 @@ export async function prefetchWal(config: Config, repositories: Repository[], tr
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const first = segmentOf(timeline, startLsn);
   const names = new Set<string>();
+  // A repository that cannot be listed now may hold segments the others lack: then the
+  // fetch-ahead is never complete, and restore_command asks wal-fetch for what is not here.
+  let unlisted = false;
   for (const repository of repositories) {
-    for (const name of await listWalEntries(repository).catch(() => [])) names.add(name);
+    const listed = await listWalEntries(repository).catch(() => {
+      unlisted = true;
+      return [];
+    });
+    for (const name of listed) names.add(name);
   }
   const histories = [...names].filter((n) => n.endsWith('.history'));
   const archived = [...names]
@@ -68,7 +75,7 @@ export async function prefetchWal(config: Config, repositories: Repository[], tr
     const later = name.endsWith('.history') ? await admittedLater(name.slice(0, 8), '') : await admittedLater(name.slice(0, 8), name.slice(8));
     if (later) throw err;
   }
-  return { segments: segments.filter((n) => fetched.has(n)).length, complete: segments.length === archived.length };
+  return { segments: segments.filter((n) => fetched.has(n)).length, complete: !unlisted && segments.length === archived.length };
 }
 
 /** The refusals of fetchSegment: entries there, none this host would replay. */
