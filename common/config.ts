@@ -189,6 +189,9 @@ export const configSchema = z.strictObject({
         .string()
         .regex(/%f[\s\S]*%p/, 'must contain %f and then %p')
         .refine((c) => !/[\0\r\n]/.test(c), 'must be one line without NUL bytes')
+        // Unsigned WAL is admitted per recovery (pitr start --allow-unsigned hands the flag to
+        // wal-fetch and the result says so), never by configuration for every recovery.
+        .refine((c) => !c.includes('--allow-unsigned'), 'must not carry --allow-unsigned: a recovery that must replay unsigned WAL is started with pitr start --allow-unsigned')
         .optional(),
       /**
        * Points the application at an approved recovered cluster (a pgbouncer reload, a config
