@@ -220,3 +220,14 @@ test('the fetch-ahead does not call itself complete when a repository could not 
   const got = await prefetchWal(config, [nasE, unreachable('s3')], await trust(), path.join(dir, 'prefetch-e'), 1, '0/61000000', () => undefined).catch((err: unknown) => err as Error);
   expect(got).not.toMatchObject({ complete: true });
 }, 60_000);
+
+test('with --allow-unsigned, an unsigned entry planted in the repository read first neither wins over nor blocks the signed one elsewhere: the signed entry is replayed', async () => {
+  const segment = '000000010000000000000071';
+  const genuine = await pushGenuine(segment);
+  await shipSegments(spool, s3, { signer: await loadSigner(config) });
+  await plant(nas, segment);
+  const destination = path.join(dir, `fetched-allow-${segment}`);
+  const delivered = await fetchSegment(config, [nas, s3], segment, destination, walTrustOf(config, await loadVerifier(config), true)).catch((err: unknown) => err as Error);
+  expect(delivered).toBe(true);
+  expect(readFileSync(destination).equals(genuine)).toBe(true);
+}, 60_000);
