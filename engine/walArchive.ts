@@ -82,6 +82,11 @@ export function walEntryRefusal(entry: WalEntry, repository: string, trust: WalT
   return refusal;
 }
 
+/** Whether an admitted entry is admitted without --allow-unsigned: signed by a trusted key, or in this host's own spool. */
+function isVouched(entry: WalEntry, repository: string, trust: WalTrust): boolean {
+  return walEntryRefusal(entry, repository, { ...trust, allowUnsigned: false }) === undefined;
+}
+
 const PREFIX = 'wal/';
 
 export function walEntryKey(segment: string): string {
@@ -354,7 +359,7 @@ export async function fetchSegment(config: Config, repositories: Repository[], s
   const holders: Repository[] = [];
   const refused: { repository: string; reason: string; errorType: ErrorType }[] = [];
   const unread: string[] = [];
-  const admittedIn: { repository: string; plainSha256: string }[] = [];
+  const admittedIn: { repository: Repository; found: WalEntry; vouched: boolean }[] = [];
   for (const repository of repositories) {
     const found = await readWalEntry(repository, segment).catch((err: unknown) => {
       // A damaged entry was read: that repository answered, and what it holds is refused (a
@@ -369,18 +374,24 @@ export async function fetchSegment(config: Config, repositories: Repository[], s
       refused.push({ repository: repository.name, ...refusal });
       continue;
     }
+    admittedIn.push({ repository, found, vouched: isVouched(found, repository.name, trust) });
+  }
+  // An entry admitted only by --allow-unsigned (anyone who can write a repository can make one)
+  // gives way to a signed one, or one of this host's own spool, that describes other WAL.
+  const vouched = admittedIn.filter((a) => a.vouched);
+  const usable = vouched.length ? admittedIn.filter((a) => a.vouched || a.found.plainSha256 === vouched[0].found.plainSha256) : admittedIn;
+  for (const a of usable) {
     // Holders of another admitted entry are read against this one's checksums: a copy that differs is skipped.
-    entry ??= found;
-    holders.push(repository);
-    admittedIn.push({ repository: repository.name, plainSha256: found.plainSha256 });
+    entry ??= a.found;
+    holders.push(a.repository);
   }
   // Admitted entries that describe different WAL (one signed by another trusted host's key, or
   // this host's from another cluster, planted under this name): which one is this archive's
   // cannot be told, and repository order must not decide what PostgreSQL replays.
-  if (new Set(admittedIn.map((a) => a.plainSha256)).size > 1) {
+  if (new Set(usable.map((a) => a.found.plainSha256)).size > 1) {
     throw permanent(
       ErrorType.WalConflict,
-      `wal-fetch: ${segment} is not replayed: trusted entries in different repositories describe different WAL (${admittedIn.map((a) => `${a.repository}: plaintext sha256 ${a.plainSha256}`).join('; ')}); one was planted or comes from another cluster. Remove the wrong one`,
+      `wal-fetch: ${segment} is not replayed: trusted entries in different repositories describe different WAL (${usable.map((a) => `${a.repository.name}: plaintext sha256 ${a.found.plainSha256}`).join('; ')}); one was planted or comes from another cluster. Remove the wrong one`,
     );
   }
   if (!entry) {
