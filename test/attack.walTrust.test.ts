@@ -4,7 +4,6 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import { stopAgent } from '../engine/encryption.js';
 import { loadSigner, loadVerifier, signManifest } from '../engine/manifestSignature.js';
 import { FilesystemRepository } from '../engine/storage/filesystem.js';
@@ -12,7 +11,7 @@ import { fetchSegment, pushSegment, shipSegments, walEntryKey, walTrustOf, type 
 import { prefetchWal } from '../engine/walPrefetch.js';
 import { ensureKeyPair, ensureSigningKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
 import { validateConfig, type Config } from '../common/config.js';
-import { encryptLikeABackup } from './fixtures/plantedBackup.js';
+import { plantWalSegment } from './fixtures/plantedBackup.js';
 import { segmentBytes } from './fixtures/walSegment.js';
 
 let dir: string;
@@ -53,27 +52,7 @@ async function pushGenuine(segment: string): Promise<Buffer> {
   return plain;
 }
 
-/** An object encrypted to the public key and an entry naming it, as an attacker can make them. */
-async function plant(repository: FilesystemRepository, segment: string, sign?: (entry: WalEntry) => WalEntry): Promise<Buffer> {
-  const plain = Buffer.alloc(1024 * 1024, 0x5a);
-  const stored = await encryptLikeABackup(plain, keys.publicKeyFile);
-  const key = `wal/${segment}.zst.gpg`;
-  rmSync(path.join(repository.root, key), { force: true });
-  await repository.put(key, Readable.from([stored]));
-  const entry: WalEntry = {
-    segment,
-    key,
-    compression: 'zstd',
-    bytes: stored.length,
-    sha256: createHash('sha256').update(stored).digest('hex'),
-    plainBytes: plain.length,
-    plainSha256: createHash('sha256').update(plain).digest('hex'),
-    archivedAt: new Date().toISOString(),
-  };
-  rmSync(path.join(repository.root, walEntryKey(segment)), { force: true });
-  await repository.put(walEntryKey(segment), Readable.from([Buffer.from(JSON.stringify(sign ? sign(entry) : entry))]));
-  return plain;
-}
+const plant = (repository: FilesystemRepository, segment: string, sign?: (entry: WalEntry) => WalEntry) => plantWalSegment(repository, segment, keys.publicKeyFile, sign);
 
 const fetchInto = async (segment: string, repositories: FilesystemRepository[]) => {
   const destination = path.join(dir, `fetched-${segment}-${Math.random().toString(16).slice(2)}`);

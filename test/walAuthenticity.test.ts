@@ -8,20 +8,18 @@
 // wal-push as the database server's OS user, are unsigned), and wal-fetch and the fetch-ahead
 // replay a segment only from an entry signed by a trusted key, an unsigned one in the host's own
 // spool, or, with --allow-unsigned, any unsigned one.
-import { createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import { execa } from 'execa';
 import { stopAgent } from '../engine/encryption.js';
 import { loadSigner, loadVerifier, signManifest } from '../engine/manifestSignature.js';
 import { FilesystemRepository } from '../engine/storage/filesystem.js';
-import { fetchSegment, pushSegment, readWalEntry, shipSegments, walEntryKey, walTrustOf, type WalEntry } from '../engine/walArchive.js';
+import { fetchSegment, pushSegment, readWalEntry, shipSegments, walTrustOf, type WalEntry } from '../engine/walArchive.js';
 import { ensureKeyPair, ensureSigningKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
 import { validateConfig, type Config } from '../common/config.js';
 import { CLI_PATH } from '../common/runtime.js';
-import { encryptLikeABackup } from './fixtures/plantedBackup.js';
+import { plantWalSegment } from './fixtures/plantedBackup.js';
 import { segmentBytes } from './fixtures/walSegment.js';
 
 let dir: string;
@@ -59,26 +57,7 @@ async function pushGenuine(segment: string): Promise<Buffer> {
   return plain;
 }
 
-/** What an attacker with write access to a repository can make: an object encrypted to the public key and an entry naming it. */
-async function plant(repository: FilesystemRepository, segment: string, sign?: (entry: WalEntry) => WalEntry): Promise<Buffer> {
-  const plain = Buffer.alloc(1024 * 1024, 0x5a);
-  const stored = await encryptLikeABackup(plain, keys.publicKeyFile);
-  const key = `wal/${segment}.zst.gpg`;
-  await repository.put(key, Readable.from([stored]));
-  const entry: WalEntry = {
-    segment,
-    key,
-    compression: 'zstd',
-    bytes: stored.length,
-    sha256: createHash('sha256').update(stored).digest('hex'),
-    plainBytes: plain.length,
-    plainSha256: createHash('sha256').update(plain).digest('hex'),
-    archivedAt: new Date().toISOString(),
-  };
-  rmSync(path.join(repository.root, walEntryKey(segment)), { force: true });
-  await repository.put(walEntryKey(segment), Readable.from([Buffer.from(JSON.stringify(sign ? sign(entry) : entry))]));
-  return plain;
-}
+const plant = (repository: FilesystemRepository, segment: string, sign?: (entry: WalEntry) => WalEntry) => plantWalSegment(repository, segment, keys.publicKeyFile, sign);
 
 const fetchInto = async (segment: string, repositories: FilesystemRepository[], walTrust: Awaited<ReturnType<typeof trust>>) => {
   const destination = path.join(dir, `fetched-${segment}-${Math.random().toString(16).slice(2)}`);
