@@ -1,5 +1,6 @@
-// `backupctl wal-push <path>` (archive_command) and `backupctl wal-fetch <name> <path>`
-// (restore_command). PostgreSQL runs them once per segment, so they load only what they need:
+// `backupctl wal-push <path>` (archive_command), `backupctl wal-fetch <name> <path>`
+// (restore_command) and `backupctl wal-pusher` (asynchronous archiving's background half, started
+// by bin/wal-push-async). PostgreSQL runs them once per segment, so they load only what they need:
 // no Temporal client, no worker; bin/backupctl.js sends these two commands straight here.
 import os from 'node:os';
 import { isEngineError } from '../engine/errors.js';
@@ -7,6 +8,7 @@ import { openRepositories } from '../engine/storage/index.js';
 import { removeOwnFoldersSync, sweepDeadOwners } from '../engine/tempDirs.js';
 import { loadVerifier } from '../engine/manifestSignature.js';
 import { fetchSegment, pushSegment, walTrustOf } from '../engine/walArchive.js';
+import { runWalPusher } from '../engine/walPusher.js';
 import { loadConfig } from '../common/config.js';
 
 function configFile(args: string[]): { file: string | undefined; rest: string[] } {
@@ -18,6 +20,11 @@ function configFile(args: string[]): { file: string | undefined; rest: string[] 
     else rest.push(args[i]);
   }
   return { file, rest };
+}
+
+function optionValue(args: string[], flag: string): string | undefined {
+  const i = args.indexOf(flag);
+  return i >= 0 ? args[i + 1] : undefined;
 }
 
 const ENDING_SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGTERM: 15 };
@@ -73,6 +80,23 @@ async function runCommand(file: string | undefined, command: string, args: strin
       // Expected at the end of the archive: PostgreSQL probes for segments that do not exist yet.
       say(`${names[0]} is in no repository`);
       return 1;
+    }
+    if (command === 'wal-pusher') {
+      // Started by bin/wal-push-async under its lock, never by hand (it would hold that lock).
+      const status = optionValue(args, '--status');
+      const walDir = optionValue(args, '--wal-dir');
+      if (!status || !walDir) throw new Error('usage: backupctl wal-pusher --status <folder> --wal-dir <pg_wal> (started by bin/wal-push-async)');
+      const summary = await runWalPusher({
+        config,
+        repositories: openRepositories(config),
+        statusDir: status,
+        walDir,
+        processes: config.wal.async.processes,
+        idleMs: config.wal.async.idleSeconds * 1000,
+        log: (line) => say(`${new Date().toISOString()} ${line}`),
+      });
+      say(`${new Date().toISOString()} ended (${summary.ended}): ${summary.stored} stored, ${summary.alreadyArchived} already archived, ${summary.failed} failed`);
+      return 0;
     }
     throw new Error(`unknown command ${command}`);
   } catch (err) {

@@ -174,6 +174,20 @@ export const configSchema = z.strictObject({
       spool: repositoryName.optional(),
       /** Seconds between shipping passes to the other repositories. */
       shipIntervalSeconds: z.number().int().min(1).max(3600).default(30),
+      /** The background pusher of asynchronous archiving (bin/wal-push-async, README). */
+      async: z
+        .strictObject({
+          /** WAL files stored at once (each runs zstd and gpg). */
+          processes: z.number().int().min(1).max(32).default(4),
+          /** The pusher ends after this long with nothing to store; the next archive_command starts one. */
+          idleSeconds: z.number().int().min(1).max(86400).default(60),
+        })
+        .prefault({}),
+      /**
+       * WAL files PostgreSQL has ready but not yet archived (its archive_status queue) beyond
+       * which `status` reports a problem: archiving falls behind, and pg_wal grows.
+       */
+      queueMaxSegments: z.number().int().min(1).max(100000).default(32),
     })
     .prefault({}),
   /** Point-in-time recovery on this host. */

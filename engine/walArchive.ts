@@ -28,7 +28,7 @@ import type { ManifestSignature } from '../common/types.js';
 import { writeJson } from './catalog.js';
 import { compressionSuffix } from './compression.js';
 import { readFirstGoodCopy } from './copySelection.js';
-import { loadRecipient } from './encryption.js';
+import { loadRecipient, type Recipient } from './encryption.js';
 import { classifyFilesystemError, permanent, transient } from './errors.js';
 import { checkSignature, refusalOf, signManifest, type Signer, type Verifier } from './manifestSignature.js';
 import { spawnStreaming } from './exec.js';
@@ -144,7 +144,7 @@ export type PushOutcome = { segment: string; action: 'stored' | 'already-archive
  * different file under an archived name is refused (WalConflict), since overwriting it could
  * destroy the only copy of history. Success is reported only after both objects are durable.
  */
-export async function pushSegment(config: Config, repositories: Repository[], file: string): Promise<PushOutcome> {
+export async function pushSegment(config: Config, repositories: Repository[], file: string, options: { recipient?: Recipient } = {}): Promise<PushOutcome> {
   const segment = path.basename(file);
   if (!WAL_FILE_NAME.test(segment)) throw permanent(ErrorType.InvalidInput, `wal-push: ${file} is not a WAL file name (expected e.g. 000000010000000000000003)`);
   const spool = spoolRepository(config, repositories);
@@ -172,7 +172,8 @@ export async function pushSegment(config: Config, repositories: Repository[], fi
   }
   const compression = config.compression;
   const key = walObjectKey(segment, compression.algorithm);
-  const recipient = await loadRecipient(config.encryption.publicKeyFile);
+  // A caller that pushes many segments (the pusher) loads the key once, and disposes of it itself.
+  const recipient = options.recipient ?? (await loadRecipient(config.encryption.publicKeyFile));
   const abort = new AbortController();
   try {
     const stored = await streamToRepositories({
@@ -192,7 +193,7 @@ export async function pushSegment(config: Config, repositories: Repository[], fi
     await writeJson(spool, walEntryKey(segment), entry);
     return { segment, action: 'stored', bytes: stored.bytes };
   } finally {
-    await recipient.dispose();
+    if (!options.recipient) await recipient.dispose();
   }
 }
 

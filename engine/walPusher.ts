@@ -1,0 +1,166 @@
+// The background half of asynchronous WAL archiving (bin/wal-push-async is the other half,
+// PostgreSQL's archive_command). PostgreSQL marks each finished WAL file
+// pg_wal/archive_status/<name>.ready and keeps it until archive_command succeeds for it: that is
+// the queue, durable before we ever see it. The pusher stores every ready file in the spool,
+// several at a time and ahead of the archiver, exactly as a `wal-push` would (pushSegment:
+// checked, compressed, encrypted, fsynced, then its entry; an identical file again is
+// "already archived", a different one under an archived name WalConflict), and then writes
+// <status>/<name>.ok holding the identity of the file it stored. archive_command succeeds on
+// that .ok alone, so a segment is reported archived only once it is durable in the spool.
+//
+// A crash anywhere loses nothing: until archive_command succeeds, PostgreSQL keeps the file and
+// its .ready; a new pusher stores it again (what a killed one left of it is cleared, an entry
+// already written makes it "already archived"). One pusher per status folder (the wrapper
+// starts it under `flock -n`); it ends after `idleMs` without work, or when the WAL folder is gone.
+import { watch, type FSWatcher } from 'node:fs';
+import { readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Config } from '../common/config.js';
+import { loadRecipient, type Recipient } from './encryption.js';
+import { errorText, isEngineError } from './errors.js';
+import { pushSegment, WAL_FILE_NAME } from './walArchive.js';
+import type { Repository } from './storage/repository.js';
+
+export interface PusherOptions {
+  config: Config;
+  repositories: Repository[];
+  /** The status folder shared with archive_command: <name>.ok and <name>.error. */
+  statusDir: string;
+  /** The cluster's pg_wal (archive_status is in it). */
+  walDir: string;
+  /** Files stored at once. */
+  processes: number;
+  /** Ends after this long with nothing ready and nothing in flight. */
+  idleMs: number;
+  log: (line: string) => void;
+  signal?: AbortSignal;
+}
+
+export interface PusherSummary {
+  stored: number;
+  alreadyArchived: number;
+  failed: number;
+  ended: 'idle' | 'wal folder gone' | 'aborted';
+}
+
+/** What archive_command compares with the file it was given (`stat -c '%d:%i:%s:%.9Y'`). */
+export async function fileIdentity(file: string): Promise<string> {
+  const s = await stat(file, { bigint: true });
+  const ns = s.mtimeNs % 1_000_000_000n;
+  return `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs / 1_000_000_000n}.${String(ns).padStart(9, '0')}`;
+}
+
+/**
+ * PostgreSQL's archiver takes timeline history files first, then the oldest name: so does the
+ * pusher, and a new timeline's segments wait for its history (their branch is checked against it).
+ */
+function archiveOrder(a: string, b: string): number {
+  const ha = a.endsWith('.history') ? 0 : 1;
+  const hb = b.endsWith('.history') ? 0 : 1;
+  return ha - hb || (a < b ? -1 : a > b ? 1 : 0);
+}
+
+export async function runWalPusher(options: PusherOptions): Promise<PusherSummary> {
+  const { statusDir, walDir, log, signal } = options;
+  const readyDir = path.join(walDir, 'archive_status');
+  const summary: PusherSummary = { stored: 0, alreadyArchived: 0, failed: 0, ended: 'idle' };
+  const inFlight = new Map<string, Promise<void>>();
+  let recipient: Recipient | undefined;
+  let wake: (() => void) | undefined;
+  const nudge = () => wake?.();
+  // What a killed pusher was writing (there is one pusher at a time: the wrapper's lock).
+  for (const f of await readdir(statusDir)) if (/^\..+\.tmp$/.test(f)) await rm(path.join(statusDir, f), { force: true });
+  const watchers: FSWatcher[] = [];
+  for (const dir of [readyDir, statusDir]) {
+    try {
+      const w = watch(dir, nudge);
+      w.on('error', nudge);
+      watchers.push(w);
+    } catch {
+      // Polled below in any case.
+    }
+  }
+  signal?.addEventListener('abort', nudge);
+
+  const store = async (name: string): Promise<void> => {
+    const file = path.join(walDir, name);
+    let outcome: string;
+    try {
+      const before = await fileIdentity(file);
+      recipient ??= await loadRecipient(options.config.encryption.publicKeyFile);
+      const pushed = await pushSegment(options.config, options.repositories, file, { recipient });
+      // Stored from the bytes read; the file must still be the one they came from.
+      if ((await fileIdentity(file)) !== before) throw new Error(`${file} changed while it was archived; stored again on the next call`);
+      if (pushed.action === 'stored') summary.stored++;
+      else summary.alreadyArchived++;
+      await writeStatus(statusDir, `${name}.ok`, before + '\n');
+      outcome = pushed.action;
+    } catch (err) {
+      summary.failed++;
+      const why = `${isEngineError(err) ? `${err.type}: ` : ''}${errorText(err)}`;
+      outcome = `failed: ${why}`;
+      await writeStatus(statusDir, `${name}.error`, `${why}\n`).catch((e: unknown) => log(`cannot write ${name}.error: ${errorText(e)}`));
+    }
+    log(`${name}: ${outcome}`);
+  };
+
+  let idleSince = Date.now();
+  try {
+    while (!signal?.aborted) {
+      let ready: string[];
+      try {
+        ready = (await readdir(readyDir)).filter((f) => f.endsWith('.ready')).map((f) => f.slice(0, -'.ready'.length));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+          summary.ended = 'wal folder gone';
+          break;
+        }
+        throw err;
+      }
+      const readySet = new Set(ready);
+      const statusFiles = new Set(await readdir(statusDir));
+      // The verdicts on files PostgreSQL has archived since (its .ready is gone) are spent.
+      for (const f of statusFiles) {
+        const m = /^(.+)\.(ok|error)$/.exec(f);
+        if (m && !readySet.has(m[1]) && !inFlight.has(m[1])) await rm(path.join(statusDir, f), { force: true });
+      }
+      const todo = ready
+        .filter((n) => WAL_FILE_NAME.test(n) && !inFlight.has(n) && !statusFiles.has(`${n}.ok`) && !statusFiles.has(`${n}.error`))
+        .sort(archiveOrder);
+      const historyPending = [...inFlight.keys(), ...todo].some((n) => n.endsWith('.history'));
+      for (const name of todo) {
+        if (inFlight.size >= options.processes) break;
+        if (historyPending && !name.endsWith('.history')) break;
+        const task = store(name).finally(() => {
+          inFlight.delete(name);
+          nudge();
+        });
+        inFlight.set(name, task);
+      }
+      if (todo.length || inFlight.size) idleSince = Date.now();
+      else if (Date.now() - idleSince >= options.idleMs) break;
+      // A change in either folder, a finished file, or a poll (a watch may miss events).
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 200);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      wake = undefined;
+    }
+    if (signal?.aborted) summary.ended = 'aborted';
+    await Promise.allSettled(inFlight.values());
+    return summary;
+  } finally {
+    for (const w of watchers) w.close();
+    await recipient?.dispose();
+  }
+}
+
+/** Written whole under a temp name, then renamed: archive_command never reads half a verdict. */
+async function writeStatus(dir: string, file: string, content: string): Promise<void> {
+  const temp = path.join(dir, `.${file}.${process.pid}.tmp`);
+  await writeFile(temp, content, { mode: 0o600 });
+  await rename(temp, path.join(dir, file));
+}
