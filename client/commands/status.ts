@@ -14,6 +14,8 @@ import { readCatalog, type LastVerification } from './listBackups.js';
 import { scanCatalog } from '../../engine/catalog.js';
 import { loadVerifier, type Verifier } from '../../engine/manifestSignature.js';
 import { expectedSource, pickLatest, sourceVerdict, type ExpectedSource } from '../../engine/sourceMatch.js';
+import { archiveQueue, type ArchiveQueue } from '../../engine/archiveCheck.js';
+import { errorText } from '../../engine/errors.js';
 import { archiveLag, listWalEntries, newestSegmentOf, readWalEntry, spoolRepository } from '../../engine/walArchive.js';
 
 /** A nightly backup older than this is overdue (a day plus an hour of grace). */
@@ -43,6 +45,8 @@ export interface StatusReport {
   latestVerification: { backupId: string; reportId: string; ok: boolean; finishedAt: string; ageDays: number; copies?: LastVerification['copies'] } | null;
   /** The WAL archive: newest segment in the spool, and how far each other repository lags. */
   walArchive: WalArchiveStatus | null;
+  /** PostgreSQL's archive queue (WAL files finished but not archived yet): back-pressure on pg_wal. */
+  walQueue: (ArchiveQueue & { error?: undefined }) | { error: string } | null;
   /** The newest base backup: where every point-in-time recovery starts. */
   latestBaseBackup: { backupId: string; stoppedAt: string; ageDays: number; foundIn: string[] } | null;
 }
@@ -122,6 +126,7 @@ export async function collectStatus(client: Client | undefined, clientError: str
     latestBackup: null,
     latestVerification: null,
     walArchive: null,
+    walQueue: null,
     latestBaseBackup: null,
   };
   if (client) {
@@ -203,6 +208,16 @@ export async function collectStatus(client: Client | undefined, clientError: str
   } catch (err) {
     problems.push(`the WAL archive cannot be read: ${(err as Error).message}`);
   }
+  // On a host that archives WAL (it has a spool, perhaps still empty: archiving that fails from
+  // the start): is PostgreSQL's queue keeping up?
+  if (hasSpool(config, repositories)) {
+    try {
+      report.walQueue = await archiveQueue(config);
+    } catch (err) {
+      report.walQueue = { error: errorText(err) };
+    }
+    problems.push(...walQueueProblems(report.walQueue, config.wal.queueMaxSegments));
+  }
   report.latestBaseBackup = await latestBaseBackup(repositories, expected, verifier, problems);
   // The age unrounded: rounded to 0.01 days it reads 8.00 for up to 7 minutes past the bound.
   if (report.latestBaseBackup && (Date.now() - Date.parse(report.latestBaseBackup.stoppedAt)) / 86_400_000 > BASE_BACKUP_MAX_AGE_DAYS) {
@@ -210,6 +225,30 @@ export async function collectStatus(client: Client | undefined, clientError: str
   }
   report.ok = problems.length === 0;
   return report;
+}
+
+function hasSpool(config: Config, repositories: Repository[]): boolean {
+  try {
+    spoolRepository(config, repositories);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The archive queue's problems: archiving failing, or falling behind (pg_wal grows until the disk is full). */
+export function walQueueProblems(queue: StatusReport['walQueue'], maxSegments: number): string[] {
+  if (!queue) return [];
+  if (queue.error !== undefined) return [`PostgreSQL's WAL archive queue cannot be read: ${queue.error}${/permission denied/i.test(queue.error) ? ' (the role needs pg_monitor)' : ''}`];
+  const problems: string[] = [];
+  if (queue.failing) problems.push(`archive_command is failing: ${queue.archiver.lastFailedWal} failed at ${queue.archiver.lastFailedTime} (the PostgreSQL log has its message)`);
+  const age = queue.oldestReadySeconds ?? 0;
+  if (queue.ready > maxSegments || age > WAL_MAX_LAG_SECONDS) {
+    problems.push(
+      `WAL archiving is behind: ${queue.ready} WAL file(s) wait in pg_wal, the oldest ready since ${queue.oldestReadyAt} (${age} s); pg_wal grows until archiving catches up (limit ${maxSegments} files, ${WAL_MAX_LAG_SECONDS} s)`,
+    );
+  }
+  return problems;
 }
 
 export async function runStatus(report: StatusReport, out: Printer): Promise<number> {
@@ -230,6 +269,13 @@ export async function runStatus(report: StatusReport, out: Printer): Promise<num
         ? [
             `  WAL archive: newest ${report.walArchive.newestSegment} at ${report.walArchive.newestArchivedAt} in ${report.walArchive.spool}`,
             ...report.walArchive.repositories.map((r) => `    ${r.name}: ${r.error ? `UNREACHABLE (${r.error})` : r.behind ? `${r.behind} segment(s) behind, ${r.lagSeconds} s` : 'up to date'}`),
+          ]
+        : []),
+      ...(report.walQueue
+        ? [
+            report.walQueue.error !== undefined
+              ? `  WAL queue: cannot be read (${report.walQueue.error})`
+              : `  WAL queue: ${report.walQueue.ready} file(s) waiting to be archived${report.walQueue.ready ? `, oldest ${report.walQueue.oldestReadySeconds} s` : ''}; last archived ${report.walQueue.archiver.lastArchivedWal ?? 'none'}${report.walQueue.failing ? ', FAILING' : ''}`,
           ]
         : []),
       ...report.running.flatMap((r) => [
