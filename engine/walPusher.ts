@@ -65,7 +65,8 @@ export async function runWalPusher(options: PusherOptions): Promise<PusherSummar
   const readyDir = path.join(walDir, 'archive_status');
   const summary: PusherSummary = { stored: 0, alreadyArchived: 0, failed: 0, ended: 'idle' };
   const inFlight = new Map<string, Promise<void>>();
-  let recipient: Recipient | undefined;
+  // Loaded once for every file (four gpg runs), by the first that needs it; a failure is not kept.
+  let recipient: Promise<Recipient> | undefined;
   let wake: (() => void) | undefined;
   const nudge = () => wake?.();
   // What a killed pusher was writing (there is one pusher at a time: the wrapper's lock).
@@ -87,8 +88,11 @@ export async function runWalPusher(options: PusherOptions): Promise<PusherSummar
     let outcome: string;
     try {
       const before = await fileIdentity(file);
-      recipient ??= await loadRecipient(options.config.encryption.publicKeyFile);
-      const pushed = await pushSegment(options.config, options.repositories, file, { recipient });
+      recipient ??= loadRecipient(options.config.encryption.publicKeyFile).catch((err: unknown) => {
+        recipient = undefined;
+        throw err;
+      });
+      const pushed = await pushSegment(options.config, options.repositories, file, { recipient: await recipient });
       // Stored from the bytes read; the file must still be the one they came from.
       if ((await fileIdentity(file)) !== before) throw new Error(`${file} changed while it was archived; stored again on the next call`);
       if (pushed.action === 'stored') summary.stored++;
@@ -154,7 +158,7 @@ export async function runWalPusher(options: PusherOptions): Promise<PusherSummar
     return summary;
   } finally {
     for (const w of watchers) w.close();
-    await recipient?.dispose();
+    await (await recipient?.catch(() => undefined))?.dispose();
   }
 }
 
