@@ -2,13 +2,15 @@
 // (restore_command) and `backupctl wal-pusher` (asynchronous archiving's background half, started
 // by bin/wal-push-async). PostgreSQL runs them once per segment, so they load only what they need:
 // no Temporal client, no worker; bin/backupctl.js sends these two commands straight here.
+import { readFile, rename, stat } from 'node:fs/promises';
 import os from 'node:os';
+import path from 'node:path';
 import { isEngineError } from '../engine/errors.js';
 import { openRepositories } from '../engine/storage/index.js';
 import { removeOwnFoldersSync, sweepDeadOwners } from '../engine/tempDirs.js';
 import { loadVerifier } from '../engine/manifestSignature.js';
 import { fetchSegment, pushSegment, walTrustOf } from '../engine/walArchive.js';
-import { runWalPusher } from '../engine/walPusher.js';
+import { fileIdentity, runWalPusher } from '../engine/walPusher.js';
 import { loadConfig } from '../common/config.js';
 
 function configFile(args: string[]): { file: string | undefined; rest: string[] } {
@@ -20,6 +22,15 @@ function configFile(args: string[]): { file: string | undefined; rest: string[] 
     else rest.push(args[i]);
   }
   return { file, rest };
+}
+
+/**
+ * Which configuration file, as it is now (as bin/wal-push-async reads it): a pusher started
+ * before an edit ends, and the .ok it wrote is not taken (it loaded the old one).
+ */
+async function configFileIdentity(file: string | undefined): Promise<string> {
+  if (!file) throw new Error('wal-pusher needs --config <file> (bin/wal-push-async passes it)');
+  return fileIdentity(file).catch(() => 'missing');
 }
 
 function optionValue(args: string[], flag: string): string | undefined {
@@ -63,6 +74,8 @@ export async function runWalCommand(argv: string[]): Promise<number> {
 
 async function runCommand(file: string | undefined, command: string, args: string[], say: (line: string) => void): Promise<number> {
   try {
+    // The pusher's configuration file as it was before it was read: every .ok names it.
+    const configIdentity = command === 'wal-pusher' ? await configFileIdentity(file) : '';
     const config = loadConfig(file);
     if (command === 'wal-push') {
       if (args.length !== 1) throw new Error('usage: backupctl wal-push <path of the WAL file> (archive_command = \'backupctl wal-push %p\')');
@@ -86,8 +99,15 @@ async function runCommand(file: string | undefined, command: string, args: strin
       const status = optionValue(args, '--status');
       const walDir = optionValue(args, '--wal-dir');
       if (!status || !walDir) throw new Error('usage: backupctl wal-pusher --status <folder> --wal-dir <pg_wal> (started by bin/wal-push-async)');
+      // Its log (the wrapper appends to it) is kept to two files of at most 16 MiB.
+      const logFile = path.join(status, 'pusher.log');
+      if (((await stat(logFile).catch(() => undefined))?.size ?? 0) > 16 * 1024 * 1024) await rename(logFile, `${logFile}.1`).catch(() => undefined);
       const summary = await runWalPusher({
         config,
+        configIdentity,
+        // archive_command now names another configuration file, or the file was edited.
+        stillCurrent: async () =>
+          (await readFile(path.join(status, 'config-file'), 'utf8').then((f) => f.trim() === file, () => true)) && (await configFileIdentity(file)) === configIdentity,
         repositories: openRepositories(config),
         statusDir: status,
         walDir,

@@ -6,7 +6,8 @@
 // checked, compressed, encrypted, fsynced, then its entry; an identical file again is
 // "already archived", a different one under an archived name WalConflict), and then writes
 // <status>/<name>.ok holding the identity of the file it stored. archive_command succeeds on
-// that .ok alone, so a segment is reported archived only once it is durable in the spool.
+// that .ok alone, so a segment is reported archived only once it is durable in the spool, and
+// only by a pusher of the configuration file it names, as that file is now (the .ok's second line).
 //
 // A crash anywhere loses nothing: until archive_command succeeds, PostgreSQL keeps the file and
 // its .ready; a new pusher stores it again (what a killed one left of it is cleared, an entry
@@ -30,17 +31,25 @@ export interface PusherOptions {
   walDir: string;
   /** Files stored at once. */
   processes: number;
+  /** The identity (fileIdentity) of the configuration file `config` was read from: each .ok names it too. */
+  configIdentity: string;
   /** Ends after this long with nothing ready and nothing in flight. */
   idleMs: number;
   log: (line: string) => void;
   signal?: AbortSignal;
+  /**
+   * Whether this pusher still serves what archive_command asks for (the configuration it
+   * loaded): checked at every scan; once false it takes no more files and ends, and the next
+   * call starts one with the configuration as it is now.
+   */
+  stillCurrent?: () => Promise<boolean>;
 }
 
 export interface PusherSummary {
   stored: number;
   alreadyArchived: number;
   failed: number;
-  ended: 'idle' | 'wal folder gone' | 'aborted';
+  ended: 'idle' | 'wal folder gone' | 'aborted' | 'configuration changed';
 }
 
 /** What archive_command compares with the file it was given (`stat -c '%d:%i:%s:%.9Y'`). */
@@ -97,7 +106,7 @@ export async function runWalPusher(options: PusherOptions): Promise<PusherSummar
       if ((await fileIdentity(file)) !== before) throw new Error(`${file} changed while it was archived; stored again on the next call`);
       if (pushed.action === 'stored') summary.stored++;
       else summary.alreadyArchived++;
-      await writeStatus(statusDir, `${name}.ok`, before + '\n');
+      await writeStatus(statusDir, `${name}.ok`, `${before}\n${options.configIdentity}\n`);
       outcome = pushed.action;
     } catch (err) {
       summary.failed++;
@@ -111,6 +120,10 @@ export async function runWalPusher(options: PusherOptions): Promise<PusherSummar
   let idleSince = Date.now();
   try {
     while (!signal?.aborted) {
+      if (options.stillCurrent && !(await options.stillCurrent())) {
+        summary.ended = 'configuration changed';
+        break;
+      }
       let ready: string[];
       try {
         ready = (await readdir(readyDir)).filter((f) => f.endsWith('.ready')).map((f) => f.slice(0, -'.ready'.length));

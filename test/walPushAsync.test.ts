@@ -1,6 +1,6 @@
 // bin/wal-push-async and its pusher, with stand-in segments in a pg_wal folder of our own
 // (archive_status/<name>.ready, as PostgreSQL marks them): it succeeds only on an .ok naming
-// this very file, reads an .error once, works ahead, keeps history files first, refuses a
+// this very file and its configuration as it is now, reads an .error once, works ahead, keeps history files first, refuses a
 // different file under an archived name, another cluster's status folder and bad arguments,
 // and gives up in time when no pusher can start.
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -91,7 +91,7 @@ test('the pusher stores every ready file, ahead of the archiver; each call succe
   const ahead = names.slice(1);
   for (let i = 0; i < 100 && !ahead.every((name) => existsSync(path.join(c.status, `${name}.ok`))); i++) await new Promise((r) => setTimeout(r, 100));
   for (const [i, name] of ahead.entries()) {
-    expect(readFileSync(path.join(c.status, `${name}.ok`), 'utf8').trim()).toBe(await fileIdentity(files[i + 1]));
+    expect(readFileSync(path.join(c.status, `${name}.ok`), 'utf8')).toBe(`${await fileIdentity(files[i + 1])}\n${await fileIdentity(configFile)}\n`);
     expect(entry(name).plainSha256).toBeDefined();
   }
   for (const file of files.slice(1)) expect((await archive(c, file)).exitCode).toBe(0);
@@ -126,7 +126,7 @@ test('an .ok naming another file of that name (pg_wal replaced) is not taken: th
   const file = c.ready('000000010000000000000040');
   mkdirSync(c.status, { recursive: true });
   writeFileSync(path.join(c.status, 'wal-directory'), `${c.wal}\n`);
-  writeFileSync(path.join(c.status, '000000010000000000000040.ok'), '1:2:16777216:1.000000000\n');
+  writeFileSync(path.join(c.status, '000000010000000000000040.ok'), `1:2:16777216:1.000000000\n${await fileIdentity(configFile)}\n`);
   expect(await archive(c, file)).toMatchObject({ exitCode: 0 });
   expect(entry('000000010000000000000040')).toBeDefined();
 }, 120_000);
@@ -155,6 +155,28 @@ test("a status folder already serving another cluster's pg_wal is refused, namin
   const run = await archive({ ...b, status: a.status }, b.ready('000000010000000000000061'));
   expect(run.exitCode).toBe(1);
   expect(run.stderr).toContain(`${a.status} is the status folder of the cluster whose WAL is in ${a.wal}, not ${b.wal}`);
+}, 120_000);
+
+test('a pusher still running with another configuration (archive_command changed, or the file edited): its .ok is not taken, it ends, and the next one, with the configuration as it is now, stores the file', async () => {
+  const c = cluster();
+  const lingering = path.join(dir, 'lingering.yaml');
+  const raw = YAML.parse(readFileSync(configFile, 'utf8'));
+  // A pusher that stays a minute after its last file.
+  writeFileSync(lingering, YAML.stringify({ ...raw, wal: { ...raw.wal, async: { processes: 2, idleSeconds: 60 } } }));
+  const run = (file: string, config: string) => execa(WRAPPER, [c.status, config, file], { reject: false, env: { BACKUPCTL_NODE: process.execPath } });
+  expect((await run(c.ready('000000010000000000000090'), lingering)).exitCode).toBe(0);
+  // archive_command now names another configuration, whose spool is elsewhere.
+  const moved = path.join(dir, 'moved.yaml');
+  writeFileSync(moved, YAML.stringify({ ...raw, repositories: { local: { type: 'filesystem', path: path.join(dir, 'moved-spool') } } }));
+  expect((await run(c.ready('000000010000000000000091'), moved)).exitCode).toBe(0);
+  expect(existsSync(path.join(dir, 'moved-spool', 'wal', '000000010000000000000091.json'))).toBe(true);
+  // (The old pusher may have stored it in its spool too, before it looked: an extra copy, never the only one.)
+  // The same file edited in place: the spool it names now is the one written.
+  writeFileSync(moved, YAML.stringify({ ...raw, repositories: { local: { type: 'filesystem', path: path.join(dir, 'edited-spool') } } }));
+  expect((await run(c.ready('000000010000000000000092'), moved)).exitCode).toBe(0);
+  expect(existsSync(path.join(dir, 'edited-spool', 'wal', '000000010000000000000092.json'))).toBe(true);
+  const log = readFileSync(path.join(c.status, 'pusher.log'), 'utf8');
+  expect(log).toMatch(/ended \(configuration changed\)/);
 }, 120_000);
 
 test('bad arguments are refused at once, nothing written', async () => {
