@@ -74,6 +74,11 @@ export async function runWalPusher(options: PusherOptions): Promise<PusherSummar
   const readyDir = path.join(walDir, 'archive_status');
   const summary: PusherSummary = { stored: 0, alreadyArchived: 0, failed: 0, ended: 'idle' };
   const inFlight = new Map<string, Promise<void>>();
+  // Files this pusher wrote a verdict for, with the scan under way then: a scan that listed the
+  // status folder just before that verdict appeared must not store them again. A verdict gone
+  // from a later listing was read (an .error) or refused (an .ok of another file): stored again.
+  const judged = new Map<string, number>();
+  let scan = 0;
   // Loaded once for every file (four gpg runs), by the first that needs it; a failure is not kept.
   let recipient: Promise<Recipient> | undefined;
   let wake: (() => void) | undefined;
@@ -124,6 +129,7 @@ export async function runWalPusher(options: PusherOptions): Promise<PusherSummar
         summary.ended = 'configuration changed';
         break;
       }
+      scan++;
       let ready: string[];
       try {
         ready = (await readdir(readyDir)).filter((f) => f.endsWith('.ready')).map((f) => f.slice(0, -'.ready'.length));
@@ -141,14 +147,18 @@ export async function runWalPusher(options: PusherOptions): Promise<PusherSummar
         const m = /^(.+)\.(ok|error)$/.exec(f);
         if (m && !readySet.has(m[1]) && !inFlight.has(m[1])) await rm(path.join(statusDir, f), { force: true });
       }
+      for (const [name, at] of judged) {
+        if (!readySet.has(name) || (at < scan && !statusFiles.has(`${name}.ok`) && !statusFiles.has(`${name}.error`))) judged.delete(name);
+      }
       const todo = ready
-        .filter((n) => WAL_FILE_NAME.test(n) && !inFlight.has(n) && !statusFiles.has(`${n}.ok`) && !statusFiles.has(`${n}.error`))
+        .filter((n) => WAL_FILE_NAME.test(n) && !inFlight.has(n) && !judged.has(n) && !statusFiles.has(`${n}.ok`) && !statusFiles.has(`${n}.error`))
         .sort(archiveOrder);
       const historyPending = [...inFlight.keys(), ...todo].some((n) => n.endsWith('.history'));
       for (const name of todo) {
         if (inFlight.size >= options.processes) break;
         if (historyPending && !name.endsWith('.history')) break;
         const task = store(name).finally(() => {
+          judged.set(name, scan);
           inFlight.delete(name);
           nudge();
         });

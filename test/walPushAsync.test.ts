@@ -96,6 +96,8 @@ test('the pusher stores every ready file, ahead of the archiver; each call succe
   }
   for (const file of files.slice(1)) expect((await archive(c, file)).exitCode).toBe(0);
   await pusherGone(c.status);
+  // Each stored once: none again by a scan that listed the status folder just before its .ok.
+  expect(readFileSync(path.join(c.status, 'pusher.log'), 'utf8')).toMatch(/ended \(idle\): 5 stored, 0 already archived, 0 failed/);
   // The spent verdicts were cleared before it ended (every .ready became .done).
   expect(readdirSync(c.status).filter((f) => f.endsWith('.ok') || f.endsWith('.error'))).toEqual([]);
 }, 120_000);
