@@ -1,5 +1,5 @@
 // Benchmark options, from argv (npm run bench -- --scale 5 --rounds 1) or the environment
-// (BENCH_SCALE, BENCH_ROUNDS, BENCH_GROWTH, BENCH_RESTORE, BENCH_PITR, BENCH_MIX, BENCH_OUT).
+// (BENCH_SCALE, BENCH_ROUNDS, BENCH_GROWTH, BENCH_RESTORE, BENCH_PITR, BENCH_WAL, BENCH_MIX, BENCH_OUT).
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { PROJECT_ROOT } from '../client/dev/tools.js';
@@ -21,6 +21,12 @@ export interface BenchOptions {
    * recovery to a time until writable, and the RPO under a pgbench write load.
    */
   pitr: boolean;
+  /** Also measure WAL archiving (archive_command calls over real segments) against pgBackRest archive-push. */
+  wal: boolean;
+  /** Real 16 MiB segments fed to each WAL archiving contender. */
+  walSegments: number;
+  /** Only the WAL archiving section: measured alone and spliced into the existing report. */
+  onlyWal: boolean;
   mixes: Mix[];
   /** Markdown report; empty: do not write one. */
   out: string;
@@ -30,16 +36,20 @@ export interface BenchOptions {
 
 export const DEFAULT_SCALE = 60;
 export const DEFAULT_ROUNDS = 3;
+export const DEFAULT_WAL_SEGMENTS = 200;
 
-const USAGE = `usage: npm run bench -- [--scale N] [--rounds N] [--no-growth] [--no-restore] [--no-pitr] [--mix text,random] [--out FILE | --no-write]
+const USAGE = `usage: npm run bench -- [--scale N] [--rounds N] [--no-growth] [--no-restore] [--no-pitr] [--no-wal | --only-wal] [--wal-segments N] [--mix text,random] [--out FILE | --no-write]
   --scale N     pgbench scale of the compressible database (default ${DEFAULT_SCALE}: about 1.1 GB with the Django tables)
   --rounds N    measured rounds per data mix after one warm-up pass (default ${DEFAULT_ROUNDS})
   --no-growth   skip the workflow run on the database at scale/4 (the memory-growth check)
   --no-restore  skip the way back (verifyBackup from S3 vs bare pg_restore -j2, and the recovery drill)
   --no-pitr     skip point-in-time recovery (backupBase and pointInTimeRecovery vs pgBackRest, and the RPO under load)
+  --no-wal      skip WAL archiving (archive_command over real segments vs pgbackrest archive-push, sync and async)
+  --only-wal    only WAL archiving, its section replaced in the existing report (about 5 minutes)
+  --wal-segments N  real 16 MiB segments per WAL archiving contender (default ${DEFAULT_WAL_SEGMENTS})
   --mix LIST    text (pgbench + Django tables), random (random bytea); default both
   --out FILE    markdown report (default docs/benchmarks.md); --no-write prints only
-Environment: BENCH_SCALE, BENCH_ROUNDS, BENCH_GROWTH=0, BENCH_RESTORE=0, BENCH_PITR=0, BENCH_MIX, BENCH_OUT.`;
+Environment: BENCH_SCALE, BENCH_ROUNDS, BENCH_GROWTH=0, BENCH_RESTORE=0, BENCH_PITR=0, BENCH_WAL=0, BENCH_MIX, BENCH_OUT.`;
 
 export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): BenchOptions {
   const { values } = parseArgs({
@@ -53,6 +63,10 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
       'no-restore': { type: 'boolean' },
       pitr: { type: 'boolean' },
       'no-pitr': { type: 'boolean' },
+      wal: { type: 'boolean' },
+      'no-wal': { type: 'boolean' },
+      'only-wal': { type: 'boolean' },
+      'wal-segments': { type: 'string' },
       mix: { type: 'string' },
       out: { type: 'string' },
       'no-write': { type: 'boolean' },
@@ -78,6 +92,8 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
   const growth = values['no-growth'] ? false : (values.growth ?? !off(env.BENCH_GROWTH));
   const restore = values['no-restore'] ? false : (values.restore ?? !off(env.BENCH_RESTORE));
   const pitr = values['no-pitr'] ? false : (values.pitr ?? !off(env.BENCH_PITR));
+  const onlyWal = values['only-wal'] ?? false;
+  const wal = onlyWal || (values['no-wal'] ? false : (values.wal ?? !off(env.BENCH_WAL)));
   const out = values['no-write'] ? '' : path.resolve(PROJECT_ROOT, values.out ?? env.BENCH_OUT ?? 'docs/benchmarks.md');
   return {
     scale: int('scale', values.scale ?? env.BENCH_SCALE, DEFAULT_SCALE, 1),
@@ -85,6 +101,9 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     growth,
     restore,
     pitr,
+    wal,
+    walSegments: int('wal-segments', values['wal-segments'], DEFAULT_WAL_SEGMENTS, 2),
+    onlyWal,
     mixes: MIXES.filter((m) => mixes.includes(m)),
     out,
     sampleMs: int('sample-ms', values['sample-ms'], 100, 10),

@@ -29,6 +29,7 @@ import {
   type RestoreSubject,
 } from './restoreContenders.js';
 import { RESTORE_JOBS } from './stack.js';
+import { WAL_CONTENDER_IDS, WAL_CONTENDER_LABELS, WAL_PROCESSES, type WalArchiveResults, type WalContenderId } from './walArchive.js';
 
 export interface MixResults {
   db: BenchDatabase;
@@ -72,6 +73,8 @@ export interface BenchReport {
   restores: RestoreResults[];
   /** Point-in-time recovery against pgBackRest; absent with --no-pitr. */
   pitr?: PitrResults;
+  /** WAL archiving against pgBackRest archive-push; absent with --no-wal. */
+  wal?: WalArchiveResults;
   /** Runs repeated because processes outside the benchmark loaded the machine. */
   repeated: number;
   totalSeconds: number;
@@ -93,6 +96,10 @@ export const TARGETS = {
   pitrVsPgbackrest: 1.2,
   /** Commit until its WAL is in every repository, under a pgbench write load (worst sample). */
   rpoSeconds: 60,
+  /** One archive_command call of ours async, median and p95 (ms). */
+  walCallMs: 100,
+  /** Segments per second of ours async against pgBackRest's archive-push with archive-async=y. */
+  walRateVsPgbackrestAsync: 1.0,
 };
 
 const ANALYSIS_START = '<!-- analysis: kept when the benchmark rewrites this file -->';
@@ -212,7 +219,7 @@ export function renderReport(report: BenchReport): string {
     '# Benchmarks',
     '',
     `Measured ${machine.date.slice(0, 10)} with \`npm run bench\` (\`--scale ${options.scale} --rounds ${options.rounds}` +
-      `${options.growth ? '' : ' --no-growth'}${options.restore ? '' : ' --no-restore'}${options.pitr ? '' : ' --no-pitr'}${options.mixes.length < 2 ? ` --mix ${options.mixes.join(',')}` : ''}\`; ` +
+      `${options.growth ? '' : ' --no-growth'}${options.restore ? '' : ' --no-restore'}${options.pitr ? '' : ' --no-pitr'}${options.wal ? '' : ' --no-wal'}${options.mixes.length < 2 ? ` --mix ${options.mixes.join(',')}` : ''}\`; ` +
       `${(report.totalSeconds / 60).toFixed(1)} minutes in all, building the data included). Re-run it to refresh this file; ` +
       'everything but the hand-written analysis below is regenerated.',
     '',
@@ -229,6 +236,7 @@ export function renderReport(report: BenchReport): string {
   if (report.growth) push(...renderGrowth(report.growth));
   for (const restore of report.restores) push(...renderRestore(restore));
   if (report.pitr) push(...renderPitr(report.pitr));
+  if (report.wal) push(...renderWalArchive(report.wal));
   push(...renderBreakdown(report));
   push(...renderMethod(report));
   push('## Analysis', '', ANALYSIS_START, '', '(none yet)', '', ANALYSIS_END, '');
@@ -604,6 +612,74 @@ function pitrMethod(report: BenchReport): string[] {
       '`pgbackrest --type=time --target-action=promote --archive-mode=off restore` + `pg_ctl start -w` on a free port + polling `pg_is_in_recovery()`; both check the marker rows. ' +
       'Each recovered cluster is stopped and deleted after its run (untimed). The RPO part runs last, with `shipWal` on a long-running worker.',
   ];
+}
+
+/** The p-th percentile (0-100), nearest rank. */
+function percentile(values: number[], p: number): number {
+  const v = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return NaN;
+  return v[Math.min(v.length - 1, Math.max(0, Math.ceil((p / 100) * v.length) - 1))];
+}
+
+export const WAL_SECTION = '## WAL archiving';
+
+/** WAL archiving: ms per archive_command call and segments per second, against pgBackRest. */
+export function renderWalArchive(w: WalArchiveResults): string[] {
+  const rate = (id: WalContenderId) => (w.runs[id].callMs.length * 1000) / w.runs[id].wallMs;
+  const theirs = rate('pgbackrestAsync');
+  const ms = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : '–');
+  const ours = w.runs.async.callMs;
+  const oursMedian = median(ours);
+  const oursP95 = percentile(ours, 95);
+  const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
+  return [
+    `${WAL_SECTION}: ${w.segments} real segments, one \`archive_command\` call at a time`,
+    '',
+    `${w.segments} segments of 16 MiB (${((w.segments * w.segmentBytes) / 1e9).toFixed(2)} GB of WAL) written by one cluster under \`pgbench -i -s ${w.produced.scale}\`, ` +
+      `\`pgbench -c 2 -j 2 -T ${w.produced.pgbenchSeconds}\` at full speed and a bulk \`INSERT\` of ${w.produced.bulkRows.toLocaleString('en')} rows ` +
+      `(archived aside with \`cp\`; ${w.produced.seconds.toFixed(0)} s, untimed), then fed to each contender as PostgreSQL's archiver would: ` +
+      'one call at a time through `sh -c` as the postgres OS user, in order, every not yet archived segment in a `pg_wal` folder marked `archive_status/<name>.ready` ' +
+      '(the asynchronous contenders work ahead from those), each `.ready` renamed to `.done` after the call succeeded. ' +
+      `Each contender has its own data directory (the cluster's \`global/pg_control\` and a \`pg_wal\` of hard links to the same files, in the page cache for all) and its own, empty, repository. ` +
+      `One run each, in the order ${w.order.join(', ')}; segments per second is over the whole run, from the first call's start to the last call's success. ${w.pgbackrestVersion}.`,
+    '',
+    '| contender | ms per call: median | p95 | mean | max | segments/s | × pgBackRest async | stored MB | pusher peak RSS MiB |',
+    '|---|--:|--:|--:|--:|--:|--:|--:|--:|',
+    ...WAL_CONTENDER_IDS.map((id) => {
+      const r = w.runs[id];
+      return (
+        `| ${WAL_CONTENDER_LABELS[id]} | ${ms(median(r.callMs))} | ${ms(percentile(r.callMs, 95))} | ${ms(mean(r.callMs))} | ${ms(Math.max(...r.callMs))} | ` +
+        `${rate(id).toFixed(1)} | ${ratio(rate(id) / theirs)} | ${mb(r.storedBytes)} | ${mib(r.pusherPeakRssBytes)} |`
+      );
+    }),
+    '',
+    `Both sides compress with zstd level 3 and encrypt (ours: gpg to a cv25519 key, pgBackRest: \`repo1-cipher-type=aes-256-cbc\`), ${WAL_PROCESSES} processes each ` +
+      `(\`wal.async.processes: ${WAL_PROCESSES}\`, \`process-max=${WAL_PROCESSES}\`), a spool on the same disk; ours fsyncs each stored file and its entry. ` +
+      'Stored MB: the repository or spool afterwards (`du -sb`). The pusher\'s peak RSS is its VmHWM when the last call returned.',
+    '',
+    '| target | measured | |',
+    '|---|--:|---|',
+    `| ours async: ≤ ${TARGETS.walCallMs} ms per \`archive_command\` call (median; p95) | ${ms(oursMedian)}; ${ms(oursP95)} ms | ${yes(oursMedian <= TARGETS.walCallMs)}; ${yes(oursP95 <= TARGETS.walCallMs)} |`,
+    `| ours async: segments/s ≥ ${TARGETS.walRateVsPgbackrestAsync.toFixed(1)} × pgBackRest \`archive-async=y\` | ${ratio(rate('async') / theirs)} | ${yes(rate('async') / theirs >= TARGETS.walRateVsPgbackrestAsync)} |`,
+    '',
+  ];
+}
+
+/**
+ * The existing report with its WAL archiving section replaced by a fresh one (inserted before
+ * "Where the time goes" when it had none): `--only-wal` refreshes this section alone.
+ */
+export function spliceWalSection(section: string, existingFile: string): string {
+  if (!existsSync(existingFile)) return section;
+  const old = readFileSync(existingFile, 'utf8');
+  const start = old.indexOf(`\n${WAL_SECTION}`);
+  if (start >= 0) {
+    const next = old.indexOf('\n## ', start + 1);
+    return old.slice(0, start + 1) + section + (next >= 0 ? old.slice(next + 1) : '');
+  }
+  const before = old.indexOf('\n## Where the time goes');
+  const at = before >= 0 ? before + 1 : old.length;
+  return old.slice(0, at) + section + old.slice(at);
 }
 
 /** The report with the analysis section of the existing file (if any) carried over. */

@@ -1,7 +1,7 @@
 // npm run bench: the backup workflow against bare pg_dump and the seed's procedure, then the
 // weekly verification (from S3) against bare pg_restore, side by side on the same reference
 // databases, alternating, then point-in-time recovery against pgBackRest on an archiving
-// cluster (pitr.ts), with ratio tables written to docs/benchmarks.md. Everything it
+// cluster (pitr.ts), then WAL archiving against pgBackRest archive-push (walArchive.ts), with ratio tables written to docs/benchmarks.md. Everything it
 // starts (PostgreSQL, Temporal, SeaweedFS, workers) and every file it writes under the temp
 // folder is removed at the end, on failure and on Ctrl-C.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -12,10 +12,11 @@ import { parseOptions } from './options.js';
 import { runPitrPhase, type PitrResults } from './pitr.js';
 import { OTHER, waitForQuiet } from './procfs.js';
 import { buildReferenceData, startReferenceCluster, type BenchDatabase } from './referenceDatabase.js';
-import { collectMachine, mergeAnalysis, renderReport, type GrowthResults, type MixResults, type RestoreResults } from './report.js';
+import { collectMachine, mergeAnalysis, renderReport, renderWalArchive, spliceWalSection, type GrowthResults, type MixResults, type RestoreResults } from './report.js';
 import { prepareRestoreSubject, RESTORE_CONTENDER_IDS, RESTORE_CONTENDERS, runDrill, type RestoreContenderId } from './restoreContenders.js';
 import { startWorkflowStack } from './stack.js';
 import { measureStartup, renderStartup } from './startup.js';
+import { runWalArchivePhase, type WalArchiveResults } from './walArchive.js';
 import { killWorkers } from './workerProcess.js';
 
 const t0 = performance.now();
@@ -71,6 +72,18 @@ async function main(): Promise<void> {
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'backupctl-bench-'));
   // PostgreSQL runs as `postgres` under the cluster's own temp folder; ours only needs to be ours.
   cleanups.push(async () => rmSync(workDir, { recursive: true, force: true }));
+
+  if (options.onlyWal) {
+    // WAL archiving alone (its own cluster; no Temporal, no reference data): its section only.
+    const section = renderWalArchive(await runWalArchivePhase(options.walSegments, cleanups, say)).join('\n');
+    process.stdout.write('\n' + section + '\n');
+    if (options.out) {
+      mkdirSync(path.dirname(options.out), { recursive: true });
+      writeFileSync(options.out, spliceWalSection(section, options.out));
+      say(`replaced the WAL archiving section of ${options.out}`);
+    }
+    return;
+  }
 
   // First, while nothing of ours runs: what every command pays to start (dist/ against tsx).
   say('CLI start-up: compiled against tsx');
@@ -165,8 +178,14 @@ async function main(): Promise<void> {
     say(`pitr RPO under load: ${rpo.length} samples, max ${Math.max(...rpo).toFixed(1)} s`);
   }
 
+  let wal: WalArchiveResults | undefined;
+  if (options.wal) {
+    say('WAL archiving against pgbackrest archive-push');
+    wal = await runWalArchivePhase(options.walSegments, cleanups, say, [...ours]);
+  }
+
   const machine = await collectMachine(cluster, workDir);
-  const report = renderReport({ options, machine, mixes, growth, restores, pitr, repeated, totalSeconds: (performance.now() - t0) / 1000 }) + '\n' + renderStartup(startup);
+  const report = renderReport({ options, machine, mixes, growth, restores, pitr, wal, repeated, totalSeconds: (performance.now() - t0) / 1000 }) + '\n' + renderStartup(startup);
   process.stdout.write('\n' + report + '\n');
   if (options.out) {
     mkdirSync(path.dirname(options.out), { recursive: true });
