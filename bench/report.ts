@@ -670,6 +670,7 @@ export function renderWalArchive(w: WalArchiveResults): string[] {
  * "Where the time goes" when it had none): `--only-wal` refreshes this section alone.
  */
 export function spliceWalSection(section: string, existingFile: string): string {
+  section = section.endsWith('\n') ? section : section + '\n';
   if (!existsSync(existingFile)) return section;
   const old = readFileSync(existingFile, 'utf8');
   const start = old.indexOf(`\n${WAL_SECTION}`);

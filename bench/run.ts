@@ -75,7 +75,10 @@ async function main(): Promise<void> {
 
   if (options.onlyWal) {
     // WAL archiving alone (its own cluster; no Temporal, no reference data): its section only.
-    const section = renderWalArchive(await runWalArchivePhase(options.walSegments, cleanups, say)).join('\n');
+    const lines = renderWalArchive(await runWalArchivePhase(options.walSegments, cleanups, say));
+    // Said where it shows: the file's header names the full run, which this one was not.
+    lines.splice(1, 0, '', `Measured ${new Date().toISOString().slice(0, 10)} alone (\`npm run bench -- --only-wal\`, ${((performance.now() - t0) / 1000).toFixed(0)} s), not in the full run the header describes.`);
+    const section = lines.join('\n');
     process.stdout.write('\n' + section + '\n');
     if (options.out) {
       mkdirSync(path.dirname(options.out), { recursive: true });
