@@ -28,6 +28,17 @@ export function createCompressor(settings: CompressionSettings, signal: AbortSig
   return { stream: DuplexStream.from({ writable: proc.stdin!, readable: proc.stdout! }), process: proc };
 }
 
+/**
+ * A process that compresses a file it reads itself, to stdout: the plaintext never passes
+ * through this process (WAL files, 16 MiB each, one after another). gzip's output is the
+ * same format as createCompressor's.
+ */
+export function compressFile(settings: CompressionSettings, file: string, signal: AbortSignal): StreamingProcess {
+  return settings.algorithm === 'gzip'
+    ? spawnStreaming('gzip', ['-c', '-n', `-${Math.min(settings.level, 9)}`, '--', file], { signal })
+    : spawnStreaming('zstd', ['-q', '-c', `-${settings.level}`, `-T${settings.threads}`, '--', file], { signal });
+}
+
 /** File suffix of a compressed object. */
 export function compressionSuffix(algorithm: Compression): string {
   return algorithm === 'gzip' ? 'gz' : 'zst';

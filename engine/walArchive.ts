@@ -18,7 +18,7 @@
 // (archives shipped before entries were signed). docs/SECURITY.md, "WAL".
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { readFile, rename, rm, stat } from 'node:fs/promises';
+import { open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { text } from 'node:stream/consumers';
 import { pipeline } from 'node:stream/promises';
@@ -26,14 +26,14 @@ import { COMPRESSIONS, ErrorType, type Compression } from '../common/types.js';
 import type { Config } from '../common/config.js';
 import type { ManifestSignature } from '../common/types.js';
 import { writeJson } from './catalog.js';
-import { compressionSuffix } from './compression.js';
+import { compressFile, compressionSuffix } from './compression.js';
 import { readFirstGoodCopy } from './copySelection.js';
 import { loadRecipient, type Recipient } from './encryption.js';
 import { classifyFilesystemError, permanent, transient } from './errors.js';
 import { checkSignature, refusalOf, signManifest, type Signer, type Verifier } from './manifestSignature.js';
-import { spawnStreaming } from './exec.js';
+import { runCommand } from './exec.js';
 import { streamToRepositories } from './pipeline.js';
-import { checkBranchSegment, checkWalFile, MAX_TEXT_FILE_BYTES, walFileKind, type TimelineSwitch } from './walHeader.js';
+import { checkBranchSegment, checkSegment, checkWalFile, MAX_TEXT_FILE_BYTES, walFileKind, type TimelineSwitch } from './walHeader.js';
 import type { Repository } from './storage/repository.js';
 
 /** Segment, timeline history and backup history file names, as PostgreSQL makes them. */
@@ -148,8 +148,8 @@ export async function pushSegment(config: Config, repositories: Repository[], fi
   const segment = path.basename(file);
   if (!WAL_FILE_NAME.test(segment)) throw permanent(ErrorType.InvalidInput, `wal-push: ${file} is not a WAL file name (expected e.g. 000000010000000000000003)`);
   const spool = spoolRepository(config, repositories);
-  const plain = await readWalFile(file, segment);
-  const verdict = checkWalFile(segment, plain);
+  const { head, size, identity } = await readWalFileHead(file, segment);
+  const verdict = head.length === size ? checkWalFile(segment, head) : checkSegment(segment, head, size);
   // The problem, never the bytes: a stray file may hold anything.
   if (!verdict.ok) throw permanent(ErrorType.InvalidInput, `wal-push: ${file} is not a WAL file PostgreSQL could replay: ${verdict.problem}; nothing archived`);
   if (verdict.header) {
@@ -161,7 +161,9 @@ export async function pushSegment(config: Config, repositories: Repository[], fi
     }
     await checkClusterIdentity(spool, verdict.header.systemIdentifier, segment);
   }
-  const plainSha256 = createHash('sha256').update(plain).digest('hex');
+  // A whole segment is read by other processes (sha256sum, zstd), never through this one: the
+  // pusher stores several at once, and one process's thread would be the bottleneck.
+  const plainSha256 = head.length === size ? createHash('sha256').update(head).digest('hex') : await fileSha256(file);
   const existing = await readWalEntry(spool, segment);
   if (existing) {
     if (existing.plainSha256 === plainSha256) return { segment, action: 'already-archived', bytes: existing.bytes };
@@ -177,9 +179,9 @@ export async function pushSegment(config: Config, repositories: Repository[], fi
   const abort = new AbortController();
   try {
     const stored = await streamToRepositories({
-      // The bytes that were checked, not a second read of the file (which may have changed since).
-      producer: fromBuffer(plain, abort.signal),
-      classifyProducerError: (err) => classifyFilesystemError(err, `wal-push: reading ${file}`),
+      producer: compressFile(compression, file, abort.signal),
+      precompressed: true,
+      classifyProducerError: (err) => classifyFilesystemError(err, `wal-push: compressing ${file}`),
       compression,
       recipient,
       repositories: [spool],
@@ -188,8 +190,10 @@ export async function pushSegment(config: Config, repositories: Repository[], fi
       // PostgreSQL runs one archiver: what a killed wal-push left of this segment is cleared.
       soleWriter: true,
     });
-    if (stored.plainBytes !== plain.length) throw permanent(ErrorType.InvalidInput, `wal-push: ${file} changed while it was archived`);
-    const entry: WalEntry = { segment, key, compression: compression.algorithm, bytes: stored.bytes, sha256: stored.sha256, plainBytes: plain.length, plainSha256, archivedAt: new Date().toISOString(), ...(verdict.switches && { switches: verdict.switches }) };
+    // The file was read three times (its head, its checksum, its compression): it must be the
+    // same file, unchanged, throughout.
+    if ((await statIdentity(file)) !== identity) throw permanent(ErrorType.InvalidInput, `wal-push: ${file} changed while it was archived`);
+    const entry: WalEntry = { segment, key, compression: compression.algorithm, bytes: stored.bytes, sha256: stored.sha256, plainBytes: size, plainSha256, archivedAt: new Date().toISOString(), ...(verdict.switches && { switches: verdict.switches }) };
     await writeJson(spool, walEntryKey(segment), entry);
     return { segment, action: 'stored', bytes: stored.bytes };
   } finally {
@@ -197,22 +201,50 @@ export async function pushSegment(config: Config, repositories: Repository[], fi
   }
 }
 
-function fromBuffer(bytes: Buffer, signal: AbortSignal) {
-  const producer = spawnStreaming('cat', [], { stdin: 'pipe', signal });
-  producer.stdin!.on('error', () => undefined);
-  producer.stdin!.end(bytes);
-  return producer;
+/** The sha256 of a file, computed by sha256sum: another process, so on another core. */
+async function fileSha256(file: string): Promise<string> {
+  try {
+    const { stdout } = await runCommand('sha256sum', ['-b', '--', file]);
+    const hash = /^[0-9a-f]{64}/.exec(stdout)?.[0];
+    if (!hash) throw new Error(`sha256sum printed no checksum: ${stdout.slice(0, 100)}`);
+    return hash;
+  } catch (err) {
+    throw classifyFilesystemError(err, `wal-push: reading ${file}`);
+  }
 }
 
-/** Reads a file wal-push was given, refusing what is no regular file or too big to be a WAL file. */
-async function readWalFile(file: string, name: string): Promise<Buffer> {
+/** What identifies a file's content without reading it: device, inode, size, mtime (ns), ctime (ns). */
+async function statIdentity(file: string): Promise<string> {
+  const s = await stat(file, { bigint: true });
+  return `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`;
+}
+
+/** How much of a segment wal-push reads itself: its first page's header is all it checks. */
+const HEAD_BYTES = 64 * 1024;
+
+/**
+ * Reads the head of a file wal-push was given (a text file whole), refusing what is no regular
+ * file or too big to be a WAL file; with its size and identity (statIdentity) before the read.
+ */
+async function readWalFileHead(file: string, name: string): Promise<{ head: Buffer; size: number; identity: string }> {
   try {
+    const identity = await statIdentity(file);
     const info = await stat(file);
     if (!info.isFile()) throw permanent(ErrorType.InvalidInput, `wal-push: ${file} is not a regular file; nothing archived`);
     const kind = walFileKind(name);
-    const limit = kind === 'segment' || kind === 'partial' ? MAX_SEGMENT_BYTES : MAX_TEXT_FILE_BYTES;
+    const segmentKind = kind === 'segment' || kind === 'partial';
+    const limit = segmentKind ? MAX_SEGMENT_BYTES : MAX_TEXT_FILE_BYTES;
     if (info.size > limit) throw permanent(ErrorType.InvalidInput, `wal-push: ${file} has ${info.size} bytes, more than a ${kind} file can (${limit}); nothing archived`);
-    return await readFile(file);
+    const handle = await open(file, 'r');
+    try {
+      const want = segmentKind ? Math.min(info.size, HEAD_BYTES) : info.size;
+      const head = Buffer.alloc(want);
+      const { bytesRead } = await handle.read(head, 0, want, 0);
+      // A text file must be read whole (its size is checked again after the store).
+      return { head: head.subarray(0, bytesRead), size: segmentKind ? info.size : bytesRead, identity };
+    } finally {
+      await handle.close();
+    }
   } catch (err) {
     throw classifyFilesystemError(err, `wal-push: reading ${file}`);
   }
