@@ -29,14 +29,12 @@ export function createCompressor(settings: CompressionSettings, signal: AbortSig
 }
 
 /**
- * A process that compresses a file it reads itself, to stdout: the plaintext never passes
- * through this process (WAL files, 16 MiB each, one after another). gzip's output is the
- * same format as createCompressor's.
+ * The command that compresses a file it reads itself (its path follows, after `--`), to stdout:
+ * the plaintext never passes through this process (WAL files, 16 MiB each, one after another).
+ * gzip's output is the same format as createCompressor's.
  */
-export function compressFile(settings: CompressionSettings, file: string, signal: AbortSignal): StreamingProcess {
-  return settings.algorithm === 'gzip'
-    ? spawnStreaming('gzip', ['-c', '-n', `-${Math.min(settings.level, 9)}`, '--', file], { signal })
-    : spawnStreaming('zstd', ['-q', '-c', `-${settings.level}`, `-T${settings.threads}`, '--', file], { signal });
+export function fileCompressorCommand(settings: CompressionSettings): string[] {
+  return settings.algorithm === 'gzip' ? ['gzip', '-c', '-n', `-${Math.min(settings.level, 9)}`] : ['zstd', '-q', '-c', `-${settings.level}`, `-T${settings.threads}`];
 }
 
 /** File suffix of a compressed object. */

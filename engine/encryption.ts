@@ -69,18 +69,21 @@ export async function loadRecipient(publicKeyFile: string): Promise<Recipient> {
 
 /** gpg reading plaintext on stdin and writing an OpenPGP message to stdout. */
 export function spawnEncryptor(recipient: Recipient, signal: AbortSignal): StreamingProcess {
-  return spawnStreaming(
+  const [file, ...args] = encryptorCommand(recipient);
+  return spawnStreaming(file, args, { stdin: 'pipe', signal });
+}
+
+/** gpg encrypting stdin to the recipient, to stdout. */
+export function encryptorCommand(recipient: Recipient): string[] {
+  return [
     'gpg',
-    [
-      '--homedir', recipient.homeDir, '--batch', '--no-tty', '--quiet', '--no-autostart',
-      '--trust-model', 'always',
-      // The input is already compressed; compressing again costs time and gains nothing.
-      '--compress-algo', 'none',
-      '--recipient', recipient.fingerprint,
-      '--encrypt',
-    ],
-    { stdin: 'pipe', signal },
-  );
+    '--homedir', recipient.homeDir, '--batch', '--no-tty', '--quiet', '--no-autostart',
+    '--trust-model', 'always',
+    // The input is already compressed; compressing again costs time and gains nothing.
+    '--compress-algo', 'none',
+    '--recipient', recipient.fingerprint,
+    '--encrypt',
+  ];
 }
 
 /**

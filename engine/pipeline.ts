@@ -18,13 +18,8 @@ export interface PipelineProgress {
 }
 
 export interface PipelineInput {
-  /** Produces the plaintext on stdout (pg_dump, pg_dumpall, tar...), or with `precompressed` the compressed bytes. */
+  /** Produces the plaintext on stdout (pg_dump, pg_dumpall, tar...). */
   producer: StreamingProcess;
-  /**
-   * The producer compresses (compressFile): no compression stage, and plainBytes counts what it
-   * produced, not the plaintext.
-   */
-  precompressed?: boolean;
   /** Maps the producer's failure (exit status and stderr) to a classified failure. */
   classifyProducerError: (err: unknown) => EngineError;
   /** Optionally reads the whole plaintext too (a readability check); its failure fails the pass. */
@@ -70,7 +65,7 @@ export async function streamToRepositories(input: PipelineInput): Promise<Pipeli
   // promise carries the cause. Listening here keeps them from crashing the worker.
   const ignore = (stream: NodeJS.EventEmitter | null | undefined) => stream?.on('error', () => undefined);
 
-  const compressor = input.precompressed ? { stream: new PassThrough(), process: undefined } : createCompressor(input.compression, abort.signal);
+  const compressor = createCompressor(input.compression, abort.signal);
   const encryptor = spawnEncryptor(input.recipient, abort.signal);
   const plain = producer.stdout as Readable;
   const stored = encryptor.stdout as Readable;
