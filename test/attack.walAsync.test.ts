@@ -1,0 +1,74 @@
+// Hostile operator and environment against bin/wal-push-async and its pusher, on stand-in
+// segments (as test/walPushAsync.test.ts): set-ups that are common in practice or that an
+// operator may make by mistake, each of which must leave archiving working or failing, never
+// reporting a segment archived that is not in the spool.
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execa } from 'execa';
+import YAML from 'yaml';
+import { stopAgent } from '../engine/encryption.js';
+import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
+import { segmentBytes } from './fixtures/walSegment.js';
+
+const WRAPPER = path.resolve('bin/wal-push-async');
+let dir: string;
+let keys: KeyPair;
+let n = 0;
+
+beforeAll(async () => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'backupctl-walasync-attack-'));
+  keys = await ensureKeyPair(path.join(dir, 'keys'));
+}, 60_000);
+
+afterAll(async () => {
+  await stopAgent(keys.privateHome);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function writeConfig(file: string, spool: string): string {
+  writeFileSync(
+    file,
+    YAML.stringify({
+      host: 'wal-async-attack',
+      database: { url: 'postgres://postgres@127.0.0.1:1/postgres' },
+      repositories: { local: { type: 'filesystem', path: spool } },
+      encryption: { publicKeyFile: keys.publicKeyFile, privateKeyHome: keys.privateHome },
+      wal: { spool: 'local', async: { processes: 2, idleSeconds: 1 } },
+      logLevel: 'warn',
+    }),
+  );
+  return file;
+}
+
+function cluster(): { root: string; wal: string; status: string; ready(name: string): string } {
+  const root = path.join(dir, `cluster-${++n}`);
+  const wal = path.join(root, 'pg_wal');
+  mkdirSync(path.join(wal, 'archive_status'), { recursive: true });
+  return {
+    root,
+    wal,
+    status: path.join(root, 'status'),
+    ready(name) {
+      writeFileSync(path.join(wal, name), segmentBytes(name));
+      writeFileSync(path.join(wal, 'archive_status', `${name}.ready`), '');
+      return path.join(wal, name);
+    },
+  };
+}
+
+async function archive(status: string, config: string, file: string, env: Record<string, string> = {}) {
+  return execa(WRAPPER, [status, config, file], { reject: false, env: { BACKUPCTL_NODE: process.execPath, BACKUPCTL_WAL_WAIT: '20', ...env } });
+}
+
+test('a configuration file that is a symlink (a ConfigMap mount, config.yaml -> config.d/prod.yaml): the call succeeds on the .ok', async () => {
+  const c = cluster();
+  const spool = path.join(c.root, 'spool');
+  mkdirSync(path.join(c.root, 'config.d'));
+  const real = writeConfig(path.join(c.root, 'config.d', 'prod.yaml'), spool);
+  const link = path.join(c.root, 'config.yaml');
+  symlinkSync(real, link);
+  const run = await archive(c.status, link, c.ready('000000010000000000000010'));
+  expect({ exitCode: run.exitCode, stderr: run.stderr }).toEqual({ exitCode: 0, stderr: '' });
+  expect(existsSync(path.join(spool, 'wal', '000000010000000000000010.json'))).toBe(true);
+}, 60_000);
