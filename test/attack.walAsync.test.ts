@@ -2,7 +2,7 @@
 // segments (as test/walPushAsync.test.ts): set-ups that are common in practice or that an
 // operator may make by mistake, each of which must leave archiving working or failing, never
 // reporting a segment archived that is not in the spool.
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
