@@ -2,7 +2,7 @@
 // segments (as test/walPushAsync.test.ts): set-ups that are common in practice or that an
 // operator may make by mistake, each of which must leave archiving working or failing, never
 // reporting a segment archived that is not in the spool.
-import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, truncateSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -71,4 +71,24 @@ test('a configuration file that is a symlink (a ConfigMap mount, config.yaml -> 
   const run = await archive(c.status, link, c.ready('000000010000000000000010'));
   expect({ exitCode: run.exitCode, stderr: run.stderr }).toEqual({ exitCode: 0, stderr: '' });
   expect(existsSync(path.join(spool, 'wal', '000000010000000000000010.json'))).toBe(true);
+}, 60_000);
+
+test("an archived segment whose object in the spool is gone or cut short (its entry left): asked again, it is not reported archived", async () => {
+  const c = cluster();
+  const spool = path.join(c.root, 'spool');
+  const config = writeConfig(path.join(c.root, 'config.yaml'), spool);
+  const names = ['000000010000000000000020', '000000010000000000000021'];
+  const files = names.map((name) => c.ready(name));
+  for (const file of files) expect((await archive(c.status, config, file)).exitCode).toBe(0);
+  const object = (name: string) => path.join(spool, 'wal', readdirSync(path.join(spool, 'wal')).find((f) => f.startsWith(`${name}.`) && f.endsWith('.gpg'))!);
+  // PostgreSQL asks again (the host crashed before it marked them .done, and the status folder,
+  // on tmpfs, is empty); meanwhile one object was removed from the spool and the other cut short.
+  for (const name of names) rmSync(path.join(c.status, `${name}.ok`), { force: true });
+  rmSync(object(names[0]));
+  truncateSync(object(names[1]), 100);
+  for (const [i, file] of files.entries()) {
+    const run = await archive(c.status, config, file);
+    expect({ name: names[i], exitCode: run.exitCode }).toEqual({ name: names[i], exitCode: 1 });
+    expect(run.stderr).toMatch(/ManifestDamaged/);
+  }
 }, 60_000);
