@@ -2,7 +2,7 @@
 // segments (as test/walPushAsync.test.ts): set-ups that are common in practice or that an
 // operator may make by mistake, each of which must leave archiving working or failing, never
 // reporting a segment archived that is not in the spool.
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, truncateSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -90,5 +90,30 @@ test("an archived segment whose object in the spool is gone or cut short (its en
     const run = await archive(c.status, config, file);
     expect({ name: names[i], exitCode: run.exitCode }).toEqual({ name: names[i], exitCode: 1 });
     expect(run.stderr).toMatch(/ManifestDamaged/);
+  }
+}, 60_000);
+
+async function pushers(status: string): Promise<number[]> {
+  // The node processes (not the flock that started one, whose command line holds the same words).
+  const { stdout } = await execa('pgrep', ['-f', `^${process.execPath} .*wal-pusher --status ${status} `], { reject: false });
+  return stdout.split('\n').filter(Boolean).map(Number);
+}
+
+test('pusher.lock removed while a pusher runs (the status folder "cleaned"): the next call starts no second pusher beside it', async () => {
+  const c = cluster();
+  const config = path.join(c.root, 'config.yaml');
+  writeConfig(config, path.join(c.root, 'spool'));
+  // A pusher that stays a while after its last file.
+  writeFileSync(config, readFileSync(config, 'utf8').replace('idleSeconds: 1', 'idleSeconds: 30'));
+  try {
+    expect((await archive(c.status, config, c.ready('000000010000000000000030'))).exitCode).toBe(0);
+    expect(await pushers(c.status)).toHaveLength(1);
+    rmSync(path.join(c.status, 'pusher.lock'), { force: true });
+    expect((await archive(c.status, config, c.ready('000000010000000000000031'))).exitCode).toBe(0);
+    // The wrapper tries to start one at once; give a second one time to show.
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(await pushers(c.status)).toHaveLength(1);
+  } finally {
+    for (const pid of await pushers(c.status)) process.kill(pid, 'SIGTERM');
   }
 }, 60_000);
