@@ -2,7 +2,7 @@
 // segments (as test/walPushAsync.test.ts): set-ups that are common in practice or that an
 // operator may make by mistake, each of which must leave archiving working or failing, never
 // reporting a segment archived that is not in the spool.
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -116,4 +116,15 @@ test('pusher.lock removed while a pusher runs (the status folder "cleaned"): the
   } finally {
     for (const pid of await pushers(c.status)) process.kill(pid, 'SIGTERM');
   }
+}, 60_000);
+
+test('a status folder others may write to (a shared /tmp folder) is refused, and nothing is written in it: there, another user could plant a symlink as pusher.log or a temp file name and have the server user write through it', async () => {
+  const c = cluster();
+  const config = writeConfig(path.join(c.root, 'config.yaml'), path.join(c.root, 'spool'));
+  mkdirSync(c.status);
+  chmodSync(c.status, 0o1777);
+  const run = await archive(c.status, config, c.ready('000000010000000000000040'), { BACKUPCTL_WAL_WAIT: '2' });
+  expect(run.exitCode).toBe(1);
+  expect(run.stderr).toContain(`${c.status} may be written by other users`);
+  expect(readdirSync(c.status)).toEqual([]);
 }, 60_000);
