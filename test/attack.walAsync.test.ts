@@ -128,3 +128,10 @@ test('a status folder others may write to (a shared /tmp folder) is refused, and
   expect(run.stderr).toContain(`${c.status} may be written by other users`);
   expect(readdirSync(c.status)).toEqual([]);
 }, 60_000);
+
+test('a configuration file whose name ends in a space: the pusher takes it for its own and stores the file', async () => {
+  const c = cluster();
+  const config = writeConfig(path.join(c.root, 'config.yaml '), path.join(c.root, 'spool'));
+  const run = await archive(c.status, config, c.ready('000000010000000000000050'), { BACKUPCTL_WAL_WAIT: '10' });
+  expect({ exitCode: run.exitCode, stderr: run.stderr }).toEqual({ exitCode: 0, stderr: '' });
+}, 60_000);
