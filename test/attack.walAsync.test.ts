@@ -135,3 +135,19 @@ test('a configuration file whose name ends in a space: the pusher takes it for i
   const run = await archive(c.status, config, c.ready('000000010000000000000050'), { BACKUPCTL_WAL_WAIT: '10' });
   expect({ exitCode: run.exitCode, stderr: run.stderr }).toEqual({ exitCode: 0, stderr: '' });
 }, 60_000);
+
+test('the wall clock stepped back while a call waits (NTP, a VM resumed): it still gives up after BACKUPCTL_WAL_WAIT seconds', async () => {
+  const c = cluster();
+  const config = writeConfig(path.join(c.root, 'config.yaml'), path.join(c.root, 'spool'));
+  // A `date` whose every answer is a second earlier than the last: the clock going backwards.
+  const bin = path.join(c.root, 'bin');
+  mkdirSync(bin);
+  writeFileSync(path.join(bin, 'date'), `#!/bin/sh\nt=$(cat "${bin}/t" 2>/dev/null || echo 2000000000)\necho $((t - 1)) >"${bin}/t"\necho $t\n`, { mode: 0o755 });
+  const run = await execa(WRAPPER, [c.status, config, c.ready('000000010000000000000060')], {
+    reject: false,
+    timeout: 30_000,
+    // No pusher can start: only the wait can end the call.
+    env: { BACKUPCTL_NODE: '/bin/false', BACKUPCTL_WAL_WAIT: '2', PATH: `${bin}:${process.env.PATH}` },
+  });
+  expect({ exitCode: run.exitCode, stderr: run.stderr }).toEqual({ exitCode: 1, stderr: expect.stringContaining('was not stored within 2 s') });
+}, 60_000);
