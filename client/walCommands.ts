@@ -105,9 +105,10 @@ async function runCommand(file: string | undefined, command: string, args: strin
       const summary = await runWalPusher({
         config,
         configIdentity,
-        // archive_command now names another configuration file, or the file was edited.
+        // archive_command now names another configuration file, or the file was edited. The name
+        // is the one line the wrapper wrote, its newline dropped (not trimmed: it may end in a space).
         stillCurrent: async () =>
-          (await readFile(path.join(status, 'config-file'), 'utf8').then((f) => f.trim() === file, () => true)) && (await configFileIdentity(file)) === configIdentity,
+          (await readFile(path.join(status, 'config-file'), 'utf8').then((f) => f.replace(/\n$/, '') === file, () => true)) && (await configFileIdentity(file)) === configIdentity,
         repositories: openRepositories(config),
         statusDir: status,
         walDir,

@@ -164,7 +164,18 @@ export async function pushSegment(config: Config, repositories: Repository[], fi
   const existing = await readWalEntry(spool, segment);
   if (existing) {
     const plainSha256 = head.length === size ? createHash('sha256').update(head).digest('hex') : await fileSha256(file);
-    if (existing.plainSha256 === plainSha256) return { segment, action: 'already-archived', bytes: existing.bytes };
+    if (existing.plainSha256 === plainSha256) {
+      // Its object must still be there whole (size): an entry whose object was removed or cut
+      // short must not make PostgreSQL drop the only copy left. Not rewritten: an operator looks.
+      const object = await spool.stat(existing.key);
+      if (object?.bytes !== existing.bytes) {
+        throw permanent(
+          ErrorType.ManifestDamaged,
+          `wal-push: ${segment} has an entry in ${spool.name} but its object ${existing.key} is ${object ? `${object.bytes} bytes, not ${existing.bytes}` : 'missing'}; not archived. Move the entry aside so the segment is stored again`,
+        );
+      }
+      return { segment, action: 'already-archived', bytes: existing.bytes };
+    }
     throw permanent(
       ErrorType.WalConflict,
       `wal-push: ${segment} is already archived in ${spool.name} with different content (sha256 ${existing.plainSha256}, this one ${plainSha256}); refusing to overwrite it. Two clusters archiving to one place?`,

@@ -52,7 +52,7 @@ export interface PusherSummary {
   ended: 'idle' | 'wal folder gone' | 'aborted' | 'configuration changed';
 }
 
-/** What archive_command compares with the file it was given (`stat -c '%d:%i:%s:%.9Y'`). */
+/** What archive_command compares with the file it was given (`stat -L -c '%d:%i:%s:%.9Y'`: a symlink's target, as stat here). */
 export async function fileIdentity(file: string): Promise<string> {
   const s = await stat(file, { bigint: true });
   const ns = s.mtimeNs % 1_000_000_000n;

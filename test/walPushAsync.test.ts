@@ -144,8 +144,9 @@ test('another file under an archived name fails with WalConflict, every time it 
     const run = await archive(other, impostor);
     expect(run.exitCode).toBe(1);
     expect(run.stderr).toMatch(/WalConflict: wal-push: 000000010000000000000050 is already archived in local with different content/);
-    // Read once: the next call has the pusher try again (and it fails again).
-    expect(existsSync(path.join(other.status, '000000010000000000000050.error'))).toBe(false);
+    // Read once: the next call has the pusher try again (and it fails again). Whether the .error
+    // is gone right after the call is not asserted: the pusher tries again as soon as it sees it
+    // read, and its new verdict may already be there (seen failing on main in 2 of 6 runs).
   }
   expect(entry('000000010000000000000050')).toEqual(archived);
 }, 120_000);
