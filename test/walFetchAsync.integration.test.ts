@@ -65,6 +65,8 @@ beforeAll(async () => {
 afterAll(async () => {
   await cluster?.stop();
   await stopAgent(keys.privateHome);
+  // The fetchers (as the server's OS user) started an agent in restore_command's keyring.
+  await stopAgent(path.join(dir, 'gnupg-postgres')).catch(() => undefined);
   if (!process.env.KEEP_WALFETCHASYNC) rmSync(dir, { recursive: true, force: true });
 });
 
