@@ -18,7 +18,7 @@ import { runCommand, spawnStreaming } from '../engine/exec.js';
 import { inspectDatabase } from '../engine/inspection.js';
 import { serverOwner } from '../engine/localCluster.js';
 import { connect, countRows, parseDatabaseUrl, tablesToCount, type DatabaseTarget } from '../engine/postgres.js';
-import { claimDataDirectory, configureRecovery, handOver, prefetchDirOf, startCluster, stopCluster, waitUntilPromoted } from '../engine/recoveryCluster.js';
+import { claimDataDirectory, configureRecovery, fetchQueueDirOf, handOver, prefetchDirOf, startCluster, stopCluster, waitUntilPromoted } from '../engine/recoveryCluster.js';
 import { restoreServer } from '../engine/restoreTarget.js';
 import { expectedSource } from '../engine/sourceMatch.js';
 import { walTrustOf } from '../engine/walArchive.js';
@@ -42,7 +42,7 @@ export interface PitrDeps extends DatabaseBackupDeps {
   configFile?: string;
 }
 
-const CLI = CLI_PATH;
+const WAL_FETCH_ASYNC = path.join(path.dirname(CLI_PATH), 'wal-fetch-async');
 
 /**
  * A path as one word of restore_command: quoted for the shell PostgreSQL runs it with (a path
@@ -56,8 +56,13 @@ export function commandWord(value: string): string {
 export function createPitrActivities(deps: PitrDeps) {
   const { config } = deps;
 
-  /** The recovered server's restore_command; with allowUnsigned, its wal-fetch admits unsigned WAL entries too. */
-  function restoreCommand(allowUnsigned: boolean): string {
+  /**
+   * The recovered server's restore_command; with allowUnsigned, its wal-fetch admits unsigned WAL
+   * entries too. By default bin/wal-fetch-async with this attempt's queue folder: a fetcher
+   * decrypts ahead of replay, in parallel, and each call only copies (pitr.restoreCommand, when
+   * set, is used as it is).
+   */
+  function restoreCommand(allowUnsigned: boolean, queue: string): string {
     const fetchWords = allowUnsigned ? 'wal-fetch --allow-unsigned %f %p' : 'wal-fetch %f %p';
     if (config.pitr.restoreCommand) {
       if (!allowUnsigned) return config.pitr.restoreCommand;
@@ -69,7 +74,9 @@ export function createPitrActivities(deps: PitrDeps) {
     if (!deps.configFile) {
       throw permanent(ErrorType.InvalidConfig, 'pitr.restoreCommand is not set and the worker was started without a configuration file to hand to wal-fetch');
     }
-    return `${commandWord(process.execPath)} ${commandWord(CLI)} --config ${commandWord(path.resolve(deps.configFile))} ${fetchWords}`;
+    // The node this worker runs: PostgreSQL's PATH may have none.
+    const node = `BACKUPCTL_NODE=${commandWord(process.execPath)}`;
+    return `${node} ${commandWord(WAL_FETCH_ASYNC)} ${commandWord(queue)} ${commandWord(path.resolve(deps.configFile))} ${allowUnsigned ? '--allow-unsigned ' : ''}%f %p`;
   }
 
   function recoveredTarget(port: number, database = parseDatabaseUrl(config.database.url, config.database.passwordFile).database): DatabaseTarget {
@@ -158,7 +165,12 @@ export function createPitrActivities(deps: PitrDeps) {
         // (Time and LSN targets were checked against the window; xid and restore point ones were not.)
         const windowChecked = input.target.kind === 'time' || input.target.kind === 'lsn';
         const fetched = `${commandWord(prefetchDir + '/')}%f`;
-        const command = prefetched.complete && windowChecked ? `cp ${fetched} %p` : `cp ${fetched} %p 2>/dev/null || ${restoreCommand(input.allowUnsigned === true)}`;
+        // The queue of the asynchronous restore_command: written by the server's OS user (the
+        // fetcher runs as it), apart from the fetched-ahead folder root keeps.
+        const queue = fetchQueueDirOf(dataDir, ctx.info.attempt);
+        await mkdir(queue, { mode: 0o700 });
+        if (process.getuid?.() === 0) await runCommand('chown', [`${owner.spawn.uid}:${owner.spawn.gid}`, queue]);
+        const command = prefetched.complete && windowChecked ? `cp ${fetched} %p` : `cp ${fetched} %p 2>/dev/null || ${restoreCommand(input.allowUnsigned === true, queue)}`;
         await configureRecovery(unpackDir, { versionNum: manifest.server.versionNum, restoreCommand: command, target: input.target, port });
         await assertAttemptStands(`moving the unpacked base backup into ${dataDir}`);
         // Nothing is removed or replaced here: this attempt's claim left no wal-prefetch and an

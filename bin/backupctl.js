@@ -14,7 +14,7 @@ if (!compiled) {
   register();
 }
 // archive_command and restore_command run once per WAL segment: they skip the full CLI.
-const walCommand = process.argv.slice(2).find((arg) => arg === 'wal-push' || arg === 'wal-fetch' || arg === 'wal-pusher');
+const walCommand = process.argv.slice(2).find((arg) => arg === 'wal-push' || arg === 'wal-fetch' || arg === 'wal-pusher' || arg === 'wal-fetcher');
 if (walCommand) {
   const { runWalCommand } = await import(`${code}/client/walCommands.${ext}`);
   process.exitCode = await runWalCommand(process.argv.slice(2));

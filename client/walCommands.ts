@@ -1,6 +1,6 @@
 // `backupctl wal-push <path>` (archive_command), `backupctl wal-fetch <name> <path>`
 // (restore_command) and `backupctl wal-pusher` (asynchronous archiving's background half, started
-// by bin/wal-push-async). PostgreSQL runs them once per segment, so they load only what they need:
+// by bin/wal-push-async) and `backupctl wal-fetcher` (asynchronous recovery's, started by bin/wal-fetch-async). PostgreSQL runs them once per segment, so they load only what they need:
 // no Temporal client, no worker; bin/backupctl.js sends these two commands straight here.
 import { readFile, rename, stat } from 'node:fs/promises';
 import os from 'node:os';
@@ -11,6 +11,7 @@ import { removeOwnFoldersSync, sweepDeadOwners } from '../engine/tempDirs.js';
 import { loadVerifier } from '../engine/manifestSignature.js';
 import { fetchSegment, pushSegment, walTrustOf } from '../engine/walArchive.js';
 import { fileIdentity, runWalPusher } from '../engine/walPusher.js';
+import { runWalFetcher } from '../engine/walFetcher.js';
 import { loadConfig } from '../common/config.js';
 
 function configFile(args: string[]): { file: string | undefined; rest: string[] } {
@@ -117,6 +118,25 @@ async function runCommand(file: string | undefined, command: string, args: strin
         log: (line) => say(`${new Date().toISOString()} ${line}`),
       });
       say(`${new Date().toISOString()} ended (${summary.ended}): ${summary.stored} stored, ${summary.alreadyArchived} already archived, ${summary.failed} failed`);
+      return 0;
+    }
+    if (command === 'wal-fetcher') {
+      // Started by bin/wal-fetch-async under its lock (one per queue folder), never by hand.
+      const queue = optionValue(args, '--queue');
+      if (!queue) throw new Error('usage: backupctl wal-fetcher --queue <folder> [--allow-unsigned] (started by bin/wal-fetch-async)');
+      const logFile = path.join(queue, 'fetcher.log');
+      if (((await stat(logFile).catch(() => undefined))?.size ?? 0) > 16 * 1024 * 1024) await rename(logFile, `${logFile}.1`).catch(() => undefined);
+      const summary = await runWalFetcher({
+        config,
+        repositories: openRepositories(config),
+        trust: walTrustOf(config, await loadVerifier(config, { ownKey: 'if-readable' }), args.includes('--allow-unsigned')),
+        queueDir: queue,
+        processes: config.wal.fetchAhead.processes,
+        maxSegments: config.wal.fetchAhead.maxSegments,
+        idleMs: config.wal.fetchAhead.idleSeconds * 1000,
+        log: (line) => say(`${new Date().toISOString()} ${line}`),
+      });
+      say(`${new Date().toISOString()} ended: ${summary.fetched} fetched, ${summary.missing} missing, ${summary.failed} failed`);
       return 0;
     }
     throw new Error(`unknown command ${command}`);

@@ -183,6 +183,17 @@ export const configSchema = z.strictObject({
           idleSeconds: z.number().int().min(1).max(86400).default(60),
         })
         .prefault({}),
+      /** The background fetcher of asynchronous recovery (bin/wal-fetch-async). */
+      fetchAhead: z
+        .strictObject({
+          /** WAL files fetched and decrypted at once. */
+          processes: z.number().int().min(1).max(32).default(4),
+          /** At most this many segments wait, decrypted, in the queue folder (16 MiB each by default): the disk bound. */
+          maxSegments: z.number().int().min(1).max(4096).default(32),
+          /** The fetcher ends after this long with nothing asked of it; the next restore_command starts one. */
+          idleSeconds: z.number().int().min(1).max(86400).default(30),
+        })
+        .prefault({}),
       /**
        * WAL files PostgreSQL has ready but not yet archived (its archive_status queue) beyond
        * which `status` reports a problem: archiving falls behind, and pg_wal grows.

@@ -42,6 +42,15 @@ export function prefetchDirOf(dataDir: string): string {
   return path.join(workDirOf(dataDir), 'wal-prefetch');
 }
 
+/**
+ * The queue folder of one attempt's asynchronous restore_command (bin/wal-fetch-async): the
+ * server's OS user writes it (its fetcher runs as that user), so it is held as root before
+ * being emptied, as the data directory is.
+ */
+export function fetchQueueDirOf(dataDir: string, attempt: number): string {
+  return path.join(workDirOf(dataDir), `wal-queue.attempt-${attempt}`);
+}
+
 export function readMarker(dataDir: string): RecoveryMarker | undefined {
   try {
     const marker = JSON.parse(readFileSync(markerPath(dataDir), 'utf8')) as Partial<RecoveryMarker>;
@@ -100,6 +109,11 @@ export async function claimDataDirectory(dataDir: string, run: { runId: string; 
     // What earlier attempts fetched ahead and never moved into place.
     for (const entry of await readdir(workDir)) {
       if (entry.startsWith(`${path.basename(prefetchDirOf(dataDir))}.attempt-`)) await rm(path.join(workDir, entry), { recursive: true, force: true });
+      // Earlier attempts' fetch queues (their fetchers end when the folder goes, or idle).
+      if (entry.startsWith('wal-queue.attempt-')) {
+        await holdAsRoot(path.join(workDir, entry), 0o700);
+        await rm(path.join(workDir, entry), { recursive: true, force: true });
+      }
     }
     chosen = port ?? marker.port;
   } else {
