@@ -167,10 +167,14 @@ export function createPitrActivities(deps: PitrDeps) {
         const fetched = `${commandWord(prefetchDir + '/')}%f`;
         // The queue of the asynchronous restore_command: written by the server's OS user (the
         // fetcher runs as it), apart from the fetched-ahead folder root keeps.
+        // Made only where that command runs (not with pitr.restoreCommand, nor when everything was fetched ahead).
         const queue = fetchQueueDirOf(dataDir, ctx.info.attempt);
-        await mkdir(queue, { mode: 0o700 });
-        if (process.getuid?.() === 0) await runCommand('chown', [`${owner.spawn.uid}:${owner.spawn.gid}`, queue]);
-        const command = prefetched.complete && windowChecked ? `cp ${fetched} %p` : `cp ${fetched} %p 2>/dev/null || ${restoreCommand(input.allowUnsigned === true, queue)}`;
+        const fallback = !(prefetched.complete && windowChecked);
+        if (fallback && !config.pitr.restoreCommand) {
+          await mkdir(queue, { mode: 0o700 });
+          if (process.getuid?.() === 0) await runCommand('chown', [`${owner.spawn.uid}:${owner.spawn.gid}`, queue]);
+        }
+        const command = fallback ? `cp ${fetched} %p 2>/dev/null || ${restoreCommand(input.allowUnsigned === true, queue)}` : `cp ${fetched} %p`;
         await configureRecovery(unpackDir, { versionNum: manifest.server.versionNum, restoreCommand: command, target: input.target, port });
         await assertAttemptStands(`moving the unpacked base backup into ${dataDir}`);
         // Nothing is removed or replaced here: this attempt's claim left no wal-prefetch and an

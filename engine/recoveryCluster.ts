@@ -48,7 +48,7 @@ export function prefetchDirOf(dataDir: string): string {
  * being emptied, as the data directory is.
  */
 export function fetchQueueDirOf(dataDir: string, attempt: number): string {
-  return path.join(workDirOf(dataDir), `wal-queue.attempt-${attempt}`);
+  return path.join(workDirOf(dataDir), `wal-queue-${attempt}`);
 }
 
 export function readMarker(dataDir: string): RecoveryMarker | undefined {
@@ -110,7 +110,7 @@ export async function claimDataDirectory(dataDir: string, run: { runId: string; 
     for (const entry of await readdir(workDir)) {
       if (entry.startsWith(`${path.basename(prefetchDirOf(dataDir))}.attempt-`)) await rm(path.join(workDir, entry), { recursive: true, force: true });
       // Earlier attempts' fetch queues (their fetchers end when the folder goes, or idle).
-      if (entry.startsWith('wal-queue.attempt-')) {
+      if (/^wal-queue-\d+$/.test(entry)) {
         await holdAsRoot(path.join(workDir, entry), 0o700);
         await rm(path.join(workDir, entry), { recursive: true, force: true });
       }
