@@ -234,15 +234,27 @@ async function sealFile(file: string, compression: Config['compression'], recipi
   });
   out.pipe(body);
   out.on('error', (err) => body.destroy(err));
-  const put = spool.put(key, body, { signal: abort.signal, soleWriter: true });
-  const [sealing, writing] = await Promise.allSettled([proc, put]);
+  // The promises below carry every failure; an unheard 'error' event would end the process.
+  body.on('error', () => undefined);
+  // Either side failing stops the other: a write that failed (a full disk) reads no more, and
+  // gpg, blocked on a full pipe, would never end; a sealing that failed leaves a write waiting.
+  const put = spool.put(key, body, { signal: abort.signal, soleWriter: true }).catch((err: unknown) => {
+    abort.abort(err);
+    out.destroy();
+    throw err;
+  });
+  const sealed = proc.catch((err: unknown) => {
+    abort.abort(err);
+    body.destroy(err as Error);
+    throw err;
+  });
+  const [sealing, writing] = await Promise.allSettled([sealed, put]);
+  if (writing.status === 'rejected') throw classifyFilesystemError(writing.reason, `wal-push: writing to ${spool.name}`);
   if (sealing.status === 'rejected') {
-    abort.abort();
     const err = sealing.reason as { exitCode?: number };
     if (err.exitCode === 5) throw permanent(ErrorType.InvalidPublicKey, `gpg could not encrypt ${file}: ${errorText(err)}`);
     throw classifyFilesystemError(sealing.reason, `wal-push: reading and compressing ${file}`);
   }
-  if (writing.status === 'rejected') throw classifyFilesystemError(writing.reason, `wal-push: writing to ${spool.name}`);
   const plainSha256 = /plain-sha256 ([0-9a-f]{64})/.exec(String(sealing.value.stderr))?.[1];
   if (!plainSha256) throw transient(ErrorType.StorageUnreachable, `wal-push: no checksum of ${file} came back`);
   if (writing.value.bytes !== bytes) throw transient(ErrorType.ChecksumMismatch, `wal-push: ${writing.value.bytes} bytes of ${file} stored, ${bytes} sealed`);

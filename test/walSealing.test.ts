@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { execa } from 'execa';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
 import { validateConfig, type Config } from '../common/config.js';
 import { stopAgent } from '../engine/encryption.js';
@@ -31,6 +32,7 @@ beforeAll(async () => {
     },
     'test',
   );
+  mkdirSync(path.join(dir, 'pg_wal'));
 }, 60_000);
 
 afterAll(async () => {
@@ -40,7 +42,7 @@ afterAll(async () => {
 
 test('a spool whose write starts late still gets every sealed byte: the segment comes back whole', async () => {
   const name = '000000010000000000000007';
-  mkdirSync(path.join(dir, 'pg_wal'));
+
   const file = path.join(dir, 'pg_wal', name);
   const content = segmentBytes(name);
   writeFileSync(file, content);
@@ -57,3 +59,19 @@ test('a spool whose write starts late still gets every sealed byte: the segment 
   expect(await fetchSegment(config, openRepositories(config), name, back, trust)).toBe(true);
   expect(createHash('sha256').update(readFileSync(back)).digest('hex')).toBe(createHash('sha256').update(content).digest('hex'));
 }, 60_000);
+
+test('a spool whose write fails at once (a full disk) fails the push with that error, instead of leaving gpg blocked on a full pipe for ever', async () => {
+  const name = '000000010000000000000008';
+  const file = path.join(dir, 'pg_wal', name);
+  writeFileSync(file, segmentBytes(name));
+  const inner = openRepositories(config)[0];
+  const full = Object.assign(Object.create(inner) as typeof inner, {
+    put: async () => {
+      throw Object.assign(new Error(`ENOSPC: no space left on device, open '${path.join(dir, 'local', 'wal', name)}'`), { code: 'ENOSPC' });
+    },
+  });
+  await expect(pushSegment(config, [full], file)).rejects.toMatchObject({ type: 'DiskFull' });
+  // Nothing of this push is left running.
+  const { stdout } = await execa('pgrep', ['-f', `-- ${file}`], { reject: false });
+  expect(stdout.trim()).toBe('');
+}, 30_000);
