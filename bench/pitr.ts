@@ -10,9 +10,9 @@
 // The cluster's archive_command feeds both archives: `pgbackrest archive-push %p && backupctl
 // wal-push %p` (one cluster, so both sides back up and replay exactly the same data and WAL).
 import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
+import { writePgbackrestConfig } from './pgbackrestConfig.js';
 import { execa } from 'execa';
 import pg from 'pg';
 import YAML from 'yaml';
@@ -194,38 +194,12 @@ export async function runPitrPhase(
 
   // ---- pgBackRest: its own configuration, repository, lock and log folders ---------------
   const brDir = path.join(dir, 'pgbackrest');
-  for (const sub of ['', 'repo', 'log', 'lock', 'spool']) mkdirSync(path.join(brDir, sub), { recursive: true, mode: 0o700 });
-  const brConf = path.join(brDir, 'pgbackrest.conf');
-  writeFileSync(
-    brConf,
-    [
-      '[global]',
-      `repo1-path=${path.join(brDir, 'repo')}`,
-      'repo1-retention-full=2',
-      // Ours encrypts (gpg); so does this repository, for a fair comparison.
-      'repo1-cipher-type=aes-256-cbc',
-      `repo1-cipher-pass=${randomBytes(24).toString('base64url')}`,
-      'compress-type=zst',
-      'compress-level=3',
-      'process-max=2',
-      // Ours takes a fast checkpoint too (baseBackup.checkpoint: fast).
-      'start-fast=y',
-      `log-path=${path.join(brDir, 'log')}`,
-      `lock-path=${path.join(brDir, 'lock')}`,
-      `spool-path=${path.join(brDir, 'spool')}`,
-      'log-level-console=warn',
-      'log-level-stderr=warn',
-      'log-level-file=info',
-      '',
-      `[${STANZA}]`,
-      `pg1-path=${cluster.dataDir}`,
-      `pg1-port=${cluster.port}`,
-      `pg1-socket-path=${cluster.socketDir}`,
-      'pg1-user=postgres',
-      '',
-    ].join('\n'),
-    { mode: 0o600 },
-  );
+  const brConf = writePgbackrestConfig(brDir, cluster, STANZA, [
+    'repo1-retention-full=2',
+    'process-max=2',
+    // Ours takes a fast checkpoint too (baseBackup.checkpoint: fast).
+    'start-fast=y',
+  ]);
   await execa('chown', ['-R', `${asPostgres.uid}:${asPostgres.gid}`, brDir]);
   const pgbackrest = (args: string[]) => execa('pgbackrest', [`--config=${brConf}`, `--stanza=${STANZA}`, ...args], { ...pgOwner, cwd: dir, extendEnv: true });
   const pgbackrestVersion = (await execa('pgbackrest', ['version'])).stdout.trim();

@@ -10,9 +10,9 @@
 // Each contender gets its own pg_wal folder (hard links to the same segment files), its own
 // repository or spool, and its own status / spool folders.
 import { chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
+import { writePgbackrestConfig } from './pgbackrestConfig.js';
 import { execa } from 'execa';
 import YAML from 'yaml';
 import { ensureKeyPair } from '../client/dev/demoKeys.js';
@@ -136,35 +136,7 @@ export async function runWalArchivePhase(
   const brConfig = async (id: WalContenderId, async: boolean) => {
     mkdirSync(path.join(dir, id), { mode: 0o755 });
     const root = path.join(dir, id, 'pgbackrest');
-    for (const sub of ['repo', 'log', 'lock', 'spool']) mkdirSync(path.join(root, sub), { recursive: true, mode: 0o700 });
-    const file = path.join(root, 'pgbackrest.conf');
-    writeFileSync(
-      file,
-      [
-        '[global]',
-        `repo1-path=${path.join(root, 'repo')}`,
-        'repo1-cipher-type=aes-256-cbc',
-        `repo1-cipher-pass=${randomBytes(24).toString('base64url')}`,
-        'compress-type=zst',
-        'compress-level=3',
-        `process-max=${WAL_PROCESSES}`,
-        ...(async ? ['archive-async=y'] : []),
-        `log-path=${path.join(root, 'log')}`,
-        `lock-path=${path.join(root, 'lock')}`,
-        `spool-path=${path.join(root, 'spool')}`,
-        'log-level-console=warn',
-        'log-level-stderr=warn',
-        'log-level-file=info',
-        '',
-        `[${STANZA}]`,
-        `pg1-path=${cluster.dataDir}`,
-        `pg1-port=${cluster.port}`,
-        `pg1-socket-path=${cluster.socketDir}`,
-        'pg1-user=postgres',
-        '',
-      ].join('\n'),
-      { mode: 0o600 },
-    );
+    const file = writePgbackrestConfig(root, cluster, STANZA, [`process-max=${WAL_PROCESSES}`, ...(async ? ['archive-async=y'] : [])]);
     await chownR(root);
     await execa('pgbackrest', [`--config=${file}`, `--stanza=${STANZA}`, 'stanza-create'], { ...pgOwner, extendEnv: true, cwd: dir });
     return { file, repo: path.join(root, 'repo'), pg1: `--pg1-path=${path.join(dir, id, 'data')}` };
