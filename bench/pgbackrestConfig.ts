@@ -15,7 +15,8 @@ export function writePgbackrestConfig(root: string, cluster: PgCluster, stanza: 
     [
       '[global]',
       `repo1-path=${path.join(root, 'repo')}`,
-      // Ours encrypts (gpg); so does this repository, for a fair comparison.
+      // Ours encrypts (gpg); so does this repository, for a fair comparison. Its passphrase is
+      // random, made for this one throw-away bench repository, and never kept.
       'repo1-cipher-type=aes-256-cbc',
       `repo1-cipher-pass=${randomBytes(24).toString('base64url')}`,
       'compress-type=zst',

@@ -34,6 +34,11 @@ async function configFileIdentity(file: string | undefined): Promise<string> {
   return fileIdentity(file).catch(() => 'missing');
 }
 
+/** A background process's log (its wrapper appends to it) is kept to two files of at most 16 MiB. */
+async function rotateLog(file: string): Promise<void> {
+  if (((await stat(file).catch(() => undefined))?.size ?? 0) > 16 * 1024 * 1024) await rename(file, `${file}.1`).catch(() => undefined);
+}
+
 function optionValue(args: string[], flag: string): string | undefined {
   const i = args.indexOf(flag);
   return i >= 0 ? args[i + 1] : undefined;
@@ -100,9 +105,7 @@ async function runCommand(file: string | undefined, command: string, args: strin
       const status = optionValue(args, '--status');
       const walDir = optionValue(args, '--wal-dir');
       if (!status || !walDir) throw new Error('usage: backupctl wal-pusher --status <folder> --wal-dir <pg_wal> (started by bin/wal-push-async)');
-      // Its log (the wrapper appends to it) is kept to two files of at most 16 MiB.
-      const logFile = path.join(status, 'pusher.log');
-      if (((await stat(logFile).catch(() => undefined))?.size ?? 0) > 16 * 1024 * 1024) await rename(logFile, `${logFile}.1`).catch(() => undefined);
+      await rotateLog(path.join(status, 'pusher.log'));
       const summary = await runWalPusher({
         config,
         configIdentity,
@@ -124,8 +127,7 @@ async function runCommand(file: string | undefined, command: string, args: strin
       // Started by bin/wal-fetch-async under its lock (one per queue folder), never by hand.
       const queue = optionValue(args, '--queue');
       if (!queue) throw new Error('usage: backupctl wal-fetcher --queue <folder> [--allow-unsigned] (started by bin/wal-fetch-async)');
-      const logFile = path.join(queue, 'fetcher.log');
-      if (((await stat(logFile).catch(() => undefined))?.size ?? 0) > 16 * 1024 * 1024) await rename(logFile, `${logFile}.1`).catch(() => undefined);
+      await rotateLog(path.join(queue, 'fetcher.log'));
       const summary = await runWalFetcher({
         config,
         repositories: openRepositories(config),

@@ -12,12 +12,13 @@
 // Only a file asked for gets a .missing or .error: one ahead of replay that is absent or fails
 // stops the fetching ahead there, and is fetched again (and judged) when it is asked for; so a
 // repository unreachable for a moment never ends a recovery that has not reached that segment.
-import { open, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { open, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../common/config.js';
 import type { Repository } from './storage/repository.js';
 import { fetchSegment, WAL_FILE_NAME, type WalTrust } from './walArchive.js';
 import { readLongHeader } from './walHeader.js';
+import { writeStatus } from './walPusher.js';
 
 const SEGMENT = /^[0-9A-F]{24}$/;
 const DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024;
@@ -74,13 +75,6 @@ async function segmentSizeOf(file: string): Promise<number | undefined> {
   }
 }
 
-/** Writes a verdict file by temp name and rename: restore_command reads whole ones only. */
-async function writeVerdict(dir: string, file: string, text: string): Promise<void> {
-  const temp = path.join(dir, `.${file}.${process.pid}.tmp`);
-  await writeFile(temp, text, { mode: 0o600 });
-  await rename(temp, path.join(dir, file));
-}
-
 /**
  * Serves the queue folder until idle: every file asked for (.want) is fetched first; from the
  * last segment asked for onward, the following segments of its timeline are fetched ahead,
@@ -117,7 +111,7 @@ export async function runWalFetcher(options: WalFetcherOptions): Promise<WalFetc
           return;
         }
         summary.missing++;
-        await writeVerdict(dir, `${name}.missing`, '');
+        await writeStatus(dir, `${name}.missing`, '');
       } catch (err) {
         if (!asked) {
           if (cursor !== undefined && position(cursor) > position(name)) cursor = undefined;
@@ -126,7 +120,7 @@ export async function runWalFetcher(options: WalFetcherOptions): Promise<WalFetc
         }
         summary.failed++;
         const type = (err as { type?: string })?.type;
-        await writeVerdict(dir, `${name}.error`, `${type ? `${type}: ` : ''}${(err as Error).message}`);
+        await writeStatus(dir, `${name}.error`, `${type ? `${type}: ` : ''}${(err as Error).message}`);
       }
     })()
       .catch((err: unknown) => {

@@ -185,8 +185,12 @@ export async function runWalPusher(options: PusherOptions): Promise<PusherSummar
   }
 }
 
-/** Written whole under a temp name, then renamed: archive_command never reads half a verdict. */
-async function writeStatus(dir: string, file: string, content: string): Promise<void> {
+/**
+ * A verdict file for a shell wrapper (wal-push-async, wal-fetch-async), written whole under a
+ * temp name (`.<file>.<pid>.tmp`, which the next process cleared at its start), then renamed:
+ * the wrapper never reads half a verdict.
+ */
+export async function writeStatus(dir: string, file: string, content: string): Promise<void> {
   const temp = path.join(dir, `.${file}.${process.pid}.tmp`);
   await writeFile(temp, content, { mode: 0o600 });
   await rename(temp, path.join(dir, file));
