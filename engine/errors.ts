@@ -91,6 +91,25 @@ const PERMANENT_FILESYSTEM_ERRORS: Record<string, { type: ErrorType; reason: str
 };
 
 /** Errors from the filesystem: a full disk, a read-only or forbidden path, or a path of the wrong kind is permanent. */
+/** The kernel's words for the errors PERMANENT_FILESYSTEM_ERRORS knows (and a missing file), as tools print them (strerror). */
+const STRERROR: Array<[RegExp, string]> = [
+  [/No space left on device/i, 'ENOSPC'],
+  [/Disk quota exceeded/i, 'EDQUOT'],
+  [/Read-only file system/i, 'EROFS'],
+  [/Permission denied/i, 'EACCES'],
+  [/Operation not permitted/i, 'EPERM'],
+  [/Not a directory/i, 'ENOTDIR'],
+  [/Is a directory/i, 'EISDIR'],
+  [/Too many levels of symbolic links/i, 'ELOOP'],
+  [/File name too long/i, 'ENAMETOOLONG'],
+  [/No such file or directory/i, 'ENOENT'],
+];
+
+/** The errno code a tool's message reports (strerror's words), if any: for classifyFilesystemError. */
+export function errnoOfMessage(message: string): string | undefined {
+  return STRERROR.find(([pattern]) => pattern.test(message))?.[1];
+}
+
 export function classifyFilesystemError(err: unknown, context: string): EngineError {
   if (isEngineError(err)) return err;
   const { code, path: where } = (err ?? {}) as NodeJS.ErrnoException;

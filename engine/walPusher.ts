@@ -17,9 +17,8 @@ import { watch, type FSWatcher } from 'node:fs';
 import { readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../common/config.js';
-import { loadRecipient, type Recipient } from './encryption.js';
 import { errorText, isEngineError } from './errors.js';
-import { pushSegment, WAL_FILE_NAME } from './walArchive.js';
+import { pushSegment, startWalSealing, WAL_FILE_NAME } from './walArchive.js';
 import type { Repository } from './storage/repository.js';
 
 export interface PusherOptions {
@@ -79,8 +78,9 @@ export async function runWalPusher(options: PusherOptions): Promise<PusherSummar
   // from a later listing was read (an .error) or refused (an .ok of another file): stored again.
   const judged = new Map<string, number>();
   let scan = 0;
-  // Loaded once for every file (four gpg runs), by the first that needs it; a failure is not kept.
-  let recipient: Promise<Recipient> | undefined;
+  // Started once for every file (the key loaded: four gpg runs; a sealer per process), by the
+  // first that needs them; a failure is not kept.
+  let sealers: ReturnType<typeof startWalSealing> | undefined;
   let wake: (() => void) | undefined;
   const nudge = () => wake?.();
   // What a killed pusher was writing (there is one pusher at a time: the wrapper's lock).
@@ -102,11 +102,11 @@ export async function runWalPusher(options: PusherOptions): Promise<PusherSummar
     let outcome: string;
     try {
       const before = await fileIdentity(file);
-      recipient ??= loadRecipient(options.config.encryption.publicKeyFile).catch((err: unknown) => {
-        recipient = undefined;
+      sealers ??= startWalSealing(options.config, options.processes).catch((err: unknown) => {
+        sealers = undefined;
         throw err;
       });
-      const pushed = await pushSegment(options.config, options.repositories, file, { recipient: await recipient });
+      const pushed = await pushSegment(options.config, options.repositories, file, { sealing: (await sealers).sealing });
       // Stored from the bytes read; the file must still be the one they came from.
       if ((await fileIdentity(file)) !== before) throw new Error(`${file} changed while it was archived; stored again on the next call`);
       if (pushed.action === 'stored') summary.stored++;
@@ -181,7 +181,7 @@ export async function runWalPusher(options: PusherOptions): Promise<PusherSummar
     return summary;
   } finally {
     for (const w of watchers) w.close();
-    await (await recipient?.catch(() => undefined))?.dispose();
+    await (await sealers?.catch(() => undefined))?.close();
   }
 }
 

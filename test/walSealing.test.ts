@@ -1,8 +1,10 @@
-// wal-push's sealing (one bash: sha256sum, then the compressor into gpg) hands its output to the
-// repository, whose write may start reading late (its folders first): no byte may be lost in
-// between. A repository frozen at put for a moment shows it; the segment must come back whole.
+// wal-push's sealing (engine/walSealer.ts): long-lived bash sealers checksum each WAL file,
+// compress it into gpg, which writes the sealed file itself. What must hold: many files through
+// few sealers each come back whole; a sealer killed mid-file fails that file alone (retryable)
+// and the next file starts a new one; a full disk is DiskFull with nothing half-written left;
+// a file that is gone is named; the out file is never one that exists (a planted link).
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -11,27 +13,29 @@ import { validateConfig, type Config } from '../common/config.js';
 import { stopAgent } from '../engine/encryption.js';
 import { loadVerifier } from '../engine/manifestSignature.js';
 import { openRepositories } from '../engine/storage/index.js';
-import { fetchSegment, pushSegment, walTrustOf } from '../engine/walArchive.js';
-import { FreezableRepository } from './fixtures/freezableRepository.js';
+import { fetchSegment, pushSegment, startWalSealing, walTrustOf } from '../engine/walArchive.js';
 import { segmentBytes } from './fixtures/walSegment.js';
 
 let dir: string;
 let keys: KeyPair;
 let config: Config;
 
-beforeAll(async () => {
-  dir = mkdtempSync(path.join(os.tmpdir(), 'backupctl-walseal-'));
-  keys = await ensureKeyPair(path.join(dir, 'keys'));
-  config = validateConfig(
+const configFor = (spool: string): Config =>
+  validateConfig(
     {
       host: 'walseal',
       database: { url: 'postgres://x@127.0.0.1:1/x' },
-      repositories: { local: { type: 'filesystem', path: path.join(dir, 'local') } },
+      repositories: { local: { type: 'filesystem', path: spool } },
       encryption: { publicKeyFile: keys.publicKeyFile, privateKeyHome: keys.privateHome },
       wal: { spool: 'local' },
     },
     'test',
   );
+
+beforeAll(async () => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'backupctl-walseal-'));
+  keys = await ensureKeyPair(path.join(dir, 'keys'));
+  config = configFor(path.join(dir, 'local'));
   mkdirSync(path.join(dir, 'pg_wal'));
 }, 60_000);
 
@@ -40,38 +44,114 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-test('a spool whose write starts late still gets every sealed byte: the segment comes back whole', async () => {
-  const name = '000000010000000000000007';
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
+function segmentFile(name: string): { file: string; content: Buffer } {
   const file = path.join(dir, 'pg_wal', name);
   const content = segmentBytes(name);
   writeFileSync(file, content);
-  const spool = new FreezableRepository(openRepositories(config)[0]);
-  const { frozen, wake } = spool.freezeAtNext('put');
-  const pushing = pushSegment(config, [spool], file);
-  await frozen;
-  // gpg's first output is ready long before this; the write starts only now.
-  await new Promise((r) => setTimeout(r, 500));
-  wake();
-  expect(await pushing).toMatchObject({ segment: name, action: 'stored' });
-  const back = path.join(dir, 'back');
-  const trust = walTrustOf(config, await loadVerifier(config, { ownKey: 'if-readable' }), false);
-  expect(await fetchSegment(config, openRepositories(config), name, back, trust)).toBe(true);
-  expect(createHash('sha256').update(readFileSync(back)).digest('hex')).toBe(createHash('sha256').update(content).digest('hex'));
+  return { file, content };
+}
+
+async function fetchedBack(cfg: Config, name: string): Promise<Buffer> {
+  const back = path.join(dir, `back-${name}`);
+  const trust = walTrustOf(cfg, await loadVerifier(cfg, { ownKey: 'if-readable' }), false);
+  expect(await fetchSegment(cfg, openRepositories(cfg), name, back, trust)).toBe(true);
+  const bytes = readFileSync(back);
+  rmSync(back);
+  return bytes;
+}
+
+const sealersOf = (marker: string) => execa('pgrep', ['-f', marker], { reject: false }).then((r) => r.stdout.trim());
+/** This process's own sealers (its children): other suites may run sealers of their own meanwhile. */
+const ownSealers = async () => (await execa('pgrep', ['-P', String(process.pid), '-f', '^bash -c set -u'], { reject: false })).stdout.trim().split('\n').filter(Boolean);
+
+test('eight segments through two sealers at once: each stored once, and each comes back whole', async () => {
+  const names = Array.from({ length: 8 }, (_, i) => `0000000100000000000000${(0x10 + i).toString(16).toUpperCase()}`);
+  const files = names.map(segmentFile);
+  const sealers = await startWalSealing(config, 2);
+  try {
+    const outcomes = await Promise.all(files.map((f) => pushSegment(config, openRepositories(config), f.file, { sealing: sealers.sealing })));
+    expect(outcomes.map((o) => o.action)).toEqual(names.map(() => 'stored'));
+    // Two processes served them all.
+    expect((await ownSealers()).length).toBe(2);
+  } finally {
+    await sealers.close();
+  }
+  for (const [i, name] of names.entries()) expect(sha(await fetchedBack(config, name))).toBe(sha(files[i].content));
+  // Nothing half-written, nothing of the sealers left running.
+  expect(readdirSync(path.join(dir, 'local', 'wal')).filter((f) => f.endsWith('.partial'))).toEqual([]);
+  expect(await sealersOf(`-- ${path.join(dir, 'pg_wal')}`)).toBe('');
+  expect(await ownSealers()).toEqual([]);
+}, 120_000);
+
+test('a sealer killed in the middle of a file fails that file (retryable), and the next file gets a new sealer', async () => {
+  const a = segmentFile('000000010000000000000020');
+  const b = segmentFile('000000010000000000000021');
+  const sealers = await startWalSealing(config, 1);
+  try {
+    // Make one first, so there is a sealer to kill while it works.
+    const first = pushSegment(config, openRepositories(config), a.file, { sealing: sealers.sealing });
+    let killed = false;
+    for (let i = 0; i < 400 && !killed; i++) {
+      for (const pid of await ownSealers()) {
+        process.kill(Number(pid), 'SIGKILL');
+        killed = true;
+      }
+      if (!killed) await new Promise((r) => setTimeout(r, 5));
+    }
+    expect(killed).toBe(true);
+    await expect(first).rejects.toMatchObject({ retryable: true });
+    expect(await pushSegment(config, openRepositories(config), b.file, { sealing: sealers.sealing })).toMatchObject({ action: 'stored' });
+    // And the failed one again, now whole.
+    expect(await pushSegment(config, openRepositories(config), a.file, { sealing: sealers.sealing })).toMatchObject({ action: 'stored' });
+  } finally {
+    await sealers.close();
+  }
+  expect(sha(await fetchedBack(config, '000000010000000000000020'))).toBe(sha(a.content));
+  expect(sha(await fetchedBack(config, '000000010000000000000021'))).toBe(sha(b.content));
+  expect(readdirSync(path.join(dir, 'local', 'wal')).filter((f) => f.endsWith('.partial'))).toEqual([]);
+}, 120_000);
+
+test('a file gone before it is sealed: the error names it, nothing is stored', async () => {
+  const gone = path.join(dir, 'pg_wal', '000000010000000000000030');
+  const sealers = await startWalSealing(config, 1);
+  try {
+    await expect(sealers.sealing.seal(gone, path.join(dir, 'out-gone'))).rejects.toThrow(/reading .*000000010000000000000030/);
+    expect(existsSync(path.join(dir, 'out-gone'))).toBe(false);
+  } finally {
+    await sealers.close();
+  }
 }, 60_000);
 
-test('a spool whose write fails at once (a full disk) fails the push with that error, instead of leaving gpg blocked on a full pipe for ever', async () => {
-  const name = '000000010000000000000008';
-  const file = path.join(dir, 'pg_wal', name);
-  writeFileSync(file, segmentBytes(name));
-  const inner = openRepositories(config)[0];
-  const full = Object.assign(Object.create(inner) as typeof inner, {
-    put: async () => {
-      throw Object.assign(new Error(`ENOSPC: no space left on device, open '${path.join(dir, 'local', 'wal', name)}'`), { code: 'ENOSPC' });
-    },
-  });
-  await expect(pushSegment(config, [full], file)).rejects.toMatchObject({ type: 'DiskFull' });
-  // Nothing of this push is left running.
-  const { stdout } = await execa('pgrep', ['-f', `-- ${file}`], { reject: false });
-  expect(stdout.trim()).toBe('');
-}, 30_000);
+test('the out file is created, never written through: a link planted under its name is refused, its target untouched', async () => {
+  const { file } = segmentFile('000000010000000000000031');
+  const target = path.join(dir, 'victim');
+  writeFileSync(target, 'keep me');
+  const planted = path.join(dir, 'planted-out');
+  symlinkSync(target, planted);
+  const sealers = await startWalSealing(config, 1);
+  try {
+    await expect(sealers.sealing.seal(file, planted)).rejects.toThrow();
+  } finally {
+    await sealers.close();
+  }
+  expect(readFileSync(target, 'utf8')).toBe('keep me');
+}, 60_000);
+
+test('a spool on a full disk: the push fails with DiskFull, and no partial file is left', async () => {
+  if (process.getuid?.() !== 0) return;
+  const mount = path.join(dir, 'small');
+  mkdirSync(mount);
+  await execa('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mount]);
+  try {
+    const small = configFor(path.join(mount, 'spool'));
+    // Random bytes do not compress: 16 MiB sealed cannot fit in 2 MiB.
+    const { file } = segmentFile('000000010000000000000040');
+    await expect(pushSegment(small, openRepositories(small), file)).rejects.toMatchObject({ type: 'DiskFull' });
+    expect(readdirSync(path.join(mount, 'spool', 'wal')).filter((f) => f.includes('000000010000000000000040'))).toEqual([]);
+    expect(await sealersOf(`-- ${file}`)).toBe('');
+  } finally {
+    await execa('umount', ['-l', mount]);
+  }
+}, 60_000);

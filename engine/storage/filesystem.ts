@@ -34,6 +34,20 @@ export class FilesystemRepository implements Repository {
   }
 
   async put(key: string, body: Readable, options: PutOptions = {}): Promise<ObjectInfo> {
+    try {
+      return await this.putWritten(key, (partialPath) => pipeline(body, createWriteStream(partialPath, { flags: 'wx', mode: FILE_MODE }), { signal: options.signal }), options);
+    } finally {
+      body.destroy();
+    }
+  }
+
+  /**
+   * A put whose bytes `write` puts into the file it is given (which does not exist yet; it must
+   * create it exclusively, as the owner's alone): another process may write it, so the bytes
+   * need not pass through this one. Then, as every put: synced, renamed into place, the folder
+   * synced. The size stored is returned.
+   */
+  async putWritten(key: string, write: (partialPath: string) => Promise<void>, options: PutOptions = {}): Promise<ObjectInfo> {
     const finalPath = await this.linkFreePathOf(key);
     // A name of this put's own: a stale writer of the same key (a frozen worker woken up) can
     // neither truncate nor remove it. Leftovers of dead writers go when they are old enough.
@@ -41,18 +55,15 @@ export class FilesystemRepository implements Repository {
     try {
       await this.makeDirs(path.dirname(finalPath));
       await this.removePartials(finalPath, options.soleWriter ? 0 : this.staleAfterMs);
-      const out = createWriteStream(partialPath, { flags: 'wx', mode: FILE_MODE });
-      let bytes = 0;
-      body.on('data', (chunk: Buffer) => {
-        bytes += chunk.length;
-      });
-      await pipeline(body, out, { signal: options.signal });
+      await write(partialPath);
+      options.signal?.throwIfAborted();
+      const info = await lstat(partialPath);
+      if (!info.isFile()) throw permanent(ErrorType.InvalidInput, `repository ${this.name}: ${partialPath} is not a regular file after it was written`);
       await syncFile(partialPath);
       await rename(partialPath, finalPath);
       await syncFile(path.dirname(finalPath));
-      return { key, bytes };
+      return { key, bytes: info.size };
     } catch (err) {
-      body.destroy();
       await rm(partialPath, { force: true }).catch(() => undefined);
       throw classifyFilesystemError(err, `repository ${this.name}: writing ${finalPath}`);
     }
