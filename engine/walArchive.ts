@@ -36,6 +36,7 @@ import { checkBranchSegment, checkSegment, checkWalFile, MAX_TEXT_FILE_BYTES, wa
 import type { Repository } from './storage/repository.js';
 import { FilesystemRepository } from './storage/filesystem.js';
 import { SealerPool, type Sealed, type Sealing } from './walSealer.js';
+import { lockWalWriter, type WalWriterLock } from './walWriterLock.js';
 
 /** Segment, timeline history and backup history file names, as PostgreSQL makes them. */
 export const WAL_FILE_NAME = /^[0-9A-F]{8}(\.history|[0-9A-F]{16}(\.partial|\.[0-9A-F]{8}\.backup)?)$/;
@@ -139,13 +140,23 @@ export async function listWalEntries(repository: Repository): Promise<string[]> 
 
 export type PushOutcome = { segment: string; action: 'stored' | 'already-archived'; bytes: number };
 
+export interface PushOptions {
+  /** Sealers started by the caller (startWalSealing); otherwise one is started for this push. */
+  sealing?: Sealing;
+  /** The spool's writer lock, held by the caller (the pusher, for its whole run); otherwise taken for this push. */
+  writerLock?: WalWriterLock;
+}
+
+/** How long a wal-push waits for another writer of the spool to end. */
+const WRITER_LOCK_WAIT_SECONDS = 60;
+
 /**
  * archive_command: stores one WAL file durably (temp name, fsync, rename, fsync the folder),
  * compressed and encrypted, then its entry. Pushing the identical file again succeeds; a
  * different file under an archived name is refused (WalConflict), since overwriting it could
  * destroy the only copy of history. Success is reported only after both objects are durable.
  */
-export async function pushSegment(config: Config, repositories: Repository[], file: string, options: { sealing?: Sealing } = {}): Promise<PushOutcome> {
+export async function pushSegment(config: Config, repositories: Repository[], file: string, options: PushOptions = {}): Promise<PushOutcome> {
   const segment = path.basename(file);
   if (!WAL_FILE_NAME.test(segment)) throw permanent(ErrorType.InvalidInput, `wal-push: ${file} is not a WAL file name (expected e.g. 000000010000000000000003)`);
   const spool = spoolRepository(config, repositories);
@@ -164,6 +175,30 @@ export async function pushSegment(config: Config, repositories: Repository[], fi
     }
     await checkClusterIdentity(spool, verdict.header.systemIdentifier, segment);
   }
+  // One writer of the spool at a time (walWriterLock.ts): from the look for an entry to the entry written.
+  const lock = options.writerLock ?? (await lockWalWriter(spool.root, WRITER_LOCK_WAIT_SECONDS));
+  try {
+    return await storeSegment(config, spool, file, { segment, head, size, identity, switches: verdict.switches }, { ...options, writerLock: lock });
+  } finally {
+    if (!options.writerLock) await lock.release();
+  }
+}
+
+/** What pushSegment read of a WAL file and checked. */
+interface ReadWalFile {
+  segment: string;
+  head: Buffer;
+  size: number;
+  identity: string;
+  switches?: TimelineSwitch[];
+}
+
+/** pushSegment's storing, under the spool's writer lock. */
+async function storeSegment(config: Config, spool: FilesystemRepository, file: string, read: ReadWalFile, options: PushOptions & { writerLock: WalWriterLock }): Promise<PushOutcome> {
+  const { segment, head, size, identity } = read;
+  const stillWriter = () => {
+    if (!options.writerLock.held()) throw transient(ErrorType.StorageUnreachable, `wal-push: the WAL writer lock of ${options.writerLock.folder} was lost (its process ended) while ${segment} was stored; stored again on the next call`);
+  };
   const existing = await readWalEntry(spool, segment);
   if (existing) {
     const plainSha256 = head.length === size ? createHash('sha256').update(head).digest('hex') : await fileSha256(file);
@@ -193,6 +228,7 @@ export async function pushSegment(config: Config, repositories: Repository[], fi
   try {
     const sealing = options.sealing ?? own!.sealing;
     let sealed: Sealed | undefined;
+    stillWriter();
     const stored = await spool.putWritten(
       key,
       async (partial) => {
@@ -205,7 +241,8 @@ export async function pushSegment(config: Config, repositories: Repository[], fi
     if ((await statIdentity(file)) !== identity || (head.length === size && createHash('sha256').update(head).digest('hex') !== sealed!.plainSha256)) {
       throw permanent(ErrorType.InvalidInput, `wal-push: ${file} changed while it was archived`);
     }
-    const entry: WalEntry = { segment, key, compression: compression.algorithm, bytes: stored.bytes, sha256: sealed!.sha256, plainBytes: size, plainSha256: sealed!.plainSha256, archivedAt: new Date().toISOString(), ...(verdict.switches && { switches: verdict.switches }) };
+    const entry: WalEntry = { segment, key, compression: compression.algorithm, bytes: stored.bytes, sha256: sealed!.sha256, plainBytes: size, plainSha256: sealed!.plainSha256, archivedAt: new Date().toISOString(), ...(read.switches && { switches: read.switches }) };
+    stillWriter();
     await writeJson(spool, walEntryKey(segment), entry);
     return { segment, action: 'stored', bytes: stored.bytes };
   } finally {

@@ -17,8 +17,11 @@ import { watch, type FSWatcher } from 'node:fs';
 import { readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../common/config.js';
-import { errorText, isEngineError } from './errors.js';
-import { pushSegment, startWalSealing, WAL_FILE_NAME } from './walArchive.js';
+import { errorText, isEngineError, permanent } from './errors.js';
+import { ErrorType } from '../common/types.js';
+import { pushSegment, spoolRepository, startWalSealing, WAL_FILE_NAME } from './walArchive.js';
+import { FilesystemRepository } from './storage/filesystem.js';
+import { lockWalWriter } from './walWriterLock.js';
 import type { Repository } from './storage/repository.js';
 
 export interface PusherOptions {
@@ -42,13 +45,17 @@ export interface PusherOptions {
    * call starts one with the configuration as it is now.
    */
   stillCurrent?: () => Promise<boolean>;
+  /** How long it waits for the spool's writer lock when another writer holds it (default 600 s). */
+  writerLockWaitSeconds?: number;
 }
+
+const WRITER_LOCK_WAIT_SECONDS = 600;
 
 export interface PusherSummary {
   stored: number;
   alreadyArchived: number;
   failed: number;
-  ended: 'idle' | 'wal folder gone' | 'aborted' | 'configuration changed';
+  ended: 'idle' | 'wal folder gone' | 'aborted' | 'configuration changed' | 'writer lock lost';
 }
 
 /** What archive_command compares with the file it was given (`stat -L -c '%d:%i:%s:%.9Y'`: a symlink's target, as stat here). */
@@ -83,6 +90,14 @@ export async function runWalPusher(options: PusherOptions): Promise<PusherSummar
   let sealers: ReturnType<typeof startWalSealing> | undefined;
   let wake: (() => void) | undefined;
   const nudge = () => wake?.();
+  // The one writer of the spool while it runs (walWriterLock.ts): a pusher of another status
+  // folder (archive_command changed) or a wal-push run by hand waits for it to end, and it for them.
+  const spool = spoolRepository(options.config, options.repositories);
+  if (!(spool instanceof FilesystemRepository)) throw permanent(ErrorType.InvalidConfig, `wal.spool: ${spool.name} is not a filesystem repository; the pusher writes into a folder of this host`);
+  const writerLock = await lockWalWriter(spool.root, 1).catch(async () => {
+    log(`waiting for the WAL writer lock of ${spool.name} (another pusher, or a wal-push run by hand, is storing into it)`);
+    return lockWalWriter(spool.root, options.writerLockWaitSeconds ?? WRITER_LOCK_WAIT_SECONDS);
+  });
   // What a killed pusher was writing (there is one pusher at a time: the wrapper's lock).
   for (const f of await readdir(statusDir)) if (/^\..+\.tmp$/.test(f)) await rm(path.join(statusDir, f), { force: true });
   const watchers: FSWatcher[] = [];
@@ -106,7 +121,7 @@ export async function runWalPusher(options: PusherOptions): Promise<PusherSummar
         sealers = undefined;
         throw err;
       });
-      const pushed = await pushSegment(options.config, options.repositories, file, { sealing: (await sealers).sealing });
+      const pushed = await pushSegment(options.config, options.repositories, file, { sealing: (await sealers).sealing, writerLock });
       // Stored from the bytes read; the file must still be the one they came from.
       if ((await fileIdentity(file)) !== before) throw new Error(`${file} changed while it was archived; stored again on the next call`);
       if (pushed.action === 'stored') summary.stored++;
@@ -127,6 +142,10 @@ export async function runWalPusher(options: PusherOptions): Promise<PusherSummar
     while (!signal?.aborted) {
       if (options.stillCurrent && !(await options.stillCurrent())) {
         summary.ended = 'configuration changed';
+        break;
+      }
+      if (!writerLock.held()) {
+        summary.ended = 'writer lock lost';
         break;
       }
       scan++;
@@ -182,6 +201,7 @@ export async function runWalPusher(options: PusherOptions): Promise<PusherSummar
   } finally {
     for (const w of watchers) w.close();
     await (await sealers?.catch(() => undefined))?.close();
+    await writerLock.release();
   }
 }
 

@@ -14,6 +14,7 @@ import { stopAgent } from '../engine/encryption.js';
 import { loadVerifier } from '../engine/manifestSignature.js';
 import { openRepositories } from '../engine/storage/index.js';
 import { fetchSegment, pushSegment, startWalSealing, walTrustOf } from '../engine/walArchive.js';
+import { lockWalWriter } from '../engine/walWriterLock.js';
 import { segmentBytes } from './fixtures/walSegment.js';
 
 let dir: string;
@@ -70,13 +71,16 @@ test('eight segments through two sealers at once: each stored once, and each com
   const names = Array.from({ length: 8 }, (_, i) => `0000000100000000000000${(0x10 + i).toString(16).toUpperCase()}`);
   const files = names.map(segmentFile);
   const sealers = await startWalSealing(config, 2);
+  // Held for them all, as the pusher holds it for its run.
+  const writerLock = await lockWalWriter(path.join(dir, 'local'), 5);
   try {
-    const outcomes = await Promise.all(files.map((f) => pushSegment(config, openRepositories(config), f.file, { sealing: sealers.sealing })));
+    const outcomes = await Promise.all(files.map((f) => pushSegment(config, openRepositories(config), f.file, { sealing: sealers.sealing, writerLock })));
     expect(outcomes.map((o) => o.action)).toEqual(names.map(() => 'stored'));
     // Two processes served them all.
     expect((await ownSealers()).length).toBe(2);
   } finally {
     await sealers.close();
+    await writerLock.release();
   }
   for (const [i, name] of names.entries()) expect(sha(await fetchedBack(config, name))).toBe(sha(files[i].content));
   // Nothing half-written, nothing of the sealers left running.
