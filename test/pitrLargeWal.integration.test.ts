@@ -6,10 +6,14 @@
 // recovery's restore_command is `cp <prefetch>/%f %p || bin/wal-fetch-async <queue> <config> %f
 // %p`) to a time near the end. Checked: the rows up to the target and none after, replay took
 // more segments than the 64 fetched ahead (the rest from the background fetcher), and the
-// fetcher's queue folder never held more than wal.fetchAhead.maxSegments segments.
+// fetcher's queue folder never held more than wal.fetchAhead.maxSegments segments. Then a
+// standby of the primary is promoted (timeline 2, archived through wal-push-async into the same
+// spool) while the old primary goes on on timeline 1, and a second recovery from the same base
+// backup, to a time on timeline 2, replays the same WAL and follows the switch: the fetcher
+// serves timeline 1 up to the branch and timeline 2 after it.
 // One configuration file for the worker (root) and for the restore_command PostgreSQL runs (its
 // OS user), as a host deployed by the README runs them: the keyring it names is shared.
-import { chmodSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -26,6 +30,7 @@ import { serverOwner } from '../engine/localCluster.js';
 import { PREFETCH_SEGMENTS } from '../engine/walPrefetch.js';
 import { startWorker, type RunningWorker } from '../workers/worker.js';
 import { backupBase, pointInTimeRecovery } from '../workflows/index.js';
+import { freePort } from './fixtures/ports.js';
 import { startCluster, type PgCluster } from './fixtures/postgres.js';
 import { startTemporal } from './fixtures/temporal.js';
 
@@ -44,6 +49,8 @@ let dir: string;
 let configFile: string;
 let postgresKeys: string;
 let worker: RunningWorker | undefined;
+/** The standby promoted in the timeline test. */
+let standby: { dataDir: string; port: number } | undefined;
 
 const writeYaml = (file: string, value: object) => writeFileSync(file, YAML.stringify(value), { mode: 0o644 });
 
@@ -82,7 +89,7 @@ beforeAll(async () => {
     wal: { spool: 'local', async: { processes: 2, idleSeconds: 5 }, fetchAhead: { processes: 2, maxSegments: MAX_SEGMENTS, idleSeconds: 2 } },
     logLevel: 'warn',
   });
-  await primary.query('postgres', `ALTER SYSTEM SET archive_command = 'BACKUPCTL_NODE=${process.execPath} ${PUSH} ${path.join(dir, 'status')} ${configFile} %p'`);
+  await primary.query('postgres', `ALTER SYSTEM SET archive_command = '${archiveCommand(path.join(dir, 'status'))}'`);
   await primary.query('postgres', 'SELECT pg_reload_conf()');
   worker = await startWorker(await loadConfig(configFile, {}), logger, { bundleInProcess: true, configFile });
 }, 180_000);
@@ -92,12 +99,30 @@ afterAll(async () => {
   for (const run of existsSync(path.join(dir, 'work')) ? readdirSync(path.join(dir, 'work')) : []) {
     await execa(path.join(primary.binDir, 'pg_ctl'), ['-D', path.join(dir, 'work', run, 'data'), '-m', 'immediate', '-w', 'stop'], { reject: false, uid: owner().spawn.uid, gid: owner().spawn.gid });
   }
+  if (standby) await asOwner('pg_ctl', ['-D', standby.dataDir, '-m', 'immediate', '-w', 'stop']).catch(() => undefined);
   await primary?.stop();
   await stopAgent(postgresKeys);
   await stopAgent(keys?.privateHome ?? '/nonexistent');
   await temporal?.teardown();
   if (!process.env.KEEP_PITR_LARGE) rmSync(dir, { recursive: true, force: true });
 }, 120_000);
+
+const asOwner = (tool: string, args: string[]) =>
+  execa(path.join(primary.binDir, tool), args, { uid: owner().spawn.uid, gid: owner().spawn.gid, cwd: '/', env: { LC_ALL: 'C.UTF-8' }, extendEnv: true });
+
+function archiveCommand(status: string): string {
+  return `BACKUPCTL_NODE=${process.execPath} ${PUSH} ${status} ${configFile} %p`;
+}
+
+async function onStandby<R extends pg.QueryResultRow>(sql: string, db = 'postgres'): Promise<R> {
+  const client = new pg.Client({ host: '127.0.0.1', port: standby!.port, user: 'postgres', database: db });
+  await client.connect();
+  try {
+    return (await client.query<R>(sql)).rows[0];
+  } finally {
+    await client.end();
+  }
+}
 
 async function one<R extends pg.QueryResultRow>(sql: string, db = 'postgres'): Promise<R> {
   return (await primary.query<R>(db, sql)).rows[0];
@@ -136,11 +161,11 @@ async function labels(port: number): Promise<string[]> {
 }
 
 /** What a recovery's fetch queues (work/<run>/.data.backupctl/wal-queue-N) hold now: segments (whole or being written) and bytes. */
-function queueUse(): { queues: string[]; segments: number; bytes: number } {
+function queueUse(workflowId: string): { queues: string[]; segments: number; bytes: number } {
   const queues: string[] = [];
   let segments = 0;
   let bytes = 0;
-  for (const run of readdirSync(path.join(dir, 'work'))) {
+  for (const run of readdirSync(path.join(dir, 'work')).filter((r) => r.startsWith(`backupctl-pitr-${workflowId}-`))) {
     const work = path.join(dir, 'work', run, '.data.backupctl');
     for (const queue of existsSync(work) ? readdirSync(work).filter((f) => /^wal-queue-\d+$/.test(f)) : []) {
       queues.push(path.join(work, queue));
@@ -158,6 +183,55 @@ function queueUse(): { queues: string[]; segments: number; bytes: number } {
     }
   }
   return { queues, segments, bytes };
+}
+
+/**
+ * Runs the pointInTimeRecovery workflow to `target` (a time), sampling the fetcher's queue folder
+ * every 50 ms while it runs, and checks what every recovery here must show: replay took more
+ * segments than the prepare fetched ahead, the rest came through the background fetcher, whose
+ * queue never held more than wal.fetchAhead.maxSegments segments. Returns the result and the
+ * names of the segments replay restored.
+ */
+async function recoverTo(workflowId: string, target: string): Promise<{ recovered: PointInTimeRecoveryResult; restored: string[] }> {
+  const handle = await temporal.client.workflow.start(pointInTimeRecovery, {
+    taskQueue: SHARED_TASK_QUEUE,
+    workflowId,
+    args: [{ hostTaskQueue: hostTaskQueue(HOST), target: { kind: 'time', value: target } }],
+  });
+  let most = { segments: 0, bytes: 0 };
+  let seenQueue = false;
+  let done = false;
+  const result = handle.result().finally(() => (done = true));
+  while (!done) {
+    const use = queueUse(workflowId);
+    seenQueue ||= use.queues.length > 0;
+    most = { segments: Math.max(most.segments, use.segments), bytes: Math.max(most.bytes, use.bytes) };
+    await pause(50);
+  }
+  const recovered = (await result) as PointInTimeRecoveryResult;
+  const work = path.join(path.dirname(recovered.cluster.dataDir), '.data.backupctl');
+  const restored = [...readFileSync(path.join(work, 'server.log'), 'utf8').matchAll(/restored log file "([0-9A-F]{24})" from archive/g)].map((m) => m[1]);
+  const prefetched = readdirSync(path.join(work, 'wal-prefetch')).filter((f) => /^[0-9A-F]{24}$/.test(f)).length;
+  expect(prefetched).toBe(PREFETCH_SEGMENTS);
+  expect(restored.length).toBeGreaterThanOrEqual(Math.floor(WAL_MIB / 16));
+  // The segments past the prefetch came from the background fetcher, through its queue folder.
+  const queue = readdirSync(work).filter((f) => /^wal-queue-\d+$/.test(f));
+  expect(queue).toHaveLength(1);
+  const fetcherLog = path.join(work, queue[0], 'fetcher.log');
+  // Its last words are written when it ends, idle: then nobody holds the queue folder's lock.
+  await until('the fetcher to end (idle)', async () => (await execa('flock', ['-n', path.join(work, queue[0]), 'true'], { reject: false })).exitCode === 0, 60);
+  const fetched = [...readFileSync(fetcherLog, 'utf8').matchAll(/ended: (\d+) fetched, (\d+) missing, (\d+) failed/g)].reduce((n, m) => n + Number(m[1]), 0);
+  // (Every segment past the prefetch's came through the queue; one asked for twice, as the
+  // last is at the end of recovery, counts once.)
+  expect(fetched).toBeGreaterThanOrEqual(new Set(restored).size - PREFETCH_SEGMENTS);
+  expect(seenQueue).toBe(true);
+  expect(most.segments).toBeGreaterThan(0);
+  expect(most.segments).toBeLessThanOrEqual(MAX_SEGMENTS);
+  expect(most.bytes).toBeLessThanOrEqual(MAX_SEGMENTS * SEGMENT_BYTES + 1024 * 1024);
+  process.stderr.write(
+    `pitrLargeWal ${workflowId}: ${restored.length} segments restored (${prefetched} fetched ahead by the prepare, ${fetched} by the fetcher), queue at most ${most.segments} segments / ${(most.bytes / 1024 / 1024).toFixed(0)} MiB; restore ${recovered.timing.restoreSeconds} s, replay ${recovered.timing.replaySeconds} s\n`,
+  );
+  return { recovered, restored };
 }
 
 test(`a recovery to a time past ${WAL_MIB} MiB of WAL, through the default restore_command (wal-fetch-async past the prefetch)`, async () => {
@@ -188,44 +262,54 @@ test(`a recovery to a time past ${WAL_MIB} MiB of WAL, through the default resto
   const last = await archiveAll();
   process.stderr.write(`pitrLargeWal: ${(Number(bytes) / 1024 / 1024).toFixed(0)} MiB of WAL after the base backup, archived up to ${last}\n`);
 
-  const handle = await temporal.client.workflow.start(pointInTimeRecovery, {
-    taskQueue: SHARED_TASK_QUEUE,
-    workflowId: 'pitr-large-wal',
-    args: [{ hostTaskQueue: hostTaskQueue(HOST), target: { kind: 'time', value: target } }],
-  });
-  // The queue folder, sampled while replay runs.
-  let most = { segments: 0, bytes: 0 };
-  let seenQueue = false;
-  let done = false;
-  const result = handle.result().finally(() => (done = true));
-  while (!done) {
-    const use = queueUse();
-    seenQueue ||= use.queues.length > 0;
-    most = { segments: Math.max(most.segments, use.segments), bytes: Math.max(most.bytes, use.bytes) };
-    await pause(50);
-  }
-  const recovered = (await result) as PointInTimeRecoveryResult;
-
+  const { recovered } = await recoverTo('pitr-large-wal', target);
   expect(await labels(recovered.cluster.port)).toEqual(['before-load', 'after-load']);
   expect(recovered.timeline).toBe(2);
-  const work = path.join(path.dirname(recovered.cluster.dataDir), '.data.backupctl');
-  const restored = (readFileSync(path.join(work, 'server.log'), 'utf8').match(/restored log file "[0-9A-F]{24}" from archive/g) ?? []).length;
-  const prefetched = readdirSync(path.join(work, 'wal-prefetch')).filter((f) => /^[0-9A-F]{24}$/.test(f)).length;
-  expect(prefetched).toBe(PREFETCH_SEGMENTS);
-  expect(restored).toBeGreaterThanOrEqual(Math.floor(WAL_MIB / 16));
-  // The segments past the prefetch came from the background fetcher, through its queue folder.
-  const queue = readdirSync(work).filter((f) => /^wal-queue-\d+$/.test(f));
-  expect(queue).toHaveLength(1);
-  const fetcherLog = path.join(work, queue[0], 'fetcher.log');
-  // Its last words are written when it ends, idle: then nobody holds the queue folder's lock.
-  await until('the fetcher to end (idle)', async () => (await execa('flock', ['-n', path.join(work, queue[0]), 'true'], { reject: false })).exitCode === 0, 60);
-  const fetched = [...readFileSync(fetcherLog, 'utf8').matchAll(/ended: (\d+) fetched, (\d+) missing, (\d+) failed/g)].reduce((n, m) => n + Number(m[1]), 0);
-  expect(fetched).toBeGreaterThanOrEqual(restored - PREFETCH_SEGMENTS);
-  expect(seenQueue).toBe(true);
-  expect(most.segments).toBeGreaterThan(0);
-  expect(most.segments).toBeLessThanOrEqual(MAX_SEGMENTS);
-  expect(most.bytes).toBeLessThanOrEqual(MAX_SEGMENTS * SEGMENT_BYTES + 1024 * 1024);
-  process.stderr.write(
-    `pitrLargeWal: ${restored} segments restored (${prefetched} fetched ahead by the prepare, ${fetched} by the fetcher), queue at most ${most.segments} segments / ${(most.bytes / 1024 / 1024).toFixed(0)} MiB; restore ${recovered.timing.restoreSeconds} s, replay ${recovered.timing.replaySeconds} s\n`,
+  await asOwner('pg_ctl', ['-D', recovered.cluster.dataDir, '-m', 'immediate', '-w', 'stop']);
+}, 1_200_000);
+
+test('a recovery to a time on the timeline a promoted standby began, past the same WAL: replay follows the switch, through the fetcher', async () => {
+  // The load's rows go (the recovery below replays them, then this): the standby's copy is small.
+  await primary.query('appdb', 'TRUNCATE ballast');
+  // A standby of the primary, archiving into the same spool through its own status folder once
+  // promoted (as walAsyncTimeline.integration's).
+  const own = path.join(dir, 'standby');
+  for (const d of [own, path.join(dir, 'status-standby')]) {
+    mkdirSync(d, { mode: 0o700 });
+    owner().chown(d);
+  }
+  standby = { dataDir: path.join(own, 'data'), port: await freePort() };
+  await asOwner('pg_basebackup', ['-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres', '-D', standby.dataDir, '-R', '-X', 'stream', '-c', 'fast', '--no-sync']);
+  appendFileSync(
+    path.join(standby.dataDir, 'postgresql.auto.conf'),
+    `\nport = ${standby.port}\nunix_socket_directories = '${own}'\narchive_command = '${archiveCommand(path.join(dir, 'status-standby'))}'\n`,
   );
+  await asOwner('pg_ctl', ['start', '-D', standby.dataDir, '-l', path.join(own, 'server.log'), '-w', '-t', '120']);
+  await commitRow(4, 'tl1-before-branch');
+  // The insert position: the write position may lag a commit (the fixture's clusters do not wait on commits).
+  const { lsn } = await one<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
+  await until('the standby to replay the primary', async () => (await onStandby<{ ok: boolean }>(`SELECT pg_last_wal_replay_lsn() >= '${lsn}' AS ok`)).ok);
+  await asOwner('pg_ctl', ['promote', '-D', standby.dataDir, '-w']);
+  // The old primary goes on on timeline 1: a row that is not on timeline 2.
+  await commitRow(5, 'tl1-after-branch');
+  await onStandby("INSERT INTO event VALUES (6, 'tl2-before-target')", 'appdb');
+  await pause(1100);
+  const target = (await onStandby<{ at: Date }>('SELECT clock_timestamp() AS at')).at.toISOString();
+  await pause(1100);
+  await onStandby("INSERT INTO event VALUES (7, 'tl2-after-target')", 'appdb');
+  const { name } = await onStandby<{ name: string }>('SELECT pg_walfile_name(pg_switch_wal()) AS name');
+  expect(name.slice(0, 8)).toBe('00000002');
+  await until('the promoted standby to archive timeline 2', async () => ((await onStandby<{ w: string | null }>('SELECT last_archived_wal AS w FROM pg_stat_archiver')).w ?? '') >= name);
+  await archiveAll();
+  expect(existsSync(path.join(dir, 'local', 'wal', '00000002.history.json'))).toBe(true);
+
+  const { recovered, restored } = await recoverTo('pitr-timeline-2', target);
+  expect(await labels(recovered.cluster.port)).toEqual(['before-load', 'after-load', 'after-target', 'tl1-before-branch', 'tl2-before-target']);
+  expect(recovered.timeline).toBe(3);
+  // Timeline 1 up to the branch, then timeline 2 from the branch segment on, all of timeline
+  // 2's past the prefetch: the fetcher crossed the switch.
+  const first2 = restored.findIndex((n) => n.startsWith('00000002'));
+  expect(first2).toBeGreaterThan(PREFETCH_SEGMENTS);
+  expect(restored.slice(0, first2).every((n) => n.startsWith('00000001'))).toBe(true);
+  expect(restored.slice(first2).every((n) => n.startsWith('00000002'))).toBe(true);
 }, 1_200_000);
