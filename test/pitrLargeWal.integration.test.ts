@@ -4,13 +4,13 @@
 // workflow, then at least PITR_LARGE_WAL_MIB (default 2048) MiB of WAL from real INSERTs, rows
 // committed at known times, and the pointInTimeRecovery workflow (no pitr.restoreCommand: the
 // recovery's restore_command is `cp <prefetch>/%f %p || bin/wal-fetch-async <queue> <config> %f
-// %p`) to a time near the end. Checked: the rows up to the target and none after, replay took
-// more segments than the 64 fetched ahead (the rest from the background fetcher), and the
-// fetcher's queue folder never held more than wal.fetchAhead.maxSegments segments. Then a
-// standby of the primary is promoted (timeline 2, archived through wal-push-async into the same
-// spool) while the old primary goes on on timeline 1, and a second recovery from the same base
-// backup, to a time on timeline 2, replays the same WAL and follows the switch: the fetcher
-// serves timeline 1 up to the branch and timeline 2 after it.
+// %p`). A standby of the primary is promoted (timeline 2, archived through wal-push-async into
+// the same spool) while the old primary goes on on timeline 1, and the recovery from the base
+// backup, to a time on timeline 2, replays the whole WAL and follows the switch. Checked: the
+// rows up to the target and none after (none of the old primary's after the branch), replay
+// took more segments than the 64 fetched ahead (the rest from the background fetcher, timeline 1
+// up to the branch and timeline 2 after it), and the fetcher's queue folder never held more than
+// wal.fetchAhead.maxSegments segments.
 // One configuration file for the worker (root) and for the restore_command PostgreSQL runs (its
 // OS user), as a host deployed by the README runs them: the keyring it names is shared.
 import { appendFileSync, chmodSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -234,7 +234,7 @@ async function recoverTo(workflowId: string, target: string): Promise<{ recovere
   return { recovered, restored };
 }
 
-test(`a recovery to a time past ${WAL_MIB} MiB of WAL, through the default restore_command (wal-fetch-async past the prefetch)`, async () => {
+test(`${WAL_MIB} MiB of WAL after a base backup, from real INSERTs, archived through wal-push-async`, async () => {
   const base = await temporal.client.workflow.execute(backupBase, { taskQueue: SHARED_TASK_QUEUE, workflowId: 'backup-base-large-wal', args: [{ hostTaskQueue: hostTaskQueue(HOST) }] });
   expect(base.copies.every((c) => c.verified)).toBe(true);
   const { start } = await one<{ start: string }>('SELECT pg_current_wal_lsn()::text AS start');
@@ -253,21 +253,14 @@ test(`a recovery to a time past ${WAL_MIB} MiB of WAL, through the default resto
     next += batch;
   }
   await commitRow(2, 'after-load');
-  await pause(1100);
-  const target = (await one<{ at: Date }>('SELECT clock_timestamp() AS at')).at.toISOString();
-  await pause(1100);
-  await commitRow(3, 'after-target');
+  await commitRow(3, 'after-load-2');
   const { bytes } = await one<{ bytes: string }>(`SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '${start}') AS bytes`);
   expect(Number(bytes)).toBeGreaterThanOrEqual(WAL_MIB * 1024 * 1024);
   const last = await archiveAll();
   process.stderr.write(`pitrLargeWal: ${(Number(bytes) / 1024 / 1024).toFixed(0)} MiB of WAL after the base backup, archived up to ${last}\n`);
 
-  const { recovered } = await recoverTo('pitr-large-wal', target);
-  expect(await labels(recovered.cluster.port)).toEqual(['before-load', 'after-load']);
-  expect(recovered.timeline).toBe(2);
-  // Its 2 GiB of rows and its 1 GiB fetched ahead, gone before the next recovery makes as much.
-  await asOwner('pg_ctl', ['-D', recovered.cluster.dataDir, '-m', 'immediate', '-w', 'stop']);
-  rmSync(path.dirname(recovered.cluster.dataDir), { recursive: true, force: true });
+  // Recovered below, past a timeline switch: one recovery across the whole WAL serves both
+  // (a recovery of its own here cost the suite 35-115 s more).
 }, 1_200_000);
 
 test('a recovery to a time on the timeline a promoted standby began, past the same WAL: replay follows the switch, through the fetcher', async () => {
@@ -306,7 +299,7 @@ test('a recovery to a time on the timeline a promoted standby began, past the sa
   expect(existsSync(path.join(dir, 'local', 'wal', '00000002.history.json'))).toBe(true);
 
   const { recovered, restored } = await recoverTo('pitr-timeline-2', target);
-  expect(await labels(recovered.cluster.port)).toEqual(['before-load', 'after-load', 'after-target', 'tl1-before-branch', 'tl2-before-target']);
+  expect(await labels(recovered.cluster.port)).toEqual(['before-load', 'after-load', 'after-load-2', 'tl1-before-branch', 'tl2-before-target']);
   expect(recovered.timeline).toBe(3);
   // Timeline 1 up to the branch, then timeline 2 from the branch segment on, all of timeline
   // 2's past the prefetch: the fetcher crossed the switch.
