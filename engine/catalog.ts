@@ -11,7 +11,7 @@ import type { SkippedCopy } from '../common/restoreTypes.js';
 import { compressionSuffix } from './compression.js';
 import { classifyFilesystemError, errorText, isEngineError, permanent } from './errors.js';
 import { admitted, checkSignature, refusalOf, type Trust, type Verifier } from './manifestSignature.js';
-import type { Repository } from './storage/repository.js';
+import type { PutOptions, Repository } from './storage/repository.js';
 
 const MANIFEST_NAME = 'manifest.json';
 
@@ -317,9 +317,9 @@ export function drillKey(reportId: string): string {
   return `drills/${reportId}.json`;
 }
 
-export async function writeJson(repository: Repository, key: string, value: object): Promise<void> {
+export async function writeJson(repository: Repository, key: string, value: object, options: Pick<PutOptions, 'soleWriter'> = {}): Promise<void> {
   const body = Buffer.from(JSON.stringify(value, null, 2) + '\n');
-  await repository.put(key, Readable.from([body]), { contentLength: body.length });
+  await repository.put(key, Readable.from([body]), { contentLength: body.length, ...options });
 }
 
 /** How far a report's date may lie ahead of this host's clock (another host's clock skew). */

@@ -243,7 +243,8 @@ async function storeSegment(config: Config, spool: FilesystemRepository, file: s
     }
     const entry: WalEntry = { segment, key, compression: compression.algorithm, bytes: stored.bytes, sha256: sealed!.sha256, plainBytes: size, plainSha256: sealed!.plainSha256, archivedAt: new Date().toISOString(), ...(read.switches && { switches: read.switches }) };
     stillWriter();
-    await writeJson(spool, walEntryKey(segment), entry);
+    // The sole writer (the lock): what a killed push left of the entry's temp file goes now.
+    await writeJson(spool, walEntryKey(segment), entry, { soleWriter: true });
     return { segment, action: 'stored', bytes: stored.bytes };
   } finally {
     await own?.close();
@@ -419,7 +420,8 @@ async function shipMissing(spool: Repository, target: Repository, options: ShipO
     }
     stillOurs();
     if (await entryAlreadyThere(target, entry)) continue;
-    await writeJson(target, walEntryKey(segment), signer ? signManifest(entry, signer) : entry);
+    // As its object: a temp file of the entry there is an earlier attempt's, cleared now.
+    await writeJson(target, walEntryKey(segment), signer ? signManifest(entry, signer) : entry, { soleWriter: true });
     shipped.push(segment);
     onProgress?.(shipped.length);
   }

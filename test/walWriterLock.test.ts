@@ -108,3 +108,17 @@ test('a writer killed by SIGKILL holds the lock no more', async () => {
   await lock.release();
   expect(lock.held()).toBe(false);
 }, 60_000);
+
+test('what a killed push left of an entry (its temp file) is cleared by the push that stores the segment again', async () => {
+  // A pusher SIGKILLed while it wrote the entry leaves wal/<name>.json.<tag>.partial, young; the
+  // segment is pushed again (archive_command never succeeded). Seen in walAsync.integration's
+  // SIGKILL test; fails on 0ec62f5, whose entry write cleared only partials an hour old.
+  const name = '000000010000000000000060';
+  const file = path.join(dir, 'pg_wal', name);
+  writeFileSync(file, segmentBytes(name));
+  mkdirSync(path.join(spoolRoot, 'wal'), { recursive: true });
+  const left = path.join(spoolRoot, 'wal', `${name}.json.1b73e7859b58.partial`);
+  writeFileSync(left, '{"segment": "0000000100');
+  expect(await pushSegment(config, [new FilesystemRepository('local', spoolRoot)], file)).toMatchObject({ action: 'stored' });
+  expect(existsSync(left)).toBe(false);
+}, 60_000);
