@@ -34,6 +34,10 @@ export interface BenchOptions {
   out: string;
   /** /proc sampling period. */
   sampleMs: number;
+  /** Attempts of a run that other processes loaded (undefined: the default, 4). */
+  attempts?: number;
+  /** How long to wait, at most, for other processes to go quiet before each run. */
+  quietWaitSeconds: number;
 }
 
 export const DEFAULT_SCALE = 60;
@@ -52,6 +56,8 @@ const USAGE = `usage: npm run bench -- [--scale N] [--rounds N] [--no-growth] [-
                 replayed, RPO under full-speed pgbench), its section replaced in the existing report
   --wal-segments N  real 16 MiB segments per WAL archiving contender (default ${DEFAULT_WAL_SEGMENTS})
   --mix LIST    text (pgbench + Django tables), random (random bytea); default both
+  --attempts N  runs another job on the machine loaded are repeated up to N attempts in all (default 4; 1: never)
+  --quiet-wait N  seconds to wait at most before each run for other processes to go quiet (default 180)
   --out FILE    markdown report (default docs/benchmarks.md); --no-write prints only
 Environment: BENCH_SCALE, BENCH_ROUNDS, BENCH_GROWTH=0, BENCH_RESTORE=0, BENCH_PITR=0, BENCH_WAL=0, BENCH_MIX, BENCH_OUT.`;
 
@@ -76,6 +82,8 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
       out: { type: 'string' },
       'no-write': { type: 'boolean' },
       'sample-ms': { type: 'string' },
+      attempts: { type: 'string' },
+      'quiet-wait': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -115,5 +123,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     mixes: MIXES.filter((m) => mixes.includes(m)),
     out,
     sampleMs: int('sample-ms', values['sample-ms'], 100, 10),
+    attempts: values.attempts === undefined ? undefined : int('attempts', values.attempts, 4, 1),
+    quietWaitSeconds: int('quiet-wait', values['quiet-wait'], 180, 0),
   };
 }

@@ -8,7 +8,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import os from 'node:os';
 import path from 'node:path';
 import { CONTENDER_IDS, CONTENDERS, type ContenderContext, type ContenderId, type ContenderResult } from './contenders.js';
-import { DEFAULT_ROUNDS, DEFAULT_SCALE, parseOptions } from './options.js';
+import { parseOptions } from './options.js';
 import { runPitrPhase, type PitrResults } from './pitr.js';
 import { OTHER, waitForQuiet } from './procfs.js';
 import { buildReferenceData, startReferenceCluster, type BenchDatabase } from './referenceDatabase.js';
@@ -53,6 +53,7 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
 
 /** A run during which processes outside the benchmark used more than this is repeated. */
 const MAX_OTHER_CORES = 0.2;
+/** Attempts of a run other processes loaded; --attempts overrides (1: never repeated). */
 const MAX_ATTEMPTS = 4;
 
 /** Rotates the contender order by one each round: A B C D, B C D A, ... */
@@ -113,14 +114,14 @@ async function main(): Promise<void> {
   const measure = async <R extends ContenderResult>(db: BenchDatabase, label: string, id: string, contender: () => Promise<R>, bytes: 'stored' | 'read' = 'stored'): Promise<R> => {
     for (let attempt = 1; ; attempt++) {
       // Another job on the machine would distort every number: wait for it to pass...
-      const quiet = await waitForQuiet(ours);
+      const quiet = await waitForQuiet(ours, undefined, options.quietWaitSeconds * 1000);
       if (quiet.waitedMs > 1500) say(`waited ${(quiet.waitedMs / 1000).toFixed(0)} s for other processes to go quiet (now ${quiet.otherCores.toFixed(2)} cores)`);
       const result = await contender();
       const other = result.usage.programs[OTHER]?.cpuSeconds ?? 0;
       const otherCores = other / (result.wallMs / 1000);
       say(`${db.name} ${label} ${describe(id, result, bytes)}${other >= 0.5 ? `; other processes used ${other.toFixed(1)} CPU s meanwhile` : ''}`);
       // ...and repeat a run it loaded anyway (more than a tenth of the machine's CPU).
-      if (otherCores <= MAX_OTHER_CORES || attempt >= MAX_ATTEMPTS) return result;
+      if (otherCores <= MAX_OTHER_CORES || attempt >= (options.attempts ?? MAX_ATTEMPTS)) return result;
       repeated++;
       say(`repeating: other processes used ${otherCores.toFixed(2)} cores during the run`);
     }
@@ -158,7 +159,7 @@ async function main(): Promise<void> {
       1,
       0,
       '',
-      `Measured ${new Date().toISOString().slice(0, 10)} alone (\`npm run bench -- --only-pitr${options.scale === DEFAULT_SCALE ? '' : ` --scale ${options.scale}`}${options.rounds === DEFAULT_ROUNDS ? '' : ` --rounds ${options.rounds}`}\`, ` +
+      `Measured ${new Date().toISOString().slice(0, 10)} alone (\`npm run bench -- ${process.argv.slice(2).join(' ')}\`, ` +
         `${((performance.now() - t0) / 1000).toFixed(0)} s, ${repeated} run${repeated === 1 ? '' : 's'} repeated for other load), not in the full run the header describes.`,
     );
     const section = lines.join('\n');
