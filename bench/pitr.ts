@@ -382,6 +382,10 @@ export async function runPitrPhase(
       await checkRecovered(result.cluster.port);
       run.steps['restore (workflow timing)'] = result.timing.restoreSeconds;
       run.steps['replay until promoted (workflow timing)'] = result.timing.replaySeconds;
+      // What the fetcher said (its failures ahead of replay, say), before the folder goes.
+      const fetcherLog = path.join(ourQueue() ?? '', 'fetcher.log');
+      const said = existsSync(fetcherLog) ? readFileSync(fetcherLog, 'utf8').split('\n').filter((l) => /wal-fetch|failed|error/i.test(l)) : [];
+      if (said.length) say(`pitr: the fetcher's log: ${said.slice(0, 20).join(' | ')}`);
       return { ...run, storedBytes: 0, queue: queue.stop(), pace: replayPace(serverLog(dataDir)) };
     } finally {
       queue.stop();

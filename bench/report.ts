@@ -625,7 +625,12 @@ export function renderPitr(p: PitrResults): string[] {
     `| median | ${ratio(median(delays))} |`,
     `| max | ${ratio(worst)} |`,
     '',
-    `Each sample's delay, s, in order: ${p.rpo.samples.map((x) => (x.delaySeconds === null ? 'never' : x.delaySeconds.toFixed(1))).join(', ')}.`,
+    `Each sample's delay, s, in order, with the repository that had its segment last: ${p.rpo.samples
+      .map((x) => {
+        const last = Object.entries(x.arrived).filter((e): e is [string, string] => e[1] !== null).sort((a, b) => a[1].localeCompare(b[1])).at(-1)?.[0];
+        return x.delaySeconds === null ? 'never' : `${x.delaySeconds.toFixed(1)} (${last})`;
+      })
+      .join(', ')}.`,
     '',
     '| target | measured | |',
     '|---|--:|---|',
@@ -716,7 +721,8 @@ export function renderWalArchive(w: WalArchiveResults): string[] {
  * `--only-pitr` refresh their section alone.
  */
 export function spliceSection(heading: string, section: string, existingFile: string): string {
-  section = section.endsWith('\n') ? section : section + '\n';
+  // One blank line before the next section's heading.
+  section = section.replace(/\n*$/, '\n\n');
   if (!existsSync(existingFile)) return section;
   const old = readFileSync(existingFile, 'utf8');
   const start = old.indexOf(`\n${heading}`);

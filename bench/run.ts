@@ -160,7 +160,8 @@ async function main(): Promise<void> {
       0,
       '',
       `Measured ${new Date().toISOString().slice(0, 10)} alone (\`npm run bench -- ${process.argv.slice(2).join(' ')}\`, ` +
-        `${((performance.now() - t0) / 1000).toFixed(0)} s, ${repeated} run${repeated === 1 ? '' : 's'} repeated for other load), not in the full run the header describes.`,
+        `${((performance.now() - t0) / 1000).toFixed(0)} s, ${repeated} run${repeated === 1 ? '' : 's'} repeated for other load), not in the full run the header describes. ` +
+        'Other jobs shared the machine: their CPU during each contender\'s runs is the "other load" column.',
     );
     const section = lines.join('\n');
     process.stdout.write('\n' + section + '\n');
