@@ -27,18 +27,24 @@ export interface BenchOptions {
   walSegments: number;
   /** Only the WAL archiving section: measured alone and spliced into the existing report. */
   onlyWal: boolean;
+  /** Only the point-in-time recovery section (base backup, recovery, RPO): measured alone and spliced in. */
+  onlyPitr: boolean;
   mixes: Mix[];
   /** Markdown report; empty: do not write one. */
   out: string;
   /** /proc sampling period. */
   sampleMs: number;
+  /** Attempts of a run that other processes loaded (undefined: the default, 4). */
+  attempts?: number;
+  /** How long to wait, at most, for other processes to go quiet before each run. */
+  quietWaitSeconds: number;
 }
 
 export const DEFAULT_SCALE = 60;
 export const DEFAULT_ROUNDS = 3;
 export const DEFAULT_WAL_SEGMENTS = 200;
 
-const USAGE = `usage: npm run bench -- [--scale N] [--rounds N] [--no-growth] [--no-restore] [--no-pitr] [--no-wal | --only-wal] [--wal-segments N] [--mix text,random] [--out FILE | --no-write]
+const USAGE = `usage: npm run bench -- [--scale N] [--rounds N] [--no-growth] [--no-restore] [--no-pitr] [--no-wal | --only-wal] [--only-pitr] [--wal-segments N] [--mix text,random] [--out FILE | --no-write]
   --scale N     pgbench scale of the compressible database (default ${DEFAULT_SCALE}: about 1.1 GB with the Django tables)
   --rounds N    measured rounds per data mix after one warm-up pass (default ${DEFAULT_ROUNDS})
   --no-growth   skip the workflow run on the database at scale/4 (the memory-growth check)
@@ -46,8 +52,12 @@ const USAGE = `usage: npm run bench -- [--scale N] [--rounds N] [--no-growth] [-
   --no-pitr     skip point-in-time recovery (backupBase and pointInTimeRecovery vs pgBackRest, and the RPO under load)
   --no-wal      skip WAL archiving (archive_command over real segments vs pgbackrest archive-push, sync and async)
   --only-wal    only WAL archiving, its section replaced in the existing report (about 5 minutes)
+  --only-pitr   only point-in-time recovery against pgBackRest (its own cluster at --scale, >= 2 GiB of WAL
+                replayed, RPO under full-speed pgbench), its section replaced in the existing report
   --wal-segments N  real 16 MiB segments per WAL archiving contender (default ${DEFAULT_WAL_SEGMENTS})
   --mix LIST    text (pgbench + Django tables), random (random bytea); default both
+  --attempts N  runs another job on the machine loaded are repeated up to N attempts in all (default 4; 1: never)
+  --quiet-wait N  seconds to wait at most before each run for other processes to go quiet (default 180)
   --out FILE    markdown report (default docs/benchmarks.md); --no-write prints only
 Environment: BENCH_SCALE, BENCH_ROUNDS, BENCH_GROWTH=0, BENCH_RESTORE=0, BENCH_PITR=0, BENCH_WAL=0, BENCH_MIX, BENCH_OUT.`;
 
@@ -66,11 +76,14 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
       wal: { type: 'boolean' },
       'no-wal': { type: 'boolean' },
       'only-wal': { type: 'boolean' },
+      'only-pitr': { type: 'boolean' },
       'wal-segments': { type: 'string' },
       mix: { type: 'string' },
       out: { type: 'string' },
       'no-write': { type: 'boolean' },
       'sample-ms': { type: 'string' },
+      attempts: { type: 'string' },
+      'quiet-wait': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -91,8 +104,10 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
   const off = (raw: string | undefined) => ['0', 'false', 'no'].includes((raw ?? '').toLowerCase());
   const growth = values['no-growth'] ? false : (values.growth ?? !off(env.BENCH_GROWTH));
   const restore = values['no-restore'] ? false : (values.restore ?? !off(env.BENCH_RESTORE));
-  const pitr = values['no-pitr'] ? false : (values.pitr ?? !off(env.BENCH_PITR));
   const onlyWal = values['only-wal'] ?? false;
+  const onlyPitr = values['only-pitr'] ?? false;
+  const pitr = onlyPitr || (values['no-pitr'] ? false : (values.pitr ?? !off(env.BENCH_PITR)));
+  if (onlyWal && onlyPitr) throw new Error(`--only-wal and --only-pitr exclude each other\n${USAGE}`);
   const wal = onlyWal || (values['no-wal'] ? false : (values.wal ?? !off(env.BENCH_WAL)));
   const out = values['no-write'] ? '' : path.resolve(PROJECT_ROOT, values.out ?? env.BENCH_OUT ?? 'docs/benchmarks.md');
   return {
@@ -104,8 +119,11 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     wal,
     walSegments: int('wal-segments', values['wal-segments'], DEFAULT_WAL_SEGMENTS, 2),
     onlyWal,
+    onlyPitr,
     mixes: MIXES.filter((m) => mixes.includes(m)),
     out,
     sampleMs: int('sample-ms', values['sample-ms'], 100, 10),
+    attempts: values.attempts === undefined ? undefined : int('attempts', values.attempts, 4, 1),
+    quietWaitSeconds: int('quiet-wait', values['quiet-wait'], 180, 0),
   };
 }

@@ -6,8 +6,11 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { PgCluster } from '../test/fixtures/postgres.js';
 
-/** Writes <root>/pgbackrest.conf (and its folders); returns its path. `global` adds lines to [global]. */
-export function writePgbackrestConfig(root: string, cluster: PgCluster, stanza: string, global: string[]): string {
+/**
+ * Writes <root>/pgbackrest.conf (and its folders); returns its path. `global` adds lines to
+ * [global]; `sections` is appended as it is (command sections such as [global:archive-get]).
+ */
+export function writePgbackrestConfig(root: string, cluster: PgCluster, stanza: string, global: string[], sections: string[] = []): string {
   for (const sub of ['', 'repo', 'log', 'lock', 'spool']) mkdirSync(path.join(root, sub), { recursive: true, mode: 0o700 });
   const file = path.join(root, 'pgbackrest.conf');
   writeFileSync(
@@ -35,6 +38,7 @@ export function writePgbackrestConfig(root: string, cluster: PgCluster, stanza: 
       `pg1-socket-path=${cluster.socketDir}`,
       'pg1-user=postgres',
       '',
+      ...(sections.length ? [...sections, ''] : []),
     ].join('\n'),
     { mode: 0o600 },
   );

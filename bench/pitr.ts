@@ -2,13 +2,16 @@
 //   base    backupBase (pg_basebackup through zstd and gpg into local, nas and s3, verified)
 //           vs `pgbackrest --type=full backup` (repo1 on the same disk, zst, process-max 2,
 //           aes-256-cbc)
-//   pitr    pointInTimeRecovery to a time, start to promoted and checked, vs `pgbackrest
-//           --type=time --target-action=promote restore` + pg_ctl start + polling until
-//           pg_is_in_recovery() is false, the same target, the same WAL
-//   rpo     under a pgbench write load: from a commit (its LSN sampled) until the segment
+//   pitr    pointInTimeRecovery to a time, start to promoted and checked (its default
+//           restore_command: WAL decrypted ahead, then bin/wal-fetch-async, wal.fetchAhead), vs
+//           `pgbackrest --type=time --target-action=promote restore` + pg_ctl start + polling
+//           until pg_is_in_recovery() is false (archive-get with archive-async=y), the same
+//           target, the same WAL: at least REPLAY_WAL_BYTES of it after the base backups
+//   rpo     under pgbench at full speed: from a commit (its LSN sampled) until the segment
 //           holding it is in every repository (spool, nas, s3)
-// The cluster's archive_command feeds both archives: `pgbackrest archive-push %p && backupctl
-// wal-push %p` (one cluster, so both sides back up and replay exactly the same data and WAL).
+// The cluster's archive_command feeds both archives, each asynchronous: `pgbackrest archive-push
+// %p && bin/wal-push-async <status> <config> %p` (one cluster, so both sides back up and replay
+// exactly the same data and WAL).
 import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -34,11 +37,13 @@ import { Sampler, type SampleResult } from './procfs.js';
 import { buildText, type BenchDatabase } from './referenceDatabase.js';
 import { BUCKET } from './stack.js';
 import { startWorkerProcess } from './workerProcess.js';
+import { replayPace, watchQueue, type QueueStats, type ReplayPace } from './fetchQueue.js';
+import { serverLog } from '../engine/recoveryCluster.js';
 
 export const PITR_HOST = 'bench-pitr';
 export const STANZA = 'bench';
 const S3_PREFIX = 'bench-pitr';
-const CLI = path.join(PROJECT_ROOT, 'bin', 'backupctl.js');
+const PUSH_ASYNC = path.join(PROJECT_ROOT, 'bin', 'wal-push-async');
 
 export type PitrContenderId = 'ours' | 'pgbackrest';
 export const PITR_CONTENDER_IDS: PitrContenderId[] = ['ours', 'pgbackrest'];
@@ -48,15 +53,25 @@ export const BASE_LABELS: Record<PitrContenderId, string> = {
   pgbackrest: '`pgbackrest --type=full backup` (repo1 local, zst 3, process-max 2, aes-256-cbc)',
 };
 export const PITR_LABELS: Record<PitrContenderId, string> = {
-  ours: 'pointInTimeRecovery workflow (restore, WAL decrypted ahead, replay, promoted, checked)',
-  pgbackrest: '`pgbackrest --type=time --target-action=promote restore` + `pg_ctl start` + poll until writable',
+  ours: 'pointInTimeRecovery workflow (restore, first 64 segments decrypted ahead, then `wal-fetch-async`; replay, promoted, checked)',
+  pgbackrest: '`pgbackrest --type=time --target-action=promote restore` (archive-get `archive-async=y`) + `pg_ctl start` + poll until writable',
 };
+
+/** Asynchronous archiving, both sides: processes pushing at once (wal.async.processes, pgBackRest archive-push process-max). */
+export const PUSH_PROCESSES = 2;
+/** Asynchronous fetching for replay, both sides: wal.fetchAhead.processes, pgBackRest archive-get process-max. */
+export const FETCH_PROCESSES = 4;
+/** pgBackRest's archive-get queue; ours keeps wal.fetchAhead.maxSegments (32 x 16 MiB: 512 MiB) by default. */
+export const ARCHIVE_GET_QUEUE_MAX = '128MiB';
+/** WAL written between the newest base backup and the recovery target, at least: what both replay. */
+export const REPLAY_WAL_BYTES = 2 * 2 ** 30;
 
 /** archive_timeout while the RPO is measured (the rest of the phase runs with 60 s). */
 export const RPO_ARCHIVE_TIMEOUT = 10;
 export const RPO_SHIP_INTERVAL = 2;
 export const RPO_LOAD_SECONDS = 60;
-export const RPO_PGBENCH_RATE = 50;
+/** pgbench clients during the RPO part, at full speed (no -R). */
+export const RPO_PGBENCH_CLIENTS = 2;
 const RPO_SAMPLE_MS = 2000;
 /** pgbench transactions between the base backups and the recovery target: the WAL both replay. */
 export const REPLAY_TRANSACTIONS = 10_000;
@@ -76,16 +91,34 @@ export interface PitrResults {
   db: BenchDatabase;
   base: Record<PitrContenderId, ContenderResult[]>;
   baseOrders: PitrContenderId[][];
-  pitr: Record<PitrContenderId, ContenderResult[]>;
   pitrOrders: PitrContenderId[][];
+  pitr: Record<PitrContenderId, PitrRun[]>;
   /** The recovery target and how much WAL lay between the newest base backup and it. */
   target: string;
   replayWalBytes: number;
-  rpo: { samples: RpoSample[]; sampleSeconds: number; loadSeconds: number; archiveTimeout: number; shipInterval: number; rate: number; transactions: number };
+  /** How that WAL was written (untimed): pgbench transactions, then bulk INSERT rows until REPLAY_WAL_BYTES. */
+  replayLoad: { transactions: number; bulkRows: number; seconds: number; segments: number };
+  rpo: {
+    samples: RpoSample[];
+    sampleSeconds: number;
+    loadSeconds: number;
+    archiveTimeout: number;
+    shipInterval: number;
+    clients: number;
+    transactions: number;
+    /** WAL pgbench wrote during the RPO part. */
+    walBytes: number;
+  };
   pgbackrestVersion: string;
 }
 
-type Measure = (db: BenchDatabase, label: string, id: string, contender: () => Promise<ContenderResult>) => Promise<ContenderResult>;
+/** A recovery run, with what was seen of its fetching and replay from outside. */
+export interface PitrRun extends ContenderResult {
+  queue?: QueueStats;
+  pace?: ReplayPace;
+}
+
+type Measure = <R extends ContenderResult>(db: BenchDatabase, label: string, id: string, contender: () => Promise<R>) => Promise<R>;
 
 function orderOf<Id>(ids: Id[], round: number): Id[] {
   return ids.map((_, i) => ids[(i + round) % ids.length]);
@@ -138,14 +171,18 @@ export async function runPitrPhase(
   await cluster.query('postgres', 'CHECKPOINT');
   say(`pitr: built ${db.name} on port ${cluster.port} in ${db.buildSeconds.toFixed(0)} s: ${(db.bytes / 1e6).toFixed(0)} MB`);
 
-  // The benchmark's own processes: this one, the reference postmaster, the archiving one, and
-  // every recovered postmaster as soon as its pid file shows (pg_ctl detaches them).
+  // The benchmark's own processes: this one, the reference postmaster, the archiving one, every
+  // recovered postmaster as soon as its pid file shows (pg_ctl detaches them), and the
+  // daemons both sides' asynchronous commands detach (our wal-pusher and wal-fetcher,
+  // pgBackRest's async archive-push and archive-get, the postgres user's gpg-agent): each names
+  // a file under this phase's folder on its command line.
   const ours = [...base.ours, postmasterPid(cluster.dataDir) ?? process.pid];
   const watcher = setInterval(() => {
     for (const entry of existsSync(workDir) ? readdirSync(workDir) : []) {
       const pid = postmasterPid(path.join(workDir, entry, 'data'));
       if (pid && !ours.includes(pid)) ours.push(pid);
     }
+    for (const pid of daemonsUnder(dir)) if (!ours.includes(pid)) ours.push(pid);
   }, 200);
   cleanups.unshift(async () => clearInterval(watcher));
   const ctx: ContenderContext = { ...base, ours };
@@ -162,6 +199,14 @@ export async function runPitrPhase(
   cpSync(stack.keys.privateHome, postgresKeys, { recursive: true, filter: (src) => !/S\.gpg-agent|\.lock$/.test(src) });
   await execa('chown', ['-R', `${asPostgres.uid}:${asPostgres.gid}`, postgresKeys]);
   cleanups.unshift(() => stopAgent(postgresKeys));
+  // Our default restore_command hands the worker's own configuration to the fetcher, which runs
+  // as the postgres OS user: so the worker's keyring is this postgres-owned copy, its gpg-agent
+  // started by postgres now (root's gpg may use an agent of another user; the reverse is refused).
+  await execa('gpg-connect-agent', ['--homedir', postgresKeys, '/bye'], { ...pgOwner, extendEnv: true });
+  // wal-push-async's status folder: the server's OS user's alone.
+  const pushStatus = path.join(dir, 'push-status');
+  mkdirSync(pushStatus, { mode: 0o700 });
+  owner.chown(pushStatus);
   const common = {
     host: PITR_HOST,
     temporal: { address: stack.temporal.address, namespace: 'default' },
@@ -172,8 +217,9 @@ export async function runPitrPhase(
       nas: { type: 'filesystem', path: path.join(dir, 'nas') },
       s3: { type: 's3', bucket: BUCKET, prefix: S3_PREFIX, endpoint: stack.s3.endpoint },
     },
-    // The host's own spool, named: wal-fetch replays its unsigned entries.
-    wal: { spool: 'local' },
+    // The host's own spool, named: wal-fetch replays its unsigned entries. Archiving and
+    // fetching asynchronous, as both sides run here.
+    wal: { spool: 'local', async: { processes: PUSH_PROCESSES, idleSeconds: 60 }, fetchAhead: { processes: FETCH_PROCESSES, idleSeconds: 30 } },
     logLevel: 'info',
   };
   const postgresConfig = path.join(dir, 'postgres.yaml');
@@ -183,32 +229,41 @@ export async function runPitrPhase(
   chmodSync(signingPublic, 0o644);
   writeYaml(postgresConfig, { ...common, logLevel: 'warn', encryption: { publicKeyFile: publicKey, privateKeyHome: postgresKeys }, signing: { publicKeyFiles: [signingPublic] } });
   const workerConfig = path.join(dir, 'worker.yaml');
+  // No pitr.restoreCommand: the default, bin/wal-fetch-async with this file, read by the postgres OS user too.
   writeYaml(workerConfig, {
     ...common,
-    encryption: { publicKeyFile: publicKey, privateKeyHome: stack.keys.privateHome },
-    signing: { privateKeyFile: stack.keys.signing.privateKeyFile },
+    encryption: { publicKeyFile: publicKey, privateKeyHome: postgresKeys },
+    signing: { privateKeyFile: stack.keys.signing.privateKeyFile, publicKeyFiles: [signingPublic] },
     restore: { serverUrl: cluster.url('postgres'), workDir },
     wal: { ...common.wal, shipIntervalSeconds: RPO_SHIP_INTERVAL },
-    pitr: { restoreCommand: `${process.execPath} ${CLI} --config ${postgresConfig} wal-fetch %f %p` },
   });
 
   // ---- pgBackRest: its own configuration, repository, lock and log folders ---------------
   const brDir = path.join(dir, 'pgbackrest');
-  const brConf = writePgbackrestConfig(brDir, cluster, STANZA, [
-    'repo1-retention-full=2',
-    'process-max=2',
-    // Ours takes a fast checkpoint too (baseBackup.checkpoint: fast).
-    'start-fast=y',
-  ]);
+  const brConf = writePgbackrestConfig(
+    brDir,
+    cluster,
+    STANZA,
+    [
+      'repo1-retention-full=2',
+      'process-max=2',
+      // Ours takes a fast checkpoint too (baseBackup.checkpoint: fast).
+      'start-fast=y',
+      // Asynchronous archive-push and archive-get, through the spool folder, as ours.
+      'archive-async=y',
+      `archive-get-queue-max=${ARCHIVE_GET_QUEUE_MAX}`,
+    ],
+    [`[global:archive-push]`, `process-max=${PUSH_PROCESSES}`, '', `[global:archive-get]`, `process-max=${FETCH_PROCESSES}`],
+  );
   await execa('chown', ['-R', `${asPostgres.uid}:${asPostgres.gid}`, brDir]);
   const pgbackrest = (args: string[]) => execa('pgbackrest', [`--config=${brConf}`, `--stanza=${STANZA}`, ...args], { ...pgOwner, cwd: dir, extendEnv: true });
   const pgbackrestVersion = (await execa('pgbackrest', ['version'])).stdout.trim();
   await pgbackrest(['stanza-create']);
 
-  // Both archives from now on. pgBackRest's push first: its backup ends by waiting for its own
-  // archive to hold the backup's last segment, and must not wait for ours (a Node process per
-  // segment) too; ours (whose backup does not wait for the archive) pays for its push instead.
-  const archiveCommand = `pgbackrest --config=${brConf} --stanza=${STANZA} archive-push %p && ${process.execPath} ${CLI} --config ${postgresConfig} wal-push %p`;
+  // Both archives from now on, each asynchronous. pgBackRest's push first: its backup ends by
+  // waiting for its own archive to hold the backup's last segment, and must not wait for ours
+  // too; ours (whose backup does not wait for the archive) pays for its push instead.
+  const archiveCommand = `pgbackrest --config=${brConf} --stanza=${STANZA} archive-push %p && BACKUPCTL_NODE=${process.execPath} ${PUSH_ASYNC} ${pushStatus} ${postgresConfig} %p`;
   await cluster.query('postgres', `ALTER SYSTEM SET archive_command = '${archiveCommand}'`);
   await cluster.query('postgres', 'SELECT pg_reload_conf()');
   await pgbackrest(['check']).catch((err) => {
@@ -247,8 +302,20 @@ export async function runPitrPhase(
 
   // ---- the WAL both replay, and the target ---------------------------------------------------
   const lsnBefore = (await cluster.query<{ lsn: string }>('postgres', 'SELECT pg_current_wal_lsn()::text AS lsn')).rows[0].lsn;
-  say(`pitr: ${REPLAY_TRANSACTIONS} pgbench transactions after the base backups (the WAL to replay)`);
+  const walSince = async () => Number((await cluster.query<{ n: string }>('postgres', `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '${lsnBefore}')::text AS n`)).rows[0].n);
+  say(`pitr: ${REPLAY_TRANSACTIONS} pgbench transactions, then bulk INSERTs until ${(REPLAY_WAL_BYTES / 2 ** 30).toFixed(1)} GiB of WAL after the base backups (the WAL to replay)`);
+  const l0 = performance.now();
   await execa(pgbenchPath(cluster), ['-n', '-c', '2', '-j', '2', '-t', String(REPLAY_TRANSACTIONS / 2), db.name], { env: cluster.env(db.name) });
+  // Rows of about 100 bytes, a million at a time (about 130 MB of WAL each); both archivers
+  // keep up meanwhile (pg_wal holds what they have not taken).
+  await cluster.query(db.name, 'CREATE TABLE bench_pitr_bulk (id bigint, filler text)');
+  let bulkRows = 0;
+  while ((await walSince()) < REPLAY_WAL_BYTES) {
+    const rows = 1_000_000;
+    await cluster.query(db.name, `INSERT INTO bench_pitr_bulk SELECT g, md5(g::text) || repeat('x', 60) FROM generate_series(${bulkRows + 1}, ${bulkRows + rows}) g`);
+    bulkRows += rows;
+  }
+  const loadSeconds = (performance.now() - l0) / 1000;
   await cluster.query(db.name, 'CREATE TABLE bench_pitr_marker (label text PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())');
   await cluster.query(db.name, "INSERT INTO bench_pitr_marker (label) VALUES ('before')");
   await sleep(1100);
@@ -257,12 +324,18 @@ export async function runPitrPhase(
   await cluster.query(db.name, "INSERT INTO bench_pitr_marker (label) VALUES ('after')");
   const lsnAfter = (await cluster.query<{ lsn: string }>('postgres', 'SELECT pg_current_wal_lsn()::text AS lsn')).rows[0].lsn;
   const replayWalBytes = Number((await cluster.query<{ n: string }>('postgres', `SELECT pg_wal_lsn_diff('${lsnAfter}', '${lsnBefore}')::text AS n`)).rows[0].n);
+  const first = (await cluster.query<{ name: string }>('postgres', `SELECT pg_walfile_name('${lsnBefore}') AS name`)).rows[0].name;
   const last = (await cluster.query<{ name: string }>('postgres', 'SELECT pg_walfile_name(pg_switch_wal()) AS name')).rows[0].name;
-  await until('the target segment in both archives', 120, async () => {
+  const replayLoad = { transactions: REPLAY_TRANSACTIONS, bulkRows, seconds: loadSeconds, segments: parseInt(last.slice(16), 16) - parseInt(first.slice(16), 16) + 1 + 256 * (parseInt(last.slice(8, 16), 16) - parseInt(first.slice(8, 16), 16)) };
+  const a0 = performance.now();
+  await until('the target segment in both archives', 900, async () => {
     const archived = (await cluster.query<{ w: string | null }>('postgres', 'SELECT last_archived_wal AS w FROM pg_stat_archiver')).rows[0].w;
     return (archived ?? '') >= last;
   });
-  say(`pitr: target ${target}; ${(replayWalBytes / 1e6).toFixed(1)} MB of WAL after the base backups, archived in both`);
+  say(
+    `pitr: target ${target}; ${(replayWalBytes / 1e9).toFixed(2)} GB of WAL (${replayLoad.segments} segments) after the base backups, written in ${loadSeconds.toFixed(0)} s ` +
+      `(${bulkRows.toLocaleString('en')} bulk rows); both archives had it ${((performance.now() - a0) / 1000).toFixed(0)} s after the last write`,
+  );
 
   /** The recovered cluster has the row before the target and not the one after: else the run is void. */
   const checkRecovered = async (port: number) => {
@@ -283,9 +356,20 @@ export async function runPitrPhase(
     rmSync(path.dirname(dataDir), { recursive: true, force: true });
   };
 
-  const runOurPitr = async (): Promise<ContenderResult> => {
+  // Our recovery's queue folder: <workDir>/backupctl-pitr-<id>/.data.backupctl/wal-queue-<attempt>.
+  const ourQueue = () => {
+    for (const entry of existsSync(workDir) ? readdirSync(workDir) : []) {
+      if (!entry.startsWith('backupctl-pitr-')) continue;
+      const work = path.join(workDir, entry, '.data.backupctl');
+      const queue = existsSync(work) ? readdirSync(work).filter((n) => n.startsWith('wal-queue-')).sort().at(-1) : undefined;
+      if (queue) return path.join(work, queue);
+    }
+    return undefined;
+  };
+  const runOurPitr = async (): Promise<PitrRun> => {
     const workflowId = benchWorkflowId('pitr', db);
     let dataDir: string | undefined;
+    const queue = watchQueue(ourQueue, true);
     try {
       const { result, ...run } = await measureWorkflow<PointInTimeRecoveryResult>(ctx, workerConfig, workflowId, () =>
         stack.client.workflow.execute(pointInTimeRecovery, {
@@ -298,14 +382,20 @@ export async function runPitrPhase(
       await checkRecovered(result.cluster.port);
       run.steps['restore (workflow timing)'] = result.timing.restoreSeconds;
       run.steps['replay until promoted (workflow timing)'] = result.timing.replaySeconds;
-      return { ...run, storedBytes: 0 };
+      // What the fetcher said (its failures ahead of replay, say), before the folder goes.
+      const fetcherLog = path.join(ourQueue() ?? '', 'fetcher.log');
+      const said = existsSync(fetcherLog) ? readFileSync(fetcherLog, 'utf8').split('\n').filter((l) => /wal-fetch|failed|error/i.test(l)) : [];
+      if (said.length) say(`pitr: the fetcher's log: ${said.slice(0, 20).join(' | ')}`);
+      return { ...run, storedBytes: 0, queue: queue.stop(), pace: replayPace(serverLog(dataDir)) };
     } finally {
+      queue.stop();
       if (dataDir) await dispose(dataDir);
       else await stopRecovered();
     }
   };
   let baselineRun = 0;
-  const runPgbackrestPitr = async (): Promise<ContenderResult> => {
+  const theirQueue = path.join(brDir, 'spool', 'archive', STANZA, 'in');
+  const runPgbackrestPitr = async (): Promise<PitrRun> => {
     const root = path.join(workDir, `pgbackrest-${++baselineRun}`);
     const dataDir = path.join(root, 'data');
     const sockets = path.join(root, 'sockets');
@@ -314,8 +404,9 @@ export async function runPitrPhase(
       owner.chown(d);
     }
     const [port] = await freePorts(1);
+    const queue = watchQueue(() => theirQueue, false);
     try {
-      return await timedBaseline(ctx, async (step) => {
+      const run = await timedBaseline(ctx, async (step) => {
         await step('pgbackrest restore', 'pgbackrest', [
           `--config=${brConf}`,
           `--stanza=${STANZA}`,
@@ -355,15 +446,17 @@ export async function runPitrPhase(
         await checkRecovered(port);
         return { 'replay until promoted (polled), marker check': (performance.now() - p0) / 1000 };
       }, pgOwner, dir);
+      return { ...run, queue: queue.stop(), pace: replayPace(path.join(root, 'server.log')) };
     } catch (err) {
       const log = path.join(root, 'server.log');
       throw new Error(`${(err as Error).message}${existsSync(log) ? `\n--- recovered server log ---\n${readFileSync(log, 'utf8').split('\n').slice(-20).join('\n')}` : ''}`, { cause: err });
     } finally {
+      queue.stop();
       await dispose(dataDir);
     }
   };
-  const pitrContenders: Record<PitrContenderId, () => Promise<ContenderResult>> = { ours: runOurPitr, pgbackrest: runPgbackrestPitr };
-  const pitrRuns: Record<PitrContenderId, ContenderResult[]> = { ours: [], pgbackrest: [] };
+  const pitrContenders: Record<PitrContenderId, () => Promise<PitrRun>> = { ours: runOurPitr, pgbackrest: runPgbackrestPitr };
+  const pitrRuns: Record<PitrContenderId, PitrRun[]> = { ours: [], pgbackrest: [] };
   const pitrOrders: PitrContenderId[][] = [];
   say('pitr: recovery warm-up pass');
   for (const id of PITR_CONTENDER_IDS) await measure(db, 'pitr warm-up', id, pitrContenders[id]);
@@ -376,7 +469,15 @@ export async function runPitrPhase(
   // ---- RPO under a write load --------------------------------------------------------------
   const rpo = await measureRpo(ctx, cluster, db, workerConfig, dir, say);
   clearInterval(watcher);
-  return { db, base: baseRuns, baseOrders, pitr: pitrRuns, pitrOrders, target, replayWalBytes, rpo, pgbackrestVersion };
+  // The asynchronous commands' daemons would end when idle; ours to end now, by pid, before the folder goes.
+  for (const pid of daemonsUnder(dir)) {
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return { db, base: baseRuns, baseOrders, pitr: pitrRuns, pitrOrders, target, replayWalBytes, replayLoad, rpo, pgbackrestVersion };
 }
 
 async function measureRpo(ctx: ContenderContext, cluster: PgCluster, db: BenchDatabase, workerConfig: string, dir: string, say: (line: string) => void): Promise<PitrResults['rpo']> {
@@ -391,9 +492,12 @@ async function measureRpo(ctx: ContenderContext, cluster: PgCluster, db: BenchDa
   });
   const samples: Array<{ at: string; lsn: string; segment: string }> = [];
   let transactions: number;
+  let walBytes: number;
   try {
-    say(`pitr: RPO under load: pgbench -R ${RPO_PGBENCH_RATE} for ${RPO_LOAD_SECONDS} s, archive_timeout ${RPO_ARCHIVE_TIMEOUT} s, shipping every ${RPO_SHIP_INTERVAL} s`);
-    const load = execa(pgbenchPath(cluster), ['-n', '-c', '2', '-j', '1', '-R', String(RPO_PGBENCH_RATE), '-T', String(RPO_LOAD_SECONDS), db.name], { env: cluster.env(db.name) });
+    say(`pitr: RPO under load: pgbench -c ${RPO_PGBENCH_CLIENTS} at full speed for ${RPO_LOAD_SECONDS} s, archive_timeout ${RPO_ARCHIVE_TIMEOUT} s, shipping every ${RPO_SHIP_INTERVAL} s`);
+    const lsn0 = (await cluster.query<{ lsn: string }>('postgres', 'SELECT pg_current_wal_lsn()::text AS lsn')).rows[0].lsn;
+    const clients = String(RPO_PGBENCH_CLIENTS);
+    const load = execa(pgbenchPath(cluster), ['-n', '-c', clients, '-j', clients, '-T', String(RPO_LOAD_SECONDS), db.name], { env: cluster.env(db.name) });
     let done = false;
     void load.finally(() => (done = true)).catch(() => undefined);
     while (!done) {
@@ -406,9 +510,11 @@ async function measureRpo(ctx: ContenderContext, cluster: PgCluster, db: BenchDa
     }
     const out = await load;
     transactions = Number(/number of transactions actually processed: (\d+)/.exec(out.stdout)?.[1] ?? NaN);
+    walBytes = Number((await cluster.query<{ n: string }>('postgres', `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '${lsn0}')::text AS n`)).rows[0].n);
+    say(`pitr: RPO load done: ${transactions} transactions, ${(walBytes / 1e6).toFixed(0)} MB of WAL; waiting for the last sampled segment everywhere`);
     // No forced switch: archive_timeout closes the last segment, as it would in production.
     const newest = samples.at(-1)!.segment;
-    await until('the last sampled segment in every repository', RPO_ARCHIVE_TIMEOUT + 120, async () => {
+    await until('the last sampled segment in every repository', RPO_ARCHIVE_TIMEOUT + 600, async () => {
       const state = await shipping.query(walShippingQuery).catch(() => undefined);
       return Boolean(state && ['nas', 's3'].every((r) => (state.repositories[r]?.newestSegment ?? '') >= newest && state.repositories[r].behind === 0));
     });
@@ -447,7 +553,7 @@ async function measureRpo(ctx: ContenderContext, cluster: PgCluster, db: BenchDa
       delaySeconds: everywhere === null ? null : (everywhere - Date.parse(s.at)) / 1000,
     };
   });
-  return { samples: result, sampleSeconds: RPO_SAMPLE_MS / 1000, loadSeconds: RPO_LOAD_SECONDS, archiveTimeout: RPO_ARCHIVE_TIMEOUT, shipInterval: RPO_SHIP_INTERVAL, rate: RPO_PGBENCH_RATE, transactions };
+  return { samples: result, sampleSeconds: RPO_SAMPLE_MS / 1000, loadSeconds: RPO_LOAD_SECONDS, archiveTimeout: RPO_ARCHIVE_TIMEOUT, shipInterval: RPO_SHIP_INTERVAL, clients: RPO_PGBENCH_CLIENTS, transactions, walBytes };
 }
 
 /**
@@ -514,4 +620,18 @@ async function until(what: string, seconds: number, check: () => Promise<boolean
     if (Date.now() > deadline) throw new Error(`timed out after ${seconds} s waiting for ${what}`);
     await sleep(everyMs);
   }
+}
+
+/** Processes (other than this one) whose command line names a path under `dir`. */
+export function daemonsUnder(dir: string): number[] {
+  const found: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    try {
+      if (readFileSync(`/proc/${name}/cmdline`, 'utf8').includes(dir + '/')) found.push(Number(name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found;
 }

@@ -9,13 +9,16 @@ import type { PgCluster } from '../test/fixtures/postgres.js';
 import { CONTENDER_IDS, CONTENDER_LABELS, type ContenderId, type ContenderResult } from './contenders.js';
 import type { BenchOptions } from './options.js';
 import {
+  ARCHIVE_GET_QUEUE_MAX,
   BASE_LABELS,
   BASELINE_POLL_MS,
+  FETCH_PROCESSES,
   PITR_CONTENDER_IDS,
   PITR_LABELS,
-  REPLAY_TRANSACTIONS,
+  PUSH_PROCESSES,
   type PitrContenderId,
   type PitrResults,
+  type PitrRun,
 } from './pitr.js';
 import { OTHER } from './procfs.js';
 import type { BenchDatabase } from './referenceDatabase.js';
@@ -521,8 +524,10 @@ function restoreMethod(report: BenchReport): string[] {
   ];
 }
 
+export const PITR_SECTION = '## Point-in-time recovery';
+
 /** Point-in-time recovery against pgBackRest: base backup, recovery to a time, RPO under load. */
-function renderPitr(p: PitrResults): string[] {
+export function renderPitr(p: PitrResults): string[] {
   const base = Object.fromEntries(PITR_CONTENDER_IDS.map((id) => [id, summarize(p.base[id])])) as Record<PitrContenderId, Summary>;
   const pitr = Object.fromEntries(PITR_CONTENDER_IDS.map((id) => [id, summarize(p.pitr[id])])) as Record<PitrContenderId, Summary>;
   const rounds = p.base.ours.length;
@@ -539,14 +544,34 @@ function renderPitr(p: PitrResults): string[] {
         `${x.workerRss === undefined ? '–' : `${mib(x.idleRss)} → ${mib(x.workerRss)}`} | ${mib(x.treeRss)} | ${x.cpuSeconds.toFixed(0)} | ${x.otherCpuSeconds.toFixed(1)} |`
       );
     });
-  const ours = medianRun(p.pitr.ours);
-  const theirs = medianRun(p.pitr.pgbackrest);
+  const ours = medianRun(p.pitr.ours) as PitrRun;
+  const theirs = medianRun(p.pitr.pgbackrest) as PitrRun;
   const step = (run: ContenderResult, name: string) => (run.steps[name] === undefined ? '–' : run.steps[name].toFixed(1));
+  const gb = (bytes: number) => (bytes / 1e9).toFixed(2);
+  const each = (runs: PitrRun[]) => runs.map((r) => sec(r.wallMs)).join(', ');
+  const paceRow = (label: string, r: PitrRun) => {
+    const x = r.pace;
+    const q = r.queue;
+    return (
+      `| ${label} | ${x ? x.segments : '–'} | ${x ? x.spanSeconds.toFixed(1) : '–'} | ${x && x.spanSeconds > 0 ? (x.segments / x.spanSeconds).toFixed(1) : '–'} | ` +
+      `${x ? (x.medianGapSeconds * 1000).toFixed(0) : '–'} | ${x ? (x.maxGapSeconds * 1000).toFixed(0) : '–'} | ` +
+      `${q ? `${q.depthMedian} / ${q.depthMax}` : '–'} | ${q ? (q.emptyShare * 100).toFixed(0) + ' %' : '–'} | ` +
+      `${q?.waitedSegments === undefined ? '–' : `${q.waitedSegments}, ${q.waitedSeconds!.toFixed(1)} s (max ${q.waitedMaxSeconds!.toFixed(2)} s)`} |`
+    );
+  };
+  const cpuLine = (r: ContenderResult) =>
+    Object.entries(r.usage.programs)
+      .filter(([, v]) => v.cpuSeconds >= 0.3)
+      .sort((a, b) => b[1].cpuSeconds - a[1].cpuSeconds)
+      .map(([k, v]) => `${k} ${v.cpuSeconds.toFixed(1)}`)
+      .join(', ');
+  const rpoTx = Number.isFinite(p.rpo.transactions) ? p.rpo.transactions.toLocaleString('en') : '?';
   return [
-    `## Point-in-time recovery: \`${p.db.name}\` against pgBackRest`,
+    `${PITR_SECTION}: \`${p.db.name}\` against pgBackRest`,
     '',
     `One archiving cluster (\`wal_level = replica\`, \`archive_mode = on\`, \`archive_timeout = 60\`) holding \`${p.db.name}\` at scale ${p.db.scale} ` +
-      `(${(p.db.bytes / 1e9).toFixed(2)} GB), its archive_command feeding both archives. ${p.pgbackrestVersion}. ` +
+      `(${(p.db.bytes / 1e9).toFixed(2)} GB), its archive_command feeding both archives, each asynchronously: \`pgbackrest archive-push %p\` (\`archive-async=y\`, process-max ${PUSH_PROCESSES}) ` +
+      `\`&& bin/wal-push-async <status> <config> %p\` (\`wal.async.processes: ${PUSH_PROCESSES}\`). ${p.pgbackrestVersion}. ` +
       `Median of ${rounds} round${rounds > 1 ? 's' : ''} (min–max in brackets), after a warm-up pass of each, the order alternating.`,
     '',
     '### Base backup',
@@ -557,25 +582,40 @@ function renderPitr(p: PitrResults): string[] {
     '',
     'Stored MB: one copy (ours writes three: local, nas, s3, each read back and verified; pgBackRest writes one, to repo1 on the same disk).',
     '',
-    `### Recovery to a time, start to writable`,
+    `### Recovery to a time with ${gb(p.replayWalBytes)} GB of WAL to replay, start to writable`,
     '',
-    `Target ${p.target}: after ${REPLAY_TRANSACTIONS.toLocaleString('en')} pgbench transactions run after the base backups ` +
-      `(${mb(p.replayWalBytes)} MB of WAL from the newest base backup's end to the target, replayed by both) and a marker row; a second marker committed ` +
-      'after the target must be absent from the recovered cluster, the first present (checked in every run, inside the timed part).',
+    `Target ${p.target}: after the base backups, ${p.replayLoad.transactions.toLocaleString('en')} pgbench transactions and a bulk \`INSERT\` of ${p.replayLoad.bulkRows.toLocaleString('en')} rows ` +
+      `(${p.replayLoad.seconds.toFixed(0)} s, untimed): **${gb(p.replayWalBytes)} GB of WAL** (\`pg_wal_lsn_diff\` from the newest base backup's end to the target; ${p.replayLoad.segments} segments), ` +
+      'replayed by both; then a marker row; a second marker committed after the target must be absent from the recovered cluster, the first present (checked in every run, inside the timed part). ' +
+      `Both fetch asynchronously, ${FETCH_PROCESSES} at a time: ours with its default restore_command (the first 64 segments decrypted before the server starts, then \`bin/wal-fetch-async\`, ` +
+      `\`wal.fetchAhead.processes: ${FETCH_PROCESSES}\`, at most 32 segments queued); pgBackRest's \`archive-get\` with \`archive-async=y\`, \`process-max=${FETCH_PROCESSES}\`, ` +
+      `\`archive-get-queue-max=${ARCHIVE_GET_QUEUE_MAX}\`, the spool on the same disk.`,
     '',
     '| contender | wall s | × pgBackRest | worker RSS MiB: idle → peak | process tree peak RSS MiB | CPU s | other load CPU s |',
     '|---|--:|--:|--:|--:|--:|--:|',
     ...rows(PITR_LABELS, pitr, false),
     '',
-    `Median rounds, part by part: ours restore ${step(ours, 'restore (workflow timing)')} s, replay until promoted ${step(ours, 'replay until promoted (workflow timing)')} s ` +
+    `Each round, seconds: ours ${each(p.pitr.ours)}; pgBackRest ${each(p.pitr.pgbackrest)} (orders ${p.pitrOrders.map((o) => o.join(' ')).join('; ')}).`,
+    '',
+    `Median rounds, part by part: ours restore ${step(ours, 'restore (workflow timing)')} s (the base backup unpacked and the first 64 segments decrypted), ` +
+      `replay until promoted ${step(ours, 'replay until promoted (workflow timing)')} s ` +
       `(the workflow's own timing; it polls every 250 ms), the rest is finding the base backup, checks and workflow tasks; ` +
       `pgBackRest restore ${step(theirs, 'pgbackrest restore')} s, \`pg_ctl start -w\` ${step(theirs, 'pg_ctl start')} s, ` +
       `replay until \`pg_is_in_recovery()\` is false (polled every ${BASELINE_POLL_MS} ms) and the marker check ${step(theirs, 'replay until promoted (polled), marker check')} s.`,
     '',
-    `### RPO under a write load`,
+    'Replay as seen from outside (median rounds): the recovered server\'s "restored log file … from archive" lines (every segment restore_command delivered; ours: the first 64 from the folder decrypted ahead, the rest from the fetcher), and the fetcher\'s queue folder sampled every 100 ms (segments fetched and waiting; ours also: segments replay asked for before they were there, and how long it waited).',
     '',
-    `\`pgbench -R ${p.rpo.rate} -c 2\` for ${p.rpo.loadSeconds} s (${Number.isFinite(p.rpo.transactions) ? p.rpo.transactions.toLocaleString('en') : '?'} transactions), ` +
-      `\`archive_timeout\` lowered to ${p.rpo.archiveTimeout} s for this part, \`shipWal\` every ${p.rpo.shipInterval} s to nas and s3. ` +
+    '| contender | segments restored | first → last s | segments/s | gap median ms | gap max ms | queue depth median / max | samples with the queue empty | replay waited for a segment: count, total |',
+    '|---|--:|--:|--:|--:|--:|--:|--:|--:|',
+    paceRow('ours', ours),
+    paceRow('pgBackRest', theirs),
+    '',
+    `CPU seconds by program (median rounds; "other processes" is load the benchmark did not start): ours ${cpuLine(ours)}; pgBackRest ${cpuLine(theirs)}.`,
+    '',
+    `### RPO under a full-speed write load`,
+    '',
+    `\`pgbench -c ${p.rpo.clients} -j ${p.rpo.clients}\` at full speed (no \`-R\`) for ${p.rpo.loadSeconds} s (${rpoTx} transactions, ${gb(p.rpo.walBytes)} GB of WAL), ` +
+      `the archive_command as above (both asynchronous), \`archive_timeout\` lowered to ${p.rpo.archiveTimeout} s for this part, \`shipWal\` every ${p.rpo.shipInterval} s to nas and s3. ` +
       `Every ${p.rpo.sampleSeconds} s the current WAL position and time were sampled (${p.rpo.samples.length} samples); the delay is from the sample until the segment holding it was in ` +
       'every repository (the spool\'s `archivedAt`, the nas entry file\'s mtime, the S3 entry object\'s LastModified, whole seconds).' +
       (missing ? ` ${missing} sample${missing > 1 ? 's' : ''} never reached every repository.` : ''),
@@ -585,31 +625,41 @@ function renderPitr(p: PitrResults): string[] {
     `| median | ${ratio(median(delays))} |`,
     `| max | ${ratio(worst)} |`,
     '',
+    `Each sample's delay, s, in order, with the repository that had its segment last: ${p.rpo.samples
+      .map((x) => {
+        const last = Object.entries(x.arrived).filter((e): e is [string, string] => e[1] !== null).sort((a, b) => a[1].localeCompare(b[1])).at(-1)?.[0];
+        return x.delaySeconds === null ? 'never' : `${x.delaySeconds.toFixed(1)} (${last})`;
+      })
+      .join(', ')}.`,
+    '',
     '| target | measured | |',
     '|---|--:|---|',
     `| base backup wall ≤ ${TARGETS.baseVsPgbackrest.toFixed(1)} × \`pgbackrest --type=full backup\` | ${ratio(baseRatio)} | ${yes(baseRatio <= TARGETS.baseVsPgbackrest)} |`,
-    `| PITR start → writable ≤ ${TARGETS.pitrVsPgbackrest} × pgBackRest restore + the same replay | ${ratio(pitrRatio)} | ${yes(pitrRatio <= TARGETS.pitrVsPgbackrest)} |`,
-    `| RPO under load (worst sample) ≤ ${TARGETS.rpoSeconds} s | ${ratio(worst)} s | ${yes(missing === 0 && worst <= TARGETS.rpoSeconds)} |`,
+    `| PITR start → writable, ${gb(p.replayWalBytes)} GB of WAL replayed, ≤ ${TARGETS.pitrVsPgbackrest} × pgBackRest restore (archive-get async) + the same replay | ${ratio(pitrRatio)} | ${yes(p.replayWalBytes >= 2e9 && pitrRatio <= TARGETS.pitrVsPgbackrest)} |`,
+    `| RPO under full-speed pgbench (worst sample) ≤ ${TARGETS.rpoSeconds} s | ${ratio(worst)} s | ${yes(missing === 0 && worst <= TARGETS.rpoSeconds)} |`,
     '',
   ];
 }
 
-function pitrMethod(report: BenchReport): string[] {
+export function pitrMethod(report: Pick<BenchReport, 'pitr' | 'options'>): string[] {
   const p = report.pitr;
   if (!p) return [];
   const orders = p.baseOrders.map((o) => o.join(' ')).join('; ');
   return [
     '* Point-in-time recovery: a second throw-away cluster with WAL archiving, `bench_text` built in it the same way, and one archive_command for both sides, ' +
-      '`pgbackrest archive-push %p && backupctl wal-push %p`. One cluster rather than two copies, so both back up the same data and replay the same WAL; ' +
-      'the cost is that every segment pays for both pushes before the next is archived. pgBackRest\'s push goes first because its backup ends by waiting until its own archive holds ' +
+      '`pgbackrest archive-push %p && bin/wal-push-async <status> <config> %p`, both asynchronous (pgBackRest `archive-async=y` with its spool folder; ours the background pusher). ' +
+      'One cluster rather than two copies, so both back up the same data and replay the same WAL; ' +
+      'the cost is that every segment waits for both pushes before the next is archived. pgBackRest\'s push goes first because its backup ends by waiting until its own archive holds ' +
       'the backup\'s last segment (ours does not wait for the archive), so its backup time never includes our push; our RPO includes its push instead. ' +
       'pgBackRest (the Debian package) runs as the postgres OS user from its own configuration file: repo1 on the same disk, `compress-type=zst` level 3 (ours: zstd 3), ' +
-      '`process-max=2`, `start-fast=y` (ours: a fast checkpoint), and `repo1-cipher-type=aes-256-cbc` so that both sides encrypt (ours: gpg to a cv25519 key). ' +
+      '`process-max=2` (archive-get: 4), `start-fast=y` (ours: a fast checkpoint), and `repo1-cipher-type=aes-256-cbc` so that both sides encrypt (ours: gpg to a cv25519 key). ' +
       `Base backups: one warm-up of each, then ${report.options.rounds} round${report.options.rounds > 1 ? 's' : ''} alternating (${orders}); ` +
       '`backupBase` on a fresh worker (`bench-pitr` host, polling before the clock starts), start to result, three copies each verified, against `pgbackrest --type=full backup` to the end of its archive check. ' +
       'Recovery: both to the same time, each from its newest base backup, into a new data directory on the same disk, the recovered cluster not archiving; ' +
-      '`pointInTimeRecovery` start to result (it waits for promotion and checks the key tables; the WAL replay needs is decrypted ahead into a folder `restore_command` copies from; `backupctl wal-fetch` as postgres, with a copy of the private keyring, is the fallback) against ' +
+      '`pointInTimeRecovery` start to result (it waits for promotion and checks the key tables) with its default restore_command, which hands the worker\'s configuration to `bin/wal-fetch-async` ' +
+      '(so the worker\'s keyring is a copy the postgres OS user owns, its gpg-agent started by that user), against ' +
       '`pgbackrest --type=time --target-action=promote --archive-mode=off restore` + `pg_ctl start -w` on a free port + polling `pg_is_in_recovery()`; both check the marker rows. ' +
+      'Processes either side detaches (our wal-pusher and wal-fetcher, pgBackRest\'s async daemons, the gpg-agent) count as the benchmark\'s, not as other load. ' +
       'Each recovered cluster is stopped and deleted after its run (untimed). The RPO part runs last, with `shipWal` on a long-running worker.',
   ];
 }
@@ -666,14 +716,16 @@ export function renderWalArchive(w: WalArchiveResults): string[] {
 }
 
 /**
- * The existing report with its WAL archiving section replaced by a fresh one (inserted before
- * "Where the time goes" when it had none): `--only-wal` refreshes this section alone.
+ * The existing report with one section (the one whose heading starts with `heading`) replaced by
+ * a fresh one, or inserted before "Where the time goes" when it had none: `--only-wal` and
+ * `--only-pitr` refresh their section alone.
  */
-export function spliceWalSection(section: string, existingFile: string): string {
-  section = section.endsWith('\n') ? section : section + '\n';
+export function spliceSection(heading: string, section: string, existingFile: string): string {
+  // One blank line before the next section's heading.
+  section = section.replace(/\n*$/, '\n\n');
   if (!existsSync(existingFile)) return section;
   const old = readFileSync(existingFile, 'utf8');
-  const start = old.indexOf(`\n${WAL_SECTION}`);
+  const start = old.indexOf(`\n${heading}`);
   if (start >= 0) {
     const next = old.indexOf('\n## ', start + 1);
     return old.slice(0, start + 1) + section + (next >= 0 ? old.slice(next + 1) : '');

@@ -12,7 +12,7 @@ import { parseOptions } from './options.js';
 import { runPitrPhase, type PitrResults } from './pitr.js';
 import { OTHER, waitForQuiet } from './procfs.js';
 import { buildReferenceData, startReferenceCluster, type BenchDatabase } from './referenceDatabase.js';
-import { collectMachine, mergeAnalysis, renderReport, renderWalArchive, spliceWalSection, type GrowthResults, type MixResults, type RestoreResults } from './report.js';
+import { collectMachine, mergeAnalysis, PITR_SECTION, renderPitr, renderReport, renderWalArchive, spliceSection, WAL_SECTION, type GrowthResults, type MixResults, type RestoreResults } from './report.js';
 import { prepareRestoreSubject, RESTORE_CONTENDER_IDS, RESTORE_CONTENDERS, runDrill, type RestoreContenderId } from './restoreContenders.js';
 import { startWorkflowStack } from './stack.js';
 import { measureStartup, renderStartup } from './startup.js';
@@ -53,6 +53,7 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
 
 /** A run during which processes outside the benchmark used more than this is repeated. */
 const MAX_OTHER_CORES = 0.2;
+/** Attempts of a run other processes loaded; --attempts overrides (1: never repeated). */
 const MAX_ATTEMPTS = 4;
 
 /** Rotates the contender order by one each round: A B C D, B C D A, ... */
@@ -82,20 +83,24 @@ async function main(): Promise<void> {
     process.stdout.write('\n' + section + '\n');
     if (options.out) {
       mkdirSync(path.dirname(options.out), { recursive: true });
-      writeFileSync(options.out, spliceWalSection(section, options.out));
+      writeFileSync(options.out, spliceSection(WAL_SECTION, section, options.out));
       say(`replaced the WAL archiving section of ${options.out}`);
     }
     return;
   }
 
   // First, while nothing of ours runs: what every command pays to start (dist/ against tsx).
-  say('CLI start-up: compiled against tsx');
-  const startup = await measureStartup(7, say);
+  let startup: Awaited<ReturnType<typeof measureStartup>> | undefined;
+  if (!options.onlyPitr) {
+    say('CLI start-up: compiled against tsx');
+    startup = await measureStartup(7, say);
+  }
 
   const cluster = await startReferenceCluster();
   cleanups.unshift(() => cluster.stop());
-  say(`PostgreSQL on port ${cluster.port}; building the reference data (scale ${options.scale})`);
-  const databases = await buildReferenceData(cluster, options, say);
+  // --only-pitr: no reference data (the phase builds its own database on its own cluster).
+  say(options.onlyPitr ? `PostgreSQL on port ${cluster.port} (the workflow stack's)` : `PostgreSQL on port ${cluster.port}; building the reference data (scale ${options.scale})`);
+  const databases = options.onlyPitr ? [] : await buildReferenceData(cluster, options, say);
 
   const stack = await startWorkflowStack(workDir, cluster, say);
   cleanups.unshift(() => stack.stop());
@@ -106,17 +111,17 @@ async function main(): Promise<void> {
   const ctx: ContenderContext = { cluster, stack, outDir, sampleMs: options.sampleMs, ours };
 
   let repeated = 0;
-  const measure = async (db: BenchDatabase, label: string, id: string, contender: () => Promise<ContenderResult>, bytes: 'stored' | 'read' = 'stored') => {
+  const measure = async <R extends ContenderResult>(db: BenchDatabase, label: string, id: string, contender: () => Promise<R>, bytes: 'stored' | 'read' = 'stored'): Promise<R> => {
     for (let attempt = 1; ; attempt++) {
       // Another job on the machine would distort every number: wait for it to pass...
-      const quiet = await waitForQuiet(ours);
+      const quiet = await waitForQuiet(ours, undefined, options.quietWaitSeconds * 1000);
       if (quiet.waitedMs > 1500) say(`waited ${(quiet.waitedMs / 1000).toFixed(0)} s for other processes to go quiet (now ${quiet.otherCores.toFixed(2)} cores)`);
       const result = await contender();
       const other = result.usage.programs[OTHER]?.cpuSeconds ?? 0;
       const otherCores = other / (result.wallMs / 1000);
       say(`${db.name} ${label} ${describe(id, result, bytes)}${other >= 0.5 ? `; other processes used ${other.toFixed(1)} CPU s meanwhile` : ''}`);
       // ...and repeat a run it loaded anyway (more than a tenth of the machine's CPU).
-      if (otherCores <= MAX_OTHER_CORES || attempt >= MAX_ATTEMPTS) return result;
+      if (otherCores <= MAX_OTHER_CORES || attempt >= (options.attempts ?? MAX_ATTEMPTS)) return result;
       repeated++;
       say(`repeating: other processes used ${otherCores.toFixed(2)} cores during the run`);
     }
@@ -147,6 +152,27 @@ async function main(): Promise<void> {
     }
   };
 
+  if (options.onlyPitr) {
+    say('point-in-time recovery against pgBackRest, alone');
+    const lines = renderPitr(await runPitrPhase(ctx, options, measure, cleanups, say));
+    lines.splice(
+      1,
+      0,
+      '',
+      `Measured ${new Date().toISOString().slice(0, 10)} alone (\`npm run bench -- ${process.argv.slice(2).join(' ')}\`, ` +
+        `${((performance.now() - t0) / 1000).toFixed(0)} s, ${repeated} run${repeated === 1 ? '' : 's'} repeated for other load), not in the full run the header describes. ` +
+        'Other jobs shared the machine: their CPU during each contender\'s runs is the "other load" column.',
+    );
+    const section = lines.join('\n');
+    process.stdout.write('\n' + section + '\n');
+    if (options.out) {
+      mkdirSync(path.dirname(options.out), { recursive: true });
+      writeFileSync(options.out, spliceSection(PITR_SECTION, section, options.out));
+      say(`replaced the point-in-time recovery section of ${options.out}`);
+    }
+    return;
+  }
+
   const mixes: MixResults[] = [];
   const restores: RestoreResults[] = [];
   let growth: GrowthResults | undefined;
@@ -176,7 +202,7 @@ async function main(): Promise<void> {
   let pitr: PitrResults | undefined;
   if (options.pitr) {
     say('point-in-time recovery against pgBackRest');
-    pitr = await runPitrPhase(ctx, options, (db, label, id, contender) => measure(db, label, id, contender), cleanups, say);
+    pitr = await runPitrPhase(ctx, options, measure, cleanups, say);
     const rpo = pitr.rpo.samples.map((x) => x.delaySeconds).filter((x): x is number => x !== null);
     say(`pitr RPO under load: ${rpo.length} samples, max ${Math.max(...rpo).toFixed(1)} s`);
   }
@@ -188,7 +214,7 @@ async function main(): Promise<void> {
   }
 
   const machine = await collectMachine(cluster, workDir);
-  const report = renderReport({ options, machine, mixes, growth, restores, pitr, wal, repeated, totalSeconds: (performance.now() - t0) / 1000 }) + '\n' + renderStartup(startup);
+  const report = renderReport({ options, machine, mixes, growth, restores, pitr, wal, repeated, totalSeconds: (performance.now() - t0) / 1000 }) + '\n' + renderStartup(startup!);
   process.stdout.write('\n' + report + '\n');
   if (options.out) {
     mkdirSync(path.dirname(options.out), { recursive: true });
