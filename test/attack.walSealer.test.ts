@@ -1,7 +1,7 @@
 // Hostile review of the WAL sealers (engine/walSealer.ts) and the spool's writer lock
 // (engine/walWriterLock.ts), on real processes.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -64,3 +64,80 @@ test('a spool and a pg_wal whose paths hold a newline: the segment is stored, fe
   expect(sha(await fetchedBack(cfg, name))).toBe(sha(content));
   expect(await pushSegment(cfg, openRepositories(cfg), file)).toMatchObject({ action: 'already-archived' });
 }, 120_000);
+
+test("the spool's wal folder moved aside and made anew while a writer holds its lock (an operator starting a fresh archive): a second writer does not take the lock beside it", async () => {
+  const root = path.join(dir, 'spool-moved');
+  mkdirSync(path.join(root, 'wal'), { recursive: true });
+  const first = await lockWalWriter(root, 5);
+  try {
+    renameSync(path.join(root, 'wal'), path.join(root, 'wal.old'));
+    mkdirSync(path.join(root, 'wal'));
+    // The first writer still writes wal/<name> by path, into the new folder: one writer at a time must still hold.
+    const second = await lockWalWriter(root, 1).catch((err: unknown) => err);
+    if ('release' in (second as object)) await (second as { release: () => Promise<void> }).release();
+    expect(second).toMatchObject({ retryable: true, message: expect.stringMatching(/another writer has held the WAL spool/) });
+  } finally {
+    await first.release();
+  }
+  // Free once the first is done, on the folder as it is now.
+  await (await lockWalWriter(root, 5)).release();
+}, 60_000);
+
+/** The descendants of pid, with their command lines. */
+async function descendants(pid: number): Promise<Array<{ pid: number; ppid: number; cmd: string }>> {
+  const { stdout } = await execa('ps', ['-e', '-o', 'pid=,ppid=,args=']);
+  const all = stdout.split('\n').map((l) => /^\s*(\d+)\s+(\d+)\s+(.*)$/.exec(l)).filter(Boolean).map((m) => ({ pid: Number(m![1]), ppid: Number(m![2]), cmd: m![3] }));
+  const out: typeof all = [];
+  const walk = (p: number) => {
+    for (const c of all.filter((x) => x.ppid === p)) {
+      out.push(c);
+      walk(c.pid);
+    }
+  };
+  walk(pid);
+  return out;
+}
+
+// Held on main: each of the sealer's processes killed mid-file (the OOM killer, an operator):
+// the push fails, no partial file is left, nothing is left running, and the next push stores
+// the file whole.
+for (const victim of ['sealer bash', 'subshell', 'zstd', 'gpg', 'bash and subshell'] as const) {
+  test(`the sealer's ${victim} killed by SIGKILL mid-file: the push fails, nothing partial or running is left, the next push stores it whole`, async () => {
+    const tag = victim.replace(/ /g, '-');
+    const spool = path.join(dir, `spool-kill-${tag}`);
+    const cfg = configFor(spool);
+    const walDir = path.join(dir, `wal-kill-${tag}`);
+    mkdirSync(walDir, { recursive: true });
+    const name = '000000010000000000000002';
+    const file = path.join(walDir, name);
+    const content = segmentBytes(name);
+    writeFileSync(file, content);
+    const sealers = await startWalSealing(cfg, 1);
+    try {
+      const push = pushSegment(cfg, openRepositories(cfg), file, { sealing: sealers.sealing });
+      push.catch(() => undefined);
+      let tree: Awaited<ReturnType<typeof descendants>> = [];
+      for (let i = 0; i < 2000; i++) {
+        tree = await descendants(process.pid);
+        if (tree.some((p) => p.cmd.startsWith('gpg ')) && tree.some((p) => p.cmd.startsWith('zstd '))) break;
+        await sleep(2);
+      }
+      const bash = tree.find((p) => p.cmd.startsWith('bash -c set -u'))!;
+      const sub = tree.filter((p) => p.ppid === bash.pid && p.cmd.startsWith('bash')).map((p) => p.pid);
+      const pick = (prefix: string) => tree.filter((p) => p.cmd.startsWith(prefix)).map((p) => p.pid);
+      const targets = { 'sealer bash': [bash.pid], subshell: sub, zstd: pick('zstd '), gpg: pick('gpg '), 'bash and subshell': [bash.pid, ...sub] }[victim];
+      expect(targets.length).toBeGreaterThan(0);
+      for (const t of targets) process.kill(t, 'SIGKILL');
+      await expect(push).rejects.toThrow();
+      const busy = async () => (await descendants(process.pid)).some((p) => p.cmd.startsWith('zstd ') || p.cmd.startsWith('gpg ') || p.ppid !== process.pid);
+      for (let i = 0; i < 500 && (await busy()); i++) await sleep(10);
+      expect(await busy()).toBe(false);
+      expect(readdirSync(path.join(spool, 'wal'))).toEqual([]);
+      expect(await pushSegment(cfg, openRepositories(cfg), file, { sealing: sealers.sealing })).toMatchObject({ action: 'stored' });
+    } finally {
+      await sealers.close();
+    }
+    expect(sha(await fetchedBack(cfg, name))).toBe(sha(content));
+    expect(readdirSync(path.join(spool, 'wal')).sort()).toEqual([`${name}.json`, `${name}.zst.gpg`]);
+  }, 120_000);
+}
