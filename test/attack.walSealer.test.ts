@@ -5,6 +5,7 @@ import { mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, 
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
+import YAML from 'yaml';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
 import { validateConfig, type Config } from '../common/config.js';
 import { stopAgent } from '../engine/encryption.js';
@@ -141,3 +142,38 @@ for (const victim of ['sealer bash', 'subshell', 'zstd', 'gpg', 'bash and subshe
     expect(readdirSync(path.join(spool, 'wal')).sort()).toEqual([`${name}.json`, `${name}.zst.gpg`]);
   }, 120_000);
 }
+
+test('archive_command (bin/wal-push-async) for a cluster whose pg_wal path holds a newline, into a spool whose path holds one: every call succeeds on a whole, durable segment', async () => {
+  const root = path.join(dir, 'cluster\nwith newline');
+  const wal = path.join(root, 'pg_wal');
+  mkdirSync(path.join(wal, 'archive_status'), { recursive: true });
+  const status = path.join(root, 'status');
+  const spool = path.join(root, 'spool\nnl');
+  const configFile = path.join(dir, 'config-nl.yaml');
+  writeFileSync(
+    configFile,
+    YAML.stringify({
+      host: 'walsealattack',
+      database: { url: 'postgres://x@127.0.0.1:1/x' },
+      repositories: { local: { type: 'filesystem', path: spool } },
+      encryption: { publicKeyFile: keys.publicKeyFile, privateKeyHome: keys.privateHome },
+      wal: { spool: 'local', async: { processes: 2, idleSeconds: 1 } },
+      logLevel: 'warn',
+    }),
+  );
+  const names = ['000000010000000000000070', '000000010000000000000071'];
+  const contents = names.map((name) => {
+    const content = segmentBytes(name);
+    writeFileSync(path.join(wal, name), content);
+    writeFileSync(path.join(wal, 'archive_status', `${name}.ready`), '');
+    return content;
+  });
+  for (const name of names) {
+    const run = await execa(path.resolve('bin/wal-push-async'), [status, configFile, path.join(wal, name)], { reject: false, env: { BACKUPCTL_NODE: process.execPath, BACKUPCTL_WAL_WAIT: '60' } });
+    expect({ code: run.exitCode, stderr: run.stderr }).toEqual({ code: 0, stderr: '' });
+    rmSync(path.join(wal, 'archive_status', `${name}.ready`));
+    writeFileSync(path.join(wal, 'archive_status', `${name}.done`), '');
+  }
+  const cfg = configFor(spool);
+  for (const [i, name] of names.entries()) expect(sha(await fetchedBack(cfg, name))).toBe(sha(contents[i]));
+}, 180_000);
