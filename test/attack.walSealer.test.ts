@@ -111,14 +111,17 @@ for (const victim of ['sealer bash', 'subshell', 'zstd', 'gpg', 'bash and subshe
     mkdirSync(walDir, { recursive: true });
     const name = '000000010000000000000002';
     const file = path.join(walDir, name);
-    const content = segmentBytes(name);
+    // 64 MiB (a valid segment size): long enough to be caught mid-file.
+    const content = segmentBytes(name, 64 * 1024 * 1024);
     writeFileSync(file, content);
     const sealers = await startWalSealing(cfg, 1);
     try {
       const push = pushSegment(cfg, openRepositories(cfg), file, { sealing: sealers.sealing });
       push.catch(() => undefined);
+      let settled = false;
+      void push.finally(() => (settled = true)).catch(() => undefined);
       let tree: Awaited<ReturnType<typeof descendants>> = [];
-      for (let i = 0; i < 2000; i++) {
+      for (let i = 0; i < 2000 && !settled; i++) {
         tree = await descendants(process.pid);
         if (tree.some((p) => p.cmd.startsWith('gpg ')) && tree.some((p) => p.cmd.startsWith('zstd '))) break;
         await sleep(2);
