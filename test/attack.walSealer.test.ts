@@ -1,7 +1,7 @@
 // Hostile review of the WAL sealers (engine/walSealer.ts) and the spool's writer lock
 // (engine/walWriterLock.ts), on real processes.
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, writeSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -180,3 +180,40 @@ test('archive_command (bin/wal-push-async) for a cluster whose pg_wal path holds
   const cfg = configFor(spool);
   for (const [i, name] of names.entries()) expect(sha(await fetchedBack(cfg, name))).toBe(sha(contents[i]));
 }, 180_000);
+
+// Held on main: the file's identity (inode, size, mtime, ctime) is compared after the seal.
+for (const how of ['overwritten in place', 'replaced by rename'] as const) {
+  test(`a WAL file ${how} while it is sealed: the push fails and no entry is written; pushed again, it is stored as it is now`, async () => {
+    const tag = how.replace(/ /g, '-');
+    const spool = path.join(dir, `spool-change-${tag}`);
+    const cfg = configFor(spool);
+    const walDir = path.join(dir, `wal-change-${tag}`);
+    mkdirSync(walDir, { recursive: true });
+    const name = '000000010000000000000003';
+    const file = path.join(walDir, name);
+    writeFileSync(file, segmentBytes(name, 64 * 1024 * 1024));
+    const now = segmentBytes(name, 64 * 1024 * 1024);
+    const sealers = await startWalSealing(cfg, 1);
+    try {
+      const push = pushSegment(cfg, openRepositories(cfg), file, { sealing: sealers.sealing });
+      let settled = false;
+      void push.finally(() => (settled = true)).catch(() => undefined);
+      for (let i = 0; i < 2000 && !settled && !(await descendants(process.pid)).some((p) => p.cmd.startsWith('zstd ')); i++) await sleep(2);
+      expect(settled).toBe(false);
+      if (how === 'overwritten in place') {
+        const fd = openSync(file, 'r+');
+        writeSync(fd, now, 0, now.length, 0);
+        closeSync(fd);
+      } else {
+        writeFileSync(`${file}.new`, now);
+        renameSync(`${file}.new`, file);
+      }
+      await expect(push).rejects.toThrow(/changed while it was archived/);
+      expect(existsSync(path.join(spool, 'wal', `${name}.json`))).toBe(false);
+      expect(await pushSegment(cfg, openRepositories(cfg), file, { sealing: sealers.sealing })).toMatchObject({ action: 'stored' });
+    } finally {
+      await sealers.close();
+    }
+    expect(sha(await fetchedBack(cfg, name))).toBe(sha(now));
+  }, 120_000);
+}
