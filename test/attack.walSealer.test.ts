@@ -217,3 +217,43 @@ for (const how of ['overwritten in place', 'replaced by rename'] as const) {
     expect(sha(await fetchedBack(cfg, name))).toBe(sha(now));
   }, 120_000);
 }
+
+// Held on main: a writer that loses its lock mid-file stops before its entry.
+test("the writer lock's holder killed while a writer seals, and a second writer of the same segments at once: every entry describes the object in place, and each segment reads back whole", async () => {
+  const spool = path.join(dir, 'spool-lost-lock');
+  const cfg = configFor(spool);
+  const walDir = path.join(dir, 'wal-lost-lock');
+  mkdirSync(walDir, { recursive: true });
+  const names = ['000000010000000000000004', '000000010000000000000005', '000000010000000000000006'];
+  const contents = names.map((name) => {
+    const content = segmentBytes(name, 32 * 1024 * 1024);
+    writeFileSync(path.join(walDir, name), content);
+    return content;
+  });
+  const sealers = await startWalSealing(cfg, 3);
+  const lock = await lockWalWriter(spool, 5);
+  try {
+    const first = names.map((name) => pushSegment(cfg, openRepositories(cfg), path.join(walDir, name), { sealing: sealers.sealing, writerLock: lock }).catch((e: Error) => e));
+    for (let i = 0; i < 2000 && !(await descendants(process.pid)).some((p) => p.cmd.startsWith('gpg ')); i++) await sleep(2);
+    const holder = (await descendants(process.pid)).filter((p) => p.cmd === 'cat');
+    expect(holder.length).toBe(1);
+    // The second writer waits for the lock, and gets it the moment the holder dies.
+    const second = names.map((name) => pushSegment(cfg, openRepositories(cfg), path.join(walDir, name)).catch((e: Error) => e));
+    await sleep(50);
+    process.kill(holder[0].pid, 'SIGKILL');
+    const outcomes = await Promise.all([...first, ...second]);
+    // Each segment was stored by one of them at least.
+    for (const [i, name] of names.entries()) {
+      const mine = [outcomes[i], outcomes[i + names.length]];
+      expect(mine.some((o) => !(o instanceof Error))).toBe(true);
+      const entry = JSON.parse(readFileSync(path.join(spool, 'wal', `${name}.json`), 'utf8')) as { sha256: string; bytes: number };
+      const object = readFileSync(path.join(spool, 'wal', `${name}.zst.gpg`));
+      expect({ sha: sha(object), bytes: object.length }).toEqual({ sha: entry.sha256, bytes: entry.bytes });
+      expect(sha(await fetchedBack(cfg, name))).toBe(sha(contents[i]));
+    }
+  } finally {
+    await lock.release();
+    await sealers.close();
+  }
+  expect(readdirSync(path.join(spool, 'wal')).filter((f) => f.endsWith('.partial'))).toEqual([]);
+}, 180_000);
