@@ -257,3 +257,50 @@ test("the writer lock's holder killed while a writer seals, and a second writer 
   }
   expect(readdirSync(path.join(spool, 'wal')).filter((f) => f.endsWith('.partial'))).toEqual([]);
 }, 180_000);
+
+test("archive_command moved to another status folder while the cluster keeps writing WAL: the old folder's pusher, which no call reads any more, does not keep the spool's writer lock from the new one for ever", async () => {
+  const root = path.join(dir, 'moved-status');
+  const wal = path.join(root, 'pg_wal');
+  mkdirSync(path.join(wal, 'archive_status'), { recursive: true });
+  const configFile = path.join(dir, 'config-moved.yaml');
+  writeFileSync(
+    configFile,
+    YAML.stringify({
+      host: 'walsealattack',
+      database: { url: 'postgres://x@127.0.0.1:1/x' },
+      repositories: { local: { type: 'filesystem', path: path.join(root, 'spool') } },
+      encryption: { publicKeyFile: keys.publicKeyFile, privateKeyHome: keys.privateHome },
+      wal: { spool: 'local', async: { processes: 2, idleSeconds: 2 } },
+      logLevel: 'warn',
+    }),
+  );
+  let next = 0x10;
+  const ready = () => {
+    const name = `0000000100000000000000${(next++).toString(16).toUpperCase()}`;
+    writeFileSync(path.join(wal, name), segmentBytes(name, 1024 * 1024));
+    writeFileSync(path.join(wal, 'archive_status', `${name}.ready`), '');
+    return name;
+  };
+  const call = (status: string, name: string) => execa(path.resolve('bin/wal-push-async'), [status, configFile, path.join(wal, name)], { reject: false, env: { BACKUPCTL_NODE: process.execPath, BACKUPCTL_WAL_WAIT: '5' } });
+  const first = ready();
+  expect((await call(path.join(root, 'status-a'), first)).exitCode).toBe(0);
+  rmSync(path.join(wal, 'archive_status', `${first}.ready`));
+  // The cluster writes a segment every half second (less than the pusher's idle time)...
+  let writing = true;
+  const writer = (async () => {
+    while (writing && next < 0xf0) {
+      ready();
+      await sleep(500);
+    }
+  })();
+  // ...while archive_command now names status-b: the archiver asks for its oldest file again and again.
+  const oldest = `0000000100000000000000${(0x11).toString(16).toUpperCase()}`;
+  let code: number | undefined;
+  try {
+    for (let i = 0; i < 8 && code !== 0; i++) code = (await call(path.join(root, 'status-b'), oldest)).exitCode;
+  } finally {
+    writing = false;
+    await writer;
+  }
+  expect(code).toBe(0);
+}, 240_000);
