@@ -277,7 +277,8 @@ export async function startWalSealing(config: Config, processes: number): Promis
 async function fileSha256(file: string): Promise<string> {
   try {
     const { stdout } = await runCommand('openssl', ['dgst', '-sha256', '-r', '--', file]);
-    const hash = /^[0-9a-f]{64}/.exec(stdout)?.[0];
+    // A path holding a newline has openssl escape its line, a backslash first.
+    const hash = /^\\?([0-9a-f]{64})/.exec(stdout)?.[1];
     if (!hash) throw new Error(`openssl dgst printed no checksum: ${stdout.slice(0, 100)}`);
     return hash;
   } catch (err) {

@@ -55,7 +55,7 @@ export interface PusherSummary {
   stored: number;
   alreadyArchived: number;
   failed: number;
-  ended: 'idle' | 'wal folder gone' | 'aborted' | 'configuration changed' | 'writer lock lost';
+  ended: 'idle' | 'wal folder gone' | 'aborted' | 'configuration changed' | 'writer lock lost' | 'verdicts unread';
 }
 
 /** What archive_command compares with the file it was given (`stat -L -c '%d:%i:%s:%.9Y'`: a symlink's target, as stat here). */
@@ -84,6 +84,11 @@ export async function runWalPusher(options: PusherOptions): Promise<PusherSummar
   // status folder just before that verdict appeared must not store them again. A verdict gone
   // from a later listing was read (an .error) or refused (an .ok of another file): stored again.
   const judged = new Map<string, number>();
+  // When each .ok was written: the archiver asks for its oldest file first, so an .ok of the
+  // oldest ready file left unread for idleMs means no archive_command reads this status folder
+  // any more (it names another now). Such a pusher is never idle while the cluster writes WAL,
+  // and would hold the spool's writer lock from the pusher that is read, for ever.
+  const okAt = new Map<string, number>();
   let scan = 0;
   // Started once for every file (the key loaded: four gpg runs; a sealer per process), by the
   // first that needs them; a failure is not kept.
@@ -127,6 +132,7 @@ export async function runWalPusher(options: PusherOptions): Promise<PusherSummar
       if (pushed.action === 'stored') summary.stored++;
       else summary.alreadyArchived++;
       await writeStatus(statusDir, `${name}.ok`, `${before}\n${options.configIdentity}\n`);
+      okAt.set(name, Date.now());
       outcome = pushed.action;
     } catch (err) {
       summary.failed++;
@@ -168,6 +174,13 @@ export async function runWalPusher(options: PusherOptions): Promise<PusherSummar
       }
       for (const [name, at] of judged) {
         if (!readySet.has(name) || (at < scan && !statusFiles.has(`${name}.ok`) && !statusFiles.has(`${name}.error`))) judged.delete(name);
+      }
+      for (const name of okAt.keys()) if (!readySet.has(name)) okAt.delete(name);
+      const oldest = ready.filter((n) => WAL_FILE_NAME.test(n)).sort(archiveOrder)[0];
+      const unreadSince = oldest !== undefined && statusFiles.has(`${oldest}.ok`) ? okAt.get(oldest) : undefined;
+      if (unreadSince !== undefined && Date.now() - unreadSince >= options.idleMs) {
+        summary.ended = 'verdicts unread';
+        break;
       }
       const todo = ready
         .filter((n) => WAL_FILE_NAME.test(n) && !inFlight.has(n) && !judged.has(n) && !statusFiles.has(`${n}.ok`) && !statusFiles.has(`${n}.error`))

@@ -34,6 +34,8 @@ const SEALER_SCRIPT = [
   '    *) reply "error encrypt $(oneLine "$errs")"; continue ;;',
   '  esac',
   '  if ! sealed=$(openssl dgst -sha256 -r -- "$out" 2>&1); then reply "error sealed $(oneLine "$sealed")"; continue; fi',
+  // A path holding a newline has openssl escape its line, a backslash first (as sha256sum does).
+  '  plain=${plain#\\\\}; sealed=${sealed#\\\\}',
   '  reply "ok ${plain%% *} ${sealed%% *}"',
   'done',
 ].join('\n');
