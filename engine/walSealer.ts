@@ -31,7 +31,7 @@ const SEALER_SCRIPT = [
   '    "exit 0 0") ;;',
   '    "exit "*" 0") reply "error compress ${compress[0]} exited with ${last#exit } $(oneLine "$said")"; continue ;;',
   '    "exit "*) reply "error encrypt gpg exited with ${last##* } $(oneLine "$said")"; continue ;;',
-  '    *) reply "error encrypt $(oneLine "$errs")"; continue ;;',
+  '    *) reply "error ended the sealing ended without its status (killed?) $(oneLine "$errs")"; continue ;;',
   '  esac',
   '  if ! sealed=$(openssl dgst -sha256 -r -- "$out" 2>&1); then reply "error sealed $(oneLine "$sealed")"; continue; fi',
   // A path holding a newline has openssl escape its line, a backslash first (as sha256sum does).
@@ -151,6 +151,10 @@ function sealedOrThrow(text: string, file: string, out: string): Sealed {
   const code = errnoOfMessage(message);
   const where = stage === 'read' ? `wal-push: reading ${file}` : stage === 'compress' ? `wal-push: reading and compressing ${file}` : `wal-push: writing ${out}`;
   if (code) throw classifyFilesystemError(Object.assign(new Error(message), { code }), where);
+  // A gpg killed by a signal (exit 128 + n), or a sealing that ended without its status, says
+  // nothing of the key: retried.
+  const signalled = /^gpg exited with (\d+)/.exec(message);
+  if (stage === 'ended' || (signalled && Number(signalled[1]) > 128)) throw transient(ErrorType.StorageUnreachable, `wal-push: sealing ${file} was cut short: ${message}`);
   if (stage === 'encrypt') throw permanent(ErrorType.InvalidPublicKey, `gpg could not encrypt ${file}: ${message}`);
   throw transient(ErrorType.StorageUnreachable, `${where}: ${message}`);
 }

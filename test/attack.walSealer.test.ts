@@ -132,7 +132,9 @@ for (const victim of ['sealer bash', 'subshell', 'zstd', 'gpg', 'bash and subshe
       const targets = { 'sealer bash': [bash.pid], subshell: sub, zstd: pick('zstd '), gpg: pick('gpg '), 'bash and subshell': [bash.pid, ...sub] }[victim];
       expect(targets.length).toBeGreaterThan(0);
       for (const t of targets) process.kill(t, 'SIGKILL');
-      await expect(push).rejects.toThrow();
+      // A process killed is no bad key: retryable, and not InvalidPublicKey.
+      const failure = await push.then(() => undefined, (err: unknown) => err as { retryable?: boolean; type?: string });
+      expect({ victim, retryable: failure?.retryable, invalidKey: failure?.type === 'InvalidPublicKey' }).toEqual({ victim, retryable: true, invalidKey: false });
       const busy = async () => (await descendants(process.pid)).some((p) => p.cmd.startsWith('zstd ') || p.cmd.startsWith('gpg ') || p.ppid !== process.pid);
       for (let i = 0; i < 500 && (await busy()); i++) await sleep(10);
       expect(await busy()).toBe(false);
