@@ -9,29 +9,19 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
-import { validateConfig, type Config } from '../common/config.js';
+import { type Config } from '../common/config.js';
 import { stopAgent } from '../engine/encryption.js';
-import { loadVerifier } from '../engine/manifestSignature.js';
 import { openRepositories } from '../engine/storage/index.js';
-import { fetchSegment, pushSegment, startWalSealing, walTrustOf } from '../engine/walArchive.js';
+import { pushSegment, startWalSealing } from '../engine/walArchive.js';
 import { lockWalWriter } from '../engine/walWriterLock.js';
 import { segmentBytes } from './fixtures/walSegment.js';
+import { fetchedBack as fetchedBackFrom, spoolConfig } from './fixtures/walSpool.js';
 
 let dir: string;
 let keys: KeyPair;
 let config: Config;
 
-const configFor = (spool: string): Config =>
-  validateConfig(
-    {
-      host: 'walseal',
-      database: { url: 'postgres://x@127.0.0.1:1/x' },
-      repositories: { local: { type: 'filesystem', path: spool } },
-      encryption: { publicKeyFile: keys.publicKeyFile, privateKeyHome: keys.privateHome },
-      wal: { spool: 'local' },
-    },
-    'test',
-  );
+const configFor = (spool: string): Config => spoolConfig(keys, spool, 'walseal');
 
 beforeAll(async () => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'backupctl-walseal-'));
@@ -54,14 +44,7 @@ function segmentFile(name: string): { file: string; content: Buffer } {
   return { file, content };
 }
 
-async function fetchedBack(cfg: Config, name: string): Promise<Buffer> {
-  const back = path.join(dir, `back-${name}`);
-  const trust = walTrustOf(cfg, await loadVerifier(cfg, { ownKey: 'if-readable' }), false);
-  expect(await fetchSegment(cfg, openRepositories(cfg), name, back, trust)).toBe(true);
-  const bytes = readFileSync(back);
-  rmSync(back);
-  return bytes;
-}
+const fetchedBack = (cfg: Config, name: string) => fetchedBackFrom(cfg, name, dir);
 
 const sealersOf = (marker: string) => execa('pgrep', ['-f', marker], { reject: false }).then((r) => r.stdout.trim());
 /** This process's own sealers (its children): other suites may run sealers of their own meanwhile. */

@@ -11,7 +11,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { execa } from 'execa';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
-import { validateConfig, type Config } from '../common/config.js';
+import { type Config } from '../common/config.js';
 import { stopAgent } from '../engine/encryption.js';
 import { loadVerifier } from '../engine/manifestSignature.js';
 import { FilesystemRepository } from '../engine/storage/filesystem.js';
@@ -19,6 +19,7 @@ import type { PutOptions } from '../engine/storage/repository.js';
 import { fetchSegment, pushSegment, readWalEntry, walTrustOf } from '../engine/walArchive.js';
 import { lockWalWriter } from '../engine/walWriterLock.js';
 import { segmentBytes } from './fixtures/walSegment.js';
+import { spoolConfig } from './fixtures/walSpool.js';
 
 let dir: string;
 let keys: KeyPair;
@@ -29,16 +30,7 @@ beforeAll(async () => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'backupctl-walwriter-'));
   keys = await ensureKeyPair(path.join(dir, 'keys'));
   spoolRoot = path.join(dir, 'local');
-  config = validateConfig(
-    {
-      host: 'walwriter',
-      database: { url: 'postgres://x@127.0.0.1:1/x' },
-      repositories: { local: { type: 'filesystem', path: spoolRoot } },
-      encryption: { publicKeyFile: keys.publicKeyFile, privateKeyHome: keys.privateHome },
-      wal: { spool: 'local' },
-    },
-    'test',
-  );
+  config = spoolConfig(keys, spoolRoot, 'walwriter');
   mkdirSync(path.join(dir, 'pg_wal'));
 }, 60_000);
 
