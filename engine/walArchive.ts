@@ -107,6 +107,16 @@ export function spoolRepository(config: Config, repositories: Repository[]): Rep
   return spool;
 }
 
+/**
+ * The spool as the folder wal-push and the pusher write into: the sealers write the objects'
+ * files themselves (walSealer.ts), and the writer lock is on that folder (walWriterLock.ts).
+ */
+export function spoolFolder(config: Config, repositories: Repository[]): FilesystemRepository {
+  const spool = spoolRepository(config, repositories);
+  if (!(spool instanceof FilesystemRepository)) throw permanent(ErrorType.InvalidConfig, `wal.spool: ${spool.name} is not a filesystem repository; WAL is archived into a folder of this host`);
+  return spool;
+}
+
 /** A segment's entry; a damaged one (cut short, not this segment's) is ManifestDamaged, naming it. */
 export async function readWalEntry(repository: Repository, segment: string): Promise<WalEntry | undefined> {
   const key = walEntryKey(segment);
@@ -159,9 +169,7 @@ const WRITER_LOCK_WAIT_SECONDS = 60;
 export async function pushSegment(config: Config, repositories: Repository[], file: string, options: PushOptions = {}): Promise<PushOutcome> {
   const segment = path.basename(file);
   if (!WAL_FILE_NAME.test(segment)) throw permanent(ErrorType.InvalidInput, `wal-push: ${file} is not a WAL file name (expected e.g. 000000010000000000000003)`);
-  const spool = spoolRepository(config, repositories);
-  // The sealer writes the object's file itself (walSealer.ts): the spool is a folder of this host.
-  if (!(spool instanceof FilesystemRepository)) throw permanent(ErrorType.InvalidConfig, `wal.spool: ${spool.name} is not a filesystem repository; wal-push writes into a folder of this host`);
+  const spool = spoolFolder(config, repositories);
   const { head, size, identity } = await readWalFileHead(file, segment);
   const verdict = head.length === size ? checkWalFile(segment, head) : checkSegment(segment, head, size);
   // The problem, never the bytes: a stray file may hold anything.

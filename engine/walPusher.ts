@@ -17,10 +17,8 @@ import { watch, type FSWatcher } from 'node:fs';
 import { readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../common/config.js';
-import { errorText, isEngineError, permanent } from './errors.js';
-import { ErrorType } from '../common/types.js';
-import { pushSegment, spoolRepository, startWalSealing, WAL_FILE_NAME } from './walArchive.js';
-import { FilesystemRepository } from './storage/filesystem.js';
+import { errorText, isEngineError } from './errors.js';
+import { pushSegment, spoolFolder, startWalSealing, WAL_FILE_NAME } from './walArchive.js';
 import { lockWalWriter } from './walWriterLock.js';
 import type { Repository } from './storage/repository.js';
 
@@ -97,8 +95,7 @@ export async function runWalPusher(options: PusherOptions): Promise<PusherSummar
   const nudge = () => wake?.();
   // The one writer of the spool while it runs (walWriterLock.ts): a pusher of another status
   // folder (archive_command changed) or a wal-push run by hand waits for it to end, and it for them.
-  const spool = spoolRepository(options.config, options.repositories);
-  if (!(spool instanceof FilesystemRepository)) throw permanent(ErrorType.InvalidConfig, `wal.spool: ${spool.name} is not a filesystem repository; the pusher writes into a folder of this host`);
+  const spool = spoolFolder(options.config, options.repositories);
   const writerLock = await lockWalWriter(spool.root, 1).catch(async () => {
     log(`waiting for the WAL writer lock of ${spool.name} (another pusher, or a wal-push run by hand, is storing into it)`);
     return lockWalWriter(spool.root, options.writerLockWaitSeconds ?? WRITER_LOCK_WAIT_SECONDS);

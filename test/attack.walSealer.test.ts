@@ -13,7 +13,7 @@ import { openRepositories } from '../engine/storage/index.js';
 import { pushSegment, startWalSealing } from '../engine/walArchive.js';
 import { lockWalWriter } from '../engine/walWriterLock.js';
 import { segmentBytes } from './fixtures/walSegment.js';
-import { fetchedBack as fetchedBackFrom, spoolConfig } from './fixtures/walSpool.js';
+import { fetchedBack as fetchedBackFrom, spoolConfig, spoolConfigValue } from './fixtures/walSpool.js';
 
 let dir: string;
 let keys: KeyPair;
@@ -157,14 +157,7 @@ test('archive_command (bin/wal-push-async) for a cluster whose pg_wal path holds
   const configFile = path.join(dir, 'config-nl.yaml');
   writeFileSync(
     configFile,
-    YAML.stringify({
-      host: 'walsealattack',
-      database: { url: 'postgres://x@127.0.0.1:1/x' },
-      repositories: { local: { type: 'filesystem', path: spool } },
-      encryption: { publicKeyFile: keys.publicKeyFile, privateKeyHome: keys.privateHome },
-      wal: { spool: 'local', async: { processes: 2, idleSeconds: 1 } },
-      logLevel: 'warn',
-    }),
+    YAML.stringify(spoolConfigValue(keys, spool, 'walsealattack', { async: { processes: 2, idleSeconds: 1 } })),
   );
   const names = ['000000010000000000000070', '000000010000000000000071'];
   const contents = names.map((name) => {
@@ -267,14 +260,7 @@ test("archive_command moved to another status folder while the cluster keeps wri
   const configFile = path.join(dir, 'config-moved.yaml');
   writeFileSync(
     configFile,
-    YAML.stringify({
-      host: 'walsealattack',
-      database: { url: 'postgres://x@127.0.0.1:1/x' },
-      repositories: { local: { type: 'filesystem', path: path.join(root, 'spool') } },
-      encryption: { publicKeyFile: keys.publicKeyFile, privateKeyHome: keys.privateHome },
-      wal: { spool: 'local', async: { processes: 2, idleSeconds: 2 } },
-      logLevel: 'warn',
-    }),
+    YAML.stringify(spoolConfigValue(keys, path.join(root, 'spool'), 'walsealattack', { async: { processes: 2, idleSeconds: 2 } })),
   );
   let next = 0x10;
   const ready = () => {
