@@ -23,7 +23,8 @@ import { restoreServer } from '../engine/restoreTarget.js';
 import { expectedSource } from '../engine/sourceMatch.js';
 import { walTrustOf } from '../engine/walArchive.js';
 import { progressHeartbeat } from './progressHeartbeat.js';
-import { prefetchWal } from '../engine/walPrefetch.js';
+import { PREFETCH_SEGMENTS, prefetchWal, type Prefetched } from '../engine/walPrefetch.js';
+import { setFetchAheadStart } from '../engine/walFetcher.js';
 import { findBaseBackup as findBaseBackupIn, recoverableWindow } from '../engine/recoverableWindow.js';
 import './attemptContext.js';
 
@@ -128,7 +129,7 @@ export function createPitrActivities(deps: PitrDeps) {
       const stagedPrefetch = `${prefetchDir}.attempt-${ctx.info.attempt}`;
       // Beats while the unpacked bytes grow: an unpack that stalls times out and is retried.
       const unpacking = progressHeartbeat(() => ({ phase: 'unpacking' }));
-      let prefetched: { segments: number; complete: boolean };
+      let prefetched: Prefetched;
       try {
         await rm(unpackDir, { recursive: true, force: true });
         await mkdir(unpackDir, { mode: 0o700 });
@@ -150,7 +151,10 @@ export function createPitrActivities(deps: PitrDeps) {
         });
         unpacking.stop();
         const walTrust = walTrustOf(config, await loadVerifier(config), input.allowUnsigned === true);
-        prefetched = await prefetchWal(config, deps.repositories, walTrust, stagedPrefetch, manifest.backup.timeline, manifest.backup.startLsn, () => ctx.heartbeat({ phase: 'prefetching-wal' }));
+        // With the asynchronous restore_command, only what covers its fetcher's start: the fetcher
+        // goes on from there, ahead of replay, while replay runs.
+        const limit = config.pitr.restoreCommand ? PREFETCH_SEGMENTS.oneAtATime : PREFETCH_SEGMENTS.beforeFetcher;
+        prefetched = await prefetchWal(config, deps.repositories, walTrust, stagedPrefetch, manifest.backup.timeline, manifest.backup.startLsn, () => ctx.heartbeat({ phase: 'prefetching-wal' }), limit);
         const owner = serverOwner();
         if (process.getuid?.() === 0) {
           await runCommand('chown', ['-R', `${owner.spawn.uid}:${owner.spawn.gid}`, unpackDir]);
@@ -172,7 +176,8 @@ export function createPitrActivities(deps: PitrDeps) {
         const fallback = !(prefetched.complete && windowChecked);
         if (fallback && !config.pitr.restoreCommand) {
           await mkdir(queue, { mode: 0o700 });
-          if (process.getuid?.() === 0) await runCommand('chown', [`${owner.spawn.uid}:${owner.spawn.gid}`, queue]);
+          if (prefetched.next) await setFetchAheadStart(queue, prefetched.next);
+          if (process.getuid?.() === 0) await runCommand('chown', ['-R', `${owner.spawn.uid}:${owner.spawn.gid}`, queue]);
         }
         const command = fallback ? `cp ${fetched} %p 2>/dev/null || ${restoreCommand(input.allowUnsigned === true, queue)}` : `cp ${fetched} %p`;
         await configureRecovery(unpackDir, { versionNum: manifest.server.versionNum, restoreCommand: command, target: input.target, port });

@@ -22,6 +22,12 @@ export interface CopyReadInput<T> {
   consume(plain: Readable, repository: Repository): Promise<T>;
   /** Turns a failure of the consumer's own side (a full disk) into the error to throw. */
   consumerFailure(err: unknown): EngineError;
+  /**
+   * Reads a copy by other means than the plaintext stream (the WAL openers read a local file in a
+   * bash process of their own), or undefined to stream it. Its ChecksumMismatch, DecryptionFailed,
+   * DumpUnreadable or CopyMissing skips the copy, as the stream's verdict would; any other error ends the read.
+   */
+  direct?(repository: Repository): Promise<T> | undefined;
 }
 
 export interface CopyRead<T> {
@@ -59,6 +65,16 @@ export async function readFirstGoodCopy<T>(input: CopyReadInput<T>): Promise<Cop
       continue;
     }
     if (input.signal.aborted) throw input.signal.reason;
+    const direct = input.direct?.(repository);
+    if (direct) {
+      try {
+        return { repository: repository.name, key: object.key, value: await direct, skipped };
+      } catch (err) {
+        if (!isEngineError(err) || !COPY_VERDICTS.has(err.type ?? '')) throw err;
+        skip(repository, err);
+        continue;
+      }
+    }
     let opened;
     try {
       opened = await openPlaintext({ repository, object, compression: input.compression, privateKeyHome: input.privateKeyHome, passphraseFile: input.passphraseFile, signal: input.signal, onBytes: input.onBytes });

@@ -167,6 +167,12 @@ export function unlockArgs(key: Pick<PrivateKey, 'passphraseFile'>): string[] {
   return ['--pinentry-mode', 'loopback', ...(key.passphraseFile ? ['--passphrase-file', key.passphraseFile] : [])];
 }
 
+/** The key gpg says the object was encrypted to ("encrypted with ... key, ID 146B1C291DCA1523"). */
+export function gpgKeyOf(stderr: string): string {
+  const id = /\bID ([0-9A-F]{16})\b/.exec(stderr)?.[1];
+  return id ? `with subkey ID ${id}` : '(unnamed by gpg)';
+}
+
 /** gpg's words for a private key that is there but stays locked. */
 export const LOCKED_KEY = /Bad passphrase|No passphrase given|can't get input/i;
 

@@ -7,7 +7,7 @@ import { Duplex, Transform, type Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { ErrorType, type Compression, type StoredObject } from '../common/types.js';
 import { type EngineError, errorText, permanent } from './errors.js';
-import { LOCKED_KEY, lockedKeyFailure, unlockArgs } from './encryption.js';
+import { gpgKeyOf, LOCKED_KEY, lockedKeyFailure, unlockArgs } from './encryption.js';
 import { spawnStreaming } from './exec.js';
 import type { Repository } from './storage/repository.js';
 
@@ -150,7 +150,7 @@ export async function openPlaintext(input: OpenPlaintextInput): Promise<Plaintex
     if (results[1].status === 'rejected' && LOCKED_KEY.test(errorText(results[1].reason))) {
       // This host's key stays locked: no copy is at fault, and every copy would fail alike (the
       // decompressor, fed nothing, fails only after it).
-      throw fail(lockedKeyFailure({ home: input.privateKeyHome, passphraseFile: input.passphraseFile }, keyOf(errorText(results[1].reason)), errorText(results[1].reason)));
+      throw fail(lockedKeyFailure({ home: input.privateKeyHome, passphraseFile: input.passphraseFile }, gpgKeyOf(errorText(results[1].reason)), errorText(results[1].reason)));
     }
     // Which stage was at fault: one killed by us, or failing on a closed pipe, only followed.
     const followed = (r: PromiseSettledResult<unknown>) =>
@@ -186,10 +186,4 @@ export async function openPlaintext(input: OpenPlaintextInput): Promise<Plaintex
     abort,
     isVerdict: (err) => err !== undefined && err === verdict,
   };
-}
-
-/** The key gpg says the object was encrypted to ("encrypted with ... key, ID 146B1C291DCA1523"). */
-function keyOf(stderr: string): string {
-  const id = /\bID ([0-9A-F]{16})\b/.exec(stderr)?.[1];
-  return id ? `with subkey ID ${id}` : '(unnamed by gpg)';
 }

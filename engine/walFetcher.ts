@@ -12,12 +12,13 @@
 // Only a file asked for gets a .missing or .error: one ahead of replay that is absent or fails
 // stops the fetching ahead there, and is fetched again (and judged) when it is asked for; so a
 // repository unreachable for a moment never ends a recovery that has not reached that segment.
-import { open, readdir, rm } from 'node:fs/promises';
+import { open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../common/config.js';
 import type { Repository } from './storage/repository.js';
-import { fetchSegment, WAL_FILE_NAME, type WalTrust } from './walArchive.js';
+import { fetchSegment, startWalOpening, WAL_FILE_NAME, type WalTrust } from './walArchive.js';
 import { readLongHeader } from './walHeader.js';
+import type { WalOpening } from './walOpener.js';
 import { writeStatus } from './walPusher.js';
 
 const SEGMENT = /^[0-9A-F]{24}$/;
@@ -43,6 +44,29 @@ export interface WalFetcherSummary {
   fetched: number;
   missing: number;
   failed: number;
+}
+
+/** In the queue folder: the segment a fetcher begins fetching ahead from when it starts (read once and removed). */
+const AHEAD_FROM = 'ahead-from';
+
+/**
+ * Tells the queue's next fetcher where to begin fetching ahead, before anything is asked of it:
+ * the first segment after those fetched before the server started. Created, never overwritten
+ * (nor a link there followed).
+ */
+export async function setFetchAheadStart(queueDir: string, segment: string): Promise<void> {
+  if (!SEGMENT.test(segment)) throw new Error(`setFetchAheadStart: ${segment} is not a WAL segment name`);
+  await writeFile(path.join(queueDir, AHEAD_FROM), `${segment}\n`, { flag: 'wx', mode: 0o644 });
+}
+
+/** The segment setFetchAheadStart named, once: the file is removed (a later fetcher, started mid-recovery, begins where replay asks). */
+async function takeFetchAheadStart(dir: string): Promise<string | undefined> {
+  const file = path.join(dir, AHEAD_FROM);
+  const text = await readFile(file, 'utf8').catch(() => undefined);
+  if (text === undefined) return undefined;
+  await rm(file, { force: true });
+  const segment = text.trim();
+  return SEGMENT.test(segment) ? segment : undefined;
 }
 
 /** The segment after `name` (same timeline), for segments of `segmentSize` bytes. */
@@ -81,25 +105,35 @@ async function segmentSizeOf(file: string): Promise<number | undefined> {
  * `processes` at a time, while fewer than `maxSegments` wait in the folder or are under way.
  */
 export async function runWalFetcher(options: WalFetcherOptions): Promise<WalFetcherSummary> {
-  const { config, repositories, trust, queueDir: dir, log } = options;
-  const pollMs = options.pollMs ?? 10;
-  const summary: WalFetcherSummary = { fetched: 0, missing: 0, failed: 0 };
+  const dir = options.queueDir;
   // What a fetcher killed mid-file left (fetchSegment's temp names, a verdict half written):
   // this one holds the lock, so no other fetcher is writing them.
   for (const entry of await readdir(dir)) {
     if (entry.includes('.backupctl-') || entry.endsWith('.tmp')) await rm(path.join(dir, entry), { force: true });
   }
+  const opener = startWalOpening(options.config, options.processes);
+  try {
+    return await serve(options, opener);
+  } finally {
+    await opener.close();
+  }
+}
+
+async function serve(options: WalFetcherOptions, opener: WalOpening): Promise<WalFetcherSummary> {
+  const { config, repositories, trust, queueDir: dir, log } = options;
+  const pollMs = options.pollMs ?? 10;
+  const summary: WalFetcherSummary = { fetched: 0, missing: 0, failed: 0 };
   let segmentSize = DEFAULT_SEGMENT_SIZE;
   const inFlight = new Map<string, Promise<void>>();
   // The next segment to fetch ahead, or none (not started, or stopped at an absent or failed one).
-  let cursor: string | undefined;
+  let cursor: string | undefined = await takeFetchAheadStart(dir);
   let idleSince = Date.now();
   let failure: unknown;
 
   const fetch = (name: string, asked: boolean): void => {
     const job = (async () => {
       try {
-        if (await fetchSegment(config, repositories, name, path.join(dir, name), trust)) {
+        if (await fetchSegment(config, repositories, name, path.join(dir, name), trust, { opener })) {
           summary.fetched++;
           if (SEGMENT.test(name) && segmentSize === DEFAULT_SEGMENT_SIZE) segmentSize = (await segmentSizeOf(path.join(dir, name))) ?? segmentSize;
           return;

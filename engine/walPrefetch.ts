@@ -5,22 +5,29 @@ import path from 'node:path';
 import type { Config } from '../common/config.js';
 import type { Repository } from './storage/repository.js';
 import { ErrorType } from '../common/types.js';
-import { fetchSegment, listWalEntries, readWalEntry, walEntryRefusal, type WalTrust } from './walArchive.js';
+import { fetchSegment, listWalEntries, readWalEntry, startWalOpening, walEntryRefusal, type WalTrust } from './walArchive.js';
 import { segmentOf } from './walHeader.js';
 
-/** How many segments (16 MiB each) a recovery decrypts ahead of replay. */
-export const PREFETCH_SEGMENTS = 64;
+/**
+ * How many segments (16 MiB each) a recovery decrypts ahead of replay before its server starts:
+ * when its restore_command fetches one at a time (pitr.restoreCommand), and when the
+ * asynchronous one's fetcher (bin/wal-fetch-async) goes on from there, which needs only enough
+ * for the time it takes to start.
+ */
+export const PREFETCH_SEGMENTS = { oneAtATime: 64, beforeFetcher: 8 };
+/** Segments opened at once. */
+const PREFETCH_PROCESSES = 2;
 
 /**
- * Decrypts, ahead of replay and two at a time, the timeline histories and up to
- * PREFETCH_SEGMENTS segments from the base backup's start: restore_command then copies a
+ * Decrypts, ahead of replay and two at a time, the timeline histories and up to `limit`
+ * segments from the base backup's start: restore_command then copies a
  * file instead of starting a process per segment. Written by temp name and rename, so a
  * copy never sees half a segment. Only entries `trust` admits are fetched: one refused (planted,
  * or unsigned without allowUnsigned) before a segment this host would replay ends the fetch-ahead
  * with that error; one past the last such segment of its timeline (or a history of a timeline
  * with none) is left out, as wal-fetch would call it absent.
  */
-export async function prefetchWal(config: Config, repositories: Repository[], trust: WalTrust, dir: string, timeline: number, startLsn: string, beat: () => void): Promise<{ segments: number; complete: boolean }> {
+export async function prefetchWal(config: Config, repositories: Repository[], trust: WalTrust, dir: string, timeline: number, startLsn: string, beat: () => void, limit = PREFETCH_SEGMENTS.oneAtATime): Promise<Prefetched> {
   // This attempt's own folder, in the run's private folder (claimDataDirectory proved it ours).
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -40,15 +47,16 @@ export async function prefetchWal(config: Config, repositories: Repository[], tr
   const archived = [...names]
     .filter((n) => /^[0-9A-F]{24}$/.test(n) && n.slice(0, 8) >= first.slice(0, 8) && n.slice(8) >= first.slice(8))
     .sort((a, b) => a.slice(8).localeCompare(b.slice(8)) || a.localeCompare(b));
-  const segments = archived.slice(0, PREFETCH_SEGMENTS);
+  const segments = archived.slice(0, limit);
   const wanted = [...histories, ...segments];
   const queue = [...wanted];
   const fetched = new Set<string>();
   const refused = new Map<string, unknown>();
+  const opener = startWalOpening(config, PREFETCH_PROCESSES);
   const fetchNext = async (): Promise<void> => {
     for (let name = queue.shift(); name; name = queue.shift()) {
       try {
-        await fetchSegment(config, repositories, name, path.join(dir, name), trust);
+        await fetchSegment(config, repositories, name, path.join(dir, name), trust, { opener });
         fetched.add(name);
       } catch (err) {
         if (!isRefusal(err)) throw err;
@@ -57,7 +65,11 @@ export async function prefetchWal(config: Config, repositories: Repository[], tr
       beat();
     }
   };
-  await Promise.all([fetchNext(), fetchNext()]);
+  try {
+    await Promise.all(Array.from({ length: PREFETCH_PROCESSES }, fetchNext));
+  } finally {
+    await opener.close();
+  }
   // An entry refused in every repository that holds it is, to this host, not archived. Past the
   // last segment it would replay (on that timeline), or a history of a timeline none of whose
   // segments it would replay, it is what wal-fetch would call absent too: left out, so that one
@@ -75,7 +87,16 @@ export async function prefetchWal(config: Config, repositories: Repository[], tr
     const later = name.endsWith('.history') ? await admittedLater(name.slice(0, 8), '') : await admittedLater(name.slice(0, 8), name.slice(8));
     if (later) throw err;
   }
-  return { segments: segments.filter((n) => fetched.has(n)).length, complete: !unlisted && segments.length === archived.length };
+  return { segments: segments.filter((n) => fetched.has(n)).length, complete: !unlisted && segments.length === archived.length, next: archived[segments.length] };
+}
+
+export interface Prefetched {
+  /** Segments fetched ahead. */
+  segments: number;
+  /** Every archived segment from the base backup's start was fetched (and every repository listed). */
+  complete: boolean;
+  /** The first archived segment after those fetched ahead (where a fetcher goes on), if any. */
+  next?: string;
 }
 
 /** The refusals of fetchSegment: entries there, none this host would replay. */

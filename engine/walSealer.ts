@@ -1,10 +1,6 @@
-// Sealing WAL files (checksum, compress, encrypt) in long-lived bash processes, one request at a
-// time each. The pusher stores several segments a second on what may be a two-core machine, and
-// its throughput is CPU: each spawn from node (a 150 MiB process) cost its one thread 5-20 ms,
-// and the sealed bytes flowing through it another 20-40 ms per segment (its writes and its
-// garbage collection). A sealer is started once; for each file it checksums the plaintext,
-// compresses it into gpg, which writes the sealed file itself, and checksums that file. Node only
-// asks and reads the answer.
+// Sealing WAL files (checksum, compress, encrypt) in long-lived bash workers (engine/bashWorkers.ts):
+// for each file a sealer checksums the plaintext, compresses it into gpg, which writes the sealed
+// file itself, and checksums that file.
 //
 // The protocol, NUL-separated (a path may hold any byte but NUL):
 //   request  <file>\0<out>\0          out: a file name of the caller's own, created here (noclobber)
@@ -12,7 +8,7 @@
 //            error <stage> <message>\0    stage: read, encrypt, compress, sealed
 import { errnoOfMessage, errorText, permanent, transient, classifyFilesystemError } from './errors.js';
 import { ErrorType } from '../common/types.js';
-import { spawnStreaming, type StreamingProcess } from './exec.js';
+import { BashWorkerPool, ONE_LINE_FUNCTION } from './bashWorkers.js';
 
 const SEALER_SCRIPT = [
   'set -u',
@@ -22,7 +18,7 @@ const SEALER_SCRIPT = [
   'n=$1; shift',
   'compress=("${@:1:n}"); encrypt=("${@:n+1}")',
   'reply() { printf "%s\\0" "$1"; }',
-  'oneLine() { local t=${1//$\'\\n\'/ | }; printf "%s" "${t:0:2000}"; }',
+  ONE_LINE_FUNCTION,
   'while IFS= read -r -d "" file && IFS= read -r -d "" out; do',
   '  if ! plain=$(openssl dgst -sha256 -r -- "$file" 2>&1); then reply "error read $(oneLine "$plain")"; continue; fi',
   '  errs=$( { "${compress[@]}" -- "$file" | "${encrypt[@]}" >"$out"; echo "exit ${PIPESTATUS[*]}"; } 2>&1 )',
@@ -52,92 +48,30 @@ export interface Sealing {
   seal(file: string, out: string): Promise<Sealed>;
 }
 
-/** One long-lived sealer process; started on first use, and again if it died. */
-class Sealer {
-  private proc?: StreamingProcess;
-  private answer?: { resolve: (text: string) => void; reject: (err: Error) => void };
-  private pending = '';
-
-  constructor(private readonly args: string[]) {}
-
-  async seal(file: string, out: string): Promise<string> {
-    const proc = this.started();
-    const answered = new Promise<string>((resolve, reject) => {
-      this.answer = { resolve, reject };
-    });
-    proc.stdin!.write(`${file}\0${out}\0`);
-    return answered;
-  }
-
-  private started(): StreamingProcess {
-    if (this.proc) return this.proc;
-    const proc = spawnStreaming('bash', ['-c', SEALER_SCRIPT, 'sealer', ...this.args], { stdin: 'pipe' });
-    this.proc = proc;
-    proc.stdout!.setEncoding('utf8');
-    proc.stdout!.on('data', (chunk: string) => {
-      this.pending += chunk;
-      let end: number;
-      while ((end = this.pending.indexOf('\0')) >= 0) {
-        const text = this.pending.slice(0, end);
-        this.pending = this.pending.slice(end + 1);
-        const answer = this.answer;
-        this.answer = undefined;
-        answer?.resolve(text);
-      }
-    });
-    // A write to a sealer that died fails here, and its end below says why.
-    proc.stdin!.on('error', () => undefined);
-    const ended = (err: unknown) => {
-      if (this.proc === proc) this.proc = undefined;
-      this.pending = '';
-      const answer = this.answer;
-      this.answer = undefined;
-      answer?.reject(new Error(`the WAL sealer (bash) ended: ${errorText(err)}`));
-    };
-    proc.then(() => ended(new Error('it exited')), ended);
-    return proc;
-  }
-
-  async close(): Promise<void> {
-    const proc = this.proc;
-    if (!proc) return;
-    proc.stdin!.end();
-    await proc.catch(() => undefined);
-  }
-}
-
 /**
  * `size` sealers, each sealing one file at a time: a seal waits for one that is free. `compress`
  * reads the file named after its words (`-- <file>`) and writes to stdout; `encrypt` reads stdin
  * and writes stdout (encryptorCommand).
  */
 export class SealerPool implements Sealing {
-  private readonly idle: Sealer[];
-  private readonly all: Sealer[];
-  private readonly waiting: Array<(sealer: Sealer) => void> = [];
+  private readonly pool: BashWorkerPool;
 
   constructor(size: number, compress: string[], encrypt: string[]) {
-    this.all = Array.from({ length: Math.max(1, size) }, () => new Sealer([String(compress.length), ...compress, ...encrypt]));
-    this.idle = [...this.all];
+    this.pool = new BashWorkerPool(size, 'WAL sealer', SEALER_SCRIPT, [String(compress.length), ...compress, ...encrypt]);
   }
 
   async seal(file: string, out: string): Promise<Sealed> {
-    const sealer = this.idle.pop() ?? (await new Promise<Sealer>((resolve) => this.waiting.push(resolve)));
     let text: string;
     try {
-      text = await sealer.seal(file, out);
+      text = await this.pool.ask([file, out]);
     } catch (err) {
       throw transient(ErrorType.StorageUnreachable, `wal-push: sealing ${file}: ${errorText(err)}`);
-    } finally {
-      const next = this.waiting.shift();
-      if (next) next(sealer);
-      else this.idle.push(sealer);
     }
     return sealedOrThrow(text, file, out);
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.all.map((s) => s.close()));
+    await this.pool.close();
   }
 }
 

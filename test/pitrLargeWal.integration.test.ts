@@ -212,7 +212,7 @@ async function recoverTo(workflowId: string, target: string): Promise<{ recovere
   const work = path.join(path.dirname(recovered.cluster.dataDir), '.data.backupctl');
   const restored = [...readFileSync(path.join(work, 'server.log'), 'utf8').matchAll(/restored log file "([0-9A-F]{24})" from archive/g)].map((m) => m[1]);
   const prefetched = readdirSync(path.join(work, 'wal-prefetch')).filter((f) => /^[0-9A-F]{24}$/.test(f)).length;
-  expect(prefetched).toBe(PREFETCH_SEGMENTS);
+  expect(prefetched).toBe(PREFETCH_SEGMENTS.beforeFetcher);
   expect(restored.length).toBeGreaterThanOrEqual(Math.floor(WAL_MIB / 16));
   // The segments past the prefetch came from the background fetcher, through its queue folder.
   const queue = readdirSync(work).filter((f) => /^wal-queue-\d+$/.test(f));
@@ -223,7 +223,7 @@ async function recoverTo(workflowId: string, target: string): Promise<{ recovere
   const fetched = [...readFileSync(fetcherLog, 'utf8').matchAll(/ended: (\d+) fetched, (\d+) missing, (\d+) failed/g)].reduce((n, m) => n + Number(m[1]), 0);
   // (Every segment past the prefetch's came through the queue; one asked for twice, as the
   // last is at the end of recovery, counts once.)
-  expect(fetched).toBeGreaterThanOrEqual(new Set(restored).size - PREFETCH_SEGMENTS);
+  expect(fetched).toBeGreaterThanOrEqual(new Set(restored).size - PREFETCH_SEGMENTS.beforeFetcher);
   expect(seenQueue).toBe(true);
   expect(most.segments).toBeGreaterThan(0);
   expect(most.segments).toBeLessThanOrEqual(MAX_SEGMENTS);
@@ -304,7 +304,7 @@ test('a recovery to a time on the timeline a promoted standby began, past the sa
   // Timeline 1 up to the branch, then timeline 2 from the branch segment on, all of timeline
   // 2's past the prefetch: the fetcher crossed the switch.
   const first2 = restored.findIndex((n) => n.startsWith('00000002'));
-  expect(first2).toBeGreaterThan(PREFETCH_SEGMENTS);
+  expect(first2).toBeGreaterThan(PREFETCH_SEGMENTS.beforeFetcher);
   expect(restored.slice(0, first2).every((n) => n.startsWith('00000001'))).toBe(true);
   expect(restored.slice(first2).every((n) => n.startsWith('00000002'))).toBe(true);
 }, 1_200_000);

@@ -1,7 +1,7 @@
 // A repository in a local directory or a mounted NAS share.
 import { createReadStream, createWriteStream } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rename, rm, stat, lstat, access, constants, link, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat, lstat, access, constants, link, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
@@ -86,6 +86,26 @@ export class FilesystemRepository implements Repository {
       throw permanent(ErrorType.CopyMissing, `repository ${this.name}: no object ${key} (${file})`);
     }
     return unhandledErrorsKept(createReadStream(file, { signal: options.signal, highWaterMark: 1024 * 1024 }));
+  }
+
+  /**
+   * The key's file, opened for reading (never through a link, planted after the check or not):
+   * for a reader that hands it to another process (/proc/<pid>/fd/<n>) rather than stream it
+   * through node. The caller closes it. CopyMissing when there is no such object.
+   */
+  async openFile(key: string): Promise<FileHandle> {
+    const file = await this.linkFreePathOf(key, { fileToo: true });
+    try {
+      const handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+      if (!(await handle.stat()).isFile()) {
+        await handle.close();
+        throw permanent(ErrorType.CopyMissing, `repository ${this.name}: no object ${key} (${file} is not a file)`);
+      }
+      return handle;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw permanent(ErrorType.CopyMissing, `repository ${this.name}: no object ${key} (${file})`);
+      throw classifyFilesystemError(err, `repository ${this.name}: opening ${key}`);
+    }
   }
 
   async list(prefix: string): Promise<ObjectInfo[]> {
