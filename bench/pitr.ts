@@ -39,6 +39,7 @@ import { BUCKET } from './stack.js';
 import { startWorkerProcess } from './workerProcess.js';
 import { replayPace, watchQueue, type QueueStats, type ReplayPace } from './fetchQueue.js';
 import { serverLog } from '../engine/recoveryCluster.js';
+import { PREFETCH_SEGMENTS } from '../engine/walPrefetch.js';
 
 export const PITR_HOST = 'bench-pitr';
 export const STANZA = 'bench';
@@ -53,7 +54,7 @@ export const BASE_LABELS: Record<PitrContenderId, string> = {
   pgbackrest: '`pgbackrest --type=full backup` (repo1 local, zst 3, process-max 2, aes-256-cbc)',
 };
 export const PITR_LABELS: Record<PitrContenderId, string> = {
-  ours: 'pointInTimeRecovery workflow (restore, first 64 segments decrypted ahead, then `wal-fetch-async`; replay, promoted, checked)',
+  ours: `pointInTimeRecovery workflow (restore, first ${PREFETCH_SEGMENTS.beforeFetcher} segments decrypted ahead, then \`wal-fetch-async\`; replay, promoted, checked)`,
   pgbackrest: '`pgbackrest --type=time --target-action=promote restore` (archive-get `archive-async=y`) + `pg_ctl start` + poll until writable',
 };
 

@@ -200,7 +200,9 @@ export class Sampler {
     for (const p of procs) {
       const key = `${p.pid}:${p.start}`;
       const seen = this.last.get(key);
-      const comm = this.labels.get(p.pid) ?? (this.ours.length && !ours.has(p.pid) ? OTHER : p.comm);
+      // pgBackRest's asynchronous archive-get/-push process detaches itself (its parent is init):
+      // nothing else on the machine runs pgbackrest, so it is the benchmark's, not other load.
+      const comm = this.labels.get(p.pid) ?? (this.ours.length && !ours.has(p.pid) && p.comm !== 'pgbackrest' ? OTHER : p.comm);
       if (seen) {
         seen.ticks = p.ticks;
         seen.last = now;

@@ -33,6 +33,7 @@ import {
 } from './restoreContenders.js';
 import { RESTORE_JOBS } from './stack.js';
 import { WAL_CONTENDER_IDS, WAL_CONTENDER_LABELS, WAL_PROCESSES, type WalArchiveResults, type WalContenderId } from './walArchive.js';
+import { PREFETCH_SEGMENTS } from '../engine/walPrefetch.js';
 
 export interface MixResults {
   db: BenchDatabase;
@@ -587,7 +588,7 @@ export function renderPitr(p: PitrResults): string[] {
     `Target ${p.target}: after the base backups, ${p.replayLoad.transactions.toLocaleString('en')} pgbench transactions and a bulk \`INSERT\` of ${p.replayLoad.bulkRows.toLocaleString('en')} rows ` +
       `(${p.replayLoad.seconds.toFixed(0)} s, untimed): **${gb(p.replayWalBytes)} GB of WAL** (\`pg_wal_lsn_diff\` from the newest base backup's end to the target; ${p.replayLoad.segments} segments), ` +
       'replayed by both; then a marker row; a second marker committed after the target must be absent from the recovered cluster, the first present (checked in every run, inside the timed part). ' +
-      `Both fetch asynchronously, ${FETCH_PROCESSES} at a time: ours with its default restore_command (the first 64 segments decrypted before the server starts, then \`bin/wal-fetch-async\`, ` +
+      `Both fetch asynchronously, ${FETCH_PROCESSES} at a time: ours with its default restore_command (the first ${PREFETCH_SEGMENTS.beforeFetcher} segments decrypted before the server starts, then \`bin/wal-fetch-async\`, whose fetcher goes on from there, its openers decrypting in bash, ` +
       `\`wal.fetchAhead.processes: ${FETCH_PROCESSES}\`, at most 32 segments queued); pgBackRest's \`archive-get\` with \`archive-async=y\`, \`process-max=${FETCH_PROCESSES}\`, ` +
       `\`archive-get-queue-max=${ARCHIVE_GET_QUEUE_MAX}\`, the spool on the same disk.`,
     '',
@@ -597,13 +598,13 @@ export function renderPitr(p: PitrResults): string[] {
     '',
     `Each round, seconds: ours ${each(p.pitr.ours)}; pgBackRest ${each(p.pitr.pgbackrest)} (orders ${p.pitrOrders.map((o) => o.join(' ')).join('; ')}).`,
     '',
-    `Median rounds, part by part: ours restore ${step(ours, 'restore (workflow timing)')} s (the base backup unpacked and the first 64 segments decrypted), ` +
+    `Median rounds, part by part: ours restore ${step(ours, 'restore (workflow timing)')} s (the base backup unpacked and the first ${PREFETCH_SEGMENTS.beforeFetcher} segments decrypted), ` +
       `replay until promoted ${step(ours, 'replay until promoted (workflow timing)')} s ` +
       `(the workflow's own timing; it polls every 250 ms), the rest is finding the base backup, checks and workflow tasks; ` +
       `pgBackRest restore ${step(theirs, 'pgbackrest restore')} s, \`pg_ctl start -w\` ${step(theirs, 'pg_ctl start')} s, ` +
       `replay until \`pg_is_in_recovery()\` is false (polled every ${BASELINE_POLL_MS} ms) and the marker check ${step(theirs, 'replay until promoted (polled), marker check')} s.`,
     '',
-    'Replay as seen from outside (median rounds): the recovered server\'s "restored log file … from archive" lines (every segment restore_command delivered; ours: the first 64 from the folder decrypted ahead, the rest from the fetcher), and the fetcher\'s queue folder sampled every 100 ms (segments fetched and waiting; ours also: segments replay asked for before they were there, and how long it waited).',
+    'Replay as seen from outside (median rounds): the recovered server\'s "restored log file … from archive" lines (every segment restore_command delivered; ours: the first ' + PREFETCH_SEGMENTS.beforeFetcher + ' from the folder decrypted ahead, the rest from the fetcher), and the fetcher\'s queue folder sampled every 100 ms (segments fetched and waiting; ours also: segments replay asked for before they were there, and how long it waited).',
     '',
     '| contender | segments restored | first → last s | segments/s | gap median ms | gap max ms | queue depth median / max | samples with the queue empty | replay waited for a segment: count, total |',
     '|---|--:|--:|--:|--:|--:|--:|--:|--:|',

@@ -11,6 +11,7 @@ import { execa } from 'execa';
 import YAML from 'yaml';
 import { stopAgent } from '../engine/encryption.js';
 import { FilesystemRepository } from '../engine/storage/filesystem.js';
+import { setFetchAheadStart } from '../engine/walFetcher.js';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
 import { segmentBytes } from './fixtures/walSegment.js';
 import { plantWalSegment } from './fixtures/plantedBackup.js';
@@ -118,3 +119,20 @@ test('segments come back byte for byte in replay order, ahead within the bound; 
   // Nothing half-written is left for the server to find.
   expect(readdirSync(restored).sort()).toEqual(['RECOVERYXLOG']);
 }, 180_000);
+
+test('told where to begin (ahead-from, as the PITR prepare writes it), a fetcher started by any call fetches ahead from there before that segment is asked for', async () => {
+  const queue = path.join(dir, 'queue-ahead');
+  mkdirSync(queue, { mode: 0o700 });
+  await setFetchAheadStart(queue, name(8));
+  // What replay asks first at start: the next timeline's history, which is not there.
+  const history = await fetchAsync(queue, '00000002.history', path.join(dir, 'RECOVERYHISTORY'));
+  expect(history.exitCode).toBe(1);
+  const ahead = [name(8), name(9), name(10)];
+  for (let i = 0; i < 500 && !ahead.every((n) => existsSync(path.join(queue, n))); i++) await new Promise((resolve) => setTimeout(resolve, 20));
+  expect(readdirSync(queue).filter((f) => /^[0-9A-F]{24}$/.test(f)).sort()).toEqual(ahead);
+  // Read once: a fetcher started later, mid-recovery, begins where replay asks.
+  expect(existsSync(path.join(queue, 'ahead-from'))).toBe(false);
+  const got = await fetchAsync(queue, name(8), path.join(dir, 'RECOVERYXLOG-8'));
+  expect(got.exitCode).toBe(0);
+  expect(readFileSync(path.join(dir, 'RECOVERYXLOG-8')).equals(originals.get(name(8))!)).toBe(true);
+}, 60_000);
