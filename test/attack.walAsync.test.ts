@@ -83,9 +83,11 @@ test("an archived segment whose object in the spool is gone or cut short (its en
   const object = (name: string) => path.join(spool, 'wal', readdirSync(path.join(spool, 'wal')).find((f) => f.startsWith(`${name}.`) && f.endsWith('.gpg'))!);
   // PostgreSQL asks again (the host crashed before it marked them .done, and the status folder,
   // on tmpfs, is empty); meanwhile one object was removed from the spool and the other cut short.
-  for (const name of names) rmSync(path.join(c.status, `${name}.ok`), { force: true });
+  // (Damaged first: a pusher still running re-pushes a .ready without its .ok at once, and
+  // rightly answers ok while the object is whole: CI failed so with the .ok removed first.)
   rmSync(object(names[0]));
   truncateSync(object(names[1]), 100);
+  for (const name of names) rmSync(path.join(c.status, `${name}.ok`), { force: true });
   for (const [i, file] of files.entries()) {
     const run = await archive(c.status, config, file);
     expect({ name: names[i], exitCode: run.exitCode }).toEqual({ name: names[i], exitCode: 1 });
