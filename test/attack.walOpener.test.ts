@@ -1,0 +1,111 @@
+// Attacks on the WAL openers (engine/walOpener.ts) and their direct path (fetchSegment with an
+// opener, FilesystemRepository.openFile): a stored object swapped between the opener's checksum
+// and its decryption, or a fifo planted as the stored object, must neither end a recovery with a
+// verdict that is not the copy's (PassphraseWrong) nor hang it for ever.
+import { createHash } from 'node:crypto';
+import { constants, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execa } from 'execa';
+import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
+import { type Config } from '../common/config.js';
+import { stopAgent } from '../engine/encryption.js';
+import { FilesystemRepository } from '../engine/storage/filesystem.js';
+import { openRepositories } from '../engine/storage/index.js';
+import { pushSegment, readWalEntry, startWalOpening, type WalEntry } from '../engine/walArchive.js';
+import { segmentBytes } from './fixtures/walSegment.js';
+import { spoolConfig } from './fixtures/walSpool.js';
+
+let dir: string;
+let keys: KeyPair;
+let config: Config;
+let spool: FilesystemRepository;
+const NAME = '000000010000000000000030';
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+beforeAll(async () => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'backupctl-attack-walopen-'));
+  keys = await ensureKeyPair(path.join(dir, 'keys'));
+  config = spoolConfig(keys, path.join(dir, 'local'), 'attackopen');
+  mkdirSync(path.join(dir, 'pg_wal'));
+  mkdirSync(path.join(dir, 'out'));
+  const file = path.join(dir, 'pg_wal', NAME);
+  writeFileSync(file, segmentBytes(NAME));
+  await pushSegment(config, openRepositories(config), file);
+  spool = openRepositories(config)[0] as FilesystemRepository;
+}, 120_000);
+
+afterAll(async () => {
+  await stopAgent(keys.privateHome);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const entryOf = async (): Promise<WalEntry> => (await readWalEntry(spool, NAME))!;
+const storedFileOf = (entry: WalEntry) => path.join(dir, 'local', ...entry.key.split('/'));
+
+test('a fifo planted as the stored object (after its size was checked) is refused at once, not waited on for ever', async () => {
+  const entry = await entryOf();
+  const file = storedFileOf(entry);
+  const kept = `${file}.kept`;
+  renameSync(file, kept);
+  await execa('mkfifo', [file]);
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const opened = spool.openFile(entry.key).then(
+      async (h) => {
+        await h.close();
+        return 'opened';
+      },
+      (err: unknown) => err,
+    );
+    const outcome = await Promise.race([opened, new Promise((resolve) => (timer = setTimeout(() => resolve('hung'), 3000)))]);
+    expect(outcome).not.toBe('hung');
+    expect(outcome).toMatchObject({ type: 'CopyMissing' });
+  } finally {
+    clearTimeout(timer);
+    // Releases an open() blocked on the fifo (a libuv thread), should there be one.
+    try {
+      closeSync(openSync(file, constants.O_WRONLY | constants.O_NONBLOCK));
+    } catch {
+      // no reader waiting
+    }
+    rmSync(file, { force: true });
+    renameSync(kept, file);
+  }
+});
+
+test('the stored bytes changed between the checksum and the decryption (to a message gpg asks a passphrase for) are the copy\'s fault, not PassphraseWrong', async () => {
+  const entry = await entryOf();
+  const genuine = readFileSync(storedFileOf(entry));
+  // A message encrypted with a passphrase, not to this host's key: gpg, in batch, says "No passphrase given".
+  const symmetric = path.join(dir, 'symmetric.gpg');
+  const pw = path.join(dir, 'pw');
+  writeFileSync(pw, 'attacker\n');
+  await execa('gpg', ['--homedir', path.join(dir, 'keys'), '--batch', '--pinentry-mode', 'loopback', '--passphrase-file', pw, '--symmetric', '--output', symmetric], { input: Buffer.alloc(4096, 1) });
+  // The opener reads the stored file twice (checksum, then decryption): a fifo serves each read
+  // as an attacker overwriting the object in place between them would.
+  const fifo = path.join(dir, 'swapped');
+  await execa('mkfifo', [fifo]);
+  const pool = startWalOpening(config, 1);
+  try {
+    const opening = pool.open(fifo, path.join(dir, 'out', 'swapped'), { sha256: entry.sha256, plainSha256: entry.plainSha256, compression: entry.compression, where: 'swapped' }).catch((e: unknown) => e);
+    const feeder = execa('bash', ['-c', 'cat -- "$1" > "$3"; cat -- "$2" > "$3" 2>/dev/null; cat -- "$1" > "$3" 2>/dev/null; true', 'feeder', writeTemp('genuine', genuine), symmetric, fifo], { reject: false, timeout: 20_000 });
+    const err = (await opening) as Error & { type?: string };
+    feeder.kill('SIGKILL');
+    await feeder;
+    expect(err).toBeInstanceOf(Error);
+    expect(err.type).not.toBe('PassphraseWrong');
+    expect(['ChecksumMismatch', 'DecryptionFailed', 'DumpUnreadable']).toContain(err.type);
+  } finally {
+    await pool.close();
+    await execa('pkill', ['-f', fifo], { reject: false });
+    rmSync(fifo, { force: true });
+  }
+}, 60_000);
+
+function writeTemp(name: string, bytes: Buffer): string {
+  const file = path.join(dir, name);
+  writeFileSync(file, bytes);
+  expect(sha(readFileSync(file))).toBe(sha(bytes));
+  return file;
+}
