@@ -82,24 +82,38 @@ test('the stored bytes changed between the checksum and the decryption (to a mes
   const pw = path.join(dir, 'pw');
   writeFileSync(pw, 'attacker\n');
   await execa('gpg', ['--homedir', path.join(dir, 'keys'), '--batch', '--pinentry-mode', 'loopback', '--passphrase-file', pw, '--symmetric', '--output', symmetric], { input: Buffer.alloc(4096, 1) });
-  // The opener reads the stored file twice (checksum, then decryption): a fifo serves each read
-  // as an attacker overwriting the object in place between them would.
-  const fifo = path.join(dir, 'swapped');
-  await execa('mkfifo', [fifo]);
-  const pool = startWalOpening(config, 1);
-  try {
-    const opening = pool.open(fifo, path.join(dir, 'out', 'swapped'), { sha256: entry.sha256, plainSha256: entry.plainSha256, compression: entry.compression, where: 'swapped' }).catch((e: unknown) => e);
-    const feeder = execa('bash', ['-c', 'cat -- "$1" > "$3"; cat -- "$2" > "$3" 2>/dev/null; cat -- "$1" > "$3" 2>/dev/null; true', 'feeder', writeTemp('genuine', genuine), symmetric, fifo], { reject: false, timeout: 20_000 });
-    const err = (await opening) as Error & { type?: string };
-    feeder.kill('SIGKILL');
-    await feeder;
-    expect(err).toBeInstanceOf(Error);
-    expect(err.type).not.toBe('PassphraseWrong');
-    expect(['ChecksumMismatch', 'DecryptionFailed', 'DumpUnreadable']).toContain(err.type);
-  } finally {
-    await pool.close();
-    await execa('pkill', ['-f', fifo], { reject: false });
-    rmSync(fifo, { force: true });
+  // Each read of the stored file gets other bytes, as an attacker overwriting the object in place
+  // between reads would serve them (a fifo serves one writer's bytes to each open): the genuine
+  // copy, then the passphrase one (what reading it twice, checksum then decryption, would see), or
+  // the other way round. Whatever is read, the outcome is the genuine plaintext or the copy's fault.
+  const genuineFile = writeTemp('genuine', genuine);
+  for (const [first, second] of [[genuineFile, symmetric], [symmetric, genuineFile]]) {
+    const fifo = path.join(dir, 'swapped');
+    await execa('mkfifo', [fifo]);
+    const to = path.join(dir, 'out', `swapped-${Math.random().toString(16).slice(2)}`);
+    const pool = startWalOpening(config, 1);
+    try {
+      const opening = pool.open(fifo, to, { sha256: entry.sha256, plainSha256: entry.plainSha256, compression: entry.compression, where: 'swapped' }).then(
+        () => undefined,
+        (e: unknown) => e as Error & { type?: string },
+      );
+      const feeder = execa('bash', ['-c', 'cat -- "$1" > "$3"; cat -- "$2" > "$3" 2>/dev/null; cat -- "$1" > "$3" 2>/dev/null; true', 'feeder', first, second, fifo], { reject: false, stdio: 'ignore' });
+      const err = await opening;
+      feeder.kill('SIGKILL');
+      await execa('pkill', ['-f', fifo], { reject: false });
+      await feeder;
+      if (err === undefined) {
+        expect(sha(readFileSync(to))).toBe(entry.plainSha256);
+      } else {
+        expect(err).toBeInstanceOf(Error);
+        expect(err.type).not.toBe('PassphraseWrong');
+        expect(['ChecksumMismatch', 'DecryptionFailed', 'DumpUnreadable']).toContain(err.type);
+      }
+    } finally {
+      await pool.close();
+      await execa('pkill', ['-f', fifo], { reject: false });
+      rmSync(fifo, { force: true });
+    }
   }
 }, 60_000);
 
