@@ -3,18 +3,19 @@
 // and its decryption, or a fifo planted as the stored object, must neither end a recovery with a
 // verdict that is not the copy's (PassphraseWrong) nor hang it for ever.
 import { createHash } from 'node:crypto';
-import { constants, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { constants, cpSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
-import { type Config } from '../common/config.js';
+import { type Config, validateConfig } from '../common/config.js';
 import { stopAgent } from '../engine/encryption.js';
 import { FilesystemRepository } from '../engine/storage/filesystem.js';
 import { openRepositories } from '../engine/storage/index.js';
-import { pushSegment, readWalEntry, startWalOpening, type WalEntry } from '../engine/walArchive.js';
+import { loadVerifier } from '../engine/manifestSignature.js';
+import { fetchSegment, pushSegment, readWalEntry, startWalOpening, walTrustOf, type WalEntry } from '../engine/walArchive.js';
 import { segmentBytes } from './fixtures/walSegment.js';
-import { spoolConfig } from './fixtures/walSpool.js';
+import { spoolConfig, spoolConfigValue } from './fixtures/walSpool.js';
 
 let dir: string;
 let keys: KeyPair;
@@ -123,3 +124,59 @@ function writeTemp(name: string, bytes: Buffer): string {
   expect(sha(readFileSync(file))).toBe(sha(bytes));
   return file;
 }
+
+describe('through the direct path, from two filesystem repositories', () => {
+  // A second repository holding the same archive, in the order spool, nas.
+  const twoRepositories = (cfg: Config, root: string) => {
+    rmSync(path.join(root, 'nas'), { recursive: true, force: true });
+    cpSync(path.join(root, 'local'), path.join(root, 'nas'), { recursive: true });
+    return [openRepositories(cfg)[0], new FilesystemRepository('nas', path.join(root, 'nas'))];
+  };
+
+  test('gzip-compressed entries open whole', async () => {
+    const root = mkdtempSync(path.join(dir, 'gzip-'));
+    const cfg = validateConfig({ ...spoolConfigValue(keys, path.join(root, 'local'), 'attackgzip'), compression: { algorithm: 'gzip' } }, 'test');
+    const name = '000000010000000000000031';
+    const file = path.join(root, name);
+    writeFileSync(file, segmentBytes(name));
+    await pushSegment(cfg, openRepositories(cfg), file);
+    expect((await readWalEntry(openRepositories(cfg)[0], name))!.compression).toBe('gzip');
+    const pool = startWalOpening(cfg, 1);
+    try {
+      const to = path.join(root, 'back');
+      expect(await fetchSegment(cfg, twoRepositories(cfg, root), name, to, walTrustOf(cfg, await loadVerifier(cfg, { ownKey: 'if-readable' }), false), { opener: pool })).toBe(true);
+      expect(sha(readFileSync(to))).toBe(sha(readFileSync(file)));
+    } finally {
+      await pool.close();
+    }
+  }, 60_000);
+
+  test('a private key that stays locked (no passphrase file) is PassphraseWrong, not every copy skipped as corrupt', async () => {
+    const root = mkdtempSync(path.join(dir, 'locked-'));
+    const passphraseFile = path.join(root, 'passphrase');
+    writeFileSync(passphraseFile, 'correct horse battery staple\n', { mode: 0o600 });
+    const locked = await ensureKeyPair(path.join(root, 'keys'), 'locked <locked@localhost.invalid>', passphraseFile);
+    try {
+      const value = spoolConfigValue(locked, path.join(root, 'local'), 'attacklocked');
+      const pushing = validateConfig({ ...value, encryption: { ...(value.encryption as object), passphraseFile } }, 'test');
+      const name = '000000010000000000000032';
+      const file = path.join(root, name);
+      writeFileSync(file, segmentBytes(name));
+      await pushSegment(pushing, openRepositories(pushing), file);
+      const cfg = validateConfig(value, 'test');
+      const pool = startWalOpening(cfg, 1);
+      try {
+        const failure = await fetchSegment(cfg, twoRepositories(cfg, root), name, path.join(root, 'back'), walTrustOf(cfg, await loadVerifier(pushing, { ownKey: 'if-readable' }), false), { opener: pool }).then(
+          () => undefined,
+          (e: unknown) => e as Error & { type?: string },
+        );
+        expect(failure).toMatchObject({ type: 'PassphraseWrong' });
+        expect(failure!.message).toMatch(/protected by a passphrase/);
+      } finally {
+        await pool.close();
+      }
+    } finally {
+      await stopAgent(locked.privateHome);
+    }
+  }, 120_000);
+});
