@@ -180,3 +180,18 @@ describe('through the direct path, from two filesystem repositories', () => {
     }
   }, 120_000);
 });
+
+test('an opener pool closed (a prefetch that failed while its other half went on) starts no opener for a request that comes after: none is left running', async () => {
+  const entry = await entryOf();
+  const pool = startWalOpening(config, 1);
+  await pool.open(storedFileOf(entry), path.join(dir, 'out', 'before-close'), { sha256: entry.sha256, plainSha256: entry.plainSha256, compression: entry.compression, where: 'before' });
+  await pool.close();
+  const late = await pool.open(storedFileOf(entry), path.join(dir, 'out', 'after-close'), { sha256: entry.sha256, plainSha256: entry.plainSha256, compression: entry.compression, where: 'after' }).then(
+    () => undefined,
+    (e: unknown) => e as Error,
+  );
+  const left = (await execa('pgrep', ['-P', String(process.pid), '-f', 'WAL opener'], { reject: false })).stdout.trim();
+  await pool.close();
+  expect(left).toBe('');
+  expect(late).toBeInstanceOf(Error);
+});
