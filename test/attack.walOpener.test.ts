@@ -14,6 +14,7 @@ import { FilesystemRepository } from '../engine/storage/filesystem.js';
 import { openRepositories } from '../engine/storage/index.js';
 import { loadVerifier } from '../engine/manifestSignature.js';
 import { fetchSegment, pushSegment, readWalEntry, startWalOpening, walTrustOf, type WalEntry } from '../engine/walArchive.js';
+import { runWalFetcher } from '../engine/walFetcher.js';
 import { segmentBytes } from './fixtures/walSegment.js';
 import { spoolConfig, spoolConfigValue } from './fixtures/walSpool.js';
 
@@ -195,3 +196,28 @@ test('an opener pool closed (a prefetch that failed while its other half went on
   expect(left).toBe('');
   expect(late).toBeInstanceOf(Error);
 });
+
+test('a fifo planted as the queue\'s ahead-from does not hold the fetcher at its start for ever (it, not a restore_command, holds the queue\'s lock)', async () => {
+  const queue = mkdtempSync(path.join(dir, 'queue-'));
+  const hint = path.join(queue, 'ahead-from');
+  await execa('mkfifo', [hint]);
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const running = runWalFetcher({ config, repositories: openRepositories(config), trust: walTrustOf(config, await loadVerifier(config, { ownKey: 'if-readable' }), false), queueDir: queue, processes: 1, maxSegments: 2, idleMs: 100, log: () => undefined }).then(
+      () => 'ended',
+      (e: unknown) => e,
+    );
+    const outcome = await Promise.race([running, new Promise((resolve) => (timer = setTimeout(() => resolve('hung'), 5000)))]);
+    expect(outcome).toBe('ended');
+  } finally {
+    clearTimeout(timer);
+    try {
+      // Releases a read blocked on the fifo, should there be one.
+      const fd = openSync(hint, constants.O_WRONLY | constants.O_NONBLOCK);
+      writeFileSync(fd, 'garbage\n');
+      closeSync(fd);
+    } catch {
+      // no reader waiting
+    }
+  }
+}, 30_000);
