@@ -221,3 +221,19 @@ test('a fifo planted as the queue\'s ahead-from does not hold the fetcher at its
     }
   }
 }, 30_000);
+
+test('paths with spaces, quotes, a backslash and a newline (stored file and out) open whole', async () => {
+  const entry = await entryOf();
+  const odd = path.join(dir, `odd 'q" \\ \n dir`);
+  mkdirSync(odd);
+  const stored = path.join(odd, `stored 'x'\n.gpg`);
+  writeFileSync(stored, readFileSync(storedFileOf(entry)));
+  const pool = startWalOpening(config, 1);
+  try {
+    const to = path.join(odd, `out "y"\\\n`);
+    await pool.open(stored, to, { sha256: entry.sha256, plainSha256: entry.plainSha256, compression: entry.compression, where: 'odd' });
+    expect(sha(readFileSync(to))).toBe(entry.plainSha256);
+  } finally {
+    await pool.close();
+  }
+});
