@@ -13,6 +13,7 @@ class BashWorker {
   private proc?: StreamingProcess;
   private answer?: { resolve: (text: string) => void; reject: (err: Error) => void };
   private pending = '';
+  private closed = false;
 
   constructor(
     private readonly name: string,
@@ -21,6 +22,9 @@ class BashWorker {
   ) {}
 
   async ask(fields: string[]): Promise<string> {
+    // Closed: a request that comes after (from a caller's other half still under way) would start
+    // a process nobody ends.
+    if (this.closed) throw new Error(`the ${this.name} was closed`);
     const proc = this.started();
     const answered = new Promise<string>((resolve, reject) => {
       this.answer = { resolve, reject };
@@ -63,6 +67,7 @@ class BashWorker {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     const proc = this.proc;
     if (!proc) return;
     proc.stdin!.end();

@@ -12,7 +12,7 @@
 // Only a file asked for gets a .missing or .error: one ahead of replay that is absent or fails
 // stops the fetching ahead there, and is fetched again (and judged) when it is asked for; so a
 // repository unreachable for a moment never ends a recovery that has not reached that segment.
-import { open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { constants, open, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../common/config.js';
 import type { Repository } from './storage/repository.js';
@@ -62,9 +62,22 @@ export async function setFetchAheadStart(queueDir: string, segment: string): Pro
 /** The segment setFetchAheadStart named, once: the file is removed (a later fetcher, started mid-recovery, begins where replay asks). */
 async function takeFetchAheadStart(dir: string): Promise<string | undefined> {
   const file = path.join(dir, AHEAD_FROM);
-  const text = await readFile(file, 'utf8').catch(() => undefined);
+  // A file, read without following a link or waiting on a fifo planted there (the queue is the
+  // server's OS user's): a read blocked there would hold this fetcher, and the queue's lock, for ever.
+  const text = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).then(
+    async (handle) => {
+      try {
+        if (!(await handle.stat()).isFile()) return '';
+        const { buffer, bytesRead } = await handle.read(Buffer.alloc(64), 0, 64, 0);
+        return buffer.subarray(0, bytesRead).toString('utf8');
+      } finally {
+        await handle.close();
+      }
+    },
+    () => undefined,
+  );
   if (text === undefined) return undefined;
-  await rm(file, { force: true });
+  await rm(file, { force: true }).catch(() => undefined);
   const segment = text.trim();
   return SEGMENT.test(segment) ? segment : undefined;
 }

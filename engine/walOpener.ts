@@ -5,14 +5,15 @@
 // took, so the fetcher fell behind on a two-core machine.
 //
 // The protocol, NUL-separated:
-//   request  <file>\0<out>\0<compression>\0   file: the stored (sealed) file, read twice;
+//   request  <file>\0<out>\0<compression>\0   file: the stored (sealed) file, read once;
 //                                             out: a name of the caller's own, created here
 //                                             (noclobber); compression: zstd or gzip
 //   answer   ok <stored sha256> <plain sha256>\0
 //            failed <stored sha256> <gpg status> <decompressor status> <message>\0
 //            error <stage> <message>\0         stage: read (the stored file), written (out)
-// The caller compares both checksums with what the WAL entry records: the plaintext's is the one
-// that counts (the stored file could change between its checksum and its decryption).
+// The caller compares both checksums with what the WAL entry records. The stored bytes'
+// checksum is of the bytes gpg read (one read, through tee): a failure's verdict (a locked key
+// asked for) is about this copy's bytes, never others written over it meanwhile.
 import { ErrorType, type Compression } from '../common/types.js';
 import { BashWorkerPool, ONE_LINE_FUNCTION } from './bashWorkers.js';
 import { gpgKeyOf, LOCKED_KEY, lockedKeyFailure, unlockArgs } from './encryption.js';
@@ -26,17 +27,29 @@ const OPENER_SCRIPT = [
   'decrypt=("$@")',
   'reply() { printf "%s\\0" "$1"; }',
   ONE_LINE_FUNCTION,
+  // Where the stored bytes' checksum is written: a folder of this worker's own.
+  'work=$(mktemp -d "${TMPDIR:-/tmp}/backupctl-opener.XXXXXX") || exit 1',
+  'trap \'rm -rf -- "$work"\' EXIT',
+  'sum=$work/stored.sha256',
   'while IFS= read -r -d "" file && IFS= read -r -d "" out && IFS= read -r -d "" compression; do',
   '  case $compression in zstd) decompress=(zstd -d -q -c) ;; gzip) decompress=(gzip -d -c) ;; *) reply "error read unknown compression $(oneLine "$compression")"; continue ;; esac',
-  '  if ! stored=$(openssl dgst -sha256 -r -- "$file" 2>&1); then reply "error read $(oneLine "$stored")"; continue; fi',
-  '  stored=${stored#\\\\}; stored=${stored%% *}',
-  '  errs=$( { "${decrypt[@]}" <"$file" | "${decompress[@]}" >"$out"; echo "exit ${PIPESTATUS[*]}"; } 2>&1 )',
+  '  rm -f -- "$sum"',
+  // One read of the stored file: its checksum is of the very bytes gpg decrypted (a file read
+  // twice could be overwritten in between, and gpg's verdict on other bytes, such as a locked
+  // key asked for, be taken for this copy's). tee -p goes on feeding the checksum when gpg stops
+  // reading early.
+  '  errs=$( { { tee -p -- >(exec openssl dgst -sha256 -r >"$sum" 2>&1) <"$file"; s=$?; wait $!; exit $s; } | "${decrypt[@]}" | "${decompress[@]}" >"$out"; echo "exit ${PIPESTATUS[*]}"; } 2>&1 )',
   '  last=${errs##*$\'\\n\'}; said=${errs%"$last"}',
   '  case $last in',
-  '    "exit 0 0") ;;',
-  '    "exit "[0-9]*" "[0-9]*) reply "failed $stored ${last#exit } $(oneLine "$said")"; continue ;;',
+  '    "exit "[0-9]*" "[0-9]*" "[0-9]*) ;;',
   '    *) reply "error ended the opening ended without its status (killed?) $(oneLine "$errs")"; continue ;;',
   '  esac',
+  '  read -r reader gpg decompressor <<<"${last#exit }"',
+  '  if (( reader > 128 )); then reply "error ended reading the stored file was cut short (exit $reader) $(oneLine "$said")"; continue; fi',
+  '  if (( reader != 0 )); then reply "error read $(oneLine "$said")"; continue; fi',
+  '  stored=; { read -r stored _ <"$sum"; } 2>/dev/null',
+  '  if [[ ! $stored =~ ^[0-9a-f]{64}$ ]]; then reply "error ended the stored file\'s checksum was not taken $(oneLine "$stored")"; continue; fi',
+  '  if [[ $gpg != 0 || $decompressor != 0 ]]; then reply "failed $stored $gpg $decompressor $(oneLine "$said")"; continue; fi',
   '  if ! plain=$(openssl dgst -sha256 -r -- "$out" 2>&1); then reply "error written $(oneLine "$plain")"; continue; fi',
   '  plain=${plain#\\\\}',
   '  reply "ok $stored ${plain%% *}"',

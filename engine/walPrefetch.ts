@@ -53,8 +53,9 @@ export async function prefetchWal(config: Config, repositories: Repository[], tr
   const fetched = new Set<string>();
   const refused = new Map<string, unknown>();
   const opener = startWalOpening(config, PREFETCH_PROCESSES);
+  let failed: { err: unknown } | undefined;
   const fetchNext = async (): Promise<void> => {
-    for (let name = queue.shift(); name; name = queue.shift()) {
+    for (let name = queue.shift(); name && !failed; name = queue.shift()) {
       try {
         await fetchSegment(config, repositories, name, path.join(dir, name), trust, { opener });
         fetched.add(name);
@@ -65,11 +66,17 @@ export async function prefetchWal(config: Config, repositories: Repository[], tr
       beat();
     }
   };
-  try {
-    await Promise.all(Array.from({ length: PREFETCH_PROCESSES }, fetchNext));
-  } finally {
-    await opener.close();
-  }
+  // When one half fails, the other stops after the file it is on, and is waited for: nothing is
+  // written here, nor an opener started, after this returns.
+  await Promise.all(
+    Array.from({ length: PREFETCH_PROCESSES }, () =>
+      fetchNext().catch((err: unknown) => {
+        failed ??= { err };
+      }),
+    ),
+  );
+  await opener.close();
+  if (failed) throw failed.err;
   // An entry refused in every repository that holds it is, to this host, not archived. Past the
   // last segment it would replay (on that timeline), or a history of a timeline none of whose
   // segments it would replay, it is what wal-fetch would call absent too: left out, so that one

@@ -250,7 +250,7 @@ describe('the opener\'s verdicts, one file at a time', () => {
     const entry = await entryOf(NAMES[5]);
     const file = storedFileOf(path.join(dir, 'local'), entry);
     for (const victim of ['gpg', 'opener'] as const) {
-      // A fifo as the stored file holds the opener mid-file (its checksum reads it first) until fed.
+      // A fifo as the stored file holds the opener mid-file (its one read, checksum and decryption) until fed.
       const fifo = path.join(dir, `fifo-${victim}`);
       await execa('mkfifo', [fifo]);
       const opening = pool.open(fifo, out(victim), expectationOf(entry)).catch((e: unknown) => e);
@@ -258,12 +258,13 @@ describe('the opener\'s verdicts, one file at a time', () => {
       if (victim === 'opener') {
         process.kill(Number(openers), 'SIGKILL');
       } else {
-        // Fed the stored bytes for its checksum; then, for gpg, a writer that sends a part and holds
-        // the fifo open: gpg is killed while it waits for the rest.
-        writeFileSync(fifo, readFileSync(file));
-        const writer = execa('bash', ['-c', `{ head -c 1000 -- "$1"; exec sleep 30; } > "$2"`, 'writer', file, fifo], { reject: false });
+        // A writer that sends a part and holds the fifo open: gpg is killed while it waits for the
+        // rest; then the rest comes (the stored bytes' checksum is whole, as a stored file's would be).
+        const killed = path.join(dir, 'gpg-killed');
+        const writer = execa('bash', ['-c', `{ head -c 1000 -- "$1"; until [ -e "$3" ]; do sleep 0.05; done; tail -c +1001 -- "$1"; } > "$2"`, 'writer', file, fifo, killed], { reject: false });
         const gpg = await waitFor(async () => (await execa('pgrep', ['-f', `^gpg --homedir ${keys.privateHome} .*--decrypt`], { reject: false })).stdout.trim().split('\n')[0] || undefined);
         process.kill(Number(gpg), 'SIGKILL');
+        writeFileSync(killed, '');
         const failed = await opening;
         writer.kill('SIGKILL');
         await writer;

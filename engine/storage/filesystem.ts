@@ -96,7 +96,9 @@ export class FilesystemRepository implements Repository {
   async openFile(key: string): Promise<FileHandle> {
     const file = await this.linkFreePathOf(key, { fileToo: true });
     try {
-      const handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+      // Not blocking: a fifo planted there (after the size was checked) would hold the open, and
+      // the thread it runs on, until someone writes to it; it is refused below instead.
+      const handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
       if (!(await handle.stat()).isFile()) {
         await handle.close();
         throw permanent(ErrorType.CopyMissing, `repository ${this.name}: no object ${key} (${file} is not a file)`);
