@@ -14,11 +14,14 @@ class BashWorker {
   private answer?: { resolve: (text: string) => void; reject: (err: Error) => void };
   private pending = '';
   private closed = false;
+  /** Set when the watchdog killed it: its end is then told as what it was. */
+  private frozen = false;
 
   constructor(
     private readonly name: string,
     private readonly script: string,
     private readonly args: string[],
+    private readonly answerWithinMs: number,
   ) {}
 
   async ask(fields: string[]): Promise<string> {
@@ -29,13 +32,25 @@ class BashWorker {
     const answered = new Promise<string>((resolve, reject) => {
       this.answer = { resolve, reject };
     });
+    // A request it does not answer in time (a stage stopped by SIGSTOP, a frozen disk, an input
+    // that never ends): the worker and every process it started are killed (its own process
+    // group), so the caller fails retryably instead of waiting for ever.
+    const watchdog = setTimeout(() => {
+      this.frozen = true;
+      try {
+        process.kill(-proc.pid!, 'SIGKILL');
+      } catch {
+        proc.kill('SIGKILL');
+      }
+    }, this.answerWithinMs);
     proc.stdin!.write(fields.map((f) => `${f}\0`).join(''));
-    return answered;
+    return answered.finally(() => clearTimeout(watchdog));
   }
 
   private started(): StreamingProcess {
     if (this.proc) return this.proc;
-    const proc = spawnStreaming('bash', ['-c', this.script, this.name, ...this.args], { stdin: 'pipe' });
+    const proc = spawnStreaming('bash', ['-c', this.script, this.name, ...this.args], { stdin: 'pipe', ownProcessGroup: true });
+    this.frozen = false;
     this.proc = proc;
     proc.stdout!.setEncoding('utf8');
     proc.stdout!.on('data', (chunk: string) => {
@@ -57,7 +72,8 @@ class BashWorker {
       const answer = this.answer;
       this.answer = undefined;
       // How it ended, not execa's whole command line (the script).
-      answer?.reject(new Error(`the ${this.name} (bash) ended, ${how.signal ? `killed by ${how.signal}` : `exit ${how.exitCode}`}`));
+      const end = this.frozen ? `gave no answer within ${this.answerWithinMs / 1000} s (a stage stopped or stuck), and was killed with every process it started` : `ended, ${how.signal ? `killed by ${how.signal}` : `exit ${how.exitCode}`}`;
+      answer?.reject(new Error(`the ${this.name} (bash) ${end}`));
     };
     // On its exit, not when its pipes close: a child it left (a checksum waiting on its input)
     // may hold them open long after.
@@ -81,8 +97,9 @@ export class BashWorkerPool {
   private readonly all: BashWorker[];
   private readonly waiting: Array<(worker: BashWorker) => void> = [];
 
-  constructor(size: number, name: string, script: string, args: string[]) {
-    this.all = Array.from({ length: Math.max(1, size) }, () => new BashWorker(name, script, args));
+  /** answerWithinMs: how long a request may take before its worker is taken for frozen and killed. */
+  constructor(size: number, name: string, script: string, args: string[], answerWithinMs: number) {
+    this.all = Array.from({ length: Math.max(1, size) }, () => new BashWorker(name, script, args, answerWithinMs));
     this.idle = [...this.all];
   }
 

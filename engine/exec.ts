@@ -15,6 +15,8 @@ export interface ProcessOptions {
   /** Run as another OS user (as root: PostgreSQL's server tools run as `postgres`). */
   uid?: number;
   gid?: number;
+  /** In a process group of its own, so that it and every child it started can be killed at once. */
+  ownProcessGroup?: boolean;
 }
 
 export type StreamingProcess = ResultPromise<{ buffer: { stdout: false; stderr: true } }>;
@@ -33,6 +35,7 @@ export function spawnStreaming(file: string, args: string[], options: ProcessOpt
     maxBuffer: { stderr: 64 * 1024 },
     stripFinalNewline: true,
     cwd: options.cwd,
+    detached: options.ownProcessGroup === true,
   }) as StreamingProcess;
 }
 

@@ -56,6 +56,13 @@ const OPENER_SCRIPT = [
   'done',
 ].join('\n');
 
+/**
+ * How long one file's opening may take before its opener is taken for frozen and killed (the
+ * file then fails, retryably): less than restore_command waits for an answer (60 s), so the
+ * fetcher's answer reaches it. A 16 MiB segment takes about 0.1 s; the largest, 1 GiB, some seconds.
+ */
+export const OPEN_WITHIN_MS = 30_000;
+
 /** What a stored WAL file must prove to be, and the words that name it. */
 export interface WalCopyExpectation {
   /** The stored (sealed) bytes' sha256. */
@@ -85,9 +92,10 @@ export class OpenerPool implements WalOpening {
   constructor(
     size: number,
     private readonly key: { home: string; passphraseFile: string | undefined },
+    answerWithinMs = OPEN_WITHIN_MS,
   ) {
     // Not --quiet: gpg's words on a locked key ("Bad passphrase") are printed only without it.
-    this.pool = new BashWorkerPool(size, 'WAL opener', OPENER_SCRIPT, ['gpg', '--homedir', key.home, '--batch', '--no-tty', ...unlockArgs(key), '--decrypt']);
+    this.pool = new BashWorkerPool(size, 'WAL opener', OPENER_SCRIPT, ['gpg', '--homedir', key.home, '--batch', '--no-tty', ...unlockArgs(key), '--decrypt'], answerWithinMs);
   }
 
   async open(file: string, out: string, expect: WalCopyExpectation): Promise<void> {

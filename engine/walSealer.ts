@@ -36,6 +36,12 @@ const SEALER_SCRIPT = [
   'done',
 ].join('\n');
 
+/**
+ * How long one file's sealing may take before its sealer is taken for frozen and killed (the
+ * file then fails, retryably). A 16 MiB segment takes about 0.1 s; the largest, 1 GiB, some seconds.
+ */
+export const SEAL_WITHIN_MS = 120_000;
+
 export interface Sealed {
   /** The sha256 of the file given. */
   plainSha256: string;
@@ -56,8 +62,8 @@ export interface Sealing {
 export class SealerPool implements Sealing {
   private readonly pool: BashWorkerPool;
 
-  constructor(size: number, compress: string[], encrypt: string[]) {
-    this.pool = new BashWorkerPool(size, 'WAL sealer', SEALER_SCRIPT, [String(compress.length), ...compress, ...encrypt]);
+  constructor(size: number, compress: string[], encrypt: string[], answerWithinMs = SEAL_WITHIN_MS) {
+    this.pool = new BashWorkerPool(size, 'WAL sealer', SEALER_SCRIPT, [String(compress.length), ...compress, ...encrypt], answerWithinMs);
   }
 
   async seal(file: string, out: string): Promise<Sealed> {

@@ -17,7 +17,7 @@ import { loadVerifier } from '../engine/manifestSignature.js';
 import { FilesystemRepository } from '../engine/storage/filesystem.js';
 import { openRepositories } from '../engine/storage/index.js';
 import { fetchSegment, pushSegment, readWalEntry, startWalOpening, walTrustOf, type WalEntry } from '../engine/walArchive.js';
-import type { WalCopyExpectation, WalOpening } from '../engine/walOpener.js';
+import { OpenerPool, type WalCopyExpectation, type WalOpening } from '../engine/walOpener.js';
 import { segmentBytes } from './fixtures/walSegment.js';
 import { spoolConfig } from './fixtures/walSpool.js';
 
@@ -291,3 +291,42 @@ async function waitFor<T>(probe: () => Promise<T | undefined>): Promise<T> {
   }
   throw new Error('waited 5 s in vain');
 }
+
+test('an opener that does not answer (its input never comes, or a stage is stopped) is killed with all it started after its time, the file fails retryably, and the next opens', async () => {
+  const pool = new OpenerPool(1, { home: keys.privateHome, passphraseFile: undefined }, 1500);
+  try {
+    const entry = await entryOf(NAMES[0]);
+    for (const stuck of ['fifo', 'sigstop'] as const) {
+      const file = path.join(dir, `stuck-${stuck}`);
+      await execa('mkfifo', [file]);
+      const started = Date.now();
+      const opening = pool.open(file, out(`stuck-${stuck}`), expectationOf(entry)).catch((e: unknown) => e as Error & { type?: string });
+      // fifo: never written. sigstop: a writer sends a part and holds it open, and the opener's gpg
+      // is stopped mid-file, as a frozen VM or an operator's SIGSTOP would.
+      const writer = stuck === 'sigstop' ? execa('bash', ['-c', `{ head -c 1000 -- "$1"; exec sleep 30; } > "$2"`, 'writer', storedFileOf(path.join(dir, 'local'), entry), file], { reject: false }) : undefined;
+      // The opener leads a process group of its own: every process it started is in it.
+      const group = await waitFor(async () => (await ownOpeners()).at(0));
+      if (writer) {
+        const gpg = await waitFor(async () => (await execa('pgrep', ['-g', group, '-x', 'gpg'], { reject: false })).stdout.trim().split('\n')[0] || undefined);
+        process.kill(Number(gpg), 'SIGSTOP');
+      }
+      const err = (await opening) as Error & { type?: string };
+      expect(err).toBeInstanceOf(Error);
+      expect(err.type).toBe('StorageUnreachable');
+      expect(err.message).toMatch(/gave no answer within 1.5 s/);
+      expect(Date.now() - started).toBeLessThan(15_000);
+      writer?.kill('SIGKILL');
+      await writer;
+      // Nothing it started is left: no stopped gpg, no reader of the fifo.
+      await waitFor(async () => ((await execa('pgrep', ['-g', group], { reject: false })).stdout.trim() === '' ? true : undefined)).catch(async (e: Error) => {
+        throw new Error(`${e.message}: left ${(await execa('pgrep', ['-a', '-g', group], { reject: false })).stdout}`);
+      });
+      rmSync(file);
+      const to = out(`after-stuck-${stuck}`);
+      await pool.open(storedFileOf(path.join(dir, 'local'), entry), to, expectationOf(entry));
+      expect(sha(readFileSync(to))).toBe(sha(contents.get(NAMES[0])!));
+    }
+  } finally {
+    await pool.close();
+  }
+}, 60_000);
