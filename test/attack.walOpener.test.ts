@@ -4,7 +4,6 @@
 // verdict that is not the copy's (PassphraseWrong) nor hang it for ever.
 import { createHash } from 'node:crypto';
 import { constants, cpSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
@@ -16,7 +15,7 @@ import { loadVerifier } from '../engine/manifestSignature.js';
 import { fetchSegment, pushSegment, readWalEntry, startWalOpening, walTrustOf, type WalEntry } from '../engine/walArchive.js';
 import { runWalFetcher } from '../engine/walFetcher.js';
 import { segmentBytes } from './fixtures/walSegment.js';
-import { spoolConfig, spoolConfigValue } from './fixtures/walSpool.js';
+import { archivedSpool, spoolConfigValue } from './fixtures/walSpool.js';
 
 let dir: string;
 let keys: KeyPair;
@@ -26,15 +25,7 @@ const NAME = '000000010000000000000030';
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 beforeAll(async () => {
-  dir = mkdtempSync(path.join(os.tmpdir(), 'backupctl-attack-walopen-'));
-  keys = await ensureKeyPair(path.join(dir, 'keys'));
-  config = spoolConfig(keys, path.join(dir, 'local'), 'attackopen');
-  mkdirSync(path.join(dir, 'pg_wal'));
-  mkdirSync(path.join(dir, 'out'));
-  const file = path.join(dir, 'pg_wal', NAME);
-  writeFileSync(file, segmentBytes(NAME));
-  await pushSegment(config, openRepositories(config), file);
-  spool = openRepositories(config)[0] as FilesystemRepository;
+  ({ dir, keys, config, spool } = await archivedSpool('backupctl-attack-walopen-', 'attackopen', new Map([[NAME, segmentBytes(NAME)]])));
 }, 120_000);
 
 afterAll(async () => {

@@ -6,20 +6,18 @@
 // is DiskFull and no partial file stays; an opener killed mid-file fails that file alone
 // (retryable) and the next file starts a new one.
 import { createHash } from 'node:crypto';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { cpSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
-import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
+import type { KeyPair } from '../client/dev/demoKeys.js';
 import { type Config } from '../common/config.js';
 import { encryptorCommand, loadRecipient, stopAgent } from '../engine/encryption.js';
 import { loadVerifier } from '../engine/manifestSignature.js';
 import { FilesystemRepository } from '../engine/storage/filesystem.js';
-import { openRepositories } from '../engine/storage/index.js';
-import { fetchSegment, pushSegment, readWalEntry, startWalOpening, walTrustOf, type WalEntry } from '../engine/walArchive.js';
+import { fetchSegment, readWalEntry, startWalOpening, walTrustOf, type WalEntry } from '../engine/walArchive.js';
 import { OpenerPool, type WalCopyExpectation, type WalOpening } from '../engine/walOpener.js';
 import { segmentBytes } from './fixtures/walSegment.js';
-import { spoolConfig } from './fixtures/walSpool.js';
+import { archivedSpool } from './fixtures/walSpool.js';
 
 let dir: string;
 let keys: KeyPair;
@@ -31,21 +29,13 @@ const NAMES = Array.from({ length: 6 }, (_, i) => `0000000100000000000000${(0x20
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 beforeAll(async () => {
-  dir = mkdtempSync(path.join(os.tmpdir(), 'backupctl-walopen-'));
-  keys = await ensureKeyPair(path.join(dir, 'keys'));
-  config = spoolConfig(keys, path.join(dir, 'local'), 'walopen');
-  mkdirSync(path.join(dir, 'pg_wal'));
-  mkdirSync(path.join(dir, 'out'));
   for (const name of NAMES) {
     // Compressible, as WAL is: zstd makes them small, and the opener's decompressing counts.
     const content = segmentBytes(name);
     content.fill(name, 4 * 1024 * 1024);
-    const file = path.join(dir, 'pg_wal', name);
-    writeFileSync(file, content);
     contents.set(name, content);
-    await pushSegment(config, openRepositories(config), file);
   }
-  spool = openRepositories(config)[0] as FilesystemRepository;
+  ({ dir, keys, config, spool } = await archivedSpool('backupctl-walopen-', 'walopen', contents));
 }, 120_000);
 
 afterAll(async () => {
