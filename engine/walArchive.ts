@@ -35,7 +35,7 @@ import { runCommand } from './exec.js';
 import { checkBranchSegment, checkSegment, checkWalFile, MAX_TEXT_FILE_BYTES, walFileKind, type TimelineSwitch } from './walHeader.js';
 import type { Repository } from './storage/repository.js';
 import { FilesystemRepository } from './storage/filesystem.js';
-import { SealerPool, type Sealed, type Sealing } from './walSealer.js';
+import { SealerPool, ThreadSealerPool, type Sealed, type Sealing } from './walSealer.js';
 import { OpenerPool, type WalOpening } from './walOpener.js';
 import { lockWalWriter, type WalWriterLock } from './walWriterLock.js';
 
@@ -154,6 +154,8 @@ export type PushOutcome = { segment: string; action: 'stored' | 'already-archive
 export interface PushOptions {
   /** Sealers started by the caller (startWalSealing); otherwise one is started for this push. */
   sealing?: Sealing;
+  /** Without `sealing`: the largest file sealed in a thread (startWalSealing). */
+  inThreadUpTo?: number;
   /** The spool's writer lock, held by the caller (the pusher, for its whole run); otherwise taken for this push. */
   writerLock?: WalWriterLock;
 }
@@ -233,7 +235,7 @@ async function storeSegment(config: Config, spool: FilesystemRepository, file: s
   const compression = config.compression;
   const key = walObjectKey(segment, compression.algorithm);
   // A caller that pushes many segments (the pusher) starts its sealers once, and closes them itself.
-  const own = options.sealing ? undefined : await startWalSealing(config, 1);
+  const own = options.sealing ? undefined : await startWalSealing(config, 1, { inThreadUpTo: options.inThreadUpTo });
   try {
     const sealing = options.sealing ?? own!.sealing;
     let sealed: Sealed | undefined;
@@ -261,18 +263,31 @@ async function storeSegment(config: Config, spool: FilesystemRepository, file: s
 }
 
 /**
+ * The largest file sealed in a worker thread (read whole into memory there); larger ones (a
+ * cluster built with a WAL segment size above 64 MiB) stream through bash sealers.
+ */
+export const SEAL_IN_THREAD_UP_TO = 64 * 1024 * 1024;
+
+/**
  * Sealers for WAL files (walSealer.ts), `processes` of them, with the public key loaded once:
  * what pushSegment seals with. The caller closes them (and disposes of the key) when done.
+ * `inThreadUpTo`: the largest file sealed in a thread (tests set 0 to have the bash sealers seal all).
  */
-export async function startWalSealing(config: Config, processes: number): Promise<{ sealing: Sealing; close: () => Promise<void> }> {
+export async function startWalSealing(config: Config, processes: number, options: { inThreadUpTo?: number } = {}): Promise<{ sealing: Sealing; close: () => Promise<void> }> {
   const recipient = await loadRecipient(config.encryption.publicKeyFile);
-  // One thread per segment: segments are stored several at a time (the pusher), and one zstd
-  // spreading a 16 MiB file over every core only adds its threads' overhead to theirs.
-  const pool = new SealerPool(processes, fileCompressorCommand({ ...config.compression, threads: 1 }), encryptorCommand(recipient));
+  const inThreadUpTo = options.inThreadUpTo ?? SEAL_IN_THREAD_UP_TO;
+  const encrypt = encryptorCommand(recipient);
+  const threads = inThreadUpTo > 0 ? new ThreadSealerPool(processes, config.compression, encrypt) : undefined;
+  // Started when a file first needs them. One thread per segment: segments are stored several at
+  // a time (the pusher), and one zstd spreading a 16 MiB file over every core only adds its
+  // threads' overhead to theirs.
+  let bash: SealerPool | undefined;
+  const bashSealers = () => (bash ??= new SealerPool(processes, fileCompressorCommand({ ...config.compression, threads: 1 }), encrypt));
+  const sizeOf = (file: string) => stat(file).then((s) => s.size, () => 0);
   return {
-    sealing: pool,
+    sealing: { seal: async (file, out) => (threads && (await sizeOf(file)) <= inThreadUpTo ? threads.seal(file, out) : bashSealers().seal(file, out)) },
     close: async () => {
-      await pool.close();
+      await Promise.all([threads?.close(), bash?.close()]);
       await recipient.dispose();
     },
   };

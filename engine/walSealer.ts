@@ -1,13 +1,17 @@
-// Sealing WAL files (checksum, compress, encrypt) in long-lived bash workers (engine/bashWorkers.ts):
-// for each file a sealer checksums the plaintext, compresses it into gpg, which writes the sealed
-// file itself, and checksums that file.
+// Sealing WAL files (checksum, compress, encrypt): in worker threads (ThreadSealerPool,
+// engine/walSealThread.cjs) for files up to a size, or in long-lived bash workers
+// (engine/bashWorkers.ts) for any size: for each file a sealer checksums the plaintext,
+// compresses it into gpg, which writes the sealed file itself, and checksums that file.
 //
-// The protocol, NUL-separated (a path may hold any byte but NUL):
+// The bash sealers' protocol, NUL-separated (a path may hold any byte but NUL):
 //   request  <file>\0<out>\0          out: a file name of the caller's own, created here (noclobber)
 //   answer   ok <plain sha256> <sealed sha256>\0
 //            error <stage> <message>\0    stage: read, encrypt, compress, sealed
+import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
 import { errnoOfMessage, errorText, permanent, transient, classifyFilesystemError } from './errors.js';
 import { ErrorType } from '../common/types.js';
+import type { CompressionSettings } from './compression.js';
 import { BashWorkerPool, ONE_LINE_FUNCTION } from './bashWorkers.js';
 
 const SEALER_SCRIPT = [
@@ -78,6 +82,43 @@ export class SealerPool implements Sealing {
 
   async close(): Promise<void> {
     await this.pool.close();
+  }
+}
+
+const SEAL_THREAD = fileURLToPath(new URL('./walSealThread.cjs', import.meta.url));
+
+/**
+ * `size` worker threads, each sealing one file at a time (engine/walSealThread.cjs): the file is
+ * read whole, checksummed and compressed in the thread, and gpg, started for it, writes the
+ * sealed file. For WAL segments (16 MiB by default): a file is held in memory whole, so larger
+ * ones go to a SealerPool (startWalSealing). The answers are the SealerPool's.
+ */
+export class ThreadSealerPool implements Sealing {
+  private readonly pool: Piscina;
+
+  constructor(
+    size: number,
+    private readonly compression: Pick<CompressionSettings, 'algorithm' | 'level'>,
+    private readonly encrypt: string[],
+    private readonly answerWithinMs = SEAL_WITHIN_MS,
+  ) {
+    this.pool = new Piscina({ filename: SEAL_THREAD, minThreads: size, maxThreads: size, concurrentTasksPerWorker: 1, idleTimeout: 60_000 });
+  }
+
+  async seal(file: string, out: string): Promise<Sealed> {
+    let text: string;
+    try {
+      const task = { file, out, algorithm: this.compression.algorithm, level: this.compression.level, encrypt: this.encrypt, withinMs: this.answerWithinMs };
+      // gpg has its watchdog in the thread; this one is for the thread itself (a read that never returns).
+      text = await this.pool.run(task, { signal: AbortSignal.timeout(this.answerWithinMs + 10_000) });
+    } catch (err) {
+      throw transient(ErrorType.StorageUnreachable, `wal-push: sealing ${file}: ${errorText(err)}`);
+    }
+    return sealedOrThrow(text, file, out);
+  }
+
+  async close(): Promise<void> {
+    await this.pool.destroy();
   }
 }
 

@@ -84,8 +84,10 @@ async function descendants(pid: number): Promise<Array<{ pid: number; ppid: numb
 
 // Held on main: each of the sealer's processes killed mid-file (the OOM killer, an operator):
 // the push fails, no partial file is left, nothing is left running, and the next push stores
-// the file whole.
-for (const victim of ['sealer bash', 'subshell', 'zstd', 'gpg', 'bash and subshell'] as const) {
+// the file whole. The bash sealers' (files above the threads' size, forced here), and the gpg a
+// sealing thread starts.
+for (const victim of ['sealer bash', 'subshell', 'zstd', 'gpg', 'bash and subshell', "thread's gpg"] as const) {
+  const inThread = victim === "thread's gpg";
   test(`the sealer's ${victim} killed by SIGKILL mid-file: the push fails, nothing partial or running is left, the next push stores it whole`, async () => {
     const tag = victim.replace(/ /g, '-');
     const name = '000000010000000000000002';
@@ -100,7 +102,8 @@ for (const victim of ['sealer bash', 'subshell', 'zstd', 'gpg', 'bash and subshe
       mkdirSync(walDir, { recursive: true });
       const file = path.join(walDir, name);
       writeFileSync(file, content);
-      const sealers = await startWalSealing(cfg, 1);
+      const sealers = await startWalSealing(cfg, 1, { inThreadUpTo: inThread ? undefined : 0 });
+      const atWork = (tree: Awaited<ReturnType<typeof descendants>>) => tree.some((p) => p.cmd.startsWith('gpg ')) && (inThread || tree.some((p) => p.cmd.startsWith('zstd ')));
       try {
         const push = pushSegment(cfg, openRepositories(cfg), file, { sealing: sealers.sealing });
         push.catch(() => undefined);
@@ -109,18 +112,19 @@ for (const victim of ['sealer bash', 'subshell', 'zstd', 'gpg', 'bash and subshe
         let tree: Awaited<ReturnType<typeof descendants>> = [];
         for (let i = 0; i < 2000 && !settled; i++) {
           tree = await descendants(process.pid);
-          if (tree.some((p) => p.cmd.startsWith('gpg ')) && tree.some((p) => p.cmd.startsWith('zstd '))) break;
+          if (atWork(tree)) break;
           await sleep(2);
         }
         // Done before it was caught at work: tried again.
-        if (!(tree.some((p) => p.cmd.startsWith('gpg ')) && tree.some((p) => p.cmd.startsWith('zstd '))) && attempt < 5) {
+        if (!atWork(tree) && attempt < 5) {
           await push.catch(() => undefined);
           continue;
         }
-        const bash = tree.find((p) => p.cmd.startsWith('bash -c set -u'))!;
-        const sub = tree.filter((p) => p.ppid === bash.pid && p.cmd.startsWith('bash')).map((p) => p.pid);
+        const bash = tree.find((p) => p.cmd.startsWith('bash -c set -u'));
+        const sub = tree.filter((p) => p.ppid === bash?.pid && p.cmd.startsWith('bash')).map((p) => p.pid);
         const pick = (prefix: string) => tree.filter((p) => p.cmd.startsWith(prefix)).map((p) => p.pid);
-        const targets = { 'sealer bash': [bash.pid], subshell: sub, zstd: pick('zstd '), gpg: pick('gpg '), 'bash and subshell': [bash.pid, ...sub] }[victim];
+        const sealer = bash ? [bash.pid] : [];
+        const targets = { 'sealer bash': sealer, subshell: sub, zstd: pick('zstd '), gpg: pick('gpg '), 'bash and subshell': [...sealer, ...sub], "thread's gpg": pick('gpg ') }[victim];
         expect(targets.length).toBeGreaterThan(0);
         for (const t of targets) {
           try {
@@ -177,9 +181,9 @@ test('archive_command (bin/wal-push-async) for a cluster whose pg_wal path holds
 }, 180_000);
 
 // Held on main: the file's identity (inode, size, mtime, ctime) is compared after the seal.
-for (const how of ['overwritten in place', 'replaced by rename'] as const) {
-  test(`a WAL file ${how} while it is sealed: the push fails and no entry is written; pushed again, it is stored as it is now`, async () => {
-    const tag = how.replace(/ /g, '-');
+for (const [how, inThread] of [['overwritten in place', false], ['replaced by rename', false], ['overwritten in place', true], ['replaced by rename', true]] as const) {
+  test(`a WAL file ${how} while it is sealed (${inThread ? 'in a thread' : 'by a bash sealer'}): the push fails and no entry is written; pushed again, it is stored as it is now`, async () => {
+    const tag = `${how.replace(/ /g, '-')}${inThread ? '-thread' : ''}`;
     const spool = path.join(dir, `spool-change-${tag}`);
     const cfg = configFor(spool);
     const walDir = path.join(dir, `wal-change-${tag}`);
@@ -188,12 +192,14 @@ for (const how of ['overwritten in place', 'replaced by rename'] as const) {
     const file = path.join(walDir, name);
     writeFileSync(file, segmentBytes(name, 64 * 1024 * 1024));
     const now = segmentBytes(name, 64 * 1024 * 1024);
-    const sealers = await startWalSealing(cfg, 1);
+    const sealers = await startWalSealing(cfg, 1, { inThreadUpTo: inThread ? undefined : 0 });
     try {
       const push = pushSegment(cfg, openRepositories(cfg), file, { sealing: sealers.sealing });
       let settled = false;
       void push.finally(() => (settled = true)).catch(() => undefined);
-      for (let i = 0; i < 2000 && !settled && !(await descendants(process.pid)).some((p) => p.cmd.startsWith('zstd ')); i++) await sleep(2);
+      // At work: its zstd started (a bash sealer), its gpg (a thread, which has read the file by then).
+      const stage = inThread ? 'gpg ' : 'zstd ';
+      for (let i = 0; i < 2000 && !settled && !(await descendants(process.pid)).some((p) => p.cmd.startsWith(stage)); i++) await sleep(2);
       expect(settled).toBe(false);
       if (how === 'overwritten in place') {
         const fd = openSync(file, 'r+');
