@@ -2,7 +2,13 @@
 # The backupctl worker (and CLI) image: the JavaScript compiled in a build stage (tsc, a dev
 # dependency) plus production packages; no TypeScript and no tsx at run time.
 # Debian, not Alpine: @temporalio/worker ships a glibc native module.
-FROM node:20-bookworm-slim AS build
+# zstd-napi (WAL sealing) builds its native module at install time: python3, make and g++.
+FROM node:20-bookworm-slim AS toolchain
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 make g++ \
+ && rm -rf /var/lib/apt/lists/*
+
+FROM toolchain AS build
 WORKDIR /build
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
@@ -14,6 +20,12 @@ COPY activities ./activities
 COPY workers ./workers
 COPY client ./client
 RUN npm run build
+
+# Production packages, built with the toolchain, copied into the image without it.
+FROM toolchain AS deps
+WORKDIR /deps
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund
 
 FROM node:20-bookworm-slim
 
@@ -29,7 +41,7 @@ WORKDIR /app
 
 # Dependencies first, so that a source change does not reinstall them.
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+COPY --from=deps /deps/node_modules ./node_modules
 
 # The compiled code only: bin/buildState.js finds no sources beside it, so dist/ is what runs.
 COPY --from=build /build/dist ./dist

