@@ -13,6 +13,8 @@
 // eslint-disable-next-line @typescript-eslint/no-require-imports -- CommonJS by design, see above
 const { open } = require('node:fs/promises');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
+const { constants: fsConstants } = require('node:fs');
+// eslint-disable-next-line @typescript-eslint/no-require-imports
 const { createHash } = require('node:crypto');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { spawn } = require('node:child_process');
@@ -35,9 +37,14 @@ let cctx;
 
 /** The file's bytes, read whole into this thread's input buffer. */
 async function readWhole(file) {
-  const handle = await open(file, 'r');
+  // Non-blocking: a FIFO put in the file's place after its checks would hold the open, and with it
+  // one of the process's four libuv threads, for ever (aborting the task ends this thread, not
+  // that open). A regular file reads alike either way.
+  const handle = await open(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
   try {
-    const { size } = await handle.stat();
+    const info = await handle.stat();
+    if (!info.isFile()) throw new Error(`${file} is not a regular file`);
+    const { size } = info;
     if (input.length < size) input = Buffer.allocUnsafe(size);
     let at = 0;
     while (at < size) {
@@ -60,12 +67,19 @@ function compress(plain, algorithm, level) {
   return packedBuffer.subarray(0, cctx.compress2(packedBuffer, plain));
 }
 
-/** gpg reading `input` on stdin and writing to the open file `fd`: what it said, and how it ended. */
-function encrypt(argv, input, fd, withinMs) {
+/**
+ * gpg reading `input` on stdin and writing to the open file `fd`: what it said, and how it ended.
+ * Its pid is kept in `childPid` (shared with the pool) while it runs: a thread ended by the pool
+ * (closed, or its time limit) runs no code of its own, and its gpg would run on, or stay stopped.
+ */
+function encrypt(argv, input, fd, withinMs, childPid) {
   return new Promise((resolve) => {
     let said = '';
     let killedByWatchdog = false;
     const child = spawn(argv[0], argv.slice(1), { stdio: ['pipe', fd, 'pipe'] });
+    if (childPid && child.pid) Atomics.store(childPid, 0, child.pid);
+    // Reaped: the pid may be another process's from now on.
+    child.on('exit', () => childPid && Atomics.store(childPid, 0, 0));
     // A gpg that never ends (stopped by SIGSTOP, a frozen disk): killed, and the file fails, retryably.
     const watchdog = setTimeout(() => {
       killedByWatchdog = true;
@@ -122,7 +136,7 @@ async function fileSha256(file) {
 }
 
 /**
- * task: { file, out, algorithm: 'zstd' | 'gzip', level, encrypt: gpg's argv, withinMs }.
+ * task: { file, out, algorithm: 'zstd' | 'gzip', level, encrypt: gpg's argv, withinMs, childPid?: Int32Array on a SharedArrayBuffer }.
  * `out` is created here, exclusively (never a file that exists, nor through a link planted there).
  */
 module.exports = async function sealWalFile(task) {
@@ -136,7 +150,7 @@ module.exports = async function sealWalFile(task) {
   }
   let ended;
   try {
-    ended = await encrypt(task.encrypt, read.packed, handle.fd, task.withinMs);
+    ended = await encrypt(task.encrypt, read.packed, handle.fd, task.withinMs, task.childPid);
   } finally {
     await handle.close();
   }

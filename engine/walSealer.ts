@@ -95,6 +95,8 @@ const SEAL_THREAD = fileURLToPath(new URL('./walSealThread.cjs', import.meta.url
  */
 export class ThreadSealerPool implements Sealing {
   private readonly pool: Piscina;
+  /** The seals under way, each with its gpg's pid (0: none running), which the thread keeps there. */
+  private readonly underWay = new Map<Promise<unknown>, Int32Array>();
 
   constructor(
     size: number,
@@ -107,18 +109,47 @@ export class ThreadSealerPool implements Sealing {
 
   async seal(file: string, out: string): Promise<Sealed> {
     let text: string;
+    const childPid = new Int32Array(new SharedArrayBuffer(4));
     try {
-      const task = { file, out, algorithm: this.compression.algorithm, level: this.compression.level, encrypt: this.encrypt, withinMs: this.answerWithinMs };
+      const task = { file, out, algorithm: this.compression.algorithm, level: this.compression.level, encrypt: this.encrypt, withinMs: this.answerWithinMs, childPid };
       // gpg has its watchdog in the thread; this one is for the thread itself (a read that never returns).
-      text = await this.pool.run(task, { signal: AbortSignal.timeout(this.answerWithinMs + 10_000) });
+      const run = this.pool.run(task, { signal: AbortSignal.timeout(this.answerWithinMs + 10_000) }) as Promise<string>;
+      this.underWay.set(run, childPid);
+      try {
+        text = await run;
+      } finally {
+        this.underWay.delete(run);
+      }
     } catch (err) {
+      // A thread ended under its gpg (the pool's time limit, or closed) leaves that gpg to nobody.
+      killChild(childPid);
       throw transient(ErrorType.StorageUnreachable, `wal-push: sealing ${file}: ${errorText(err)}`);
     }
     return sealedOrThrow(text, file, out);
   }
 
+  /**
+   * Ends the seals under way (retryably) and the threads. Their gpg are killed first, so that each
+   * thread sees its gpg end and reaps it: a thread ended under a running gpg leaves it running (or
+   * stopped) for ever, and one that ended would be left a zombie. A thread stuck elsewhere (a read
+   * that never returns) is not waited for long.
+   */
   async close(): Promise<void> {
+    for (const childPid of this.underWay.values()) killChild(childPid);
+    await Promise.race([Promise.allSettled([...this.underWay.keys()]), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
     await this.pool.destroy();
+    for (const childPid of this.underWay.values()) killChild(childPid);
+  }
+}
+
+function killChild(childPid: Int32Array): void {
+  const pid = Atomics.load(childPid, 0);
+  if (pid > 0) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // Ended meanwhile.
+    }
   }
 }
 

@@ -1,0 +1,105 @@
+// Hostile review of the WAL sealing threads (engine/walSealer.ts ThreadSealerPool,
+// engine/walSealThread.cjs), on real processes: what a pool closed, or a thread stopped, while
+// gpg runs leaves behind; what a path that is no regular file does to a thread.
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execa } from 'execa';
+import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
+import { type Config } from '../common/config.js';
+import { encryptorCommand, loadRecipient, stopAgent } from '../engine/encryption.js';
+import { ThreadSealerPool } from '../engine/walSealer.js';
+import { segmentBytes } from './fixtures/walSegment.js';
+import { spoolConfig } from './fixtures/walSpool.js';
+
+let dir: string;
+let keys: KeyPair;
+let config: Config;
+
+beforeAll(async () => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'backupctl-sealthread-'));
+  keys = await ensureKeyPair(path.join(dir, 'keys'));
+  config = spoolConfig(keys, path.join(dir, 'local'), 'walsealthread');
+}, 60_000);
+
+afterAll(async () => {
+  await stopAgent(keys.privateHome);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Whether pid runs (a zombie, ended and not yet reaped, does not). */
+function running(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+async function pidWritten(file: string): Promise<number> {
+  for (let i = 0; i < 200 && !existsSync(file); i++) await sleep(50);
+  return Number(readFileSync(file, 'utf8').trim());
+}
+
+function walFile(name: string): string {
+  const file = path.join(dir, name);
+  writeFileSync(file, segmentBytes(name));
+  return file;
+}
+
+describe.each(['running', 'stopped (SIGSTOP)'] as const)('a pool closed while its gpg is %s', (state) => {
+  test('the seal fails retryably, and no gpg of it is left running, stopped or unreaped', async () => {
+    const file = walFile(state === 'running' ? '000000010000000000000061' : '000000010000000000000062');
+    const pidFile = path.join(dir, `gpg-${state.slice(0, 4)}.pid`);
+    // A gpg slow to read its input (a loaded host): the pool is closed meanwhile (a pusher's error, its end).
+    const pool = new ThreadSealerPool(1, config.compression, ['bash', '-c', `echo $$ > '${pidFile}'; exec sleep 60`], 30_000);
+    const sealing = pool.seal(file, path.join(dir, `out-${state.slice(0, 4)}`)).catch((e: unknown) => e);
+    const pid = await pidWritten(pidFile);
+    if (state !== 'running') process.kill(pid, 'SIGSTOP');
+    await pool.close();
+    expect(await sealing).toMatchObject({ type: 'StorageUnreachable', retryable: true });
+    for (let i = 0; i < 40 && running(pid); i++) await sleep(50);
+    const left = running(pid);
+    if (left) process.kill(pid, 'SIGKILL');
+    expect(left).toBe(false);
+    // Nor a zombie no thread will reap: the pool's threads are gone.
+    expect(existsSync(`/proc/${pid}`)).toBe(false);
+  }, 30_000);
+});
+
+test('a pool closed while no seal is under way closes at once, and a later pool seals whole', async () => {
+  const recipient = await loadRecipient(config.encryption.publicKeyFile);
+  const file = walFile('000000010000000000000063');
+  const pool = new ThreadSealerPool(1, config.compression, encryptorCommand(recipient), 10_000);
+  try {
+    const out = path.join(dir, 'out-63');
+    const sealed = await pool.seal(file, out);
+    expect(sealed.plainSha256).toBe(sha(readFileSync(file)));
+    expect(sealed.sha256).toBe(sha(readFileSync(out)));
+    const started = Date.now();
+    await pool.close();
+    expect(Date.now() - started).toBeLessThan(2000);
+  } finally {
+    await recipient.dispose();
+  }
+}, 30_000);
+
+test('a FIFO in place of the WAL file (replaced after its checks): the seal fails at once, naming it, and leaves no read blocked', async () => {
+  const fifo = path.join(dir, '000000010000000000000064');
+  await execa('mkfifo', [fifo]);
+  const pool = new ThreadSealerPool(1, config.compression, ['cat'], 1500);
+  try {
+    const started = Date.now();
+    const err = await pool.seal(fifo, path.join(dir, 'out-64')).catch((e: unknown) => e);
+    expect(err).toMatchObject({ message: expect.stringMatching(/000000010000000000000064.*not a regular file/) });
+    // Not the pool's own time limit (1.5 s + 10 s) run out on an open() that never returns.
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(existsSync(path.join(dir, 'out-64'))).toBe(false);
+  } finally {
+    await pool.close();
+  }
+}, 30_000);
