@@ -35,8 +35,8 @@ let packedBuffer = Buffer.alloc(0);
 const readBuffer = Buffer.allocUnsafe(1024 * 1024);
 let cctx;
 
-/** The file's bytes, read whole into this thread's input buffer. */
-async function readWhole(file) {
+/** The file's bytes, read whole into this thread's input buffer (at most largestFile of them). */
+async function readWhole(file, largestFile) {
   // Non-blocking: a FIFO put in the file's place after its checks would hold the open, and with it
   // one of the process's four libuv threads, for ever (aborting the task ends this thread, not
   // that open). A regular file reads alike either way.
@@ -45,6 +45,8 @@ async function readWhole(file) {
     const info = await handle.stat();
     if (!info.isFile()) throw new Error(`${file} is not a regular file`);
     const { size } = info;
+    // Grown since its size sent it here: the buffers would keep that size as long as the thread lives.
+    if (size > largestFile) throw new Error(`${file} is ${size} bytes, more than a sealing thread takes (${largestFile}); sealed on the next try by a sealer that streams it`);
     if (input.length < size) input = Buffer.allocUnsafe(size);
     let at = 0;
     while (at < size) {
@@ -107,7 +109,7 @@ function encrypt(argv, input, fd, withinMs, childPid) {
 async function readAndPack(task) {
   let plain;
   try {
-    plain = await readWhole(task.file);
+    plain = await readWhole(task.file, task.largestFile ?? Infinity);
   } catch (err) {
     return { error: `error read ${oneLine(err.message)}` };
   }
@@ -136,7 +138,7 @@ async function fileSha256(file) {
 }
 
 /**
- * task: { file, out, algorithm: 'zstd' | 'gzip', level, encrypt: gpg's argv, withinMs, childPid?: Int32Array on a SharedArrayBuffer }.
+ * task: { file, out, algorithm: 'zstd' | 'gzip', level, encrypt: gpg's argv, withinMs, largestFile, childPid?: Int32Array on a SharedArrayBuffer }.
  * `out` is created here, exclusively (never a file that exists, nor through a link planted there).
  */
 module.exports = async function sealWalFile(task) {

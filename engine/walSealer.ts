@@ -85,6 +85,13 @@ export class SealerPool implements Sealing {
   }
 }
 
+/**
+ * The largest file sealed in a worker thread (read whole into memory there, whose buffers keep
+ * the largest size they held); larger ones (a cluster built with a WAL segment size above
+ * 64 MiB) stream through bash sealers.
+ */
+export const SEAL_IN_THREAD_UP_TO = 64 * 1024 * 1024;
+
 const SEAL_THREAD = fileURLToPath(new URL('./walSealThread.cjs', import.meta.url));
 
 /**
@@ -103,6 +110,8 @@ export class ThreadSealerPool implements Sealing {
     private readonly compression: Pick<CompressionSettings, 'algorithm' | 'level'>,
     private readonly encrypt: string[],
     private readonly answerWithinMs = SEAL_WITHIN_MS,
+    // Checked again in the thread, as it reads: a file may grow after its size chose the thread.
+    private readonly largestFile = SEAL_IN_THREAD_UP_TO,
   ) {
     this.pool = new Piscina({ filename: SEAL_THREAD, minThreads: size, maxThreads: size, concurrentTasksPerWorker: 1, idleTimeout: 60_000 });
   }
@@ -111,7 +120,7 @@ export class ThreadSealerPool implements Sealing {
     let text: string;
     const childPid = new Int32Array(new SharedArrayBuffer(4));
     try {
-      const task = { file, out, algorithm: this.compression.algorithm, level: this.compression.level, encrypt: this.encrypt, withinMs: this.answerWithinMs, childPid };
+      const task = { file, out, algorithm: this.compression.algorithm, level: this.compression.level, encrypt: this.encrypt, withinMs: this.answerWithinMs, largestFile: this.largestFile, childPid };
       // gpg has its watchdog in the thread; this one is for the thread itself (a read that never returns).
       const run = this.pool.run(task, { signal: AbortSignal.timeout(this.answerWithinMs + 10_000) }) as Promise<string>;
       this.underWay.set(run, childPid);

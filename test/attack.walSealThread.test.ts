@@ -103,3 +103,16 @@ test('a FIFO in place of the WAL file (replaced after its checks): the seal fail
     await pool.close();
   }
 }, 30_000);
+
+test('a file grown past what a thread seals after it was sent to one (a WAL file extended between the size check and the read): refused retryably, not read into the thread, whose buffers would keep its size for good', async () => {
+  const file = path.join(dir, '000000010000000000000065');
+  writeFileSync(file, Buffer.alloc(3 * 1024 * 1024, 1));
+  const pool = new ThreadSealerPool(1, config.compression, ['cat'], 10_000, 1024 * 1024);
+  try {
+    const err = await pool.seal(file, path.join(dir, 'out-65')).catch((e: unknown) => e);
+    expect(err).toMatchObject({ retryable: true, message: expect.stringMatching(/000000010000000000000065 is 3145728 bytes, more than a sealing thread takes \(1048576\)/) });
+    expect(existsSync(path.join(dir, 'out-65'))).toBe(false);
+  } finally {
+    await pool.close();
+  }
+}, 30_000);
