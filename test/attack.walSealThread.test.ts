@@ -2,7 +2,7 @@
 // engine/walSealThread.cjs), on real processes: what a pool closed, or a thread stopped, while
 // gpg runs leaves behind; what a path that is no regular file does to a thread.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -10,6 +10,8 @@ import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
 import { type Config } from '../common/config.js';
 import { encryptorCommand, loadRecipient, stopAgent } from '../engine/encryption.js';
 import { ThreadSealerPool } from '../engine/walSealer.js';
+import { runWalPusher } from '../engine/walPusher.js';
+import { openRepositories } from '../engine/storage/index.js';
 import { segmentBytes } from './fixtures/walSegment.js';
 import { spoolConfig } from './fixtures/walSpool.js';
 
@@ -116,3 +118,52 @@ test('a file grown past what a thread seals after it was sent to one (a WAL file
     await pool.close();
   }
 }, 30_000);
+
+test("the pusher ended by an error (here its configuration check failing) while segments are sealed: it returns only once every store it started has ended, so none writes on after it released the spool's writer lock, and no gpg of it runs on", async () => {
+  const base = path.join(dir, 'pusher-error');
+  const walDir = path.join(base, 'pg_wal');
+  const statusDir = path.join(base, 'status');
+  const bin = path.join(base, 'bin');
+  mkdirSync(path.join(walDir, 'archive_status'), { recursive: true });
+  mkdirSync(statusDir);
+  mkdirSync(bin);
+  const cfg = spoolConfig(keys, path.join(base, 'spool'), 'walsealthread');
+  const names = ['000000010000000000000071', '000000010000000000000072'];
+  for (const name of names) {
+    writeFileSync(path.join(walDir, name), segmentBytes(name));
+    writeFileSync(path.join(walDir, 'archive_status', `${name}.ready`), '');
+  }
+  // A slow gpg (a loaded host): the seals are under way when the pusher fails.
+  const gpg = (await execa('bash', ['-c', 'command -v gpg'])).stdout.trim();
+  writeFileSync(path.join(bin, 'gpg'), `#!/bin/bash\nsleep 2\nexec '${gpg}' "$@"\n`, { mode: 0o755 });
+  const savedPath = process.env.PATH;
+  process.env.PATH = `${bin}:${savedPath}`;
+  const lines: string[] = [];
+  let checks = 0;
+  try {
+    const ended = await runWalPusher({
+      config: cfg,
+      repositories: openRepositories(cfg),
+      statusDir,
+      walDir,
+      processes: 2,
+      configIdentity: 'test',
+      idleMs: 5000,
+      log: (line) => lines.push(line),
+      stillCurrent: async () => {
+        if (++checks > 1 && lines.length === 0) {
+          await sleep(300);
+          throw new Error('the configuration file cannot be read');
+        }
+        return true;
+      },
+    }).catch((e: unknown) => e);
+    expect(ended).toMatchObject({ message: 'the configuration file cannot be read' });
+    // Each file taken has its outcome before the pusher is done: nothing of it goes on.
+    const told = [...lines];
+    for (const name of names) expect(told.some((l) => l.startsWith(`${name}: `))).toBe(true);
+    expect((await execa('pgrep', ['-P', String(process.pid), '-f', 'gpg'], { reject: false })).stdout.trim()).toBe('');
+  } finally {
+    process.env.PATH = savedPath;
+  }
+}, 60_000);
