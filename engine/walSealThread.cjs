@@ -90,8 +90,13 @@ function encrypt(argv, input, fd, withinMs, childPid) {
     child.stderr.on('data', (chunk) => {
       if (said.length < 4000) said += chunk.toString('utf8');
     });
-    // A gpg that died before reading all of it: its end says why.
+    // A gpg that died before reading all of it: its end says why. One that ended well without
+    // reading all of it wrote the sealed file of a part: refused below.
+    let written = false;
     child.stdin.on('error', () => undefined);
+    child.stdin.on('finish', () => {
+      written = true;
+    });
     child.on('error', (err) => {
       clearTimeout(watchdog);
       resolve({ status: 127, said: err.message });
@@ -99,7 +104,7 @@ function encrypt(argv, input, fd, withinMs, childPid) {
     child.on('close', (code, signal) => {
       clearTimeout(watchdog);
       const status = code ?? 128 + (osConstants.signals[signal] ?? 0);
-      resolve({ status, said: said.trim(), killedByWatchdog });
+      resolve({ status, said: said.trim(), killedByWatchdog, unread: !written });
     });
     child.stdin.end(input);
   });
@@ -158,6 +163,7 @@ module.exports = async function sealWalFile(task) {
   }
   if (ended.killedByWatchdog) return `error ended gpg gave no answer within ${task.withinMs / 1000} s and was killed`;
   if (ended.status !== 0) return `error encrypt gpg exited with ${ended.status} ${oneLine(ended.said)}`;
+  if (ended.unread) return `error ended gpg ended before it read all of its input (${read.packed.length} bytes) ${oneLine(ended.said)}`;
   try {
     return `ok ${read.plainSha256} ${await fileSha256(task.out)}`;
   } catch (err) {

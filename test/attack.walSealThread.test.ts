@@ -1,7 +1,7 @@
 // Hostile review of the WAL sealing threads (engine/walSealer.ts ThreadSealerPool,
 // engine/walSealThread.cjs), on real processes: what a pool closed, or a thread stopped, while
 // gpg runs leaves behind; what a path that is no regular file does to a thread.
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -167,3 +167,17 @@ test("the pusher ended by an error (here its configuration check failing) while 
     process.env.PATH = savedPath;
   }
 }, 60_000);
+
+test('an encryptor that ends well (status 0) without reading all it was given: the seal fails, nothing counts as sealed from part of the file (as the bash sealer, whose compressor then dies of SIGPIPE)', async () => {
+  const file = path.join(dir, '000000010000000000000066');
+  // Incompressible: more than a pipe holds reaches the encryptor.
+  writeFileSync(file, randomBytes(2 * 1024 * 1024));
+  const pool = new ThreadSealerPool(1, config.compression, ['bash', '-c', 'head -c 10 >/dev/null; exit 0'], 10_000);
+  try {
+    const err = await pool.seal(file, path.join(dir, 'out-66')).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect((err as Error).message).toMatch(/ended before it read all of/);
+  } finally {
+    await pool.close();
+  }
+}, 30_000);
