@@ -181,3 +181,17 @@ test('an encryptor that ends well (status 0) without reading all it was given: t
     await pool.close();
   }
 }, 30_000);
+
+test("more seals at once than threads: each waits for a free thread, and its time limit counts from when a thread takes it, not from when it was asked (the fourth of four 4 s seals through one thread is not cut short at the pool's 14.5 s)", async () => {
+  const files = ['000000010000000000000067', '000000010000000000000068', '000000010000000000000069', '00000001000000000000006A'].map(walFile);
+  // The encryptor's own watchdog is 4.5 s: each seal takes 4 s of it.
+  const pool = new ThreadSealerPool(1, config.compression, ['bash', '-c', 'sleep 4; exec cat'], 4500);
+  try {
+    const results = await Promise.all(files.map((f, i) => pool.seal(f, path.join(dir, `out-queued-${i}`)).catch((e: unknown) => e)));
+    for (const [i, r] of results.entries()) {
+      expect(r).toMatchObject({ plainSha256: sha(readFileSync(files[i])) });
+    }
+  } finally {
+    await pool.close();
+  }
+}, 60_000);
