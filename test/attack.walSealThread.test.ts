@@ -195,3 +195,23 @@ test("more seals at once than threads: each waits for a free thread, and its tim
     await pool.close();
   }
 }, 60_000);
+
+test('a recipient key that expires while the pool runs (loaded when it still could encrypt): the seal fails permanently (InvalidPublicKey), naming gpg\'s reason, not retried as if transient', async () => {
+  const home = path.join(dir, 'expiring-home');
+  mkdirSync(home, { mode: 0o700 });
+  const gpg = (args: string[]) => execa('gpg', ['--homedir', home, '--batch', '--no-tty', '--pinentry-mode', 'loopback', '--passphrase', '', ...args]);
+  await gpg(['--quick-gen-key', 'expiring <expiring@example.invalid>', 'rsa2048', 'sign,encrypt', 'seconds=6']);
+  const publicKeyFile = path.join(dir, 'expiring.asc');
+  writeFileSync(publicKeyFile, (await gpg(['--armor', '--export', 'expiring@example.invalid'])).stdout);
+  const recipient = await loadRecipient(publicKeyFile);
+  const pool = new ThreadSealerPool(1, config.compression, encryptorCommand(recipient), 10_000);
+  try {
+    await sleep(7000);
+    const err = await pool.seal(walFile('00000001000000000000006B'), path.join(dir, 'out-6B')).catch((e: unknown) => e);
+    expect(err).toMatchObject({ type: 'InvalidPublicKey', retryable: false, message: expect.stringMatching(/gpg could not encrypt .*00000001000000000000006B.*(expired|[Uu]nusable)/) });
+  } finally {
+    await pool.close();
+    await recipient.dispose();
+    await stopAgent(home);
+  }
+}, 60_000);
