@@ -35,7 +35,7 @@ import { runCommand } from './exec.js';
 import { checkBranchSegment, checkSegment, checkWalFile, MAX_TEXT_FILE_BYTES, walFileKind, type TimelineSwitch } from './walHeader.js';
 import type { Repository } from './storage/repository.js';
 import { FilesystemRepository } from './storage/filesystem.js';
-import { SealerPool, ThreadSealerPool, type Sealed, type Sealing } from './walSealer.js';
+import { SEAL_IN_THREAD_UP_TO, SealerPool, ThreadSealerPool, type Sealed, type Sealing } from './walSealer.js';
 import { OpenerPool, type WalOpening } from './walOpener.js';
 import { lockWalWriter, type WalWriterLock } from './walWriterLock.js';
 
@@ -262,11 +262,7 @@ async function storeSegment(config: Config, spool: FilesystemRepository, file: s
   }
 }
 
-/**
- * The largest file sealed in a worker thread (read whole into memory there); larger ones (a
- * cluster built with a WAL segment size above 64 MiB) stream through bash sealers.
- */
-export const SEAL_IN_THREAD_UP_TO = 64 * 1024 * 1024;
+export { SEAL_IN_THREAD_UP_TO };
 
 /**
  * Sealers for WAL files (walSealer.ts), `processes` of them, with the public key loaded once:
@@ -277,7 +273,7 @@ export async function startWalSealing(config: Config, processes: number, options
   const recipient = await loadRecipient(config.encryption.publicKeyFile);
   const inThreadUpTo = options.inThreadUpTo ?? SEAL_IN_THREAD_UP_TO;
   const encrypt = encryptorCommand(recipient);
-  const threads = inThreadUpTo > 0 ? new ThreadSealerPool(processes, config.compression, encrypt) : undefined;
+  const threads = inThreadUpTo > 0 ? new ThreadSealerPool(processes, config.compression, encrypt, undefined, inThreadUpTo) : undefined;
   // Started when a file first needs them. One thread per segment: segments are stored several at
   // a time (the pusher), and one zstd spreading a 16 MiB file over every core only adds its
   // threads' overhead to theirs.

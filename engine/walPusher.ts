@@ -210,7 +210,10 @@ export async function runWalPusher(options: PusherOptions): Promise<PusherSummar
     return summary;
   } finally {
     for (const w of watchers) w.close();
+    // Ended by an error, stores may be under way: their gpg are ended first (they then fail,
+    // retryably), and each has ended before the writer lock goes, so none writes on beside the next writer.
     await (await sealers?.catch(() => undefined))?.close();
+    await Promise.allSettled(inFlight.values());
     await writerLock.release();
   }
 }

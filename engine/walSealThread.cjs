@@ -13,6 +13,8 @@
 // eslint-disable-next-line @typescript-eslint/no-require-imports -- CommonJS by design, see above
 const { open } = require('node:fs/promises');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
+const { constants: fsConstants } = require('node:fs');
+// eslint-disable-next-line @typescript-eslint/no-require-imports
 const { createHash } = require('node:crypto');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { spawn } = require('node:child_process');
@@ -33,11 +35,18 @@ let packedBuffer = Buffer.alloc(0);
 const readBuffer = Buffer.allocUnsafe(1024 * 1024);
 let cctx;
 
-/** The file's bytes, read whole into this thread's input buffer. */
-async function readWhole(file) {
-  const handle = await open(file, 'r');
+/** The file's bytes, read whole into this thread's input buffer (at most largestFile of them). */
+async function readWhole(file, largestFile) {
+  // Non-blocking: a FIFO put in the file's place after its checks would hold the open, and with it
+  // one of the process's four libuv threads, for ever (aborting the task ends this thread, not
+  // that open). A regular file reads alike either way.
+  const handle = await open(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
   try {
-    const { size } = await handle.stat();
+    const info = await handle.stat();
+    if (!info.isFile()) throw new Error(`${file} is not a regular file`);
+    const { size } = info;
+    // Grown since its size sent it here: the buffers would keep that size as long as the thread lives.
+    if (size > largestFile) throw new Error(`${file} is ${size} bytes, more than a sealing thread takes (${largestFile}); sealed on the next try by a sealer that streams it`);
     if (input.length < size) input = Buffer.allocUnsafe(size);
     let at = 0;
     while (at < size) {
@@ -60,12 +69,19 @@ function compress(plain, algorithm, level) {
   return packedBuffer.subarray(0, cctx.compress2(packedBuffer, plain));
 }
 
-/** gpg reading `input` on stdin and writing to the open file `fd`: what it said, and how it ended. */
-function encrypt(argv, input, fd, withinMs) {
+/**
+ * gpg reading `input` on stdin and writing to the open file `fd`: what it said, and how it ended.
+ * Its pid is kept in `childPid` (shared with the pool) while it runs: a thread ended by the pool
+ * (closed, or its time limit) runs no code of its own, and its gpg would run on, or stay stopped.
+ */
+function encrypt(argv, input, fd, withinMs, childPid) {
   return new Promise((resolve) => {
     let said = '';
     let killedByWatchdog = false;
     const child = spawn(argv[0], argv.slice(1), { stdio: ['pipe', fd, 'pipe'] });
+    if (childPid && child.pid) Atomics.store(childPid, 0, child.pid);
+    // Reaped: the pid may be another process's from now on.
+    child.on('exit', () => childPid && Atomics.store(childPid, 0, 0));
     // A gpg that never ends (stopped by SIGSTOP, a frozen disk): killed, and the file fails, retryably.
     const watchdog = setTimeout(() => {
       killedByWatchdog = true;
@@ -74,8 +90,13 @@ function encrypt(argv, input, fd, withinMs) {
     child.stderr.on('data', (chunk) => {
       if (said.length < 4000) said += chunk.toString('utf8');
     });
-    // A gpg that died before reading all of it: its end says why.
+    // A gpg that died before reading all of it: its end says why. One that ended well without
+    // reading all of it wrote the sealed file of a part: refused below.
+    let written = false;
     child.stdin.on('error', () => undefined);
+    child.stdin.on('finish', () => {
+      written = true;
+    });
     child.on('error', (err) => {
       clearTimeout(watchdog);
       resolve({ status: 127, said: err.message });
@@ -83,7 +104,7 @@ function encrypt(argv, input, fd, withinMs) {
     child.on('close', (code, signal) => {
       clearTimeout(watchdog);
       const status = code ?? 128 + (osConstants.signals[signal] ?? 0);
-      resolve({ status, said: said.trim(), killedByWatchdog });
+      resolve({ status, said: said.trim(), killedByWatchdog, unread: !written });
     });
     child.stdin.end(input);
   });
@@ -93,7 +114,7 @@ function encrypt(argv, input, fd, withinMs) {
 async function readAndPack(task) {
   let plain;
   try {
-    plain = await readWhole(task.file);
+    plain = await readWhole(task.file, task.largestFile ?? Infinity);
   } catch (err) {
     return { error: `error read ${oneLine(err.message)}` };
   }
@@ -122,7 +143,7 @@ async function fileSha256(file) {
 }
 
 /**
- * task: { file, out, algorithm: 'zstd' | 'gzip', level, encrypt: gpg's argv, withinMs }.
+ * task: { file, out, algorithm: 'zstd' | 'gzip', level, encrypt: gpg's argv, withinMs, largestFile, childPid?: Int32Array on a SharedArrayBuffer }.
  * `out` is created here, exclusively (never a file that exists, nor through a link planted there).
  */
 module.exports = async function sealWalFile(task) {
@@ -136,12 +157,13 @@ module.exports = async function sealWalFile(task) {
   }
   let ended;
   try {
-    ended = await encrypt(task.encrypt, read.packed, handle.fd, task.withinMs);
+    ended = await encrypt(task.encrypt, read.packed, handle.fd, task.withinMs, task.childPid);
   } finally {
     await handle.close();
   }
   if (ended.killedByWatchdog) return `error ended gpg gave no answer within ${task.withinMs / 1000} s and was killed`;
   if (ended.status !== 0) return `error encrypt gpg exited with ${ended.status} ${oneLine(ended.said)}`;
+  if (ended.unread) return `error ended gpg ended before it read all of its input (${read.packed.length} bytes) ${oneLine(ended.said)}`;
   try {
     return `ok ${read.plainSha256} ${await fileSha256(task.out)}`;
   } catch (err) {

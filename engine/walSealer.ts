@@ -85,6 +85,13 @@ export class SealerPool implements Sealing {
   }
 }
 
+/**
+ * The largest file sealed in a worker thread (read whole into memory there, whose buffers keep
+ * the largest size they held); larger ones (a cluster built with a WAL segment size above
+ * 64 MiB) stream through bash sealers.
+ */
+export const SEAL_IN_THREAD_UP_TO = 64 * 1024 * 1024;
+
 const SEAL_THREAD = fileURLToPath(new URL('./walSealThread.cjs', import.meta.url));
 
 /**
@@ -95,30 +102,80 @@ const SEAL_THREAD = fileURLToPath(new URL('./walSealThread.cjs', import.meta.url
  */
 export class ThreadSealerPool implements Sealing {
   private readonly pool: Piscina;
+  private readonly size: number;
+  /** The seals under way, each with its gpg's pid (0: none running), which the thread keeps there. */
+  private readonly underWay = new Map<Promise<unknown>, Int32Array>();
+  /** Seals waiting for a free thread, here rather than in the pool's queue: see seal. */
+  private readonly waiting: Array<() => void> = [];
+  private busy = 0;
+  private closing = false;
 
   constructor(
     size: number,
     private readonly compression: Pick<CompressionSettings, 'algorithm' | 'level'>,
     private readonly encrypt: string[],
     private readonly answerWithinMs = SEAL_WITHIN_MS,
+    // Checked again in the thread, as it reads: a file may grow after its size chose the thread.
+    private readonly largestFile = SEAL_IN_THREAD_UP_TO,
   ) {
+    this.size = size;
     this.pool = new Piscina({ filename: SEAL_THREAD, minThreads: size, maxThreads: size, concurrentTasksPerWorker: 1, idleTimeout: 60_000 });
   }
 
   async seal(file: string, out: string): Promise<Sealed> {
     let text: string;
+    const childPid = new Int32Array(new SharedArrayBuffer(4));
+    // The time limit below counts from when a thread takes the file: in the pool's queue it ran
+    // while the file waited there, and cut short seals that had hardly started.
+    // A thread freed is handed to the first that waits, not to whichever seal is asked next.
+    if (this.busy >= this.size) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    else this.busy++;
     try {
-      const task = { file, out, algorithm: this.compression.algorithm, level: this.compression.level, encrypt: this.encrypt, withinMs: this.answerWithinMs };
+      if (this.closing) throw new Error('the sealing threads are closed');
+      const task = { file, out, algorithm: this.compression.algorithm, level: this.compression.level, encrypt: this.encrypt, withinMs: this.answerWithinMs, largestFile: this.largestFile, childPid };
       // gpg has its watchdog in the thread; this one is for the thread itself (a read that never returns).
-      text = await this.pool.run(task, { signal: AbortSignal.timeout(this.answerWithinMs + 10_000) });
+      const run = this.pool.run(task, { signal: AbortSignal.timeout(this.answerWithinMs + 10_000) }) as Promise<string>;
+      this.underWay.set(run, childPid);
+      try {
+        text = await run;
+      } finally {
+        this.underWay.delete(run);
+      }
     } catch (err) {
+      // A thread ended under its gpg (the pool's time limit, or closed) leaves that gpg to nobody.
+      killChild(childPid);
       throw transient(ErrorType.StorageUnreachable, `wal-push: sealing ${file}: ${errorText(err)}`);
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.busy--;
     }
     return sealedOrThrow(text, file, out);
   }
 
+  /**
+   * Ends the seals under way (retryably) and the threads. Their gpg are killed first, so that each
+   * thread sees its gpg end and reaps it: a thread ended under a running gpg leaves it running (or
+   * stopped) for ever, and one that ended would be left a zombie. A thread stuck elsewhere (a read
+   * that never returns) is not waited for long.
+   */
   async close(): Promise<void> {
+    this.closing = true;
+    for (const childPid of this.underWay.values()) killChild(childPid);
+    await Promise.race([Promise.allSettled([...this.underWay.keys()]), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
     await this.pool.destroy();
+    for (const childPid of this.underWay.values()) killChild(childPid);
+  }
+}
+
+function killChild(childPid: Int32Array): void {
+  const pid = Atomics.load(childPid, 0);
+  if (pid > 0) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // Ended meanwhile.
+    }
   }
 }
 
