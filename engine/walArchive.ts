@@ -17,7 +17,7 @@
 // there can already write the database's files), or, with --allow-unsigned, any unsigned one
 // (archives shipped before entries were signed). docs/SECURITY.md, "WAL".
 import { createHash, randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { constants as fsConstants, createWriteStream } from 'node:fs';
 import { open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { text } from 'node:stream/consumers';
@@ -331,14 +331,16 @@ const HEAD_BYTES = 64 * 1024;
 async function readWalFileHead(file: string, name: string): Promise<{ head: Buffer; size: number; identity: string }> {
   try {
     const identity = await statIdentity(file);
-    const info = await stat(file);
-    if (!info.isFile()) throw permanent(ErrorType.InvalidInput, `wal-push: ${file} is not a regular file; nothing archived`);
-    const kind = walFileKind(name);
-    const segmentKind = kind === 'segment' || kind === 'partial';
-    const limit = segmentKind ? MAX_SEGMENT_BYTES : MAX_TEXT_FILE_BYTES;
-    if (info.size > limit) throw permanent(ErrorType.InvalidInput, `wal-push: ${file} has ${info.size} bytes, more than a ${kind} file can (${limit}); nothing archived`);
-    const handle = await open(file, 'r');
+    // Opened without blocking, and what was opened is checked: a FIFO put in its place after a
+    // check of the path would hold the open (and a thread of libuv's pool) for ever.
+    const handle = await open(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
     try {
+      const info = await handle.stat();
+      if (!info.isFile()) throw permanent(ErrorType.InvalidInput, `wal-push: ${file} is not a regular file; nothing archived`);
+      const kind = walFileKind(name);
+      const segmentKind = kind === 'segment' || kind === 'partial';
+      const limit = segmentKind ? MAX_SEGMENT_BYTES : MAX_TEXT_FILE_BYTES;
+      if (info.size > limit) throw permanent(ErrorType.InvalidInput, `wal-push: ${file} has ${info.size} bytes, more than a ${kind} file can (${limit}); nothing archived`);
       const want = segmentKind ? Math.min(info.size, HEAD_BYTES) : info.size;
       const head = Buffer.alloc(want);
       const { bytesRead } = await handle.read(head, 0, want, 0);

@@ -97,9 +97,10 @@ function encrypt(argv, input, fd, withinMs, childPid) {
     child.stdin.on('finish', () => {
       written = true;
     });
+    // Not started (not on PATH, a fork refused): nothing of the key; said so, and retried.
     child.on('error', (err) => {
       clearTimeout(watchdog);
-      resolve({ status: 127, said: err.message });
+      resolve({ status: 127, said: err.message, notStarted: true });
     });
     child.on('close', (code, signal) => {
       clearTimeout(watchdog);
@@ -162,6 +163,7 @@ module.exports = async function sealWalFile(task) {
     await handle.close();
   }
   if (ended.killedByWatchdog) return `error ended gpg gave no answer within ${task.withinMs / 1000} s and was killed`;
+  if (ended.notStarted) return `error ended could not start ${task.encrypt[0]}: ${oneLine(ended.said)}`;
   if (ended.status !== 0) return `error encrypt gpg exited with ${ended.status} ${oneLine(ended.said)}`;
   if (ended.unread) return `error ended gpg ended before it read all of its input (${read.packed.length} bytes) ${oneLine(ended.said)}`;
   try {

@@ -215,3 +215,16 @@ test('a recipient key that expires while the pool runs (loaded when it still cou
     await stopAgent(home);
   }
 }, 60_000);
+
+test('an encryptor that cannot be started (gpg missing from PATH, a fork refused): the seal fails retryably, saying so, and is not taken for a bad key', async () => {
+  const file = walFile('000000010000000000000070');
+  const pool = new ThreadSealerPool(1, config.compression, [path.join(dir, 'no-such-gpg'), '--encrypt']);
+  try {
+    const err = (await pool.seal(file, path.join(dir, 'out-nogpg')).catch((e: unknown) => e)) as Error & { type?: string; retryable?: boolean };
+    expect(err).toBeInstanceOf(Error);
+    expect({ type: err.type, retryable: err.retryable }).toEqual({ type: 'StorageUnreachable', retryable: true });
+    expect(err.message).toMatch(/could not start .*no-such-gpg.*ENOENT/);
+  } finally {
+    await pool.close();
+  }
+}, 60_000);
