@@ -1,37 +1,30 @@
 // Hostile review of the WAL sealing threads (engine/walSealer.ts ThreadSealerPool,
 // engine/walSealThread.cjs), on real processes: what a pool closed, or a thread stopped, while
 // gpg runs leaves behind; what a path that is no regular file does to a thread.
-import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
-import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
+import { type KeyPair } from '../client/dev/demoKeys.js';
 import { type Config } from '../common/config.js';
 import { encryptorCommand, loadRecipient, stopAgent } from '../engine/encryption.js';
 import { ThreadSealerPool } from '../engine/walSealer.js';
 import { runWalPusher } from '../engine/walPusher.js';
 import { openRepositories } from '../engine/storage/index.js';
 import { segmentBytes } from './fixtures/walSegment.js';
-import { spoolConfig } from './fixtures/walSpool.js';
+import { keyedTempDir, sha256Of, sleep, spoolConfig } from './fixtures/walSpool.js';
 
+const temp = keyedTempDir('backupctl-sealthread-');
 let dir: string;
 let keys: KeyPair;
 let config: Config;
 
-beforeAll(async () => {
-  dir = mkdtempSync(path.join(os.tmpdir(), 'backupctl-sealthread-'));
-  keys = await ensureKeyPair(path.join(dir, 'keys'));
+beforeAll(() => {
+  ({ dir, keys } = temp);
   config = spoolConfig(keys, path.join(dir, 'local'), 'walsealthread');
-}, 60_000);
-
-afterAll(async () => {
-  await stopAgent(keys.privateHome);
-  rmSync(dir, { recursive: true, force: true });
 });
 
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const sha = sha256Of;
 
 /** Whether pid runs (a zombie, ended and not yet reaped, does not). */
 function running(pid: number): boolean {
