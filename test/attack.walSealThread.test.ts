@@ -35,9 +35,18 @@ function running(pid: number): boolean {
   }
 }
 
+/**
+ * The pid a process wrote into `file`, once it is there whole. Never 0 or NaN: a file read while
+ * still empty gave Number('') = 0, and process.kill(0, 'SIGSTOP') stopped this test's whole
+ * process group (in CI: jest, its workers and the servers they started).
+ */
 async function pidWritten(file: string): Promise<number> {
-  for (let i = 0; i < 200 && !existsSync(file); i++) await sleep(50);
-  return Number(readFileSync(file, 'utf8').trim());
+  for (let i = 0; i < 200; i++) {
+    const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
+    if (/^[1-9]\d*\n$/.test(text)) return Number(text);
+    await sleep(50);
+  }
+  throw new Error(`no pid written in ${file}`);
 }
 
 function walFile(name: string): string {
@@ -51,7 +60,7 @@ describe.each(['running', 'stopped (SIGSTOP)'] as const)('a pool closed while it
     const file = walFile(state === 'running' ? '000000010000000000000061' : '000000010000000000000062');
     const pidFile = path.join(dir, `gpg-${state.slice(0, 4)}.pid`);
     // A gpg slow to read its input (a loaded host): the pool is closed meanwhile (a pusher's error, its end).
-    const pool = new ThreadSealerPool(1, config.compression, ['bash', '-c', `echo $$ > '${pidFile}'; exec sleep 60`], 30_000);
+    const pool = new ThreadSealerPool(1, config.compression, ['bash', '-c', `echo $$ > '${pidFile}.tmp' && mv '${pidFile}.tmp' '${pidFile}'; exec sleep 60`], 30_000);
     const sealing = pool.seal(file, path.join(dir, `out-${state.slice(0, 4)}`)).catch((e: unknown) => e);
     const pid = await pidWritten(pidFile);
     if (state !== 'running') process.kill(pid, 'SIGSTOP');
