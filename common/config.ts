@@ -75,6 +75,30 @@ function cadence(cron: string) {
 
 const repository = z.discriminatedUnion('type', [filesystemRepository, s3Repository]);
 
+/** How many of each kind of bucket a retention rule keeps (engine/retention.ts). */
+const bucketCount = z.number().int().min(0).max(10_000).optional();
+const retentionRule = z
+  .strictObject({
+    daily: bucketCount,
+    weekly: bucketCount,
+    monthly: bucketCount,
+    yearly: bucketCount,
+    /** Everything completed within this many days stays. */
+    withinDays: z.number().int().min(0).max(36_600).optional(),
+    /** Base backups: the point-in-time window, in days, that stays recoverable. */
+    pitrWindowDays: z.number().int().min(0).max(36_600).optional(),
+  })
+  .refine((r) => Object.values(r).some((v) => v !== undefined && v > 0), 'must keep something: set daily, weekly, monthly, yearly, withinDays or pitrWindowDays above 0');
+
+/** A component's retention: by kind of repository (local: filesystem, offsite: S3), or for one repository by name. */
+const componentRetention = z
+  .strictObject({
+    local: retentionRule.optional(),
+    offsite: retentionRule.optional(),
+    repositories: z.record(z.string(), retentionRule).default({}),
+  })
+  .prefault({});
+
 export const configSchema = z.strictObject({
   /** This machine's name: its worker polls hostTaskQueue(host). */
   host: hostName.default('localhost'),
@@ -285,6 +309,19 @@ export const configSchema = z.strictObject({
       drill: cadence('0 4 1 * *'),
     })
     .prefault({}),
+  /**
+   * What `backupctl prune` and the daily retention keep (engine/retention.ts): grandfather-father-son
+   * buckets in `timezone`, per component and repository; engine/retentionPolicy.ts has the defaults.
+   */
+  retention: z
+    .strictObject({
+      timezone: timeZone.default('UTC'),
+      /** A backup without a manifest, its run closed, is removed as a leftover after this long. */
+      leftoverGraceHours: z.number().int().min(1).max(8_784).default(48),
+      database: componentRetention,
+      base: componentRetention,
+    })
+    .prefault({}),
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
 }).superRefine((config, ctx) => {
   // Names that point at a repository must point at one that exists, of the kind the job needs.
@@ -292,6 +329,11 @@ export const configSchema = z.strictObject({
   const filesystems = names.filter((name) => config.repositories[name].type === 'filesystem');
   if (config.wal.spool !== undefined && !filesystems.includes(config.wal.spool)) {
     ctx.addIssue({ code: 'custom', path: ['wal', 'spool'], input: config.wal.spool, message: `must name a configured filesystem repository (${filesystems.join(', ') || 'none configured'})` });
+  }
+  for (const component of ['database', 'base'] as const) {
+    for (const name of Object.keys(config.retention[component].repositories)) {
+      if (!names.includes(name)) ctx.addIssue({ code: 'custom', path: ['retention', component, 'repositories', name], input: name, message: `must name a configured repository (${names.join(', ')})` });
+    }
   }
   if (config.drill.repository !== undefined && !names.includes(config.drill.repository)) {
     ctx.addIssue({ code: 'custom', path: ['drill', 'repository'], input: config.drill.repository, message: `must name a configured repository (${names.join(', ')})` });

@@ -35,8 +35,8 @@ export interface RetentionRule {
 export interface RetentionPolicy {
   /** IANA time zone of the calendar buckets. */
   timezone: string;
-  /** The rule for a component in a repository. */
-  ruleFor(component: string, repository: string): RetentionRule;
+  /** The rule for a component in a repository; none: everything of it stays. */
+  ruleFor(component: string, repository: string): RetentionRule | undefined;
   /** How long a backup without a manifest, its run closed, is left before it is removed as a leftover. */
   leftoverGraceMs: number;
 }
@@ -236,7 +236,10 @@ export function decideRetention(catalog: RetentionCatalog, policy: RetentionPoli
   const backups: BackupDecision[] = [];
   for (const [key, list] of groups) {
     const [repository, component] = JSON.parse(key) as [string, string];
-    backups.push(...decideBackups(list, policy.ruleFor(component, repository), policy, now));
+    const rule = policy.ruleFor(component, repository);
+    // A component no policy speaks of (one added later): nothing of it is judged unneeded.
+    if (!rule) backups.push(...list.map((b) => ({ repository, component, backupId: b.backupId, action: 'keep' as const, reasons: ['no retention rule for this component'] })));
+    else backups.push(...decideBackups(list, rule, policy, now));
   }
   // Repositories that must hold a segment before the spool lets it go: every other one known.
   const walRepositories = [...new Set([...catalog.wal.map((w) => w.repository), ...knownRepositories])].sort();
