@@ -30,7 +30,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await stopAgent(keys.privateHome);
-  rmSync(dir, { recursive: true, force: true });
+  rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
 });
 
 const entryOf = async (): Promise<WalEntry> => (await readWalEntry(spool, NAME))!;

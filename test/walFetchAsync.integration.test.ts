@@ -68,7 +68,7 @@ afterAll(async () => {
   await stopAgent(keys.privateHome);
   // The fetchers (as the server's OS user) started an agent in restore_command's keyring.
   await stopAgent(path.join(dir, 'gnupg-postgres')).catch(() => undefined);
-  if (!process.env.KEEP_WALFETCHASYNC) rmSync(dir, { recursive: true, force: true });
+  if (!process.env.KEEP_WALFETCHASYNC) rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
 });
 
 function archiveCommand(): string {

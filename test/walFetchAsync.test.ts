@@ -61,8 +61,12 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
+  // The fetchers (idle ones end by themselves, later) and any gpg of theirs: each names the
+  // folder. A gpg left running restarted the key's agent after stopAgent, whose files then kept
+  // the folder from being removed (a CI run's ENOTEMPTY).
+  await execa('pkill', ['-KILL', '-f', dir], { reject: false });
   await stopAgent(keys.privateHome);
-  rmSync(dir, { recursive: true, force: true });
+  rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
 });
 
 function fetchAsync(queue: string, segment: string, destination: string) {

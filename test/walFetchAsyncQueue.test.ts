@@ -12,7 +12,7 @@ let dir: string;
 beforeAll(() => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'backupctl-fetchqueue-'));
 });
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+afterAll(() => rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 }));
 
 test('a queue folder others may write to (mode 1777) is refused at once, naming it', async () => {
   const queue = path.join(dir, 'queue');

@@ -40,7 +40,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await stopAgent(keys.privateHome);
-  rmSync(dir, { recursive: true, force: true });
+  rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
 });
 
 const trust = async (allowUnsigned = false) => walTrustOf(config, await loadVerifier(config, { ownKey: 'if-readable' }), allowUnsigned);
