@@ -92,6 +92,13 @@ export class SealerPool implements Sealing {
  */
 export const SEAL_IN_THREAD_UP_TO = 64 * 1024 * 1024;
 
+/**
+ * How long close() waits for the threads to see their killed gpg end and reap it: a thread ended
+ * before that leaves a zombie nobody reaps until the process ends (2 s was too short on a loaded
+ * machine: a CI run).
+ */
+const CLOSE_WAIT_MS = 15_000;
+
 const SEAL_THREAD = fileURLToPath(new URL('./walSealThread.cjs', import.meta.url));
 
 /**
@@ -162,7 +169,7 @@ export class ThreadSealerPool implements Sealing {
   async close(): Promise<void> {
     this.closing = true;
     for (const childPid of this.underWay.values()) killChild(childPid);
-    await Promise.race([Promise.allSettled([...this.underWay.keys()]), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
+    await Promise.race([Promise.allSettled([...this.underWay.keys()]), new Promise((resolve) => setTimeout(resolve, CLOSE_WAIT_MS).unref())]);
     await this.pool.destroy();
     for (const childPid of this.underWay.values()) killChild(childPid);
   }

@@ -70,7 +70,7 @@ describe.each(['running', 'stopped (SIGSTOP)'] as const)('a pool closed while it
     const left = running(pid);
     if (left) process.kill(pid, 'SIGKILL');
     expect(left).toBe(false);
-    // Nor a zombie no thread will reap: the pool's threads are gone.
+    // Nor a zombie no thread will reap: the pool's threads are gone. (Reaped by close's end.)
     expect(existsSync(`/proc/${pid}`)).toBe(false);
   }, 30_000);
 });
