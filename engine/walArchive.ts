@@ -262,8 +262,6 @@ async function storeSegment(config: Config, spool: FilesystemRepository, file: s
   }
 }
 
-export { SEAL_IN_THREAD_UP_TO };
-
 /**
  * Sealers for WAL files (walSealer.ts), `processes` of them, with the public key loaded once:
  * what pushSegment seals with. The caller closes them (and disposes of the key) when done.
