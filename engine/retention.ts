@@ -90,6 +90,12 @@ export interface WalDecision {
   unshipped: string[];
 }
 
+/** Which components and repositories a run judges; everything else stays, and counts as staying. */
+export interface RetentionScope {
+  components?: string[];
+  repositories?: string[];
+}
+
 export interface RetentionDecision {
   now: number;
   backups: BackupDecision[];
@@ -190,34 +196,26 @@ function decideBackups(backups: CatalogBackup[], rule: RetentionRule, policy: Re
   });
 }
 
-/** The WAL decision for one repository, given the base backups kept there. */
-function decideWal(repository: string, files: CatalogWal[], keptBases: CatalogBackup[], catalog: RetentionCatalog, others: string[]): WalDecision {
+/** Where a repository's WAL is needed from: the start of the oldest base backup kept there, or undefined (all of it stays). */
+function walNeededFrom(keptBases: CatalogBackup[]): { keepFrom?: string; why: string } {
   const starts = keptBases.map((b) => b.walStart).filter((s): s is string => s !== undefined && SEGMENT.test(s));
   if (starts.length === 0 || starts.length < keptBases.length) {
     // No base backup kept here (or one whose start is unknown): no recovery starts from this
     // repository's WAL at a known point, so none of it is judged unneeded.
-    return { repository, why: keptBases.length ? 'a kept base backup does not say where its WAL starts: all WAL kept' : 'no base backup kept in this repository: all WAL kept', delete: [], unshipped: [] };
+    return { why: keptBases.length ? 'a kept base backup does not say where its WAL starts: all WAL kept' : 'no base backup kept in this repository: all WAL kept' };
   }
-  const keepFrom = starts.map((s) => s.slice(8)).sort()[0];
-  const oldest = starts.find((s) => s.slice(8) === keepFrom)!;
-  const below = files.filter((f) => {
+  const number = starts.map((s) => s.slice(8)).sort()[0];
+  const keepFrom = starts.find((s) => s.slice(8) === number)!;
+  return { keepFrom, why: `the oldest base backup kept here starts at ${keepFrom}` };
+}
+
+/** The segments and .partial files of a repository below keepFrom (in segment order); history files never. */
+function walBelow(files: CatalogWal[], keepFrom: string): CatalogWal[] {
+  const limit = keepFrom.slice(8);
+  return files.filter((f) => {
     const n = segmentNumber(f.name);
-    return n !== undefined && n < keepFrom;
+    return n !== undefined && n < limit;
   });
-  if (repository !== catalog.spool) {
-    return { repository, keepFrom: oldest, why: `the oldest base backup kept here starts at ${oldest}`, delete: below.map((f) => f.name).sort(), unshipped: [] };
-  }
-  // The spool goes only of what every other repository holds, verified.
-  const verified = new Map(others.map((r) => [r, new Set<string>()]));
-  for (const w of catalog.wal) if (w.verified) verified.get(w.repository)?.add(w.name);
-  const shipped = (name: string) => others.length > 0 && others.every((r) => verified.get(r)!.has(name));
-  return {
-    repository,
-    keepFrom: oldest,
-    why: `the oldest base backup kept here starts at ${oldest}; below it, only what every other repository holds verified goes`,
-    delete: below.filter((f) => shipped(f.name)).map((f) => f.name).sort(),
-    unshipped: below.filter((f) => !shipped(f.name)).map((f) => f.name).sort(),
-  };
 }
 
 /**
@@ -225,7 +223,8 @@ function decideWal(repository: string, files: CatalogWal[], keptBases: CatalogBa
  * repository the configuration has, so the spool knows how many others must hold a segment
  * (one that holds no WAL yet holds none of it).
  */
-export function decideRetention(catalog: RetentionCatalog, policy: RetentionPolicy, now: number, knownRepositories: string[] = []): RetentionDecision {
+export function decideRetention(catalog: RetentionCatalog, policy: RetentionPolicy, now: number, knownRepositories: string[] = [], only: RetentionScope = {}): RetentionDecision {
+  const inScope = (component: string, repository: string) => (!only.components || only.components.includes(component)) && (!only.repositories || only.repositories.includes(repository));
   const groups = new Map<string, CatalogBackup[]>();
   for (const b of catalog.backups) {
     const key = JSON.stringify([b.repository, b.component]);
@@ -237,19 +236,65 @@ export function decideRetention(catalog: RetentionCatalog, policy: RetentionPoli
   for (const [key, list] of groups) {
     const [repository, component] = JSON.parse(key) as [string, string];
     const rule = policy.ruleFor(component, repository);
+    // Outside this run's scope: kept, and WAL below judged against it as a base backup that stays.
+    if (!inScope(component, repository)) backups.push(...list.map((b) => ({ repository, component, backupId: b.backupId, action: 'keep' as const, reasons: ['outside this run (--component/--repository)'] })));
     // A component no policy speaks of (one added later): nothing of it is judged unneeded.
-    if (!rule) backups.push(...list.map((b) => ({ repository, component, backupId: b.backupId, action: 'keep' as const, reasons: ['no retention rule for this component'] })));
+    else if (!rule) backups.push(...list.map((b) => ({ repository, component, backupId: b.backupId, action: 'keep' as const, reasons: ['no retention rule for this component'] })));
     else backups.push(...decideBackups(list, rule, policy, now));
   }
   // Repositories that must hold a segment before the spool lets it go: every other one known.
   const walRepositories = [...new Set([...catalog.wal.map((w) => w.repository), ...knownRepositories])].sort();
+  const filesOf = new Map(walRepositories.map((r) => [r, [] as CatalogWal[]]));
+  for (const w of catalog.wal) filesOf.get(w.repository)!.push(w);
+  const needs = new Map<string, { keepFrom?: string; why: string }>();
+  for (const repository of walRepositories) {
+    if (!inScope('wal', repository)) {
+      needs.set(repository, { why: 'outside this run (--component/--repository): all WAL kept' });
+      continue;
+    }
+    const kept = new Set(backups.filter((d) => d.repository === repository && d.component === 'base' && d.action === 'keep').map((d) => d.backupId));
+    needs.set(repository, walNeededFrom(catalog.backups.filter((b) => b.repository === repository && b.component === 'base' && b.complete && kept.has(b.backupId))));
+  }
+  const spool = catalog.spool !== undefined && filesOf.has(catalog.spool) ? catalog.spool : undefined;
+  // The spool goes only of what every other repository holds verified.
+  let spoolDecision: WalDecision | undefined;
+  if (spool) {
+    const others = walRepositories.filter((r) => r !== spool);
+    const verified = new Map(others.map((r) => [r, new Set<string>()]));
+    for (const w of catalog.wal) if (w.verified) verified.get(w.repository)?.add(w.name);
+    const shipped = (name: string) => others.length > 0 && others.every((r) => verified.get(r)!.has(name));
+    const need = needs.get(spool)!;
+    const below = need.keepFrom ? walBelow(filesOf.get(spool)!, need.keepFrom) : [];
+    spoolDecision = {
+      repository: spool,
+      keepFrom: need.keepFrom,
+      why: need.keepFrom ? `${need.why}; below it, only what every other repository holds verified goes` : need.why,
+      delete: below.filter((f) => shipped(f.name)).map((f) => f.name).sort(),
+      unshipped: below.filter((f) => !shipped(f.name)).map((f) => f.name).sort(),
+    };
+  }
+  // Another repository goes only of what the spool no longer holds (or lets go now): the
+  // shipping copies whatever the spool holds and a repository lacks, so it would come back.
+  const spoolKeeps = new Set(spool ? filesOf.get(spool)!.map((f) => f.name) : []);
+  for (const name of spoolDecision?.delete ?? []) spoolKeeps.delete(name);
   const wal: WalDecision[] = [];
   for (const repository of walRepositories) {
-    const files = catalog.wal.filter((w) => w.repository === repository);
+    const files = filesOf.get(repository)!;
     if (files.length === 0) continue;
-    const kept = new Set(backups.filter((d) => d.repository === repository && d.component === 'base' && d.action === 'keep').map((d) => d.backupId));
-    const keptBases = catalog.backups.filter((b) => b.repository === repository && b.component === 'base' && b.complete && kept.has(b.backupId));
-    wal.push(decideWal(repository, files, keptBases, catalog, walRepositories.filter((r) => r !== repository)));
+    if (repository === spool) {
+      wal.push(spoolDecision!);
+      continue;
+    }
+    const need = needs.get(repository)!;
+    const below = need.keepFrom ? walBelow(files, need.keepFrom) : [];
+    const held = below.filter((f) => spoolKeeps.has(f.name));
+    wal.push({
+      repository,
+      keepFrom: need.keepFrom,
+      why: held.length ? `${need.why}; ${held.length} below it stay while the spool still holds them` : need.why,
+      delete: below.filter((f) => !spoolKeeps.has(f.name)).map((f) => f.name).sort(),
+      unshipped: [],
+    });
   }
   const order = (a: BackupDecision, b: BackupDecision) => (a.repository + a.component + a.backupId < b.repository + b.component + b.backupId ? -1 : 1);
   return { now, backups: backups.sort(order), wal };

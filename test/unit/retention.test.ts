@@ -315,6 +315,39 @@ describe('the spool', () => {
     expect(twoRepos.unshipped).toEqual([seg(1), seg(2), seg(3)]);
   });
 
+  test('another repository keeps what the spool still holds below its cut: the shipping would copy it back every day', () => {
+    // The spool's kept base starts at 2; offsite's at 10. Offsite needs nothing below 10, but
+    // 2 and 3 are still in the spool (local needs them), so offsite keeps them.
+    const catalog: RetentionCatalog = {
+      spool: 'local',
+      backups: [base('local', seg(2), now - HOUR), base('offsite', seg(10), now - HOUR)],
+      wal: [...[0, 1, 2, 3, 10].map((n) => ({ repository: 'local', name: seg(n), verified: true })), ...[0, 1, 2, 3, 10].map((n) => ({ repository: 'offsite', name: seg(n), verified: true }))],
+    };
+    const decision = decideRetention(catalog, policy, now, ['local', 'offsite']);
+    const spool = decision.wal.find((w) => w.repository === 'local')!;
+    const offsite = decision.wal.find((w) => w.repository === 'offsite')!;
+    expect(spool.delete).toEqual([seg(0), seg(1)]);
+    expect(offsite.delete).toEqual([seg(0), seg(1)]);
+    expect(offsite.why).toMatch(/2 below it stay while the spool still holds them/);
+  });
+
+  test('a run scoped to some components or repositories keeps the rest, and WAL stays for a base backup kept because it was out of scope', () => {
+    const old = { repository: 'offsite', component: 'base', backupId: 'old', complete: true, at: now - 60 * DAY, walStart: seg(1) };
+    const catalog: RetentionCatalog = {
+      backups: [old, base('offsite', seg(10), now - HOUR), { repository: 'offsite', component: 'database', backupId: 'd-old', complete: true, at: now - 60 * DAY }, { repository: 'offsite', component: 'database', backupId: 'd-new', complete: true, at: now - HOUR }],
+      wal: [0, 1, 2, 10].map((n) => ({ repository: 'offsite', name: seg(n), verified: true })),
+    };
+    const all = decideRetention(catalog, policy, now, ['offsite']);
+    expect(all.backups.filter((b) => b.action === 'delete').map((b) => b.backupId).sort()).toEqual(['d-old', 'old']);
+    expect(all.wal[0].delete).toEqual([seg(0), seg(1), seg(2)]);
+    const walOnly = decideRetention(catalog, policy, now, ['offsite'], { components: ['wal'] });
+    expect(walOnly.backups.every((b) => b.action === 'keep' && /outside this run/.test(b.reasons[0]))).toBe(true);
+    expect(walOnly.wal[0].delete).toEqual([seg(0)]);
+    const otherRepository = decideRetention(catalog, policy, now, ['offsite'], { repositories: ['local'] });
+    expect(otherRepository.backups.every((b) => b.action === 'keep')).toBe(true);
+    expect(otherRepository.wal[0].delete).toEqual([]);
+  });
+
   test('with no base backup kept in a repository, none of its WAL goes', () => {
     const catalog: RetentionCatalog = { spool: 'local', backups: [], wal: [0, 1, 2].map((n) => ({ repository: 'offsite', name: seg(n), verified: true })) };
     const offsite = decideRetention(catalog, policy, now).wal.find((w) => w.repository === 'offsite')!;
