@@ -28,6 +28,12 @@ export interface BaseStreamInput {
   plan: BaseBackupPlan;
 }
 
+/** wal_segment_size as pg_settings gives it: bytes since PostgreSQL 11 (a power of two, 1 MiB to 1 GiB); anything else is not recorded. */
+function segmentBytes(setting: string | null): { walSegmentBytes?: number } {
+  const bytes = Number(setting);
+  return Number.isInteger(bytes) && bytes >= 1 << 20 && bytes <= 1 << 30 && (bytes & (bytes - 1)) === 0 ? { walSegmentBytes: bytes } : {};
+}
+
 export function createBaseBackupActivities(deps: DatabaseBackupDeps) {
   const { config } = deps;
   const pick = (names: string[] | undefined) => pickRepositories(deps.repositories, names, config.host);
@@ -44,12 +50,13 @@ export function createBaseBackupActivities(deps: DatabaseBackupDeps) {
       const repositories = pick(input.repositories);
       const target = replicationTarget(config);
       const client = await connect(target);
-      let facts: { version: string; num: string; sysid: string; wal_level: string; may_replicate: boolean };
+      let facts: { version: string; num: string; sysid: string; wal_level: string; may_replicate: boolean; segment_bytes: string };
       try {
         facts = (
           await client.query(`SELECT current_setting('server_version') AS version, current_setting('server_version_num') AS num,
                                      (SELECT system_identifier::text FROM pg_control_system()) AS sysid,
                                      current_setting('wal_level') AS wal_level,
+                                     (SELECT setting FROM pg_settings WHERE name = 'wal_segment_size') AS segment_bytes,
                                      (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user) AS may_replicate`)
         ).rows[0];
       } catch (err) {
@@ -72,7 +79,7 @@ export function createBaseBackupActivities(deps: DatabaseBackupDeps) {
         (repository, runId) => `base backup ${input.backupId} already exists in repository ${repository} (made by run ${runId})`,
       );
       return {
-        server: { version: facts.version, versionNum: Number(facts.num), systemIdentifier: facts.sysid },
+        server: { version: facts.version, versionNum: Number(facts.num), systemIdentifier: facts.sysid, ...segmentBytes(facts.segment_bytes) },
         repositories: repositories.map((r) => ({ name: r.name, kind: r.kind })),
         compression: input.compression ?? config.compression.algorithm,
         encryptionFingerprint,

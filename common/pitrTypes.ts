@@ -15,6 +15,8 @@ export interface ServerFacts {
   /** server_version_num, e.g. 150004: recovery settings depend on it. */
   versionNum: number;
   systemIdentifier: string;
+  /** wal_segment_size in bytes: which WAL segment a base backup's start LSN is in (retention keeps WAL from it). Absent in manifests made before it was recorded. */
+  walSegmentBytes?: number;
 }
 
 /** What the database host found before the base backup started. */

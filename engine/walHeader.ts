@@ -234,12 +234,13 @@ export function checkWalFile(name: string, bytes: Buffer): WalFileVerdict {
   }
 }
 
-/** The name of the 16 MiB segment holding an LSN on a timeline. */
-export function segmentOf(timeline: number, lsn: string): string {
+/** The name of the segment holding an LSN on a timeline, for segments of `segmentSize` bytes (16 MiB unless the cluster was made with another). */
+export function segmentOf(timeline: number, lsn: string, segmentSize = 0x1000000): string {
   if (!Number.isInteger(timeline) || timeline < 1 || timeline > 0xffffffff) throw permanent(ErrorType.InvalidInput, `timeline ${timeline} is not one PostgreSQL makes (1 to FFFFFFFF)`);
+  if (!isPowerOfTwo(segmentSize) || segmentSize < 1 << 20 || segmentSize > 1 << 30) throw permanent(ErrorType.InvalidInput, `${segmentSize} bytes is not a WAL segment size PostgreSQL makes (a power of two, 1 MiB to 1 GiB)`);
   const [high, low] = lsnParts(lsn);
   const hex = (n: number) => n.toString(16).toUpperCase().padStart(8, '0');
-  return `${hex(timeline)}${hex(high)}${hex(Math.floor(low / 0x1000000))}`;
+  return `${hex(timeline)}${hex(high)}${hex(Math.floor(low / segmentSize))}`;
 }
 
 /** The end of a 16 MiB WAL segment, as an LSN: the furthest the archive can replay to. */

@@ -9,8 +9,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { afterAll, beforeAll, describe, expect, jest, test } from '@jest/globals';
 import {
+  S3Client,
   CreateMultipartUploadCommand,
   ListMultipartUploadsCommand,
   PutObjectCommand,
@@ -19,7 +20,7 @@ import {
 import { EngineError } from '../engine/errors.js';
 import { FilesystemRepository } from '../engine/storage/filesystem.js';
 import { openRepository } from '../engine/storage/index.js';
-import type { Repository } from '../engine/storage/repository.js';
+import { removeObjects, type Repository } from '../engine/storage/repository.js';
 import { freePort } from './fixtures/ports.js';
 import { startS3Server, type S3Server } from './fixtures/seaweedfs.js';
 
@@ -251,6 +252,28 @@ describe.each(kinds)('%s repository conformance', (_kind, makeHarness) => {
     await h.leaveInterruptedAttempt('remove/unfinished');
     await h.repo.remove('remove/unfinished');
     expect(await h.partials('remove/unfinished')).toBe(0);
+  });
+
+  test('removeObjects removes many keys (S3: DeleteObjects, 1,000 a request), a key already gone is no failure, the rest stay, and no empty folder is left', async () => {
+    const keys = Array.from({ length: 1003 }, (_, i) => `many/b${i % 3}/k${String(i).padStart(4, '0')}`);
+    for (let i = 0; i < keys.length; i += 25) await Promise.all(keys.slice(i, i + 25).map((key) => h.repo.put(key, Readable.from([Buffer.from(key)]), { contentLength: key.length })));
+    await h.repo.put('many/keep/this', Readable.from([Buffer.from('stays')]));
+    const doomed = [...keys, 'many/b0/never-existed'];
+    const send = jest.spyOn(S3Client.prototype, 'send');
+    const progress: number[] = [];
+    try {
+      expect(await removeObjects(h.repo, doomed, { onProgress: (n) => progress.push(n) })).toEqual({ failed: [] });
+      if (h.repo.kind === 's3') {
+        // 1,004 keys: two requests, and nothing else.
+        expect(send.mock.calls.map(([command]) => command.constructor.name)).toEqual(['DeleteObjectsCommand', 'DeleteObjectsCommand']);
+      }
+    } finally {
+      send.mockRestore();
+    }
+    expect(progress.at(-1)).toBe(doomed.length);
+    expect((await h.repo.list('many/')).map((o) => o.key)).toEqual(['many/keep/this']);
+    if (h.repo.kind === 'filesystem') expect(await readdir(path.join(scratch, 'filesystem-repo', 'many'))).toEqual(['keep']);
+    await expect(removeObjects(h.repo, ['many/../escape'])).rejects.toThrow(/unsafe storage key/);
   });
 
   test('create stores an object only where none is, and of racing creators exactly one wins', async () => {

@@ -1,13 +1,13 @@
 // A repository in a local directory or a mounted NAS share.
 import { createReadStream, createWriteStream } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rename, rm, stat, lstat, access, constants, link, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, rmdir, stat, lstat, access, constants, link, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { ErrorType } from '../../common/types.js';
-import { classifyFilesystemError, permanent } from '../errors.js';
-import { assertSafeKey, byKey, unhandledErrorsKept, type ObjectInfo, type PutOptions, type Repository, type UnfinishedUpload, type UnfinishedUploadQuery } from './repository.js';
+import { classifyFilesystemError, errorText, permanent } from '../errors.js';
+import { assertSafeKey, byKey, unhandledErrorsKept, type ObjectInfo, type PutOptions, type RemoveManyOptions, type RemoveManyResult, type Repository, type UnfinishedUpload, type UnfinishedUploadQuery } from './repository.js';
 
 /** Suffix of an object being written; never listed, replaced by a retry, removed with the key. */
 const PARTIAL_SUFFIX = '.partial';
@@ -169,6 +169,59 @@ export class FilesystemRepository implements Repository {
     const file = await this.linkFreePathOf(key);
     await rm(file, { force: true });
     await this.removePartials(file, 0);
+  }
+
+  /**
+   * Removes each key (never through a link), then, once per folder, the partial attempts at
+   * them, then the folders left empty (a backup's, an attempt's), up to the repository's root.
+   */
+  async removeMany(keys: string[], options: RemoveManyOptions = {}): Promise<RemoveManyResult> {
+    const failed: RemoveManyResult['failed'] = [];
+    const removedIn = new Map<string, Set<string>>();
+    const linkFree = new Set<string>();
+    let handled = 0;
+    for (const key of keys) {
+      options.signal?.throwIfAborted();
+      try {
+        const file = this.pathOf(key);
+        const dir = path.dirname(file);
+        // Each folder's path is checked for links once: keys in one folder share it.
+        if (!linkFree.has(dir)) {
+          await this.refuseLinks(key, file, false);
+          linkFree.add(dir);
+        }
+        await rm(file, { force: true });
+        const names = removedIn.get(dir) ?? new Set<string>();
+        names.add(path.basename(file));
+        removedIn.set(dir, names);
+      } catch (err) {
+        failed.push({ key, reason: errorText(classifyFilesystemError(err, `repository ${this.name}: removing ${key}`)) });
+      }
+      if (++handled % 1000 === 0) options.onProgress?.(handled);
+    }
+    for (const [dir, names] of removedIn) {
+      let entries: string[];
+      try {
+        entries = await readdir(dir);
+      } catch {
+        continue;
+      }
+      for (const name of entries) {
+        if (!name.endsWith(PARTIAL_SUFFIX)) continue;
+        const cut = name.lastIndexOf('.', name.length - PARTIAL_SUFFIX.length - 1);
+        if (cut > 0 && names.has(name.slice(0, cut)) && PARTIAL_TAG.test(name.slice(cut, -PARTIAL_SUFFIX.length))) await rm(path.join(dir, name), { force: true });
+      }
+      // A folder left empty goes, and its parents left empty, never the root.
+      for (let at = dir; at !== this.root && at.startsWith(this.root + path.sep); at = path.dirname(at)) {
+        try {
+          await rmdir(at);
+        } catch {
+          break;
+        }
+      }
+    }
+    options.onProgress?.(handled);
+    return { failed };
   }
 
   /**

@@ -54,6 +54,16 @@ export interface UnfinishedUploadQuery {
   unlisted?: (where: string, failure: unknown) => void;
 }
 
+export interface RemoveManyOptions {
+  signal?: AbortSignal;
+  /** Called after each batch with the count of keys handled so far. */
+  onProgress?: (handled: number) => void;
+}
+
+export interface RemoveManyResult {
+  failed: { key: string; reason: string }[];
+}
+
 export interface Repository {
   readonly name: string;
   readonly kind: RepositoryKind;
@@ -90,6 +100,14 @@ export interface Repository {
   remove(key: string): Promise<void>;
 
   /**
+   * Removes many objects at once (retention): S3 in DeleteObjects requests of up to 1,000 keys.
+   * A key already gone is no error. Keys that could not go are returned with the reason; the
+   * rest are gone. Throws a classified failure when a whole request fails (unreachable, refused).
+   * Without it, removeObjects (below) removes one key at a time.
+   */
+  removeMany?(keys: string[], options?: RemoveManyOptions): Promise<RemoveManyResult>;
+
+  /**
    * Unfinished writes in this repository: S3's open multipart uploads, a file repository's temp
    * files (what a writer killed mid-write left, or one that could not remove its own); keys
    * relative to the repository. Throws a classified failure where they cannot be listed, unless
@@ -124,4 +142,18 @@ export function assertSafeKey(key: string): void {
  */
 export function byKey(a: { key: string }, b: { key: string }): number {
   return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
+}
+
+/** Removes every key: in batches where the repository can, else one by one. */
+export async function removeObjects(repository: Repository, keys: string[], options: RemoveManyOptions = {}): Promise<RemoveManyResult> {
+  for (const key of keys) assertSafeKey(key);
+  if (repository.removeMany) return repository.removeMany(keys, options);
+  const failed: RemoveManyResult['failed'] = [];
+  let handled = 0;
+  for (const key of keys) {
+    options.signal?.throwIfAborted();
+    await repository.remove(key);
+    options.onProgress?.(++handled);
+  }
+  return { failed };
 }

@@ -3,6 +3,7 @@
 import {
   AbortMultipartUploadCommand,
   DeleteObjectCommand,
+  DeleteObjectsCommand,
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
@@ -17,7 +18,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { Transform, type Readable } from 'node:stream';
 import { ErrorType } from '../../common/types.js';
 import { permanent, transient } from '../errors.js';
-import { assertSafeKey, byKey, unhandledErrorsKept, type ObjectInfo, type PutOptions, type Repository, type UnfinishedUpload, type UnfinishedUploadQuery } from './repository.js';
+import { assertSafeKey, byKey, unhandledErrorsKept, type ObjectInfo, type PutOptions, type RemoveManyOptions, type RemoveManyResult, type Repository, type UnfinishedUpload, type UnfinishedUploadQuery } from './repository.js';
 
 export interface S3RepositoryOptions {
   bucket: string;
@@ -32,6 +33,9 @@ export interface S3RepositoryOptions {
 
 /** Uploads of keys with several possible writers (WAL segments, 16 MiB) take seconds, not an hour. */
 export const STALE_UPLOAD_MS = 60 * 60 * 1000;
+
+/** S3's most keys in one DeleteObjects request. */
+const DELETE_BATCH = 1000;
 
 export class S3Repository implements Repository {
   readonly kind = 's3' as const;
@@ -174,6 +178,34 @@ export class S3Repository implements Repository {
     } catch (err) {
       if (!isNotFound(err)) throw this.classify(err, `removing ${key}`);
     }
+  }
+
+  /**
+   * DeleteObjects, 1,000 keys a request (S3's most), quiet: the answer lists only the keys that
+   * could not go. A request refused whole throws, classified; the keys of earlier requests are gone.
+   */
+  async removeMany(keys: string[], options: RemoveManyOptions = {}): Promise<RemoveManyResult> {
+    const failed: RemoveManyResult['failed'] = [];
+    let handled = 0;
+    for (let i = 0; i < keys.length; i += DELETE_BATCH) {
+      options.signal?.throwIfAborted();
+      const batch = keys.slice(i, i + DELETE_BATCH);
+      try {
+        const answer = await this.client.send(
+          new DeleteObjectsCommand({ Bucket: this.options.bucket, Delete: { Objects: batch.map((key) => ({ Key: this.objectKey(key) })), Quiet: true } }),
+          { abortSignal: options.signal },
+        );
+        for (const error of answer.Errors ?? []) {
+          if (error.Code === 'NoSuchKey') continue;
+          failed.push({ key: (error.Key ?? '').slice(this.prefix.length), reason: `${error.Code ?? 'error'}: ${error.Message ?? 'not deleted'}` });
+        }
+      } catch (err) {
+        throw this.classify(err, `removing ${batch.length} objects (${batch[0]} ...)`);
+      }
+      handled += batch.length;
+      options.onProgress?.(handled);
+    }
+    return { failed };
   }
 
   async check(): Promise<void> {

@@ -287,3 +287,26 @@ describe('what is no LSN is refused, never read as part of one', () => {
     expect(() => segmentOf(2 ** 32, '0/0')).toThrow(/timeline/);
   });
 });
+
+describe('segmentOf with a segment size: the segment a base backup starts in, which retention keeps WAL from', () => {
+  test('for 16 MiB and 1 GiB segments, and back again through segmentStartLsn', () => {
+    expect(segmentOf(1, '0/2000028', 16 * 1024 * 1024)).toBe('000000010000000000000002');
+    expect(segmentOf(2, '1/B374D848')).toBe('0000000200000001000000B3');
+    expect(segmentOf(1, '1/B374D848', 1024 * 1024 * 1024)).toBe('000000010000000100000002');
+    for (const size of [1 << 20, 16 << 20, 1 << 30]) {
+      for (const lsn of ['0/0', '3/FFFFFFFF', '1A/7F000000']) {
+        const name = segmentOf(1, lsn, size);
+        const start = segmentStartLsn(name, size)!;
+        const [hi, lo] = lsn.split('/').map((h) => BigInt(parseInt(h, 16)));
+        const position = (hi << 32n) + lo;
+        expect(start <= position && position < start + BigInt(size)).toBe(true);
+      }
+    }
+  });
+
+  test('an LSN, timeline or size that is not one is refused', () => {
+    expect(() => segmentOf(1, 'nonsense', 16 << 20)).toThrow();
+    expect(() => segmentOf(0, '0/1', 16 << 20)).toThrow(/timeline 0/);
+    expect(() => segmentOf(1, '0/1', 3_000_000)).toThrow(/not a WAL segment size/);
+  });
+});
