@@ -8,6 +8,7 @@ import { createLiveAccessActivities } from './liveAccess.js';
 import { createPitrActivities, type PitrDeps } from './pitr.js';
 import { createReportActivities } from './reports.js';
 import { createRestoreActivities } from './restore.js';
+import { createRetentionActivities } from './retention.js';
 import { createSweepActivities } from './sweep.js';
 import { createWalShippingActivities } from './walShipping.js';
 import './attemptContext.js';
@@ -25,6 +26,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createWalShippingActivities(deps),
     ...createPitrActivities(deps),
     ...createSweepActivities(deps),
+    ...createRetentionActivities(deps),
   });
 }
 

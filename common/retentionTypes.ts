@@ -41,3 +41,12 @@ export interface ApplyRetentionReport {
   recordedIn: string[];
   repositories: RepositoryRetention[];
 }
+
+/** What the progress query answers while retention runs. */
+export interface RetentionProgress {
+  phase: 'deciding' | 'pruning' | 'done' | 'failed';
+  repository?: string;
+  done?: number;
+  of?: number;
+  failure?: string;
+}

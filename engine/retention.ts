@@ -105,11 +105,12 @@ export interface RetentionDecision {
 const DAY_MS = 86_400_000;
 const SEGMENT = /^[0-9A-F]{24}$/;
 const PARTIAL = /^([0-9A-F]{24})\.partial$/;
+const BACKUP_HISTORY = /^([0-9A-F]{24})\.[0-9A-F]{8}\.backup$/;
 
-/** The segment number of a segment or .partial name, timeline left out; undefined for other files. */
+/** The segment number of a segment, a .partial or a backup history file (named after its backup's start segment), timeline left out; undefined for timeline history files. */
 function segmentNumber(name: string): string | undefined {
   if (SEGMENT.test(name)) return name.slice(8);
-  return PARTIAL.exec(name)?.[1].slice(8);
+  return (PARTIAL.exec(name) ?? BACKUP_HISTORY.exec(name))?.[1].slice(8);
 }
 
 const formatters = new Map<string, Intl.DateTimeFormat>();

@@ -94,3 +94,14 @@ export const sweepStep = {
   heartbeatTimeout: '20 seconds',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 6 },
 } as const satisfies ActivityOptions;
+
+/**
+ * Retention's steps: reading every repository's catalog and deciding, then pruning one
+ * repository. Each heartbeats as keys are read or removed, so a killed worker's step moves to
+ * another within seconds; a retry decides again, or carries out the same report again.
+ */
+export const retentionStep = {
+  startToCloseTimeout: '2 hours',
+  heartbeatTimeout: '20 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 6 },
+} as const satisfies ActivityOptions;

@@ -7,3 +7,4 @@ export { backupBase } from './backupBase.js';
 export { shipWal } from './shipWal.js';
 export { pointInTimeRecovery } from './pointInTimeRecovery.js';
 export { sweepLeftovers } from './sweepLeftovers.js';
+export { applyRetention } from './applyRetention.js';

@@ -3,13 +3,14 @@ import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { BackupProgress } from '../common/types.js';
 import type { RestoreProgress } from '../common/restoreTypes.js';
 import type { SweepProgress } from '../common/sweepTypes.js';
+import type { RetentionProgress } from '../common/retentionTypes.js';
 import type { PitrState, RecoveryTarget, WalShippingState } from '../common/pitrTypes.js';
 
 /**
  * Where a running workflow is; answered from workflow state, so it works on a finished run
  * too. Every workflow answers it, so `backupctl status` can ask any of them.
  */
-export const progressQuery = defineQuery<BackupProgress | RestoreProgress | SweepProgress>('progress');
+export const progressQuery = defineQuery<BackupProgress | RestoreProgress | SweepProgress | RetentionProgress>('progress');
 
 /** The WAL shipping workflow's view of each repository: newest segment, how far behind, last error. */
 export const walShippingQuery = defineQuery<WalShippingState>('walShipping');

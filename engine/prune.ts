@@ -1,0 +1,174 @@
+// Retention's acts: the decision recorded as a report in the repositories, then carried out in
+// one repository. The order makes a crash at any moment safe: every manifest that goes, goes
+// first (so a backup is never listed as complete while half deleted), then each WAL file's
+// entry (its "manifest"), then the objects. A retry carries out the same report again (a key
+// already gone is no error); whatever a crash still leaves (objects without a manifest) is a
+// leftover of a finished backup, which the next run removes. Each batch is fenced: an attempt
+// that no longer stands (its workflow closed, a newer attempt runs) deletes nothing more.
+import { text } from 'node:stream/consumers';
+import { ErrorType } from '../common/types.js';
+import type { RepositoryRetention } from '../common/retentionTypes.js';
+import { assertAttemptStands } from './attemptStanding.js';
+import { writeJson } from './catalog.js';
+import { errorText, permanent } from './errors.js';
+import type { BackupDecision, RetentionDecision, WalDecision } from './retention.js';
+import { RETENTION_FOLDERS, type CatalogReading } from './retentionCatalog.js';
+import { removeObjects, type ObjectInfo, type Repository } from './storage/repository.js';
+
+export const RETENTION_REPORT_PREFIX = 'retention/';
+
+export function retentionReportKey(reportId: string): string {
+  return `${RETENTION_REPORT_PREFIX}${reportId}.json`;
+}
+
+/** The decision as recorded: what goes, why, what stays, in every repository that could be read. */
+export interface RetentionReportFile {
+  formatVersion: 1;
+  reportId: string;
+  workflowId: string;
+  runId: string;
+  dryRun: boolean;
+  decidedAt: string;
+  timezone: string;
+  scope: { components?: string[]; repositories?: string[] };
+  unreachable: CatalogReading['unreachable'];
+  forTheSweep: string[];
+  notes: { repository: string; notes: string[] }[];
+  /** Every backup's fate, with the bytes its folder holds. */
+  backups: (BackupDecision & { bytes: number })[];
+  /** Each repository's WAL decision, with how many WAL files it held and the bytes that go. */
+  wal: (WalDecision & { held: number; bytesToFree: number })[];
+}
+
+export function buildReport(meta: Pick<RetentionReportFile, 'reportId' | 'workflowId' | 'runId' | 'dryRun' | 'timezone' | 'scope'>, reading: CatalogReading, decision: RetentionDecision): RetentionReportFile {
+  const contents = new Map(reading.contents.map((c) => [c.repository, c]));
+  const folderBytes = (d: BackupDecision) => (contents.get(d.repository)?.backupKeys[d.component as 'database' | 'base']?.get(d.backupId) ?? []).reduce((n, o) => n + o.bytes, 0);
+  return {
+    formatVersion: 1,
+    ...meta,
+    decidedAt: new Date(decision.now).toISOString(),
+    unreachable: reading.unreachable,
+    forTheSweep: reading.forTheSweep,
+    notes: reading.contents.filter((c) => c.notes.length).map((c) => ({ repository: c.repository, notes: c.notes })),
+    backups: decision.backups.map((d) => ({ ...d, bytes: folderBytes(d) })),
+    wal: decision.wal.map((w) => {
+      const keys = contents.get(w.repository)?.walKeys;
+      return { ...w, held: keys?.size ?? 0, bytesToFree: w.delete.reduce((n, name) => n + (keys?.get(name) ?? []).reduce((m, o) => m + o.bytes, 0), 0) };
+    }),
+  };
+}
+
+/** What a report means for one repository, before anything is done (a dry run's answer). */
+export function plannedFor(report: RetentionReportFile, repository: string): RepositoryRetention {
+  const unreachable = report.unreachable.find((u) => u.repository === repository);
+  const backups = report.backups.filter((b) => b.repository === repository);
+  const doomed = backups.filter((b) => b.action === 'delete');
+  const wal = report.wal.find((w) => w.repository === repository);
+  return {
+    repository,
+    ...(unreachable ? { unreachable: unreachable.reason } : {}),
+    backups: { kept: backups.length - doomed.length, deleted: doomed.length, failed: 0, bytesFreed: doomed.reduce((n, b) => n + b.bytes, 0) },
+    wal: { kept: (wal?.held ?? 0) - (wal?.delete.length ?? 0), deleted: wal?.delete.length ?? 0, failed: 0, bytesFreed: wal?.bytesToFree ?? 0, ...(wal?.keepFrom ? { keepFrom: wal.keepFrom } : {}), unshipped: wal?.unshipped.length ?? 0 },
+    notOurs: report.notes.find((n) => n.repository === repository)?.notes ?? [],
+    failures: [],
+  };
+}
+
+/** Writes the report into each repository; returns those that hold it, and why the others do not. */
+export async function recordReport(repositories: Repository[], report: RetentionReportFile): Promise<{ recordedIn: string[]; failed: { repository: string; reason: string }[] }> {
+  const recordedIn: string[] = [];
+  const failed: { repository: string; reason: string }[] = [];
+  for (const repository of repositories) {
+    try {
+      await writeJson(repository, retentionReportKey(report.reportId), report);
+      recordedIn.push(repository.name);
+    } catch (err) {
+      failed.push({ repository: repository.name, reason: errorText(err) });
+    }
+  }
+  return { recordedIn, failed };
+}
+
+/** A recorded report, checked to be the one asked for. */
+export async function readReport(repository: Repository, reportId: string): Promise<RetentionReportFile> {
+  const key = retentionReportKey(reportId);
+  let report: RetentionReportFile;
+  try {
+    report = JSON.parse(await text(await repository.get(key))) as RetentionReportFile;
+  } catch (err) {
+    if (err instanceof SyntaxError) throw permanent(ErrorType.ManifestDamaged, `${repository.name}: the retention report ${key} is not whole JSON; nothing deleted`);
+    throw err;
+  }
+  if (report?.formatVersion !== 1 || report.reportId !== reportId || !Array.isArray(report.backups) || !Array.isArray(report.wal)) {
+    throw permanent(ErrorType.ManifestDamaged, `${repository.name}: the retention report ${key} is not report ${reportId}; nothing deleted`);
+  }
+  return report;
+}
+
+export interface ApplyOptions {
+  signal?: AbortSignal;
+  /** Keys removed so far, for heartbeats. */
+  onProgress?: (removed: number) => void;
+}
+
+/**
+ * Carries out a report's deletions in one repository: manifests, then WAL entries, then the
+ * rest. Idempotent. Deletions that fail are returned (the next run tries again); a repository
+ * that cannot be listed or refuses a whole batch throws, classified.
+ */
+export async function applyReport(repository: Repository, report: RetentionReportFile, options: ApplyOptions = {}): Promise<RepositoryRetention> {
+  const summary = plannedFor(report, repository.name);
+  const doomed = report.backups.filter((b) => b.repository === repository.name && b.action === 'delete');
+  const wal = report.wal.find((w) => w.repository === repository.name);
+  const doomedWal = new Set(wal?.delete ?? []);
+  let removed = 0;
+  const progress = (n: number) => options.onProgress?.(removed + n);
+
+  // One listing per folder that has something to go: keys under the doomed backups' folders.
+  const folders = new Map<string, ObjectInfo[]>();
+  for (const component of RETENTION_FOLDERS) {
+    const ids = new Set(doomed.filter((b) => b.component === component).map((b) => b.backupId));
+    if (!ids.size) continue;
+    for (const object of await repository.list(`${component}/`)) {
+      const id = object.key.split('/')[1];
+      if (!ids.has(id)) continue;
+      const key = `${component}/${id}`;
+      folders.set(key, [...(folders.get(key) ?? []), object]);
+    }
+  }
+  const walObjects: ObjectInfo[] = [];
+  if (doomedWal.size) {
+    for (const object of await repository.list('wal/')) {
+      const name = object.key.slice(4).replace(/(\.json|\.[a-z0-9]+\.gpg)$/, '');
+      if (doomedWal.has(name)) walObjects.push(object);
+    }
+  }
+  const manifests = [...folders.values()].flat().filter((o) => o.key.split('/').length === 3 && o.key.endsWith('/manifest.json'));
+  const entries = walObjects.filter((o) => o.key.endsWith('.json'));
+  const rest = [...[...folders.values()].flat().filter((o) => !manifests.includes(o)), ...walObjects.filter((o) => !o.key.endsWith('.json'))];
+
+  const failures = new Map<string, string>();
+  const phase = async (what: string, objects: ObjectInfo[]) => {
+    if (!objects.length) return;
+    // A stale attempt (its workflow closed, or a newer attempt took over) deletes nothing more.
+    await assertAttemptStands(`pruning ${repository.name} (${what})`);
+    const result = await removeObjects(repository, objects.map((o) => o.key), { signal: options.signal, onProgress: progress });
+    for (const f of result.failed) failures.set(f.key, f.reason);
+    removed += objects.length;
+    options.onProgress?.(removed);
+  };
+  await phase('manifests', manifests);
+  await phase('WAL entries', entries);
+  await phase('objects', rest);
+
+  const failedIn = (objects: ObjectInfo[]) => objects.filter((o) => failures.has(o.key));
+  const backupFailed = doomed.filter((b) => failedIn(folders.get(`${b.component}/${b.backupId}`) ?? []).length > 0);
+  const walFailed = new Set(failedIn(walObjects).map((o) => o.key.slice(4).replace(/(\.json|\.[a-z0-9]+\.gpg)$/, '')));
+  const freed = (objects: ObjectInfo[]) => objects.filter((o) => !failures.has(o.key)).reduce((n, o) => n + o.bytes, 0);
+  return {
+    ...summary,
+    backups: { ...summary.backups, kept: summary.backups.kept + backupFailed.length, deleted: doomed.length - backupFailed.length, failed: backupFailed.length, bytesFreed: freed([...folders.values()].flat()) },
+    wal: { ...summary.wal, kept: summary.wal.kept + walFailed.size, deleted: doomedWal.size - walFailed.size, failed: walFailed.size, bytesFreed: freed(walObjects) },
+    failures: [...failures].slice(0, 50).map(([key, reason]) => `${key}: ${reason}`),
+  };
+}

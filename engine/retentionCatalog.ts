@@ -1,0 +1,182 @@
+// What retention judges, read from the repositories: one listing of each component's folder
+// and of the WAL folder per repository, and the manifests. A backup counts as complete in a
+// repository when its manifest there is whole and its signature admitted (signed by a trusted
+// key; unsigned only where signing.required is false): a planted or damaged manifest never
+// fills a bucket, and the folder under it is kept and reported. A folder without a manifest
+// whose backup has one in another repository is a leftover of a finished backup (a copy that
+// failed, or a prune cut short); one with no manifest anywhere is the sweep's (it asks
+// Temporal whether its run has closed). Nothing here writes.
+import { text } from 'node:stream/consumers';
+import { z } from 'zod';
+import { admitted, checkSignature, type Verifier } from './manifestSignature.js';
+import { errorText } from './errors.js';
+import { segmentOf } from './walHeader.js';
+import type { CatalogBackup, CatalogWal, RetentionCatalog } from './retention.js';
+import type { ObjectInfo, Repository } from './storage/repository.js';
+
+export const RETENTION_FOLDERS = ['database', 'base'] as const;
+export type BackupFolder = (typeof RETENTION_FOLDERS)[number];
+const MANIFEST = 'manifest.json';
+const WAL_PREFIX = 'wal/';
+/** A WAL file's entry, or its object (`.zst.gpg`, `.gz.gpg`, ...). */
+const WAL_KEY = /^([0-9A-F]{8}(?:\.history|[0-9A-F]{16}(?:\.partial|\.[0-9A-F]{8}\.backup)?))(\.json|\.[a-z0-9]+\.gpg)$/;
+const ID = /^[A-Za-z0-9._-]{1,200}$/;
+const READ_CONCURRENCY = 16;
+
+/** One repository's listing, as retention uses it. */
+export interface RepositoryContents {
+  repository: string;
+  /** Every key under each backup's folder, by component and id. */
+  backupKeys: Record<BackupFolder, Map<string, ObjectInfo[]>>;
+  /** WAL file name -> its entry and object keys. */
+  walKeys: Map<string, ObjectInfo[]>;
+  /** What is in our folders and not ours (left alone), and manifests not used (kept). */
+  notes: string[];
+}
+
+export interface CatalogReading {
+  catalog: RetentionCatalog;
+  contents: RepositoryContents[];
+  unreachable: { repository: string; reason: string }[];
+  /** Backup folders with no manifest in any repository: left to the sweep. */
+  forTheSweep: string[];
+}
+
+const manifestShape = z.looseObject({
+  backupId: z.string(),
+  component: z.enum(RETENTION_FOLDERS),
+  finishedAt: z.string().refine((s) => !Number.isNaN(Date.parse(s))),
+  server: z.looseObject({ walSegmentBytes: z.number().int().optional() }).optional(),
+  backup: z.looseObject({ timeline: z.number().int(), startLsn: z.string() }).optional(),
+});
+
+/** Runs `work` over `items`, at most `limit` at once, in order of completion. */
+async function eachLimited<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) await work(items[next++]);
+  }));
+}
+
+async function listRepository(repository: Repository, notes: string[]): Promise<Pick<RepositoryContents, 'backupKeys' | 'walKeys'>> {
+  const backupKeys = { database: new Map<string, ObjectInfo[]>(), base: new Map<string, ObjectInfo[]>() };
+  for (const component of RETENTION_FOLDERS) {
+    for (const object of await repository.list(`${component}/`)) {
+      const [, id, ...rest] = object.key.split('/');
+      if (!ID.test(id ?? '') || rest.length === 0) {
+        notes.push(`${object.key}: not under a backup's folder; left alone`);
+        continue;
+      }
+      const keys = backupKeys[component].get(id) ?? [];
+      keys.push(object);
+      backupKeys[component].set(id, keys);
+    }
+  }
+  const walKeys = new Map<string, ObjectInfo[]>();
+  for (const object of await repository.list(WAL_PREFIX)) {
+    const match = WAL_KEY.exec(object.key.slice(WAL_PREFIX.length));
+    if (!match) {
+      notes.push(`${object.key}: not a WAL file's entry or object; left alone`);
+      continue;
+    }
+    const keys = walKeys.get(match[1]) ?? [];
+    keys.push(object);
+    walKeys.set(match[1], keys);
+  }
+  return { backupKeys, walKeys };
+}
+
+interface ReadManifest {
+  at: number;
+  walStart?: string;
+}
+
+/** A manifest's time and WAL start, or why it is not used. */
+async function readOne(repository: Repository, component: BackupFolder, id: string, verifier: Verifier, allowUnsigned: boolean): Promise<ReadManifest | { refused: string }> {
+  const key = `${component}/${id}/${MANIFEST}`;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(await text(await repository.get(key)));
+  } catch (err) {
+    if (err instanceof SyntaxError) return { refused: 'is not whole JSON' };
+    throw err;
+  }
+  const shape = manifestShape.safeParse(parsed);
+  if (!shape.success || shape.data.component !== component || shape.data.backupId !== id) return { refused: `is not a whole ${component} manifest of ${id}` };
+  const verdict = checkSignature(parsed as object, verifier);
+  if (!admitted(verdict, allowUnsigned)) return { refused: verdict.state === 'bad-signature' ? verdict.reason : 'is not signed' };
+  const m = shape.data;
+  let walStart: string | undefined;
+  if (component === 'base' && m.backup && m.server?.walSegmentBytes) {
+    try {
+      walStart = segmentOf(m.backup.timeline, m.backup.startLsn, m.server.walSegmentBytes);
+    } catch {
+      walStart = undefined;
+    }
+  }
+  return { at: Date.parse(m.finishedAt), walStart };
+}
+
+/**
+ * The catalog of every repository that can be listed now; one that cannot is reported and
+ * left out (nothing of it judged, so nothing of it deleted). `allowUnsigned`: whether unsigned
+ * manifests count (signing.required false).
+ */
+export async function readRetentionCatalog(repositories: Repository[], options: { verifier: Verifier; allowUnsigned: boolean; spool?: string; beat?: () => void }): Promise<CatalogReading> {
+  const { verifier, allowUnsigned, beat = () => undefined } = options;
+  const contents: RepositoryContents[] = [];
+  const unreachable: CatalogReading['unreachable'] = [];
+  const manifests = new Map<RepositoryContents, Map<string, ReadManifest | { refused: string }>>();
+  for (const repository of repositories) {
+    const notes: string[] = [];
+    try {
+      const listing = await listRepository(repository, notes);
+      beat();
+      const read = new Map<string, ReadManifest | { refused: string }>();
+      const wanted: [BackupFolder, string][] = [];
+      for (const component of RETENTION_FOLDERS) {
+        for (const [id, keys] of listing.backupKeys[component]) if (keys.some((k) => k.key === `${component}/${id}/${MANIFEST}`)) wanted.push([component, id]);
+      }
+      await eachLimited(wanted, READ_CONCURRENCY, async ([component, id]) => {
+        read.set(`${component}/${id}`, await readOne(repository, component, id, verifier, allowUnsigned));
+        beat();
+      });
+      const entry: RepositoryContents = { repository: repository.name, ...listing, notes };
+      contents.push(entry);
+      manifests.set(entry, read);
+    } catch (err) {
+      unreachable.push({ repository: repository.name, reason: errorText(err) });
+    }
+  }
+
+  // When each backup finished, from any repository's admitted manifest: a folder without one
+  // here is a leftover of that finished backup.
+  const finished = new Map<string, number>();
+  for (const read of manifests.values()) for (const [id, m] of read) if ('at' in m) finished.set(id, Math.max(finished.get(id) ?? 0, m.at));
+  // A repository that could not be listed may hold the manifest a folder lacks: the sweep's rule too.
+  const backups: CatalogBackup[] = [];
+  const forTheSweep: string[] = [];
+  for (const entry of contents) {
+    const read = manifests.get(entry)!;
+    for (const component of RETENTION_FOLDERS) {
+      for (const id of entry.backupKeys[component].keys()) {
+        const m = read.get(`${component}/${id}`);
+        const base = { repository: entry.repository, component, backupId: id };
+        if (m && 'at' in m) backups.push({ ...base, complete: true, at: m.at, ...(m.walStart ? { walStart: m.walStart } : {}) });
+        else if (m) entry.notes.push(`${component}/${id}/${MANIFEST} ${m.refused}: the backup is kept, and counts for no rule`);
+        else if (finished.has(`${component}/${id}`)) backups.push({ ...base, complete: false, runClosed: true, at: finished.get(`${component}/${id}`)! });
+        else forTheSweep.push(`${entry.repository}: ${component}/${id}/ (no manifest in any repository)`);
+      }
+    }
+  }
+  const wal: CatalogWal[] = [];
+  for (const entry of contents) {
+    for (const [name, keys] of entry.walKeys) {
+      const hasEntry = keys.some((k) => k.key === `${WAL_PREFIX}${name}.json`);
+      const hasObject = keys.some((k) => k.key.endsWith('.gpg'));
+      // The entry is written only after its object was stored and read back whole.
+      wal.push({ repository: entry.repository, name, verified: hasEntry && hasObject });
+    }
+  }
+  return { catalog: { backups, wal, ...(options.spool ? { spool: options.spool } : {}) }, contents, unreachable, forTheSweep };
+}
