@@ -7,6 +7,7 @@ import { Command, Option } from 'commander';
 import type { RestoreOptions } from './commands/restore.js';
 import type { PitrStartOptions } from './commands/pitr.js';
 import type { SweepOptions } from './commands/sweep.js';
+import type { PruneOptions } from './commands/prune.js';
 import type { CodecServerCliOptions } from './commands/codecServer.js';
 import type { Config } from '../common/config.js';
 import type { Printer } from './output.js';
@@ -280,6 +281,27 @@ program
       const input = sweepInput(cfg, options);
       const print = await printer(options.json);
       return withClient(cfg, (client) => startSweep(client, input, options, print));
+    }),
+  );
+
+program
+  .command('prune')
+  .description(
+    "apply the retention policy (config retention): decide what every repository keeps, record the decision in the repositories, then delete the rest, manifests first; the WAL spool only of what every other repository holds. Prints every decision with its reason; exit 3 when a repository could not be read or something could not be deleted",
+  )
+  .option('--dry-run', 'decide and record the report, delete nothing')
+  .addOption(new Option('--component <component...>', 'only these components').choices(['database', 'base', 'wal']))
+  .option('--repository <name...>', 'only these repositories')
+  .option('--workflow-id <id>', 'workflow id (default apply-retention-<UTC time>)')
+  .addOption(jsonOption())
+  .action(
+    action(async (options: PruneOptions & { json?: boolean }) => {
+      const cfg = await config();
+      const { startPrune, pruneInput } = await import('./commands/prune.js');
+      const input = pruneInput(cfg, options);
+      const print = await printer(options.json);
+      const repositories = await repositoriesOf(cfg);
+      return withClient(cfg, (client) => startPrune(client, repositories, input, options, print));
     }),
   );
 

@@ -9,3 +9,4 @@ export { validateInput as validateRecoveryDrillInput } from './recoveryDrill.js'
 export { validateInput as validatePointInTimeRecoveryInput } from './pointInTimeRecovery.js';
 export { validateInput as validateSweepLeftoversInput } from './sweepLeftovers.js';
 export { targetFormProblem } from './recoveryTargets.js';
+export { validateInput as validateApplyRetentionInput } from './applyRetention.js';
