@@ -14,6 +14,7 @@ import { errorText, isEngineError, permanent, transient } from '../engine/errors
 import { admitted, checkSignature, loadVerifier, refusalOf, type Trust } from '../engine/manifestSignature.js';
 import { BACKUP_ID } from '../engine/restoreSource.js';
 import type { Repository } from '../engine/storage/repository.js';
+import { prunedMarkerKey } from '../engine/prune.js';
 import './attemptContext.js';
 
 export interface AuditCopiesInput {
@@ -60,7 +61,9 @@ export function createCopyAuditActivities(deps: DatabaseBackupDeps) {
       beat();
       // A copy is expected where a manifest is, and wherever an intact manifest says one was written.
       const listed = new Set(manifests.flatMap((m) => m.copies));
-      const expected = deps.repositories.filter((r, i) => manifests[i].state !== 'missing' || listed.has(r.name));
+      // A copy retention let go of (its marker, and no manifest left) is pruned, not lost.
+      const pruned = await prunedCopies(deps.repositories.filter((r, i) => manifests[i].state === 'missing' && listed.has(r.name)), input.backupId);
+      const expected = deps.repositories.filter((r, i) => (manifests[i].state !== 'missing' || listed.has(r.name)) && !pruned.includes(r.name));
       const audited = await Promise.all(
         expected.map(async (repository): Promise<RepositoryCopyCheck> => {
           const objects: ObjectCopyCheck[] = [];
@@ -85,9 +88,18 @@ export function createCopyAuditActivities(deps: DatabaseBackupDeps) {
           ok: false,
         });
       }
-      return { repositories: audited, damaged: audited.filter((r) => !r.ok).map((r) => r.repository), bytesRead: progress.bytesRead };
+      return { repositories: audited, damaged: audited.filter((r) => !r.ok).map((r) => r.repository), bytesRead: progress.bytesRead, ...(pruned.length ? { pruned } : {}) };
     },
   };
+}
+
+/** The repositories that record pruning this backup by retention (engine/prune.ts); one that cannot be asked counts as not. */
+async function prunedCopies(repositories: Repository[], backupId: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const repository of repositories) {
+    if (await repository.stat(prunedMarkerKey('database', backupId)).catch(() => undefined)) found.push(repository.name);
+  }
+  return found;
 }
 
 function checkInput(input: AuditCopiesInput): void {

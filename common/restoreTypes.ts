@@ -175,6 +175,8 @@ export interface CopyAudit {
   /** Names of the repositories whose copy is not whole, in configured order. */
   damaged: string[];
   bytesRead: number;
+  /** Repositories listed as holding a copy that retention let go of (their marker, no manifest): not audited, not damaged. */
+  pruned?: string[];
 }
 
 /**

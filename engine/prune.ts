@@ -17,6 +17,15 @@ import { removeObjects, type ObjectInfo, type Repository } from './storage/repos
 
 export const RETENTION_REPORT_PREFIX = 'retention/';
 
+/**
+ * Where a repository says it let a backup go by retention: the copy audit then knows a copy
+ * that is gone from here was pruned, not lost (the manifest in another repository still lists
+ * this repository among its copies). Written after the manifest goes, before the objects.
+ */
+export function prunedMarkerKey(component: string, backupId: string): string {
+  return `${RETENTION_REPORT_PREFIX}pruned/${component}/${backupId}.json`;
+}
+
 export function retentionReportKey(reportId: string): string {
   return `${RETENTION_REPORT_PREFIX}${reportId}.json`;
 }
@@ -158,6 +167,10 @@ export async function applyReport(repository: Repository, report: RetentionRepor
     options.onProgress?.(removed);
   };
   await phase('manifests', manifests);
+  for (const b of doomed) {
+    if (!folders.has(`${b.component}/${b.backupId}`)) continue;
+    await writeJson(repository, prunedMarkerKey(b.component, b.backupId), { component: b.component, backupId: b.backupId, repository: repository.name, reportId: report.reportId, decidedAt: report.decidedAt, reasons: b.reasons });
+  }
   await phase('WAL entries', entries);
   await phase('objects', rest);
 
