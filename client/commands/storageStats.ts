@@ -46,9 +46,9 @@ export function storageLines(stats: RepositoryStats[], indent = ''): string[] {
       lines.push(`${indent}  ${s.repository} (${s.location}): UNREACHABLE: ${s.error}`);
       continue;
     }
-    const space = s.freeBytes !== null ? `${formatBytes(s.freeBytes)} free${s.totalBytes ? ` of ${formatBytes(s.totalBytes)}` : ''}` : s.freeError ? `free space unknown (${s.freeError})` : 'free space not measured (S3)';
+    const space = s.freeBytes !== null ? `${formatBytes(s.freeBytes)} free${s.totalBytes ? ` of ${formatBytes(s.totalBytes)}` : ''}` : s.freeError ? `free space unknown (${s.freeError})` : s.kind === 's3' ? 'free space not measured (S3)' : 'free space not measured';
     const growth = s.growthBytesPerDay === null ? 'growth unknown' : `growing ${formatBytes(s.growthBytesPerDay)}/day`;
-    const full = s.daysUntilFull === null ? '' : s.daysUntilFull === 0 ? ': FULL' : `: full in ${s.daysUntilFull.toFixed(1)} days`;
+    const full = s.daysUntilFull === null ? '' : s.daysUntilFull === 0 ? ': FULL' : s.daysUntilFull > 3650 ? ': full in over 10 years' : `: full in ${s.daysUntilFull.toFixed(1)} days`;
     const window = s.window.earliest ? `window ${s.window.earliest} to ${s.window.latest} (from listing)` : 'no point-in-time window here';
     lines.push(`${indent}  ${s.repository}: ${formatBytes(s.bytes)} stored, ${space}, ${growth}${full}; ${window}`);
   }
