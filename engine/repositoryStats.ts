@@ -8,6 +8,7 @@
 // manifests of complete backups (one per backup), and for WAL only a handful of entries (a
 // binary search by archive time), never one read per segment: a spool may hold 200,000.
 import { statfs } from 'node:fs/promises';
+import path from 'node:path';
 import { componentPrefix, scanManifests, type Component, type Scanned } from './catalog.js';
 import { compressionSuffix } from './compression.js';
 import { errorText } from './errors.js';
@@ -32,7 +33,7 @@ export interface ComponentStats {
   /** Every object under the component's folder, complete or not (a failed attempt's leftovers take space too). */
   objects: number;
   bytes: number;
-  /** Backups: the oldest and newest complete one's finishedAt. WAL: the oldest and newest file names. */
+  /** Backups: the oldest and newest complete one's finishedAt. WAL: the oldest and newest segment names (history files are counted, never oldest or newest). */
   oldest: string | null;
   newest: string | null;
   /** Manifests that could not be used (damaged, or unreadable for good): not counted. */
@@ -225,8 +226,8 @@ async function walStats(repository: Repository, since: number): Promise<{ stats:
       count: names.length,
       objects: listed.length,
       bytes: sumBytes(listed),
-      oldest: names[0] ?? null,
-      newest: names.at(-1) ?? null,
+      oldest: segments[0] ?? null,
+      newest: newestSegment,
       damaged: 0,
       recentBytes: recent,
     },
@@ -279,10 +280,13 @@ export async function recentWalBytes(names: string[], bytesOf: Map<string, numbe
 /** Free and total bytes of a filesystem repository's filesystem (statfs on its folder); nulls for S3. */
 async function freeSpace(repository: Repository): Promise<{ freeBytes: number | null; totalBytes: number | null; freeError?: string }> {
   if (!(repository instanceof FilesystemRepository)) return { freeBytes: null, totalBytes: null };
-  try {
-    const fs = await statfs(repository.root);
-    return { freeBytes: fs.bavail * fs.bsize, totalBytes: fs.blocks * fs.bsize };
-  } catch (err) {
-    return { freeBytes: null, totalBytes: null, freeError: errorText(err) };
+  // A repository not written to yet has no folder: its filesystem is that of the nearest folder above.
+  for (let folder = repository.root; ; folder = path.dirname(folder)) {
+    try {
+      const fs = await statfs(folder);
+      return { freeBytes: fs.bavail * fs.bsize, totalBytes: fs.blocks * fs.bsize };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || path.dirname(folder) === folder) return { freeBytes: null, totalBytes: null, freeError: errorText(err) };
+    }
   }
 }

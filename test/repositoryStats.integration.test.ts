@@ -15,6 +15,7 @@ import { writeJson, writeManifest } from '../engine/catalog.js';
 import { keyIdOf, loadVerifier, signManifest, type Signer } from '../engine/manifestSignature.js';
 import { repositoryStats, type ReachableRepositoryStats, type RepositoryStats } from '../engine/repositoryStats.js';
 import { openRepositories } from '../engine/storage/index.js';
+import { FilesystemRepository } from '../engine/storage/filesystem.js';
 import type { Repository } from '../engine/storage/repository.js';
 import { walEntryKey } from '../engine/walArchive.js';
 import { runListBackups } from '../client/commands/listBackups.js';
@@ -229,3 +230,23 @@ test('backups list and status carry the statistics: the table for people, all of
   expect(status.problems.filter((p) => p.startsWith('repository broken ')).length).toBe(1);
   expect(status.problems.some((p) => p.includes('cannot be measured'))).toBe(false);
 }, 60_000);
+
+test('a repository not written to yet: nothing in it, the free space of the filesystem it will be on; a history file is counted, never the oldest or newest segment', async () => {
+  const fresh = new FilesystemRepository('fresh', path.join(dir, 'not-yet', 'spool'));
+  const [empty] = (await repositoryStats([fresh], { verifier: await loadVerifier(config) })) as ReachableRepositoryStats[];
+  expect(empty.components.map((c) => [c.component, c.count, c.bytes])).toEqual([
+    ['database', 0, 0],
+    ['base', 0, 0],
+    ['wal', 0, 0],
+  ]);
+  expect(empty.freeBytes).toBeGreaterThan(0);
+  expect(empty.freeError).toBeUndefined();
+  expect(empty.daysUntilFull).toBeNull(); // nothing grows
+
+  // Just promoted: timeline 2's history is archived, none of its segments yet (the history file sorts last).
+  await walSegment(fresh, '000000010000000000000008', Date.now(), 10);
+  await walSegment(fresh, '000000010000000000000009', Date.now(), 10);
+  await walSegment(fresh, '00000002.history', Date.now(), 10);
+  const [one] = (await repositoryStats([fresh], { verifier: await loadVerifier(config) })) as ReachableRepositoryStats[];
+  expect(one.components[2]).toMatchObject({ count: 3, oldest: '000000010000000000000008', newest: '000000010000000000000009' });
+});
