@@ -11,7 +11,7 @@ import type { SkippedCopy } from '../common/restoreTypes.js';
 import { compressionSuffix } from './compression.js';
 import { classifyFilesystemError, errorText, isEngineError, permanent } from './errors.js';
 import { admitted, checkSignature, refusalOf, type Trust, type Verifier } from './manifestSignature.js';
-import type { PutOptions, Repository } from './storage/repository.js';
+import type { ObjectInfo, PutOptions, Repository } from './storage/repository.js';
 
 const MANIFEST_NAME = 'manifest.json';
 
@@ -239,8 +239,14 @@ export interface Scanned<C extends Component> {
  * used). Whether an unsigned or wrongly signed one may be used is the caller's rule. Throws
  * when the repository cannot be listed, or a manifest in it cannot be read now.
  */
-export async function scanManifests<C extends Component>(repository: Repository, component: C, verifier: Verifier): Promise<{ manifests: Scanned<C>[]; damaged: SkippedCopy[] }> {
-  const keys = (await repository.list(componentPrefix(component))).map((o) => o.key).filter((k) => k.endsWith(`/${MANIFEST_NAME}`));
+export async function scanManifests<C extends Component>(
+  repository: Repository,
+  component: C,
+  verifier: Verifier,
+  /** The component's listing, when the caller has already made it (repositoryStats.ts): not listed again. */
+  listed?: ObjectInfo[],
+): Promise<{ manifests: Scanned<C>[]; damaged: SkippedCopy[] }> {
+  const keys = (listed ?? (await repository.list(componentPrefix(component)))).map((o) => o.key).filter((k) => k.endsWith(`/${MANIFEST_NAME}`));
   const manifests: Scanned<C>[] = [];
   const damaged: SkippedCopy[] = [];
   for (const key of keys) {

@@ -12,6 +12,8 @@ import type { BackupManifest, SignatureVerdict } from '../../common/types.js';
 import { copyProblems, copySummary } from '../../common/copyVerdict.js';
 import type { SkippedCopy, VerificationReport, VerificationState } from '../../common/restoreTypes.js';
 import { formatBytes, type Printer } from '../output.js';
+import { repositoryStats } from '../../engine/repositoryStats.js';
+import { storageLines } from './storageStats.js';
 
 export interface CatalogEntry {
   backupId: string;
@@ -153,10 +155,12 @@ export function signatureNote(entry: Pick<CatalogEntry, 'signature' | 'signature
   return '';
 }
 
-/** Exit 1 when a repository could not be read, a manifest copy is damaged or a backup is wrongly signed. */
+/** Exit 1 when a repository could not be read (for the catalog or its statistics), a manifest copy is damaged or a backup is wrongly signed. */
 export async function runListBackups(repositories: Repository[], out: Printer, verifier: Verifier, expected?: ExpectedSource): Promise<number> {
   const { entries, otherSources, damaged, errors } = await readCatalog(repositories, verifier, expected);
-  out.result({ backups: entries, otherSources, damaged, errors }, () => {
+  // What each repository holds (every component: dumps, base backups, WAL), and how soon it is full.
+  const storage = await repositoryStats(repositories, { verifier });
+  out.result({ backups: entries, otherSources, damaged, errors, storage }, () => {
     const rows = entries.flatMap((e) => [
       `${e.finishedAt}  ${e.backupId}  ${e.database}  ${formatBytes(e.bytes)}  in: ${e.foundIn.join(',')}  verified: ${describeLastVerification(e.lastVerification)}${
         e.sourceMatch === 'match' ? '' : e.sourceMatch === 'unrecorded' ? '  (no cluster recorded: restore by id only)' : '  (cluster not checked)'
@@ -169,9 +173,10 @@ export async function runListBackups(repositories: Repository[], out: Printer, v
       ...otherSources.map((o) => `not ours: ${o.backupId} ${o.reason}; in ${o.foundIn.join(',')}`),
       ...damaged.map((d) => `DAMAGED: ${d.reason}`),
       ...errors.map((e) => `error reading ${e.repository}: ${e.error}`),
+      ...storageLines(storage),
     ].join('\n');
   });
-  return errors.length || damaged.length || entries.some((e) => e.signature === 'bad-signature') ? 1 : 0;
+  return errors.length || damaged.length || entries.some((e) => e.signature === 'bad-signature') || storage.some((s) => !s.reachable) ? 1 : 0;
 }
 
 /** An empty list says why: "no backups yet" only when every repository was read. */

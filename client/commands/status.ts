@@ -17,6 +17,8 @@ import { expectedSource, pickLatest, sourceVerdict, type ExpectedSource } from '
 import { archiveQueue, type ArchiveQueue } from '../../engine/archiveCheck.js';
 import { errorText } from '../../engine/errors.js';
 import { archiveLag, listWalEntries, newestSegmentOf, readWalEntry, spoolRepository } from '../../engine/walArchive.js';
+import { repositoryStats, type RepositoryStats } from '../../engine/repositoryStats.js';
+import { storageLines, storageProblems } from './storageStats.js';
 
 /** A nightly backup older than this is overdue (a day plus an hour of grace). */
 const DATABASE_BACKUP_MAX_AGE_HOURS = 25;
@@ -49,6 +51,12 @@ export interface StatusReport {
   walQueue: (ArchiveQueue & { error?: undefined }) | { error: string } | null;
   /** The newest base backup: where every point-in-time recovery starts. */
   latestBaseBackup: { backupId: string; stoppedAt: string; ageDays: number; foundIn: string[] } | null;
+  /**
+   * Per repository and component: count, bytes, oldest, newest; free space, growth and days
+   * until full (filesystem repositories); the window that repository alone supports. One that
+   * cannot be listed is there as unreachable, with the reason.
+   */
+  storage: RepositoryStats[];
 }
 
 /** A weekly base backup older than this is overdue; the WAL to replay grows with its age. */
@@ -128,6 +136,7 @@ export async function collectStatus(client: Client | undefined, clientError: str
     walArchive: null,
     walQueue: null,
     latestBaseBackup: null,
+    storage: [],
   };
   if (client) {
     for (const name of [SHARED_TASK_QUEUE, hostTaskQueue(databaseHost(config))]) {
@@ -223,6 +232,12 @@ export async function collectStatus(client: Client | undefined, clientError: str
   if (report.latestBaseBackup && (Date.now() - Date.parse(report.latestBaseBackup.stoppedAt)) / 86_400_000 > BASE_BACKUP_MAX_AGE_DAYS) {
     problems.push(`the newest base backup is ${report.latestBaseBackup.ageDays.toFixed(1)} days old: point-in-time recovery replays all the WAL since`);
   }
+  report.storage = await repositoryStats(repositories, { verifier });
+  problems.push(...storageProblems(report.storage));
+  // A repository that cannot be read is already a problem (above); one readable for the catalog but not for this is one too.
+  for (const s of report.storage) {
+    if (!s.reachable && !problems.some((p) => p.startsWith(`repository ${s.repository} cannot be read`))) problems.push(`repository ${s.repository} cannot be measured: ${s.error}`);
+  }
   report.ok = problems.length === 0;
   return report;
 }
@@ -278,6 +293,7 @@ export async function runStatus(report: StatusReport, out: Printer): Promise<num
               : `  WAL queue: ${report.walQueue.ready} file(s) waiting to be archived${report.walQueue.ready ? `, oldest ${report.walQueue.oldestReadySeconds} s` : ''}; last archived ${report.walQueue.archiver.lastArchivedWal ?? 'none'}${report.walQueue.failing ? ', FAILING' : ''}`,
           ]
         : []),
+      ...storageLines(report.storage, '  '),
       ...report.running.flatMap((r) => [
         `  running ${r.type} ${r.workflowId} since ${r.startTime}${r.phase ? `: ${r.phase}` : ''}`,
         ...r.activities.map(
