@@ -7,12 +7,14 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ScheduleNotFoundError, type Client } from '@temporalio/client';
+import { randomBytes } from 'node:crypto';
+import { Client, ScheduleNotFoundError } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { execa } from 'execa';
 import YAML from 'yaml';
 import { validateConfig, type Config } from '../common/config.js';
 import { applySchedules, applyWalShipping, MANAGED_MEMO, runApplySchedules, wantedSchedules } from '../client/commands/schedules.js';
+import { temporalDataConverter } from '../workers/dataConverter.js';
 import { startTemporal } from './fixtures/temporal.js';
 
 const CLI = path.resolve('bin/backupctl.js');
@@ -212,4 +214,22 @@ test('the CLI: apply says unchanged and already running; pause, unpause, trigger
     expect(unknown[i].stderr).toContain('backup-database-nightly');
     expect(unknown[i].stderr).toContain('someone-elses-backup');
   });
+});
+
+// Last: a client without the keys cannot read the schedules afterwards (as in production).
+test('turning payload encryption on, or rotating its key, rewrites the stored workflow inputs; then unchanged again', async () => {
+  const key = () => randomBytes(32).toString('base64');
+  const [k1, k2] = [`k1:${key()}`, `k2:${key()}`];
+  const encrypted = config((r) => (r.temporal.payloadEncryption = { enabled: true }));
+  const clientWith = (keys: string) =>
+    new Client({ connection: temporal.connection, namespace: 'default', dataConverter: temporalDataConverter(encrypted, { BACKUPCTL_PAYLOAD_KEYS: keys }) });
+  const on = await applySchedules(clientWith(k1), encrypted);
+  expect(actions(on)).toEqual(Object.fromEntries(ALL.map((id) => [id, 'updated'])));
+  expect(on.every((a) => a.changes?.join() === 'workflow input encryption')).toBe(true);
+  const stored = (await clientWith(k1).schedule.getHandle('apply-retention-daily').describe()).raw.schedule!.action!.startWorkflow!.input!.payloads![0];
+  expect(Buffer.from(stored.metadata!.encoding!).toString()).toBe('binary/encrypted');
+  expect(actions(await applySchedules(clientWith(k1), encrypted))).toEqual(Object.fromEntries(ALL.map((id) => [id, 'unchanged'])));
+  // k2 first: it encrypts from now on.
+  expect(actions(await applySchedules(clientWith(`${k2},${k1}`), encrypted))).toEqual(Object.fromEntries(ALL.map((id) => [id, 'updated'])));
+  expect(actions(await applySchedules(clientWith(`${k2},${k1}`), encrypted))).toEqual(Object.fromEntries(ALL.map((id) => [id, 'unchanged'])));
 });

@@ -8,6 +8,7 @@
 // that memo the configuration no longer implies is deleted; one without it is never touched.
 // The four ids made before the memo existed are adopted (see adoptable()).
 import { ScheduleNotFoundError, ScheduleOverlapPolicy, type Client, type ScheduleDescription, type ScheduleOptions } from '@temporalio/client';
+import { METADATA_ENCODING_KEY, type Payload } from '@temporalio/common';
 import { backupBase, backupDatabase, recoveryDrill, verifyBackup } from '../../workflows/index.js';
 import { SHARED_TASK_QUEUE, hostTaskQueue } from '../../common/types.js';
 import type { ApplyRetentionInput } from '../../common/retentionTypes.js';
@@ -16,6 +17,7 @@ import { walArchivingWanted } from '../../common/pitrPreconditions.js';
 import { drillInput } from './drill.js';
 import { ensureWalShipping } from './wal.js';
 import { specMatchesCron } from '../scheduleSpec.js';
+import { KEY_ID_METADATA } from '../../workers/payloadCodec.js';
 import { InputRefused } from '../workflowRun.js';
 import type { Printer } from '../output.js';
 
@@ -127,8 +129,27 @@ function canonical(value: unknown): string {
   );
 }
 
-/** What of `described` differs from `want` in what we set: the times, the workflow and its input, the policies, paused. */
-export function differences(described: ScheduleDescription, want: WantedSchedule): string[] {
+const metadataText = (bytes: Uint8Array | null | undefined) => (bytes ? Buffer.from(bytes).toString('utf8') : '');
+
+/** How a payload is sealed: its encoding, and the key it is encrypted with (none when plain). */
+function sealOf(payload: Payload | undefined): string {
+  return `${metadataText(payload?.metadata?.[METADATA_ENCODING_KEY])} ${metadataText(payload?.metadata?.[KEY_ID_METADATA])}`;
+}
+
+/**
+ * How this client writes payloads now: plain JSON, or encrypted with the first payload key. A
+ * schedule stores its workflow's input as written when it was applied, so turning payload
+ * encryption on, or rotating its key, must rewrite it (README, "Payload encryption"), though the
+ * decoded input is equal.
+ */
+export async function currentSeal(client: Client): Promise<string> {
+  let payloads: Payload[] = [{ metadata: { [METADATA_ENCODING_KEY]: Buffer.from('json/plain') }, data: Buffer.from('null') }];
+  for (const codec of client.options.loadedDataConverter.payloadCodecs) payloads = await codec.encode(payloads);
+  return sealOf(payloads[0]);
+}
+
+/** What of `described` differs from `want` in what we set: the times, the workflow and its input (and its sealing), the policies, paused. */
+export function differences(described: ScheduleDescription, want: WantedSchedule, seal: string): string[] {
   const options = want.options!;
   const action = options.action as { workflowId: string; taskQueue: string; args: unknown[] };
   const changes: string[] = [];
@@ -137,6 +158,7 @@ export function differences(described: ScheduleDescription, want: WantedSchedule
   if (a.type !== 'startWorkflow' || a.workflowType !== want.workflowType || a.workflowId !== action.workflowId || a.taskQueue !== action.taskQueue) changes.push('workflow');
   // Both through JSON: an undefined field is absent on the server's side too.
   else if (canonical(a.args ?? []) !== canonical(JSON.parse(JSON.stringify(action.args)))) changes.push('workflow input');
+  else if (sealOf(described.raw.schedule?.action?.startWorkflow?.input?.payloads?.[0] as Payload | undefined) !== seal) changes.push('workflow input encryption');
   const p = described.policies;
   if (p.overlap !== ScheduleOverlapPolicy.SKIP || p.catchupWindow !== CATCHUP_WINDOW_MS || p.pauseOnFailure !== false) changes.push('policies');
   if (described.state.paused !== want.cadence.paused) changes.push(want.cadence.paused ? 'paused' : 'unpaused');
@@ -152,7 +174,7 @@ async function describeOrUndefined(client: Client, scheduleId: string): Promise<
   }
 }
 
-async function applyOne(client: Client, want: WantedSchedule): Promise<AppliedSchedule> {
+async function applyOne(client: Client, want: WantedSchedule, seal: string): Promise<AppliedSchedule> {
   const { scheduleId } = want;
   const handle = client.schedule.getHandle(scheduleId);
   const described = await describeOrUndefined(client, scheduleId);
@@ -177,7 +199,7 @@ async function applyOne(client: Client, want: WantedSchedule): Promise<AppliedSc
     await client.schedule.create(want.options);
     return { scheduleId, action: 'adopted', reason: 'made before backupctl marked its schedules: made again with the mark' };
   }
-  const changes = differences(described, want);
+  const changes = differences(described, want, seal);
   if (changes.length === 0) return { scheduleId, action: 'unchanged' };
   const options = want.options;
   await handle.update((current) => ({ ...current, spec: options.spec, action: options.action, policies: options.policies, state: { ...current.state, paused: want.cadence.paused } }));
@@ -200,7 +222,8 @@ async function strays(client: Client, known: Set<string>): Promise<string[]> {
 export async function applySchedules(client: Client, config: Config): Promise<AppliedSchedule[]> {
   const wants = wantedSchedules(config);
   const applied: AppliedSchedule[] = [];
-  for (const want of wants) applied.push(await applyOne(client, want));
+  const seal = await currentSeal(client);
+  for (const want of wants) applied.push(await applyOne(client, want, seal));
   for (const scheduleId of await strays(client, new Set(wants.map((w) => w.scheduleId)))) {
     // Described, not trusted from the list: the list is eventually consistent.
     const described = await describeOrUndefined(client, scheduleId);
