@@ -151,6 +151,10 @@ test('one of our ids held by a schedule not ours is a conflict: left alone, exit
     reason: expect.stringContaining('not made by backupctl'),
   });
   expect((await describe_('backup-base-weekly')).action.workflowType).toBe('somebodysWorkflow');
+  // Where the configuration wants no base backups, it is in nobody's way: skipped, still left alone.
+  const notWanted = (await applySchedules(client, config((r) => delete r.baseBackup))).find((a) => a.scheduleId === 'backup-base-weekly');
+  expect(notWanted).toEqual({ scheduleId: 'backup-base-weekly', action: 'skipped', reason: expect.stringContaining('not made by backupctl: left alone') });
+  expect((await describe_('backup-base-weekly')).action.workflowType).toBe('somebodysWorkflow');
   await client.schedule.getHandle('backup-base-weekly').delete();
   expect(actions(await applySchedules(client, config()))['backup-base-weekly']).toBe('created');
 });

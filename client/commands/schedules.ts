@@ -184,6 +184,8 @@ async function applyOne(client: Client, want: WantedSchedule, seal: string): Pro
     return { scheduleId, action: 'created' };
   }
   if (!isManaged(described.memo) && !adoptable(scheduleId, described)) {
+    // Not wanted here: someone else's schedule under this id is in nobody's way.
+    if (!want.options) return { scheduleId, action: 'skipped', reason: `${want.reason}; the schedule of this id was not made by backupctl: left alone` };
     return {
       scheduleId,
       action: 'conflict',
