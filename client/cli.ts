@@ -136,7 +136,9 @@ wal
 
 program
   .command('check')
-  .description("check PostgreSQL's WAL archiving (settings, pg_stat_archiver) and that a switched segment reaches the archive; exit 1 on any problem")
+  .description(
+    "check the configuration's point-in-time recovery preconditions, PostgreSQL's WAL archiving (settings, pg_stat_archiver) and that a switched segment reaches the archive; exit 1 on any problem",
+  )
   .option('--wait <seconds>', 'how long to wait for the switched segment', '60')
   .addOption(jsonOption())
   .action(
@@ -323,10 +325,14 @@ program
     }),
   );
 
-const schedules = program.command('schedules').description('Temporal Schedules: the nightly backup and, later, the other cadences');
+const schedules = program
+  .command('schedules')
+  .description('Temporal Schedules: the nightly backup, the weekly base backup and verification, daily retention, the monthly drill');
 schedules
   .command('apply')
-  .description('create or update the schedules from the configuration')
+  .description(
+    "create, update or delete backupctl's schedules to match the configuration, and start WAL shipping when wal.spool is set; says what it did (unchanged when nothing differs); exit 1 when a schedule not made by backupctl holds one of its ids",
+  )
   .addOption(jsonOption())
   .action(
     action(async (options: { json?: boolean }) => {
@@ -345,6 +351,40 @@ schedules
       const { runListSchedules } = await import('./commands/schedules.js');
       const print = await printer(options.json);
       return withClient(await config(), (client) => runListSchedules(client, print));
+    }),
+  );
+schedules
+  .command('pause <name>')
+  .description('pause a schedule (schedules apply unpauses it again unless the configuration says paused: true)')
+  .option('--note <text>', 'why, shown by schedules list and the Web UI')
+  .addOption(jsonOption())
+  .action(
+    action(async (name: string, options: { note?: string; json?: boolean }) => {
+      const { runPauseSchedule } = await import('./commands/schedules.js');
+      const print = await printer(options.json);
+      return withClient(await config(), (client) => runPauseSchedule(client, name, options.note, print));
+    }),
+  );
+schedules
+  .command('unpause <name>')
+  .description('unpause a schedule')
+  .addOption(jsonOption())
+  .action(
+    action(async (name: string, options: { json?: boolean }) => {
+      const { runUnpauseSchedule } = await import('./commands/schedules.js');
+      const print = await printer(options.json);
+      return withClient(await config(), (client) => runUnpauseSchedule(client, name, print));
+    }),
+  );
+schedules
+  .command('trigger <name>')
+  .description("run a schedule's workflow now, under its overlap policy (nothing while a run of it is going)")
+  .addOption(jsonOption())
+  .action(
+    action(async (name: string, options: { json?: boolean }) => {
+      const { runTriggerSchedule } = await import('./commands/schedules.js');
+      const print = await printer(options.json);
+      return withClient(await config(), (client) => runTriggerSchedule(client, name, print));
     }),
   );
 

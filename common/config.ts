@@ -307,6 +307,8 @@ export const configSchema = z.strictObject({
       base: cadence('0 1 * * 0'),
       verification: cadence('0 3 * * 0'),
       drill: cadence('0 4 1 * *'),
+      /** Daily retention (workflows/applyRetention.ts): what `retention` no longer keeps is deleted. */
+      retention: cadence('30 5 * * *'),
     })
     .prefault({}),
   /**

@@ -73,6 +73,8 @@ beforeAll(async () => {
     host: HOST,
     temporal: { address: env.temporal.address, namespace: 'default' },
     database: { url: primary.url('appdb'), keyTables: ['auth_user'] },
+    // Base backups and a spool: what point-in-time recovery needs (`check` reports either alone).
+    baseBackup: { url: primary.url('appdb') },
     repositories: {
       local: { type: 'filesystem', path: path.join(dir, 'local') },
       nas: { type: 'filesystem', path: path.join(dir, 'nas') },

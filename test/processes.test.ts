@@ -186,20 +186,36 @@ describe('the CLI', () => {
     expect(JSON.parse(run.stdout)).toMatchObject({ ok: false, error: { type: 'InvalidInput', message: expect.stringContaining('tape') } });
   });
 
-  test('schedules apply creates the nightly schedule, then updates it; a triggered run backs up', async () => {
+  test('schedules apply creates the nightly schedule, then finds it unchanged; a triggered run backs up', async () => {
     const first = await cli(['--config', configFile, 'schedules', 'apply', '--json']);
     expect(first.exitCode).toBe(0);
     const skipped = [
       { scheduleId: 'recovery-drill-monthly', action: 'skipped', reason: expect.stringContaining('drill.host') },
       { scheduleId: 'backup-base-weekly', action: 'skipped', reason: expect.stringContaining('baseBackup.url') },
     ];
+    // The fixture names a spool (wal.spool: local), so WAL shipping is started too.
     expect(JSON.parse(first.stdout)).toEqual({
-      schedules: [{ scheduleId: 'backup-database-nightly', action: 'created' }, { scheduleId: 'verify-backup-weekly', action: 'created' }, ...skipped],
+      schedules: [
+        { scheduleId: 'backup-database-nightly', action: 'created' },
+        { scheduleId: 'verify-backup-weekly', action: 'created' },
+        ...skipped,
+        { scheduleId: 'apply-retention-daily', action: 'created' },
+      ],
+      walShipping: { workflowId: 'wal-shipping-db-cli', action: 'started' },
     });
     const again = await cli(['--config', configFile, 'schedules', 'apply', '--json']);
     expect(JSON.parse(again.stdout)).toEqual({
-      schedules: [{ scheduleId: 'backup-database-nightly', action: 'updated' }, { scheduleId: 'verify-backup-weekly', action: 'updated' }, ...skipped],
+      schedules: [
+        { scheduleId: 'backup-database-nightly', action: 'unchanged' },
+        { scheduleId: 'verify-backup-weekly', action: 'unchanged' },
+        ...skipped,
+        { scheduleId: 'apply-retention-daily', action: 'unchanged' },
+      ],
+      walShipping: { workflowId: 'wal-shipping-db-cli', action: 'already running' },
     });
+    // Removed at once: the test is about the nightly backup (schedules.integration.test.ts covers the rest).
+    await env.temporal.client.schedule.getHandle('apply-retention-daily').delete();
+    await env.temporal.client.workflow.getHandle('wal-shipping-db-cli').terminate('test: only the nightly backup is wanted here');
     const weekly = await env.temporal.client.schedule.getHandle('verify-backup-weekly').describe();
     expect(weekly.info.nextActionTimes[0].getUTCDay()).toBe(0);
     expect(weekly.info.nextActionTimes[0].getUTCHours()).toBe(3);

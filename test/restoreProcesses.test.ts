@@ -202,11 +202,15 @@ describe('CLI contract', () => {
       'verify-backup-weekly:created',
       'recovery-drill-monthly:created',
       'backup-base-weekly:skipped',
+      'apply-retention-daily:created',
     ]);
+    // The fixture names a spool, so shipping was started: not wanted by the drill tests that follow.
+    expect(JSON.parse(run.stdout).walShipping).toMatchObject({ action: 'started' });
+    await env.temporal.client.workflow.getHandle(JSON.parse(run.stdout).walShipping.workflowId).terminate('test: not wanted here');
     const drill = await env.temporal.client.schedule.getHandle('recovery-drill-monthly').describe();
     expect(drill.action).toMatchObject({ workflowType: 'recoveryDrill', args: [{ hostTaskQueue: 'backup@drill', repository: 's3', backup: 'latest' }] });
     expect(drill.info.nextActionTimes[0].getUTCDate()).toBe(1);
-    for (const id of ['backup-database-nightly', 'verify-backup-weekly', 'recovery-drill-monthly']) await env.temporal.client.schedule.getHandle(id).delete();
+    for (const id of ['backup-database-nightly', 'verify-backup-weekly', 'recovery-drill-monthly', 'apply-retention-daily']) await env.temporal.client.schedule.getHandle(id).delete();
   });
 
   test('drill --wait --json on the drill host: a passing report with RTO and RPO', async () => {

@@ -1,6 +1,6 @@
 // `backupctl wal ship`: starts the database host's WAL shipping workflow, or finds the one
-// already running (one per host: its id is wal-shipping-<host>).
-import { WorkflowIdConflictPolicy, type Client } from '@temporalio/client';
+// already running (one per host: its id is wal-shipping-<host>). `schedules apply` starts it too.
+import { WorkflowIdConflictPolicy, WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
 import { shipWal } from '../../workflows/index.js';
 import { walShippingQuery } from '../../workflows/messages.js';
 import { SHARED_TASK_QUEUE, hostTaskQueue } from '../../common/types.js';
@@ -11,15 +11,34 @@ export function walShippingWorkflowId(config: Config): string {
   return `wal-shipping-${databaseHost(config)}`;
 }
 
-export async function runShipWal(client: Client, config: Config, out: Printer): Promise<number> {
+/**
+ * The shipping workflow, started unless one runs: `started` says which. Started with
+ * USE_EXISTING, so two callers racing past the look both end with the one workflow.
+ */
+export async function ensureWalShipping(client: Client, config: Config): Promise<{ workflowId: string; handle: WorkflowHandle; started: boolean }> {
   const workflowId = walShippingWorkflowId(config);
+  const running = await client.workflow
+    .getHandle(workflowId)
+    .describe()
+    .then((d) => d.status.name === 'RUNNING')
+    .catch((err) => {
+      if (err instanceof WorkflowNotFoundError) return false;
+      throw err;
+    });
+  if (running) return { workflowId, handle: client.workflow.getHandle(workflowId), started: false };
   const handle = await client.workflow.start(shipWal, {
     taskQueue: SHARED_TASK_QUEUE,
     workflowId,
     workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
     args: [{ hostTaskQueue: hostTaskQueue(databaseHost(config)), intervalSeconds: config.wal.shipIntervalSeconds }],
   });
+  return { workflowId, handle, started: true };
+}
+
+export async function runShipWal(client: Client, config: Config, out: Printer): Promise<number> {
+  const { workflowId, handle } = await ensureWalShipping(client, config);
   const state = await handle.query(walShippingQuery).catch(() => undefined);
-  out.result({ workflowId, runId: handle.firstExecutionRunId, status: 'running', state }, () => `WAL shipping runs as ${workflowId}; backupctl status shows each repository's lag`);
+  const runId = (await handle.describe()).runId;
+  out.result({ workflowId, runId, status: 'running', state }, () => `WAL shipping runs as ${workflowId}; backupctl status shows each repository's lag`);
   return 0;
 }
