@@ -9,7 +9,7 @@
 // The four ids made before the memo existed are adopted (see adoptable()).
 import { ScheduleNotFoundError, ScheduleOverlapPolicy, type Client, type ScheduleDescription, type ScheduleOptions } from '@temporalio/client';
 import { METADATA_ENCODING_KEY, type Payload } from '@temporalio/common';
-import { backupBase, backupDatabase, recoveryDrill, verifyBackup } from '../../workflows/index.js';
+import { applyRetention, backupBase, backupDatabase, recoveryDrill, verifyBackup } from '../../workflows/index.js';
 import { SHARED_TASK_QUEUE, hostTaskQueue } from '../../common/types.js';
 import type { ApplyRetentionInput } from '../../common/retentionTypes.js';
 import { databaseHost, drillRepository, verificationHost, type Config } from '../../common/config.js';
@@ -30,9 +30,6 @@ export const RETENTION_SCHEDULE_ID = 'apply-retention-daily';
 /** The mark of a schedule `apply` made: set at creation (Temporal cannot change a schedule's memo later). */
 export const MANAGED_MEMO = { managedBy: 'backupctl' } as const;
 
-// The workflow type as a name: workflows/applyRetention.ts is written beside this, and the
-// schedule only needs the name the worker registers it under.
-const APPLY_RETENTION = 'applyRetention';
 const CATCHUP_WINDOW_MS = 24 * 60 * 60 * 1000;
 const PAUSED_NOTE = 'paused in configuration';
 
@@ -83,7 +80,7 @@ export function wantedSchedules(config: Config): WantedSchedule[] {
     config.baseBackup.url
       ? wanted(BASE_SCHEDULE_ID, s.base, backupBase.name, [database])
       : notImplied(BASE_SCHEDULE_ID, s.base, backupBase.name, 'baseBackup.url (a replication role) is not configured'),
-    wanted(RETENTION_SCHEDULE_ID, s.retention, APPLY_RETENTION, [retention]),
+    wanted(RETENTION_SCHEDULE_ID, s.retention, applyRetention.name, [retention]),
   ];
 }
 
