@@ -18,6 +18,7 @@ import type { Config } from '../common/config.js';
 import type { ApplyRetentionReport } from '../common/retentionTypes.js';
 import type { VerificationReport } from '../common/restoreTypes.js';
 import { SHARED_TASK_QUEUE, hostTaskQueue } from '../common/types.js';
+import { collectStatus } from '../client/commands/status.js';
 import { listManifests } from '../engine/catalog.js';
 import { readReport, type RetentionReportFile } from '../engine/prune.js';
 import { openRepositories } from '../engine/storage/index.js';
@@ -155,6 +156,9 @@ describe('eight nightly dumps over five weeks, then retention', () => {
     // Run again: the same policy at the same time deletes nothing more.
     const again = await prune(false, 'retention-prune-again');
     expect(again.repositories.map((r) => r.backups.deleted)).toEqual([0, 0, 0]);
+    // Status shows the newest retention run, read back from the repositories.
+    const status = await collectStatus(undefined, 'not asked', config, repositories);
+    expect(status.latestRetention).toMatchObject({ reportId: again.reportId, dryRun: false, deletedBackups: 0, foundIn: 'local' });
   });
 
   test.each([

@@ -19,6 +19,8 @@ import { errorText } from '../../engine/errors.js';
 import { archiveLag, listWalEntries, newestSegmentOf, readWalEntry, spoolRepository } from '../../engine/walArchive.js';
 import { repositoryStats, type RepositoryStats } from '../../engine/repositoryStats.js';
 import { storageLines, storageProblems } from './storageStats.js';
+import { pitrPreconditionProblems } from '../../common/pitrPreconditions.js';
+import { readReport, RETENTION_REPORT_PREFIX } from '../../engine/prune.js';
 
 /** A nightly backup older than this is overdue (a day plus an hour of grace). */
 const DATABASE_BACKUP_MAX_AGE_HOURS = 25;
@@ -57,6 +59,13 @@ export interface StatusReport {
    * cannot be listed is there as unreachable, with the reason.
    */
   storage: RepositoryStats[];
+  /**
+   * What the configuration asks for and cannot have (point-in-time recovery without a base
+   * backup source or without archiving): shown, and failed by `backupctl check`.
+   */
+  configuration: string[];
+  /** The newest retention run recorded in the repositories (backupctl prune, the daily schedule). */
+  latestRetention: { reportId: string; decidedAt: string; dryRun: boolean; deletedBackups: number; deletedWal: number; foundIn: string } | null;
 }
 
 /** A weekly base backup older than this is overdue; the WAL to replay grows with its age. */
@@ -137,6 +146,8 @@ export async function collectStatus(client: Client | undefined, clientError: str
     walQueue: null,
     latestBaseBackup: null,
     storage: [],
+    configuration: [],
+    latestRetention: null,
   };
   if (client) {
     for (const name of [SHARED_TASK_QUEUE, hostTaskQueue(databaseHost(config))]) {
@@ -238,8 +249,28 @@ export async function collectStatus(client: Client | undefined, clientError: str
   for (const s of report.storage) {
     if (!s.reachable && !problems.some((p) => p.startsWith(`repository ${s.repository} cannot be read`))) problems.push(`repository ${s.repository} cannot be measured: ${s.error}`);
   }
+  report.configuration = pitrPreconditionProblems(config);
+  report.latestRetention = await latestRetention(repositories);
   report.ok = problems.length === 0;
   return report;
+}
+
+/** The newest retention report in the first repository that holds one (report ids sort by time). */
+async function latestRetention(repositories: Repository[]): Promise<StatusReport['latestRetention']> {
+  for (const repository of repositories) {
+    try {
+      const keys = (await repository.list(RETENTION_REPORT_PREFIX)).map((o) => o.key).filter((k) => /^retention\/[^/]+\.json$/.test(k)).sort();
+      const newest = keys.at(-1);
+      if (!newest) continue;
+      const report = await readReport(repository, newest.slice(RETENTION_REPORT_PREFIX.length, -'.json'.length));
+      const deletedBackups = report.backups.filter((b) => b.action === 'delete').length;
+      const deletedWal = report.wal.reduce((n, w) => n + w.delete.length, 0);
+      return { reportId: report.reportId, decidedAt: report.decidedAt, dryRun: report.dryRun, deletedBackups, deletedWal, foundIn: repository.name };
+    } catch {
+      continue;
+    }
+  }
+  return null;
 }
 
 function hasSpool(config: Config, repositories: Repository[]): boolean {
@@ -294,6 +325,10 @@ export async function runStatus(report: StatusReport, out: Printer): Promise<num
           ]
         : []),
       ...storageLines(report.storage, '  '),
+      report.latestRetention
+        ? `  retention: last decided ${report.latestRetention.decidedAt}${report.latestRetention.dryRun ? ' (dry run)' : ''}, ${report.latestRetention.deletedBackups} backup copies and ${report.latestRetention.deletedWal} WAL files ${report.latestRetention.dryRun ? 'to delete' : 'deleted'} (report ${report.latestRetention.reportId} in ${report.latestRetention.foundIn})`
+        : '  retention: never run (backupctl prune --dry-run shows what it would do)',
+      ...report.configuration.map((c) => `  configuration: ${c}`),
       ...report.running.flatMap((r) => [
         `  running ${r.type} ${r.workflowId} since ${r.startTime}${r.phase ? `: ${r.phase}` : ''}`,
         ...r.activities.map(
