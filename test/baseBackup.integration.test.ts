@@ -61,6 +61,8 @@ describe('a base backup', () => {
     expect(result.backup.includesBackupManifest).toBe(true);
     expect(result.server.versionNum).toBeGreaterThanOrEqual(150000);
     expect(result.server.systemIdentifier).toMatch(/^\d+$/);
+    // Where its WAL starts, for retention: the segment size is recorded.
+    expect(result.server.walSegmentBytes).toBe(16 * 1024 * 1024);
     expect(result.copies.map((c) => c.repository).sort()).toEqual(['local', 'nas', 's3']);
     expect(result.copies.every((c) => c.verified)).toBe(true);
   });
