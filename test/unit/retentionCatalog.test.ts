@@ -1,0 +1,88 @@
+// What retention reads from a repository (engine/retentionCatalog.ts): a backup counts as
+// complete only with a whole manifest of its own folder whose signature is admitted; a forged,
+// unsigned, damaged or misplaced one is kept and reported, never counted; a folder without a
+// manifest is a leftover of a finished backup when another repository has its manifest, else
+// the sweep's; WAL is verified when both its entry and its object are there; a repository
+// that cannot be listed is reported and left out; what is not ours is noted.
+import { generateKeyPairSync } from 'node:crypto';
+import { keyIdOf, signManifest, type Signer, type Verifier } from '../../engine/manifestSignature.js';
+import { readRetentionCatalog } from '../../engine/retentionCatalog.js';
+import { MemoryRepository } from '../fixtures/memoryRepository.js';
+
+function keyPair(): { signer: Signer; verifier: Verifier } {
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  return { signer: { keyId: keyIdOf(publicKey), privateKey }, verifier: { keys: [{ keyId: keyIdOf(publicKey), publicKey, file: 'test.pub' }], host: 'test' } };
+}
+
+const ours = keyPair();
+const theirs = keyPair();
+
+function manifest(component: 'database' | 'base', id: string, finishedAt: string, extra: object = {}) {
+  return { formatVersion: 1, backupId: id, component, finishedAt, startedAt: finishedAt, objects: [], ...extra };
+}
+
+function planted(repository: MemoryRepository, component: 'database' | 'base', id: string, body: unknown) {
+  repository.set(`${component}/${id}/dump.pgcustom.zst.gpg`, 'bytes');
+  repository.set(`${component}/${id}/manifest.json`, body);
+}
+
+test('only a whole manifest of its own folder, signed by a trusted key, counts as complete', async () => {
+  const local = new MemoryRepository('local');
+  planted(local, 'database', 'good', signManifest(manifest('database', 'good', '2026-11-20T02:00:00Z'), ours.signer));
+  planted(local, 'database', 'unsigned', manifest('database', 'unsigned', '2026-11-28T02:00:00Z'));
+  planted(local, 'database', 'forged', signManifest(manifest('database', 'forged', '2026-11-28T02:00:00Z'), theirs.signer));
+  planted(local, 'database', 'copied', signManifest(manifest('database', 'good', '2026-11-20T02:00:00Z'), ours.signer));
+  planted(local, 'database', 'cut', '{"backupId": "cut", "compo');
+  const reading = await readRetentionCatalog([local], { verifier: ours.verifier, allowUnsigned: false });
+  expect(reading.catalog.backups).toEqual([{ repository: 'local', component: 'database', backupId: 'good', complete: true, at: Date.parse('2026-11-20T02:00:00Z') }]);
+  const notes = reading.contents[0].notes.join('\n');
+  for (const id of ['unsigned', 'forged', 'copied', 'cut']) expect(notes).toContain(`database/${id}/manifest.json`);
+  expect(notes).toMatch(/unsigned\/manifest.json is not signed/);
+  expect(notes).toMatch(/copied\/manifest.json is not a whole database manifest of copied/);
+  // With signing.required false, an unsigned one counts; a wrongly signed one never does.
+  const lax = await readRetentionCatalog([local], { verifier: ours.verifier, allowUnsigned: true });
+  expect(lax.catalog.backups.map((b) => b.backupId).sort()).toEqual(['good', 'unsigned']);
+});
+
+test('a folder without a manifest: a leftover where another repository has it, else the sweep\'s', async () => {
+  const local = new MemoryRepository('local');
+  const nas = new MemoryRepository('nas');
+  planted(local, 'database', 'b1', signManifest(manifest('database', 'b1', '2026-11-20T02:00:00Z'), ours.signer));
+  nas.set('database/b1/dump.pgcustom.zst.gpg', 'half a copy');
+  nas.set('database/nobody/dump.pgcustom.zst.gpg', 'a run that died');
+  const reading = await readRetentionCatalog([local, nas], { verifier: ours.verifier, allowUnsigned: false });
+  expect(reading.catalog.backups).toContainEqual({ repository: 'nas', component: 'database', backupId: 'b1', complete: false, runClosed: true, at: Date.parse('2026-11-20T02:00:00Z') });
+  expect(reading.forTheSweep).toEqual(['nas: database/nobody/ (no manifest in any repository)']);
+});
+
+test('a base backup says where its WAL starts only with its segment size; WAL is verified with both entry and object', async () => {
+  const local = new MemoryRepository('local');
+  const backup = { timeline: 2, startLsn: '1/B374D848', stopLsn: '1/C0000000', stoppedAt: '2026-11-20T02:00:00Z' };
+  planted(local, 'base', 'sized', signManifest(manifest('base', 'sized', '2026-11-20T02:00:00Z', { server: { walSegmentBytes: 16 * 1024 * 1024 }, backup }), ours.signer));
+  planted(local, 'base', 'old', signManifest(manifest('base', 'old', '2026-11-13T02:00:00Z', { server: {}, backup }), ours.signer));
+  local.set('wal/0000000200000001000000B3.json', '{}').set('wal/0000000200000001000000B3.zst.gpg', 'x');
+  local.set('wal/0000000200000001000000B4.zst.gpg', 'object, no entry yet');
+  local.set('wal/00000002.history.json', '{}').set('wal/00000002.history.zst.gpg', 'x');
+  local.set('wal/README', 'not ours');
+  const reading = await readRetentionCatalog([local], { verifier: ours.verifier, allowUnsigned: false, spool: 'local' });
+  expect(reading.catalog.backups.find((b) => b.backupId === 'sized')!.walStart).toBe('0000000200000001000000B3');
+  expect(reading.catalog.backups.find((b) => b.backupId === 'old')!.walStart).toBeUndefined();
+  expect(reading.catalog.wal).toEqual([
+    { repository: 'local', name: '00000002.history', verified: true },
+    { repository: 'local', name: '0000000200000001000000B3', verified: true },
+    { repository: 'local', name: '0000000200000001000000B4', verified: false },
+  ]);
+  expect(reading.catalog.spool).toBe('local');
+  expect(reading.contents[0].notes).toEqual(['wal/README: not a WAL file\'s entry or object; left alone']);
+});
+
+test('a repository that cannot be listed is reported and left out; the others are read', async () => {
+  const local = new MemoryRepository('local');
+  const s3 = new MemoryRepository('s3');
+  s3.failing = new Error('connect ECONNREFUSED 127.0.0.1:8333');
+  planted(local, 'database', 'b1', signManifest(manifest('database', 'b1', '2026-11-20T02:00:00Z'), ours.signer));
+  const reading = await readRetentionCatalog([local, s3], { verifier: ours.verifier, allowUnsigned: false });
+  expect(reading.unreachable).toEqual([{ repository: 's3', reason: expect.stringContaining('ECONNREFUSED') }]);
+  expect(reading.contents.map((c) => c.repository)).toEqual(['local']);
+  expect(reading.catalog.backups).toHaveLength(1);
+});
