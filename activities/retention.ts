@@ -73,6 +73,7 @@ export function createRetentionActivities(deps: DatabaseBackupDeps) {
           allowUnsigned: !config.signing.required,
           spool,
           beat: () => read++,
+          lockDays: Object.fromEntries(Object.entries(config.repositories).flatMap(([name, r]) => (r.type === 's3' && r.objectLock ? [[name, r.objectLock.days]] : []))),
         });
         const policy = retentionPolicyOf(config);
         const decision = decideRetention(reading.catalog, policy, input.now, deps.repositories.map((r) => r.name), { components: input.components, repositories: input.repositories });

@@ -61,6 +61,14 @@ const s3Repository = z.strictObject({
     .enum(['STANDARD', 'STANDARD_IA', 'ONEZONE_IA', 'INTELLIGENT_TIERING', 'GLACIER_IR', 'GLACIER', 'DEEP_ARCHIVE', 'REDUCED_REDUNDANCY'])
     .optional(),
   partSizeMiB: z.number().int().min(5).max(512).default(8),
+  /**
+   * S3 Object Lock (the bucket must have been made with Object Lock enabled): every object put
+   * here is retained, under this mode, for `days`: nobody (COMPLIANCE) or nobody without the
+   * bypass permission (GOVERNANCE) can destroy its data before then. Retention never tries:
+   * a backup still locked stays, with the date its lock ends. Set `days` no longer than this
+   * repository's shortest retention, or backups stay (and are billed) until their locks end.
+   */
+  objectLock: z.strictObject({ mode: z.enum(['GOVERNANCE', 'COMPLIANCE']), days: z.number().int().min(1).max(36_500) }).optional(),
 });
 
 function cadence(cron: string) {

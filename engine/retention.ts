@@ -53,6 +53,8 @@ export interface CatalogBackup {
   runClosed?: boolean;
   /** Base backups: the WAL segment its start needs (24 hex characters). */
   walStart?: string;
+  /** S3 Object Lock: until when its objects cannot be destroyed; it is not pruned before. */
+  lockedUntil?: number;
 }
 
 export interface CatalogWal {
@@ -190,7 +192,10 @@ function decideBackups(backups: CatalogBackup[], rule: RetentionRule, policy: Re
     const base = { repository: b.repository, component: b.component, backupId: b.backupId };
     if (b.complete) {
       const why = reasons.get(b);
-      return why ? { ...base, action: 'keep', reasons: why } : { ...base, action: 'delete', reasons: ['complete, and kept by no rule of the policy'] };
+      if (why) return { ...base, action: 'keep', reasons: why };
+      // Pruning never fights a lock: it goes once its lock has ended.
+      if (b.lockedUntil !== undefined && b.lockedUntil > now) return { ...base, action: 'keep', reasons: [`kept by no rule, but locked (S3 Object Lock) until ${new Date(b.lockedUntil).toISOString()}: pruned after`] };
+      return { ...base, action: 'delete', reasons: ['complete, and kept by no rule of the policy'] };
     }
     if (b.runClosed && b.at < now - policy.leftoverGraceMs) return { ...base, action: 'delete', reasons: ['a leftover: no manifest, its run closed, older than the grace period'] };
     return { ...base, action: 'keep', reasons: [b.runClosed ? 'no manifest yet: inside the grace period' : 'no manifest: its run has not closed'] };

@@ -122,7 +122,10 @@ async function readOne(repository: Repository, component: BackupFolder, id: stri
  * left out (nothing of it judged, so nothing of it deleted). `allowUnsigned`: whether unsigned
  * manifests count (signing.required false).
  */
-export async function readRetentionCatalog(repositories: Repository[], options: { verifier: Verifier; allowUnsigned: boolean; spool?: string; beat?: () => void }): Promise<CatalogReading> {
+export async function readRetentionCatalog(
+  repositories: Repository[],
+  options: { verifier: Verifier; allowUnsigned: boolean; spool?: string; beat?: () => void; lockDays?: Record<string, number> },
+): Promise<CatalogReading> {
   const { verifier, allowUnsigned, beat = () => undefined } = options;
   const contents: RepositoryContents[] = [];
   const unreachable: CatalogReading['unreachable'] = [];
@@ -162,7 +165,10 @@ export async function readRetentionCatalog(repositories: Repository[], options: 
       for (const id of entry.backupKeys[component].keys()) {
         const m = read.get(`${component}/${id}`);
         const base = { repository: entry.repository, component, backupId: id };
-        if (m && 'at' in m) backups.push({ ...base, complete: true, at: m.at, ...(m.walStart ? { walStart: m.walStart } : {}) });
+        // Object Lock: every object was put before its manifest, and the manifest at about its
+        // finish; an hour's margin covers the manifest's upload and clocks apart.
+        const lock = options.lockDays?.[entry.repository];
+        if (m && 'at' in m) backups.push({ ...base, complete: true, at: m.at, ...(m.walStart ? { walStart: m.walStart } : {}), ...(lock ? { lockedUntil: m.at + lock * 86_400_000 + 3_600_000 } : {}) });
         else if (m) entry.notes.push(`${component}/${id}/${MANIFEST} ${m.refused}: the backup is kept, and counts for no rule`);
         else if (finished.has(`${component}/${id}`)) backups.push({ ...base, complete: false, runClosed: true, at: finished.get(`${component}/${id}`)! });
         else forTheSweep.push(`${entry.repository}: ${component}/${id}/ (no manifest in any repository)`);

@@ -12,6 +12,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, jest, test } from '@jest/globals';
 import {
   S3Client,
+  CreateBucketCommand,
+  DeleteObjectCommand,
+  GetObjectRetentionCommand,
+  ListObjectVersionsCommand,
   CreateMultipartUploadCommand,
   ListMultipartUploadsCommand,
   PutObjectCommand,
@@ -356,6 +360,28 @@ describe('S3 repository', () => {
     const repo = s3Harness().repo;
     expect((await repo.list('list/')).map((o) => o.key)).not.toContain('list/outside-the-prefix');
     expect((await repo.list('')).every((o) => !o.key.startsWith(PREFIX))).toBe(true);
+  });
+
+  test('Object Lock: every object put is retained under the mode until the configured days; a delete hides it, its data stays, and its version cannot be destroyed', async () => {
+    await s3.client.send(new CreateBucketCommand({ Bucket: 'locked-bucket', ObjectLockEnabledForBucket: true }));
+    const repo = openRepository('offsite', { type: 's3', bucket: 'locked-bucket', prefix: 'host', partSizeMiB: 5, objectLock: { mode: 'COMPLIANCE', days: 30 } }, s3.env);
+    const before = Date.now();
+    await repo.put('database/b1/manifest.json', Readable.from([Buffer.from('{}')]), { contentLength: 2 });
+    const big = randomStream(12 * MiB);
+    await repo.put('database/b1/dump.pgcustom.zst.gpg', big.stream);
+    expect(await sha256Of(await repo.get('database/b1/dump.pgcustom.zst.gpg'))).toBe(big.sha256());
+    for (const key of ['database/b1/manifest.json', 'database/b1/dump.pgcustom.zst.gpg']) {
+      const { Retention } = await s3.client.send(new GetObjectRetentionCommand({ Bucket: 'locked-bucket', Key: `host/${key}` }));
+      expect(Retention?.Mode).toBe('COMPLIANCE');
+      const until = Retention!.RetainUntilDate!.getTime();
+      expect(until).toBeGreaterThanOrEqual(before + 30 * 86_400_000 - 1000);
+      expect(until).toBeLessThanOrEqual(Date.now() + 30 * 86_400_000 + 1000);
+    }
+    expect(await removeObjects(repo, ['database/b1/manifest.json', 'database/b1/dump.pgcustom.zst.gpg'])).toEqual({ failed: [] });
+    expect(await repo.list('database/')).toEqual([]);
+    const { Versions } = await s3.client.send(new ListObjectVersionsCommand({ Bucket: 'locked-bucket', Prefix: 'host/' }));
+    expect(Versions?.map((v) => v.Key).sort()).toEqual(['host/database/b1/dump.pgcustom.zst.gpg', 'host/database/b1/manifest.json']);
+    await expect(s3.client.send(new DeleteObjectCommand({ Bucket: 'locked-bucket', Key: Versions![0].Key, VersionId: Versions![0].VersionId }))).rejects.toThrow(/Access Denied/i);
   });
 
   test('a missing bucket fails check() and put with a non-retryable BucketMissing', async () => {

@@ -41,6 +41,7 @@ export function openRepository(name: string, spec: RepositoryConfig, env: NodeJS
     storageClass: spec.storageClass,
     partSizeBytes: spec.partSizeMiB * 1024 * 1024,
     staleUploadMs: tuning.staleUploadMs,
+    objectLock: spec.objectLock,
   });
 }
 

@@ -356,3 +356,25 @@ describe('the spool', () => {
     expect(offsite.why).toMatch(/no base backup kept/);
   });
 });
+
+describe('S3 Object Lock', () => {
+  test('a backup no rule keeps, still locked, stays with the date its lock ends; once the lock ended it goes; what a rule keeps is unchanged', () => {
+    const now = utc('2026-11-29T12:00:00Z');
+    const at = (daysAgo: number) => now - daysAgo * DAY;
+    const policy: RetentionPolicy = { timezone: 'UTC', ruleFor: () => ({ daily: 1 }), leftoverGraceMs: DAY };
+    const backup = (id: string, daysAgo: number, lockDays?: number): CatalogBackup => ({
+      repository: 's3',
+      component: 'database',
+      backupId: id,
+      complete: true,
+      at: at(daysAgo),
+      ...(lockDays ? { lockedUntil: at(daysAgo) + lockDays * DAY } : {}),
+    });
+    const decision = decideRetention({ backups: [backup('locked', 10, 30), backup('expired', 40, 30), backup('unlocked', 9), backup('newest', 0, 30)], wal: [] }, policy, now);
+    const byId = Object.fromEntries(decision.backups.map((d) => [d.backupId, d]));
+    expect(byId.locked).toMatchObject({ action: 'keep', reasons: [expect.stringMatching(/locked \(S3 Object Lock\) until 2026-12-19T12:00:00.000Z: pruned after/)] });
+    expect(byId.expired.action).toBe('delete');
+    expect(byId.unlocked.action).toBe('delete');
+    expect(byId.newest.reasons).toEqual(['daily 2026-11-29', 'the newest complete backup']);
+  });
+});

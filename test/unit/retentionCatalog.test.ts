@@ -39,6 +39,9 @@ test('only a whole manifest of its own folder, signed by a trusted key, counts a
   for (const id of ['unsigned', 'forged', 'copied', 'cut']) expect(notes).toContain(`database/${id}/manifest.json`);
   expect(notes).toMatch(/unsigned\/manifest.json is not signed/);
   expect(notes).toMatch(/copied\/manifest.json is not a whole database manifest of copied/);
+  // In an S3 repository with Object Lock: locked for its days from its finish, an hour's margin.
+  const locked = await readRetentionCatalog([local], { verifier: ours.verifier, allowUnsigned: false, lockDays: { local: 30 } });
+  expect(locked.catalog.backups[0].lockedUntil).toBe(Date.parse('2026-11-20T02:00:00Z') + 30 * 86_400_000 + 3_600_000);
   // With signing.required false, an unsigned one counts; a wrongly signed one never does.
   const lax = await readRetentionCatalog([local], { verifier: ours.verifier, allowUnsigned: true });
   expect(lax.catalog.backups.map((b) => b.backupId).sort()).toEqual(['good', 'unsigned']);
