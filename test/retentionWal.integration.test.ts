@@ -15,6 +15,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import pino from 'pino';
 import YAML from 'yaml';
+import { Client, Connection } from '@temporalio/client';
+import { startDevTemporal } from '../client/dev/temporalServer.js';
 import { projectTool } from '../client/dev/tools.js';
 import type { Config } from '../common/config.js';
 import type { ApplyRetentionReport } from '../common/retentionTypes.js';
@@ -25,6 +27,7 @@ import type { Repository } from '../engine/storage/repository.js';
 import { startWorker, type RunningWorker } from '../workers/worker.js';
 import { applyRetention } from '../workflows/index.js';
 import { startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';
+import { freePort } from './fixtures/ports.js';
 import { startTcpProxy, type TcpProxy } from './fixtures/tcpProxy.js';
 import { workerProcesses } from './fixtures/workerProcess.js';
 
@@ -186,22 +189,66 @@ describe('the spool and the repositories it ships to', () => {
   });
 });
 
+/** Base backups in local and nas, and `old` segments below the kept one in nas only: a prune of some 2 x old files there. */
+async function crashScene(host: string, old: number, patch?: (raw: any) => void): Promise<{ config: Config; local: Repository; nas: Repository; file: string; nasWal: string; before: number }> {
+  const config = env.config(host, (raw) => {
+    raw.repositories.s3.endpoint = `http://127.0.0.1:${proxy.port}`;
+    raw.retention = { timezone: 'UTC', base: { local: { daily: 1 } } };
+    patch?.(raw);
+  });
+  const [local, nas] = openRepositories(config);
+  const now = Date.now();
+  await plantBase(config, [local, nas], 'crash-old', 1, now - 10 * DAY);
+  await plantBase(config, [local, nas], 'crash-new', old + 100, now - DAY);
+  await plantWal(nas, range(1, old), folderOf(config, 'nas'));
+  await plantWal(local, range(old + 100, old + 110), folderOf(config, 'local'));
+  const file = path.join(env.dir, `${host}.yaml`);
+  writeFileSync(file, YAML.stringify(config));
+  const nasWal = path.join(folderOf(config, 'nas'), 'wal');
+  return { config, local, nas, file, nasWal, before: readdirSync(nasWal).length };
+}
+
+/** Until the first WAL entry to go is gone (a stat: reading a folder of 40,000 names would hold up a worker in this process). */
+async function untilDeleting(nasWal: string): Promise<void> {
+  const deadline = Date.now() + 120_000;
+  while (existsSync(path.join(nasWal, `${seg(1)}.json`))) {
+    if (Date.now() > deadline) throw new Error('the prune never started deleting');
+    await sleep(5);
+  }
+}
+
+describe('the Temporal server SIGKILLed and started again in the middle of a prune', () => {
+  test('the prune goes on from its history and finishes', async () => {
+    const port = await freePort();
+    const stateDir = path.join(env.dir, 'temporal-restart');
+    let server = await startDevTemporal(stateDir, port, await freePort());
+    let worker: RunningWorker | undefined;
+    try {
+      const scene = await crashScene('retention-restart', 20_000, (raw) => (raw.temporal.address = `127.0.0.1:${port}`));
+      worker = await startWorker(scene.config, logger, { bundleInProcess: true });
+      const client = new Client({ connection: await Connection.connect({ address: `127.0.0.1:${port}` }) });
+      const handle = await client.workflow.start(applyRetention, { taskQueue: SHARED_TASK_QUEUE, workflowId: 'retention-server-restart', args: [{ hostTaskQueue: hostTaskQueue('retention-restart') }] });
+      await untilDeleting(scene.nasWal);
+      await server.kill();
+      server = await startDevTemporal(stateDir, port, await freePort());
+      const report = await handle.result();
+      expect(report.repositories.find((r) => r.repository === 'nas')!.wal.failed).toBe(0);
+      expect(await walIn(scene.nas)).toEqual([]);
+      expect((await scene.nas.list('base/')).map((o) => o.key)).toEqual(['base/crash-new/base.tar.zst.gpg', 'base/crash-new/manifest.json']);
+      expect(await walIn(scene.local)).toEqual(range(20_100, 20_110));
+      await client.connection.close();
+    } finally {
+      await worker?.shutdown().catch(() => undefined);
+      await server.stop();
+    }
+  }, 240_000);
+});
+
 describe('a worker killed in the middle of a prune', () => {
   test('manifests and entries went first, and a new worker finishes it', async () => {
     const HOST = 'retention-crash';
-    const config = configFor(HOST, { local: { daily: 1 } });
-    const [local, nas] = openRepositories(config);
-    const now = Date.now();
-    // nas holds 20,000 old segments below the kept base backup, which the spool no longer holds.
     const OLD = 20_000;
-    await plantBase(config, [local, nas], 'crash-old', 1, now - 10 * DAY);
-    await plantBase(config, [local, nas], 'crash-new', OLD + 100, now - DAY);
-    await plantWal(nas, range(1, OLD), folderOf(config, 'nas'));
-    await plantWal(local, range(OLD + 100, OLD + 110), folderOf(config, 'local'));
-    const file = path.join(env.dir, `${HOST}.yaml`);
-    writeFileSync(file, YAML.stringify(config));
-    const nasWal = path.join(folderOf(config, 'nas'), 'wal');
-    const before = readdirSync(nasWal).length;
+    const { config, local, nas, file, nasWal, before } = await crashScene(HOST, OLD);
 
     const first = workers.spawn(file);
     const handle = await env.temporal.client.workflow.start(applyRetention, {
@@ -209,11 +256,7 @@ describe('a worker killed in the middle of a prune', () => {
       workflowId: 'retention-crash',
       args: [{ hostTaskQueue: hostTaskQueue(HOST) }],
     });
-    const deadline = Date.now() + 120_000;
-    while (readdirSync(nasWal).length === before) {
-      if (Date.now() > deadline) throw new Error('the prune never started deleting');
-      await sleep(5);
-    }
+    await untilDeleting(nasWal);
     workers.kill(first);
     await first.catch(() => undefined);
 
