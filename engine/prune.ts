@@ -5,6 +5,8 @@
 // already gone is no error); whatever a crash still leaves (objects without a manifest) is a
 // leftover of a finished backup, which the next run removes. Each batch is fenced: an attempt
 // that no longer stands (its workflow closed, a newer attempt runs) deletes nothing more.
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { ErrorType } from '../common/types.js';
 import type { RepositoryRetention } from '../common/retentionTypes.js';
@@ -83,27 +85,48 @@ export function plannedFor(report: RetentionReportFile, repository: string): Rep
   };
 }
 
-/** Writes the report into each repository; returns those that hold it, and why the others do not. */
-export async function recordReport(repositories: Repository[], report: RetentionReportFile): Promise<{ recordedIn: string[]; failed: { repository: string; reason: string }[] }> {
+/** The report as it is stored: these bytes in every repository. */
+function reportBody(report: RetentionReportFile): Buffer {
+  return Buffer.from(JSON.stringify(report, null, 2) + '\n');
+}
+
+/**
+ * Writes the report into each repository; returns those that hold it, why the others do not,
+ * and its sha256. The workflow keeps the digest (in its history, out of any repository's
+ * reach) and hands it to each prune: a report rewritten in one repository (by whoever can
+ * write there, or a stale attempt of this decision waking late) is then refused, not carried out.
+ */
+export async function recordReport(repositories: Repository[], report: RetentionReportFile): Promise<{ recordedIn: string[]; failed: { repository: string; reason: string }[]; sha256: string }> {
   const recordedIn: string[] = [];
   const failed: { repository: string; reason: string }[] = [];
+  const body = reportBody(report);
   for (const repository of repositories) {
     try {
-      await writeJson(repository, retentionReportKey(report.reportId), report);
+      await repository.put(retentionReportKey(report.reportId), Readable.from([body]), { contentLength: body.length });
       recordedIn.push(repository.name);
     } catch (err) {
       failed.push({ repository: repository.name, reason: errorText(err) });
     }
   }
-  return { recordedIn, failed };
+  return { recordedIn, failed, sha256: createHash('sha256').update(body).digest('hex') };
 }
 
-/** A recorded report, checked to be the one asked for. */
-export async function readReport(repository: Repository, reportId: string): Promise<RetentionReportFile> {
+/**
+ * A recorded report, checked to be the one asked for: its id, and, given the digest the
+ * decision returned, byte for byte the report recorded (else ManifestDamaged, nothing deleted).
+ */
+export async function readReport(repository: Repository, reportId: string, expectedSha256?: string): Promise<RetentionReportFile> {
   const key = retentionReportKey(reportId);
   let report: RetentionReportFile;
   try {
-    report = JSON.parse(await text(await repository.get(key))) as RetentionReportFile;
+    const stored = await text(await repository.get(key));
+    if (expectedSha256 !== undefined) {
+      const sha256 = createHash('sha256').update(stored).digest('hex');
+      if (sha256 !== expectedSha256) {
+        throw permanent(ErrorType.ManifestDamaged, `${repository.name}: the retention report ${key} is not the one recorded (sha256 ${sha256}, the decision recorded ${expectedSha256}): rewritten since; nothing deleted`);
+      }
+    }
+    report = JSON.parse(stored) as RetentionReportFile;
   } catch (err) {
     if (err instanceof SyntaxError) throw permanent(ErrorType.ManifestDamaged, `${repository.name}: the retention report ${key} is not whole JSON; nothing deleted`);
     throw err;

@@ -54,7 +54,7 @@ export async function startPrune(client: Client, repositories: Repository[], inp
       const repository = repositories.find((r) => r.name === name);
       if (!repository) continue;
       try {
-        decisions = await readReport(repository, result.reportId);
+        decisions = await readReport(repository, result.reportId, result.reportSha256);
         break;
       } catch (err) {
         unread = `${name}: ${errorText(err)}`;

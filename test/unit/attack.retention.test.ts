@@ -1,0 +1,98 @@
+// Attack on retention (engine/retention*.ts, engine/prune.ts, activities/retention.ts): a hostile
+// operator with write access to one repository (a NAS share, S3 credentials that may put) tries
+// to make pruning delete what a recovery needs. Real folders (FilesystemRepository on temp
+// directories) and the real activities in a MockActivityEnvironment (no server: every attempt
+// stands); manifests unsigned, as signing.required false admits them.
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { createRetentionActivities, type RetentionPlan } from '../../activities/retention.js';
+import type { RepositoryRetention } from '../../common/retentionTypes.js';
+import { validateConfig, type Config } from '../../common/config.js';
+import { retentionReportKey } from '../../engine/prune.js';
+import { FilesystemRepository } from '../../engine/storage/filesystem.js';
+import type { Repository } from '../../engine/storage/repository.js';
+
+const DAY = 86_400_000;
+const root = mkdtempSync(path.join(os.tmpdir(), 'attack-retention-'));
+let n = 0;
+
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+interface Setup {
+  dir: string;
+  config: Config;
+  repositories: Repository[];
+  folder: (name: string) => string;
+}
+
+function setup(retention: Record<string, unknown>): Setup {
+  const dir = path.join(root, `case-${++n}`);
+  const folder = (name: string) => path.join(dir, name);
+  mkdirSync(folder('local'), { recursive: true });
+  mkdirSync(folder('nas'), { recursive: true });
+  const config = validateConfig(
+    {
+      host: 'db1',
+      database: { url: 'postgres://backup@127.0.0.1:5432/app' },
+      repositories: { local: { type: 'filesystem', path: folder('local') }, nas: { type: 'filesystem', path: folder('nas') } },
+      encryption: { publicKeyFile: path.join(dir, 'unused.asc') },
+      signing: { required: false },
+      retention: { timezone: 'UTC', ...retention },
+    },
+    'attack config',
+  );
+  const repositories = ['local', 'nas'].map((name) => new FilesystemRepository(name, folder(name)));
+  return { dir, config, repositories, folder };
+}
+
+/** A complete database backup, as the pipeline leaves it: the dump's object, then the manifest. */
+function plantDump(folder: string, backupId: string, finishedAt: number): void {
+  const at = path.join(folder, 'database', backupId);
+  mkdirSync(at, { recursive: true });
+  writeFileSync(path.join(at, 'dump.pgcustom.zst.gpg'), `dump of ${backupId}`);
+  writeFileSync(path.join(at, 'manifest.json'), JSON.stringify({ formatVersion: 1, backupId, component: 'database', finishedAt: new Date(finishedAt).toISOString(), copies: ['local', 'nas'] }, null, 2) + '\n');
+}
+
+const idOf = (at: number, tag: string) => `${new Date(at).toISOString().replace(/[-:]/g, '').replace('T', '_').slice(0, 15)}-${tag}`;
+
+function activitiesOf(s: Setup) {
+  return createRetentionActivities({ config: s.config, repositories: s.repositories });
+}
+
+async function plan(s: Setup, now: number, reportId = `${idOf(now, 'r')}0000000`) {
+  const activities = activitiesOf(s);
+  const result = (await new MockActivityEnvironment().run(activities.planRetention, { reportId, workflowId: 'apply-retention-attack', runId: 'run-attack', now, dryRun: false })) as RetentionPlan;
+  return { reportId, result, activities };
+}
+
+describe('the recorded report rewritten in a repository before it is pruned', () => {
+  test('a report rewritten to delete the newest backup deletes nothing: the prune checks the report against the digest the decision returned', async () => {
+    const s = setup({ database: { repositories: { nas: { daily: 1 }, local: { daily: 1 } } } });
+    const now = Date.UTC(2026, 10, 20, 12);
+    const ids = [3, 2, 1].map((d) => idOf(now - d * DAY, 'aaaaaaaa'));
+    for (const id of ids) plantDump(s.folder('nas'), id, Date.parse(`${id.slice(0, 4)}-${id.slice(4, 6)}-${id.slice(6, 8)}T${id.slice(9, 11)}:00:00Z`));
+    const { reportId, result, activities } = await plan(s, now);
+    expect(result.recordedIn).toEqual(['local', 'nas']);
+    // The honest decision: the two older ones go, the newest stays.
+    const reportFile = path.join(s.folder('nas'), ...retentionReportKey(reportId).split('/'));
+    const honest = JSON.parse(readFileSync(reportFile, 'utf8'));
+    expect(honest.backups.filter((b: { action: string }) => b.action === 'delete').map((b: { backupId: string }) => b.backupId)).toEqual(ids.slice(0, 2));
+
+    // Someone who can write to the NAS rewrites its copy of the report: every backup goes.
+    const forged = { ...honest, backups: honest.backups.map((b: object) => ({ ...b, action: 'delete', reasons: ['complete, and kept by no rule of the policy'] })) };
+    writeFileSync(reportFile, JSON.stringify(forged, null, 2) + '\n');
+
+    const input = { reportId, repository: 'nas', reportSha256: result.reportSha256 };
+    await expect(new MockActivityEnvironment().run(activities.pruneRepository, input)).rejects.toThrow(/retention report .* is not the one recorded .*nothing deleted/);
+    for (const id of ids) expect(existsSync(path.join(s.folder('nas'), 'database', id, 'manifest.json'))).toBe(true);
+
+    // The report as recorded is carried out.
+    writeFileSync(reportFile, JSON.stringify(honest, null, 2) + '\n');
+    const done = (await new MockActivityEnvironment().run(activities.pruneRepository, input)) as RepositoryRetention;
+    expect(done.backups.deleted).toBe(2);
+    expect(existsSync(path.join(s.folder('nas'), 'database', ids[2], 'manifest.json'))).toBe(true);
+    expect(existsSync(path.join(s.folder('nas'), 'database', ids[0]))).toBe(false);
+  });
+});
