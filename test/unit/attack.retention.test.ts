@@ -96,3 +96,21 @@ describe('the recorded report rewritten in a repository before it is pruned', ()
     expect(existsSync(path.join(s.folder('nas'), 'database', ids[0]))).toBe(false);
   });
 });
+
+describe('backupctl prune: input refused before any workflow starts', () => {
+  test('--repository that is not configured is refused, naming the configured ones', async () => {
+    const { pruneInput } = await import('../../client/commands/prune.js');
+    const { InputRefused } = await import('../../client/workflowRun.js');
+    const s = setup({});
+    expect(() => pruneInput(s.config, { repository: ['nosuch'] })).toThrow(InputRefused);
+    expect(() => pruneInput(s.config, { repository: ['nas', 'nosuch'] })).toThrow(/--repository nosuch: not configured; configured repositories: local, nas/);
+    expect(pruneInput(s.config, { repository: ['nas'] }).repositories).toEqual(['nas']);
+  });
+
+  test('--component that retention does not judge is refused', async () => {
+    const { pruneInput } = await import('../../client/commands/prune.js');
+    const s = setup({});
+    expect(() => pruneInput(s.config, { component: ['logs' as never] })).toThrow(/components/);
+    expect(pruneInput(s.config, { component: ['wal'] }).components).toEqual(['wal']);
+  });
+});
