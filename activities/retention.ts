@@ -81,6 +81,7 @@ export function createRetentionActivities(deps: DatabaseBackupDeps) {
           verifier: await loadVerifier(config),
           allowUnsigned: !config.signing.required,
           spool,
+          now: input.now,
           beat: () => read++,
         });
         const policy = retentionPolicyOf(config);

@@ -22,6 +22,8 @@ const WAL_PREFIX = 'wal/';
 const WAL_KEY = /^([0-9A-F]{8}(?:\.history|[0-9A-F]{16}(?:\.partial|\.[0-9A-F]{8}\.backup)?))(\.json|\.[a-z0-9]+\.gpg)$/;
 const ID = /^[A-Za-z0-9._-]{1,200}$/;
 const READ_CONCURRENCY = 16;
+/** How far a manifest's finishedAt may lie ahead of the decision's clock (another host's clock skew). */
+const MANIFEST_CLOCK_SKEW_MS = 10 * 60 * 1000;
 
 /** One repository's listing, as retention uses it. */
 export interface RepositoryContents {
@@ -92,7 +94,7 @@ interface ReadManifest {
 }
 
 /** A manifest's time and WAL start, or why it is not used. */
-async function readOne(repository: Repository, component: BackupFolder, id: string, verifier: Verifier, allowUnsigned: boolean): Promise<ReadManifest | { refused: string }> {
+async function readOne(repository: Repository, component: BackupFolder, id: string, verifier: Verifier, allowUnsigned: boolean, now: number | undefined): Promise<ReadManifest | { refused: string }> {
   const key = `${component}/${id}/${MANIFEST}`;
   let parsed: unknown;
   try {
@@ -106,6 +108,9 @@ async function readOne(repository: Repository, component: BackupFolder, id: stri
   const verdict = checkSignature(parsed as object, verifier);
   if (!admitted(verdict, allowUnsigned)) return { refused: verdict.state === 'bad-signature' ? verdict.reason : 'is not signed' };
   const m = shape.data;
+  // A backup "finished" later than now would be the newest and fill the newest buckets, pushing
+  // every real backup out (one planted where unsigned manifests are admitted, or a host's clock far ahead).
+  if (now !== undefined && Date.parse(m.finishedAt) > now + MANIFEST_CLOCK_SKEW_MS) return { refused: `says it finished at ${m.finishedAt}, in the future of this decision (${new Date(now).toISOString()})` };
   let walStart: string | undefined;
   if (component === 'base' && m.backup && m.server?.walSegmentBytes) {
     try {
@@ -120,10 +125,11 @@ async function readOne(repository: Repository, component: BackupFolder, id: stri
 /**
  * The catalog of every repository that can be listed now; one that cannot is reported and
  * left out (nothing of it judged, so nothing of it deleted). `allowUnsigned`: whether unsigned
- * manifests count (signing.required false).
+ * manifests count (signing.required false). `now`: the decision's clock; a manifest that says it
+ * finished after it (beyond clock skew) is not used (the backup is kept, and counts for no rule).
  */
-export async function readRetentionCatalog(repositories: Repository[], options: { verifier: Verifier; allowUnsigned: boolean; spool?: string; beat?: () => void }): Promise<CatalogReading> {
-  const { verifier, allowUnsigned, beat = () => undefined } = options;
+export async function readRetentionCatalog(repositories: Repository[], options: { verifier: Verifier; allowUnsigned: boolean; spool?: string; beat?: () => void; now?: number }): Promise<CatalogReading> {
+  const { verifier, allowUnsigned, beat = () => undefined, now } = options;
   const contents: RepositoryContents[] = [];
   const unreachable: CatalogReading['unreachable'] = [];
   const manifests = new Map<RepositoryContents, Map<string, ReadManifest | { refused: string }>>();
@@ -138,7 +144,7 @@ export async function readRetentionCatalog(repositories: Repository[], options: 
         for (const [id, keys] of listing.backupKeys[component]) if (keys.some((k) => k.key === `${component}/${id}/${MANIFEST}`)) wanted.push([component, id]);
       }
       await eachLimited(wanted, READ_CONCURRENCY, async ([component, id]) => {
-        read.set(`${component}/${id}`, await readOne(repository, component, id, verifier, allowUnsigned));
+        read.set(`${component}/${id}`, await readOne(repository, component, id, verifier, allowUnsigned, now));
         beat();
       });
       const entry: RepositoryContents = { repository: repository.name, ...listing, notes };

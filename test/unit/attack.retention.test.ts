@@ -114,3 +114,25 @@ describe('backupctl prune: input refused before any workflow starts', () => {
     expect(pruneInput(s.config, { component: ['wal'] }).components).toEqual(['wal']);
   });
 });
+
+describe('manifests planted in a repository', () => {
+  test('manifests dated in the future (unsigned, admitted where signing is not required) fill no bucket and push no real backup out; they are kept and reported', async () => {
+    const s = setup({ database: { repositories: { nas: { daily: 3 }, local: { daily: 3 } } } });
+    const now = Date.UTC(2026, 10, 20, 12);
+    const real = [3, 2, 1].map((d) => idOf(now - d * DAY, 'bbbbbbbb'));
+    real.forEach((id, i) => plantDump(s.folder('nas'), id, now - (3 - i) * DAY));
+    // Someone who can write to the NAS: three "backups" of 2099, each a manifest and nothing else.
+    const planted = [1, 2, 3].map((d) => idOf(Date.UTC(2099, 0, d), 'cccccccc'));
+    for (const [i, id] of planted.entries()) {
+      mkdirSync(path.join(s.folder('nas'), 'database', id), { recursive: true });
+      writeFileSync(path.join(s.folder('nas'), 'database', id, 'manifest.json'), JSON.stringify({ backupId: id, component: 'database', finishedAt: new Date(Date.UTC(2099, 0, i + 1)).toISOString() }));
+    }
+    const { reportId } = await plan(s, now);
+    const report = JSON.parse(readFileSync(path.join(s.folder('nas'), ...retentionReportKey(reportId).split('/')), 'utf8'));
+    const fate = Object.fromEntries(report.backups.map((b: { backupId: string; action: string }) => [b.backupId, b.action]));
+    for (const id of real) expect(fate[id]).toBe('keep');
+    for (const id of planted) expect(fate[id] ?? 'keep').toBe('keep');
+    const notes = report.notes.find((x: { repository: string }) => x.repository === 'nas')?.notes ?? [];
+    for (const id of planted) expect(notes.join('\n')).toMatch(new RegExp(`database/${id}/manifest.json .*in the future.*kept`));
+  });
+});
