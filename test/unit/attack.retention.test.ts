@@ -51,8 +51,10 @@ function setup(retention: Record<string, unknown>): Setup {
 function plantDump(folder: string, backupId: string, finishedAt: number): void {
   const at = path.join(folder, 'database', backupId);
   mkdirSync(at, { recursive: true });
-  writeFileSync(path.join(at, 'dump.pgcustom.zst.gpg'), `dump of ${backupId}`);
-  writeFileSync(path.join(at, 'manifest.json'), JSON.stringify({ formatVersion: 1, backupId, component: 'database', finishedAt: new Date(finishedAt).toISOString(), copies: ['local', 'nas'] }, null, 2) + '\n');
+  const dump = `dump of ${backupId}`;
+  writeFileSync(path.join(at, 'dump.pgcustom.zst.gpg'), dump);
+  const objects = [{ role: 'dump', key: `database/${backupId}/dump.pgcustom.zst.gpg`, bytes: dump.length, sha256: '0'.repeat(64) }];
+  writeFileSync(path.join(at, 'manifest.json'), JSON.stringify({ formatVersion: 1, backupId, component: 'database', finishedAt: new Date(finishedAt).toISOString(), objects, copies: ['local', 'nas'] }, null, 2) + '\n');
 }
 
 const idOf = (at: number, tag: string) => `${new Date(at).toISOString().replace(/[-:]/g, '').replace('T', '_').slice(0, 15)}-${tag}`;
@@ -121,12 +123,9 @@ describe('manifests planted in a repository', () => {
     const now = Date.UTC(2026, 10, 20, 12);
     const real = [3, 2, 1].map((d) => idOf(now - d * DAY, 'bbbbbbbb'));
     real.forEach((id, i) => plantDump(s.folder('nas'), id, now - (3 - i) * DAY));
-    // Someone who can write to the NAS: three "backups" of 2099, each a manifest and nothing else.
+    // Someone who can write to the NAS: three "backups" of 2099, whole but for their date.
     const planted = [1, 2, 3].map((d) => idOf(Date.UTC(2099, 0, d), 'cccccccc'));
-    for (const [i, id] of planted.entries()) {
-      mkdirSync(path.join(s.folder('nas'), 'database', id), { recursive: true });
-      writeFileSync(path.join(s.folder('nas'), 'database', id, 'manifest.json'), JSON.stringify({ backupId: id, component: 'database', finishedAt: new Date(Date.UTC(2099, 0, i + 1)).toISOString() }));
-    }
+    for (const [i, id] of planted.entries()) plantDump(s.folder('nas'), id, Date.UTC(2099, 0, i + 1));
     const { reportId } = await plan(s, now);
     const report = JSON.parse(readFileSync(path.join(s.folder('nas'), ...retentionReportKey(reportId).split('/')), 'utf8'));
     const fate = Object.fromEntries(report.backups.map((b: { backupId: string; action: string }) => [b.backupId, b.action]));
@@ -135,4 +134,28 @@ describe('manifests planted in a repository', () => {
     const notes = report.notes.find((x: { repository: string }) => x.repository === 'nas')?.notes ?? [];
     for (const id of planted) expect(notes.join('\n')).toMatch(new RegExp(`database/${id}/manifest.json .*in the future.*kept`));
   });
+});
+
+test('a manifest whose objects this repository does not hold (planted alone, or copied from another repository) fills no bucket and is not the newest: the real backups stay', async () => {
+  const s = setup({ database: { repositories: { nas: { daily: 1 }, local: { daily: 1 } } } });
+  const now = Date.UTC(2026, 10, 20, 12);
+  const real = [3, 2].map((d) => idOf(now - d * DAY, 'dddddddd'));
+  real.forEach((id, i) => plantDump(s.folder('nas'), id, now - (3 - i) * DAY));
+  // A "backup" an hour ago: its manifest, naming a dump that is not there (or is not its size).
+  for (const [id, body] of [[idOf(now - 3_600_000, 'eeeeeeee'), undefined], [idOf(now - 1_800_000, 'ffffffff'), 'x']] as const) {
+    mkdirSync(path.join(s.folder('nas'), 'database', id), { recursive: true });
+    if (body) writeFileSync(path.join(s.folder('nas'), 'database', id, 'dump.pgcustom.zst.gpg'), body);
+    const objects = [{ role: 'dump', key: `database/${id}/dump.pgcustom.zst.gpg`, bytes: 123456, sha256: '0'.repeat(64) }];
+    writeFileSync(path.join(s.folder('nas'), 'database', id, 'manifest.json'), JSON.stringify({ formatVersion: 1, backupId: id, component: 'database', finishedAt: new Date(now - 60_000).toISOString(), objects }));
+  }
+  const { reportId } = await plan(s, now);
+  const report = JSON.parse(readFileSync(path.join(s.folder('nas'), ...retentionReportKey(reportId).split('/')), 'utf8'));
+  const fate = Object.fromEntries(report.backups.map((b: { backupId: string; action: string }) => [b.backupId, b.action]));
+  // daily 1: the real newest stays; the older real one goes.
+  expect(fate[real[1]]).toBe('keep');
+  expect(fate[real[0]]).toBe('delete');
+  expect(fate[idOf(now - 3_600_000, 'eeeeeeee')] ?? 'keep').toBe('keep');
+  const notes = (report.notes.find((x: { repository: string }) => x.repository === 'nas')?.notes ?? []).join('\n');
+  expect(notes).toMatch(/eeeeeeee\/manifest.json .*dump.pgcustom.zst.gpg.*not held here.*kept/);
+  expect(notes).toMatch(/ffffffff\/manifest.json .*dump.pgcustom.zst.gpg.*not held here.*kept/);
 });
