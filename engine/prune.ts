@@ -145,10 +145,12 @@ export interface ApplyOptions {
 
 /**
  * Carries out a report's deletions in one repository: manifests, then WAL entries, then the
- * rest. Idempotent. Deletions that fail are returned (the next run tries again); a repository
+ * rest; never a dry run's report (permanent InvalidInput). Idempotent. Deletions that fail are returned (the next run tries again); a repository
  * that cannot be listed or refuses a whole batch throws, classified.
  */
 export async function applyReport(repository: Repository, report: RetentionReportFile, options: ApplyOptions = {}): Promise<RepositoryRetention> {
+  // A dry run decides and records, and deletes nothing, whoever asks.
+  if (report.dryRun !== false) throw permanent(ErrorType.InvalidInput, `${repository.name}: the retention report ${report.reportId} is a dry run's (dryRun ${JSON.stringify(report.dryRun)}); nothing deleted`);
   const summary = plannedFor(report, repository.name);
   const doomed = report.backups.filter((b) => b.repository === repository.name && b.action === 'delete');
   const wal = report.wal.find((w) => w.repository === repository.name);

@@ -159,3 +159,45 @@ test('a manifest whose objects this repository does not hold (planted alone, or 
   expect(notes).toMatch(/eeeeeeee\/manifest.json .*dump.pgcustom.zst.gpg.*not held here.*kept/);
   expect(notes).toMatch(/ffffffff\/manifest.json .*dump.pgcustom.zst.gpg.*not held here.*kept/);
 });
+
+test('links planted in a repository (a backup folder, a file in a doomed backup, a WAL file) are never followed: nothing outside the repository goes', async () => {
+  const { symlinkSync } = await import('node:fs');
+  const s = setup({ database: { repositories: { nas: { daily: 1 }, local: { daily: 1 } } } });
+  const now = Date.UTC(2026, 10, 20, 12);
+  const real = [3, 2, 1].map((d) => idOf(now - d * DAY, '11111111'));
+  real.forEach((id, i) => plantDump(s.folder('nas'), id, now - (3 - i) * DAY));
+  // Outside the repository: what the links lead to, a whole old "backup" among it.
+  const outside = path.join(s.dir, 'outside');
+  const lured = idOf(now - 10 * DAY, '22222222');
+  plantDump(outside, lured, now - 10 * DAY);
+  writeFileSync(path.join(outside, 'precious'), 'not the repository\'s');
+  symlinkSync(path.join(outside, 'database', lured), path.join(s.folder('nas'), 'database', lured));
+  symlinkSync(path.join(outside, 'precious'), path.join(s.folder('nas'), 'database', real[0], 'globals.sql.zst.gpg'));
+  mkdirSync(path.join(s.folder('nas'), 'wal'), { recursive: true });
+  symlinkSync(path.join(outside, 'precious'), path.join(s.folder('nas'), 'wal', '000000010000000000000001.zst.gpg'));
+  writeFileSync(path.join(s.folder('nas'), 'wal', '000000010000000000000001.json'), '{}');
+
+  const { reportId, result, activities } = await plan(s, now);
+  const report = JSON.parse(readFileSync(path.join(s.folder('nas'), ...retentionReportKey(reportId).split('/')), 'utf8'));
+  expect(report.backups.map((b: { backupId: string }) => b.backupId)).not.toContain(lured);
+  const done = (await new MockActivityEnvironment().run(activities.pruneRepository, { reportId, repository: 'nas', reportSha256: result.reportSha256 })) as RepositoryRetention;
+  expect(done.backups.deleted).toBe(2);
+  expect(existsSync(path.join(outside, 'database', lured, 'manifest.json'))).toBe(true);
+  expect(existsSync(path.join(outside, 'database', lured, 'dump.pgcustom.zst.gpg'))).toBe(true);
+  expect(readFileSync(path.join(outside, 'precious'), 'utf8')).toBe('not the repository\'s');
+  expect(existsSync(path.join(s.folder('nas'), 'database', real[0], 'manifest.json'))).toBe(false);
+});
+
+test('a dry run\'s report is never carried out, even when a prune is asked for it: nothing deleted, no pruned marker', async () => {
+  const s = setup({ database: { repositories: { nas: { daily: 1 }, local: { daily: 1 } } } });
+  const now = Date.UTC(2026, 10, 20, 12);
+  const ids = [3, 2, 1].map((d) => idOf(now - d * DAY, '33333333'));
+  ids.forEach((id, i) => plantDump(s.folder('nas'), id, now - (3 - i) * DAY));
+  const activities = activitiesOf(s);
+  const reportId = `${idOf(now, 'd')}0000000`;
+  const result = (await new MockActivityEnvironment().run(activities.planRetention, { reportId, workflowId: 'apply-retention-dry', runId: 'run-dry', now, dryRun: true })) as RetentionPlan;
+  expect(result.planned.find((p) => p.repository === 'nas')!.backups.deleted).toBe(2);
+  await expect(new MockActivityEnvironment().run(activities.pruneRepository, { reportId, repository: 'nas', reportSha256: result.reportSha256 })).rejects.toThrow(/dry run.*nothing deleted/);
+  for (const id of ids) expect(existsSync(path.join(s.folder('nas'), 'database', id, 'manifest.json'))).toBe(true);
+  expect(existsSync(path.join(s.folder('nas'), 'retention', 'pruned'))).toBe(false);
+});
