@@ -201,3 +201,72 @@ test('a dry run\'s report is never carried out, even when a prune is asked for i
   for (const id of ids) expect(existsSync(path.join(s.folder('nas'), 'database', id, 'manifest.json'))).toBe(true);
   expect(existsSync(path.join(s.folder('nas'), 'retention', 'pruned'))).toBe(false);
 });
+
+describe('WAL', () => {
+  const SEG = 16 * 1024 * 1024;
+  const hex8 = (v: number) => v.toString(16).toUpperCase().padStart(8, '0');
+  const seg = (tl: number, n: number) => `${hex8(tl)}${hex8(Math.floor(n / 256))}${hex8(n % 256)}`;
+  const lsn = (n: number) => `${Math.floor(n / 256).toString(16).toUpperCase()}/${((n % 256) * SEG).toString(16).toUpperCase()}`;
+
+  /** A base backup as the pipeline leaves it: its object, then the manifest. */
+  function plantBase(folder: string, id: string, at: number, backup: Record<string, unknown>, server: Record<string, unknown> = { walSegmentBytes: SEG }): void {
+    const dir = path.join(folder, 'base', id);
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(path.join(dir, 'base.tar.zst.gpg'), `base ${id}`);
+    const objects = [{ role: 'base', key: `base/${id}/base.tar.zst.gpg`, bytes: `base ${id}`.length, sha256: '0'.repeat(64) }];
+    writeFileSync(path.join(dir, 'manifest.json'), JSON.stringify({ formatVersion: 1, backupId: id, component: 'base', finishedAt: new Date(at).toISOString(), server, backup: { stopLsn: '0/0', stoppedAt: new Date(at).toISOString(), ...backup }, objects }));
+  }
+
+  function plantWal(folder: string, names: string[]): void {
+    mkdirSync(path.join(folder, 'wal'), { recursive: true });
+    for (const name of names) {
+      writeFileSync(path.join(folder, 'wal', `${name}.zst.gpg`), name);
+      writeFileSync(path.join(folder, 'wal', `${name}.json`), '{}');
+    }
+  }
+
+  const now = Date.UTC(2026, 10, 20, 12);
+  // The spool (local) holds nothing; nas keeps the newest base only (a timeline 2 one, after a
+  // point-in-time recovery to a point BEFORE the end of timeline 1: timeline 2's numbers restart lower).
+  const files = [
+    ...Array.from({ length: 0x40 }, (_, i) => seg(1, i)),
+    '00000002.history',
+    `${seg(1, 0x20)}.partial`,
+    ...Array.from({ length: 0x20 }, (_, i) => seg(2, 0x20 + i)),
+    `${seg(2, 0x28)}.00000028.backup`,
+  ];
+
+  async function walDecision(plantBases: (folder: string) => void) {
+    const s = setup({ base: { repositories: { nas: { daily: 1 }, local: { daily: 1 } } }, database: {} });
+    plantBases(s.folder('nas'));
+    plantWal(s.folder('nas'), files);
+    const { reportId } = await plan(s, now);
+    const report = JSON.parse(readFileSync(path.join(s.folder('nas'), ...retentionReportKey(reportId).split('/')), 'utf8'));
+    return report.wal.find((w: { repository: string }) => w.repository === 'nas') as { keepFrom?: string; delete: string[]; why: string };
+  }
+
+  test('across a timeline switch to lower segment numbers: nothing at or after the kept base\'s start goes, on either timeline; history files stay', async () => {
+    const wal = await walDecision((nas) => {
+      plantBase(nas, idOf(now - 5 * DAY, 'b1b1b1b1'), now - 5 * DAY, { timeline: 1, startLsn: lsn(0x10) });
+      plantBase(nas, idOf(now - DAY, 'b2b2b2b2'), now - DAY, { timeline: 2, startLsn: lsn(0x28) });
+    });
+    expect(wal.keepFrom).toBe(seg(2, 0x28));
+    const number = (name: string) => parseInt(name.slice(8, 24), 16);
+    expect(wal.delete.filter((name) => !/^[0-9A-F]{24}(\.partial)?$/.test(name) || number(name) >= 0x28)).toEqual([]);
+    expect(wal.delete).toContain(seg(1, 0x27));
+    expect(wal.delete).toContain(seg(2, 0x27));
+    expect(wal.delete).not.toContain('00000002.history');
+    expect(wal.delete).not.toContain(`${seg(2, 0x28)}.00000028.backup`);
+  });
+
+  test.each([
+    ['without walSegmentBytes', { timeline: 2, startLsn: lsn(0x28) }, {}],
+    ['with a start LSN that is not one', { timeline: 2, startLsn: 'not/an-lsn' }, { walSegmentBytes: SEG }],
+    ['with a segment size PostgreSQL never makes', { timeline: 2, startLsn: lsn(0x28) }, { walSegmentBytes: 12345 }],
+    ['with timeline 0', { timeline: 0, startLsn: lsn(0x28) }, { walSegmentBytes: SEG }],
+  ])('the kept base backup %s: all WAL stays', async (_, backup, server) => {
+    const wal = await walDecision((nas) => plantBase(nas, idOf(now - DAY, 'b3b3b3b3'), now - DAY, backup, server));
+    expect(wal.keepFrom).toBeUndefined();
+    expect(wal.delete).toEqual([]);
+  });
+});
