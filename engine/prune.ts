@@ -15,7 +15,7 @@ import { writeJson } from './catalog.js';
 import { errorText, permanent } from './errors.js';
 import type { BackupDecision, RetentionDecision, WalDecision } from './retention.js';
 import { RETENTION_FOLDERS, type CatalogReading } from './retentionCatalog.js';
-import { removeObjects, type ObjectInfo, type Repository } from './storage/repository.js';
+import { assertSafeKey, removeObjects, type ObjectInfo, type Repository } from './storage/repository.js';
 
 export const RETENTION_REPORT_PREFIX = 'retention/';
 
@@ -182,7 +182,19 @@ export async function applyReport(repository: Repository, report: RetentionRepor
   const rest = [...[...folders.values()].flat().filter((o) => !manifests.includes(o)), ...walObjects.filter((o) => !o.key.endsWith('.json'))];
 
   const failures = new Map<string, string>();
-  const phase = async (what: string, objects: ObjectInfo[]) => {
+  // A key none of our repositories writes (a space, a "..": planted where S3 takes any key) is
+  // left alone and reported; it must not fail the removal of the rest.
+  const ours = (o: ObjectInfo) => {
+    try {
+      assertSafeKey(o.key);
+      return true;
+    } catch {
+      failures.set(o.key, 'not a key of ours (unsafe characters); left alone');
+      return false;
+    }
+  };
+  const phase = async (what: string, all: ObjectInfo[]) => {
+    const objects = all.filter(ours);
     if (!objects.length) return;
     // A stale attempt (its workflow closed, or a newer attempt took over) deletes nothing more.
     await assertAttemptStands(`pruning ${repository.name} (${what})`);

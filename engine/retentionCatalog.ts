@@ -67,7 +67,7 @@ async function listRepository(repository: Repository, notes: string[]): Promise<
   for (const component of RETENTION_FOLDERS) {
     for (const object of await repository.list(`${component}/`)) {
       const [, id, ...rest] = object.key.split('/');
-      if (!ID.test(id ?? '') || rest.length === 0) {
+      if (!ID.test(id ?? '') || id === '.' || id === '..' || rest.length === 0) {
         notes.push(`${object.key}: not under a backup's folder; left alone`);
         continue;
       }

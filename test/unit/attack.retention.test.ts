@@ -270,3 +270,38 @@ describe('WAL', () => {
     expect(wal.delete).toEqual([]);
   });
 });
+
+test('keys no repository of ours writes (a space, "..") planted in S3 under our folders: left alone and reported; the rest of the repository is still judged and pruned', async () => {
+  const { MemoryRepository } = await import('../fixtures/memoryRepository.js');
+  const { readRetentionCatalog } = await import('../../engine/retentionCatalog.js');
+  const { decideRetention } = await import('../../engine/retention.js');
+  const { buildReport, applyReport } = await import('../../engine/prune.js');
+  const { retentionPolicyOf } = await import('../../engine/retentionPolicy.js');
+  const { loadVerifier } = await import('../../engine/manifestSignature.js');
+  const s = setup({ database: { repositories: { nas: { daily: 1 }, local: { daily: 1 } } } });
+  const nas = new MemoryRepository('nas');
+  const now = Date.UTC(2026, 10, 20, 12);
+  const ids = [3, 2, 1].map((d) => idOf(now - d * DAY, '44444444'));
+  ids.forEach((id, i) => {
+    const key = `database/${id}/dump.pgcustom.zst.gpg`;
+    nas.set(key, `dump ${id}`);
+    nas.set(`database/${id}/manifest.json`, { backupId: id, component: 'database', finishedAt: new Date(now - (3 - i) * DAY).toISOString(), objects: [{ key, bytes: `dump ${id}`.length }] });
+  });
+  // S3 keeps any key it is given: these are no key we write.
+  nas.set('database/../manifest.json', { backupId: '..', component: 'database', finishedAt: new Date(now).toISOString(), objects: [] });
+  nas.set(`database/${ids[0]}/odd name`, 'planted');
+  const reading = await readRetentionCatalog([nas], { verifier: await loadVerifier(s.config), allowUnsigned: true, now });
+  expect(reading.unreachable).toEqual([]);
+  const decision = decideRetention(reading.catalog, retentionPolicyOf(s.config), now, ['nas']);
+  const report = buildReport({ reportId: 'r1', workflowId: 'w', runId: 'r', dryRun: false, timezone: 'UTC', scope: {} }, reading, decision);
+  expect(report.backups.filter((b) => b.action === 'delete').map((b) => b.backupId)).toEqual(ids.slice(0, 2));
+  expect(report.notes.flatMap((n) => n.notes).join('\n')).toMatch(/database\/\.\.\/manifest.json: not under a backup's folder; left alone/);
+  const result = await applyReport(nas, report);
+  expect(result.backups.deleted).toBe(1);
+  expect(result.backups.failed).toBe(1);
+  expect(result.failures.join('\n')).toMatch(/database\/.*-44444444\/odd name: .*left alone/);
+  expect(nas.objects.has(`database/${ids[0]}/odd name`)).toBe(true);
+  expect(nas.objects.has(`database/${ids[0]}/manifest.json`)).toBe(false);
+  expect([...nas.objects.keys()].filter((k) => k.startsWith(`database/${ids[1]}/`))).toEqual([]);
+  expect(nas.objects.has(`database/${ids[2]}/manifest.json`)).toBe(true);
+});
