@@ -305,3 +305,32 @@ test('keys no repository of ours writes (a space, "..") planted in S3 under our 
   expect([...nas.objects.keys()].filter((k) => k.startsWith(`database/${ids[1]}/`))).toEqual([]);
   expect(nas.objects.has(`database/${ids[2]}/manifest.json`)).toBe(true);
 });
+
+test('two prunes at once (decided at t1 and at a later t2, the second seeing backups made since): nothing the first deletes is something the second keeps, WAL included', async () => {
+  const fc = (await import('fast-check')).default;
+  const { decideRetention } = await import('../../engine/retention.js');
+  const HOUR = 3_600_000;
+  const rule = fc.record({ daily: fc.integer({ min: 0, max: 5 }), weekly: fc.integer({ min: 0, max: 3 }), monthly: fc.integer({ min: 0, max: 2 }), withinDays: fc.option(fc.integer({ min: 0, max: 5 }), { nil: undefined }), pitrWindowDays: fc.option(fc.integer({ min: 0, max: 10 }), { nil: undefined }) });
+  fc.assert(
+    fc.property(fc.array(fc.integer({ min: 1, max: 24 * 90 }), { minLength: 1, maxLength: 40 }), fc.integer({ min: 1, max: 24 * 20 }), fc.array(fc.integer({ min: 0, max: 24 * 20 }), { maxLength: 5 }), rule, rule, (hours, laterHours, newHours, dbRule, baseRule) => {
+      const t0 = Date.UTC(2026, 0, 1);
+      const t1 = t0 + 24 * 90 * HOUR;
+      const t2 = t1 + laterHours * HOUR;
+      const segAt = (at: number) => `00000001${(Math.floor((at - t0) / HOUR) + 1).toString(16).toUpperCase().padStart(16, '0')}`;
+      const backup = (at: number, i: number, component: string) => ({ repository: 'r', component, backupId: `${component}-${at}-${i}`, complete: true, at, ...(component === 'base' ? { walStart: segAt(at) } : {}) });
+      const old = hours.flatMap((h, i) => [backup(t0 + h * HOUR - 1, i, 'database'), backup(t0 + h * HOUR - 1, i, 'base')]);
+      const made = newHours.filter((h) => t1 + h * HOUR <= t2 && h > 0).flatMap((h, i) => [backup(t1 + h * HOUR, 100 + i, 'database'), backup(t1 + h * HOUR, 100 + i, 'base')]);
+      const wal = Array.from({ length: Math.ceil((t2 - t0) / HOUR) + 1 }, (_, i) => ({ repository: 'r', name: segAt(t0 + i * HOUR), verified: true }));
+      const policy = { timezone: 'UTC', leftoverGraceMs: 48 * HOUR, ruleFor: (c: string) => (c === 'database' ? dbRule : baseRule) };
+      const first = decideRetention({ backups: old, wal: wal.filter((w) => w.name <= segAt(t1)) }, policy, t1, ['r']);
+      const second = decideRetention({ backups: [...old, ...made], wal }, policy, t2, ['r']);
+      const keptLater = new Set(second.backups.filter((b) => b.action === 'keep').map((b) => b.backupId));
+      expect(first.backups.filter((b) => b.action === 'delete' && keptLater.has(b.backupId))).toEqual([]);
+      const needFrom = second.wal[0]?.keepFrom;
+      const deletedFirst = first.wal[0]?.delete ?? [];
+      if (needFrom === undefined) expect(deletedFirst).toEqual([]);
+      else expect(deletedFirst.filter((name) => name.slice(8) >= needFrom.slice(8))).toEqual([]);
+    }),
+    { numRuns: 80 },
+  );
+});
