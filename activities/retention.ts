@@ -26,9 +26,18 @@ export interface PlanRetentionInput {
   repositories?: string[];
 }
 
+export interface PruneRepositoryInput {
+  reportId: string;
+  repository: string;
+  /** The digest planRetention returned; absent only in runs started before it did. */
+  reportSha256?: string;
+}
+
 export interface RetentionPlan {
   /** Repositories the report was written to: only these may be pruned. */
   recordedIn: string[];
+  /** The sha256 of the report as recorded: each prune refuses a report that is not these bytes. */
+  reportSha256?: string;
   /** The spool first: another repository lets go of WAL only once the spool no longer holds it. */
   order: string[];
   planned: RepositoryRetention[];
@@ -72,6 +81,7 @@ export function createRetentionActivities(deps: DatabaseBackupDeps) {
           verifier: await loadVerifier(config),
           allowUnsigned: !config.signing.required,
           spool,
+          now: input.now,
           beat: () => read++,
           lockDays: Object.fromEntries(Object.entries(config.repositories).flatMap(([name, r]) => (r.type === 's3' && r.objectLock ? [[name, r.objectLock.days]] : []))),
         });
@@ -83,14 +93,14 @@ export function createRetentionActivities(deps: DatabaseBackupDeps) {
           decision,
         );
         const reachable = deps.repositories.filter((r) => !reading.unreachable.some((u) => u.repository === r.name));
-        const { recordedIn, failed } = await recordReport(reachable, report);
+        const { recordedIn, failed, sha256 } = await recordReport(reachable, report);
         const planned = deps.repositories.map((r) => {
           const plan = plannedFor(report, r.name);
           const notRecorded = failed.find((f) => f.repository === r.name);
           return notRecorded ? { ...plan, failures: [`the decision could not be recorded here, so nothing is deleted here: ${notRecorded.reason}`] } : plan;
         });
         const names = deps.repositories.map((r) => r.name);
-        return { recordedIn, order: spool ? [spool, ...names.filter((n) => n !== spool)] : names, planned };
+        return { recordedIn, reportSha256: sha256, order: spool ? [spool, ...names.filter((n) => n !== spool)] : names, planned };
       } finally {
         stop();
       }
@@ -101,9 +111,11 @@ export function createRetentionActivities(deps: DatabaseBackupDeps) {
      * WAL entries, then objects, in batches. Idempotent: a retry reads the same report and
      * deletes what is left. Heartbeats the keys removed; a pass that removes nothing for five
      * minutes fails, retryably. A stale attempt (its workflow closed, or superseded) stops
-     * before its next batch. Permanent: ManifestDamaged (the report is not whole).
+     * before its next batch. Given `reportSha256` (the decision's), a report rewritten in the
+     * repository since is refused. Permanent: ManifestDamaged (the report is not whole, or not
+     * the one recorded).
      */
-    async pruneRepository(input: { reportId: string; repository: string }): Promise<RepositoryRetention> {
+    async pruneRepository(input: PruneRepositoryInput): Promise<RepositoryRetention> {
       const ctx = Context.current();
       const [repository] = pickRepositories(deps.repositories, [input.repository], config.host);
       let removed = 0;
@@ -118,7 +130,7 @@ export function createRetentionActivities(deps: DatabaseBackupDeps) {
       });
       try {
         ctx.heartbeat({ phase: 'reading the report', repository: repository.name });
-        const report = await readReport(repository, input.reportId);
+        const report = await readReport(repository, input.reportId, input.reportSha256);
         return await applyReport(repository, report, { signal: abort.signal, onProgress: (n) => (removed = n) });
       } catch (err) {
         if (abort.signal.aborted) throw abort.signal.reason ?? err;

@@ -39,6 +39,8 @@ export interface ApplyRetentionReport {
   finishedAt: string;
   /** Where the decision (every backup and WAL range with its reasons) is recorded: `retention/<reportId>.json` in these repositories. */
   recordedIn: string[];
+  /** The report's sha256 as recorded: a copy read back that is not these bytes was rewritten. */
+  reportSha256?: string;
   repositories: RepositoryRetention[];
 }
 

@@ -5,6 +5,8 @@
 // already gone is no error); whatever a crash still leaves (objects without a manifest) is a
 // leftover of a finished backup, which the next run removes. Each batch is fenced: an attempt
 // that no longer stands (its workflow closed, a newer attempt runs) deletes nothing more.
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { ErrorType } from '../common/types.js';
 import type { RepositoryRetention } from '../common/retentionTypes.js';
@@ -13,7 +15,7 @@ import { writeJson } from './catalog.js';
 import { errorText, permanent } from './errors.js';
 import type { BackupDecision, RetentionDecision, WalDecision } from './retention.js';
 import { RETENTION_FOLDERS, type CatalogReading } from './retentionCatalog.js';
-import { removeObjects, type ObjectInfo, type Repository } from './storage/repository.js';
+import { assertSafeKey, removeObjects, type ObjectInfo, type Repository } from './storage/repository.js';
 
 export const RETENTION_REPORT_PREFIX = 'retention/';
 
@@ -83,27 +85,48 @@ export function plannedFor(report: RetentionReportFile, repository: string): Rep
   };
 }
 
-/** Writes the report into each repository; returns those that hold it, and why the others do not. */
-export async function recordReport(repositories: Repository[], report: RetentionReportFile): Promise<{ recordedIn: string[]; failed: { repository: string; reason: string }[] }> {
+/** The report as it is stored: these bytes in every repository. */
+function reportBody(report: RetentionReportFile): Buffer {
+  return Buffer.from(JSON.stringify(report, null, 2) + '\n');
+}
+
+/**
+ * Writes the report into each repository; returns those that hold it, why the others do not,
+ * and its sha256. The workflow keeps the digest (in its history, out of any repository's
+ * reach) and hands it to each prune: a report rewritten in one repository (by whoever can
+ * write there, or a stale attempt of this decision waking late) is then refused, not carried out.
+ */
+export async function recordReport(repositories: Repository[], report: RetentionReportFile): Promise<{ recordedIn: string[]; failed: { repository: string; reason: string }[]; sha256: string }> {
   const recordedIn: string[] = [];
   const failed: { repository: string; reason: string }[] = [];
+  const body = reportBody(report);
   for (const repository of repositories) {
     try {
-      await writeJson(repository, retentionReportKey(report.reportId), report);
+      await repository.put(retentionReportKey(report.reportId), Readable.from([body]), { contentLength: body.length });
       recordedIn.push(repository.name);
     } catch (err) {
       failed.push({ repository: repository.name, reason: errorText(err) });
     }
   }
-  return { recordedIn, failed };
+  return { recordedIn, failed, sha256: createHash('sha256').update(body).digest('hex') };
 }
 
-/** A recorded report, checked to be the one asked for. */
-export async function readReport(repository: Repository, reportId: string): Promise<RetentionReportFile> {
+/**
+ * A recorded report, checked to be the one asked for: its id, and, given the digest the
+ * decision returned, byte for byte the report recorded (else ManifestDamaged, nothing deleted).
+ */
+export async function readReport(repository: Repository, reportId: string, expectedSha256?: string): Promise<RetentionReportFile> {
   const key = retentionReportKey(reportId);
   let report: RetentionReportFile;
   try {
-    report = JSON.parse(await text(await repository.get(key))) as RetentionReportFile;
+    const stored = await text(await repository.get(key));
+    if (expectedSha256 !== undefined) {
+      const sha256 = createHash('sha256').update(stored).digest('hex');
+      if (sha256 !== expectedSha256) {
+        throw permanent(ErrorType.ManifestDamaged, `${repository.name}: the retention report ${key} is not the one recorded (sha256 ${sha256}, the decision recorded ${expectedSha256}): rewritten since; nothing deleted`);
+      }
+    }
+    report = JSON.parse(stored) as RetentionReportFile;
   } catch (err) {
     if (err instanceof SyntaxError) throw permanent(ErrorType.ManifestDamaged, `${repository.name}: the retention report ${key} is not whole JSON; nothing deleted`);
     throw err;
@@ -122,10 +145,12 @@ export interface ApplyOptions {
 
 /**
  * Carries out a report's deletions in one repository: manifests, then WAL entries, then the
- * rest. Idempotent. Deletions that fail are returned (the next run tries again); a repository
+ * rest; never a dry run's report (permanent InvalidInput). Idempotent. Deletions that fail are returned (the next run tries again); a repository
  * that cannot be listed or refuses a whole batch throws, classified.
  */
 export async function applyReport(repository: Repository, report: RetentionReportFile, options: ApplyOptions = {}): Promise<RepositoryRetention> {
+  // A dry run decides and records, and deletes nothing, whoever asks.
+  if (report.dryRun !== false) throw permanent(ErrorType.InvalidInput, `${repository.name}: the retention report ${report.reportId} is a dry run's (dryRun ${JSON.stringify(report.dryRun)}); nothing deleted`);
   const summary = plannedFor(report, repository.name);
   const doomed = report.backups.filter((b) => b.repository === repository.name && b.action === 'delete');
   const wal = report.wal.find((w) => w.repository === repository.name);
@@ -157,7 +182,19 @@ export async function applyReport(repository: Repository, report: RetentionRepor
   const rest = [...[...folders.values()].flat().filter((o) => !manifests.includes(o)), ...walObjects.filter((o) => !o.key.endsWith('.json'))];
 
   const failures = new Map<string, string>();
-  const phase = async (what: string, objects: ObjectInfo[]) => {
+  // A key none of our repositories writes (a space, a "..": planted where S3 takes any key) is
+  // left alone and reported; it must not fail the removal of the rest.
+  const ours = (o: ObjectInfo) => {
+    try {
+      assertSafeKey(o.key);
+      return true;
+    } catch {
+      failures.set(o.key, 'not a key of ours (unsafe characters); left alone');
+      return false;
+    }
+  };
+  const phase = async (what: string, all: ObjectInfo[]) => {
+    const objects = all.filter(ours);
     if (!objects.length) return;
     // A stale attempt (its workflow closed, or a newer attempt took over) deletes nothing more.
     await assertAttemptStands(`pruning ${repository.name} (${what})`);

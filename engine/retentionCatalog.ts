@@ -1,8 +1,9 @@
 // What retention judges, read from the repositories: one listing of each component's folder
 // and of the WAL folder per repository, and the manifests. A backup counts as complete in a
-// repository when its manifest there is whole and its signature admitted (signed by a trusted
-// key; unsigned only where signing.required is false): a planted or damaged manifest never
-// fills a bucket, and the folder under it is kept and reported. A folder without a manifest
+// repository when its manifest there is whole, its signature admitted (signed by a trusted
+// key; unsigned only where signing.required is false), every object it names is listed there
+// at its size, and it did not finish after the decision's clock: a planted, copied or damaged
+// manifest never fills a bucket, and the folder under it is kept and reported. A folder without a manifest
 // whose backup has one in another repository is a leftover of a finished backup (a copy that
 // failed, or a prune cut short); one with no manifest anywhere is the sweep's (it asks
 // Temporal whether its run has closed). Nothing here writes.
@@ -22,6 +23,8 @@ const WAL_PREFIX = 'wal/';
 const WAL_KEY = /^([0-9A-F]{8}(?:\.history|[0-9A-F]{16}(?:\.partial|\.[0-9A-F]{8}\.backup)?))(\.json|\.[a-z0-9]+\.gpg)$/;
 const ID = /^[A-Za-z0-9._-]{1,200}$/;
 const READ_CONCURRENCY = 16;
+/** How far a manifest's finishedAt may lie ahead of the decision's clock (another host's clock skew). */
+const MANIFEST_CLOCK_SKEW_MS = 10 * 60 * 1000;
 
 /** One repository's listing, as retention uses it. */
 export interface RepositoryContents {
@@ -46,6 +49,7 @@ const manifestShape = z.looseObject({
   backupId: z.string(),
   component: z.enum(RETENTION_FOLDERS),
   finishedAt: z.string().refine((s) => !Number.isNaN(Date.parse(s))),
+  objects: z.array(z.looseObject({ key: z.string(), bytes: z.number().int().nonnegative() })).min(1),
   server: z.looseObject({ walSegmentBytes: z.number().int().optional() }).optional(),
   backup: z.looseObject({ timeline: z.number().int(), startLsn: z.string() }).optional(),
 });
@@ -63,7 +67,7 @@ async function listRepository(repository: Repository, notes: string[]): Promise<
   for (const component of RETENTION_FOLDERS) {
     for (const object of await repository.list(`${component}/`)) {
       const [, id, ...rest] = object.key.split('/');
-      if (!ID.test(id ?? '') || rest.length === 0) {
+      if (!ID.test(id ?? '') || id === '.' || id === '..' || rest.length === 0) {
         notes.push(`${object.key}: not under a backup's folder; left alone`);
         continue;
       }
@@ -92,7 +96,7 @@ interface ReadManifest {
 }
 
 /** A manifest's time and WAL start, or why it is not used. */
-async function readOne(repository: Repository, component: BackupFolder, id: string, verifier: Verifier, allowUnsigned: boolean): Promise<ReadManifest | { refused: string }> {
+async function readOne(repository: Repository, component: BackupFolder, id: string, held: ObjectInfo[], verifier: Verifier, allowUnsigned: boolean, now: number | undefined): Promise<ReadManifest | { refused: string }> {
   const key = `${component}/${id}/${MANIFEST}`;
   let parsed: unknown;
   try {
@@ -106,6 +110,15 @@ async function readOne(repository: Repository, component: BackupFolder, id: stri
   const verdict = checkSignature(parsed as object, verifier);
   if (!admitted(verdict, allowUnsigned)) return { refused: verdict.state === 'bad-signature' ? verdict.reason : 'is not signed' };
   const m = shape.data;
+  // Complete here only if this repository holds every object it names, at its size: a manifest
+  // alone (planted, or copied from another repository) would otherwise fill a bucket, or be the
+  // newest, and push the real backups out.
+  const sizes = new Map(held.map((o) => [o.key, o.bytes]));
+  const missing = m.objects.find((o) => sizes.get(o.key) !== o.bytes);
+  if (missing) return { refused: `names ${missing.key} (${missing.bytes} bytes), which is not held here (absent, or another size)` };
+  // A backup "finished" later than now would be the newest and fill the newest buckets, pushing
+  // every real backup out (one planted where unsigned manifests are admitted, or a host's clock far ahead).
+  if (now !== undefined && Date.parse(m.finishedAt) > now + MANIFEST_CLOCK_SKEW_MS) return { refused: `says it finished at ${m.finishedAt}, in the future of this decision (${new Date(now).toISOString()})` };
   let walStart: string | undefined;
   if (component === 'base' && m.backup && m.server?.walSegmentBytes) {
     try {
@@ -120,13 +133,14 @@ async function readOne(repository: Repository, component: BackupFolder, id: stri
 /**
  * The catalog of every repository that can be listed now; one that cannot is reported and
  * left out (nothing of it judged, so nothing of it deleted). `allowUnsigned`: whether unsigned
- * manifests count (signing.required false).
+ * manifests count (signing.required false). `now`: the decision's clock; a manifest that says it
+ * finished after it (beyond clock skew) is not used (the backup is kept, and counts for no rule).
  */
 export async function readRetentionCatalog(
   repositories: Repository[],
-  options: { verifier: Verifier; allowUnsigned: boolean; spool?: string; beat?: () => void; lockDays?: Record<string, number> },
+  options: { verifier: Verifier; allowUnsigned: boolean; spool?: string; beat?: () => void; now?: number; lockDays?: Record<string, number> },
 ): Promise<CatalogReading> {
-  const { verifier, allowUnsigned, beat = () => undefined } = options;
+  const { verifier, allowUnsigned, beat = () => undefined, now } = options;
   const contents: RepositoryContents[] = [];
   const unreachable: CatalogReading['unreachable'] = [];
   const manifests = new Map<RepositoryContents, Map<string, ReadManifest | { refused: string }>>();
@@ -141,7 +155,7 @@ export async function readRetentionCatalog(
         for (const [id, keys] of listing.backupKeys[component]) if (keys.some((k) => k.key === `${component}/${id}/${MANIFEST}`)) wanted.push([component, id]);
       }
       await eachLimited(wanted, READ_CONCURRENCY, async ([component, id]) => {
-        read.set(`${component}/${id}`, await readOne(repository, component, id, verifier, allowUnsigned));
+        read.set(`${component}/${id}`, await readOne(repository, component, id, listing.backupKeys[component].get(id) ?? [], verifier, allowUnsigned, now));
         beat();
       });
       const entry: RepositoryContents = { repository: repository.name, ...listing, notes };

@@ -32,7 +32,7 @@ function planned(repository: string, deleted: number, extra: Partial<RepositoryR
 
 interface Recorded {
   plans: PlanRetentionInput[];
-  pruned: { reportId: string; repository: string }[];
+  pruned: { reportId: string; repository: string; reportSha256?: string }[];
 }
 
 async function run(input: Partial<ApplyRetentionInput>, plan: RetentionPlan, pruneFails: string[] = []): Promise<{ rec: Recorded; report?: ApplyRetentionReport; failure?: unknown }> {
@@ -43,7 +43,7 @@ async function run(input: Partial<ApplyRetentionInput>, plan: RetentionPlan, pru
       rec.plans.push(i);
       return plan;
     },
-    async pruneRepository(i: { reportId: string; repository: string }) {
+    async pruneRepository(i: { reportId: string; repository: string; reportSha256?: string }) {
       rec.pruned.push(i);
       if (pruneFails.includes(i.repository)) throw ApplicationFailure.nonRetryable(`${i.repository} refused the deletes`, ErrorType.StorageAccessDenied);
       return { ...plan.planned.find((p) => p.repository === i.repository)! };
@@ -70,6 +70,7 @@ async function run(input: Partial<ApplyRetentionInput>, plan: RetentionPlan, pru
 test('decides once at the workflow clock, then prunes the spool first and only where the report was recorded and something goes', async () => {
   const plan: RetentionPlan = {
     recordedIn: ['local', 'nas', 's3'],
+    reportSha256: 'ab'.repeat(32),
     order: ['local', 'nas', 's3', 'idle'],
     planned: [planned('s3', 2), planned('nas', 1), planned('local', 4), planned('idle', 0)],
   };
@@ -80,6 +81,9 @@ test('decides once at the workflow clock, then prunes the spool first and only w
   expect(rec.plans[0].reportId).toMatch(/^\d{8}_\d{6}-[0-9a-f]{8}$/);
   expect(rec.pruned.map((p) => p.repository)).toEqual(['local', 'nas', 's3']);
   expect(new Set(rec.pruned.map((p) => p.reportId))).toEqual(new Set([rec.plans[0].reportId]));
+  // Each prune checks the report it reads against the digest the decision returned.
+  expect(rec.pruned.map((p) => p.reportSha256)).toEqual(['ab'.repeat(32), 'ab'.repeat(32), 'ab'.repeat(32)]);
+  expect(report!.reportSha256).toBe('ab'.repeat(32));
   expect(report!.repositories.map((r) => r.repository)).toEqual(['local', 'nas', 's3', 'idle']);
   expect(report!.reportId).toBe(rec.plans[0].reportId);
 });

@@ -38,7 +38,7 @@ export async function applyRetention(input: ApplyRetentionInput): Promise<ApplyR
       for (const repository of toPrune) {
         progress.repository = repository;
         try {
-          results.set(repository, await host.pruneRepository({ reportId, repository }));
+          results.set(repository, await host.pruneRepository({ reportId, repository, ...(plan.reportSha256 ? { reportSha256: plan.reportSha256 } : {}) }));
         } catch (err) {
           if (isCancellation(err)) throw err;
           // One repository that cannot be pruned now (down, refusing) must not keep the others.
@@ -57,6 +57,7 @@ export async function applyRetention(input: ApplyRetentionInput): Promise<ApplyR
       decidedAt: new Date(now).toISOString(),
       finishedAt: new Date().toISOString(),
       recordedIn: plan.recordedIn,
+      ...(plan.reportSha256 ? { reportSha256: plan.reportSha256 } : {}),
       repositories: plan.order.map((name) => results.get(name)!),
     };
   } catch (err) {

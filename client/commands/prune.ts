@@ -13,7 +13,7 @@ import { readReport, type RetentionReportFile } from '../../engine/prune.js';
 import type { Repository } from '../../engine/storage/repository.js';
 import { errorText } from '../../engine/errors.js';
 import { formatBytes, type Printer } from '../output.js';
-import { defaultWorkflowId, refuseInvalid, startAndReport } from '../workflowRun.js';
+import { defaultWorkflowId, refuseInvalid, repositoriesOption, startAndReport } from '../workflowRun.js';
 
 export interface PruneOptions {
   dryRun?: boolean;
@@ -31,7 +31,7 @@ export function pruneInput(config: Config, options: PruneOptions): ApplyRetentio
       hostTaskQueue: hostTaskQueue(databaseHost(config)),
       dryRun: Boolean(options.dryRun),
       ...(options.component?.length ? { components: options.component } : {}),
-      ...(options.repository?.length ? { repositories: options.repository } : {}),
+      ...(options.repository?.length ? { repositories: repositoriesOption(options.repository, Object.keys(config.repositories)) } : {}),
     },
     validateApplyRetentionInput,
   );
@@ -54,7 +54,7 @@ export async function startPrune(client: Client, repositories: Repository[], inp
       const repository = repositories.find((r) => r.name === name);
       if (!repository) continue;
       try {
-        decisions = await readReport(repository, result.reportId);
+        decisions = await readReport(repository, result.reportId, result.reportSha256);
         break;
       } catch (err) {
         unread = `${name}: ${errorText(err)}`;
