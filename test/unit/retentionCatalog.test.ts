@@ -18,7 +18,8 @@ const ours = keyPair();
 const theirs = keyPair();
 
 function manifest(component: 'database' | 'base', id: string, finishedAt: string, extra: object = {}) {
-  return { formatVersion: 1, backupId: id, component, finishedAt, startedAt: finishedAt, objects: [], ...extra };
+  // Names the one object planted() stores beside it, at its size.
+  return { formatVersion: 1, backupId: id, component, finishedAt, startedAt: finishedAt, objects: [{ role: 'dump', key: `${component}/${id}/dump.pgcustom.zst.gpg`, bytes: 5, sha256: 'a'.repeat(64) }], ...extra };
 }
 
 function planted(repository: MemoryRepository, component: 'database' | 'base', id: string, body: unknown) {
