@@ -1,5 +1,5 @@
 // Benchmark options, from argv (npm run bench -- --scale 5 --rounds 1) or the environment
-// (BENCH_SCALE, BENCH_ROUNDS, BENCH_GROWTH, BENCH_RESTORE, BENCH_PITR, BENCH_WAL, BENCH_MIX, BENCH_OUT).
+// (BENCH_SCALE, BENCH_ROUNDS, BENCH_GROWTH, BENCH_RESTORE, BENCH_PITR, BENCH_WAL, BENCH_RETENTION, BENCH_RETENTION_SCALE, BENCH_MIX, BENCH_OUT).
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { PROJECT_ROOT } from '../client/dev/tools.js';
@@ -29,6 +29,12 @@ export interface BenchOptions {
   onlyWal: boolean;
   /** Only the point-in-time recovery section (base backup, recovery, RPO): measured alone and spliced in. */
   onlyPitr: boolean;
+  /** Also measure retention: pruning 3,000 dumps and 200,000 WAL segments in one S3 repository. */
+  retention: boolean;
+  /** Only the retention section: measured alone and spliced into the existing report. */
+  onlyRetention: boolean;
+  /** Multiplies the retention catalog (1: the issue's 3,000 dumps and 200,000 WAL segments). */
+  retentionScale: number;
   mixes: Mix[];
   /** Markdown report; empty: do not write one. */
   out: string;
@@ -44,7 +50,7 @@ export const DEFAULT_SCALE = 60;
 export const DEFAULT_ROUNDS = 3;
 export const DEFAULT_WAL_SEGMENTS = 200;
 
-const USAGE = `usage: npm run bench -- [--scale N] [--rounds N] [--no-growth] [--no-restore] [--no-pitr] [--no-wal | --only-wal] [--only-pitr] [--wal-segments N] [--mix text,random] [--out FILE | --no-write]
+const USAGE = `usage: npm run bench -- [--scale N] [--rounds N] [--no-growth] [--no-restore] [--no-pitr] [--no-wal | --only-wal] [--only-pitr] [--no-retention | --only-retention] [--retention-scale X] [--wal-segments N] [--mix text,random] [--out FILE | --no-write]
   --scale N     pgbench scale of the compressible database (default ${DEFAULT_SCALE}: about 1.1 GB with the Django tables)
   --rounds N    measured rounds per data mix after one warm-up pass (default ${DEFAULT_ROUNDS})
   --no-growth   skip the workflow run on the database at scale/4 (the memory-growth check)
@@ -54,12 +60,15 @@ const USAGE = `usage: npm run bench -- [--scale N] [--rounds N] [--no-growth] [-
   --only-wal    only WAL archiving, its section replaced in the existing report (about 5 minutes)
   --only-pitr   only point-in-time recovery against pgBackRest (its own cluster at --scale, >= 2 GiB of WAL
                 replayed, RPO under full-speed pgbench), its section replaced in the existing report
+  --no-retention  skip retention (a prune of 3,000 dumps and 200,000 WAL segments in one S3 repository)
+  --only-retention  only retention, its section replaced in the existing report (no PostgreSQL, no Temporal)
+  --retention-scale X  multiplies the retention catalog, 0 < X <= 1 (default 1: the issue's scale; 0.1 for a quick run)
   --wal-segments N  real 16 MiB segments per WAL archiving contender (default ${DEFAULT_WAL_SEGMENTS})
   --mix LIST    text (pgbench + Django tables), random (random bytea); default both
   --attempts N  runs another job on the machine loaded are repeated up to N attempts in all (default 4; 1: never)
   --quiet-wait N  seconds to wait at most before each run for other processes to go quiet (default 180)
   --out FILE    markdown report (default docs/benchmarks.md); --no-write prints only
-Environment: BENCH_SCALE, BENCH_ROUNDS, BENCH_GROWTH=0, BENCH_RESTORE=0, BENCH_PITR=0, BENCH_WAL=0, BENCH_MIX, BENCH_OUT.`;
+Environment: BENCH_SCALE, BENCH_ROUNDS, BENCH_GROWTH=0, BENCH_RESTORE=0, BENCH_PITR=0, BENCH_WAL=0, BENCH_RETENTION=0, BENCH_RETENTION_SCALE, BENCH_MIX, BENCH_OUT.`;
 
 export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): BenchOptions {
   const { values } = parseArgs({
@@ -77,6 +86,10 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
       'no-wal': { type: 'boolean' },
       'only-wal': { type: 'boolean' },
       'only-pitr': { type: 'boolean' },
+      retention: { type: 'boolean' },
+      'no-retention': { type: 'boolean' },
+      'only-retention': { type: 'boolean' },
+      'retention-scale': { type: 'string' },
       'wal-segments': { type: 'string' },
       mix: { type: 'string' },
       out: { type: 'string' },
@@ -107,7 +120,12 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
   const onlyWal = values['only-wal'] ?? false;
   const onlyPitr = values['only-pitr'] ?? false;
   const pitr = onlyPitr || (values['no-pitr'] ? false : (values.pitr ?? !off(env.BENCH_PITR)));
-  if (onlyWal && onlyPitr) throw new Error(`--only-wal and --only-pitr exclude each other\n${USAGE}`);
+  const onlyRetention = values['only-retention'] ?? false;
+  if ([onlyWal, onlyPitr, onlyRetention].filter(Boolean).length > 1) throw new Error(`--only-wal, --only-pitr and --only-retention exclude each other\n${USAGE}`);
+  const retention = onlyRetention || (values['no-retention'] ? false : (values.retention ?? !off(env.BENCH_RETENTION)));
+  const retentionScaleText = values['retention-scale'] ?? env.BENCH_RETENTION_SCALE ?? '1';
+  const retentionScale = Number(retentionScaleText);
+  if (!(retentionScale > 0 && retentionScale <= 1)) throw new Error(`--retention-scale must be a number above 0 and at most 1; got ${retentionScaleText}\n${USAGE}`);
   const wal = onlyWal || (values['no-wal'] ? false : (values.wal ?? !off(env.BENCH_WAL)));
   const out = values['no-write'] ? '' : path.resolve(PROJECT_ROOT, values.out ?? env.BENCH_OUT ?? 'docs/benchmarks.md');
   return {
@@ -120,6 +138,9 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     walSegments: int('wal-segments', values['wal-segments'], DEFAULT_WAL_SEGMENTS, 2),
     onlyWal,
     onlyPitr,
+    retention,
+    onlyRetention,
+    retentionScale,
     mixes: MIXES.filter((m) => mixes.includes(m)),
     out,
     sampleMs: int('sample-ms', values['sample-ms'], 100, 10),

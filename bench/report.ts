@@ -33,6 +33,7 @@ import {
 } from './restoreContenders.js';
 import { RESTORE_JOBS } from './stack.js';
 import { WAL_CONTENDER_IDS, WAL_CONTENDER_LABELS, WAL_PROCESSES, type WalArchiveResults, type WalContenderId } from './walArchive.js';
+import { renderRetention, type RetentionResults } from './retention.js';
 import { PREFETCH_SEGMENTS } from '../engine/walPrefetch.js';
 
 export interface MixResults {
@@ -79,6 +80,7 @@ export interface BenchReport {
   pitr?: PitrResults;
   /** WAL archiving against pgBackRest archive-push; absent with --no-wal. */
   wal?: WalArchiveResults;
+  retention?: RetentionResults;
   /** Runs repeated because processes outside the benchmark loaded the machine. */
   repeated: number;
   totalSeconds: number;
@@ -223,7 +225,7 @@ export function renderReport(report: BenchReport): string {
     '# Benchmarks',
     '',
     `Measured ${machine.date.slice(0, 10)} with \`npm run bench\` (\`--scale ${options.scale} --rounds ${options.rounds}` +
-      `${options.growth ? '' : ' --no-growth'}${options.restore ? '' : ' --no-restore'}${options.pitr ? '' : ' --no-pitr'}${options.wal ? '' : ' --no-wal'}${options.mixes.length < 2 ? ` --mix ${options.mixes.join(',')}` : ''}\`; ` +
+      `${options.growth ? '' : ' --no-growth'}${options.restore ? '' : ' --no-restore'}${options.pitr ? '' : ' --no-pitr'}${options.wal ? '' : ' --no-wal'}${options.retention ? (options.retentionScale === 1 ? '' : ` --retention-scale ${options.retentionScale}`) : ' --no-retention'}${options.mixes.length < 2 ? ` --mix ${options.mixes.join(',')}` : ''}\`; ` +
       `${(report.totalSeconds / 60).toFixed(1)} minutes in all, building the data included). Re-run it to refresh this file; ` +
       'everything but the hand-written analysis below is regenerated.',
     '',
@@ -241,6 +243,7 @@ export function renderReport(report: BenchReport): string {
   for (const restore of report.restores) push(...renderRestore(restore));
   if (report.pitr) push(...renderPitr(report.pitr));
   if (report.wal) push(...renderWalArchive(report.wal));
+  if (report.retention) push(...renderRetention(report.retention));
   push(...renderBreakdown(report));
   push(...renderMethod(report));
   push('## Analysis', '', ANALYSIS_START, '', '(none yet)', '', ANALYSIS_END, '');

@@ -1,7 +1,8 @@
 // npm run bench: the backup workflow against bare pg_dump and the seed's procedure, then the
 // weekly verification (from S3) against bare pg_restore, side by side on the same reference
 // databases, alternating, then point-in-time recovery against pgBackRest on an archiving
-// cluster (pitr.ts), then WAL archiving against pgBackRest archive-push (walArchive.ts), with ratio tables written to docs/benchmarks.md. Everything it
+// cluster (pitr.ts), then WAL archiving against pgBackRest archive-push (walArchive.ts), then retention at
+// scale against the issue's absolute targets (retention.ts; no baseline tool), with tables written to docs/benchmarks.md. Everything it
 // starts (PostgreSQL, Temporal, SeaweedFS, workers) and every file it writes under the temp
 // folder is removed at the end, on failure and on Ctrl-C.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,6 +17,7 @@ import { collectMachine, mergeAnalysis, PITR_SECTION, renderPitr, renderReport, 
 import { prepareRestoreSubject, RESTORE_CONTENDER_IDS, RESTORE_CONTENDERS, runDrill, type RestoreContenderId } from './restoreContenders.js';
 import { startWorkflowStack } from './stack.js';
 import { measureStartup, renderStartup } from './startup.js';
+import { renderRetention, RETENTION_SECTION, runRetentionPhase, type RetentionResults } from './retention.js';
 import { runWalArchivePhase, type WalArchiveResults } from './walArchive.js';
 import { killWorkers } from './workerProcess.js';
 
@@ -85,6 +87,20 @@ async function main(): Promise<void> {
       mkdirSync(path.dirname(options.out), { recursive: true });
       writeFileSync(options.out, spliceSection(WAL_SECTION, section, options.out));
       say(`replaced the WAL archiving section of ${options.out}`);
+    }
+    return;
+  }
+
+  if (options.onlyRetention) {
+    // Retention alone (its own SeaweedFS; no PostgreSQL, no Temporal): its section only.
+    const lines = renderRetention(await runRetentionPhase(options.retentionScale, cleanups, say));
+    lines.splice(1, 0, '', `Measured ${new Date().toISOString().slice(0, 10)} alone (\`npm run bench -- ${process.argv.slice(2).join(' ')}\`, ${((performance.now() - t0) / 1000).toFixed(0)} s with the planting), not in the full run the header describes.`);
+    const section = lines.join('\n');
+    process.stdout.write('\n' + section + '\n');
+    if (options.out) {
+      mkdirSync(path.dirname(options.out), { recursive: true });
+      writeFileSync(options.out, spliceSection(RETENTION_SECTION, section, options.out));
+      say(`replaced the retention section of ${options.out}`);
     }
     return;
   }
@@ -213,8 +229,14 @@ async function main(): Promise<void> {
     wal = await runWalArchivePhase(options.walSegments, cleanups, say, [...ours]);
   }
 
+  let retention: RetentionResults | undefined;
+  if (options.retention) {
+    say(`retention: a prune at scale ${options.retentionScale} against the issue's targets`);
+    retention = await runRetentionPhase(options.retentionScale, cleanups, say);
+  }
+
   const machine = await collectMachine(cluster, workDir);
-  const report = renderReport({ options, machine, mixes, growth, restores, pitr, wal, repeated, totalSeconds: (performance.now() - t0) / 1000 }) + '\n' + renderStartup(startup!);
+  const report = renderReport({ options, machine, mixes, growth, restores, pitr, wal, retention, repeated, totalSeconds: (performance.now() - t0) / 1000 }) + '\n' + renderStartup(startup!);
   process.stdout.write('\n' + report + '\n');
   if (options.out) {
     mkdirSync(path.dirname(options.out), { recursive: true });
