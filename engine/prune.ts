@@ -18,6 +18,16 @@ import { RETENTION_FOLDERS, type CatalogReading } from './retentionCatalog.js';
 import { assertSafeKey, removeObjects, type ObjectInfo, type Repository } from './storage/repository.js';
 
 export const RETENTION_REPORT_PREFIX = 'retention/';
+/** Pruned markers written at once (small PUTs). */
+const MARKERS_AT_ONCE = 16;
+
+/** Runs `work` over `items`, at most `limit` at once. */
+async function eachLimited<T>(items: T[], limit: number, work: (item: T) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) await work(items[next++]);
+  }));
+}
 
 /**
  * Where a repository says it let a backup go by retention: the copy audit then knows a copy
@@ -204,10 +214,13 @@ export async function applyReport(repository: Repository, report: RetentionRepor
     options.onProgress?.(removed);
   };
   await phase('manifests', manifests);
-  for (const b of doomed) {
-    if (!folders.has(`${b.component}/${b.backupId}`)) continue;
-    await writeJson(repository, prunedMarkerKey(b.component, b.backupId), { component: b.component, backupId: b.backupId, repository: repository.name, reportId: report.reportId, decidedAt: report.decidedAt, reasons: b.reasons });
-  }
+  // A marker only where a copy stays in another repository (the copy audit reads it there);
+  // a backup gone from every repository is never audited again. Several written at once.
+  const keptElsewhere = new Set(report.backups.filter((b) => b.repository !== repository.name && b.action === 'keep').map((b) => `${b.component}/${b.backupId}`));
+  const marked = doomed.filter((b) => folders.has(`${b.component}/${b.backupId}`) && keptElsewhere.has(`${b.component}/${b.backupId}`));
+  await eachLimited(marked, MARKERS_AT_ONCE, (b) =>
+    writeJson(repository, prunedMarkerKey(b.component, b.backupId), { component: b.component, backupId: b.backupId, repository: repository.name, reportId: report.reportId, decidedAt: report.decidedAt, reasons: b.reasons }),
+  );
   await phase('WAL entries', entries);
   await phase('objects', rest);
 

@@ -38,6 +38,8 @@ export const STALE_UPLOAD_MS = 60 * 60 * 1000;
 
 /** S3's most keys in one DeleteObjects request. */
 const DELETE_BATCH = 1000;
+/** DeleteObjects requests in flight at once. */
+const DELETES_IN_FLIGHT = 4;
 
 export class S3Repository implements Repository {
   readonly kind = 's3' as const;
@@ -196,25 +198,35 @@ export class S3Repository implements Repository {
    */
   async removeMany(keys: string[], options: RemoveManyOptions = {}): Promise<RemoveManyResult> {
     const failed: RemoveManyResult['failed'] = [];
+    const batches: string[][] = [];
+    for (let i = 0; i < keys.length; i += DELETE_BATCH) batches.push(keys.slice(i, i + DELETE_BATCH));
     let handled = 0;
-    for (let i = 0; i < keys.length; i += DELETE_BATCH) {
-      options.signal?.throwIfAborted();
-      const batch = keys.slice(i, i + DELETE_BATCH);
-      try {
-        const answer = await this.client.send(
-          new DeleteObjectsCommand({ Bucket: this.options.bucket, Delete: { Objects: batch.map((key) => ({ Key: this.objectKey(key) })), Quiet: true } }),
-          { abortSignal: options.signal },
-        );
-        for (const error of answer.Errors ?? []) {
-          if (error.Code === 'NoSuchKey') continue;
-          failed.push({ key: (error.Key ?? '').slice(this.prefix.length), reason: `${error.Code ?? 'error'}: ${error.Message ?? 'not deleted'}` });
+    let next = 0;
+    let stopped = false;
+    // A few requests in flight: each waits most of its time on the server. One refused whole
+    // stops the others taking more.
+    const worker = async () => {
+      while (next < batches.length && !stopped) {
+        options.signal?.throwIfAborted();
+        const batch = batches[next++];
+        try {
+          const answer = await this.client.send(
+            new DeleteObjectsCommand({ Bucket: this.options.bucket, Delete: { Objects: batch.map((key) => ({ Key: this.objectKey(key) })), Quiet: true } }),
+            { abortSignal: options.signal },
+          );
+          for (const error of answer.Errors ?? []) {
+            if (error.Code === 'NoSuchKey') continue;
+            failed.push({ key: (error.Key ?? '').slice(this.prefix.length), reason: `${error.Code ?? 'error'}: ${error.Message ?? 'not deleted'}` });
+          }
+        } catch (err) {
+          stopped = true;
+          throw this.classify(err, `removing ${batch.length} objects (${batch[0]} ...)`);
         }
-      } catch (err) {
-        throw this.classify(err, `removing ${batch.length} objects (${batch[0]} ...)`);
+        handled += batch.length;
+        options.onProgress?.(handled);
       }
-      handled += batch.length;
-      options.onProgress?.(handled);
-    }
+    };
+    await Promise.all(Array.from({ length: Math.min(DELETES_IN_FLIGHT, batches.length) }, worker));
     return { failed };
   }
 
