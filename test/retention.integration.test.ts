@@ -153,7 +153,8 @@ describe('eight nightly dumps over five weeks, then retention', () => {
     expect(existsSync(path.join(localPath(), 'database', ids[0]))).toBe(false);
     for (const kept of ['half-made/dump.pgcustom.zst.gpg', 'notes.txt']) expect(existsSync(path.join(localPath(), 'database', kept))).toBe(true);
     expect(existsSync(path.join(localPath(), 'other-tool', 'x'))).toBe(true);
-    // Run again: the same policy at the same time deletes nothing more.
+    // Run again a minute later (report ids name the second): the same policy deletes nothing more.
+    await clock.sleep(60_000);
     const again = await prune(false, 'retention-prune-again');
     expect(again.repositories.map((r) => r.backups.deleted)).toEqual([0, 0, 0]);
     // Status shows the newest retention run, read back from the repositories.
