@@ -163,8 +163,11 @@ describe('eight nightly dumps over five weeks, then retention', () => {
   });
 
   test.each([
+    // Every backup kept anywhere: b0 (s3), b3 (local, s3), b5 and b6 (local), b7 (all three).
     [0, 's3 only'],
+    [3, 'local and s3'],
     [5, 'local only'],
+    [6, 'local only'],
     [7, 'every repository'],
   ])('kept backup b%i (%s) restores, and reads back whole: a pruned copy is not a lost one', async (index) => {
     const report: VerificationReport = await client.workflow.execute(verifyBackup, {
