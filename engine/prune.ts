@@ -14,20 +14,13 @@ import { assertAttemptStands } from './attemptStanding.js';
 import { writeJson } from './catalog.js';
 import { errorText, permanent } from './errors.js';
 import type { BackupDecision, RetentionDecision, WalDecision } from './retention.js';
-import { RETENTION_FOLDERS, type CatalogReading } from './retentionCatalog.js';
+import { eachLimited, RETENTION_FOLDERS, type CatalogReading } from './retentionCatalog.js';
 import { assertSafeKey, removeObjects, type ObjectInfo, type Repository } from './storage/repository.js';
 
 export const RETENTION_REPORT_PREFIX = 'retention/';
 /** Pruned markers written at once (small PUTs). */
 const MARKERS_AT_ONCE = 16;
 
-/** Runs `work` over `items`, at most `limit` at once. */
-async function eachLimited<T>(items: T[], limit: number, work: (item: T) => Promise<unknown>): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) await work(items[next++]);
-  }));
-}
 
 /**
  * Where a repository says it let a backup go by retention: the copy audit then knows a copy

@@ -54,8 +54,8 @@ const manifestShape = z.looseObject({
   backup: z.looseObject({ timeline: z.number().int(), startLsn: z.string() }).optional(),
 });
 
-/** Runs `work` over `items`, at most `limit` at once, in order of completion. */
-async function eachLimited<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+/** Runs `work` over `items`, at most `limit` at once (the catalog's reads, the pruned markers). */
+export async function eachLimited<T>(items: T[], limit: number, work: (item: T) => Promise<unknown>): Promise<void> {
   let next = 0;
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
     while (next < items.length) await work(items[next++]);
