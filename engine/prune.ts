@@ -18,6 +18,10 @@ import { eachLimited, RETENTION_FOLDERS, type CatalogReading } from './retention
 import { assertSafeKey, removeObjects, type ObjectInfo, type Repository } from './storage/repository.js';
 
 export const RETENTION_REPORT_PREFIX = 'retention/';
+/** Keys deleted between two checks that this attempt still stands: four S3 requests in flight. */
+const KEYS_PER_FENCE = 4000;
+/** What a repository's summary (a workflow payload) quotes of the notes; the report holds them all. */
+const NOTES_IN_SUMMARY = 20;
 /** Pruned markers written at once (small PUTs). */
 const MARKERS_AT_ONCE = 16;
 
@@ -72,6 +76,11 @@ export function buildReport(meta: Pick<RetentionReportFile, 'reportId' | 'workfl
   };
 }
 
+/** Notes for a workflow's history: the first few, and how many more the report holds. */
+function summarized(notes: string[]): string[] {
+  return notes.length <= NOTES_IN_SUMMARY ? notes : [...notes.slice(0, NOTES_IN_SUMMARY), `... and ${notes.length - NOTES_IN_SUMMARY} more (the report lists them all)`];
+}
+
 /** What a report means for one repository, before anything is done (a dry run's answer). */
 export function plannedFor(report: RetentionReportFile, repository: string): RepositoryRetention {
   const unreachable = report.unreachable.find((u) => u.repository === repository);
@@ -83,7 +92,7 @@ export function plannedFor(report: RetentionReportFile, repository: string): Rep
     ...(unreachable ? { unreachable: unreachable.reason } : {}),
     backups: { kept: backups.length - doomed.length, deleted: doomed.length, failed: 0, bytesFreed: doomed.reduce((n, b) => n + b.bytes, 0) },
     wal: { kept: (wal?.held ?? 0) - (wal?.delete.length ?? 0), deleted: wal?.delete.length ?? 0, failed: 0, bytesFreed: wal?.bytesToFree ?? 0, ...(wal?.keepFrom ? { keepFrom: wal.keepFrom } : {}), unshipped: wal?.unshipped.length ?? 0 },
-    notOurs: report.notes.find((n) => n.repository === repository)?.notes ?? [],
+    notOurs: summarized(report.notes.find((n) => n.repository === repository)?.notes ?? []),
     failures: [],
   };
 }
@@ -199,12 +208,17 @@ export async function applyReport(repository: Repository, report: RetentionRepor
   const phase = async (what: string, all: ObjectInfo[]) => {
     const objects = all.filter(ours);
     if (!objects.length) return;
-    // A stale attempt (its workflow closed, or a newer attempt took over) deletes nothing more.
-    await assertAttemptStands(`pruning ${repository.name} (${what})`);
-    const result = await removeObjects(repository, objects.map((o) => o.key), { signal: options.signal, onProgress: progress });
-    for (const f of result.failed) failures.set(f.key, f.reason);
-    removed += objects.length;
-    options.onProgress?.(removed);
+    // Fenced before every few requests, not once a phase: a stale attempt (its workflow
+    // closed, or a newer attempt took over; a frozen worker resumed mid-phase) deletes at most
+    // the chunk it had begun.
+    for (let i = 0; i < objects.length; i += KEYS_PER_FENCE) {
+      const chunk = objects.slice(i, i + KEYS_PER_FENCE);
+      await assertAttemptStands(`pruning ${repository.name} (${what})`);
+      const result = await removeObjects(repository, chunk.map((o) => o.key), { signal: options.signal, onProgress: progress });
+      for (const f of result.failed) failures.set(f.key, f.reason);
+      removed += chunk.length;
+      options.onProgress?.(removed);
+    }
   };
   await phase('manifests', manifests);
   // A marker only where a copy stays in another repository (the copy audit reads it there);

@@ -211,8 +211,9 @@ export class FilesystemRepository implements Repository {
         const cut = name.lastIndexOf('.', name.length - PARTIAL_SUFFIX.length - 1);
         if (cut > 0 && names.has(name.slice(0, cut)) && PARTIAL_TAG.test(name.slice(cut, -PARTIAL_SUFFIX.length))) await rm(path.join(dir, name), { force: true });
       }
-      // A folder left empty goes, and its parents left empty, never the root.
-      for (let at = dir; at !== this.root && at.startsWith(this.root + path.sep); at = path.dirname(at)) {
+      // A folder left empty goes, and its parents left empty, but never the root or a folder
+      // right under it (wal/, database/): a writer may be making its file there this moment.
+      for (let at = dir; path.dirname(at) !== this.root && at.startsWith(this.root + path.sep); at = path.dirname(at)) {
         try {
           await rmdir(at);
         } catch {
