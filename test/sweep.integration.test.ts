@@ -192,7 +192,10 @@ describe('a sweep after terminated runs', () => {
     await claimDataDirectory(openRecovery, runs.openRestore, await freePort(), binDir);
 
     // A restore staging folder of a process that is gone (made after the worker's own start-up sweep).
-    const dead = spawnSync('true').pid!;
+    // A pid no process can have (above Linux's largest pid_max, 2^22): the pid of a process that
+    // just ended was taken again by a live one under a loaded clean-clone CI run (pid_max 32768
+    // here), and the folder was then rightly taken for a live process's.
+    const dead = 4_194_305;
     staging = path.join(os.tmpdir(), `${ownedTempPrefix('restore').replace(`-${process.pid}-`, `-${dead}-`)}sweeptest`);
     mkdirSync(staging);
     writeFileSync(path.join(staging, 'plaintext.dump'), 'secret rows');

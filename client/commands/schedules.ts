@@ -32,6 +32,7 @@ export const MANAGED_MEMO = { managedBy: 'backupctl' } as const;
 
 const CATCHUP_WINDOW_MS = 24 * 60 * 60 * 1000;
 const PAUSED_NOTE = 'paused in configuration';
+const UNPAUSED_NOTE = 'unpaused by the configuration (schedules apply)';
 
 type Cadence = Config['schedules']['database'];
 
@@ -201,11 +202,15 @@ async function applyOne(client: Client, want: WantedSchedule, seal: string): Pro
   const changes = differences(described, want, seal);
   if (changes.length === 0) return { scheduleId, action: 'unchanged' };
   const options = want.options;
-  await handle.update((current) => ({ ...current, spec: options.spec, action: options.action, policies: options.policies, state: { ...current.state, paused: want.cadence.paused } }));
+  const pausing = described.state.paused !== want.cadence.paused;
+  // The update carries the note too: the server applies the update and the pause below in
+  // either order, and an update with the old note applied last erased the pause's (seen in CI).
+  const note = pausing ? (want.cadence.paused ? PAUSED_NOTE : UNPAUSED_NOTE) : undefined;
+  await handle.update((current) => ({ ...current, spec: options.spec, action: options.action, policies: options.policies, state: { ...current.state, paused: want.cadence.paused, ...(note ? { note } : {}) } }));
   // The update keeps the paused state as it was; pausing is its own call, with its note.
-  if (described.state.paused !== want.cadence.paused) {
+  if (pausing) {
     if (want.cadence.paused) await handle.pause(PAUSED_NOTE);
-    else await handle.unpause('unpaused by the configuration (schedules apply)');
+    else await handle.unpause(UNPAUSED_NOTE);
   }
   return { scheduleId, action: 'updated', changes };
 }
