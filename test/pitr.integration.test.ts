@@ -3,17 +3,13 @@
 // WAL shipped to a NAS folder and to S3 (behind a proxy that can be cut), and recoveries to a
 // time, an LSN and a restore point, each into a new data directory, checked by its rows.
 import { execSync } from 'node:child_process';
-import { chmodSync, copyFileSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { execa } from 'execa';
-import pg from 'pg';
 import pino from 'pino';
 import YAML from 'yaml';
-import { stopAgent } from '../engine/encryption.js';
-import { serverOwner } from '../engine/localCluster.js';
 import { openRepositories } from '../engine/storage/index.js';
 import { listWalEntries } from '../engine/walArchive.js';
 import { loadConfig } from '../common/config.js';
@@ -23,145 +19,43 @@ import { backupBase, pointInTimeRecovery, shipWal } from '../workflows/index.js'
 import { pitrStateQuery, setTargetTimeSignal, setTargetUpdate, walShippingQuery } from '../workflows/messages.js';
 import type { PointInTimeRecoveryResult, RecoveryTarget } from '../common/pitrTypes.js';
 import { SHARED_TASK_QUEUE, hostTaskQueue } from '../common/types.js';
-import { BUCKET, startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';
-import { startCluster, type PgCluster } from './fixtures/postgres.js';
-import { startTcpProxy, type TcpProxy } from './fixtures/tcpProxy.js';
+import { startArchivingCluster, until, writeYaml, type ArchivingCluster } from './fixtures/archivingCluster.js';
+import { startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';
 import { workerProcesses } from './fixtures/workerProcess.js';
 
-const CLI = path.resolve('bin/backupctl.js');
 const HOST = 'pg';
 const logger = pino({ level: process.env.TEST_LOG ? 'info' : 'silent' });
 
 let env: BackupEnv;
-let primary: PgCluster;
-let proxy: TcpProxy;
-let dir: string;
-let configFile: string;
-let postgresKeys: string;
+let cluster: ArchivingCluster;
 let worker: RunningWorker | undefined;
 const workers = workerProcesses();
 const times: Record<string, string> = {};
 let lsnAfterTwo: string;
 let shipping: WorkflowHandle;
 
-function writeYaml(file: string, value: object) {
-  writeFileSync(file, YAML.stringify(value), { mode: 0o644 });
-}
-
 beforeAll(async () => {
   env = await startBackupEnv({ users: 20, sessionsPerUser: 1, activitiesPerSession: 1 });
-  primary = await startCluster({ archive: true, extraConf: ['archive_timeout = 60'] });
-  proxy = await startTcpProxy(Number(new URL(env.s3.endpoint).port));
-  // Everything PostgreSQL's own processes read (archive_command and restore_command run as
-  // the postgres OS user) lives in a folder it can reach.
-  dir = mkdtempSync(path.join(os.tmpdir(), 'backupctl-pitr-'));
-  chmodSync(dir, 0o755);
-  const owner = serverOwner();
-  mkdirSync(path.join(dir, 'local'), { mode: 0o700 });
-  owner.chown(path.join(dir, 'local'));
-  copyFileSync(env.keys.publicKeyFile, path.join(dir, 'public.asc'));
-  chmodSync(path.join(dir, 'public.asc'), 0o644);
-  // restore_command's own keyring: the private key, readable by postgres (a production
-  // recovery host gives the PostgreSQL user its keyring the same way).
-  postgresKeys = path.join(dir, 'gnupg-postgres');
-  cpSync(env.keys.privateHome, postgresKeys, { recursive: true, filter: (src) => !/S\.gpg-agent|\.lock$/.test(src) });
-  await execa('chown', ['-R', `${owner.spawn.uid}:${owner.spawn.gid}`, postgresKeys]);
-
-  await primary.query('postgres', 'CREATE DATABASE appdb');
-  await primary.query('appdb', 'CREATE TABLE auth_user (id int PRIMARY KEY, username text NOT NULL)');
-  const base = {
-    host: HOST,
-    temporal: { address: env.temporal.address, namespace: 'default' },
-    database: { url: primary.url('appdb'), keyTables: ['auth_user'] },
-    // Base backups and a spool: what point-in-time recovery needs (`check` reports either alone).
-    baseBackup: { url: primary.url('appdb') },
-    repositories: {
-      local: { type: 'filesystem', path: path.join(dir, 'local') },
-      nas: { type: 'filesystem', path: path.join(dir, 'nas') },
-      s3: { type: 's3', bucket: BUCKET, prefix: 'pitr', endpoint: `http://127.0.0.1:${proxy.port}`, partSizeMiB: 5 },
-    },
-    encryption: { publicKeyFile: path.join(dir, 'public.asc') },
-    // The host's own spool, named: its unsigned WAL entries (not yet shipped) are replayed.
-    wal: { spool: 'local' },
-    logLevel: 'warn',
-  };
-  const postgresConfig = path.join(dir, 'postgres.yaml');
-  // wal-fetch replays WAL shipped to the NAS and S3 only with its entry's signature checked:
-  // the postgres OS user trusts the signing key's public half (it cannot read the private key).
-  copyFileSync(env.keys.signing.publicKeyFile, path.join(dir, 'signing-public.pem'));
-  chmodSync(path.join(dir, 'signing-public.pem'), 0o644);
-  writeYaml(postgresConfig, { ...base, encryption: { ...base.encryption, privateKeyHome: postgresKeys }, signing: { publicKeyFiles: [path.join(dir, 'signing-public.pem')] } });
-  configFile = path.join(dir, 'worker.yaml');
-  writeYaml(configFile, {
-    ...base,
-    encryption: { ...base.encryption, privateKeyHome: env.keys.privateHome },
-    // The worker signs the base backups' manifests; wal-fetch (the postgres OS user) needs no key.
-    signing: { privateKeyFile: env.keys.signing.privateKeyFile },
-    restore: { serverUrl: primary.url('postgres'), workDir: path.join(dir, 'work') },
-    wal: { ...base.wal, shipIntervalSeconds: 1 },
-    pitr: { restoreCommand: `${process.execPath} ${CLI} --config ${postgresConfig} wal-fetch %f %p` },
-  });
-  mkdirSync(path.join(dir, 'work'), { mode: 0o755 });
-  await primary.query('postgres', `ALTER SYSTEM SET archive_command = '${process.execPath} ${CLI} --config ${postgresConfig} wal-push %p'`);
-  await primary.query('postgres', 'SELECT pg_reload_conf()');
-  worker = await startWorker(await loadWorkerConfig(), logger, { bundleInProcess: true, configFile });
+  cluster = await startArchivingCluster(env, HOST);
+  worker = await startWorker(await loadWorkerConfig(), logger, { bundleInProcess: true, configFile: cluster.configFile });
 });
 
 async function loadWorkerConfig() {
-  return loadConfig(configFile, {});
+  return loadConfig(cluster.configFile, {});
 }
 
 afterAll(async () => {
   workers.killAll();
   await shipping?.terminate().catch(() => undefined);
   await worker?.shutdown().catch(() => undefined);
-  // Recovered clusters: stopped before their folders go.
-  for (const data of readdirSync(path.join(dir, 'work'))) {
-    await execa(path.join(primary.binDir, 'pg_ctl'), ['-D', path.join(dir, 'work', data, 'data'), '-m', 'immediate', 'stop'], {
-      reject: false,
-      uid: serverOwner().spawn.uid,
-      gid: serverOwner().spawn.gid,
-    });
-  }
-  await proxy?.stop();
-  await primary?.stop();
-  await stopAgent(postgresKeys);
+  await cluster?.stop();
   await env?.stop();
-  rmSync(dir, { recursive: true, force: true });
 });
 
-const cli = (args: string[]) => execa('node', [CLI, '--config', configFile, ...args], { reject: false });
-
-async function commitRow(id: number, name: string): Promise<string> {
-  const { rows } = await primary.query<{ at: Date }>('appdb', `INSERT INTO auth_user VALUES (${id}, '${name}') RETURNING clock_timestamp() AS at`);
-  return rows[0].at.toISOString();
-}
-
-async function databaseNow(): Promise<string> {
-  return (await primary.query<{ at: Date }>('postgres', 'SELECT clock_timestamp() AS at')).rows[0].at.toISOString();
-}
-
-async function switchWal(): Promise<string> {
-  return (await primary.query<{ name: string }>('postgres', 'SELECT pg_walfile_name(pg_switch_wal()) AS name')).rows[0].name;
-}
-
-async function until(what: string, check: () => Promise<boolean>, seconds = 90) {
-  const deadline = Date.now() + seconds * 1000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
-async function usernames(port: number): Promise<string[]> {
-  const client = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database: 'appdb' });
-  await client.connect();
-  try {
-    return (await client.query<{ username: string }>('SELECT username FROM auth_user ORDER BY id')).rows.map((r) => r.username);
-  } finally {
-    await client.end();
-  }
-}
+const cli = (args: string[]) => cluster.cli(args);
+const commitRow = (id: number, name: string) => cluster.commitRow(id, name);
+const switchWal = () => cluster.switchWal();
+const usernames = (port: number) => cluster.usernames(port);
 
 function recover(workflowId: string, target?: RecoveryTarget) {
   return env.temporal.client.workflow.start(pointInTimeRecovery, { taskQueue: SHARED_TASK_QUEUE, workflowId, args: [{ hostTaskQueue: hostTaskQueue(HOST), target }] });
@@ -185,11 +79,11 @@ test('a base backup, then rows at T1 < T2 < T3 with WAL switches, shipped to NAS
   await switchWal();
   await new Promise((r) => setTimeout(r, 1100));
   times.two = await commitRow(2, 'two');
-  lsnAfterTwo = (await primary.query<{ lsn: string }>('postgres', 'SELECT pg_current_wal_insert_lsn()::text AS lsn')).rows[0].lsn;
-  await primary.query('postgres', "SELECT pg_create_restore_point('before-three')");
+  lsnAfterTwo = (await cluster.primary.query<{ lsn: string }>('postgres', 'SELECT pg_current_wal_insert_lsn()::text AS lsn')).rows[0].lsn;
+  await cluster.primary.query('postgres', "SELECT pg_create_restore_point('before-three')");
   await switchWal();
   await new Promise((r) => setTimeout(r, 1100));
-  times.between = await databaseNow();
+  times.between = await cluster.databaseNow();
   await new Promise((r) => setTimeout(r, 1100));
   times.three = await commitRow(3, 'three');
   const last = await switchWal();
@@ -246,17 +140,17 @@ describe('recovery to a time sent by signal after the workflow started and waite
     expect(result.baseBackup.backupId).toBe('backup-base-pitr');
     expect(result.timeline).toBe(2);
     expect(Date.parse(result.recoveredTo!)).toBeLessThan(Date.parse(times.three));
-    expect(result.cluster.dataDir.startsWith(path.join(dir, 'work'))).toBe(true);
+    expect(result.cluster.dataDir.startsWith(path.join(cluster.dir, 'work'))).toBe(true);
   });
 
   test('the live cluster was not touched', async () => {
-    const { rows } = await primary.query('appdb', 'SELECT count(*)::int AS n FROM auth_user');
+    const { rows } = await cluster.primary.query('appdb', 'SELECT count(*)::int AS n FROM auth_user');
     expect(rows[0].n).toBe(3);
   });
 });
 
 test('cutover only after approval: services stopped, the cutover command told where the cluster runs, services started', async () => {
-  const servicesDir = path.join(dir, 'services');
+  const servicesDir = path.join(cluster.dir, 'services');
   mkdirSync(path.join(servicesDir, 'stopped'), { recursive: true });
   writeFileSync(
     path.join(servicesDir, 'systemctl'),
@@ -264,12 +158,12 @@ test('cutover only after approval: services stopped, the cutover command told wh
     { mode: 0o755 },
   );
   writeFileSync(path.join(servicesDir, 'switch'), `#!/bin/bash\necho "switch $BACKUPCTL_RECOVERED_HOST:$BACKUPCTL_RECOVERED_PORT" >> ${servicesDir}/calls\n`, { mode: 0o755 });
-  const raw = YAML.parse(readFileSync(configFile, 'utf8'));
+  const raw = YAML.parse(readFileSync(cluster.configFile, 'utf8'));
   raw.restore.services = { units: ['web'], stopCommand: [path.join(servicesDir, 'systemctl'), 'stop'], startCommand: [path.join(servicesDir, 'systemctl'), 'start'] };
   raw.pitr.cutoverCommand = [path.join(servicesDir, 'switch')];
-  writeYaml(configFile, raw);
+  writeYaml(cluster.configFile, raw);
   await worker!.shutdown();
-  worker = await startWorker(await loadWorkerConfig(), logger, { bundleInProcess: true, configFile });
+  worker = await startWorker(await loadWorkerConfig(), logger, { bundleInProcess: true, configFile: cluster.configFile });
 
   const handle = await env.temporal.client.workflow.start(pointInTimeRecovery, {
     taskQueue: SHARED_TASK_QUEUE,
@@ -296,14 +190,14 @@ test.each([
 });
 
 test('S3 down while archiving: PostgreSQL keeps archiving locally, the lag shows, shipping catches up, nothing lost', async () => {
-  await proxy.cut();
+  await cluster.proxy.cut();
   try {
     for (let i = 10; i < 13; i++) {
       await commitRow(i, `during-outage-${i}`);
       await switchWal();
     }
     const last = await switchWal();
-    await until('local archiving during the outage', async () => (await primary.query<{ w: string }>('postgres', 'SELECT last_archived_wal AS w FROM pg_stat_archiver')).rows[0].w >= last);
+    await until('local archiving during the outage', async () => (await cluster.primary.query<{ w: string }>('postgres', 'SELECT last_archived_wal AS w FROM pg_stat_archiver')).rows[0].w >= last);
     await until('the failure to show', async () => Boolean((await shipping.query(walShippingQuery)).repositories.s3.lastError));
     const state = await shipping.query(walShippingQuery);
     expect(state.repositories.s3.lastError).toMatch(/StorageUnreachable|ECONNREFUSED|connect/i);
@@ -313,7 +207,7 @@ test('S3 down while archiving: PostgreSQL keeps archiving locally, the lag shows
     expect(status.walArchive.repositories.find((r: { name: string }) => r.name === 's3')).toMatchObject({ error: expect.stringMatching(/ECONNREFUSED|unreachable/i) });
     expect(status.problems).toEqual(expect.arrayContaining([expect.stringMatching(/WAL archive in s3 cannot be read/)]));
   } finally {
-    await proxy.restore();
+    await cluster.proxy.restore();
   }
   await until('shipping to catch up', async () => {
     const state = await shipping.query(walShippingQuery);
@@ -336,10 +230,10 @@ test('SIGKILL of the worker during WAL replay: a new worker finishes the recover
   // A slow archive (each file PostgreSQL asks the archive for takes over a second), so the
   // kill lands while the cluster replays. A restore point target goes to the archive for
   // what was not fetched ahead (the timeline history it probes for).
-  const raw = YAML.parse(readFileSync(configFile, 'utf8'));
+  const raw = YAML.parse(readFileSync(cluster.configFile, 'utf8'));
   raw.pitr.restoreCommand = `sleep 1.5; ${raw.pitr.restoreCommand}`;
-  writeYaml(configFile, raw);
-  const spawnWorker = () => workers.spawn(configFile);
+  writeYaml(cluster.configFile, raw);
+  const spawnWorker = () => workers.spawn(cluster.configFile);
   const first = spawnWorker();
   const handle = await recover('pitr-crash', { kind: 'name', value: 'before-three' });
   const deadline = Date.now() + 120_000;
@@ -359,9 +253,9 @@ test('SIGKILL of the worker during WAL replay: a new worker finishes the recover
 
 test('SIGKILL during a base backup upload, with WAL shipping running: a new worker finishes both, nothing doubled', async () => {
   // Enough data, compressed hard enough, that the upload takes seconds.
-  await primary.query('appdb', 'CREATE TABLE review_manager_searchresult AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS body FROM generate_series(1, 300000) g');
-  const slowConfig = path.join(dir, 'worker-slow.yaml');
-  writeYaml(slowConfig, { ...YAML.parse(readFileSync(configFile, 'utf8')), compression: { level: 19 } });
+  await cluster.primary.query('appdb', 'CREATE TABLE review_manager_searchresult AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS body FROM generate_series(1, 300000) g');
+  const slowConfig = path.join(cluster.dir, 'worker-slow.yaml');
+  writeYaml(slowConfig, { ...YAML.parse(readFileSync(cluster.configFile, 'utf8')), compression: { level: 19 } });
   workers.killAll();
   const first = workers.spawn(slowConfig);
   const handle = await env.temporal.client.workflow.start(backupBase, { taskQueue: SHARED_TASK_QUEUE, workflowId: 'backup-base-crash', args: [{ hostTaskQueue: hostTaskQueue(HOST) }] });
@@ -373,7 +267,7 @@ test('SIGKILL during a base backup upload, with WAL shipping running: a new work
   workers.kill(first);
   await first;
   const last = await switchWal();
-  void workers.spawn(configFile);
+  void workers.spawn(cluster.configFile);
   const result = await handle.result();
   expect(result.copies.every((c) => c.verified)).toBe(true);
   for (const repository of openRepositories(await loadWorkerConfig())) {
@@ -383,7 +277,7 @@ test('SIGKILL during a base backup upload, with WAL shipping running: a new work
     );
   }
   expect(result.objects[0].key).not.toContain('-a1/');
-  expect(execSync(`find ${path.join(dir, 'local', 'base', 'backup-base-crash')} -name '*.partial'`).toString().trim()).toBe('');
+  expect(execSync(`find ${path.join(cluster.dir, 'local', 'base', 'backup-base-crash')} -name '*.partial'`).toString().trim()).toBe('');
   // The shipping workflow's passes, cut off with the first worker, go on on the second.
   await until('shipping to resume', async () => {
     const state = await shipping.query(walShippingQuery);
