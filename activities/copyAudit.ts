@@ -14,7 +14,7 @@ import { errorText, isEngineError, permanent, transient } from '../engine/errors
 import { admitted, checkSignature, loadVerifier, refusalOf, type Trust } from '../engine/manifestSignature.js';
 import { BACKUP_ID } from '../engine/restoreSource.js';
 import type { Repository } from '../engine/storage/repository.js';
-import { prunedMarkerKey } from '../engine/prune.js';
+import { prunedHere } from '../engine/prune.js';
 import './attemptContext.js';
 
 export interface AuditCopiesInput {
@@ -62,7 +62,7 @@ export function createCopyAuditActivities(deps: DatabaseBackupDeps) {
       // A copy is expected where a manifest is, and wherever an intact manifest says one was written.
       const listed = new Set(manifests.flatMap((m) => m.copies));
       // A copy retention let go of (its marker, and no manifest left) is pruned, not lost.
-      const pruned = await prunedCopies(deps.repositories.filter((r, i) => manifests[i].state === 'missing' && listed.has(r.name)), input.backupId);
+      const pruned = await prunedCopies(deps.repositories.filter((r, i) => manifests[i].state === 'missing' && listed.has(r.name)), input.backupId, trust);
       const expected = deps.repositories.filter((r, i) => (manifests[i].state !== 'missing' || listed.has(r.name)) && !pruned.includes(r.name));
       const audited = await Promise.all(
         expected.map(async (repository): Promise<RepositoryCopyCheck> => {
@@ -93,12 +93,10 @@ export function createCopyAuditActivities(deps: DatabaseBackupDeps) {
   };
 }
 
-/** The repositories that record pruning this backup by retention (engine/prune.ts); one that cannot be asked counts as not. */
-async function prunedCopies(repositories: Repository[], backupId: string): Promise<string[]> {
+/** The repositories that record pruning this backup by retention, with a trusted marker (engine/prune.ts); one that cannot be asked counts as not. */
+async function prunedCopies(repositories: Repository[], backupId: string, trust: Trust): Promise<string[]> {
   const found: string[] = [];
-  for (const repository of repositories) {
-    if (await repository.stat(prunedMarkerKey('database', backupId)).catch(() => undefined)) found.push(repository.name);
-  }
+  for (const repository of repositories) if (await prunedHere(repository, 'database', backupId, trust)) found.push(repository.name);
   return found;
 }
 

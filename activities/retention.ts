@@ -4,10 +4,11 @@ import { Context } from '@temporalio/activity';
 import type { RepositoryRetention, RetentionComponent } from '../common/retentionTypes.js';
 import { ErrorType } from '../common/types.js';
 import { transient } from '../engine/errors.js';
-import { loadVerifier } from '../engine/manifestSignature.js';
+import { loadSigner, loadVerifier } from '../engine/manifestSignature.js';
 import { watchProgress } from '../engine/progressWatch.js';
 import { applyReport, buildReport, plannedFor, readReport, recordReport } from '../engine/prune.js';
 import { decideRetention } from '../engine/retention.js';
+import { ManifestCache } from '../engine/manifestCache.js';
 import { readRetentionCatalog } from '../engine/retentionCatalog.js';
 import { retentionPolicyOf } from '../engine/retentionPolicy.js';
 import { pickRepositories } from '../engine/storage/index.js';
@@ -48,6 +49,8 @@ const RETENTION_STALL_MS = 5 * 60_000;
 
 export function createRetentionActivities(deps: DatabaseBackupDeps) {
   const { config } = deps;
+  // This worker's manifests read before: the nightly run reads only what changed since.
+  const manifestCache = new ManifestCache();
 
   function spoolName(): string | undefined {
     try {
@@ -83,6 +86,7 @@ export function createRetentionActivities(deps: DatabaseBackupDeps) {
           spool,
           now: input.now,
           beat: () => read++,
+          manifestCache,
           lockDays: Object.fromEntries(Object.entries(config.repositories).flatMap(([name, r]) => (r.type === 's3' && r.objectLock ? [[name, r.objectLock.days]] : []))),
         });
         const policy = retentionPolicyOf(config);
@@ -131,7 +135,7 @@ export function createRetentionActivities(deps: DatabaseBackupDeps) {
       try {
         ctx.heartbeat({ phase: 'reading the report', repository: repository.name });
         const report = await readReport(repository, input.reportId, input.reportSha256);
-        return await applyReport(repository, report, { signal: abort.signal, onProgress: (n) => (removed = n) });
+        return await applyReport(repository, report, { signal: abort.signal, onProgress: (n) => (removed = n), signer: config.signing.privateKeyFile ? await loadSigner(config) : undefined });
       } catch (err) {
         if (abort.signal.aborted) throw abort.signal.reason ?? err;
         throw err;

@@ -13,6 +13,7 @@ import type { RepositoryRetention } from '../common/retentionTypes.js';
 import { assertAttemptStands } from './attemptStanding.js';
 import { writeJson } from './catalog.js';
 import { errorText, permanent } from './errors.js';
+import { admitted, checkSignature, signManifest, type Signer, type Trust } from './manifestSignature.js';
 import type { BackupDecision, RetentionDecision, WalDecision } from './retention.js';
 import { eachLimited, RETENTION_FOLDERS, type CatalogReading } from './retentionCatalog.js';
 import { assertSafeKey, removeObjects, type ObjectInfo, type Repository } from './storage/repository.js';
@@ -33,6 +34,38 @@ const MARKERS_AT_ONCE = 16;
  */
 export function prunedMarkerKey(component: string, backupId: string): string {
   return `${RETENTION_REPORT_PREFIX}pruned/${component}/${backupId}.json`;
+}
+
+export interface PrunedMarker {
+  component: string;
+  backupId: string;
+  repository: string;
+  reportId: string;
+  decidedAt: string;
+  reasons: string[];
+}
+
+function signedIf(marker: PrunedMarker, signer: Signer | undefined): PrunedMarker {
+  return signer ? signManifest(marker, signer) : marker;
+}
+
+/**
+ * Whether `repository` records letting this backup go by retention, with a marker trusted as
+ * a manifest is (signed by a trusted key; unsigned only where unsigned manifests are admitted),
+ * of this backup and this repository. A marker planted, copied from elsewhere, damaged, or
+ * unreadable is no proof: the copy is then taken for lost, not pruned (a false alarm rather
+ * than a loss unseen).
+ */
+export async function prunedHere(repository: Repository, component: string, backupId: string, trust: Trust): Promise<boolean> {
+  try {
+    const parsed: unknown = JSON.parse(await text(await repository.get(prunedMarkerKey(component, backupId))));
+    if (!parsed || typeof parsed !== 'object') return false;
+    const marker = parsed as Partial<PrunedMarker>;
+    if (marker.component !== component || marker.backupId !== backupId || marker.repository !== repository.name) return false;
+    return admitted(checkSignature(parsed, trust.verifier), trust.allowUnsigned);
+  } catch {
+    return false;
+  }
 }
 
 export function retentionReportKey(reportId: string): string {
@@ -151,6 +184,8 @@ export async function readReport(repository: Repository, reportId: string, expec
 
 export interface ApplyOptions {
   signal?: AbortSignal;
+  /** Signs the pruned markers (the copy audit admits them as it admits manifests). */
+  signer?: Signer;
   /** Keys removed so far, for heartbeats. */
   onProgress?: (removed: number) => void;
 }
@@ -170,28 +205,34 @@ export async function applyReport(repository: Repository, report: RetentionRepor
   let removed = 0;
   const progress = (n: number) => options.onProgress?.(removed + n);
 
-  // One listing per folder that has something to go: keys under the doomed backups' folders.
+  // One listing per folder that has something to go, all at once: keys under the doomed
+  // backups' folders; WAL only up to the last segment that goes (what goes lies below what
+  // stays; a segment's entry, object, .partial and .backup files all start with its 24
+  // characters, and every character of our keys sorts before DEL).
+  const idsOf = (component: string) => new Set(doomed.filter((b) => b.component === component).map((b) => b.backupId));
+  const last = doomedWal.size ? [...doomedWal].map((name) => name.slice(0, 24)).reduce((a, b) => (a > b ? a : b)) : undefined;
+  const [walListing, ...folderListings] = await Promise.all([
+    last === undefined ? [] : repository.list('wal/', { before: `wal/${last}\u007f` }),
+    ...RETENTION_FOLDERS.map((component) => (idsOf(component).size ? repository.list(`${component}/`) : [])),
+  ]);
   const folders = new Map<string, ObjectInfo[]>();
-  for (const component of RETENTION_FOLDERS) {
-    const ids = new Set(doomed.filter((b) => b.component === component).map((b) => b.backupId));
-    if (!ids.size) continue;
-    for (const object of await repository.list(`${component}/`)) {
+  for (const [i, component] of RETENTION_FOLDERS.entries()) {
+    const ids = idsOf(component);
+    for (const object of folderListings[i]) {
       const id = object.key.split('/')[1];
       if (!ids.has(id)) continue;
       const key = `${component}/${id}`;
-      folders.set(key, [...(folders.get(key) ?? []), object]);
+      const held = folders.get(key);
+      if (held) held.push(object);
+      else folders.set(key, [object]);
     }
   }
-  const walObjects: ObjectInfo[] = [];
-  if (doomedWal.size) {
-    for (const object of await repository.list('wal/')) {
-      const name = object.key.slice(4).replace(/(\.json|\.[a-z0-9]+\.gpg)$/, '');
-      if (doomedWal.has(name)) walObjects.push(object);
-    }
-  }
-  const manifests = [...folders.values()].flat().filter((o) => o.key.split('/').length === 3 && o.key.endsWith('/manifest.json'));
+  const walObjects = walListing.filter((object) => doomedWal.has(object.key.slice(4).replace(/(\.json|\.[a-z0-9]+\.gpg)$/, '')));
+  const inFolders = [...folders.values()].flat();
+  const isManifest = (o: ObjectInfo) => o.key.split('/').length === 3 && o.key.endsWith('/manifest.json');
+  const manifests = inFolders.filter(isManifest);
   const entries = walObjects.filter((o) => o.key.endsWith('.json'));
-  const rest = [...[...folders.values()].flat().filter((o) => !manifests.includes(o)), ...walObjects.filter((o) => !o.key.endsWith('.json'))];
+  const rest = [...inFolders.filter((o) => !isManifest(o)), ...walObjects.filter((o) => !o.key.endsWith('.json'))];
 
   const failures = new Map<string, string>();
   // A key none of our repositories writes (a space, a "..": planted where S3 takes any key) is
@@ -220,15 +261,16 @@ export async function applyReport(repository: Repository, report: RetentionRepor
       options.onProgress?.(removed);
     }
   };
-  await phase('manifests', manifests);
+  // Manifests and WAL entries together (what says a backup or a segment is whole goes first,
+  // in one phase: at most one partial batch between the phases).
+  await phase('manifests and WAL entries', [...manifests, ...entries]);
   // A marker only where a copy stays in another repository (the copy audit reads it there);
   // a backup gone from every repository is never audited again. Several written at once.
   const keptElsewhere = new Set(report.backups.filter((b) => b.repository !== repository.name && b.action === 'keep').map((b) => `${b.component}/${b.backupId}`));
   const marked = doomed.filter((b) => folders.has(`${b.component}/${b.backupId}`) && keptElsewhere.has(`${b.component}/${b.backupId}`));
   await eachLimited(marked, MARKERS_AT_ONCE, (b) =>
-    writeJson(repository, prunedMarkerKey(b.component, b.backupId), { component: b.component, backupId: b.backupId, repository: repository.name, reportId: report.reportId, decidedAt: report.decidedAt, reasons: b.reasons }),
+    writeJson(repository, prunedMarkerKey(b.component, b.backupId), signedIf({ component: b.component, backupId: b.backupId, repository: repository.name, reportId: report.reportId, decidedAt: report.decidedAt, reasons: b.reasons }, options.signer)),
   );
-  await phase('WAL entries', entries);
   await phase('objects', rest);
 
   const failedIn = (objects: ObjectInfo[]) => objects.filter((o) => failures.has(o.key));

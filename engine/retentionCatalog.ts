@@ -9,6 +9,7 @@
 // Temporal whether its run has closed). Nothing here writes.
 import { text } from 'node:stream/consumers';
 import { z } from 'zod';
+import type { ManifestCache } from './manifestCache.js';
 import { admitted, checkSignature, type Verifier } from './manifestSignature.js';
 import { errorText } from './errors.js';
 import { segmentOf } from './walHeader.js';
@@ -63,9 +64,14 @@ export async function eachLimited<T>(items: T[], limit: number, work: (item: T) 
 }
 
 async function listRepository(repository: Repository, notes: string[]): Promise<Pick<RepositoryContents, 'backupKeys' | 'walKeys'>> {
+  // The folders listed at once (each listing is a sequence of pages), read in order after.
+  const [walListing, ...folderListings] = await Promise.all([
+    repository.list(WAL_PREFIX),
+    ...RETENTION_FOLDERS.map((component) => repository.list(`${component}/`, { versions: true })),
+  ]);
   const backupKeys = { database: new Map<string, ObjectInfo[]>(), base: new Map<string, ObjectInfo[]>() };
-  for (const component of RETENTION_FOLDERS) {
-    for (const object of await repository.list(`${component}/`)) {
+  for (const [i, component] of RETENTION_FOLDERS.entries()) {
+    for (const object of folderListings[i]) {
       const [, id, ...rest] = object.key.split('/');
       if (!ID.test(id ?? '') || id === '.' || id === '..' || rest.length === 0) {
         notes.push(`${object.key}: not under a backup's folder; left alone`);
@@ -77,7 +83,7 @@ async function listRepository(repository: Repository, notes: string[]): Promise<
     }
   }
   const walKeys = new Map<string, ObjectInfo[]>();
-  for (const object of await repository.list(WAL_PREFIX)) {
+  for (const object of walListing) {
     const match = WAL_KEY.exec(object.key.slice(WAL_PREFIX.length));
     if (!match) {
       notes.push(`${object.key}: not a WAL file's entry or object; left alone`);
@@ -96,11 +102,17 @@ interface ReadManifest {
 }
 
 /** A manifest's time and WAL start, or why it is not used. */
-async function readOne(repository: Repository, component: BackupFolder, id: string, held: ObjectInfo[], verifier: Verifier, allowUnsigned: boolean, now: number | undefined): Promise<ReadManifest | { refused: string }> {
+async function readOne(repository: Repository, component: BackupFolder, id: string, held: ObjectInfo[], verifier: Verifier, allowUnsigned: boolean, now: number | undefined, cache: ManifestCache | undefined): Promise<ReadManifest | { refused: string }> {
   const key = `${component}/${id}/${MANIFEST}`;
+  const version = held.find((o) => o.key === key)?.version;
   let parsed: unknown;
   try {
-    parsed = JSON.parse(await text(await repository.get(key)));
+    let body = cache?.get(repository.location, key, version);
+    if (body === undefined) {
+      body = await text(await repository.get(key));
+      cache?.set(repository.location, key, version, body);
+    }
+    parsed = JSON.parse(body);
   } catch (err) {
     if (err instanceof SyntaxError) return { refused: 'is not whole JSON' };
     throw err;
@@ -138,7 +150,7 @@ async function readOne(repository: Repository, component: BackupFolder, id: stri
  */
 export async function readRetentionCatalog(
   repositories: Repository[],
-  options: { verifier: Verifier; allowUnsigned: boolean; spool?: string; beat?: () => void; now?: number; lockDays?: Record<string, number> },
+  options: { verifier: Verifier; allowUnsigned: boolean; spool?: string; beat?: () => void; now?: number; lockDays?: Record<string, number>; manifestCache?: ManifestCache },
 ): Promise<CatalogReading> {
   const { verifier, allowUnsigned, beat = () => undefined, now } = options;
   const contents: RepositoryContents[] = [];
@@ -155,7 +167,7 @@ export async function readRetentionCatalog(
         for (const [id, keys] of listing.backupKeys[component]) if (keys.some((k) => k.key === `${component}/${id}/${MANIFEST}`)) wanted.push([component, id]);
       }
       await eachLimited(wanted, READ_CONCURRENCY, async ([component, id]) => {
-        read.set(`${component}/${id}`, await readOne(repository, component, id, listing.backupKeys[component].get(id) ?? [], verifier, allowUnsigned, now));
+        read.set(`${component}/${id}`, await readOne(repository, component, id, listing.backupKeys[component].get(id) ?? [], verifier, allowUnsigned, now, options.manifestCache));
         beat();
       });
       const entry: RepositoryContents = { repository: repository.name, ...listing, notes };

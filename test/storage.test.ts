@@ -239,6 +239,9 @@ describe.each(kinds)('%s repository conformance', (_kind, makeHarness) => {
       expect((await h.repo.list('list/a')).map((o) => o.key)).toEqual(['list/a', 'list/a-1', 'list/a.1', 'list/a_1', 'list/ab']);
       expect((await h.repo.list('lis')).map((o) => o.key)).toEqual([...expected.map((o) => o.key), 'listing/not-under-list-slash']);
       expect(await h.repo.list('nothing-here/')).toEqual([]);
+      // Only keys before a given one (the whole key): the listing stops there.
+      expect((await h.repo.list('list/', { before: 'list/a.1' })).map((o) => o.key)).toEqual(['list/B', 'list/Z9', 'list/a', 'list/a-1']);
+      expect(await h.repo.list('list/', { before: 'list/' })).toEqual([]);
     } finally {
       await h.repo.remove('list/c-unfinished');
     }
@@ -355,6 +358,20 @@ describe('filesystem repository', () => {
 });
 
 describe('S3 repository', () => {
+  test('list gives each object\'s ETag when asked (a single PUT\'s: the MD5 of its content), and stops at `before` across pages', async () => {
+    const repo = s3Harness().repo;
+    const body = Buffer.from('{"manifest": true}');
+    await repo.put('etag/manifest.json', Readable.from([body]), { contentLength: body.length });
+    const [listed] = await repo.list('etag/', { versions: true });
+    expect(listed).toEqual({ key: 'etag/manifest.json', bytes: body.length, version: `"${createHash('md5').update(body).digest('hex')}"` });
+    expect((await repo.list('etag/'))[0]).toEqual({ key: 'etag/manifest.json', bytes: body.length });
+    // 2,100 keys: three pages; keys before the 1,050th come back whole, none after.
+    const names = Array.from({ length: 2100 }, (_, i) => `pages/${String(i).padStart(5, '0')}`);
+    for (let i = 0; i < names.length; i += 100) await Promise.all(names.slice(i, i + 100).map((key) => s3.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: `${PREFIX}${key}`, Body: 'x' }))));
+    expect((await repo.list('pages/', { before: names[1050] })).map((o) => o.key)).toEqual(names.slice(0, 1050));
+    expect(await repo.list('pages/')).toHaveLength(2100);
+  });
+
   test('list stays inside the configured prefix', async () => {
     await s3.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'list/outside-the-prefix', Body: 'x' }));
     const repo = s3Harness().repo;

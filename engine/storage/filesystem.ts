@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { ErrorType } from '../../common/types.js';
 import { classifyFilesystemError, errorText, permanent } from '../errors.js';
-import { assertSafeKey, byKey, unhandledErrorsKept, type ObjectInfo, type PutOptions, type RemoveManyOptions, type RemoveManyResult, type Repository, type UnfinishedUpload, type UnfinishedUploadQuery } from './repository.js';
+import { assertSafeKey, byKey, unhandledErrorsKept, type ListOptions, type ObjectInfo, type PutOptions, type RemoveManyOptions, type RemoveManyResult, type Repository, type UnfinishedUpload, type UnfinishedUploadQuery } from './repository.js';
 
 /** Suffix of an object being written; never listed, replaced by a retry, removed with the key. */
 const PARTIAL_SUFFIX = '.partial';
@@ -110,8 +110,11 @@ export class FilesystemRepository implements Repository {
     }
   }
 
-  async list(prefix: string): Promise<ObjectInfo[]> {
+  async list(prefix: string, options: ListOptions = {}): Promise<ObjectInfo[]> {
     const found: ObjectInfo[] = [];
+    // No version: a file's modification time does not change on every rewrite (a rename keeps
+    // it, a clock can step back), and a local read costs no request.
+    const wanted = (key: string) => key.startsWith(prefix) && (options.before === undefined || key < options.before);
     const walk = async (dir: string): Promise<void> => {
       let entries;
       try {
@@ -125,7 +128,7 @@ export class FilesystemRepository implements Repository {
         if (entry.isDirectory()) await walk(full);
         else if (entry.isFile() && !entry.name.endsWith(PARTIAL_SUFFIX)) {
           const key = path.relative(this.root, full).split(path.sep).join('/');
-          if (key.startsWith(prefix)) found.push({ key, bytes: (await stat(full)).size });
+          if (wanted(key)) found.push({ key, bytes: (await stat(full)).size });
         }
       }
     };

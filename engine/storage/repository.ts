@@ -17,6 +17,19 @@ import { permanent } from '../errors.js';
 export interface ObjectInfo {
   key: string;
   bytes: number;
+  /**
+   * Only when a listing asks for it, and only where the repository has one (S3: the object's
+   * ETag): a token that changes whenever the object is written again, so what was read of it
+   * before can be used again while the token is the same.
+   */
+  version?: string;
+}
+
+export interface ListOptions {
+  /** Only keys before this one (whole key, prefix included): a listing in key order stops there. */
+  before?: string;
+  /** Each object's version (ObjectInfo.version), where the repository has one. */
+  versions?: boolean;
 }
 
 export interface PutOptions {
@@ -86,7 +99,7 @@ export interface Repository {
   get(key: string, options?: { signal?: AbortSignal }): Promise<Readable>;
 
   /** Complete objects whose key starts with prefix, in key order (byKey). */
-  list(prefix: string): Promise<ObjectInfo[]>;
+  list(prefix: string, options?: ListOptions): Promise<ObjectInfo[]>;
 
   /**
    * Stores a small object only if no object has that key, atomically: of two writers racing

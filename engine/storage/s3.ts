@@ -18,7 +18,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { Transform, type Readable } from 'node:stream';
 import { ErrorType } from '../../common/types.js';
 import { permanent, transient } from '../errors.js';
-import { assertSafeKey, byKey, unhandledErrorsKept, type ObjectInfo, type PutOptions, type RemoveManyOptions, type RemoveManyResult, type Repository, type UnfinishedUpload, type UnfinishedUploadQuery } from './repository.js';
+import { assertSafeKey, byKey, unhandledErrorsKept, type ListOptions, type ObjectInfo, type PutOptions, type RemoveManyOptions, type RemoveManyResult, type Repository, type UnfinishedUpload, type UnfinishedUploadQuery } from './repository.js';
 
 export interface S3RepositoryOptions {
   bucket: string;
@@ -149,18 +149,28 @@ export class S3Repository implements Repository {
     }
   }
 
-  async list(prefix: string): Promise<ObjectInfo[]> {
+  async list(prefix: string, options: ListOptions = {}): Promise<ObjectInfo[]> {
     const found: ObjectInfo[] = [];
     let token: string | undefined;
+    // S3 lists in UTF-8 binary order, which is key order for our keys (ASCII): past `before`,
+    // no later page holds anything wanted.
+    const wanted = (key: string) => options.before === undefined || key < options.before;
     try {
       do {
         const page = await this.client.send(
           new ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: this.prefix + prefix, ContinuationToken: token }),
         );
+        let past = false;
         for (const item of page.Contents ?? []) {
-          if (item.Key) found.push({ key: item.Key.slice(this.prefix.length), bytes: item.Size ?? 0 });
+          if (!item.Key) continue;
+          const key = item.Key.slice(this.prefix.length);
+          if (!wanted(key)) {
+            past = true;
+            continue;
+          }
+          found.push({ key, bytes: item.Size ?? 0, ...(options.versions && item.ETag ? { version: item.ETag } : {}) });
         }
-        token = page.IsTruncated ? page.NextContinuationToken : undefined;
+        token = page.IsTruncated && !past ? page.NextContinuationToken : undefined;
       } while (token);
     } catch (err) {
       throw this.classify(err, `listing ${prefix}`);

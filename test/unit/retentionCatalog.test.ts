@@ -4,7 +4,8 @@
 // manifest is a leftover of a finished backup when another repository has its manifest, else
 // the sweep's; WAL is verified when both its entry and its object are there; a repository
 // that cannot be listed is reported and left out; what is not ours is noted.
-import { generateKeyPairSync } from 'node:crypto';
+import { createHash, generateKeyPairSync } from 'node:crypto';
+import { ManifestCache } from '../../engine/manifestCache.js';
 import { keyIdOf, signManifest, type Signer, type Verifier } from '../../engine/manifestSignature.js';
 import { readRetentionCatalog } from '../../engine/retentionCatalog.js';
 import { MemoryRepository } from '../fixtures/memoryRepository.js';
@@ -89,4 +90,62 @@ test('a repository that cannot be listed is reported and left out; the others ar
   expect(reading.unreachable).toEqual([{ repository: 's3', reason: expect.stringContaining('ECONNREFUSED') }]);
   expect(reading.contents.map((c) => c.repository)).toEqual(['local']);
   expect(reading.catalog.backups).toHaveLength(1);
+});
+
+describe('manifests read before, kept by the worker (engine/manifestCache.ts)', () => {
+  test('an unchanged manifest is not read again; one written again is, and is judged afresh', async () => {
+    const s3 = new MemoryRepository('s3');
+    for (const id of ['b1', 'b2', 'b3']) planted(s3, 'database', id, signManifest(manifest('database', id, '2026-11-20T02:00:00Z'), ours.signer));
+    const cache = new ManifestCache();
+    const options = { verifier: ours.verifier, allowUnsigned: false, manifestCache: cache };
+    const first = await readRetentionCatalog([s3], options);
+    expect(s3.read.sort()).toEqual(['database/b1/manifest.json', 'database/b2/manifest.json', 'database/b3/manifest.json']);
+    s3.read.length = 0;
+    const again = await readRetentionCatalog([s3], options);
+    expect(s3.read).toEqual([]);
+    expect(again.catalog).toEqual(first.catalog);
+    // b2's manifest replaced by an unsigned one: read again, and refused.
+    s3.set('database/b2/manifest.json', manifest('database', 'b2', '2026-11-21T02:00:00Z'));
+    const third = await readRetentionCatalog([s3], options);
+    expect(s3.read).toEqual(['database/b2/manifest.json']);
+    expect(third.catalog.backups.map((b) => b.backupId)).toEqual(['b1', 'b3']);
+    expect(third.contents[0].notes.join('\n')).toMatch(/b2\/manifest.json is not signed/);
+    // Without the objects it names, a cached manifest counts no more than a read one.
+    s3.objects.delete('database/b3/dump.pgcustom.zst.gpg');
+    s3.read.length = 0;
+    const fourth = await readRetentionCatalog([s3], options);
+    expect(s3.read).toEqual([]);
+    expect(fourth.catalog.backups.map((b) => b.backupId)).toEqual(['b1']);
+  });
+
+  test('kept only when the text is what the listed version (a plain ETag, its MD5) names', () => {
+    const cache = new ManifestCache();
+    const body = '{"backupId":"b1"}';
+    const md5 = createHash('md5').update(body).digest('hex');
+    cache.set('s3://bucket', 'database/b1/manifest.json', `"${md5}"`, '{"backupId":"not what was listed"}');
+    expect(cache.size).toBe(0);
+    cache.set('s3://bucket', 'database/b1/manifest.json', `"${md5}-2"`, body);
+    cache.set('s3://bucket', 'database/b1/manifest.json', undefined, body);
+    expect(cache.size).toBe(0);
+    cache.set('s3://bucket', 'database/b1/manifest.json', `"${md5}"`, body);
+    expect(cache.get('s3://bucket', 'database/b1/manifest.json', `"${md5}"`)).toBe(body);
+    expect(cache.get('s3://other', 'database/b1/manifest.json', `"${md5}"`)).toBeUndefined();
+    expect(cache.get('s3://bucket', 'database/b2/manifest.json', `"${md5}"`)).toBeUndefined();
+    expect(cache.get('s3://bucket', 'database/b1/manifest.json', `"${'0'.repeat(32)}"`)).toBeUndefined();
+  });
+
+  test('bounded: the least recently used goes first', () => {
+    const cache = new ManifestCache(100);
+    const put = (key: string, body: string) => cache.set('s3', key, createHash('md5').update(body).digest('hex'), body);
+    const got = (key: string, body: string) => cache.get('s3', key, createHash('md5').update(body).digest('hex'));
+    put('a', 'x'.repeat(40));
+    put('b', 'y'.repeat(40));
+    expect(got('a', 'x'.repeat(40))).toBeDefined();
+    put('c', 'z'.repeat(40));
+    expect(got('b', 'y'.repeat(40))).toBeUndefined();
+    expect(got('a', 'x'.repeat(40))).toBeDefined();
+    expect(got('c', 'z'.repeat(40))).toBeDefined();
+    put('huge', 'h'.repeat(101));
+    expect(cache.size).toBe(2);
+  });
 });
