@@ -307,6 +307,31 @@ export const configSchema = z.strictObject({
         .optional(),
     })
     .prefault({}),
+  /**
+   * What the backups promise (the seed's RPO 1 h and RTO 4 h), and how old each kind of newest
+   * good backup or proof may get. Status measures against them; a breach is a problem.
+   */
+  objectives: z
+    .strictObject({
+      /** Recovery point objective: the data a disaster may lose, at most. */
+      rpoMinutes: z.number().int().min(1).max(525_600).default(60),
+      /** Recovery time objective: how long a recovery (as the last drill measured it) may take. */
+      rtoMinutes: z.number().int().min(1).max(525_600).default(240),
+      /** The newest good one of each, at most this old (hours). */
+      maxAgeHours: z
+        .strictObject({
+          /** The nightly dump: a day and an hour. */
+          database: z.number().positive().max(87_840).default(25),
+          /** The weekly base backup: eight days. */
+          base: z.number().positive().max(87_840).default(192),
+          /** The weekly verification: eight days. */
+          verification: z.number().positive().max(87_840).default(192),
+          /** The monthly drill: 32 days. */
+          drill: z.number().positive().max(87_840).default(768),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
   /** Temporal Schedules; `backupctl schedules apply` creates or updates them. */
   schedules: z
     .strictObject({

@@ -377,3 +377,34 @@ export async function latestVerification<T>(repository: Repository, backupId: st
   }
   return undefined;
 }
+
+/**
+ * The newest drill report (`drills/<reportId>.json`) in any of the repositories that is not
+ * refused (reportRefusal: a planted one dated in the future, or not the report its name says);
+ * unreadable repositories and reports are passed over.
+ */
+export async function latestDrillReport<T extends { reportId: string }>(repositories: Repository[], now = Date.now()): Promise<T | undefined> {
+  let newest: T | undefined;
+  for (const repository of repositories) {
+    let keys: string[];
+    try {
+      keys = (await repository.list('drills/')).map((o) => o.key).filter((k) => /^drills\/[^/]+\.json$/.test(k));
+    } catch {
+      continue;
+    }
+    for (const key of keys.sort().reverse()) {
+      if (newest && key.slice('drills/'.length, -'.json'.length) <= newest.reportId) break;
+      let report: unknown;
+      try {
+        report = JSON.parse(await text(await repository.get(key)));
+      } catch {
+        continue;
+      }
+      const r = report as { kind?: unknown; backupId?: unknown } | null;
+      if (r?.kind !== 'drill' || reportRefusal(report, r.backupId as string, key, now)) continue;
+      newest = report as T;
+      break;
+    }
+  }
+  return newest;
+}

@@ -10,6 +10,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { execa } from 'execa';
 import pino from 'pino';
 import { readCatalog } from '../client/commands/listBackups.js';
+import { collectStatus } from '../client/commands/status.js';
 import { loadVerifier } from '../engine/manifestSignature.js';
 import { ensureKeyPair } from '../client/dev/demoKeys.js';
 import { projectTool } from '../client/dev/tools.js';
@@ -172,6 +173,9 @@ test('the recovery drill restores the offsite copy on the drill host, measures R
   const stored = await openRepositories(drillConfig)[0].list('drills/');
   expect(stored.map((o) => o.key)).toEqual([`drills/${report.reportId}.json`]);
   expect(new Set(Object.values(await activityQueues(handle)).flat())).toEqual(new Set(['backup@drill']));
+  // status measures the RTO from this report, against the objective.
+  const status = await collectStatus(undefined, 'not asked here', drillConfig, openRepositories(drillConfig));
+  expect(status.objectives.rto).toMatchObject({ measuredMinutes: Math.round((report.rtoSeconds! / 60) * 10) / 10, objectiveMinutes: 240, met: true, drill: { reportId: report.reportId, ok: true } });
 });
 
 test('weekly verification: counts as recorded, amcheck, freshness; scratch dropped; report beside the backup', async () => {

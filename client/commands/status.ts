@@ -11,7 +11,9 @@ import { SHARED_TASK_QUEUE, hostTaskQueue } from '../../common/types.js';
 import { databaseHost, type Config } from '../../common/config.js';
 import type { Printer } from '../output.js';
 import { readCatalog, type LastVerification } from './listBackups.js';
-import { scanCatalog } from '../../engine/catalog.js';
+import { latestDrillReport, scanCatalog } from '../../engine/catalog.js';
+import { assessObjectives, type ObjectivesStatus } from '../../engine/objectives.js';
+import type { DrillReport } from '../../common/restoreTypes.js';
 import { loadVerifier, type Verifier } from '../../engine/manifestSignature.js';
 import { expectedSource, pickLatest, sourceVerdict, type ExpectedSource } from '../../engine/sourceMatch.js';
 import { archiveQueue, type ArchiveQueue } from '../../engine/archiveCheck.js';
@@ -22,10 +24,6 @@ import { storageLines, storageProblems } from './storageStats.js';
 import { pitrPreconditionProblems } from '../../common/pitrPreconditions.js';
 import { readReport, RETENTION_REPORT_PREFIX } from '../../engine/prune.js';
 
-/** A nightly backup older than this is overdue (a day plus an hour of grace). */
-const DATABASE_BACKUP_MAX_AGE_HOURS = 25;
-/** A weekly verification older than this is overdue (a week plus a day). */
-const VERIFICATION_MAX_AGE_DAYS = 8;
 
 export interface RunningWork {
   workflowId: string;
@@ -66,10 +64,10 @@ export interface StatusReport {
   configuration: string[];
   /** The newest retention run recorded in the repositories (backupctl prune, the daily schedule). */
   latestRetention: { reportId: string; decidedAt: string; dryRun: boolean; deletedBackups: number; deletedWal: number; foundIn: string } | null;
+  /** RPO and RTO measured now against config `objectives` (engine/objectives.ts). */
+  objectives: ObjectivesStatus;
 }
 
-/** A weekly base backup older than this is overdue; the WAL to replay grows with its age. */
-const BASE_BACKUP_MAX_AGE_DAYS = 8;
 
 async function latestBaseBackup(repositories: Repository[], expected: ExpectedSource, verifier: Verifier, problems: string[]): Promise<StatusReport['latestBaseBackup']> {
   const { copiesById, damaged } = await scanCatalog(repositories, 'base', verifier);
@@ -148,7 +146,9 @@ export async function collectStatus(client: Client | undefined, clientError: str
     storage: [],
     configuration: [],
     latestRetention: null,
+    objectives: null as unknown as ObjectivesStatus,
   };
+  const { maxAgeHours } = config.objectives;
   if (client) {
     for (const name of [SHARED_TASK_QUEUE, hostTaskQueue(databaseHost(config))]) {
       const response = await client.workflowService.describeTaskQueue({
@@ -199,7 +199,7 @@ export async function collectStatus(client: Client | undefined, clientError: str
   if (latest) {
     const ageHours = (Date.now() - Date.parse(latest.finishedAt)) / 3600_000;
     report.latestBackup = { backupId: latest.backupId, finishedAt: latest.finishedAt, ageHours: Math.round(ageHours * 100) / 100, foundIn: latest.foundIn };
-    if (ageHours > DATABASE_BACKUP_MAX_AGE_HOURS) problems.push(`the newest database backup is ${ageHours.toFixed(1)} hours old`);
+    if (ageHours > maxAgeHours.database) problems.push(`the newest database backup is ${ageHours.toFixed(1)} hours old (at most ${maxAgeHours.database} expected)`);
     const missing = repositories.map((r) => r.name).filter((name) => !latest.foundIn.includes(name));
     if (missing.length) problems.push(`the newest backup is missing from: ${missing.join(', ')}`);
   } else {
@@ -217,7 +217,7 @@ export async function collectStatus(client: Client | undefined, clientError: str
     // A restorable backup with a damaged copy has lost a copy the 3-2-1 rule counts on.
     if (v.copies?.damaged.length) problems.push(`the newest verification (backup ${verified.backupId}) found ${v.copies.summary}: ${v.copies.problems.join('; ')}`);
     if (v.copies?.notChecked) problems.push(`the newest verification (backup ${verified.backupId}) could not check its copies: ${v.copies.notChecked}`);
-    if (ageDays > VERIFICATION_MAX_AGE_DAYS) problems.push(`the newest verification is ${ageDays.toFixed(1)} days old (weekly expected)`);
+    if (ageDays * 24 > maxAgeHours.verification) problems.push(`the newest verification is ${ageDays.toFixed(1)} days old (at most ${(maxAgeHours.verification / 24).toFixed(1)} expected)`);
   }
   try {
     report.walArchive = await walArchiveStatus(config, repositories);
@@ -240,7 +240,7 @@ export async function collectStatus(client: Client | undefined, clientError: str
   }
   report.latestBaseBackup = await latestBaseBackup(repositories, expected, verifier, problems);
   // The age unrounded: rounded to 0.01 days it reads 8.00 for up to 7 minutes past the bound.
-  if (report.latestBaseBackup && (Date.now() - Date.parse(report.latestBaseBackup.stoppedAt)) / 86_400_000 > BASE_BACKUP_MAX_AGE_DAYS) {
+  if (report.latestBaseBackup && (Date.now() - Date.parse(report.latestBaseBackup.stoppedAt)) / 3_600_000 > maxAgeHours.base) {
     problems.push(`the newest base backup is ${report.latestBaseBackup.ageDays.toFixed(1)} days old: point-in-time recovery replays all the WAL since`);
   }
   report.storage = await repositoryStats(repositories, { verifier });
@@ -251,6 +251,20 @@ export async function collectStatus(client: Client | undefined, clientError: str
   }
   report.configuration = pitrPreconditionProblems(config);
   report.latestRetention = await latestRetention(repositories);
+  const queue = report.walQueue && report.walQueue.error === undefined ? report.walQueue : undefined;
+  const assessed = assessObjectives(
+    {
+      now: Date.now(),
+      newestDumpAt: latest?.startedAt,
+      pitr: Boolean(report.latestBaseBackup && report.walArchive),
+      archiveQueueSeconds: queue ? (queue.oldestReadySeconds ?? 0) : undefined,
+      shippingLagSeconds: (report.walArchive?.repositories ?? []).map((r) => ({ repository: r.name, seconds: r.error ? null : r.lagSeconds })),
+      lastDrill: await latestDrillReport<DrillReport>(repositories).catch(() => undefined),
+    },
+    config.objectives,
+  );
+  report.objectives = assessed.status;
+  problems.push(...assessed.problems);
   report.ok = problems.length === 0;
   return report;
 }
@@ -310,6 +324,8 @@ export async function runStatus(report: StatusReport, out: Printer): Promise<num
             report.latestVerification.copies ? `, ${report.latestVerification.copies.summary}` : ''
           } ${report.latestVerification.finishedAt} (${report.latestVerification.ageDays} d ago)`
         : '  no backup has been verified yet',
+      objectiveLine('RPO', report.objectives.rpo),
+      objectiveLine('RTO', report.objectives.rto),
       ...(report.latestBaseBackup ? [`  newest base backup ${report.latestBaseBackup.backupId}, ${report.latestBaseBackup.ageDays} d old, in ${report.latestBaseBackup.foundIn.join(', ')}`] : []),
       ...(report.walArchive
         ? [
@@ -340,6 +356,10 @@ export async function runStatus(report: StatusReport, out: Printer): Promise<num
     return lines.join('\n');
   });
   return report.ok ? 0 : 1;
+}
+
+function objectiveLine(name: string, o: { objectiveMinutes: number; measuredMinutes: number | null; met: boolean; detail: string }): string {
+  return `  ${name} ${o.measuredMinutes === null ? 'not measured' : `${o.measuredMinutes} min`} (objective ${o.objectiveMinutes} min${o.met ? '' : ', NOT MET'}): ${o.detail}`;
 }
 
 /** "restored and verified" only when every copy was read back whole too. */

@@ -122,9 +122,12 @@ async function problems(): Promise<string[]> {
   return reachable(report.problems);
 }
 
-/** The problems but Temporal's and the database server's (port 1: its archive queue is walQueueProblems.test.ts's). */
+/**
+ * The problems but Temporal's and the database server's (port 1: its archive queue is
+ * walQueueProblems.test.ts's), and the RPO's (objectives.test.ts; the last test here).
+ */
 function reachable(problems: string[]): string[] {
-  return problems.filter((p) => !p.startsWith('Temporal at') && !p.startsWith("PostgreSQL's WAL archive queue cannot be read"));
+  return problems.filter((p) => !p.startsWith('Temporal at') && !p.startsWith("PostgreSQL's WAL archive queue cannot be read") && !p.startsWith('RPO objective'));
 }
 
 describe('the newest database backup', () => {
@@ -132,9 +135,9 @@ describe('the newest database backup', () => {
     backup('b1', 25 * HOUR);
     expect(await problems()).toEqual([]);
     backup('b1', 25 * HOUR + 1);
-    expect(await problems()).toEqual(['the newest database backup is 25.0 hours old']);
+    expect(await problems()).toEqual(['the newest database backup is 25.0 hours old (at most 25 expected)']);
     backup('b1', 49.96 * HOUR);
-    expect(await problems()).toEqual(['the newest database backup is 50.0 hours old']);
+    expect(await problems()).toEqual(['the newest database backup is 50.0 hours old (at most 25 expected)']);
   });
 
   test('the age is that of the newest signed backup of the configured source, reported with where it is', async () => {
@@ -158,7 +161,7 @@ describe('the newest database backup', () => {
     backup('planted', HOUR, [local, nas], null);
     expect(await problems()).toEqual([
       'backup planted is newer than the newest signed backup (signed) but UNSIGNED: not counted (planted, or made by a host without signing.privateKeyFile)',
-      'the newest database backup is 26.0 hours old',
+      'the newest database backup is 26.0 hours old (at most 25 expected)',
     ]);
     // An older unsigned one (made before signing began) is no problem.
     backup('signed', HOUR);
@@ -178,7 +181,7 @@ describe('the newest database backup', () => {
     backup('ours', 30 * HOUR);
     const other = databaseManifest('theirs', NOW - HOUR, '7000000000000000099');
     for (const r of [local, nas]) r.set(manifestKey('database', 'theirs'), signManifest(other, signer));
-    expect(await problems()).toEqual(['the newest database backup is 30.0 hours old']);
+    expect(await problems()).toEqual(['the newest database backup is 30.0 hours old (at most 25 expected)']);
   });
 });
 
@@ -196,7 +199,7 @@ describe('the newest verification', () => {
   test('a second older than 8 days: overdue, its age given', async () => {
     backup('b1', HOUR);
     verification('b1', 8 * DAY + 1000);
-    expect(await problems()).toEqual(['the newest verification is 8.0 days old (weekly expected)']);
+    expect(await problems()).toEqual(['the newest verification is 8.0 days old (at most 8.0 expected)']);
   });
 
   test('a failed newest verification is a problem, with its failure', async () => {
@@ -297,4 +300,13 @@ describe('the newest base backup', () => {
     expect(report.latestBaseBackup?.backupId).toBe('base-signed');
     expect(report.problems).toContain('the newest base backup is 10.0 days old: point-in-time recovery replays all the WAL since');
   });
+});
+
+test('the measured RPO and RTO are in the report and against the objectives: a dump 25 hours old does not meet an hour', async () => {
+  backup('b1', 25 * HOUR);
+  const report = await collectStatus(undefined, 'connect ECONNREFUSED 127.0.0.1:7233', config, [local, nas]);
+  expect(report.objectives.rpo).toMatchObject({ basis: 'dump', objectiveMinutes: 60, met: false });
+  expect(report.objectives.rpo.measuredMinutes).toBeGreaterThanOrEqual(25 * 60);
+  expect(report.objectives.rto).toMatchObject({ measuredMinutes: null, met: true });
+  expect(report.problems.filter((p) => p.startsWith('RPO objective 60 min not met: a disaster now would lose'))).toHaveLength(1);
 });
