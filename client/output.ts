@@ -4,6 +4,8 @@ import { ApplicationFailure, WorkflowFailedError } from '@temporalio/client';
 import { ConfigError } from '../common/config.js';
 import { isEngineError } from '../engine/errors.js';
 
+export { formatBytes } from '../common/formatBytes.js';
+
 export interface Printer {
   json: boolean;
   result(value: object, human: () => string): void;
@@ -32,13 +34,3 @@ export function failureOf(err: unknown): { type: string; message: string } {
   return { type: 'Error', message: String(err) };
 }
 
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
-}

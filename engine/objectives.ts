@@ -8,6 +8,7 @@
 // snapshot. Measured RTO: how long the last drill took from its start until the restored
 // database passed its checks (a drill is the only full recovery we time).
 import type { Config } from '../common/config.js';
+import type { Problem } from './problem.js';
 
 export interface ObjectiveMeasurements {
   now: number;
@@ -30,8 +31,8 @@ export interface ObjectivesStatus {
 
 const minutes = (seconds: number) => Math.round((seconds / 60) * 10) / 10;
 
-export function assessObjectives(m: ObjectiveMeasurements, objectives: Config['objectives']): { status: ObjectivesStatus; problems: string[] } {
-  const problems: string[] = [];
+export function assessObjectives(m: ObjectiveMeasurements, objectives: Config['objectives']): { status: ObjectivesStatus; problems: Problem[] } {
+  const problems: Problem[] = [];
 
   // RPO: the better of the WAL and the newest dump.
   const candidates: { basis: 'wal' | 'dump'; seconds: number; detail: string }[] = [];
@@ -54,11 +55,12 @@ export function assessObjectives(m: ObjectiveMeasurements, objectives: Config['o
     ? { objectiveMinutes: objectives.rpoMinutes, measuredMinutes: minutes(best.seconds), basis: best.basis, met: best.seconds <= objectives.rpoMinutes * 60, detail: best.detail }
     : { objectiveMinutes: objectives.rpoMinutes, measuredMinutes: null, basis: 'none', met: false, detail: 'no complete backup and no archived WAL: everything would be lost' };
   if (!rpo.met) {
-    problems.push(
-      rpo.measuredMinutes === null
+    problems.push({
+      key: 'objectives.rpo',
+      message: rpo.measuredMinutes === null
         ? `RPO objective ${objectives.rpoMinutes} min not met: ${rpo.detail}`
         : `RPO objective ${objectives.rpoMinutes} min not met: a disaster now would lose ${rpo.measuredMinutes} min of data (${rpo.detail})`,
-    );
+    });
   }
 
   // RTO: the last drill.
@@ -68,16 +70,16 @@ export function assessObjectives(m: ObjectiveMeasurements, objectives: Config['o
     rto = { objectiveMinutes: objectives.rtoMinutes, measuredMinutes: null, drill: null, met: true, detail: 'not measured yet: no drill has run (backupctl drill)' };
   } else if (!drill.ok || drill.rtoSeconds === undefined) {
     rto = { objectiveMinutes: objectives.rtoMinutes, measuredMinutes: null, drill: { reportId: drill.reportId, finishedAt: drill.finishedAt, ok: drill.ok }, met: false, detail: `the last drill (${drill.reportId}) failed: no recovery time was measured` };
-    problems.push(`RTO objective ${objectives.rtoMinutes} min not proved: ${rto.detail}`);
+    problems.push({ key: 'objectives.rto', message: `RTO objective ${objectives.rtoMinutes} min not proved: ${rto.detail}` });
   } else {
     const measured = minutes(drill.rtoSeconds);
     const met = drill.rtoSeconds <= objectives.rtoMinutes * 60;
     rto = { objectiveMinutes: objectives.rtoMinutes, measuredMinutes: measured, drill: { reportId: drill.reportId, finishedAt: drill.finishedAt, ok: true }, met, detail: `the last drill (${drill.reportId}) recovered in ${measured} min` };
-    if (!met) problems.push(`RTO objective ${objectives.rtoMinutes} min not met: ${rto.detail}`);
+    if (!met) problems.push({ key: 'objectives.rto', message: `RTO objective ${objectives.rtoMinutes} min not met: ${rto.detail}` });
   }
   if (drill) {
     const ageHours = (m.now - Date.parse(drill.finishedAt)) / 3_600_000;
-    if (ageHours > objectives.maxAgeHours.drill) problems.push(`the newest drill is ${(ageHours / 24).toFixed(1)} days old (at most ${(objectives.maxAgeHours.drill / 24).toFixed(1)} expected)`);
+    if (ageHours > objectives.maxAgeHours.drill) problems.push({ key: 'drill.stale', message: `the newest drill is ${(ageHours / 24).toFixed(1)} days old (at most ${(objectives.maxAgeHours.drill / 24).toFixed(1)} expected)` });
   }
   return { status: { rpo, rto }, problems };
 }

@@ -3,26 +3,7 @@
 // its free space, growth, days until full and the window it alone supports. The data is
 // engine/repositoryStats.ts's; --json prints it whole.
 import type { RepositoryStats } from '../../engine/repositoryStats.js';
-import { GROWTH_WINDOW_DAYS } from '../../engine/repositoryStats.js';
 import { formatBytes } from '../output.js';
-
-/** A filesystem repository projected to be full within this many days is a problem for `status`. */
-export const STORAGE_FULL_WITHIN_DAYS = 14;
-
-/** The problems `status` reports: a repository full now or soon at the recent growth rate. */
-export function storageProblems(stats: RepositoryStats[]): string[] {
-  const problems: string[] = [];
-  for (const s of stats) {
-    if (!s.reachable || s.daysUntilFull === null) continue;
-    if (s.daysUntilFull === 0) problems.push(`repository ${s.repository} (${s.location}) is FULL: no space left on its filesystem`);
-    else if (s.daysUntilFull < STORAGE_FULL_WITHIN_DAYS) {
-      problems.push(
-        `repository ${s.repository} (${s.location}) is full in ${s.daysUntilFull.toFixed(1)} days: ${formatBytes(s.freeBytes ?? 0)} free, growing ${formatBytes(s.growthBytesPerDay ?? 0)}/day (the last ${GROWTH_WINDOW_DAYS} days)`,
-      );
-    }
-  }
-  return problems;
-}
 
 function cell(value: string, width: number): string {
   return value.padEnd(width);

@@ -310,3 +310,16 @@ test('the measured RPO and RTO are in the report and against the objectives: a d
   expect(report.objectives.rto).toMatchObject({ measuredMinutes: null, met: true });
   expect(report.problems.filter((p) => p.startsWith('RPO objective 60 min not met: a disaster now would lose'))).toHaveLength(1);
 });
+
+test('every problem has a key that stays while the problem lasts, whatever its message says now', async () => {
+  const keyed = async () => (await collectStatus(undefined, 'down', config, [local, nas])).keyedProblems.filter((p) => !['temporal.unreachable', 'wal.queue-unreadable', 'objectives.rpo'].includes(p.key));
+  backup('b1', 26 * HOUR, [local]);
+  const first = await keyed();
+  backup('b1', 30 * HOUR, [local]);
+  const later = await keyed();
+  expect(first.map((p) => p.key)).toEqual(['database.stale', 'database.copy-missing']);
+  expect(later.map((p) => p.key)).toEqual(first.map((p) => p.key));
+  expect(later[0].message).not.toBe(first[0].message);
+  const report = await collectStatus(undefined, 'down', config, [local, nas]);
+  expect(report.problems).toEqual(report.keyedProblems.map((p) => p.message));
+});

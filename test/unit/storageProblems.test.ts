@@ -1,7 +1,10 @@
 // `backupctl status` (client/commands/storageStats.ts): a filesystem repository full now, or
 // projected full within 14 days at the recent growth rate (a WAL spool growing while S3 is
 // down), is a problem; later, never (no growth), or unknown (S3: no free space to measure) is not.
-import { storageLines, storageProblems, STORAGE_FULL_WITHIN_DAYS } from '../../client/commands/storageStats.js';
+import { storageLines } from '../../client/commands/storageStats.js';
+import { storageIssues, STORAGE_FULL_WITHIN_DAYS } from '../../engine/health.js';
+
+const storageProblems = (stats: Parameters<typeof storageIssues>[0]) => storageIssues(stats).map((p) => p.message);
 import type { ReachableRepositoryStats, RepositoryStats } from '../../engine/repositoryStats.js';
 
 const GiB = 1024 ** 3;
