@@ -2,6 +2,13 @@
 // leaves when some deletions fail, what the worker's manifest cache keeps, and what a pruned
 // marker proves. MemoryRepository stands in for a repository; its removeMany is made to refuse
 // chosen keys, as S3's DeleteObjects answers per key (AccessDenied) and a folder answers EACCES.
+import { createHash, generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { createCopyAuditActivities } from '../../activities/copyAudit.js';
+import type { Config } from '../../common/config.js';
 import { applyReport, prunedMarkerKey, type RetentionReportFile } from '../../engine/prune.js';
 import type { RemoveManyResult } from '../../engine/storage/repository.js';
 import { MemoryRepository } from '../fixtures/memoryRepository.js';
@@ -78,5 +85,37 @@ describe('a manifest or WAL entry that could not be deleted: the objects it name
     expect(nas.objects.has(entry)).toBe(true);
     expect(nas.objects.has(`wal/${SEG}.zst.gpg`)).toBe(true);
     expect([...nas.objects.keys()].filter((k) => k.includes(other))).toEqual([]);
+  });
+});
+
+describe('a pruned marker planted where the audit admits unsigned manifests', () => {
+  test('hosts sign (a trusted key is configured): an unsigned marker does not hide a lost copy, even in an audit run with allowUnsigned', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'attack-retention2-'));
+    try {
+      const { publicKey } = generateKeyPairSync('ed25519');
+      const pub = path.join(dir, 'signing.pub');
+      writeFileSync(pub, publicKey.export({ type: 'spki', format: 'pem' }));
+      const config = { host: 'verifier', signing: { publicKeyFiles: [pub], required: false } } as unknown as Config;
+      const dump = Buffer.from('dump of old');
+      const object = { role: 'dump' as const, key: 'database/old/dump.pgcustom.zst.gpg', bytes: dump.length, sha256: createHash('sha256').update(dump).digest('hex') };
+      // A backup made before backups were signed: its manifest in s3 lists a copy in nas.
+      const s3 = new MemoryRepository('s3');
+      s3.set('database/old/manifest.json', { formatVersion: 1, backupId: 'old', component: 'database', objects: [object], copies: [{ repository: 'nas' }, { repository: 's3' }] });
+      s3.objects.set(object.key, dump);
+      // Whoever can write to nas deleted its copy and left a marker no host signed.
+      const nas = new MemoryRepository('nas');
+      nas.set(prunedMarkerKey('database', 'old'), { component: 'database', backupId: 'old', repository: 'nas', reportId: 'r1', decidedAt: '2026-11-29T00:00:00Z', reasons: ['planted'] });
+      const audit = createCopyAuditActivities({ config, repositories: [nas, s3] });
+      const result = await new MockActivityEnvironment().run(audit.auditBackupCopies, { backupId: 'old', objects: [object], allowUnsigned: true });
+      expect(result.pruned ?? []).toEqual([]);
+      expect(result.damaged).toEqual(['nas']);
+      // Where no host signs (no key trusted), the prune's unsigned marker is the proof: no false alarm.
+      const unsignedEverywhere = createCopyAuditActivities({ config: { ...config, signing: { publicKeyFiles: [], required: false } } as Config, repositories: [nas, s3] });
+      const again = await new MockActivityEnvironment().run(unsignedEverywhere.auditBackupCopies, { backupId: 'old', objects: [object], allowUnsigned: true });
+      expect(again.pruned).toEqual(['nas']);
+      expect(again.damaged).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
