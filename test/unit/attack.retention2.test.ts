@@ -9,6 +9,7 @@ import path from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createCopyAuditActivities } from '../../activities/copyAudit.js';
 import type { Config } from '../../common/config.js';
+import { ManifestCache } from '../../engine/manifestCache.js';
 import { applyReport, prunedMarkerKey, type RetentionReportFile } from '../../engine/prune.js';
 import type { RemoveManyResult } from '../../engine/storage/repository.js';
 import { MemoryRepository } from '../fixtures/memoryRepository.js';
@@ -117,5 +118,17 @@ describe('a pruned marker planted where the audit admits unsigned manifests', ()
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('the worker\'s manifest cache', () => {
+  test('is bounded in entries too: manifests planted empty (no text to count) do not pile up night after night', () => {
+    const cache = new ManifestCache(64 * 1024);
+    const empty = createHash('md5').update('').digest('hex');
+    for (let night = 0; night < 20; night++) {
+      for (let i = 0; i < 5000; i++) cache.set('s3://bucket/prefix', `database/planted-${night}-${i}/manifest.json`, `"${empty}"`, '');
+    }
+    // 100,000 keys of about 60 characters each: far more than 64 KiB held as keys.
+    expect(cache.size).toBeLessThan(2000);
   });
 });
