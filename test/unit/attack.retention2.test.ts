@@ -9,6 +9,8 @@ import path from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createCopyAuditActivities } from '../../activities/copyAudit.js';
 import type { Config } from '../../common/config.js';
+import type { CopyAudit } from '../../common/restoreTypes.js';
+import type { StoredObject } from '../../common/types.js';
 import { ManifestCache } from '../../engine/manifestCache.js';
 import { applyReport, prunedMarkerKey, type RetentionReportFile } from '../../engine/prune.js';
 import type { RemoveManyResult } from '../../engine/storage/repository.js';
@@ -98,7 +100,7 @@ describe('a pruned marker planted where the audit admits unsigned manifests', ()
       writeFileSync(pub, publicKey.export({ type: 'spki', format: 'pem' }));
       const config = { host: 'verifier', signing: { publicKeyFiles: [pub], required: false } } as unknown as Config;
       const dump = Buffer.from('dump of old');
-      const object = { role: 'dump' as const, key: 'database/old/dump.pgcustom.zst.gpg', bytes: dump.length, sha256: createHash('sha256').update(dump).digest('hex') };
+      const object: StoredObject = { role: 'dump', key: 'database/old/dump.pgcustom.zst.gpg', bytes: dump.length, plainBytes: dump.length, sha256: createHash('sha256').update(dump).digest('hex') };
       // A backup made before backups were signed: its manifest in s3 lists a copy in nas.
       const s3 = new MemoryRepository('s3');
       s3.set('database/old/manifest.json', { formatVersion: 1, backupId: 'old', component: 'database', objects: [object], copies: [{ repository: 'nas' }, { repository: 's3' }] });
@@ -107,12 +109,12 @@ describe('a pruned marker planted where the audit admits unsigned manifests', ()
       const nas = new MemoryRepository('nas');
       nas.set(prunedMarkerKey('database', 'old'), { component: 'database', backupId: 'old', repository: 'nas', reportId: 'r1', decidedAt: '2026-11-29T00:00:00Z', reasons: ['planted'] });
       const audit = createCopyAuditActivities({ config, repositories: [nas, s3] });
-      const result = await new MockActivityEnvironment().run(audit.auditBackupCopies, { backupId: 'old', objects: [object], allowUnsigned: true });
+      const result = (await new MockActivityEnvironment().run(audit.auditBackupCopies, { backupId: 'old', objects: [object], allowUnsigned: true })) as CopyAudit;
       expect(result.pruned ?? []).toEqual([]);
       expect(result.damaged).toEqual(['nas']);
       // Where no host signs (no key trusted), the prune's unsigned marker is the proof: no false alarm.
       const unsignedEverywhere = createCopyAuditActivities({ config: { ...config, signing: { publicKeyFiles: [], required: false } } as Config, repositories: [nas, s3] });
-      const again = await new MockActivityEnvironment().run(unsignedEverywhere.auditBackupCopies, { backupId: 'old', objects: [object], allowUnsigned: true });
+      const again = (await new MockActivityEnvironment().run(unsignedEverywhere.auditBackupCopies, { backupId: 'old', objects: [object], allowUnsigned: true })) as CopyAudit;
       expect(again.pruned).toEqual(['nas']);
       expect(again.damaged).toEqual([]);
     } finally {
