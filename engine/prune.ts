@@ -275,8 +275,10 @@ export async function applyReport(repository: Repository, report: RetentionRepor
   }
   // A marker only where a copy stays in another repository (the copy audit reads it there);
   // a backup gone from every repository is never audited again. Several written at once.
+  // Never for a leftover (no manifest here when decided): that copy was lost or never whole,
+  // not let go by the policy, and the audit must go on saying so.
   const keptElsewhere = new Set(report.backups.filter((b) => b.repository !== repository.name && b.action === 'keep').map((b) => `${b.component}/${b.backupId}`));
-  const marked = doomed.filter((b) => folders.has(`${b.component}/${b.backupId}`) && !standing.has(`${b.component}/${b.backupId}`) && keptElsewhere.has(`${b.component}/${b.backupId}`));
+  const marked = doomed.filter((b) => !b.leftover && folders.has(`${b.component}/${b.backupId}`) && !standing.has(`${b.component}/${b.backupId}`) && keptElsewhere.has(`${b.component}/${b.backupId}`));
   await eachLimited(marked, MARKERS_AT_ONCE, (b) =>
     writeJson(repository, prunedMarkerKey(b.component, b.backupId), signedIf({ component: b.component, backupId: b.backupId, repository: repository.name, reportId: report.reportId, decidedAt: report.decidedAt, reasons: b.reasons }, options.signer)),
   );

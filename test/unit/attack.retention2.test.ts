@@ -12,7 +12,9 @@ import type { Config } from '../../common/config.js';
 import type { CopyAudit } from '../../common/restoreTypes.js';
 import type { StoredObject } from '../../common/types.js';
 import { ManifestCache } from '../../engine/manifestCache.js';
-import { applyReport, prunedMarkerKey, type RetentionReportFile } from '../../engine/prune.js';
+import { applyReport, buildReport, prunedMarkerKey, type RetentionReportFile } from '../../engine/prune.js';
+import { decideRetention, type RetentionPolicy } from '../../engine/retention.js';
+import { readRetentionCatalog } from '../../engine/retentionCatalog.js';
 import type { RemoveManyResult } from '../../engine/storage/repository.js';
 import { MemoryRepository } from '../fixtures/memoryRepository.js';
 
@@ -132,5 +134,32 @@ describe('the worker\'s manifest cache', () => {
     }
     // 100,000 keys of about 60 characters each: far more than 64 KiB held as keys.
     expect(cache.size).toBeLessThan(2000);
+  });
+});
+
+describe('a copy whose manifest vanished is not pruned by retention: no marker launders its loss', () => {
+  test('the manifest of the newest backup deleted in nas: retention removes the leftover after the grace period, and writes no pruned marker (the copy audit still reports the copy lost)', async () => {
+    const DAY = 86_400_000;
+    const now = Date.UTC(2026, 10, 29, 12);
+    const id = '20261120_120000-aaaaaaaa';
+    const finishedAt = new Date(now - 9 * DAY).toISOString();
+    const dump = `database/${id}/dump.pgcustom.zst.gpg`;
+    const manifest = { formatVersion: 1, backupId: id, component: 'database', finishedAt, objects: [{ key: dump, bytes: 4 }], copies: [{ repository: 'nas' }, { repository: 's3' }] };
+    const nas = new MemoryRepository('nas');
+    const s3 = new MemoryRepository('s3');
+    for (const repo of [nas, s3]) repo.set(dump, 'dump').set(`database/${id}/manifest.json`, manifest);
+    // Whoever can delete in nas deletes the manifest there (or the NAS loses that file).
+    nas.objects.delete(`database/${id}/manifest.json`);
+    const reading = await readRetentionCatalog([nas, s3], { verifier: { keys: [], host: 't' }, allowUnsigned: true, now });
+    const policy: RetentionPolicy = { timezone: 'UTC', ruleFor: () => ({ daily: 7 }), leftoverGraceMs: 2 * DAY };
+    const decision = decideRetention(reading.catalog, policy, now, ['nas', 's3']);
+    // The policy keeps the backup (the newest, in s3); what is left in nas goes as a leftover.
+    expect(decision.backups.find((b) => b.repository === 's3')).toMatchObject({ action: 'keep' });
+    expect(decision.backups.find((b) => b.repository === 'nas')).toMatchObject({ action: 'delete' });
+    const report = buildReport({ reportId: 'r1', workflowId: 'w', runId: 'run', dryRun: false, timezone: 'UTC', scope: {} }, reading, decision);
+    await applyReport(nas, report);
+    expect(nas.objects.has(dump)).toBe(false);
+    // No marker: the copy was not let go by the policy, it was lost.
+    expect(nas.objects.has(prunedMarkerKey('database', id))).toBe(false);
   });
 });
