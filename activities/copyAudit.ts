@@ -62,7 +62,12 @@ export function createCopyAuditActivities(deps: DatabaseBackupDeps) {
       // A copy is expected where a manifest is, and wherever an intact manifest says one was written.
       const listed = new Set(manifests.flatMap((m) => m.copies));
       // A copy retention let go of (its marker, and no manifest left) is pruned, not lost.
-      const pruned = await prunedCopies(deps.repositories.filter((r, i) => manifests[i].state === 'missing' && listed.has(r.name)), input.backupId, trust);
+      // An unsigned marker only where no key is trusted (no host signs): elsewhere the prune
+      // signs its markers, and an unsigned one is planted or older than signed markers, even
+      // in an audit that admits unsigned manifests (which cannot hide a lost copy: the objects
+      // are read back; a marker would spare them the reading).
+      const markerTrust: Trust = { verifier: trust.verifier, allowUnsigned: trust.allowUnsigned && trust.verifier.keys.length === 0 };
+      const pruned = await prunedCopies(deps.repositories.filter((r, i) => manifests[i].state === 'missing' && listed.has(r.name)), input.backupId, markerTrust);
       const expected = deps.repositories.filter((r, i) => (manifests[i].state !== 'missing' || listed.has(r.name)) && !pruned.includes(r.name));
       const audited = await Promise.all(
         expected.map(async (repository): Promise<RepositoryCopyCheck> => {

@@ -7,6 +7,9 @@
 // kind of ETag (multipart, or encrypted with a KMS key) or none (a folder) is read every time.
 import { createHash } from 'node:crypto';
 
+/** What an entry costs beside its text: its key, and the map's own bookkeeping (about). */
+const ENTRY_OVERHEAD = 64;
+
 /** A plain ETag: the MD5 of the content, in hex (S3 quotes it). */
 const PLAIN_ETAG = /^"?([0-9a-f]{32})"?$/;
 
@@ -14,7 +17,7 @@ export class ManifestCache {
   private readonly entries = new Map<string, string>();
   private bytes = 0;
 
-  /** maxBytes: the text kept, at most (the least recently used goes first). */
+  /** maxBytes: the text kept and its keys, at most (the least recently used goes first). */
   constructor(private readonly maxBytes = 64 * 1024 * 1024) {}
 
   /** The MD5 a version names, if it is a plain ETag. */
@@ -44,19 +47,22 @@ export class ManifestCache {
     const md5 = ManifestCache.md5Of(version);
     if (!md5 || createHash('md5').update(text).digest('hex') !== md5) return;
     const cacheKey = ManifestCache.keyOf(location, key, md5);
-    const size = Buffer.byteLength(text);
+    // Counted with its key: an empty manifest (planted) costs its key, and thousands of them
+    // must not pile up unbounded night after night.
+    const cost = (kept: string) => Buffer.byteLength(kept) + Buffer.byteLength(cacheKey) + ENTRY_OVERHEAD;
+    const size = cost(text);
     if (size > this.maxBytes) return;
     const old = this.entries.get(cacheKey);
     if (old !== undefined) {
       this.entries.delete(cacheKey);
-      this.bytes -= Buffer.byteLength(old);
+      this.bytes -= cost(old);
     }
     this.entries.set(cacheKey, text);
     this.bytes += size;
     for (const [oldest, kept] of this.entries) {
       if (this.bytes <= this.maxBytes) break;
       this.entries.delete(oldest);
-      this.bytes -= Buffer.byteLength(kept);
+      this.bytes -= Buffer.byteLength(kept) + Buffer.byteLength(oldest) + ENTRY_OVERHEAD;
     }
   }
 

@@ -227,12 +227,12 @@ export async function applyReport(repository: Repository, report: RetentionRepor
       else folders.set(key, [object]);
     }
   }
-  const walObjects = walListing.filter((object) => doomedWal.has(object.key.slice(4).replace(/(\.json|\.[a-z0-9]+\.gpg)$/, '')));
+  const walNameOf = (o: ObjectInfo) => o.key.slice(4).replace(/(\.json|\.[a-z0-9]+\.gpg)$/, '');
+  const walObjects = walListing.filter((object) => doomedWal.has(walNameOf(object)));
   const inFolders = [...folders.values()].flat();
   const isManifest = (o: ObjectInfo) => o.key.split('/').length === 3 && o.key.endsWith('/manifest.json');
   const manifests = inFolders.filter(isManifest);
   const entries = walObjects.filter((o) => o.key.endsWith('.json'));
-  const rest = [...inFolders.filter((o) => !isManifest(o)), ...walObjects.filter((o) => !o.key.endsWith('.json'))];
 
   const failures = new Map<string, string>();
   // A key none of our repositories writes (a space, a "..": planted where S3 takes any key) is
@@ -264,10 +264,21 @@ export async function applyReport(repository: Repository, report: RetentionRepor
   // Manifests and WAL entries together (what says a backup or a segment is whole goes first,
   // in one phase: at most one partial batch between the phases).
   await phase('manifests and WAL entries', [...manifests, ...entries]);
+  // A manifest or WAL entry that stays (its deletion refused) still names its objects: they
+  // stay too, and the next run tries again (else a copy would look whole and not restore).
+  const standing = new Set([...manifests.filter((o) => failures.has(o.key)).map((o) => o.key.split('/').slice(0, 2).join('/')), ...entries.filter((o) => failures.has(o.key)).map((o) => `wal/${walNameOf(o)}`)]);
+  const ownerOf = (o: ObjectInfo) => (o.key.startsWith('wal/') ? `wal/${walNameOf(o)}` : o.key.split('/').slice(0, 2).join('/'));
+  const rest: ObjectInfo[] = [];
+  for (const o of [...inFolders.filter((o) => !isManifest(o)), ...walObjects.filter((o) => !o.key.endsWith('.json'))]) {
+    if (!standing.has(ownerOf(o))) rest.push(o);
+    else failures.set(o.key, 'kept: the manifest or WAL entry naming it could not be deleted');
+  }
   // A marker only where a copy stays in another repository (the copy audit reads it there);
   // a backup gone from every repository is never audited again. Several written at once.
+  // Never for a leftover (no manifest here when decided): that copy was lost or never whole,
+  // not let go by the policy, and the audit must go on saying so.
   const keptElsewhere = new Set(report.backups.filter((b) => b.repository !== repository.name && b.action === 'keep').map((b) => `${b.component}/${b.backupId}`));
-  const marked = doomed.filter((b) => folders.has(`${b.component}/${b.backupId}`) && keptElsewhere.has(`${b.component}/${b.backupId}`));
+  const marked = doomed.filter((b) => !b.leftover && folders.has(`${b.component}/${b.backupId}`) && !standing.has(`${b.component}/${b.backupId}`) && keptElsewhere.has(`${b.component}/${b.backupId}`));
   await eachLimited(marked, MARKERS_AT_ONCE, (b) =>
     writeJson(repository, prunedMarkerKey(b.component, b.backupId), signedIf({ component: b.component, backupId: b.backupId, repository: repository.name, reportId: report.reportId, decidedAt: report.decidedAt, reasons: b.reasons }, options.signer)),
   );
@@ -275,7 +286,7 @@ export async function applyReport(repository: Repository, report: RetentionRepor
 
   const failedIn = (objects: ObjectInfo[]) => objects.filter((o) => failures.has(o.key));
   const backupFailed = doomed.filter((b) => failedIn(folders.get(`${b.component}/${b.backupId}`) ?? []).length > 0);
-  const walFailed = new Set(failedIn(walObjects).map((o) => o.key.slice(4).replace(/(\.json|\.[a-z0-9]+\.gpg)$/, '')));
+  const walFailed = new Set(failedIn(walObjects).map(walNameOf));
   const freed = (objects: ObjectInfo[]) => objects.filter((o) => !failures.has(o.key)).reduce((n, o) => n + o.bytes, 0);
   return {
     ...summary,

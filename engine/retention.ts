@@ -79,6 +79,8 @@ export interface BackupDecision {
   action: 'keep' | 'delete';
   /** Why it stays (every rule that keeps it), or why it goes. */
   reasons: string[];
+  /** A folder without a manifest here (a failed copy, a manifest lost, a prune cut short): not a copy the policy let go. */
+  leftover?: true;
 }
 
 export interface WalDecision {
@@ -197,8 +199,8 @@ function decideBackups(backups: CatalogBackup[], rule: RetentionRule, policy: Re
       if (b.lockedUntil !== undefined && b.lockedUntil > now) return { ...base, action: 'keep', reasons: [`kept by no rule, but locked (S3 Object Lock) until ${new Date(b.lockedUntil).toISOString()}: pruned after`] };
       return { ...base, action: 'delete', reasons: ['complete, and kept by no rule of the policy'] };
     }
-    if (b.runClosed && b.at < now - policy.leftoverGraceMs) return { ...base, action: 'delete', reasons: ['a leftover: no manifest, its run closed, older than the grace period'] };
-    return { ...base, action: 'keep', reasons: [b.runClosed ? 'no manifest yet: inside the grace period' : 'no manifest: its run has not closed'] };
+    if (b.runClosed && b.at < now - policy.leftoverGraceMs) return { ...base, action: 'delete', leftover: true, reasons: ['a leftover: no manifest, its run closed, older than the grace period'] };
+    return { ...base, action: 'keep', leftover: true, reasons: [b.runClosed ? 'no manifest yet: inside the grace period' : 'no manifest: its run has not closed'] };
   });
 }
 

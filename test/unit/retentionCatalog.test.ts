@@ -135,7 +135,8 @@ describe('manifests read before, kept by the worker (engine/manifestCache.ts)', 
   });
 
   test('bounded: the least recently used goes first', () => {
-    const cache = new ManifestCache(100);
+    // Each entry costs its text, its key and some bookkeeping (about 140 bytes here): two fit.
+    const cache = new ManifestCache(300);
     const put = (key: string, body: string) => cache.set('s3', key, createHash('md5').update(body).digest('hex'), body);
     const got = (key: string, body: string) => cache.get('s3', key, createHash('md5').update(body).digest('hex'));
     put('a', 'x'.repeat(40));
@@ -145,7 +146,7 @@ describe('manifests read before, kept by the worker (engine/manifestCache.ts)', 
     expect(got('b', 'y'.repeat(40))).toBeUndefined();
     expect(got('a', 'x'.repeat(40))).toBeDefined();
     expect(got('c', 'z'.repeat(40))).toBeDefined();
-    put('huge', 'h'.repeat(101));
+    put('huge', 'h'.repeat(300));
     expect(cache.size).toBe(2);
   });
 });
