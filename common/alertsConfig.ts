@@ -23,17 +23,42 @@ export function webhookOrigin(url: string): string {
   return URL.canParse(url) ? new URL(url).host : '(not a URL)';
 }
 
-const webhookUrl = z.string().check((ctx) => {
-  const fail = (message: string) => ctx.issues.push({ code: 'custom', message, input: webhookOrigin(ctx.value) });
-  if (!URL.canParse(ctx.value)) return fail('must be an http:// or https:// URL');
-  const url = new URL(ctx.value);
-  if (!['http:', 'https:'].includes(url.protocol) || url.port === '0') return fail('must be an http:// or https:// URL (port 1-65535)');
+function webhookUrlProblem(value: string): string | undefined {
+  if (!URL.canParse(value)) return 'must be an http:// or https:// URL';
+  const url = new URL(value);
+  if (!['http:', 'https:'].includes(url.protocol) || url.port === '0') return 'must be an http:// or https:// URL (port 1-65535)';
   // fetch() refuses such a URL, and the password would be shown wherever the URL is.
-  if (url.username || url.password) fail('must not hold a user or password: put an "Authorization: ..." line in headersFile');
+  if (url.username || url.password) return 'must not hold a user or password: put an "Authorization: ..." line in headersFile';
+  return undefined;
+}
+
+// The issue carries the URL's host as its input, so a message that quotes the input (as
+// config.ts's does) never quotes a token in the path.
+const webhookUrl = z.string().check((ctx) => {
+  const message = webhookUrlProblem(ctx.value);
+  if (message) ctx.issues.push({ code: 'custom', message, input: webhookOrigin(ctx.value) });
 });
 
-const email = z
-  .strictObject(
+/**
+ * An object that refuses unknown fields, as z.strictObject does, but whose issue quotes the
+ * field's name only: zod's own quotes the whole object, and config.ts shows an issue's input,
+ * which here would be a webhook's URL or a password written where it must not be.
+ */
+function closedObject<Shape extends z.ZodRawShape>(shape: Shape, advice: (key: string) => string | undefined = () => undefined) {
+  const unknownFields = z.superRefine(
+    (value: unknown, ctx) => {
+      if (!value || typeof value !== 'object') return;
+      for (const key of Object.keys(value)) {
+        if (!Object.hasOwn(shape, key)) ctx.addIssue({ code: 'custom', path: [key], message: advice(key) ?? `unknown field "${key}"`, input: key });
+      }
+    },
+    // Reported beside the other fields' issues, not only once they are all fixed.
+    { when: () => true },
+  );
+  return z.looseObject(shape).check(unknownFields);
+}
+
+const email = closedObject(
     {
       host: z.string().regex(HOST, 'must be a host name or IP address of the SMTP server'),
       port: z.number({ error: 'must be the SMTP port, a whole number from 1 to 65535 (587 for STARTTLS, 465 for implicit TLS)' }).int('must be a whole number from 1 to 65535').min(1, 'must be from 1 to 65535').max(65535, 'must be from 1 to 65535'),
@@ -47,17 +72,12 @@ const email = z
       from: mailbox,
       to: z.array(mailbox).min(1, 'must list at least one recipient'),
     },
-    {
-      error: (issue) =>
-        issue.code === 'unrecognized_keys' && issue.keys.includes('password')
-          ? 'has "password": a password never stands in the configuration; put it in a file (mode 600) and name it with passwordFile'
-          : undefined,
-    },
+    (key) => (key === 'password' ? 'a password never stands in the configuration: put it in a file (mode 600) and name that file with passwordFile' : undefined),
   )
   .refine((e) => (e.user === undefined) === (e.passwordFile === undefined), 'user and passwordFile go together: set both to log in, neither to send without AUTH')
   .refine((e) => !(e.secure && e.requireTls), 'set secure (implicit TLS, usually port 465) or requireTls (STARTTLS, usually port 587), not both');
 
-const webhook = z.strictObject({
+const webhook = closedObject({
   name: z.string().regex(NAME, 'must be a webhook name: a lower-case letter, then up to 39 of a-z 0-9 _ -'),
   url: webhookUrl,
   /** json: the alert as it is, plus { source }; slack: a body Slack's incoming webhooks (and Mattermost's, Rocket.Chat's) take. */
@@ -66,7 +86,7 @@ const webhook = z.strictObject({
   headersFile: absolutePath.optional(),
 });
 
-export const alertsSchema = z.strictObject({
+export const alertsSchema = closedObject({
   /** How long an open problem waits before it is recalled again. */
   reminderMinutes: z.number().int('must be a whole number of minutes').min(1, 'must be at least 1 minute').max(10_080 * 4, 'must be at most 4 weeks (40320 minutes)').default(240),
   email: email.optional(),
@@ -95,8 +115,7 @@ export function parseAlertsConfig(raw: unknown): AlertsConfig {
   if (parsed.success) return parsed.data;
   const problems = parsed.error.issues.map((issue) => {
     const field = ['alerts', ...issue.path.map(String)].join('.');
-    const keys = issue.code === 'unrecognized_keys' && !issue.message.includes('"') ? ` (${issue.keys.map((k) => `"${k}"`).join(', ')})` : '';
-    return `${field}: ${issue.message}${keys}`;
+    return `${field}: ${issue.message}`;
   });
   throw new Error(`alerts config is invalid:\n  - ${problems.join('\n  - ')}`);
 }

@@ -1,6 +1,6 @@
 // The `alerts` section of the configuration (common/alertsConfig.ts): defaults, and every bad
 // value refused with a message that names its field, without echoing a webhook's secret path.
-import { parseAlertsConfig } from '../../common/alertsConfig.js';
+import { alertsSchema, parseAlertsConfig } from '../../common/alertsConfig.js';
 
 const email = { host: 'smtp.example.com', port: 587, from: 'backupctl <backup@example.com>', to: ['ops@example.com'] };
 
@@ -32,7 +32,7 @@ test.each([
   [{ email: { ...email, to: [] } }, /alerts\.email\.to: must list at least one recipient/],
   [{ email: { ...email, to: ['not an address'] } }, /alerts\.email\.to\.0: must be an email address/],
   [{ email: { ...email, from: 'backup@example.com\r\nBcc: x@evil.example' } }, /alerts\.email\.from: must be an email address/],
-  [{ email: { ...email, password: 'hunter2' } }, /alerts\.email: .*password.*passwordFile/],
+  [{ email: { ...email, password: 'hunter2' } }, /alerts\.email\.password: .*passwordFile/],
   [{ email: { ...email, user: 'backup' } }, /alerts\.email: .*user and passwordFile go together/],
   [{ email: { ...email, passwordFile: '/etc/pw' } }, /alerts\.email: .*user and passwordFile go together/],
   [{ email: { ...email, user: 'backup', passwordFile: 'relative/pw' } }, /alerts\.email\.passwordFile: must be an absolute path/],
@@ -43,7 +43,8 @@ test.each([
   [{ webhooks: [{ name: 'ops', url: 'https://h.example.com/', format: 'teams' }] }, /alerts\.webhooks\.0\.format: .*json.*slack/],
   [{ webhooks: [{ name: 'ops', url: 'https://h.example.com/', headersFile: 'h.txt' }] }, /alerts\.webhooks\.0\.headersFile: must be an absolute path/],
   [{ webhooks: [{ name: 'ops', url: 'https://a.example.com/' }, { name: 'ops', url: 'https://b.example.com/' }] }, /alerts\.webhooks: .*"ops" more than once/],
-  [{ webhook: [] }, /alerts: .*webhook/],
+  [{ webhook: [] }, /alerts\.webhook: unknown field "webhook"/],
+  [{ webhooks: [{ name: 'ops', url: 'https://h.example.com/', token: 'x' }] }, /alerts\.webhooks\.0\.token: unknown field "token"/],
 ])('refused, naming the field: %j', (section, message) => {
   expect(() => parseAlertsConfig(section)).toThrow(message);
 });
@@ -57,4 +58,24 @@ test('a bad webhook URL is shown by its host only: a Slack URL carries its token
   }
   expect(message).toMatch(/format/);
   expect(message).not.toContain('SECRETTOKEN');
+});
+
+test('an issue never carries a webhook URL or an inline password as its input (config.ts quotes inputs)', () => {
+  const parsed = alertsSchema.safeParse(
+    {
+      email: { ...email, password: 'hunter2hunter2' },
+      webhook: 'a stray field beside the webhooks',
+      webhooks: [
+        { name: 'slack', url: 'https://hooks.slack.com/services/T1/B2/SECRETTOKEN1', extra: 1 },
+        { name: 'ops', url: 'ftp://hooks.example.com/SECRETTOKEN2' },
+        { name: 'Bad Name', url: 'https://hooks.example.com/SECRETTOKEN3' },
+      ],
+    },
+    { reportInput: true },
+  );
+  expect(parsed.success).toBe(false);
+  const issues = JSON.stringify(parsed.error?.issues);
+  expect(issues).toMatch(/extra/);
+  expect(issues).toMatch(/stray|"webhook"/);
+  expect(issues).not.toMatch(/SECRETTOKEN|hunter2/);
 });
