@@ -65,6 +65,7 @@ beforeAll(async () => {
       received.push({ url: req.url ?? '', headers: req.headers, body });
       const route = (req.url ?? '').split('/')[1];
       if (route === 'hang') return; // never answers
+      if (route === 'moved') return res.writeHead(302, { location: `/ok/redirected/${PATH_TOKEN}` }).end();
       const status = { ok: 200, fail500: 500, forbidden: 403, throttled: 429, gone: 404 }[route ?? ''] ?? 200;
       // A careless receiver that echoes what it was sent: the URL and the token.
       res.writeHead(status, { 'content-type': 'text/plain' }).end(status === 200 ? 'ok' : `refused ${req.url} with ${req.headers.authorization} ${req.headers['x-api-key']}`);
@@ -189,6 +190,30 @@ test('webhook answers: 500 and 429 may be retried, 403 and 404 not, a silent rec
   expect(results[4].error).toMatch(/no answer within 1000 ms/);
 });
 
+test('TLS that the server cannot give is a setting to fix, not to retry: STARTTLS required but not offered, implicit TLS on a plain port', async () => {
+  const count = (await smtp.messages()).length;
+  const results = await deliver({ email: email({ requireTls: true }), webhooks: [] });
+  expect(results[0]).toMatchObject({ ok: false, retryable: false });
+  expect(results[0].error).toMatch(/STARTTLS/i);
+  const implicit = await deliver({ email: email({ secure: true }), webhooks: [] }, 2_000);
+  expect(implicit[0]).toMatchObject({ ok: false, retryable: false });
+  expect(implicit[0].error).toMatch(/TLS failed .*wrong version number/);
+  expect((await smtp.messages()).length).toBe(count);
+});
+
+test('a redirect is not followed (it would carry the tokens elsewhere) and is not retried; a closed port is', async () => {
+  const before = received.length;
+  const closed = await freePort();
+  const results = await deliver({ webhooks: [{ ...jsonHook('moved'), name: 'moved' }, { name: 'closed', url: `http://127.0.0.1:${closed}/x/${PATH_TOKEN}`, format: 'json', headersFile }] });
+  expect(results.map(({ ok, retryable }) => ({ ok, retryable }))).toEqual([
+    { ok: false, retryable: false },
+    { ok: false, retryable: true },
+  ]);
+  expect(results[0].error).toMatch(/HTTP 302/);
+  expect(results[1].error).toMatch(/ECONNREFUSED/);
+  expect(received.slice(before).map((r) => r.url.split('/')[1])).toEqual(['moved']);
+});
+
 test('a missing password file or headers file fails its own channel only, for good', async () => {
   const results = await deliver({ email: email({ passwordFile: path.join(dir, 'absent') }), webhooks: [{ ...jsonHook(), headersFile: path.join(dir, 'absent') }, slackHook()] });
   expect(results.map(({ ok, retryable }) => ({ ok, retryable }))).toEqual([
@@ -215,6 +240,6 @@ test('no secret in any result: the SMTP password, header values, the webhook URL
   expect(search.wouldFind(received.map((r) => `${r.url} ${r.headers.authorization} ${r.headers['x-api-key']}`).join('\n')).length).toBeGreaterThan(0);
   const text = JSON.stringify(outputs, null, 1);
   search.search('results', 'every deliverAlert result', text);
-  expect(outputs.flat().filter((r) => !r.ok).length).toBeGreaterThanOrEqual(9);
+  expect(outputs.flat().filter((r) => !r.ok).length).toBeGreaterThanOrEqual(13);
   expect(search.hits).toEqual([]);
 });

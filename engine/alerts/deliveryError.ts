@@ -11,8 +11,9 @@ export class AlertDeliveryError extends Error {
   }
 }
 
-/** Network failures that a later attempt may not meet: the peer is down, slow or unreachable for now. */
-export const TRANSIENT_NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'EAI_AGAIN', 'ENOTFOUND', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
-
-/** A certificate the client does not trust: configuration (a wrong host name, a private CA), not luck. */
-export const CERTIFICATE_PROBLEM = /certificate|self[- ]signed|CERT_|ERR_TLS_CERT|UNABLE_TO_(GET|VERIFY)/i;
+/**
+ * TLS that cannot work as configured: a certificate the client does not trust (a wrong host
+ * name, a private CA), or TLS spoken to a port that speaks plain text (OpenSSL's "wrong version
+ * number"). Settings to fix, not luck to wait for.
+ */
+export const TLS_SETTINGS_PROBLEM = /certificate|self[- ]signed|CERT_|ERR_TLS_CERT|UNABLE_TO_(GET|VERIFY)|wrong version number|unknown protocol|packet length too long|unsupported protocol|ERR_SSL_/i;

@@ -9,7 +9,7 @@ import type { EmailAlertsConfig } from '../../common/alertsConfig.js';
 import { ErrorType } from '../../common/types.js';
 import { permanent } from '../errors.js';
 import { assertSecretFileMode } from '../secretFiles.js';
-import { AlertDeliveryError, CERTIFICATE_PROBLEM } from './deliveryError.js';
+import { AlertDeliveryError, TLS_SETTINGS_PROBLEM } from './deliveryError.js';
 import { renderEmail } from './emailMessage.js';
 
 export function emailChannelName(email: EmailAlertsConfig): string {
@@ -76,7 +76,8 @@ function smtpFailure(err: unknown): AlertDeliveryError {
   const code = error?.code ?? '';
   const text = error?.message ?? String(err);
   if (code === 'EAUTH' || code === 'ENOAUTH') return new AlertDeliveryError(`SMTP authentication refused: ${text}`, false);
-  if (PERMANENT_CODES.has(code) || CERTIFICATE_PROBLEM.test(text)) return new AlertDeliveryError(`SMTP ${code}: ${text}`, false);
+  if (TLS_SETTINGS_PROBLEM.test(text)) return new AlertDeliveryError(`SMTP TLS failed (secure is implicit TLS, usually port 465; requireTls is STARTTLS, usually 587): ${text.trim()}`, false);
+  if (PERMANENT_CODES.has(code)) return new AlertDeliveryError(`SMTP ${code}: ${text}`, false);
   const reply = error?.responseCode;
   if (typeof reply === 'number' && reply >= 500) return new AlertDeliveryError(`SMTP refused (${reply}): ${text}`, false);
   return new AlertDeliveryError(`SMTP ${code || 'error'}: ${text}`, true);

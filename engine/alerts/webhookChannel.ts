@@ -3,7 +3,7 @@
 // their token in the path), so the channel is shown by its name and host only.
 import type { Alert } from '../../common/alertTypes.js';
 import type { WebhookAlertsConfig } from '../../common/alertsConfig.js';
-import { AlertDeliveryError, CERTIFICATE_PROBLEM, TRANSIENT_NETWORK_CODES } from './deliveryError.js';
+import { AlertDeliveryError, TLS_SETTINGS_PROBLEM } from './deliveryError.js';
 import { readHeadersFile } from './headersFile.js';
 import { jsonBody, slackBody } from './webhookBody.js';
 
@@ -73,6 +73,7 @@ function networkFailure(err: unknown, timeoutMs: number): AlertDeliveryError {
   const cause = error?.cause;
   const detail = cause?.message ?? error?.message ?? String(err);
   const code = cause?.code ?? '';
-  if (CERTIFICATE_PROBLEM.test(`${code} ${detail}`)) return new AlertDeliveryError(`TLS: ${detail}`, false);
-  return new AlertDeliveryError(`cannot reach the webhook: ${detail}`, TRANSIENT_NETWORK_CODES.has(code) || !code);
+  if (TLS_SETTINGS_PROBLEM.test(`${code} ${detail}`)) return new AlertDeliveryError(`TLS failed: ${detail.trim()}`, false);
+  // Refused, reset, unreachable, a name that does not resolve (yet): all may pass; unknown stays retryable.
+  return new AlertDeliveryError(`cannot reach the webhook: ${detail}`, true);
 }
