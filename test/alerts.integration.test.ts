@@ -163,6 +163,12 @@ test('a wrong SMTP password is refused for good: no retry helps', async () => {
   expect((await smtp.authAttempts()).at(-1)).toBe('PLAIN refused');
 });
 
+test('no login configured where the server requires one: refused for good (530)', async () => {
+  const results = await deliver({ email: email({ user: undefined, passwordFile: undefined }), webhooks: [] });
+  expect(results[0]).toMatchObject({ ok: false, retryable: false });
+  expect(results[0].error).toMatch(/530/);
+});
+
 test('webhook answers: 500 and 429 may be retried, 403 and 404 not, a silent receiver times out (retryable)', async () => {
   const results = await deliver(
     {
@@ -240,6 +246,6 @@ test('no secret in any result: the SMTP password, header values, the webhook URL
   expect(search.wouldFind(received.map((r) => `${r.url} ${r.headers.authorization} ${r.headers['x-api-key']}`).join('\n')).length).toBeGreaterThan(0);
   const text = JSON.stringify(outputs, null, 1);
   search.search('results', 'every deliverAlert result', text);
-  expect(outputs.flat().filter((r) => !r.ok).length).toBeGreaterThanOrEqual(13);
+  expect(outputs.flat().filter((r) => !r.ok).length).toBeGreaterThanOrEqual(14);
   expect(search.hits).toEqual([]);
 });
