@@ -5,6 +5,7 @@ import { createCopyAuditActivities } from './copyAudit.js';
 import { createDatabaseBackupActivities } from './databaseBackup.js';
 import { withFailures } from './failures.js';
 import { createLiveAccessActivities } from './liveAccess.js';
+import { createMonitorActivities } from './monitor.js';
 import { createPitrActivities, type PitrDeps } from './pitr.js';
 import { createReportActivities } from './reports.js';
 import { createRestoreActivities } from './restore.js';
@@ -27,6 +28,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createPitrActivities(deps),
     ...createSweepActivities(deps),
     ...createRetentionActivities(deps),
+    ...createMonitorActivities(deps),
   });
 }
 

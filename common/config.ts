@@ -2,6 +2,7 @@
 // conventional environment variables, validated once at start-up. Every error names the
 // field, the value and what is allowed. Secrets are never in this object's file by design:
 // passwords come from the URL, PGPASSWORD, a passfile or a password file.
+import { alertsSchema } from './alertsConfig.js';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
@@ -112,6 +113,8 @@ export const configSchema = z.strictObject({
   host: hostName.default('localhost'),
   temporal: z
     .strictObject({
+      /** The Temporal Web UI's address (http://host:8233): alerts link to the runs they tell of. */
+      webUiUrl: httpUrl.optional(),
       address: z
         .string()
         .regex(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):\d{1,5}$/, 'must be host:port (a host name, IPv4 address or [IPv6] address)')
@@ -332,6 +335,8 @@ export const configSchema = z.strictObject({
         .prefault({}),
     })
     .prefault({}),
+  /** Where alerts go (email, webhooks) and how often an open problem is recalled (common/alertsConfig.ts). */
+  alerts: alertsSchema.prefault({}),
   /** Temporal Schedules; `backupctl schedules apply` creates or updates them. */
   schedules: z
     .strictObject({

@@ -105,3 +105,21 @@ export const retentionStep = {
   heartbeatTimeout: '20 seconds',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 6 },
 } as const satisfies ActivityOptions;
+
+/**
+ * The monitor's look at the backups (the catalog, the WAL archive, PostgreSQL's archiver):
+ * seconds usually, minutes on a large catalog; it heartbeats while it reads. A look that fails
+ * five times is reported (monitor.blind) and made again at the next interval.
+ */
+export const monitorLook = {
+  startToCloseTimeout: '30 minutes',
+  heartbeatTimeout: '30 seconds',
+  retry: { initialInterval: '5 seconds', maximumAttempts: 5 },
+} as const satisfies ActivityOptions;
+
+/** Listing failed runs, delivering alerts (each channel with its own timeout): short, retried a little. */
+export const monitorStep = {
+  startToCloseTimeout: '10 minutes',
+  heartbeatTimeout: '2 minutes',
+  retry: { initialInterval: '5 seconds', maximumAttempts: 3 },
+} as const satisfies ActivityOptions;

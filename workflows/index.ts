@@ -8,3 +8,4 @@ export { shipWal } from './shipWal.js';
 export { pointInTimeRecovery } from './pointInTimeRecovery.js';
 export { sweepLeftovers } from './sweepLeftovers.js';
 export { applyRetention } from './applyRetention.js';
+export { monitor } from './monitor.js';

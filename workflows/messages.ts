@@ -5,6 +5,7 @@ import type { RestoreProgress } from '../common/restoreTypes.js';
 import type { SweepProgress } from '../common/sweepTypes.js';
 import type { RetentionProgress } from '../common/retentionTypes.js';
 import type { PitrState, RecoveryTarget, WalShippingState } from '../common/pitrTypes.js';
+import type { MonitorState } from '../common/monitorTypes.js';
 
 /**
  * Where a running workflow is; answered from workflow state, so it works on a finished run
@@ -26,3 +27,6 @@ export const pitrStateQuery = defineQuery<PitrState>('pitrState');
 
 /** The operator's approval to point the application at the recovered cluster. */
 export const approveCutoverSignal = defineSignal<[{ approvedBy: string }]>('approveCutover');
+
+/** The monitor's open problems, undelivered alerts, channels' last outcomes and last look. */
+export const monitorQuery = defineQuery<MonitorState>('monitor');

@@ -35,7 +35,7 @@ const named: [string, ActivityOptions][] = Object.entries(presets as Record<stri
 );
 
 test('every retry preset is checked', () => {
-  expect(named.map(([name]) => name).sort()).toEqual(['longRecovery', 'longRestore', 'longTransfer', 'quickMetadata', 'retentionStep', 'serviceControl', 'sweepStep', 'walShippingPass']);
+  expect(named.map(([name]) => name).sort()).toEqual(['longRecovery', 'longRestore', 'longTransfer', 'monitorLook', 'monitorStep', 'quickMetadata', 'retentionStep', 'serviceControl', 'sweepStep', 'walShippingPass']);
 });
 
 test.each(named)('%s keeps an attempt that starts after a frozen worker stops taking attempts', (_name, options) => {

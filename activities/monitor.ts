@@ -1,0 +1,100 @@
+// Activities of the monitor: look at the backups (engine/health.ts, no Temporal), look for our
+// failed runs (the activity's own Temporal client), and deliver alerts (engine/alerts/). Each
+// is read-only but the delivery, which sends to the channels it is told to and says, per
+// channel, what happened.
+import { Context } from '@temporalio/activity';
+import type { Alert } from '../common/alertTypes.js';
+import type { DeliveryOutcome, FailedRun, MonitorFindings } from '../common/monitorTypes.js';
+import { deliverAlert, type AlertChannels } from '../engine/alerts/deliver.js';
+import { emailChannelName } from '../engine/alerts/emailChannel.js';
+import { webhookChannelName } from '../engine/alerts/webhookChannel.js';
+import { redact } from '../common/redact.js';
+import { assessHealth } from '../engine/health.js';
+import type { DatabaseBackupDeps } from './databaseBackup.js';
+
+/** The workflow types that are ours: a failure of any of them is told at once. */
+const OUR_WORKFLOWS = ['backupDatabase', 'backupBase', 'verifyBackup', 'recoveryDrill', 'restoreDatabase', 'pointInTimeRecovery', 'applyRetention', 'shipWal', 'sweepLeftovers', 'monitor'];
+/** At most this many failed runs are told in one look (the rest at the next). */
+const FAILED_RUNS_PER_LOOK = 50;
+
+export function createMonitorActivities(deps: DatabaseBackupDeps) {
+  const { config } = deps;
+  return {
+    /**
+     * Looks at the backups as `backupctl status` does, without Temporal: every problem with its
+     * key and message (no secret: repository errors are redacted; no row of data). Read-only,
+     * so idempotent. Heartbeats while it reads.
+     */
+    async monitorChecks(): Promise<MonitorFindings> {
+      const ctx = Context.current();
+      const beat = setInterval(() => ctx.heartbeat({ phase: 'looking' }), 5_000);
+      try {
+        const health = await assessHealth(config, deps.repositories);
+        return { host: config.host, reminderMinutes: config.alerts.reminderMinutes, problems: health.problems.map((p) => ({ key: p.key, message: redact(p.message) })) };
+      } finally {
+        clearInterval(beat);
+      }
+    },
+
+    /**
+     * Our workflows that failed (or timed out) after `since`, oldest first, at most 50, with
+     * their failure's type and message and a link to the run in the Web UI when
+     * temporal.webUiUrl is set. Read-only.
+     */
+    async failedRunsSince(input: { since: string }): Promise<FailedRun[]> {
+      const ctx = Context.current();
+      const client = ctx.client;
+      const types = OUR_WORKFLOWS.map((t) => `'${t}'`).join(', ');
+      const query = `(ExecutionStatus = 'Failed' OR ExecutionStatus = 'TimedOut') AND CloseTime > '${new Date(input.since).toISOString()}' AND WorkflowType IN (${types})`;
+      const runs: FailedRun[] = [];
+      for await (const wf of client.workflow.list({ query })) {
+        const handle = client.workflow.getHandle(wf.workflowId, wf.runId);
+        let failureType = wf.status.name === 'TIMED_OUT' ? 'TimedOut' : 'Failed';
+        let failureMessage = wf.status.name === 'TIMED_OUT' ? 'the run timed out' : '(no failure recorded)';
+        try {
+          for (const event of (await handle.fetchHistory()).events ?? []) {
+            const failure = event.workflowExecutionFailedEventAttributes?.failure;
+            if (failure) {
+              failureType = failure.applicationFailureInfo?.type || failure.cause?.applicationFailureInfo?.type || 'Failed';
+              failureMessage = failure.cause?.message ? `${failure.message}: ${failure.cause.message}` : (failure.message ?? failureMessage);
+            }
+          }
+        } catch {
+          // The history may be gone already: the run's type and time still say enough.
+        }
+        const ui = config.temporal.webUiUrl?.replace(/\/+$/, '');
+        runs.push({
+          workflowId: wf.workflowId,
+          runId: wf.runId,
+          type: wf.type,
+          closeTime: wf.closeTime?.toISOString() ?? new Date().toISOString(),
+          failureType,
+          failureMessage: redact(failureMessage),
+          ...(ui ? { link: `${ui}/namespaces/${encodeURIComponent(config.temporal.namespace)}/workflows/${encodeURIComponent(wf.workflowId)}/${encodeURIComponent(wf.runId)}/history` } : {}),
+        });
+        ctx.heartbeat({ phase: 'listing failed runs', found: runs.length });
+        if (runs.length >= FAILED_RUNS_PER_LOOK) break;
+      }
+      return runs.sort((a, b) => a.closeTime.localeCompare(b.closeTime));
+    },
+
+    /**
+     * Sends each alert to the configured channels (only those named in `only`, when given: the
+     * ones that failed before), all at once; one outcome per alert, one result per channel.
+     * Never fails for a channel that fails: the workflow keeps what a channel did not take and
+     * tries it again later, so a recipient that has an alert does not get it twice.
+     */
+    async deliverAlerts(input: { alerts: { alert: Alert; only?: string[] }[] }): Promise<DeliveryOutcome[]> {
+      const outcomes: DeliveryOutcome[] = [];
+      for (const { alert, only } of input.alerts) {
+        const channels: AlertChannels = {
+          ...(config.alerts.email && (!only || only.includes(emailChannelName(config.alerts.email))) ? { email: config.alerts.email } : {}),
+          webhooks: config.alerts.webhooks.filter((hook) => !only || only.includes(webhookChannelName(hook))),
+        };
+        outcomes.push({ alert, results: await deliverAlert(alert, channels) });
+        Context.current().heartbeat({ phase: 'delivering', delivered: outcomes.length });
+      }
+      return outcomes;
+    },
+  };
+}

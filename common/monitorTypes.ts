@@ -1,0 +1,64 @@
+// The monitor (workflows/monitor.ts): what it is given, what it keeps from pass to pass, and
+// what its query answers. Problems are keyed (engine/health.ts); each open one remembers when
+// it opened and when people were last told.
+import type { Alert, AlertDeliveryResult } from './alertTypes.js';
+
+export interface MonitorInput {
+  /** The database host's task queue: its worker reads the repositories, the spool and PostgreSQL. */
+  hostTaskQueue: string;
+  /** Seconds between two looks at the backups (default 900: every 15 minutes). */
+  intervalSeconds?: number;
+  /** Seconds between two looks for failed runs of ours (default 60). */
+  failedRunsSeconds?: number;
+  /** Carried over continue-as-new. */
+  state?: MonitorState;
+}
+
+export interface OpenProblem {
+  message: string;
+  severity: Alert['severity'];
+  openedAt: string;
+  /** When people were last told (the opening, or the last reminder). */
+  lastToldAt: string;
+}
+
+export interface MonitorState {
+  open: Record<string, OpenProblem>;
+  /** Alerts not taken yet: tried again at the next tick, on the channels `only` names (those that failed, retryably), or on every channel. */
+  undelivered: { alert: Alert; only?: string[] }[];
+  /** Each channel's last outcome, for status and the query. */
+  channels: Record<string, { ok: boolean; at: string; error?: string }>;
+  /** Failed runs already told about (run ids), the newest few hundred. */
+  toldRuns: string[];
+  /** Failed runs are looked for from here on (ISO 8601). */
+  failedRunsSince: string;
+  lastLookAt: string | null;
+  /** Why the last look at the backups could not be made, if it could not. */
+  lastLookError?: string;
+  looks: number;
+}
+
+/** What the checks found (monitorChecks). */
+export interface MonitorFindings {
+  host: string;
+  /** config alerts.reminderMinutes: how often an open problem is recalled. */
+  reminderMinutes: number;
+  problems: { key: string; message: string }[];
+}
+
+/** A failed run of ours, as the monitor tells it. */
+export interface FailedRun {
+  workflowId: string;
+  runId: string;
+  type: string;
+  closeTime: string;
+  failureType: string;
+  failureMessage: string;
+  /** The run in the Temporal Web UI, when config temporal.webUiUrl is set. */
+  link?: string;
+}
+
+export interface DeliveryOutcome {
+  alert: Alert;
+  results: AlertDeliveryResult[];
+}

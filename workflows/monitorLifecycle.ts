@@ -1,0 +1,90 @@
+// The life of a problem, as the monitor tells people of it: opened once (the first look that
+// finds its key), reminded of every `reminderMs` while it lasts, resolved once (the first look
+// that does not find it). A failed run of ours is told once. Pure: the state goes in and comes
+// out changed, with the alerts to send; no I/O, no clock but the one given.
+import type { Alert, AlertSeverity } from '../common/alertTypes.js';
+import type { DeliveryOutcome, FailedRun, MonitorState } from '../common/monitorTypes.js';
+
+/** What could lose data or leave a recovery impossible: told as critical; the rest as warnings. */
+const CRITICAL = /^(database\.(none|stale|copy-missing)|objectives\.|wal\.(archiving-failing|archiving-behind|lag|unreadable)|storage\.full|repository\.unreadable|verification\.(failed|copies-damaged)|base\.stale|monitor\.blind)/;
+/** Failed runs remembered as told. */
+const TOLD_RUNS_KEPT = 500;
+/** Alerts kept for channels that could not take them yet. */
+const UNDELIVERED_KEPT = 200;
+/** Visibility lags behind a run's close: look this far back again (what was told is remembered). */
+export const FAILED_RUNS_OVERLAP_MS = 10 * 60_000;
+
+export function severityOf(key: string): AlertSeverity {
+  return CRITICAL.test(key) ? 'critical' : 'warning';
+}
+
+const titleOf = (message: string) => (message.length > 200 ? `${message.slice(0, 197)}...` : message);
+
+export function initialState(now: number): MonitorState {
+  return { open: {}, undelivered: [], channels: {}, toldRuns: [], failedRunsSince: new Date(now - FAILED_RUNS_OVERLAP_MS).toISOString(), lastLookAt: null, looks: 0 };
+}
+
+/** A look at the backups: the problems found now, against those open. */
+export function lookedAt(state: MonitorState, found: { key: string; message: string }[], now: number, reminderMs: number, host: string): Alert[] {
+  const at = new Date(now).toISOString();
+  const alerts: Alert[] = [];
+  const seen = new Set<string>();
+  for (const { key, message } of found) {
+    if (seen.has(key)) continue;
+    seen.add(key);
+    const open = state.open[key];
+    if (!open) {
+      const severity = severityOf(key);
+      state.open[key] = { message, severity, openedAt: at, lastToldAt: at };
+      alerts.push({ key, event: 'opened', severity, title: titleOf(message), text: `${message}\n\nSeen from ${host} at ${at}.`, host, at });
+      continue;
+    }
+    open.message = message;
+    if (now - Date.parse(open.lastToldAt) >= reminderMs) {
+      open.lastToldAt = at;
+      alerts.push({ key, event: 'reminder', severity: open.severity, title: titleOf(message), text: `Still so: ${message}\n\nOpen since ${open.openedAt}, seen again from ${host} at ${at}.`, host, at, openedAt: open.openedAt });
+    }
+  }
+  for (const [key, open] of Object.entries(state.open)) {
+    if (seen.has(key)) continue;
+    delete state.open[key];
+    alerts.push({ key, event: 'resolved', severity: open.severity, title: titleOf(`resolved: ${open.message}`), text: `Resolved: ${open.message}\n\nOpen since ${open.openedAt}; not seen from ${host} at ${at}.`, host, at, openedAt: open.openedAt });
+  }
+  state.lastLookAt = at;
+  state.looks++;
+  return alerts;
+}
+
+/** Failed runs: each told once; the next look starts a little before the newest seen. */
+export function failedRunsSeen(state: MonitorState, runs: FailedRun[], now: number, host: string): Alert[] {
+  const at = new Date(now).toISOString();
+  const alerts: Alert[] = [];
+  for (const run of runs) {
+    if (state.toldRuns.includes(run.runId)) continue;
+    state.toldRuns.push(run.runId);
+    alerts.push({
+      key: `run.failed:${run.workflowId}`,
+      event: 'failed-run',
+      severity: 'critical',
+      title: titleOf(`${run.type} ${run.workflowId} failed: ${run.failureType}: ${run.failureMessage}`),
+      text: `The run ${run.workflowId} (${run.type}, run ${run.runId}) failed at ${run.closeTime}.\n${run.failureType}: ${run.failureMessage}${run.link ? `\n\n${run.link}` : ''}`,
+      host,
+      at,
+      ...(run.link ? { link: run.link } : {}),
+    });
+  }
+  state.toldRuns = state.toldRuns.slice(-TOLD_RUNS_KEPT);
+  state.failedRunsSince = new Date(now - FAILED_RUNS_OVERLAP_MS).toISOString();
+  return alerts;
+}
+
+/** What each channel did: a retryable failure keeps the alert for that channel; each channel's last outcome is kept. */
+export function deliveriesDone(state: MonitorState, outcomes: DeliveryOutcome[], now: number): void {
+  const at = new Date(now).toISOString();
+  for (const { alert, results } of outcomes) {
+    const again = results.filter((r) => !r.ok && r.retryable).map((r) => r.channel);
+    if (again.length) state.undelivered.push({ alert, only: again });
+    for (const r of results) state.channels[r.channel] = r.ok ? { ok: true, at } : { ok: false, at, error: r.error };
+  }
+  state.undelivered = state.undelivered.slice(-UNDELIVERED_KEPT);
+}
