@@ -134,6 +134,32 @@ wal
     }),
   );
 
+const monitorCommand = program.command('monitor').description('the monitor: looks at the backups every 15 minutes and tells people (alerts) of what is wrong');
+monitorCommand
+  .command('start')
+  .description("start (or find) this database host's monitor workflow")
+  .addOption(jsonOption())
+  .action(
+    action(async (options: { json?: boolean }) => {
+      const cfg = await config();
+      const { runStartMonitor } = await import('./commands/monitor.js');
+      const print = await printer(options.json);
+      return withClient(cfg, (client) => runStartMonitor(client, cfg, print));
+    }),
+  );
+monitorCommand
+  .command('show')
+  .description('the monitor\'s open problems, its channels and its last look (exit 1 when no monitor runs)')
+  .addOption(jsonOption())
+  .action(
+    action(async (options: { json?: boolean }) => {
+      const cfg = await config();
+      const { runShowMonitor } = await import('./commands/monitor.js');
+      const print = await printer(options.json);
+      return withClient(cfg, (client) => runShowMonitor(client, cfg, print));
+    }),
+  );
+
 program
   .command('check')
   .description(

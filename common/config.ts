@@ -337,6 +337,15 @@ export const configSchema = z.strictObject({
     .prefault({}),
   /** Where alerts go (email, webhooks) and how often an open problem is recalled (common/alertsConfig.ts). */
   alerts: alertsSchema.prefault({}),
+  /** The monitor workflow (workflows/monitor.ts), started by `schedules apply` and `backupctl monitor start`. */
+  monitor: z
+    .strictObject({
+      /** Seconds between two looks at the backups (15 minutes). */
+      intervalSeconds: z.number().int().min(10).max(86_400).default(900),
+      /** Seconds between two looks for failed runs of ours. */
+      failedRunsSeconds: z.number().int().min(5).max(3_600).default(60),
+    })
+    .prefault({}),
   /** Temporal Schedules; `backupctl schedules apply` creates or updates them. */
   schedules: z
     .strictObject({

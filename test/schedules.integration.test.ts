@@ -145,6 +145,9 @@ test('one of our ids held by a schedule not ours is a conflict: left alone, exit
   const code = await runApplySchedules(client, config(), { json: false, result: (value, text) => ((printed = value), (human = text())) });
   expect(code).toBe(1);
   expect(human).toContain('conflict schedule backup-base-weekly');
+  // The monitor always runs: the first apply starts it.
+  expect(printed.monitor).toEqual({ workflowId: 'monitor-sched-db', action: 'started' });
+  expect(human).toContain('monitor: started monitor-sched-db');
   expect(printed.schedules.find((s: { scheduleId: string }) => s.scheduleId === 'backup-base-weekly')).toEqual({
     scheduleId: 'backup-base-weekly',
     action: 'conflict',
@@ -187,6 +190,7 @@ test('the CLI: apply says unchanged and already running; pause, unpause, trigger
   expect(JSON.parse(apply.stdout)).toEqual({
     schedules: ALL.map((scheduleId) => ({ scheduleId, action: 'unchanged' })),
     walShipping: { workflowId: 'wal-shipping-sched-db', action: 'already running' },
+    monitor: { workflowId: 'monitor-sched-db', action: 'already running' },
   });
 
   const pause = await run(['schedules', 'pause', 'backup-database-nightly', '--note', 'database migration tonight']);

@@ -16,6 +16,7 @@ import { databaseHost, drillRepository, verificationHost, type Config } from '..
 import { walArchivingWanted } from '../../common/pitrPreconditions.js';
 import { drillInput } from './drill.js';
 import { ensureWalShipping } from './wal.js';
+import { ensureMonitor } from './monitor.js';
 import { specMatchesCron } from '../scheduleSpec.js';
 import { KEY_ID_METADATA } from '../../workers/payloadCodec.js';
 import { InputRefused } from '../workflowRun.js';
@@ -245,14 +246,22 @@ export async function applyWalShipping(client: Client, config: Config): Promise<
   return { workflowId, action: started ? 'started' : 'already running' };
 }
 
+/** The monitor always runs: it is what tells people. */
+export async function applyMonitor(client: Client, config: Config): Promise<{ workflowId: string; action: 'started' | 'already running' }> {
+  const { workflowId, started } = await ensureMonitor(client, config);
+  return { workflowId, action: started ? 'started' : 'already running' };
+}
+
 export async function runApplySchedules(client: Client, config: Config, out: Printer): Promise<number> {
   const schedules = await applySchedules(client, config);
   const walShipping = await applyWalShipping(client, config);
+  const monitor = await applyMonitor(client, config);
   const conflicts = schedules.filter((s) => s.action === 'conflict');
-  out.result({ schedules, walShipping }, () =>
+  out.result({ schedules, walShipping, monitor }, () =>
     [
       ...schedules.map((s) => `${s.action} schedule ${s.scheduleId}${s.changes ? ` (${s.changes.join(', ')})` : ''}${s.reason ? ` (${s.reason})` : ''}`),
       `WAL shipping: ${walShipping.action}${walShipping.workflowId ? ` ${walShipping.workflowId}` : ''}${walShipping.reason ? ` (${walShipping.reason})` : ''}`,
+      `monitor: ${monitor.action} ${monitor.workflowId}`,
     ].join('\n'),
   );
   return conflicts.length > 0 ? 1 : 0;

@@ -9,6 +9,7 @@ import { SHARED_TASK_QUEUE, hostTaskQueue } from '../../common/types.js';
 import { databaseHost, type Config } from '../../common/config.js';
 import { assessHealth, walQueueIssues, type HealthReport, type Problem } from '../../engine/health.js';
 import type { Printer } from '../output.js';
+import { monitorState } from './monitor.js';
 import { storageLines } from './storageStats.js';
 
 export type { WalArchiveStatus } from '../../engine/health.js';
@@ -35,15 +36,18 @@ export interface StatusReport extends Omit<HealthReport, 'problems'> {
   taskQueues: { name: string; pollers: number }[];
   running: RunningWork[];
   recentFailures: { workflowId: string; type: string; closeTime: string | null }[];
+  /** The monitor (backupctl monitor show has it all): running, its open problems, its channels' last outcome. */
+  monitor: { workflowId: string; running: boolean; lastLookAt?: string | null; lastLookError?: string; openProblems?: number; channels?: Record<string, { ok: boolean; at: string; error?: string }>; undelivered?: number } | null;
 }
 
 export async function collectStatus(client: Client | undefined, clientError: string | undefined, config: Config, repositories: Repository[]): Promise<StatusReport> {
   const problems: Problem[] = [];
-  const temporalPart: Pick<StatusReport, 'temporal' | 'taskQueues' | 'running' | 'recentFailures'> = {
+  const temporalPart: Pick<StatusReport, 'temporal' | 'taskQueues' | 'running' | 'recentFailures' | 'monitor'> = {
     temporal: { address: config.temporal.address, namespace: config.temporal.namespace, reachable: Boolean(client), error: clientError },
     taskQueues: [],
     running: [],
     recentFailures: [],
+    monitor: null,
   };
   if (client) {
     for (const name of [SHARED_TASK_QUEUE, hostTaskQueue(databaseHost(config))]) {
@@ -65,6 +69,18 @@ export async function collectStatus(client: Client | undefined, clientError: str
       temporalPart.recentFailures.push({ workflowId: wf.workflowId, type: wf.type, closeTime: wf.closeTime?.toISOString() ?? null });
     }
     if (temporalPart.recentFailures.length) problems.push({ key: 'runs.failed', message: `${temporalPart.recentFailures.length} workflow(s) failed in the last 24 hours` });
+    const found = await monitorState(client, config);
+    const state = found.state;
+    temporalPart.monitor = {
+      workflowId: found.workflowId,
+      running: found.running,
+      ...(state ? { lastLookAt: state.lastLookAt, ...(state.lastLookError ? { lastLookError: state.lastLookError } : {}), openProblems: Object.keys(state.open).length, channels: state.channels, undelivered: state.undelivered.length } : {}),
+    };
+    const channelsConfigured = Boolean(config.alerts.email) || config.alerts.webhooks.length > 0;
+    if (!found.running && channelsConfigured) problems.push({ key: 'monitor.not-running', message: `no monitor is running (${found.workflowId}): nobody is told of problems; backupctl monitor start, or schedules apply, starts it` });
+    for (const [name, channel] of Object.entries(state?.channels ?? {})) {
+      if (!channel.ok) problems.push({ key: `alerts.channel-failing:${name}`, message: `alerts cannot reach ${name} since ${channel.at}: ${channel.error ?? 'failed'}` });
+    }
   } else {
     problems.push({ key: 'temporal.unreachable', message: `Temporal at ${config.temporal.address} is not reachable: ${clientError}` });
   }
@@ -83,6 +99,13 @@ export async function runStatus(report: StatusReport, out: Printer): Promise<num
     const lines = [
       `${report.ok ? 'OK' : 'ATTENTION'}  temporal ${report.temporal.address} (${report.temporal.namespace}): ${report.temporal.reachable ? 'reachable' : 'UNREACHABLE'}`,
       ...report.taskQueues.map((q) => `  queue ${q.name}: ${q.pollers} poller(s)`),
+      ...(report.monitor
+        ? [
+            report.monitor.running
+              ? `  monitor ${report.monitor.workflowId}: last look ${report.monitor.lastLookAt ?? 'not yet'}${report.monitor.lastLookError ? ` (FAILED: ${report.monitor.lastLookError})` : ''}, ${report.monitor.openProblems ?? 0} open problem(s)${report.monitor.undelivered ? `, ${report.monitor.undelivered} alert(s) undelivered` : ''}`
+              : `  monitor: not running (${report.monitor.workflowId})`,
+          ]
+        : []),
       report.latestBackup
         ? `  newest backup ${report.latestBackup.backupId}, finished ${report.latestBackup.finishedAt} (${report.latestBackup.ageHours} h ago), in ${report.latestBackup.foundIn.join(', ')}`
         : '  no complete backup',
