@@ -202,6 +202,7 @@ describe('the CLI', () => {
         { scheduleId: 'apply-retention-daily', action: 'created' },
       ],
       walShipping: { workflowId: 'wal-shipping-db-cli', action: 'started' },
+      monitor: { workflowId: 'monitor-db-cli', action: 'started' },
     });
     const again = await cli(['--config', configFile, 'schedules', 'apply', '--json']);
     expect(JSON.parse(again.stdout)).toEqual({
@@ -212,10 +213,12 @@ describe('the CLI', () => {
         { scheduleId: 'apply-retention-daily', action: 'unchanged' },
       ],
       walShipping: { workflowId: 'wal-shipping-db-cli', action: 'already running' },
+      monitor: { workflowId: 'monitor-db-cli', action: 'already running' },
     });
     // Removed at once: the test is about the nightly backup (schedules.integration.test.ts covers the rest).
     await env.temporal.client.schedule.getHandle('apply-retention-daily').delete();
     await env.temporal.client.workflow.getHandle('wal-shipping-db-cli').terminate('test: only the nightly backup is wanted here');
+    await env.temporal.client.workflow.getHandle('monitor-db-cli').terminate('test: only the nightly backup is wanted here');
     const weekly = await env.temporal.client.schedule.getHandle('verify-backup-weekly').describe();
     expect(weekly.info.nextActionTimes[0].getUTCDay()).toBe(0);
     expect(weekly.info.nextActionTimes[0].getUTCHours()).toBe(3);

@@ -207,6 +207,9 @@ describe('CLI contract', () => {
     // The fixture names a spool, so shipping was started: not wanted by the drill tests that follow.
     expect(JSON.parse(run.stdout).walShipping).toMatchObject({ action: 'started' });
     await env.temporal.client.workflow.getHandle(JSON.parse(run.stdout).walShipping.workflowId).terminate('test: not wanted here');
+    // And the monitor, which always runs: not wanted here either.
+    expect(JSON.parse(run.stdout).monitor).toMatchObject({ action: 'started' });
+    await env.temporal.client.workflow.getHandle(JSON.parse(run.stdout).monitor.workflowId).terminate('test: not wanted here');
     const drill = await env.temporal.client.schedule.getHandle('recovery-drill-monthly').describe();
     expect(drill.action).toMatchObject({ workflowType: 'recoveryDrill', args: [{ hostTaskQueue: 'backup@drill', repository: 's3', backup: 'latest' }] });
     expect(drill.info.nextActionTimes[0].getUTCDate()).toBe(1);
