@@ -2,6 +2,7 @@
 // receiver (node:http). One alert reaches every channel; a channel that fails says whether a
 // retry may help and never stops the others; no secret (the SMTP password, a header value, a
 // webhook URL's path or query) appears in any result.
+import { sampleAlert } from './fixtures/sampleAlert.js';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
@@ -40,16 +41,7 @@ const received: Received[] = [];
 /** Every result and every message the code under test gave us, searched for secrets at the end. */
 const outputs: AlertDeliveryResult[][] = [];
 
-const alert: Alert = {
-  key: 'database.stale',
-  event: 'opened',
-  severity: 'critical',
-  title: 'no good database backup for 26 h (objective 25 h)',
-  text: 'newest good backup: 2026-11-28T02:00:00Z\ncopies: local, nas, s3',
-  host: 'pg',
-  at: '2026-11-29T04:00:00.000Z',
-  link: 'http://127.0.0.1:8233/namespaces/default/workflows/backup-database-2026-11-29/run-1/history',
-};
+const alert: Alert = { ...sampleAlert, link: 'http://127.0.0.1:8233/namespaces/default/workflows/backup-database-2026-11-29/run-1/history' };
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'backupctl-alerts-'));

@@ -12,7 +12,8 @@ export function monitorWorkflowId(config: Config): string {
   return `monitor-${databaseHost(config)}`;
 }
 
-async function isRunning(client: Client, workflowId: string): Promise<boolean> {
+/** Whether the workflow of that id has a run going (no such workflow: not running). */
+export async function isWorkflowRunning(client: Client, workflowId: string): Promise<boolean> {
   return client.workflow
     .getHandle(workflowId)
     .describe()
@@ -26,7 +27,7 @@ async function isRunning(client: Client, workflowId: string): Promise<boolean> {
 /** The monitor, started unless one runs (USE_EXISTING: two callers racing end with one). */
 export async function ensureMonitor(client: Client, config: Config): Promise<{ workflowId: string; handle: WorkflowHandle; started: boolean }> {
   const workflowId = monitorWorkflowId(config);
-  if (await isRunning(client, workflowId)) return { workflowId, handle: client.workflow.getHandle(workflowId), started: false };
+  if (await isWorkflowRunning(client, workflowId)) return { workflowId, handle: client.workflow.getHandle(workflowId), started: false };
   const handle = await client.workflow.start(monitor, {
     taskQueue: SHARED_TASK_QUEUE,
     workflowId,
@@ -40,7 +41,7 @@ export async function ensureMonitor(client: Client, config: Config): Promise<{ w
 export async function monitorState(client: Client, config: Config): Promise<{ workflowId: string; running: boolean; state?: MonitorState; error?: string }> {
   const workflowId = monitorWorkflowId(config);
   try {
-    if (!(await isRunning(client, workflowId))) return { workflowId, running: false };
+    if (!(await isWorkflowRunning(client, workflowId))) return { workflowId, running: false };
     return { workflowId, running: true, state: await client.workflow.getHandle(workflowId).query(monitorQuery) };
   } catch (err) {
     return { workflowId, running: false, error: err instanceof Error ? err.message : String(err) };

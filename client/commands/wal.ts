@@ -1,6 +1,7 @@
 // `backupctl wal ship`: starts the database host's WAL shipping workflow, or finds the one
 // already running (one per host: its id is wal-shipping-<host>). `schedules apply` starts it too.
-import { WorkflowIdConflictPolicy, WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
+import { WorkflowIdConflictPolicy, type Client, type WorkflowHandle } from '@temporalio/client';
+import { isWorkflowRunning } from './monitor.js';
 import { shipWal } from '../../workflows/index.js';
 import { walShippingQuery } from '../../workflows/messages.js';
 import { SHARED_TASK_QUEUE, hostTaskQueue } from '../../common/types.js';
@@ -17,15 +18,7 @@ export function walShippingWorkflowId(config: Config): string {
  */
 export async function ensureWalShipping(client: Client, config: Config): Promise<{ workflowId: string; handle: WorkflowHandle; started: boolean }> {
   const workflowId = walShippingWorkflowId(config);
-  const running = await client.workflow
-    .getHandle(workflowId)
-    .describe()
-    .then((d) => d.status.name === 'RUNNING')
-    .catch((err) => {
-      if (err instanceof WorkflowNotFoundError) return false;
-      throw err;
-    });
-  if (running) return { workflowId, handle: client.workflow.getHandle(workflowId), started: false };
+  if (await isWorkflowRunning(client, workflowId)) return { workflowId, handle: client.workflow.getHandle(workflowId), started: false };
   const handle = await client.workflow.start(shipWal, {
     taskQueue: SHARED_TASK_QUEUE,
     workflowId,

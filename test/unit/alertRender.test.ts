@@ -1,18 +1,11 @@
 // How an alert reads in each channel (engine/alerts/): the email's subject and body, the
 // generic JSON body and the Slack-compatible one.
 import type { Alert } from '../../common/alertTypes.js';
+import { sampleAlert } from '../fixtures/sampleAlert.js';
 import { renderEmail } from '../../engine/alerts/emailMessage.js';
 import { jsonBody, slackBody } from '../../engine/alerts/webhookBody.js';
 
-const alert: Alert = {
-  key: 'database.stale',
-  event: 'opened',
-  severity: 'critical',
-  title: 'no good database backup for 26 h (objective 25 h)',
-  text: 'newest good backup: 2026-11-28T02:00:00Z\ncopies: local, nas, s3',
-  host: 'pg',
-  at: '2026-11-29T04:00:00.000Z',
-};
+const alert: Alert = sampleAlert;
 
 test('email: the subject says severity, event, problem, host and title; the body has every fact', () => {
   const mail = renderEmail({ ...alert, link: 'http://127.0.0.1:8233/namespaces/default/workflows/w/r', openedAt: '2026-11-29T03:45:00.000Z' });

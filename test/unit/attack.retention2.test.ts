@@ -2,6 +2,7 @@
 // leaves when some deletions fail, what the worker's manifest cache keeps, and what a pruned
 // marker proves. MemoryRepository stands in for a repository; its removeMany is made to refuse
 // chosen keys, as S3's DeleteObjects answers per key (AccessDenied) and a folder answers EACCES.
+import { reportOf } from '../fixtures/retentionReport.js';
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -20,23 +21,7 @@ import { MemoryRepository } from '../fixtures/memoryRepository.js';
 
 const SEG = '000000010000000000000005';
 
-function report(backups: RetentionReportFile['backups'], walDelete: string[]): RetentionReportFile {
-  return {
-    formatVersion: 1,
-    reportId: 'r1',
-    workflowId: 'w',
-    runId: 'run',
-    dryRun: false,
-    decidedAt: '2026-11-29T00:00:00Z',
-    timezone: 'UTC',
-    scope: {},
-    unreachable: [],
-    forTheSweep: [],
-    notes: [],
-    backups,
-    wal: walDelete.length ? [{ repository: 'nas', keepFrom: '000000010000000000000009', delete: walDelete, unshipped: [], why: 'test', held: 0, bytesToFree: 0 } as unknown as RetentionReportFile['wal'][number]] : [],
-  };
-}
+const report = (backups: RetentionReportFile['backups'], walDelete: string[]) => reportOf(backups, { repository: 'nas', keepFrom: '000000010000000000000009', delete: walDelete });
 
 /** A repository whose batch removal refuses `refused` keys (each reported, the rest removed). */
 function refusing(name: string, refused: Set<string>): MemoryRepository {

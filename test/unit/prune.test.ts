@@ -1,32 +1,17 @@
 // Carrying out a report (engine/prune.ts), and the markers it leaves. The WAL listing stops after the last segment that
 // goes, and still finds every file of every segment that goes (its entry and object, its
 // .partial, a .backup file whose name extends the segment's, sorting before or after it).
+import { reportOf } from '../fixtures/retentionReport.js';
 import { generateKeyPairSync } from 'node:crypto';
 import { keyIdOf, signManifest } from '../../engine/manifestSignature.js';
-import { applyReport, prunedHere, prunedMarkerKey, type RetentionReportFile } from '../../engine/prune.js';
+import { applyReport, prunedHere, prunedMarkerKey } from '../../engine/prune.js';
 import { MemoryRepository } from '../fixtures/memoryRepository.js';
 
 const X = '000000010000000000000005';
 const Y = '000000010000000000000006';
 const KEEP = '000000010000000000000007';
 
-function report(deleteNames: string[]): RetentionReportFile {
-  return {
-    formatVersion: 1,
-    reportId: 'r1',
-    workflowId: 'w',
-    runId: 'run',
-    dryRun: false,
-    decidedAt: '2026-11-29T00:00:00Z',
-    timezone: 'UTC',
-    scope: {},
-    unreachable: [],
-    forTheSweep: [],
-    notes: [],
-    backups: [],
-    wal: [{ repository: 's3', keepFrom: KEEP, delete: deleteNames, unshipped: [], why: 'test', held: 0, bytesToFree: 0 } as unknown as RetentionReportFile['wal'][number]],
-  };
-}
+const report = (deleteNames: string[]) => reportOf([], { repository: 's3', keepFrom: KEEP, delete: deleteNames });
 
 test('every file of every segment that goes is deleted; the listing stops past the last of them', async () => {
   const s3 = new MemoryRepository('s3');
