@@ -9,7 +9,9 @@ import { deliverAlert, type AlertChannels } from '../engine/alerts/deliver.js';
 import { emailChannelName } from '../engine/alerts/emailChannel.js';
 import { webhookChannelName } from '../engine/alerts/webhookChannel.js';
 import { redact } from '../common/redact.js';
+import { errorText } from '../engine/errors.js';
 import { assessHealth } from '../engine/health.js';
+import { buildStatusFile, writeStatusFile } from '../engine/statusFile.js';
 import type { DatabaseBackupDeps } from './databaseBackup.js';
 
 /** The workflow types that are ours: a failure of any of them is told at once. */
@@ -22,15 +24,24 @@ export function createMonitorActivities(deps: DatabaseBackupDeps) {
   return {
     /**
      * Looks at the backups as `backupctl status` does, without Temporal: every problem with its
-     * key and message (no secret: repository errors are redacted; no row of data). Read-only,
-     * so idempotent. Heartbeats while it reads.
+     * key and message (no secret: repository errors are redacted; no row of data), and writes
+     * the status file when monitor.statusFile is set (whole, renamed into place: a retry
+     * writes it again). Heartbeats while it reads.
      */
     async monitorChecks(): Promise<MonitorFindings> {
       const ctx = Context.current();
       const beat = setInterval(() => ctx.heartbeat({ phase: 'looking' }), 5_000);
       try {
         const health = await assessHealth(config, deps.repositories);
-        return { host: config.host, reminderMinutes: config.alerts.reminderMinutes, problems: health.problems.map((p) => ({ key: p.key, message: redact(p.message) })) };
+        const problems = health.problems.map((p) => ({ key: p.key, message: redact(p.message) }));
+        if (config.monitor.statusFile) {
+          try {
+            await writeStatusFile(config.monitor.statusFile, buildStatusFile({ ...health, problems }, config.host, Date.now()));
+          } catch (err) {
+            problems.push({ key: 'monitor.status-file', message: `the status file ${config.monitor.statusFile} cannot be written: ${redact(errorText(err))}` });
+          }
+        }
+        return { host: config.host, reminderMinutes: config.alerts.reminderMinutes, problems };
       } finally {
         clearInterval(beat);
       }

@@ -344,6 +344,8 @@ export const configSchema = z.strictObject({
       intervalSeconds: z.number().int().min(10).max(86_400).default(900),
       /** Seconds between two looks for failed runs of ours. */
       failedRunsSeconds: z.number().int().min(5).max(3_600).default(60),
+      /** Written on every look (engine/statusFile.ts, docs/status.schema.json): the seed's status.json, for whatever reads it. */
+      statusFile: absolutePath.optional(),
     })
     .prefault({}),
   /** Temporal Schedules; `backupctl schedules apply` creates or updates them. */

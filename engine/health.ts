@@ -24,6 +24,8 @@ export type { Problem } from './problem.js';
 
 /** WAL must reach every repository within this (DESIGN: archive within 5 minutes at most). */
 export const WAL_MAX_LAG_SECONDS = 300;
+/** How many of the newest backups the report lists (the seed's dashboard listed five). */
+const RECENT_BACKUPS = 5;
 /** A filesystem repository projected to be full within this many days is a problem. */
 export const STORAGE_FULL_WITHIN_DAYS = 14;
 
@@ -35,6 +37,8 @@ export interface WalArchiveStatus {
 }
 
 export interface HealthReport {
+  /** The newest few complete, signed database backups of ours, newest last. */
+  recentBackups: { backupId: string; finishedAt: string; bytes: number; foundIn: string[] }[];
   latestBackup: { backupId: string; finishedAt: string; ageHours: number; foundIn: string[] } | null;
   /** The newest verification of any backup: the last time a backup was proved to restore. */
   latestVerification: { backupId: string; reportId: string; ok: boolean; finishedAt: string; ageDays: number; copies?: LastVerification['copies'] } | null;
@@ -181,6 +185,7 @@ export async function assessHealth(config: Config, repositories: Repository[], n
   const add = (key: string, message: string) => problems.push({ key, message });
   const { maxAgeHours } = config.objectives;
   const report: HealthReport = {
+    recentBackups: [],
     latestBackup: null,
     latestVerification: null,
     walArchive: null,
@@ -219,6 +224,10 @@ export async function assessHealth(config: Config, repositories: Repository[], n
   if (choice.warning) add('source.warning', choice.warning);
   const latest = choice.chosen;
   const entries = listed.filter((e) => e.sourceMatch === 'match' || (latest && e.systemIdentifier === latest.systemIdentifier));
+  report.recentBackups = entries
+    .filter((e) => e.signature === 'signed')
+    .slice(-RECENT_BACKUPS)
+    .map((e) => ({ backupId: e.backupId, finishedAt: e.finishedAt, bytes: e.bytes, foundIn: e.foundIn }));
   if (latest) {
     const ageHours = (now - Date.parse(latest.finishedAt)) / 3600_000;
     report.latestBackup = { backupId: latest.backupId, finishedAt: latest.finishedAt, ageHours: Math.round(ageHours * 100) / 100, foundIn: latest.foundIn };

@@ -2,11 +2,12 @@
 // finds its key), reminded of every `reminderMs` while it lasts, resolved once (the first look
 // that does not find it). A failed run of ours is told once. Pure: the state goes in and comes
 // out changed, with the alerts to send; no I/O, no clock but the one given.
-import type { Alert, AlertSeverity } from '../common/alertTypes.js';
+import type { Alert } from '../common/alertTypes.js';
+import { severityOf } from '../common/alertSeverity.js';
+
+export { severityOf };
 import type { DeliveryOutcome, FailedRun, MonitorState } from '../common/monitorTypes.js';
 
-/** What could lose data or leave a recovery impossible: told as critical; the rest as warnings. */
-const CRITICAL = /^(database\.(none|stale|copy-missing)|objectives\.|wal\.(archiving-failing|archiving-behind|lag|unreadable)|storage\.full|repository\.unreadable|verification\.(failed|copies-damaged)|base\.stale|monitor\.blind)/;
 /** Failed runs remembered as told. */
 const TOLD_RUNS_KEPT = 500;
 /** Alerts kept for channels that could not take them yet. */
@@ -14,9 +15,6 @@ const UNDELIVERED_KEPT = 200;
 /** Visibility lags behind a run's close: look this far back again (what was told is remembered). */
 export const FAILED_RUNS_OVERLAP_MS = 10 * 60_000;
 
-export function severityOf(key: string): AlertSeverity {
-  return CRITICAL.test(key) ? 'critical' : 'warning';
-}
 
 const titleOf = (message: string) => (message.length > 200 ? `${message.slice(0, 197)}...` : message);
 

@@ -4,7 +4,7 @@
 // from a repository, a failed verification, a newer unsigned or a wrongly signed backup are
 // problems too. Without Temporal (no client) and on in-memory repositories; the clock is fixed.
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { jest } from '@jest/globals';
@@ -322,4 +322,28 @@ test('every problem has a key that stays while the problem lasts, whatever its m
   expect(later[0].message).not.toBe(first[0].message);
   const report = await collectStatus(undefined, 'down', config, [local, nas]);
   expect(report.problems).toEqual(report.keyedProblems.map((p) => p.message));
+});
+
+test('the status file (monitor.statusFile) holds the look whole and matches docs/status.schema.json; a file missing a field does not', async () => {
+  // CommonJS modules: their export is also their `default` property.
+  const Ajv = (await import('ajv/dist/2020.js')).default.default;
+  const addFormats = (await import('ajv-formats')).default.default;
+  const { assessHealth } = await import('../../engine/health.js');
+  const { buildStatusFile, writeStatusFile } = await import('../../engine/statusFile.js');
+  const schema = JSON.parse(readFileSync(path.resolve('docs/status.schema.json'), 'utf8'));
+  const ajv = new Ajv({ allErrors: true, strict: false });
+  addFormats(ajv);
+  const validate = ajv.compile(schema);
+  backup('b1', 26 * HOUR, [local]);
+  const health = await assessHealth(config, [local, nas]);
+  const file = path.join(dir, 'status', 'status.json');
+  await writeStatusFile(file, buildStatusFile(health, config.host, NOW));
+  const written = JSON.parse(readFileSync(file, 'utf8'));
+  expect(validate(written) ? [] : validate.errors).toEqual([]);
+  expect(written).toMatchObject({ host: 'db-1', status: 'ERROR', database_backups: [{ backupId: 'b1', foundIn: ['local'] }] });
+  expect(written.problems).toEqual(expect.arrayContaining([expect.objectContaining({ key: 'database.stale', severity: 'critical' }), expect.objectContaining({ key: 'database.copy-missing' })]));
+  expect(written.alerts).toEqual(written.problems.map((p: { message: string }) => p.message));
+  expect(readdirSync(path.dirname(file))).toEqual(['status.json']);
+  delete written.objectives;
+  expect(validate(written)).toBe(false);
 });
