@@ -5,7 +5,7 @@ import { createCopyAuditActivities } from './copyAudit.js';
 import { createDatabaseBackupActivities } from './databaseBackup.js';
 import { withFailures } from './failures.js';
 import { createLiveAccessActivities } from './liveAccess.js';
-import { createMonitorActivities } from './monitor.js';
+import { createMonitorActivities, type MonitorDeps } from './monitor.js';
 import { createPitrActivities, type PitrDeps } from './pitr.js';
 import { createReportActivities } from './reports.js';
 import { createRestoreActivities } from './restore.js';
@@ -14,7 +14,7 @@ import { createSweepActivities } from './sweep.js';
 import { createWalShippingActivities } from './walShipping.js';
 import './attemptContext.js';
 
-export type ActivityDeps = PitrDeps;
+export type ActivityDeps = PitrDeps & MonitorDeps;
 
 export function createActivities(deps: ActivityDeps) {
   return withFailures({

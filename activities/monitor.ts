@@ -10,7 +10,7 @@ import { emailChannelName } from '../engine/alerts/emailChannel.js';
 import { webhookChannelName } from '../engine/alerts/webhookChannel.js';
 import { redact } from '../common/redact.js';
 import { errorText } from '../engine/errors.js';
-import { assessHealth } from '../engine/health.js';
+import { assessHealth, type HealthReport } from '../engine/health.js';
 import { buildStatusFile, writeStatusFile } from '../engine/statusFile.js';
 import type { DatabaseBackupDeps } from './databaseBackup.js';
 
@@ -19,7 +19,12 @@ const OUR_WORKFLOWS = ['backupDatabase', 'backupBase', 'verifyBackup', 'recovery
 /** At most this many failed runs are told in one look (the rest at the next). */
 const FAILED_RUNS_PER_LOOK = 50;
 
-export function createMonitorActivities(deps: DatabaseBackupDeps) {
+export interface MonitorDeps extends DatabaseBackupDeps {
+  /** Told of every look at the backups (the worker's metrics read it). */
+  observeHealth?: (health: HealthReport, at: number) => void;
+}
+
+export function createMonitorActivities(deps: MonitorDeps) {
   const { config } = deps;
   return {
     /**
@@ -34,6 +39,7 @@ export function createMonitorActivities(deps: DatabaseBackupDeps) {
       try {
         const health = await assessHealth(config, deps.repositories);
         const problems = health.problems.map((p) => ({ key: p.key, message: redact(p.message) }));
+        deps.observeHealth?.({ ...health, problems }, Date.now());
         if (config.monitor.statusFile) {
           try {
             await writeStatusFile(config.monitor.statusFile, buildStatusFile({ ...health, problems }, config.host, Date.now()));

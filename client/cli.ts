@@ -70,7 +70,7 @@ program
       const cfg = await config();
       const [{ createLogger, installTemporalLogging }, { startWorker }] = await Promise.all([import('../workers/logger.js'), import('../workers/worker.js')]);
       const logger = createLogger(cfg.logLevel);
-      installTemporalLogging(logger);
+      installTemporalLogging(logger, { sdkMetricsPort: cfg.metrics.port ? cfg.metrics.sdkPort : undefined });
       const worker = await startWorker(cfg, logger, { configFile: program.opts().config ?? process.env.BACKUPCTL_CONFIG });
       const stop = () => void worker.shutdown();
       process.once('SIGINT', stop);

@@ -337,6 +337,22 @@ export const configSchema = z.strictObject({
     .prefault({}),
   /** Where alerts go (email, webhooks) and how often an open problem is recalled (common/alertsConfig.ts). */
   alerts: alertsSchema.prefault({}),
+  /**
+   * Prometheus metrics served by the worker (workers/metrics.ts): the Temporal SDK's and the
+   * backups' (as of the monitor's last look on this host). Off unless a port is set.
+   */
+  metrics: z
+    .strictObject({
+      port: z.number().int().min(1).max(65_535).optional(),
+      /** Loopback by default: a scraper elsewhere needs it set to an address it can reach. */
+      host: z.string().min(1).default('127.0.0.1'),
+      /**
+       * Where the Temporal SDK's own exporter listens (on loopback) for `backupctl worker`; its
+       * metrics are then served after the backups' on `port`. Unset: the backups' only.
+       */
+      sdkPort: z.number().int().min(1).max(65_535).optional(),
+    })
+    .prefault({}),
   /** The monitor workflow (workflows/monitor.ts), started by `schedules apply` and `backupctl monitor start`. */
   monitor: z
     .strictObject({

@@ -38,7 +38,7 @@ export interface WalArchiveStatus {
 
 export interface HealthReport {
   /** The newest few complete, signed database backups of ours, newest last. */
-  recentBackups: { backupId: string; finishedAt: string; bytes: number; foundIn: string[] }[];
+  recentBackups: { backupId: string; startedAt: string; finishedAt: string; bytes: number; foundIn: string[] }[];
   latestBackup: { backupId: string; finishedAt: string; ageHours: number; foundIn: string[] } | null;
   /** The newest verification of any backup: the last time a backup was proved to restore. */
   latestVerification: { backupId: string; reportId: string; ok: boolean; finishedAt: string; ageDays: number; copies?: LastVerification['copies'] } | null;
@@ -227,7 +227,7 @@ export async function assessHealth(config: Config, repositories: Repository[], n
   report.recentBackups = entries
     .filter((e) => e.signature === 'signed')
     .slice(-RECENT_BACKUPS)
-    .map((e) => ({ backupId: e.backupId, finishedAt: e.finishedAt, bytes: e.bytes, foundIn: e.foundIn }));
+    .map((e) => ({ backupId: e.backupId, startedAt: e.startedAt, finishedAt: e.finishedAt, bytes: e.bytes, foundIn: e.foundIn }));
   if (latest) {
     const ageHours = (now - Date.parse(latest.finishedAt)) / 3600_000;
     report.latestBackup = { backupId: latest.backupId, finishedAt: latest.finishedAt, ageHours: Math.round(ageHours * 100) / 100, foundIn: latest.foundIn };

@@ -28,12 +28,15 @@ const PINO_LEVEL: Record<LogLevel, 'trace' | 'debug' | 'info' | 'warn' | 'error'
 
 let installed = false;
 
-/** Routes the Temporal runtime's logs (SDK, workflow `log`, activity `log`) to pino; once per process. */
-export function installTemporalLogging(logger: Logger): void {
+/** Routes the Temporal runtime's logs (SDK, workflow `log`, activity `log`) to pino, and exports its metrics when asked; once per process. */
+export function installTemporalLogging(logger: Logger, options: { sdkMetricsPort?: number } = {}): void {
   if (installed) return;
   installed = true;
   const temporalLevel = (logger.level.toUpperCase() === 'FATAL' ? 'ERROR' : logger.level.toUpperCase()) as LogLevel;
   Runtime.install({
+    // The SDK's own metrics (workflow and activity task latencies, pollers, ...), on loopback:
+    // the worker's metrics endpoint serves them after the backups' (workers/metrics.ts).
+    ...(options.sdkMetricsPort ? { telemetryOptions: { metrics: { prometheus: { bindAddress: `127.0.0.1:${options.sdkMetricsPort}` } } } } : {}),
     logger: new DefaultLogger(temporalLevel, (entry: LogEntry) => {
       logger[PINO_LEVEL[entry.level]]({ ...(entry.meta ?? {}) }, redact(entry.message));
     }),

@@ -16,6 +16,7 @@ import { temporalDataConverter } from './dataConverter.js';
 import { connectionOptions } from './temporalConnection.js';
 import { WORKFLOWS_PATH, quietBundlerLogger } from './bundleWorkflows.js';
 import { livenessHeartbeats } from './livenessHeartbeat.js';
+import { HealthObserver, startMetricsServer } from './metrics.js';
 import { COMPILED, codeFile } from '../common/runtime.js';
 
 const bundles = new Map<string, Promise<WorkflowBundleWithSourceMap>>();
@@ -52,6 +53,8 @@ export interface RunningWorker {
   taskQueues: string[];
   /** Resolves when both workers have stopped. */
   done: Promise<void>;
+  /** Where the metrics are served (config metrics.port). */
+  metricsUrl?: string;
   shutdown(): Promise<void>;
 }
 
@@ -81,11 +84,18 @@ export async function startWorker(config: Config, logger: Logger, options: Worke
   const built = options.bundleInProcess ? undefined : await bundleInChildProcess(failureConverterPath);
   const workflowCode = built ? { codePath: built.codePath } : await workflowBundle(failureConverterPath);
   const connection = await NativeConnection.connect(connectionOptions(config));
+  // Metrics: the backups as of the monitor's last look here (and the SDK's, when exported).
+  const observer = new HealthObserver();
+  const metrics = config.metrics.port
+    ? await startMetricsServer({ host: config.metrics.host, port: config.metrics.port, ...(config.metrics.sdkPort ? { sdkMetricsUrl: `http://127.0.0.1:${config.metrics.sdkPort}/metrics` } : {}) }, observer)
+    : undefined;
+  if (metrics) logger.info({ url: metrics.url }, 'metrics served');
   const activities = createActivities({
     config,
     repositories: openRepositories(config),
     binDir: resolveBinDir(config.database.binDir),
     configFile: options.configFile,
+    observeHealth: (health, at) => observer.observe(health, at),
   });
   const hostQueue = hostTaskQueue(config.host);
   const common = { connection, namespace: config.temporal.namespace, activities, dataConverter, interceptors: { activity: [livenessHeartbeats] } };
@@ -105,9 +115,13 @@ export async function startWorker(config: Config, logger: Logger, options: Worke
         throw err;
       },
     )
-    .finally(() => built?.dispose());
+    .finally(async () => {
+      await built?.dispose();
+      await metrics?.close();
+    });
   return {
     taskQueues: [SHARED_TASK_QUEUE, hostQueue],
+    ...(metrics ? { metricsUrl: metrics.url } : {}),
     done,
     async shutdown() {
       workers.forEach((w) => w.getState() === 'RUNNING' && w.shutdown());
