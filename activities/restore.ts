@@ -156,7 +156,7 @@ export function createRestoreActivities(deps: DatabaseBackupDeps) {
       const archive = path.join(dir, 'dump.pgcustom');
       let staged = 0;
       const started = Date.now();
-      const beat = heartbeatOnProgress(() => ({ phase: 'restoring', database: input.database, staged }));
+      const beat = heartbeatOnProgress(() => ({ phase: 'restoring', database: input.database, staged, totalBytes: dump.bytes }));
       let read;
       try {
         // The name is this attempt's from the start: a stale attempt that starts later finds
