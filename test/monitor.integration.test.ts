@@ -20,6 +20,7 @@ import { startWorker, type RunningWorker } from '../workers/worker.js';
 import { backupDatabase, monitor, restoreDatabase } from '../workflows/index.js';
 import { monitorQuery } from '../workflows/messages.js';
 import { APP_PASSWORD, APP_USER, startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';
+import { alertSubject } from './fixtures/mailHeaders.js';
 import { SecretSearch } from './fixtures/secretSearch.js';
 import { startSmtpServer, type SmtpServer } from './fixtures/smtpServer.js';
 import { startTcpProxy, type TcpProxy } from './fixtures/tcpProxy.js';
@@ -109,26 +110,13 @@ afterAll(async () => {
   await env?.stop();
 });
 
-const unfold = (data: string) => data.replace(/\r?\n[ \t]+/g, ' ');
-
-/** A header as written: folded lines joined, RFC 2047 encoded words (a long or non-ASCII subject) decoded. */
-function headerText(data: string): string {
-  return unfold(data)
-    .replace(/\?=\s+=\?/g, '?==?')
-    .replace(/=\?UTF-8\?([QB])\?([^?]*)\?=/gi, (_, kind: string, text: string) =>
-      kind.toUpperCase() === 'B'
-        ? Buffer.from(text, 'base64').toString('utf8')
-        : Buffer.from(text.replace(/_/g, ' ').replace(/=([0-9A-F]{2})/gi, (__, hex: string) => String.fromCharCode(parseInt(hex, 16))), 'latin1').toString('utf8'),
-    );
-}
-
 /** Every alert every channel received, in order. */
 async function told(): Promise<Told[]> {
   const out: Told[] = [];
   for (const mail of await smtp.messages()) {
-    const m = headerText(mail.data).match(/^Subject: \[backupctl (\w+) ([a-z-]+)\] (\S+) on host /m);
-    if (!m) throw new Error(`an email without the subject expected:\n${mail.data}`);
-    out.push({ channel: 'email', severity: m[1].toLowerCase(), event: m[2], key: m[3], raw: mail.data });
+    const subject = alertSubject(mail.data);
+    if (!subject) throw new Error(`an email without the subject expected:\n${mail.data}`);
+    out.push({ channel: 'email', ...subject, raw: mail.data });
   }
   for (const hook of hooks) {
     if (hook.url.includes(PATH_TOKEN)) {
