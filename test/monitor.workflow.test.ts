@@ -105,3 +105,40 @@ test('a look that fails opens monitor.blind once and keeps the other problems op
   expect(Object.keys(state.open)).toEqual(['database.copy-missing']);
   expect(state.lastLookError).toBeUndefined();
 });
+
+test('while a waiting alert is being sent again, the query still shows it waiting (not an empty list)', async () => {
+  const n = ++counter;
+  let calls = 0;
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  const activities = {
+    async monitorChecks(): Promise<MonitorFindings> {
+      return { host: 'pg', reminderMinutes: 60, problems: [{ key: 'database.none', message: 'there is no complete database backup' }] };
+    },
+    async failedRunsSince() {
+      return [];
+    },
+    async deliverAlerts(input: { alerts: { alert: Alert; only?: string[] }[] }): Promise<DeliveryOutcome[]> {
+      calls++;
+      if (calls === 1) return input.alerts.map(({ alert }) => ({ alert, results: [{ channel: 'email (smtp)', ok: false, retryable: true, error: 'connect ECONNREFUSED' }] }));
+      await gate;
+      return input.alerts.map(({ alert }) => ({ alert, results: [{ channel: 'email (smtp)', ok: true, retryable: false }] }));
+    },
+  } as Partial<Activities> as Activities;
+  const shared = await Worker.create({ connection: env.nativeConnection, taskQueue: `monitor-shared-${n}`, workflowBundle: await workflowBundle() });
+  const host = await Worker.create({ connection: env.nativeConnection, taskQueue: `monitor-host-${n}`, activities });
+  await shared.runUntil(
+    host.runUntil(async () => {
+      // Real seconds here: nothing waits on a result, so the test server does not skip time.
+      const handle = await env.client.workflow.start(monitor, { taskQueue: `monitor-shared-${n}`, workflowId: `wf-monitor-${n}`, args: [{ hostTaskQueue: `monitor-host-${n}`, intervalSeconds: 1, failedRunsSeconds: 1 }] });
+      const deadline = Date.now() + 20_000;
+      while (calls < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(calls).toBe(2);
+      const during = await handle.query(monitorQuery);
+      release();
+      await handle.terminate('test over');
+      expect(during.channels['email (smtp)']).toMatchObject({ ok: false });
+      expect(during.undelivered.map((u) => [u.alert.key, u.only])).toEqual([['database.none', ['email (smtp)']]]);
+    }),
+  );
+});
