@@ -22,7 +22,7 @@ async function replay(json: unknown, workflowId: string) {
 }
 
 test('there is a recorded history for every workflow', () => {
-  expect(files).toEqual(expect.arrayContaining(['backupDatabase.json', 'restoreDatabase.json', 'verifyBackup.json', 'recoveryDrill.json']));
+  expect(files).toEqual(expect.arrayContaining(['backupDatabase.json', 'restoreDatabase.json', 'verifyBackup.json', 'recoveryDrill.json', 'monitor.json']));
 });
 
 test.each(files)('%s holds ids, sizes, checksums and counts: no connection string, password or key', (file) => {

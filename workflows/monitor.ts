@@ -66,9 +66,11 @@ export async function monitor(input: MonitorInput): Promise<void> {
     }
     const sending: MonitorState['undelivered'] = [...state.undelivered, ...alerts.map((alert) => ({ alert }))];
     if (sending.length) {
-      state.undelivered = [];
       try {
-        deliveriesDone(state, await step.deliverAlerts({ alerts: sending }), Date.now());
+        // What waits stays in the state (and the query) until the attempt's outcome is back.
+        const outcomes = await step.deliverAlerts({ alerts: sending });
+        state.undelivered = [];
+        deliveriesDone(state, outcomes, Date.now());
       } catch (err) {
         // Not one channel was tried (no worker took it): all of it waits for the next tick.
         log.warn('monitor: alerts could not be delivered', { error: describeFailure(err) });
