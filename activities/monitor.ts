@@ -95,6 +95,11 @@ export function createMonitorActivities(deps: MonitorDeps) {
       return runs.sort((a, b) => a.closeTime.localeCompare(b.closeTime));
     },
 
+    /** The configured channels' names (as delivery results name them); no secret. */
+    async alertChannels(): Promise<string[]> {
+      return [...(config.alerts.email ? [emailChannelName(config.alerts.email)] : []), ...config.alerts.webhooks.map((hook) => webhookChannelName(hook))];
+    },
+
     /**
      * Sends each alert to the configured channels (only those named in `only`, when given: the
      * ones that failed before), all at once; one outcome per alert, one result per channel.

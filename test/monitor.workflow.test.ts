@@ -48,12 +48,15 @@ async function run(findings: (look: Look, index: number) => MonitorFindings['pro
     async failedRunsSince() {
       return [];
     },
+    async alertChannels() {
+      return ['fake'];
+    },
     async deliverAlerts(input: { alerts: { alert: Alert; only?: string[] }[] }): Promise<DeliveryOutcome[]> {
       delivered.push(...input.alerts.map((a) => a.alert));
       return input.alerts.map(({ alert }) => ({ alert, results: [{ channel: 'fake', ok: true, retryable: false }] }));
     },
   } as Partial<Activities> as Activities;
-  const shared = await Worker.create({ connection: env.nativeConnection, taskQueue: `monitor-shared-${n}`, workflowBundle: await workflowBundle() });
+  const shared = await Worker.create({ connection: env.nativeConnection, taskQueue: `monitor-shared-${n}`, workflowBundle: await workflowBundle(), activities });
   const host = await Worker.create({ connection: env.nativeConnection, taskQueue: `monitor-host-${n}`, activities });
   return shared.runUntil(
     host.runUntil(async () => {
@@ -118,6 +121,9 @@ test('while a waiting alert is being sent again, the query still shows it waitin
     async failedRunsSince() {
       return [];
     },
+    async alertChannels() {
+      return ['email (smtp)'];
+    },
     async deliverAlerts(input: { alerts: { alert: Alert; only?: string[] }[] }): Promise<DeliveryOutcome[]> {
       calls++;
       if (calls === 1) return input.alerts.map(({ alert }) => ({ alert, results: [{ channel: 'email (smtp)', ok: false, retryable: true, error: 'connect ECONNREFUSED' }] }));
@@ -125,7 +131,7 @@ test('while a waiting alert is being sent again, the query still shows it waitin
       return input.alerts.map(({ alert }) => ({ alert, results: [{ channel: 'email (smtp)', ok: true, retryable: false }] }));
     },
   } as Partial<Activities> as Activities;
-  const shared = await Worker.create({ connection: env.nativeConnection, taskQueue: `monitor-shared-${n}`, workflowBundle: await workflowBundle() });
+  const shared = await Worker.create({ connection: env.nativeConnection, taskQueue: `monitor-shared-${n}`, workflowBundle: await workflowBundle(), activities });
   const host = await Worker.create({ connection: env.nativeConnection, taskQueue: `monitor-host-${n}`, activities });
   await shared.runUntil(
     host.runUntil(async () => {

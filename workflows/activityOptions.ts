@@ -112,6 +112,8 @@ export const retentionStep = {
  * five times is reported (monitor.blind) and made again at the next interval.
  */
 export const monitorLook = {
+  // The database host's worker gone: the look fails (monitor.blind), it does not wait for ever.
+  scheduleToStartTimeout: '10 minutes',
   startToCloseTimeout: '30 minutes',
   heartbeatTimeout: '30 seconds',
   retry: { initialInterval: '5 seconds', maximumAttempts: 5 },
@@ -120,6 +122,6 @@ export const monitorLook = {
 /** Listing failed runs, delivering alerts (each channel with its own timeout): short, retried a little. */
 export const monitorStep = {
   startToCloseTimeout: '10 minutes',
-  heartbeatTimeout: '2 minutes',
-  retry: { initialInterval: '5 seconds', maximumAttempts: 3 },
+  heartbeatTimeout: '30 seconds',
+  retry: { initialInterval: '5 seconds', maximumAttempts: 5 },
 } as const satisfies ActivityOptions;

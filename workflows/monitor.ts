@@ -7,7 +7,7 @@
 // the next tick; the others deliver. A look that cannot be made is itself a problem
 // (monitor.blind). The state lives in the workflow (and over continue-as-new), so a crash
 // loses nothing and tells nothing twice. `schedules apply` starts it when absent.
-import { allHandlersFinished, condition, continueAsNew, log, setHandler, sleep } from '@temporalio/workflow';
+import { allHandlersFinished, condition, continueAsNew, log, setHandler, sleep, workflowInfo } from '@temporalio/workflow';
 import type { Alert } from '../common/alertTypes.js';
 import type { MonitorInput, MonitorState } from '../common/monitorTypes.js';
 import { hostActivities, monitorLook, monitorStep } from './activityOptions.js';
@@ -33,8 +33,10 @@ export async function monitor(input: MonitorInput): Promise<void> {
   const interval = seconds('intervalSeconds', input.intervalSeconds, 900, 86_400);
   const tick = Math.min(interval, seconds('failedRunsSeconds', input.failedRunsSeconds, 60, 3_600));
 
+  // The look needs the database host's worker; listing failed runs and telling people, any
+  // worker (the monitor's own queue, the shared one): with that host down, another worker still says so.
   const look = hostActivities(monitorLook, input.hostTaskQueue);
-  const step = hostActivities(monitorStep, input.hostTaskQueue);
+  const step = hostActivities(monitorStep, workflowInfo().taskQueue);
   const state: MonitorState = input.state ?? initialState(Date.now());
   let reminderMinutes = DEFAULT_REMINDER_MINUTES;
   let hostName = input.hostTaskQueue;
@@ -66,14 +68,27 @@ export async function monitor(input: MonitorInput): Promise<void> {
     }
     const sending: MonitorState['undelivered'] = [...state.undelivered, ...alerts.map((alert) => ({ alert }))];
     if (sending.length) {
+      // One activity per alert and channel: a retry (a worker killed mid-send) sends again only
+      // to the one channel it was sending to, never to those that took the alert already.
+      let channels: string[] | undefined;
       try {
-        // What waits stays in the state (and the query) until the attempt's outcome is back.
-        const outcomes = await step.deliverAlerts({ alerts: sending });
-        state.undelivered = [];
-        deliveriesDone(state, outcomes, Date.now());
+        channels = await step.alertChannels();
       } catch (err) {
-        // Not one channel was tried (no worker took it): all of it waits for the next tick.
-        log.warn('monitor: alerts could not be delivered', { error: describeFailure(err) });
+        log.warn('monitor: the alert channels could not be read', { error: describeFailure(err) });
+      }
+      if (channels) {
+        const pairs = sending.flatMap(({ alert, only }) => channels.filter((c) => !only || only.includes(c)).map((channel) => ({ alert, channel })));
+        // What waits stays in the state (and the query) until the outcomes are back.
+        const settled = await Promise.allSettled(pairs.map(({ alert, channel }) => step.deliverAlerts({ alerts: [{ alert, only: [channel] }] })));
+        state.undelivered = [];
+        deliveriesDone(
+          state,
+          settled.flatMap((outcome, i) =>
+            outcome.status === 'fulfilled' ? outcome.value : [{ alert: pairs[i].alert, results: [{ channel: pairs[i].channel, ok: false, error: describeFailure(outcome.reason), retryable: true }] }],
+          ),
+          Date.now(),
+        );
+      } else {
         state.undelivered = sending.slice(-200);
       }
     }
