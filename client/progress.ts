@@ -51,6 +51,8 @@ const clock = (seconds: number) => {
 /** Tracks one activity's bytes over time: the rate over the last samples, and the ETA. */
 export class ProgressLine {
   private samples: { at: number; bytes: number }[] = [];
+  /** The activity attempt the samples are of: another one's bytes start a new count. */
+  private of = '';
 
   constructor(private readonly startedAt: number) {}
 
@@ -59,6 +61,11 @@ export class ProgressLine {
     if (!progress) return `waiting: no activity running (${elapsed})`;
     const parts = [progress.activity, String(progress.details?.phase ?? 'running')];
     const bytes = bytesOf(progress.details);
+    const of = `${progress.activity}#${progress.attempt}`;
+    if (of !== this.of) {
+      this.of = of;
+      this.samples = [];
+    }
     if (bytes !== undefined) {
       if (this.samples.at(-1)?.bytes !== bytes) this.samples.push({ at: now, bytes });
       this.samples = this.samples.filter((s) => now - s.at <= 15_000).slice(-20);

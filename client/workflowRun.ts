@@ -1,5 +1,6 @@
 // Starting a workflow from the CLI: a business-key workflow id (a second start collides
 // instead of running twice), and either "started" at once or the result after --wait.
+import { watchProgress } from './progress.js';
 import { backupIdOf } from '../workflows/backupId.js';
 import { ServiceError, WorkflowIdReusePolicy, isGrpcDeadlineError, isGrpcServiceError, isRetryableError, type Client, type Workflow, type WorkflowStartOptions } from '@temporalio/client';
 import { COMPRESSIONS, ErrorType, SHARED_TASK_QUEUE, type Compression } from '../common/types.js';
@@ -75,7 +76,14 @@ export async function startAndReport<W extends Workflow>(
     out.result({ workflowId: options.workflowId, runId: handle.firstExecutionRunId, status: 'started' }, () => `started ${options.workflowId}; follow it with: backupctl status`);
     return 0;
   }
-  const result = (await resultThroughOutages(handle)) as Awaited<ReturnType<W>>;
+  // At a terminal, a live line from the heartbeats; plain lines otherwise; nothing with --json.
+  const progress = out.json ? undefined : watchProgress(client, options.workflowId, process.stderr);
+  let result: Awaited<ReturnType<W>>;
+  try {
+    result = (await resultThroughOutages(handle)) as Awaited<ReturnType<W>>;
+  } finally {
+    progress?.stop();
+  }
   out.result(result as object, () => describe(result));
   return 0;
 }

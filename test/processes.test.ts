@@ -258,7 +258,10 @@ describe('the CLI', () => {
 
   // Last in this block: it stops the worker to read everything it logged.
   test('the worker logs structured JSON with workflow and activity ids, and never a secret', async () => {
-    await cli(['--config', configFile, 'backup', 'database', '--wait', '--workflow-id', 'backup-database-cli-logs']);
+    const waited = await cli(['--config', configFile, 'backup', 'database', '--wait', '--workflow-id', 'backup-database-cli-logs']);
+    // Not a terminal and not --json: the progress as plain lines on stderr, the result on stdout.
+    expect(String(waited.stderr)).toMatch(/^progress: /m);
+    expect(String(waited.stdout)).toContain('backup-database-cli-logs');
     worker.kill('SIGTERM');
     const { stderr, exitCode } = await worker;
     expect(exitCode).toBe(0);
