@@ -11,6 +11,7 @@ import { webhookChannelName } from '../engine/alerts/webhookChannel.js';
 import { redact } from '../common/redact.js';
 import { errorText } from '../engine/errors.js';
 import { assessHealth, type HealthReport } from '../engine/health.js';
+import { boundProblems } from '../engine/problemBounds.js';
 import { buildStatusFile, writeStatusFile } from '../engine/statusFile.js';
 import type { DatabaseBackupDeps } from './databaseBackup.js';
 
@@ -47,7 +48,8 @@ export function createMonitorActivities(deps: MonitorDeps) {
             problems.push({ key: 'monitor.status-file', message: `the status file ${config.monitor.statusFile} cannot be written: ${redact(errorText(err))}` });
           }
         }
-        return { host: config.host, reminderMinutes: config.alerts.reminderMinutes, problems };
+        // The status file and the metrics have them all; the workflow keeps and tells a bounded few.
+        return { host: config.host, reminderMinutes: config.alerts.reminderMinutes, problems: boundProblems(problems) };
       } finally {
         clearInterval(beat);
       }

@@ -1,0 +1,46 @@
+// Attacks on the monitor (a hostile operator, or anyone who can write into a repository).
+import { boundProblems } from '../../engine/problemBounds.js';
+import { initialState, lookedAt } from '../../workflows/monitorLifecycle.js';
+
+const T0 = Date.parse('2026-11-29T12:00:00Z');
+const MIN = 60_000;
+
+// Anyone who can write into a repository can plant manifests: each damaged one is a problem of
+// its own key (catalog.damaged:<repository>:<key>), as is each wrongly signed backup. Thousands of
+// them used to become thousands of open problems in the monitor's state (carried over
+// continue-as-new, past Temporal's 2 MB payload limit) and thousands of alerts (one delivery
+// activity each per channel) in one tick, past the history's 50,000 events.
+test('thousands of planted manifests: a bounded number of open problems and alerts', () => {
+  const planted = Array.from({ length: 5000 }, (_, i) => ({ key: `catalog.damaged:s3:database/bogus-${i}/manifest.json`, message: `manifest database/bogus-${i}/manifest.json in s3 is not valid JSON (3 bytes; truncated or corrupt)` }));
+  const badSignatures = Array.from({ length: 3000 }, (_, i) => ({ key: `database.bad-signature:2026-11-29T00-00-00Z-${i}`, message: `backup ${i} is wrongly signed and never used: manifest signature does not match` }));
+  const stale = { key: 'database.stale', message: 'the newest database backup is 26.0 hours old (at most 25 expected)' };
+  const found = boundProblems([stale, ...planted, ...badSignatures]);
+  const state = initialState(T0);
+  const alerts = lookedAt(state, found, T0, 60 * MIN, 'db-1');
+  expect(alerts.length).toBeLessThanOrEqual(30);
+  expect(Object.keys(state.open).length).toBeLessThanOrEqual(30);
+  expect(JSON.stringify(state).length).toBeLessThan(20_000);
+  // Nothing is hidden: the problem that matters is there, and the planted ones are counted.
+  expect(state.open['database.stale']).toBeDefined();
+  expect(found.map((p) => p.message).join('\n')).toMatch(/5000/);
+  expect(found.map((p) => p.message).join('\n')).toMatch(/3000/);
+  // More planted at the next look: no new alert, the count in the message moves.
+  const more = boundProblems([stale, ...planted, { key: 'catalog.damaged:s3:database/bogus-x/manifest.json', message: 'm' }, ...badSignatures]);
+  expect(lookedAt(state, more, T0 + 15 * MIN, 60 * MIN, 'db-1')).toEqual([]);
+});
+
+test('a few problems of a kind stay one alert each (a damaged manifest is still named)', () => {
+  const few = [
+    { key: 'catalog.damaged:s3:database/a/manifest.json', message: 'a' },
+    { key: 'catalog.damaged:s3:database/b/manifest.json', message: 'b' },
+    { key: 'storage.full:local', message: 'full' },
+  ];
+  expect(boundProblems(few)).toEqual(few);
+});
+
+test('one problem with an enormous message (a verification listing every damaged copy) is cut short', () => {
+  const huge = { key: 'verification.copies-damaged', message: `the newest verification found: ${'object x is damaged; '.repeat(20_000)}` };
+  const [bounded] = boundProblems([huge]);
+  expect(bounded.key).toBe(huge.key);
+  expect(bounded.message.length).toBeLessThanOrEqual(2_000);
+});
