@@ -10,7 +10,7 @@ export function jsonBody(alert: Alert): JsonAlertBody {
 }
 
 export interface SlackBody {
-  /** The notification's text, and everything a client that shows no blocks shows. */
+  /** The notification's text, and everything a client that shows no blocks shows (escaped as the blocks are). */
   text: string;
   blocks: Record<string, unknown>[];
 }
@@ -41,5 +41,6 @@ export function slackBody(alert: Alert): SlackBody {
     { type: 'context', elements: [{ type: 'mrkdwn', text: cut(context, CONTEXT_MAX) }] },
   ];
   if (alert.link) blocks.push({ type: 'section', text: { type: 'mrkdwn', text: `<${escapeSlack(alert.link)}|Details (Temporal Web UI)>` } });
-  return { text: `${icon(alert)} ${headline}`, blocks };
+  // The notification's text is read as mrkdwn too: a key or message quoting <!channel> must not page anyone.
+  return { text: `${icon(alert)} ${escapeSlack(headline)}`, blocks };
 }

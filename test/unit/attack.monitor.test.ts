@@ -1,4 +1,5 @@
 // Attacks on the monitor (a hostile operator, or anyone who can write into a repository).
+import { slackBody } from '../../engine/alerts/webhookBody.js';
 import { boundProblems } from '../../engine/problemBounds.js';
 import { initialState, lookedAt } from '../../workflows/monitorLifecycle.js';
 
@@ -43,4 +44,15 @@ test('one problem with an enormous message (a verification listing every damaged
   const [bounded] = boundProblems([huge]);
   expect(bounded.key).toBe(huge.key);
   expect(bounded.message.length).toBeLessThanOrEqual(2_000);
+});
+
+// A problem's message quotes what a repository's writer chose (an object's key), a failed run's
+// title its workflow id: Slack reads <!channel> and <url|text> in the notification's text as well
+// as in the blocks, so a planted manifest could page the whole channel or show a link of its own.
+test("Slack's control characters from a planted object key are escaped in the notification text too", () => {
+  const [found] = lookedAt(initialState(T0), [{ key: 'catalog.damaged:s3:database/<!channel>/manifest.json', message: 'manifest database/<!channel> <https://evil.example/restore|Restore now> & more in s3 is not valid JSON' }], T0, 60 * MIN, 'db-1');
+  const body = slackBody(found);
+  expect(body.text).not.toMatch(/[<>]/);
+  expect(body.text).toContain('&lt;!channel&gt;');
+  expect(JSON.stringify(body.blocks)).not.toContain('<!channel>');
 });
