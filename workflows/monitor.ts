@@ -14,9 +14,9 @@ import { hostActivities, monitorLook, monitorStep } from './activityOptions.js';
 import { describeFailure } from './failures.js';
 import { checkObject, checkTaskQueue, invalidInput } from './inputChecks.js';
 import { monitorQuery } from './messages.js';
-import { deliveriesDone, failedRunsSeen, initialState, lookedAt } from './monitorLifecycle.js';
+import { deliveriesDone, failedRunsSeen, initialState, lookedAt, runIsFull } from './monitorLifecycle.js';
 
-/** Ticks per run before continuing as new (a day of one-minute ticks, a short history). */
+/** Ticks per run before continuing as new (a day of one-minute ticks), unless its history is long first (runIsFull). */
 const TICKS_PER_RUN = 1440;
 /** Until the first look says otherwise (config alerts.reminderMinutes). */
 const DEFAULT_REMINDER_MINUTES = 240;
@@ -93,6 +93,8 @@ export async function monitor(input: MonitorInput): Promise<void> {
       }
     }
     await sleep(tick * 1000);
+    // A long history (alerts waiting for a channel that is down, sent again every tick) ends the run early.
+    if (runIsFull(workflowInfo())) break;
   }
   await condition(allHandlersFinished);
   await continueAsNew<typeof monitor>({ ...input, state });

@@ -14,7 +14,9 @@ const TOLD_RUNS_KEPT = 500;
 const UNDELIVERED_KEPT = 200;
 /** Visibility lags behind a run's close: look this far back again (what was told is remembered). */
 export const FAILED_RUNS_OVERLAP_MS = 10 * 60_000;
-
+/** A run's history past this many events or bytes ends it (continued as new): Temporal refuses 50,000 events or 50 MB. */
+const RUN_EVENTS_MAX = 10_000;
+const RUN_BYTES_MAX = 10 * 1024 * 1024;
 
 const titleOf = (message: string) => (message.length > 200 ? `${message.slice(0, 197)}...` : message);
 
@@ -85,4 +87,13 @@ export function deliveriesDone(state: MonitorState, outcomes: DeliveryOutcome[],
     for (const r of results) state.channels[r.channel] = r.ok ? { ok: true, at } : { ok: false, at, error: r.error };
   }
   state.undelivered = state.undelivered.slice(-UNDELIVERED_KEPT);
+}
+
+/**
+ * Whether the run has told enough to continue as new: when Temporal suggests it, or its history
+ * is long (alerts waiting for a channel that is down are sent again at every tick, one activity
+ * each, so a day of ticks can pass Temporal's limits).
+ */
+export function runIsFull(info: { historyLength: number; historySize: number; continueAsNewSuggested: boolean }): boolean {
+  return info.continueAsNewSuggested || info.historyLength >= RUN_EVENTS_MAX || info.historySize >= RUN_BYTES_MAX;
 }

@@ -1,7 +1,7 @@
 // Attacks on the monitor (a hostile operator, or anyone who can write into a repository).
 import { slackBody } from '../../engine/alerts/webhookBody.js';
 import { boundProblems } from '../../engine/problemBounds.js';
-import { initialState, lookedAt } from '../../workflows/monitorLifecycle.js';
+import { initialState, lookedAt, runIsFull } from '../../workflows/monitorLifecycle.js';
 
 const T0 = Date.parse('2026-11-29T12:00:00Z');
 const MIN = 60_000;
@@ -55,4 +55,17 @@ test("Slack's control characters from a planted object key are escaped in the no
   expect(body.text).not.toMatch(/[<>]/);
   expect(body.text).toContain('&lt;!channel&gt;');
   expect(JSON.stringify(body.blocks)).not.toContain('<!channel>');
+});
+
+// A run continued as new only after 1440 ticks. The recorded history (test/histories/monitor.json)
+// has 916 events in 49 ticks, ~19 a tick on a quiet day: ~27,000 a run. Every alert waiting for a
+// channel that is down is one more delivery activity (3 events or more) at every tick, and up to
+// 200 wait: with SMTP down and ten alerts waiting the run passes Temporal's 50,000 events (the
+// server then terminates the monitor), with 200 in under two hours. A run ends (continues as
+// new) when Temporal suggests it or its history is long, whatever the ticks.
+test('the monitor continues as new when its history is long, not only after 1440 ticks', () => {
+  expect(runIsFull({ historyLength: 900, historySize: 400_000, continueAsNewSuggested: false })).toBe(false);
+  expect(runIsFull({ historyLength: 900, historySize: 400_000, continueAsNewSuggested: true })).toBe(true);
+  expect(runIsFull({ historyLength: 20_000, historySize: 400_000, continueAsNewSuggested: false })).toBe(true);
+  expect(runIsFull({ historyLength: 900, historySize: 20_000_000, continueAsNewSuggested: false })).toBe(true);
 });
