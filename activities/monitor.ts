@@ -4,7 +4,7 @@
 // channel, what happened.
 import { Context } from '@temporalio/activity';
 import type { Alert } from '../common/alertTypes.js';
-import type { DeliveryOutcome, FailedRun, MonitorFindings } from '../common/monitorTypes.js';
+import { FAILED_RUNS_PER_LOOK, type DeliveryOutcome, type FailedRun, type MonitorFindings } from '../common/monitorTypes.js';
 import { deliverAlert, type AlertChannels } from '../engine/alerts/deliver.js';
 import { emailChannelName } from '../engine/alerts/emailChannel.js';
 import { webhookChannelName } from '../engine/alerts/webhookChannel.js';
@@ -17,8 +17,8 @@ import type { DatabaseBackupDeps } from './databaseBackup.js';
 
 /** The workflow types that are ours: a failure of any of them is told at once. */
 const OUR_WORKFLOWS = ['backupDatabase', 'backupBase', 'verifyBackup', 'recoveryDrill', 'restoreDatabase', 'pointInTimeRecovery', 'applyRetention', 'shipWal', 'sweepLeftovers', 'monitor'];
-/** At most this many failed runs are told in one look (the rest at the next). */
-const FAILED_RUNS_PER_LOOK = 50;
+/** Failed runs listed at most in one look (visibility rows only; the oldest 50 of them are told). */
+const FAILED_RUNS_LISTED = 10_000;
 
 export interface MonitorDeps extends DatabaseBackupDeps {
   /** Told of every look at the backups (the worker's metrics read it). */
@@ -56,7 +56,7 @@ export function createMonitorActivities(deps: MonitorDeps) {
     },
 
     /**
-     * Our workflows that failed (or timed out) after `since`, oldest first, at most 50, with
+     * Our workflows that failed (or timed out) after `since`, the oldest 50 at most, oldest first, with
      * their failure's type and message and a link to the run in the Web UI when
      * temporal.webUiUrl is set. Read-only.
      */
@@ -65,8 +65,17 @@ export function createMonitorActivities(deps: MonitorDeps) {
       const client = ctx.client;
       const types = OUR_WORKFLOWS.map((t) => `'${t}'`).join(', ');
       const query = `(ExecutionStatus = 'Failed' OR ExecutionStatus = 'TimedOut') AND CloseTime > '${new Date(input.since).toISOString()}' AND WorkflowType IN (${types})`;
-      const runs: FailedRun[] = [];
+      // The listing comes newest first: the oldest are told first (the next look starts after
+      // the newest told), so none is passed over when more failed than one look tells.
+      const listed = [];
       for await (const wf of client.workflow.list({ query })) {
+        listed.push(wf);
+        if (listed.length % 1000 === 0) ctx.heartbeat({ phase: 'listing failed runs', listed: listed.length });
+        if (listed.length >= FAILED_RUNS_LISTED) break;
+      }
+      const oldest = listed.sort((a, b) => (a.closeTime?.getTime() ?? 0) - (b.closeTime?.getTime() ?? 0)).slice(0, FAILED_RUNS_PER_LOOK);
+      const runs: FailedRun[] = [];
+      for (const wf of oldest) {
         const handle = client.workflow.getHandle(wf.workflowId, wf.runId);
         let failureType = wf.status.name === 'TIMED_OUT' ? 'TimedOut' : 'Failed';
         let failureMessage = wf.status.name === 'TIMED_OUT' ? 'the run timed out' : '(no failure recorded)';
@@ -92,7 +101,6 @@ export function createMonitorActivities(deps: MonitorDeps) {
           ...(ui ? { link: `${ui}/namespaces/${encodeURIComponent(config.temporal.namespace)}/workflows/${encodeURIComponent(wf.workflowId)}/${encodeURIComponent(wf.runId)}/history` } : {}),
         });
         ctx.heartbeat({ phase: 'listing failed runs', found: runs.length });
-        if (runs.length >= FAILED_RUNS_PER_LOOK) break;
       }
       return runs.sort((a, b) => a.closeTime.localeCompare(b.closeTime));
     },

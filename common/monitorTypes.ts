@@ -46,6 +46,9 @@ export interface MonitorFindings {
   problems: { key: string; message: string }[];
 }
 
+/** At most this many failed runs are told in one look, the oldest first; the rest at the next. */
+export const FAILED_RUNS_PER_LOOK = 50;
+
 /** A failed run of ours, as the monitor tells it. */
 export interface FailedRun {
   workflowId: string;

@@ -6,7 +6,7 @@ import type { Alert } from '../common/alertTypes.js';
 import { severityOf } from '../common/alertSeverity.js';
 
 export { severityOf };
-import type { DeliveryOutcome, FailedRun, MonitorState } from '../common/monitorTypes.js';
+import { FAILED_RUNS_PER_LOOK, type DeliveryOutcome, type FailedRun, type MonitorState } from '../common/monitorTypes.js';
 
 /** Failed runs remembered as told. */
 const TOLD_RUNS_KEPT = 500;
@@ -74,7 +74,10 @@ export function failedRunsSeen(state: MonitorState, runs: FailedRun[], now: numb
     });
   }
   state.toldRuns = state.toldRuns.slice(-TOLD_RUNS_KEPT);
-  state.failedRunsSince = new Date(now - FAILED_RUNS_OVERLAP_MS).toISOString();
+  // A full look (the oldest 50 of more): the next starts just before the newest of them, not at
+  // now, or the rest would never be told.
+  const newest = runs.reduce<string | undefined>((max, run) => (max === undefined || run.closeTime > max ? run.closeTime : max), undefined);
+  state.failedRunsSince = runs.length >= FAILED_RUNS_PER_LOOK && newest ? new Date(Date.parse(newest) - 1).toISOString() : new Date(now - FAILED_RUNS_OVERLAP_MS).toISOString();
   return alerts;
 }
 

@@ -1,7 +1,11 @@
 // Attacks on the monitor (a hostile operator, or anyone who can write into a repository).
 import { slackBody } from '../../engine/alerts/webhookBody.js';
 import { boundProblems } from '../../engine/problemBounds.js';
-import { initialState, lookedAt, runIsFull } from '../../workflows/monitorLifecycle.js';
+import type { Client } from '@temporalio/client';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { createMonitorActivities, type MonitorDeps } from '../../activities/monitor.js';
+import type { FailedRun } from '../../common/monitorTypes.js';
+import { failedRunsSeen, initialState, lookedAt, runIsFull } from '../../workflows/monitorLifecycle.js';
 
 const T0 = Date.parse('2026-11-29T12:00:00Z');
 const MIN = 60_000;
@@ -68,4 +72,34 @@ test('the monitor continues as new when its history is long, not only after 1440
   expect(runIsFull({ historyLength: 900, historySize: 400_000, continueAsNewSuggested: true })).toBe(true);
   expect(runIsFull({ historyLength: 20_000, historySize: 400_000, continueAsNewSuggested: false })).toBe(true);
   expect(runIsFull({ historyLength: 900, historySize: 20_000_000, continueAsNewSuggested: false })).toBe(true);
+});
+
+// More than 50 failed runs since the last look (a crash loop; the monitor's queue without a
+// worker for an hour): the listing comes newest first, the activity kept the first 50, and the
+// next look started 10 minutes before now: the older ones were never told.
+test('more failed runs than one look tells: every one is told, over the next looks', async () => {
+  const now = Date.now();
+  const rows = Array.from({ length: 60 }, (_, i) => ({ workflowId: `backup-${i}`, runId: `run-${i}`, type: 'backupDatabase', status: { name: 'FAILED' }, closeTime: new Date(now - 50 * MIN + i * 30_000) }));
+  const client = {
+    withAbortSignal: <T>(_signal: AbortSignal, fn: () => T) => fn(),
+    workflow: {
+      list: ({ query }: { query: string }) => {
+        const since = Date.parse(/CloseTime > '([^']+)'/.exec(query)![1]);
+        const found = rows.filter((r) => r.closeTime.getTime() > since).sort((a, b) => b.closeTime.getTime() - a.closeTime.getTime());
+        return (async function* () {
+          yield* found;
+        })();
+      },
+      getHandle: () => ({ fetchHistory: async () => ({ events: [] }) }),
+    },
+  };
+  const activities = createMonitorActivities({ config: { temporal: { namespace: 'default' } } } as unknown as MonitorDeps);
+  const env = new MockActivityEnvironment(undefined, { client: client as unknown as Client });
+  const state = initialState(now - 60 * MIN);
+  const told = new Set<string>();
+  for (let look = 0; look < 3; look++) {
+    const runs: FailedRun[] = await env.run(activities.failedRunsSince, { since: state.failedRunsSince });
+    for (const alert of failedRunsSeen(state, runs, now + look * MIN, 'db-1')) told.add(alert.key);
+  }
+  expect(told.size).toBe(60);
 });
