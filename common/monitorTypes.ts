@@ -20,6 +20,8 @@ export interface OpenProblem {
   openedAt: string;
   /** When people were last told (the opening, or the last reminder). */
   lastToldAt: string;
+  /** Looks in a row that did not find it (resolved at two). */
+  missedLooks?: number;
 }
 
 export interface MonitorState {

@@ -1,13 +1,16 @@
 // The life of a problem, as the monitor tells people of it: opened once (the first look that
-// finds its key), reminded of every `reminderMs` while it lasts, resolved once (the first look
-// that does not find it). A failed run of ours is told once. Pure: the state goes in and comes
-// out changed, with the alerts to send; no I/O, no clock but the one given.
+// finds its key), reminded of every `reminderMs` while it lasts, resolved once (the second look
+// in a row that does not find it: one that comes and goes is not told again at every look).
+// A failed run of ours is told once. Pure: the state goes in and comes out changed, with the
+// alerts to send; no I/O, no clock but the one given.
 import type { Alert } from '../common/alertTypes.js';
 import { severityOf } from '../common/alertSeverity.js';
 
 export { severityOf };
 import { FAILED_RUNS_PER_LOOK, type DeliveryOutcome, type FailedRun, type MonitorState } from '../common/monitorTypes.js';
 
+/** A problem is resolved once this many looks in a row did not find it. */
+export const RESOLVED_AFTER_MISSED_LOOKS = 2;
 /** Failed runs remembered as told. */
 const TOLD_RUNS_KEPT = 500;
 /** Alerts kept for channels that could not take them yet. */
@@ -40,6 +43,7 @@ export function lookedAt(state: MonitorState, found: { key: string; message: str
       continue;
     }
     open.message = message;
+    delete open.missedLooks;
     if (now - Date.parse(open.lastToldAt) >= reminderMs) {
       open.lastToldAt = at;
       alerts.push({ key, event: 'reminder', severity: open.severity, title: titleOf(message), text: `Still so: ${message}\n\nOpen since ${open.openedAt}, seen again from ${host} at ${at}.`, host, at, openedAt: open.openedAt });
@@ -47,6 +51,10 @@ export function lookedAt(state: MonitorState, found: { key: string; message: str
   }
   for (const [key, open] of Object.entries(state.open)) {
     if (seen.has(key)) continue;
+    // Gone from one look only: kept open (a problem that comes and goes at every look is told
+    // once, not opened and resolved again and again); gone from two in a row: resolved.
+    open.missedLooks = (open.missedLooks ?? 0) + 1;
+    if (open.missedLooks < RESOLVED_AFTER_MISSED_LOOKS) continue;
     delete state.open[key];
     alerts.push({ key, event: 'resolved', severity: open.severity, title: titleOf(`resolved: ${open.message}`), text: `Resolved: ${open.message}\n\nOpen since ${open.openedAt}; not seen from ${host} at ${at}.`, host, at, openedAt: open.openedAt });
   }
