@@ -157,7 +157,9 @@ export async function openPlaintext(input: OpenPlaintextInput): Promise<Plaintex
       r.status === 'rejected' &&
       ((r.reason as { isTerminated?: boolean }).isTerminated === true ||
         (r.reason as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE' ||
-        /broken pipe|write error|EPIPE/i.test(errorText(r.reason)));
+        // Killed by SIGPIPE: it wrote to a reader that had gone (gpg after zstd gave up).
+        (r.reason as { signal?: string }).signal === 'SIGPIPE' ||
+        /broken pipe|write error|EPIPE|SIGPIPE/i.test(errorText(r.reason)));
     const decompressorFault = results[2].status === 'rejected' && !followed(results[2]) && (firstFailed === 'decompressor' || results[1].status === 'fulfilled' || followed(results[1]));
     if (decompressorFault && results[2].status === 'rejected') {
       throw fail(permanent(ErrorType.DumpUnreadable, `${where}: decrypted, but it does not decompress: ${errorText(results[2].reason)}`));
