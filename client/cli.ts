@@ -456,11 +456,20 @@ program
 
 program
   .command('dev')
-  .description('the embedded stack: dev Temporal server, a worker, local and NAS repositories, a demo database when none is configured; runs one backup')
+  .description(
+    'the embedded stack, the whole product on this machine: dev Temporal server, SeaweedFS as the offsite S3 repository beside local and NAS folders, a demo database archiving its WAL through wal-push, a worker, the schedules, WAL shipping and the monitor; runs one backup and, while serving, the dashboard',
+  )
   .option('--once', 'stop after the backup (the default when stdin is not a terminal)')
   .option('--serve', 'keep serving the Web UI and the worker until Ctrl-C, even without a terminal')
   .option('--dir <dir>', 'where the dev stack keeps its state', '.backupctl/dev')
+  .option('--port-offset <n>', 'add n to every port of the stack (Temporal 7233, Web UI 8233, dashboard 8234, PostgreSQL 54329, S3 18333-18340): a second stack beside the first', '0')
   .addOption(jsonOption())
-  .action(action(async (options: { once?: boolean; serve?: boolean; dir: string; json?: boolean }) => (await import('./dev/stack.js')).runDev({ ...options, configFile: program.opts().config })));
+  .action(
+    action(async (options: { once?: boolean; serve?: boolean; dir: string; json?: boolean; portOffset: string }) => {
+      const portOffset = Number(options.portOffset);
+      if (!Number.isInteger(portOffset) || portOffset < 0 || portOffset > 40_000) throw new (await import('./workflowRun.js')).InputRefused(`--port-offset ${JSON.stringify(options.portOffset)}: expected a whole number from 0 to 40000`);
+      return (await import('./dev/stack.js')).runDev({ ...options, portOffset, configFile: program.opts().config });
+    }),
+  );
 
 await program.parseAsync(process.argv);
