@@ -5,7 +5,7 @@
 // opened once, reminded of, and resolved.
 import type { Config } from '../common/config.js';
 import { formatBytes } from '../common/formatBytes.js';
-import { pitrPreconditionProblems } from '../common/pitrPreconditions.js';
+import { baseBackupsWanted, pitrPreconditionProblems } from '../common/pitrPreconditions.js';
 import type { DrillReport } from '../common/restoreTypes.js';
 import { archiveQueue, type ArchiveQueue } from './archiveCheck.js';
 import { latestDrillReport, scanCatalog } from './catalog.js';
@@ -273,6 +273,13 @@ export async function assessHealth(config: Config, repositories: Repository[], n
     problems.push(...walQueueIssues(report.walQueue, config.wal.queueMaxSegments));
   }
   report.latestBaseBackup = await latestBaseBackup(repositories, expected, verifier, problems, now);
+  if (report.latestBaseBackup) {
+    const { backupId, foundIn } = report.latestBaseBackup;
+    const missing = repositories.map((r) => r.name).filter((name) => !foundIn.includes(name));
+    if (missing.length) add('base.copy-missing', `the newest base backup ${backupId} is missing from: ${missing.join(', ')}`);
+  } else if (baseBackupsWanted(config)) {
+    add('base.none', 'there is no complete base backup: point-in-time recovery has nowhere to start (backupctl backup base)');
+  }
   // The age unrounded: rounded to 0.01 days it reads 8.00 for up to 7 minutes past the bound.
   if (report.latestBaseBackup && (now - Date.parse(report.latestBaseBackup.stoppedAt)) / 3_600_000 > maxAgeHours.base) {
     add('base.stale', `the newest base backup is ${report.latestBaseBackup.ageDays.toFixed(1)} days old: point-in-time recovery replays all the WAL since`);
