@@ -250,6 +250,16 @@ export async function assessHealth(config: Config, repositories: Repository[], n
     if (v.copies?.damaged.length) add('verification.copies-damaged', `the newest verification (backup ${verified.backupId}) found ${v.copies.summary}: ${v.copies.problems.join('; ')}`);
     if (v.copies?.notChecked) add('verification.copies-unchecked', `the newest verification (backup ${verified.backupId}) could not check its copies: ${v.copies.notChecked}`);
     if (ageDays * 24 > maxAgeHours.verification) add('verification.stale', `the newest verification is ${ageDays.toFixed(1)} days old (at most ${(maxAgeHours.verification / 24).toFixed(1)} expected)`);
+  } else {
+    // None yet is fine for a new installation; not once backups have been made for longer than a verification may take.
+    const oldest = entries.filter((e) => e.signature === 'signed').reduce<string | undefined>((min, e) => (!min || e.finishedAt < min ? e.finishedAt : min), undefined);
+    const madeForHours = oldest ? (now - Date.parse(oldest)) / 3_600_000 : 0;
+    if (madeForHours > maxAgeHours.verification) {
+      add(
+        'verification.none',
+        `no backup has ever been verified, though backups have been made for ${(madeForHours / 24).toFixed(1)} days (a verification at least every ${(maxAgeHours.verification / 24).toFixed(1)} days expected): backupctl verify latest`,
+      );
+    }
   }
   try {
     report.walArchive = await walArchiveStatus(config, repositories, now);

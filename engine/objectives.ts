@@ -27,6 +27,8 @@ export interface ObjectiveMeasurements {
 export interface ObjectivesStatus {
   rpo: { objectiveMinutes: number; measuredMinutes: number | null; basis: 'wal' | 'dump' | 'none'; met: boolean; detail: string };
   rto: { objectiveMinutes: number; measuredMinutes: number | null; drill: { reportId: string; finishedAt: string; ok: boolean } | null; met: boolean; detail: string };
+  /** How old the newest good one of each may get, in hours (config objectives.maxAgeHours). */
+  maxAgeHours: Config['objectives']['maxAgeHours'];
 }
 
 const minutes = (seconds: number) => Math.round((seconds / 60) * 10) / 10;
@@ -81,5 +83,5 @@ export function assessObjectives(m: ObjectiveMeasurements, objectives: Config['o
     const ageHours = (m.now - Date.parse(drill.finishedAt)) / 3_600_000;
     if (ageHours > objectives.maxAgeHours.drill) problems.push({ key: 'drill.stale', message: `the newest drill is ${(ageHours / 24).toFixed(1)} days old (at most ${(objectives.maxAgeHours.drill / 24).toFixed(1)} expected)` });
   }
-  return { status: { rpo, rto }, problems };
+  return { status: { rpo, rto, maxAgeHours: { ...objectives.maxAgeHours } }, problems };
 }

@@ -94,6 +94,8 @@ export function walQueueProblems(queue: StatusReport['walQueue'], maxSegments: n
   return walQueueIssues(queue, maxSegments).map((p) => p.message);
 }
 
+const days = (hours: number) => Math.round((hours / 24) * 10) / 10;
+
 export async function runStatus(report: StatusReport, out: Printer): Promise<number> {
   out.result(report, () => {
     const lines = [
@@ -107,16 +109,16 @@ export async function runStatus(report: StatusReport, out: Printer): Promise<num
           ]
         : []),
       report.latestBackup
-        ? `  newest backup ${report.latestBackup.backupId}, finished ${report.latestBackup.finishedAt} (${report.latestBackup.ageHours} h ago), in ${report.latestBackup.foundIn.join(', ')}`
+        ? `  newest backup ${report.latestBackup.backupId}, finished ${report.latestBackup.finishedAt} (${report.latestBackup.ageHours} h ago; at most ${report.objectives.maxAgeHours.database} h), in ${report.latestBackup.foundIn.join(', ')}`
         : '  no complete backup',
       report.latestVerification
         ? `  newest verification: backup ${report.latestVerification.backupId} ${verificationWords(report.latestVerification)}${
             report.latestVerification.copies ? `, ${report.latestVerification.copies.summary}` : ''
-          } ${report.latestVerification.finishedAt} (${report.latestVerification.ageDays} d ago)`
+          } ${report.latestVerification.finishedAt} (${report.latestVerification.ageDays} d ago; at most ${days(report.objectives.maxAgeHours.verification)} d)`
         : '  no backup has been verified yet',
       objectiveLine('RPO', report.objectives.rpo),
       objectiveLine('RTO', report.objectives.rto),
-      ...(report.latestBaseBackup ? [`  newest base backup ${report.latestBaseBackup.backupId}, ${report.latestBaseBackup.ageDays} d old, in ${report.latestBaseBackup.foundIn.join(', ')}`] : []),
+      ...(report.latestBaseBackup ? [`  newest base backup ${report.latestBaseBackup.backupId}, ${report.latestBaseBackup.ageDays} d old (at most ${days(report.objectives.maxAgeHours.base)} d), in ${report.latestBaseBackup.foundIn.join(', ')}`] : []),
       ...(report.walArchive
         ? [
             `  WAL archive: newest ${report.walArchive.newestSegment} at ${report.walArchive.newestArchivedAt} in ${report.walArchive.spool}`,

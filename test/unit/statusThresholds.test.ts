@@ -215,6 +215,13 @@ describe('the newest verification', () => {
     expect(report.latestVerification).toBeNull();
     expect(reachable(report.problems)).toEqual([]);
   });
+
+  // Issue 13: backups made for longer than a verification may take, and none ever proved to restore.
+  test('no verification while backups have been made for longer than the verification objective: a problem', async () => {
+    backup('b0', 8 * DAY + HOUR);
+    backup('b1', HOUR);
+    expect(await problems()).toEqual(['no backup has ever been verified, though backups have been made for 8.0 days (a verification at least every 8.0 days expected): backupctl verify latest']);
+  });
 });
 
 describe('WAL shipping', () => {
