@@ -6,7 +6,7 @@
 // the local repository: the spool), SeaweedFS S3 behind a fault-injecting proxy with the
 // workers' own revocable identity, a NAS repository on a small tmpfs (filled up or turned
 // read-only on demand), the key pair, and the application's services as a state file.
-import { chmodSync, copyFileSync, cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,6 +18,7 @@ import { stopAgent } from '../engine/encryption.js';
 import { serverOwner } from '../engine/localCluster.js';
 import { createDemoRoles, seedDemoData } from '../client/dev/demoData.js';
 import { ensureKeyPair, type KeyPair } from '../client/dev/demoKeys.js';
+import { postgresReadableKeys } from '../client/dev/postgresKeys.js';
 import { PROJECT_ROOT } from '../client/dev/tools.js';
 import { startDevTemporal, type DevTemporal } from '../client/dev/temporalServer.js';
 import { connectClient } from '../client/temporalClient.js';
@@ -163,19 +164,7 @@ export async function startChaosStack(say: (line: string) => void, size = { user
     // What PostgreSQL's archive_command and restore_command read, as the postgres OS user: a
     // configuration of their own with the public key, and a keyring of their own for wal-fetch.
     const postgresDir = path.join(dir, 'postgres');
-    mkdirSync(postgresDir, { mode: 0o755 });
-    chmodSync(postgresDir, 0o755);
-    const postgresPublicKey = path.join(postgresDir, 'public.asc');
-    copyFileSync(keys.publicKeyFile, postgresPublicKey);
-    chmodSync(postgresPublicKey, 0o644);
-    // wal-fetch replays WAL shipped to the NAS and S3 only with its entry's signature checked:
-    // the postgres OS user trusts the signing key's public half.
-    const postgresSigningKey = path.join(postgresDir, 'signing-public.pem');
-    copyFileSync(keys.signing.publicKeyFile, postgresSigningKey);
-    chmodSync(postgresSigningKey, 0o644);
-    const postgresKeys = path.join(postgresDir, 'gnupg');
-    cpSync(keys.privateHome, postgresKeys, { recursive: true, filter: (src) => !/S\.gpg-agent|\.lock$/.test(src) });
-    if (owner.spawn.uid !== undefined) await execa('chown', ['-R', `${owner.spawn.uid}:${owner.spawn.gid}`, postgresKeys]);
+    const { publicKeyFile: postgresPublicKey, signingPublicKeyFile: postgresSigningKey, privateHome: postgresKeys } = await postgresReadableKeys(postgresDir, keys);
     stops.push(() => stopAgent(postgresKeys));
     const postgresConfig = path.join(postgresDir, 'backupctl.yaml');
     writeFileSync(

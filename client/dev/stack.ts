@@ -4,7 +4,7 @@
 // archives its WAL through `backupctl wal-push`, this host's worker, the schedules applied (the
 // WAL shipping and the monitor with them), one database backup (and a base backup when there is
 // none), and, while it serves, the dashboard.
-import { chmodSync, copyFileSync, cpSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import pg from 'pg';
@@ -24,6 +24,7 @@ import { printer } from '../output.js';
 import { connectClient } from '../temporalClient.js';
 import { DEMO_FRESHNESS, DEMO_KEY_TABLES, createDemoRoles, seedDemoData } from './demoData.js';
 import { ensureKeyPair, type KeyPair } from './demoKeys.js';
+import { postgresReadableKeys } from './postgresKeys.js';
 import { startDevS3 } from './seaweedfs.js';
 import { startDevTemporal } from './temporalServer.js';
 
@@ -194,22 +195,14 @@ async function archiveThroughBackupctl(cluster: LocalCluster, dir: string, rawCo
   mkdirSync(rawConfig.repositories.local.path, { recursive: true, mode: 0o700 });
   // The spool is written by PostgreSQL and by this worker (root may write anywhere).
   if (process.getuid?.() === 0) await execa('chown', ['-R', `${owner.spawn.uid}:${owner.spawn.gid}`, rawConfig.repositories.local.path]);
-  const publicKey = path.join(own, 'backup-public.asc');
-  copyFileSync(keys.publicKeyFile, publicKey);
-  chmodSync(publicKey, 0o644);
-  const signingPublic = path.join(own, 'signing-public.pem');
-  copyFileSync(keys.signing.publicKeyFile, signingPublic);
-  chmodSync(signingPublic, 0o644);
-  const keyring = path.join(own, 'gnupg');
-  cpSync(keys.privateHome, keyring, { recursive: true, force: true, filter: (src) => !/S\.gpg-agent|\.lock$/.test(src) });
-  if (process.getuid?.() === 0) await execa('chown', ['-R', `${owner.spawn.uid}:${owner.spawn.gid}`, keyring]);
+  const readable = await postgresReadableKeys(own, keys);
   const postgresConfig = path.join(own, 'config.yaml');
   // Only what wal-push and wal-fetch read: no signing key, no restore target, no monitor.
   const base = Object.fromEntries(Object.entries(rawConfig).filter(([key]) => !['signing', 'pitr', 'restore', 'monitor', 'baseBackup'].includes(key)));
   writeFileSync(
     postgresConfig,
     `# Written by backupctl dev: what PostgreSQL's archive_command and restore_command read\n` +
-      YAML.stringify({ ...base, encryption: { publicKeyFile: publicKey, privateKeyHome: keyring }, signing: { publicKeyFiles: [signingPublic] }, logLevel: 'warn' }),
+      YAML.stringify({ ...base, encryption: { publicKeyFile: readable.publicKeyFile, privateKeyHome: readable.privateHome }, signing: { publicKeyFiles: [readable.signingPublicKeyFile] }, logLevel: 'warn' }),
     { mode: 0o644 },
   );
   const admin = new pg.Client({ connectionString: cluster.url('postgres') });

@@ -9,6 +9,7 @@ import { assessHealth } from '../../engine/health.js';
 import { manifestKey } from '../../engine/catalog.js';
 import { keyIdOf, signManifest, type Signer } from '../../engine/manifestSignature.js';
 import { validateConfig } from '../../common/config.js';
+import { plantedBaseManifest } from '../fixtures/baseManifest.js';
 import { MemoryRepository } from '../fixtures/memoryRepository.js';
 
 const CLUSTER = '7000000000000000001';
@@ -34,23 +35,6 @@ function config(baseBackupUrl?: string) {
   );
 }
 
-function baseManifest(backupId: string, stoppedAt: string) {
-  return {
-    formatVersion: 1,
-    backupId,
-    component: 'base',
-    workflowId: backupId,
-    runId: 'run',
-    startedAt: stoppedAt,
-    finishedAt: stoppedAt,
-    compression: 'zstd',
-    encryption: { type: 'openpgp', recipientFingerprint: 'F'.repeat(40) },
-    server: { version: '15.8', versionNum: 150008, systemIdentifier: CLUSTER },
-    backup: { timeline: 1, startLsn: '0/2000028', stopLsn: '0/2000100', startedAt: stoppedAt, stoppedAt },
-    objects: [{ role: 'base', key: `base/${backupId}/base.tar.zst.gpg`, bytes: 10, sha256: 'a'.repeat(64) }],
-    copies: [],
-  };
-}
 
 const keys = (problems: { key: string }[]) => problems.map((p) => p.key).filter((k) => k.startsWith('base.'));
 
@@ -75,3 +59,7 @@ test('the newest base backup missing from a repository: base.copy-missing names 
   expect(health.latestBaseBackup).toMatchObject({ backupId: 'b-new', foundIn: ['local'] });
   expect(health.problems.filter((p) => p.key.startsWith('base.'))).toEqual([{ key: 'base.copy-missing', message: 'the newest base backup b-new is missing from: nas' }]);
 });
+
+function baseManifest(backupId: string, stoppedAt: string) {
+  return plantedBaseManifest(backupId, { stoppedAt, systemIdentifier: CLUSTER });
+}

@@ -9,6 +9,7 @@ import { collectStatus } from '../../client/commands/status.js';
 import { manifestKey } from '../../engine/catalog.js';
 import { keyIdOf, signManifest, type Signer } from '../../engine/manifestSignature.js';
 import { validateConfig } from '../../common/config.js';
+import { plantedBaseManifest } from '../fixtures/baseManifest.js';
 import { MemoryRepository } from '../fixtures/memoryRepository.js';
 
 const CLUSTER = '7000000000000000001';
@@ -34,23 +35,6 @@ const config = validateConfig(
   'test config',
 );
 
-function baseManifest(backupId: string, stoppedAt: string) {
-  return {
-    formatVersion: 1,
-    backupId,
-    component: 'base',
-    workflowId: backupId,
-    runId: 'run',
-    startedAt: stoppedAt,
-    finishedAt: stoppedAt,
-    compression: 'zstd',
-    encryption: { type: 'openpgp', recipientFingerprint: 'F'.repeat(40) },
-    server: { version: '15.8', versionNum: 150008, systemIdentifier: CLUSTER },
-    backup: { timeline: 1, startLsn: '0/2000028', stopLsn: '0/2000100', startedAt: stoppedAt, stoppedAt },
-    objects: [{ role: 'base', key: `base/${backupId}/base.tar.zst.gpg`, bytes: 10, sha256: 'a'.repeat(64) }],
-    copies: [],
-  };
-}
 
 test('status: the base backups\' problems come repository by repository, as before the shared scan', async () => {
   const local = new MemoryRepository('local');
@@ -63,3 +47,7 @@ test('status: the base backups\' problems come repository by repository, as befo
   expect(baseProblems[0]).toMatch(/^base backup planted in local: manifest /);
   expect(baseProblems[1]).toContain('base/broken/');
 });
+
+function baseManifest(backupId: string, stoppedAt: string) {
+  return plantedBaseManifest(backupId, { stoppedAt, systemIdentifier: CLUSTER });
+}

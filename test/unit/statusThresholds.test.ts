@@ -13,6 +13,7 @@ import { manifestKey, verificationKey } from '../../engine/catalog.js';
 import { keyIdOf, signManifest, type Signer } from '../../engine/manifestSignature.js';
 import { walEntryKey } from '../../engine/walArchive.js';
 import { validateConfig, type Config } from '../../common/config.js';
+import { plantedBaseManifest } from '../fixtures/baseManifest.js';
 import { MemoryRepository } from '../fixtures/memoryRepository.js';
 
 const NOW = Date.parse('2026-11-26T12:00:00.000Z');
@@ -73,23 +74,6 @@ function databaseManifest(backupId: string, finishedAt: number, systemIdentifier
   };
 }
 
-function baseManifest(backupId: string, stoppedAt: number, systemIdentifier = CLUSTER) {
-  return {
-    formatVersion: 1,
-    backupId,
-    component: 'base',
-    workflowId: backupId,
-    runId: 'run',
-    startedAt: iso(stoppedAt - HOUR),
-    finishedAt: iso(stoppedAt),
-    compression: 'zstd',
-    encryption: { type: 'openpgp', recipientFingerprint: 'F'.repeat(40) },
-    server: { version: '15.8', versionNum: 150008, systemIdentifier },
-    backup: { timeline: 1, startLsn: '0/2000028', stopLsn: '0/2000100', startedAt: iso(stoppedAt - HOUR), stoppedAt: iso(stoppedAt) },
-    objects: [{ role: 'base', key: `base/${backupId}/base.tar.zst.gpg`, bytes: 10, sha256: 'a'.repeat(64) }],
-    copies: [],
-  };
-}
 
 /** A database backup in the given repositories; signed by the backup host's key unless told otherwise. */
 function backup(backupId: string, ageMs: number, repositories = [local, nas], sign: Signer | null = signer) {
@@ -355,3 +339,7 @@ test('the status file (monitor.statusFile) holds the look whole and matches docs
   delete written.objectives;
   expect(validate(written)).toBe(false);
 });
+
+function baseManifest(backupId: string, stoppedAt: number, systemIdentifier = CLUSTER) {
+  return plantedBaseManifest(backupId, { stoppedAt: iso(stoppedAt), startedAt: iso(stoppedAt - HOUR), systemIdentifier });
+}
