@@ -70,6 +70,8 @@ export async function startDashboardServer(options: DashboardServerOptions): Pro
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, req, 405, 'text/plain; charset=utf-8', 'read-only: GET and HEAD only\n', { Allow: 'GET, HEAD' });
     if (verdict.redirect) return send(res, req, 303, 'text/plain; charset=utf-8', '', { Location: verdict.redirect, 'Set-Cookie': verdict.setCookie! });
     if (url.pathname === '/api/status') return send(res, req, 200, 'application/json', await status());
+    // No icon: answered, so that browsers do not log a failed load on every visit.
+    if (url.pathname === '/favicon.ico') return send(res, req, 204, 'image/x-icon', '');
     const file = FILES[url.pathname];
     if (!file) return send(res, req, 404, 'text/plain; charset=utf-8', 'not found\n');
     send(res, req, 200, file.type, await readFile(`${STATIC_DIR}${file.file}`));

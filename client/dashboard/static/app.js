@@ -125,7 +125,8 @@ function renderStored(data) {
   const y = (b) => height - bottom - (b / top_) * (height - top - bottom);
   const chart = svg('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': 'stored bytes by date' });
   chart.append(
-    svg('polyline', { class: 'line', points: points.map((p, i) => `${x(times[i])},${y(p.bytes)}`).join(' ') }),
+    // A step at each backup's date: the total changes there and nowhere in between.
+    svg('polyline', { class: 'line', points: [`${x(times[0])},${y(0)}`, ...points.flatMap((p, i) => [`${x(times[i])},${y(i ? points[i - 1].bytes : 0)}`, `${x(times[i])},${y(p.bytes)}`])].join(' ') }),
     svg('text', { x: 0, y: top + 4 }, bytes(top_)),
     svg('text', { x: 0, y: height - bottom }, '0'),
   );
