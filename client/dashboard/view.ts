@@ -70,7 +70,7 @@ export function dashboardView(report: StatusReport, timeline: TimelineEntry[], c
     component('verification', report.latestVerification?.finishedAt ?? null, maxAgeHours.verification, report.latestVerification ? `backup ${report.latestVerification.backupId} ${report.latestVerification.ok ? 'restored' : 'FAILED to restore'}` : 'no backup verified yet'),
     component('drill', drill?.finishedAt ?? null, maxAgeHours.drill, drill ? `drill ${drill.reportId} ${drill.ok ? 'passed' : 'FAILED'}` : 'no drill yet'),
     component('wal', report.walArchive?.newestArchivedAt || null, null, report.walArchive ? `newest segment ${report.walArchive.newestSegment}` : 'no WAL archive on this host'),
-    component('temporal', null, null, report.temporal.reachable ? `reachable, ${report.taskQueues.map((q) => `${q.name}: ${q.pollers} poller(s)`).join(', ')}` : 'UNREACHABLE'),
+    component('temporal', null, null, report.temporal.reachable ? `reachable, ${report.taskQueues.map((q) => `${q.name}: ${q.pollers} poller(s)`).join(', ')}; ${monitorWords(report.monitor)}` : 'UNREACHABLE'),
   ];
   let total = 0;
   const points = timeline.map((e) => ({ at: e.finishedAt, bytes: (total += e.bytes * e.foundIn.length) }));
@@ -88,6 +88,12 @@ export function dashboardView(report: StatusReport, timeline: TimelineEntry[], c
     monitor: report.monitor ? { running: report.monitor.running, lastLookAt: report.monitor.lastLookAt ?? null } : null,
   };
   return redactDeep(data);
+}
+
+function monitorWords(monitor: StatusReport['monitor']): string {
+  if (!monitor) return 'monitor unknown';
+  if (!monitor.running) return `monitor ${monitor.workflowId} not running`;
+  return `monitor: last look ${monitor.lastLookAt ?? 'not yet'}${monitor.lastLookError ? ' FAILED' : ''}, ${monitor.openProblems ?? 0} open problem(s)`;
 }
 
 /** Every string in the value redacted (common/redact.ts), keys included. */
