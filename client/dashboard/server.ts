@@ -3,8 +3,8 @@
 // loaded at most once per `cacheSeconds`, however many browsers reload at once.
 import { readFile } from 'node:fs/promises';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { listen, type ListeningServer } from '../listen.js';
 import { admit, isLoopback } from './access.js';
 
 export interface DashboardServerOptions {
@@ -19,10 +19,7 @@ export interface DashboardServerOptions {
   log?: (line: string) => void;
 }
 
-export interface RunningDashboard {
-  url: string;
-  close(): Promise<void>;
-}
+export type RunningDashboard = ListeningServer;
 
 /** The page's files beside this module: client/dashboard/static, or dist/client/dashboard/static (npm run build copies them). */
 const STATIC_DIR = fileURLToPath(new URL('./static/', import.meta.url));
@@ -77,22 +74,7 @@ export async function startDashboardServer(options: DashboardServerOptions): Pro
     send(res, req, 200, file.type, await readFile(`${STATIC_DIR}${file.file}`));
   }
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const { address, port } = server.address() as AddressInfo;
-  return {
-    url: `http://${address.includes(':') ? `[${address}]` : address}:${port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  return listen(server, options.host, options.port);
 }
 
 function send(res: http.ServerResponse, req: http.IncomingMessage, status: number, type: string, body: string | Buffer, headers: Record<string, string> = {}): void {
