@@ -80,4 +80,12 @@ export default tseslint.config(
       'no-restricted-imports': ['error', { patterns: [layer('the CLI calls the engine and starts workflows; it never reaches into activities (ARCHITECTURE.md)', 'activities')] }],
     },
   },
+  {
+    // The dashboard's page script runs in the browser, as a classic script (no build step).
+    files: ['client/dashboard/static/**/*.js'],
+    languageOptions: {
+      sourceType: 'script',
+      globals: Object.fromEntries(['document', 'fetch', 'setInterval', 'URL', 'Node'].map((name) => [name, 'readonly'])),
+    },
+  },
 );

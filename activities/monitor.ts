@@ -9,6 +9,7 @@ import { deliverAlert, type AlertChannels } from '../engine/alerts/deliver.js';
 import { emailChannelName } from '../engine/alerts/emailChannel.js';
 import { webhookChannelName } from '../engine/alerts/webhookChannel.js';
 import { redact } from '../common/redact.js';
+import { workflowRunLink } from '../common/webUiLink.js';
 import { errorText } from '../engine/errors.js';
 import { assessHealth, type HealthReport } from '../engine/health.js';
 import { boundProblems } from '../engine/problemBounds.js';
@@ -90,7 +91,7 @@ export function createMonitorActivities(deps: MonitorDeps) {
         } catch {
           // The history may be gone already: the run's type and time still say enough.
         }
-        const ui = config.temporal.webUiUrl?.replace(/\/+$/, '');
+        const link = workflowRunLink(config.temporal.webUiUrl, config.temporal.namespace, wf.workflowId, wf.runId);
         runs.push({
           workflowId: wf.workflowId,
           runId: wf.runId,
@@ -98,7 +99,7 @@ export function createMonitorActivities(deps: MonitorDeps) {
           closeTime: wf.closeTime?.toISOString() ?? new Date().toISOString(),
           failureType,
           failureMessage: redact(failureMessage),
-          ...(ui ? { link: `${ui}/namespaces/${encodeURIComponent(config.temporal.namespace)}/workflows/${encodeURIComponent(wf.workflowId)}/${encodeURIComponent(wf.runId)}/history` } : {}),
+          ...(link ? { link } : {}),
         });
         ctx.heartbeat({ phase: 'listing failed runs', found: runs.length });
       }

@@ -12,7 +12,7 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const BUILD_STAMP = path.join('dist', '.built');
 const SOURCE_FOLDERS = ['common', 'engine', 'workflows', 'activities', 'workers', 'client'];
 
-/** The newest modification time (ms) of a source file (.ts, .cjs) under the source folders; 0 when there are none. */
+/** The newest modification time (ms) of a source file (.ts, .cjs; the dashboard page's .js, .html, .css) under the source folders; 0 when there are none. */
 function newestSource(root) {
   let newest = 0;
   const walk = (dir) => {
@@ -25,7 +25,7 @@ function newestSource(root) {
     for (const entry of entries) {
       const file = path.join(dir, entry.name);
       if (entry.isDirectory()) walk(file);
-      else if (/\.(ts|cjs)$/.test(entry.name)) newest = Math.max(newest, statSync(file).mtimeMs);
+      else if (/\.(ts|cjs|js|html|css)$/.test(entry.name)) newest = Math.max(newest, statSync(file).mtimeMs);
     }
   };
   for (const folder of SOURCE_FOLDERS) walk(path.join(root, folder));

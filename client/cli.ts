@@ -9,6 +9,7 @@ import type { PitrStartOptions } from './commands/pitr.js';
 import type { SweepOptions } from './commands/sweep.js';
 import type { PruneOptions } from './commands/prune.js';
 import type { CodecServerCliOptions } from './commands/codecServer.js';
+import type { DashboardCliOptions } from './commands/dashboard.js';
 import type { Config } from '../common/config.js';
 import type { Printer } from './output.js';
 import type { connectClient } from './temporalClient.js';
@@ -453,6 +454,18 @@ program
   .option('--listen <address>', 'address to listen on: it decrypts for whoever reaches it, so keep it private', '127.0.0.1')
   .option('--origin <url...>', "the Web UI's origin (scheme://host[:port]), allowed to call it from a browser")
   .action(action(async (options: CodecServerCliOptions) => (await import('./commands/codecServer.js')).runCodecServer(await config(), options)));
+
+program
+  .command('dashboard')
+  .description('serve a read-only web page of the backups: timeline, freshness, RPO/RTO, open problems, failed runs; loopback unless dashboard.tokenFile is set')
+  .option('--port <n>', 'port to listen on; 0 for any free one (default: dashboard.port, 8390)')
+  .option('--host <address>', 'address to listen on (default: dashboard.host, 127.0.0.1); any other than loopback needs dashboard.tokenFile')
+  .action(
+    action(async (options: DashboardCliOptions) => {
+      const cfg = await config();
+      return (await import('./commands/dashboard.js')).runDashboard(cfg, options, await repositoriesOf(cfg));
+    }),
+  );
 
 program
   .command('dev')

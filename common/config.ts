@@ -353,6 +353,19 @@ export const configSchema = z.strictObject({
       sdkPort: z.number().int().min(1).max(65_535).optional(),
     })
     .prefault({}),
+  /**
+   * `backupctl dashboard`: a read-only web page of the backups' state. Loopback by default;
+   * any other address needs tokenFile (the token is a secret: like every other one, it is in a
+   * file of its own, never in this configuration).
+   */
+  dashboard: z
+    .strictObject({
+      port: z.number().int().min(0).max(65_535).default(8390),
+      host: z.string().min(1).default('127.0.0.1'),
+      /** File holding the access token (its first line, 16 characters or more), mode 0600. */
+      tokenFile: absolutePath.optional(),
+    })
+    .prefault({}),
   /** The monitor workflow (workflows/monitor.ts), started by `schedules apply` and `backupctl monitor start`. */
   monitor: z
     .strictObject({

