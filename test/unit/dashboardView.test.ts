@@ -35,6 +35,7 @@ function report(patch: Partial<StatusReport>): StatusReport {
     objectives: {
       rpo: { objectiveMinutes: 60, measuredMinutes: 5, basis: 'dump', met: true, detail: 'd' },
       rto: { objectiveMinutes: 240, measuredMinutes: null, drill: null, met: true, detail: 'not measured' },
+      maxAgeHours: { database: 25, base: 192, verification: 192, drill: 768 },
     },
     ...patch,
   };
