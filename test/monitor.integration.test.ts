@@ -14,7 +14,7 @@ import { SHARED_TASK_QUEUE, hostTaskQueue } from '../common/types.js';
 import { openRepositories } from '../engine/storage/index.js';
 import { startWorker, type RunningWorker } from '../workers/worker.js';
 import { backupDatabase, monitor, restoreDatabase } from '../workflows/index.js';
-import { startAlertReceivers, watchMonitor, type AlertReceivers, type MonitorWatch } from './fixtures/alertReceivers.js';
+import { startAlertReceivers, startFastMonitor, type AlertReceivers, type MonitorWatch } from './fixtures/alertReceivers.js';
 import { APP_PASSWORD, APP_USER, startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';
 import { SecretSearch } from './fixtures/secretSearch.js';
 
@@ -43,12 +43,7 @@ beforeAll(async () => {
     raw.alerts = receivers.alertsConfig(env.dir);
   });
   worker = await startWorker(config, pino({ level: process.env.TEST_LOG ? 'info' : 'silent' }), { bundleInProcess: true });
-  handle = await env.temporal.client.workflow.start(monitor, {
-    taskQueue: SHARED_TASK_QUEUE,
-    workflowId: 'monitor-test',
-    args: [{ hostTaskQueue: hostTaskQueue(HOST), intervalSeconds: 2, failedRunsSeconds: 1 }],
-  });
-  watch = watchMonitor(handle, receivers);
+  ({ handle, watch } = await startFastMonitor(env.temporal.client, 'monitor-test', HOST, receivers));
 }, 120_000);
 
 afterAll(async () => {
