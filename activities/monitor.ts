@@ -15,6 +15,7 @@ import { assessHealth, type HealthReport } from '../engine/health.js';
 import { boundProblems } from '../engine/problemBounds.js';
 import { buildStatusFile, writeStatusFile } from '../engine/statusFile.js';
 import type { DatabaseBackupDeps } from './databaseBackup.js';
+import { scheduleProblems } from './scheduleLook.js';
 
 /** The workflow types that are ours: a failure of any of them is told at once. */
 const OUR_WORKFLOWS = ['backupDatabase', 'backupBase', 'verifyBackup', 'recoveryDrill', 'restoreDatabase', 'pointInTimeRecovery', 'applyRetention', 'shipWal', 'sweepLeftovers', 'monitor'];
@@ -40,6 +41,7 @@ export function createMonitorActivities(deps: MonitorDeps) {
       const beat = setInterval(() => ctx.heartbeat({ phase: 'looking' }), 5_000);
       try {
         const health = await assessHealth(config, deps.repositories);
+        health.problems.push(...(await scheduleProblems(() => ctx.client, config)));
         const problems = health.problems.map((p) => ({ key: p.key, message: redact(p.message) }));
         deps.observeHealth?.({ ...health, problems }, Date.now());
         if (config.monitor.statusFile) {

@@ -12,7 +12,17 @@ import { METADATA_ENCODING_KEY, type Payload } from '@temporalio/common';
 import { applyRetention, backupBase, backupDatabase, recoveryDrill, verifyBackup } from '../../workflows/index.js';
 import { SHARED_TASK_QUEUE, hostTaskQueue } from '../../common/types.js';
 import type { ApplyRetentionInput } from '../../common/retentionTypes.js';
-import { databaseHost, drillRepository, verificationHost, type Config } from '../../common/config.js';
+import { databaseHost, verificationHost, type Config } from '../../common/config.js';
+import {
+  BASE_SCHEDULE_ID,
+  DATABASE_SCHEDULE_ID,
+  DRILL_SCHEDULE_ID,
+  RETENTION_SCHEDULE_ID,
+  VERIFICATION_SCHEDULE_ID,
+  plannedSchedules,
+  type Cadence,
+  type ScheduleName,
+} from '../../common/schedulePlan.js';
 import { walArchivingWanted } from '../../common/pitrPreconditions.js';
 import { drillInput } from './drill.js';
 import { ensureWalShipping } from './wal.js';
@@ -22,11 +32,7 @@ import { KEY_ID_METADATA } from '../../workers/payloadCodec.js';
 import { InputRefused } from '../workflowRun.js';
 import type { Printer } from '../output.js';
 
-export const DATABASE_SCHEDULE_ID = 'backup-database-nightly';
-export const VERIFICATION_SCHEDULE_ID = 'verify-backup-weekly';
-export const DRILL_SCHEDULE_ID = 'recovery-drill-monthly';
-export const BASE_SCHEDULE_ID = 'backup-base-weekly';
-export const RETENTION_SCHEDULE_ID = 'apply-retention-daily';
+export { DATABASE_SCHEDULE_ID, VERIFICATION_SCHEDULE_ID, DRILL_SCHEDULE_ID, BASE_SCHEDULE_ID, RETENTION_SCHEDULE_ID };
 
 /** The mark of a schedule `apply` made: set at creation (Temporal cannot change a schedule's memo later). */
 export const MANAGED_MEMO = { managedBy: 'backupctl' } as const;
@@ -34,8 +40,6 @@ export const MANAGED_MEMO = { managedBy: 'backupctl' } as const;
 const CATCHUP_WINDOW_MS = 24 * 60 * 60 * 1000;
 const PAUSED_NOTE = 'paused in configuration';
 const UNPAUSED_NOTE = 'unpaused by the configuration (schedules apply)';
-
-type Cadence = Config['schedules']['database'];
 
 /** One schedule the configuration may imply: its options when it does, else why not. */
 export interface WantedSchedule {
@@ -65,25 +69,24 @@ function wanted(scheduleId: string, cadence: Cadence, workflowType: string, args
 
 const notImplied = (scheduleId: string, cadence: Cadence, workflowType: string, reason: string): WantedSchedule => ({ scheduleId, workflowType, cadence, reason });
 
-/** Every schedule the configuration may imply, in the order `apply` reports them. */
+/** Every schedule the configuration may imply (common/schedulePlan.ts), in the order `apply` reports them. */
 export function wantedSchedules(config: Config): WantedSchedule[] {
   const database = { hostTaskQueue: hostTaskQueue(databaseHost(config)) };
   const retention: ApplyRetentionInput = { hostTaskQueue: hostTaskQueue(databaseHost(config)) };
-  const s = config.schedules;
-  return [
-    wanted(DATABASE_SCHEDULE_ID, s.database, backupDatabase.name, [database]),
+  const workflows: Record<ScheduleName, { workflowType: string; args: () => unknown[] }> = {
+    database: { workflowType: backupDatabase.name, args: () => [database] },
     // Sunday 03:00 by default: the newest backup restored into scratch on the verification host.
-    wanted(VERIFICATION_SCHEDULE_ID, s.verification, verifyBackup.name, [{ hostTaskQueue: hostTaskQueue(verificationHost(config)), backup: 'latest' }]),
+    verification: { workflowType: verifyBackup.name, args: () => [{ hostTaskQueue: hostTaskQueue(verificationHost(config)), backup: 'latest' }] },
     // The first of the month by default, on the drill host.
-    config.drill.host && drillRepository(config)
-      ? wanted(DRILL_SCHEDULE_ID, s.drill, recoveryDrill.name, [drillInput(config)])
-      : notImplied(DRILL_SCHEDULE_ID, s.drill, recoveryDrill.name, 'drill.host is not configured (and an S3 repository or drill.repository is needed)'),
+    drill: { workflowType: recoveryDrill.name, args: () => [drillInput(config)] },
     // Sunday 01:00 by default: the start of every point-in-time recovery.
-    config.baseBackup.url
-      ? wanted(BASE_SCHEDULE_ID, s.base, backupBase.name, [database])
-      : notImplied(BASE_SCHEDULE_ID, s.base, backupBase.name, 'baseBackup.url (a replication role) is not configured'),
-    wanted(RETENTION_SCHEDULE_ID, s.retention, applyRetention.name, [retention]),
-  ];
+    base: { workflowType: backupBase.name, args: () => [database] },
+    retention: { workflowType: applyRetention.name, args: () => [retention] },
+  };
+  return plannedSchedules(config).map(({ scheduleId, name, cadence, reason }) => {
+    const { workflowType, args } = workflows[name];
+    return reason ? notImplied(scheduleId, cadence, workflowType, reason) : wanted(scheduleId, cadence, workflowType, args());
+  });
 }
 
 /**
@@ -164,7 +167,8 @@ export function differences(described: ScheduleDescription, want: WantedSchedule
   return changes;
 }
 
-async function describeOrUndefined(client: Client, scheduleId: string): Promise<ScheduleDescription | undefined> {
+/** The schedule of that id described; undefined when there is none. */
+export async function describeOrUndefined(client: Client, scheduleId: string): Promise<ScheduleDescription | undefined> {
   try {
     return await client.schedule.getHandle(scheduleId).describe();
   } catch (err) {

@@ -12,6 +12,7 @@ import { assessHealth, walQueueIssues, type HealthReport, type Problem } from '.
 import type { Printer } from '../output.js';
 import { monitorState } from './monitor.js';
 import { storageLines } from './storageStats.js';
+import { scheduleProblems } from '../scheduleProblems.js';
 
 export type { WalArchiveStatus } from '../../engine/health.js';
 
@@ -72,6 +73,8 @@ export async function collectStatus(client: Client | undefined, clientError: str
       temporalPart.recentFailures.push({ workflowId: wf.workflowId, runId: wf.runId, type: wf.type, closeTime: wf.closeTime?.toISOString() ?? null, ...(link ? { link } : {}) });
     }
     if (temporalPart.recentFailures.length) problems.push({ key: 'runs.failed', message: `${temporalPart.recentFailures.length} workflow(s) failed in the last 24 hours` });
+    // What the monitor tells of our schedules (paused, missed, absent), told here too.
+    problems.push(...(await scheduleProblems(client, config)));
     const found = await monitorState(client, config);
     const state = found.state;
     temporalPart.monitor = {
