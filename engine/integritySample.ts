@@ -130,10 +130,11 @@ function parseKey(key: string): { kind: string; repository: string; key: string 
 export async function sampleIntegrity(config: Config, repositories: Repository[], look: IntegrityLook): Promise<IntegrityResult | undefined> {
   const { periodDays, maxBytesPerLook } = config.monitor.integrity;
   if (periodDays <= 0) return undefined;
-  const slots = slotCount(periodDays, look.intervalSeconds);
-  const previous = look.cursor ? Date.parse(look.cursor.sampledThrough) : undefined;
-  const due = dueSlots(look.now, previous, look.intervalSeconds, slots);
-  const carried = (look.cursor?.recheck ?? []).map(parseKey).filter((k) => k !== undefined);
+  const interval = Number.isFinite(look.intervalSeconds) && look.intervalSeconds >= 1 ? look.intervalSeconds : config.monitor.intervalSeconds;
+  const slots = slotCount(periodDays, interval);
+  const previous = typeof look.cursor?.sampledThrough === 'string' ? Date.parse(look.cursor.sampledThrough) : undefined;
+  const due = dueSlots(look.now, previous, interval, slots);
+  const carried = (Array.isArray(look.cursor?.recheck) ? look.cursor.recheck : []).filter((k) => typeof k === 'string').map(parseKey).filter((k) => k !== undefined);
   let verifier = look.verifier;
   if (!verifier) {
     try {

@@ -17,6 +17,7 @@ import { sampleIntegrity, slotCount, slotOf } from '../engine/integritySample.js
 import { openRepositories } from '../engine/storage/index.js';
 import type { Repository } from '../engine/storage/repository.js';
 import { startMonitorStack, type MonitorStack } from './fixtures/monitorStack.js';
+import { freePort } from './fixtures/ports.js';
 
 const HOST = 'integ';
 const LOOK_SECONDS = 2;
@@ -27,7 +28,10 @@ let statusFile: string;
 let dumpKey: string;
 let globalsKey: string;
 
+let metricsPort: number;
+
 beforeAll(async () => {
+  metricsPort = await freePort();
   stack = await startMonitorStack({
     host: HOST,
     workflowId: 'monitor-integrity-test',
@@ -37,6 +41,7 @@ beforeAll(async () => {
       statusFile = path.join(raw.repositories.local.path, '..', 'status.json');
       // One slot: every object at every look.
       raw.monitor = { ...raw.monitor, statusFile, integrity: { periodDays: LOOK_SECONDS / 86_400 } };
+      raw.metrics = { port: metricsPort };
     },
   });
   repositories = openRepositories(stack.config);
@@ -65,9 +70,20 @@ test('whole backups: the sample reads every object at every look, finds nothing,
   expect(await openIntegrityKeys()).toEqual([]);
   expect((await stack.told()).filter((t) => t.key.startsWith('integrity.'))).toEqual([]);
   const status = JSON.parse(readFileSync(statusFile, 'utf8'));
+  // CommonJS modules: their export is also their `default` property.
+  const Ajv = (await import('ajv/dist/2020.js')).default.default;
+  const addFormats = (await import('ajv-formats')).default.default;
+  const ajv = new Ajv({ allErrors: true, strict: false });
+  addFormats(ajv);
+  const validate = ajv.compile(JSON.parse(readFileSync(path.resolve('docs/status.schema.json'), 'utf8')));
+  expect(validate(status) ? [] : validate.errors).toEqual([]);
   // Two objects (dump, globals) in each of three repositories.
   expect(status.integrity).toMatchObject({ slots: 1, dueObjects: 6, checkedObjects: 6, skippedObjects: 0, unjudgedObjects: 0, unsampled: [], lastCorruption: null });
   expect(status.integrity.checkedBytes).toBeGreaterThan(0);
+  const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  expect(metrics).toMatch(/^backupctl_integrity_objects\{state="read"\} 6$/m);
+  expect(metrics).toMatch(/^backupctl_integrity_read_bytes [1-9]\d*$/m);
+  expect(metrics).toMatch(/^backupctl_integrity_last_corruption_timestamp_seconds 0$/m); // never
 });
 
 test('bytes flipped in the dump on the NAS: integrity.corrupt opened once per channel; the good bytes back: resolved once', async () => {
@@ -83,6 +99,7 @@ test('bytes flipped in the dump on the NAS: integrity.corrupt opened once per ch
     expect(alert).toMatchObject({ severity: 'critical', event: 'opened' });
     expect(alert.title).toContain('CORRUPT');
     expect(JSON.parse(readFileSync(statusFile, 'utf8')).integrity.lastCorruption).toMatchObject({ key });
+    expect(await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text()).toMatch(/^backupctl_integrity_last_corruption_timestamp_seconds [1-9][\d.e+]*$/m);
   } finally {
     writeFileSync(nasFile(dumpKey), good);
   }

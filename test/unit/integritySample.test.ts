@@ -6,6 +6,8 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import YAML from 'yaml';
 import { validateConfig, type Config } from '../../common/config.js';
 import type { IntegrityCursor } from '../../common/monitorTypes.js';
 import type { BackupManifest } from '../../common/types.js';
@@ -275,4 +277,18 @@ describe('the sample on a filesystem repository', () => {
     const { nas } = await nasWith(['20261101_000000-aaaaaaaa']);
     expect(await look(configOf({ periodDays: 0 }), nas, T0)).toBeUndefined();
   });
+});
+
+test("deploy/backupctl.example.yaml's monitor block, uncommented, is valid and says the defaults", () => {
+  const file = path.join(path.dirname(fileURLToPath(import.meta.url)), '../../deploy/backupctl.example.yaml');
+  const text = readFileSync(file, 'utf8');
+  const lines = text.split('\n');
+  const from = lines.findIndex((l) => l.startsWith('# monitor:'));
+  expect(from).toBeGreaterThan(0);
+  const block = lines.slice(from).filter((l, i) => l.startsWith('#') && lines.slice(from, from + i + 1).every((m) => m.startsWith('#'))).map((l) => l.replace(/^# ?/, '')).join('\n');
+  const example = validateConfig({ ...YAML.parse(text), ...YAML.parse(block) }, file);
+  const defaults = validateConfig(YAML.parse(text), file);
+  expect(example.monitor.integrity).toEqual(defaults.monitor.integrity);
+  expect(example.monitor.intervalSeconds).toBe(defaults.monitor.intervalSeconds);
+  expect(defaults.monitor.integrity).toEqual({ periodDays: 30, maxBytesPerLook: 10 * 1024 ** 3 });
 });
