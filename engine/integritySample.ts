@@ -237,12 +237,19 @@ async function dueIn(config: Config, repository: Repository, verifier: Verifier,
   const expected: Expected[] = [];
   let unjudged = 0;
   const allowUnsigned = !config.signing.required;
+  const folderOf = (key: string) => key.split('/').slice(0, 2).join('/');
   for (const component of COMPONENTS) {
     const objects = await repository.list(componentPrefix(component));
     objects.forEach((o) => listed.set(o.key, o));
-    const { manifests } = await scanManifests(repository, component, verifier, objects);
+    // Only the manifests that may name an object due are read: where a listed object is due or
+    // was found bad, and at the manifest's own slot, when every object it names is looked for
+    // in the listing (one absent is missing: found once per period, without a read).
+    const wanted = new Set([...recheck].map(folderOf));
+    for (const o of objects) if (isDue(o.key) || recheck.has(o.key)) wanted.add(folderOf(o.key));
+    const { manifests } = await scanManifests(repository, component, verifier, objects.filter((o) => wanted.has(folderOf(o.key))));
     for (const { manifest, signature } of manifests) {
-      const named = manifest.objects.filter((o) => isDue(o.key) || recheck.has(o.key));
+      const manifestDue = isDue(manifestKey(component, manifest.backupId));
+      const named = manifest.objects.filter((o) => isDue(o.key) || recheck.has(o.key) || (manifestDue && !listed.has(o.key)));
       if (!admitted(signature, allowUnsigned)) {
         unjudged += named.length;
         continue;

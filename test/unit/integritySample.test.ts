@@ -245,6 +245,32 @@ describe('the sample on a filesystem repository', () => {
     expect((await look(config, nas, T0 + WIDTH, result.cursor))!.problems).toEqual([]);
   });
 
+  test('large N: a look reads only the manifests that may name an object due; an object gone is found at its manifest\'s slot', async () => {
+    const ids = Array.from({ length: 12 }, (_, i) => `202611${String(i + 1).padStart(2, '0')}_000000-${String(i).repeat(8)}`);
+    const { nas, keys } = await nasWith(ids);
+    const config = configOf({ periodDays: 1 });
+    const n = slotCount(1, INTERVAL);
+    let manifestReads = 0;
+    const get = nas.get.bind(nas);
+    nas.get = async (key, options) => {
+      if (key.endsWith('/manifest.json')) manifestReads++;
+      return get(key, options);
+    };
+    const gone = keys[6];
+    unlinkSync(path.join(nas.root, gone));
+    const foundAt: number[] = [];
+    for (let s = 0; s < n; s++) {
+      const result = (await look(config, nas, timeOfSlot(s, n)))!;
+      if (result.problems.some((p) => p.key === `integrity.missing:nas:${gone}`)) foundAt.push(s);
+    }
+    // Each manifest at most at the looks of its own slot and its objects' (3 a backup), not at all 96.
+    expect(manifestReads).toBeGreaterThanOrEqual(ids.length);
+    expect(manifestReads).toBeLessThanOrEqual(3 * ids.length);
+    const manifestSlot = slotOf('nas', manifestKey('database', ids[3]), n);
+    expect(foundAt).toContain(manifestSlot);
+    expect(foundAt.every((s) => s === manifestSlot || s === slotOf('nas', gone, n))).toBe(true);
+  });
+
   test('the byte budget: what it cuts is not read and is told (integrity.budget); an object found bad and not re-read stays open', async () => {
     const { nas, keys } = await nasWith(['20261101_000000-aaaaaaaa', '20261102_000000-bbbbbbbb']);
     const size = readFileSync(path.join(nas.root, keys[0])).length;
