@@ -3,14 +3,13 @@
 // restore reads the first whole copy and stops; this is what notices the ones it never reads.
 // Read-only: it never writes, moves or deletes anything.
 import { createHash } from 'node:crypto';
-import { Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { Context } from '@temporalio/activity';
 import { ErrorType, type BackupManifest, type StoredObject } from '../common/types.js';
 import type { CopyAudit, ManifestCopyState, ObjectCopyCheck, RepositoryCopyCheck } from '../common/restoreTypes.js';
 import { backupPrefix, manifestKey } from '../engine/catalog.js';
 import type { DatabaseBackupDeps } from './databaseBackup.js';
-import { errorText, isEngineError, permanent, transient } from '../engine/errors.js';
+import { errorText, isEngineError, permanent } from '../engine/errors.js';
+import { readBack, within, type Reader } from '../engine/readBack.js';
 import { admitted, checkSignature, loadVerifier, refusalOf, type Trust } from '../engine/manifestSignature.js';
 import { BACKUP_ID } from '../engine/restoreSource.js';
 import type { Repository } from '../engine/storage/repository.js';
@@ -118,13 +117,6 @@ function checkInput(input: AuditCopiesInput): void {
   }
 }
 
-interface Reader {
-  signal: AbortSignal;
-  /** A read that moves no byte for this long is given up as unreadable. */
-  idleMs: number;
-  onBytes(bytes: number): void;
-}
-
 interface ManifestFinding {
   key: string;
   state: ManifestCopyState;
@@ -205,66 +197,4 @@ function unreadable(err: unknown, reader: Reader): { state: 'missing' | 'unreada
   // Deleted between stat and read.
   if (errorType === ErrorType.CopyMissing) return { state: 'missing', errorType };
   return { state: 'unreadable', errorType, detail: isEngineError(err) ? err.message : errorText(err) };
-}
-
-/** A call that answers within the idle limit, or a StorageUnreachable failure; a cancellation ends the wait at once. */
-async function within<T>(call: Promise<T>, reader: Reader, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  let onAbort: (() => void) | undefined;
-  const limit = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(transient(ErrorType.StorageUnreachable, `${what}: no answer within ${reader.idleMs / 1000} s`)), reader.idleMs);
-    onAbort = () => reject(reader.signal.reason);
-    if (reader.signal.aborted) onAbort();
-    else reader.signal.addEventListener('abort', onAbort, { once: true });
-  });
-  call.catch(() => undefined);
-  try {
-    return await Promise.race([call, limit]);
-  } finally {
-    clearTimeout(timer);
-    reader.signal.removeEventListener('abort', onAbort!);
-  }
-}
-
-/**
- * Streams one object through `onChunk` (or, with `collect`, returns it whole: manifests only).
- * Each chunk is progress; a read that moves nothing for `idleMs` is aborted as unreachable.
- */
-async function readBack(repository: Repository, key: string, reader: Reader, collect: boolean, onChunk?: (chunk: Buffer) => void): Promise<Buffer> {
-  const idle = new AbortController();
-  let timer: NodeJS.Timeout | undefined;
-  const arm = () => {
-    clearTimeout(timer);
-    timer = setTimeout(() => idle.abort(transient(ErrorType.StorageUnreachable, `repository ${repository.name}: ${key}: no bytes for ${reader.idleMs / 1000} s`)), reader.idleMs);
-  };
-  const signal = AbortSignal.any([reader.signal, idle.signal]);
-  const chunks: Buffer[] = [];
-  arm();
-  try {
-    const opening = repository.get(key, { signal });
-    // A read given up before it opened (no answer in time, an abort) is closed when it does open.
-    const stored = await within(opening, reader, `repository ${repository.name}: reading ${key}`).catch((err: unknown) => {
-      opening.then((late) => late.destroy(), () => undefined);
-      throw err;
-    });
-    await pipeline(
-      stored,
-      new Writable({
-        write(chunk: Buffer, _encoding, done) {
-          arm();
-          if (collect) chunks.push(chunk);
-          onChunk?.(chunk);
-          reader.onBytes(chunk.length);
-          done();
-        },
-      }),
-      { signal },
-    );
-    return Buffer.concat(chunks);
-  } catch (err) {
-    if (!reader.signal.aborted && idle.signal.aborted) throw idle.signal.reason;
-    throw err;
-  } finally {
-    clearTimeout(timer);
-  }
 }

@@ -4,7 +4,7 @@
 // channel, what happened.
 import { Context } from '@temporalio/activity';
 import type { Alert } from '../common/alertTypes.js';
-import { FAILED_RUNS_PER_LOOK, type DeliveryOutcome, type FailedRun, type MonitorFindings } from '../common/monitorTypes.js';
+import { FAILED_RUNS_PER_LOOK, type DeliveryOutcome, type FailedRun, type MonitorFindings, type MonitorLookInput } from '../common/monitorTypes.js';
 import { deliverAlert, type AlertChannels } from '../engine/alerts/deliver.js';
 import { emailChannelName } from '../engine/alerts/emailChannel.js';
 import { webhookChannelName } from '../engine/alerts/webhookChannel.js';
@@ -12,6 +12,7 @@ import { redact } from '../common/redact.js';
 import { workflowRunLink } from '../common/webUiLink.js';
 import { errorText } from '../engine/errors.js';
 import { assessHealth, type HealthReport } from '../engine/health.js';
+import { sampleIntegrity } from '../engine/integritySample.js';
 import { boundProblems } from '../engine/problemBounds.js';
 import { buildStatusFile, writeStatusFile } from '../engine/statusFile.js';
 import type { DatabaseBackupDeps } from './databaseBackup.js';
@@ -34,25 +35,37 @@ export function createMonitorActivities(deps: MonitorDeps) {
      * Looks at the backups as `backupctl status` does, without Temporal: every problem with its
      * key and message (no secret: repository errors are redacted; no row of data), and writes
      * the status file when monitor.statusFile is set (whole, renamed into place: a retry
-     * writes it again). Heartbeats while it reads.
+     * writes it again); then re-reads the integrity sample due (engine/integritySample.ts; the
+     * workflow carries its cursor: `input.integrity`, returned anew). Heartbeats `{ phase,
+     * bytesRead }` while it reads.
      */
-    async monitorChecks(): Promise<MonitorFindings> {
+    async monitorChecks(input: MonitorLookInput = {}): Promise<MonitorFindings> {
       const ctx = Context.current();
-      const beat = setInterval(() => ctx.heartbeat({ phase: 'looking' }), 5_000);
+      const progress = { phase: 'looking', bytesRead: 0 };
+      const beat = setInterval(() => ctx.heartbeat({ ...progress }), 5_000);
       try {
         const health = await assessHealth(config, deps.repositories);
+        // Only the monitor's look reads the sample back (`backupctl status` stays quick).
+        progress.phase = 'integrity sample';
+        const sample = await sampleIntegrity(config, deps.repositories, {
+          now: Date.now(),
+          intervalSeconds: input.intervalSeconds ?? config.monitor.intervalSeconds,
+          cursor: input.integrity,
+          reader: { signal: ctx.cancellationSignal, idleMs: Math.max(1000, Math.min(60_000, (ctx.info.heartbeatTimeoutMs || 100_000) * 0.6)), onBytes: (n) => (progress.bytesRead += n) },
+        });
         health.problems.push(...(await scheduleProblems(() => ctx.client, config)));
-        const problems = health.problems.map((p) => ({ key: p.key, message: redact(p.message) }));
-        deps.observeHealth?.({ ...health, problems }, Date.now());
+        const problems = [...health.problems, ...(sample?.problems ?? [])].map((p) => ({ key: p.key, message: redact(p.message) }));
+        const report = { ...health, problems, integrity: sample?.summary };
+        deps.observeHealth?.(report, Date.now());
         if (config.monitor.statusFile) {
           try {
-            await writeStatusFile(config.monitor.statusFile, buildStatusFile({ ...health, problems }, config.host, Date.now()));
+            await writeStatusFile(config.monitor.statusFile, buildStatusFile(report, config.host, Date.now()));
           } catch (err) {
             problems.push({ key: 'monitor.status-file', message: `the status file ${config.monitor.statusFile} cannot be written: ${redact(errorText(err))}` });
           }
         }
         // The status file and the metrics have them all; the workflow keeps and tells a bounded few.
-        return { host: config.host, reminderMinutes: config.alerts.reminderMinutes, problems: boundProblems(problems) };
+        return { host: config.host, reminderMinutes: config.alerts.reminderMinutes, problems: boundProblems(problems), ...(sample ? { integrity: sample.cursor } : {}) };
       } finally {
         clearInterval(beat);
       }

@@ -375,6 +375,18 @@ export const configSchema = z.strictObject({
       failedRunsSeconds: z.number().int().min(5).max(3_600).default(60),
       /** Written on every look (engine/statusFile.ts, docs/status.schema.json): the seed's status.json, for whatever reads it. */
       statusFile: absolutePath.optional(),
+      /**
+       * The integrity sample (engine/integritySample.ts): each look re-reads and re-hashes the
+       * stored objects due at it, so every object of every repository is read once per
+       * `periodDays` (0: never). `maxBytesPerLook` caps one look's reading; what it cuts is
+       * reported (integrity.budget), and the period is then not met.
+       */
+      integrity: z
+        .strictObject({
+          periodDays: z.number().min(0).max(366).default(30),
+          maxBytesPerLook: z.number().int().min(1).default(10 * 1024 ** 3),
+        })
+        .prefault({}),
     })
     .prefault({}),
   /** Temporal Schedules; `backupctl schedules apply` creates or updates them. */

@@ -38,6 +38,29 @@ export interface MonitorState {
   /** Why the last look at the backups could not be made, if it could not. */
   lastLookError?: string;
   looks: number;
+  /** Where the integrity sample is (absent before the first look that took one). */
+  integrity?: IntegrityCursor;
+}
+
+/**
+ * The integrity sample's place, kept by the workflow between looks: which slots the last look
+ * took (by its time: the next takes every slot after it), and the objects found corrupt or
+ * missing, re-read at every look until they are whole again (else their problem would be
+ * resolved at the next two looks, which do not take their slot).
+ */
+export interface IntegrityCursor {
+  sampledThrough: string;
+  /** Problem keys (integrity.corrupt:<repository>:<key>, integrity.missing:...), at most a few hundred. */
+  recheck: string[];
+  /** The newest object found corrupt or missing, and when. */
+  lastCorruption?: { key: string; foundAt: string };
+}
+
+/** What a look is given (monitorChecks): all optional, so a look scheduled without them still runs. */
+export interface MonitorLookInput {
+  /** The workflow's seconds between looks: the sample's slot width (default config monitor.intervalSeconds). */
+  intervalSeconds?: number;
+  integrity?: IntegrityCursor;
 }
 
 /** What the checks found (monitorChecks). */
@@ -46,6 +69,8 @@ export interface MonitorFindings {
   /** config alerts.reminderMinutes: how often an open problem is recalled. */
   reminderMinutes: number;
   problems: { key: string; message: string }[];
+  /** The integrity sample's place after this look (absent when the sample is off). */
+  integrity?: IntegrityCursor;
 }
 
 /** At most this many failed runs are told in one look, the oldest first; the rest at the next. */

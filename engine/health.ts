@@ -11,6 +11,7 @@ import { archiveQueue, type ArchiveQueue } from './archiveCheck.js';
 import { latestDrillReport, scanCatalog } from './catalog.js';
 import { readCatalog, type LastVerification } from './catalogView.js';
 import { errorText } from './errors.js';
+import type { IntegritySummary } from './integritySample.js';
 import { loadVerifier, type Verifier } from './manifestSignature.js';
 import { assessObjectives, type ObjectivesStatus } from './objectives.js';
 import { readReport, RETENTION_REPORT_PREFIX } from './prune.js';
@@ -64,6 +65,8 @@ export interface HealthReport {
   /** RPO and RTO measured now against config `objectives` (engine/objectives.ts). */
   objectives: ObjectivesStatus;
   problems: Problem[];
+  /** What the monitor's look re-read of the integrity sample (never `backupctl status`: it reads nothing back). */
+  integrity?: IntegritySummary;
 }
 
 async function latestBaseBackup(repositories: Repository[], expected: ExpectedSource, verifier: Verifier, problems: Problem[], now: number): Promise<HealthReport['latestBaseBackup']> {

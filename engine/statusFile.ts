@@ -7,6 +7,7 @@ import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { severityOf } from '../common/alertSeverity.js';
 import type { HealthReport } from './health.js';
+import type { IntegritySummary } from './integritySample.js';
 
 export interface StatusFile {
   formatVersion: 1;
@@ -27,6 +28,8 @@ export interface StatusFile {
   objectives: HealthReport['objectives'];
   storage: { repository: string; reachable: boolean; freeBytes: number | null; daysUntilFull: number | null }[];
   latestRetention: HealthReport['latestRetention'];
+  /** The integrity sample of this look (absent when monitor.integrity.periodDays is 0). */
+  integrity?: IntegritySummary;
 }
 
 export function buildStatusFile(health: HealthReport, host: string, now: number): StatusFile {
@@ -46,6 +49,7 @@ export function buildStatusFile(health: HealthReport, host: string, now: number)
     objectives: health.objectives,
     storage: health.storage.map((s) => (s.reachable ? { repository: s.repository, reachable: true, freeBytes: s.freeBytes, daysUntilFull: s.daysUntilFull } : { repository: s.repository, reachable: false, freeBytes: null, daysUntilFull: null })),
     latestRetention: health.latestRetention,
+    ...(health.integrity ? { integrity: health.integrity } : {}),
   };
 }
 

@@ -4,72 +4,47 @@
 // every second, so every problem is seen many times over: each event must reach each channel
 // exactly once. No secret and no row of data may leave in any alert.
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
-import type { WorkflowHandle } from '@temporalio/client';
-import { execa } from 'execa';
-import pino from 'pino';
-import { projectTool } from '../client/dev/tools.js';
-import type { Config } from '../common/config.js';
-import { SHARED_TASK_QUEUE, hostTaskQueue } from '../common/types.js';
 import { openRepositories } from '../engine/storage/index.js';
-import { startWorker, type RunningWorker } from '../workers/worker.js';
-import { backupDatabase, monitor, restoreDatabase } from '../workflows/index.js';
-import { startAlertReceivers, startFastMonitor, type AlertReceivers, type MonitorWatch } from './fixtures/alertReceivers.js';
-import { APP_PASSWORD, APP_USER, startBackupEnv, type BackupEnv } from './fixtures/backupEnv.js';
+import { SHARED_TASK_QUEUE, hostTaskQueue } from '../common/types.js';
+import { restoreDatabase } from '../workflows/index.js';
+import { APP_PASSWORD, APP_USER } from './fixtures/backupEnv.js';
+import { startMonitorStack, type MonitorStack } from './fixtures/monitorStack.js';
 import { SecretSearch } from './fixtures/secretSearch.js';
 
 const HOST = 'mon';
-const WEB_UI = 'http://temporal-ui.test:8233/';
 /** A row of the application's data: it must never leave in an alert. */
 const ROW_VALUE = `rowvalue${randomBytes(12).toString('hex')}`;
 
-let env: BackupEnv;
-let receivers: AlertReceivers;
-let watch: MonitorWatch;
-let worker: RunningWorker;
-let config: Config;
-let handle: WorkflowHandle<typeof monitor>;
+let stack: MonitorStack;
 let firstBackupId: string;
 
 beforeAll(async () => {
-  env = await startBackupEnv({ users: 3, sessionsPerUser: 1, activitiesPerSession: 1 }, async (db) => {
-    await db.query('CREATE TABLE monitor_canary (secret text)');
-    await db.query('INSERT INTO monitor_canary VALUES ($1)', [ROW_VALUE]);
-    await db.query(`ALTER TABLE monitor_canary OWNER TO ${APP_USER}`);
+  stack = await startMonitorStack({
+    host: HOST,
+    workflowId: 'monitor-test',
+    intervalSeconds: 2,
+    failedRunsSeconds: 1,
+    webUiUrl: 'http://temporal-ui.test:8233/',
+    recordHistoryAs: 'monitor',
+    extraSeed: async (db) => {
+      await db.query('CREATE TABLE monitor_canary (secret text)');
+      await db.query('INSERT INTO monitor_canary VALUES ($1)', [ROW_VALUE]);
+      await db.query(`ALTER TABLE monitor_canary OWNER TO ${APP_USER}`);
+    },
   });
-  receivers = await startAlertReceivers();
-  config = env.config(HOST, (raw) => {
-    raw.temporal.webUiUrl = WEB_UI;
-    raw.alerts = receivers.alertsConfig(env.dir);
-  });
-  worker = await startWorker(config, pino({ level: process.env.TEST_LOG ? 'info' : 'silent' }), { bundleInProcess: true });
-  ({ handle, watch } = await startFastMonitor(env.temporal.client, 'monitor-test', HOST, receivers));
 }, 120_000);
 
 afterAll(async () => {
-  if (handle) {
-    if (process.env.RECORD_HISTORIES) {
-      const json = (await execa(projectTool('temporal'), ['workflow', 'show', '--workflow-id', 'monitor-test', '--output', 'json', '--address', env.temporal.address])).stdout;
-      writeFileSync('test/histories/monitor.json', json);
-    }
-    await handle.terminate('test over').catch(() => undefined);
-  }
-  await worker?.shutdown();
-  await receivers?.stop();
-  await env?.stop();
+  await stack?.stop();
 });
 
-const told = () => receivers.told();
-const count = (key: string | RegExp, event: string) => receivers.count(key, event);
-const everywhere = (key: string | RegExp, event: string) => receivers.everywhere(key, event);
-const until = (what: string, ok: () => Promise<boolean>) => watch.until(what, ok);
-const state = () => watch.state();
-const moreLooks = (n: number) => watch.moreLooks(n);
-
-async function backup(workflowId: string): Promise<string> {
-  const result = await env.temporal.client.workflow.execute(backupDatabase, { taskQueue: SHARED_TASK_QUEUE, workflowId, args: [{ hostTaskQueue: hostTaskQueue(HOST) }] });
-  return result.backupId;
-}
+const told = () => stack.told();
+const count = (key: string | RegExp, event: string) => stack.count(key, event);
+const until = (what: string, ok: () => Promise<boolean>, timeoutMs?: number) => stack.until(what, ok, timeoutMs);
+const state = () => stack.state();
+const everywhere = (key: string | RegExp, event: string) => stack.everywhere(key, event);
+const moreLooks = (n: number) => stack.moreLooks(n);
+const backup = (workflowId: string) => stack.backup(workflowId);
 
 test('no backup yet: database.none and objectives.rpo opened once on every channel; a real backup resolves each once', async () => {
   await until('database.none and objectives.rpo opened', async () => (await everywhere('database.none', 'opened')) && (await everywhere('objectives.rpo', 'opened')));
@@ -93,7 +68,7 @@ test('no backup yet: database.none and objectives.rpo opened once on every chann
 }, 60_000);
 
 test('a copy missing from S3: database.copy-missing opened once; another backup brings it back and resolves it once', async () => {
-  const s3 = openRepositories(config).find((r) => r.name === 's3')!;
+  const s3 = openRepositories(stack.config).find((r) => r.name === 's3')!;
   const objects = await s3.list(`database/${firstBackupId}/`);
   expect(objects.length).toBeGreaterThan(1);
   for (const o of objects) await s3.remove(o.key);
@@ -111,7 +86,7 @@ test('a copy missing from S3: database.copy-missing opened once; another backup 
 }, 60_000);
 
 async function failRestore(workflowId: string) {
-  const run = await env.temporal.client.workflow.start(restoreDatabase, { taskQueue: SHARED_TASK_QUEUE, workflowId, args: [{ hostTaskQueue: hostTaskQueue(HOST), backup: 'latest', jobs: 0 }] });
+  const run = await stack.env.temporal.client.workflow.start(restoreDatabase, { taskQueue: SHARED_TASK_QUEUE, workflowId, args: [{ hostTaskQueue: hostTaskQueue(HOST), backup: 'latest', jobs: 0 }] });
   await expect(run.result()).rejects.toThrow();
   return run.firstExecutionRunId;
 }
@@ -135,7 +110,7 @@ test('a failed run of ours: one failed-run alert per channel, with its error typ
 }, 60_000);
 
 test('SMTP unreachable: the webhooks still deliver, the query shows the email channel failing; back again, the waiting alert is emailed once', async () => {
-  await receivers.smtpProxy.cut();
+  await stack.smtpProxy.cut();
   const key = 'run.failed:monitor-restore-while-smtp-down';
   await failRestore('monitor-restore-while-smtp-down');
   await until('the webhooks to deliver', async () => {
@@ -151,7 +126,7 @@ test('SMTP unreachable: the webhooks still deliver, the query shows the email ch
   expect(down.undelivered.map((u) => [u.alert.key, u.only])).toEqual([[key, [email[0]]]]);
   expect(await count(key, 'failed-run')).toEqual({ email: 0, ops: 1, slack: 1 });
 
-  await receivers.smtpProxy.restore();
+  await stack.smtpProxy.restore();
   await until('the email to arrive', async () => (await count(key, 'failed-run')).email === 1);
   await moreLooks(3);
   expect(await count(key, 'failed-run')).toEqual({ email: 1, ops: 1, slack: 1 });
@@ -163,17 +138,17 @@ test('SMTP unreachable: the webhooks still deliver, the query shows the email ch
 test('no secret and no row of data in any alert, nor in the monitor\'s state', async () => {
   const search = new SecretSearch(
     [
-      ['smtp password', receivers.secrets.smtpPassword],
-      ['webhook bearer', receivers.secrets.bearer],
-      ['slack URL token', receivers.secrets.slackToken],
-      ['URL path token', receivers.secrets.pathToken],
-      ['URL query token', receivers.secrets.queryToken],
+      ['smtp password', stack.secrets.smtpPassword],
+      ['webhook bearer', stack.secrets.bearer],
+      ['slack URL token', stack.secrets.slackToken],
+      ['URL path token', stack.secrets.pathToken],
+      ['URL query token', stack.secrets.queryToken],
       ['database password', APP_PASSWORD],
       ['a row of data', ROW_VALUE],
     ].map(([name, value]) => ({ name, value, parts: [] })),
   );
   // Positive control: the receiver did get the bearer token, in a header.
-  expect(search.wouldFind(receivers.hooks.map((h) => h.headers.authorization).join('\n'))).toContain('webhook bearer/raw');
+  expect(search.wouldFind(stack.hooks.map((h) => h.headers.authorization).join('\n'))).toContain('webhook bearer/raw');
   const all = await told();
   expect(all.length).toBeGreaterThanOrEqual(15);
   all.forEach((t, i) => search.search(t.channel, `alert ${i} (${t.key} ${t.event})`, t.raw));

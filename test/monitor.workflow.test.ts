@@ -9,7 +9,7 @@ import { Worker } from '@temporalio/worker';
 import type { Activities } from '../activities/index.js';
 import { projectTool } from '../client/dev/tools.js';
 import type { Alert } from '../common/alertTypes.js';
-import type { DeliveryOutcome, MonitorFindings } from '../common/monitorTypes.js';
+import type { DeliveryOutcome, IntegrityCursor, MonitorFindings, MonitorLookInput } from '../common/monitorTypes.js';
 import { workflowBundle } from '../workers/worker.js';
 import { monitor } from '../workflows/index.js';
 import { monitorQuery } from '../workflows/messages.js';
@@ -29,21 +29,23 @@ afterAll(async () => {
 interface Look {
   /** Server time of the look (its activity's scheduled time: the skipped clock, not the wall's). */
   at: number;
+  input: MonitorLookInput | undefined;
 }
 
 /**
  * Runs a monitor whose looks answer `findings(look, index)` (or throw), for `forMs` of server
  * time; every delivered alert is recorded, every channel takes it.
  */
-async function run(findings: (look: Look, index: number) => MonitorFindings['problems'], forMs: number, intervalSeconds = 900) {
+async function run(findings: (look: Look, index: number) => MonitorFindings['problems'], forMs: number, intervalSeconds = 900, integrity?: (look: Look, index: number) => IntegrityCursor) {
   const n = ++counter;
   const delivered: Alert[] = [];
   const looks: Look[] = [];
   const activities = {
-    async monitorChecks(): Promise<MonitorFindings> {
-      const look = { at: Context.current().info.currentAttemptScheduledTimestampMs };
+    async monitorChecks(input?: MonitorLookInput): Promise<MonitorFindings> {
+      const look = { at: Context.current().info.currentAttemptScheduledTimestampMs, input };
       looks.push(look);
-      return { host: 'pg', reminderMinutes: 60, problems: findings(look, looks.length - 1) };
+      const problems = findings(look, looks.length - 1);
+      return { host: 'pg', reminderMinutes: 60, problems, ...(integrity ? { integrity: integrity(look, looks.length - 1) } : {}) };
     },
     async failedRunsSince() {
       return [];
@@ -108,6 +110,22 @@ test('a look that fails opens monitor.blind once and keeps the other problems op
   expect(blind.text).toContain('the repositories cannot be read: EACCES');
   expect(Object.keys(state.open)).toEqual(['database.copy-missing']);
   expect(state.lastLookError).toBeUndefined();
+});
+
+test('the integrity sample\'s cursor: each look is given the one the last good look returned, with the interval; a failed look keeps it', async () => {
+  const cursorOf = (i: number): IntegrityCursor => ({ sampledThrough: new Date(Date.UTC(2026, 10, 1, 0, i)).toISOString(), recheck: [`integrity.corrupt:nas:database/b/dump-${i}`] });
+  const { looks, state } = await run(
+    (_, i) => {
+      if (i === 2) throw ApplicationFailure.nonRetryable('the repositories cannot be read: EACCES', 'StorageAccessDenied');
+      return [];
+    },
+    50 * MINUTE,
+    900,
+    (_, i) => cursorOf(i),
+  );
+  expect(looks.length).toBe(4);
+  expect(looks.map((l) => l.input)).toEqual([{ intervalSeconds: 900 }, { intervalSeconds: 900, integrity: cursorOf(0) }, { intervalSeconds: 900, integrity: cursorOf(1) }, { intervalSeconds: 900, integrity: cursorOf(1) }]);
+  expect(state.integrity).toEqual(cursorOf(3));
 });
 
 test('while a waiting alert is being sent again, the query still shows it waiting (not an empty list)', async () => {

@@ -74,6 +74,21 @@ export function backupRegistry(observer: HealthObserver): Registry {
     for (const p of h().problems) g.inc({ severity: severityOf(p.key), component: p.key.split('.')[0] });
     for (const severity of ['critical', 'warning']) g.set({ severity, component: 'all' }, h().problems.filter((p) => severityOf(p.key) === severity).length);
   });
+  gauge('backupctl_integrity_read_bytes', 'Bytes the last look re-read and re-hashed of the integrity sample (monitor.integrity).', [], (g) => {
+    if (h().integrity) g.set(h().integrity!.checkedBytes);
+  });
+  gauge('backupctl_integrity_objects', 'The last look\'s integrity sample, in objects: due, read, skipped (over maxBytesPerLook: the period is not met), unjudged (no admitted checksum).', ['state'], (g) => {
+    const i = h().integrity;
+    if (!i) return;
+    g.set({ state: 'due' }, i.dueObjects);
+    g.set({ state: 'read' }, i.checkedObjects);
+    g.set({ state: 'skipped' }, i.skippedObjects);
+    g.set({ state: 'unjudged' }, i.unjudgedObjects);
+  });
+  gauge('backupctl_integrity_last_corruption_timestamp_seconds', 'When the integrity sample last found a corrupt or missing object (Unix time).', [], (g) => {
+    const last = h().integrity?.lastCorruption;
+    if (last) g.set(Date.parse(last.foundAt) / 1000);
+  });
   return registry;
 }
 

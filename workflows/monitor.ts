@@ -46,7 +46,10 @@ export async function monitor(input: MonitorInput): Promise<void> {
     const alerts: Alert[] = [];
     if (state.lastLookAt === null || Date.now() - Date.parse(state.lastLookAt) >= interval * 1000) {
       try {
-        const findings = await look.monitorChecks();
+        // The integrity sample's cursor goes in and comes back: an input and a result, no command of its own.
+        const findings = await look.monitorChecks({ intervalSeconds: interval, ...(state.integrity ? { integrity: state.integrity } : {}) });
+        if (findings.integrity) state.integrity = findings.integrity;
+        else delete state.integrity;
         reminderMinutes = findings.reminderMinutes;
         hostName = findings.host;
         delete state.lastLookError;
