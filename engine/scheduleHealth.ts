@@ -59,6 +59,9 @@ export function scheduleIssues(config: Config, described: Record<string, Describ
       continue;
     }
     if (found.paused) {
+      // Paused as the configuration says (schedules.<name>.paused): the operator's own decision,
+      // not a problem to remind of; a stale component still says what it costs.
+      if (config.schedules[name].paused) continue;
       // Paused is why it does not act: that is the problem to tell, not a miss as well.
       problems.push({ key: `schedule.paused:${scheduleId}`, message: `schedule ${scheduleId} (schedules.${name}) is paused: ${found.note || '(no note)'}; nothing starts these runs until it is unpaused` });
       continue;

@@ -104,6 +104,16 @@ describe('backupctl dev: the whole product on one machine', () => {
     expect({ exitCode: drill.exitCode, stderr: drill.exitCode === 0 ? '' : drill.stderr }).toEqual({ exitCode: 0, stderr: '' });
     expect(JSON.parse(drill.stdout)).toMatchObject({ kind: 'drill', ok: true, repository: 's3' });
 
+    // The dashboard, served by the stack beside the Web UI: its data names the stack's backups and links to its Web UI.
+    const dashboardUrl = new RegExp(`dashboard: (http://127\\.0\\.0\\.1:${8234 + offset})/   Web UI: http://127\\.0\\.0\\.1:${8233 + offset}`).exec(stderr)?.[1];
+    expect(dashboardUrl).toBeDefined();
+    const page = await fetch(`${dashboardUrl}/`);
+    expect(page.status).toBe(200);
+    const data = (await (await fetch(`${dashboardUrl}/api/status`)).json()) as { components: { name: string }[]; timeline: unknown[]; temporal: { webUi: string | null } };
+    expect(data.components.map((c) => c.name)).toEqual(expect.arrayContaining(['database', 'base']));
+    expect(data.timeline.length).toBeGreaterThanOrEqual(2);
+    expect(data.temporal.webUi).toBe(`http://127.0.0.1:${8233 + offset}`);
+
     const schedules = await wrapper(['schedules', 'list', '--json']);
     expect(schedules.exitCode).toBe(0);
     expect(schedules.stdout).toContain('recovery-drill-monthly');
@@ -114,7 +124,7 @@ describe('backupctl dev: the whole product on one machine', () => {
     expect(await exited).toBe(0);
     console.log(`the stack stopped in ${((Date.now() - stopping) / 1000).toFixed(1)} s`);
     // Everything it started is stopped: no port of the stack still answers.
-    for (const port of [7233, 18333, 54329].map((p) => p + offset)) expect(await portFree(port)).toBe(true);
+    for (const port of [7233, 8234, 18333, 54329].map((p) => p + offset)) expect(await portFree(port)).toBe(true);
   }, 600_000);
 
   it('starts again on the same folder: the data kept, no second demo database, no second base backup', async () => {

@@ -13,12 +13,13 @@ import { PROJECT_ROOT } from '../../common/runtime.js';
 import { stopAgent } from '../../engine/encryption.js';
 import { ensureCluster, serverOwner, type LocalCluster } from '../../engine/localCluster.js';
 import { listManifests } from '../../engine/catalog.js';
-import { openRepository } from '../../engine/storage/index.js';
-import { validateConfig, type Config } from '../../common/config.js';
+import { openRepositories, openRepository } from '../../engine/storage/index.js';
+import { validateConfig } from '../../common/config.js';
 import { createLogger, installTemporalLogging } from '../../workers/logger.js';
 import { startWorker } from '../../workers/worker.js';
 import { runBackupBase } from '../commands/backupBase.js';
 import { runBackupDatabase } from '../commands/backupDatabase.js';
+import { startDashboard } from '../commands/dashboard.js';
 import { applyMonitor, applySchedules, applyWalShipping } from '../commands/schedules.js';
 import { printer } from '../output.js';
 import { connectClient } from '../temporalClient.js';
@@ -136,11 +137,10 @@ export async function runDev(options: DevOptions): Promise<number> {
     // Serve the Web UI on for a person at a terminal; a script or CI gets its exit code.
     const serve = options.serve ?? (!options.once && Boolean(process.stdin.isTTY));
     if (serve) {
-      const dashboard = await startDashboardIfAvailable(client, config, port('dashboard'));
-      if (dashboard) {
-        stops.unshift(dashboard.stop);
-        say(`dashboard: ${dashboard.url}   Web UI: ${temporal.uiUrl}`);
-      }
+      // The dashboard, served by this process on loopback (client/commands/dashboard.ts).
+      const dashboard = await startDashboard(config, { port: String(port('dashboard')), host: '127.0.0.1' }, openRepositories(config), async () => ({ client }), (line) => say(`dashboard: ${line}`));
+      stops.unshift(() => dashboard.close());
+      say(`dashboard: ${dashboard.url}/   Web UI: ${temporal.uiUrl}`);
       say('serving the Web UI, the dashboard and the worker; the schedules and the monitor run on; Ctrl-C stops everything');
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve);
@@ -240,14 +240,6 @@ function writeWrapper(dir: string, configFile: string, credentialsFile: string):
   );
   chmodSync(file, 0o700);
   return file;
-}
-
-/** The dashboard (client/commands/dashboard.ts), served by this process while it serves. */
-async function startDashboardIfAvailable(client: import('@temporalio/client').Client, config: Config, port: number): Promise<{ url: string; stop(): Promise<void> } | undefined> {
-  void client;
-  void config;
-  void port;
-  return undefined;
 }
 
 async function ensureDemoDatabase(cluster: LocalCluster, say: (line: string) => void): Promise<string> {

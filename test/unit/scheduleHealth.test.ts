@@ -49,6 +49,15 @@ test('a paused schedule is a problem with its note, and is not called missed too
   expect(problems[0].message).toContain('disk swap, back Monday');
 });
 
+// Paused by the configuration (schedules.<name>.paused: true) is the operator's statement, made
+// where every change is reviewed: not a problem to remind of every few hours. What it costs
+// (a stale database backup, say) is still told by the component's own check.
+test('paused as the configuration says: no problem; paused by hand while the configuration says run: a problem', () => {
+  const described = { ...healthy(), 'backup-database-nightly': view(24 * H, 30 * 24 * H, { paused: true, note: 'paused by backupctl: schedules.database.paused' }) };
+  expect(keys(described, config({ schedules: { database: { paused: true } } }))).toEqual([]);
+  expect(keys(described)).toEqual(['schedule.paused:backup-database-nightly']);
+});
+
 test('missed: the last action older than the cadence plus the larger of an hour and a tenth of it', () => {
   // Daily: a grace of 2.4 hours.
   expect(keys({ ...healthy(), 'backup-database-nightly': view(24 * H, 26.3 * H) })).toEqual([]);
