@@ -54,14 +54,16 @@ export async function startDashboardServer(options: DashboardServerOptions): Pro
   };
 
   const server = http.createServer((req, res) => {
-    handle(req, res).catch((err) => {
-      options.log?.(`${req.method} ${new URL(req.url ?? '/', 'http://dashboard').pathname}: ${(err as Error).message}`);
+    // A request target that is no URL (`GET http://[ HTTP/1.1`): no browser sends one.
+    const url = requestUrl(req);
+    if (!url) return send(res, req, 400, 'text/plain; charset=utf-8', 'bad request target\n');
+    handle(req, res, url).catch((err) => {
+      options.log?.(`${req.method} ${url.pathname}: ${(err as Error).message}`);
       send(res, req, 500, 'application/json', JSON.stringify({ error: 'the status could not be collected; see the dashboard\'s log' }));
     });
   });
 
-  async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://dashboard');
+  async function handle(req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void> {
     const verdict = admit(req, url, loopback, options.token);
     if (!verdict.ok) return send(res, req, verdict.status, 'text/plain; charset=utf-8', `${verdict.message}\n`, verdict.status === 401 ? { 'WWW-Authenticate': 'Bearer' } : {});
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, req, 405, 'text/plain; charset=utf-8', 'read-only: GET and HEAD only\n', { Allow: 'GET, HEAD' });
@@ -75,6 +77,14 @@ export async function startDashboardServer(options: DashboardServerOptions): Pro
   }
 
   return listen(server, options.host, options.port);
+}
+
+function requestUrl(req: http.IncomingMessage): URL | undefined {
+  try {
+    return new URL(req.url ?? '/', 'http://dashboard');
+  } catch {
+    return undefined;
+  }
 }
 
 function send(res: http.ServerResponse, req: http.IncomingMessage, status: number, type: string, body: string | Buffer, headers: Record<string, string> = {}): void {

@@ -1,0 +1,37 @@
+// The dashboard's HTTP server (client/dashboard/server.ts) against requests no browser sends:
+// a request line whose target is no URL, and many looks while the data loads slowly. The page
+// and its data on a real stack are test/dashboard.browser.test.ts's.
+import net from 'node:net';
+import { startDashboardServer, type RunningDashboard } from '../client/dashboard/server.js';
+
+/** Exactly these bytes to the server: `sent` once they are written, `answer` whole once it closes the connection. */
+function send(server: RunningDashboard, text: string): { sent: Promise<void>; answer: Promise<string> } {
+  const { hostname, port } = new URL(server.url);
+  let sent!: () => void;
+  const written = new Promise<void>((resolve) => (sent = resolve));
+  const answer = new Promise<string>((resolve, reject) => {
+    // Written, not ended: a half-closed connection gets no answer from a Node server still working on it.
+    const socket = net.connect(Number(port), hostname, () => socket.write(text, () => sent()));
+    let received = '';
+    socket.on('data', (chunk: Buffer) => (received += chunk.toString()));
+    socket.on('close', () => resolve(received));
+    socket.on('error', reject);
+  });
+  return { sent: written, answer };
+}
+const raw = (server: RunningDashboard, text: string) => send(server, text).answer;
+
+const get = (target: string) => `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`;
+const statusLine = (answer: string) => answer.split('\r\n')[0];
+
+test('a request target that is no URL is a 400, and the server (its log configured, as the command has it) serves on', async () => {
+  const logged: string[] = [];
+  const server = await startDashboardServer({ host: '127.0.0.1', port: 0, load: async () => ({ ok: true }), log: (line) => logged.push(line) });
+  try {
+    for (const target of ['http://[', '//[x', 'http://a:b/']) expect([target, statusLine(await raw(server, get(target)))]).toEqual([target, 'HTTP/1.1 400 Bad Request']);
+    expect(statusLine(await raw(server, get('/api/status')))).toBe('HTTP/1.1 200 OK');
+  } finally {
+    await server.close();
+  }
+  // Unanswered (the connection left open) when the server's error path itself threw.
+}, 20_000);
