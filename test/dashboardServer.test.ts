@@ -35,3 +35,33 @@ test('a request target that is no URL is a 400, and the server (its log configur
   }
   // Unanswered (the connection left open) when the server's error path itself threw.
 }, 20_000);
+
+test('a load still running is shared: looks that come while it runs start no other, whatever the cache period', async () => {
+  let loads = 0;
+  let started!: () => void;
+  const loadStarted = new Promise<void>((resolve) => (started = resolve));
+  const finishers: ((data: object) => void)[] = [];
+  const server = await startDashboardServer({
+    host: '127.0.0.1',
+    port: 0,
+    cacheSeconds: 0,
+    load: () => {
+      loads++;
+      started();
+      return new Promise<object>((resolve) => finishers.push(resolve));
+    },
+  });
+  try {
+    const first = raw(server, get('/api/status'));
+    await loadStarted;
+    const others = [send(server, get('/api/status')), send(server, get('/api/status'))];
+    // Both later looks written before a request the server answers at once: read by the server before the load ends.
+    await Promise.all(others.map((o) => o.sent));
+    expect(statusLine(await raw(server, get('/style.css')))).toBe('HTTP/1.1 200 OK');
+    for (const finish of finishers) finish({ look: 1 });
+    for (const answer of await Promise.all([first, ...others.map((o) => o.answer)])) expect(answer).toMatch(/^HTTP\/1\.1 200 OK[\s\S]*\{"look":1\}$/);
+    expect(loads).toBe(1);
+  } finally {
+    await server.close();
+  }
+});

@@ -40,15 +40,20 @@ export async function startDashboardServer(options: DashboardServerOptions): Pro
   const loopback = isLoopback(options.host);
   if (!loopback && options.token === undefined) throw new Error(`the dashboard may listen on ${options.host} only with a token`);
   const cacheMs = (options.cacheSeconds ?? 5) * 1000;
-  let cached: { at: number; body: Promise<string> } | undefined;
+  // `at`: when the load ended; undefined while it runs, and a load that runs is shared however
+  // long it takes (a slow S3 must not gather one catalog scan per cache period, all at once).
+  let cached: { at?: number; body: Promise<string> } | undefined;
   const status = (): Promise<string> => {
-    if (!cached || Date.now() - cached.at >= cacheMs) {
-      const body = options.load().then((data) => JSON.stringify(data));
-      cached = { at: Date.now(), body };
-      // A failed load is not kept: the next request tries again.
-      body.catch(() => {
-        if (cached?.body === body) cached = undefined;
-      });
+    if (!cached || (cached.at !== undefined && Date.now() - cached.at >= cacheMs)) {
+      const entry: { at?: number; body: Promise<string> } = { body: options.load().then((data) => JSON.stringify(data)) };
+      cached = entry;
+      entry.body.then(
+        () => (entry.at = Date.now()),
+        // A failed load is not kept: the next request tries again.
+        () => {
+          if (cached === entry) cached = undefined;
+        },
+      );
     }
     return cached.body;
   };
