@@ -9,6 +9,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import pg from 'pg';
 import YAML from 'yaml';
+import { postgresCommandWord } from '../../common/postgresCommand.js';
 import { PROJECT_ROOT } from '../../common/runtime.js';
 import { stopAgent } from '../../engine/encryption.js';
 import { ensureCluster, serverOwner, type LocalCluster } from '../../engine/localCluster.js';
@@ -215,9 +216,9 @@ async function archiveThroughBackupctl(cluster: LocalCluster, dir: string, rawCo
   }
 }
 
-/** `node bin/backupctl.js --config FILE <args>`, for a shell (PostgreSQL runs it through /bin/sh). */
-function walCommand(configFile: string, args: string): string {
-  return [process.execPath, path.join(PROJECT_ROOT, 'bin', 'backupctl.js'), '--config', configFile].map(shellQuote).join(' ') + ` ${args}`;
+/** `node bin/backupctl.js --config FILE <args>`, as PostgreSQL runs it: its placeholders first, then /bin/sh (a state folder named `100%f` stays that). */
+export function walCommand(configFile: string, args: string): string {
+  return [process.execPath, path.join(PROJECT_ROOT, 'bin', 'backupctl.js'), '--config', configFile].map(postgresCommandWord).join(' ') + ` ${args}`;
 }
 
 function shellQuote(word: string): string {
