@@ -28,6 +28,7 @@ import { DEMO_FRESHNESS, DEMO_KEY_TABLES, createDemoRoles, seedDemoData } from '
 import { ensureKeyPair, type KeyPair } from './demoKeys.js';
 import { postgresReadableKeys } from './postgresKeys.js';
 import { startDevS3 } from './seaweedfs.js';
+import { assertOwnStateDir } from './stateDir.js';
 import { startDevTemporal } from './temporalServer.js';
 
 const DEMO_DATABASE = 'thesis_grey_demo';
@@ -48,6 +49,8 @@ export async function runDev(options: DevOptions): Promise<number> {
   const dir = path.resolve(options.dir);
   const offset = options.portOffset ?? 0;
   const port = (name: keyof typeof PORTS) => PORTS[name] + offset;
+  // Ours and below folders of ours (or root's) alone, before anything is written in it.
+  assertOwnStateDir(dir);
   // The folder itself must stay traversable: PostgreSQL runs as `postgres` below it.
   mkdirSync(dir, { recursive: true, mode: 0o755 });
   chmodSync(dir, 0o755);
