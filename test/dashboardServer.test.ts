@@ -65,3 +65,18 @@ test('a load still running is shared: looks that come while it runs start no oth
     await server.close();
   }
 });
+
+test('?token= once sends back to a path of this server, never to another host (/.//host is the path //host)', async () => {
+  const token = 'tok-0123456789abcdef0123';
+  const server = await startDashboardServer({ host: '127.0.0.1', port: 0, token, load: async () => ({ ok: true }) });
+  try {
+    for (const target of [`/.//evil.example/?token=${token}`, `/..//evil.example/x?token=${token}&a=1`]) {
+      const answer = await raw(server, get(target));
+      expect([target, statusLine(answer)]).toEqual([target, 'HTTP/1.1 303 See Other']);
+      const location = /\r\nLocation: ([^\r]*)/i.exec(answer)?.[1];
+      expect([target, location]).toEqual([target, expect.stringMatching(/^\/(?![/\\])/)]);
+    }
+  } finally {
+    await server.close();
+  }
+});
