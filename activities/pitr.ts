@@ -27,6 +27,7 @@ import { PREFETCH_SEGMENTS, prefetchWal, type Prefetched } from '../engine/walPr
 import { setFetchAheadStart } from '../engine/walFetcher.js';
 import { findBaseBackup as findBaseBackupIn, recoverableWindow } from '../engine/recoverableWindow.js';
 import './attemptContext.js';
+import { postgresCommandWord } from '../common/postgresCommand.js';
 
 export interface PrepareInput {
   workflowId: string;
@@ -45,14 +46,8 @@ export interface PitrDeps extends DatabaseBackupDeps {
 
 const WAL_FETCH_ASYNC = path.join(path.dirname(CLI_PATH), 'wal-fetch-async');
 
-/**
- * A path as one word of restore_command: quoted for the shell PostgreSQL runs it with (a path
- * like `x;touch y` must stay a path, never a command), and `%` doubled, since PostgreSQL reads
- * `%f`, `%p` and `%%` in it.
- */
-export function commandWord(value: string): string {
-  return `'${value.replace(/'/g, `'\\''`).replace(/%/g, '%%')}'`;
-}
+/** A path as one word of restore_command (a path like `x;touch y` stays a path). */
+export const commandWord = postgresCommandWord;
 
 export function createPitrActivities(deps: PitrDeps) {
   const { config } = deps;

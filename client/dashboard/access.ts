@@ -64,7 +64,9 @@ export function admit(req: http.IncomingMessage, url: URL, loopback: boolean, to
     const rest = new URLSearchParams(url.searchParams);
     rest.delete('token');
     const search = rest.toString();
-    return { ok: true, setCookie: `${TOKEN_COOKIE}=${encodeURIComponent(token)}; HttpOnly; SameSite=Strict; Path=/`, redirect: `${url.pathname}${search ? `?${search}` : ''}` };
+    // One leading slash: a path `//host` (from `/.//host`) would send the browser to that host.
+    const path = `/${url.pathname.replace(/^\/+/, '')}`;
+    return { ok: true, setCookie: `${TOKEN_COOKIE}=${encodeURIComponent(token)}; HttpOnly; SameSite=Strict; Path=/`, redirect: `${path}${search ? `?${search}` : ''}` };
   }
   const fromCookie = cookie(req, TOKEN_COOKIE);
   if (fromCookie !== undefined) {

@@ -40,28 +40,35 @@ export async function startDashboardServer(options: DashboardServerOptions): Pro
   const loopback = isLoopback(options.host);
   if (!loopback && options.token === undefined) throw new Error(`the dashboard may listen on ${options.host} only with a token`);
   const cacheMs = (options.cacheSeconds ?? 5) * 1000;
-  let cached: { at: number; body: Promise<string> } | undefined;
+  // `at`: when the load ended; undefined while it runs, and a load that runs is shared however
+  // long it takes (a slow S3 must not gather one catalog scan per cache period, all at once).
+  let cached: { at?: number; body: Promise<string> } | undefined;
   const status = (): Promise<string> => {
-    if (!cached || Date.now() - cached.at >= cacheMs) {
-      const body = options.load().then((data) => JSON.stringify(data));
-      cached = { at: Date.now(), body };
-      // A failed load is not kept: the next request tries again.
-      body.catch(() => {
-        if (cached?.body === body) cached = undefined;
-      });
+    if (!cached || (cached.at !== undefined && Date.now() - cached.at >= cacheMs)) {
+      const entry: { at?: number; body: Promise<string> } = { body: options.load().then((data) => JSON.stringify(data)) };
+      cached = entry;
+      entry.body.then(
+        () => (entry.at = Date.now()),
+        // A failed load is not kept: the next request tries again.
+        () => {
+          if (cached === entry) cached = undefined;
+        },
+      );
     }
     return cached.body;
   };
 
   const server = http.createServer((req, res) => {
-    handle(req, res).catch((err) => {
-      options.log?.(`${req.method} ${new URL(req.url ?? '/', 'http://dashboard').pathname}: ${(err as Error).message}`);
+    // A request target that is no URL (`GET http://[ HTTP/1.1`): no browser sends one.
+    const url = requestUrl(req);
+    if (!url) return send(res, req, 400, 'text/plain; charset=utf-8', 'bad request target\n');
+    handle(req, res, url).catch((err) => {
+      options.log?.(`${req.method} ${url.pathname}: ${(err as Error).message}`);
       send(res, req, 500, 'application/json', JSON.stringify({ error: 'the status could not be collected; see the dashboard\'s log' }));
     });
   });
 
-  async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://dashboard');
+  async function handle(req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void> {
     const verdict = admit(req, url, loopback, options.token);
     if (!verdict.ok) return send(res, req, verdict.status, 'text/plain; charset=utf-8', `${verdict.message}\n`, verdict.status === 401 ? { 'WWW-Authenticate': 'Bearer' } : {});
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, req, 405, 'text/plain; charset=utf-8', 'read-only: GET and HEAD only\n', { Allow: 'GET, HEAD' });
@@ -75,6 +82,14 @@ export async function startDashboardServer(options: DashboardServerOptions): Pro
   }
 
   return listen(server, options.host, options.port);
+}
+
+function requestUrl(req: http.IncomingMessage): URL | undefined {
+  try {
+    return new URL(req.url ?? '/', 'http://dashboard');
+  } catch {
+    return undefined;
+  }
 }
 
 function send(res: http.ServerResponse, req: http.IncomingMessage, status: number, type: string, body: string | Buffer, headers: Record<string, string> = {}): void {

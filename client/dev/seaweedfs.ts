@@ -84,20 +84,21 @@ export async function startDevS3(dir: string, s3Port: number, bucket: string): P
   writeFileSync(credentialsFile, `[default]\naws_access_key_id = ${keys.accessKeyId}\naws_secret_access_key = ${keys.secretAccessKey}\n`, { mode: 0o600 });
   const region = 'us-east-1';
   const endpoint = `http://127.0.0.1:${s3Port}`;
-  const client = new S3Client({
-    region,
-    endpoint,
-    forcePathStyle: true,
-    credentials: keys,
-    maxAttempts: 1,
-    requestHandler: { connectionTimeout: 1_000, requestTimeout: 5_000 },
-  });
+  const s3Client = (credentials: typeof keys) =>
+    new S3Client({ region, endpoint, forcePathStyle: true, credentials, maxAttempts: 1, requestHandler: { connectionTimeout: 1_000, requestTimeout: 5_000 } });
+  const client = s3Client(keys);
   let server: ResultPromise | undefined;
   try {
     const answering = await client.send(new ListBucketsCommand({})).then(
       () => true,
       () => false,
     );
+    // Ours knows the secret: it refuses the same key id signed with another. A server that takes
+    // both (another user's, one without identities, anything that says 200) would be handed the
+    // stack's backups and WAL: refused.
+    if (answering && !(await refusesWrongSecret(s3Client({ accessKeyId: keys.accessKeyId, secretAccessKey: randomBytes(20).toString('hex') })))) {
+      throw new Error(`an S3 API answers on ${endpoint} that takes requests signed with any secret: not this stack's SeaweedFS (its keys are in ${path.join(dir, 'keys.json')}); stop it, or move the stack's ports (--port-offset)`);
+    }
     if (!answering) {
       const data = path.join(dir, 'data');
       const tmp = path.join(dir, 'tmp');
@@ -158,6 +159,18 @@ function devKeys(dir: string): { accessKeyId: string; secretAccessKey: string } 
   const keys = { accessKeyId: `dev${randomBytes(6).toString('hex')}`, secretAccessKey: randomBytes(20).toString('hex') };
   writeFileSync(file, JSON.stringify(keys), { mode: 0o600, flag: 'wx' });
   return keys;
+}
+
+/** True when the server refuses (HTTP 403) a request signed with a wrong secret. */
+async function refusesWrongSecret(client: S3Client): Promise<boolean> {
+  try {
+    await client.send(new ListBucketsCommand({}));
+    return false;
+  } catch (err) {
+    return (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 403;
+  } finally {
+    client.destroy();
+  }
 }
 
 async function ready(client: S3Client, masterPort: number): Promise<boolean> {

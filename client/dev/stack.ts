@@ -9,6 +9,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import pg from 'pg';
 import YAML from 'yaml';
+import { postgresCommandWord } from '../../common/postgresCommand.js';
 import { PROJECT_ROOT } from '../../common/runtime.js';
 import { stopAgent } from '../../engine/encryption.js';
 import { ensureCluster, serverOwner, type LocalCluster } from '../../engine/localCluster.js';
@@ -27,6 +28,7 @@ import { DEMO_FRESHNESS, DEMO_KEY_TABLES, createDemoRoles, seedDemoData } from '
 import { ensureKeyPair, type KeyPair } from './demoKeys.js';
 import { postgresReadableKeys } from './postgresKeys.js';
 import { startDevS3 } from './seaweedfs.js';
+import { assertOwnStateDir } from './stateDir.js';
 import { startDevTemporal } from './temporalServer.js';
 
 const DEMO_DATABASE = 'thesis_grey_demo';
@@ -47,6 +49,8 @@ export async function runDev(options: DevOptions): Promise<number> {
   const dir = path.resolve(options.dir);
   const offset = options.portOffset ?? 0;
   const port = (name: keyof typeof PORTS) => PORTS[name] + offset;
+  // Ours and below folders of ours (or root's) alone, before anything is written in it.
+  assertOwnStateDir(dir);
   // The folder itself must stay traversable: PostgreSQL runs as `postgres` below it.
   mkdirSync(dir, { recursive: true, mode: 0o755 });
   chmodSync(dir, 0o755);
@@ -215,9 +219,9 @@ async function archiveThroughBackupctl(cluster: LocalCluster, dir: string, rawCo
   }
 }
 
-/** `node bin/backupctl.js --config FILE <args>`, for a shell (PostgreSQL runs it through /bin/sh). */
-function walCommand(configFile: string, args: string): string {
-  return [process.execPath, path.join(PROJECT_ROOT, 'bin', 'backupctl.js'), '--config', configFile].map(shellQuote).join(' ') + ` ${args}`;
+/** `node bin/backupctl.js --config FILE <args>`, as PostgreSQL runs it: its placeholders first, then /bin/sh (a state folder named `100%f` stays that). */
+export function walCommand(configFile: string, args: string): string {
+  return [process.execPath, path.join(PROJECT_ROOT, 'bin', 'backupctl.js'), '--config', configFile].map(postgresCommandWord).join(' ') + ` ${args}`;
 }
 
 function shellQuote(word: string): string {

@@ -4,6 +4,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { Connection } from '@temporalio/client';
+import { assertOwnListener } from './portOwner.js';
 import { projectTool } from './tools.js';
 
 export interface DevTemporal {
@@ -19,7 +20,11 @@ export interface DevTemporal {
 export async function startDevTemporal(stateDir: string, port = 7233, uiPort = 8233): Promise<DevTemporal> {
   const address = `127.0.0.1:${port}`;
   const uiUrl = `http://127.0.0.1:${uiPort}`;
-  if (await answers(address)) return { address, uiUrl, started: false, stop: async () => undefined, kill: async () => undefined };
+  if (await answers(address)) {
+    // Whoever runs the server drives the worker that polls it: only our own (or root's) is reused.
+    assertOwnListener(port, `the Temporal server answering at ${address}`);
+    return { address, uiUrl, started: false, stop: async () => undefined, kill: async () => undefined };
+  }
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   const server: ResultPromise = execa(
     projectTool('temporal'),
