@@ -24,7 +24,7 @@ import { componentPrefix, manifestKey, scanManifests, type Component } from './c
 import { errorText, isEngineError } from './errors.js';
 import { admitted, loadVerifier, type Verifier } from './manifestSignature.js';
 import type { Problem } from './problem.js';
-import { readBack, within, type Reader } from './readBack.js';
+import { LongerThanExpected, readBack, within, type Reader } from './readBack.js';
 import type { ObjectInfo, Repository } from './storage/repository.js';
 import { readWalEntry, walEntryKey, walEntryRefusal, walTrustOf } from './walArchive.js';
 
@@ -109,7 +109,7 @@ interface Expected {
   recheck: boolean;
 }
 
-type Finding = { state: 'ok' } | { state: 'gone' } | { state: 'missing' } | { state: 'corrupt'; bytes: number; sha256?: string } | { state: 'unreadable'; detail: string };
+type Finding = { state: 'ok' } | { state: 'gone' } | { state: 'missing' } | { state: 'corrupt'; bytes: number; sha256?: string; longer?: boolean } | { state: 'unreadable'; detail: string };
 
 const short = (sha256: string) => `${sha256.slice(0, 12)}…`;
 
@@ -295,14 +295,23 @@ async function check(e: Expected, listed: ObjectInfo | undefined, reader: Reader
     try {
       const hash = createHash('sha256');
       let bytes = 0;
-      await readBack(e.repository, e.key, reader, false, (chunk) => {
-        hash.update(chunk);
-        bytes += chunk.length;
-      });
+      // Never past its size: an object that does not end is not hashed for ever.
+      await readBack(
+        e.repository,
+        e.key,
+        reader,
+        false,
+        (chunk) => {
+          hash.update(chunk);
+          bytes += chunk.length;
+        },
+        e.bytes,
+      );
       const sha256 = hash.digest('hex');
       return bytes === e.bytes && sha256 === e.sha256 ? { state: 'ok' } : { state: 'corrupt', bytes, sha256 };
     } catch (err) {
       if (reader.signal.aborted) throw reader.signal.reason ?? err;
+      if (err instanceof LongerThanExpected) return { state: 'corrupt', bytes: e.bytes, longer: true };
       if (isEngineError(err) && err.type === ErrorType.CopyMissing) return (await missingNow(e, reader)) ? { state: 'missing' } : { state: 'gone' };
       lastError = err;
       if (isEngineError(err) && !err.retryable) break;
@@ -333,7 +342,7 @@ function problemOf(e: Expected, finding: Finding): Problem | undefined {
     case 'corrupt':
       return {
         key: corrupt,
-        message: `${where} is CORRUPT: it reads back as ${finding.bytes} bytes${finding.sha256 ? ` with sha256 ${short(finding.sha256)}` : ''}, ${says} ${e.bytes} bytes with sha256 ${short(e.sha256)}; this copy cannot be restored (silent corruption in the repository)`,
+        message: `${where} is CORRUPT: it reads back as ${finding.longer ? 'more than ' : ''}${finding.bytes} bytes${finding.sha256 ? ` with sha256 ${short(finding.sha256)}` : ''}, ${says} ${e.bytes} bytes with sha256 ${short(e.sha256)}; this copy cannot be restored (silent corruption in the repository)`,
       };
   }
 }

@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { validateConfig, type Config } from '../../common/config.js';
@@ -297,6 +298,33 @@ describe('the sample on a filesystem repository', () => {
     const result = (await look(configOf({ periodDays: 0.0001 }, true), nas, T0))!;
     expect(result.problems).toEqual([]);
     expect(result.summary).toMatchObject({ dueObjects: 0, unjudgedObjects: 2 });
+  });
+
+  test('an object that reads back longer than it is listed (a body swapped under the listing, a file still growing) is read no further than its size: corrupt, not hashed to the end', async () => {
+    const { nas, keys } = await nasWith(['20261101_000000-aaaaaaaa']);
+    const size = readFileSync(path.join(nas.root, keys[1])).length;
+    // The listing says the right size; the read goes on (64 MiB here, for ever behind a link to /dev/zero or a stalling proxy).
+    const endless = Object.assign(Object.create(nas) as FilesystemRepository, {
+      get: async (key: string) =>
+        key === keys[1]
+          ? Readable.from(
+              (function* () {
+                yield readFileSync(path.join(nas.root, key));
+                for (let i = 0; i < 64; i++) yield Buffer.alloc(1024 * 1024);
+              })(),
+            )
+          : nas.get(key),
+    });
+    let read = 0;
+    const result = (await sampleIntegrity(configOf({ periodDays: 0.0001 }), [endless], {
+      now: T0,
+      intervalSeconds: INTERVAL,
+      reader: { signal: new AbortController().signal, idleMs: 10_000, onBytes: (n) => (read += n) },
+    }))!;
+    expect(result.problems.map((p) => p.key)).toEqual([`integrity.corrupt:nas:${keys[1]}`]);
+    expect(result.problems[0].message).toContain(`more than ${size} bytes`);
+    // Both objects, and no more than one chunk past the longer one's size.
+    expect(read).toBeLessThanOrEqual(2 * size + 1024 * 1024);
   });
 
   test('periodDays 0: off', async () => {
