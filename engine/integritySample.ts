@@ -222,9 +222,29 @@ export async function sampleIntegrity(config: Config, repositories: Repository[]
       message: `the integrity sample due at this look (${summary.dueObjects} objects, ${formatBytes(summary.dueBytes)}) is more than monitor.integrity.maxBytesPerLook (${formatBytes(maxBytesPerLook)}): ${summary.skippedObjects} objects (${formatBytes(summary.skippedBytes)}) were not re-read, so not every object is read within ${periodDays} days; raise maxBytesPerLook or periodDays`,
     });
   }
-  const cursor: IntegrityCursor = { sampledThrough: new Date(look.now).toISOString(), recheck: [...new Set(recheckNext)].slice(0, RECHECK_MAX) };
+  const cursor: IntegrityCursor = { sampledThrough: new Date(look.now).toISOString(), recheck: fairCut([...new Set(recheckNext)], RECHECK_MAX) };
   if (summary.lastCorruption) cursor.lastCorruption = summary.lastCorruption;
   return { problems, summary, cursor };
+}
+
+/**
+ * At most `max` problem keys, taken in turn from each repository's (each in its own order): a
+ * repository with many bad objects (a real mass failure, or entries planted in a spool) cannot
+ * push out of the list one found bad in another, whose problem would then be resolved unseen.
+ */
+function fairCut(keys: string[], max: number): string[] {
+  if (keys.length <= max) return keys;
+  const byRepository = new Map<string, string[]>();
+  for (const key of keys) {
+    const repository = parseKey(key)?.repository ?? '';
+    const queue = byRepository.get(repository) ?? [];
+    queue.push(key);
+    byRepository.set(repository, queue);
+  }
+  const queues = [...byRepository.values()];
+  const kept: string[] = [];
+  for (let i = 0; kept.length < max; i++) for (const queue of queues) if (i < queue.length && kept.length < max) kept.push(queue[i]);
+  return kept;
 }
 
 /**

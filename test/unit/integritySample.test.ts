@@ -327,6 +327,31 @@ describe('the sample on a filesystem repository', () => {
     expect(read).toBeLessThanOrEqual(2 * size + 1024 * 1024);
   });
 
+  test('the recheck list is shared fairly between repositories: a flood of bad objects in one does not push out one found bad in another that cannot be read now', async () => {
+    const usb = new FilesystemRepository('usb', path.join(dir, 'usb'));
+    const flooded: string[] = [];
+    for (let i = 0; i < 260; i++) {
+      const id = `20261101_000000-${i.toString(16).padStart(8, '0')}`;
+      mkdirSync(path.join(usb.root, 'database', id), { recursive: true });
+      flooded.push(...(await backup(usb, id)));
+    }
+    flooded.forEach((key) => flip(usb, key));
+    const { nas, keys } = await nasWith(['20261101_000000-aaaaaaaa']);
+    // The NAS is offline at this look; what was found bad in it before is carried.
+    const offline = Object.assign(Object.create(nas) as FilesystemRepository, {
+      list: async () => {
+        throw new Error('NAS offline');
+      },
+    });
+    const before = `integrity.corrupt:nas:${keys[1]}`;
+    const cursor: IntegrityCursor = { sampledThrough: new Date(T0 - WIDTH).toISOString(), recheck: [before] };
+    const result = (await sampleIntegrity(configOf({ periodDays: 0.0001 }), [offline, usb], { now: T0, intervalSeconds: INTERVAL, cursor, reader: reader() }))!;
+    expect(result.summary.unsampled.map((u) => u.repository)).toEqual(['nas']);
+    expect(result.problems.filter((p) => p.key.startsWith('integrity.corrupt:usb:'))).toHaveLength(520);
+    expect(result.cursor.recheck).toHaveLength(500);
+    expect(result.cursor.recheck).toContain(before);
+  });
+
   test('periodDays 0: off', async () => {
     const { nas } = await nasWith(['20261101_000000-aaaaaaaa']);
     expect(await look(configOf({ periodDays: 0 }), nas, T0)).toBeUndefined();
