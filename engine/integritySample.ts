@@ -165,7 +165,7 @@ export async function sampleIntegrity(config: Config, repositories: Repository[]
     const recheck = new Set(carried.filter((k) => k.repository === repository.name).map((k) => k.key));
     const isDue = (slotKey: string) => due.has(slotOf(repository.name, slotKey, slots));
     try {
-      const found = await dueIn(config, repository, verifier, isDue, recheck);
+      const found = await dueIn(config, repository, verifier, isDue, recheck, look.reader);
       expected.push(...found.expected);
       listedByRepository.set(repository.name, found.listed);
       summary.unjudgedObjects += found.unjudged;
@@ -252,7 +252,7 @@ function fairCut(keys: string[], max: number): string[] {
  * object's size; one named and not listed may be missing). Throws when the repository cannot
  * be listed, or a manifest in it cannot be read now.
  */
-async function dueIn(config: Config, repository: Repository, verifier: Verifier, isDue: (slotKey: string) => boolean, recheck: Set<string>) {
+async function dueIn(config: Config, repository: Repository, verifier: Verifier, isDue: (slotKey: string) => boolean, recheck: Set<string>, reader: Reader) {
   const listed = new Map<string, ObjectInfo>();
   const expected: Expected[] = [];
   let unjudged = 0;
@@ -266,7 +266,7 @@ async function dueIn(config: Config, repository: Repository, verifier: Verifier,
     // in the listing (one absent is missing: found once per period, without a read).
     const wanted = new Set([...recheck].map(folderOf));
     for (const o of objects) if (isDue(o.key) || recheck.has(o.key)) wanted.add(folderOf(o.key));
-    const { manifests } = await scanManifests(repository, component, verifier, objects.filter((o) => wanted.has(folderOf(o.key))));
+    const { manifests } = await scanManifests(repository, component, verifier, objects.filter((o) => wanted.has(folderOf(o.key))), reader);
     for (const { manifest, signature } of manifests) {
       const manifestDue = isDue(manifestKey(component, manifest.backupId));
       const named = manifest.objects.filter((o) => isDue(o.key) || recheck.has(o.key) || (manifestDue && !listed.has(o.key)));

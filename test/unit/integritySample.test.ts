@@ -352,6 +352,36 @@ describe('the sample on a filesystem repository', () => {
     expect(result.cursor.recheck).toContain(before);
   });
 
+  /** The repository, its reads of `which` keys opening and then moving no byte (a store stalled mid-read). */
+  const stalling = (nas: FilesystemRepository, which: (key: string) => boolean) =>
+    Object.assign(Object.create(nas) as FilesystemRepository, { get: async (key: string) => (which(key) ? new Readable({ read: () => undefined }) : nas.get(key)) });
+
+  test('a manifest read that stalls does not hang the look: the repository is not sampled now, and what was found bad in it before stays open', async () => {
+    const { nas, keys } = await nasWith(['20261101_000000-aaaaaaaa', '20261102_000000-bbbbbbbb']);
+    flip(nas, keys[3]);
+    const config = configOf({ periodDays: 0.0001 });
+    const first = (await look(config, nas, T0))!;
+    expect(first.cursor.recheck).toEqual([`integrity.corrupt:nas:${keys[3]}`]);
+    const stalled = stalling(nas, (key) => key.endsWith('/manifest.json'));
+    const result = (await sampleIntegrity(config, [stalled], { now: T0 + WIDTH, intervalSeconds: INTERVAL, cursor: first.cursor, reader: { ...reader(), idleMs: 100 } }))!;
+    expect(result.summary.unsampled).toEqual([{ repository: 'nas', reason: expect.stringContaining('no bytes for') }]);
+    expect(result.problems.map((p) => p.key)).toEqual([`integrity.corrupt:nas:${keys[3]}`]);
+    expect(result.problems[0].message).toContain('not re-read at this look');
+    expect(result.cursor.recheck).toEqual([`integrity.corrupt:nas:${keys[3]}`]);
+  }, 20_000);
+
+  test('a manifest far larger than any manifest is not read into memory: damaged, its backup not judged', async () => {
+    const { nas, keys } = await nasWith(['20261101_000000-aaaaaaaa']);
+    flip(nas, keys[1]);
+    const manifest = path.join(nas.root, manifestKey('database', '20261101_000000-aaaaaaaa'));
+    writeFileSync(manifest, Buffer.concat([readFileSync(manifest), Buffer.alloc(5 * 1024 * 1024, 0x20)]));
+    let read = 0;
+    const result = (await sampleIntegrity(configOf({ periodDays: 0.0001 }), [nas], { now: T0, intervalSeconds: INTERVAL, reader: { ...reader(), onBytes: (n) => (read += n) } }))!;
+    expect(result.problems).toEqual([]);
+    expect(result.summary.dueObjects).toBe(0);
+    expect(read).toBe(0);
+  });
+
   test('periodDays 0: off', async () => {
     const { nas } = await nasWith(['20261101_000000-aaaaaaaa']);
     expect(await look(configOf({ periodDays: 0 }), nas, T0)).toBeUndefined();
