@@ -290,7 +290,7 @@ async function dueIn(config: Config, repository: Repository, verifier: Verifier,
     if (!isDue(o.key) && !recheckSegments.has(segment)) continue;
     let entry;
     try {
-      entry = await readWalEntry(repository, segment);
+      entry = await readWalEntry(repository, segment, reader);
     } catch (err) {
       if ((err as { type?: string })?.type !== ErrorType.ManifestDamaged) throw err;
       unjudged++; // a damaged entry: the WAL checks' to report

@@ -370,6 +370,21 @@ describe('the sample on a filesystem repository', () => {
     expect(result.cursor.recheck).toEqual([`integrity.corrupt:nas:${keys[3]}`]);
   }, 20_000);
 
+  test('a WAL entry read that stalls does not hang the look either', async () => {
+    const { nas } = await nasWith(['20261101_000000-aaaaaaaa']);
+    const segment = '000000010000000000000001';
+    const body = Buffer.from('segment bytes '.repeat(100));
+    mkdirSync(path.join(nas.root, 'wal'), { recursive: true });
+    writeFileSync(path.join(nas.root, 'wal', `${segment}.zst.gpg`), body);
+    const entry = { segment, key: `wal/${segment}.zst.gpg`, compression: 'zstd', bytes: body.length, sha256: createHash('sha256').update(body).digest('hex') };
+    writeFileSync(path.join(nas.root, 'wal', `${segment}.json`), JSON.stringify(entry));
+    const config = configOf({ periodDays: 0.0001 });
+    expect((await look(config, nas, T0))!.summary).toMatchObject({ dueObjects: 3, checkedObjects: 3 });
+    const stalled = stalling(nas, (key) => key.startsWith('wal/') && key.endsWith('.json'));
+    const result = (await sampleIntegrity(config, [stalled], { now: T0, intervalSeconds: INTERVAL, reader: { ...reader(), idleMs: 100 } }))!;
+    expect(result.summary.unsampled).toEqual([{ repository: 'nas', reason: expect.stringContaining('no bytes for') }]);
+  }, 20_000);
+
   test('a manifest far larger than any manifest is not read into memory: damaged, its backup not judged', async () => {
     const { nas, keys } = await nasWith(['20261101_000000-aaaaaaaa']);
     flip(nas, keys[1]);
