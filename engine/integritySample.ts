@@ -109,7 +109,7 @@ interface Expected {
   recheck: boolean;
 }
 
-type Finding = { state: 'ok' } | { state: 'gone' } | { state: 'missing' } | { state: 'corrupt'; bytes: number; sha256?: string; longer?: boolean } | { state: 'unreadable'; detail: string };
+type Finding = { state: 'ok' } | { state: 'gone' } | { state: 'missing' } | { state: 'corrupt'; bytes: number; sha256?: string; longer?: boolean } | { state: 'unreadable'; detail: string; transient: boolean };
 
 const short = (sha256: string) => `${sha256.slice(0, 12)}…`;
 
@@ -183,7 +183,9 @@ export async function sampleIntegrity(config: Config, repositories: Repository[]
   const recheckNext: string[] = [];
   const judged = new Set<string>();
   let spent = 0;
+  const stalled = new Set<string>();
   for (const e of expected) {
+    if (stalled.has(e.repository.name)) continue;
     const listed = listedByRepository.get(e.repository.name)!.get(e.key);
     // Only an object present at its size is read: a missing or wrongly sized one costs nothing.
     const reads = listed !== undefined && listed.bytes === e.bytes;
@@ -193,6 +195,14 @@ export async function sampleIntegrity(config: Config, repositories: Repository[]
       continue;
     }
     const finding = await check(e, listed, look.reader);
+    if (finding.state === 'unreadable' && finding.transient) {
+      // Not a corruption (a CRITICAL alert for a network blip): the repository is not sampled
+      // now; what was found bad in it before stays open, as for one that cannot be listed.
+      stalled.add(e.repository.name);
+      summary.unsampled.push({ repository: e.repository.name, reason: finding.detail });
+      problems.push({ key: `integrity.unreadable:${e.repository.name}`, message: `repository ${e.repository.name}: the integrity sample cannot read objects back now (${finding.detail}); the rest of its sample is not read at this look` });
+      continue;
+    }
     judged.add(`${e.repository.name}:${e.key}`);
     if (reads) {
       spent += e.bytes;
@@ -337,7 +347,8 @@ async function check(e: Expected, listed: ObjectInfo | undefined, reader: Reader
       if (isEngineError(err) && !err.retryable) break;
     }
   }
-  return { state: 'unreadable', detail: errorText(lastError) };
+  // For a moment (a stall, a network failure): the store's state, not the object's.
+  return { state: 'unreadable', detail: errorText(lastError), transient: isEngineError(lastError) && lastError.retryable };
 }
 
 /** Absent while the manifest or entry naming it is still there (retention removes those first, then the objects). */

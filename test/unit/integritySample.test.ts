@@ -385,6 +385,21 @@ describe('the sample on a filesystem repository', () => {
     expect(result.summary.unsampled).toEqual([{ repository: 'nas', reason: expect.stringContaining('no bytes for') }]);
   }, 20_000);
 
+  test('an object read that stalls (the store unreachable for a moment) is no corruption: the rest of that repository is not read now, said under its own key, and what was found bad in it before stays open', async () => {
+    const { nas, keys } = await nasWith(['20261101_000000-aaaaaaaa', '20261102_000000-bbbbbbbb']);
+    flip(nas, keys[3]);
+    const config = configOf({ periodDays: 0.0001 });
+    const first = (await look(config, nas, T0))!;
+    expect(first.cursor.recheck).toEqual([`integrity.corrupt:nas:${keys[3]}`]);
+    const stalled = stalling(nas, (key) => key.endsWith('.gpg'));
+    const result = (await sampleIntegrity(config, [stalled], { now: T0 + WIDTH, intervalSeconds: INTERVAL, cursor: first.cursor, reader: { ...reader(), idleMs: 100 } }))!;
+    expect(result.problems.map((p) => p.key)).toEqual(['integrity.unreadable:nas', `integrity.corrupt:nas:${keys[3]}`]);
+    expect(result.problems[0].message).toContain('no bytes for');
+    expect(result.problems[1].message).toContain('not re-read at this look');
+    expect(result.summary).toMatchObject({ checkedObjects: 0, unsampled: [{ repository: 'nas', reason: expect.stringContaining('no bytes for') }] });
+    expect(result.cursor.recheck).toEqual([`integrity.corrupt:nas:${keys[3]}`]);
+  }, 20_000);
+
   test('a manifest far larger than any manifest is not read into memory: damaged, its backup not judged', async () => {
     const { nas, keys } = await nasWith(['20261101_000000-aaaaaaaa']);
     flip(nas, keys[1]);
