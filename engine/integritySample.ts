@@ -25,7 +25,7 @@ import { errorText, isEngineError } from './errors.js';
 import { admitted, loadVerifier, type Verifier } from './manifestSignature.js';
 import type { Problem } from './problem.js';
 import { LongerThanExpected, readBack, within, type Reader } from './readBack.js';
-import type { ObjectInfo, Repository } from './storage/repository.js';
+import { assertSafeKey, type ObjectInfo, type Repository } from './storage/repository.js';
 import { readWalEntry, walEntryKey, walEntryRefusal, walTrustOf } from './walArchive.js';
 
 /** Objects found bad that the cursor keeps re-reading at every look; more are found again at their slot. */
@@ -194,7 +194,11 @@ export async function sampleIntegrity(config: Config, repositories: Repository[]
       summary.skippedBytes += e.bytes;
       continue;
     }
-    const finding = await check(e, listed, look.reader);
+    // Whatever one object's look throws is that object's (or its store's) finding, never the whole look's.
+    const finding = await check(e, listed, look.reader).catch((err: unknown): Finding => {
+      if (look.reader.signal.aborted) throw look.reader.signal.reason ?? err;
+      return { state: 'unreadable', detail: errorText(err), transient: isEngineError(err) && err.retryable };
+    });
     if (finding.state === 'unreadable' && finding.transient) {
       // Not a corruption (a CRITICAL alert for a network blip): the repository is not sampled
       // now; what was found bad in it before stays open, as for one that cannot be listed.
@@ -285,6 +289,11 @@ async function dueIn(config: Config, repository: Repository, verifier: Verifier,
         continue;
       }
       for (const o of named) {
+        // A key no repository can hold (planted: `..`, odd characters) vouches for nothing.
+        if (!isSafeKey(o.key)) {
+          unjudged++;
+          continue;
+        }
         expected.push({ repository, key: o.key, bytes: o.bytes, sha256: o.sha256, of: `backup ${manifest.backupId}`, evidence: manifestKey(component, manifest.backupId), recheck: recheck.has(o.key) });
       }
     }
@@ -295,7 +304,7 @@ async function dueIn(config: Config, repository: Repository, verifier: Verifier,
   const recheckSegments = new Set([...recheck].filter((k) => k.startsWith(WAL_PREFIX)).map((k) => k.slice(WAL_PREFIX.length).replace(/\.[a-z0-9]+\.gpg$/, '')));
   const trust = walTrustOf(config, verifier, allowUnsigned);
   for (const o of wal) {
-    if (!o.key.endsWith('.json')) continue;
+    if (!o.key.endsWith('.json') || !isSafeKey(o.key)) continue;
     const segment = o.key.slice(WAL_PREFIX.length, -'.json'.length);
     if (!isDue(o.key) && !recheckSegments.has(segment)) continue;
     let entry;
@@ -314,6 +323,15 @@ async function dueIn(config: Config, repository: Repository, verifier: Verifier,
     expected.push({ repository, key: entry.key, bytes: entry.bytes, sha256: entry.sha256, of: `WAL segment ${segment}`, evidence: walEntryKey(segment), recheck: recheck.has(entry.key) });
   }
   return { expected, listed, unjudged };
+}
+
+function isSafeKey(key: string): boolean {
+  try {
+    assertSafeKey(key);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Reads one object back and compares it; a read that fails for a moment is tried once more. */

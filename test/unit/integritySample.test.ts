@@ -412,6 +412,19 @@ describe('the sample on a filesystem repository', () => {
     expect(read).toBe(0);
   });
 
+  test('an admitted manifest naming a key no repository can hold (odd characters, `..`): not judged, and the look goes on', async () => {
+    const { nas, keys } = await nasWith(['20261101_000000-aaaaaaaa', '20261102_000000-bbbbbbbb']);
+    flip(nas, keys[3]);
+    // Unsigned backups are admitted here (signing.required false): anyone who can write to the share can plant one.
+    const file = path.join(nas.root, manifestKey('database', '20261101_000000-aaaaaaaa'));
+    const manifest = JSON.parse(readFileSync(file, 'utf8'));
+    manifest.objects.push({ ...manifest.objects[0], key: 'database/20261101_000000-aaaaaaaa/..' }, { ...manifest.objects[0], key: 'database/20261101_000000-aaaaaaaa/a b' });
+    writeFileSync(file, JSON.stringify(manifest));
+    const result = (await look(configOf({ periodDays: 0.0001 }), nas, T0))!;
+    expect(result.problems.map((p) => p.key)).toEqual([`integrity.corrupt:nas:${keys[3]}`]);
+    expect(result.summary.unjudgedObjects).toBe(2);
+  });
+
   test('periodDays 0: off', async () => {
     const { nas } = await nasWith(['20261101_000000-aaaaaaaa']);
     expect(await look(configOf({ periodDays: 0 }), nas, T0)).toBeUndefined();
