@@ -9,7 +9,7 @@ import type { CopyAudit, ManifestCopyState, ObjectCopyCheck, RepositoryCopyCheck
 import { backupPrefix, manifestKey } from '../engine/catalog.js';
 import type { DatabaseBackupDeps } from './databaseBackup.js';
 import { errorText, isEngineError, permanent } from '../engine/errors.js';
-import { readBack, within, type Reader } from '../engine/readBack.js';
+import { LongerThanExpected, readBack, within, type Reader } from '../engine/readBack.js';
 import { admitted, checkSignature, loadVerifier, refusalOf, type Trust } from '../engine/manifestSignature.js';
 import { BACKUP_ID } from '../engine/restoreSource.js';
 import type { Repository } from '../engine/storage/repository.js';
@@ -133,8 +133,10 @@ async function checkManifest(repository: Repository, input: AuditCopiesInput, re
     const info = await within(repository.stat(key), reader, `repository ${repository.name}: stat ${key}`);
     if (!info) return { key, state: 'missing', copies: [] };
     if (info.bytes > MANIFEST_MAX_BYTES) return { key, state: 'damaged', detail: `${info.bytes} bytes; a manifest is at most ${MANIFEST_MAX_BYTES}`, copies: [] };
-    body = await readBack(repository, key, reader, true);
+    // No further than its listed size: a body that goes on is not held in memory.
+    body = await readBack(repository, key, reader, true, undefined, info.bytes);
   } catch (err) {
+    if (err instanceof LongerThanExpected) return { key, state: 'damaged', detail: `reads back as more than its ${err.bytes} bytes`, copies: [] };
     return { key, ...unreadable(err, reader), copies: [] };
   }
   let manifest: BackupManifest;
@@ -177,15 +179,24 @@ async function checkObject(repository: Repository, object: StoredObject, reader:
     if (info.bytes !== object.bytes) return { ...found, state: 'size-mismatch', detail: `${info.bytes} bytes; the manifest says ${object.bytes}` };
     const hash = createHash('sha256');
     let bytes = 0;
-    await readBack(repository, object.key, reader, false, (chunk) => {
-      hash.update(chunk);
-      bytes += chunk.length;
-    });
+    // Never past its size: a body that does not end (a link to /dev/zero swapped in) is not read for ever.
+    await readBack(
+      repository,
+      object.key,
+      reader,
+      false,
+      (chunk) => {
+        hash.update(chunk);
+        bytes += chunk.length;
+      },
+      object.bytes,
+    );
     const sha256 = hash.digest('hex');
     if (bytes !== object.bytes) return { ...found, bytesRead: bytes, state: 'size-mismatch', detail: `read ${bytes} bytes; the manifest says ${object.bytes}` };
     if (sha256 !== object.sha256) return { ...found, bytesRead: bytes, state: 'checksum-mismatch', detail: `sha256 ${sha256}; the manifest says ${object.sha256}` };
     return { ...found, bytesRead: bytes, state: 'ok' };
   } catch (err) {
+    if (err instanceof LongerThanExpected) return { ...found, bytesRead: object.bytes, state: 'size-mismatch', detail: `reads back as more than ${object.bytes} bytes; the manifest says ${object.bytes}` };
     return { ...found, ...unreadable(err, reader) };
   }
 }

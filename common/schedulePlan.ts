@@ -9,6 +9,18 @@ export const DRILL_SCHEDULE_ID = 'recovery-drill-monthly';
 export const BASE_SCHEDULE_ID = 'backup-base-weekly';
 export const RETENTION_SCHEDULE_ID = 'apply-retention-daily';
 
+/** The memo a schedule `apply` made carries (set at creation: Temporal cannot change a schedule's memo later). */
+export const MANAGED_BY = 'backupctl';
+
+/** The workflow each of our schedules starts: one of our id without our memo that starts it is ours from before the memo. */
+export const SCHEDULED_WORKFLOWS: Record<string, string> = {
+  [DATABASE_SCHEDULE_ID]: 'backupDatabase',
+  [VERIFICATION_SCHEDULE_ID]: 'verifyBackup',
+  [DRILL_SCHEDULE_ID]: 'recoveryDrill',
+  [BASE_SCHEDULE_ID]: 'backupBase',
+  [RETENTION_SCHEDULE_ID]: 'applyRetention',
+};
+
 export type ScheduleName = keyof Config['schedules'];
 export type Cadence = Config['schedules'][ScheduleName];
 

@@ -11,6 +11,7 @@ import type { SkippedCopy } from '../common/restoreTypes.js';
 import { compressionSuffix } from './compression.js';
 import { classifyFilesystemError, errorText, isEngineError, permanent } from './errors.js';
 import { admitted, checkSignature, refusalOf, type Trust, type Verifier } from './manifestSignature.js';
+import { LongerThanExpected, readBack, type Reader } from './readBack.js';
 import type { ObjectInfo, PutOptions, Repository } from './storage/repository.js';
 
 const MANIFEST_NAME = 'manifest.json';
@@ -19,6 +20,11 @@ const MANIFEST_NAME = 'manifest.json';
 export type Component = 'database' | 'base';
 
 /** The folder every backup of a component lives under. */
+/** No manifest of ours comes near this: a larger one is planted or damaged, and is not read into memory. */
+export const MANIFEST_MAX_BYTES = 4 * 1024 * 1024;
+/** A manifest read that moves no byte for this long fails as unreachable. */
+const MANIFEST_IDLE_MS = 60_000;
+
 export function componentPrefix(component: Component): string {
   return `${component}/`;
 }
@@ -245,17 +251,30 @@ export async function scanManifests<C extends Component>(
   verifier: Verifier,
   /** The component's listing, when the caller has already made it (repositoryStats.ts): not listed again. */
   listed?: ObjectInfo[],
+  /** How long a read may move nothing (and its cancellation); a minute, uncancelled, when absent. */
+  reader: Reader = { signal: new AbortController().signal, idleMs: MANIFEST_IDLE_MS, onBytes: () => undefined },
 ): Promise<{ manifests: Scanned<C>[]; damaged: SkippedCopy[] }> {
-  const keys = (listed ?? (await repository.list(componentPrefix(component)))).map((o) => o.key).filter((k) => k.endsWith(`/${MANIFEST_NAME}`));
+  const found = (listed ?? (await repository.list(componentPrefix(component)))).filter((o) => o.key.endsWith(`/${MANIFEST_NAME}`));
   const manifests: Scanned<C>[] = [];
   const damaged: SkippedCopy[] = [];
-  for (const key of keys) {
+  for (const { key, bytes } of found) {
     const backupId = idOfKey(component, key);
     if (!backupId) continue; // a verification report's folder, or something that is not ours
+    // Planted or grown, a file that large is no manifest of ours: not read into memory.
+    if (bytes > MANIFEST_MAX_BYTES) {
+      damaged.push(damagedManifest(repository.name, key, `is ${bytes} bytes; a manifest is at most ${MANIFEST_MAX_BYTES}`));
+      continue;
+    }
     let body: string;
     try {
-      body = await text(await repository.get(key));
+      // A read that stalls (a store that answers and then sends nothing) fails as unreachable, never hangs the scan.
+      body = (await readBack(repository, key, reader, true, undefined, MANIFEST_MAX_BYTES)).toString('utf8');
     } catch (err) {
+      if (err instanceof LongerThanExpected) {
+        damaged.push(damagedManifest(repository.name, key, `is more than ${MANIFEST_MAX_BYTES} bytes; no manifest is`));
+        continue;
+      }
+      if (reader.signal.aborted) throw err;
       // Refused for good (access denied to this object): damaged, the rest still listed. For a
       // moment (or unknown): the repository cannot be listed now; passing over its newest
       // backup as damaged would make `latest` an older one.

@@ -24,8 +24,8 @@ import { componentPrefix, manifestKey, scanManifests, type Component } from './c
 import { errorText, isEngineError } from './errors.js';
 import { admitted, loadVerifier, type Verifier } from './manifestSignature.js';
 import type { Problem } from './problem.js';
-import { readBack, within, type Reader } from './readBack.js';
-import type { ObjectInfo, Repository } from './storage/repository.js';
+import { LongerThanExpected, readBack, within, type Reader } from './readBack.js';
+import { assertSafeKey, type ObjectInfo, type Repository } from './storage/repository.js';
 import { readWalEntry, walEntryKey, walEntryRefusal, walTrustOf } from './walArchive.js';
 
 /** Objects found bad that the cursor keeps re-reading at every look; more are found again at their slot. */
@@ -109,7 +109,7 @@ interface Expected {
   recheck: boolean;
 }
 
-type Finding = { state: 'ok' } | { state: 'gone' } | { state: 'missing' } | { state: 'corrupt'; bytes: number; sha256?: string } | { state: 'unreadable'; detail: string };
+type Finding = { state: 'ok' } | { state: 'gone' } | { state: 'missing' } | { state: 'corrupt'; bytes: number; sha256?: string; longer?: boolean } | { state: 'unreadable'; detail: string; transient: boolean };
 
 const short = (sha256: string) => `${sha256.slice(0, 12)}…`;
 
@@ -165,7 +165,7 @@ export async function sampleIntegrity(config: Config, repositories: Repository[]
     const recheck = new Set(carried.filter((k) => k.repository === repository.name).map((k) => k.key));
     const isDue = (slotKey: string) => due.has(slotOf(repository.name, slotKey, slots));
     try {
-      const found = await dueIn(config, repository, verifier, isDue, recheck);
+      const found = await dueIn(config, repository, verifier, isDue, recheck, look.reader);
       expected.push(...found.expected);
       listedByRepository.set(repository.name, found.listed);
       summary.unjudgedObjects += found.unjudged;
@@ -183,7 +183,9 @@ export async function sampleIntegrity(config: Config, repositories: Repository[]
   const recheckNext: string[] = [];
   const judged = new Set<string>();
   let spent = 0;
+  const stalled = new Set<string>();
   for (const e of expected) {
+    if (stalled.has(e.repository.name)) continue;
     const listed = listedByRepository.get(e.repository.name)!.get(e.key);
     // Only an object present at its size is read: a missing or wrongly sized one costs nothing.
     const reads = listed !== undefined && listed.bytes === e.bytes;
@@ -192,7 +194,19 @@ export async function sampleIntegrity(config: Config, repositories: Repository[]
       summary.skippedBytes += e.bytes;
       continue;
     }
-    const finding = await check(e, listed, look.reader);
+    // Whatever one object's look throws is that object's (or its store's) finding, never the whole look's.
+    const finding = await check(e, listed, look.reader).catch((err: unknown): Finding => {
+      if (look.reader.signal.aborted) throw look.reader.signal.reason ?? err;
+      return { state: 'unreadable', detail: errorText(err), transient: isEngineError(err) && err.retryable };
+    });
+    if (finding.state === 'unreadable' && finding.transient) {
+      // Not a corruption (a CRITICAL alert for a network blip): the repository is not sampled
+      // now; what was found bad in it before stays open, as for one that cannot be listed.
+      stalled.add(e.repository.name);
+      summary.unsampled.push({ repository: e.repository.name, reason: finding.detail });
+      problems.push({ key: `integrity.unreadable:${e.repository.name}`, message: `repository ${e.repository.name}: the integrity sample cannot read objects back now (${finding.detail}); the rest of its sample is not read at this look` });
+      continue;
+    }
     judged.add(`${e.repository.name}:${e.key}`);
     if (reads) {
       spent += e.bytes;
@@ -222,9 +236,29 @@ export async function sampleIntegrity(config: Config, repositories: Repository[]
       message: `the integrity sample due at this look (${summary.dueObjects} objects, ${formatBytes(summary.dueBytes)}) is more than monitor.integrity.maxBytesPerLook (${formatBytes(maxBytesPerLook)}): ${summary.skippedObjects} objects (${formatBytes(summary.skippedBytes)}) were not re-read, so not every object is read within ${periodDays} days; raise maxBytesPerLook or periodDays`,
     });
   }
-  const cursor: IntegrityCursor = { sampledThrough: new Date(look.now).toISOString(), recheck: [...new Set(recheckNext)].slice(0, RECHECK_MAX) };
+  const cursor: IntegrityCursor = { sampledThrough: new Date(look.now).toISOString(), recheck: fairCut([...new Set(recheckNext)], RECHECK_MAX) };
   if (summary.lastCorruption) cursor.lastCorruption = summary.lastCorruption;
   return { problems, summary, cursor };
+}
+
+/**
+ * At most `max` problem keys, taken in turn from each repository's (each in its own order): a
+ * repository with many bad objects (a real mass failure, or entries planted in a spool) cannot
+ * push out of the list one found bad in another, whose problem would then be resolved unseen.
+ */
+function fairCut(keys: string[], max: number): string[] {
+  if (keys.length <= max) return keys;
+  const byRepository = new Map<string, string[]>();
+  for (const key of keys) {
+    const repository = parseKey(key)?.repository ?? '';
+    const queue = byRepository.get(repository) ?? [];
+    queue.push(key);
+    byRepository.set(repository, queue);
+  }
+  const queues = [...byRepository.values()];
+  const kept: string[] = [];
+  for (let i = 0; kept.length < max; i++) for (const queue of queues) if (i < queue.length && kept.length < max) kept.push(queue[i]);
+  return kept;
 }
 
 /**
@@ -232,7 +266,7 @@ export async function sampleIntegrity(config: Config, repositories: Repository[]
  * object's size; one named and not listed may be missing). Throws when the repository cannot
  * be listed, or a manifest in it cannot be read now.
  */
-async function dueIn(config: Config, repository: Repository, verifier: Verifier, isDue: (slotKey: string) => boolean, recheck: Set<string>) {
+async function dueIn(config: Config, repository: Repository, verifier: Verifier, isDue: (slotKey: string) => boolean, recheck: Set<string>, reader: Reader) {
   const listed = new Map<string, ObjectInfo>();
   const expected: Expected[] = [];
   let unjudged = 0;
@@ -246,7 +280,7 @@ async function dueIn(config: Config, repository: Repository, verifier: Verifier,
     // in the listing (one absent is missing: found once per period, without a read).
     const wanted = new Set([...recheck].map(folderOf));
     for (const o of objects) if (isDue(o.key) || recheck.has(o.key)) wanted.add(folderOf(o.key));
-    const { manifests } = await scanManifests(repository, component, verifier, objects.filter((o) => wanted.has(folderOf(o.key))));
+    const { manifests } = await scanManifests(repository, component, verifier, objects.filter((o) => wanted.has(folderOf(o.key))), reader);
     for (const { manifest, signature } of manifests) {
       const manifestDue = isDue(manifestKey(component, manifest.backupId));
       const named = manifest.objects.filter((o) => isDue(o.key) || recheck.has(o.key) || (manifestDue && !listed.has(o.key)));
@@ -255,6 +289,11 @@ async function dueIn(config: Config, repository: Repository, verifier: Verifier,
         continue;
       }
       for (const o of named) {
+        // A key no repository can hold (planted: `..`, odd characters) vouches for nothing.
+        if (!isSafeKey(o.key)) {
+          unjudged++;
+          continue;
+        }
         expected.push({ repository, key: o.key, bytes: o.bytes, sha256: o.sha256, of: `backup ${manifest.backupId}`, evidence: manifestKey(component, manifest.backupId), recheck: recheck.has(o.key) });
       }
     }
@@ -265,12 +304,12 @@ async function dueIn(config: Config, repository: Repository, verifier: Verifier,
   const recheckSegments = new Set([...recheck].filter((k) => k.startsWith(WAL_PREFIX)).map((k) => k.slice(WAL_PREFIX.length).replace(/\.[a-z0-9]+\.gpg$/, '')));
   const trust = walTrustOf(config, verifier, allowUnsigned);
   for (const o of wal) {
-    if (!o.key.endsWith('.json')) continue;
+    if (!o.key.endsWith('.json') || !isSafeKey(o.key)) continue;
     const segment = o.key.slice(WAL_PREFIX.length, -'.json'.length);
     if (!isDue(o.key) && !recheckSegments.has(segment)) continue;
     let entry;
     try {
-      entry = await readWalEntry(repository, segment);
+      entry = await readWalEntry(repository, segment, reader);
     } catch (err) {
       if ((err as { type?: string })?.type !== ErrorType.ManifestDamaged) throw err;
       unjudged++; // a damaged entry: the WAL checks' to report
@@ -286,6 +325,15 @@ async function dueIn(config: Config, repository: Repository, verifier: Verifier,
   return { expected, listed, unjudged };
 }
 
+function isSafeKey(key: string): boolean {
+  try {
+    assertSafeKey(key);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Reads one object back and compares it; a read that fails for a moment is tried once more. */
 async function check(e: Expected, listed: ObjectInfo | undefined, reader: Reader): Promise<Finding> {
   if (!listed) return (await missingNow(e, reader)) ? { state: 'missing' } : { state: 'gone' };
@@ -295,20 +343,30 @@ async function check(e: Expected, listed: ObjectInfo | undefined, reader: Reader
     try {
       const hash = createHash('sha256');
       let bytes = 0;
-      await readBack(e.repository, e.key, reader, false, (chunk) => {
-        hash.update(chunk);
-        bytes += chunk.length;
-      });
+      // Never past its size: an object that does not end is not hashed for ever.
+      await readBack(
+        e.repository,
+        e.key,
+        reader,
+        false,
+        (chunk) => {
+          hash.update(chunk);
+          bytes += chunk.length;
+        },
+        e.bytes,
+      );
       const sha256 = hash.digest('hex');
       return bytes === e.bytes && sha256 === e.sha256 ? { state: 'ok' } : { state: 'corrupt', bytes, sha256 };
     } catch (err) {
       if (reader.signal.aborted) throw reader.signal.reason ?? err;
+      if (err instanceof LongerThanExpected) return { state: 'corrupt', bytes: e.bytes, longer: true };
       if (isEngineError(err) && err.type === ErrorType.CopyMissing) return (await missingNow(e, reader)) ? { state: 'missing' } : { state: 'gone' };
       lastError = err;
       if (isEngineError(err) && !err.retryable) break;
     }
   }
-  return { state: 'unreadable', detail: errorText(lastError) };
+  // For a moment (a stall, a network failure): the store's state, not the object's.
+  return { state: 'unreadable', detail: errorText(lastError), transient: isEngineError(lastError) && lastError.retryable };
 }
 
 /** Absent while the manifest or entry naming it is still there (retention removes those first, then the objects). */
@@ -333,7 +391,7 @@ function problemOf(e: Expected, finding: Finding): Problem | undefined {
     case 'corrupt':
       return {
         key: corrupt,
-        message: `${where} is CORRUPT: it reads back as ${finding.bytes} bytes${finding.sha256 ? ` with sha256 ${short(finding.sha256)}` : ''}, ${says} ${e.bytes} bytes with sha256 ${short(e.sha256)}; this copy cannot be restored (silent corruption in the repository)`,
+        message: `${where} is CORRUPT: it reads back as ${finding.longer ? 'more than ' : ''}${finding.bytes} bytes${finding.sha256 ? ` with sha256 ${short(finding.sha256)}` : ''}, ${says} ${e.bytes} bytes with sha256 ${short(e.sha256)}; this copy cannot be restored (silent corruption in the repository)`,
       };
   }
 }

@@ -34,11 +34,21 @@ export async function within<T>(call: Promise<T>, reader: Reader, what: string):
   }
 }
 
+/** Thrown by readBack when the object goes on past `maxBytes`: it is longer than it should be. */
+export class LongerThanExpected extends Error {
+  constructor(readonly bytes: number) {
+    super(`more than ${bytes} bytes`);
+  }
+}
+
 /**
  * Streams one object through `onChunk` (or, with `collect`, returns it whole: manifests only).
- * Each chunk is progress; a read that moves nothing for `idleMs` is aborted as unreachable.
+ * Each chunk is progress; a read that moves nothing for `idleMs` is aborted as unreachable. With
+ * `maxBytes`, a read that goes past it stops there (LongerThanExpected): a body that does not end
+ * (a link to /dev/zero swapped in, a file still growing, a store answering with another body)
+ * is not read to its end.
  */
-export async function readBack(repository: Repository, key: string, reader: Reader, collect: boolean, onChunk?: (chunk: Buffer) => void): Promise<Buffer> {
+export async function readBack(repository: Repository, key: string, reader: Reader, collect: boolean, onChunk?: (chunk: Buffer) => void, maxBytes?: number): Promise<Buffer> {
   const idle = new AbortController();
   let timer: NodeJS.Timeout | undefined;
   const arm = () => {
@@ -47,6 +57,7 @@ export async function readBack(repository: Repository, key: string, reader: Read
   };
   const signal = AbortSignal.any([reader.signal, idle.signal]);
   const chunks: Buffer[] = [];
+  let total = 0;
   arm();
   try {
     const opening = repository.get(key, { signal });
@@ -60,6 +71,8 @@ export async function readBack(repository: Repository, key: string, reader: Read
       new Writable({
         write(chunk: Buffer, _encoding, done) {
           arm();
+          total += chunk.length;
+          if (maxBytes !== undefined && total > maxBytes) return done(new LongerThanExpected(maxBytes));
           if (collect) chunks.push(chunk);
           onChunk?.(chunk);
           reader.onBytes(chunk.length);

@@ -4,7 +4,7 @@
 // plain ScheduleView, and this decides.
 import type { Config } from '../common/config.js';
 import { redact } from '../common/redact.js';
-import { plannedSchedules } from '../common/schedulePlan.js';
+import { MANAGED_BY, plannedSchedules, SCHEDULED_WORKFLOWS } from '../common/schedulePlan.js';
 import { errorText } from './errors.js';
 import type { Problem } from './problem.js';
 
@@ -17,6 +17,8 @@ export interface ScheduleView {
   lastActionAt?: string;
   /** Its next action times, as the server computes them from its spec, soonest first. */
   nextActionTimes: string[];
+  /** Not made by backupctl (no managedBy memo of ours): the workflow type it starts. */
+  foreign?: string;
 }
 
 /** A schedule described, absent (undefined), or not describable (the error). */
@@ -58,12 +60,28 @@ export function scheduleIssues(config: Config, described: Record<string, Describ
       problems.push({ key: `schedule.unreadable:${scheduleId}`, message: `schedule ${scheduleId} cannot be described: ${found.error}` });
       continue;
     }
+    // Not ours (apply leaves such a one alone), unless one of ours from before the memo (it starts our workflow; apply adopts it).
+    if (found.foreign !== undefined && found.foreign !== SCHEDULED_WORKFLOWS[scheduleId]) {
+      problems.push({
+        key: `schedule.foreign:${scheduleId}`,
+        message: `schedule ${scheduleId} (schedules.${name}) was not made by backupctl (no managedBy memo; it starts ${found.foreign || '(no workflow)'}): nothing of ours starts these runs; delete or rename it, then backupctl schedules apply`,
+      });
+      continue;
+    }
     if (found.paused) {
       // Paused as the configuration says (schedules.<name>.paused): the operator's own decision,
       // not a problem to remind of; a stale component still says what it costs.
       if (config.schedules[name].paused) continue;
       // Paused is why it does not act: that is the problem to tell, not a miss as well.
       problems.push({ key: `schedule.paused:${scheduleId}`, message: `schedule ${scheduleId} (schedules.${name}) is paused: ${found.note || '(no note)'}; nothing starts these runs until it is unpaused` });
+      continue;
+    }
+    // Our specs never end: none to come is an end time or an action limit set by hand.
+    if (found.nextActionTimes.length === 0) {
+      problems.push({
+        key: `schedule.idle:${scheduleId}`,
+        message: `schedule ${scheduleId} (schedules.${name}) is not paused but has no next action: it will never start these runs again (an end time or an action limit set on it?); backupctl schedules apply makes it anew`,
+      });
       continue;
     }
     const cadence = cadenceOf(found.nextActionTimes);
@@ -82,6 +100,8 @@ export function scheduleIssues(config: Config, described: Record<string, Describ
 
 /** The part of a Temporal schedule description judged here (the client's ScheduleDescription has it). */
 export interface ScheduleDescriptionLike {
+  memo?: Record<string, unknown>;
+  action?: { workflowType?: string };
   state: { paused: boolean; note?: string };
   info: { createdAt: Date; recentActions: { scheduledAt: Date }[]; nextActionTimes: Date[] };
 }
@@ -94,6 +114,7 @@ export function scheduleView(d: ScheduleDescriptionLike): ScheduleView {
     createdAt: d.info.createdAt.toISOString(),
     ...(last === undefined ? {} : { lastActionAt: new Date(last).toISOString() }),
     nextActionTimes: d.info.nextActionTimes.map((t) => t.toISOString()),
+    ...(d.memo?.managedBy === MANAGED_BY ? {} : { foreign: d.action?.workflowType ?? '' }),
   };
 }
 

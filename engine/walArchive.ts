@@ -33,6 +33,7 @@ import { classifyFilesystemError, permanent, transient } from './errors.js';
 import { checkSignature, refusalOf, signManifest, type Signer, type Verifier } from './manifestSignature.js';
 import { runCommand } from './exec.js';
 import { checkBranchSegment, checkSegment, checkWalFile, MAX_TEXT_FILE_BYTES, walFileKind, type TimelineSwitch } from './walHeader.js';
+import { LongerThanExpected, readBack, within, type Reader } from './readBack.js';
 import type { Repository } from './storage/repository.js';
 import { FilesystemRepository } from './storage/filesystem.js';
 import { SEAL_IN_THREAD_UP_TO, SealerPool, ThreadSealerPool, type Sealed, type Sealing } from './walSealer.js';
@@ -91,6 +92,8 @@ function isVouched(entry: WalEntry, repository: string, trust: WalTrust): boolea
 }
 
 const PREFIX = 'wal/';
+/** No entry of ours comes near this (a few hundred bytes, with its signature). */
+const WAL_ENTRY_MAX_BYTES = 64 * 1024;
 
 export function walEntryKey(segment: string): string {
   return `${PREFIX}${segment}.json`;
@@ -119,12 +122,23 @@ export function spoolFolder(config: Config, repositories: Repository[]): Filesys
 }
 
 /** A segment's entry; a damaged one (cut short, not this segment's) is ManifestDamaged, naming it. */
-export async function readWalEntry(repository: Repository, segment: string): Promise<WalEntry | undefined> {
+export async function readWalEntry(repository: Repository, segment: string, reader?: Reader): Promise<WalEntry | undefined> {
   const key = walEntryKey(segment);
-  if (!(await repository.stat(key))) return undefined;
+  if (!(await (reader ? within(repository.stat(key), reader, `repository ${repository.name}: stat ${key}`) : repository.stat(key)))) return undefined;
+  let body: string | undefined;
+  if (reader) {
+    // Given a reader (the monitor's look): a read that stalls fails as unreachable, never hangs
+    // the look; an entry far larger than any is damaged, not read into memory.
+    try {
+      body = (await readBack(repository, key, reader, true, undefined, WAL_ENTRY_MAX_BYTES)).toString('utf8');
+    } catch (err) {
+      if (!(err instanceof LongerThanExpected)) throw err;
+      throw permanent(ErrorType.ManifestDamaged, `${repository.name}: the WAL entry ${key} is damaged (more than ${WAL_ENTRY_MAX_BYTES} bytes); the segment counts as not archived there`);
+    }
+  }
   let entry: WalEntry;
   try {
-    entry = JSON.parse(await text(await repository.get(key))) as WalEntry;
+    entry = JSON.parse(body ?? (await text(await repository.get(key)))) as WalEntry;
   } catch {
     throw permanent(ErrorType.ManifestDamaged, `${repository.name}: the WAL entry ${key} is damaged (not whole JSON); the segment counts as not archived there`);
   }

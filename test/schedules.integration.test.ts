@@ -14,6 +14,7 @@ import { execa } from 'execa';
 import YAML from 'yaml';
 import { validateConfig, type Config } from '../common/config.js';
 import { applySchedules, applyWalShipping, MANAGED_MEMO, runApplySchedules, wantedSchedules } from '../client/commands/schedules.js';
+import { scheduleProblems } from '../client/scheduleProblems.js';
 import { temporalDataConverter } from '../workers/dataConverter.js';
 import { startTemporal } from './fixtures/temporal.js';
 
@@ -154,6 +155,10 @@ test('one of our ids held by a schedule not ours is a conflict: left alone, exit
     reason: expect.stringContaining('not made by backupctl'),
   });
   expect((await describe_('backup-base-weekly')).action.workflowType).toBe('somebodysWorkflow');
+  // The monitor and status say so too: a schedule acting on time is no sign of ours acting.
+  const told = await scheduleProblems(client, config());
+  expect(told.map((p) => p.key)).toContain('schedule.foreign:backup-base-weekly');
+  expect(told.find((p) => p.key === 'schedule.foreign:backup-base-weekly')!.message).toContain('somebodysWorkflow');
   // Where the configuration wants no base backups, it is in nobody's way: skipped, still left alone.
   const notWanted = (await applySchedules(client, config((r) => delete r.baseBackup))).find((a) => a.scheduleId === 'backup-base-weekly');
   expect(notWanted).toEqual({ scheduleId: 'backup-base-weekly', action: 'skipped', reason: expect.stringContaining('not made by backupctl: left alone') });

@@ -16,6 +16,7 @@ import { databaseHost, verificationHost, type Config } from '../../common/config
 import {
   BASE_SCHEDULE_ID,
   DATABASE_SCHEDULE_ID,
+  MANAGED_BY,
   DRILL_SCHEDULE_ID,
   RETENTION_SCHEDULE_ID,
   VERIFICATION_SCHEDULE_ID,
@@ -35,7 +36,7 @@ import type { Printer } from '../output.js';
 export { DATABASE_SCHEDULE_ID, VERIFICATION_SCHEDULE_ID, DRILL_SCHEDULE_ID, BASE_SCHEDULE_ID, RETENTION_SCHEDULE_ID };
 
 /** The mark of a schedule `apply` made: set at creation (Temporal cannot change a schedule's memo later). */
-export const MANAGED_MEMO = { managedBy: 'backupctl' } as const;
+export const MANAGED_MEMO = { managedBy: MANAGED_BY } as const;
 
 const CATCHUP_WINDOW_MS = 24 * 60 * 60 * 1000;
 const PAUSED_NOTE = 'paused in configuration';

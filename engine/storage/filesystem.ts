@@ -85,7 +85,10 @@ export class FilesystemRepository implements Repository {
     if (!(await this.stat(key))) {
       throw permanent(ErrorType.CopyMissing, `repository ${this.name}: no object ${key} (${file})`);
     }
-    return unhandledErrorsKept(createReadStream(file, { signal: options.signal, highWaterMark: 1024 * 1024 }));
+    // Opened as openFile opens (never through a link, never waiting on a fifo), then streamed:
+    // either may be swapped in after the check above by anyone who can write to the share.
+    const handle = await this.openFile(key);
+    return unhandledErrorsKept(createReadStream(file, { fd: handle, signal: options.signal, highWaterMark: 1024 * 1024 }));
   }
 
   /**

@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { validateConfig, type Config } from '../../common/config.js';
@@ -297,6 +298,131 @@ describe('the sample on a filesystem repository', () => {
     const result = (await look(configOf({ periodDays: 0.0001 }, true), nas, T0))!;
     expect(result.problems).toEqual([]);
     expect(result.summary).toMatchObject({ dueObjects: 0, unjudgedObjects: 2 });
+  });
+
+  test('an object that reads back longer than it is listed (a body swapped under the listing, a file still growing) is read no further than its size: corrupt, not hashed to the end', async () => {
+    const { nas, keys } = await nasWith(['20261101_000000-aaaaaaaa']);
+    const size = readFileSync(path.join(nas.root, keys[1])).length;
+    // The listing says the right size; the read goes on (64 MiB here, for ever behind a link to /dev/zero or a stalling proxy).
+    const endless = Object.assign(Object.create(nas) as FilesystemRepository, {
+      get: async (key: string) =>
+        key === keys[1]
+          ? Readable.from(
+              (function* () {
+                yield readFileSync(path.join(nas.root, key));
+                for (let i = 0; i < 64; i++) yield Buffer.alloc(1024 * 1024);
+              })(),
+            )
+          : nas.get(key),
+    });
+    let read = 0;
+    const result = (await sampleIntegrity(configOf({ periodDays: 0.0001 }), [endless], {
+      now: T0,
+      intervalSeconds: INTERVAL,
+      reader: { signal: new AbortController().signal, idleMs: 10_000, onBytes: (n) => (read += n) },
+    }))!;
+    expect(result.problems.map((p) => p.key)).toEqual([`integrity.corrupt:nas:${keys[1]}`]);
+    expect(result.problems[0].message).toContain(`more than ${size} bytes`);
+    // Both objects, and no more than one chunk past the longer one's size.
+    expect(read).toBeLessThanOrEqual(2 * size + 1024 * 1024);
+  });
+
+  test('the recheck list is shared fairly between repositories: a flood of bad objects in one does not push out one found bad in another that cannot be read now', async () => {
+    const usb = new FilesystemRepository('usb', path.join(dir, 'usb'));
+    const flooded: string[] = [];
+    for (let i = 0; i < 260; i++) {
+      const id = `20261101_000000-${i.toString(16).padStart(8, '0')}`;
+      mkdirSync(path.join(usb.root, 'database', id), { recursive: true });
+      flooded.push(...(await backup(usb, id)));
+    }
+    flooded.forEach((key) => flip(usb, key));
+    const { nas, keys } = await nasWith(['20261101_000000-aaaaaaaa']);
+    // The NAS is offline at this look; what was found bad in it before is carried.
+    const offline = Object.assign(Object.create(nas) as FilesystemRepository, {
+      list: async () => {
+        throw new Error('NAS offline');
+      },
+    });
+    const before = `integrity.corrupt:nas:${keys[1]}`;
+    const cursor: IntegrityCursor = { sampledThrough: new Date(T0 - WIDTH).toISOString(), recheck: [before] };
+    const result = (await sampleIntegrity(configOf({ periodDays: 0.0001 }), [offline, usb], { now: T0, intervalSeconds: INTERVAL, cursor, reader: reader() }))!;
+    expect(result.summary.unsampled.map((u) => u.repository)).toEqual(['nas']);
+    expect(result.problems.filter((p) => p.key.startsWith('integrity.corrupt:usb:'))).toHaveLength(520);
+    expect(result.cursor.recheck).toHaveLength(500);
+    expect(result.cursor.recheck).toContain(before);
+  });
+
+  /** The repository, its reads of `which` keys opening and then moving no byte (a store stalled mid-read). */
+  const stalling = (nas: FilesystemRepository, which: (key: string) => boolean) =>
+    Object.assign(Object.create(nas) as FilesystemRepository, { get: async (key: string) => (which(key) ? new Readable({ read: () => undefined }) : nas.get(key)) });
+
+  test('a manifest read that stalls does not hang the look: the repository is not sampled now, and what was found bad in it before stays open', async () => {
+    const { nas, keys } = await nasWith(['20261101_000000-aaaaaaaa', '20261102_000000-bbbbbbbb']);
+    flip(nas, keys[3]);
+    const config = configOf({ periodDays: 0.0001 });
+    const first = (await look(config, nas, T0))!;
+    expect(first.cursor.recheck).toEqual([`integrity.corrupt:nas:${keys[3]}`]);
+    const stalled = stalling(nas, (key) => key.endsWith('/manifest.json'));
+    const result = (await sampleIntegrity(config, [stalled], { now: T0 + WIDTH, intervalSeconds: INTERVAL, cursor: first.cursor, reader: { ...reader(), idleMs: 100 } }))!;
+    expect(result.summary.unsampled).toEqual([{ repository: 'nas', reason: expect.stringContaining('no bytes for') }]);
+    expect(result.problems.map((p) => p.key)).toEqual([`integrity.corrupt:nas:${keys[3]}`]);
+    expect(result.problems[0].message).toContain('not re-read at this look');
+    expect(result.cursor.recheck).toEqual([`integrity.corrupt:nas:${keys[3]}`]);
+  }, 20_000);
+
+  test('a WAL entry read that stalls does not hang the look either', async () => {
+    const { nas } = await nasWith(['20261101_000000-aaaaaaaa']);
+    const segment = '000000010000000000000001';
+    const body = Buffer.from('segment bytes '.repeat(100));
+    mkdirSync(path.join(nas.root, 'wal'), { recursive: true });
+    writeFileSync(path.join(nas.root, 'wal', `${segment}.zst.gpg`), body);
+    const entry = { segment, key: `wal/${segment}.zst.gpg`, compression: 'zstd', bytes: body.length, sha256: createHash('sha256').update(body).digest('hex') };
+    writeFileSync(path.join(nas.root, 'wal', `${segment}.json`), JSON.stringify(entry));
+    const config = configOf({ periodDays: 0.0001 });
+    expect((await look(config, nas, T0))!.summary).toMatchObject({ dueObjects: 3, checkedObjects: 3 });
+    const stalled = stalling(nas, (key) => key.startsWith('wal/') && key.endsWith('.json'));
+    const result = (await sampleIntegrity(config, [stalled], { now: T0, intervalSeconds: INTERVAL, reader: { ...reader(), idleMs: 100 } }))!;
+    expect(result.summary.unsampled).toEqual([{ repository: 'nas', reason: expect.stringContaining('no bytes for') }]);
+  }, 20_000);
+
+  test('an object read that stalls (the store unreachable for a moment) is no corruption: the rest of that repository is not read now, said under its own key, and what was found bad in it before stays open', async () => {
+    const { nas, keys } = await nasWith(['20261101_000000-aaaaaaaa', '20261102_000000-bbbbbbbb']);
+    flip(nas, keys[3]);
+    const config = configOf({ periodDays: 0.0001 });
+    const first = (await look(config, nas, T0))!;
+    expect(first.cursor.recheck).toEqual([`integrity.corrupt:nas:${keys[3]}`]);
+    const stalled = stalling(nas, (key) => key.endsWith('.gpg'));
+    const result = (await sampleIntegrity(config, [stalled], { now: T0 + WIDTH, intervalSeconds: INTERVAL, cursor: first.cursor, reader: { ...reader(), idleMs: 100 } }))!;
+    expect(result.problems.map((p) => p.key)).toEqual(['integrity.unreadable:nas', `integrity.corrupt:nas:${keys[3]}`]);
+    expect(result.problems[0].message).toContain('no bytes for');
+    expect(result.problems[1].message).toContain('not re-read at this look');
+    expect(result.summary).toMatchObject({ checkedObjects: 0, unsampled: [{ repository: 'nas', reason: expect.stringContaining('no bytes for') }] });
+    expect(result.cursor.recheck).toEqual([`integrity.corrupt:nas:${keys[3]}`]);
+  }, 20_000);
+
+  test('a manifest far larger than any manifest is not read into memory: damaged, its backup not judged', async () => {
+    const { nas, keys } = await nasWith(['20261101_000000-aaaaaaaa']);
+    flip(nas, keys[1]);
+    const manifest = path.join(nas.root, manifestKey('database', '20261101_000000-aaaaaaaa'));
+    writeFileSync(manifest, Buffer.concat([readFileSync(manifest), Buffer.alloc(5 * 1024 * 1024, 0x20)]));
+    let read = 0;
+    const result = (await sampleIntegrity(configOf({ periodDays: 0.0001 }), [nas], { now: T0, intervalSeconds: INTERVAL, reader: { ...reader(), onBytes: (n) => (read += n) } }))!;
+    expect(result.problems).toEqual([]);
+    expect(result.summary.dueObjects).toBe(0);
+    expect(read).toBe(0);
+  });
+
+  test('an admitted manifest naming a key no repository can hold (odd characters, `..`): not judged, and the look goes on', async () => {
+    const { nas, keys } = await nasWith(['20261101_000000-aaaaaaaa', '20261102_000000-bbbbbbbb']);
+    flip(nas, keys[3]);
+    // Unsigned backups are admitted here (signing.required false): anyone who can write to the share can plant one.
+    const file = path.join(nas.root, manifestKey('database', '20261101_000000-aaaaaaaa'));
+    const manifest = JSON.parse(readFileSync(file, 'utf8'));
+    manifest.objects.push({ ...manifest.objects[0], key: 'database/20261101_000000-aaaaaaaa/..' }, { ...manifest.objects[0], key: 'database/20261101_000000-aaaaaaaa/a b' });
+    writeFileSync(file, JSON.stringify(manifest));
+    const result = (await look(configOf({ periodDays: 0.0001 }), nas, T0))!;
+    expect(result.problems.map((p) => p.key)).toEqual([`integrity.corrupt:nas:${keys[3]}`]);
+    expect(result.summary.unjudgedObjects).toBe(2);
   });
 
   test('periodDays 0: off', async () => {

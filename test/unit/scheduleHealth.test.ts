@@ -2,7 +2,7 @@
 // (the last action older than the cadence the server's next action times show, plus a grace),
 // absent though the configuration implies it; from plain descriptions, no Temporal.
 import { validateConfig } from '../../common/config.js';
-import { scheduleIssues, type DescribedSchedule, type ScheduleView } from '../../engine/scheduleHealth.js';
+import { scheduleIssues, scheduleView, type DescribedSchedule, type ScheduleView } from '../../engine/scheduleHealth.js';
 
 const NOW = Date.parse('2026-11-29T12:00:00Z');
 const H = 3_600_000;
@@ -86,8 +86,39 @@ test('an irregular spec (weekdays): the longest gap between its next times is it
   expect(keys({ ...healthy(), 'backup-database-nightly': { ...weekdays, lastActionAt: iso(monday - 7 * 24 * H) } })).toEqual(['schedule.missed:backup-database-nightly']);
 });
 
-test('no cadence to judge by (fewer than two next times): not called missed', () => {
-  expect(keys({ ...healthy(), 'backup-database-nightly': view(24 * H, 90 * 24 * H, { nextActionTimes: [] }) })).toEqual([]);
+test('no cadence to judge by (one next time only): not called missed', () => {
+  expect(keys({ ...healthy(), 'backup-database-nightly': view(24 * H, 90 * 24 * H, { nextActionTimes: [iso(NOW + H)] }) })).toEqual([]);
+});
+
+// Our specs never end: no next time at all is a schedule changed by hand (an end time set,
+// its remaining actions used up) that will never start these runs again, paused in all but name.
+test('not paused but with no next action time: it will never act again, a problem', () => {
+  const problems = scheduleIssues(config(), { ...healthy(), 'backup-database-nightly': view(24 * H, 90 * 24 * H, { nextActionTimes: [] }) }, NOW);
+  expect(problems.map((p) => p.key)).toEqual(['schedule.idle:backup-database-nightly']);
+  expect(problems[0].message).toContain('no next action');
+});
+
+// `schedules apply` leaves alone a schedule of our id that it did not make (no managedBy memo):
+// it starts someone else's workflow, at someone else's times; acting on time says nothing of ours.
+test('a schedule of our id not made by backupctl: a problem, whatever its cadence', () => {
+  const foreign = { ...view(24 * H, 10 * H), foreign: 'someoneElsesWorkflow' };
+  const problems = scheduleIssues(config(), { ...healthy(), 'backup-database-nightly': foreign }, NOW);
+  expect(problems.map((p) => p.key)).toEqual(['schedule.foreign:backup-database-nightly']);
+  expect(problems[0].message).toContain('someoneElsesWorkflow');
+  // One of ours from before the memo (it starts our workflow; apply adopts it): judged as ours.
+  expect(keys({ ...healthy(), 'backup-database-nightly': { ...view(24 * H, 10 * H), foreign: 'backupDatabase' } })).toEqual([]);
+});
+
+test('scheduleView: a description without our memo is foreign, with the workflow it starts; ours is not', () => {
+  const d = (memo?: Record<string, unknown>) => ({
+    memo,
+    action: { type: 'startWorkflow' as const, workflowType: 'backupDatabase' },
+    state: { paused: false },
+    info: { createdAt: new Date(NOW - H), recentActions: [], nextActionTimes: [new Date(NOW + H)] },
+  });
+  expect(scheduleView(d({ managedBy: 'backupctl' })).foreign).toBeUndefined();
+  expect(scheduleView(d()).foreign).toBe('backupDatabase');
+  expect(scheduleView(d({ managedBy: 'someone' })).foreign).toBe('backupDatabase');
 });
 
 test('absent though implied: a problem; the drill absent where it is not implied: none; implied once drill.host is set', () => {
