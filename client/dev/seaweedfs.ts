@@ -176,10 +176,20 @@ async function refusesWrongSecret(client: S3Client): Promise<boolean> {
 async function ready(client: S3Client, masterPort: number): Promise<boolean> {
   try {
     await client.send(new ListBucketsCommand({}));
-    const response = await fetch(`http://127.0.0.1:${masterPort}/dir/status`, { signal: AbortSignal.timeout(2_000) });
-    const status = (await response.json()) as { Topology?: { DataCenters?: { Racks?: { DataNodes?: unknown[] }[] }[] } };
-    return (status.Topology?.DataCenters ?? []).some((dc) => (dc.Racks ?? []).some((rack) => (rack.DataNodes ?? []).length > 0));
+    await volumeServerJoined(masterPort);
+    return true;
   } catch {
     return false;
   }
+}
+
+/**
+ * Throws until a volume server has joined weed's master: the S3 API answers before that, and a
+ * bucket's first write stalls for seconds in volume growth meanwhile ("Not enough data nodes").
+ */
+export async function volumeServerJoined(masterPort: number): Promise<void> {
+  const response = await fetch(`http://127.0.0.1:${masterPort}/dir/status`, { signal: AbortSignal.timeout(2_000) });
+  const status = (await response.json()) as { Topology?: { DataCenters?: { Racks?: { DataNodes?: unknown[] }[] }[] } };
+  const nodes = (status.Topology?.DataCenters ?? []).flatMap((dc) => (dc.Racks ?? []).flatMap((rack) => rack.DataNodes ?? []));
+  if (nodes.length === 0) throw new Error('no volume server in the master topology yet');
 }
